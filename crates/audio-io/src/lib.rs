@@ -1,0 +1,1 @@
+//! appmedia-audio-io (being written).

@@ -1,0 +1,1 @@
+//! appmedia-media (being written).

@@ -1,0 +1,1 @@
+//! appmedia-model (being written).

@@ -1,0 +1,1 @@
+//! appmedia-signalling (being written).

@@ -1,0 +1,1 @@
+//! appmedia-transport (being written).
