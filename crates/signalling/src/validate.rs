@@ -41,6 +41,18 @@ impl CreateCallKind {
     }
 }
 
+impl fmt::Display for CreateCallKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CreateCallKind::PeerToPeer => "peer-to-peer call",
+            CreateCallKind::Pstn => "peer-to-peer PSTN call",
+            CreateCallKind::GroupCall => "group call",
+            CreateCallKind::MeetingJoin => "meeting join",
+            CreateCallKind::Empty => "call with neither targets nor meeting",
+        })
+    }
+}
+
 fn phone_of(
     target: &appmedia_model::InvitationParticipantInfo,
 ) -> Option<&appmedia_model::Identity> {
