@@ -364,3 +364,24 @@ fn graph_error_body_round_trips() {
         serde_json::from_value::<GraphErrorBody>(json!({"error": {"message": "no code"}})).is_err()
     );
 }
+
+#[test]
+fn constructors_build_what_the_service_sends() {
+    let call = Call {
+        odata_type: Call::ODATA_TYPE.to_owned().into(),
+        state: CallState::Establishing.into(),
+        id: "2e1a0b00-2db4-4022-9570-243709c565ab".to_owned().into(),
+        ..Default::default()
+    };
+    let mut note = appmedia_model::CommsNotification::new(
+        ChangeType::Updated,
+        "/communications/calls/2e1a0b00-2db4-4022-9570-243709c565ab",
+        ResourceData::Call(Box::new(call)),
+    );
+    note.callback_uri = "https://bot.contoso.com/callback".to_owned().into();
+    let batch = CommsNotifications::new(vec![note]);
+    assert_eq!(
+        serde_json::to_value(&batch).unwrap(),
+        fixture("notification-establishing.json")
+    );
+}

@@ -9,6 +9,9 @@ use url::{Host, Url};
 /// The most targets a bot may invite to a group call it creates.
 pub const MAX_GROUP_CALL_TARGETS: usize = 5;
 
+/// The longest `ringingTimeoutInSeconds` the service accepts.
+pub const MAX_RINGING_TIMEOUT_SECONDS: u32 = 115;
+
 /// What a create-call request asks for, as far as validation and permissions care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreateCallKind {
@@ -122,6 +125,14 @@ pub enum ValidationError {
     /// A meeting join without `tenantId`.
     #[error("tenantId: joining a meeting needs the meeting's tenantId")]
     MeetingJoinWithoutTenantId,
+    /// `ringingTimeoutInSeconds` above the service's maximum.
+    #[error(
+        "ringingTimeoutInSeconds: {value} is more than the {MAX_RINGING_TIMEOUT_SECONDS} s the service allows"
+    )]
+    RingingTimeoutTooLong {
+        /// The value sent.
+        value: u32,
+    },
     /// `requestedModalities` missing or empty.
     #[error("requestedModalities: must list at least one modality (e.g. \"audio\")")]
     EmptyRequestedModalities,
@@ -145,6 +156,7 @@ impl ValidationError {
             ValidationError::AppHostedMediaWithoutBlob => "mediaConfig.blob",
             ValidationError::JoinMeetingIdNotDigits { .. } => "meetingInfo.joinMeetingId",
             ValidationError::MeetingJoinWithoutTenantId => "tenantId",
+            ValidationError::RingingTimeoutTooLong { .. } => "ringingTimeoutInSeconds",
             ValidationError::EmptyRequestedModalities => "requestedModalities",
         }
     }
@@ -251,6 +263,12 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         {
             errors.push(ValidationError::MeetingJoinWithoutTenantId);
         }
+    }
+
+    if let Some(&value) = call.ringing_timeout_in_seconds.value()
+        && value > MAX_RINGING_TIMEOUT_SECONDS
+    {
+        errors.push(ValidationError::RingingTimeoutTooLong { value });
     }
 
     if call

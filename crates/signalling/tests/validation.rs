@@ -274,6 +274,21 @@ fn empty_requested_modalities() {
 }
 
 #[test]
+fn ringing_timeout_above_115_seconds() {
+    let at_limit = PeerToPeerCallBuilder::new(CALLBACK, user(1), Media::service_hosted())
+        .ringing_timeout_in_seconds(115)
+        .build();
+    assert!(at_limit.is_ok());
+    let built = PeerToPeerCallBuilder::new(CALLBACK, user(1), Media::service_hosted())
+        .ringing_timeout_in_seconds(116)
+        .build();
+    assert_eq!(
+        built.expect_err("116 s").errors(),
+        &[ValidationError::RingingTimeoutTooLong { value: 116 }]
+    );
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let call = Call {
         callback_uri: Nullable::Value("http://bot.contoso.com/cb".into()),
