@@ -95,6 +95,14 @@ pub enum ValidationError {
         /// How many targets the request has.
         count: usize,
     },
+    /// A target that does not say who it is.
+    #[error(
+        "{field}: a target needs an identity (user, application, applicationInstance, phone, guest, ...)"
+    )]
+    TargetWithoutIdentity {
+        /// Where, e.g. `targets[1].identity`.
+        field: String,
+    },
     /// A phone target whose id is not E.164.
     #[error(
         "{field}: {value:?} is not an E.164 phone number ('+' then up to 15 digits, the first not 0)"
@@ -148,7 +156,8 @@ impl ValidationError {
             ValidationError::NoTargetsOrMeeting | ValidationError::TooManyGroupTargets { .. } => {
                 "targets"
             }
-            ValidationError::PhoneNotE164 { field, .. } => field,
+            ValidationError::PhoneNotE164 { field, .. }
+            | ValidationError::TargetWithoutIdentity { field } => field,
             ValidationError::PstnWithoutApplicationInstance => {
                 "source.identity.applicationInstance"
             }
@@ -210,6 +219,11 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         _ => {}
     }
     for (i, target) in targets.iter().enumerate() {
+        if target.identity.value().is_none_or(is_empty_identity_set) {
+            errors.push(ValidationError::TargetWithoutIdentity {
+                field: format!("targets[{i}].identity"),
+            });
+        }
         if let Some(phone) = phone_of(target) {
             let value = phone.id.value().map(String::as_str).unwrap_or_default();
             if !is_e164(value) {
@@ -284,6 +298,22 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
     } else {
         Err(ValidationErrors(errors))
     }
+}
+
+/// True when a set names nobody: no known identity slot and no other property
+/// (an identity kind this model does not name would be in `extra`).
+fn is_empty_identity_set(set: &appmedia_model::IdentitySet) -> bool {
+    [
+        &set.user,
+        &set.application,
+        &set.application_instance,
+        &set.phone,
+        &set.guest,
+        &set.device,
+    ]
+    .iter()
+    .all(|slot| !slot.is_value())
+        && set.extra.is_empty()
 }
 
 fn check_callback_uri(uri: &Nullable<String>, errors: &mut Vec<ValidationError>) {

@@ -111,6 +111,36 @@ fn phone_target_not_e164() {
 }
 
 #[test]
+fn target_without_identity() {
+    let mut call = p2p();
+    for identity in [
+        Nullable::Absent,
+        Nullable::Null,
+        Nullable::Value(IdentitySet::default()),
+    ] {
+        if let Nullable::Value(targets) = &mut call.targets {
+            targets[0].identity = identity.clone();
+        }
+        assert_eq!(
+            refused(&call, "targets[0].identity"),
+            ValidationError::TargetWithoutIdentity {
+                field: "targets[0].identity".into()
+            },
+            "{identity:?}"
+        );
+    }
+    // An identity kind the model does not name still says who the target is.
+    let mut encrypted = IdentitySet::default();
+    encrypted
+        .extra
+        .insert("encrypted".into(), serde_json::json!({"id": "e"}));
+    if let Nullable::Value(targets) = &mut call.targets {
+        targets[0].identity = Nullable::Value(encrypted);
+    }
+    assert!(validate_create_call(&call).is_ok());
+}
+
+#[test]
 fn pstn_call_without_application_instance_source() {
     let built = PstnCallBuilder::new(
         CALLBACK,
