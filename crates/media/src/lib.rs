@@ -1,1 +1,2 @@
 //! appmedia-media (being written).
+pub mod rtp;
