@@ -1,2 +1,3 @@
 //! appmedia-media (being written).
+pub mod codec;
 pub mod rtp;
