@@ -4,3 +4,4 @@
 //! (`now: Duration` from a caller-chosen epoch), so everything but the scheduler is sans-IO.
 
 pub mod frame;
+pub mod mixer;
