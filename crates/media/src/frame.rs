@@ -30,6 +30,9 @@ pub const BYTES_PER_FRAME_48K_S16: usize = SAMPLES_PER_FRAME_48K * 2;
 /// state, so handing a frame around never allocates.
 pub type Frame48 = [f32; SAMPLES_PER_FRAME_48K];
 
+/// One 20 ms frame of mono 16 kHz audio as `f32` (resampler input/output).
+pub type Frame16 = [f32; SAMPLES_PER_FRAME_16K];
+
 /// One 20 ms frame of mono 16 kHz s16 audio (the Graph bot format, as samples).
 pub type Frame16S16 = [i16; SAMPLES_PER_FRAME_16K];
 

@@ -6,3 +6,4 @@
 pub mod frame;
 pub mod mixer;
 pub mod queue;
+pub mod resample;
