@@ -527,8 +527,10 @@ impl JitterBuffer {
                         self.expected_seq = next;
                         continue;
                     }
-                    if (self.buffered_ts() as f64) < self.target_ts {
-                        // Less than the target is buffered: the missing packet may just be
+                    // Audio queued ahead, counting the hole itself.
+                    let span = (self.highest_seq - self.expected_seq + 1) * frame;
+                    if (span as f64) < self.target_ts {
+                        // Less than the target is queued: the missing packet may just be
                         // late, so hold playout (conceal one frame, the delay grows by one)
                         // rather than give it up.
                         self.stats.underruns += 1;

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod frame;
 pub mod jitter;
 pub mod mixer;
+pub mod pipeline;
 pub mod queue;
 pub mod resample;
 pub mod rtp;
