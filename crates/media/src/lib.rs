@@ -4,6 +4,8 @@
 //! (`now: Duration` from a caller-chosen epoch), so everything but the scheduler is sans-IO.
 
 pub mod frame;
+pub mod latency;
 pub mod mixer;
 pub mod queue;
 pub mod resample;
+pub mod scheduler;
