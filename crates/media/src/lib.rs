@@ -6,8 +6,10 @@
 pub mod codec;
 pub mod frame;
 pub mod jitter;
+pub mod latency;
 pub mod mixer;
 pub mod pipeline;
 pub mod queue;
 pub mod resample;
 pub mod rtp;
+pub mod scheduler;
