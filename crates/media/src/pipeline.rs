@@ -499,7 +499,7 @@ pub struct CallPipeline {
     bot_sending: bool,
     /// Ticks the first queued frame has waited while prebuffering.
     bot_waited: usize,
-    upsampler: Option<Box<Upsampler>>,
+    upsampler: Box<Upsampler>,
     players: Vec<Player>,
     send_mixer: Mixer,
     bot_source: SourceId,
@@ -564,11 +564,8 @@ impl CallPipeline {
             bot_tx,
             bot_sending: false,
             bot_waited: 0,
-            upsampler: if resampled {
-                Some(Box::new(Upsampler::new()?))
-            } else {
-                None
-            },
+            // Built whatever the receive format: a bot may send either format.
+            upsampler: Box::new(Upsampler::new()?),
             players: Vec::with_capacity(config.max_players),
             send_mixer,
             bot_source,
@@ -915,13 +912,7 @@ impl CallPipeline {
                 BotFrame::Pcm48k(f) => input.copy_from_slice(&f),
                 BotFrame::Pcm16k(samples) => {
                     let ok = s16_to_f32(&samples, &mut self.scratch16[..]).is_ok()
-                        && match self.upsampler.as_mut() {
-                            Some(up) => up.process(&self.scratch16, input).is_ok(),
-                            None => {
-                                // A 48 kHz pipeline given 16 kHz: no resampler was built.
-                                false
-                            }
-                        };
+                        && self.upsampler.process(&self.scratch16, input).is_ok();
                     if !ok {
                         self.stats.resample_errors += 1;
                         input.fill(0.0);

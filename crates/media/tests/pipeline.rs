@@ -469,3 +469,37 @@ fn dominant_speaker_changes_with_hysteresis() {
     let unmixed: Vec<u32> = b.unmixed().map(|u| u.source_id).collect();
     assert_eq!(unmixed, vec![77, 0x1]);
 }
+
+#[test]
+fn a_48k_pipeline_takes_both_bot_formats() {
+    let cfg = |ssrc| PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(ssrc)
+    };
+    let mut a = CallPipeline::new(cfg(0xA)).unwrap();
+    let mut b = CallPipeline::new(cfg(0xB)).unwrap();
+    let bot = a.bot_sender();
+    let mut heard = Vec::new();
+    for tick in 0..80usize {
+        let now = TICK * tick as u32;
+        // 16 kHz frames, then 48 kHz frames of the same 400 Hz tone.
+        if tick < 40 {
+            bot.send_pcm16k(&tone_16k(400.0, 0.3, tick)).unwrap();
+        } else {
+            bot.send_48k(&tone_48k(400.0, 0.3, tick)).unwrap();
+        }
+        a.tick(now);
+        if let Some(p) = packet_of(&a) {
+            b.push_rtp(p, now + Duration::from_millis(1));
+        }
+        b.tick(now + Duration::from_millis(10));
+        if (15..35).contains(&tick) || (55..75).contains(&tick) {
+            heard.push(zero_crossings(b.bot_frame_48k()));
+        }
+    }
+    assert!(b.bot_frame_16k().is_none());
+    assert!(b.unmixed().all(|u| u.pcm16k.is_none()));
+    // 400 Hz: 16 crossings per 20 ms frame, in both halves.
+    assert!(heard.iter().all(|&zc| (15..=17).contains(&zc)), "{heard:?}");
+    assert_eq!(a.stats().resample_errors, 0);
+}
