@@ -100,6 +100,9 @@ pub struct PipelineConfig {
     pub max_unmixed: usize,
     /// Player sources (prompts, tones) mixed into what the bot sends.
     pub max_players: usize,
+    /// Packets the network side may queue between ticks ([`RtpSender`]); a fuller queue
+    /// drops its oldest packet.
+    pub inbound_queue_packets: usize,
     /// Frames the bot's send queue holds; a fuller queue drops its oldest frame.
     pub send_queue_frames: usize,
     /// Ticks the bot's first frame waits before sending starts (and restarts after the bot
@@ -131,6 +134,7 @@ impl Default for PipelineConfig {
             max_remote_streams: 8,
             max_unmixed: 4,
             max_players: 2,
+            inbound_queue_packets: 64,
             send_queue_frames: 10,
             send_prebuffer_frames: 2,
             stream_timeout: Duration::from_secs(5),
@@ -226,6 +230,27 @@ impl BotSender {
     }
 }
 
+/// The network side's handle (e.g. the transport's socket task): queues received RTP packets
+/// with their arrival time; the next tick takes them. Usable from any thread, never blocks.
+#[derive(Debug, Clone)]
+pub struct RtpSender {
+    tx: Producer<(Bytes, Duration)>,
+}
+
+impl RtpSender {
+    /// Queues one packet (after SRTP) that arrived at `arrival` (same epoch as `tick`'s `now`).
+    pub fn send(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, BotFrameError> {
+        match self.tx.push((packet, arrival)) {
+            Push::Queued => Ok(SendOutcome::Queued),
+            Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
+            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+        }
+    }
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
 /// A player's handle (WAV prompt, tone generator): frames of 48 kHz f32. A player that runs
 /// ahead of real time should keep `queued() < capacity()`; a full queue drops the oldest.
 /// Dropping the handle ends the player once its queue drains.
@@ -290,6 +315,8 @@ pub struct PipelineStats {
     pub dtx_ticks: u64,
     pub encode_errors: u64,
     pub resample_errors: u64,
+    /// The network side's inbound queue (evicted = packets dropped because ticks fell behind).
+    pub inbound_queue: QueueStats,
     /// The bot's send queue (evicted = frames dropped because the bot ran ahead).
     pub bot_queue: QueueStats,
     /// Ticks on which a sending bot had no frame ready (it ran late).
@@ -493,6 +520,8 @@ pub struct CallPipeline {
     dominant_candidate: Option<u32>,
     dominant_candidate_ticks: u32,
     quiet_ticks: u32,
+    rtp_rx: Consumer<(Bytes, Duration)>,
+    rtp_tx: Producer<(Bytes, Duration)>,
     // Send side.
     bot_rx: Consumer<BotFrame>,
     bot_tx: Producer<BotFrame>,
@@ -539,6 +568,7 @@ impl CallPipeline {
             });
         }
         let (bot_tx, bot_rx) = queue::bounded(config.send_queue_frames.max(1));
+        let (rtp_tx, rtp_rx) = queue::bounded(config.inbound_queue_packets.max(1));
         let mut send_mixer = Mixer::with_capacity(1 + config.max_players);
         let bot_source = send_mixer.add_source()?;
         let resampled = config.bot_format == BotAudioFormat::Pcm16k;
@@ -560,6 +590,8 @@ impl CallPipeline {
             dominant_candidate: None,
             dominant_candidate_ticks: 0,
             quiet_ticks: 0,
+            rtp_rx,
+            rtp_tx,
             bot_rx,
             bot_tx,
             bot_sending: false,
@@ -594,6 +626,14 @@ impl CallPipeline {
     pub fn bot_sender(&self) -> BotSender {
         BotSender {
             tx: self.bot_tx.clone(),
+        }
+    }
+
+    /// A handle for the network side to queue received packets from any thread; the next
+    /// [`tick`](Self::tick) feeds them to [`push_rtp`](Self::push_rtp) with their arrival times.
+    pub fn rtp_sender(&self) -> RtpSender {
+        RtpSender {
+            tx: self.rtp_tx.clone(),
         }
     }
 
@@ -750,6 +790,14 @@ impl CallPipeline {
     /// Runs one 20 ms step at `now`. Never blocks; allocates nothing in steady state.
     pub fn tick(&mut self, now: Duration) -> TickReport {
         self.stats.ticks += 1;
+        // Bounded by the queue's size so a flooding sender cannot hold the tick.
+        for _ in 0..self.rtp_rx.capacity() {
+            match self.rtp_rx.pop() {
+                Some((packet, arrival)) => self.push_rtp(packet, arrival),
+                None => break,
+            }
+        }
+        self.stats.inbound_queue = self.rtp_rx.stats();
         self.receive(now);
         self.update_speakers();
         self.send();

@@ -503,3 +503,32 @@ fn a_48k_pipeline_takes_both_bot_formats() {
     assert!(heard.iter().all(|&zc| (15..=17).contains(&zc)), "{heard:?}");
     assert_eq!(a.stats().resample_errors, 0);
 }
+
+#[test]
+fn network_inbox_feeds_the_tick_and_counts_overflow() {
+    let mut b = CallPipeline::new(PipelineConfig {
+        inbound_queue_packets: 8,
+        ..config(0xB)
+    })
+    .unwrap();
+    let inbox = b.rtp_sender();
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let bot = a.bot_sender();
+    let mut packets = Vec::new();
+    for tick in 0..20usize {
+        bot.send_pcm16k(&tone_16k(440.0, 0.3, tick)).unwrap();
+        a.tick(TICK * tick as u32);
+        packets.extend(packet_of(&a));
+    }
+    // The worker stalled: 12 packets arrive before the next tick; the 4 oldest are dropped.
+    for (i, p) in packets.iter().take(12).enumerate() {
+        inbox.send(p.clone(), TICK * i as u32).unwrap();
+    }
+    assert_eq!(inbox.queued(), 8);
+    b.tick(TICK * 12);
+    let st = b.stats().inbound_queue;
+    assert_eq!((st.pushed, st.evicted, st.popped), (12, 4, 8));
+    let s = b.stream_stats().next().unwrap();
+    assert_eq!(s.jitter.received, 8);
+    assert_eq!(inbox.queued(), 0);
+}
