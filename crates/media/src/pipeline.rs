@@ -843,9 +843,16 @@ impl CallPipeline {
             }
         }
         // Unmixed frames are resampled for every live stream, so each downsampler's history
-        // stays continuous whether or not the stream makes the top N this tick.
+        // stays continuous whether or not the stream makes the top N this tick. With a single
+        // stream (a two-party call) its unmixed frame is the mix itself (soft clipping aside,
+        // which only touches peaks above 0.8), so the second resampling is skipped.
+        let single = self.streams.iter().filter(|s| s.live).count() == 1;
         for s in self.streams.iter_mut().filter(|s| s.live) {
             if let Some(down) = s.down.as_mut() {
+                if single && self.bot_down.is_some() {
+                    s.pcm16k.copy_from_slice(&self.bot_mixed_16k[..]);
+                    continue;
+                }
                 if down.process(&s.pcm, &mut s.scratch16).is_err() {
                     self.stats.resample_errors += 1;
                 }
