@@ -100,7 +100,7 @@ pub struct PipelineConfig {
     pub max_unmixed: usize,
     /// Player sources (prompts, tones) mixed into what the bot sends.
     pub max_players: usize,
-    /// Packets the network side may queue between ticks ([`RtpSender`]); a fuller queue
+    /// Packets the network side may queue between ticks ([`RtpInbox`]); a fuller queue
     /// drops its oldest packet.
     pub inbound_queue_packets: usize,
     /// Frames the bot's send queue holds; a fuller queue drops its oldest frame.
@@ -233,13 +233,13 @@ impl BotSender {
 /// The network side's handle (e.g. the transport's socket task): queues received RTP packets
 /// with their arrival time; the next tick takes them. Usable from any thread, never blocks.
 #[derive(Debug, Clone)]
-pub struct RtpSender {
+pub struct RtpInbox {
     tx: Producer<(Bytes, Duration)>,
 }
 
-impl RtpSender {
+impl RtpInbox {
     /// Queues one packet (after SRTP) that arrived at `arrival` (same epoch as `tick`'s `now`).
-    pub fn send(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, BotFrameError> {
+    pub fn push(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, BotFrameError> {
         match self.tx.push((packet, arrival)) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
@@ -631,8 +631,8 @@ impl CallPipeline {
 
     /// A handle for the network side to queue received packets from any thread; the next
     /// [`tick`](Self::tick) feeds them to [`push_rtp`](Self::push_rtp) with their arrival times.
-    pub fn rtp_sender(&self) -> RtpSender {
-        RtpSender {
+    pub fn rtp_inbox(&self) -> RtpInbox {
+        RtpInbox {
             tx: self.rtp_tx.clone(),
         }
     }

@@ -189,7 +189,7 @@ fn pipeline_two_party_tick_allocates_nothing() {
     let (bot_a, bot_b) = (a.bot_sender(), b.bot_sender());
     let player = a.add_player(4).unwrap();
     // A's packets reach B through the network-side queue, B's through push_rtp.
-    let b_inbox = b.rtp_sender();
+    let b_inbox = b.rtp_inbox();
     let mut pcm16 = [0u8; 640];
     let (mut to_b, mut to_a) = (None, None);
     let mut allocations = 0;
@@ -214,7 +214,7 @@ fn pipeline_two_party_tick_allocates_nothing() {
         let b_pkt = to_a.take();
         let n = allocations_during(|| {
             if let Some(p) = a_pkt {
-                b_inbox.send(p, now).unwrap();
+                b_inbox.push(p, now).unwrap();
             }
             if let Some(p) = b_pkt {
                 a.push_rtp(p, now);

@@ -511,7 +511,7 @@ fn network_inbox_feeds_the_tick_and_counts_overflow() {
         ..config(0xB)
     })
     .unwrap();
-    let inbox = b.rtp_sender();
+    let inbox = b.rtp_inbox();
     let mut a = CallPipeline::new(config(0xA)).unwrap();
     let bot = a.bot_sender();
     let mut packets = Vec::new();
@@ -522,7 +522,7 @@ fn network_inbox_feeds_the_tick_and_counts_overflow() {
     }
     // The worker stalled: 12 packets arrive before the next tick; the 4 oldest are dropped.
     for (i, p) in packets.iter().take(12).enumerate() {
-        inbox.send(p.clone(), TICK * i as u32).unwrap();
+        inbox.push(p.clone(), TICK * i as u32).unwrap();
     }
     assert_eq!(inbox.queued(), 8);
     b.tick(TICK * 12);
@@ -531,4 +531,80 @@ fn network_inbox_feeds_the_tick_and_counts_overflow() {
     let s = b.stream_stats().next().unwrap();
     assert_eq!(s.jitter.received, 8);
     assert_eq!(inbox.queued(), 0);
+}
+
+#[test]
+fn a_bad_network_is_absorbed_and_counted() {
+    let mut a = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        encoder: EncoderConfig {
+            expected_loss_pct: 10,
+            ..EncoderConfig::default()
+        },
+        ..config(0xA)
+    })
+    .unwrap();
+    let mut b = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(0xB)
+    })
+    .unwrap();
+    let bot = a.bot_sender();
+    let inbox = b.rtp_inbox();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    // (arrival, packet) in flight.
+    let mut in_flight: Vec<(Duration, Bytes)> = Vec::new();
+    let mut tail = Vec::new();
+    let ticks = 500usize;
+    for tick in 0..ticks {
+        let now = TICK * tick as u32;
+        bot.send_48k(&speechlike(tick)).unwrap();
+        a.tick(now);
+        if let Some(p) = packet_of(&a) {
+            match rnd(100) {
+                0..=2 => {} // 3 % lost
+                3..=7 => {
+                    // 5 % duplicated
+                    in_flight.push((now + Duration::from_millis(rnd(60)), p.clone()));
+                    in_flight.push((now + Duration::from_millis(rnd(60)), p));
+                }
+                8 => in_flight.push((now + Duration::from_millis(300), p)), // very late
+                _ => in_flight.push((now + Duration::from_millis(rnd(60)), p)), // 0-60 ms jitter
+            }
+        }
+        let tick_at = now + Duration::from_millis(10);
+        in_flight.sort_by_key(|(t, _)| *t);
+        while in_flight.first().is_some_and(|(t, _)| *t <= tick_at) {
+            let (t, p) = in_flight.remove(0);
+            inbox.push(p, t).unwrap();
+        }
+        b.tick(tick_at);
+        if tick >= ticks - 100 {
+            tail.extend_from_slice(b.bot_frame_48k());
+        }
+    }
+    let s = b.stream_stats().next().unwrap().jitter;
+    assert!(s.reordered > 20, "{s:?}");
+    assert!(s.duplicate > 10, "{s:?}");
+    assert!(s.late >= 3, "{s:?}");
+    assert!(s.lost >= 10 && s.lost < 60, "{s:?}");
+    assert!(s.fec_recovered > 0, "{s:?}");
+    assert!(s.target_delay > Duration::from_millis(40), "{s:?}");
+    // What plays is still the talker: energy close to the source's over the last 2 s.
+    let src: f64 = (ticks - 100..ticks)
+        .flat_map(speechlike)
+        .map(|v| f64::from(v * v))
+        .sum();
+    let got: f64 = tail.iter().map(|&v| f64::from(v * v)).sum();
+    assert!(
+        (0.6..1.6).contains(&(got / src)),
+        "energy ratio {}",
+        got / src
+    );
 }
