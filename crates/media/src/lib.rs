@@ -13,3 +13,4 @@ pub mod queue;
 pub mod resample;
 pub mod rtp;
 pub mod scheduler;
+pub mod synth;
