@@ -10,8 +10,9 @@
 //! * The target delay follows the RFC 3550 §A.8 interarrival jitter between a floor and a
 //!   ceiling. It rises at once (and by one frame per late packet), falls slowly, and the
 //!   playout delay is realigned to it mostly in silence: when a DTX pause ends, the first packet
-//!   is held exactly the target delay. In speech the delay grows only by underruns and shrinks
-//!   by dropping one frame at most once a second.
+//!   is held exactly the target delay; while the talker is quiet a frame of silence is inserted
+//!   (delay too short) or one is dropped (too long). In speech the delay grows only by
+//!   underruns and shrinks by dropping one frame at most once a second.
 //! * DTX is told from loss by sequence numbers: a jump in timestamp with contiguous sequence
 //!   numbers is a pause of the sender, a gap in sequence numbers is loss.
 
@@ -76,6 +77,8 @@ pub struct JitterStats {
     pub underruns: u64,
     /// Frames dropped to shrink the delay.
     pub accelerated: u64,
+    /// Silent frames inserted (in silence) to grow the delay.
+    pub stretched: u64,
     /// Packets that did not fit the ring.
     pub overflow: u64,
     /// Restarts on an SSRC change or a large sequence jump.
@@ -502,6 +505,14 @@ impl JitterBuffer {
                         return Kind::Silence;
                     }
                 }
+                if self.silent
+                    && (self.buffered_ts() as f64) + 0.5 * (frame as f64) < self.target_ts
+                {
+                    // Below target while the talker is silent: insert one frame of silence
+                    // (inaudible here) so the cushion is in place before speech resumes.
+                    self.stats.stretched += 1;
+                    return Kind::Silence;
+                }
                 if self.should_shrink() && self.buffered > 1 {
                     // Drop this frame to cut excess delay.
                     self.take(self.expected_seq);
@@ -858,6 +869,27 @@ mod tests {
         assert_eq!(&tags[15..], ["S", "F5", "F6", "F7"]);
         let s = jb.stats();
         assert_eq!((s.lost, s.underruns, s.dtx_frames), (0, 0, 11));
+    }
+
+    #[test]
+    fn delay_grows_in_silence_by_inserting_a_frame() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut tags = steady(&mut jb, 0, 0, 10, Duration::ZERO);
+        // A straggler from before this run raises the target by a frame (20 -> 40 ms).
+        assert_eq!(jb.push(pkt(7, 65_446, 0), F * 10), PushOutcome::Late);
+        // The talker is quiet now: the buffer holds one tick to build the cushion...
+        jb.set_silent(true);
+        tags.extend(steady(&mut jb, 10, 9600, 5, F * 10));
+        assert_eq!(&tags[10..], ["S", "F10", "F11", "F12", "F13"]);
+        assert_eq!(jb.stats().stretched, 1);
+        assert_eq!(jb.stats().lost, 0);
+        // ...whereas in speech it would not have.
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        steady(&mut jb, 0, 0, 10, Duration::ZERO);
+        jb.push(pkt(7, 65_446, 0), F * 10);
+        let tags = steady(&mut jb, 10, 9600, 5, F * 10);
+        assert_eq!(tags, ["F10", "F11", "F12", "F13", "F14"]);
+        assert_eq!(jb.stats().stretched, 0);
     }
 
     #[test]
