@@ -131,11 +131,11 @@ impl Default for PipelineConfig {
             jitter: JitterConfig::default(),
             use_inband_fec: true,
             bot_format: BotAudioFormat::Pcm16k,
-            max_remote_streams: 8,
+            max_remote_streams: 4,
             max_unmixed: 4,
             max_players: 2,
             inbound_queue_packets: 64,
-            send_queue_frames: 10,
+            send_queue_frames: 6,
             send_prebuffer_frames: 2,
             stream_timeout: Duration::from_secs(5),
             speech_threshold_dbov: -50.0,
@@ -384,10 +384,8 @@ impl RemoteStream {
             decoder: OpusDecoder::new()?,
             mixer_source: None,
             pcm: Box::new(SILENT_FRAME_48),
-            down: match config.bot_format {
-                BotAudioFormat::Pcm16k => Some(Box::new(Downsampler::new()?)),
-                BotAudioFormat::Pcm48k => None,
-            },
+            // Made only once a second stream is live: a lone stream's unmixed frame is the mix.
+            down: None,
             pcm16k: Box::new([0; BYTES_PER_FRAME_16K_S16]),
             scratch16: Box::new([0.0; SAMPLES_PER_FRAME_16K]),
             last_packet: Duration::ZERO,
@@ -751,6 +749,21 @@ impl CallPipeline {
         }
         s.mixer_source = Some(mixer_source);
         s.last_packet = now;
+        if self.bot_down.is_some() && self.streams.iter().filter(|s| s.live).count() >= 2 {
+            // From now on unmixed frames differ from the mix and need their own resampler
+            // (~50 KiB each, so two-party calls never build one).
+            for s in self
+                .streams
+                .iter_mut()
+                .filter(|s| s.live && s.down.is_none())
+            {
+                match Downsampler::new() {
+                    Ok(d) => s.down = Some(Box::new(d)),
+                    Err(_) => self.stats.resample_errors += 1,
+                }
+            }
+        }
+        let s = &mut self.streams[idx];
         s.decode_errors = 0;
         s.level_dbov = -127.0;
         s.smoothed_dbov = -127.0;
@@ -847,18 +860,22 @@ impl CallPipeline {
         // stream (a two-party call) its unmixed frame is the mix itself (soft clipping aside,
         // which only touches peaks above 0.8), so the second resampling is skipped.
         let single = self.streams.iter().filter(|s| s.live).count() == 1;
+        if self.bot_down.is_none() {
+            return;
+        }
         for s in self.streams.iter_mut().filter(|s| s.live) {
-            if let Some(down) = s.down.as_mut() {
-                if single && self.bot_down.is_some() {
-                    s.pcm16k.copy_from_slice(&self.bot_mixed_16k[..]);
-                    continue;
+            match (single, s.down.as_mut()) {
+                (true, _) => s.pcm16k.copy_from_slice(&self.bot_mixed_16k[..]),
+                (false, Some(down)) => {
+                    if down.process(&s.pcm, &mut s.scratch16).is_err() {
+                        self.stats.resample_errors += 1;
+                    }
+                    if f32_to_s16le_bytes(&s.scratch16[..], &mut s.pcm16k[..]).is_err() {
+                        self.stats.resample_errors += 1;
+                    }
                 }
-                if down.process(&s.pcm, &mut s.scratch16).is_err() {
-                    self.stats.resample_errors += 1;
-                }
-                if f32_to_s16le_bytes(&s.scratch16[..], &mut s.pcm16k[..]).is_err() {
-                    self.stats.resample_errors += 1;
-                }
+                // Its resampler could not be built (counted then): better silence than stale.
+                (false, None) => s.pcm16k.fill(0),
             }
         }
     }
@@ -1084,7 +1101,7 @@ impl CallPipeline {
                 level_dbov: s.level_dbov,
                 is_silence: s.level_dbov < threshold,
                 pcm48: &s.pcm,
-                pcm16k: s.down.as_ref().map(|_| &*s.pcm16k),
+                pcm16k: self.bot_down.as_ref().map(|_| &*s.pcm16k),
             }
         })
     }

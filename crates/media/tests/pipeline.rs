@@ -473,6 +473,22 @@ fn dominant_speaker_changes_with_hysteresis() {
     assert_eq!(b.active_speakers(), &[77, 0x1]);
     let unmixed: Vec<u32> = b.unmixed().map(|u| u.source_id).collect();
     assert_eq!(unmixed, vec![77, 0x1]);
+    // Each unmixed 16 kHz frame carries only its own talker: 700 Hz is 28 zero crossings in
+    // 20 ms, 300 Hz is 12 (each stream has its own resampler once two are live).
+    let crossings: Vec<usize> = b
+        .unmixed()
+        .map(|u| {
+            let pcm: Vec<f32> = u
+                .pcm16k
+                .unwrap()
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect();
+            zero_crossings(&pcm)
+        })
+        .collect();
+    assert!((27..=29).contains(&crossings[0]), "{crossings:?}");
+    assert!((11..=13).contains(&crossings[1]), "{crossings:?}");
 }
 
 #[test]
