@@ -160,9 +160,9 @@ pub enum PipelineError {
     PlayersFull { capacity: usize },
 }
 
-/// Why a bot frame was refused.
+/// Why a frame or packet was refused by a hand-off queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum BotFrameError {
+pub enum HandOffError {
     #[error("bot frame of {len} bytes; 16 kHz s16 frames have 640")]
     BadLength { len: usize },
     #[error("the call's pipeline is gone")]
@@ -194,18 +194,18 @@ pub struct BotSender {
 }
 
 impl BotSender {
-    fn push(&self, frame: BotFrame) -> Result<SendOutcome, BotFrameError> {
+    fn push(&self, frame: BotFrame) -> Result<SendOutcome, HandOffError> {
         match self.tx.push(frame) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
-            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
 
     /// Queues 640 bytes of s16 little-endian 16 kHz mono PCM (Graph's `Pcm16K` buffer).
-    pub fn send_pcm16k(&self, bytes: &[u8]) -> Result<SendOutcome, BotFrameError> {
+    pub fn send_pcm16k(&self, bytes: &[u8]) -> Result<SendOutcome, HandOffError> {
         if bytes.len() != BYTES_PER_FRAME_16K_S16 {
-            return Err(BotFrameError::BadLength { len: bytes.len() });
+            return Err(HandOffError::BadLength { len: bytes.len() });
         }
         let mut samples = [0i16; SAMPLES_PER_FRAME_16K];
         for (s, b) in samples.iter_mut().zip(bytes.chunks_exact(2)) {
@@ -215,12 +215,12 @@ impl BotSender {
     }
 
     /// Queues 320 s16 samples at 16 kHz.
-    pub fn send_pcm16k_samples(&self, samples: &Frame16S16) -> Result<SendOutcome, BotFrameError> {
+    pub fn send_pcm16k_samples(&self, samples: &Frame16S16) -> Result<SendOutcome, HandOffError> {
         self.push(BotFrame::Pcm16k(*samples))
     }
 
     /// Queues 960 f32 samples at 48 kHz.
-    pub fn send_48k(&self, frame: &Frame48) -> Result<SendOutcome, BotFrameError> {
+    pub fn send_48k(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
         self.push(BotFrame::Pcm48k(*frame))
     }
 
@@ -239,11 +239,11 @@ pub struct RtpInbox {
 
 impl RtpInbox {
     /// Queues one packet (after SRTP) that arrived at `arrival` (same epoch as `tick`'s `now`).
-    pub fn push(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, BotFrameError> {
+    pub fn push(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, HandOffError> {
         match self.tx.push((packet, arrival)) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
-            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
     pub fn queued(&self) -> usize {
@@ -260,11 +260,11 @@ pub struct PlayerSender {
 }
 
 impl PlayerSender {
-    pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, BotFrameError> {
+    pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
         match self.tx.push(*frame) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
-            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
     pub fn queued(&self) -> usize {
@@ -1140,3 +1140,12 @@ impl CallPipeline {
         Ok(())
     }
 }
+
+// The scheduler moves calls between worker threads, and bots send from their own threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<CallPipeline>();
+    send::<BotSender>();
+    send::<RtpInbox>();
+    send::<PlayerSender>();
+};
