@@ -323,6 +323,10 @@ pub struct PipelineStats {
     pub bot_underruns: u64,
     /// Events dropped because nobody polled them.
     pub events_dropped: u64,
+    /// The outgoing packet queue, when connected (evicted = the transport fell behind).
+    pub packet_outbox: QueueStats,
+    /// The bot's receive queue, when connected (evicted = the bot fell behind).
+    pub bot_audio_outbox: QueueStats,
 }
 
 /// What one tick produced, in brief (details through the accessors).
@@ -336,6 +340,79 @@ pub struct TickReport {
     pub unmixed: usize,
     /// Whether an RTP packet is ready in [`CallPipeline::outgoing_packet`].
     pub packet_ready: bool,
+}
+
+/// Unmixed frames carried per tick by [`BotAudio16k`] (Graph delivers the top four).
+pub const MAX_UNMIXED_HANDOFF: usize = 4;
+/// Active speakers carried per tick by [`BotAudio16k`].
+pub const MAX_ACTIVE_HANDOFF: usize = 16;
+
+/// One outgoing RTP packet, by value so the hand-off allocates nothing.
+#[derive(Clone, Copy)]
+pub struct OutgoingRtp {
+    len: usize,
+    data: [u8; MAX_RTP_PACKET],
+}
+
+impl OutgoingRtp {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl std::fmt::Debug for OutgoingRtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingRtp")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// One unmixed 16 kHz frame in a [`BotAudio16k`].
+#[derive(Debug, Clone, Copy)]
+pub struct UnmixedPcm16k {
+    pub source_id: u32,
+    pub level_dbov: f32,
+    pub is_silence: bool,
+    /// 640 bytes of s16 little-endian mono 16 kHz.
+    pub pcm: [u8; BYTES_PER_FRAME_16K_S16],
+}
+
+impl UnmixedPcm16k {
+    const SILENT: UnmixedPcm16k = UnmixedPcm16k {
+        source_id: NO_DOMINANT_SPEAKER,
+        level_dbov: -127.0,
+        is_silence: true,
+        pcm: [0; BYTES_PER_FRAME_16K_S16],
+    };
+}
+
+/// What the bot receives each tick, in Graph's audio-socket shape (16 kHz s16).
+#[derive(Debug, Clone, Copy)]
+pub struct BotAudio16k {
+    /// The tick's `now`.
+    pub timestamp: Duration,
+    /// Whether the mix is silence (Graph's `IsSilence`).
+    pub is_silence: bool,
+    /// The mix of all remote streams: 640 bytes of s16 little-endian mono 16 kHz.
+    pub mixed: [u8; BYTES_PER_FRAME_16K_S16],
+    unmixed_len: usize,
+    unmixed: [UnmixedPcm16k; MAX_UNMIXED_HANDOFF],
+    active_len: usize,
+    active_speakers: [u32; MAX_ACTIVE_HANDOFF],
+    /// Graph's dominant speaker (`None` = 0xFFFFFFFF).
+    pub dominant_speaker: Option<u32>,
+}
+
+impl BotAudio16k {
+    /// Unmixed frames of the loudest active speakers, loudest first.
+    pub fn unmixed(&self) -> &[UnmixedPcm16k] {
+        &self.unmixed[..self.unmixed_len]
+    }
+    /// Source ids of the active speakers, loudest first.
+    pub fn active_speakers(&self) -> &[u32] {
+        &self.active_speakers[..self.active_len]
+    }
 }
 
 /// An unmixed frame of one active speaker.
@@ -537,6 +614,8 @@ pub struct CallPipeline {
     out_packet: Box<[u8; MAX_RTP_PACKET]>,
     out_len: usize,
     events: EventRing,
+    packet_tx: Option<Producer<OutgoingRtp>>,
+    bot_audio_tx: Option<Producer<BotAudio16k>>,
     stats: PipelineStats,
 }
 
@@ -611,6 +690,8 @@ impl CallPipeline {
                 len: 0,
                 dropped: 0,
             },
+            packet_tx: None,
+            bot_audio_tx: None,
             stats: PipelineStats::default(),
             config,
         })
@@ -814,6 +895,7 @@ impl CallPipeline {
         self.receive(now);
         self.update_speakers();
         self.send();
+        self.hand_off(now);
         self.stats.bot_queue = self.bot_rx.stats();
         self.stats.events_dropped = self.events.dropped;
         TickReport {
@@ -1070,6 +1152,77 @@ impl CallPipeline {
         }
     }
 
+    /// Pushes this tick's outputs into the queues a threaded caller connected.
+    fn hand_off(&mut self, now: Duration) {
+        if let Some(tx) = &self.packet_tx
+            && self.out_len > 0
+        {
+            let mut item = OutgoingRtp {
+                len: self.out_len,
+                data: [0; MAX_RTP_PACKET],
+            };
+            item.data[..self.out_len].copy_from_slice(&self.out_packet[..self.out_len]);
+            let _ = tx.push(item);
+            self.stats.packet_outbox = tx.stats();
+        }
+        if let Some(tx) = &self.bot_audio_tx {
+            let mut item = BotAudio16k {
+                timestamp: now,
+                is_silence: self.mixed_silent,
+                mixed: *self.bot_mixed_16k,
+                unmixed_len: 0,
+                unmixed: [UnmixedPcm16k::SILENT; MAX_UNMIXED_HANDOFF],
+                active_len: 0,
+                active_speakers: [0; MAX_ACTIVE_HANDOFF],
+                dominant_speaker: self.dominant,
+            };
+            for (slot, u) in item.unmixed.iter_mut().zip(self.unmixed()) {
+                if let Some(pcm) = u.pcm16k {
+                    *slot = UnmixedPcm16k {
+                        source_id: u.source_id,
+                        level_dbov: u.level_dbov,
+                        is_silence: u.is_silence,
+                        pcm: *pcm,
+                    };
+                    item.unmixed_len += 1;
+                }
+            }
+            for (slot, &id) in item.active_speakers.iter_mut().zip(&self.active) {
+                *slot = id;
+                item.active_len += 1;
+            }
+            let _ = tx.push(item);
+            self.stats.bot_audio_outbox = tx.stats();
+        }
+    }
+
+    /// Connects a queue that receives every outgoing RTP packet (for the transport's task);
+    /// a full queue drops its oldest packet (counted in `stats().packet_outbox`).
+    pub fn packet_outbox(&mut self, capacity: usize) -> Consumer<OutgoingRtp> {
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.packet_tx = Some(tx);
+        rx
+    }
+
+    /// Connects a queue that receives, every tick, what the bot hears as Graph's 16 kHz
+    /// buffers: the mix, up to four unmixed frames, active and dominant speakers. A full
+    /// queue drops its oldest item (counted in `stats().bot_audio_outbox`). Refused for a
+    /// [`BotAudioFormat::Pcm48k`] pipeline, whose frames are read through the accessors.
+    pub fn bot_audio_outbox(
+        &mut self,
+        capacity: usize,
+    ) -> Result<Consumer<BotAudio16k>, PipelineError> {
+        if self.bot_down.is_none() {
+            return Err(PipelineError::BadConfig {
+                name: "bot_format (16 kHz hand-off needs Pcm16k)",
+                value: 0,
+            });
+        }
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.bot_audio_tx = Some(tx);
+        Ok(rx)
+    }
+
     /// The RTP packet produced by the last tick, if any (valid until the next tick).
     pub fn outgoing_packet(&self) -> Option<&[u8]> {
         (self.out_len > 0).then(|| &self.out_packet[..self.out_len])
@@ -1149,3 +1302,10 @@ const _: () = {
     send::<RtpInbox>();
     send::<PlayerSender>();
 };
+
+/// Lets the scheduler tick a pipeline whose outputs go through the connected queues.
+impl crate::scheduler::Tickable for CallPipeline {
+    fn tick(&mut self, now: Duration) {
+        CallPipeline::tick(self, now);
+    }
+}

@@ -629,3 +629,62 @@ fn a_bad_network_is_absorbed_and_counted() {
         got / src
     );
 }
+
+#[test]
+fn threaded_outputs_arrive_through_the_outboxes() {
+    use appmedia_media::scheduler::Tickable;
+
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let a_out = a.packet_outbox(4);
+    let b_in = b.rtp_inbox();
+    let b_bot = b.bot_audio_outbox(8).unwrap();
+    let bot = a.bot_sender();
+    let mut received = Vec::new();
+    for tick in 0..60usize {
+        let now = TICK * tick as u32;
+        bot.send_pcm16k(&tone_16k(440.0, 0.3, tick)).unwrap();
+        Tickable::tick(&mut a, now); // as the scheduler calls it
+        // The transport task: forwards whatever A sent.
+        while let Some(p) = a_out.pop() {
+            b_in.push(
+                Bytes::copy_from_slice(p.as_bytes()),
+                now + Duration::from_millis(2),
+            )
+            .unwrap();
+        }
+        Tickable::tick(&mut b, now + Duration::from_millis(10));
+        // The bot's thread: takes what it hears.
+        while let Some(audio) = b_bot.pop() {
+            received.push(audio);
+        }
+    }
+    assert_eq!(received.len(), 60);
+    let last = received.last().unwrap();
+    assert_eq!(last.timestamp, TICK * 59 + Duration::from_millis(10));
+    assert!(!last.is_silence);
+    assert_eq!(last.active_speakers(), &[0xA]);
+    assert_eq!(last.dominant_speaker, Some(0xA));
+    assert_eq!(last.unmixed().len(), 1);
+    assert_eq!(last.unmixed()[0].source_id, 0xA);
+    let pcm: Vec<f32> = received[30..]
+        .iter()
+        .flat_map(|a| {
+            a.mixed
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let zc = zero_crossings(&pcm);
+    assert!((520..=536).contains(&zc), "{zc}"); // 0.6 s of 440 Hz = 528 crossings
+    assert_eq!(b.stats().packet_outbox.pushed, 0);
+    assert!(a.stats().packet_outbox.pushed >= 55);
+
+    let mut wide = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(0xC)
+    })
+    .unwrap();
+    assert!(wide.bot_audio_outbox(2).is_err());
+}
