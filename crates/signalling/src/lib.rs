@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod builders;
 pub mod check;
+pub mod client;
 pub mod permissions;
 pub mod validate;
 
