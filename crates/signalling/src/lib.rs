@@ -28,6 +28,9 @@ pub mod builders;
 pub mod check;
 pub mod client;
 pub mod permissions;
+pub mod roster;
+pub mod sharing;
+pub mod state;
 pub mod validate;
 
 /// Installs rustls' ring crypto provider as the process default (reqwest is built with
