@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod builders;
+pub mod callback;
 pub mod check;
 pub mod client;
 pub mod permissions;
