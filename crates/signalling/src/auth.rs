@@ -189,24 +189,19 @@ impl TokenSource {
     }
 
     /// Tokens from the client-credentials grant; `timeout` bounds each token request.
-    pub fn client_credentials(credentials: ClientCredentials, timeout: Duration) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            // Building only fails when the TLS backend cannot initialise, which the
-            // provider installed above rules out; fall back to the default client rather
-            // than panic.
-            .unwrap_or_default();
-        Self {
+    pub fn client_credentials(
+        credentials: ClientCredentials,
+        timeout: Duration,
+    ) -> Result<Self, crate::HttpClientError> {
+        let http = crate::http_client(timeout, timeout)?;
+        Ok(Self {
             inner: Arc::new(TokenSourceInner::ClientCredentials {
                 credentials,
                 http,
                 cache: tokio::sync::Mutex::new(None),
                 fetches: AtomicUsize::new(0),
             }),
-        }
+        })
     }
 
     /// Whether [`TokenSource::invalidate`] can lead to a different token.
@@ -493,14 +488,9 @@ impl std::fmt::Debug for CallbackTokenValidator {
 }
 
 impl CallbackTokenValidator {
-    pub fn new(config: CallbackAuthConfig) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(config.fetch_timeout)
-            .connect_timeout(config.fetch_timeout)
-            .build()
-            .unwrap_or_default();
-        Self {
+    pub fn new(config: CallbackAuthConfig) -> Result<Self, crate::HttpClientError> {
+        let http = crate::http_client(config.fetch_timeout, config.fetch_timeout)?;
+        Ok(Self {
             config,
             http,
             cache: tokio::sync::Mutex::new(KeyCache {
@@ -509,7 +499,7 @@ impl CallbackTokenValidator {
                 attempted_at: None,
             }),
             fetches: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub fn config(&self) -> &CallbackAuthConfig {

@@ -197,6 +197,9 @@ pub enum ClientError {
     /// No token could be had.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] crate::HttpClientError),
     /// The service answered with an error status.
     #[error(transparent)]
     Service(Box<ServiceError>),
@@ -334,17 +337,7 @@ pub struct GraphClient {
 impl GraphClient {
     /// A client for `config.base_url` with tokens from `tokens`.
     pub fn new(config: GraphClientConfig, tokens: TokenSource) -> Result<Self, ClientError> {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            .build()
-            .map_err(|e| ClientError::Transport {
-                method: Method::GET,
-                url: config.base_url.to_string(),
-                reason: format!("cannot build the HTTP client: {e}"),
-                client_request_id: String::new(),
-            })?;
+        let http = crate::http_client(config.request_timeout, config.connect_timeout)?;
         Ok(Self {
             http,
             config,

@@ -34,6 +34,24 @@ pub mod sharing;
 pub mod state;
 pub mod validate;
 
+/// The HTTP client could not be built (its TLS backend failed to initialise).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct HttpClientError(pub String);
+
+/// A reqwest client with rustls on ring and both timeouts set.
+pub fn http_client(
+    timeout: std::time::Duration,
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, HttpClientError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| HttpClientError(e.to_string()))
+}
+
 /// Installs rustls' ring crypto provider as the process default (reqwest is built with
 /// `rustls-no-provider`). Idempotent: an already installed provider is kept.
 pub fn install_crypto_provider() {

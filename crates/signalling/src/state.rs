@@ -45,7 +45,8 @@ pub enum StateOutcome {
     /// Same state (or no state in the update); other properties merged. `changed` tells
     /// whether the merged resource differs from before.
     Unchanged { changed: bool },
-    /// An older state arrived after a newer one: dropped, nothing merged.
+    /// An older state arrived after a newer one: dropped, nothing merged (except a
+    /// `resultInfo` when none is known yet).
     Stale {
         current: CallState,
         received: CallState,
@@ -127,6 +128,13 @@ impl CallStateMachine {
         match &outcome {
             StateOutcome::Stale { current, received } => {
                 tracing::debug!(%current, %received, "dropping a stale call state");
+                // A late "terminating" may be the only one that says why the call ended:
+                // its resultInfo is kept when none is known.
+                if self.result_info.is_none()
+                    && let Some(info) = update.result_info.value()
+                {
+                    self.result_info = Some(info.clone());
+                }
                 outcome
             }
             StateOutcome::Unrankable { received } => {

@@ -43,7 +43,7 @@ async fn setup_with(configure: impl FnOnce(&mut CallbackAuthConfig)) -> Setup {
         Url::parse(&format!("http://{openid_addr}{OPENID_CONFIGURATION_PATH}")).unwrap();
     config.fetch_timeout = Duration::from_secs(5);
     configure(&mut config);
-    let validator = Arc::new(CallbackTokenValidator::new(config));
+    let validator = Arc::new(CallbackTokenValidator::new(config).unwrap());
     let (receiver, events) = CallbackReceiver::with_channel(
         CallbackAuth::validate(validator.clone()),
         Arc::new(CallRegistry::default()),
@@ -57,7 +57,8 @@ async fn setup_with(configure: impl FnOnce(&mut CallbackAuthConfig)) -> Setup {
         receiver,
         events,
         callback_url: Url::parse(&format!("http://{callback_addr}/callback")).unwrap(),
-        http: reqwest::Client::new(),
+        http: appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap(),
     }
 }
 
@@ -398,12 +399,14 @@ async fn validation_can_be_disabled_only_on_loopback() {
         CallbackReceiver::with_channel(auth, Arc::new(CallRegistry::default()), 8);
     let router = receiver.router("/callback");
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/callback"))
-        .body(common::seed("notification-meeting-establishing.json"))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap()
+            .post(format!("http://{addr}/callback"))
+            .body(common::seed("notification-meeting-establishing.json"))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(response.status().as_u16(), 202);
     assert!(matches!(
         events.recv().await,

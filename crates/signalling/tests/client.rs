@@ -204,7 +204,7 @@ fn credentials(base: &Url) -> TokenSource {
         "https://graph.microsoft.com/.default",
     )
     .unwrap();
-    TokenSource::client_credentials(credentials, Duration::from_secs(5))
+    TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap()
 }
 
 async fn setup() -> (Graph, Url, GraphClient) {
