@@ -22,6 +22,35 @@
 //! assert_eq!(needs.to_string(), "Calls.Initiate.All and Calls.AccessMedia.All");
 //! assert!(needs.is_satisfied_by(&["Calls.Initiate.All", "Calls.AccessMedia.All"]));
 //! ```
+//!
+//! The network part talks to the service: [`client::GraphClient`] creates, reads and hangs up
+//! calls (tokens from [`auth::TokenSource`], retries, typed Graph errors), and
+//! [`callback::CallbackReceiver`] is the axum endpoint behind the callbackUri: it checks each
+//! notification's token ([`auth::CallbackTokenValidator`]), and routes it by call id to a
+//! [`callback::CallAgent`] holding the call's [`state`], [`roster`] and content [`sharing`]
+//! sessions, then hands [`callback::CallEvent`]s to the bot. [`auth::TokenIssuer`] and
+//! [`auth::PublishedKeys`] are the issuing side, for the emulator and tests.
+//!
+//! ```
+//! use std::time::Instant;
+//! use appmedia_model::{CallState, CommsNotifications};
+//! use appmedia_signalling::callback::{CallEvent, CallRegistry};
+//! use appmedia_signalling::client::{GraphClient, GraphClientConfig, NationalCloud};
+//! use appmedia_signalling::auth::TokenSource;
+//!
+//! let client = GraphClient::new(
+//!     GraphClientConfig::for_cloud(NationalCloud::Global),
+//!     TokenSource::fixed("eyJ…"),
+//! ).expect("an HTTP client");
+//! assert_eq!(client.config().base_url.as_str(), "https://graph.microsoft.com/v1.0/");
+//!
+//! let registry = CallRegistry::default();
+//! let batch: CommsNotifications = serde_json::from_str(r##"{"value":[{"changeType":"updated",
+//!   "resourceUrl":"/communications/calls/c1",
+//!   "resourceData":{"@odata.type":"#microsoft.graph.call","state":"established"}}]}"##).unwrap();
+//! let events = registry.apply(&batch, Instant::now());
+//! assert!(matches!(&events[..], [CallEvent::StateChanged { to: CallState::Established, .. }]));
+//! ```
 
 pub mod auth;
 pub mod builders;
