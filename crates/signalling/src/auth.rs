@@ -819,6 +819,49 @@ impl CallbackTokenClaims {
     }
 }
 
+/// The claims of an application (client-credentials) access token for Graph, as the
+/// identity platform issues them and as [`check_token_claims`](crate::permissions::check_token_claims)
+/// reads them: the emulator's token endpoint signs these with a [`TokenIssuer`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppTokenClaims {
+    /// The resource, e.g. `https://graph.microsoft.com`.
+    pub aud: String,
+    /// The token service, e.g. `https://sts.windows.net/{tenant}/`.
+    pub iss: String,
+    pub tid: String,
+    /// The client application id.
+    pub appid: String,
+    /// Application permissions granted.
+    pub roles: Vec<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+}
+
+impl AppTokenClaims {
+    /// Claims valid from now for `lifetime`.
+    pub fn new(
+        audience: impl Into<String>,
+        issuer: impl Into<String>,
+        tenant_id: impl Into<String>,
+        app_id: impl Into<String>,
+        roles: Vec<String>,
+        lifetime: Duration,
+    ) -> Self {
+        let now = unix_now();
+        Self {
+            aud: audience.into(),
+            iss: issuer.into(),
+            tid: tenant_id.into(),
+            appid: app_id.into(),
+            roles,
+            iat: now,
+            nbf: now,
+            exp: now + lifetime.as_secs(),
+        }
+    }
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -1020,6 +1063,37 @@ mod tests {
         let err = CallbackAuth::disabled_for_loopback("0.0.0.0:9000".parse().unwrap()).unwrap_err();
         assert_eq!(err.addr, "0.0.0.0:9000".parse().unwrap());
         assert!(CallbackAuth::disabled_for_loopback("10.1.2.3:443".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn app_tokens_carry_the_roles_the_permission_check_reads() {
+        let issuer = TokenIssuer::from_rsa_pem(
+            include_bytes!("../tests/fixtures/callback-signing-key.pem"),
+            "k",
+        )
+        .unwrap();
+        let claims = AppTokenClaims::new(
+            "https://graph.microsoft.com",
+            "https://sts.windows.net/t/",
+            "t",
+            "app",
+            vec!["Calls.Initiate.All".into()],
+            Duration::from_secs(60),
+        );
+        let token = issuer.sign(&claims).unwrap();
+        let payload = Value::Object(unverified_payload(&token).unwrap());
+        let needs = crate::permissions::RequiredPermissions {
+            all_of: vec![crate::permissions::AnyOf(vec![
+                crate::permissions::Permission::CallsInitiateAll,
+            ])],
+        };
+        assert_eq!(
+            crate::permissions::check_token_claims(&payload, &needs),
+            Ok(())
+        );
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("k"));
+        assert_eq!(header.alg, Algorithm::RS256);
     }
 
     #[test]

@@ -484,6 +484,17 @@ impl std::fmt::Debug for CallbackReceiver {
     }
 }
 
+/// Why [`CallbackReceiver::serve`] stopped or refused to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "token validation is disabled, so the receiver may only listen on loopback, not on {listener}"
+    )]
+    UnauthenticatedOffLoopback { listener: std::net::SocketAddr },
+    #[error("callback listener failed: {0}")]
+    Io(String),
+}
+
 /// The answer to one callback POST.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallbackResponse {
@@ -557,6 +568,29 @@ impl CallbackReceiver {
         Router::new()
             .route(path, post(receive))
             .with_state(self.clone())
+    }
+
+    /// Serves [`CallbackReceiver::router`] on `listener` until the task is dropped.
+    ///
+    /// When token validation is disabled, the listener must be bound to the loopback
+    /// address validation was disabled for: a receiver without authentication never
+    /// listens where anything but this machine can reach it.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        path: &str,
+    ) -> Result<(), ServeError> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| ServeError::Io(e.to_string()))?;
+        if let Some(allowed) = self.inner.auth.disabled_on()
+            && (!local.ip().is_loopback() || local.ip() != allowed.ip())
+        {
+            return Err(ServeError::UnauthenticatedOffLoopback { listener: local });
+        }
+        axum::serve(listener, self.router(path))
+            .await
+            .map_err(|e| ServeError::Io(e.to_string()))
     }
 
     /// Handles one POST: authenticate, parse, apply, deliver. Usable without axum.

@@ -414,3 +414,45 @@ async fn validation_can_be_disabled_only_on_loopback() {
     ));
     assert!(CallbackAuth::disabled_for_loopback("192.0.2.7:443".parse().unwrap()).is_err());
 }
+
+#[tokio::test]
+async fn keys_of_other_kinds_in_the_jwks_are_skipped() {
+    let issuer = common::signing_issuer("rsa-key");
+    let jwks = PublishedKeys::new();
+    jwks.publish(&issuer);
+    let mut document = jwks.jwks();
+    let keys = document["keys"].as_array_mut().unwrap();
+    // An EC key, a key without kid, a malformed RSA key, Bot Framework's extra fields.
+    keys.insert(
+        0,
+        json!({"kty": "EC", "kid": "ec", "crv": "P-256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}),
+    );
+    keys.insert(1, json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}));
+    keys.insert(2, json!({"kty": "RSA", "kid": "broken", "n": 5}));
+    keys[3]["endorsements"] = json!(["msteams"]);
+    let openid = axum::Router::new()
+        .route(
+            "/openid",
+            axum::routing::get(|| async {
+                axum::Json(json!({"issuer": ISSUER, "jwks_uri": "/jwks"}))
+            }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document) }
+            }),
+        );
+    let addr = common::serve(openid).await;
+    let mut config = CallbackAuthConfig::new(APP_ID, TenantPolicy::Any);
+    config.openid_configuration_url = Url::parse(&format!("http://{addr}/openid")).unwrap();
+    let validator = CallbackTokenValidator::new(config).unwrap();
+    let claims = validator
+        .validate(&issuer.sign(&claims()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims.tenant_id, TENANT);
+}

@@ -71,6 +71,7 @@ struct Graph {
     roles: Arc<Mutex<Vec<String>>>,
     token_fetches: Arc<AtomicUsize>,
     token_refusal: Arc<Mutex<Option<Scripted>>>,
+    expires_in: Arc<Mutex<u64>>,
 }
 
 impl Graph {
@@ -84,6 +85,7 @@ impl Graph {
             )),
             token_fetches: Arc::default(),
             token_refusal: Arc::default(),
+            expires_in: Arc::new(Mutex::new(3599)),
         }
     }
 
@@ -139,7 +141,7 @@ async fn token_endpoint(State(graph): State<Graph>, body: String) -> Response {
     );
     axum::Json(json!({
         "token_type": "Bearer",
-        "expires_in": 3599,
+        "expires_in": *graph.expires_in.lock().unwrap(),
         "access_token": graph.app_token(),
     }))
     .into_response()
@@ -618,4 +620,51 @@ async fn a_next_link_to_another_host_is_refused() {
     let err = client.list_participants("c1").await.unwrap_err();
     assert!(err.to_string().contains("leaves the Graph host"), "{err}");
     assert_eq!(graph.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_token_is_refreshed_shortly_before_it_expires() {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    // A 4 s token with a 1 s margin is used for 3 s.
+    let mut credentials = ClientCredentials::for_authority(
+        base.as_str(),
+        "tenant",
+        "bot-app-id",
+        "bot-secret",
+        "https://graph.microsoft.com/.default",
+    )
+    .unwrap();
+    credentials.refresh_margin = Duration::from_secs(1);
+    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap();
+    *graph.expires_in.lock().unwrap() = 4;
+    let first = tokens.token().await.unwrap();
+    assert_eq!(tokens.token().await.unwrap(), first, "cached");
+    assert_eq!(tokens.fetch_count(), 1);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_ne!(
+        tokens.token().await.unwrap(),
+        first,
+        "refreshed before expiry"
+    );
+    assert_eq!(tokens.fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_token_fetch() {
+    let (graph, _, client) = setup().await;
+    for _ in 0..8 {
+        graph.push(Scripted::new(200, common::seed("example01-response.json")));
+    }
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_call("c1").await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(graph.seen().len(), 8);
+    assert_eq!(graph.token_fetches.load(Ordering::SeqCst), 1);
 }

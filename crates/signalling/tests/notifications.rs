@@ -625,3 +625,32 @@ fn terminated_calls_are_forgotten_after_the_retention() {
     );
     assert_eq!(registry.call_ids(), vec![MEETING_CALL]);
 }
+
+#[tokio::test]
+async fn serve_refuses_an_unauthenticated_receiver_off_loopback() {
+    let receiver = CallbackReceiver::new(
+        CallbackAuth::disabled_for_loopback("127.0.0.1:0".parse().unwrap()).unwrap(),
+        Arc::new(CallRegistry::default()),
+        FnSink(|_| {}),
+    );
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = receiver.serve(listener, "/callback").await.unwrap_err();
+    assert!(matches!(
+        err,
+        appmedia_signalling::callback::ServeError::UnauthenticatedOffLoopback { .. }
+    ));
+    // On loopback it serves.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = receiver.clone();
+    tokio::spawn(async move { serving.serve(listener, "/callback").await });
+    let response =
+        appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap()
+            .post(format!("http://{addr}/callback"))
+            .body(common::seed("notification-meeting-established.json"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+}
