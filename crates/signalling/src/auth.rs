@@ -396,6 +396,9 @@ pub struct CallbackAuthConfig {
     pub refetch_min_interval: Duration,
     /// Keys are refetched when older than this, even when every `kid` is known.
     pub keys_max_age: Duration,
+    /// After a failed fetch, the next one may come this soon (instead of
+    /// `refetch_min_interval`).
+    pub retry_after_failure: Duration,
     /// Bound on each fetch of the OpenID document and the JWKS.
     pub fetch_timeout: Duration,
 }
@@ -416,6 +419,7 @@ impl CallbackAuthConfig {
             leeway: Duration::from_secs(60),
             refetch_min_interval: Duration::from_secs(300),
             keys_max_age: Duration::from_secs(24 * 3600),
+            retry_after_failure: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(10),
         }
     }
@@ -469,6 +473,8 @@ struct KeyCache {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
     attempted_at: Option<Instant>,
+    /// Why the last fetch failed (cleared by a successful one).
+    last_error: Option<CallbackAuthError>,
 }
 
 /// Validates callback tokens; cheap to share (`Arc`) between requests.
@@ -497,6 +503,7 @@ impl CallbackTokenValidator {
                 keys: HashMap::new(),
                 fetched_at: None,
                 attempted_at: None,
+                last_error: None,
             }),
             fetches: AtomicUsize::new(0),
         })
@@ -624,10 +631,17 @@ impl CallbackTokenValidator {
         if fresh && let Some(key) = cache.keys.get(kid) {
             return Ok(key.clone());
         }
+        // Every fetch, whatever triggered it (first use, unknown kid, keys past their age),
+        // is rate-limited: a flood of forged kids or an outage of the key endpoint must not
+        // turn into a flood of fetches. After a failure, the retry comes sooner.
+        let gap = if cache.last_error.is_some() {
+            self.config.retry_after_failure
+        } else {
+            self.config.refetch_min_interval
+        };
         let may_fetch = cache
             .attempted_at
-            .is_none_or(|t| now.duration_since(t) >= self.config.refetch_min_interval)
-            || !fresh;
+            .is_none_or(|t| now.duration_since(t) >= gap);
         if may_fetch {
             cache.attempted_at = Some(now);
             self.fetches.fetch_add(1, Ordering::Relaxed);
@@ -636,24 +650,25 @@ impl CallbackTokenValidator {
                     tracing::debug!(count = keys.len(), "fetched callback signing keys");
                     cache.keys = keys;
                     cache.fetched_at = Some(now);
+                    cache.last_error = None;
                 }
                 Err(e) => {
                     // Keep serving the keys we had: an outage of the key endpoint must not
                     // reject every notification signed with a key we already know.
                     tracing::warn!(error = %e, "fetching callback signing keys failed");
-                    if cache.keys.is_empty() {
-                        return Err(e);
-                    }
+                    cache.last_error = Some(e);
                 }
             }
         }
-        cache
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| CallbackAuthError::UnknownKey {
-                kid: kid.to_owned(),
-            })
+        match cache.keys.get(kid) {
+            Some(key) => Ok(key.clone()),
+            None => match (&cache.last_error, cache.keys.is_empty()) {
+                (Some(e), true) => Err(e.clone()),
+                _ => Err(CallbackAuthError::UnknownKey {
+                    kid: kid.to_owned(),
+                }),
+            },
+        }
     }
 
     async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, CallbackAuthError> {

@@ -359,12 +359,13 @@ async fn unknown_key_ids_do_not_flood_the_key_endpoint() {
 }
 
 #[tokio::test]
-async fn unreachable_keys_refuse_every_token() {
+async fn unreachable_keys_refuse_every_token_and_are_retried_later() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
     let s = setup_with(|c| {
         c.openid_configuration_url = Url::parse(&format!("http://{dead}/openid")).unwrap();
+        c.retry_after_failure = Duration::from_millis(200);
     })
     .await;
     let token = s.token(&claims());
@@ -373,6 +374,35 @@ async fn unreachable_keys_refuse_every_token() {
         s.validator.validate(&token).await.unwrap_err(),
         CallbackAuthError::KeysUnavailable(_)
     ));
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        1,
+        "the failure is not retried at once"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(s.validator.validate(&token).await.is_err());
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        2,
+        "retried after retry_after_failure"
+    );
+}
+
+#[tokio::test]
+async fn keys_past_their_age_are_refetched() {
+    let s = setup_with(|c| {
+        c.keys_max_age = Duration::ZERO;
+        c.refetch_min_interval = Duration::ZERO;
+    })
+    .await;
+    let token = s.token(&claims());
+    assert!(s.validator.validate(&token).await.is_ok());
+    assert!(s.validator.validate(&token).await.is_ok());
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        2,
+        "an aged key set is refetched"
+    );
 }
 
 #[tokio::test]
