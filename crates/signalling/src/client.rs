@@ -1,12 +1,13 @@
 //! The Graph calling REST client: create, get and delete calls, list participants.
 //!
-//! Every request carries a bearer token from a [`TokenSource`] and a fresh `client-request-id`;
-//! it is bounded by a timeout; 429/503/504 are retried honouring `Retry-After` (or with a
+//! Every request carries a bearer token from a [`TokenSource`] and a fresh `client-request-id`
+//! (a UUID per request, kept across that request's retries); each HTTP exchange is bounded by
+//! a timeout; 429/503/504 are retried honouring `Retry-After` (or with a
 //! bounded exponential backoff); a 401 makes the token source fetch a new token once.
 //! Graph error bodies become [`ClientError::Service`] with status, code, message and request-id.
 //! Before a create-call leaves the process it is validated
-//! ([`validate_create_call`](crate::validate::validate_create_call)) and the token's `roles`
-//! are checked against [`required_permissions`](crate::permissions::required_permissions).
+//! ([`validate_create_call`]) and the token's `roles`
+//! are checked against [`required_permissions`].
 
 use std::time::{Duration, SystemTime};
 
