@@ -565,8 +565,14 @@ impl CallbackReceiver {
 
     /// An axum router answering POST on `path` (the path of the callbackUri).
     pub fn router(&self, path: &str) -> Router {
+        // axum refuses a route without a leading '/'; a callbackUri path always has one.
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
         Router::new()
-            .route(path, post(receive))
+            .route(&path, post(receive))
             .with_state(self.clone())
     }
 

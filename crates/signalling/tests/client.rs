@@ -668,3 +668,52 @@ async fn concurrent_requests_share_one_token_fetch() {
     assert_eq!(graph.seen().len(), 8);
     assert_eq!(graph.token_fetches.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_delegated_token_is_refused_before_sending() {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    let delegated = graph
+        .issuer
+        .sign(&json!({"scp": "Calls.Initiate", "exp": appmedia_signalling::auth::unix_now() + 60}))
+        .unwrap();
+    let client = GraphClient::new(config(&base), TokenSource::fixed(delegated)).unwrap();
+    let err = client
+        .create_call(&request("example01-request.json"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Permission(PermissionError::DelegatedToken { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(graph.seen().is_empty());
+}
+
+#[tokio::test]
+async fn an_opaque_token_cannot_be_checked_unless_the_check_is_off() {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    let client = GraphClient::new(config(&base), TokenSource::fixed("opaque-token")).unwrap();
+    let err = client
+        .create_call(&request("example01-request.json"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::TokenClaims(_)), "{err:?}");
+    assert!(graph.seen().is_empty());
+
+    let mut unchecked = config(&base);
+    unchecked.check_permissions = false;
+    let client = GraphClient::new(unchecked, TokenSource::fixed("opaque-token")).unwrap();
+    graph.push(created_response());
+    client
+        .create_call(&request("example01-request.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        graph.seen()[0].headers["authorization"],
+        "Bearer opaque-token"
+    );
+}

@@ -519,7 +519,7 @@ async fn every_seed_notification_over_http() {
         Arc::new(CallRegistry::default()),
         64,
     );
-    let router = receiver.router("/api/calls");
+    let router = receiver.router("api/calls");
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let http =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
