@@ -1,1 +1,28 @@
-//! appmedia-audio-io (being written).
+//! Local audio for appmedia calls: record a call to WAV files, play WAV prompts into a call, and
+//! connect a microphone and speakers through cpal.
+//!
+//! Everything here talks to the call in plain 20 ms frames — mono `f32` at 48 kHz (the media
+//! core's format, 960 samples) or mono `i16` at 16 kHz (the bot's, 320 samples) — so it works with
+//! any source of frames. What runs on the audio thread (pushing a frame to a recording, pulling a
+//! prompt frame, the device callbacks) never blocks, locks or allocates; files and devices are
+//! handled on their own threads.
+//!
+//! ```
+//! use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
+//! use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
+//!
+//! let dir = std::env::temp_dir();
+//! let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "doc-example-call"))?;
+//! let frame = [0.1f32; CORE_FRAME_SAMPLES]; // one 20 ms tick of the call
+//! for tick in 0..50 {
+//!     sink.push(tick, Track::Mixed, &frame).ok(); // on the audio thread: never blocks
+//!     sink.push(tick, Track::Speaker(7), &frame).ok();
+//! }
+//! let status = recorder.finish(); // closes both files: one second each at 16 kHz
+//! assert!(status.tracks.iter().all(|t| t.samples_written == 16_000));
+//! # Ok::<(), appmedia_audio_io::record::RecordError>(())
+//! ```
+
+pub mod frame;
+pub mod record;
+pub mod resample;
