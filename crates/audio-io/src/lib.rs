@@ -24,5 +24,6 @@
 //! ```
 
 pub mod frame;
+pub mod playback;
 pub mod record;
 pub mod resample;
