@@ -20,9 +20,11 @@
 //! }
 //! let status = recorder.finish(); // closes both files: one second each at 16 kHz
 //! assert!(status.tracks.iter().all(|t| t.samples_written == 16_000));
+//! # for t in &status.tracks { std::fs::remove_file(&t.path).ok(); }
 //! # Ok::<(), appmedia_audio_io::record::RecordError>(())
 //! ```
 
+pub mod device;
 pub mod frame;
 pub mod playback;
 pub mod record;

@@ -1,7 +1,7 @@
 //! Sample-rate conversion on top of rubato: whole clips (prompt files) and frame-by-frame streams
 //! (recordings at a rate other than the call's).
 
-use audioadapter_buffers::direct::InterleavedSlice;
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Indexing, Resampler};
 
 /// A resampler could not be built or failed while running.
