@@ -834,6 +834,31 @@ pub fn probe_format(name: Option<&str>, direction: Direction) -> Result<StreamFo
     choose_format(&device, direction)
 }
 
+/// The tick-side halves without a device, for tests that check what they do per frame (this
+/// crate's allocation test). Not for production use: nothing drains or fills the rings.
+#[doc(hidden)]
+pub mod test_support {
+    use super::*;
+
+    /// A speaker feed for a device at `rate`, and the ring its callback would drain.
+    pub fn speaker_feed_for_test(rate: u32) -> (SpeakerFeed, rtrb::Consumer<f32>) {
+        let target = target_samples(rate, Duration::from_millis(60));
+        let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity(target));
+        let feed = SpeakerFeed::new(producer, rate, target, Arc::new(Counters::default()))
+            .expect("resampler for a valid rate");
+        (feed, consumer)
+    }
+
+    /// A microphone source for a device at `rate`, and the ring its callback would fill.
+    pub fn mic_source_for_test(rate: u32) -> (MicSource, rtrb::Producer<f32>) {
+        let target = target_samples(rate, Duration::from_millis(60));
+        let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity(target));
+        let source = MicSource::new(consumer, rate, target, Arc::new(Counters::default()))
+            .expect("resampler for a valid rate");
+        (source, producer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
