@@ -29,3 +29,4 @@ pub mod frame;
 pub mod playback;
 pub mod record;
 pub mod resample;
+pub mod stream;

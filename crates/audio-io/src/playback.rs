@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::frame::{CORE_FRAME_SAMPLES, CORE_SAMPLE_RATE};
 use crate::resample::{ResampleError, resample_clip};
+use crate::stream::{StreamRead, StreamReader, StreamedClip};
 
 /// Why a WAV file cannot be used as a prompt.
 #[derive(Debug, thiserror::Error)]
@@ -285,7 +286,7 @@ fn decode_mono(
     Ok(count)
 }
 
-fn header_error(e: hound::Error, bytes: &[u8], path: PathBuf) -> OpenError {
+pub(crate) fn header_error(e: hound::Error, bytes: &[u8], path: PathBuf) -> OpenError {
     match e {
         hound::Error::IoError(_) => {
             // The header ran out. A file that starts like a WAV (as far as it goes) was cut
@@ -372,6 +373,8 @@ pub enum PromptOutcome {
     Cancelled,
     /// Not queued: the player's queue was full.
     Rejected,
+    /// A streamed prompt whose file could not be read to the end.
+    Failed,
 }
 
 /// One prompt's completion, like Graph's `playPromptOperation` finishing.
@@ -384,8 +387,11 @@ pub struct PromptEvent {
 }
 
 /// Why [`PromptQueue::play`] refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlayError {
+    /// The decoder thread of a streamed prompt could not start.
+    #[error("cannot start streaming the prompt: {0}")]
+    StreamStart(String),
     /// Too many commands waiting for the next tick.
     #[error("prompt command queue full")]
     CommandQueueFull,
@@ -397,25 +403,32 @@ pub enum PlayError {
 enum Command {
     Play {
         id: PromptId,
-        clip: AudioClip,
+        source: Source,
         mode: PlayMode,
     },
     Cancel(PromptId),
     CancelAll,
 }
 
-/// An event, plus the clip that finished so that its memory is released on the thread reading
-/// events rather than on the audio thread.
+/// An event, plus the prompt that finished so that its memory (and a stream's ring) is released
+/// on the thread reading events rather than on the audio thread.
 struct EventMsg {
     event: PromptEvent,
-    _clip: Option<AudioClip>,
+    _source: Option<Source>,
+}
+
+/// Where a prompt's samples come from.
+enum Source {
+    /// Decoded up front; `pos` is the next sample.
+    Clip { clip: AudioClip, pos: usize },
+    /// Streamed by a decoder thread (which does the looping).
+    Stream(StreamReader),
 }
 
 struct Active {
     id: PromptId,
-    clip: AudioClip,
+    source: Source,
     mode: PlayMode,
-    pos: usize,
 }
 
 /// Player counters.
@@ -425,6 +438,8 @@ pub struct PlayerCounters {
     pub frames_played: u64,
     /// Events lost because nobody read them and the event queue was full.
     pub events_dropped: u64,
+    /// Frames that came up short because a streamed prompt's decoder was behind.
+    pub stream_underruns: u64,
 }
 
 /// The audio-thread end: one frame per tick.
@@ -475,20 +490,47 @@ impl PromptPlayer {
             let Some(active) = self.queue.front_mut() else {
                 break;
             };
-            let samples = active.clip.samples();
-            let n = (samples.len() - active.pos).min(out.len() - filled);
-            out[filled..filled + n].copy_from_slice(&samples[active.pos..active.pos + n]);
-            filled += n;
-            active.pos += n;
-            if active.pos == samples.len() {
-                match active.mode {
-                    PlayMode::Loop => active.pos = 0,
-                    PlayMode::Once => {
-                        if let Some(done) = self.queue.pop_front() {
-                            self.emit(done, PromptOutcome::Completed);
+            let ended = match &mut active.source {
+                Source::Clip { clip, pos } => {
+                    let samples = clip.samples();
+                    let n = (samples.len() - *pos).min(out.len() - filled);
+                    out[filled..filled + n].copy_from_slice(&samples[*pos..*pos + n]);
+                    filled += n;
+                    *pos += n;
+                    match (*pos == samples.len(), active.mode) {
+                        (true, PlayMode::Loop) => {
+                            *pos = 0;
+                            None
                         }
+                        (true, PlayMode::Once) => Some(PromptOutcome::Completed),
+                        (false, _) => None,
                     }
                 }
+                Source::Stream(reader) => match reader.read(&mut out[filled..]) {
+                    StreamRead::More(n) => {
+                        filled += n;
+                        if filled < out.len() {
+                            // The decoder is behind: the rest of this frame is silence and the
+                            // prompt resumes next tick (the queue does not skip ahead).
+                            self.counters.stream_underruns += 1;
+                            break;
+                        }
+                        None
+                    }
+                    StreamRead::Ended { n, failed } => {
+                        filled += n;
+                        Some(if failed {
+                            PromptOutcome::Failed
+                        } else {
+                            PromptOutcome::Completed
+                        })
+                    }
+                },
+            };
+            if let Some(outcome) = ended
+                && let Some(done) = self.queue.pop_front()
+            {
+                self.emit(done, outcome);
             }
         }
         out[filled..].fill(0.0);
@@ -512,21 +554,16 @@ impl PromptPlayer {
         // Bounded by the channel's capacity, so the tick's work is bounded too.
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
-                Command::Play { id, clip, mode } => {
+                Command::Play { id, source, mode } => {
                     if self.queue.len() < self.queue.capacity() {
-                        self.queue.push_back(Active {
-                            id,
-                            clip,
-                            mode,
-                            pos: 0,
-                        });
+                        self.queue.push_back(Active { id, source, mode });
                     } else {
                         self.send_event(
                             PromptEvent {
                                 id,
                                 outcome: PromptOutcome::Rejected,
                             },
-                            Some(clip),
+                            Some(source),
                         );
                     }
                 }
@@ -552,13 +589,16 @@ impl PromptPlayer {
                 id: done.id,
                 outcome,
             },
-            Some(done.clip),
+            Some(done.source),
         );
     }
 
-    fn send_event(&mut self, event: PromptEvent, clip: Option<AudioClip>) {
+    fn send_event(&mut self, event: PromptEvent, source: Option<Source>) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.events.try_send(EventMsg { event, _clip: clip })
+            self.events.try_send(EventMsg {
+                event,
+                _source: source,
+            })
         {
             self.counters.events_dropped += 1;
         }
@@ -568,12 +608,29 @@ impl PromptPlayer {
 impl PromptQueue {
     /// Queues a prompt behind the ones already queued; its event comes when it ends.
     pub fn play(&self, clip: &AudioClip, mode: PlayMode) -> Result<PromptId, PlayError> {
-        let id = PromptId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let cmd = Command::Play {
-            id,
+        let source = Source::Clip {
             clip: clip.clone(),
-            mode,
+            pos: 0,
         };
+        self.queue_source(source, mode)
+    }
+
+    /// Queues a prompt streamed from disk: starts its decoder thread (and waits for it to
+    /// buffer a few frames) on the calling thread, never on the audio thread.
+    pub fn play_streamed(
+        &self,
+        clip: &StreamedClip,
+        mode: PlayMode,
+    ) -> Result<PromptId, PlayError> {
+        let reader = clip
+            .start(mode == PlayMode::Loop)
+            .map_err(|e| PlayError::StreamStart(e.to_string()))?;
+        self.queue_source(Source::Stream(reader), mode)
+    }
+
+    fn queue_source(&self, source: Source, mode: PlayMode) -> Result<PromptId, PlayError> {
+        let id = PromptId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let cmd = Command::Play { id, source, mode };
         match self.commands.try_send(cmd) {
             Ok(()) => Ok(id),
             Err(TrySendError::Full(_)) => Err(PlayError::CommandQueueFull),

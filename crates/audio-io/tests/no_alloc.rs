@@ -98,6 +98,19 @@ fn the_audio_thread_side_does_not_allocate() {
     );
     assert!(queue.try_event().is_some());
 
+    // A streamed prompt: the audio thread only copies out of the decoder's ring.
+    let streamed =
+        appmedia_audio_io::stream::StreamedClip::open(common::media_sample("jane-speech.wav"))
+            .unwrap();
+    queue.play_streamed(&streamed, PlayMode::Once).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            player.next_frame(&mut out);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    assert_eq!(n, 0, "PromptPlayer::next_frame allocated while streaming");
+
     // Devices, tick side: a 44.1 kHz speaker ring drained by a simulated callback, a 16 kHz
     // microphone ring filled by one.
     let (mut feed, mut speaker_ring) = speaker_feed_for_test(44_100);

@@ -7,6 +7,7 @@ use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
 use appmedia_audio_io::playback::{
     AudioClip, OpenError, PlayMode, PromptEvent, PromptOutcome, PromptPlayer,
 };
+use appmedia_audio_io::stream::StreamedClip;
 use common::{fixture, media_sample, tone_power};
 
 /// Power of a sine of amplitude `a` as `tone_power` measures it.
@@ -148,4 +149,53 @@ fn a_speech_prompt_plays_to_its_completion_event() {
             outcome: PromptOutcome::Completed
         })
     );
+}
+
+#[test]
+fn streamed_and_decoded_prompts_share_the_queue() {
+    let hold_music = StreamedClip::open(media_sample("tone-1khz-16k.wav")).unwrap();
+    let speech = StreamedClip::open(media_sample("jane-speech.wav")).unwrap();
+    let beep = AudioClip::from_samples(vec![0.5; 4800]).unwrap();
+    let (mut player, queue) = PromptPlayer::new(8);
+    let looped = queue.play_streamed(&hold_music, PlayMode::Loop).unwrap();
+    let spoken = queue.play_streamed(&speech, PlayMode::Once).unwrap();
+    let beeped = queue.play(&beep, PlayMode::Once).unwrap();
+    let mut frame = [0.0f32; CORE_FRAME_SAMPLES];
+    // Hold music for a second (looping, it would never end by itself), then cancel it.
+    for _ in 0..50 {
+        player.next_frame(&mut frame);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    queue.cancel(looped).unwrap();
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while events.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prompts never ended: {events:?}"
+        );
+        player.next_frame(&mut frame);
+        while let Some(e) = queue.try_event() {
+            events.push(e);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    assert_eq!(
+        events,
+        vec![
+            PromptEvent {
+                id: looped,
+                outcome: PromptOutcome::Cancelled
+            },
+            PromptEvent {
+                id: spoken,
+                outcome: PromptOutcome::Completed
+            },
+            PromptEvent {
+                id: beeped,
+                outcome: PromptOutcome::Completed
+            },
+        ]
+    );
+    assert!(!player.is_playing());
 }
