@@ -194,11 +194,19 @@ pub struct TrackStatus {
     pub sample_rate: u32,
     /// Frames that arrived for a tick already written (late or duplicate), dropped.
     pub late_frames: u64,
+    /// Peak level (0..=1) of the audio received since the previous status update (one header
+    /// interval): what a live level meter shows.
+    pub peak: f32,
     /// What went wrong, for a failed track.
     pub error: Option<String>,
 }
 
 impl TrackStatus {
+    /// [`peak`](Self::peak) in dBFS (−∞ for digital silence).
+    pub fn peak_dbfs(&self) -> f32 {
+        20.0 * self.peak.log10()
+    }
+
     /// Length of the audio that survives a crash.
     pub fn durable_duration(&self) -> Duration {
         Duration::from_secs_f64(self.durable_samples as f64 / f64::from(self.sample_rate))
@@ -557,6 +565,7 @@ impl Writer {
                 durable_samples: 0,
                 sample_rate: self.config.output_sample_rate,
                 late_frames: 0,
+                peak: 0.0,
                 error: None,
             },
         });
@@ -651,6 +660,10 @@ impl Writer {
             for _ in 0..gap.min(max_gap) {
                 write_pcm(track, silence)?;
             }
+            let frame = &msg.samples[..in_frame];
+            track.status.peak = frame
+                .iter()
+                .fold(track.status.peak, |p, s| p.max(s.abs().min(1.0)));
             pcm.clear();
             match &mut track.resampler {
                 None => pcm.extend(msg.samples[..in_frame].iter().map(|s| f32_to_s16(*s))),
@@ -719,13 +732,17 @@ impl Writer {
         }
     }
 
-    fn publish(&self, shared: &Shared) {
+    /// Publishes the status and starts a new level-meter interval.
+    fn publish(&mut self, shared: &Shared) {
         let mut st = shared.lock_status();
         st.dropped_extra_speakers = self.dropped_extra_speakers;
         st.header_rewrites = self.header_rewrites;
         st.tracks.clear();
         st.tracks
             .extend(self.tracks.iter().map(|t| t.status.clone()));
+        for t in &mut self.tracks {
+            t.status.peak = 0.0;
+        }
     }
 }
 
@@ -770,6 +787,7 @@ fn failed_track(config: &RecordingConfig, track: Track, error: String) -> TrackF
             durable_samples: 0,
             sample_rate: config.output_sample_rate,
             late_frames: 0,
+            peak: 0.0,
             error: Some(error),
         },
     }

@@ -262,7 +262,9 @@ fn a_full_disk_stops_that_file_and_the_call_goes_on() {
 fn headers_are_rewritten_while_recording() {
     let dir = TempDir::new("rec-hdr");
     let mut cfg = RecordingConfig::new(dir.path(), "h");
-    cfg.header_interval = Duration::from_millis(10);
+    // Long enough that the poll below sees the rewrite covering the frames before the next
+    // one (which resets the level meter for the new interval).
+    cfg.header_interval = Duration::from_millis(300);
     // At the input rate, so no resampler holds samples back.
     cfg.output_sample_rate = 48_000;
     let (rec, sink) = CallRecorder::start(cfg).unwrap();
@@ -272,15 +274,18 @@ fn headers_are_rewritten_while_recording() {
     }
     // Wait (bounded) for a rewrite that covers all ten frames, then read the file while the
     // recording is still open: it is already a valid WAV of that length.
-    let mut durable = 0;
+    let mut status = rec.status().tracks[0].clone();
     for _ in 0..500 {
-        durable = rec.status().tracks[0].durable_samples;
-        if durable == 9600 {
+        status = rec.status().tracks[0].clone();
+        if status.durable_samples == 9600 {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(durable, 9600);
+    assert_eq!(status.durable_samples, 9600);
+    // The level meter saw the frames (0.1 = -20 dBFS) in the interval that wrote them.
+    assert!((status.peak - 0.1).abs() < 1e-6, "{}", status.peak);
+    assert!((status.peak_dbfs() + 20.0).abs() < 0.01);
     let (samples, _) = read_wav(&dir.path().join("h-mixed.wav"));
     assert_eq!(samples.len(), 9600);
     assert!(rec.status().header_rewrites >= 1);
