@@ -72,9 +72,16 @@ pub enum DeviceError {
         /// The names that exist.
         available: Vec<String>,
     },
-    /// The host has no default device for that direction.
-    #[error("no default {0} audio device (no sound card? `appmedia devices` lists what exists)")]
-    NoDefault(Direction),
+    /// The host has no usable default device for that direction.
+    #[error(
+        "no default {direction} audio device ({reason}); is there a sound card? `appmedia devices` lists what exists"
+    )]
+    NoDefault {
+        /// Input or output.
+        direction: Direction,
+        /// What the host said.
+        reason: String,
+    },
     /// The device offers no format this crate can use.
     #[error("{direction} device {device:?} offers no usable format: {reason}")]
     NoUsableFormat {
@@ -137,7 +144,10 @@ fn find_device(name: Option<&str>, direction: Direction) -> Result<cpal::Device,
             Direction::Input => host.default_input_device(),
             Direction::Output => host.default_output_device(),
         };
-        return dev.ok_or(DeviceError::NoDefault(direction));
+        return dev.ok_or(DeviceError::NoDefault {
+            direction,
+            reason: "the host reports none".into(),
+        });
     };
     let devices: Vec<cpal::Device> = host
         .devices()
@@ -240,6 +250,21 @@ fn open_error(device: &str, direction: Direction, e: &dyn std::fmt::Display) -> 
         device: device.to_string(),
         direction,
         reason: e.to_string(),
+    }
+}
+
+/// On a machine without a sound card the host still names a default device, which then fails
+/// to open; say so in those words rather than with the host's generic error.
+fn default_device_error(
+    e: DeviceError,
+    config: &DeviceConfig,
+    direction: Direction,
+) -> DeviceError {
+    match (config.name.as_deref(), e) {
+        (None, DeviceError::Open { reason, .. } | DeviceError::NoUsableFormat { reason, .. }) => {
+            DeviceError::NoDefault { direction, reason }
+        }
+        (_, e) => e,
     }
 }
 
@@ -376,6 +401,10 @@ pub struct SpeakerFeed {
 impl Speakers {
     /// Opens the output device and starts its stream (playing silence until frames come).
     pub fn open(config: &DeviceConfig) -> Result<(Speakers, SpeakerFeed), DeviceError> {
+        Self::open_device(config).map_err(|e| default_device_error(e, config, Direction::Output))
+    }
+
+    fn open_device(config: &DeviceConfig) -> Result<(Speakers, SpeakerFeed), DeviceError> {
         if config.target_latency.is_zero() {
             return Err(DeviceError::InvalidSetting("target_latency = 0".into()));
         }
@@ -612,6 +641,10 @@ pub struct MicSource {
 impl Microphone {
     /// Opens the input device and starts capturing.
     pub fn open(config: &DeviceConfig) -> Result<(Microphone, MicSource), DeviceError> {
+        Self::open_device(config).map_err(|e| default_device_error(e, config, Direction::Input))
+    }
+
+    fn open_device(config: &DeviceConfig) -> Result<(Microphone, MicSource), DeviceError> {
         if config.target_latency.is_zero() {
             return Err(DeviceError::InvalidSetting("target_latency = 0".into()));
         }
@@ -832,6 +865,7 @@ where
 pub fn probe_format(name: Option<&str>, direction: Direction) -> Result<StreamFormat, DeviceError> {
     let device = find_device(name, direction)?;
     choose_format(&device, direction)
+        .map_err(|e| default_device_error(e, &DeviceConfig::new(name), direction))
 }
 
 /// The tick-side halves without a device, for tests that check what they do per frame (this

@@ -76,6 +76,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         an_unknown_device_is_a_clear_error,
     ),
     (
+        "no_default_device_is_a_clear_error",
+        no_default_device_is_a_clear_error,
+    ),
+    (
         "call_audio_reaches_the_speakers",
         call_audio_reaches_the_speakers,
     ),
@@ -98,8 +102,14 @@ fn write_alsa_config(dir: &Path) {
     let infile = dir.join("microphone.raw");
     make_fifo(&out);
     make_fifo(&infile);
+    // The default device points at a sound card that does not exist, as on a headless server
+    // (and on every machine running this test, whatever its hardware).
     let config = format!(
         r#"
+pcm.!default {{
+    type hw
+    card 99
+}}
 pcm.{OUT} {{
     type file
     slave.pcm "null"
@@ -153,6 +163,26 @@ fn an_unknown_device_is_a_clear_error(_: &Path) {
         .err()
         .expect("error");
     assert!(err.to_string().contains("no-such-mic"), "{err}");
+}
+
+fn no_default_device_is_a_clear_error(_: &Path) {
+    for result in [
+        Speakers::open(&DeviceConfig::new(None)).err(),
+        Microphone::open(&DeviceConfig::new(None)).err(),
+    ] {
+        match result {
+            Some(e @ DeviceError::NoDefault { .. }) => {
+                let text = e.to_string();
+                eprint!("[{text}] ");
+                assert!(
+                    text.contains("no default") && text.contains("appmedia devices"),
+                    "{text}"
+                );
+            }
+            Some(other) => panic!("wrong error: {other}"),
+            None => panic!("opened a default device that cannot exist"),
+        }
+    }
 }
 
 /// Decodes interleaved raw samples of `format` into channel 0 as f32.
