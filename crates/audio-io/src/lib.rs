@@ -23,6 +23,22 @@
 //! # for t in &status.tracks { std::fs::remove_file(&t.path).ok(); }
 //! # Ok::<(), appmedia_audio_io::record::RecordError>(())
 //! ```
+//!
+//! # What is real-time safe
+//!
+//! Called once per 20 ms tick on the audio thread; none allocates, locks, logs or makes a
+//! syscall (tests/no_alloc.rs counts allocations to prove the first part):
+//!
+//! | call | does |
+//! |---|---|
+//! | [`record::RecordingSink::push`] / [`push_s16`](record::RecordingSink::push_s16) | copies a frame into a bounded channel; full → counted drop |
+//! | [`playback::PromptPlayer::next_frame`] | copies from a decoded clip or a streamed prompt's ring |
+//! | [`device::SpeakerFeed::push_frame`] | resamples (rubato, preallocated) into the speakers' ring |
+//! | [`device::MicSource::pull_frame`] | resamples out of the microphone's ring |
+//!
+//! The cpal callbacks touch only an rtrb ring and atomic counters. Everything else — opening
+//! files and devices, [`record::CallRecorder::finish`], [`playback::PromptQueue::play_streamed`]
+//! — runs on a control thread and may block.
 
 pub mod device;
 pub mod frame;

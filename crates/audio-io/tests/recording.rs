@@ -292,3 +292,31 @@ fn headers_are_rewritten_while_recording() {
     drop(sink);
     rec.finish();
 }
+
+#[test]
+fn bot_frames_can_be_recorded_at_48k() {
+    let dir = TempDir::new("rec-up");
+    let mut cfg = RecordingConfig::new(dir.path(), "up");
+    cfg.input_sample_rate = 16_000;
+    cfg.output_sample_rate = 48_000;
+    cfg.record_speakers = false;
+    let (rec, sink) = CallRecorder::start(cfg).unwrap();
+    for tick in 0..50usize {
+        let frame: Vec<i16> = (0..BOT_FRAME_SAMPLES)
+            .map(|i| (sine_at(tick * BOT_FRAME_SAMPLES + i, 1000.0, 16_000, 0.5) * 32767.0) as i16)
+            .collect();
+        sink.push_s16(tick as u64, Track::Mixed, &frame).unwrap();
+    }
+    let status = rec.finish();
+    assert_eq!(status.tracks[0].samples_written, 48_000);
+    let (samples, spec) = read_wav(&status.tracks[0].path);
+    assert_eq!((spec.sample_rate, samples.len()), (48_000, 48_000));
+    let f: Vec<f32> = samples[2000..46_000]
+        .iter()
+        .map(|s| *s as f32 / 32768.0)
+        .collect();
+    let on = tone_power(&f, 48_000, 1000.0);
+    assert!(on > 0.05, "{on}");
+    // No image of the 16 kHz source left around 15 kHz (16 kHz - 1 kHz).
+    assert!(tone_power(&f, 48_000, 15_000.0) < on / 1000.0);
+}
