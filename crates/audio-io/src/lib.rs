@@ -42,6 +42,7 @@
 
 pub mod device;
 pub mod frame;
+mod ogg_opus;
 pub mod playback;
 pub mod record;
 pub mod resample;

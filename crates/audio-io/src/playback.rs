@@ -1,7 +1,7 @@
 //! Playing WAV prompts into a call, like Graph's `playPrompt`.
 //!
 //! [`AudioClip::open`] reads a WAV file of any common rate, channel count and PCM/float sample
-//! format, down-mixes it to mono and resamples it (rubato) to the media core's 48 kHz — up front,
+//! format (or an Ogg/Opus file, told apart by its content), down-mixes it to mono and resamples it (rubato) to the media core's 48 kHz — up front,
 //! so that playing is only copying. Every kind of bad file is a typed [`OpenError`] at open time,
 //! before the call starts.
 //!
@@ -117,8 +117,19 @@ pub struct SourceFormat {
     pub channels: u16,
     /// Bits per sample.
     pub bits_per_sample: u16,
-    /// Integer PCM or IEEE float.
-    pub float: bool,
+    /// How the samples are coded.
+    pub encoding: Encoding,
+}
+
+/// How a prompt file's samples are coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Integer PCM WAV.
+    PcmInt,
+    /// IEEE float WAV (or samples given in memory).
+    PcmFloat,
+    /// Ogg/Opus.
+    Opus,
 }
 
 /// A prompt decoded to mono 48 kHz `f32`, ready to play. Cloning shares the samples.
@@ -139,7 +150,39 @@ impl AudioClip {
         let mut file = std::fs::File::open(path).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
+        if crate::ogg_opus::is_ogg(&bytes) {
+            return Self::from_ogg_opus_bytes(&bytes, path);
+        }
         Self::from_wav_bytes(&bytes, path)
+    }
+
+    /// Decodes an Ogg/Opus file already in memory; `name` is used in errors.
+    pub fn from_ogg_opus_bytes(
+        bytes: &[u8],
+        name: impl AsRef<Path>,
+    ) -> Result<AudioClip, OpenError> {
+        let path = name.as_ref().to_path_buf();
+        if bytes.len() as f64 > MAX_CLIP_DURATION.as_secs_f64() * 64_000.0 {
+            // Far more bytes than 30 minutes of Opus at a generous 512 kb/s could need.
+            return Err(OpenError::TooLong {
+                path,
+                seconds: f64::INFINITY,
+            });
+        }
+        let (samples, channels) = crate::ogg_opus::decode(bytes, path.clone())?;
+        let seconds = samples.len() as f64 / f64::from(CORE_SAMPLE_RATE);
+        if seconds > MAX_CLIP_DURATION.as_secs_f64() {
+            return Err(OpenError::TooLong { path, seconds });
+        }
+        Ok(AudioClip {
+            samples: samples.into(),
+            source: SourceFormat {
+                sample_rate: CORE_SAMPLE_RATE,
+                channels: u16::from(channels),
+                bits_per_sample: 0,
+                encoding: Encoding::Opus,
+            },
+        })
     }
 
     /// Converts a WAV file already in memory; `name` is used in errors.
@@ -193,7 +236,7 @@ impl AudioClip {
                 sample_rate: spec.sample_rate,
                 channels: spec.channels,
                 bits_per_sample: spec.bits_per_sample,
-                float: spec.sample_format == hound::SampleFormat::Float,
+                encoding: wav_encoding(spec),
             },
         })
     }
@@ -209,7 +252,7 @@ impl AudioClip {
                 sample_rate: CORE_SAMPLE_RATE,
                 channels: 1,
                 bits_per_sample: 32,
-                float: true,
+                encoding: Encoding::PcmFloat,
             },
         })
     }
@@ -227,6 +270,13 @@ impl AudioClip {
     /// The file's original format.
     pub fn source_format(&self) -> &SourceFormat {
         &self.source
+    }
+}
+
+pub(crate) fn wav_encoding(spec: hound::WavSpec) -> Encoding {
+    match spec.sample_format {
+        hound::SampleFormat::Float => Encoding::PcmFloat,
+        hound::SampleFormat::Int => Encoding::PcmInt,
     }
 }
 

@@ -48,6 +48,12 @@ impl StreamedClip {
             .take(64 * 1024)
             .read_to_end(&mut head)
             .map_err(io)?;
+        if crate::ogg_opus::is_ogg(&head) {
+            return Err(OpenError::UnsupportedFormat {
+                path,
+                encoding: "Ogg/Opus is decoded up front, not streamed (use AudioClip::open)".into(),
+            });
+        }
         let reader = match hound::WavReader::new(BufReader::new(File::open(&path).map_err(io)?)) {
             Ok(r) => r,
             Err(e) => return Err(header_error(e, &head, path)),
@@ -80,7 +86,7 @@ impl StreamedClip {
                 sample_rate: spec.sample_rate,
                 channels: spec.channels,
                 bits_per_sample: spec.bits_per_sample,
-                float: spec.sample_format == hound::SampleFormat::Float,
+                encoding: crate::playback::wav_encoding(spec),
             },
             path,
         })

@@ -199,3 +199,56 @@ fn streamed_and_decoded_prompts_share_the_queue() {
     );
     assert!(!player.is_playing());
 }
+
+#[test]
+fn ogg_opus_files_decode_to_mono_48k() {
+    use appmedia_audio_io::playback::Encoding;
+    let clip = AudioClip::open(fixture("stereo-440l-1000r.opus")).unwrap();
+    let src = clip.source_format();
+    assert_eq!((src.channels, src.encoding), (2, Encoding::Opus));
+    // End-trimmed by the last granule and pre-skip removed: exactly the one second encoded.
+    assert_eq!(clip.samples().len(), 48_000);
+    let body = &clip.samples()[2000..46_000];
+    for freq in [440.0, 1000.0] {
+        let p = tone_power(body, 48_000, freq);
+        assert!(
+            (p / expected_power(0.25) - 1.0).abs() < 0.2,
+            "{freq} Hz: {p}"
+        );
+    }
+
+    // The speech prompt, encoded by opusenc from media-samples/prompt.wav: same length as the
+    // WAV, and about the same loudness (Opus is lossy, so not the same samples).
+    let opus = AudioClip::open(fixture("prompt-16k.opus")).unwrap();
+    let wav = AudioClip::open(media_sample("prompt.wav")).unwrap();
+    assert_eq!(opus.samples().len(), wav.samples().len());
+    let energy = |s: &[f32]| s.iter().map(|x| f64::from(x * x)).sum::<f64>();
+    let ratio = energy(opus.samples()) / energy(wav.samples());
+    assert!((0.8..1.25).contains(&ratio), "energy ratio {ratio}");
+}
+
+#[test]
+fn bad_ogg_files_are_typed_errors_at_open() {
+    match AudioClip::open(fixture("truncated.opus")) {
+        Err(e @ OpenError::Malformed { .. }) => assert!(e.to_string().contains("truncated"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match AudioClip::open(fixture("vorbis.ogg")) {
+        Err(e @ OpenError::UnsupportedFormat { .. }) => {
+            assert!(e.to_string().contains("Vorbis"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // One flipped byte in the middle of a page: the page CRC catches it.
+    let mut damaged = std::fs::read(fixture("prompt-16k.opus")).unwrap();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x55;
+    match AudioClip::from_ogg_opus_bytes(&damaged, "damaged.opus") {
+        Err(e @ OpenError::Malformed { .. }) => assert!(e.to_string().contains("checksum"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        StreamedClip::open(fixture("prompt-16k.opus")),
+        Err(OpenError::UnsupportedFormat { .. })
+    ));
+}
