@@ -252,3 +252,36 @@ fn bad_ogg_files_are_typed_errors_at_open() {
         Err(OpenError::UnsupportedFormat { .. })
     ));
 }
+
+/// The DTMF sample holds the digits its name says (ITU-T Q.23 row and column tones), so
+/// tests elsewhere can rely on it.
+#[test]
+fn dtmf_sample_holds_its_digits() {
+    let clip = AudioClip::open(media_sample("dtmf-123456789star0hash-8k.wav")).unwrap();
+    let rows = [697.0, 770.0, 852.0, 941.0];
+    let cols = [1209.0, 1336.0, 1477.0];
+    let keypad = ["123", "456", "789", "*0#"];
+    let strongest = |w: &[f32], freqs: &[f32]| {
+        freqs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i, tone_power(w, 48_000, *f)))
+            .fold((0, 0.0f32), |m, x| if x.1 > m.1 { x } else { m })
+    };
+    let mut heard = String::new();
+    for i in 0..12 {
+        // Each digit: 100 ms of tone then 100 ms of silence; look inside the tone.
+        let start = i * 9600 + 480;
+        let tone = &clip.samples()[start..start + 3840];
+        let (r, rp) = strongest(tone, &rows);
+        let (c, cp) = strongest(tone, &cols);
+        assert!(rp > 0.01 && cp > 0.01, "digit {i}: no tone ({rp}, {cp})");
+        heard.push(keypad[r].as_bytes()[c] as char);
+        let gap = &clip.samples()[start + 5280..start + 8640];
+        assert!(
+            gap.iter().all(|s| s.abs() < 0.01),
+            "digit {i}: no silence after it"
+        );
+    }
+    assert_eq!(heard, "123456789*0#");
+}
