@@ -10,8 +10,9 @@
 //! * The target delay follows the RFC 3550 §A.8 interarrival jitter between a floor and a
 //!   ceiling. It rises at once (and by one frame per late packet), falls slowly, and the
 //!   playout delay is realigned to it mostly in silence: when a DTX pause ends, the first packet
-//!   is held exactly the target delay. In speech the delay grows only by underruns and shrinks
-//!   by dropping one frame at most once a second.
+//!   is held exactly the target delay; while the talker is quiet a frame of silence is inserted
+//!   (delay too short) or one is dropped (too long). In speech the delay grows only by
+//!   underruns and shrinks by dropping one frame at most once a second.
 //! * DTX is told from loss by sequence numbers: a jump in timestamp with contiguous sequence
 //!   numbers is a pause of the sender, a gap in sequence numbers is loss.
 
@@ -76,6 +77,8 @@ pub struct JitterStats {
     pub underruns: u64,
     /// Frames dropped to shrink the delay.
     pub accelerated: u64,
+    /// Silent frames inserted (in silence) to grow the delay.
+    pub stretched: u64,
     /// Packets that did not fit the ring.
     pub overflow: u64,
     /// Restarts on an SSRC change or a large sequence jump.
@@ -502,6 +505,14 @@ impl JitterBuffer {
                         return Kind::Silence;
                     }
                 }
+                if self.silent
+                    && (self.buffered_ts() as f64) + 0.5 * (frame as f64) < self.target_ts
+                {
+                    // Below target while the talker is silent: insert one frame of silence
+                    // (inaudible here) so the cushion is in place before speech resumes.
+                    self.stats.stretched += 1;
+                    return Kind::Silence;
+                }
                 if self.should_shrink() && self.buffered > 1 {
                     // Drop this frame to cut excess delay.
                     self.take(self.expected_seq);
@@ -527,8 +538,21 @@ impl JitterBuffer {
                         self.expected_seq = next;
                         continue;
                     }
-                    if (self.buffered_ts() as f64) < self.target_ts {
-                        // Less than the target is buffered: the missing packet may just be
+                    // Audio queued ahead, counting the hole itself.
+                    let hole_span = (self.highest_seq - self.expected_seq + 1) * frame;
+                    if next > self.expected_seq + 1
+                        && hole_span as f64 > 2.0 * self.target_ts + 2.0 * frame as f64
+                    {
+                        // After an outage far longer than the target delay: concealing the
+                        // hole frame by frame would only pile up delay. Give up all but the
+                        // last missing frame, which the next packet's FEC may rebuild.
+                        self.stats.lost += (next - 1 - self.expected_seq) as u64;
+                        self.expected_seq = next - 1;
+                        self.play_ts = next_ts - frame;
+                    }
+                    let span = (self.highest_seq - self.expected_seq + 1) * frame;
+                    if (span as f64) < self.target_ts {
+                        // Less than the target is queued: the missing packet may just be
                         // late, so hold playout (conceal one frame, the delay grows by one)
                         // rather than give it up.
                         self.stats.underruns += 1;
@@ -661,6 +685,72 @@ mod tests {
     }
 
     #[test]
+    fn reorder_duplicate_and_late_across_the_wraps() {
+        let mut jb = JitterBuffer::new(JitterConfig {
+            min_delay: Duration::from_millis(60),
+            ..JitterConfig::default()
+        });
+        let base_ts = u32::MAX - 960 * 2;
+        let ts = |s: u16| base_ts.wrapping_add(960 * u32::from(s.wrapping_sub(65_533)));
+        // 65533, 65535, 65534 (reordered across nothing), 1 before 0 (across the wrap),
+        // 0 twice (duplicate across the wrap).
+        let arrivals = [65_533u16, 65_535, 65_534, 1, 0, 0, 2, 3, 4, 5];
+        let mut played = vec![];
+        for (i, &s) in arrivals.iter().enumerate() {
+            let now = F * i as u32;
+            let out = jb.push(pkt(9, s, ts(s)), now);
+            if i == 5 {
+                assert_eq!(out, PushOutcome::Duplicate);
+            }
+            if let Some(s) = seq_of(&jb.pop(now)) {
+                played.push(s);
+            }
+        }
+        for i in 10..14 {
+            if let Some(s) = seq_of(&jb.pop(F * i)) {
+                played.push(s);
+            }
+        }
+        assert_eq!(played, vec![65_533, 65_534, 65_535, 0, 1, 2, 3, 4, 5]);
+        let st = jb.stats();
+        assert_eq!((st.reordered, st.duplicate, st.lost), (2, 1, 0));
+        // 65535 arriving again long after the wrap: a duplicate of a played packet.
+        assert_eq!(
+            jb.push(pkt(9, 65_535, ts(65_535)), F * 14),
+            PushOutcome::Duplicate
+        );
+    }
+
+    #[test]
+    fn dtx_gap_across_the_timestamp_wrap() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        steady(&mut jb, 10, u32::MAX - 960 * 4, 3, Duration::ZERO);
+        jb.set_silent(true);
+        let mut tags = vec![];
+        for i in 3..13u32 {
+            tags.push(tag(&jb.pop(F * i)));
+        }
+        // Resume 10 frames later: the timestamp has wrapped past zero.
+        let resume_ts = (u32::MAX - 960 * 4).wrapping_add(960 * 13);
+        jb.push(pkt(7, 13, resume_ts), F * 13);
+        jb.set_silent(false);
+        for i in 13..16u32 {
+            tags.push(tag(&jb.pop(F * i + Duration::from_millis(25))));
+            jb.push(
+                pkt(
+                    7,
+                    14 + (i - 13) as u16,
+                    resume_ts.wrapping_add(960 * (i - 12)),
+                ),
+                F * (i + 1),
+            );
+        }
+        assert!(tags[..10].iter().all(|t| t == "S"));
+        assert_eq!(&tags[10..], ["F13", "F14", "F15"]);
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
     fn reordered_packets_play_in_order() {
         let mut jb = JitterBuffer::new(JitterConfig {
             min_delay: Duration::from_millis(60),
@@ -782,6 +872,27 @@ mod tests {
     }
 
     #[test]
+    fn delay_grows_in_silence_by_inserting_a_frame() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut tags = steady(&mut jb, 0, 0, 10, Duration::ZERO);
+        // A straggler from before this run raises the target by a frame (20 -> 40 ms).
+        assert_eq!(jb.push(pkt(7, 65_446, 0), F * 10), PushOutcome::Late);
+        // The talker is quiet now: the buffer holds one tick to build the cushion...
+        jb.set_silent(true);
+        tags.extend(steady(&mut jb, 10, 9600, 5, F * 10));
+        assert_eq!(&tags[10..], ["S", "F10", "F11", "F12", "F13"]);
+        assert_eq!(jb.stats().stretched, 1);
+        assert_eq!(jb.stats().lost, 0);
+        // ...whereas in speech it would not have.
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        steady(&mut jb, 0, 0, 10, Duration::ZERO);
+        jb.push(pkt(7, 65_446, 0), F * 10);
+        let tags = steady(&mut jb, 10, 9600, 5, F * 10);
+        assert_eq!(tags, ["F10", "F11", "F12", "F13", "F14"]);
+        assert_eq!(jb.stats().stretched, 0);
+    }
+
+    #[test]
     fn ssrc_change_resets() {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         steady(&mut jb, 0, 0, 5, Duration::ZERO);
@@ -804,6 +915,26 @@ mod tests {
         assert_eq!(jb.push(pkt(7, 9_000, 1), F * 5), PushOutcome::OutOfWindow);
         assert_eq!(jb.push(pkt(7, 5, 960 * 5), F * 5), PushOutcome::Buffered);
         assert_eq!(tag(&jb.pop(F * 5)), "F5");
+    }
+
+    #[test]
+    fn outage_skips_ahead_instead_of_piling_up_delay() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut tags = steady(&mut jb, 1000, 0, 10, Duration::ZERO);
+        // One second lost (50 packets), no pause at the sender; playout conceals meanwhile.
+        for i in 10..60u32 {
+            tags.push(tag(&jb.pop(F * i + Duration::from_millis(1))));
+        }
+        for i in 60..70u16 {
+            let now = F * u32::from(i);
+            jb.push(pkt(7, 1000 + i, 960 * u32::from(i)), now);
+            tags.push(tag(&jb.pop(now + Duration::from_millis(1))));
+        }
+        assert!(tags[10..60].iter().all(|t| t == "U"), "{tags:?}");
+        // Right after the outage: one frame whose FEC rides in 1060, then live again.
+        assert_eq!(&tags[60..62], ["L+1060", "F1060"], "{tags:?}");
+        assert_eq!(jb.stats().lost, 50);
+        assert!(jb.stats().current_delay <= Duration::from_millis(40));
     }
 
     /// Deterministic arrival jitter: each packet delayed 0..max_ms.

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod jitter;
 pub mod latency;
 pub mod mixer;
+pub mod pipeline;
 pub mod queue;
 pub mod resample;
 pub mod rtp;

@@ -165,3 +165,86 @@ fn resampling_and_conversion_allocate_nothing() {
     });
     assert_eq!(n, 0, "resampling allocated {n} times");
 }
+
+/// A two-party call through two whole pipelines (16 kHz bot side, so both resamplers run),
+/// with loss, a DTX pause, a player and event polling: once warm, `push_rtp` and `tick`
+/// allocate nothing. Packet buffers are made outside the measured part, as the transport
+/// would make them.
+#[test]
+fn pipeline_two_party_tick_allocates_nothing() {
+    use appmedia_media::pipeline::{CallPipeline, PipelineConfig};
+    use std::time::Duration;
+
+    let tick_len = Duration::from_millis(20);
+    let mut a = CallPipeline::new(PipelineConfig {
+        local_ssrc: 0xA,
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let mut b = CallPipeline::new(PipelineConfig {
+        local_ssrc: 0xB,
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let (bot_a, bot_b) = (a.bot_sender(), b.bot_sender());
+    let player = a.add_player(4).unwrap();
+    // A's packets reach B through the network-side queue, B's through push_rtp.
+    let b_inbox = b.rtp_inbox();
+    let mut pcm16 = [0u8; 640];
+    let (mut to_b, mut to_a) = (None, None);
+    let mut allocations = 0;
+    let mut fec_or_plc_ticks = 0;
+    for i in 0..WARMUP_TICKS * 5 + MEASURED_TICKS {
+        let now = tick_len * i as u32;
+        // Outside the measurement: the bots and the "network" prepare their inputs.
+        let tone = speechish(i, 0.0);
+        let mut narrow: Frame16 = [0.0; SAMPLES_PER_FRAME_16K];
+        for (n, w) in narrow.iter_mut().zip(tone.iter().step_by(3)) {
+            *n = *w;
+        }
+        f32_to_s16le_bytes(&narrow, &mut pcm16).unwrap();
+        if !(200..260).contains(&i) {
+            bot_a.send_pcm16k(&pcm16).unwrap();
+        }
+        bot_b.send_pcm16k(&pcm16).unwrap();
+        if i % 40 == 7 {
+            player.send(&speechish(i, 90.0)).unwrap();
+        }
+        let a_pkt = to_b.take().filter(|_| i % 17 != 0);
+        let b_pkt = to_a.take();
+        let n = allocations_during(|| {
+            if let Some(p) = a_pkt {
+                b_inbox.push(p, now).unwrap();
+            }
+            if let Some(p) = b_pkt {
+                a.push_rtp(p, now);
+            }
+            a.tick(now);
+            b.tick(now + Duration::from_millis(5));
+            while let Some(e) = a.poll_event() {
+                std::hint::black_box(e);
+            }
+            while let Some(e) = b.poll_event() {
+                std::hint::black_box(e);
+            }
+            for u in b.unmixed() {
+                std::hint::black_box(u.pcm16k);
+            }
+            std::hint::black_box((b.bot_frame_16k(), b.active_speakers(), b.stats()));
+        });
+        if i >= WARMUP_TICKS * 5 {
+            allocations += n;
+        }
+        to_b = a.outgoing_packet().map(bytes::Bytes::copy_from_slice);
+        to_a = b.outgoing_packet().map(bytes::Bytes::copy_from_slice);
+        fec_or_plc_ticks = b
+            .stream_stats()
+            .map(|s| s.jitter.fec_recovered + s.jitter.concealed)
+            .sum::<u64>();
+    }
+    assert_eq!(allocations, 0, "pipelines allocated {allocations} times");
+    // The measured ticks did exercise loss recovery and DTX.
+    assert!(fec_or_plc_ticks > 10, "{fec_or_plc_ticks}");
+    assert!(a.stats().dtx_ticks > 20);
+    assert!(b.stats().inbound_queue.popped > 400);
+}
