@@ -1,0 +1,638 @@
+//! `appmedia loadtest`: how many concurrent calls this machine carries in real time.
+//!
+//! In-process, no network: each call is a real [`CallPipeline`] between a synthetic
+//! remote party (speech-like audio, Opus-encoded into RTP and pushed at real-time
+//! pace, 1.8 s talk spurts with DTX pauses) and an echo bot that sends every frame it
+//! hears back into the call. The media scheduler ticks all calls on one worker per
+//! core against absolute 20 ms deadlines. The run reports tick latency, late ticks
+//! (a call's frame finished after its 20 ms period), CPU and memory per call, and the
+//! codec-bound limit measured in the same run: 20 ms ÷ (Opus decode + encode of one
+//! frame of the same input).
+//!
+//! `--calls max` searches for the largest call count with zero late ticks: a
+//! bounded gallop-then-bisect over short probe runs.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appmedia_media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder};
+use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
+use appmedia_media::pipeline::{BotAudioFormat, BotSender, CallPipeline, PipelineConfig};
+use appmedia_media::rtp::{AudioLevel, HeaderExtension, RtpHeader, RtpPacketSpec};
+use appmedia_media::scheduler::{Scheduler, SchedulerConfig, SchedulerStats, Tickable};
+use appmedia_media::synth::SpeechLike;
+use bytes::Bytes;
+use serde_json::json;
+
+/// Opus payload type both sides use.
+const PAYLOAD_TYPE: u8 = 111;
+/// RFC 6464 audio level extension id both sides use.
+const AUDIO_LEVEL_EXT: u8 = 1;
+/// Length of each remote party's pre-encoded script (5 s), replayed in a loop.
+const SCRIPT_FRAMES: usize = 250;
+/// Distinct remote voices; call `i` uses voice `i % VOICES`.
+const VOICES: u32 = 4;
+/// Most probe runs `--calls max` makes.
+const MAX_PROBES: usize = 12;
+
+/// `--calls`: a number, or `max` to search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallCount {
+    /// Run exactly this many calls.
+    Fixed(usize),
+    /// Find the largest count with zero late ticks.
+    Max,
+}
+
+impl FromStr for CallCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(CallCount::Max);
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("--calls must be at least 1".into()),
+            Ok(n) => Ok(CallCount::Fixed(n)),
+            Err(_) => Err(format!("--calls takes a number or `max`, not {s:?}")),
+        }
+    }
+}
+
+impl fmt::Display for CallCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallCount::Fixed(n) => write!(f, "{n}"),
+            CallCount::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// The bot's PCM format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BotFormat {
+    /// s16 mono 16 kHz, 640 bytes a frame (Graph media bots' format; resampled).
+    Pcm16k,
+    /// f32 mono 48 kHz (no resampling).
+    Pcm48k,
+}
+
+impl BotFormat {
+    fn name(self) -> &'static str {
+        match self {
+            BotFormat::Pcm16k => "pcm16k",
+            BotFormat::Pcm48k => "pcm48k",
+        }
+    }
+}
+
+/// Arguments of `appmedia loadtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadtestArgs {
+    /// Concurrent 2-party calls, or `max` to find the most with zero late ticks.
+    #[arg(long, default_value = "10")]
+    pub calls: CallCount,
+    /// Length of the measured run in seconds (with `--calls max`: of the final run).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub workers: Option<u64>,
+    /// The bot's audio format.
+    #[arg(long, value_enum, default_value_t = BotFormat::Pcm16k)]
+    pub bot_format: BotFormat,
+    /// With `--calls max`: the largest count tried.
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_calls: u64,
+    /// With `--calls max`: seconds of each probe run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub probe_seconds: u64,
+}
+
+/// Why the load test could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadtestError {
+    /// Building a codec for the synthetic party or the codec timing failed.
+    #[error("codec: {0}")]
+    Codec(#[from] appmedia_media::codec::CodecError),
+    /// A call's pipeline could not be built.
+    #[error("pipeline: {0}")]
+    Pipeline(#[from] appmedia_media::pipeline::PipelineError),
+    /// The scheduler could not start or take a call.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] appmedia_media::scheduler::SchedulerError),
+}
+
+/// One remote party's audio: Opus packets of a speech-like script, `None` where
+/// the encoder's DTX sent nothing. Shared by every call using that voice.
+struct Script {
+    packets: Vec<Option<(Vec<u8>, AudioLevel)>>,
+    /// Talk frames (PCM) and their packets, for timing the codec on the same input.
+    talk: Vec<(Frame48, Vec<u8>)>,
+}
+
+impl Script {
+    fn new(voice: u32) -> Result<Self, LoadtestError> {
+        let mut synth = SpeechLike::new(voice);
+        let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
+        let mut frame = SILENT_FRAME_48;
+        let mut packets = Vec::with_capacity(SCRIPT_FRAMES);
+        let mut talk = Vec::new();
+        for _ in 0..SCRIPT_FRAMES {
+            synth.next_frame(&mut frame);
+            let level = AudioLevel::from_samples(&frame, true);
+            match encoder.encode(&frame)? {
+                EncodedFrame::Voice(p) => {
+                    if p.len() > 10 {
+                        talk.push((frame, p.to_vec()));
+                    }
+                    packets.push(Some((p.to_vec(), level)));
+                }
+                EncodedFrame::Dtx => packets.push(None),
+            }
+        }
+        Ok(Self { packets, talk })
+    }
+}
+
+/// The far end of one call: replays its script as RTP, one packet per tick.
+struct RemoteParty {
+    script: Arc<Script>,
+    position: usize,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// The last frame was DTX: the next packet starts a talk spurt (marker bit).
+    was_silent: bool,
+    wire: Vec<u8>,
+}
+
+impl RemoteParty {
+    /// The packet for this tick, if the script is not in a DTX pause.
+    fn next_packet(&mut self) -> Option<Bytes> {
+        let entry = &self.script.packets[self.position];
+        self.position = (self.position + 1) % self.script.packets.len();
+        let timestamp = self.timestamp;
+        self.timestamp = self.timestamp.wrapping_add(960);
+        let Some((payload, level)) = entry else {
+            self.was_silent = true;
+            return None;
+        };
+        let mut header = RtpHeader::new(PAYLOAD_TYPE, self.sequence, timestamp, self.ssrc);
+        header.marker = std::mem::take(&mut self.was_silent);
+        self.sequence = self.sequence.wrapping_add(1);
+        let level_byte = [level.to_byte()];
+        let extensions = [HeaderExtension {
+            id: AUDIO_LEVEL_EXT,
+            data: &level_byte,
+        }];
+        let mut spec = RtpPacketSpec::new(header, payload);
+        spec.extensions = &extensions;
+        // The network side hands the pipeline an owned buffer per packet, as a
+        // socket reader does; `wire` only avoids a second copy.
+        let n = spec.write(&mut self.wire).ok()?;
+        Some(Bytes::copy_from_slice(&self.wire[..n]))
+    }
+}
+
+/// One simulated call: the pipeline, its remote party and an echo bot.
+struct SimCall {
+    pipeline: CallPipeline,
+    remote: RemoteParty,
+    bot: BotSender,
+    format: BotFormat,
+}
+
+impl Tickable for SimCall {
+    fn tick(&mut self, now: Duration) {
+        if let Some(packet) = self.remote.next_packet() {
+            self.pipeline.push_rtp(packet, now);
+        }
+        self.pipeline.tick(now);
+        // The bot answers with what it heard (queued for the next tick, like a
+        // bot on its own thread would).
+        let _ = match self.format {
+            BotFormat::Pcm16k => match self.pipeline.bot_frame_16k() {
+                Some(pcm) => self.bot.send_pcm16k(pcm),
+                None => self.bot.send_48k(self.pipeline.bot_frame_48k()),
+            },
+            BotFormat::Pcm48k => self.bot.send_48k(self.pipeline.bot_frame_48k()),
+        };
+        // The transport would send this; reading it is enough here.
+        std::hint::black_box(self.pipeline.outgoing_packet());
+        while self.pipeline.poll_event().is_some() {}
+    }
+}
+
+fn sim_call(
+    index: usize,
+    scripts: &[Arc<Script>],
+    format: BotFormat,
+) -> Result<SimCall, LoadtestError> {
+    let script = scripts[index % scripts.len()].clone();
+    let start = (index * 37) % script.packets.len();
+    let config = PipelineConfig {
+        local_ssrc: 0x1000_0000 + index as u32,
+        payload_type: PAYLOAD_TYPE,
+        audio_level_ext_id: Some(AUDIO_LEVEL_EXT),
+        initial_sequence_number: (index as u16).wrapping_mul(7919),
+        initial_timestamp: (index as u32).wrapping_mul(104_729),
+        bot_format: match format {
+            BotFormat::Pcm16k => BotAudioFormat::Pcm16k,
+            BotFormat::Pcm48k => BotAudioFormat::Pcm48k,
+        },
+        ..PipelineConfig::default()
+    };
+    let pipeline = CallPipeline::new(config)?;
+    let bot = pipeline.bot_sender();
+    Ok(SimCall {
+        pipeline,
+        remote: RemoteParty {
+            script,
+            position: start,
+            ssrc: 0x2000_0000 + index as u32,
+            sequence: (index as u16).wrapping_mul(31),
+            timestamp: (index as u32).wrapping_mul(7_777),
+            was_silent: true,
+            wire: vec![0; 1500],
+        },
+        bot,
+        format,
+    })
+}
+
+/// Mean time of one Opus decode and one encode of the scripts' talk frames, on
+/// this thread, in microseconds.
+fn time_codec(scripts: &[Arc<Script>]) -> Result<(f64, f64), LoadtestError> {
+    let mut decoder = OpusDecoder::new()?;
+    let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
+    let mut out = SILENT_FRAME_48;
+    let talk: Vec<&(Frame48, Vec<u8>)> = scripts.iter().flat_map(|s| s.talk.iter()).collect();
+    // Warm caches, then measure at least 300 ms each.
+    for (pcm, packet) in talk.iter().take(50) {
+        decoder.decode(packet, &mut out)?;
+        std::hint::black_box(encoder.encode(pcm)?);
+    }
+    let min_time = Duration::from_millis(300);
+    let (mut dec_n, mut dec_t) = (0u32, Duration::ZERO);
+    while dec_t < min_time {
+        for (_, packet) in &talk {
+            let t = Instant::now();
+            decoder.decode(packet, &mut out)?;
+            dec_t += t.elapsed();
+            dec_n += 1;
+        }
+    }
+    let (mut enc_n, mut enc_t) = (0u32, Duration::ZERO);
+    while enc_t < min_time {
+        for (pcm, _) in &talk {
+            let t = Instant::now();
+            std::hint::black_box(encoder.encode(pcm)?);
+            enc_t += t.elapsed();
+            enc_n += 1;
+        }
+    }
+    Ok((
+        dec_t.as_secs_f64() * 1e6 / f64::from(dec_n),
+        enc_t.as_secs_f64() * 1e6 / f64::from(enc_n),
+    ))
+}
+
+/// CPU time (user + system) of the whole process so far.
+fn process_cpu_time() -> Option<Duration> {
+    // SAFETY: getrusage only writes the struct we pass; zeroed is a valid rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
+/// Resident set size in KiB, from /proc/self/status (Linux).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+struct RunResult {
+    calls: usize,
+    seconds: f64,
+    workers: usize,
+    stats: SchedulerStats,
+    cpu_per_call_pct: Option<f64>,
+    rss_per_call_kib: Option<f64>,
+}
+
+fn run_once(
+    calls: usize,
+    seconds: u64,
+    workers: usize,
+    format: BotFormat,
+    scripts: &[Arc<Script>],
+) -> Result<RunResult, LoadtestError> {
+    let rss_before = rss_kib();
+    let scheduler = Scheduler::start(SchedulerConfig {
+        workers,
+        ..SchedulerConfig::default()
+    })?;
+    // Build every call before the clock starts: construction allocates, ticks must not.
+    let mut sims = Vec::with_capacity(calls);
+    for i in 0..calls {
+        sims.push(sim_call(i, scripts, format)?);
+    }
+    let mut handles = Vec::with_capacity(calls);
+    for sim in sims {
+        handles.push(scheduler.add(sim)?);
+    }
+    // Let every worker adopt its calls and the jitter buffers fill (1 s), then
+    // measure the steady state only.
+    std::thread::sleep(Duration::from_secs(1));
+    scheduler.reset_stats(Duration::from_secs(1));
+    let cpu0 = process_cpu_time();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let wall = t0.elapsed();
+    let cpu1 = process_cpu_time();
+    let stats = scheduler.stats();
+    let rss_after = rss_kib();
+    for h in &handles {
+        h.remove();
+    }
+    scheduler.shutdown();
+    let cpu_per_call_pct = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => {
+            Some((b.saturating_sub(a)).as_secs_f64() / wall.as_secs_f64() * 100.0 / calls as f64)
+        }
+        _ => None,
+    };
+    let rss_per_call_kib = match (rss_before, rss_after) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / calls as f64),
+        _ => None,
+    };
+    Ok(RunResult {
+        calls,
+        seconds: wall.as_secs_f64(),
+        workers,
+        stats,
+        cpu_per_call_pct,
+        rss_per_call_kib,
+    })
+}
+
+fn report_json(
+    r: &RunResult,
+    decode_us: f64,
+    encode_us: f64,
+    format: BotFormat,
+    search: &[(usize, u64)],
+) -> serde_json::Value {
+    let tick = r.stats.tick_time();
+    let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
+    let per_core = r.calls as f64 / r.workers as f64;
+    let mut v = json!({
+        "calls": r.calls,
+        "seconds": round(r.seconds, 2),
+        "ticks": r.stats.ticks(),
+        "late_ticks": r.stats.late_ticks(),
+        "tick_p50_us": round(tick.p50.as_secs_f64() * 1e6, 1),
+        "tick_p99_us": round(tick.p99.as_secs_f64() * 1e6, 1),
+        "tick_max_us": round(tick.max.as_secs_f64() * 1e6, 1),
+        "cpu_per_call_pct": r.cpu_per_call_pct.map(|x| round(x, 3)),
+        "rss_per_call_kib": r.rss_per_call_kib.map(|x| round(x, 1)),
+        "decode_us": round(decode_us, 1),
+        "encode_us": round(encode_us, 1),
+        "codec_limit_calls_per_core": round(limit, 1),
+        "workers": r.workers,
+        "calls_per_core": round(per_core, 1),
+        "pct_of_codec_limit": round(per_core / limit * 100.0, 1),
+        "late_periods": r.stats.workers.iter().map(|w| w.late_periods).sum::<u64>(),
+        "skipped_periods": r.stats.workers.iter().map(|w| w.skipped_periods).sum::<u64>(),
+        "migrations": r.stats.migrations(),
+        "bot_format": format.name(),
+    });
+    if !search.is_empty() {
+        v["search"] = search
+            .iter()
+            .map(|(calls, late)| json!({"calls": calls, "late_ticks": late}))
+            .collect();
+    }
+    v
+}
+
+fn report_text(r: &RunResult, decode_us: f64, encode_us: f64, format: BotFormat) -> String {
+    let tick = r.stats.tick_time();
+    let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
+    let per_core = r.calls as f64 / r.workers as f64;
+    let opt = |x: Option<f64>, unit: &str| x.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
+    format!(
+        "loadtest: {} calls ({}) on {} workers for {:.1} s\n\
+         ticks {} late {} | tick p50 {:.1} us p99 {:.1} us max {:.1} us | migrations {}\n\
+         cpu per call {} | rss per call {}\n\
+         opus decode {:.1} us + encode {:.1} us per frame -> codec limit {:.1} calls/core; \
+         running {:.1} calls/core = {:.1} % of it",
+        r.calls,
+        format.name(),
+        r.workers,
+        r.seconds,
+        r.stats.ticks(),
+        r.stats.late_ticks(),
+        tick.p50.as_secs_f64() * 1e6,
+        tick.p99.as_secs_f64() * 1e6,
+        tick.max.as_secs_f64() * 1e6,
+        r.stats.migrations(),
+        opt(r.cpu_per_call_pct, " %"),
+        opt(r.rss_per_call_kib, " KiB"),
+        decode_us,
+        encode_us,
+        limit,
+        per_core,
+        per_core / limit * 100.0,
+    )
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// Largest passing count: gallop up from a codec-based guess, then bisect,
+/// within `MAX_PROBES` runs. Returns the count and the probes made.
+fn search_max(
+    args: &LoadtestArgs,
+    workers: usize,
+    codec_limit_per_core: f64,
+    scripts: &[Arc<Script>],
+) -> Result<(usize, Vec<(usize, u64)>), LoadtestError> {
+    let cap = args.max_calls as usize;
+    let mut probes = Vec::new();
+    let probe = |n: usize, probes: &mut Vec<(usize, u64)>| -> Result<bool, LoadtestError> {
+        let r = run_once(n, args.probe_seconds, workers, args.bot_format, scripts)?;
+        let late = r.stats.late_ticks();
+        probes.push((n, late));
+        if !args.json {
+            eprintln!("loadtest: probe {n} calls -> {late} late ticks");
+        }
+        Ok(late == 0)
+    };
+    // `lo` is the largest count seen passing (0: none yet), `hi` the smallest failing.
+    let (mut lo, mut hi) = (0usize, cap + 1);
+    let mut n = ((codec_limit_per_core * workers as f64 * 0.5) as usize).clamp(1, cap);
+    // Gallop from the guess: double while passing, halve while failing, until
+    // the answer is bracketed.
+    while probes.len() < MAX_PROBES {
+        if probe(n, &mut probes)? {
+            lo = n;
+            if hi <= cap || n >= cap {
+                break;
+            }
+            n = (n * 2).min(cap);
+        } else {
+            hi = n;
+            if lo > 0 || n <= 1 {
+                break;
+            }
+            n = (n / 2).max(1);
+        }
+    }
+    // Bisect to within 5 %.
+    while probes.len() < MAX_PROBES && hi <= cap && hi - lo > (lo / 20).max(1) {
+        let mid = lo + (hi - lo) / 2;
+        if probe(mid, &mut probes)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok((lo, probes))
+}
+
+/// Runs `appmedia loadtest` and prints its report.
+pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |w| w as usize,
+    );
+    let scripts: Vec<Arc<Script>> = (0..VOICES)
+        .map(|v| Script::new(v).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let (decode_us, encode_us) = time_codec(&scripts)?;
+    let codec_limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
+    let (calls, search) = match args.calls {
+        CallCount::Fixed(n) => (n, Vec::new()),
+        CallCount::Max => {
+            let (best, probes) = search_max(args, workers, codec_limit, &scripts)?;
+            (best.max(1), probes)
+        }
+    };
+    let result = run_once(calls, args.seconds, workers, args.bot_format, &scripts)?;
+    if args.json {
+        println!(
+            "{}",
+            report_json(&result, decode_us, encode_us, args.bot_format, &search)
+        );
+    } else {
+        println!(
+            "{}",
+            report_text(&result, decode_us, encode_us, args.bot_format)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_count_parses_numbers_and_max() {
+        assert_eq!("12".parse::<CallCount>(), Ok(CallCount::Fixed(12)));
+        assert_eq!("MAX".parse::<CallCount>(), Ok(CallCount::Max));
+        assert!("0".parse::<CallCount>().is_err());
+        assert!("-3".parse::<CallCount>().is_err());
+        assert!("lots".parse::<CallCount>().unwrap_err().contains("lots"));
+        assert_eq!(CallCount::Max.to_string(), "max");
+    }
+
+    #[test]
+    fn remote_party_paces_sequence_and_timestamps() {
+        let script = Arc::new(Script::new(0).unwrap());
+        let dtx = script.packets.iter().filter(|p| p.is_none()).count();
+        assert!(dtx > 0, "the script must include DTX pauses");
+        let mut remote = RemoteParty {
+            script: script.clone(),
+            position: 0,
+            ssrc: 7,
+            sequence: 65_530,
+            timestamp: u32::MAX - 960,
+            was_silent: true,
+            wire: vec![0; 1500],
+        };
+        let mut sent = Vec::new();
+        for tick in 0..SCRIPT_FRAMES as u32 {
+            if let Some(bytes) = remote.next_packet() {
+                let p = appmedia_media::rtp::RtpPacket::parse(bytes).unwrap();
+                sent.push((tick, p));
+            }
+        }
+        assert_eq!(sent.len(), SCRIPT_FRAMES - dtx);
+        // Sequence numbers are consecutive (wrapping); timestamps follow the tick.
+        for w in sent.windows(2) {
+            assert_eq!(
+                w[1].1.sequence_number(),
+                w[0].1.sequence_number().wrapping_add(1)
+            );
+            let dt = w[1].1.timestamp().wrapping_sub(w[0].1.timestamp());
+            assert_eq!(dt, 960 * (w[1].0 - w[0].0));
+            // The marker bit flags the first packet after a pause.
+            assert_eq!(w[1].1.marker(), w[1].0 - w[0].0 > 1);
+        }
+        assert!(sent[0].1.audio_level(AUDIO_LEVEL_EXT).is_some());
+    }
+
+    #[test]
+    fn a_short_run_ticks_every_call_and_reports_all_fields() {
+        let scripts = vec![Arc::new(Script::new(1).unwrap())];
+        let r = run_once(3, 1, 1, BotFormat::Pcm16k, &scripts).unwrap();
+        // 3 calls × ~50 ticks; loose bounds, the machine may be busy.
+        assert!(r.stats.ticks() >= 3 * 20, "ticks {}", r.stats.ticks());
+        let (dec, enc) = (100.0, 200.0);
+        let v = report_json(&r, dec, enc, BotFormat::Pcm16k, &[(3, 0)]);
+        for key in [
+            "calls",
+            "seconds",
+            "ticks",
+            "late_ticks",
+            "tick_p50_us",
+            "tick_p99_us",
+            "tick_max_us",
+            "cpu_per_call_pct",
+            "rss_per_call_kib",
+            "decode_us",
+            "encode_us",
+            "codec_limit_calls_per_core",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["codec_limit_calls_per_core"], json!(66.7));
+        assert_eq!(v["search"][0]["calls"], json!(3));
+        assert!(report_text(&r, dec, enc, BotFormat::Pcm16k).contains("3 calls"));
+    }
+
+    #[test]
+    fn codec_timing_is_positive() {
+        let scripts = vec![Arc::new(Script::new(2).unwrap())];
+        let (d, e) = time_codec(&scripts).unwrap();
+        assert!(d > 0.0 && e > 0.0);
+    }
+}
