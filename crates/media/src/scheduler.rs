@@ -953,7 +953,10 @@ mod tests {
         assert!(scheduler.reset_stats(PATIENCE));
         let after = scheduler.stats();
         // Only the ticks since the reset remain.
-        assert!(after.ticks() < before.ticks(), "reset did not zero the counters");
+        assert!(
+            after.ticks() < before.ticks(),
+            "reset did not zero the counters"
+        );
         assert_eq!(after.calls(), 1, "reset keeps the calls");
     }
 
