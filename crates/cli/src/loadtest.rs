@@ -168,7 +168,6 @@ struct RemoteParty {
     timestamp: u32,
     /// The last frame was DTX: the next packet starts a talk spurt (marker bit).
     was_silent: bool,
-    wire: Vec<u8>,
 }
 
 impl RemoteParty {
@@ -193,9 +192,8 @@ impl RemoteParty {
         let mut spec = RtpPacketSpec::new(header, payload);
         spec.extensions = &extensions;
         // The network side hands the pipeline an owned buffer per packet, as a
-        // socket reader does; `wire` only avoids a second copy.
-        let n = spec.write(&mut self.wire).ok()?;
-        Some(Bytes::copy_from_slice(&self.wire[..n]))
+        // socket reader does.
+        spec.to_bytes().ok()
     }
 }
 
@@ -258,7 +256,6 @@ fn sim_call(
             sequence: (index as u16).wrapping_mul(31),
             timestamp: (index as u32).wrapping_mul(7_777),
             was_silent: true,
-            wire: vec![0; 1500],
         },
         bot,
         format,
@@ -576,7 +573,6 @@ mod tests {
             sequence: 65_530,
             timestamp: u32::MAX - 960,
             was_silent: true,
-            wire: vec![0; 1500],
         };
         let mut sent = Vec::new();
         for tick in 0..SCRIPT_FRAMES as u32 {
