@@ -262,14 +262,17 @@ fn sim_call(
     })
 }
 
-/// Mean time of one Opus decode and one encode of the scripts' talk frames, on
-/// this thread, in microseconds.
+/// Mean CPU time of one Opus decode and one encode of the scripts' talk
+/// frames, on this thread, in microseconds.
+///
+/// Thread CPU time, not wall time: on a shared machine a wall clock also counts
+/// the time this thread waited for a core, which would understate the limit.
 fn time_codec(scripts: &[Arc<Script>]) -> Result<(f64, f64), LoadtestError> {
     let mut decoder = OpusDecoder::new()?;
     let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
     let mut out = SILENT_FRAME_48;
     let talk: Vec<&(Frame48, Vec<u8>)> = scripts.iter().flat_map(|s| s.talk.iter()).collect();
-    // Warm caches, then measure at least 300 ms each.
+    // Warm caches, then measure whole passes until each took 300 ms.
     for (pcm, packet) in talk.iter().take(50) {
         decoder.decode(packet, &mut out)?;
         std::hint::black_box(encoder.encode(pcm)?);
@@ -277,26 +280,73 @@ fn time_codec(scripts: &[Arc<Script>]) -> Result<(f64, f64), LoadtestError> {
     let min_time = Duration::from_millis(300);
     let (mut dec_n, mut dec_t) = (0u32, Duration::ZERO);
     while dec_t < min_time {
+        let clock = CpuClock::start();
         for (_, packet) in &talk {
-            let t = Instant::now();
             decoder.decode(packet, &mut out)?;
-            dec_t += t.elapsed();
-            dec_n += 1;
         }
+        dec_t += clock.elapsed();
+        dec_n += talk.len() as u32;
     }
     let (mut enc_n, mut enc_t) = (0u32, Duration::ZERO);
     while enc_t < min_time {
+        let clock = CpuClock::start();
         for (pcm, _) in &talk {
-            let t = Instant::now();
             std::hint::black_box(encoder.encode(pcm)?);
-            enc_t += t.elapsed();
-            enc_n += 1;
         }
+        enc_t += clock.elapsed();
+        enc_n += talk.len() as u32;
     }
     Ok((
-        dec_t.as_secs_f64() * 1e6 / f64::from(dec_n),
-        enc_t.as_secs_f64() * 1e6 / f64::from(enc_n),
+        dec_t.as_secs_f64() * 1e6 / f64::from(dec_n.max(1)),
+        enc_t.as_secs_f64() * 1e6 / f64::from(enc_n.max(1)),
     ))
+}
+
+/// This thread's CPU time, falling back to wall time where the OS lacks it.
+enum CpuClock {
+    Thread(Duration),
+    Wall(Instant),
+}
+
+impl CpuClock {
+    fn start() -> Self {
+        thread_cpu_time().map_or_else(|| CpuClock::Wall(Instant::now()), CpuClock::Thread)
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self {
+            CpuClock::Thread(t0) => {
+                thread_cpu_time().map_or(Duration::ZERO, |t| t.saturating_sub(*t0))
+            }
+            CpuClock::Wall(t0) => t0.elapsed(),
+        }
+    }
+}
+
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}
+
+/// The 1-minute load average (Linux), to show how busy the host was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// CPU time (user + system) of the whole process so far.
@@ -329,6 +379,8 @@ struct RunResult {
     stats: SchedulerStats,
     cpu_per_call_pct: Option<f64>,
     rss_per_call_kib: Option<f64>,
+    /// Host 1-minute load average at the end of the run.
+    load_average: Option<f64>,
 }
 
 fn run_once(
@@ -384,6 +436,7 @@ fn run_once(
         stats,
         cpu_per_call_pct,
         rss_per_call_kib,
+        load_average: load_average(),
     })
 }
 
@@ -417,6 +470,8 @@ fn report_json(
         "skipped_periods": r.stats.workers.iter().map(|w| w.skipped_periods).sum::<u64>(),
         "migrations": r.stats.migrations(),
         "bot_format": format.name(),
+        "host_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "host_load_avg_1m": r.load_average,
     });
     if !search.is_empty() {
         v["search"] = search
@@ -435,8 +490,8 @@ fn report_text(r: &RunResult, decode_us: f64, encode_us: f64, format: BotFormat)
     format!(
         "loadtest: {} calls ({}) on {} workers for {:.1} s\n\
          ticks {} late {} | tick p50 {:.1} us p99 {:.1} us max {:.1} us | migrations {}\n\
-         cpu per call {} | rss per call {}\n\
-         opus decode {:.1} us + encode {:.1} us per frame -> codec limit {:.1} calls/core; \
+         cpu per call {} | rss per call {} | host load average {}\n\
+         opus decode {:.1} us + encode {:.1} us CPU per frame -> codec limit {:.1} calls/core; \
          running {:.1} calls/core = {:.1} % of it",
         r.calls,
         format.name(),
@@ -450,6 +505,7 @@ fn report_text(r: &RunResult, decode_us: f64, encode_us: f64, format: BotFormat)
         r.stats.migrations(),
         opt(r.cpu_per_call_pct, " %"),
         opt(r.rss_per_call_kib, " KiB"),
+        opt(r.load_average, ""),
         decode_us,
         encode_us,
         limit,
