@@ -10,7 +10,9 @@
 //! frame of the same input).
 //!
 //! `--calls max` searches for the largest call count with zero late ticks: a
-//! bounded gallop-then-bisect over short probe runs.
+//! bounded gallop-then-bisect over short probe runs (at most 12), each run in a
+//! fresh child process (`appmedia loadtest --json`) so memory figures and
+//! runs stay independent; the final run is one more child of `--seconds`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -125,6 +127,14 @@ pub enum LoadtestError {
     /// The scheduler could not start or take a call.
     #[error("scheduler: {0}")]
     Scheduler(#[from] appmedia_media::scheduler::SchedulerError),
+    /// A `--calls max` run in a child process failed.
+    #[error("child run with {calls} calls: {what}")]
+    Child {
+        /// Calls of that run.
+        calls: usize,
+        /// What went wrong.
+        what: String,
+    },
 }
 
 /// One remote party's audio: Opus packets of a speech-like script, `None` where
@@ -445,12 +455,11 @@ fn report_json(
     decode_us: f64,
     encode_us: f64,
     format: BotFormat,
-    search: &[(usize, u64)],
 ) -> serde_json::Value {
     let tick = r.stats.tick_time();
     let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
     let per_core = r.calls as f64 / r.workers as f64;
-    let mut v = json!({
+    json!({
         "calls": r.calls,
         "seconds": round(r.seconds, 2),
         "ticks": r.stats.ticks(),
@@ -472,46 +481,45 @@ fn report_json(
         "bot_format": format.name(),
         "host_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "host_load_avg_1m": r.load_average,
-    });
-    if !search.is_empty() {
-        v["search"] = search
-            .iter()
-            .map(|(calls, late)| json!({"calls": calls, "late_ticks": late}))
-            .collect();
-    }
-    v
+    })
 }
 
-fn report_text(r: &RunResult, decode_us: f64, encode_us: f64, format: BotFormat) -> String {
-    let tick = r.stats.tick_time();
-    let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
-    let per_core = r.calls as f64 / r.workers as f64;
-    let opt = |x: Option<f64>, unit: &str| x.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
-    format!(
-        "loadtest: {} calls ({}) on {} workers for {:.1} s\n\
-         ticks {} late {} | tick p50 {:.1} us p99 {:.1} us max {:.1} us | migrations {}\n\
-         cpu per call {} | rss per call {} | host load average {}\n\
-         opus decode {:.1} us + encode {:.1} us CPU per frame -> codec limit {:.1} calls/core; \
-         running {:.1} calls/core = {:.1} % of it",
-        r.calls,
-        format.name(),
-        r.workers,
-        r.seconds,
-        r.stats.ticks(),
-        r.stats.late_ticks(),
-        tick.p50.as_secs_f64() * 1e6,
-        tick.p99.as_secs_f64() * 1e6,
-        tick.max.as_secs_f64() * 1e6,
-        r.stats.migrations(),
-        opt(r.cpu_per_call_pct, " %"),
-        opt(r.rss_per_call_kib, " KiB"),
-        opt(r.load_average, ""),
-        decode_us,
-        encode_us,
-        limit,
-        per_core,
-        per_core / limit * 100.0,
-    )
+/// The human-readable form of a report (built from the JSON, so both agree).
+fn report_text(v: &serde_json::Value) -> String {
+    let num = |k: &str| v[k].as_f64().map_or("n/a".to_string(), |x| format!("{x}"));
+    let mut text = format!(
+        "loadtest: {} calls ({}) on {} workers for {} s\n\
+         ticks {} late {} | tick p50 {} us p99 {} us max {} us | migrations {}\n\
+         cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
+         opus decode {} us + encode {} us CPU per frame -> codec limit {} calls/core; \
+         running {} calls/core = {} % of it",
+        num("calls"),
+        v["bot_format"].as_str().unwrap_or("?"),
+        num("workers"),
+        num("seconds"),
+        num("ticks"),
+        num("late_ticks"),
+        num("tick_p50_us"),
+        num("tick_p99_us"),
+        num("tick_max_us"),
+        num("migrations"),
+        num("cpu_per_call_pct"),
+        num("rss_per_call_kib"),
+        num("host_load_avg_1m"),
+        num("host_cores"),
+        num("decode_us"),
+        num("encode_us"),
+        num("codec_limit_calls_per_core"),
+        num("calls_per_core"),
+        num("pct_of_codec_limit"),
+    );
+    if let Some(search) = v["search"].as_array() {
+        text.push_str("\nsearch (calls: late ticks):");
+        for probe in search {
+            text.push_str(&format!(" {}: {}", probe["calls"], probe["late_ticks"]));
+        }
+    }
+    text
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -519,19 +527,68 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
+/// Runs one measured run in a fresh child process (`appmedia loadtest … --json`)
+/// and returns its report. A fresh process per run keeps RSS growth honest
+/// (memory freed by an earlier run would otherwise be reused) and the runs
+/// independent. Bounded: the child is killed if it overruns by a minute.
+fn run_child(
+    args: &LoadtestArgs,
+    calls: usize,
+    seconds: u64,
+    workers: usize,
+) -> Result<serde_json::Value, LoadtestError> {
+    let child_err = |what: String| LoadtestError::Child { calls, what };
+    let exe = std::env::current_exe().map_err(|e| child_err(format!("no executable path: {e}")))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["loadtest", "--json", "--bot-format", args.bot_format.name()])
+        .args([
+            "--calls",
+            &calls.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ])
+        .args(["--workers", &workers.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| child_err(format!("cannot start: {e}")))?;
+    // Setup and codec timing take a few seconds; a minute more means it hung.
+    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                // Our own child, by its handle.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(child_err("timed out; killed".into()));
+            }
+            Err(e) => return Err(child_err(format!("wait failed: {e}"))),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| child_err(format!("cannot read its report: {e}")))?;
+    if !out.status.success() {
+        return Err(child_err(format!("exited with {}", out.status)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| child_err(format!("bad report: {e}")))
+}
+
 /// Largest passing count: gallop up from a codec-based guess, then bisect,
-/// within `MAX_PROBES` runs. Returns the count and the probes made.
+/// within `MAX_PROBES` child runs. Returns the count and the probes made.
 fn search_max(
     args: &LoadtestArgs,
     workers: usize,
     codec_limit_per_core: f64,
-    scripts: &[Arc<Script>],
 ) -> Result<(usize, Vec<(usize, u64)>), LoadtestError> {
     let cap = args.max_calls as usize;
     let mut probes = Vec::new();
     let probe = |n: usize, probes: &mut Vec<(usize, u64)>| -> Result<bool, LoadtestError> {
-        let r = run_once(n, args.probe_seconds, workers, args.bot_format, scripts)?;
-        let late = r.stats.late_ticks();
+        let report = run_child(args, n, args.probe_seconds, workers)?;
+        let late = report["late_ticks"].as_u64().unwrap_or(u64::MAX);
         probes.push((n, late));
         if !args.json {
             eprintln!("loadtest: probe {n} calls -> {late} late ticks");
@@ -580,25 +637,27 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
         .map(|v| Script::new(v).map(Arc::new))
         .collect::<Result<_, _>>()?;
     let (decode_us, encode_us) = time_codec(&scripts)?;
-    let codec_limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
-    let (calls, search) = match args.calls {
-        CallCount::Fixed(n) => (n, Vec::new()),
+    let report = match args.calls {
+        CallCount::Fixed(n) => {
+            let result = run_once(n, args.seconds, workers, args.bot_format, &scripts)?;
+            report_json(&result, decode_us, encode_us, args.bot_format)
+        }
         CallCount::Max => {
-            let (best, probes) = search_max(args, workers, codec_limit, &scripts)?;
-            (best.max(1), probes)
+            drop(scripts);
+            let codec_limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
+            let (best, probes) = search_max(args, workers, codec_limit)?;
+            let mut report = run_child(args, best.max(1), args.seconds, workers)?;
+            report["search"] = probes
+                .iter()
+                .map(|(calls, late)| json!({"calls": calls, "late_ticks": late}))
+                .collect();
+            report
         }
     };
-    let result = run_once(calls, args.seconds, workers, args.bot_format, &scripts)?;
     if args.json {
-        println!(
-            "{}",
-            report_json(&result, decode_us, encode_us, args.bot_format, &search)
-        );
+        println!("{report}");
     } else {
-        println!(
-            "{}",
-            report_text(&result, decode_us, encode_us, args.bot_format)
-        );
+        println!("{}", report_text(&report));
     }
     Ok(())
 }
@@ -659,7 +718,7 @@ mod tests {
         // 3 calls × ~50 ticks; loose bounds, the machine may be busy.
         assert!(r.stats.ticks() >= 3 * 20, "ticks {}", r.stats.ticks());
         let (dec, enc) = (100.0, 200.0);
-        let v = report_json(&r, dec, enc, BotFormat::Pcm16k, &[(3, 0)]);
+        let mut v = report_json(&r, dec, enc, BotFormat::Pcm16k);
         for key in [
             "calls",
             "seconds",
@@ -677,8 +736,10 @@ mod tests {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["codec_limit_calls_per_core"], json!(66.7));
-        assert_eq!(v["search"][0]["calls"], json!(3));
-        assert!(report_text(&r, dec, enc, BotFormat::Pcm16k).contains("3 calls"));
+        v["search"] = json!([{"calls": 3, "late_ticks": 0}]);
+        let text = report_text(&v);
+        assert!(text.contains("loadtest: 3 calls (pcm16k)"), "{text}");
+        assert!(text.contains("search (calls: late ticks): 3: 0"), "{text}");
     }
 
     #[test]
