@@ -1,48 +1,61 @@
 //! The bench guard: per-frame cost of each stage as a ratio to Opus decode +
-//! encode in the same run, compared with `benches/baseline.json`.
+//! encode, compared with `benches/baseline.json`.
 //!
 //! Ratios, not absolute times, so the baseline means the same on any x86-64
 //! or aarch64 machine: a faster CPU speeds up the codec and the stage alike.
+//! The stages run interleaved, in short batches, round after round, and each
+//! round's ratio uses that round's own decode + encode time; the guard takes
+//! the median ratio over the rounds. A host whose load drifts (a shared CI
+//! machine, other builds) slows every stage of a round alike, so the ratios
+//! hold where sequential criterion runs minutes apart would not.
+//!
 //! A stage regresses when its ratio exceeds `baseline × (1 + tolerance) +
 //! slack`; the slack (a share of the codec cost) keeps stages that cost next
 //! to nothing (RTP parse, a 2-source mix) from failing on timer noise.
 
-use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// Every stage the guard knows, in report order. The reference is the sum
-/// of the first two.
-const STAGES: &[&str] = &[
-    "opus_decode",
-    "opus_encode",
-    "rtp_parse",
-    "jitter_push_pop",
-    "mix/2",
-    "mix/5",
-    "mix/10",
-    "mix/50",
-    "call_2party_frame",
-    "call_2party_frame_pcm16k",
-    "conference_5party_frame",
-];
+use crate::Stage;
 
+/// Rounds of interleaved batches.
+const ROUNDS: usize = 40;
+/// Wall time each stage's batch aims at.
+const BATCH_TARGET: Duration = Duration::from_millis(3);
 const DEFAULT_TOLERANCE: f64 = 0.25;
 const DEFAULT_SLACK: f64 = 0.02;
 /// Target (a) of docs/benchmarks.md: a whole 2-party frame within 10 % of the codec.
 const TWO_PARTY_TARGET: f64 = 1.10;
 
-/// Median time of one bench in nanoseconds, from criterion's estimates file.
-fn median_ns(dir: &Path, stage: &str) -> Option<f64> {
-    let path = dir.join(stage).join("new").join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    v["median"]["point_estimate"].as_f64()
+/// Frames per batch so one batch takes about [`BATCH_TARGET`].
+fn calibrate(stage: &mut Stage) -> u64 {
+    // Warm up, then grow the batch until it is long enough to time.
+    (stage.run)(2);
+    let mut frames = 1u64;
+    loop {
+        let t = (stage.run)(frames);
+        if t >= BATCH_TARGET / 4 || frames >= 1 << 20 {
+            let per_frame = t.as_secs_f64() / frames as f64;
+            return ((BATCH_TARGET.as_secs_f64() / per_frame.max(1e-9)) as u64).clamp(1, 1 << 20);
+        }
+        frames *= 4;
+    }
 }
 
-/// Runs the guard; returns the process exit code.
-pub fn run(mode: &str, criterion_dir: &Path, baseline_path: &Path) -> i32 {
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs the guard over `stages` (the first two are decode and encode);
+/// returns the process exit code.
+pub fn run(mode: &str, stages: &mut [Stage], baseline_path: &Path) -> i32 {
     let (check, update) = match mode {
         "report" => (false, false),
         "check" => (true, false),
@@ -52,18 +65,24 @@ pub fn run(mode: &str, criterion_dir: &Path, baseline_path: &Path) -> i32 {
             return 2;
         }
     };
-    let times: BTreeMap<&str, f64> = STAGES
-        .iter()
-        .filter_map(|s| median_ns(criterion_dir, s).map(|t| (*s, t)))
+    if stages.len() < 2 || stages[0].name != "opus_decode" || stages[1].name != "opus_encode" {
+        eprintln!("bench-guard: the first two stages must be opus_decode and opus_encode");
+        return 2;
+    }
+    let batches: Vec<u64> = stages.iter_mut().map(calibrate).collect();
+    // per_frame[stage][round], nanoseconds.
+    let mut per_frame = vec![Vec::with_capacity(ROUNDS); stages.len()];
+    for _ in 0..ROUNDS {
+        for ((stage, &frames), times) in stages.iter_mut().zip(&batches).zip(&mut per_frame) {
+            let t = (stage.run)(frames);
+            times.push(t.as_nanos() as f64 / frames as f64);
+        }
+    }
+    let reference: Vec<f64> = (0..ROUNDS)
+        .map(|r| per_frame[0][r] + per_frame[1][r])
         .collect();
-    let (Some(dec), Some(enc)) = (times.get("opus_decode"), times.get("opus_encode")) else {
-        eprintln!(
-            "bench-guard: no opus_decode/opus_encode results under {}; run the benches first",
-            criterion_dir.display()
-        );
-        return if check { 1 } else { 0 };
-    };
-    let reference = dec + enc;
+    let reference_ns = median(reference.clone());
+
     let baseline: Value = std::fs::read_to_string(baseline_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -72,9 +91,9 @@ pub fn run(mode: &str, criterion_dir: &Path, baseline_path: &Path) -> i32 {
     let slack = baseline["slack"].as_f64().unwrap_or(DEFAULT_SLACK);
 
     println!(
-        "bench-guard ({mode}): reference = opus_decode + opus_encode = {:.1} us/frame; \
-         fail when ratio > baseline x {:.2} + {slack}",
-        reference / 1000.0,
+        "bench-guard ({mode}): {ROUNDS} interleaved rounds; reference = opus_decode + opus_encode \
+         = {:.1} us/frame (median); fail when ratio > baseline x {:.2} + {slack}",
+        reference_ns / 1000.0,
         1.0 + tolerance
     );
     println!(
@@ -83,20 +102,15 @@ pub fn run(mode: &str, criterion_dir: &Path, baseline_path: &Path) -> i32 {
     );
     let mut failed = false;
     let mut ratios = serde_json::Map::new();
-    for stage in STAGES {
-        let base = baseline["ratios"][*stage].as_f64();
-        let Some(t) = times.get(stage) else {
-            let status = if base.is_some() { "MISSING" } else { "-" };
-            failed |= base.is_some();
-            println!(
-                "{stage:<26} {:>10} {:>8} {:>9} {:>8}  {status}",
-                "-", "-", "-", "-"
-            );
-            continue;
-        };
-        let ratio = t / reference;
-        ratios.insert((*stage).to_string(), json!((ratio * 1e4).round() / 1e4));
-        let (base_s, allowed_s, status) = match base {
+    let mut two_party = None;
+    for (stage, times) in stages.iter().zip(&per_frame) {
+        let ratio = median(times.iter().zip(&reference).map(|(t, r)| t / r).collect());
+        let time_us = median(times.clone()) / 1000.0;
+        ratios.insert(stage.name.to_string(), json!((ratio * 1e4).round() / 1e4));
+        if stage.name == "call_2party_frame" {
+            two_party = Some(ratio);
+        }
+        let (base_s, allowed_s, status) = match baseline["ratios"][stage.name].as_f64() {
             Some(b) => {
                 let allowed = b * (1.0 + tolerance) + slack;
                 let ok = ratio <= allowed;
@@ -110,12 +124,20 @@ pub fn run(mode: &str, criterion_dir: &Path, baseline_path: &Path) -> i32 {
             None => ("-".into(), "-".into(), "new"),
         };
         println!(
-            "{stage:<26} {:>10.2} {ratio:>8.4} {base_s:>9} {allowed_s:>8}  {status}",
-            t / 1000.0
+            "{:<26} {time_us:>10.2} {ratio:>8.4} {base_s:>9} {allowed_s:>8}  {status}",
+            stage.name
         );
     }
-    if let Some(t) = times.get("call_2party_frame") {
-        let r = t / reference;
+    if let Some(obj) = baseline["ratios"].as_object() {
+        for name in obj.keys().filter(|k| !ratios.contains_key(k.as_str())) {
+            println!(
+                "{name:<26} {:>10} {:>8} {:>9} {:>8}  MISSING",
+                "-", "-", "-", "-"
+            );
+            failed = true;
+        }
+    }
+    if let Some(r) = two_party {
         println!(
             "target (a): whole 2-party frame = {r:.3} x (decode+encode); target <= {TWO_PARTY_TARGET}: {}",
             if r <= TWO_PARTY_TARGET {

@@ -2,8 +2,8 @@
 //!
 //! In-process, no network: each call is a real [`CallPipeline`] between a synthetic
 //! remote party (speech-like audio, Opus-encoded into RTP and pushed at real-time
-//! pace, 1.8 s talk spurts with DTX pauses) and an echo bot that sends every frame it
-//! hears back into the call. The media scheduler ticks all calls on one worker per
+//! pace, 1.8 s talk spurts with DTX pauses) and a bot that speaks its own speech-like
+//! script back into the call, one frame per tick, in the chosen PCM format. The media scheduler ticks all calls on one worker per
 //! core against absolute 20 ms deadlines. The run reports tick latency, late ticks
 //! (a call's frame finished after its 20 ms period), CPU and memory per call, and the
 //! codec-bound limit measured in the same run: 20 ms ÷ (Opus decode + encode of one
@@ -20,8 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appmedia_media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder};
-use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
+use appmedia_media::frame::{
+    BYTES_PER_FRAME_16K_S16, FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_16K, SILENT_FRAME_48,
+    level_dbov,
+};
 use appmedia_media::pipeline::{BotAudioFormat, BotSender, CallPipeline, PipelineConfig};
+use appmedia_media::resample::{Downsampler, Upsampler, f32_to_s16le_bytes, s16le_bytes_to_f32};
 use appmedia_media::rtp::{AudioLevel, HeaderExtension, RtpHeader, RtpPacketSpec};
 use appmedia_media::scheduler::{Scheduler, SchedulerConfig, SchedulerStats, Tickable};
 use appmedia_media::synth::SpeechLike;
@@ -121,6 +125,9 @@ pub enum LoadtestError {
     /// Building a codec for the synthetic party or the codec timing failed.
     #[error("codec: {0}")]
     Codec(#[from] appmedia_media::codec::CodecError),
+    /// Preparing the bot's 16 kHz audio failed.
+    #[error("resample: {0}")]
+    Resample(#[from] appmedia_media::resample::ResampleError),
     /// A call's pipeline could not be built.
     #[error("pipeline: {0}")]
     Pipeline(#[from] appmedia_media::pipeline::PipelineError),
@@ -137,12 +144,19 @@ pub enum LoadtestError {
     },
 }
 
-/// One remote party's audio: Opus packets of a speech-like script, `None` where
-/// the encoder's DTX sent nothing. Shared by every call using that voice.
+/// The audio of one pair of voices, shared by every call using it: the remote
+/// party's Opus packets (`None` where DTX sent nothing) and the bot's PCM in
+/// both formats.
 struct Script {
     packets: Vec<Option<(Vec<u8>, AudioLevel)>>,
-    /// Talk frames (PCM) and their packets, for timing the codec on the same input.
-    talk: Vec<(Frame48, Vec<u8>)>,
+    /// The remote's talk packets, for timing the decoder on the same input.
+    talk_packets: Vec<Vec<u8>>,
+    bot48: Vec<Frame48>,
+    bot16: Vec<[u8; BYTES_PER_FRAME_16K_S16]>,
+    /// The bot's talk frames as the pipeline's encoder sees them, per format
+    /// (16 kHz frames arrive upsampled), for timing the encoder on the same input.
+    bot_talk48: Vec<Frame48>,
+    bot_talk16: Vec<Frame48>,
 }
 
 impl Script {
@@ -151,21 +165,51 @@ impl Script {
         let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
         let mut frame = SILENT_FRAME_48;
         let mut packets = Vec::with_capacity(SCRIPT_FRAMES);
-        let mut talk = Vec::new();
+        let mut talk_packets = Vec::new();
         for _ in 0..SCRIPT_FRAMES {
             synth.next_frame(&mut frame);
             let level = AudioLevel::from_samples(&frame, true);
             match encoder.encode(&frame)? {
                 EncodedFrame::Voice(p) => {
+                    // Comfort-noise updates during DTX are a few bytes; time talk only.
                     if p.len() > 10 {
-                        talk.push((frame, p.to_vec()));
+                        talk_packets.push(p.to_vec());
                     }
                     packets.push(Some((p.to_vec(), level)));
                 }
                 EncodedFrame::Dtx => packets.push(None),
             }
         }
-        Ok(Self { packets, talk })
+        let mut bot_synth = SpeechLike::new(voice + VOICES);
+        let mut down = Downsampler::new()?;
+        let mut up = Upsampler::new()?;
+        let (mut bot48, mut bot16) = (Vec::new(), Vec::new());
+        let (mut bot_talk48, mut bot_talk16) = (Vec::new(), Vec::new());
+        let mut narrow = [0.0f32; SAMPLES_PER_FRAME_16K];
+        let mut wide = SILENT_FRAME_48;
+        for _ in 0..SCRIPT_FRAMES {
+            bot_synth.next_frame(&mut frame);
+            down.process(&frame, &mut narrow)?;
+            let mut bytes = [0u8; BYTES_PER_FRAME_16K_S16];
+            f32_to_s16le_bytes(&narrow, &mut bytes)?;
+            // What the pipeline will encode for a 16 kHz bot: the s16 frame, upsampled.
+            s16le_bytes_to_f32(&bytes, &mut narrow)?;
+            up.process(&narrow, &mut wide)?;
+            if level_dbov(&frame) > -60.0 {
+                bot_talk48.push(frame);
+                bot_talk16.push(wide);
+            }
+            bot48.push(frame);
+            bot16.push(bytes);
+        }
+        Ok(Self {
+            packets,
+            talk_packets,
+            bot48,
+            bot16,
+            bot_talk48,
+            bot_talk16,
+        })
     }
 }
 
@@ -213,6 +257,8 @@ struct SimCall {
     remote: RemoteParty,
     bot: BotSender,
     format: BotFormat,
+    /// Where the bot is in its script (the remote party's script holds it too).
+    bot_position: usize,
 }
 
 impl Tickable for SimCall {
@@ -221,15 +267,20 @@ impl Tickable for SimCall {
             self.pipeline.push_rtp(packet, now);
         }
         self.pipeline.tick(now);
-        // The bot answers with what it heard (queued for the next tick, like a
-        // bot on its own thread would).
+        // The bot reads what it heard and speaks its next frame (queued for
+        // the next tick, as a bot on its own thread would).
+        let script = &self.remote.script;
         let _ = match self.format {
-            BotFormat::Pcm16k => match self.pipeline.bot_frame_16k() {
-                Some(pcm) => self.bot.send_pcm16k(pcm),
-                None => self.bot.send_48k(self.pipeline.bot_frame_48k()),
-            },
-            BotFormat::Pcm48k => self.bot.send_48k(self.pipeline.bot_frame_48k()),
+            BotFormat::Pcm16k => {
+                std::hint::black_box(self.pipeline.bot_frame_16k());
+                self.bot.send_pcm16k(&script.bot16[self.bot_position])
+            }
+            BotFormat::Pcm48k => {
+                std::hint::black_box(self.pipeline.bot_frame_48k());
+                self.bot.send_48k(&script.bot48[self.bot_position])
+            }
         };
+        self.bot_position = (self.bot_position + 1) % script.bot48.len();
         // The transport would send this; reading it is enough here.
         std::hint::black_box(self.pipeline.outgoing_packet());
         while self.pipeline.poll_event().is_some() {}
@@ -269,42 +320,51 @@ fn sim_call(
         },
         bot,
         format,
+        bot_position: (start + SCRIPT_FRAMES / 2) % SCRIPT_FRAMES,
     })
 }
 
-/// Mean CPU time of one Opus decode and one encode of the scripts' talk
-/// frames, on this thread, in microseconds.
+/// Mean CPU time of one Opus decode (of the remote parties' talk packets) and
+/// one encode (of the bots' talk frames as the pipeline's encoder sees them in
+/// `format`), on this thread, in microseconds: the same input as the calls.
 ///
 /// Thread CPU time, not wall time: on a shared machine a wall clock also counts
 /// the time this thread waited for a core, which would understate the limit.
-fn time_codec(scripts: &[Arc<Script>]) -> Result<(f64, f64), LoadtestError> {
+fn time_codec(scripts: &[Arc<Script>], format: BotFormat) -> Result<(f64, f64), LoadtestError> {
     let mut decoder = OpusDecoder::new()?;
     let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
     let mut out = SILENT_FRAME_48;
-    let talk: Vec<&(Frame48, Vec<u8>)> = scripts.iter().flat_map(|s| s.talk.iter()).collect();
+    let packets: Vec<&Vec<u8>> = scripts.iter().flat_map(|s| &s.talk_packets).collect();
+    let pcm: Vec<&Frame48> = scripts
+        .iter()
+        .flat_map(|s| match format {
+            BotFormat::Pcm16k => &s.bot_talk16,
+            BotFormat::Pcm48k => &s.bot_talk48,
+        })
+        .collect();
     // Warm caches, then measure whole passes until each took 300 ms.
-    for (pcm, packet) in talk.iter().take(50) {
+    for (frame, packet) in pcm.iter().zip(&packets).take(50) {
         decoder.decode(packet, &mut out)?;
-        std::hint::black_box(encoder.encode(pcm)?);
+        std::hint::black_box(encoder.encode(&frame[..])?);
     }
     let min_time = Duration::from_millis(300);
     let (mut dec_n, mut dec_t) = (0u32, Duration::ZERO);
     while dec_t < min_time {
         let clock = CpuClock::start();
-        for (_, packet) in &talk {
+        for packet in &packets {
             decoder.decode(packet, &mut out)?;
         }
         dec_t += clock.elapsed();
-        dec_n += talk.len() as u32;
+        dec_n += packets.len() as u32;
     }
     let (mut enc_n, mut enc_t) = (0u32, Duration::ZERO);
     while enc_t < min_time {
         let clock = CpuClock::start();
-        for (pcm, _) in &talk {
-            std::hint::black_box(encoder.encode(pcm)?);
+        for frame in &pcm {
+            std::hint::black_box(encoder.encode(&frame[..])?);
         }
         enc_t += clock.elapsed();
-        enc_n += talk.len() as u32;
+        enc_n += pcm.len() as u32;
     }
     Ok((
         dec_t.as_secs_f64() * 1e6 / f64::from(dec_n.max(1)),
@@ -636,7 +696,7 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
     let scripts: Vec<Arc<Script>> = (0..VOICES)
         .map(|v| Script::new(v).map(Arc::new))
         .collect::<Result<_, _>>()?;
-    let (decode_us, encode_us) = time_codec(&scripts)?;
+    let (decode_us, encode_us) = time_codec(&scripts, args.bot_format)?;
     let report = match args.calls {
         CallCount::Fixed(n) => {
             let result = run_once(n, args.seconds, workers, args.bot_format, &scripts)?;
@@ -709,6 +769,13 @@ mod tests {
             assert_eq!(w[1].1.marker(), w[1].0 - w[0].0 > 1);
         }
         assert!(sent[0].1.audio_level(AUDIO_LEVEL_EXT).is_some());
+        // The bot's script: every frame in both formats, pauses left out of
+        // the encoder timing input.
+        assert_eq!(script.bot48.len(), SCRIPT_FRAMES);
+        assert_eq!(script.bot16.len(), SCRIPT_FRAMES);
+        assert_eq!(script.bot_talk16.len(), script.bot_talk48.len());
+        assert!(script.bot_talk48.len() < SCRIPT_FRAMES * 9 / 10);
+        assert!(script.bot_talk48.len() > SCRIPT_FRAMES / 2);
     }
 
     #[test]
@@ -745,7 +812,7 @@ mod tests {
     #[test]
     fn codec_timing_is_positive() {
         let scripts = vec![Arc::new(Script::new(2).unwrap())];
-        let (d, e) = time_codec(&scripts).unwrap();
+        let (d, e) = time_codec(&scripts, BotFormat::Pcm16k).unwrap();
         assert!(d > 0.0 && e > 0.0);
     }
 }
