@@ -46,7 +46,7 @@ impl Default for JitterConfig {
             max_delay: Duration::from_millis(200),
             clock_rate: 48_000,
             frame_ts: 960,
-            capacity: 128,
+            capacity: 64,
             decay_per_frame: Duration::from_micros(500),
             speech_shrink_after_frames: 50,
         }
@@ -876,7 +876,7 @@ mod tests {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let mut tags = steady(&mut jb, 0, 0, 10, Duration::ZERO);
         // A straggler from before this run raises the target by a frame (20 -> 40 ms).
-        assert_eq!(jb.push(pkt(7, 65_446, 0), F * 10), PushOutcome::Late);
+        assert_eq!(jb.push(pkt(7, 65_500, 0), F * 10), PushOutcome::Late);
         // The talker is quiet now: the buffer holds one tick to build the cushion...
         jb.set_silent(true);
         tags.extend(steady(&mut jb, 10, 9600, 5, F * 10));
@@ -886,7 +886,7 @@ mod tests {
         // ...whereas in speech it would not have.
         let mut jb = JitterBuffer::new(JitterConfig::default());
         steady(&mut jb, 0, 0, 10, Duration::ZERO);
-        jb.push(pkt(7, 65_446, 0), F * 10);
+        jb.push(pkt(7, 65_500, 0), F * 10);
         let tags = steady(&mut jb, 10, 9600, 5, F * 10);
         assert_eq!(tags, ["F10", "F11", "F12", "F13", "F14"]);
         assert_eq!(jb.stats().stretched, 0);

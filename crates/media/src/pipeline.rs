@@ -131,11 +131,11 @@ impl Default for PipelineConfig {
             jitter: JitterConfig::default(),
             use_inband_fec: true,
             bot_format: BotAudioFormat::Pcm16k,
-            max_remote_streams: 8,
+            max_remote_streams: 4,
             max_unmixed: 4,
             max_players: 2,
             inbound_queue_packets: 64,
-            send_queue_frames: 10,
+            send_queue_frames: 6,
             send_prebuffer_frames: 2,
             stream_timeout: Duration::from_secs(5),
             speech_threshold_dbov: -50.0,
@@ -160,9 +160,9 @@ pub enum PipelineError {
     PlayersFull { capacity: usize },
 }
 
-/// Why a bot frame was refused.
+/// Why a frame or packet was refused by a hand-off queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum BotFrameError {
+pub enum HandOffError {
     #[error("bot frame of {len} bytes; 16 kHz s16 frames have 640")]
     BadLength { len: usize },
     #[error("the call's pipeline is gone")]
@@ -194,18 +194,18 @@ pub struct BotSender {
 }
 
 impl BotSender {
-    fn push(&self, frame: BotFrame) -> Result<SendOutcome, BotFrameError> {
+    fn push(&self, frame: BotFrame) -> Result<SendOutcome, HandOffError> {
         match self.tx.push(frame) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
-            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
 
     /// Queues 640 bytes of s16 little-endian 16 kHz mono PCM (Graph's `Pcm16K` buffer).
-    pub fn send_pcm16k(&self, bytes: &[u8]) -> Result<SendOutcome, BotFrameError> {
+    pub fn send_pcm16k(&self, bytes: &[u8]) -> Result<SendOutcome, HandOffError> {
         if bytes.len() != BYTES_PER_FRAME_16K_S16 {
-            return Err(BotFrameError::BadLength { len: bytes.len() });
+            return Err(HandOffError::BadLength { len: bytes.len() });
         }
         let mut samples = [0i16; SAMPLES_PER_FRAME_16K];
         for (s, b) in samples.iter_mut().zip(bytes.chunks_exact(2)) {
@@ -215,12 +215,12 @@ impl BotSender {
     }
 
     /// Queues 320 s16 samples at 16 kHz.
-    pub fn send_pcm16k_samples(&self, samples: &Frame16S16) -> Result<SendOutcome, BotFrameError> {
+    pub fn send_pcm16k_samples(&self, samples: &Frame16S16) -> Result<SendOutcome, HandOffError> {
         self.push(BotFrame::Pcm16k(*samples))
     }
 
     /// Queues 960 f32 samples at 48 kHz.
-    pub fn send_48k(&self, frame: &Frame48) -> Result<SendOutcome, BotFrameError> {
+    pub fn send_48k(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
         self.push(BotFrame::Pcm48k(*frame))
     }
 
@@ -239,11 +239,11 @@ pub struct RtpInbox {
 
 impl RtpInbox {
     /// Queues one packet (after SRTP) that arrived at `arrival` (same epoch as `tick`'s `now`).
-    pub fn push(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, BotFrameError> {
+    pub fn push(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, HandOffError> {
         match self.tx.push((packet, arrival)) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
-            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
     pub fn queued(&self) -> usize {
@@ -260,11 +260,11 @@ pub struct PlayerSender {
 }
 
 impl PlayerSender {
-    pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, BotFrameError> {
+    pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
         match self.tx.push(*frame) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
-            Push::Disconnected(_) => Err(BotFrameError::Disconnected),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
     pub fn queued(&self) -> usize {
@@ -323,6 +323,10 @@ pub struct PipelineStats {
     pub bot_underruns: u64,
     /// Events dropped because nobody polled them.
     pub events_dropped: u64,
+    /// The outgoing packet queue, when connected (evicted = the transport fell behind).
+    pub packet_outbox: QueueStats,
+    /// The bot's receive queue, when connected (evicted = the bot fell behind).
+    pub bot_audio_outbox: QueueStats,
 }
 
 /// What one tick produced, in brief (details through the accessors).
@@ -336,6 +340,79 @@ pub struct TickReport {
     pub unmixed: usize,
     /// Whether an RTP packet is ready in [`CallPipeline::outgoing_packet`].
     pub packet_ready: bool,
+}
+
+/// Unmixed frames carried per tick by [`BotAudio16k`] (Graph delivers the top four).
+pub const MAX_UNMIXED_HANDOFF: usize = 4;
+/// Active speakers carried per tick by [`BotAudio16k`].
+pub const MAX_ACTIVE_HANDOFF: usize = 16;
+
+/// One outgoing RTP packet, by value so the hand-off allocates nothing.
+#[derive(Clone, Copy)]
+pub struct OutgoingRtp {
+    len: usize,
+    data: [u8; MAX_RTP_PACKET],
+}
+
+impl OutgoingRtp {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl std::fmt::Debug for OutgoingRtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingRtp")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// One unmixed 16 kHz frame in a [`BotAudio16k`].
+#[derive(Debug, Clone, Copy)]
+pub struct UnmixedPcm16k {
+    pub source_id: u32,
+    pub level_dbov: f32,
+    pub is_silence: bool,
+    /// 640 bytes of s16 little-endian mono 16 kHz.
+    pub pcm: [u8; BYTES_PER_FRAME_16K_S16],
+}
+
+impl UnmixedPcm16k {
+    const SILENT: UnmixedPcm16k = UnmixedPcm16k {
+        source_id: NO_DOMINANT_SPEAKER,
+        level_dbov: -127.0,
+        is_silence: true,
+        pcm: [0; BYTES_PER_FRAME_16K_S16],
+    };
+}
+
+/// What the bot receives each tick, in Graph's audio-socket shape (16 kHz s16).
+#[derive(Debug, Clone, Copy)]
+pub struct BotAudio16k {
+    /// The tick's `now`.
+    pub timestamp: Duration,
+    /// Whether the mix is silence (Graph's `IsSilence`).
+    pub is_silence: bool,
+    /// The mix of all remote streams: 640 bytes of s16 little-endian mono 16 kHz.
+    pub mixed: [u8; BYTES_PER_FRAME_16K_S16],
+    unmixed_len: usize,
+    unmixed: [UnmixedPcm16k; MAX_UNMIXED_HANDOFF],
+    active_len: usize,
+    active_speakers: [u32; MAX_ACTIVE_HANDOFF],
+    /// Graph's dominant speaker (`None` = 0xFFFFFFFF).
+    pub dominant_speaker: Option<u32>,
+}
+
+impl BotAudio16k {
+    /// Unmixed frames of the loudest active speakers, loudest first.
+    pub fn unmixed(&self) -> &[UnmixedPcm16k] {
+        &self.unmixed[..self.unmixed_len]
+    }
+    /// Source ids of the active speakers, loudest first.
+    pub fn active_speakers(&self) -> &[u32] {
+        &self.active_speakers[..self.active_len]
+    }
 }
 
 /// An unmixed frame of one active speaker.
@@ -384,10 +461,8 @@ impl RemoteStream {
             decoder: OpusDecoder::new()?,
             mixer_source: None,
             pcm: Box::new(SILENT_FRAME_48),
-            down: match config.bot_format {
-                BotAudioFormat::Pcm16k => Some(Box::new(Downsampler::new()?)),
-                BotAudioFormat::Pcm48k => None,
-            },
+            // Made only once a second stream is live: a lone stream's unmixed frame is the mix.
+            down: None,
             pcm16k: Box::new([0; BYTES_PER_FRAME_16K_S16]),
             scratch16: Box::new([0.0; SAMPLES_PER_FRAME_16K]),
             last_packet: Duration::ZERO,
@@ -539,6 +614,8 @@ pub struct CallPipeline {
     out_packet: Box<[u8; MAX_RTP_PACKET]>,
     out_len: usize,
     events: EventRing,
+    packet_tx: Option<Producer<OutgoingRtp>>,
+    bot_audio_tx: Option<Producer<BotAudio16k>>,
     stats: PipelineStats,
 }
 
@@ -613,6 +690,8 @@ impl CallPipeline {
                 len: 0,
                 dropped: 0,
             },
+            packet_tx: None,
+            bot_audio_tx: None,
             stats: PipelineStats::default(),
             config,
         })
@@ -751,6 +830,21 @@ impl CallPipeline {
         }
         s.mixer_source = Some(mixer_source);
         s.last_packet = now;
+        if self.bot_down.is_some() && self.streams.iter().filter(|s| s.live).count() >= 2 {
+            // From now on unmixed frames differ from the mix and need their own resampler
+            // (~50 KiB each, so two-party calls never build one).
+            for s in self
+                .streams
+                .iter_mut()
+                .filter(|s| s.live && s.down.is_none())
+            {
+                match Downsampler::new() {
+                    Ok(d) => s.down = Some(Box::new(d)),
+                    Err(_) => self.stats.resample_errors += 1,
+                }
+            }
+        }
+        let s = &mut self.streams[idx];
         s.decode_errors = 0;
         s.level_dbov = -127.0;
         s.smoothed_dbov = -127.0;
@@ -801,6 +895,7 @@ impl CallPipeline {
         self.receive(now);
         self.update_speakers();
         self.send();
+        self.hand_off(now);
         self.stats.bot_queue = self.bot_rx.stats();
         self.stats.events_dropped = self.events.dropped;
         TickReport {
@@ -847,18 +942,22 @@ impl CallPipeline {
         // stream (a two-party call) its unmixed frame is the mix itself (soft clipping aside,
         // which only touches peaks above 0.8), so the second resampling is skipped.
         let single = self.streams.iter().filter(|s| s.live).count() == 1;
+        if self.bot_down.is_none() {
+            return;
+        }
         for s in self.streams.iter_mut().filter(|s| s.live) {
-            if let Some(down) = s.down.as_mut() {
-                if single && self.bot_down.is_some() {
-                    s.pcm16k.copy_from_slice(&self.bot_mixed_16k[..]);
-                    continue;
+            match (single, s.down.as_mut()) {
+                (true, _) => s.pcm16k.copy_from_slice(&self.bot_mixed_16k[..]),
+                (false, Some(down)) => {
+                    if down.process(&s.pcm, &mut s.scratch16).is_err() {
+                        self.stats.resample_errors += 1;
+                    }
+                    if f32_to_s16le_bytes(&s.scratch16[..], &mut s.pcm16k[..]).is_err() {
+                        self.stats.resample_errors += 1;
+                    }
                 }
-                if down.process(&s.pcm, &mut s.scratch16).is_err() {
-                    self.stats.resample_errors += 1;
-                }
-                if f32_to_s16le_bytes(&s.scratch16[..], &mut s.pcm16k[..]).is_err() {
-                    self.stats.resample_errors += 1;
-                }
+                // Its resampler could not be built (counted then): better silence than stale.
+                (false, None) => s.pcm16k.fill(0),
             }
         }
     }
@@ -1053,6 +1152,77 @@ impl CallPipeline {
         }
     }
 
+    /// Pushes this tick's outputs into the queues a threaded caller connected.
+    fn hand_off(&mut self, now: Duration) {
+        if let Some(tx) = &self.packet_tx
+            && self.out_len > 0
+        {
+            let mut item = OutgoingRtp {
+                len: self.out_len,
+                data: [0; MAX_RTP_PACKET],
+            };
+            item.data[..self.out_len].copy_from_slice(&self.out_packet[..self.out_len]);
+            let _ = tx.push(item);
+            self.stats.packet_outbox = tx.stats();
+        }
+        if let Some(tx) = &self.bot_audio_tx {
+            let mut item = BotAudio16k {
+                timestamp: now,
+                is_silence: self.mixed_silent,
+                mixed: *self.bot_mixed_16k,
+                unmixed_len: 0,
+                unmixed: [UnmixedPcm16k::SILENT; MAX_UNMIXED_HANDOFF],
+                active_len: 0,
+                active_speakers: [0; MAX_ACTIVE_HANDOFF],
+                dominant_speaker: self.dominant,
+            };
+            for (slot, u) in item.unmixed.iter_mut().zip(self.unmixed()) {
+                if let Some(pcm) = u.pcm16k {
+                    *slot = UnmixedPcm16k {
+                        source_id: u.source_id,
+                        level_dbov: u.level_dbov,
+                        is_silence: u.is_silence,
+                        pcm: *pcm,
+                    };
+                    item.unmixed_len += 1;
+                }
+            }
+            for (slot, &id) in item.active_speakers.iter_mut().zip(&self.active) {
+                *slot = id;
+                item.active_len += 1;
+            }
+            let _ = tx.push(item);
+            self.stats.bot_audio_outbox = tx.stats();
+        }
+    }
+
+    /// Connects a queue that receives every outgoing RTP packet (for the transport's task);
+    /// a full queue drops its oldest packet (counted in `stats().packet_outbox`).
+    pub fn packet_outbox(&mut self, capacity: usize) -> Consumer<OutgoingRtp> {
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.packet_tx = Some(tx);
+        rx
+    }
+
+    /// Connects a queue that receives, every tick, what the bot hears as Graph's 16 kHz
+    /// buffers: the mix, up to four unmixed frames, active and dominant speakers. A full
+    /// queue drops its oldest item (counted in `stats().bot_audio_outbox`). Refused for a
+    /// [`BotAudioFormat::Pcm48k`] pipeline, whose frames are read through the accessors.
+    pub fn bot_audio_outbox(
+        &mut self,
+        capacity: usize,
+    ) -> Result<Consumer<BotAudio16k>, PipelineError> {
+        if self.bot_down.is_none() {
+            return Err(PipelineError::BadConfig {
+                name: "bot_format (16 kHz hand-off needs Pcm16k)",
+                value: 0,
+            });
+        }
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.bot_audio_tx = Some(tx);
+        Ok(rx)
+    }
+
     /// The RTP packet produced by the last tick, if any (valid until the next tick).
     pub fn outgoing_packet(&self) -> Option<&[u8]> {
         (self.out_len > 0).then(|| &self.out_packet[..self.out_len])
@@ -1084,7 +1254,7 @@ impl CallPipeline {
                 level_dbov: s.level_dbov,
                 is_silence: s.level_dbov < threshold,
                 pcm48: &s.pcm,
-                pcm16k: s.down.as_ref().map(|_| &*s.pcm16k),
+                pcm16k: self.bot_down.as_ref().map(|_| &*s.pcm16k),
             }
         })
     }
@@ -1121,5 +1291,21 @@ impl CallPipeline {
     pub fn set_expected_loss_pct(&mut self, pct: u8) -> Result<(), PipelineError> {
         self.encoder.set_expected_loss_pct(pct)?;
         Ok(())
+    }
+}
+
+// The scheduler moves calls between worker threads, and bots send from their own threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<CallPipeline>();
+    send::<BotSender>();
+    send::<RtpInbox>();
+    send::<PlayerSender>();
+};
+
+/// Lets the scheduler tick a pipeline whose outputs go through the connected queues.
+impl crate::scheduler::Tickable for CallPipeline {
+    fn tick(&mut self, now: Duration) {
+        CallPipeline::tick(self, now);
     }
 }

@@ -193,6 +193,9 @@ fn pipeline_two_party_tick_allocates_nothing() {
     let player = a.add_player(4).unwrap();
     // A's packets reach B through the network-side queue, B's through push_rtp.
     let b_inbox = b.rtp_inbox();
+    // B's bot hears through the 16 kHz outbox; A's packets also go to a transport outbox.
+    let b_bot_audio = b.bot_audio_outbox(4).unwrap();
+    let a_packets = a.packet_outbox(4);
     let mut pcm16 = [0u8; 640];
     let (mut to_b, mut to_a) = (None, None);
     let mut allocations = 0;
@@ -232,6 +235,12 @@ fn pipeline_two_party_tick_allocates_nothing() {
             }
             for u in b.unmixed() {
                 std::hint::black_box(u.pcm16k);
+            }
+            while let Some(audio) = b_bot_audio.pop() {
+                std::hint::black_box(audio.unmixed());
+            }
+            while let Some(p) = a_packets.pop() {
+                std::hint::black_box(p.as_bytes());
             }
             std::hint::black_box((b.bot_frame_16k(), b.active_speakers(), b.stats()));
         });
