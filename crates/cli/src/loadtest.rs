@@ -782,8 +782,10 @@ mod tests {
     fn a_short_run_ticks_every_call_and_reports_all_fields() {
         let scripts = vec![Arc::new(Script::new(1).unwrap())];
         let r = run_once(3, 1, 1, BotFormat::Pcm16k, &scripts).unwrap();
-        // 3 calls × ~50 ticks; loose bounds, the machine may be busy.
-        assert!(r.stats.ticks() >= 3 * 20, "ticks {}", r.stats.ticks());
+        // Nominally 3 calls × 50 ticks; only "some" is asserted, since a debug
+        // build on a busy machine may manage far fewer (speed is for benches).
+        assert!(r.stats.ticks() > 0, "no call was ticked");
+        assert_eq!(r.calls, 3);
         let (dec, enc) = (100.0, 200.0);
         let mut v = report_json(&r, dec, enc, BotFormat::Pcm16k);
         for key in [
