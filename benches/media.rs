@@ -9,7 +9,8 @@
 //! frames and returns only the time of the measured work: per-frame input
 //! (an RTP packet's `Bytes`, which the network side builds) is made before the
 //! clock starts. Criterion drives it through `iter_custom`; the guard calls it
-//! directly.
+//! directly. The time is the thread's CPU time, so a shared, busy host slows
+//! the numbers far less than wall time would (preemption is not counted).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -114,10 +115,48 @@ impl Talker {
     }
 }
 
+/// Measures this thread's CPU time (wall time where the OS has no thread
+/// clock): what a stage costs, not how long a busy host let it run. The clock
+/// is read twice per batch, so its own cost (a system call) does not matter.
+enum Stopwatch {
+    Cpu(Duration),
+    Wall(Instant),
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        thread_cpu_time().map_or_else(|| Stopwatch::Wall(Instant::now()), Stopwatch::Cpu)
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self {
+            Stopwatch::Cpu(t0) => {
+                thread_cpu_time().map_or(Duration::ZERO, |t| t.saturating_sub(*t0))
+            }
+            Stopwatch::Wall(t0) => t0.elapsed(),
+        }
+    }
+}
+
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| {
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    })
+}
+
 /// Times `work` over `frames` prepared inputs (prepared before the clock starts).
 fn timed<I>(frames: u64, mut prepare: impl FnMut() -> I, mut work: impl FnMut(I)) -> Duration {
     let inputs: Vec<I> = (0..frames).map(|_| prepare()).collect();
-    let start = Instant::now();
+    let start = Stopwatch::start();
     for input in inputs {
         work(input);
     }
@@ -128,7 +167,7 @@ fn rtp_parse() -> Stage {
     let packets = encode_all(&talk_frames(0, 5));
     let wire = rtp_bytes(1000, 0x1234, &packets[0]);
     stage("rtp_parse", move |frames| {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..frames {
             let p = RtpPacket::parse(black_box(wire.clone())).expect("parse");
             black_box(p.audio_level(LEVEL_EXT));
@@ -164,7 +203,7 @@ fn opus_decode() -> Stage {
     let mut out = SILENT_FRAME_48;
     let mut i = 0;
     stage("opus_decode", move |frames| {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..frames {
             i = (i + 1) % packets.len();
             dec.decode(black_box(&packets[i]), &mut out)
@@ -180,7 +219,7 @@ fn opus_encode() -> Stage {
     let mut enc = OpusEncoder::new(EncoderConfig::default()).expect("encoder");
     let mut j = 0;
     stage("opus_encode", move |frames| {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..frames {
             j = (j + 1) % frames_in.len();
             let n = match enc.encode(black_box(&frames_in[j])).expect("encode") {
@@ -199,7 +238,7 @@ fn mix(name: &'static str, n: usize) -> Stage {
     let mut mixer = Mixer::with_capacity(n);
     let ids: Vec<SourceId> = (0..n).map(|_| mixer.add_source().expect("room")).collect();
     stage(name, move |frames| {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..frames {
             for (id, f) in ids.iter().zip(&inputs) {
                 mixer.push(*id, f).expect("live source");
@@ -215,7 +254,9 @@ fn mix(name: &'static str, n: usize) -> Stage {
 /// frame back (the same talk the `opus_encode` stage encodes, so the two are
 /// comparable), encode, RTP out. Talk only: every frame is decoded and encoded.
 fn two_party(name: &'static str, format: BotAudioFormat) -> Stage {
-    let mut talker = Talker::new(1);
+    // Voice 0 both ways: the very packets `opus_decode` decodes and the very
+    // frames `opus_encode` encodes, so the ratio compares like with like.
+    let mut talker = Talker::new(0);
     let bot_frames = talk_frames(0, 50);
     // The same talk as Graph's 16 kHz s16 bytes, for the 16 kHz bot.
     let mut down = Downsampler::new().expect("downsampler");
