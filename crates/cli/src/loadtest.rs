@@ -42,6 +42,8 @@ const SCRIPT_FRAMES: usize = 250;
 const VOICES: u32 = 4;
 /// Most probe runs `--calls max` makes.
 const MAX_PROBES: usize = 12;
+/// Most calls one run builds (about 20 GiB of call state at the limit).
+const MAX_CALLS: usize = 100_000;
 
 /// `--calls`: a number, or `max` to search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,9 @@ impl FromStr for CallCount {
         }
         match s.parse::<usize>() {
             Ok(0) => Err("--calls must be at least 1".into()),
+            Ok(n) if n > MAX_CALLS => Err(format!(
+                "--calls {n} is more than this load test runs ({MAX_CALLS}; ~200 KiB each)"
+            )),
             Ok(n) => Ok(CallCount::Fixed(n)),
             Err(_) => Err(format!("--calls takes a number or `max`, not {s:?}")),
         }
@@ -733,6 +738,12 @@ mod tests {
         assert!("0".parse::<CallCount>().is_err());
         assert!("-3".parse::<CallCount>().is_err());
         assert!("lots".parse::<CallCount>().unwrap_err().contains("lots"));
+        assert!(
+            "100001"
+                .parse::<CallCount>()
+                .unwrap_err()
+                .contains("100001")
+        );
         assert_eq!(CallCount::Max.to_string(), "max");
     }
 
