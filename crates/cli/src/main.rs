@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod devices;
 mod graph;
+mod loadtest;
 
 #[derive(Parser)]
 #[command(
@@ -25,11 +26,20 @@ enum Command {
     Graph(graph::GraphArgs),
     /// List the audio devices for --mic / --speakers.
     Devices(devices::DevicesArgs),
+    /// Run N in-process 2-party calls in real time and report capacity.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Graph(args) => graph::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Loadtest(args) => match loadtest::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("appmedia: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

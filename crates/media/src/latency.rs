@@ -75,6 +75,15 @@ impl LatencyHistogram {
         }
     }
 
+    /// Empties the histogram. Like [`LatencyHistogram::record`], only the
+    /// owning thread may call it.
+    pub fn reset(&self) {
+        for c in self.counts.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.max_ns.store(0, Ordering::Relaxed);
+    }
+
     /// A copy of the counts, for percentiles and merging (allocates; not for the tick).
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
@@ -225,5 +234,7 @@ mod tests {
         assert_eq!(m.max(), Duration::from_micros(1000));
         assert!(m.quantile(0.5) <= Duration::from_nanos(10_400));
         assert_eq!(m.quantile(f64::NAN), Duration::from_micros(1000));
+        a.reset();
+        assert_eq!(a.snapshot(), HistogramSnapshot::default());
     }
 }

@@ -8,8 +8,11 @@
 //! `total − own` (Janus AudioBridge's trick), so N outputs cost N subtractions
 //! instead of N² additions.
 //!
-//! Real-time contract: every buffer is allocated in [`Mixer::with_capacity`];
-//! adding, removing, pushing, mixing and reading never allocate, lock or block.
+//! Real-time contract: pushing, mixing and reading never allocate, lock or
+//! block. A source slot's 3.75 KiB input buffer is allocated the first time
+//! [`Mixer::add_source`] uses that slot and kept after removal, so a mixer
+//! sized for 8 speakers in a 2-party call does not carry 6 idle buffers, and
+//! once a slot has been used, adding and removing sources allocates nothing.
 
 use crate::frame::{Frame48, SILENT_FRAME_48};
 
@@ -59,7 +62,8 @@ struct Slot {
     /// The source was part of the last `mix` (pending, not muted): its
     /// contribution must be taken out of the total for its mix-minus.
     contributed: bool,
-    input: Box<Frame48>,
+    /// Allocated on the slot's first use, then kept.
+    input: Option<Box<Frame48>>,
 }
 
 /// Fixed-capacity N-source mixer. See the module docs.
@@ -73,7 +77,7 @@ pub struct Mixer {
 }
 
 impl Mixer {
-    /// A mixer with room for `capacity` sources; all memory is allocated here.
+    /// A mixer with room for `capacity` sources (input buffers come with first use).
     pub fn with_capacity(capacity: usize) -> Self {
         let slots = (0..capacity)
             .map(|_| Slot {
@@ -83,7 +87,7 @@ impl Mixer {
                 muted: false,
                 pending: false,
                 contributed: false,
-                input: Box::new(SILENT_FRAME_48),
+                input: None,
             })
             .collect();
         Self {
@@ -118,6 +122,7 @@ impl Mixer {
             .enumerate()
             .find(|(_, s)| !s.live)
             .ok_or(MixerError::Full { capacity })?;
+        slot.input.get_or_insert_with(|| Box::new(SILENT_FRAME_48));
         slot.live = true;
         slot.gain = 1.0;
         slot.muted = false;
@@ -172,7 +177,11 @@ impl Mixer {
     /// for that tick.
     pub fn push(&mut self, id: SourceId, frame: &Frame48) -> Result<(), MixerError> {
         let slot = self.slot_mut(id)?;
-        for (dst, &src) in slot.input.iter_mut().zip(frame.iter()) {
+        let input = slot
+            .input
+            .as_deref_mut()
+            .ok_or(MixerError::UnknownSource { id })?;
+        for (dst, &src) in input.iter_mut().zip(frame.iter()) {
             *dst = if src.is_finite() { src } else { 0.0 };
         }
         slot.pending = true;
@@ -185,7 +194,9 @@ impl Mixer {
     pub fn input_mut(&mut self, id: SourceId) -> Result<&mut Frame48, MixerError> {
         let slot = self.slot_mut(id)?;
         slot.pending = true;
-        Ok(&mut slot.input)
+        slot.input
+            .as_deref_mut()
+            .ok_or(MixerError::UnknownSource { id })
     }
 
     /// Mixes the frames pushed since the last call and returns the soft-clipped
@@ -196,17 +207,18 @@ impl Mixer {
         for slot in &mut self.slots {
             slot.contributed = slot.live && slot.pending && !slot.muted;
             slot.pending = false;
-            if !slot.contributed {
+            let Some(input) = slot.input.as_deref().filter(|_| slot.contributed) else {
+                slot.contributed = false;
                 continue;
-            }
+            };
             self.contributors += 1;
             let gain = slot.gain;
             if gain == 1.0 {
-                for (t, &x) in self.total.iter_mut().zip(slot.input.iter()) {
+                for (t, &x) in self.total.iter_mut().zip(input.iter()) {
                     *t += x;
                 }
             } else {
-                for (t, &x) in self.total.iter_mut().zip(slot.input.iter()) {
+                for (t, &x) in self.total.iter_mut().zip(input.iter()) {
                     *t += gain * x;
                 }
             }
@@ -247,12 +259,15 @@ impl Mixer {
     /// contribute (muted, or silent this tick) this is the full mix.
     pub fn mix_minus_into(&self, id: SourceId, out: &mut Frame48) -> Result<(), MixerError> {
         let slot = self.slot(id)?;
-        if !slot.contributed {
-            out.copy_from_slice(&self.mixed[..]);
-            return Ok(());
-        }
+        let input = match slot.input.as_deref() {
+            Some(input) if slot.contributed => input,
+            _ => {
+                out.copy_from_slice(&self.mixed[..]);
+                return Ok(());
+            }
+        };
         let gain = slot.gain;
-        for ((o, &t), &x) in out.iter_mut().zip(self.total.iter()).zip(slot.input.iter()) {
+        for ((o, &t), &x) in out.iter_mut().zip(self.total.iter()).zip(input.iter()) {
             *o = t - gain * x;
         }
         soft_clip_in_place(out);

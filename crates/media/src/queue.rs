@@ -79,7 +79,7 @@ pub struct QueueStats {
     pub popped: u64,
     /// Oldest items evicted to make room for newer ones.
     pub evicted: u64,
-    /// New items refused after [`MAX_PUSH_ATTEMPTS`] rounds of contention.
+    /// New items refused after a few rounds of contention between producers.
     pub rejected: u64,
 }
 

@@ -190,6 +190,30 @@ struct WorkerShared {
     load_permille: AtomicU32,
     tick_time: LatencyHistogram,
     busy_time: LatencyHistogram,
+    /// Set by [`Scheduler::reset_stats`]; the worker zeroes its own counters
+    /// (it is their only writer) and clears the flag.
+    reset_requested: AtomicBool,
+}
+
+impl WorkerShared {
+    fn reset(&self) {
+        for c in [
+            &self.ticks,
+            &self.late_ticks,
+            &self.periods,
+            &self.late_periods,
+            &self.skipped_periods,
+            &self.migrations_out,
+            &self.panics,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        // Written by other workers too, hence a swap rather than a store race.
+        self.migrations_in.swap(0, Ordering::Relaxed);
+        self.tick_time.reset();
+        self.busy_time.reset();
+        self.reset_requested.store(false, Ordering::Release);
+    }
 }
 
 struct WorkerLink<T> {
@@ -540,6 +564,29 @@ impl<T: Tickable> Scheduler<T> {
         }
     }
 
+    /// Zeroes every worker's counters and histograms (not `calls` or `load`),
+    /// e.g. after a warm-up. Each worker does it at its next period; this waits
+    /// for that, at most `timeout`, and returns whether all workers did.
+    pub fn reset_stats(&self, timeout: Duration) -> bool {
+        for l in self.links.iter() {
+            l.shared.reset_requested.store(true, Ordering::Release);
+        }
+        let start = Instant::now();
+        loop {
+            let pending = self
+                .links
+                .iter()
+                .any(|l| l.shared.reset_requested.load(Ordering::Acquire));
+            if !pending {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(self.config.period / 4);
+        }
+    }
+
     /// Stops every worker (within about one period), drops all calls on the
     /// disposer, joins all threads and returns the final statistics.
     pub fn shutdown(mut self) -> SchedulerStats {
@@ -610,6 +657,9 @@ impl<T: Tickable> Worker<T> {
                 deadline = self.epoch + period * k;
             }
             self.adopt_commands();
+            if self.shared().reset_requested.load(Ordering::Acquire) {
+                self.shared().reset();
+            }
             let now = deadline - self.epoch;
             let late_after = deadline + period;
             let started = Instant::now();
@@ -871,6 +921,7 @@ mod tests {
         }
         assert!(stats.ticks() >= 120);
         assert!(stats.tick_time().count >= 120);
+        assert_eq!(stats.tick_time().count, stats.ticks());
         assert_eq!(stats.calls(), 0, "shutdown drops every call");
     }
 
@@ -898,6 +949,15 @@ mod tests {
         });
         assert_eq!(gone_ticks.load(Ordering::Relaxed), frozen);
         assert_eq!(scheduler.stats().calls(), 1);
+        let before = scheduler.stats();
+        assert!(scheduler.reset_stats(PATIENCE));
+        let after = scheduler.stats();
+        // Only the ticks since the reset remain.
+        assert!(
+            after.ticks() < before.ticks(),
+            "reset did not zero the counters"
+        );
+        assert_eq!(after.calls(), 1, "reset keeps the calls");
     }
 
     struct Panicky {

@@ -1,0 +1,406 @@
+//! Per-frame cost of each stage of the media path and of whole call frames.
+//!
+//! `cargo bench --bench media` runs every stage under criterion. With
+//! `APPMEDIA_BENCH_GUARD` set to `report`, `check` or `update` it instead runs
+//! the bench guard (see `support/guard.rs` and `scripts/bench-guard`): the same
+//! stages, interleaved, each as a ratio to Opus decode + encode.
+//!
+//! Each stage is a closure `FnMut(frames) -> Duration` that processes that many
+//! frames and returns only the time of the measured work: per-frame input
+//! (an RTP packet's `Bytes`, which the network side builds) is made before the
+//! clock starts. Criterion drives it through `iter_custom`; the guard calls it
+//! directly. The time is the thread's CPU time, so a shared, busy host slows
+//! the numbers far less than wall time would (preemption is not counted).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use appmedia::media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder};
+use appmedia::media::frame::{
+    BYTES_PER_FRAME_16K_S16, FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_16K, SILENT_FRAME_48,
+    level_dbov,
+};
+use appmedia::media::jitter::{JitterBuffer, JitterConfig, Playout};
+use appmedia::media::mixer::{Mixer, SourceId};
+use appmedia::media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
+use appmedia::media::resample::{Downsampler, f32_to_s16le_bytes};
+use appmedia::media::rtp::{HeaderExtension, RtpHeader, RtpPacket, RtpPacketSpec};
+use appmedia::media::synth::SpeechLike;
+use bytes::Bytes;
+use criterion::Criterion;
+
+#[path = "support/guard.rs"]
+mod guard;
+
+const PT: u8 = 111;
+const LEVEL_EXT: u8 = 1;
+
+/// One benchmarked stage: runs `frames` frames, returns the measured time.
+pub struct Stage {
+    pub name: &'static str,
+    pub run: Box<dyn FnMut(u64) -> Duration>,
+}
+
+fn stage(name: &'static str, run: impl FnMut(u64) -> Duration + 'static) -> Stage {
+    Stage {
+        name,
+        run: Box::new(run),
+    }
+}
+
+/// `n` frames of talk (pauses skipped) from speaker `voice`.
+fn talk_frames(voice: u32, n: usize) -> Vec<Frame48> {
+    let mut synth = SpeechLike::new(voice);
+    let mut out = Vec::with_capacity(n);
+    let mut frame = SILENT_FRAME_48;
+    while out.len() < n {
+        synth.next_frame(&mut frame);
+        if level_dbov(&frame) > -40.0 {
+            out.push(frame);
+        }
+    }
+    out
+}
+
+/// Opus packets of those frames (voice only; no DTX in talk).
+fn encode_all(frames: &[Frame48]) -> Vec<Vec<u8>> {
+    let mut enc = OpusEncoder::new(EncoderConfig::default()).expect("encoder");
+    frames
+        .iter()
+        .filter_map(|f| match enc.encode(f).expect("encode") {
+            EncodedFrame::Voice(p) => Some(p.to_vec()),
+            EncodedFrame::Dtx => None,
+        })
+        .collect()
+}
+
+fn rtp_bytes(seq: u16, ssrc: u32, payload: &[u8]) -> Bytes {
+    let level = [0x80 | 30u8];
+    let ext = [HeaderExtension {
+        id: LEVEL_EXT,
+        data: &level,
+    }];
+    let mut spec = RtpPacketSpec::new(
+        RtpHeader::new(PT, seq, u32::from(seq).wrapping_mul(960), ssrc),
+        payload,
+    );
+    spec.extensions = &ext;
+    spec.to_bytes().expect("valid packet")
+}
+
+/// A remote talker: the next packet of its loop, on a continuous timeline.
+struct Talker {
+    ssrc: u32,
+    packets: Vec<Vec<u8>>,
+    seq: u16,
+}
+
+impl Talker {
+    fn new(voice: u32) -> Self {
+        Self {
+            ssrc: 0x1000 + voice,
+            packets: encode_all(&talk_frames(voice, 50)),
+            seq: 0,
+        }
+    }
+
+    /// The next packet and its arrival time (one per 20 ms of fake time).
+    fn next(&mut self) -> (Bytes, Duration) {
+        self.seq = self.seq.wrapping_add(1);
+        let payload = &self.packets[usize::from(self.seq) % self.packets.len()];
+        (
+            rtp_bytes(self.seq, self.ssrc, payload),
+            FRAME_DURATION * u32::from(self.seq),
+        )
+    }
+}
+
+/// Measures this thread's CPU time (wall time where the OS has no thread
+/// clock): what a stage costs, not how long a busy host let it run. The clock
+/// is read twice per batch, so its own cost (a system call) does not matter.
+enum Stopwatch {
+    Cpu(Duration),
+    Wall(Instant),
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        thread_cpu_time().map_or_else(|| Stopwatch::Wall(Instant::now()), Stopwatch::Cpu)
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self {
+            Stopwatch::Cpu(t0) => {
+                thread_cpu_time().map_or(Duration::ZERO, |t| t.saturating_sub(*t0))
+            }
+            Stopwatch::Wall(t0) => t0.elapsed(),
+        }
+    }
+}
+
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| {
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    })
+}
+
+/// Times `work` over `frames` prepared inputs (prepared before the clock starts).
+fn timed<I>(frames: u64, mut prepare: impl FnMut() -> I, mut work: impl FnMut(I)) -> Duration {
+    let inputs: Vec<I> = (0..frames).map(|_| prepare()).collect();
+    let start = Stopwatch::start();
+    for input in inputs {
+        work(input);
+    }
+    start.elapsed()
+}
+
+fn rtp_parse() -> Stage {
+    let packets = encode_all(&talk_frames(0, 5));
+    let wire = rtp_bytes(1000, 0x1234, &packets[0]);
+    stage("rtp_parse", move |frames| {
+        let start = Stopwatch::start();
+        for _ in 0..frames {
+            let p = RtpPacket::parse(black_box(wire.clone())).expect("parse");
+            black_box(p.audio_level(LEVEL_EXT));
+        }
+        start.elapsed()
+    })
+}
+
+/// One packet in, one frame out, per 20 ms of fake time.
+fn jitter_push_pop() -> Stage {
+    let mut talker = Talker::new(0);
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    stage("jitter_push_pop", move |frames| {
+        timed(
+            frames,
+            || {
+                let (bytes, now) = talker.next();
+                (RtpPacket::parse(bytes).expect("parse"), now)
+            },
+            |(packet, now)| {
+                jb.push(packet, now);
+                if let Playout::Frame(p) = jb.pop(now) {
+                    black_box(p.payload().len());
+                }
+            },
+        )
+    })
+}
+
+fn opus_decode() -> Stage {
+    let packets = encode_all(&talk_frames(0, 50));
+    let mut dec = OpusDecoder::new().expect("decoder");
+    let mut out = SILENT_FRAME_48;
+    let mut i = 0;
+    stage("opus_decode", move |frames| {
+        let start = Stopwatch::start();
+        for _ in 0..frames {
+            i = (i + 1) % packets.len();
+            dec.decode(black_box(&packets[i]), &mut out)
+                .expect("decode");
+            black_box(&out);
+        }
+        start.elapsed()
+    })
+}
+
+fn opus_encode() -> Stage {
+    let frames_in = talk_frames(0, 50);
+    let mut enc = OpusEncoder::new(EncoderConfig::default()).expect("encoder");
+    let mut j = 0;
+    stage("opus_encode", move |frames| {
+        let start = Stopwatch::start();
+        for _ in 0..frames {
+            j = (j + 1) % frames_in.len();
+            let n = match enc.encode(black_box(&frames_in[j])).expect("encode") {
+                EncodedFrame::Voice(p) => p.len(),
+                EncodedFrame::Dtx => 0,
+            };
+            black_box(n);
+        }
+        start.elapsed()
+    })
+}
+
+/// `n` sources pushed and mixed.
+fn mix(name: &'static str, n: usize) -> Stage {
+    let inputs: Vec<Frame48> = (0..n).map(|k| talk_frames(k as u32, 1)[0]).collect();
+    let mut mixer = Mixer::with_capacity(n);
+    let ids: Vec<SourceId> = (0..n).map(|_| mixer.add_source().expect("room")).collect();
+    stage(name, move |frames| {
+        let start = Stopwatch::start();
+        for _ in 0..frames {
+            for (id, f) in ids.iter().zip(&inputs) {
+                mixer.push(*id, f).expect("live source");
+            }
+            black_box(mixer.mix());
+        }
+        start.elapsed()
+    })
+}
+
+/// A whole frame of a 2-party call through the real pipeline: one RTP packet
+/// in (parse, jitter buffer, decode), the frame to the bot, the bot's own
+/// frame back (the same talk the `opus_encode` stage encodes, so the two are
+/// comparable), encode, RTP out. Talk only: every frame is decoded and encoded.
+fn two_party(name: &'static str, format: BotAudioFormat) -> Stage {
+    // Voice 0 both ways: the very packets `opus_decode` decodes and the very
+    // frames `opus_encode` encodes, so the ratio compares like with like.
+    let mut talker = Talker::new(0);
+    let bot_frames = talk_frames(0, 50);
+    // The same talk as Graph's 16 kHz s16 bytes, for the 16 kHz bot.
+    let mut down = Downsampler::new().expect("downsampler");
+    let bot_frames_16k: Vec<[u8; BYTES_PER_FRAME_16K_S16]> = bot_frames
+        .iter()
+        .map(|f| {
+            let mut narrow = [0.0f32; SAMPLES_PER_FRAME_16K];
+            down.process(f, &mut narrow).expect("resample");
+            let mut bytes = [0u8; BYTES_PER_FRAME_16K_S16];
+            f32_to_s16le_bytes(&narrow, &mut bytes).expect("lengths match");
+            bytes
+        })
+        .collect();
+    let mut pipeline = CallPipeline::new(PipelineConfig {
+        payload_type: PT,
+        audio_level_ext_id: Some(LEVEL_EXT),
+        bot_format: format,
+        ..PipelineConfig::default()
+    })
+    .expect("pipeline");
+    let bot = pipeline.bot_sender();
+    let mut k = 0;
+    stage(name, move |frames| {
+        timed(
+            frames,
+            || talker.next(),
+            |(bytes, now)| {
+                pipeline.push_rtp(bytes, now);
+                pipeline.tick(now);
+                black_box(pipeline.bot_frame_48k());
+                k = (k + 1) % bot_frames.len();
+                let _ = match format {
+                    BotAudioFormat::Pcm16k => bot.send_pcm16k(&bot_frames_16k[k]),
+                    BotAudioFormat::Pcm48k => bot.send_48k(&bot_frames[k]),
+                };
+                black_box(pipeline.outgoing_packet());
+            },
+        )
+    })
+}
+
+/// One participant of the conference bench: what a conference mixer keeps
+/// per party.
+struct Participant {
+    jitter: JitterBuffer,
+    decoder: OpusDecoder,
+    encoder: OpusEncoder,
+    source: SourceId,
+    heard: Box<Frame48>,
+    out_seq: u16,
+    ssrc: u32,
+    wire: [u8; 1500],
+}
+
+/// Five parties: each frame, every party's packet is parsed, buffered,
+/// decoded and mixed; each party gets total − own, encoded and packetized.
+fn conference() -> Stage {
+    const PARTIES: u32 = 5;
+    let mut mixer = Mixer::with_capacity(PARTIES as usize);
+    let mut talkers: Vec<Talker> = (0..PARTIES).map(Talker::new).collect();
+    let mut parties: Vec<Participant> = talkers
+        .iter()
+        .map(|t| Participant {
+            jitter: JitterBuffer::new(JitterConfig::default()),
+            decoder: OpusDecoder::new().expect("decoder"),
+            encoder: OpusEncoder::new(EncoderConfig::default()).expect("encoder"),
+            source: mixer.add_source().expect("room"),
+            heard: Box::new(SILENT_FRAME_48),
+            out_seq: 0,
+            ssrc: t.ssrc,
+            wire: [0; 1500],
+        })
+        .collect();
+    stage("conference_5party_frame", move |frames| {
+        timed(
+            frames,
+            || talkers.iter_mut().map(Talker::next).collect::<Vec<_>>(),
+            |incoming| {
+                for (p, (bytes, now)) in parties.iter_mut().zip(incoming) {
+                    if let Ok(packet) = RtpPacket::parse(bytes) {
+                        p.jitter.push(packet, now);
+                    }
+                    let pcm = &mut mixer.input_mut(p.source).expect("live source")[..];
+                    match p.jitter.pop(now) {
+                        Playout::Frame(packet) => {
+                            if p.decoder.decode(packet.payload(), pcm).is_err() {
+                                pcm.fill(0.0);
+                            }
+                        }
+                        Playout::Lost { fec: Some(next) } => {
+                            let _ = p.decoder.decode_fec(next.payload(), pcm);
+                        }
+                        _ => pcm.fill(0.0),
+                    }
+                }
+                mixer.mix();
+                for p in parties.iter_mut() {
+                    mixer
+                        .mix_minus_into(p.source, &mut p.heard)
+                        .expect("live source");
+                    if let Ok(EncodedFrame::Voice(payload)) = p.encoder.encode(&p.heard[..]) {
+                        p.out_seq = p.out_seq.wrapping_add(1);
+                        let header = RtpHeader::new(PT, p.out_seq, 0, p.ssrc);
+                        let n = RtpPacketSpec::new(header, payload)
+                            .write(&mut p.wire)
+                            .unwrap_or(0);
+                        black_box(n);
+                    }
+                }
+            },
+        )
+    })
+}
+
+/// Every stage, in report order; the guard's reference is the first two.
+fn all_stages() -> Vec<Stage> {
+    vec![
+        opus_decode(),
+        opus_encode(),
+        rtp_parse(),
+        jitter_push_pop(),
+        mix("mix_2", 2),
+        mix("mix_5", 5),
+        mix("mix_10", 10),
+        mix("mix_50", 50),
+        two_party("call_2party_frame", BotAudioFormat::Pcm48k),
+        two_party("call_2party_frame_pcm16k", BotAudioFormat::Pcm16k),
+        conference(),
+    ]
+}
+
+fn main() {
+    let mut stages = all_stages();
+    if let Ok(mode) = std::env::var("APPMEDIA_BENCH_GUARD") {
+        let baseline =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/baseline.json");
+        std::process::exit(guard::run(&mode, &mut stages, &baseline));
+    }
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .configure_from_args();
+    for s in &mut stages {
+        let run = &mut s.run;
+        c.bench_function(s.name, |b| b.iter_custom(&mut **run));
+    }
+    c.final_summary();
+}

@@ -1,0 +1,831 @@
+//! `appmedia loadtest`: how many concurrent calls this machine carries in real time.
+//!
+//! In-process, no network: each call is a real [`CallPipeline`] between a synthetic
+//! remote party (speech-like audio, Opus-encoded into RTP and pushed at real-time
+//! pace, 1.8 s talk spurts with DTX pauses) and a bot that speaks its own speech-like
+//! script back into the call, one frame per tick, in the chosen PCM format. The media scheduler ticks all calls on one worker per
+//! core against absolute 20 ms deadlines. The run reports tick latency, late ticks
+//! (a call's frame finished after its 20 ms period), CPU and memory per call, and the
+//! codec-bound limit measured in the same run: 20 ms ÷ (Opus decode + encode of one
+//! frame of the same input).
+//!
+//! `--calls max` searches for the largest call count with zero late ticks: a
+//! bounded gallop-then-bisect over short probe runs (at most 12), each run in a
+//! fresh child process (`appmedia loadtest --json`) so memory figures and
+//! runs stay independent; the final run is one more child of `--seconds`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appmedia_media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder};
+use appmedia_media::frame::{
+    BYTES_PER_FRAME_16K_S16, FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_16K, SILENT_FRAME_48,
+    level_dbov,
+};
+use appmedia_media::pipeline::{BotAudioFormat, BotSender, CallPipeline, PipelineConfig};
+use appmedia_media::resample::{Downsampler, Upsampler, f32_to_s16le_bytes, s16le_bytes_to_f32};
+use appmedia_media::rtp::{AudioLevel, HeaderExtension, RtpHeader, RtpPacketSpec};
+use appmedia_media::scheduler::{Scheduler, SchedulerConfig, SchedulerStats, Tickable};
+use appmedia_media::synth::SpeechLike;
+use bytes::Bytes;
+use serde_json::json;
+
+/// Opus payload type both sides use.
+const PAYLOAD_TYPE: u8 = 111;
+/// RFC 6464 audio level extension id both sides use.
+const AUDIO_LEVEL_EXT: u8 = 1;
+/// Length of each remote party's pre-encoded script (5 s), replayed in a loop.
+const SCRIPT_FRAMES: usize = 250;
+/// Distinct remote voices; call `i` uses voice `i % VOICES`.
+const VOICES: u32 = 4;
+/// Most probe runs `--calls max` makes.
+const MAX_PROBES: usize = 12;
+/// Most calls one run builds (about 20 GiB of call state at the limit).
+const MAX_CALLS: usize = 100_000;
+
+/// `--calls`: a number, or `max` to search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallCount {
+    /// Run exactly this many calls.
+    Fixed(usize),
+    /// Find the largest count with zero late ticks.
+    Max,
+}
+
+impl FromStr for CallCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(CallCount::Max);
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("--calls must be at least 1".into()),
+            Ok(n) if n > MAX_CALLS => Err(format!(
+                "--calls {n} is more than this load test runs ({MAX_CALLS}; ~200 KiB each)"
+            )),
+            Ok(n) => Ok(CallCount::Fixed(n)),
+            Err(_) => Err(format!("--calls takes a number or `max`, not {s:?}")),
+        }
+    }
+}
+
+impl fmt::Display for CallCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallCount::Fixed(n) => write!(f, "{n}"),
+            CallCount::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// The bot's PCM format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BotFormat {
+    /// s16 mono 16 kHz, 640 bytes a frame (Graph media bots' format; resampled).
+    Pcm16k,
+    /// f32 mono 48 kHz (no resampling).
+    Pcm48k,
+}
+
+impl BotFormat {
+    fn name(self) -> &'static str {
+        match self {
+            BotFormat::Pcm16k => "pcm16k",
+            BotFormat::Pcm48k => "pcm48k",
+        }
+    }
+}
+
+/// Arguments of `appmedia loadtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadtestArgs {
+    /// Concurrent 2-party calls, or `max` to find the most with zero late ticks.
+    #[arg(long, default_value = "10")]
+    pub calls: CallCount,
+    /// Length of the measured run in seconds (with `--calls max`: of the final run).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub workers: Option<u64>,
+    /// The bot's audio format.
+    #[arg(long, value_enum, default_value_t = BotFormat::Pcm16k)]
+    pub bot_format: BotFormat,
+    /// With `--calls max`: the largest count tried.
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_calls: u64,
+    /// With `--calls max`: seconds of each probe run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub probe_seconds: u64,
+}
+
+/// Why the load test could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadtestError {
+    /// Building a codec for the synthetic party or the codec timing failed.
+    #[error("codec: {0}")]
+    Codec(#[from] appmedia_media::codec::CodecError),
+    /// Preparing the bot's 16 kHz audio failed.
+    #[error("resample: {0}")]
+    Resample(#[from] appmedia_media::resample::ResampleError),
+    /// A call's pipeline could not be built.
+    #[error("pipeline: {0}")]
+    Pipeline(#[from] appmedia_media::pipeline::PipelineError),
+    /// The scheduler could not start or take a call.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] appmedia_media::scheduler::SchedulerError),
+    /// A `--calls max` run in a child process failed.
+    #[error("child run with {calls} calls: {what}")]
+    Child {
+        /// Calls of that run.
+        calls: usize,
+        /// What went wrong.
+        what: String,
+    },
+}
+
+/// The audio of one pair of voices, shared by every call using it: the remote
+/// party's Opus packets (`None` where DTX sent nothing) and the bot's PCM in
+/// both formats.
+struct Script {
+    packets: Vec<Option<(Vec<u8>, AudioLevel)>>,
+    /// The remote's talk packets, for timing the decoder on the same input.
+    talk_packets: Vec<Vec<u8>>,
+    bot48: Vec<Frame48>,
+    bot16: Vec<[u8; BYTES_PER_FRAME_16K_S16]>,
+    /// The bot's talk frames as the pipeline's encoder sees them, per format
+    /// (16 kHz frames arrive upsampled), for timing the encoder on the same input.
+    bot_talk48: Vec<Frame48>,
+    bot_talk16: Vec<Frame48>,
+}
+
+impl Script {
+    fn new(voice: u32) -> Result<Self, LoadtestError> {
+        let mut synth = SpeechLike::new(voice);
+        let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
+        let mut frame = SILENT_FRAME_48;
+        let mut packets = Vec::with_capacity(SCRIPT_FRAMES);
+        let mut talk_packets = Vec::new();
+        for _ in 0..SCRIPT_FRAMES {
+            synth.next_frame(&mut frame);
+            let level = AudioLevel::from_samples(&frame, true);
+            match encoder.encode(&frame)? {
+                EncodedFrame::Voice(p) => {
+                    // Comfort-noise updates during DTX are a few bytes; time talk only.
+                    if p.len() > 10 {
+                        talk_packets.push(p.to_vec());
+                    }
+                    packets.push(Some((p.to_vec(), level)));
+                }
+                EncodedFrame::Dtx => packets.push(None),
+            }
+        }
+        let mut bot_synth = SpeechLike::new(voice + VOICES);
+        let mut down = Downsampler::new()?;
+        let mut up = Upsampler::new()?;
+        let (mut bot48, mut bot16) = (Vec::new(), Vec::new());
+        let (mut bot_talk48, mut bot_talk16) = (Vec::new(), Vec::new());
+        let mut narrow = [0.0f32; SAMPLES_PER_FRAME_16K];
+        let mut wide = SILENT_FRAME_48;
+        for _ in 0..SCRIPT_FRAMES {
+            bot_synth.next_frame(&mut frame);
+            down.process(&frame, &mut narrow)?;
+            let mut bytes = [0u8; BYTES_PER_FRAME_16K_S16];
+            f32_to_s16le_bytes(&narrow, &mut bytes)?;
+            // What the pipeline will encode for a 16 kHz bot: the s16 frame, upsampled.
+            s16le_bytes_to_f32(&bytes, &mut narrow)?;
+            up.process(&narrow, &mut wide)?;
+            if level_dbov(&frame) > -60.0 {
+                bot_talk48.push(frame);
+                bot_talk16.push(wide);
+            }
+            bot48.push(frame);
+            bot16.push(bytes);
+        }
+        Ok(Self {
+            packets,
+            talk_packets,
+            bot48,
+            bot16,
+            bot_talk48,
+            bot_talk16,
+        })
+    }
+}
+
+/// The far end of one call: replays its script as RTP, one packet per tick.
+struct RemoteParty {
+    script: Arc<Script>,
+    position: usize,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// The last frame was DTX: the next packet starts a talk spurt (marker bit).
+    was_silent: bool,
+}
+
+impl RemoteParty {
+    /// The packet for this tick, if the script is not in a DTX pause.
+    fn next_packet(&mut self) -> Option<Bytes> {
+        let entry = &self.script.packets[self.position];
+        self.position = (self.position + 1) % self.script.packets.len();
+        let timestamp = self.timestamp;
+        self.timestamp = self.timestamp.wrapping_add(960);
+        let Some((payload, level)) = entry else {
+            self.was_silent = true;
+            return None;
+        };
+        let mut header = RtpHeader::new(PAYLOAD_TYPE, self.sequence, timestamp, self.ssrc);
+        header.marker = std::mem::take(&mut self.was_silent);
+        self.sequence = self.sequence.wrapping_add(1);
+        let level_byte = [level.to_byte()];
+        let extensions = [HeaderExtension {
+            id: AUDIO_LEVEL_EXT,
+            data: &level_byte,
+        }];
+        let mut spec = RtpPacketSpec::new(header, payload);
+        spec.extensions = &extensions;
+        // The network side hands the pipeline an owned buffer per packet, as a
+        // socket reader does.
+        spec.to_bytes().ok()
+    }
+}
+
+/// One simulated call: the pipeline, its remote party and an echo bot.
+struct SimCall {
+    pipeline: CallPipeline,
+    remote: RemoteParty,
+    bot: BotSender,
+    format: BotFormat,
+    /// Where the bot is in its script (the remote party's script holds it too).
+    bot_position: usize,
+}
+
+impl Tickable for SimCall {
+    fn tick(&mut self, now: Duration) {
+        if let Some(packet) = self.remote.next_packet() {
+            self.pipeline.push_rtp(packet, now);
+        }
+        self.pipeline.tick(now);
+        // The bot reads what it heard and speaks its next frame (queued for
+        // the next tick, as a bot on its own thread would).
+        let script = &self.remote.script;
+        let _ = match self.format {
+            BotFormat::Pcm16k => {
+                std::hint::black_box(self.pipeline.bot_frame_16k());
+                self.bot.send_pcm16k(&script.bot16[self.bot_position])
+            }
+            BotFormat::Pcm48k => {
+                std::hint::black_box(self.pipeline.bot_frame_48k());
+                self.bot.send_48k(&script.bot48[self.bot_position])
+            }
+        };
+        self.bot_position = (self.bot_position + 1) % script.bot48.len();
+        // The transport would send this; reading it is enough here.
+        std::hint::black_box(self.pipeline.outgoing_packet());
+        while self.pipeline.poll_event().is_some() {}
+    }
+}
+
+fn sim_call(
+    index: usize,
+    scripts: &[Arc<Script>],
+    format: BotFormat,
+) -> Result<SimCall, LoadtestError> {
+    let script = scripts[index % scripts.len()].clone();
+    let start = (index * 37) % script.packets.len();
+    let config = PipelineConfig {
+        local_ssrc: 0x1000_0000 + index as u32,
+        payload_type: PAYLOAD_TYPE,
+        audio_level_ext_id: Some(AUDIO_LEVEL_EXT),
+        initial_sequence_number: (index as u16).wrapping_mul(7919),
+        initial_timestamp: (index as u32).wrapping_mul(104_729),
+        bot_format: match format {
+            BotFormat::Pcm16k => BotAudioFormat::Pcm16k,
+            BotFormat::Pcm48k => BotAudioFormat::Pcm48k,
+        },
+        ..PipelineConfig::default()
+    };
+    let pipeline = CallPipeline::new(config)?;
+    let bot = pipeline.bot_sender();
+    Ok(SimCall {
+        pipeline,
+        remote: RemoteParty {
+            script,
+            position: start,
+            ssrc: 0x2000_0000 + index as u32,
+            sequence: (index as u16).wrapping_mul(31),
+            timestamp: (index as u32).wrapping_mul(7_777),
+            was_silent: true,
+        },
+        bot,
+        format,
+        bot_position: (start + SCRIPT_FRAMES / 2) % SCRIPT_FRAMES,
+    })
+}
+
+/// Mean CPU time of one Opus decode (of the remote parties' talk packets) and
+/// one encode (of the bots' talk frames as the pipeline's encoder sees them in
+/// `format`), on this thread, in microseconds: the same input as the calls.
+///
+/// Thread CPU time, not wall time: on a shared machine a wall clock also counts
+/// the time this thread waited for a core, which would understate the limit.
+fn time_codec(scripts: &[Arc<Script>], format: BotFormat) -> Result<(f64, f64), LoadtestError> {
+    let mut decoder = OpusDecoder::new()?;
+    let mut encoder = OpusEncoder::new(EncoderConfig::default())?;
+    let mut out = SILENT_FRAME_48;
+    let packets: Vec<&Vec<u8>> = scripts.iter().flat_map(|s| &s.talk_packets).collect();
+    let pcm: Vec<&Frame48> = scripts
+        .iter()
+        .flat_map(|s| match format {
+            BotFormat::Pcm16k => &s.bot_talk16,
+            BotFormat::Pcm48k => &s.bot_talk48,
+        })
+        .collect();
+    // Warm caches, then measure whole passes until each took 300 ms.
+    for (frame, packet) in pcm.iter().zip(&packets).take(50) {
+        decoder.decode(packet, &mut out)?;
+        std::hint::black_box(encoder.encode(&frame[..])?);
+    }
+    let min_time = Duration::from_millis(300);
+    let (mut dec_n, mut dec_t) = (0u32, Duration::ZERO);
+    while dec_t < min_time {
+        let clock = CpuClock::start();
+        for packet in &packets {
+            decoder.decode(packet, &mut out)?;
+        }
+        dec_t += clock.elapsed();
+        dec_n += packets.len() as u32;
+    }
+    let (mut enc_n, mut enc_t) = (0u32, Duration::ZERO);
+    while enc_t < min_time {
+        let clock = CpuClock::start();
+        for frame in &pcm {
+            std::hint::black_box(encoder.encode(&frame[..])?);
+        }
+        enc_t += clock.elapsed();
+        enc_n += pcm.len() as u32;
+    }
+    Ok((
+        dec_t.as_secs_f64() * 1e6 / f64::from(dec_n.max(1)),
+        enc_t.as_secs_f64() * 1e6 / f64::from(enc_n.max(1)),
+    ))
+}
+
+/// This thread's CPU time, falling back to wall time where the OS lacks it.
+enum CpuClock {
+    Thread(Duration),
+    Wall(Instant),
+}
+
+impl CpuClock {
+    fn start() -> Self {
+        thread_cpu_time().map_or_else(|| CpuClock::Wall(Instant::now()), CpuClock::Thread)
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self {
+            CpuClock::Thread(t0) => {
+                thread_cpu_time().map_or(Duration::ZERO, |t| t.saturating_sub(*t0))
+            }
+            CpuClock::Wall(t0) => t0.elapsed(),
+        }
+    }
+}
+
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}
+
+/// The 1-minute load average (Linux), to show how busy the host was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU time (user + system) of the whole process so far.
+fn process_cpu_time() -> Option<Duration> {
+    // SAFETY: getrusage only writes the struct we pass; zeroed is a valid rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
+/// Resident set size in KiB, from /proc/self/status (Linux).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+struct RunResult {
+    calls: usize,
+    seconds: f64,
+    workers: usize,
+    stats: SchedulerStats,
+    cpu_per_call_pct: Option<f64>,
+    rss_per_call_kib: Option<f64>,
+    /// Host 1-minute load average at the end of the run.
+    load_average: Option<f64>,
+}
+
+fn run_once(
+    calls: usize,
+    seconds: u64,
+    workers: usize,
+    format: BotFormat,
+    scripts: &[Arc<Script>],
+) -> Result<RunResult, LoadtestError> {
+    let rss_before = rss_kib();
+    let scheduler = Scheduler::start(SchedulerConfig {
+        workers,
+        ..SchedulerConfig::default()
+    })?;
+    // Build every call before the clock starts: construction allocates, ticks must not.
+    let mut sims = Vec::with_capacity(calls);
+    for i in 0..calls {
+        sims.push(sim_call(i, scripts, format)?);
+    }
+    let mut handles = Vec::with_capacity(calls);
+    for sim in sims {
+        handles.push(scheduler.add(sim)?);
+    }
+    // Let every worker adopt its calls and the jitter buffers fill (1 s), then
+    // measure the steady state only.
+    std::thread::sleep(Duration::from_secs(1));
+    scheduler.reset_stats(Duration::from_secs(1));
+    let cpu0 = process_cpu_time();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let wall = t0.elapsed();
+    let cpu1 = process_cpu_time();
+    let stats = scheduler.stats();
+    let rss_after = rss_kib();
+    for h in &handles {
+        h.remove();
+    }
+    scheduler.shutdown();
+    let cpu_per_call_pct = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => {
+            Some((b.saturating_sub(a)).as_secs_f64() / wall.as_secs_f64() * 100.0 / calls as f64)
+        }
+        _ => None,
+    };
+    let rss_per_call_kib = match (rss_before, rss_after) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / calls as f64),
+        _ => None,
+    };
+    Ok(RunResult {
+        calls,
+        seconds: wall.as_secs_f64(),
+        workers,
+        stats,
+        cpu_per_call_pct,
+        rss_per_call_kib,
+        load_average: load_average(),
+    })
+}
+
+fn report_json(
+    r: &RunResult,
+    decode_us: f64,
+    encode_us: f64,
+    format: BotFormat,
+) -> serde_json::Value {
+    let tick = r.stats.tick_time();
+    let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
+    let per_core = r.calls as f64 / r.workers as f64;
+    json!({
+        "calls": r.calls,
+        "seconds": round(r.seconds, 2),
+        "ticks": r.stats.ticks(),
+        "late_ticks": r.stats.late_ticks(),
+        "tick_p50_us": round(tick.p50.as_secs_f64() * 1e6, 1),
+        "tick_p99_us": round(tick.p99.as_secs_f64() * 1e6, 1),
+        "tick_max_us": round(tick.max.as_secs_f64() * 1e6, 1),
+        "cpu_per_call_pct": r.cpu_per_call_pct.map(|x| round(x, 3)),
+        "rss_per_call_kib": r.rss_per_call_kib.map(|x| round(x, 1)),
+        "decode_us": round(decode_us, 1),
+        "encode_us": round(encode_us, 1),
+        "codec_limit_calls_per_core": round(limit, 1),
+        "workers": r.workers,
+        "calls_per_core": round(per_core, 1),
+        "pct_of_codec_limit": round(per_core / limit * 100.0, 1),
+        "late_periods": r.stats.workers.iter().map(|w| w.late_periods).sum::<u64>(),
+        "skipped_periods": r.stats.workers.iter().map(|w| w.skipped_periods).sum::<u64>(),
+        "migrations": r.stats.migrations(),
+        "bot_format": format.name(),
+        "host_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "host_load_avg_1m": r.load_average,
+    })
+}
+
+/// The human-readable form of a report (built from the JSON, so both agree).
+fn report_text(v: &serde_json::Value) -> String {
+    let num = |k: &str| v[k].as_f64().map_or("n/a".to_string(), |x| format!("{x}"));
+    let mut text = format!(
+        "loadtest: {} calls ({}) on {} workers for {} s\n\
+         ticks {} late {} | tick p50 {} us p99 {} us max {} us | migrations {}\n\
+         cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
+         opus decode {} us + encode {} us CPU per frame -> codec limit {} calls/core; \
+         running {} calls/core = {} % of it",
+        num("calls"),
+        v["bot_format"].as_str().unwrap_or("?"),
+        num("workers"),
+        num("seconds"),
+        num("ticks"),
+        num("late_ticks"),
+        num("tick_p50_us"),
+        num("tick_p99_us"),
+        num("tick_max_us"),
+        num("migrations"),
+        num("cpu_per_call_pct"),
+        num("rss_per_call_kib"),
+        num("host_load_avg_1m"),
+        num("host_cores"),
+        num("decode_us"),
+        num("encode_us"),
+        num("codec_limit_calls_per_core"),
+        num("calls_per_core"),
+        num("pct_of_codec_limit"),
+    );
+    if let Some(search) = v["search"].as_array() {
+        text.push_str("\nsearch (calls: late ticks):");
+        for probe in search {
+            text.push_str(&format!(" {}: {}", probe["calls"], probe["late_ticks"]));
+        }
+    }
+    text
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// Runs one measured run in a fresh child process (`appmedia loadtest … --json`)
+/// and returns its report. A fresh process per run keeps RSS growth honest
+/// (memory freed by an earlier run would otherwise be reused) and the runs
+/// independent. Bounded: the child is killed if it overruns by a minute.
+fn run_child(
+    args: &LoadtestArgs,
+    calls: usize,
+    seconds: u64,
+    workers: usize,
+) -> Result<serde_json::Value, LoadtestError> {
+    let child_err = |what: String| LoadtestError::Child { calls, what };
+    let exe = std::env::current_exe().map_err(|e| child_err(format!("no executable path: {e}")))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["loadtest", "--json", "--bot-format", args.bot_format.name()])
+        .args([
+            "--calls",
+            &calls.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ])
+        .args(["--workers", &workers.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| child_err(format!("cannot start: {e}")))?;
+    // Setup and codec timing take a few seconds; a minute more means it hung.
+    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                // Our own child, by its handle.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(child_err("timed out; killed".into()));
+            }
+            Err(e) => return Err(child_err(format!("wait failed: {e}"))),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| child_err(format!("cannot read its report: {e}")))?;
+    if !out.status.success() {
+        return Err(child_err(format!("exited with {}", out.status)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| child_err(format!("bad report: {e}")))
+}
+
+/// Largest passing count: gallop up from a codec-based guess, then bisect,
+/// within `MAX_PROBES` child runs. Returns the count and the probes made.
+fn search_max(
+    args: &LoadtestArgs,
+    workers: usize,
+    codec_limit_per_core: f64,
+) -> Result<(usize, Vec<(usize, u64)>), LoadtestError> {
+    let cap = args.max_calls as usize;
+    let mut probes = Vec::new();
+    let probe = |n: usize, probes: &mut Vec<(usize, u64)>| -> Result<bool, LoadtestError> {
+        let report = run_child(args, n, args.probe_seconds, workers)?;
+        let late = report["late_ticks"].as_u64().unwrap_or(u64::MAX);
+        probes.push((n, late));
+        if !args.json {
+            eprintln!("loadtest: probe {n} calls -> {late} late ticks");
+        }
+        Ok(late == 0)
+    };
+    // `lo` is the largest count seen passing (0: none yet), `hi` the smallest failing.
+    let (mut lo, mut hi) = (0usize, cap + 1);
+    let mut n = ((codec_limit_per_core * workers as f64 * 0.5) as usize).clamp(1, cap);
+    // Gallop from the guess: double while passing, halve while failing, until
+    // the answer is bracketed.
+    while probes.len() < MAX_PROBES {
+        if probe(n, &mut probes)? {
+            lo = n;
+            if hi <= cap || n >= cap {
+                break;
+            }
+            n = (n * 2).min(cap);
+        } else {
+            hi = n;
+            if lo > 0 || n <= 1 {
+                break;
+            }
+            n = (n / 2).max(1);
+        }
+    }
+    // Bisect to within 5 %.
+    while probes.len() < MAX_PROBES && hi <= cap && hi - lo > (lo / 20).max(1) {
+        let mid = lo + (hi - lo) / 2;
+        if probe(mid, &mut probes)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok((lo, probes))
+}
+
+/// Runs `appmedia loadtest` and prints its report.
+pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |w| w as usize,
+    );
+    let scripts: Vec<Arc<Script>> = (0..VOICES)
+        .map(|v| Script::new(v).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let (decode_us, encode_us) = time_codec(&scripts, args.bot_format)?;
+    let report = match args.calls {
+        CallCount::Fixed(n) => {
+            let result = run_once(n, args.seconds, workers, args.bot_format, &scripts)?;
+            report_json(&result, decode_us, encode_us, args.bot_format)
+        }
+        CallCount::Max => {
+            drop(scripts);
+            let codec_limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
+            let (best, probes) = search_max(args, workers, codec_limit)?;
+            let mut report = run_child(args, best.max(1), args.seconds, workers)?;
+            report["search"] = probes
+                .iter()
+                .map(|(calls, late)| json!({"calls": calls, "late_ticks": late}))
+                .collect();
+            report
+        }
+    };
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", report_text(&report));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_count_parses_numbers_and_max() {
+        assert_eq!("12".parse::<CallCount>(), Ok(CallCount::Fixed(12)));
+        assert_eq!("MAX".parse::<CallCount>(), Ok(CallCount::Max));
+        assert!("0".parse::<CallCount>().is_err());
+        assert!("-3".parse::<CallCount>().is_err());
+        assert!("lots".parse::<CallCount>().unwrap_err().contains("lots"));
+        assert!(
+            "100001"
+                .parse::<CallCount>()
+                .unwrap_err()
+                .contains("100001")
+        );
+        assert_eq!(CallCount::Max.to_string(), "max");
+    }
+
+    #[test]
+    fn remote_party_paces_sequence_and_timestamps() {
+        let script = Arc::new(Script::new(0).unwrap());
+        let dtx = script.packets.iter().filter(|p| p.is_none()).count();
+        assert!(dtx > 0, "the script must include DTX pauses");
+        let mut remote = RemoteParty {
+            script: script.clone(),
+            position: 0,
+            ssrc: 7,
+            sequence: 65_530,
+            timestamp: u32::MAX - 960,
+            was_silent: true,
+        };
+        let mut sent = Vec::new();
+        for tick in 0..SCRIPT_FRAMES as u32 {
+            if let Some(bytes) = remote.next_packet() {
+                let p = appmedia_media::rtp::RtpPacket::parse(bytes).unwrap();
+                sent.push((tick, p));
+            }
+        }
+        assert_eq!(sent.len(), SCRIPT_FRAMES - dtx);
+        // Sequence numbers are consecutive (wrapping); timestamps follow the tick.
+        for w in sent.windows(2) {
+            assert_eq!(
+                w[1].1.sequence_number(),
+                w[0].1.sequence_number().wrapping_add(1)
+            );
+            let dt = w[1].1.timestamp().wrapping_sub(w[0].1.timestamp());
+            assert_eq!(dt, 960 * (w[1].0 - w[0].0));
+            // The marker bit flags the first packet after a pause.
+            assert_eq!(w[1].1.marker(), w[1].0 - w[0].0 > 1);
+        }
+        assert!(sent[0].1.audio_level(AUDIO_LEVEL_EXT).is_some());
+        // The bot's script: every frame in both formats, pauses left out of
+        // the encoder timing input.
+        assert_eq!(script.bot48.len(), SCRIPT_FRAMES);
+        assert_eq!(script.bot16.len(), SCRIPT_FRAMES);
+        assert_eq!(script.bot_talk16.len(), script.bot_talk48.len());
+        assert!(script.bot_talk48.len() < SCRIPT_FRAMES * 9 / 10);
+        assert!(script.bot_talk48.len() > SCRIPT_FRAMES / 2);
+    }
+
+    #[test]
+    fn a_short_run_ticks_every_call_and_reports_all_fields() {
+        let scripts = vec![Arc::new(Script::new(1).unwrap())];
+        let r = run_once(3, 1, 1, BotFormat::Pcm16k, &scripts).unwrap();
+        // Nominally 3 calls × 50 ticks; only "some" is asserted, since a debug
+        // build on a busy machine may manage far fewer (speed is for benches).
+        assert!(r.stats.ticks() > 0, "no call was ticked");
+        assert_eq!(r.calls, 3);
+        let (dec, enc) = (100.0, 200.0);
+        let mut v = report_json(&r, dec, enc, BotFormat::Pcm16k);
+        for key in [
+            "calls",
+            "seconds",
+            "ticks",
+            "late_ticks",
+            "tick_p50_us",
+            "tick_p99_us",
+            "tick_max_us",
+            "cpu_per_call_pct",
+            "rss_per_call_kib",
+            "decode_us",
+            "encode_us",
+            "codec_limit_calls_per_core",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["codec_limit_calls_per_core"], json!(66.7));
+        v["search"] = json!([{"calls": 3, "late_ticks": 0}]);
+        let text = report_text(&v);
+        assert!(text.contains("loadtest: 3 calls (pcm16k)"), "{text}");
+        assert!(text.contains("search (calls: late ticks): 3: 0"), "{text}");
+    }
+
+    #[test]
+    fn codec_timing_is_positive() {
+        let scripts = vec![Arc::new(Script::new(2).unwrap())];
+        let (d, e) = time_codec(&scripts, BotFormat::Pcm16k).unwrap();
+        assert!(d > 0.0 && e > 0.0);
+    }
+}
