@@ -1302,10 +1302,3 @@ const _: () = {
     send::<RtpInbox>();
     send::<PlayerSender>();
 };
-
-/// Lets the scheduler tick a pipeline whose outputs go through the connected queues.
-impl crate::scheduler::Tickable for CallPipeline {
-    fn tick(&mut self, now: Duration) {
-        CallPipeline::tick(self, now);
-    }
-}

@@ -62,6 +62,14 @@ pub trait Tickable: Send + 'static {
     fn tick(&mut self, now: Duration);
 }
 
+/// The scheduler drives call pipelines whose outputs go through their connected queues. The impl
+/// lives here, not in `pipeline`, so that the sans-IO pipeline never depends on the scheduler.
+impl Tickable for crate::pipeline::CallPipeline {
+    fn tick(&mut self, now: Duration) {
+        crate::pipeline::CallPipeline::tick(self, now);
+    }
+}
+
 /// Scheduler settings.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
