@@ -28,6 +28,7 @@ mod blob;
 mod config;
 mod error;
 mod guard;
+mod rtt;
 mod session;
 mod stats;
 

@@ -29,6 +29,7 @@ use crate::blob::{BLOB_VERSION, Blob, PCM16K, SdpKind, WebRtcDescription};
 use crate::config::TransportConfig;
 use crate::error::{TransportError, webrtc as webrtc_err};
 use crate::guard::{GuardedRuntime, SocketCounters};
+use crate::rtt::{RttCell, RttInterceptor};
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
 
 /// How long ICE candidate gathering may take. Only host candidates are gathered (no STUN
@@ -111,6 +112,7 @@ struct Shared {
     media: MediaCounters,
     last_pc_state: Mutex<RTCPeerConnectionState>,
     peer_timeout: Duration,
+    rtt: Arc<RttCell>,
 }
 
 impl Shared {
@@ -502,6 +504,7 @@ impl MediaSession {
             socket: &self.shared.socket,
             media: &self.shared.media,
             report: &report,
+            rtcp_rtt: self.shared.rtt.latest(),
         })
     }
 
@@ -572,6 +575,7 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
         media: MediaCounters::default(),
         last_pc_state: Mutex::new(RTCPeerConnectionState::New),
         peer_timeout: config.peer_timeout,
+        rtt: Arc::new(RttCell::default()),
     });
 
     let candidates = candidate_ports(config)?;
@@ -689,7 +693,11 @@ async fn build_peer_connection(
         )
         .map_err(webrtc_err("register_codec"))?;
     // Audio only: RTCP SR/RR (loss, jitter, RTT). NACK, TWCC and simulcast are video tools.
-    let registry = configure_rtcp_reports(Registry::new());
+    let registry = configure_rtcp_reports(Registry::new()).with(
+        // Wire-most on the read walk: sees every inbound report before anything else.
+        rtc::interceptor::Slot::Custom(500),
+        RttInterceptor::new(shared.rtt.clone()),
+    );
 
     let half = config.peer_timeout / 2;
     // No `with_nat_1to1_ips`: rtc 0.21.1 stores that setting but never applies it, so the

@@ -7,6 +7,10 @@ use serde::Serialize;
 use crate::SessionState;
 use crate::guard::SocketCounters;
 
+/// rtc 0.21.1 reports both jitters in RTP timestamp units as they appear in the report
+/// block (not seconds as W3C stats define them); Opus's RTP clock is 48 kHz.
+const OPUS_CLOCK_KHZ: f64 = 48.0;
+
 /// Counters kept by the transport itself, between the stack and the media queues.
 #[derive(Debug, Default)]
 pub(crate) struct MediaCounters {
@@ -76,6 +80,7 @@ pub(crate) struct Snapshot<'a> {
     pub socket: &'a SocketCounters,
     pub media: &'a MediaCounters,
     pub report: &'a webrtc::peer_connection::RTCStatsReport,
+    pub rtcp_rtt: Option<f64>,
 }
 
 impl SessionStats {
@@ -92,7 +97,7 @@ impl SessionStats {
             remote_packets_lost: 0,
             remote_fraction_lost: 0.0,
             remote_jitter_ms: 0.0,
-            rtcp_round_trip_time_ms: None,
+            rtcp_round_trip_time_ms: s.rtcp_rtt.map(|seconds| seconds * 1000.0),
             ice_round_trip_time_ms: None,
             datagrams_received: get(&s.socket.datagrams_received),
             garbage_datagrams: get(&s.socket.garbage),
@@ -108,7 +113,7 @@ impl SessionStats {
             stats.packets_received += r.packets_received;
             stats.bytes_received += inbound.bytes_received;
             stats.packets_lost += r.packets_lost;
-            stats.jitter_ms = stats.jitter_ms.max(r.jitter * 1000.0);
+            stats.jitter_ms = stats.jitter_ms.max(r.jitter / OPUS_CLOCK_KHZ);
         }
         for outbound in s.report.outbound_rtp_streams() {
             stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
@@ -121,10 +126,7 @@ impl SessionStats {
                     let r = &remote.received_rtp_stream_stats;
                     stats.remote_packets_lost += r.packets_lost;
                     stats.remote_fraction_lost = remote.fraction_lost;
-                    stats.remote_jitter_ms = r.jitter * 1000.0;
-                    if remote.round_trip_time_measurements > 0 {
-                        stats.rtcp_round_trip_time_ms = Some(remote.round_trip_time * 1000.0);
-                    }
+                    stats.remote_jitter_ms = r.jitter / OPUS_CLOCK_KHZ;
                 }
                 E::IceCandidatePair(pair) if pair.nominated && pair.responses_received > 0 => {
                     stats.ice_round_trip_time_ms = Some(pair.current_round_trip_time * 1000.0);
