@@ -245,3 +245,48 @@ async fn public_address_replaces_the_host_candidate() {
     bot.set_call_id("f91e2c1a-call");
     assert!(bot.blob().contains("\"callId\":\"f91e2c1a-call\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_vanishes_ends_the_session_with_peer_gone() {
+    let config = TransportConfig {
+        peer_timeout: Duration::from_secs(2),
+        ..config()
+    };
+    let bot = MediaSession::offer(config.clone()).await.unwrap();
+    let offer = bot.blob();
+
+    // The peer lives on its own runtime; shutting that runtime down silences its socket
+    // without a DTLS close_notify, which is what a crashed or unplugged peer looks like.
+    let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+    let (vanish_tx, vanish_rx) = std::sync::mpsc::channel::<()>();
+    let peer_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let peer = runtime.block_on(async move {
+            let (peer, answer) = MediaSession::answer_blob(config, &offer).await.unwrap();
+            answer_tx.send(answer).unwrap();
+            peer.connected().await.unwrap();
+            peer
+        });
+        vanish_rx.recv().unwrap();
+        std::mem::forget(peer); // no close, no Drop: just gone
+        runtime.shutdown_background();
+    });
+    bot.accept(&answer_rx.await.unwrap()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(15), bot.connected())
+        .await
+        .unwrap()
+        .unwrap();
+    vanish_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || peer_thread.join().unwrap())
+        .await
+        .unwrap();
+
+    let reason = tokio::time::timeout(Duration::from_secs(15), bot.ended())
+        .await
+        .expect("the bot gives up within its peer timeout (plus ICE's)");
+    assert!(matches!(reason, EndReason::PeerGone { .. }), "{reason:?}");
+}
