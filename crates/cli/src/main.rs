@@ -1,1 +1,30 @@
-fn main() {}
+//! `appmedia`: the command-line front of the appmedia libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod graph;
+
+#[derive(Parser)]
+#[command(
+    name = "appmedia",
+    version,
+    about = "Calling bots that host their own media"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Microsoft Graph calling resources: check requests, calls and notifications.
+    Graph(graph::GraphArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Graph(args) => graph::run(args),
+    }
+}
