@@ -33,7 +33,8 @@ pub struct TransportConfig {
     /// The session ends with [`EndReason::PeerGone`](crate::EndReason) when the peer has
     /// answered no ICE consent check for this long after being connected.
     pub peer_timeout: Duration,
-    /// Capacity, in packets, of each queue between the transport and the media core.
+    /// Capacity, in packets, of each queue between the transport and the media core
+    /// (a full queue drops its oldest packet).
     pub queue_capacity: usize,
     /// How often the network side drains the outgoing queue. The media core runs on its
     /// own threads and never wakes the async runtime, so this bounds the added latency.

@@ -19,7 +19,8 @@
 //! bot.accept(&answer_blob).await?; // the answer comes back on the signalling channel
 //! bot.connected().await.expect("connected");
 //! let rtp = bot.take_endpoint().expect("first take"); // hand to the media worker thread
-//! while let Ok(packet) = rtp.incoming.try_recv() { let _ = rtp.outgoing.try_send(packet); }
+//! while let Some(packet) = rtp.incoming.pop() { rtp.outgoing.push(packet); } // echo
+//! // (or `bot.attach_pipeline(&mut call_pipeline, scheduler_epoch)` for the media core)
 //! println!("{:?}", bot.stats().await);
 //! # drop(peer); Ok(()) }
 //! ```

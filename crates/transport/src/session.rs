@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use appmedia_media::pipeline::{CallPipeline, OutgoingRtp, RtpInbox};
+use appmedia_media::queue::{self, Consumer, Producer, Push};
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -36,19 +37,33 @@ use crate::stats::{MediaCounters, SessionStats, Snapshot};
 /// or TURN servers), so this is a local operation and normally takes milliseconds.
 const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The two ends of the bounded queues between this session and the media core.
+/// The two ends of the bounded queues between this session and a media thread, for code
+/// that handles RTP itself (lab tools, tests). A [`CallPipeline`] is connected directly
+/// with [`MediaSession::attach_pipeline`] instead.
 ///
-/// Hand it to the media worker thread: `try_recv` and `try_send` never block and never
-/// touch the async runtime. Packets are whole RTP packets (header and Opus payload, SRTP
-/// already removed on the way in, added on the way out).
-#[derive(Debug, Clone)]
+/// `pop` and `push` never block, never allocate and never touch the async runtime (the
+/// media core's drop-oldest queues). Packets are whole RTP packets (header and Opus
+/// payload; SRTP already removed on the way in, added on the way out).
+#[derive(Debug)]
 pub struct RtpEndpoint {
-    /// RTP packets received from the peer.
-    pub incoming: Receiver<Bytes>,
+    /// RTP packets received from the peer. When full, the oldest is dropped (counted).
+    pub incoming: Consumer<Bytes>,
     /// RTP packets to send to the peer. The transport owns SSRC and payload type on the
-    /// wire: it rewrites both to the negotiated values, so the media core may use its own.
-    /// A full queue refuses the packet (`try_send` fails): the media core decides what to drop.
-    pub outgoing: Sender<Bytes>,
+    /// wire: it rewrites both to the negotiated values, so the sender may use its own.
+    /// When full, the oldest is dropped.
+    pub outgoing: Producer<Bytes>,
+}
+
+/// Where received packets go.
+enum Inbound {
+    Endpoint(Producer<Bytes>),
+    Pipeline { inbox: RtpInbox, epoch: Instant },
+}
+
+/// Where packets to send come from.
+enum Outbound {
+    Endpoint(Consumer<Bytes>),
+    Pipeline(Consumer<OutgoingRtp>),
 }
 
 /// Why a session ended.
@@ -112,6 +127,8 @@ struct Shared {
     media: MediaCounters,
     last_pc_state: Mutex<RTCPeerConnectionState>,
     peer_timeout: Duration,
+    inbound: Mutex<Inbound>,
+    outbound: Mutex<Outbound>,
     rtt: Arc<RttCell>,
 }
 
@@ -138,7 +155,6 @@ impl Shared {
 
 struct Handler {
     shared: Arc<Shared>,
-    incoming: Sender<Bytes>,
 }
 
 #[async_trait::async_trait]
@@ -177,7 +193,6 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let shared = self.shared.clone();
-        let incoming = self.incoming.clone();
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(packet) = event else {
@@ -189,13 +204,24 @@ impl PeerConnectionEventHandler for Handler {
                     continue;
                 };
                 media.inbound_delivered.fetch_add(1, Ordering::Relaxed);
-                match incoming.try_send(bytes.freeze()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        media.inbound_queue_full.fetch_add(1, Ordering::Relaxed);
+                let Ok(inbound) = shared.inbound.lock() else {
+                    return;
+                };
+                let dropped_oldest = match &*inbound {
+                    Inbound::Endpoint(tx) => {
+                        matches!(
+                            tx.push(bytes.freeze()),
+                            Push::QueuedEvicting(_) | Push::Rejected(_)
+                        )
                     }
-                    // The media core dropped its endpoint: nobody listens any more.
-                    Err(TrySendError::Disconnected(_)) => {}
+                    Inbound::Pipeline { inbox, epoch } => matches!(
+                        inbox.push(bytes.freeze(), epoch.elapsed()),
+                        Ok(appmedia_media::pipeline::SendOutcome::DroppedOldest)
+                    ),
+                };
+                // A consumer that went away is not an error: the call is being torn down.
+                if dropped_oldest {
+                    media.inbound_queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
@@ -245,7 +271,6 @@ struct Built {
     ssrc: u32,
     shared: Arc<Shared>,
     endpoint: RtpEndpoint,
-    outgoing: Receiver<Bytes>,
     local_addr: SocketAddr,
     public_ip: Option<IpAddr>,
 }
@@ -345,7 +370,6 @@ impl MediaSession {
     ) -> MediaSession {
         let pump = tokio::spawn(pump_outgoing(
             built.shared.clone(),
-            built.outgoing,
             built.track,
             built.pc.clone(),
             built.ssrc,
@@ -459,9 +483,30 @@ impl MediaSession {
         Ok(())
     }
 
-    /// Takes the queues to the media core. `None` after the first call.
+    /// Takes the queues for code that handles RTP itself. `None` after the first call, or
+    /// once a pipeline is attached.
     pub fn take_endpoint(&self) -> Option<RtpEndpoint> {
         self.endpoint.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Connects a media-core call pipeline directly: received packets go into its
+    /// [`RtpInbox`] stamped with their arrival time since `epoch` (the scheduler's epoch,
+    /// the time base of the pipeline's ticks), and its outgoing packets are sent. Call
+    /// before handing the pipeline to its worker thread. Replaces the [`RtpEndpoint`].
+    pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
+        let outbox = pipeline.packet_outbox(self.config.queue_capacity);
+        if let Ok(mut endpoint) = self.endpoint.lock() {
+            endpoint.take();
+        }
+        if let Ok(mut inbound) = self.shared.inbound.lock() {
+            *inbound = Inbound::Pipeline {
+                inbox: pipeline.rtp_inbox(),
+                epoch,
+            };
+        }
+        if let Ok(mut outbound) = self.shared.outbound.lock() {
+            *outbound = Outbound::Pipeline(outbox);
+        }
     }
 
     /// The current state.
@@ -563,8 +608,8 @@ fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError>
 
 async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
     config.validate()?;
-    let (incoming_tx, incoming_rx) = crossbeam_channel::bounded(config.queue_capacity);
-    let (outgoing_tx, outgoing_rx) = crossbeam_channel::bounded(config.queue_capacity);
+    let (incoming_tx, incoming_rx) = queue::bounded(config.queue_capacity);
+    let (outgoing_tx, outgoing_rx) = queue::bounded(config.queue_capacity);
     let socket = Arc::new(SocketCounters::default());
     let (state, _) = watch::channel(SessionState::Connecting);
     let (gathered, _) = watch::channel(false);
@@ -576,13 +621,15 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
         last_pc_state: Mutex::new(RTCPeerConnectionState::New),
         peer_timeout: config.peer_timeout,
         rtt: Arc::new(RttCell::default()),
+        inbound: Mutex::new(Inbound::Endpoint(incoming_tx)),
+        outbound: Mutex::new(Outbound::Endpoint(outgoing_rx)),
     });
 
     let candidates = candidate_ports(config)?;
     let mut last_err = None;
     for port in candidates {
         let addr = SocketAddr::new(config.bind_ip, port);
-        match build_peer_connection(config, addr, &shared, &incoming_tx, &socket).await {
+        match build_peer_connection(config, addr, &shared, &socket).await {
             Ok(pc) => {
                 let ssrc = rand_ssrc();
                 let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
@@ -608,7 +655,6 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
                         incoming: incoming_rx,
                         outgoing: outgoing_tx,
                     },
-                    outgoing: outgoing_rx,
                     local_addr: addr,
                     public_ip: config.public_ip,
                 });
@@ -679,7 +725,6 @@ async fn build_peer_connection(
     config: &TransportConfig,
     addr: SocketAddr,
     shared: &Arc<Shared>,
-    incoming: &Sender<Bytes>,
     socket: &Arc<SocketCounters>,
 ) -> Result<Arc<dyn PeerConnection>, TransportError> {
     let mut media_engine = MediaEngine::default();
@@ -712,7 +757,6 @@ async fn build_peer_connection(
 
     let handler = Arc::new(Handler {
         shared: shared.clone(),
-        incoming: incoming.clone(),
     });
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -791,7 +835,6 @@ async fn gathered_sdp(built: &Built) -> Result<String, TransportError> {
 /// runtime; the media core only ever does `try_send`.
 async fn pump_outgoing(
     shared: Arc<Shared>,
-    outgoing: Receiver<Bytes>,
     track: Arc<TrackLocalStaticRTP>,
     pc: Arc<dyn PeerConnection>,
     ssrc: u32,
@@ -801,6 +844,7 @@ async fn pump_outgoing(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut payload_type = None;
     let media = &shared.media;
+    let mut batch: Vec<Bytes> = Vec::new();
     loop {
         tick.tick().await;
         let state = shared.state();
@@ -811,7 +855,16 @@ async fn pump_outgoing(
         if connected && payload_type.is_none() {
             payload_type = negotiated_payload_type(pc.as_ref()).await;
         }
-        while let Ok(bytes) = outgoing.try_recv() {
+        // Drain under the lock, send after it: writing to the stack awaits.
+        if let Ok(outbound) = shared.outbound.lock() {
+            match &*outbound {
+                Outbound::Endpoint(rx) => batch.extend(std::iter::from_fn(|| rx.pop())),
+                Outbound::Pipeline(rx) => batch.extend(
+                    std::iter::from_fn(|| rx.pop()).map(|p| Bytes::copy_from_slice(p.as_bytes())),
+                ),
+            }
+        }
+        for bytes in batch.drain(..) {
             let Some(pt) = payload_type.filter(|_| connected) else {
                 // Graph discards media sent before the send status is active; so do we.
                 media

@@ -109,10 +109,9 @@ pub fn run_media_worker(
             let n = encoder.encode(&pcm[at..at + FRAME], &mut out).unwrap();
             // PT 0 and SSRC 0 on purpose: the transport must rewrite both.
             let packet = rtp(0, tick as u16, tick * FRAME as u32, 0, &out[..n]);
-            if endpoint.outgoing.try_send(packet).is_ok() {
-                result.sent += 1;
-            }
-            while let Ok(packet) = endpoint.incoming.try_recv() {
+            endpoint.outgoing.push(packet);
+            result.sent += 1;
+            while let Some(packet) = endpoint.incoming.pop() {
                 result.received += 1;
                 if let Some(payload) = rtp_payload(&packet)
                     && let Ok(samples) = decoder.decode(payload, &mut frame_pcm, false)
