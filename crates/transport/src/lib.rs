@@ -6,7 +6,8 @@
 //! RTCP sender/receiver reports and the statistics they give. Its [`blob`](MediaSession::blob)
 //! is what goes into `appHostedMediaConfig.blob` (format: `docs/blob.md`). RTP packets cross
 //! to the media core through bounded lock-free queues ([`RtpEndpoint`]), so the async runtime
-//! never runs on media threads.
+//! never runs on media threads. [`PlainRtpSession`] is the explicit opt-in lab mode: Opus
+//! RTP over bare UDP, for benchmarks and standard RTP tools.
 //!
 //! ```no_run
 //! use appmedia_transport::{MediaSession, TransportConfig};
@@ -29,6 +30,8 @@ mod blob;
 mod config;
 mod error;
 mod guard;
+mod link;
+mod plain;
 mod rtt;
 mod session;
 mod stats;
@@ -36,5 +39,7 @@ mod stats;
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
 pub use config::TransportConfig;
 pub use error::TransportError;
-pub use session::{EndReason, MediaSession, RtpEndpoint, SessionState};
+pub use link::RtpEndpoint;
+pub use plain::{PlainRtpConfig, PlainRtpSession, PlainRtpStats};
+pub use session::{EndReason, MediaSession, SessionState};
 pub use stats::SessionStats;

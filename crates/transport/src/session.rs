@@ -5,8 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use appmedia_media::pipeline::{CallPipeline, OutgoingRtp, RtpInbox};
-use appmedia_media::queue::{self, Consumer, Producer, Push};
+use appmedia_media::pipeline::CallPipeline;
 use bytes::Bytes;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -30,41 +29,13 @@ use crate::blob::{BLOB_VERSION, Blob, PCM16K, SdpKind, WebRtcDescription};
 use crate::config::TransportConfig;
 use crate::error::{TransportError, webrtc as webrtc_err};
 use crate::guard::{GuardedRuntime, SocketCounters};
+use crate::link::{MediaLink, RtpEndpoint};
 use crate::rtt::{RttCell, RttInterceptor};
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
 
 /// How long ICE candidate gathering may take. Only host candidates are gathered (no STUN
 /// or TURN servers), so this is a local operation and normally takes milliseconds.
 const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The two ends of the bounded queues between this session and a media thread, for code
-/// that handles RTP itself (lab tools, tests). A [`CallPipeline`] is connected directly
-/// with [`MediaSession::attach_pipeline`] instead.
-///
-/// `pop` and `push` never block, never allocate and never touch the async runtime (the
-/// media core's drop-oldest queues). Packets are whole RTP packets (header and Opus
-/// payload; SRTP already removed on the way in, added on the way out).
-#[derive(Debug)]
-pub struct RtpEndpoint {
-    /// RTP packets received from the peer. When full, the oldest is dropped (counted).
-    pub incoming: Consumer<Bytes>,
-    /// RTP packets to send to the peer. The transport owns SSRC and payload type on the
-    /// wire: it rewrites both to the negotiated values, so the sender may use its own.
-    /// When full, the oldest is dropped.
-    pub outgoing: Producer<Bytes>,
-}
-
-/// Where received packets go.
-enum Inbound {
-    Endpoint(Producer<Bytes>),
-    Pipeline { inbox: RtpInbox, epoch: Instant },
-}
-
-/// Where packets to send come from.
-enum Outbound {
-    Endpoint(Consumer<Bytes>),
-    Pipeline(Consumer<OutgoingRtp>),
-}
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -127,8 +98,7 @@ struct Shared {
     media: MediaCounters,
     last_pc_state: Mutex<RTCPeerConnectionState>,
     peer_timeout: Duration,
-    inbound: Mutex<Inbound>,
-    outbound: Mutex<Outbound>,
+    link: MediaLink,
     rtt: Arc<RttCell>,
 }
 
@@ -204,22 +174,7 @@ impl PeerConnectionEventHandler for Handler {
                     continue;
                 };
                 media.inbound_delivered.fetch_add(1, Ordering::Relaxed);
-                let Ok(inbound) = shared.inbound.lock() else {
-                    return;
-                };
-                let dropped_oldest = match &*inbound {
-                    Inbound::Endpoint(tx) => {
-                        matches!(
-                            tx.push(bytes.freeze()),
-                            Push::QueuedEvicting(_) | Push::Rejected(_)
-                        )
-                    }
-                    Inbound::Pipeline { inbox, epoch } => matches!(
-                        inbox.push(bytes.freeze(), epoch.elapsed()),
-                        Ok(appmedia_media::pipeline::SendOutcome::DroppedOldest)
-                    ),
-                };
-                // A consumer that went away is not an error: the call is being torn down.
+                let dropped_oldest = shared.link.deliver(bytes.freeze());
                 if dropped_oldest {
                     media.inbound_queue_full.fetch_add(1, Ordering::Relaxed);
                 }
@@ -248,7 +203,6 @@ pub struct MediaSession {
     call_id: Mutex<Option<String>>,
     source_context: String,
     render_context: String,
-    endpoint: Mutex<Option<RtpEndpoint>>,
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -270,7 +224,6 @@ struct Built {
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     shared: Arc<Shared>,
-    endpoint: RtpEndpoint,
     local_addr: SocketAddr,
     public_ip: Option<IpAddr>,
 }
@@ -390,7 +343,6 @@ impl MediaSession {
             call_id: Mutex::new(call_id),
             source_context: uuid::Uuid::new_v4().to_string(),
             render_context: uuid::Uuid::new_v4().to_string(),
-            endpoint: Mutex::new(Some(built.endpoint)),
             shared: built.shared,
             local_addr: built.local_addr,
             tasks: vec![pump, watchdog],
@@ -486,27 +438,15 @@ impl MediaSession {
     /// Takes the queues for code that handles RTP itself. `None` after the first call, or
     /// once a pipeline is attached.
     pub fn take_endpoint(&self) -> Option<RtpEndpoint> {
-        self.endpoint.lock().ok().and_then(|mut e| e.take())
+        self.shared.link.take_endpoint()
     }
 
     /// Connects a media-core call pipeline directly: received packets go into its
-    /// [`RtpInbox`] stamped with their arrival time since `epoch` (the scheduler's epoch,
+    /// `RtpInbox` stamped with their arrival time since `epoch` (the scheduler's epoch,
     /// the time base of the pipeline's ticks), and its outgoing packets are sent. Call
     /// before handing the pipeline to its worker thread. Replaces the [`RtpEndpoint`].
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
-        let outbox = pipeline.packet_outbox(self.config.queue_capacity);
-        if let Ok(mut endpoint) = self.endpoint.lock() {
-            endpoint.take();
-        }
-        if let Ok(mut inbound) = self.shared.inbound.lock() {
-            *inbound = Inbound::Pipeline {
-                inbox: pipeline.rtp_inbox(),
-                epoch,
-            };
-        }
-        if let Ok(mut outbound) = self.shared.outbound.lock() {
-            *outbound = Outbound::Pipeline(outbox);
-        }
+        self.shared.link.attach_pipeline(pipeline, epoch);
     }
 
     /// The current state.
@@ -608,8 +548,6 @@ fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError>
 
 async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
     config.validate()?;
-    let (incoming_tx, incoming_rx) = queue::bounded(config.queue_capacity);
-    let (outgoing_tx, outgoing_rx) = queue::bounded(config.queue_capacity);
     let socket = Arc::new(SocketCounters::default());
     let (state, _) = watch::channel(SessionState::Connecting);
     let (gathered, _) = watch::channel(false);
@@ -621,8 +559,7 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
         last_pc_state: Mutex::new(RTCPeerConnectionState::New),
         peer_timeout: config.peer_timeout,
         rtt: Arc::new(RttCell::default()),
-        inbound: Mutex::new(Inbound::Endpoint(incoming_tx)),
-        outbound: Mutex::new(Outbound::Endpoint(outgoing_rx)),
+        link: MediaLink::new(config.queue_capacity),
     });
 
     let candidates = candidate_ports(config)?;
@@ -651,10 +588,6 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
                     track,
                     ssrc,
                     shared,
-                    endpoint: RtpEndpoint {
-                        incoming: incoming_rx,
-                        outgoing: outgoing_tx,
-                    },
                     local_addr: addr,
                     public_ip: config.public_ip,
                 });
@@ -855,15 +788,8 @@ async fn pump_outgoing(
         if connected && payload_type.is_none() {
             payload_type = negotiated_payload_type(pc.as_ref()).await;
         }
-        // Drain under the lock, send after it: writing to the stack awaits.
-        if let Ok(outbound) = shared.outbound.lock() {
-            match &*outbound {
-                Outbound::Endpoint(rx) => batch.extend(std::iter::from_fn(|| rx.pop())),
-                Outbound::Pipeline(rx) => batch.extend(
-                    std::iter::from_fn(|| rx.pop()).map(|p| Bytes::copy_from_slice(p.as_bytes())),
-                ),
-            }
-        }
+        // Drain under the link's lock, send after it: writing to the stack awaits.
+        shared.link.drain(&mut batch);
         for bytes in batch.drain(..) {
             let Some(pt) = payload_type.filter(|_| connected) else {
                 // Graph discards media sent before the send status is active; so do we.
