@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod graph;
+mod lab;
 
 #[derive(Parser)]
 #[command(
@@ -21,10 +22,13 @@ struct Cli {
 enum Command {
     /// Microsoft Graph calling resources: check requests, calls and notifications.
     Graph(graph::GraphArgs),
+    /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Graph(args) => graph::run(args),
+        Command::Lab(args) => lab::run(args),
     }
 }
