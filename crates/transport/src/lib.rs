@@ -41,5 +41,5 @@ pub use config::TransportConfig;
 pub use error::TransportError;
 pub use link::RtpEndpoint;
 pub use plain::{PlainRtpConfig, PlainRtpSession, PlainRtpStats};
-pub use session::{EndReason, MediaSession, SessionState};
+pub use session::{AUDIO_LEVEL_URI, EndReason, MediaSession, SessionState};
 pub use stats::SessionStats;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use serde::Serialize;
@@ -32,6 +32,9 @@ use crate::guard::{GuardedRuntime, SocketCounters};
 use crate::link::{MediaLink, RtpEndpoint};
 use crate::rtt::{RttCell, RttInterceptor};
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
+
+/// RFC 6464 client-to-mixer audio level header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// How long ICE candidate gathering may take. Only host candidates are gathered (no STUN
 /// or TURN servers), so this is a local operation and normally takes milliseconds.
@@ -360,6 +363,13 @@ impl MediaSession {
         &self.local_sdp
     }
 
+    /// The id of the RFC 6464 audio-level header extension in this side's SDP (configure
+    /// the media core's `audio_level_ext_id` with it). The far end may still decline it;
+    /// the transport then strips it from what it sends.
+    pub fn audio_level_extension_id(&self) -> Option<u8> {
+        extmap_id(&self.local_sdp, AUDIO_LEVEL_URI)
+    }
+
     /// The local UDP address the session's socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -519,6 +529,16 @@ impl Drop for MediaSession {
     }
 }
 
+/// The id an `a=extmap:<id>[/<direction>] <uri>` line gives `uri`.
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.strip_prefix("a=extmap:")?;
+        let (id, tail) = rest.split_once(' ')?;
+        let id = id.split('/').next()?;
+        (tail.split_whitespace().next()? == uri).then(|| id.parse().ok())?
+    })
+}
+
 /// Refuses SDP that could only lead to an unencrypted or audio-less session, with a reason
 /// a person can act on, before the stack gives a less specific one.
 fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError> {
@@ -670,6 +690,17 @@ async fn build_peer_connection(
             RtpCodecKind::Audio,
         )
         .map_err(webrtc_err("register_codec"))?;
+    // RFC 6464 client-to-mixer audio level: the media core reads it for active-speaker
+    // detection without decoding, and writes it on what it sends.
+    media_engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .map_err(webrtc_err("register_header_extension"))?;
     // Audio only: RTCP SR/RR (loss, jitter, RTT). NACK, TWCC and simulcast are video tools.
     let registry = configure_rtcp_reports(Registry::new()).with(
         // Wire-most on the read walk: sees every inbound report before anything else.
@@ -776,6 +807,7 @@ async fn pump_outgoing(
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut payload_type = None;
+    let mut extension_ids: Vec<u8> = Vec::new();
     let media = &shared.media;
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
@@ -786,7 +818,7 @@ async fn pump_outgoing(
         }
         let connected = matches!(state, SessionState::Connected | SessionState::Interrupted);
         if connected && payload_type.is_none() {
-            payload_type = negotiated_payload_type(pc.as_ref()).await;
+            (payload_type, extension_ids) = negotiated(pc.as_ref()).await;
         }
         // Drain under the link's lock, send after it: writing to the stack awaits.
         shared.link.drain(&mut batch);
@@ -805,9 +837,12 @@ async fn pump_outgoing(
             };
             packet.header.ssrc = ssrc;
             packet.header.payload_type = pt;
-            // Extensions are not negotiated on this m-line; the stack would refuse them.
-            packet.header.extension = false;
-            packet.header.extensions.clear();
+            // The stack refuses extensions that were not negotiated on this m-line.
+            packet
+                .header
+                .extensions
+                .retain(|e| extension_ids.contains(&e.id));
+            packet.header.extension = !packet.header.extensions.is_empty();
             match track.write_rtp(packet).await {
                 Ok(()) => media.outbound_sent.fetch_add(1, Ordering::Relaxed),
                 Err(_) => media.outbound_write_failed.fetch_add(1, Ordering::Relaxed),
@@ -816,7 +851,8 @@ async fn pump_outgoing(
     }
 }
 
-async fn negotiated_payload_type(pc: &dyn PeerConnection) -> Option<u8> {
+/// The negotiated Opus payload type and header extension ids of the sending side.
+async fn negotiated(pc: &dyn PeerConnection) -> (Option<u8>, Vec<u8>) {
     for sender in pc.get_senders().await {
         if let Ok(params) = sender.get_parameters().await
             && let Some(codec) = params
@@ -825,10 +861,16 @@ async fn negotiated_payload_type(pc: &dyn PeerConnection) -> Option<u8> {
                 .iter()
                 .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
         {
-            return Some(codec.payload_type);
+            let ids = params
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .filter_map(|e| u8::try_from(e.id).ok())
+                .collect();
+            return (Some(codec.payload_type), ids);
         }
     }
-    None
+    (None, Vec::new())
 }
 
 /// Ends the session when a timer runs out, and closes the peer connection when it ends.
@@ -894,6 +936,13 @@ async fn watchdog(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extmap_ids_are_found_by_uri() {
+        let sdp = "a=extmap:3 urn:x\r\na=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(5));
+        assert_eq!(extmap_id(sdp, "urn:y"), None);
+    }
 
     #[test]
     fn public_address_replaces_local_candidates_only() {

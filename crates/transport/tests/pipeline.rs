@@ -20,8 +20,15 @@ async fn pipeline_speaks_and_hears_through_the_session() {
         .unwrap();
     bot.accept(&answer).await.unwrap();
 
+    let audio_level = bot.audio_level_extension_id();
+    assert!(
+        audio_level.is_some(),
+        "RFC 6464 is offered: {}",
+        bot.local_sdp()
+    );
     let mut pipeline = CallPipeline::new(PipelineConfig {
         bot_format: BotAudioFormat::Pcm48k,
+        audio_level_ext_id: audio_level,
         ..PipelineConfig::default()
     })
     .unwrap();
@@ -78,6 +85,12 @@ async fn pipeline_speaks_and_hears_through_the_session() {
     .await
     .unwrap();
 
+    assert!(
+        peer_result.with_extension > peer_result.received / 2,
+        "the pipeline's audio level reaches the peer: {} of {}",
+        peer_result.with_extension,
+        peer_result.received
+    );
     let tail = &peer_result.decoded[peer_result.decoded.len().min(9600)..];
     let (freq, ratio) = dominant(tail, &[440.0, 1000.0, 250.0, 2000.0], RATE);
     assert_eq!(

@@ -76,6 +76,8 @@ pub fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
 pub struct WorkerResult {
     pub sent: usize,
     pub received: usize,
+    /// Received packets that carried an RTP header extension.
+    pub with_extension: usize,
     /// Decoded mono PCM at 48 kHz, in arrival order.
     pub decoded: Vec<i16>,
 }
@@ -97,6 +99,7 @@ pub fn run_media_worker(
         let mut result = WorkerResult {
             sent: 0,
             received: 0,
+            with_extension: 0,
             decoded: Vec::new(),
         };
         let mut tick = 0u32;
@@ -113,6 +116,9 @@ pub fn run_media_worker(
             result.sent += 1;
             while let Some(packet) = endpoint.incoming.pop() {
                 result.received += 1;
+                if packet.first().is_some_and(|b| b & 0x10 != 0) {
+                    result.with_extension += 1;
+                }
                 if let Some(payload) = rtp_payload(&packet)
                     && let Ok(samples) = decoder.decode(payload, &mut frame_pcm, false)
                 {
