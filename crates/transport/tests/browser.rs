@@ -35,12 +35,24 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
     const audio = new Audio();
     audio.autoplay = true;
     pc.ontrack = e => { audio.srcObject = e.streams[0] || new MediaStream([e.track]); audio.play().catch(err => post('/log', 'play: ' + err)); };
-    const offer = await (await fetch('/offer')).text();
-    await pc.setRemoteDescription({type: 'offer', sdp: offer});
-    for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
-    await pc.setLocalDescription(await pc.createAnswer());
-    while (pc.iceGatheringState !== 'complete') await sleep(50);
-    await post('/answer', pc.localDescription.sdp);
+    if (location.search === '?browser-offers') {
+      for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+      await pc.setLocalDescription(await pc.createOffer());
+      post('/log', 'offer created');
+      while (pc.iceGatheringState !== 'complete') await sleep(50);
+      post('/log', 'gathered');
+      const answer = await (await post('/browser-offer', pc.localDescription.sdp)).text();
+      post('/log', 'answer received: ' + answer.length + ' bytes');
+      await pc.setRemoteDescription({type: 'answer', sdp: answer});
+      post('/log', 'answer applied');
+    } else {
+      const offer = await (await fetch('/offer')).text();
+      await pc.setRemoteDescription({type: 'offer', sdp: offer});
+      for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+      await pc.setLocalDescription(await pc.createAnswer());
+      while (pc.iceGatheringState !== 'complete') await sleep(50);
+      await post('/answer', pc.localDescription.sdp);
+    }
     let inbound = {};
     for (let i = 0; i < 60; i++) {
       await sleep(200);
@@ -70,6 +82,8 @@ impl Drop for Chromium {
 
 enum Event {
     Answer(String),
+    /// The browser's offer, and where to send the session's answer.
+    BrowserOffer(String, tokio::sync::oneshot::Sender<String>),
     Result(String),
     Log(String),
 }
@@ -77,6 +91,7 @@ enum Event {
 /// Serves the page, the offer, and collects what the page posts. HTTP/1.1, one request
 /// per connection, no keep-alive: all this page needs.
 async fn serve(listener: TcpListener, offer: Arc<String>, events: mpsc::Sender<Event>) {
+    // `offer` is empty when the browser makes the offer.
     while let Ok((stream, _)) = listener.accept().await {
         let offer = offer.clone();
         let events = events.clone();
@@ -110,10 +125,16 @@ async fn handle(
     reader.read_exact(&mut body).await?;
     let body = String::from_utf8_lossy(&body).into_owned();
     let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
     let (content_type, response) = match (method, path) {
         ("GET", "/") => ("text/html", PAGE.to_owned()),
         ("GET", "/offer") => ("application/sdp", offer.to_owned()),
+        ("POST", "/browser-offer") => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = events.send(Event::BrowserOffer(body, tx)).await;
+            ("application/sdp", rx.await.unwrap_or_default())
+        }
         ("POST", "/answer") => {
             let _ = events.send(Event::Answer(body)).await;
             ("text/plain", String::new())
@@ -155,34 +176,65 @@ fn write_wav(path: &Path, samples: &[i16]) {
     writer.finalize().unwrap();
 }
 
+fn write_tone_wav(path: &Path) {
+    write_wav(path, &tone(440.0, 3.0, 0.5));
+}
+
 fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("appmedia-browser-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
+/// Which side makes the offer.
+#[derive(Clone, Copy, PartialEq)]
+enum Offerer {
+    /// The session offers (as a bot does with its blob); the browser answers.
+    Session,
+    /// The browser offers (as the emulator's softphone page will); the session answers.
+    Browser,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_exchanges_opus_with_a_media_session() {
+async fn chromium_answers_a_media_session_offer() {
+    exchange_with_chromium(Offerer::Session).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_session_answers_a_chromium_offer() {
+    exchange_with_chromium(Offerer::Browser).await;
+}
+
+async fn exchange_with_chromium(offerer: Offerer) {
     if !Path::new(CHROMIUM).exists() {
         eprintln!(
-            "SKIPPED chromium_exchanges_opus_with_a_media_session: {CHROMIUM} is missing \
+            "SKIPPED chromium interop test: {CHROMIUM} is missing \
              (Debian: apt-get install chromium; scripts/setup-debian installs it)"
         );
         return;
     }
     let dir = scratch_dir();
     let wav = dir.join("tone-440.wav");
-    write_wav(&wav, &tone(440.0, 3.0, 0.5));
-
-    let session = MediaSession::offer(TransportConfig {
+    write_tone_wav(&wav);
+    let config = TransportConfig {
         connect_timeout: Duration::from_secs(20),
         ..TransportConfig::default()
-    })
-    .await
-    .unwrap();
-    let offer = Arc::new(session.local_sdp().to_owned());
+    };
+    let mut session = match offerer {
+        Offerer::Session => Some(MediaSession::offer(config.clone()).await.unwrap()),
+        Offerer::Browser => None,
+    };
+    let offer = Arc::new(
+        session
+            .as_ref()
+            .map(|s| s.local_sdp().to_owned())
+            .unwrap_or_default(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let url = match offerer {
+        Offerer::Session => format!("http://{}/", listener.local_addr().unwrap()),
+        Offerer::Browser => format!("http://{}/?browser-offers", listener.local_addr().unwrap()),
+    };
     let (events_tx, mut events) = mpsc::channel(16);
     let server = tokio::spawn(serve(listener, offer, events_tx));
 
@@ -221,16 +273,30 @@ async fn chromium_exchanges_opus_with_a_media_session() {
         while let Some(event) = events.recv().await {
             match event {
                 Event::Answer(sdp) => {
-                    session
-                        .accept_sdp(&sdp)
-                        .await
-                        .expect("browser answer accepted");
-                    session.connected().await.expect("browser connects");
+                    let s = session.as_ref().expect("the session offered");
+                    s.accept_sdp(&sdp).await.expect("browser answer accepted");
+                    s.connected().await.expect("browser connects");
                     worker = Some(run_media_worker(
-                        session.take_endpoint().unwrap(),
+                        s.take_endpoint().unwrap(),
                         tone(1000.0, 1.0, 0.5),
                         Duration::from_secs(6),
                     ));
+                }
+                Event::BrowserOffer(sdp, reply) => {
+                    let s = MediaSession::answer_sdp(config.clone(), &sdp)
+                        .await
+                        .expect("the browser's offer is usable");
+                    let _ = reply.send(s.local_sdp().to_owned());
+                    tokio::time::timeout(Duration::from_secs(20), s.connected())
+                        .await
+                        .expect("connects within 20 s")
+                        .expect("browser connects");
+                    worker = Some(run_media_worker(
+                        s.take_endpoint().unwrap(),
+                        tone(1000.0, 1.0, 0.5),
+                        Duration::from_secs(6),
+                    ));
+                    session = Some(s);
                 }
                 Event::Log(line) => log.push(line),
                 Event::Result(json) => return json,
@@ -260,6 +326,7 @@ async fn chromium_exchanges_opus_with_a_media_session() {
     let heard = tokio::task::spawn_blocking(move || worker.join().unwrap())
         .await
         .unwrap();
+    let session = session.expect("a session was made");
     let stats = session.stats().await;
     assert!(
         heard.received > 50,
