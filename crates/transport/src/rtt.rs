@@ -5,6 +5,10 @@
 //! the middle 32 bits of our last sender report's NTP time (LSR) and how long it held it
 //! (DLSR); RTT = arrival − LSR − DLSR. Our sender reports carry wall-clock NTP time, so the
 //! arrival time is read from the same clock.
+//!
+//! The same interceptor notices an RTCP BYE from the peer: the stack does not turn the
+//! peer's close into a state change, so without it a hang-up would look like a vanished
+//! peer and take the whole peer timeout to notice.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::goodbye::Goodbye;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -24,12 +29,19 @@ pub(crate) struct RttCell {
     /// f64 seconds, as bits.
     latest: AtomicU64,
     measurements: AtomicU64,
+    /// Set when the peer sent an RTCP BYE; the session's watchdog is woken through `bye`.
+    bye_received: std::sync::atomic::AtomicBool,
+    pub(crate) bye: tokio::sync::Notify,
 }
 
 impl RttCell {
     pub(crate) fn latest(&self) -> Option<f64> {
         (self.measurements.load(Ordering::Relaxed) > 0)
             .then(|| f64::from_bits(self.latest.load(Ordering::Relaxed)))
+    }
+
+    pub(crate) fn bye_received(&self) -> bool {
+        self.bye_received.load(Ordering::Relaxed)
     }
 
     fn record(&self, seconds: f64) {
@@ -90,6 +102,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
             let arrival = ntp_compact_now();
             for packet in packets {
                 let any = packet.as_any();
+                if any.is::<Goodbye>() {
+                    self.cell.bye_received.store(true, Ordering::Relaxed);
+                    // notify_one stores a permit, so a watchdog not yet waiting still sees it.
+                    self.cell.bye.notify_one();
+                    continue;
+                }
                 let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                     &rr.reports
                 } else if let Some(sr) = any.downcast_ref::<SenderReport>() {

@@ -208,6 +208,8 @@ pub struct MediaSession {
     render_context: String,
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -326,7 +328,7 @@ impl MediaSession {
     ) -> MediaSession {
         let pump = tokio::spawn(pump_outgoing(
             built.shared.clone(),
-            built.track,
+            built.track.clone(),
             built.pc.clone(),
             built.ssrc,
             config.send_poll_interval,
@@ -348,6 +350,8 @@ impl MediaSession {
             render_context: uuid::Uuid::new_v4().to_string(),
             shared: built.shared,
             local_addr: built.local_addr,
+            track: built.track,
+            ssrc: built.ssrc,
             tasks: vec![pump, watchdog],
         }
     }
@@ -503,8 +507,26 @@ impl MediaSession {
         })
     }
 
-    /// Ends the session and releases its socket.
+    /// Ends the session and releases its socket. A connected peer is told with an RTCP
+    /// BYE, so it ends at once ([`EndReason::ClosedByPeer`]) instead of after its peer
+    /// timeout.
     pub async fn close(&self) {
+        let was_connected = matches!(
+            self.shared.state(),
+            SessionState::Connected | SessionState::Interrupted
+        );
+        // Before ending: the end wakes the watchdog, which closes the stack.
+        if was_connected {
+            let bye = rtc::rtcp::goodbye::Goodbye {
+                sources: vec![self.ssrc],
+                reason: Bytes::from_static(b"closed"),
+            };
+            if self.track.write_rtcp(vec![Box::new(bye)]).await.is_ok() {
+                // Closing tears the stack down without draining its queue; give the BYE
+                // a moment to leave.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
         self.shared.end(EndReason::Closed);
         if let Err(err) = self.pc.close().await {
             tracing::debug!(%err, session = %self.id, "closing peer connection");
@@ -632,8 +654,19 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
 fn candidate_ports(config: &TransportConfig) -> Result<Vec<u16>, TransportError> {
     const ATTEMPTS: usize = 4;
     let Some(range) = &config.port_range else {
-        let probe = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0))?;
-        return Ok(vec![probe.local_addr()?.port()]);
+        // Held together so the kernel hands out distinct ports; each is a fallback for the
+        // one before if something else takes it before the stack binds.
+        let probes = (0..ATTEMPTS)
+            .map(|_| UdpSocket::bind(SocketAddr::new(config.bind_ip, 0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        return probes
+            .iter()
+            .map(|p| {
+                p.local_addr()
+                    .map(|a| a.port())
+                    .map_err(TransportError::from)
+            })
+            .collect();
     };
     let (start, end) = (*range.start() as u32, *range.end() as u32);
     let len = end - start + 1;
@@ -908,15 +941,20 @@ async fn watchdog(
                     }
                 }
             }
+            SessionState::Connected | SessionState::Interrupted if shared.rtt.bye_received() => {
+                shared.end(EndReason::ClosedByPeer);
+            }
             SessionState::Connected => {
-                if rx.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = shared.rtt.bye.notified() => {}
                 }
             }
             SessionState::Interrupted => {
                 let since = tokio::time::Instant::now();
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { return },
+                    _ = shared.rtt.bye.notified() => {}
                     _ = tokio::time::sleep(peer_timeout) => {
                         shared.end(EndReason::PeerGone {
                             silent_ms: since.elapsed().as_millis() as u64,
