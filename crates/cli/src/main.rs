@@ -1,9 +1,11 @@
-//! `appmedia`: the command-line front of the appmedia libraries.
+//! `appmedia`: the command-line front end of the appmedia toolkit.
+//! Each subcommand lives in its own module.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod devices;
 mod graph;
 mod lab;
 
@@ -24,11 +26,14 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
     Lab(lab::LabArgs),
+    /// List the audio devices for --mic / --speakers.
+    Devices(devices::DevicesArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Graph(args) => graph::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }
