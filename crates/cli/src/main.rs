@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod devices;
 mod graph;
+mod lab;
 mod loadtest;
 
 #[derive(Parser)]
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Microsoft Graph calling resources: check requests, calls and notifications.
     Graph(graph::GraphArgs),
+    /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
+    Lab(lab::LabArgs),
     /// List the audio devices for --mic / --speakers.
     Devices(devices::DevicesArgs),
     /// Run N in-process 2-party calls in real time and report capacity.
@@ -33,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Graph(args) => graph::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Devices(args) => devices::run(args),
         Command::Loadtest(args) => match loadtest::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
