@@ -1,9 +1,11 @@
-//! `appmedia`: the command-line front of the appmedia libraries.
+//! `appmedia`: the command-line front end of the appmedia toolkit.
+//! Each subcommand lives in its own module.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod devices;
 mod graph;
 
 #[derive(Parser)]
@@ -21,10 +23,13 @@ struct Cli {
 enum Command {
     /// Microsoft Graph calling resources: check requests, calls and notifications.
     Graph(graph::GraphArgs),
+    /// List the audio devices for --mic / --speakers.
+    Devices(devices::DevicesArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Graph(args) => graph::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }
