@@ -786,8 +786,12 @@ impl ConferenceMedia {
     }
 
     /// Sends events into a queue instead of keeping them for [`poll_event`](Self::poll_event).
+    /// Events already pending move into the queue.
     pub fn event_outbox(&mut self, capacity: usize) -> Consumer<ConferenceEvent> {
         let (tx, rx) = queue::bounded(capacity.max(1));
+        for e in self.events.items.drain(..) {
+            let _ = tx.push(e);
+        }
         self.events.outbox = Some(tx);
         rx
     }
