@@ -57,6 +57,17 @@ pub enum StreamLayout {
     PerSpeaker,
 }
 
+impl StreamLayout {
+    /// The layout the bot's blob asks for with `receiveUnmixedMeetingAudio`.
+    pub fn for_receive_unmixed(receive_unmixed_meeting_audio: bool) -> Self {
+        if receive_unmixed_meeting_audio {
+            StreamLayout::PerSpeaker
+        } else {
+            StreamLayout::Mixed
+        }
+    }
+}
+
 /// Settings of one emulated call's media.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConferenceConfig {
@@ -412,13 +423,9 @@ impl ConferenceMedia {
         if config.max_parties == 0 || config.max_parties > 256 {
             return Err(ConferenceError::BadMaxParties(config.max_parties));
         }
-        let bot_leg = CallPipeline::new(PipelineConfig {
-            // Two streams: the bot may restart its stream under a new SSRC while the old one
-            // times out.
-            max_remote_streams: 2,
-            max_unmixed: 2,
-            ..send_config(&config, config.mixed_ssrc)
-        })?;
+        // One remote stream (send_config's): the bot sends one, and a new SSRC from it is a
+        // restart that replaces the old stream at once instead of mixing a dead one in.
+        let bot_leg = CallPipeline::new(send_config(&config, config.mixed_ssrc))?;
         let to_bot_sender = bot_leg.bot_sender();
         let mut mixer = Mixer::with_capacity(config.max_parties + 1);
         let bot_in_mixer = mixer
@@ -487,7 +494,8 @@ impl ConferenceMedia {
             .map_err(|_| ConferenceError::UnknownParty(source_id))
     }
 
-    /// Mutes or unmutes a party: a muted party is in nobody's audio and sends no stream.
+    /// Mutes or unmutes a party: a muted party is in nobody's audio and its stream carries
+    /// nothing. Like a muted microphone, a clip it speaks goes on playing, unheard.
     pub fn set_muted(&mut self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
         self.mute(source_id, muted)
             .map_err(|_| ConferenceError::UnknownParty(source_id))
@@ -816,8 +824,7 @@ impl ConferenceMedia {
             ticks: self.ticks,
             parties: self.parties.len(),
             bot_leg: *self.bot_leg.stats(),
-            // The live stream of the bot (after a restart, the newest).
-            bot_stream: self.bot_leg.stream_stats().last(),
+            bot_stream: self.bot_leg.stream_stats().next(),
             unmixed_packets_sent: packets,
             unmixed_bytes_sent: bytes,
             commands_rejected: self.commands_rejected,

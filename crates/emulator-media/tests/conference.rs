@@ -651,3 +651,47 @@ fn bad_party_commands_are_typed_errors_or_rejection_events() {
     assert_eq!(conf.stats().bot_leg.rtp_errors.total(), 2);
     assert!(conf.stats().bot_stream.is_none());
 }
+
+#[test]
+fn a_bot_restarting_its_stream_under_a_new_ssrc_replaces_it() {
+    let mut conf = ConferenceMedia::new(ConferenceConfig::default()).unwrap();
+    let mut first = CallPipeline::new(bot_config()).unwrap();
+    let mut second = CallPipeline::new(appmedia_media::pipeline::PipelineConfig {
+        local_ssrc: 0x5EC0,
+        initial_sequence_number: 40_000,
+        ..bot_config()
+    })
+    .unwrap();
+    let mut tail = Vec::new();
+    for k in 0..120usize {
+        let now = TICK * k as u32;
+        let (bot, freq) = if k < 60 {
+            (&mut first, 1000.0)
+        } else {
+            (&mut second, 600.0)
+        };
+        bot.bot_sender().send_48k(&tone(freq, 0.3, k)).unwrap();
+        bot.tick(now);
+        if let Some(p) = bot.outgoing_packet().map(Bytes::copy_from_slice) {
+            conf.push_rtp(p, now + Duration::from_millis(5));
+        }
+        conf.tick(now + Duration::from_millis(10));
+        if k >= 90 {
+            tail.extend_from_slice(conf.bot_audio());
+        }
+    }
+    let events: Vec<_> = std::iter::from_fn(|| conf.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![
+            ConferenceEvent::BotStreamStarted { ssrc: BOT_SSRC },
+            ConferenceEvent::BotStreamReset { ssrc: 0x5EC0 },
+        ]
+    );
+    assert_eq!(strongest(&tail, 48_000.0, &[600.0, 1000.0]), 600.0);
+    assert!(
+        power_at(&tail, 48_000.0, 1000.0) < 1e-6,
+        "the old stream is gone"
+    );
+    assert_eq!(conf.stats().bot_stream.unwrap().ssrc, 0x5EC0);
+}
