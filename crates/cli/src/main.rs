@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod devices;
 mod graph;
+mod lab;
 
 #[derive(Parser)]
 #[command(
@@ -25,11 +26,14 @@ enum Command {
     Graph(graph::GraphArgs),
     /// List the audio devices for --mic / --speakers.
     Devices(devices::DevicesArgs),
+    /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Graph(args) => graph::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Lab(args) => lab::run(args),
     }
 }
