@@ -25,7 +25,7 @@
 use std::time::{Duration, Instant};
 
 use appmedia_media::pipeline::{OutgoingRtp, RtpInbox, SendOutcome};
-use appmedia_media::queue::Consumer;
+use appmedia_media::queue::{Consumer, Producer, Push};
 use appmedia_media::scheduler::{CallHandle, Scheduler, SchedulerError};
 use bytes::Bytes;
 
@@ -50,6 +50,17 @@ impl Default for QueueSizes {
             events: 256,
         }
     }
+}
+
+/// What one [`RunningConference::pump`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pumped {
+    /// Packets from the bot handed to the conference.
+    pub received: usize,
+    /// Packets to the bot handed to the transport.
+    pub sent: usize,
+    /// Packets that pushed an older one out of a full queue, or found the other side gone.
+    pub dropped: usize,
 }
 
 /// One conference on the scheduler, and the ends of its queues.
@@ -115,6 +126,30 @@ impl RunningConference {
     /// The next packet for the bot.
     pub fn next_outgoing(&self) -> Option<OutgoingRtp> {
         self.outbox.pop()
+    }
+
+    /// Moves every waiting packet between the conference and a transport's queues (e.g. the
+    /// transport crate's `RtpEndpoint`: `incoming` from the bot, `outgoing` to the bot).
+    /// Call it from the transport's task every few milliseconds, never from a tick: each
+    /// outgoing packet is copied into a new `Bytes`.
+    pub fn pump(&self, incoming: &Consumer<Bytes>, outgoing: &Producer<Bytes>) -> Pumped {
+        let mut pumped = Pumped::default();
+        while let Some(p) = incoming.pop() {
+            if self.receive(p) == SendOutcome::DroppedOldest {
+                pumped.dropped += 1;
+            }
+            pumped.received += 1;
+        }
+        while let Some(p) = self.outbox.pop() {
+            match outgoing.push(Bytes::copy_from_slice(p.as_bytes())) {
+                Push::Queued => {}
+                Push::QueuedEvicting(_) | Push::Rejected(_) | Push::Disconnected(_) => {
+                    pumped.dropped += 1
+                }
+            }
+            pumped.sent += 1;
+        }
+        pumped
     }
 
     /// The next event.

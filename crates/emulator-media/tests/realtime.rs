@@ -1,23 +1,22 @@
 //! Real time over UDP on 127.0.0.1: the conference on the media core's scheduler, a bot
-//! (a media-core CallPipeline) on another scheduler, and the test thread as the transport:
-//! it moves packets between the lock-free queues and two `std::net::UdpSocket`s. (The
-//! transport crate's plain-RTP session takes this place once it exists.) Thresholds are
+//! (a media-core CallPipeline) on another scheduler, each behind the transport crate's
+//! plain-RTP session (Opus RTP over bare UDP). The test thread pumps the conference's queues
+//! into the session's endpoint, as the emulator's transport task will. Thresholds are
 //! lenient: the machine is shared and real time may hiccup; nothing here asserts speed.
 
 mod common;
 
-use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 use appmedia_emulator_media::driver::{ConferenceScheduler, QueueSizes, RunningConference};
 use appmedia_emulator_media::{
-    ConferenceConfig, ConferenceEvent, ConferenceMedia, PartyAudio, PartyKind, PartySpec,
-    StreamLayout,
+    ConferenceConfig, ConferenceEvent, ConferenceMedia, ConferenceStats, PartyAudio, PartyKind,
+    PartySpec, StreamLayout,
 };
 use appmedia_media::pipeline::{BotAudio16k, BotAudioFormat, CallPipeline, PipelineConfig};
 use appmedia_media::scheduler::{Scheduler, SchedulerConfig};
-use bytes::Bytes;
+use appmedia_transport::{PlainRtpConfig, PlainRtpSession};
 use common::*;
 
 fn one_worker() -> SchedulerConfig {
@@ -27,23 +26,38 @@ fn one_worker() -> SchedulerConfig {
     }
 }
 
-fn socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
-    s.set_nonblocking(true).expect("nonblocking");
-    s
+/// Two free loopback addresses (bound, then released for the sessions to take).
+fn two_addresses() -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap(), b.local_addr().unwrap())
 }
 
-/// Runs the call for `duration`, pumping UDP both ways; returns what the bot received.
+/// Runs the call for `duration`; returns what the bot received, the conference's events and
+/// its last stats.
 fn run(
     conference: ConferenceMedia,
     bot: CallPipeline,
     tone_frames: usize,
     duration: Duration,
-) -> (
-    Vec<BotAudio16k>,
-    Vec<ConferenceEvent>,
-    appmedia_emulator_media::ConferenceStats,
-) {
+) -> (Vec<BotAudio16k>, Vec<ConferenceEvent>, ConferenceStats) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (conf_addr, bot_addr) = two_addresses();
+    let conf_session = runtime
+        .block_on(PlainRtpSession::bind(PlainRtpConfig::new(
+            conf_addr, bot_addr,
+        )))
+        .unwrap();
+    let bot_session = runtime
+        .block_on(PlainRtpSession::bind(PlainRtpConfig::new(
+            bot_addr, conf_addr,
+        )))
+        .unwrap();
+
     let conf_scheduler = ConferenceScheduler::start(one_worker()).unwrap();
     let bot_scheduler: Scheduler<CallPipeline> = Scheduler::start(one_worker()).unwrap();
     let mut bot = bot;
@@ -52,38 +66,18 @@ fn run(
     for k in 0..tone_frames {
         player.send(&tone(1000.0, 0.3, k)).unwrap();
     }
-    let bot_out = bot.packet_outbox(64);
-    let bot_in = bot.rtp_inbox();
     let bot_hears = bot.bot_audio_outbox(512).unwrap();
+    bot_session.attach_pipeline(&mut bot, bot_scheduler.epoch());
+    let endpoint = conf_session.take_endpoint().unwrap();
     let mut call =
         RunningConference::start(&conf_scheduler, conference, QueueSizes::default()).unwrap();
     let bot_call = bot_scheduler.add(bot).unwrap();
 
-    let (conf_sock, bot_sock) = (socket(), socket());
-    let (conf_addr, bot_addr) = (
-        conf_sock.local_addr().unwrap(),
-        bot_sock.local_addr().unwrap(),
-    );
-    let mut buf = [0u8; 2048];
     let mut heard = Vec::new();
     let mut events = Vec::new();
     let start = Instant::now();
     while start.elapsed() < duration {
-        while let Some(p) = call.next_outgoing() {
-            conf_sock.send_to(p.as_bytes(), bot_addr).unwrap();
-        }
-        while let Some(p) = bot_out.pop() {
-            bot_sock.send_to(p.as_bytes(), conf_addr).unwrap();
-        }
-        while let Ok(n) = bot_sock.recv(&mut buf) {
-            let _ = bot_in.push(
-                Bytes::copy_from_slice(&buf[..n]),
-                bot_scheduler.epoch().elapsed(),
-            );
-        }
-        while let Ok((n, _)) = conf_sock.recv_from(&mut buf) {
-            call.receive(Bytes::copy_from_slice(&buf[..n]));
-        }
+        call.pump(&endpoint.incoming, &endpoint.outgoing);
         while let Some(a) = bot_hears.pop() {
             heard.push(a);
         }
@@ -102,6 +96,13 @@ fn run(
         conf_stats.ticks(),
         conf_stats.late_ticks(),
         conf_stats.tick_time()
+    );
+    let (c, b) = (conf_session.stats(), bot_session.stats());
+    eprintln!("plain RTP: emulator {c:?}\nplain RTP: bot {b:?}");
+    assert_eq!(c.send_errors + b.send_errors, 0);
+    assert_eq!(
+        c.garbage + b.garbage + c.wrong_payload_type + b.wrong_payload_type,
+        0
     );
     (heard, events, stats)
 }
@@ -151,8 +152,11 @@ fn a_call_over_udp_loopback_in_real_time() {
     let (median, segs) = segmental_ncc(&john[..3 * 16_000], &mixed, 16_000, 8_000, 8_000);
     eprintln!("real time, bot hears John: median NCC {median:.3} of {segs:.3?}");
     assert!(median > 0.7, "bot hears John: segmental NCC {median:.3}");
-    assert!(heard.iter().any(|a| a.active_speakers()
-        == [appmedia_emulator_media::ConferenceConfig::default().mixed_ssrc]));
+    assert!(
+        heard
+            .iter()
+            .any(|a| a.active_speakers() == [ConferenceConfig::default().mixed_ssrc])
+    );
 
     // The emulator recorded the bot's 1 kHz tone (3 s of it).
     let (rate, recorded) = wav_samples(&rec_config.path_of(Track::Speaker(1)));
