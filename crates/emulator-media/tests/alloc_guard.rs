@@ -119,6 +119,19 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
             if k % 50 == 25 {
                 control.set_muted(10, k % 100 == 25).unwrap();
             }
+            // A party joins and leaves mid-call: built here, linked in and out on the tick.
+            if k == 200 {
+                let audio = PartyAudio::Speak {
+                    clip: tone_clip(500.0, 0.2, 0.2),
+                    looped: true,
+                    start_after: Duration::ZERO,
+                };
+                let spec = PartySpec::new("late", "Late", PartyKind::Phone, 14, audio);
+                control.add_party(spec).unwrap();
+            }
+            if k == 300 {
+                control.remove_party(14).unwrap();
+            }
             let n = allocations_during(|| {
                 if let Some(p) = packet {
                     conf.push_rtp(p, now);
@@ -135,5 +148,7 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
         std::fs::remove_dir_all(dir).ok();
         assert_eq!(allocations, 0, "{layout:?}: allocations on 380 ticks");
         assert!(conf.stats().bot_stream.unwrap().jitter.received > 300);
+        assert_eq!(conf.parties().count(), 4, "the late party came and went");
+        assert!(conf.party_stats(11).unwrap().frames_spoken > 300);
     }
 }
