@@ -1204,6 +1204,15 @@ impl CallPipeline {
         rx
     }
 
+    /// Sends every outgoing RTP packet into an existing queue, so that several pipelines
+    /// (a conference sending one stream per speaker) feed one transport task through one
+    /// queue. Replaces any outbox connected before. The queue's counters are shared by all its
+    /// producers: `stats().packet_outbox` then counts every pipeline's packets (as read at
+    /// this pipeline's last tick).
+    pub fn connect_packet_outbox(&mut self, tx: Producer<OutgoingRtp>) {
+        self.packet_tx = Some(tx);
+    }
+
     /// Connects a queue that receives, every tick, what the bot hears as Graph's 16 kHz
     /// buffers: the mix, up to four unmixed frames, active and dominant speakers. A full
     /// queue drops its oldest item (counted in `stats().bot_audio_outbox`). Refused for a

@@ -1,0 +1,900 @@
+//! [`ConferenceMedia`]: the emulator's side of one call with a bot.
+//!
+//! ```text
+//!            parties (speak a clip / echo the bot / silence; phone = 8 kHz band)
+//!                │ one 48 kHz frame each per tick, muted → left out
+//!                ▼
+//!   Mixer (bot + parties) ──mix-minus(bot)──► bot leg CallPipeline ──► mixed RTP stream ──► bot
+//!       ▲                 ──mix-minus(party)─► what each party hears
+//!       │                  StreamLayout::PerSpeaker: one send-only CallPipeline per party,
+//!       │                  SSRC = its source id ──────────────────────► RTP stream each ──► bot
+//!   bot leg CallPipeline ◄── RTP from the bot (jitter buffer, Opus decode, PLC/FEC)
+//!       └─► the bot's audio: echo parties, the mixer (next tick), the recording
+//! ```
+//!
+//! Sans-IO, with the same contract as [`CallPipeline`]: packets ([`ConferenceMedia::push_rtp`]),
+//! time ([`ConferenceMedia::tick`]) and commands go in; packets
+//! ([`ConferenceMedia::outgoing_packets`] or a packet outbox), events and stats come out. The
+//! caller owns sockets and clock. All RTP and Opus work is done by the media core's
+//! `CallPipeline`s; all mixing by its `Mixer`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use appmedia_audio_io::record::{RecordingSink, Track};
+use appmedia_media::codec::EncoderConfig;
+use appmedia_media::frame::{Frame48, SILENT_FRAME_48, level_dbov};
+use appmedia_media::jitter::JitterConfig;
+use appmedia_media::mixer::{Mixer, SourceId};
+use appmedia_media::pipeline::{
+    BotAudioFormat, BotSender, CallPipeline, OutgoingRtp, PipelineConfig, PipelineError,
+    PipelineEvent, PipelineStats, RtpInbox, StreamStats,
+};
+use appmedia_media::queue::{self, Consumer, Producer};
+use bytes::Bytes;
+
+use crate::party::{AudioSource, AudioSourceError, PartyAudio, PartyKind, PartySpec};
+use crate::phone::{PhoneLine, PhoneLineError};
+
+/// Source id the bot's audio is recorded under (`Track::Speaker`) unless configured.
+pub const DEFAULT_BOT_SOURCE_ID: u32 = 1;
+/// Commands waiting between ticks.
+const COMMAND_CAPACITY: usize = 64;
+/// Events kept between polls; the oldest is dropped (and counted) beyond this.
+const EVENT_CAPACITY: usize = 64;
+
+/// What the bot receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamLayout {
+    /// One RTP stream (SSRC `mixed_ssrc`) carrying every party but the bot.
+    Mixed,
+    /// One RTP stream per party, its SSRC the party's source id, carrying that party alone
+    /// (packets flow while it speaks; Opus DTX keeps a quiet party's stream nearly empty).
+    /// Every party gets one, phones included, with no top-four limit. The mixed stream is not
+    /// sent then: the bot's media core mixes these streams itself and gets the mix and the
+    /// unmixed frames from them, whereas a mixed stream on top would be heard twice.
+    /// This is what the blob's `receiveUnmixedMeetingAudio` asks for.
+    PerSpeaker,
+}
+
+impl StreamLayout {
+    /// The layout the bot's blob asks for with `receiveUnmixedMeetingAudio`.
+    pub fn for_receive_unmixed(receive_unmixed_meeting_audio: bool) -> Self {
+        if receive_unmixed_meeting_audio {
+            StreamLayout::PerSpeaker
+        } else {
+            StreamLayout::Mixed
+        }
+    }
+}
+
+/// Settings of one emulated call's media.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConferenceConfig {
+    pub layout: StreamLayout,
+    /// SSRC of the mixed stream sent to the bot.
+    pub mixed_ssrc: u32,
+    /// The bot's media source id: its recording track is `Track::Speaker(bot_source_id)`.
+    pub bot_source_id: u32,
+    /// Opus payload type negotiated with the bot.
+    pub payload_type: u8,
+    /// RFC 6464 audio level extension id, when negotiated.
+    pub audio_level_ext_id: Option<u8>,
+    /// The jitter buffer in front of the bot's stream.
+    pub jitter: JitterConfig,
+    pub encoder: EncoderConfig,
+    /// Parties at once.
+    pub max_parties: usize,
+    /// A frame louder than this (dBov) counts as speech.
+    pub speech_threshold_dbov: f32,
+    /// Seeds the first sequence numbers and timestamps of the streams (RFC 3550 wants them
+    /// random; the caller picks, so runs are reproducible).
+    pub rtp_seed: u32,
+}
+
+impl Default for ConferenceConfig {
+    fn default() -> Self {
+        ConferenceConfig {
+            layout: StreamLayout::Mixed,
+            mixed_ssrc: 0x00C0_FFEE,
+            bot_source_id: DEFAULT_BOT_SOURCE_ID,
+            payload_type: 111,
+            audio_level_ext_id: Some(1),
+            jitter: JitterConfig::default(),
+            encoder: EncoderConfig::default(),
+            max_parties: 16,
+            speech_threshold_dbov: -50.0,
+            rtp_seed: 0x1234_5678,
+        }
+    }
+}
+
+/// Why the conference or a party could not be set up, or a command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConferenceError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    PhoneLine(#[from] PhoneLineError),
+    #[error(transparent)]
+    Audio(#[from] AudioSourceError),
+    #[error("max_parties = {0} is out of range (1..=256)")]
+    BadMaxParties(usize),
+    #[error("source id {0} is reserved (0, the mixed stream's SSRC or the bot's source id)")]
+    ReservedSourceId(u32),
+    #[error("source id {0} is already used by another party")]
+    DuplicateSourceId(u32),
+    #[error("participant id {0:?} is already in the call")]
+    DuplicateParticipant(String),
+    #[error("no party with source id {0}")]
+    UnknownParty(u32),
+    #[error("all {0} party slots are in use")]
+    Full(usize),
+    #[error("the command queue is full (the conference is not being ticked)")]
+    Busy,
+    #[error("the conference is gone")]
+    Gone,
+}
+
+/// Something the call's owner (the emulator service) may react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConferenceEvent {
+    PartyAdded {
+        source_id: u32,
+    },
+    PartyRemoved {
+        source_id: u32,
+    },
+    PartyMuted {
+        source_id: u32,
+        muted: bool,
+    },
+    /// A clip played once reached its end.
+    PartyFinishedSpeaking {
+        source_id: u32,
+    },
+    /// A command sent through [`ConferenceControl`] could not be applied on the tick.
+    CommandRejected {
+        source_id: u32,
+        reason: Rejection,
+    },
+    /// The bot's media started arriving (first packet of a stream).
+    BotStreamStarted {
+        ssrc: u32,
+    },
+    /// The bot's stream restarted (new SSRC or a far sequence jump).
+    BotStreamReset {
+        ssrc: u32,
+    },
+    /// The bot's stream went quiet for the stream timeout.
+    BotStreamStopped {
+        ssrc: u32,
+    },
+}
+
+/// Why a queued command failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    UnknownParty,
+    DuplicateSourceId,
+    DuplicateParticipant,
+    Full,
+}
+
+/// Who a party is, as the roster shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyInfo {
+    pub participant_id: String,
+    pub display_name: String,
+    pub kind: PartyKind,
+    /// Media source id = SSRC of its unmixed stream; Graph's `sourceId` is its decimal string.
+    pub source_id: u32,
+    pub muted: bool,
+}
+
+/// Per-party counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PartyStats {
+    pub source_id: u32,
+    /// Ticks on which the party produced audio above the speech threshold (unmuted).
+    pub frames_spoken: u64,
+    /// Level of its last frame, dBov.
+    pub level_dbov: f32,
+    /// Its unmixed stream (only with [`StreamLayout::PerSpeaker`]).
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub phone_line_errors: u64,
+}
+
+/// Call-wide counters (`Copy`, so a threaded driver can publish it every tick).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConferenceStats {
+    pub ticks: u64,
+    pub parties: usize,
+    /// The bot-facing pipeline: `packets_sent` is the mixed stream, the receive counters are
+    /// the bot's stream (RTP errors, foreign payload types...).
+    pub bot_leg: PipelineStats,
+    /// The bot's stream as received: loss, concealment, FEC, jitter. `None` before the bot
+    /// sent anything (a silent bot is not an error: its recording is silence).
+    pub bot_stream: Option<StreamStats>,
+    /// Packets and bytes of the per-speaker streams.
+    pub unmixed_packets_sent: u64,
+    pub unmixed_bytes_sent: u64,
+    pub commands_rejected: u64,
+    pub events_dropped: u64,
+    /// Frames the recording refused (queue full, stopped); the file gets silence there.
+    pub recording_frames_dropped: u64,
+}
+
+/// A party's state in the call; built (allocated) off the tick.
+pub(crate) struct PartyLeg {
+    info: PartyInfo,
+    source: AudioSource,
+    phone: Option<Box<PhoneLine>>,
+    frame: Box<Frame48>,
+    hears: Box<Frame48>,
+    mixer_source: Option<SourceId>,
+    /// Its unmixed stream ([`StreamLayout::PerSpeaker`]).
+    stream: Option<(Box<CallPipeline>, BotSender)>,
+    stats: PartyStats,
+}
+
+impl PartyLeg {
+    fn build(spec: PartySpec, config: &ConferenceConfig) -> Result<Box<PartyLeg>, ConferenceError> {
+        if spec.source_id == 0
+            || spec.source_id == config.mixed_ssrc
+            || spec.source_id == config.bot_source_id
+        {
+            return Err(ConferenceError::ReservedSourceId(spec.source_id));
+        }
+        let source = AudioSource::build(&spec.audio)?;
+        let phone = match spec.kind {
+            PartyKind::Phone => Some(Box::new(PhoneLine::new()?)),
+            PartyKind::User | PartyKind::MeetingParticipant => None,
+        };
+        let stream = match config.layout {
+            StreamLayout::Mixed => None,
+            StreamLayout::PerSpeaker => {
+                let pipeline = CallPipeline::new(send_config(config, spec.source_id))?;
+                let sender = pipeline.bot_sender();
+                Some((Box::new(pipeline), sender))
+            }
+        };
+        Ok(Box::new(PartyLeg {
+            info: PartyInfo {
+                participant_id: spec.participant_id,
+                display_name: spec.display_name,
+                kind: spec.kind,
+                source_id: spec.source_id,
+                muted: spec.muted,
+            },
+            source,
+            phone,
+            frame: Box::new(SILENT_FRAME_48),
+            hears: Box::new(SILENT_FRAME_48),
+            mixer_source: None,
+            stream,
+            stats: PartyStats {
+                source_id: spec.source_id,
+                level_dbov: -127.0,
+                ..PartyStats::default()
+            },
+        }))
+    }
+}
+
+/// A pipeline that only sends: the conference feeds it one 48 kHz frame per tick, so no
+/// prebuffering, and it expects no remote stream.
+fn send_config(config: &ConferenceConfig, ssrc: u32) -> PipelineConfig {
+    let seed = config.rtp_seed ^ ssrc.wrapping_mul(0x9E37_79B9);
+    PipelineConfig {
+        local_ssrc: ssrc,
+        payload_type: config.payload_type,
+        initial_sequence_number: seed as u16,
+        initial_timestamp: seed.rotate_left(16),
+        audio_level_ext_id: config.audio_level_ext_id,
+        encoder: config.encoder,
+        jitter: config.jitter,
+        bot_format: BotAudioFormat::Pcm48k,
+        max_remote_streams: 1,
+        max_unmixed: 1,
+        max_players: 0,
+        send_queue_frames: 2,
+        send_prebuffer_frames: 0,
+        speech_threshold_dbov: config.speech_threshold_dbov,
+        ..PipelineConfig::default()
+    }
+}
+
+pub(crate) enum Command {
+    Add(Box<PartyLeg>),
+    Remove(u32),
+    Mute(u32, bool),
+    SetAudio(u32, Box<AudioSource>),
+}
+
+/// A handle to change a running conference from any thread: parties join and leave, mute,
+/// change behaviour. The costly part (building a party) happens on the caller's thread; the
+/// tick only links it in. Results of queued commands come back as events
+/// ([`ConferenceEvent::PartyAdded`], [`ConferenceEvent::CommandRejected`]...).
+#[derive(Clone)]
+pub struct ConferenceControl {
+    tx: crossbeam_channel::Sender<Command>,
+    config: ConferenceConfig,
+}
+
+impl std::fmt::Debug for ConferenceControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConferenceControl").finish_non_exhaustive()
+    }
+}
+
+impl ConferenceControl {
+    fn send(&self, c: Command) -> Result<(), ConferenceError> {
+        self.tx.try_send(c).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => ConferenceError::Busy,
+            crossbeam_channel::TrySendError::Disconnected(_) => ConferenceError::Gone,
+        })
+    }
+    /// Adds a party at the next tick.
+    pub fn add_party(&self, spec: PartySpec) -> Result<(), ConferenceError> {
+        self.send(Command::Add(PartyLeg::build(spec, &self.config)?))
+    }
+    pub fn remove_party(&self, source_id: u32) -> Result<(), ConferenceError> {
+        self.send(Command::Remove(source_id))
+    }
+    pub fn set_muted(&self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
+        self.send(Command::Mute(source_id, muted))
+    }
+    /// Replaces what a party does (e.g. a script: start speaking now).
+    pub fn set_audio(&self, source_id: u32, audio: &PartyAudio) -> Result<(), ConferenceError> {
+        self.send(Command::SetAudio(
+            source_id,
+            Box::new(AudioSource::build(audio)?),
+        ))
+    }
+}
+
+/// A bounded ring of events; never allocates after construction.
+struct Events {
+    items: VecDeque<ConferenceEvent>,
+    dropped: u64,
+    outbox: Option<Producer<ConferenceEvent>>,
+}
+
+impl Events {
+    fn push(&mut self, e: ConferenceEvent) {
+        if let Some(tx) = &self.outbox {
+            let _ = tx.push(e);
+            return;
+        }
+        if self.items.len() == EVENT_CAPACITY {
+            self.items.pop_front();
+            self.dropped += 1;
+        }
+        self.items.push_back(e);
+    }
+}
+
+/// The emulator's media for one call. See the module docs.
+pub struct ConferenceMedia {
+    config: ConferenceConfig,
+    bot_leg: Box<CallPipeline>,
+    to_bot_sender: BotSender,
+    // Boxed on purpose: a party is built off the tick and arrives boxed through the command
+    // queue; a removed one leaves as the same box for the disposer, so the tick never frees.
+    #[allow(clippy::vec_box)]
+    parties: Vec<Box<PartyLeg>>,
+    mixer: Mixer,
+    bot_in_mixer: SourceId,
+    /// The bot's audio of the last tick (decoded from its stream; silence without one).
+    bot_audio: Box<Frame48>,
+    /// What went to the bot on the last tick (the mix of the parties).
+    to_bot: Box<Frame48>,
+    /// Everyone, the bot included: the recording's mixed track.
+    everyone: Box<Frame48>,
+    commands_rx: crossbeam_channel::Receiver<Command>,
+    commands_tx: crossbeam_channel::Sender<Command>,
+    events: Events,
+    recording: Option<RecordingSink>,
+    /// Where removed parties and replaced behaviours are dropped (off the tick when set).
+    disposer: Option<appmedia_media::scheduler::DisposerHandle>,
+    stats_outbox: Option<Producer<ConferenceStats>>,
+    /// The packet outbox every sending pipeline feeds, once connected.
+    packet_tx: Option<Producer<OutgoingRtp>>,
+    ticks: u64,
+    commands_rejected: u64,
+    recording_dropped: u64,
+}
+
+impl std::fmt::Debug for ConferenceMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConferenceMedia")
+            .field("layout", &self.config.layout)
+            .field("parties", &self.parties.len())
+            .field("ticks", &self.ticks)
+            .finish()
+    }
+}
+
+impl ConferenceMedia {
+    /// Builds the bot-facing pipeline, the mixer and room for `max_parties` parties.
+    pub fn new(config: ConferenceConfig) -> Result<Self, ConferenceError> {
+        if config.max_parties == 0 || config.max_parties > 256 {
+            return Err(ConferenceError::BadMaxParties(config.max_parties));
+        }
+        // One remote stream (send_config's): the bot sends one, and a new SSRC from it is a
+        // restart that replaces the old stream at once instead of mixing a dead one in.
+        let bot_leg = CallPipeline::new(send_config(&config, config.mixed_ssrc))?;
+        let to_bot_sender = bot_leg.bot_sender();
+        let mut mixer = Mixer::with_capacity(config.max_parties + 1);
+        let bot_in_mixer = mixer
+            .add_source()
+            .map_err(|e| ConferenceError::Pipeline(e.into()))?;
+        let (commands_tx, commands_rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
+        Ok(ConferenceMedia {
+            bot_leg: Box::new(bot_leg),
+            to_bot_sender,
+            parties: Vec::with_capacity(config.max_parties),
+            mixer,
+            bot_in_mixer,
+            bot_audio: Box::new(SILENT_FRAME_48),
+            to_bot: Box::new(SILENT_FRAME_48),
+            everyone: Box::new(SILENT_FRAME_48),
+            commands_rx,
+            commands_tx,
+            events: Events {
+                items: VecDeque::with_capacity(EVENT_CAPACITY),
+                dropped: 0,
+                outbox: None,
+            },
+            recording: None,
+            disposer: None,
+            stats_outbox: None,
+            packet_tx: None,
+            ticks: 0,
+            commands_rejected: 0,
+            recording_dropped: 0,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ConferenceConfig {
+        &self.config
+    }
+
+    /// A handle to change the conference from other threads (applied at the next tick).
+    pub fn control(&self) -> ConferenceControl {
+        ConferenceControl {
+            tx: self.commands_tx.clone(),
+            config: self.config,
+        }
+    }
+
+    /// Adds a party now.
+    pub fn add_party(&mut self, spec: PartySpec) -> Result<(), ConferenceError> {
+        let leg = PartyLeg::build(spec, &self.config)?;
+        self.insert(leg).map_err(|(r, leg)| {
+            let id = leg.info.source_id;
+            let participant = leg.info.participant_id.clone();
+            match r {
+                Rejection::Full => ConferenceError::Full(self.config.max_parties),
+                Rejection::DuplicateSourceId => ConferenceError::DuplicateSourceId(id),
+                Rejection::DuplicateParticipant => {
+                    ConferenceError::DuplicateParticipant(participant)
+                }
+                Rejection::UnknownParty => ConferenceError::UnknownParty(id),
+            }
+        })
+    }
+
+    /// Removes a party now.
+    pub fn remove_party(&mut self, source_id: u32) -> Result<(), ConferenceError> {
+        self.remove(source_id)
+            .map_err(|_| ConferenceError::UnknownParty(source_id))
+    }
+
+    /// Mutes or unmutes a party: a muted party is in nobody's audio and its stream carries
+    /// nothing. Like a muted microphone, a clip it speaks goes on playing, unheard.
+    pub fn set_muted(&mut self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
+        self.mute(source_id, muted)
+            .map_err(|_| ConferenceError::UnknownParty(source_id))
+    }
+
+    /// Replaces what a party does.
+    pub fn set_audio(&mut self, source_id: u32, audio: &PartyAudio) -> Result<(), ConferenceError> {
+        let source = Box::new(AudioSource::build(audio)?);
+        self.replace_audio(source_id, source)
+            .map_err(|_| ConferenceError::UnknownParty(source_id))
+    }
+
+    fn insert(&mut self, mut leg: Box<PartyLeg>) -> Result<(), (Rejection, Box<PartyLeg>)> {
+        if self.parties.len() >= self.config.max_parties {
+            return Err((Rejection::Full, leg));
+        }
+        if self
+            .parties
+            .iter()
+            .any(|p| p.info.source_id == leg.info.source_id)
+        {
+            return Err((Rejection::DuplicateSourceId, leg));
+        }
+        if self
+            .parties
+            .iter()
+            .any(|p| p.info.participant_id == leg.info.participant_id)
+        {
+            return Err((Rejection::DuplicateParticipant, leg));
+        }
+        let Ok(src) = self.mixer.add_source() else {
+            return Err((Rejection::Full, leg));
+        };
+        let _ = self.mixer.set_muted(src, leg.info.muted);
+        leg.mixer_source = Some(src);
+        if let Some((pipeline, _)) = leg.stream.as_mut()
+            && let Some(tx) = self.packet_tx.clone()
+        {
+            pipeline.connect_packet_outbox(tx);
+        }
+        let source_id = leg.info.source_id;
+        // Never reallocates: capacity is max_parties, checked above.
+        self.parties.push(leg);
+        self.events.push(ConferenceEvent::PartyAdded { source_id });
+        Ok(())
+    }
+
+    fn remove(&mut self, source_id: u32) -> Result<(), Rejection> {
+        let i = self.index_of(source_id).ok_or(Rejection::UnknownParty)?;
+        let leg = self.parties.swap_remove(i);
+        if let Some(src) = leg.mixer_source {
+            let _ = self.mixer.remove_source(src);
+        }
+        self.dispose(leg);
+        self.events
+            .push(ConferenceEvent::PartyRemoved { source_id });
+        Ok(())
+    }
+
+    fn mute(&mut self, source_id: u32, muted: bool) -> Result<(), Rejection> {
+        let i = self.index_of(source_id).ok_or(Rejection::UnknownParty)?;
+        let p = &mut self.parties[i];
+        p.info.muted = muted;
+        if let Some(src) = p.mixer_source {
+            let _ = self.mixer.set_muted(src, muted);
+        }
+        self.events
+            .push(ConferenceEvent::PartyMuted { source_id, muted });
+        Ok(())
+    }
+
+    fn replace_audio(&mut self, source_id: u32, source: Box<AudioSource>) -> Result<(), Rejection> {
+        let Some(i) = self.index_of(source_id) else {
+            self.dispose(source);
+            return Err(Rejection::UnknownParty);
+        };
+        let old = std::mem::replace(&mut self.parties[i].source, *source);
+        // The old behaviour (a clip's samples, an echo line) is freed off the tick.
+        self.dispose(Box::new(old));
+        Ok(())
+    }
+
+    fn dispose<T: Send + 'static>(&self, item: Box<T>) {
+        match &self.disposer {
+            Some(d) => d.dispose(item),
+            None => drop(item),
+        }
+    }
+
+    fn index_of(&self, source_id: u32) -> Option<usize> {
+        self.parties
+            .iter()
+            .position(|p| p.info.source_id == source_id)
+    }
+
+    /// Feeds one RTP packet from the bot (after SRTP).
+    pub fn push_rtp(&mut self, packet: Bytes, now: Duration) {
+        self.bot_leg.push_rtp(packet, now);
+    }
+
+    /// The network side's handle for the bot's packets (lock-free; taken at the next tick).
+    pub fn rtp_inbox(&self) -> RtpInbox {
+        self.bot_leg.rtp_inbox()
+    }
+
+    /// Records what the bot sends as `Track::Speaker(bot_source_id)` and everyone (the bot
+    /// and all parties) as `Track::Mixed`, one frame per tick, from the next tick on. The
+    /// recording must take 48 kHz frames (`RecordingConfig::input_sample_rate`, the default).
+    pub fn attach_recording(&mut self, sink: RecordingSink) {
+        self.recording = Some(sink);
+    }
+
+    /// Drops removed parties and replaced behaviours on this disposer (the scheduler's),
+    /// keeping frees off the tick.
+    pub fn set_disposer(&mut self, disposer: appmedia_media::scheduler::DisposerHandle) {
+        self.disposer = Some(disposer);
+    }
+
+    /// Runs one 20 ms step at `now`.
+    pub fn tick(&mut self, now: Duration) -> ConferenceTick {
+        self.ticks += 1;
+        self.apply_commands();
+        let threshold = self.config.speech_threshold_dbov;
+
+        // 1. Every party's microphone.
+        let mut speaking = 0;
+        for p in self.parties.iter_mut() {
+            let (_, finished) = p.source.next_frame(&mut p.frame);
+            if let Some(line) = p.phone.as_mut()
+                && line.process(&mut p.frame).is_err()
+            {
+                p.stats.phone_line_errors += 1;
+            }
+            if p.info.muted {
+                p.frame.fill(0.0);
+            }
+            p.stats.level_dbov = level_dbov(&p.frame[..]);
+            if p.stats.level_dbov >= threshold {
+                p.stats.frames_spoken += 1;
+                speaking += 1;
+            }
+            if let Some(src) = p.mixer_source {
+                let _ = self.mixer.push(src, &p.frame);
+            }
+            if finished {
+                self.events.push(ConferenceEvent::PartyFinishedSpeaking {
+                    source_id: p.info.source_id,
+                });
+            }
+        }
+
+        // 2. Mix-minus: the bot hears everyone but itself; each party everyone but itself.
+        // The bot's audio in the mix is last tick's (this tick's is decoded below).
+        let _ = self.mixer.push(self.bot_in_mixer, &self.bot_audio);
+        self.mixer.mix();
+        let _ = self
+            .mixer
+            .mix_minus_into(self.bot_in_mixer, &mut self.to_bot);
+        for p in self.parties.iter_mut() {
+            if let Some(src) = p.mixer_source {
+                let _ = self.mixer.mix_minus_into(src, &mut p.hears);
+            }
+        }
+
+        // 3. Out to the bot, in from the bot.
+        if self.config.layout == StreamLayout::Mixed {
+            let _ = self.to_bot_sender.send_48k(&self.to_bot);
+        }
+        self.bot_leg.tick(now);
+        self.bot_audio.copy_from_slice(self.bot_leg.bot_frame_48k());
+        while let Some(e) = self.bot_leg.poll_event() {
+            let e = match e {
+                PipelineEvent::StreamAdded { ssrc, .. } => {
+                    ConferenceEvent::BotStreamStarted { ssrc }
+                }
+                PipelineEvent::StreamReset { ssrc, .. } => ConferenceEvent::BotStreamReset { ssrc },
+                PipelineEvent::StreamRemoved { ssrc, .. } => {
+                    ConferenceEvent::BotStreamStopped { ssrc }
+                }
+                PipelineEvent::DominantSpeakerChanged { .. } => continue,
+            };
+            self.events.push(e);
+        }
+        for p in self.parties.iter_mut() {
+            p.source.hear_bot(&self.bot_audio);
+            if let Some((pipeline, sender)) = p.stream.as_mut() {
+                if !p.info.muted && p.stats.level_dbov > -127.0 {
+                    let _ = sender.send_48k(&p.frame);
+                }
+                pipeline.tick(now);
+                let s = pipeline.stats();
+                p.stats.packets_sent = s.packets_sent;
+                p.stats.bytes_sent = s.bytes_sent;
+            }
+        }
+
+        // 4. The recording: the bot alone, and everyone.
+        for ((e, &b), &m) in self
+            .everyone
+            .iter_mut()
+            .zip(self.bot_audio.iter())
+            .zip(self.to_bot.iter())
+        {
+            *e = (b + m).clamp(-1.0, 1.0);
+        }
+        if let Some(sink) = &self.recording {
+            let tick = self.ticks - 1;
+            let track = Track::Speaker(self.config.bot_source_id);
+            for (track, frame) in [(track, &self.bot_audio), (Track::Mixed, &self.everyone)] {
+                match sink.push(tick, track, &frame[..]) {
+                    Ok(()) | Err(appmedia_audio_io::record::FrameDropped::TrackDisabled) => {}
+                    Err(_) => self.recording_dropped += 1,
+                }
+            }
+        }
+        if let Some(tx) = &self.stats_outbox {
+            let _ = tx.push(self.stats());
+        }
+        ConferenceTick {
+            speaking,
+            bot_is_silent: level_dbov(&self.bot_audio[..]) < threshold,
+        }
+    }
+
+    fn apply_commands(&mut self) {
+        // Bounded by the channel's capacity, so a flood cannot hold the tick.
+        for _ in 0..COMMAND_CAPACITY {
+            let Ok(c) = self.commands_rx.try_recv() else {
+                break;
+            };
+            let (source_id, result) = match c {
+                Command::Add(leg) => {
+                    let id = leg.info.source_id;
+                    match self.insert(leg) {
+                        Ok(()) => (id, Ok(())),
+                        Err((r, leg)) => {
+                            self.dispose(leg);
+                            (id, Err(r))
+                        }
+                    }
+                }
+                Command::Remove(id) => (id, self.remove(id)),
+                Command::Mute(id, m) => (id, self.mute(id, m)),
+                Command::SetAudio(id, source) => {
+                    let r = self.replace_audio(id, source);
+                    (id, r)
+                }
+            };
+            if let Err(reason) = result {
+                self.commands_rejected += 1;
+                self.events
+                    .push(ConferenceEvent::CommandRejected { source_id, reason });
+            }
+        }
+    }
+}
+
+/// What one tick produced, in brief.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConferenceTick {
+    /// Parties whose frame was above the speech threshold.
+    pub speaking: usize,
+    /// Whether the bot's decoded frame is silence.
+    pub bot_is_silent: bool,
+}
+
+impl ConferenceMedia {
+    /// The RTP packets of the last tick (valid until the next tick): the mixed stream, or one
+    /// per speaking party with [`StreamLayout::PerSpeaker`].
+    pub fn outgoing_packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mixed = match self.config.layout {
+            StreamLayout::Mixed => self.bot_leg.outgoing_packet(),
+            StreamLayout::PerSpeaker => None,
+        };
+        mixed.into_iter().chain(
+            self.parties
+                .iter()
+                .filter_map(|p| p.stream.as_ref().and_then(|(s, _)| s.outgoing_packet())),
+        )
+    }
+
+    /// Connects one queue that receives every packet for the bot, from every stream (for the
+    /// transport's task); a full queue drops its oldest packet.
+    pub fn packet_outbox(&mut self, capacity: usize) -> Consumer<OutgoingRtp> {
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        if self.config.layout == StreamLayout::Mixed {
+            self.bot_leg.connect_packet_outbox(tx.clone());
+        }
+        for p in self.parties.iter_mut() {
+            if let Some((s, _)) = p.stream.as_mut() {
+                s.connect_packet_outbox(tx.clone());
+            }
+        }
+        self.packet_tx = Some(tx);
+        rx
+    }
+
+    /// Sends events into a queue instead of keeping them for [`poll_event`](Self::poll_event).
+    /// Events already pending move into the queue.
+    pub fn event_outbox(&mut self, capacity: usize) -> Consumer<ConferenceEvent> {
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        for e in self.events.items.drain(..) {
+            let _ = tx.push(e);
+        }
+        self.events.outbox = Some(tx);
+        rx
+    }
+
+    /// Publishes [`stats`](Self::stats) after every tick into a queue that keeps the latest.
+    pub fn stats_outbox(&mut self) -> Consumer<ConferenceStats> {
+        let (tx, rx) = queue::bounded(1);
+        self.stats_outbox = Some(tx);
+        rx
+    }
+
+    /// Next pending event.
+    pub fn poll_event(&mut self) -> Option<ConferenceEvent> {
+        self.events.items.pop_front()
+    }
+
+    pub fn stats(&self) -> ConferenceStats {
+        let (packets, bytes) = self.parties.iter().fold((0, 0), |(n, b), p| {
+            (n + p.stats.packets_sent, b + p.stats.bytes_sent)
+        });
+        ConferenceStats {
+            ticks: self.ticks,
+            parties: self.parties.len(),
+            bot_leg: *self.bot_leg.stats(),
+            bot_stream: self.bot_leg.stream_stats().next(),
+            unmixed_packets_sent: packets,
+            unmixed_bytes_sent: bytes,
+            commands_rejected: self.commands_rejected,
+            events_dropped: self.events.dropped,
+            recording_frames_dropped: self.recording_dropped,
+        }
+    }
+
+    /// The parties in the call, in no particular order.
+    pub fn parties(&self) -> impl Iterator<Item = &PartyInfo> + '_ {
+        self.parties.iter().map(|p| &p.info)
+    }
+
+    /// A party by media source id.
+    pub fn party(&self, source_id: u32) -> Option<&PartyInfo> {
+        self.index_of(source_id).map(|i| &self.parties[i].info)
+    }
+
+    /// A party by Graph participant id.
+    pub fn party_by_participant_id(&self, participant_id: &str) -> Option<&PartyInfo> {
+        self.parties
+            .iter()
+            .map(|p| &p.info)
+            .find(|i| i.participant_id == participant_id)
+    }
+
+    /// SSRC (= media source id) → Graph participant id of every party: the same ids the
+    /// roster's `mediaStreams[].sourceId` carries (as decimal strings).
+    pub fn source_map(&self) -> impl Iterator<Item = (u32, &str)> + '_ {
+        self.parties
+            .iter()
+            .map(|p| (p.info.source_id, p.info.participant_id.as_str()))
+    }
+
+    pub fn party_stats(&self, source_id: u32) -> Option<PartyStats> {
+        self.index_of(source_id).map(|i| self.parties[i].stats)
+    }
+
+    /// A party's microphone frame of the last tick (after muting and the phone line).
+    pub fn party_frame(&self, source_id: u32) -> Option<&Frame48> {
+        self.index_of(source_id).map(|i| &*self.parties[i].frame)
+    }
+
+    /// What a party heard on the last tick: the bot and the other parties, never itself.
+    pub fn party_hears(&self, source_id: u32) -> Option<&Frame48> {
+        self.index_of(source_id).map(|i| &*self.parties[i].hears)
+    }
+
+    /// The bot's audio decoded on the last tick (silence while it sends nothing).
+    pub fn bot_audio(&self) -> &Frame48 {
+        &self.bot_audio
+    }
+
+    /// What was sent to the bot on the last tick ([`StreamLayout::Mixed`]): every unmuted
+    /// party, never the bot itself.
+    pub fn to_bot(&self) -> &Frame48 {
+        &self.to_bot
+    }
+}
+
+/// The scheduler ticks a conference whose outputs go through its outboxes.
+impl appmedia_media::scheduler::Tickable for ConferenceMedia {
+    fn tick(&mut self, now: Duration) {
+        ConferenceMedia::tick(self, now);
+    }
+}
+
+// The scheduler moves calls between worker threads; the control is used from the service.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<ConferenceMedia>();
+    send::<ConferenceControl>();
+};

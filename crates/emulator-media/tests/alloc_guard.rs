@@ -1,0 +1,154 @@
+//! Proves a conference's tick allocates nothing in steady state: every kind of party (a
+//! looped clip, an echo, a phone, silence), both stream layouts, the recording, mute commands
+//! and the bot's packets, under a counting allocator (per thread, so parallel tests do not
+//! disturb the count).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use appmedia_audio_io::record::{CallRecorder, RecordingConfig};
+use appmedia_emulator_media::{
+    ConferenceConfig, ConferenceMedia, PartyAudio, PartyKind, PartySpec, StreamLayout,
+};
+use appmedia_media::pipeline::CallPipeline;
+use bytes::Bytes;
+use common::*;
+
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    let n = allocations_during(|| {
+        std::hint::black_box(Vec::<u8>::with_capacity(64));
+    });
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn a_conference_tick_allocates_nothing_in_steady_state() {
+    for layout in [StreamLayout::Mixed, StreamLayout::PerSpeaker] {
+        let mut conf = ConferenceMedia::new(ConferenceConfig {
+            layout,
+            ..ConferenceConfig::default()
+        })
+        .unwrap();
+        let parties = [
+            (
+                10,
+                PartyKind::User,
+                PartyAudio::Speak {
+                    clip: tone_clip(300.0, 0.2, 0.5),
+                    looped: true,
+                    start_after: Duration::from_millis(100),
+                },
+            ),
+            (
+                11,
+                PartyKind::Phone,
+                PartyAudio::Speak {
+                    clip: tone_clip(900.0, 0.2, 0.3),
+                    looped: true,
+                    start_after: Duration::ZERO,
+                },
+            ),
+            (
+                12,
+                PartyKind::MeetingParticipant,
+                PartyAudio::Echo {
+                    delay: Duration::from_millis(100),
+                },
+            ),
+            (13, PartyKind::User, PartyAudio::Silence),
+        ];
+        for (id, kind, audio) in parties {
+            conf.add_party(PartySpec::new(format!("p{id}"), "P", kind, id, audio))
+                .unwrap();
+        }
+        let dir = scratch_dir(&format!("alloc-{layout:?}"));
+        let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "call")).unwrap();
+        conf.attach_recording(sink);
+        let _packets = conf.packet_outbox(64);
+        let control = conf.control();
+        let mut bot = CallPipeline::new(bot_config()).unwrap();
+        let bot_sender = bot.bot_sender();
+
+        let mut allocations = 0;
+        for k in 0..400u32 {
+            let now = Duration::from_millis(20) * k;
+            bot_sender.send_48k(&tone(1000.0, 0.3, k as usize)).unwrap();
+            bot.tick(now);
+            let packet = bot.outgoing_packet().map(Bytes::copy_from_slice);
+            if k % 50 == 25 {
+                control.set_muted(10, k % 100 == 25).unwrap();
+            }
+            // A party joins and leaves mid-call: built here, linked in and out on the tick.
+            if k == 200 {
+                let audio = PartyAudio::Speak {
+                    clip: tone_clip(500.0, 0.2, 0.2),
+                    looped: true,
+                    start_after: Duration::ZERO,
+                };
+                let spec = PartySpec::new("late", "Late", PartyKind::Phone, 14, audio);
+                control.add_party(spec).unwrap();
+            }
+            if k == 300 {
+                control.remove_party(14).unwrap();
+            }
+            let n = allocations_during(|| {
+                if let Some(p) = packet {
+                    conf.push_rtp(p, now);
+                }
+                conf.tick(now);
+                while conf.poll_event().is_some() {}
+            });
+            // The first ticks open the bot's stream (a stream slot, its decoder).
+            if k >= 20 {
+                allocations += n;
+            }
+        }
+        recorder.finish();
+        std::fs::remove_dir_all(dir).ok();
+        assert_eq!(allocations, 0, "{layout:?}: allocations on 380 ticks");
+        assert!(conf.stats().bot_stream.unwrap().jitter.received > 300);
+        assert_eq!(conf.parties().count(), 4, "the late party came and went");
+        assert!(conf.party_stats(11).unwrap().frames_spoken > 300);
+    }
+}
