@@ -1,1 +1,60 @@
-//! appmedia-model (being written).
+//! The Microsoft Graph cloud-communications resources as serde types: [`Call`],
+//! [`ParticipantInfo`], [`IdentitySet`], the media configs, the meeting infos,
+//! [`CommsNotifications`], [`Participant`], [`DeltaParticipants`],
+//! [`ContentSharingSession`], [`ResultInfo`] and the [`GraphErrorBody`].
+//!
+//! Pure data: no I/O, no clock. Three rules hold for every type:
+//!
+//! * `@odata.type` selects the variant where Graph has several ([`MediaConfig`],
+//!   [`MeetingInfo`], [`ResourceData`]); an unknown one is kept as `Other`.
+//! * Properties the model does not name survive a parse → serialize round trip
+//!   (each object keeps them in `extra`), and enum values it does not know are
+//!   kept as `Unknown(String)`.
+//! * Absent and `null` stay distinct: every optional property is a [`Nullable`].
+//!
+//! ```
+//! use appmedia_model::{Call, CallState, MediaConfig, Nullable};
+//!
+//! let json = r##"{"@odata.type":"#microsoft.graph.call","state":"establishing",
+//!   "subject":null,"mediaConfig":{"@odata.type":"#microsoft.graph.appHostedMediaConfig",
+//!   "blob":"{}"},"futureProperty":42}"##;
+//! let call: Call = serde_json::from_str(json).unwrap();
+//! assert_eq!(call.state, Nullable::Value(CallState::Establishing));
+//! assert!(call.subject.is_null() && call.tenant_id.is_absent());
+//! assert!(matches!(call.media_config.value(), Some(MediaConfig::AppHosted(_))));
+//! let back = serde_json::to_value(&call).unwrap();
+//! assert_eq!(back, serde_json::from_str::<serde_json::Value>(json).unwrap());
+//! ```
+
+#[macro_use]
+mod odata;
+mod call;
+mod enums;
+mod error;
+mod identity;
+mod media_config;
+mod meeting;
+mod notification;
+mod nullable;
+mod participant;
+
+pub use call::{
+    Call, CallMediaState, CallOptions, CallRoute, CallTranscriptionInfo, IncomingContext,
+    MeetingCapability, ResultInfo, ToneInfo,
+};
+pub use enums::{
+    CallDirection, CallState, CallTranscriptionState, ChangeType, EndpointType, MediaDirection,
+    MediaState, Modality, RoutingPolicy, RoutingType, Tone,
+};
+pub use error::{GraphError, GraphErrorBody, InnerError};
+pub use identity::{Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo};
+pub use media_config::{AppHostedMediaConfig, MediaConfig, MediaInfo, ServiceHostedMediaConfig};
+pub use meeting::{
+    ChatInfo, JoinMeetingIdMeetingInfo, MeetingInfo, OrganizerMeetingInfo, TokenMeetingInfo,
+};
+pub use notification::{CommsNotification, CommsNotifications, ResourceData};
+pub use nullable::Nullable;
+pub use odata::ODATA_TYPE;
+pub use participant::{
+    ContentSharingSession, DeltaParticipants, MediaStream, Participant, RemovedState,
+};

@@ -1,0 +1,219 @@
+//! Graph enumerations as Rust enums that keep values they do not know.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Declares a string enumeration with Graph's spellings and an `Unknown(String)`
+/// fallback, so a value added to Graph after this code was written (or Graph's own
+/// `unknownFutureValue`) parses, is visible to the caller, and is written back as it came.
+macro_rules! graph_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )*
+            /// A value this version does not model, kept verbatim.
+            Unknown(String),
+        }
+
+        impl $name {
+            /// Graph's spelling of the value.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( Self::$variant => $value, )*
+                    Self::Unknown(other) => other,
+                }
+            }
+
+            /// Parses Graph's spelling; anything else becomes `Unknown`.
+            pub fn from_graph(value: &str) -> Self {
+                match value {
+                    $( $value => Self::$variant, )*
+                    other => Self::Unknown(other.to_owned()),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self::from_graph(value)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Ok(Self::from_graph(&value))
+            }
+        }
+    };
+}
+
+graph_enum! {
+    /// `callState`: where a call is in its life.
+    CallState {
+        Incoming = "incoming",
+        Establishing = "establishing",
+        Ringing = "ringing",
+        Established = "established",
+        Hold = "hold",
+        Transferring = "transferring",
+        TransferAccepted = "transferAccepted",
+        Redirecting = "redirecting",
+        Terminating = "terminating",
+        Terminated = "terminated",
+    }
+}
+
+graph_enum! {
+    /// `callDirection`.
+    CallDirection {
+        Incoming = "incoming",
+        Outgoing = "outgoing",
+    }
+}
+
+graph_enum! {
+    /// `modality` (requestedModalities, activeModalities, mediaStream.mediaType).
+    /// Graph's own `unknown` and `unknownFutureValue` land in `Unknown`.
+    Modality {
+        Audio = "audio",
+        Video = "video",
+        VideoBasedScreenSharing = "videoBasedScreenSharing",
+        Data = "data",
+    }
+}
+
+graph_enum! {
+    /// `mediaDirection` of a media stream.
+    MediaDirection {
+        Inactive = "inactive",
+        SendOnly = "sendOnly",
+        ReceiveOnly = "receiveOnly",
+        SendReceive = "sendReceive",
+    }
+}
+
+graph_enum! {
+    /// `changeType` of a comms notification.
+    ChangeType {
+        Created = "created",
+        Updated = "updated",
+        Deleted = "deleted",
+    }
+}
+
+graph_enum! {
+    /// `endpointType` of a participant.
+    EndpointType {
+        Default = "default",
+        Voicemail = "voicemail",
+        SkypeForBusiness = "skypeForBusiness",
+        SkypeForBusinessVoipPhone = "skypeForBusinessVoipPhone",
+    }
+}
+
+graph_enum! {
+    /// `routingPolicy` of a call.
+    RoutingPolicy {
+        None = "none",
+        NoMissedCall = "noMissedCall",
+        DisableForwardingExceptPhone = "disableForwardingExceptPhone",
+        DisableForwarding = "disableForwarding",
+        PreferSkypeForBusiness = "preferSkypeForBusiness",
+    }
+}
+
+graph_enum! {
+    /// `routingType` of a call route.
+    RoutingType {
+        Forwarded = "forwarded",
+        Lookup = "lookup",
+        SelfFork = "selfFork",
+    }
+}
+
+graph_enum! {
+    /// `mediaState` (of `callMediaState.audio`).
+    MediaState {
+        Active = "active",
+        Inactive = "inactive",
+    }
+}
+
+graph_enum! {
+    /// `callTranscriptionState`.
+    CallTranscriptionState {
+        NotStarted = "notStarted",
+        Active = "active",
+        Inactive = "inactive",
+    }
+}
+
+graph_enum! {
+    /// `tone`: a DTMF tone.
+    Tone {
+        Tone0 = "tone0",
+        Tone1 = "tone1",
+        Tone2 = "tone2",
+        Tone3 = "tone3",
+        Tone4 = "tone4",
+        Tone5 = "tone5",
+        Tone6 = "tone6",
+        Tone7 = "tone7",
+        Tone8 = "tone8",
+        Tone9 = "tone9",
+        Star = "star",
+        Pound = "pound",
+        A = "a",
+        B = "b",
+        C = "c",
+        D = "d",
+        Flash = "flash",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values_parse_and_unknown_values_survive() {
+        let state: CallState = serde_json::from_str("\"established\"").unwrap();
+        assert_eq!(state, CallState::Established);
+        let future: CallState = serde_json::from_str("\"unknownFutureValue\"").unwrap();
+        assert_eq!(future, CallState::Unknown("unknownFutureValue".into()));
+        assert_eq!(
+            serde_json::to_string(&future).unwrap(),
+            "\"unknownFutureValue\""
+        );
+        assert_eq!(Modality::from_graph("unknown").as_str(), "unknown");
+        assert_eq!(
+            Modality::VideoBasedScreenSharing.to_string(),
+            "videoBasedScreenSharing"
+        );
+    }
+
+    #[test]
+    fn non_string_is_an_error() {
+        assert!(serde_json::from_str::<CallState>("3").is_err());
+    }
+}

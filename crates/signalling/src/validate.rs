@@ -1,0 +1,348 @@
+//! Checks a create-call request before any I/O, refusing what the service would refuse.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use appmedia_model::{Call, MediaConfig, MeetingInfo, Nullable};
+use url::{Host, Url};
+
+/// The most targets a bot may invite to a group call it creates.
+pub const MAX_GROUP_CALL_TARGETS: usize = 5;
+
+/// What a create-call request asks for, as far as validation and permissions care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateCallKind {
+    /// One target that is not a phone number (a Teams user, an application, ...).
+    PeerToPeer,
+    /// One target that is a phone number (PSTN, peer-to-peer).
+    Pstn,
+    /// Several targets and no meeting: a group call created by the bot.
+    GroupCall,
+    /// A `meetingInfo`: joining an existing meeting.
+    MeetingJoin,
+    /// Neither targets nor a meeting (invalid).
+    Empty,
+}
+
+impl CreateCallKind {
+    /// Classifies a create-call request.
+    pub fn of(call: &Call) -> Self {
+        let targets = call.targets();
+        if call.meeting_info.is_value() {
+            CreateCallKind::MeetingJoin
+        } else {
+            match targets {
+                [] => CreateCallKind::Empty,
+                [only] if phone_of(only).is_some() => CreateCallKind::Pstn,
+                [_] => CreateCallKind::PeerToPeer,
+                _ => CreateCallKind::GroupCall,
+            }
+        }
+    }
+}
+
+fn phone_of(
+    target: &appmedia_model::InvitationParticipantInfo,
+) -> Option<&appmedia_model::Identity> {
+    target.identity.value()?.phone.value()
+}
+
+/// One reason the service would refuse a create-call request; each names its field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// No `callbackUri`.
+    #[error("callbackUri: missing; the service needs a URL to post the call's notifications to")]
+    MissingCallbackUri,
+    /// `callbackUri` is not an absolute URL.
+    #[error("callbackUri: {value:?} is not an absolute URL ({reason})")]
+    InvalidCallbackUri {
+        /// The value sent.
+        value: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// `callbackUri` is not https, and not http on a loopback host.
+    #[error(
+        "callbackUri: {value:?} must use https (http is allowed only for loopback hosts: 127.0.0.0/8, ::1, localhost)"
+    )]
+    CallbackUriNotHttps {
+        /// The value sent.
+        value: String,
+    },
+    /// Neither targets nor a meeting to join.
+    #[error("targets: a call needs at least one target, or a meetingInfo to join a meeting")]
+    NoTargetsOrMeeting,
+    /// A group call with too many targets.
+    #[error(
+        "targets: a group call created by a bot may invite at most {MAX_GROUP_CALL_TARGETS} participants, this one invites {count}"
+    )]
+    TooManyGroupTargets {
+        /// How many targets the request has.
+        count: usize,
+    },
+    /// A phone target whose id is not E.164.
+    #[error(
+        "{field}: {value:?} is not an E.164 phone number ('+' then up to 15 digits, the first not 0)"
+    )]
+    PhoneNotE164 {
+        /// Where, e.g. `targets[0].identity.phone.id`.
+        field: String,
+        /// The value sent.
+        value: String,
+    },
+    /// A call to a phone number whose source is not an application instance.
+    #[error(
+        "source.identity.applicationInstance: a call to a phone number must come from an application instance (the bot's resource account with a phone number)"
+    )]
+    PstnWithoutApplicationInstance,
+    /// No `mediaConfig`.
+    #[error("mediaConfig: missing; say whether the service or the bot hosts the media")]
+    MissingMediaConfig,
+    /// `appHostedMediaConfig` without a blob.
+    #[error("mediaConfig.blob: application-hosted media needs the media session's blob")]
+    AppHostedMediaWithoutBlob,
+    /// A `joinMeetingId` that is not a string of digits.
+    #[error("meetingInfo.joinMeetingId: {value:?} is not a string of digits")]
+    JoinMeetingIdNotDigits {
+        /// The value sent (empty when missing).
+        value: String,
+    },
+    /// A meeting join without `tenantId`.
+    #[error("tenantId: joining a meeting needs the meeting's tenantId")]
+    MeetingJoinWithoutTenantId,
+    /// `requestedModalities` missing or empty.
+    #[error("requestedModalities: must list at least one modality (e.g. \"audio\")")]
+    EmptyRequestedModalities,
+}
+
+impl ValidationError {
+    /// The JSON path of the offending field.
+    pub fn field(&self) -> &str {
+        match self {
+            ValidationError::MissingCallbackUri
+            | ValidationError::InvalidCallbackUri { .. }
+            | ValidationError::CallbackUriNotHttps { .. } => "callbackUri",
+            ValidationError::NoTargetsOrMeeting | ValidationError::TooManyGroupTargets { .. } => {
+                "targets"
+            }
+            ValidationError::PhoneNotE164 { field, .. } => field,
+            ValidationError::PstnWithoutApplicationInstance => {
+                "source.identity.applicationInstance"
+            }
+            ValidationError::MissingMediaConfig => "mediaConfig",
+            ValidationError::AppHostedMediaWithoutBlob => "mediaConfig.blob",
+            ValidationError::JoinMeetingIdNotDigits { .. } => "meetingInfo.joinMeetingId",
+            ValidationError::MeetingJoinWithoutTenantId => "tenantId",
+            ValidationError::EmptyRequestedModalities => "requestedModalities",
+        }
+    }
+}
+
+/// Every reason a request is refused (never empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl ValidationErrors {
+    /// The errors.
+    pub fn errors(&self) -> &[ValidationError] {
+        &self.0
+    }
+
+    /// True when one of the errors is about `field`.
+    pub fn names_field(&self, field: &str) -> bool {
+        self.0.iter().any(|e| e.field() == field)
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Checks a create-call request (`POST /communications/calls` body) and returns every
+/// reason the service would refuse it. Pure: no I/O.
+pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
+    let mut errors = Vec::new();
+    check_callback_uri(&call.callback_uri, &mut errors);
+
+    let targets = call.targets();
+    let kind = CreateCallKind::of(call);
+    match kind {
+        CreateCallKind::Empty => errors.push(ValidationError::NoTargetsOrMeeting),
+        CreateCallKind::GroupCall if targets.len() > MAX_GROUP_CALL_TARGETS => {
+            errors.push(ValidationError::TooManyGroupTargets {
+                count: targets.len(),
+            })
+        }
+        _ => {}
+    }
+    for (i, target) in targets.iter().enumerate() {
+        if let Some(phone) = phone_of(target) {
+            let value = phone.id.value().map(String::as_str).unwrap_or_default();
+            if !is_e164(value) {
+                errors.push(ValidationError::PhoneNotE164 {
+                    field: format!("targets[{i}].identity.phone.id"),
+                    value: value.to_owned(),
+                });
+            }
+        }
+    }
+    // Any phone target (alone, or among a group's) is reached through the PSTN,
+    // which only an application instance with a phone number can call from.
+    if targets.iter().any(|t| phone_of(t).is_some()) {
+        let has_instance = call
+            .source
+            .value()
+            .and_then(|source| source.identity.value())
+            .is_some_and(|identity| identity.application_instance.is_value());
+        if !has_instance {
+            errors.push(ValidationError::PstnWithoutApplicationInstance);
+        }
+    }
+
+    match call.media_config.value() {
+        None => errors.push(ValidationError::MissingMediaConfig),
+        Some(MediaConfig::AppHosted(config)) => {
+            if config.blob.value().is_none_or(|blob| blob.is_empty()) {
+                errors.push(ValidationError::AppHostedMediaWithoutBlob);
+            }
+        }
+        Some(_) => {}
+    }
+
+    if let Some(meeting) = call.meeting_info.value() {
+        if let MeetingInfo::JoinMeetingId(info) = meeting {
+            let value = info
+                .join_meeting_id
+                .value()
+                .map(String::as_str)
+                .unwrap_or_default();
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                errors.push(ValidationError::JoinMeetingIdNotDigits {
+                    value: value.to_owned(),
+                });
+            }
+        }
+        if call
+            .tenant_id
+            .value()
+            .is_none_or(|tenant| tenant.is_empty())
+        {
+            errors.push(ValidationError::MeetingJoinWithoutTenantId);
+        }
+    }
+
+    if call
+        .requested_modalities
+        .value()
+        .is_none_or(|modalities| modalities.is_empty())
+    {
+        errors.push(ValidationError::EmptyRequestedModalities);
+    }
+
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
+fn check_callback_uri(uri: &Nullable<String>, errors: &mut Vec<ValidationError>) {
+    let Some(value) = uri.value() else {
+        errors.push(ValidationError::MissingCallbackUri);
+        return;
+    };
+    let url = match Url::parse(value) {
+        Ok(url) => url,
+        Err(e) => {
+            errors.push(ValidationError::InvalidCallbackUri {
+                value: value.clone(),
+                reason: e.to_string(),
+            });
+            return;
+        }
+    };
+    let allowed = match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => url.host().is_some_and(|host| is_loopback(&host)),
+        _ => false,
+    };
+    if !allowed {
+        errors.push(ValidationError::CallbackUriNotHttps {
+            value: value.clone(),
+        });
+    }
+}
+
+/// Loopback hosts, where plain http cannot leave the machine: 127.0.0.0/8, ::1, localhost.
+fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+/// E.164: '+', then 1 to 15 digits, the first (the country code's) not 0.
+pub fn is_e164(number: &str) -> bool {
+    let Some(digits) = number.strip_prefix('+') else {
+        return false;
+    };
+    (1..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164() {
+        for good in ["+12345678901", "+33123456789", "+1"] {
+            assert!(is_e164(good), "{good}");
+        }
+        for bad in [
+            "12345678901",
+            "+",
+            "+0123456",
+            "+1234567890123456",
+            "+1 234 567",
+            "+1-234",
+            "tel:+1234",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        let host = |s: &str| Url::parse(s).unwrap().host().unwrap().to_owned();
+        assert!(is_loopback(&Host::Domain("LocalHost")));
+        for uri in [
+            "http://127.0.0.1/",
+            "http://127.9.8.7:8080/",
+            "http://[::1]:3000/cb",
+        ] {
+            let h = host(uri);
+            let h = match &h {
+                Host::Domain(d) => Host::Domain(d.as_str()),
+                Host::Ipv4(ip) => Host::Ipv4(*ip),
+                Host::Ipv6(ip) => Host::Ipv6(*ip),
+            };
+            assert!(is_loopback(&h), "{uri}");
+        }
+        assert!(!is_loopback(&Host::Domain("localhost.contoso.com")));
+        assert!(!is_loopback(&Host::Ipv4("10.0.0.1".parse().unwrap())));
+        assert!(!is_loopback(&Host::Ipv6("::2".parse().unwrap())));
+    }
+}
