@@ -1,1 +1,30 @@
-fn main() {}
+//! `appmedia`: the command-line front of the appmedia libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod emulator;
+
+#[derive(Parser)]
+#[command(
+    name = "appmedia",
+    version,
+    about = "Calling bots that host their own media"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local Graph calling service (the emulator).
+    Emulator(emulator::EmulatorArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Emulator(args) => emulator::run(args),
+    }
+}
