@@ -202,9 +202,12 @@ impl Run {
         }
     }
 
-    fn establish(&mut self) {
+    /// Moves the call to established (once) and puts the bot in the roster; the bot's entry
+    /// is returned so the caller announces it in the same roster update as whoever made
+    /// the call established.
+    fn establish(&mut self) -> Option<Participant> {
         if self.established {
-            return;
+            return None;
         }
         self.established = true;
         self.shared.update_call(&self.plan.call_id, |record| {
@@ -220,7 +223,8 @@ impl Run {
             false,
         );
         // The bot's roster key is empty: no directory user or phone has that id.
-        self.join(String::new(), bot);
+        self.roster.push((String::new(), bot.clone()));
+        Some(bot)
     }
 
     fn take_source_id(&mut self) -> u32 {
@@ -239,9 +243,11 @@ impl Run {
         )
     }
 
-    fn join(&mut self, key: String, participant: Participant) {
+    fn join(&mut self, key: String, participant: Participant, bot: Option<Participant>) {
         self.roster.push((key, participant.clone()));
-        self.roster_changed(&[participant], &[]);
+        let mut changed: Vec<Participant> = bot.into_iter().collect();
+        changed.push(participant);
+        self.roster_changed(&changed, &[]);
     }
 
     fn leave(&mut self, key: &str) {
@@ -315,7 +321,7 @@ impl Run {
         match step {
             Step::Answer(i) if states[i] == PartyState::Ringing => {
                 states[i] = PartyState::Joined;
-                self.establish();
+                let bot = self.establish();
                 let party = self.plan.parties[i].0.clone();
                 let participant = self.identity_participant(party.identity(), false);
                 self.shared.update_call(&self.plan.call_id, |record| {
@@ -324,7 +330,7 @@ impl Run {
                             appmedia_model::ParticipantInfo::new(party.identity()).into();
                     }
                 });
-                self.join(party_key(&party), participant);
+                self.join(party_key(&party), participant, bot);
                 None
             }
             Step::Decline(i) if states[i] == PartyState::Ringing => {
@@ -346,7 +352,7 @@ impl Run {
                 self.nobody_left(states).then_some(result::NOT_ANSWERED)
             }
             Step::MeetingJoined => {
-                self.establish();
+                let mut changed: Vec<Participant> = self.establish().into_iter().collect();
                 let present = self
                     .plan
                     .meeting
@@ -354,8 +360,12 @@ impl Run {
                     .map(|(_, m)| m.present.clone())
                     .unwrap_or_default();
                 for presence in present {
-                    self.meeting_user_joins(&presence.user, presence.muted);
+                    if let Some(p) = self.meeting_participant(&presence.user, presence.muted) {
+                        changed.push(p);
+                    }
                 }
+                // One roster with the bot and everyone already there, as on joining a meeting.
+                self.roster_changed(&changed, &[]);
                 None
             }
             Step::Meeting(event) => {
@@ -377,18 +387,24 @@ impl Run {
     }
 
     fn meeting_user_joins(&mut self, user_id: &str, muted: bool) {
-        if self.roster.iter().any(|(k, _)| k == user_id) {
-            return;
+        if let Some(p) = self.meeting_participant(user_id, muted) {
+            self.roster_changed(&[p], &[]);
         }
-        let Some(user) = self.shared.directory().user(user_id).cloned() else {
-            return;
-        };
+    }
+
+    /// Adds a directory user to the roster (not yet announced); `None` when already there.
+    fn meeting_participant(&mut self, user_id: &str, muted: bool) -> Option<Participant> {
+        if self.roster.iter().any(|(k, _)| k == user_id) {
+            return None;
+        }
+        let user = self.shared.directory().user(user_id).cloned()?;
         let party = Party::User {
             id: user.id.clone(),
             display_name: user.display_name,
         };
         let participant = self.identity_participant(party.identity(), muted);
-        self.join(user.id, participant);
+        self.roster.push((user.id, participant.clone()));
+        Some(participant)
     }
 
     /// True when no called party is ringing or in the call any more.

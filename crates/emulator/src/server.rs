@@ -436,7 +436,8 @@ async fn create_call_inner(
     let meeting = admitted.meeting.clone().map(|meeting| {
         (
             MeetingContext {
-                chat_info: shapes::meeting_chat_info(&meeting.thread_id),
+                // The seed's meeting notifications carry chatInfo without replyChainMessageId.
+                chat_info: appmedia_model::ChatInfo::new(&meeting.thread_id, "0"),
                 meeting_info: shapes::organizer_meeting_info(
                     shared.directory(),
                     &meeting.organizer,
