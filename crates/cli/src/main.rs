@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod emulator;
+mod graph;
 
 #[derive(Parser)]
 #[command(
@@ -21,10 +22,13 @@ struct Cli {
 enum Command {
     /// Run the local Graph calling service (the emulator).
     Emulator(emulator::EmulatorArgs),
+    /// Microsoft Graph calling resources: check requests, calls and notifications.
+    Graph(graph::GraphArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Emulator(args) => emulator::run(args),
+        Command::Graph(args) => graph::run(args),
     }
 }

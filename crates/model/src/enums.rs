@@ -191,6 +191,22 @@ graph_enum! {
     }
 }
 
+graph_enum! {
+    /// The `@odata.type` of an identity: plain `identity`, or one of the derived
+    /// communications identities whose extra properties (`hidden`, `applicationType`,
+    /// `email`, ...) an [`Identity`](crate::Identity) keeps in `extra`.
+    IdentityKind {
+        Identity = "#microsoft.graph.identity",
+        CommunicationsUserIdentity = "#microsoft.graph.communicationsUserIdentity",
+        CommunicationsApplicationIdentity = "#microsoft.graph.communicationsApplicationIdentity",
+        CommunicationsApplicationInstanceIdentity = "#microsoft.graph.communicationsApplicationInstanceIdentity",
+        CommunicationsGuestIdentity = "#microsoft.graph.communicationsGuestIdentity",
+        CommunicationsPhoneIdentity = "#microsoft.graph.communicationsPhoneIdentity",
+        CommunicationsEncryptedIdentity = "#microsoft.graph.communicationsEncryptedIdentity",
+        AzureCommunicationServicesUserIdentity = "#microsoft.graph.azureCommunicationServicesUserIdentity",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

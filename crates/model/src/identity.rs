@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{EndpointType, Nullable};
+use crate::{EndpointType, IdentityKind, Nullable};
 
 /// `#microsoft.graph.identity`: an id and a display name.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,11 @@ impl Identity {
             id: id.into().into(),
             ..Default::default()
         }
+    }
+
+    /// The kind of identity its `@odata.type` names (`None` when it has none).
+    pub fn kind(&self) -> Option<IdentityKind> {
+        self.odata_type.value().map(|t| IdentityKind::from_graph(t))
     }
 
     /// Sets the display name.

@@ -43,8 +43,8 @@ pub use call::{
     MeetingCapability, ResultInfo, ToneInfo,
 };
 pub use enums::{
-    CallDirection, CallState, CallTranscriptionState, ChangeType, EndpointType, MediaDirection,
-    MediaState, Modality, RoutingPolicy, RoutingType, Tone,
+    CallDirection, CallState, CallTranscriptionState, ChangeType, EndpointType, IdentityKind,
+    MediaDirection, MediaState, Modality, RoutingPolicy, RoutingType, Tone,
 };
 pub use error::{GraphError, GraphErrorBody, InnerError};
 pub use identity::{Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo};

@@ -25,6 +25,15 @@ impl CommsNotifications {
     /// The `@odata.type` of a notification batch.
     pub const ODATA_TYPE: &'static str = "#microsoft.graph.commsNotifications";
 
+    /// A batch of notifications, annotated as Graph sends it.
+    pub fn new(notifications: Vec<CommsNotification>) -> Self {
+        CommsNotifications {
+            odata_type: Self::ODATA_TYPE.to_owned().into(),
+            value: notifications.into(),
+            extra: Map::new(),
+        }
+    }
+
     /// The notifications as a slice (absent and `null` give an empty slice).
     pub fn notifications(&self) -> &[CommsNotification] {
         self.value.value().map(Vec::as_slice).unwrap_or_default()
@@ -61,6 +70,21 @@ pub struct CommsNotification {
 impl CommsNotification {
     /// The `@odata.type` of a notification.
     pub const ODATA_TYPE: &'static str = "#microsoft.graph.commsNotification";
+
+    /// A notification of `change_type` on `resource_url` carrying `resource_data`.
+    pub fn new(
+        change_type: ChangeType,
+        resource_url: impl Into<String>,
+        resource_data: ResourceData,
+    ) -> Self {
+        CommsNotification {
+            odata_type: Self::ODATA_TYPE.to_owned().into(),
+            change_type: change_type.into(),
+            resource_url: resource_url.into().into(),
+            resource_data: resource_data.into(),
+            ..Default::default()
+        }
+    }
 
     /// The call id in `resourceUrl` (`/communications/calls/{id}[/...]`), if it has one.
     pub fn call_id(&self) -> Option<&str> {

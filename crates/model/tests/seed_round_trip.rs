@@ -332,6 +332,37 @@ fn unknown_types_properties_and_values_survive() {
 }
 
 #[test]
+fn identity_kind_follows_odata_type() {
+    let doc = json!({
+        "@odata.type": "#microsoft.graph.identitySet",
+        "application": {"@odata.type": "#microsoft.graph.communicationsApplicationIdentity",
+                        "id": "a", "applicationType": "bot", "hidden": false},
+        "user": {"@odata.type": "#microsoft.graph.identity", "id": "u"},
+        "guest": {"id": "g"},
+        "phone": {"@odata.type": "#microsoft.graph.someFutureIdentity", "id": "+1"}
+    });
+    let set: appmedia_model::IdentitySet = serde_json::from_value(doc.clone()).unwrap();
+    let app = set.application.value().unwrap();
+    assert_eq!(
+        app.kind(),
+        Some(appmedia_model::IdentityKind::CommunicationsApplicationIdentity)
+    );
+    assert_eq!(app.extra["applicationType"], json!("bot"));
+    assert_eq!(
+        set.user.value().unwrap().kind(),
+        Some(appmedia_model::IdentityKind::Identity)
+    );
+    assert_eq!(set.guest.value().unwrap().kind(), None);
+    assert_eq!(
+        set.phone.value().unwrap().kind(),
+        Some(appmedia_model::IdentityKind::Unknown(
+            "#microsoft.graph.someFutureIdentity".into()
+        ))
+    );
+    assert_eq!(serde_json::to_value(&set).unwrap(), doc);
+}
+
+#[test]
 fn wrongly_typed_properties_are_errors() {
     for doc in [
         json!({"state": 3}),
@@ -362,5 +393,26 @@ fn graph_error_body_round_trips() {
     assert_eq!(serde_json::to_value(&body).unwrap(), doc);
     assert!(
         serde_json::from_value::<GraphErrorBody>(json!({"error": {"message": "no code"}})).is_err()
+    );
+}
+
+#[test]
+fn constructors_build_what_the_service_sends() {
+    let call = Call {
+        odata_type: Call::ODATA_TYPE.to_owned().into(),
+        state: CallState::Establishing.into(),
+        id: "2e1a0b00-2db4-4022-9570-243709c565ab".to_owned().into(),
+        ..Default::default()
+    };
+    let mut note = appmedia_model::CommsNotification::new(
+        ChangeType::Updated,
+        "/communications/calls/2e1a0b00-2db4-4022-9570-243709c565ab",
+        ResourceData::Call(Box::new(call)),
+    );
+    note.callback_uri = "https://bot.contoso.com/callback".to_owned().into();
+    let batch = CommsNotifications::new(vec![note]);
+    assert_eq!(
+        serde_json::to_value(&batch).unwrap(),
+        fixture("notification-establishing.json")
     );
 }

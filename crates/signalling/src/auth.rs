@@ -156,6 +156,8 @@ pub struct TokenSource {
     inner: Arc<TokenSourceInner>,
 }
 
+// One per token source, behind an Arc: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum TokenSourceInner {
     Static(String),
     ClientCredentials {
@@ -187,24 +189,19 @@ impl TokenSource {
     }
 
     /// Tokens from the client-credentials grant; `timeout` bounds each token request.
-    pub fn client_credentials(credentials: ClientCredentials, timeout: Duration) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            // Building only fails when the TLS backend cannot initialise, which the
-            // provider installed above rules out; fall back to the default client rather
-            // than panic.
-            .unwrap_or_default();
-        Self {
+    pub fn client_credentials(
+        credentials: ClientCredentials,
+        timeout: Duration,
+    ) -> Result<Self, crate::HttpClientError> {
+        let http = crate::http_client(timeout, timeout)?;
+        Ok(Self {
             inner: Arc::new(TokenSourceInner::ClientCredentials {
                 credentials,
                 http,
                 cache: tokio::sync::Mutex::new(None),
                 fetches: AtomicUsize::new(0),
             }),
-        }
+        })
     }
 
     /// Whether [`TokenSource::invalidate`] can lead to a different token.
@@ -341,26 +338,9 @@ async fn fetch_client_credentials_token(
     })
 }
 
-/// The application permissions (`roles`) a token carries, read from its payload WITHOUT
-/// verifying the signature. Only for the client's pre-flight permission check: the service
-/// verifies the token, we only want to fail early with a clear message.
-pub fn unverified_roles(token: &str) -> Result<Vec<String>, JwtPayloadError> {
-    let payload = unverified_payload(token)?;
-    match payload.get("roles") {
-        None => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or(JwtPayloadError::RolesNotStrings)
-            })
-            .collect(),
-        Some(_) => Err(JwtPayloadError::RolesNotStrings),
-    }
-}
-
-/// The decoded claims of a JWT, signature NOT verified.
+/// The decoded claims of a JWT, signature NOT verified. Only for the client's pre-flight
+/// permission check (the service verifies the token; we only want to fail early with a clear
+/// message naming the missing permission).
 pub fn unverified_payload(token: &str) -> Result<serde_json::Map<String, Value>, JwtPayloadError> {
     let mut parts = token.split('.');
     let (Some(_header), Some(payload), Some(_signature), None) =
@@ -383,8 +363,6 @@ pub enum JwtPayloadError {
     Base64(String),
     #[error("the JWT payload is not a JSON object: {0}")]
     Json(String),
-    #[error("the JWT `roles` claim is not an array of strings")]
-    RolesNotStrings,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +396,9 @@ pub struct CallbackAuthConfig {
     pub refetch_min_interval: Duration,
     /// Keys are refetched when older than this, even when every `kid` is known.
     pub keys_max_age: Duration,
+    /// After a failed fetch, the next one may come this soon (instead of
+    /// `refetch_min_interval`).
+    pub retry_after_failure: Duration,
     /// Bound on each fetch of the OpenID document and the JWKS.
     pub fetch_timeout: Duration,
 }
@@ -438,6 +419,7 @@ impl CallbackAuthConfig {
             leeway: Duration::from_secs(60),
             refetch_min_interval: Duration::from_secs(300),
             keys_max_age: Duration::from_secs(24 * 3600),
+            retry_after_failure: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(10),
         }
     }
@@ -491,6 +473,8 @@ struct KeyCache {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
     attempted_at: Option<Instant>,
+    /// Why the last fetch failed (cleared by a successful one).
+    last_error: Option<CallbackAuthError>,
 }
 
 /// Validates callback tokens; cheap to share (`Arc`) between requests.
@@ -510,23 +494,19 @@ impl std::fmt::Debug for CallbackTokenValidator {
 }
 
 impl CallbackTokenValidator {
-    pub fn new(config: CallbackAuthConfig) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(config.fetch_timeout)
-            .connect_timeout(config.fetch_timeout)
-            .build()
-            .unwrap_or_default();
-        Self {
+    pub fn new(config: CallbackAuthConfig) -> Result<Self, crate::HttpClientError> {
+        let http = crate::http_client(config.fetch_timeout, config.fetch_timeout)?;
+        Ok(Self {
             config,
             http,
             cache: tokio::sync::Mutex::new(KeyCache {
                 keys: HashMap::new(),
                 fetched_at: None,
                 attempted_at: None,
+                last_error: None,
             }),
             fetches: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub fn config(&self) -> &CallbackAuthConfig {
@@ -651,10 +631,17 @@ impl CallbackTokenValidator {
         if fresh && let Some(key) = cache.keys.get(kid) {
             return Ok(key.clone());
         }
+        // Every fetch, whatever triggered it (first use, unknown kid, keys past their age),
+        // is rate-limited: a flood of forged kids or an outage of the key endpoint must not
+        // turn into a flood of fetches. After a failure, the retry comes sooner.
+        let gap = if cache.last_error.is_some() {
+            self.config.retry_after_failure
+        } else {
+            self.config.refetch_min_interval
+        };
         let may_fetch = cache
             .attempted_at
-            .is_none_or(|t| now.duration_since(t) >= self.config.refetch_min_interval)
-            || !fresh;
+            .is_none_or(|t| now.duration_since(t) >= gap);
         if may_fetch {
             cache.attempted_at = Some(now);
             self.fetches.fetch_add(1, Ordering::Relaxed);
@@ -663,24 +650,25 @@ impl CallbackTokenValidator {
                     tracing::debug!(count = keys.len(), "fetched callback signing keys");
                     cache.keys = keys;
                     cache.fetched_at = Some(now);
+                    cache.last_error = None;
                 }
                 Err(e) => {
                     // Keep serving the keys we had: an outage of the key endpoint must not
                     // reject every notification signed with a key we already know.
                     tracing::warn!(error = %e, "fetching callback signing keys failed");
-                    if cache.keys.is_empty() {
-                        return Err(e);
-                    }
+                    cache.last_error = Some(e);
                 }
             }
         }
-        cache
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| CallbackAuthError::UnknownKey {
-                kid: kid.to_owned(),
-            })
+        match cache.keys.get(kid) {
+            Some(key) => Ok(key.clone()),
+            None => match (&cache.last_error, cache.keys.is_empty()) {
+                (Some(e), true) => Err(e.clone()),
+                _ => Err(CallbackAuthError::UnknownKey {
+                    kid: kid.to_owned(),
+                }),
+            },
+        }
     }
 
     async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, CallbackAuthError> {
@@ -839,6 +827,49 @@ impl CallbackTokenClaims {
             iss: issuer.into(),
             aud: app_id.into(),
             tid: tenant_id.into(),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime.as_secs(),
+        }
+    }
+}
+
+/// The claims of an application (client-credentials) access token for Graph, as the
+/// identity platform issues them and as [`check_token_claims`](crate::permissions::check_token_claims)
+/// reads them: the emulator's token endpoint signs these with a [`TokenIssuer`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppTokenClaims {
+    /// The resource, e.g. `https://graph.microsoft.com`.
+    pub aud: String,
+    /// The token service, e.g. `https://sts.windows.net/{tenant}/`.
+    pub iss: String,
+    pub tid: String,
+    /// The client application id.
+    pub appid: String,
+    /// Application permissions granted.
+    pub roles: Vec<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+}
+
+impl AppTokenClaims {
+    /// Claims valid from now for `lifetime`.
+    pub fn new(
+        audience: impl Into<String>,
+        issuer: impl Into<String>,
+        tenant_id: impl Into<String>,
+        app_id: impl Into<String>,
+        roles: Vec<String>,
+        lifetime: Duration,
+    ) -> Self {
+        let now = unix_now();
+        Self {
+            aud: audience.into(),
+            iss: issuer.into(),
+            tid: tenant_id.into(),
+            appid: app_id.into(),
+            roles,
             iat: now,
             nbf: now,
             exp: now + lifetime.as_secs(),
@@ -1011,34 +1042,23 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_read_from_an_unsigned_payload() {
+    fn claims_are_read_from_an_unsigned_payload() {
         let token = format!(
             "{}.{}.sig",
             encode_part(&serde_json::json!({"alg":"RS256"})),
-            encode_part(
-                &serde_json::json!({"roles":["Calls.Initiate.All","Calls.AccessMedia.All"]})
-            )
+            encode_part(&serde_json::json!({"roles":["Calls.Initiate.All"],"tid":"t"}))
         );
-        assert_eq!(
-            unverified_roles(&token).unwrap(),
-            vec!["Calls.Initiate.All", "Calls.AccessMedia.All"]
-        );
-    }
-
-    #[test]
-    fn a_token_without_roles_has_none() {
-        let token = format!(
-            "h.{}.s",
-            encode_part(&serde_json::json!({"scp":"User.Read"}))
-        );
-        assert_eq!(unverified_roles(&token).unwrap(), Vec::<String>::new());
+        let claims = unverified_payload(&token).unwrap();
+        assert_eq!(claims["roles"], serde_json::json!(["Calls.Initiate.All"]));
+        assert_eq!(claims["tid"], "t");
     }
 
     #[test]
     fn garbage_tokens_are_typed_errors() {
-        assert_eq!(unverified_roles("opaque"), Err(JwtPayloadError::NotAJwt));
+        assert_eq!(unverified_payload("opaque"), Err(JwtPayloadError::NotAJwt));
+        assert_eq!(unverified_payload("a.b.c.d"), Err(JwtPayloadError::NotAJwt));
         assert!(matches!(
-            unverified_roles("a.!!!.c"),
+            unverified_payload("a.!!!.c"),
             Err(JwtPayloadError::Base64(_))
         ));
         let not_json = format!(
@@ -1046,14 +1066,9 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("[1")
         );
         assert!(matches!(
-            unverified_roles(&not_json),
+            unverified_payload(&not_json),
             Err(JwtPayloadError::Json(_))
         ));
-        let bad_roles = format!("a.{}.c", encode_part(&serde_json::json!({"roles":"x"})));
-        assert_eq!(
-            unverified_roles(&bad_roles),
-            Err(JwtPayloadError::RolesNotStrings)
-        );
     }
 
     #[test]
@@ -1063,6 +1078,37 @@ mod tests {
         let err = CallbackAuth::disabled_for_loopback("0.0.0.0:9000".parse().unwrap()).unwrap_err();
         assert_eq!(err.addr, "0.0.0.0:9000".parse().unwrap());
         assert!(CallbackAuth::disabled_for_loopback("10.1.2.3:443".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn app_tokens_carry_the_roles_the_permission_check_reads() {
+        let issuer = TokenIssuer::from_rsa_pem(
+            include_bytes!("../tests/fixtures/callback-signing-key.pem"),
+            "k",
+        )
+        .unwrap();
+        let claims = AppTokenClaims::new(
+            "https://graph.microsoft.com",
+            "https://sts.windows.net/t/",
+            "t",
+            "app",
+            vec!["Calls.Initiate.All".into()],
+            Duration::from_secs(60),
+        );
+        let token = issuer.sign(&claims).unwrap();
+        let payload = Value::Object(unverified_payload(&token).unwrap());
+        let needs = crate::permissions::RequiredPermissions {
+            all_of: vec![crate::permissions::AnyOf(vec![
+                crate::permissions::Permission::CallsInitiateAll,
+            ])],
+        };
+        assert_eq!(
+            crate::permissions::check_token_claims(&payload, &needs),
+            Ok(())
+        );
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("k"));
+        assert_eq!(header.alg, Algorithm::RS256);
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn check_value(document: Value) -> Result<CheckReport, CheckError> {
                 if kind == ResourceKind::CreateCallRequest {
                     report
                         .notes
-                        .push(format!("scenario: {:?}", CreateCallKind::of(&call)));
+                        .push(format!("scenario: {}", CreateCallKind::of(&call)));
                     if let Err(errors) = validate_create_call(&call) {
                         report
                             .problems

@@ -22,12 +22,64 @@
 //! assert_eq!(needs.to_string(), "Calls.Initiate.All and Calls.AccessMedia.All");
 //! assert!(needs.is_satisfied_by(&["Calls.Initiate.All", "Calls.AccessMedia.All"]));
 //! ```
+//!
+//! The network part talks to the service: [`client::GraphClient`] creates, reads and hangs up
+//! calls (tokens from [`auth::TokenSource`], retries, typed Graph errors), and
+//! [`callback::CallbackReceiver`] is the axum endpoint behind the callbackUri: it checks each
+//! notification's token ([`auth::CallbackTokenValidator`]), and routes it by call id to a
+//! [`callback::CallAgent`] holding the call's [`state`], [`roster`] and content [`sharing`]
+//! sessions, then hands [`callback::CallEvent`]s to the bot. [`auth::TokenIssuer`] and
+//! [`auth::PublishedKeys`] are the issuing side, for the emulator and tests.
+//!
+//! ```
+//! use std::time::Instant;
+//! use appmedia_model::{CallState, CommsNotifications};
+//! use appmedia_signalling::callback::{CallEvent, CallRegistry};
+//! use appmedia_signalling::client::{GraphClient, GraphClientConfig, NationalCloud};
+//! use appmedia_signalling::auth::TokenSource;
+//!
+//! let client = GraphClient::new(
+//!     GraphClientConfig::for_cloud(NationalCloud::Global),
+//!     TokenSource::fixed("eyJ…"),
+//! ).expect("an HTTP client");
+//! assert_eq!(client.config().base_url.as_str(), "https://graph.microsoft.com/v1.0/");
+//!
+//! let registry = CallRegistry::default();
+//! let batch: CommsNotifications = serde_json::from_str(r##"{"value":[{"changeType":"updated",
+//!   "resourceUrl":"/communications/calls/c1",
+//!   "resourceData":{"@odata.type":"#microsoft.graph.call","state":"established"}}]}"##).unwrap();
+//! let events = registry.apply(&batch, Instant::now());
+//! assert!(matches!(&events[..], [CallEvent::StateChanged { to: CallState::Established, .. }]));
+//! ```
 
 pub mod auth;
 pub mod builders;
+pub mod callback;
 pub mod check;
+pub mod client;
 pub mod permissions;
+pub mod roster;
+pub mod sharing;
+pub mod state;
 pub mod validate;
+
+/// The HTTP client could not be built (its TLS backend failed to initialise).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct HttpClientError(pub String);
+
+/// A reqwest client with rustls on ring and both timeouts set.
+pub fn http_client(
+    timeout: std::time::Duration,
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, HttpClientError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| HttpClientError(e.to_string()))
+}
 
 /// Installs rustls' ring crypto provider as the process default (reqwest is built with
 /// `rustls-no-provider`). Idempotent: an already installed provider is kept.

@@ -9,6 +9,9 @@ use url::{Host, Url};
 /// The most targets a bot may invite to a group call it creates.
 pub const MAX_GROUP_CALL_TARGETS: usize = 5;
 
+/// The longest `ringingTimeoutInSeconds` the service accepts.
+pub const MAX_RINGING_TIMEOUT_SECONDS: u32 = 115;
+
 /// What a create-call request asks for, as far as validation and permissions care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreateCallKind {
@@ -38,6 +41,18 @@ impl CreateCallKind {
                 _ => CreateCallKind::GroupCall,
             }
         }
+    }
+}
+
+impl fmt::Display for CreateCallKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CreateCallKind::PeerToPeer => "peer-to-peer call",
+            CreateCallKind::Pstn => "peer-to-peer PSTN call",
+            CreateCallKind::GroupCall => "group call",
+            CreateCallKind::MeetingJoin => "meeting join",
+            CreateCallKind::Empty => "call with neither targets nor meeting",
+        })
     }
 }
 
@@ -80,6 +95,14 @@ pub enum ValidationError {
         /// How many targets the request has.
         count: usize,
     },
+    /// A target that does not say who it is.
+    #[error(
+        "{field}: a target needs an identity (user, application, applicationInstance, phone, guest, ...)"
+    )]
+    TargetWithoutIdentity {
+        /// Where, e.g. `targets[1].identity`.
+        field: String,
+    },
     /// A phone target whose id is not E.164.
     #[error(
         "{field}: {value:?} is not an E.164 phone number ('+' then up to 15 digits, the first not 0)"
@@ -110,6 +133,14 @@ pub enum ValidationError {
     /// A meeting join without `tenantId`.
     #[error("tenantId: joining a meeting needs the meeting's tenantId")]
     MeetingJoinWithoutTenantId,
+    /// `ringingTimeoutInSeconds` above the service's maximum.
+    #[error(
+        "ringingTimeoutInSeconds: {value} is more than the {MAX_RINGING_TIMEOUT_SECONDS} s the service allows"
+    )]
+    RingingTimeoutTooLong {
+        /// The value sent.
+        value: u32,
+    },
     /// `requestedModalities` missing or empty.
     #[error("requestedModalities: must list at least one modality (e.g. \"audio\")")]
     EmptyRequestedModalities,
@@ -125,7 +156,8 @@ impl ValidationError {
             ValidationError::NoTargetsOrMeeting | ValidationError::TooManyGroupTargets { .. } => {
                 "targets"
             }
-            ValidationError::PhoneNotE164 { field, .. } => field,
+            ValidationError::PhoneNotE164 { field, .. }
+            | ValidationError::TargetWithoutIdentity { field } => field,
             ValidationError::PstnWithoutApplicationInstance => {
                 "source.identity.applicationInstance"
             }
@@ -133,6 +165,7 @@ impl ValidationError {
             ValidationError::AppHostedMediaWithoutBlob => "mediaConfig.blob",
             ValidationError::JoinMeetingIdNotDigits { .. } => "meetingInfo.joinMeetingId",
             ValidationError::MeetingJoinWithoutTenantId => "tenantId",
+            ValidationError::RingingTimeoutTooLong { .. } => "ringingTimeoutInSeconds",
             ValidationError::EmptyRequestedModalities => "requestedModalities",
         }
     }
@@ -186,6 +219,11 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         _ => {}
     }
     for (i, target) in targets.iter().enumerate() {
+        if target.identity.value().is_none_or(is_empty_identity_set) {
+            errors.push(ValidationError::TargetWithoutIdentity {
+                field: format!("targets[{i}].identity"),
+            });
+        }
         if let Some(phone) = phone_of(target) {
             let value = phone.id.value().map(String::as_str).unwrap_or_default();
             if !is_e164(value) {
@@ -241,6 +279,12 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         }
     }
 
+    if let Some(&value) = call.ringing_timeout_in_seconds.value()
+        && value > MAX_RINGING_TIMEOUT_SECONDS
+    {
+        errors.push(ValidationError::RingingTimeoutTooLong { value });
+    }
+
     if call
         .requested_modalities
         .value()
@@ -254,6 +298,22 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
     } else {
         Err(ValidationErrors(errors))
     }
+}
+
+/// True when a set names nobody: no known identity slot and no other property
+/// (an identity kind this model does not name would be in `extra`).
+fn is_empty_identity_set(set: &appmedia_model::IdentitySet) -> bool {
+    [
+        &set.user,
+        &set.application,
+        &set.application_instance,
+        &set.phone,
+        &set.guest,
+        &set.device,
+    ]
+    .iter()
+    .all(|slot| !slot.is_value())
+        && set.extra.is_empty()
 }
 
 fn check_callback_uri(uri: &Nullable<String>, errors: &mut Vec<ValidationError>) {

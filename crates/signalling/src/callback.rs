@@ -1,0 +1,803 @@
+//! The callback receiver: the HTTP endpoint behind the bot's `callbackUri`.
+//!
+//! Each POST is authenticated ([`CallbackAuth`]: 401 for a bad token), parsed whole as
+//! `commsNotifications` (400 with a Graph-style error body for malformed JSON, nothing
+//! applied), routed by call id to that call's [`CallAgent`] (state machine, roster, content
+//! sharing) in the [`CallRegistry`], and answered 202. What changed reaches the bot as
+//! [`CallEvent`]s through a [`CallEventSink`] (a tokio mpsc channel, or any callback).
+//! Resource types and properties this version does not model are kept and delivered as
+//! [`CallEvent::Unhandled`], not refused.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use appmedia_model::{
+    Call, CallState, ChangeType, CommsNotification, CommsNotifications, GraphErrorBody, InnerError,
+    Nullable, Participant, ResourceData, ResultInfo,
+};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tokio::sync::mpsc;
+
+use crate::auth::{CallbackAuth, CallbackClaims};
+use crate::roster::{DeltaOutcome, Roster, RosterChange, RosterPolicy};
+use crate::sharing::{ContentSharing, SharingChange};
+use crate::state::{CallStateMachine, StateOutcome};
+
+/// What changed, for the bot.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallEvent {
+    /// A call offered to the bot (`state: incoming`); answer it within 15 seconds.
+    Incoming { call_id: String, call: Box<Call> },
+    /// The call moved to another state. `call` is the resource as now known.
+    StateChanged {
+        call_id: String,
+        from: Option<CallState>,
+        to: CallState,
+        result_info: Option<ResultInfo>,
+        call: Box<Call>,
+    },
+    /// Properties of the call changed without a state change (media state, tone, ...).
+    Updated { call_id: String, call: Box<Call> },
+    /// Participants joined, changed or left.
+    Roster {
+        call_id: String,
+        change: RosterChange,
+    },
+    /// Delta rosters are missing: `GET …/participants` and hand the result to
+    /// [`CallRegistry::apply_full_roster`].
+    RosterGap {
+        call_id: String,
+        expected: i64,
+        held: Vec<i64>,
+    },
+    /// A content-sharing session started, changed or ended.
+    ContentSharing {
+        call_id: String,
+        change: SharingChange,
+    },
+    /// A notification this version does not interpret, kept verbatim (`call_id` when it
+    /// names one).
+    Unhandled {
+        call_id: Option<String>,
+        notification: Box<CommsNotification>,
+    },
+}
+
+impl CallEvent {
+    /// The call the event is about.
+    pub fn call_id(&self) -> Option<&str> {
+        match self {
+            CallEvent::Incoming { call_id, .. }
+            | CallEvent::StateChanged { call_id, .. }
+            | CallEvent::Updated { call_id, .. }
+            | CallEvent::Roster { call_id, .. }
+            | CallEvent::RosterGap { call_id, .. }
+            | CallEvent::ContentSharing { call_id, .. } => Some(call_id),
+            CallEvent::Unhandled { call_id, .. } => call_id.as_deref(),
+        }
+    }
+}
+
+/// The call id a notification is about: from `resourceUrl` (`/communications/calls/{id}/…`),
+/// else `resource` (`/app/calls/{id}/…`), else the call resource's own `id`.
+pub fn notification_call_id(notification: &CommsNotification) -> Option<String> {
+    fn from_path(path: &str) -> Option<String> {
+        let mut segments = path.split(['/', '?']);
+        while let Some(segment) = segments.next() {
+            if segment.eq_ignore_ascii_case("calls") {
+                return segments
+                    .next()
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned);
+            }
+        }
+        None
+    }
+    notification
+        .resource_url
+        .value()
+        .and_then(|p| from_path(p))
+        .or_else(|| notification.resource.value().and_then(|p| from_path(p)))
+        .or_else(|| match notification.resource_data.value() {
+            Some(ResourceData::Call(call)) => call.id.value().cloned(),
+            _ => None,
+        })
+}
+
+/// The last path segment after the call id (`participants`, `contentsharingsessions`), lowercased.
+fn collection_of(notification: &CommsNotification) -> Option<String> {
+    let path = notification
+        .resource_url
+        .value()
+        .or(notification.resource.value())?;
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    segments.find(|s| s.eq_ignore_ascii_case("calls"))?;
+    segments.next()?;
+    segments.next().map(str::to_ascii_lowercase)
+}
+
+/// Everything the bot knows about one call.
+#[derive(Clone, Debug)]
+pub struct CallAgent {
+    call_id: String,
+    state: CallStateMachine,
+    roster: Roster,
+    sharing: ContentSharing,
+    terminated_at: Option<Instant>,
+}
+
+impl CallAgent {
+    pub fn new(call_id: impl Into<String>, roster_policy: RosterPolicy) -> Self {
+        Self {
+            call_id: call_id.into(),
+            state: CallStateMachine::new(),
+            roster: Roster::new(roster_policy),
+            sharing: ContentSharing::new(),
+            terminated_at: None,
+        }
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    pub fn state(&self) -> &CallStateMachine {
+        &self.state
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub fn sharing(&self) -> &ContentSharing {
+        &self.sharing
+    }
+
+    /// Applies one notification about this call.
+    pub fn apply(&mut self, notification: &CommsNotification, now: Instant) -> Vec<CallEvent> {
+        let change_type = notification.change_type.value();
+        let unhandled = || CallEvent::Unhandled {
+            call_id: Some(self.call_id.clone()),
+            notification: Box::new(notification.clone()),
+        };
+        let mut events = Vec::new();
+        match notification.resource_data.value() {
+            Some(ResourceData::Call(call)) => {
+                let outcome = if change_type == Some(&ChangeType::Deleted) {
+                    self.state.terminate(Some(call))
+                } else {
+                    self.state.apply(call)
+                };
+                events.extend(self.state_events(outcome, now));
+            }
+            // An empty list parses as an empty roster; under contentsharingsessions it is
+            // an empty session list, and must not wipe the roster.
+            Some(ResourceData::Participants(list))
+                if list.is_empty()
+                    && collection_of(notification).as_deref() != Some("participants") =>
+            {
+                tracing::debug!(call_id = %self.call_id, "empty resource list; nothing to apply");
+            }
+            Some(ResourceData::Participants(list)) => {
+                let change = self.roster.apply_full(list.clone());
+                if !change.is_empty() {
+                    events.push(CallEvent::Roster {
+                        call_id: self.call_id.clone(),
+                        change,
+                    });
+                }
+            }
+            Some(ResourceData::DeltaParticipants(deltas)) => {
+                for delta in deltas {
+                    let outcomes = self.roster.apply_delta(delta, now);
+                    events.extend(self.roster_events(outcomes));
+                }
+            }
+            Some(ResourceData::ContentSharingSessions(sessions)) => {
+                for change in self.sharing.apply(change_type, sessions) {
+                    events.push(CallEvent::ContentSharing {
+                        call_id: self.call_id.clone(),
+                        change,
+                    });
+                }
+            }
+            Some(ResourceData::Other(value)) => {
+                tracing::info!(call_id = %self.call_id, resource_data = %value, "notification resource this version does not model; delivered as Unhandled");
+                events.push(unhandled());
+            }
+            None => {
+                tracing::info!(call_id = %self.call_id, "notification without resourceData; delivered as Unhandled");
+                events.push(unhandled());
+            }
+        }
+        events
+    }
+
+    /// Replaces the roster with a full one (after a [`CallEvent::RosterGap`]).
+    pub fn apply_full_roster(&mut self, participants: Vec<Participant>) -> Vec<CallEvent> {
+        let change = self.roster.apply_full(participants);
+        if change.is_empty() {
+            Vec::new()
+        } else {
+            vec![CallEvent::Roster {
+                call_id: self.call_id.clone(),
+                change,
+            }]
+        }
+    }
+
+    /// Reports a roster gap whose held deltas waited too long.
+    pub fn poll(&mut self, now: Instant) -> Vec<CallEvent> {
+        let outcomes = self.roster.poll(now).into_iter().collect();
+        self.roster_events(outcomes)
+    }
+
+    fn state_events(&mut self, outcome: StateOutcome, now: Instant) -> Vec<CallEvent> {
+        match outcome {
+            StateOutcome::Changed { from, to } => {
+                if to == CallState::Terminated {
+                    self.terminated_at = Some(now);
+                }
+                let call = Box::new(self.state.call().clone());
+                if to == CallState::Incoming {
+                    vec![CallEvent::Incoming {
+                        call_id: self.call_id.clone(),
+                        call,
+                    }]
+                } else {
+                    vec![CallEvent::StateChanged {
+                        call_id: self.call_id.clone(),
+                        from,
+                        to,
+                        result_info: self.state.result_info().cloned(),
+                        call,
+                    }]
+                }
+            }
+            StateOutcome::Unchanged { changed: true } | StateOutcome::Unrankable { .. } => {
+                vec![CallEvent::Updated {
+                    call_id: self.call_id.clone(),
+                    call: Box::new(self.state.call().clone()),
+                }]
+            }
+            StateOutcome::Unchanged { changed: false } | StateOutcome::Stale { .. } => Vec::new(),
+        }
+    }
+
+    fn roster_events(&self, outcomes: Vec<DeltaOutcome>) -> Vec<CallEvent> {
+        let mut events = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                DeltaOutcome::Applied { change, .. } if !change.is_empty() => {
+                    events.push(CallEvent::Roster {
+                        call_id: self.call_id.clone(),
+                        change,
+                    })
+                }
+                DeltaOutcome::GapNeedsFullRoster { expected, held } => {
+                    events.push(CallEvent::RosterGap {
+                        call_id: self.call_id.clone(),
+                        expected,
+                        held,
+                    })
+                }
+                DeltaOutcome::Stale { sequence, .. } | DeltaOutcome::Duplicate { sequence } => {
+                    tracing::debug!(call_id = %self.call_id, sequence, "dropped a stale or duplicate delta roster");
+                }
+                DeltaOutcome::Evicted { sequence } => {
+                    tracing::warn!(call_id = %self.call_id, sequence, "held delta roster evicted (hard cap)");
+                }
+                DeltaOutcome::Applied { .. } | DeltaOutcome::Held { .. } => {}
+            }
+        }
+        events
+    }
+}
+
+/// Routes notifications to per-call [`CallAgent`]s. Terminated calls are forgotten
+/// `terminated_retention` after they ended.
+#[derive(Debug)]
+pub struct CallRegistry {
+    calls: Mutex<HashMap<String, CallAgent>>,
+    roster_policy: RosterPolicy,
+    terminated_retention: Duration,
+}
+
+impl Default for CallRegistry {
+    fn default() -> Self {
+        Self::new(RosterPolicy::default(), Duration::from_secs(300))
+    }
+}
+
+impl CallRegistry {
+    pub fn new(roster_policy: RosterPolicy, terminated_retention: Duration) -> Self {
+        Self {
+            calls: Mutex::new(HashMap::new()),
+            roster_policy,
+            terminated_retention,
+        }
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallAgent>> {
+        // A panic while holding the lock cannot leave a call half-updated in a way later
+        // notifications cannot repair, so a poisoned lock is taken over.
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a whole notification batch, in order.
+    pub fn apply(&self, notifications: &CommsNotifications, now: Instant) -> Vec<CallEvent> {
+        let mut calls = self.calls();
+        let retention = self.terminated_retention;
+        calls.retain(|_, agent| {
+            agent
+                .terminated_at
+                .is_none_or(|t| now.saturating_duration_since(t) < retention)
+        });
+        let mut events = Vec::new();
+        for notification in notifications.notifications() {
+            let Some(call_id) = notification_call_id(notification) else {
+                tracing::info!(resource_url = ?notification.resource_url, "notification names no call; delivered as Unhandled");
+                events.push(CallEvent::Unhandled {
+                    call_id: None,
+                    notification: Box::new(notification.clone()),
+                });
+                continue;
+            };
+            let agent = calls
+                .entry(call_id.clone())
+                .or_insert_with(|| CallAgent::new(call_id, self.roster_policy.clone()));
+            events.extend(agent.apply(notification, now));
+        }
+        events
+    }
+
+    /// Replaces a call's roster with a full one (the answer to `GET …/participants`).
+    pub fn apply_full_roster(
+        &self,
+        call_id: &str,
+        participants: Vec<Participant>,
+    ) -> Vec<CallEvent> {
+        let mut calls = self.calls();
+        let agent = calls
+            .entry(call_id.to_owned())
+            .or_insert_with(|| CallAgent::new(call_id, self.roster_policy.clone()));
+        agent.apply_full_roster(participants)
+    }
+
+    /// Reports roster gaps that became due; call it every second or so.
+    pub fn poll(&self, now: Instant) -> Vec<CallEvent> {
+        self.calls()
+            .values_mut()
+            .flat_map(|agent| agent.poll(now))
+            .collect()
+    }
+
+    /// Looks at one call.
+    pub fn with_call<R>(&self, call_id: &str, f: impl FnOnce(&CallAgent) -> R) -> Option<R> {
+        self.calls().get(call_id).map(f)
+    }
+
+    /// The state of one call.
+    pub fn state_of(&self, call_id: &str) -> Option<CallState> {
+        self.with_call(call_id, |agent| agent.state().state().cloned())
+            .flatten()
+    }
+
+    /// The known call ids.
+    pub fn call_ids(&self) -> Vec<String> {
+        self.calls().keys().cloned().collect()
+    }
+
+    /// Forgets a call.
+    pub fn remove(&self, call_id: &str) -> Option<CallAgent> {
+        self.calls().remove(call_id)
+    }
+}
+
+/// Where events go.
+pub trait CallEventSink: Send + Sync + 'static {
+    /// Hands one event over without blocking; gives it back when it could not be delivered
+    /// (the receiver counts it as dropped).
+    fn deliver(&self, event: CallEvent) -> Result<(), Box<CallEvent>>;
+}
+
+impl CallEventSink for mpsc::Sender<CallEvent> {
+    fn deliver(&self, event: CallEvent) -> Result<(), Box<CallEvent>> {
+        self.try_send(event).map_err(|e| {
+            Box::new(match e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+            })
+        })
+    }
+}
+
+impl CallEventSink for mpsc::UnboundedSender<CallEvent> {
+    fn deliver(&self, event: CallEvent) -> Result<(), Box<CallEvent>> {
+        self.send(event).map_err(|e| Box::new(e.0))
+    }
+}
+
+/// A closure as a sink; it must not block (it runs inside the HTTP handler).
+pub struct FnSink<F>(pub F);
+
+impl<F: Fn(CallEvent) + Send + Sync + 'static> CallEventSink for FnSink<F> {
+    fn deliver(&self, event: CallEvent) -> Result<(), Box<CallEvent>> {
+        (self.0)(event);
+        Ok(())
+    }
+}
+
+/// Counters of the receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// POSTs answered 202.
+    pub accepted: u64,
+    /// POSTs answered 401.
+    pub unauthorized: u64,
+    /// POSTs answered 400.
+    pub malformed: u64,
+    /// Notifications applied.
+    pub notifications: u64,
+    /// Events handed to the sink.
+    pub events_delivered: u64,
+    /// Events the sink refused (full or closed channel).
+    pub events_dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    unauthorized: AtomicU64,
+    malformed: AtomicU64,
+    notifications: AtomicU64,
+    events_delivered: AtomicU64,
+    events_dropped: AtomicU64,
+}
+
+struct ReceiverInner {
+    auth: CallbackAuth,
+    registry: Arc<CallRegistry>,
+    sink: Box<dyn CallEventSink>,
+    counters: Counters,
+}
+
+/// The callbackUri endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct CallbackReceiver {
+    inner: Arc<ReceiverInner>,
+}
+
+impl std::fmt::Debug for CallbackReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackReceiver")
+            .field("auth", &self.inner.auth)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`CallbackReceiver::serve`] stopped or refused to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "token validation is disabled, so the receiver may only listen on loopback, not on {listener}"
+    )]
+    UnauthenticatedOffLoopback { listener: std::net::SocketAddr },
+    #[error("callback listener failed: {0}")]
+    Io(String),
+}
+
+/// The answer to one callback POST.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallbackResponse {
+    pub status: StatusCode,
+    /// A Graph-style error body for 400 and 401.
+    pub error: Option<GraphErrorBody>,
+    /// The events the POST produced (already handed to the sink).
+    pub events: usize,
+}
+
+impl IntoResponse for CallbackResponse {
+    fn into_response(self) -> Response {
+        let mut response = match &self.error {
+            Some(error) => (self.status, axum::Json(error)).into_response(),
+            None => self.status.into_response(),
+        };
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl CallbackReceiver {
+    pub fn new(auth: CallbackAuth, registry: Arc<CallRegistry>, sink: impl CallEventSink) -> Self {
+        Self {
+            inner: Arc::new(ReceiverInner {
+                auth,
+                registry,
+                sink: Box::new(sink),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// A receiver whose events go to a bounded channel of `capacity` (events that do not
+    /// fit are dropped and counted: the HTTP handler never waits for the bot).
+    pub fn with_channel(
+        auth: CallbackAuth,
+        registry: Arc<CallRegistry>,
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<CallEvent>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self::new(auth, registry, tx), rx)
+    }
+
+    pub fn registry(&self) -> &Arc<CallRegistry> {
+        &self.inner.registry
+    }
+
+    pub fn auth(&self) -> &CallbackAuth {
+        &self.inner.auth
+    }
+
+    pub fn stats(&self) -> ReceiverStats {
+        let c = &self.inner.counters;
+        ReceiverStats {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            unauthorized: c.unauthorized.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            notifications: c.notifications.load(Ordering::Relaxed),
+            events_delivered: c.events_delivered.load(Ordering::Relaxed),
+            events_dropped: c.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// An axum router answering POST on `path` (the path of the callbackUri).
+    pub fn router(&self, path: &str) -> Router {
+        Router::new()
+            .route(path, post(receive))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`CallbackReceiver::router`] on `listener` until the task is dropped.
+    ///
+    /// When token validation is disabled, the listener must be bound to the loopback
+    /// address validation was disabled for: a receiver without authentication never
+    /// listens where anything but this machine can reach it.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        path: &str,
+    ) -> Result<(), ServeError> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| ServeError::Io(e.to_string()))?;
+        if let Some(allowed) = self.inner.auth.disabled_on()
+            && (!local.ip().is_loopback() || local.ip() != allowed.ip())
+        {
+            return Err(ServeError::UnauthenticatedOffLoopback { listener: local });
+        }
+        axum::serve(listener, self.router(path))
+            .await
+            .map_err(|e| ServeError::Io(e.to_string()))
+    }
+
+    /// Handles one POST: authenticate, parse, apply, deliver. Usable without axum.
+    pub async fn handle(
+        &self,
+        authorization: Option<&str>,
+        body: &[u8],
+        now: Instant,
+    ) -> CallbackResponse {
+        let counters = &self.inner.counters;
+        let claims: Option<CallbackClaims> = match self.inner.auth.check(authorization).await {
+            Ok(claims) => claims,
+            Err(reason) => {
+                counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%reason, "callback refused: bad token");
+                return CallbackResponse {
+                    status: StatusCode::UNAUTHORIZED,
+                    // The reason is logged, not told: a forger learns nothing from it.
+                    error: Some(error_body(
+                        "InvalidAuthenticationToken",
+                        "The notification's bearer token was rejected.",
+                    )),
+                    events: 0,
+                };
+            }
+        };
+        let notifications: CommsNotifications = match serde_json::from_slice(body) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "callback refused: malformed notification body");
+                return CallbackResponse {
+                    status: StatusCode::BAD_REQUEST,
+                    error: Some(error_body(
+                        "BadRequest",
+                        &format!("The notification body is not a commsNotifications document: {e}"),
+                    )),
+                    events: 0,
+                };
+            }
+        };
+        if let Some(other) = notifications.odata_type.value()
+            && other != CommsNotifications::ODATA_TYPE
+        {
+            tracing::info!(odata_type = %other, "unexpected @odata.type on a notification batch; applied anyway");
+        }
+        if !notifications.extra.is_empty() || notifications.notifications().is_empty() {
+            tracing::debug!(extra = ?notifications.extra.keys().collect::<Vec<_>>(), count = notifications.notifications().len(), "notification batch");
+        }
+        if let Some(claims) = &claims {
+            tracing::trace!(tenant = %claims.tenant_id, issuer = %claims.issuer, "callback token accepted");
+        }
+        counters.notifications.fetch_add(
+            notifications.notifications().len() as u64,
+            Ordering::Relaxed,
+        );
+        let events = self.inner.registry.apply(&notifications, now);
+        let produced = events.len();
+        self.deliver(events);
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        CallbackResponse {
+            status: StatusCode::ACCEPTED,
+            error: None,
+            events: produced,
+        }
+    }
+
+    /// Hands events to the sink, counting what it refuses.
+    pub fn deliver(&self, events: Vec<CallEvent>) {
+        let counters = &self.inner.counters;
+        for event in events {
+            match self.inner.sink.deliver(event) {
+                Ok(()) => {
+                    counters.events_delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(event) => {
+                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(call_id = ?event.call_id(), "event sink full or closed; event dropped");
+                }
+            }
+        }
+    }
+
+    /// Applies a full roster fetched after a [`CallEvent::RosterGap`] and delivers the change.
+    pub fn apply_full_roster(&self, call_id: &str, participants: Vec<Participant>) {
+        let events = self.inner.registry.apply_full_roster(call_id, participants);
+        self.deliver(events);
+    }
+
+    /// Spawns a task that reports overdue roster gaps every `interval`; it ends when the
+    /// returned handle is aborted or dropped with the runtime.
+    pub fn spawn_gap_poller(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let receiver = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let events = receiver.inner.registry.poll(Instant::now());
+                receiver.deliver(events);
+            }
+        })
+    }
+}
+
+async fn receive(
+    State(receiver): State<CallbackReceiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CallbackResponse {
+    if let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !content_type.to_ascii_lowercase().contains("json")
+    {
+        tracing::debug!(%content_type, "notification with a non-JSON content type; parsing anyway");
+    }
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    receiver.handle(authorization, &body, Instant::now()).await
+}
+
+/// A Graph-style error body with a fresh request id and the current date.
+pub fn error_body(code: &str, message: &str) -> GraphErrorBody {
+    let mut body = GraphErrorBody::new(code, message);
+    body.error.inner_error = Nullable::Value(InnerError {
+        request_id: Nullable::Value(uuid::Uuid::new_v4().to_string()),
+        date: Nullable::Value(iso8601_utc(SystemTime::now())),
+        ..InnerError::default()
+    });
+    body
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, as Graph writes `innerError.date`.
+pub fn iso8601_utc(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(json: serde_json::Value) -> CommsNotification {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn call_ids_come_from_the_resource_paths_or_the_call() {
+        let n = notification(serde_json::json!({
+            "resourceUrl": "/communications/calls/abc/participants"}));
+        assert_eq!(notification_call_id(&n).as_deref(), Some("abc"));
+        assert_eq!(collection_of(&n).as_deref(), Some("participants"));
+        let n =
+            notification(serde_json::json!({"resource": "/app/calls/def/contentsharingsessions"}));
+        assert_eq!(notification_call_id(&n).as_deref(), Some("def"));
+        assert_eq!(collection_of(&n).as_deref(), Some("contentsharingsessions"));
+        let n = notification(serde_json::json!({"resourceData":
+            {"@odata.type": "#microsoft.graph.call", "id": "ghi"}}));
+        assert_eq!(notification_call_id(&n).as_deref(), Some("ghi"));
+        assert_eq!(collection_of(&n), None);
+        let n = notification(serde_json::json!({"resourceUrl": "/communications/calls/"}));
+        assert_eq!(notification_call_id(&n), None);
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601_utc(UNIX_EPOCH), "1970-01-01T00:00:00");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29T12:34:56Z
+        assert_eq!(iso8601_utc(t), "2024-02-29T12:34:56");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29T00:00:00Z
+        assert_eq!(iso8601_utc(t), "2000-02-29T00:00:00");
+    }
+
+    #[test]
+    fn an_empty_sharing_list_does_not_wipe_the_roster() {
+        let registry = CallRegistry::default();
+        let now = Instant::now();
+        let roster: CommsNotifications = serde_json::from_value(serde_json::json!({"value": [{
+            "changeType": "updated",
+            "resourceUrl": "/communications/calls/c/participants",
+            "resourceData": [{"@odata.type": "#microsoft.graph.participant", "id": "p"}]}]}))
+        .unwrap();
+        registry.apply(&roster, now);
+        let empty: CommsNotifications = serde_json::from_value(serde_json::json!({"value": [{
+            "changeType": "deleted",
+            "resourceUrl": "/communications/calls/c/contentsharingsessions",
+            "resourceData": []}]}))
+        .unwrap();
+        assert!(registry.apply(&empty, now).is_empty());
+        assert_eq!(registry.with_call("c", |a| a.roster().len()), Some(1));
+    }
+}

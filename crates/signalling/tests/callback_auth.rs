@@ -1,0 +1,488 @@
+//! The callback receiver's token validation, end to end over HTTP: an OpenID configuration
+//! and JWKS served by a local axum server (keys from fixture PEM files), a receiver router
+//! on another, notifications POSTed with reqwest.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use appmedia_signalling::auth::{
+    CallbackAuth, CallbackAuthConfig, CallbackAuthError, CallbackTokenClaims,
+    CallbackTokenValidator, OPENID_CONFIGURATION_PATH, PublishedKeys, TenantPolicy, TokenIssuer,
+    unix_now,
+};
+use appmedia_signalling::callback::{CallEvent, CallRegistry, CallbackReceiver};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use url::Url;
+
+const APP_ID: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
+const TENANT: &str = "aa67bd4c-8475-432d-bd41-39f255720e0a";
+const ISSUER: &str = "https://api.botframework.com";
+const CALL_ID: &str = "2f1a1100-b174-40a0-aba7-0b405e01ed92";
+
+struct Setup {
+    keys: PublishedKeys,
+    issuer: TokenIssuer,
+    validator: Arc<CallbackTokenValidator>,
+    receiver: CallbackReceiver,
+    events: mpsc::Receiver<CallEvent>,
+    callback_url: Url,
+    http: reqwest::Client,
+}
+
+async fn setup_with(configure: impl FnOnce(&mut CallbackAuthConfig)) -> Setup {
+    let keys = PublishedKeys::new();
+    let issuer = common::signing_issuer("key-1");
+    keys.publish(&issuer);
+    let openid_addr = common::serve(keys.router(ISSUER)).await;
+
+    let mut config = CallbackAuthConfig::new(APP_ID, TenantPolicy::Only(vec![TENANT.to_owned()]));
+    config.openid_configuration_url =
+        Url::parse(&format!("http://{openid_addr}{OPENID_CONFIGURATION_PATH}")).unwrap();
+    config.fetch_timeout = Duration::from_secs(5);
+    configure(&mut config);
+    let validator = Arc::new(CallbackTokenValidator::new(config).unwrap());
+    let (receiver, events) = CallbackReceiver::with_channel(
+        CallbackAuth::validate(validator.clone()),
+        Arc::new(CallRegistry::default()),
+        64,
+    );
+    let callback_addr = common::serve(receiver.router("/callback")).await;
+    Setup {
+        keys,
+        issuer,
+        validator,
+        receiver,
+        events,
+        callback_url: Url::parse(&format!("http://{callback_addr}/callback")).unwrap(),
+        http: appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap(),
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+fn claims() -> CallbackTokenClaims {
+    CallbackTokenClaims::new(ISSUER, APP_ID, TENANT, Duration::from_secs(3600))
+}
+
+impl Setup {
+    fn token(&self, claims: &CallbackTokenClaims) -> String {
+        self.issuer.sign(claims).unwrap()
+    }
+
+    async fn post(&self, authorization: Option<String>, body: &str) -> (u16, Option<Value>) {
+        let mut request = self
+            .http
+            .post(self.callback_url.clone())
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).ok())
+    }
+
+    async fn post_token(&self, token: &str) -> (u16, Option<Value>) {
+        self.post(
+            Some(format!("Bearer {token}")),
+            &common::seed("notification-meeting-established.json"),
+        )
+        .await
+    }
+
+    fn nothing_applied(&mut self) {
+        assert!(
+            self.receiver.registry().call_ids().is_empty(),
+            "nothing applied"
+        );
+        assert!(self.events.try_recv().is_err(), "no event delivered");
+    }
+}
+
+#[tokio::test]
+async fn a_valid_token_is_accepted_and_the_notification_applied() {
+    let mut s = setup().await;
+    let (status, body) = s.post_token(&s.token(&claims())).await;
+    assert_eq!(status, 202);
+    assert_eq!(body, None, "202 has no body");
+    assert_eq!(
+        s.receiver
+            .registry()
+            .state_of(CALL_ID)
+            .map(|st| st.to_string()),
+        Some("established".to_owned())
+    );
+    match s.events.try_recv().unwrap() {
+        CallEvent::StateChanged { call_id, to, .. } => {
+            assert_eq!(call_id, CALL_ID);
+            assert_eq!(to.as_str(), "established");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.receiver.stats().accepted, 1);
+    assert_eq!(s.validator.key_fetch_count(), 1);
+    // The keys are cached: a second notification does not fetch them again.
+    let (status, _) = s.post_token(&s.token(&claims())).await;
+    assert_eq!(status, 202);
+    assert_eq!(s.validator.key_fetch_count(), 1);
+    assert_eq!(s.keys.request_count(), 2, "one OpenID document + one JWKS");
+}
+
+#[tokio::test]
+async fn the_graph_issuer_is_accepted_too() {
+    let s = setup().await;
+    let mut c = claims();
+    c.iss = "https://graph.microsoft.com".to_owned();
+    assert_eq!(s.post_token(&s.token(&c)).await.0, 202);
+}
+
+async fn assert_refused(mut s: Setup, token: String, expected: CallbackAuthError) {
+    let (status, body) = s.post_token(&token).await;
+    assert_eq!(status, 401);
+    let body = body.expect("a Graph-style error body");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert!(body["error"]["innerError"]["request-id"].is_string());
+    s.nothing_applied();
+    assert_eq!(s.receiver.stats().unauthorized, 1);
+    assert_eq!(s.validator.validate(&token).await.unwrap_err(), expected);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_another_key_is_refused() {
+    let s = setup().await;
+    // The forger claims the real key id but signs with its own key.
+    let token = common::forged_issuer("key-1").sign(&claims()).unwrap();
+    assert_refused(
+        s,
+        token,
+        CallbackAuthError::BadSignature {
+            kid: "key-1".into(),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let s = setup().await;
+    let mut c = claims();
+    c.iat = unix_now() - 7200;
+    c.nbf = c.iat;
+    c.exp = unix_now() - 600;
+    let token = s.token(&c);
+    assert_refused(s, token, CallbackAuthError::Expired { exp: c.exp }).await;
+}
+
+#[tokio::test]
+async fn a_token_not_yet_valid_is_refused() {
+    let s = setup().await;
+    let mut c = claims();
+    c.nbf = unix_now() + 600;
+    let token = s.token(&c);
+    assert_refused(s, token, CallbackAuthError::NotYetValid { nbf: c.nbf }).await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_bot_is_refused() {
+    let s = setup().await;
+    let mut c = claims();
+    c.aud = "some-other-app".to_owned();
+    let token = s.token(&c);
+    assert_refused(
+        s,
+        token,
+        CallbackAuthError::WrongAudience {
+            aud: vec!["some-other-app".into()],
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_from_another_tenant_is_refused() {
+    let s = setup().await;
+    let mut c = claims();
+    c.tid = "00000000-0000-0000-0000-000000000bad".to_owned();
+    let token = s.token(&c);
+    assert_refused(
+        s,
+        token,
+        CallbackAuthError::WrongTenant {
+            tid: "00000000-0000-0000-0000-000000000bad".into(),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_from_another_issuer_is_refused() {
+    let s = setup().await;
+    let mut c = claims();
+    c.iss = "https://evil.example".to_owned();
+    let token = s.token(&c);
+    assert_refused(
+        s,
+        token,
+        CallbackAuthError::WrongIssuer {
+            iss: "https://evil.example".into(),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_without_tid_is_refused() {
+    let s = setup().await;
+    let token = s
+        .issuer
+        .sign(&json!({"iss": ISSUER, "aud": APP_ID, "exp": unix_now() + 600}))
+        .unwrap();
+    assert_refused(s, token, CallbackAuthError::MissingClaim { claim: "tid" }).await;
+}
+
+#[tokio::test]
+async fn an_hmac_token_is_refused() {
+    let s = setup().await;
+    // Algorithm confusion: HS256 "signed" with the public key's text must not pass.
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_secret(s.keys.jwks().to_string().as_bytes()),
+    )
+    .unwrap();
+    assert_refused(
+        s,
+        token,
+        CallbackAuthError::UnsupportedAlgorithm {
+            alg: "HS256".into(),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_or_odd_authorization_headers_are_refused() {
+    let mut s = setup().await;
+    let body = common::seed("notification-meeting-established.json");
+    assert_eq!(s.post(None, &body).await.0, 401);
+    assert_eq!(
+        s.post(Some("Basic dXNlcjpwYXNz".into()), &body).await.0,
+        401
+    );
+    assert_eq!(s.post(Some("Bearer".into()), &body).await.0, 401);
+    assert_eq!(s.post(Some("Bearer not.a.jwt".into()), &body).await.0, 401);
+    s.nothing_applied();
+    assert_eq!(s.receiver.stats().unauthorized, 4);
+    assert_eq!(
+        s.validator.validate_header(None).await.unwrap_err(),
+        CallbackAuthError::MissingAuthorization
+    );
+    assert_eq!(
+        s.validator
+            .validate_header(Some("Basic x"))
+            .await
+            .unwrap_err(),
+        CallbackAuthError::NotBearer
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_with_a_valid_token_is_400_and_nothing_applied() {
+    let mut s = setup().await;
+    let auth = Some(format!("Bearer {}", s.token(&claims())));
+    for body in [
+        "{\"value\": [",
+        "not json",
+        "[1, 2]",
+        "{\"value\": [{\"changeType\": 5}]}",
+        "{\"value\": {\"not\": \"a list\"}}",
+    ] {
+        let (status, error) = s.post(auth.clone(), body).await;
+        assert_eq!(status, 400, "{body}");
+        let error = error.expect("a Graph error body");
+        assert_eq!(error["error"]["code"], "BadRequest");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("commsNotifications")
+        );
+        assert!(error["error"]["innerError"]["date"].is_string());
+    }
+    s.nothing_applied();
+    assert_eq!(s.receiver.stats().malformed, 5);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_found_by_refetching() {
+    let s = setup_with(|c| c.refetch_min_interval = Duration::ZERO).await;
+    assert_eq!(s.post_token(&s.token(&claims())).await.0, 202);
+    assert_eq!(s.validator.key_fetch_count(), 1);
+    let rotated =
+        TokenIssuer::from_rsa_pem(&common::fixture("forged-signing-key.pem"), "key-2").unwrap();
+    s.keys.publish(&rotated);
+    s.keys.withdraw("key-1");
+    let token = rotated.sign(&claims()).unwrap();
+    assert_eq!(s.post_token(&token).await.0, 202);
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        2,
+        "unknown kid → one refetch"
+    );
+}
+
+#[tokio::test]
+async fn unknown_key_ids_do_not_flood_the_key_endpoint() {
+    let s = setup_with(|c| c.refetch_min_interval = Duration::from_secs(3600)).await;
+    assert_eq!(s.post_token(&s.token(&claims())).await.0, 202);
+    for i in 0..5 {
+        let token = common::forged_issuer(&format!("made-up-{i}"))
+            .sign(&claims())
+            .unwrap();
+        assert_eq!(s.post_token(&token).await.0, 401);
+        assert_eq!(
+            s.validator.validate(&token).await.unwrap_err(),
+            CallbackAuthError::UnknownKey {
+                kid: format!("made-up-{i}")
+            }
+        );
+    }
+    assert_eq!(s.validator.key_fetch_count(), 1, "rate-limited");
+}
+
+#[tokio::test]
+async fn unreachable_keys_refuse_every_token_and_are_retried_later() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let s = setup_with(|c| {
+        c.openid_configuration_url = Url::parse(&format!("http://{dead}/openid")).unwrap();
+        c.retry_after_failure = Duration::from_millis(200);
+    })
+    .await;
+    let token = s.token(&claims());
+    assert_eq!(s.post_token(&token).await.0, 401);
+    assert!(matches!(
+        s.validator.validate(&token).await.unwrap_err(),
+        CallbackAuthError::KeysUnavailable(_)
+    ));
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        1,
+        "the failure is not retried at once"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(s.validator.validate(&token).await.is_err());
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        2,
+        "retried after retry_after_failure"
+    );
+}
+
+#[tokio::test]
+async fn keys_past_their_age_are_refetched() {
+    let s = setup_with(|c| {
+        c.keys_max_age = Duration::ZERO;
+        c.refetch_min_interval = Duration::ZERO;
+    })
+    .await;
+    let token = s.token(&claims());
+    assert!(s.validator.validate(&token).await.is_ok());
+    assert!(s.validator.validate(&token).await.is_ok());
+    assert_eq!(
+        s.validator.key_fetch_count(),
+        2,
+        "an aged key set is refetched"
+    );
+}
+
+#[tokio::test]
+async fn a_generated_issuer_round_trips() {
+    let s = setup_with(|c| c.refetch_min_interval = Duration::ZERO).await;
+    let generated = TokenIssuer::generate("generated").unwrap();
+    s.keys.publish(&generated);
+    let claims = s
+        .validator
+        .validate(&generated.sign(&claims()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims.tenant_id, TENANT);
+    assert_eq!(claims.audience, vec![APP_ID.to_owned()]);
+    assert_eq!(claims.issuer, ISSUER);
+}
+
+#[tokio::test]
+async fn validation_can_be_disabled_only_on_loopback() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = CallbackAuth::disabled_for_loopback(addr).unwrap();
+    let (receiver, mut events) =
+        CallbackReceiver::with_channel(auth, Arc::new(CallRegistry::default()), 8);
+    let router = receiver.router("/callback");
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let response =
+        appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap()
+            .post(format!("http://{addr}/callback"))
+            .body(common::seed("notification-meeting-establishing.json"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert!(matches!(
+        events.recv().await,
+        Some(CallEvent::StateChanged { .. })
+    ));
+    assert!(CallbackAuth::disabled_for_loopback("192.0.2.7:443".parse().unwrap()).is_err());
+}
+
+#[tokio::test]
+async fn keys_of_other_kinds_in_the_jwks_are_skipped() {
+    let issuer = common::signing_issuer("rsa-key");
+    let jwks = PublishedKeys::new();
+    jwks.publish(&issuer);
+    let mut document = jwks.jwks();
+    let keys = document["keys"].as_array_mut().unwrap();
+    // An EC key, a key without kid, a malformed RSA key, Bot Framework's extra fields.
+    keys.insert(
+        0,
+        json!({"kty": "EC", "kid": "ec", "crv": "P-256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}),
+    );
+    keys.insert(1, json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}));
+    keys.insert(2, json!({"kty": "RSA", "kid": "broken", "n": 5}));
+    keys[3]["endorsements"] = json!(["msteams"]);
+    let openid = axum::Router::new()
+        .route(
+            "/openid",
+            axum::routing::get(|| async {
+                axum::Json(json!({"issuer": ISSUER, "jwks_uri": "/jwks"}))
+            }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document) }
+            }),
+        );
+    let addr = common::serve(openid).await;
+    let mut config = CallbackAuthConfig::new(APP_ID, TenantPolicy::Any);
+    config.openid_configuration_url = Url::parse(&format!("http://{addr}/openid")).unwrap();
+    let validator = CallbackTokenValidator::new(config).unwrap();
+    let claims = validator
+        .validate(&issuer.sign(&claims()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims.tenant_id, TENANT);
+}

@@ -1,0 +1,670 @@
+//! The Graph client against a real local axum server that answers what each test scripts.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use appmedia_model::Call;
+use appmedia_signalling::auth::{ClientCredentials, TokenError, TokenIssuer, TokenSource};
+use appmedia_signalling::client::{ClientError, GraphClient, GraphClientConfig, RetryPolicy};
+use appmedia_signalling::permissions::PermissionError;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde_json::{Value, json};
+use url::Url;
+
+const ALL_ROLES: [&str; 4] = [
+    "Calls.Initiate.All",
+    "Calls.InitiateGroupCall.All",
+    "Calls.JoinGroupCall.All",
+    "Calls.AccessMedia.All",
+];
+
+#[derive(Clone)]
+struct Scripted {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    delay: Duration,
+}
+
+impl Scripted {
+    fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    at: Instant,
+}
+
+#[derive(Clone)]
+struct Graph {
+    script: Arc<Mutex<VecDeque<Scripted>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    issuer: Arc<TokenIssuer>,
+    roles: Arc<Mutex<Vec<String>>>,
+    token_fetches: Arc<AtomicUsize>,
+    token_refusal: Arc<Mutex<Option<Scripted>>>,
+    expires_in: Arc<Mutex<u64>>,
+}
+
+impl Graph {
+    fn new() -> Self {
+        Self {
+            script: Arc::default(),
+            seen: Arc::default(),
+            issuer: Arc::new(common::signing_issuer("graph-test")),
+            roles: Arc::new(Mutex::new(
+                ALL_ROLES.iter().map(|s| s.to_string()).collect(),
+            )),
+            token_fetches: Arc::default(),
+            token_refusal: Arc::default(),
+            expires_in: Arc::new(Mutex::new(3599)),
+        }
+    }
+
+    fn push(&self, answer: Scripted) -> &Self {
+        self.script.lock().unwrap().push_back(answer);
+        self
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn app_token(&self) -> String {
+        let n = self.token_fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        let roles = self.roles.lock().unwrap().clone();
+        self.issuer
+            .sign(&json!({
+                "aud": "https://graph.microsoft.com",
+                "iss": "https://sts.windows.net/tenant/",
+                "tid": "tenant",
+                "roles": roles,
+                "n": n,
+                "exp": appmedia_signalling::auth::unix_now() + 3600,
+            }))
+            .unwrap()
+    }
+
+    /// Serves the token endpoint at `/tenant/oauth2/v2.0/token` and scripted answers elsewhere.
+    async fn start(&self) -> Url {
+        let router = Router::new()
+            .route("/tenant/oauth2/v2.0/token", post(token_endpoint))
+            .fallback(any(graph_endpoint))
+            .with_state(self.clone());
+        let addr = common::serve(router).await;
+        Url::parse(&format!("http://{addr}/")).unwrap()
+    }
+}
+
+async fn token_endpoint(State(graph): State<Graph>, body: String) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if let Some(refusal) = graph.token_refusal.lock().unwrap().clone() {
+        return (StatusCode::from_u16(refusal.status).unwrap(), refusal.body).into_response();
+    }
+    assert_eq!(get("grant_type").as_deref(), Some("client_credentials"));
+    assert_eq!(get("client_id").as_deref(), Some("bot-app-id"));
+    assert_eq!(get("client_secret").as_deref(), Some("bot-secret"));
+    assert_eq!(
+        get("scope").as_deref(),
+        Some("https://graph.microsoft.com/.default")
+    );
+    axum::Json(json!({
+        "token_type": "Bearer",
+        "expires_in": *graph.expires_in.lock().unwrap(),
+        "access_token": graph.app_token(),
+    }))
+    .into_response()
+}
+
+async fn graph_endpoint(
+    State(graph): State<Graph>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    graph.seen.lock().unwrap().push(Seen {
+        method,
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let next = graph.script.lock().unwrap().pop_front();
+    let Some(answer) = next else {
+        return (StatusCode::IM_A_TEAPOT, "no scripted answer left").into_response();
+    };
+    if !answer.delay.is_zero() {
+        tokio::time::sleep(answer.delay).await;
+    }
+    let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+fn graph_error(code: &str, message: &str, request_id: &str) -> String {
+    json!({"error": {"code": code, "message": message,
+        "innerError": {"request-id": request_id, "date": "2026-11-26T18:00:00"}}})
+    .to_string()
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+fn config(base: &Url) -> GraphClientConfig {
+    let mut config = GraphClientConfig::for_base_url(base.join("v1.0").unwrap());
+    config.request_timeout = Duration::from_secs(10);
+    config.retry = quick_retries();
+    config
+}
+
+fn credentials(base: &Url) -> TokenSource {
+    let credentials = ClientCredentials::for_authority(
+        base.as_str(),
+        "tenant",
+        "bot-app-id",
+        "bot-secret",
+        "https://graph.microsoft.com/.default",
+    )
+    .unwrap();
+    TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap()
+}
+
+async fn setup() -> (Graph, Url, GraphClient) {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    let client = GraphClient::new(config(&base), credentials(&base)).unwrap();
+    (graph, base, client)
+}
+
+fn request(name: &str) -> Call {
+    serde_json::from_str(&common::seed(name)).unwrap()
+}
+
+fn created_response() -> Scripted {
+    Scripted::new(201, common::seed("example01-response.json"))
+        .header("content-type", "application/json")
+        .header(
+            "location",
+            "https://graph.microsoft.com/v1.0/communications/calls/2e1a0b00-2db4-4022-9570-243709c565ab",
+        )
+        .header("request-id", "header-request-id")
+}
+
+fn client_request_id(seen: &Seen) -> String {
+    seen.headers
+        .get("client-request-id")
+        .expect("client-request-id sent")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn create_call_posts_the_request_and_reads_201_location_and_body() {
+    let (graph, _, client) = setup().await;
+    graph.push(created_response());
+    let sent = request("example01-request.json");
+    let created = client.create_call(&sent).await.unwrap();
+
+    let expected: Call = serde_json::from_str(&common::seed("example01-response.json")).unwrap();
+    assert_eq!(created.call, expected);
+    assert_eq!(
+        created.call_id(),
+        Some("2e1a0b00-2db4-4022-9570-243709c565ab")
+    );
+    assert_eq!(
+        created.location.as_deref(),
+        Some(
+            "https://graph.microsoft.com/v1.0/communications/calls/2e1a0b00-2db4-4022-9570-243709c565ab"
+        )
+    );
+    assert_eq!(created.request_id.as_deref(), Some("header-request-id"));
+
+    let seen = graph.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, Method::POST);
+    assert_eq!(seen[0].path, "/v1.0/communications/calls");
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    let seed: Value = serde_json::from_str(&common::seed("example01-request.json")).unwrap();
+    assert_eq!(body, seed, "the request goes out exactly as built");
+    assert_eq!(seen[0].headers["content-type"], "application/json");
+    let auth = seen[0].headers["authorization"].to_str().unwrap();
+    assert!(auth.starts_with("Bearer ey"), "{auth}");
+    let crid = client_request_id(&seen[0]);
+    assert!(uuid::Uuid::parse_str(&crid).is_ok(), "{crid}");
+    assert_eq!(created.client_request_id, crid);
+}
+
+#[tokio::test]
+async fn get_delete_and_participants_use_the_call_path() {
+    let (graph, _, client) = setup().await;
+    graph
+        .push(Scripted::new(200, common::seed("example05-response.json")))
+        .push(Scripted::new(204, ""))
+        .push(Scripted::new(
+            200,
+            json!({"value": [{"@odata.type": "#microsoft.graph.participant", "id": "p1"}],
+                   "@odata.nextLink": "/v1.0/communications/calls/c1/participants?$skiptoken=2"})
+            .to_string(),
+        ))
+        .push(Scripted::new(
+            200,
+            json!({"value": [{"@odata.type": "#microsoft.graph.participant", "id": "p2"}]})
+                .to_string(),
+        ));
+    let call = client.get_call("c1").await.unwrap();
+    assert_eq!(call.state.value().map(|s| s.as_str()), Some("establishing"));
+    client.delete_call("c1").await.unwrap();
+    let roster = client.list_participants("c1").await.unwrap();
+    let ids: Vec<_> = roster
+        .iter()
+        .filter_map(|p| p.id.value().cloned())
+        .collect();
+    assert_eq!(ids, vec!["p1", "p2"]);
+
+    let seen = graph.seen();
+    let lines: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.clone(), s.path.clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (Method::GET, "/v1.0/communications/calls/c1".to_owned()),
+            (Method::DELETE, "/v1.0/communications/calls/c1".to_owned()),
+            (
+                Method::GET,
+                "/v1.0/communications/calls/c1/participants".to_owned()
+            ),
+            (
+                Method::GET,
+                "/v1.0/communications/calls/c1/participants".to_owned()
+            ),
+        ]
+    );
+    // One fresh client-request-id per request, and one token fetch for all of them.
+    let mut ids: Vec<_> = seen.iter().map(client_request_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(client.tokens().fetch_count(), 1, "the token is cached");
+}
+
+#[tokio::test]
+async fn a_400_is_a_typed_error_with_code_message_and_request_id() {
+    let (graph, _, client) = setup().await;
+    graph.push(Scripted::new(
+        400,
+        graph_error("BadRequest", "Invalid callbackUri", "req-400"),
+    ));
+    let err = client.get_call("c1").await.unwrap_err();
+    match &err {
+        ClientError::Service(e) => {
+            assert_eq!(e.status, 400);
+            assert_eq!(e.code, "BadRequest");
+            assert_eq!(e.message, "Invalid callbackUri");
+            assert_eq!(e.request_id.as_deref(), Some("req-400"));
+            assert_eq!(e.attempts, 1);
+            assert_eq!(e.client_request_id, client_request_id_of(&graph, 0));
+            assert!(e.body.is_some());
+        }
+        other => panic!("expected a service error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("req-400"), "{err}");
+    assert_eq!(graph.seen().len(), 1, "a 400 is not retried");
+}
+
+fn client_request_id_of(graph: &Graph, i: usize) -> String {
+    client_request_id(&graph.seen()[i])
+}
+
+#[tokio::test]
+async fn a_403_is_not_retried() {
+    let (graph, _, client) = setup().await;
+    graph.push(
+        Scripted::new(
+            403,
+            graph_error("Forbidden", "Insufficient privileges", "req-403"),
+        )
+        .header("request-id", "ignored-when-the-body-has-one"),
+    );
+    let err = client.delete_call("c1").await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.code(), Some("Forbidden"));
+    assert_eq!(err.request_id(), Some("req-403"));
+    assert_eq!(graph.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_401_fetches_a_new_token_once_and_succeeds() {
+    let (graph, _, client) = setup().await;
+    graph
+        .push(Scripted::new(
+            401,
+            graph_error(
+                "InvalidAuthenticationToken",
+                "Access token has expired",
+                "r1",
+            ),
+        ))
+        .push(created_response());
+    let created = client
+        .create_call(&request("example01-request.json"))
+        .await
+        .unwrap();
+    assert!(created.call.id.is_value());
+    let seen = graph.seen();
+    assert_eq!(seen.len(), 2);
+    assert_ne!(
+        seen[0].headers["authorization"], seen[1].headers["authorization"],
+        "the retry carries the new token"
+    );
+    assert_eq!(client.tokens().fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn a_second_401_is_returned_not_looped() {
+    let (graph, _, client) = setup().await;
+    for _ in 0..3 {
+        graph.push(Scripted::new(
+            401,
+            graph_error("InvalidAuthenticationToken", "no", "r"),
+        ));
+    }
+    let err = client.get_call("c1").await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(graph.seen().len(), 2, "one refresh, then the error");
+    assert_eq!(client.tokens().fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn a_401_with_a_fixed_token_is_returned() {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    let client = GraphClient::new(config(&base), TokenSource::fixed(graph.app_token())).unwrap();
+    graph.push(Scripted::new(
+        401,
+        graph_error("InvalidAuthenticationToken", "expired", "r"),
+    ));
+    let err = client.get_call("c1").await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(graph.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after_then_succeeds() {
+    let (graph, _, client) = setup().await;
+    graph
+        .push(
+            Scripted::new(429, graph_error("TooManyRequests", "slow down", "r429"))
+                .header("retry-after", "1"),
+        )
+        .push(created_response());
+    let created = client
+        .create_call(&request("example01-request.json"))
+        .await
+        .unwrap();
+    assert!(created.call.id.is_value());
+    let seen = graph.seen();
+    assert_eq!(seen.len(), 2);
+    // A lower bound only: the client must not come back before the service allows it.
+    let waited = seen[1].at - seen[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    assert_eq!(
+        client_request_id(&seen[0]),
+        client_request_id(&seen[1]),
+        "retries of one request share its client-request-id"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let (graph, _, client) = setup().await;
+    let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+    graph
+        .push(Scripted::new(503, "busy").header("retry-after", when))
+        .push(Scripted::new(200, common::seed("example01-response.json")));
+    client.get_call("c1").await.unwrap();
+    let seen = graph.seen();
+    // HTTP dates have one-second resolution, so the wait is between one and two seconds.
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_is_returned_at_once() {
+    let (graph, _, client) = setup().await;
+    graph.push(
+        Scripted::new(429, graph_error("TooManyRequests", "later", "r"))
+            .header("retry-after", "3600"),
+    );
+    let err = client.get_call("c1").await.unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(graph.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_503_is_retried_up_to_max_attempts() {
+    let (graph, _, client) = setup().await;
+    for _ in 0..5 {
+        graph.push(Scripted::new(503, "Service Unavailable"));
+    }
+    let err = client.get_call("c1").await.unwrap_err();
+    match err {
+        ClientError::Service(e) => {
+            assert_eq!(e.status, 503);
+            assert_eq!(e.attempts, 3);
+            assert_eq!(
+                e.code, "ServiceUnavailable",
+                "a body that is not a Graph error"
+            );
+            assert_eq!(e.message, "Service Unavailable");
+            assert!(e.body.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(graph.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn a_504_then_success() {
+    let (graph, _, client) = setup().await;
+    graph
+        .push(Scripted::new(504, "Gateway Timeout"))
+        .push(Scripted::new(200, common::seed("example01-response.json")));
+    assert!(client.get_call("c1").await.is_ok());
+    assert_eq!(graph.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out() {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    let mut config = config(&base);
+    config.request_timeout = Duration::from_millis(300);
+    let client = GraphClient::new(config, TokenSource::fixed(graph.app_token())).unwrap();
+    graph.push(Scripted::new(200, "{}").delayed(Duration::from_secs(5)));
+    let err = client.get_call("c1").await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_service_is_a_transport_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let base = Url::parse(&format!("http://{addr}/")).unwrap();
+    let client = GraphClient::new(config(&base), TokenSource::fixed("t.e.s")).unwrap();
+    let err = client.get_call("c1").await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_token_without_the_needed_role_sends_nothing() {
+    let (graph, _, client) = setup().await;
+    *graph.roles.lock().unwrap() = vec!["Calls.Initiate.All".to_owned()];
+    // Example 2 is app-hosted: it also needs Calls.AccessMedia.All.
+    let err = client
+        .create_call(&request("example02-request.json"))
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Permission(PermissionError::Missing { missing, granted }) => {
+            assert_eq!(missing.len(), 1);
+            assert_eq!(missing[0].to_string(), "Calls.AccessMedia.All");
+            assert_eq!(granted, &vec!["Calls.Initiate.All".to_owned()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("Calls.AccessMedia.All"), "{err}");
+    assert!(graph.seen().is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_request_sends_nothing() {
+    let (graph, _, client) = setup().await;
+    let mut call = request("example01-request.json");
+    call.callback_uri = "http://bot.contoso.com/callback".to_owned().into();
+    let err = client.create_call(&call).await.unwrap_err();
+    match &err {
+        ClientError::Invalid(errors) => assert!(errors.names_field("callbackUri"), "{errors}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(graph.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_refusing_token_endpoint_is_a_token_error() {
+    let (graph, _, client) = setup().await;
+    *graph.token_refusal.lock().unwrap() = Some(Scripted::new(
+        401,
+        json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret"}).to_string(),
+    ));
+    let err = client.get_call("c1").await.unwrap_err();
+    match err {
+        ClientError::Token(TokenError::Refused {
+            status,
+            error,
+            description,
+            ..
+        }) => {
+            assert_eq!(status, 401);
+            assert_eq!(error, "invalid_client");
+            assert!(description.contains("AADSTS7000215"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(graph.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_success_with_a_body_that_is_not_a_call_is_an_error() {
+    let (graph, _, client) = setup().await;
+    graph.push(Scripted::new(200, "<html>proxy</html>"));
+    let err = client.get_call("c1").await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::UnexpectedResponse { status: 200, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_host_is_refused() {
+    let (graph, _, client) = setup().await;
+    graph.push(Scripted::new(
+        200,
+        json!({"value": [], "@odata.nextLink": "https://evil.example/steal"}).to_string(),
+    ));
+    let err = client.list_participants("c1").await.unwrap_err();
+    assert!(err.to_string().contains("leaves the Graph host"), "{err}");
+    assert_eq!(graph.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_token_is_refreshed_shortly_before_it_expires() {
+    let graph = Graph::new();
+    let base = graph.start().await;
+    // A 4 s token with a 1 s margin is used for 3 s.
+    let mut credentials = ClientCredentials::for_authority(
+        base.as_str(),
+        "tenant",
+        "bot-app-id",
+        "bot-secret",
+        "https://graph.microsoft.com/.default",
+    )
+    .unwrap();
+    credentials.refresh_margin = Duration::from_secs(1);
+    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap();
+    *graph.expires_in.lock().unwrap() = 4;
+    let first = tokens.token().await.unwrap();
+    assert_eq!(tokens.token().await.unwrap(), first, "cached");
+    assert_eq!(tokens.fetch_count(), 1);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_ne!(
+        tokens.token().await.unwrap(),
+        first,
+        "refreshed before expiry"
+    );
+    assert_eq!(tokens.fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_token_fetch() {
+    let (graph, _, client) = setup().await;
+    for _ in 0..8 {
+        graph.push(Scripted::new(200, common::seed("example01-response.json")));
+    }
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_call("c1").await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(graph.seen().len(), 8);
+    assert_eq!(graph.token_fetches.load(Ordering::SeqCst), 1);
+}
