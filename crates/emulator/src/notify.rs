@@ -82,20 +82,20 @@ pub struct Destination {
 
 impl Notifier {
     /// A notifier signing with `issuer` and writing `issuer_name` as `iss`.
-    pub fn new(issuer: TokenIssuer, issuer_name: String, policy: RetryPolicy) -> Self {
-        appmedia_signalling::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(policy.request_timeout)
-            .connect_timeout(policy.request_timeout)
-            .build()
-            .unwrap_or_default();
-        Self {
+    pub fn new(
+        issuer: TokenIssuer,
+        issuer_name: String,
+        policy: RetryPolicy,
+    ) -> Result<Self, appmedia_signalling::HttpClientError> {
+        let http =
+            appmedia_signalling::http_client(policy.request_timeout, policy.request_timeout)?;
+        Ok(Self {
             issuer,
             issuer_name,
             http,
             policy,
             stats: Arc::default(),
-        }
+        })
     }
 
     /// The issuer's name (`iss`).

@@ -80,6 +80,9 @@ pub enum EmulatorError {
     /// A signing key could not be made.
     #[error("signing key: {0}")]
     Key(#[from] appmedia_signalling::auth::IssuerError),
+    /// The HTTP client for notifications could not be built.
+    #[error(transparent)]
+    Http(#[from] appmedia_signalling::HttpClientError),
 }
 
 /// A call the service knows.
@@ -172,7 +175,7 @@ impl Emulator {
             notification_issuer,
             config.notification_issuer.clone(),
             config.retry,
-        ));
+        )?);
         let shared = Arc::new(Shared {
             tokens: GraphTokens::new(graph_issuer, base_url.clone(), config.token_lifetime),
             notifier,

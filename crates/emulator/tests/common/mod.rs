@@ -151,7 +151,7 @@ impl Harness {
             .unwrap();
         let received = Received::default();
         let receiver = Receiver {
-            validator: Arc::new(CallbackTokenValidator::new(auth)),
+            validator: Arc::new(CallbackTokenValidator::new(auth).unwrap()),
             received: received.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -183,7 +183,7 @@ impl Harness {
             "https://graph.microsoft.com/.default",
         )
         .unwrap();
-        TokenSource::client_credentials(credentials, Duration::from_secs(5))
+        TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap()
     }
 
     pub async fn token(&self) -> String {
