@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod emulator;
 mod graph;
+mod lab;
 
 #[derive(Parser)]
 #[command(
@@ -24,11 +25,14 @@ enum Command {
     Emulator(emulator::EmulatorArgs),
     /// Microsoft Graph calling resources: check requests, calls and notifications.
     Graph(graph::GraphArgs),
+    /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Emulator(args) => emulator::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Lab(args) => lab::run(args),
     }
 }

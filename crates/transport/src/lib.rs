@@ -1,1 +1,45 @@
-//! appmedia-transport (being written).
+//! Media transport for appmedia: the bot's media endpoint on the wire.
+//!
+//! A [`MediaSession`] is one call's WebRTC transport (on the `webrtc` crate's sans-IO `rtc`
+//! core): host ICE candidates on a configurable address (plus a 1:1 NAT public address and
+//! a media port range, as Graph bots configure), DTLS-SRTP always, one Opus audio m-line,
+//! RTCP sender/receiver reports and the statistics they give. Its [`blob`](MediaSession::blob)
+//! is what goes into `appHostedMediaConfig.blob` (format: `docs/blob.md`). RTP packets cross
+//! to the media core through bounded lock-free queues ([`RtpEndpoint`]), so the async runtime
+//! never runs on media threads. [`PlainRtpSession`] is the explicit opt-in lab mode: Opus
+//! RTP over bare UDP, for benchmarks and standard RTP tools.
+//!
+//! ```no_run
+//! use appmedia_transport::{MediaSession, TransportConfig};
+//!
+//! # async fn demo() -> Result<(), appmedia_transport::TransportError> {
+//! let bot = MediaSession::offer(TransportConfig::default()).await?;
+//! let blob = bot.blob(); // -> appHostedMediaConfig.blob
+//! // The media peer (the service, or the emulator) answers:
+//! let (peer, answer_blob) = MediaSession::answer_blob(TransportConfig::default(), &blob).await?;
+//! bot.accept(&answer_blob).await?; // the answer comes back on the signalling channel
+//! bot.connected().await.expect("connected");
+//! let rtp = bot.take_endpoint().expect("first take"); // hand to the media worker thread
+//! while let Some(packet) = rtp.incoming.pop() { rtp.outgoing.push(packet); } // echo
+//! // (or `bot.attach_pipeline(&mut call_pipeline, scheduler_epoch)` for the media core)
+//! println!("{:?}", bot.stats().await);
+//! # drop(peer); Ok(()) }
+//! ```
+
+mod blob;
+mod config;
+mod error;
+mod guard;
+mod link;
+mod plain;
+mod rtt;
+mod session;
+mod stats;
+
+pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
+pub use config::TransportConfig;
+pub use error::TransportError;
+pub use link::RtpEndpoint;
+pub use plain::{PlainRtpConfig, PlainRtpSession, PlainRtpStats};
+pub use session::{EndReason, MediaSession, SessionState};
+pub use stats::SessionStats;

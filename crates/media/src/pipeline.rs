@@ -1,0 +1,1311 @@
+//! The sans-IO per-call audio pipeline, driven by a 20 ms tick.
+//!
+//! ```text
+//! push_rtp(bytes, now) ──► per-SSRC JitterBuffer ──► OpusDecoder (decode / FEC / PLC)
+//!                                                        │
+//!        bot_frame_48k / bot_frame_16k  ◄── mixer ◄──────┤  + unmixed frame per active speaker,
+//!                                                        │    levels, active/dominant speaker
+//! BotSender (send queue) ──► + players ──► mix ──► OpusEncoder ──► RTP ──► outgoing_packet()
+//! ```
+//!
+//! The caller owns time and I/O: it feeds packets ([`CallPipeline::push_rtp`]) and calls
+//! [`CallPipeline::tick`] every 20 ms with `now`; after a tick it reads the frames for the bot,
+//! the outgoing packet ([`CallPipeline::outgoing_packet`]), events
+//! ([`CallPipeline::poll_event`]) and stats. The bot and players feed audio through bounded
+//! lock-free queues ([`BotSender`], [`PlayerSender`]) from any thread.
+//!
+//! ```
+//! use std::time::Duration;
+//! use appmedia_media::pipeline::{CallPipeline, PipelineConfig};
+//!
+//! let mut alice = CallPipeline::new(PipelineConfig { local_ssrc: 1, ..Default::default() })?;
+//! let mut bob = CallPipeline::new(PipelineConfig { local_ssrc: 2, ..Default::default() })?;
+//! let bot = alice.bot_sender();
+//! for tick in 0..10u32 {
+//!     let now = Duration::from_millis(20) * tick; // a fake clock: no sleeping
+//!     bot.send_pcm16k(&[0x10; 640])?; // Graph's Pcm16K: 640 bytes per 20 ms
+//!     alice.tick(now);
+//!     if let Some(packet) = alice.outgoing_packet() {
+//!         bob.push_rtp(bytes::Bytes::copy_from_slice(packet), now); // the "network"
+//!     }
+//!     bob.tick(now);
+//!     let _for_the_bot: Option<&[u8; 640]> = bob.bot_frame_16k();
+//! }
+//! assert!(bob.stats().ticks == 10 && alice.stats().packets_sent > 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Real-time contract: once every remote stream has been seen, `push_rtp` and `tick` allocate
+//! nothing (buffers, decoders and queues are preallocated; a stream slot freed by a departed
+//! participant is reused). Adding a stream the first time, adding a player and construction
+//! allocate.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::codec::{CodecError, EncodedFrame, EncoderConfig, FecOutcome, OpusDecoder, OpusEncoder};
+use crate::frame::{
+    BYTES_PER_FRAME_16K_S16, Frame16, Frame16S16, Frame48, SAMPLES_PER_FRAME_16K,
+    SAMPLES_PER_FRAME_48K, SILENT_FRAME_48, level_dbov,
+};
+use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+use crate::mixer::{Mixer, MixerError, SourceId};
+use crate::queue::{self, Consumer, Producer, Push, QueueStats};
+use crate::resample::{Downsampler, ResampleError, Upsampler, f32_to_s16le_bytes, s16_to_f32};
+use crate::rtp::{
+    AudioLevel, HeaderExtension, RtpErrorCounters, RtpHeader, RtpPacket, RtpPacketSpec,
+};
+
+/// The codec this pipeline speaks, as SDP names it (RFC 7587).
+pub const CODEC_NAME: &str = "opus/48000/2";
+/// Graph's "no dominant speaker" value for `DominantSpeakerChanged`.
+pub const NO_DOMINANT_SPEAKER: u32 = 0xFFFF_FFFF;
+/// Room for one outgoing packet: header, CSRCs, an extension and the largest Opus frame.
+const MAX_RTP_PACKET: usize = 1500;
+/// Pending events kept between polls; older ones are dropped (and counted) beyond this.
+const EVENT_CAPACITY: usize = 64;
+
+/// PCM format the bot speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotAudioFormat {
+    /// Mono s16 little-endian 16 kHz, 640 bytes per 20 ms: what Graph media bots use.
+    Pcm16k,
+    /// Mono f32 48 kHz, 960 samples per 20 ms: no resampling.
+    Pcm48k,
+}
+
+/// Settings of one call's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineConfig {
+    /// SSRC of the stream this side sends.
+    pub local_ssrc: u32,
+    /// Dynamic payload type negotiated for Opus.
+    pub payload_type: u8,
+    /// First sequence number and timestamp sent (RFC 3550 wants them random; the caller
+    /// picks them so the pipeline stays deterministic).
+    pub initial_sequence_number: u16,
+    pub initial_timestamp: u32,
+    /// RFC 6464 audio level extension id, when negotiated (sent and read).
+    pub audio_level_ext_id: Option<u8>,
+    pub encoder: EncoderConfig,
+    pub jitter: JitterConfig,
+    /// Decode lost frames from the next packet's in-band FEC (SDP `useinbandfec`).
+    pub use_inband_fec: bool,
+    pub bot_format: BotAudioFormat,
+    /// Remote streams decoded at once. With 1, a new SSRC replaces the stream (a reset).
+    pub max_remote_streams: usize,
+    /// Unmixed frames handed to the bot per tick (Graph gives the top four speakers).
+    pub max_unmixed: usize,
+    /// Player sources (prompts, tones) mixed into what the bot sends.
+    pub max_players: usize,
+    /// Packets the network side may queue between ticks ([`RtpInbox`]); a fuller queue
+    /// drops its oldest packet.
+    pub inbound_queue_packets: usize,
+    /// Frames the bot's send queue holds; a fuller queue drops its oldest frame.
+    pub send_queue_frames: usize,
+    /// Ticks the bot's first frame waits before sending starts (and restarts after the bot
+    /// ran dry): a fixed cushion that keeps a bot with uneven timing or bursts from sounding
+    /// choppy, at the cost of this much delay.
+    pub send_prebuffer_frames: usize,
+    /// A stream that sends nothing for this long is removed.
+    pub stream_timeout: Duration,
+    /// A frame louder than this (dBov) is speech for active-speaker detection.
+    pub speech_threshold_dbov: f32,
+    /// Ticks a speaker stays active after its last loud frame.
+    pub active_hangover_ticks: u32,
+    /// Ticks another speaker must be loudest before the dominant speaker changes.
+    pub dominant_hold_ticks: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            local_ssrc: 0x0A0B_0C0D,
+            payload_type: 111,
+            initial_sequence_number: 0,
+            initial_timestamp: 0,
+            audio_level_ext_id: Some(1),
+            encoder: EncoderConfig::default(),
+            jitter: JitterConfig::default(),
+            use_inband_fec: true,
+            bot_format: BotAudioFormat::Pcm16k,
+            max_remote_streams: 4,
+            max_unmixed: 4,
+            max_players: 2,
+            inbound_queue_packets: 64,
+            send_queue_frames: 6,
+            send_prebuffer_frames: 2,
+            stream_timeout: Duration::from_secs(5),
+            speech_threshold_dbov: -50.0,
+            active_hangover_ticks: 15,
+            dominant_hold_ticks: 10,
+        }
+    }
+}
+
+/// Why the pipeline could not be built or an operation was refused.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+    #[error(transparent)]
+    Mixer(#[from] MixerError),
+    #[error("{name} = {value} is out of range")]
+    BadConfig { name: &'static str, value: usize },
+    #[error("all {capacity} player slots are in use")]
+    PlayersFull { capacity: usize },
+}
+
+/// Why a frame or packet was refused by a hand-off queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum HandOffError {
+    #[error("bot frame of {len} bytes; 16 kHz s16 frames have 640")]
+    BadLength { len: usize },
+    #[error("the call's pipeline is gone")]
+    Disconnected,
+}
+
+/// One 20 ms frame from the bot, in either format.
+// Inline on purpose: the send queue's slots are preallocated, while boxing the large variant
+// would allocate for every frame the bot sends.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy)]
+pub enum BotFrame {
+    Pcm16k(Frame16S16),
+    Pcm48k(Frame48),
+}
+
+/// Result of queuing a bot frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    Queued,
+    /// The queue was full: its oldest frame was dropped (the bot is ahead of real time).
+    DroppedOldest,
+}
+
+/// The bot's handle for sending audio into the call; usable from any thread, never blocks.
+#[derive(Debug, Clone)]
+pub struct BotSender {
+    tx: Producer<BotFrame>,
+}
+
+impl BotSender {
+    fn push(&self, frame: BotFrame) -> Result<SendOutcome, HandOffError> {
+        match self.tx.push(frame) {
+            Push::Queued => Ok(SendOutcome::Queued),
+            Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
+        }
+    }
+
+    /// Queues 640 bytes of s16 little-endian 16 kHz mono PCM (Graph's `Pcm16K` buffer).
+    pub fn send_pcm16k(&self, bytes: &[u8]) -> Result<SendOutcome, HandOffError> {
+        if bytes.len() != BYTES_PER_FRAME_16K_S16 {
+            return Err(HandOffError::BadLength { len: bytes.len() });
+        }
+        let mut samples = [0i16; SAMPLES_PER_FRAME_16K];
+        for (s, b) in samples.iter_mut().zip(bytes.chunks_exact(2)) {
+            *s = i16::from_le_bytes([b[0], b[1]]);
+        }
+        self.push(BotFrame::Pcm16k(samples))
+    }
+
+    /// Queues 320 s16 samples at 16 kHz.
+    pub fn send_pcm16k_samples(&self, samples: &Frame16S16) -> Result<SendOutcome, HandOffError> {
+        self.push(BotFrame::Pcm16k(*samples))
+    }
+
+    /// Queues 960 f32 samples at 48 kHz.
+    pub fn send_48k(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
+        self.push(BotFrame::Pcm48k(*frame))
+    }
+
+    /// Frames waiting to be sent.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// The network side's handle (e.g. the transport's socket task): queues received RTP packets
+/// with their arrival time; the next tick takes them. Usable from any thread, never blocks.
+#[derive(Debug, Clone)]
+pub struct RtpInbox {
+    tx: Producer<(Bytes, Duration)>,
+}
+
+impl RtpInbox {
+    /// Queues one packet (after SRTP) that arrived at `arrival` (same epoch as `tick`'s `now`).
+    pub fn push(&self, packet: Bytes, arrival: Duration) -> Result<SendOutcome, HandOffError> {
+        match self.tx.push((packet, arrival)) {
+            Push::Queued => Ok(SendOutcome::Queued),
+            Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
+        }
+    }
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// A player's handle (WAV prompt, tone generator): frames of 48 kHz f32. A player that runs
+/// ahead of real time should keep `queued() < capacity()`; a full queue drops the oldest.
+/// Dropping the handle ends the player once its queue drains.
+#[derive(Debug)]
+pub struct PlayerSender {
+    tx: Producer<Frame48>,
+}
+
+impl PlayerSender {
+    pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
+        match self.tx.push(*frame) {
+            Push::Queued => Ok(SendOutcome::Queued),
+            Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
+        }
+    }
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+    pub fn capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+}
+
+/// Something the call's owner may want to react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineEvent {
+    /// A new remote stream (SSRC) started.
+    StreamAdded { ssrc: u32, source_id: u32 },
+    /// A remote stream stopped (timed out or replaced).
+    StreamRemoved { ssrc: u32, source_id: u32 },
+    /// A remote stream restarted (large sequence jump, or a new SSRC replacing it).
+    StreamReset { ssrc: u32, source_id: u32 },
+    /// The dominant speaker changed; `None` when nobody speaks (Graph's 0xFFFFFFFF).
+    DominantSpeakerChanged { source_id: Option<u32> },
+}
+
+/// Per-stream stats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamStats {
+    pub ssrc: u32,
+    pub source_id: u32,
+    pub codec: &'static str,
+    pub jitter: JitterStats,
+    pub decode_errors: u64,
+    /// Level of the last frame played, dBov.
+    pub level_dbov: f32,
+}
+
+/// Call-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PipelineStats {
+    pub ticks: u64,
+    pub rtp_errors: RtpErrorCounters,
+    /// Packets with a payload type other than Opus'.
+    pub unknown_payload_type: u64,
+    /// Packets of a new SSRC dropped because every stream slot was busy.
+    pub streams_full: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Ticks where the encoder judged the frame silent and nothing was sent.
+    pub dtx_ticks: u64,
+    pub encode_errors: u64,
+    pub resample_errors: u64,
+    /// The network side's inbound queue (evicted = packets dropped because ticks fell behind).
+    pub inbound_queue: QueueStats,
+    /// The bot's send queue (evicted = frames dropped because the bot ran ahead).
+    pub bot_queue: QueueStats,
+    /// Ticks on which a sending bot had no frame ready (it ran late).
+    pub bot_underruns: u64,
+    /// Events dropped because nobody polled them.
+    pub events_dropped: u64,
+    /// The outgoing packet queue, when connected (evicted = the transport fell behind).
+    pub packet_outbox: QueueStats,
+    /// The bot's receive queue, when connected (evicted = the bot fell behind).
+    pub bot_audio_outbox: QueueStats,
+}
+
+/// What one tick produced, in brief (details through the accessors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// Whether the mixed frame for the bot is silence.
+    pub is_silence: bool,
+    /// Remote streams that produced audio this tick.
+    pub streams_playing: usize,
+    /// Unmixed frames available.
+    pub unmixed: usize,
+    /// Whether an RTP packet is ready in [`CallPipeline::outgoing_packet`].
+    pub packet_ready: bool,
+}
+
+/// Unmixed frames carried per tick by [`BotAudio16k`] (Graph delivers the top four).
+pub const MAX_UNMIXED_HANDOFF: usize = 4;
+/// Active speakers carried per tick by [`BotAudio16k`].
+pub const MAX_ACTIVE_HANDOFF: usize = 16;
+
+/// One outgoing RTP packet, by value so the hand-off allocates nothing.
+#[derive(Clone, Copy)]
+pub struct OutgoingRtp {
+    len: usize,
+    data: [u8; MAX_RTP_PACKET],
+}
+
+impl OutgoingRtp {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl std::fmt::Debug for OutgoingRtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingRtp")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// One unmixed 16 kHz frame in a [`BotAudio16k`].
+#[derive(Debug, Clone, Copy)]
+pub struct UnmixedPcm16k {
+    pub source_id: u32,
+    pub level_dbov: f32,
+    pub is_silence: bool,
+    /// 640 bytes of s16 little-endian mono 16 kHz.
+    pub pcm: [u8; BYTES_PER_FRAME_16K_S16],
+}
+
+impl UnmixedPcm16k {
+    const SILENT: UnmixedPcm16k = UnmixedPcm16k {
+        source_id: NO_DOMINANT_SPEAKER,
+        level_dbov: -127.0,
+        is_silence: true,
+        pcm: [0; BYTES_PER_FRAME_16K_S16],
+    };
+}
+
+/// What the bot receives each tick, in Graph's audio-socket shape (16 kHz s16).
+#[derive(Debug, Clone, Copy)]
+pub struct BotAudio16k {
+    /// The tick's `now`.
+    pub timestamp: Duration,
+    /// Whether the mix is silence (Graph's `IsSilence`).
+    pub is_silence: bool,
+    /// The mix of all remote streams: 640 bytes of s16 little-endian mono 16 kHz.
+    pub mixed: [u8; BYTES_PER_FRAME_16K_S16],
+    unmixed_len: usize,
+    unmixed: [UnmixedPcm16k; MAX_UNMIXED_HANDOFF],
+    active_len: usize,
+    active_speakers: [u32; MAX_ACTIVE_HANDOFF],
+    /// Graph's dominant speaker (`None` = 0xFFFFFFFF).
+    pub dominant_speaker: Option<u32>,
+}
+
+impl BotAudio16k {
+    /// Unmixed frames of the loudest active speakers, loudest first.
+    pub fn unmixed(&self) -> &[UnmixedPcm16k] {
+        &self.unmixed[..self.unmixed_len]
+    }
+    /// Source ids of the active speakers, loudest first.
+    pub fn active_speakers(&self) -> &[u32] {
+        &self.active_speakers[..self.active_len]
+    }
+}
+
+/// An unmixed frame of one active speaker.
+#[derive(Debug, Clone, Copy)]
+pub struct UnmixedAudio<'a> {
+    /// Graph media source id (the SSRC unless assigned with `assign_source_id`).
+    pub source_id: u32,
+    pub ssrc: u32,
+    pub level_dbov: f32,
+    pub is_silence: bool,
+    pub pcm48: &'a Frame48,
+    /// The same frame as 640 bytes of 16 kHz s16 (only with [`BotAudioFormat::Pcm16k`]).
+    pub pcm16k: Option<&'a [u8; BYTES_PER_FRAME_16K_S16]>,
+}
+
+struct RemoteStream {
+    live: bool,
+    ssrc: u32,
+    source_id: u32,
+    jitter: JitterBuffer,
+    decoder: OpusDecoder,
+    mixer_source: Option<SourceId>,
+    pcm: Box<Frame48>,
+    down: Option<Box<Downsampler>>,
+    pcm16k: Box<[u8; BYTES_PER_FRAME_16K_S16]>,
+    scratch16: Box<Frame16>,
+    last_packet: Duration,
+    decode_errors: u64,
+    playing: bool,
+    level_dbov: f32,
+    /// Slow-moving level for the dominant speaker choice.
+    smoothed_dbov: f32,
+    /// Whether the last frame was above the speech threshold.
+    loud: bool,
+    /// Ticks left in the active-speaker hangover.
+    active_ticks: u32,
+}
+
+impl RemoteStream {
+    fn new(config: &PipelineConfig) -> Result<Self, PipelineError> {
+        Ok(RemoteStream {
+            live: false,
+            ssrc: 0,
+            source_id: 0,
+            jitter: JitterBuffer::new(config.jitter),
+            decoder: OpusDecoder::new()?,
+            mixer_source: None,
+            pcm: Box::new(SILENT_FRAME_48),
+            // Made only once a second stream is live: a lone stream's unmixed frame is the mix.
+            down: None,
+            pcm16k: Box::new([0; BYTES_PER_FRAME_16K_S16]),
+            scratch16: Box::new([0.0; SAMPLES_PER_FRAME_16K]),
+            last_packet: Duration::ZERO,
+            decode_errors: 0,
+            playing: false,
+            level_dbov: -127.0,
+            smoothed_dbov: -127.0,
+            loud: false,
+            active_ticks: 0,
+        })
+    }
+
+    fn stats(&self) -> StreamStats {
+        StreamStats {
+            ssrc: self.ssrc,
+            source_id: self.source_id,
+            codec: CODEC_NAME,
+            jitter: *self.jitter.stats(),
+            decode_errors: self.decode_errors,
+            level_dbov: self.level_dbov,
+        }
+    }
+
+    /// Produces this tick's frame into `pcm`; returns whether it carries audio.
+    fn play(&mut self, now: Duration, use_fec: bool, threshold: f32) -> bool {
+        let pcm = &mut self.pcm[..];
+        let (result, played) = match self.jitter.pop(now) {
+            Playout::Buffering => (Ok(Produced::Silence), false),
+            Playout::Silence => (Ok(Produced::Silence), true),
+            Playout::Frame(p) => match self.decoder.decode(p.payload(), pcm) {
+                Ok(()) => (Ok(Produced::Decoded), true),
+                Err(e) => (Err(e), true),
+            },
+            Playout::Lost { fec: Some(next) } if use_fec => {
+                match self.decoder.decode_fec(next.payload(), pcm) {
+                    Ok(FecOutcome::Recovered) => (Ok(Produced::Fec), true),
+                    Ok(FecOutcome::Concealed) => (Ok(Produced::Concealed), true),
+                    Err(e) => (Err(e), true),
+                }
+            }
+            Playout::Lost { .. } | Playout::Underrun => match self.decoder.conceal(pcm) {
+                Ok(()) => (Ok(Produced::Concealed), true),
+                Err(e) => (Err(e), true),
+            },
+        };
+        let produced = match result {
+            Ok(p) => p,
+            Err(_) => {
+                // Garbage payload: count it and conceal instead, so the tick goes on.
+                self.decode_errors += 1;
+                if self.decoder.conceal(pcm).is_ok() {
+                    Produced::Concealed
+                } else {
+                    Produced::Silence
+                }
+            }
+        };
+        match produced {
+            Produced::Silence => self.pcm.fill(0.0),
+            Produced::Fec => self.jitter.record_fec_recovered(),
+            Produced::Concealed => self.jitter.record_concealed(),
+            Produced::Decoded => {}
+        }
+        self.level_dbov = level_dbov(&self.pcm[..]);
+        self.jitter.set_silent(self.level_dbov < threshold);
+        // ~0.3 s time constant: steady enough for dominance, quick enough to follow turns.
+        self.smoothed_dbov += (self.level_dbov - self.smoothed_dbov) * 0.06;
+        self.loud = self.level_dbov >= threshold;
+        self.playing = played && !matches!(produced, Produced::Silence);
+        self.playing
+    }
+}
+
+enum Produced {
+    Decoded,
+    Fec,
+    Concealed,
+    Silence,
+}
+
+/// A bounded ring of events; never allocates after construction.
+struct EventRing {
+    items: [Option<PipelineEvent>; EVENT_CAPACITY],
+    head: usize,
+    len: usize,
+    dropped: u64,
+}
+
+impl EventRing {
+    fn push(&mut self, e: PipelineEvent) {
+        if self.len == EVENT_CAPACITY {
+            self.head = (self.head + 1) % EVENT_CAPACITY;
+            self.len -= 1;
+            self.dropped += 1;
+        }
+        self.items[(self.head + self.len) % EVENT_CAPACITY] = Some(e);
+        self.len += 1;
+    }
+    fn pop(&mut self) -> Option<PipelineEvent> {
+        if self.len == 0 {
+            return None;
+        }
+        let e = self.items[self.head].take();
+        self.head = (self.head + 1) % EVENT_CAPACITY;
+        self.len -= 1;
+        e
+    }
+}
+
+struct Player {
+    rx: Consumer<Frame48>,
+    source: SourceId,
+}
+
+/// The per-call pipeline. See the module docs.
+pub struct CallPipeline {
+    config: PipelineConfig,
+    streams: Vec<RemoteStream>,
+    /// SSRC → Graph source id assignments.
+    source_ids: Vec<(u32, u32)>,
+    receive_mixer: Mixer,
+    bot_mixed_16k: Box<[u8; BYTES_PER_FRAME_16K_S16]>,
+    bot_down: Option<Box<Downsampler>>,
+    scratch16: Box<Frame16>,
+    mixed_silent: bool,
+    /// Indices into `streams` of the unmixed frames of this tick, loudest first.
+    unmixed: Vec<usize>,
+    active: Vec<u32>,
+    dominant: Option<u32>,
+    dominant_candidate: Option<u32>,
+    dominant_candidate_ticks: u32,
+    quiet_ticks: u32,
+    rtp_rx: Consumer<(Bytes, Duration)>,
+    rtp_tx: Producer<(Bytes, Duration)>,
+    // Send side.
+    bot_rx: Consumer<BotFrame>,
+    bot_tx: Producer<BotFrame>,
+    bot_sending: bool,
+    /// Ticks the first queued frame has waited while prebuffering.
+    bot_waited: usize,
+    upsampler: Box<Upsampler>,
+    players: Vec<Player>,
+    send_mixer: Mixer,
+    bot_source: SourceId,
+    encoder: OpusEncoder,
+    next_seq: u16,
+    next_ts: u32,
+    sent_last_tick: bool,
+    out_packet: Box<[u8; MAX_RTP_PACKET]>,
+    out_len: usize,
+    events: EventRing,
+    packet_tx: Option<Producer<OutgoingRtp>>,
+    bot_audio_tx: Option<Producer<BotAudio16k>>,
+    stats: PipelineStats,
+}
+
+impl std::fmt::Debug for CallPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallPipeline")
+            .field("local_ssrc", &self.config.local_ssrc)
+            .field("streams", &self.streams.iter().filter(|s| s.live).count())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl CallPipeline {
+    /// Builds the pipeline and preallocates everything a steady-state tick needs.
+    pub fn new(config: PipelineConfig) -> Result<Self, PipelineError> {
+        if config.max_remote_streams == 0 {
+            return Err(PipelineError::BadConfig {
+                name: "max_remote_streams",
+                value: 0,
+            });
+        }
+        if config.send_prebuffer_frames > config.send_queue_frames {
+            return Err(PipelineError::BadConfig {
+                name: "send_prebuffer_frames",
+                value: config.send_prebuffer_frames,
+            });
+        }
+        let (bot_tx, bot_rx) = queue::bounded(config.send_queue_frames.max(1));
+        let (rtp_tx, rtp_rx) = queue::bounded(config.inbound_queue_packets.max(1));
+        let mut send_mixer = Mixer::with_capacity(1 + config.max_players);
+        let bot_source = send_mixer.add_source()?;
+        let resampled = config.bot_format == BotAudioFormat::Pcm16k;
+        Ok(CallPipeline {
+            streams: Vec::with_capacity(config.max_remote_streams),
+            source_ids: Vec::with_capacity(config.max_remote_streams * 2),
+            receive_mixer: Mixer::with_capacity(config.max_remote_streams),
+            bot_mixed_16k: Box::new([0; BYTES_PER_FRAME_16K_S16]),
+            bot_down: if resampled {
+                Some(Box::new(Downsampler::new()?))
+            } else {
+                None
+            },
+            scratch16: Box::new([0.0; SAMPLES_PER_FRAME_16K]),
+            mixed_silent: true,
+            unmixed: Vec::with_capacity(config.max_remote_streams),
+            active: Vec::with_capacity(config.max_remote_streams),
+            dominant: None,
+            dominant_candidate: None,
+            dominant_candidate_ticks: 0,
+            quiet_ticks: 0,
+            rtp_rx,
+            rtp_tx,
+            bot_rx,
+            bot_tx,
+            bot_sending: false,
+            bot_waited: 0,
+            // Built whatever the receive format: a bot may send either format.
+            upsampler: Box::new(Upsampler::new()?),
+            players: Vec::with_capacity(config.max_players),
+            send_mixer,
+            bot_source,
+            encoder: OpusEncoder::new(config.encoder)?,
+            next_seq: config.initial_sequence_number,
+            next_ts: config.initial_timestamp,
+            sent_last_tick: false,
+            out_packet: Box::new([0; MAX_RTP_PACKET]),
+            out_len: 0,
+            events: EventRing {
+                items: [None; EVENT_CAPACITY],
+                head: 0,
+                len: 0,
+                dropped: 0,
+            },
+            packet_tx: None,
+            bot_audio_tx: None,
+            stats: PipelineStats::default(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// A handle for the bot to send frames from any thread.
+    pub fn bot_sender(&self) -> BotSender {
+        BotSender {
+            tx: self.bot_tx.clone(),
+        }
+    }
+
+    /// A handle for the network side to queue received packets from any thread; the next
+    /// [`tick`](Self::tick) feeds them to [`push_rtp`](Self::push_rtp) with their arrival times.
+    pub fn rtp_inbox(&self) -> RtpInbox {
+        RtpInbox {
+            tx: self.rtp_tx.clone(),
+        }
+    }
+
+    /// Adds a player source mixed into what the bot sends (allocates its queue).
+    pub fn add_player(&mut self, queue_frames: usize) -> Result<PlayerSender, PipelineError> {
+        if self.players.len() >= self.config.max_players {
+            return Err(PipelineError::PlayersFull {
+                capacity: self.config.max_players,
+            });
+        }
+        let source = self.send_mixer.add_source()?;
+        let (tx, rx) = queue::bounded(queue_frames.max(1));
+        self.players.push(Player { rx, source });
+        Ok(PlayerSender { tx })
+    }
+
+    /// Maps an SSRC to the Graph media source id reported for it (from the roster).
+    pub fn assign_source_id(&mut self, ssrc: u32, source_id: u32) {
+        if let Some(entry) = self.source_ids.iter_mut().find(|(s, _)| *s == ssrc) {
+            entry.1 = source_id;
+        } else if self.source_ids.len() < self.source_ids.capacity() {
+            self.source_ids.push((ssrc, source_id));
+        } else {
+            self.source_ids[0] = (ssrc, source_id);
+            self.source_ids.rotate_left(1);
+        }
+        if let Some(s) = self.streams.iter_mut().find(|s| s.live && s.ssrc == ssrc) {
+            s.source_id = source_id;
+        }
+    }
+
+    fn source_id_of(&self, ssrc: u32) -> u32 {
+        self.source_ids
+            .iter()
+            .find(|(s, _)| *s == ssrc)
+            .map_or(ssrc, |&(_, id)| id)
+    }
+
+    /// Feeds one received RTP packet (after SRTP). Malformed or foreign packets are counted
+    /// in [`PipelineStats`] and dropped.
+    pub fn push_rtp(&mut self, packet: Bytes, now: Duration) {
+        let packet = match RtpPacket::parse(packet) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.rtp_errors.record(&e);
+                return;
+            }
+        };
+        if packet.payload_type() != self.config.payload_type {
+            self.stats.unknown_payload_type += 1;
+            return;
+        }
+        let ssrc = packet.ssrc();
+        let idx = match self.streams.iter().position(|s| s.live && s.ssrc == ssrc) {
+            Some(i) => i,
+            None => match self.open_stream(ssrc, now) {
+                Some(i) => i,
+                None => {
+                    self.stats.streams_full += 1;
+                    return;
+                }
+            },
+        };
+        let stream = &mut self.streams[idx];
+        stream.last_packet = now;
+        if stream.jitter.push(packet, now) == PushOutcome::Reset {
+            // A far jump in sequence numbers: the decoder's history belongs to the old run.
+            let _ = stream.decoder.reset();
+            self.events.push(PipelineEvent::StreamReset {
+                ssrc,
+                source_id: stream.source_id,
+            });
+        }
+    }
+
+    /// Finds a slot for a new SSRC: a free one, else (single-stream calls) the current one
+    /// is replaced, else the longest-silent stream past the timeout.
+    fn open_stream(&mut self, ssrc: u32, now: Duration) -> Option<usize> {
+        let source_id = self.source_id_of(ssrc);
+        if self.config.max_remote_streams == 1 && self.streams.first().is_some_and(|s| s.live) {
+            // Two-party call: the peer restarted its stream under a new SSRC.
+            let s = &mut self.streams[0];
+            let old = (s.ssrc, s.source_id);
+            s.jitter.reset();
+            let _ = s.decoder.reset();
+            s.ssrc = ssrc;
+            s.source_id = source_id;
+            s.last_packet = now;
+            self.events
+                .push(PipelineEvent::StreamReset { ssrc, source_id });
+            if old.1 != source_id {
+                self.forget_speaker(old.1);
+            }
+            return Some(0);
+        }
+        let idx = if let Some(i) = self.streams.iter().position(|s| !s.live) {
+            i
+        } else if self.streams.len() < self.config.max_remote_streams {
+            // First use of this slot: the only allocation a stream ever makes.
+            let stream = RemoteStream::new(&self.config).ok()?;
+            self.streams.push(stream);
+            self.streams.len() - 1
+        } else {
+            return None;
+        };
+        let mixer_source = self.receive_mixer.add_source().ok()?;
+        let s = &mut self.streams[idx];
+        s.live = true;
+        s.ssrc = ssrc;
+        s.source_id = source_id;
+        s.jitter.reset();
+        let _ = s.decoder.reset();
+        if let Some(d) = s.down.as_mut() {
+            d.reset();
+        }
+        s.mixer_source = Some(mixer_source);
+        s.last_packet = now;
+        if self.bot_down.is_some() && self.streams.iter().filter(|s| s.live).count() >= 2 {
+            // From now on unmixed frames differ from the mix and need their own resampler
+            // (~50 KiB each, so two-party calls never build one).
+            for s in self
+                .streams
+                .iter_mut()
+                .filter(|s| s.live && s.down.is_none())
+            {
+                match Downsampler::new() {
+                    Ok(d) => s.down = Some(Box::new(d)),
+                    Err(_) => self.stats.resample_errors += 1,
+                }
+            }
+        }
+        let s = &mut self.streams[idx];
+        s.decode_errors = 0;
+        s.level_dbov = -127.0;
+        s.smoothed_dbov = -127.0;
+        s.active_ticks = 0;
+        s.loud = false;
+        s.playing = false;
+        self.events
+            .push(PipelineEvent::StreamAdded { ssrc, source_id });
+        Some(idx)
+    }
+
+    fn close_stream(&mut self, idx: usize) {
+        let s = &mut self.streams[idx];
+        s.live = false;
+        s.playing = false;
+        s.jitter.reset();
+        if let Some(src) = s.mixer_source.take() {
+            let _ = self.receive_mixer.remove_source(src);
+        }
+        let (ssrc, source_id) = (s.ssrc, s.source_id);
+        self.events
+            .push(PipelineEvent::StreamRemoved { ssrc, source_id });
+        self.forget_speaker(source_id);
+    }
+
+    fn forget_speaker(&mut self, source_id: u32) {
+        if self.dominant == Some(source_id) {
+            self.dominant = None;
+            self.events
+                .push(PipelineEvent::DominantSpeakerChanged { source_id: None });
+        }
+        if self.dominant_candidate == Some(source_id) {
+            self.dominant_candidate = None;
+        }
+    }
+
+    /// Runs one 20 ms step at `now`. Never blocks; allocates nothing in steady state.
+    pub fn tick(&mut self, now: Duration) -> TickReport {
+        self.stats.ticks += 1;
+        // Bounded by the queue's size so a flooding sender cannot hold the tick.
+        for _ in 0..self.rtp_rx.capacity() {
+            match self.rtp_rx.pop() {
+                Some((packet, arrival)) => self.push_rtp(packet, arrival),
+                None => break,
+            }
+        }
+        self.stats.inbound_queue = self.rtp_rx.stats();
+        self.receive(now);
+        self.update_speakers();
+        self.send();
+        self.hand_off(now);
+        self.stats.bot_queue = self.bot_rx.stats();
+        self.stats.events_dropped = self.events.dropped;
+        TickReport {
+            is_silence: self.mixed_silent,
+            streams_playing: self.streams.iter().filter(|s| s.live && s.playing).count(),
+            unmixed: self.unmixed.len(),
+            packet_ready: self.out_len > 0,
+        }
+    }
+
+    fn receive(&mut self, now: Duration) {
+        for i in 0..self.streams.len() {
+            if self.streams[i].live
+                && now.saturating_sub(self.streams[i].last_packet) >= self.config.stream_timeout
+            {
+                self.close_stream(i);
+            }
+        }
+        let threshold = self.config.speech_threshold_dbov;
+        let hangover = self.config.active_hangover_ticks;
+        for s in self.streams.iter_mut().filter(|s| s.live) {
+            let playing = s.play(now, self.config.use_inband_fec, threshold);
+            if s.loud {
+                s.active_ticks = hangover.max(1);
+            } else {
+                s.active_ticks = s.active_ticks.saturating_sub(1);
+            }
+            if playing && let Some(src) = s.mixer_source {
+                let _ = self.receive_mixer.push(src, &s.pcm);
+            }
+        }
+        let mixed = self.receive_mixer.mix();
+        self.mixed_silent = level_dbov(&mixed[..]) < threshold;
+        if let Some(down) = self.bot_down.as_mut() {
+            if down.process(mixed, &mut self.scratch16).is_err() {
+                self.stats.resample_errors += 1;
+            }
+            if f32_to_s16le_bytes(&self.scratch16[..], &mut self.bot_mixed_16k[..]).is_err() {
+                self.stats.resample_errors += 1;
+            }
+        }
+        // Unmixed frames are resampled for every live stream, so each downsampler's history
+        // stays continuous whether or not the stream makes the top N this tick. With a single
+        // stream (a two-party call) its unmixed frame is the mix itself (soft clipping aside,
+        // which only touches peaks above 0.8), so the second resampling is skipped.
+        let single = self.streams.iter().filter(|s| s.live).count() == 1;
+        if self.bot_down.is_none() {
+            return;
+        }
+        for s in self.streams.iter_mut().filter(|s| s.live) {
+            match (single, s.down.as_mut()) {
+                (true, _) => s.pcm16k.copy_from_slice(&self.bot_mixed_16k[..]),
+                (false, Some(down)) => {
+                    if down.process(&s.pcm, &mut s.scratch16).is_err() {
+                        self.stats.resample_errors += 1;
+                    }
+                    if f32_to_s16le_bytes(&s.scratch16[..], &mut s.pcm16k[..]).is_err() {
+                        self.stats.resample_errors += 1;
+                    }
+                }
+                // Its resampler could not be built (counted then): better silence than stale.
+                (false, None) => s.pcm16k.fill(0),
+            }
+        }
+    }
+
+    fn update_speakers(&mut self) {
+        self.active.clear();
+        self.unmixed.clear();
+        for (i, s) in self.streams.iter().enumerate() {
+            if s.live && s.active_ticks > 0 {
+                self.unmixed.push(i);
+            }
+        }
+        let streams = &self.streams;
+        self.unmixed.sort_unstable_by(|&a, &b| {
+            streams[b]
+                .smoothed_dbov
+                .total_cmp(&streams[a].smoothed_dbov)
+        });
+        for &i in &self.unmixed {
+            self.active.push(self.streams[i].source_id);
+        }
+        self.unmixed.truncate(self.config.max_unmixed);
+
+        // Dominant speaker: the loudest active speaker must lead for a while before it takes
+        // over (hysteresis); with nobody active for a second the dominant speaker is cleared.
+        let loudest = self.active.first().copied();
+        match loudest {
+            None => {
+                self.quiet_ticks += 1;
+                self.dominant_candidate = None;
+                if self.dominant.is_some() && self.quiet_ticks >= 50 {
+                    self.dominant = None;
+                    self.events
+                        .push(PipelineEvent::DominantSpeakerChanged { source_id: None });
+                }
+            }
+            Some(id) => {
+                self.quiet_ticks = 0;
+                let dominant_active = self.dominant.is_some_and(|d| self.active.contains(&d));
+                if self.dominant == Some(id) {
+                    self.dominant_candidate = None;
+                } else {
+                    if self.dominant_candidate == Some(id) {
+                        self.dominant_candidate_ticks += 1;
+                    } else {
+                        self.dominant_candidate = Some(id);
+                        self.dominant_candidate_ticks = 1;
+                    }
+                    let hold = if dominant_active {
+                        self.config.dominant_hold_ticks
+                    } else {
+                        1
+                    };
+                    if self.dominant_candidate_ticks >= hold {
+                        self.dominant = Some(id);
+                        self.dominant_candidate = None;
+                        self.events.push(PipelineEvent::DominantSpeakerChanged {
+                            source_id: Some(id),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the bot's next frame through the prebuffering send queue.
+    fn next_bot_frame(&mut self) -> Option<BotFrame> {
+        if !self.bot_sending {
+            if self.bot_rx.is_empty() {
+                self.bot_waited = 0;
+                return None;
+            }
+            // Hold the first frames back by a fixed delay: the queue then keeps that cushion
+            // whatever size the bot's bursts are.
+            self.bot_waited += 1;
+            if self.bot_waited <= self.config.send_prebuffer_frames {
+                return None;
+            }
+            self.bot_waited = 0;
+            self.bot_sending = true;
+        }
+        match self.bot_rx.pop() {
+            Some(f) => Some(f),
+            None => {
+                // The bot ran dry: collect a new cushion before sending again.
+                self.stats.bot_underruns += 1;
+                self.bot_sending = false;
+                None
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        self.out_len = 0;
+        let ts = self.next_ts;
+        // RTP time advances every tick, sent or not: after a pause the receiver sees the
+        // timestamp jump by the pause's length with contiguous sequence numbers (DTX).
+        self.next_ts = self.next_ts.wrapping_add(SAMPLES_PER_FRAME_48K as u32);
+
+        let mut any_input = false;
+        if let Some(frame) = self.next_bot_frame()
+            && let Ok(input) = self.send_mixer.input_mut(self.bot_source)
+        {
+            any_input = true;
+            match frame {
+                BotFrame::Pcm48k(f) => input.copy_from_slice(&f),
+                BotFrame::Pcm16k(samples) => {
+                    let ok = s16_to_f32(&samples, &mut self.scratch16[..]).is_ok()
+                        && self.upsampler.process(&self.scratch16, input).is_ok();
+                    if !ok {
+                        self.stats.resample_errors += 1;
+                        input.fill(0.0);
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.players.len() {
+            let p = &self.players[i];
+            if let Some(frame) = p.rx.pop() {
+                any_input = true;
+                let _ = self.send_mixer.push(p.source, &frame);
+            } else if p.rx.is_finished() {
+                let p = self.players.swap_remove(i);
+                let _ = self.send_mixer.remove_source(p.source);
+                continue;
+            }
+            i += 1;
+        }
+        // Silence still goes through the encoder: with DTX it sends nothing but the periodic
+        // comfort-noise updates, without DTX it keeps the stream flowing.
+        let frame: &Frame48 = if any_input {
+            self.send_mixer.mix()
+        } else {
+            &SILENT_FRAME_48
+        };
+        let level = AudioLevel {
+            voice: level_dbov(&frame[..]) >= self.config.speech_threshold_dbov,
+            level_dbov: crate::rtp::dbov_of(&frame[..]),
+        };
+        let payload = match self.encoder.encode(frame) {
+            Ok(EncodedFrame::Voice(p)) => p,
+            Ok(EncodedFrame::Dtx) => {
+                self.stats.dtx_ticks += 1;
+                self.sent_last_tick = false;
+                return;
+            }
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                self.sent_last_tick = false;
+                return;
+            }
+        };
+        let mut header = RtpHeader::new(
+            self.config.payload_type,
+            self.next_seq,
+            ts,
+            self.config.local_ssrc,
+        );
+        // RFC 3551 §4.1: the marker flags the first packet of a talk spurt.
+        header.marker = !self.sent_last_tick;
+        let level_byte = [level.to_byte()];
+        let ext_storage;
+        let extensions: &[HeaderExtension<'_>] = match self.config.audio_level_ext_id {
+            Some(id) => {
+                ext_storage = [HeaderExtension {
+                    id,
+                    data: &level_byte,
+                }];
+                &ext_storage
+            }
+            None => &[],
+        };
+        let spec = RtpPacketSpec {
+            header,
+            extensions,
+            payload,
+            padding: 0,
+        };
+        match spec.write(&mut self.out_packet[..]) {
+            Ok(n) => {
+                self.out_len = n;
+                self.next_seq = self.next_seq.wrapping_add(1);
+                self.sent_last_tick = true;
+                self.stats.packets_sent += 1;
+                self.stats.bytes_sent += n as u64;
+            }
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                self.sent_last_tick = false;
+            }
+        }
+    }
+
+    /// Pushes this tick's outputs into the queues a threaded caller connected.
+    fn hand_off(&mut self, now: Duration) {
+        if let Some(tx) = &self.packet_tx
+            && self.out_len > 0
+        {
+            let mut item = OutgoingRtp {
+                len: self.out_len,
+                data: [0; MAX_RTP_PACKET],
+            };
+            item.data[..self.out_len].copy_from_slice(&self.out_packet[..self.out_len]);
+            let _ = tx.push(item);
+            self.stats.packet_outbox = tx.stats();
+        }
+        if let Some(tx) = &self.bot_audio_tx {
+            let mut item = BotAudio16k {
+                timestamp: now,
+                is_silence: self.mixed_silent,
+                mixed: *self.bot_mixed_16k,
+                unmixed_len: 0,
+                unmixed: [UnmixedPcm16k::SILENT; MAX_UNMIXED_HANDOFF],
+                active_len: 0,
+                active_speakers: [0; MAX_ACTIVE_HANDOFF],
+                dominant_speaker: self.dominant,
+            };
+            for (slot, u) in item.unmixed.iter_mut().zip(self.unmixed()) {
+                if let Some(pcm) = u.pcm16k {
+                    *slot = UnmixedPcm16k {
+                        source_id: u.source_id,
+                        level_dbov: u.level_dbov,
+                        is_silence: u.is_silence,
+                        pcm: *pcm,
+                    };
+                    item.unmixed_len += 1;
+                }
+            }
+            for (slot, &id) in item.active_speakers.iter_mut().zip(&self.active) {
+                *slot = id;
+                item.active_len += 1;
+            }
+            let _ = tx.push(item);
+            self.stats.bot_audio_outbox = tx.stats();
+        }
+    }
+
+    /// Connects a queue that receives every outgoing RTP packet (for the transport's task);
+    /// a full queue drops its oldest packet (counted in `stats().packet_outbox`).
+    pub fn packet_outbox(&mut self, capacity: usize) -> Consumer<OutgoingRtp> {
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.packet_tx = Some(tx);
+        rx
+    }
+
+    /// Connects a queue that receives, every tick, what the bot hears as Graph's 16 kHz
+    /// buffers: the mix, up to four unmixed frames, active and dominant speakers. A full
+    /// queue drops its oldest item (counted in `stats().bot_audio_outbox`). Refused for a
+    /// [`BotAudioFormat::Pcm48k`] pipeline, whose frames are read through the accessors.
+    pub fn bot_audio_outbox(
+        &mut self,
+        capacity: usize,
+    ) -> Result<Consumer<BotAudio16k>, PipelineError> {
+        if self.bot_down.is_none() {
+            return Err(PipelineError::BadConfig {
+                name: "bot_format (16 kHz hand-off needs Pcm16k)",
+                value: 0,
+            });
+        }
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.bot_audio_tx = Some(tx);
+        Ok(rx)
+    }
+
+    /// The RTP packet produced by the last tick, if any (valid until the next tick).
+    pub fn outgoing_packet(&self) -> Option<&[u8]> {
+        (self.out_len > 0).then(|| &self.out_packet[..self.out_len])
+    }
+
+    /// The mix of all remote streams for the bot, 48 kHz.
+    pub fn bot_frame_48k(&self) -> &Frame48 {
+        self.receive_mixer.mixed()
+    }
+
+    /// The mix as 640 bytes of s16 16 kHz (only with [`BotAudioFormat::Pcm16k`]).
+    pub fn bot_frame_16k(&self) -> Option<&[u8; BYTES_PER_FRAME_16K_S16]> {
+        self.bot_down.as_ref().map(|_| &*self.bot_mixed_16k)
+    }
+
+    /// Whether the last mixed frame is silence (Graph's `IsSilence`).
+    pub fn is_silence(&self) -> bool {
+        self.mixed_silent
+    }
+
+    /// Unmixed frames of the active speakers, loudest first (at most `max_unmixed`).
+    pub fn unmixed(&self) -> impl Iterator<Item = UnmixedAudio<'_>> + '_ {
+        let threshold = self.config.speech_threshold_dbov;
+        self.unmixed.iter().map(move |&i| {
+            let s = &self.streams[i];
+            UnmixedAudio {
+                source_id: s.source_id,
+                ssrc: s.ssrc,
+                level_dbov: s.level_dbov,
+                is_silence: s.level_dbov < threshold,
+                pcm48: &s.pcm,
+                pcm16k: self.bot_down.as_ref().map(|_| &*s.pcm16k),
+            }
+        })
+    }
+
+    /// Source ids of everyone speaking (with a short hangover), loudest first; the bot's own
+    /// stream is never among them (Graph's `ActiveSpeakers`).
+    pub fn active_speakers(&self) -> &[u32] {
+        &self.active
+    }
+
+    /// The dominant speaker's source id, if anyone has been speaking.
+    pub fn dominant_speaker(&self) -> Option<u32> {
+        self.dominant
+    }
+
+    /// Next pending event.
+    pub fn poll_event(&mut self) -> Option<PipelineEvent> {
+        self.events.pop()
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// Stats of every live remote stream.
+    pub fn stream_stats(&self) -> impl Iterator<Item = StreamStats> + '_ {
+        self.streams
+            .iter()
+            .filter(|s| s.live)
+            .map(RemoteStream::stats)
+    }
+
+    /// Sets the expected loss the encoder protects against (e.g. from RTCP reports).
+    pub fn set_expected_loss_pct(&mut self, pct: u8) -> Result<(), PipelineError> {
+        self.encoder.set_expected_loss_pct(pct)?;
+        Ok(())
+    }
+}
+
+// The scheduler moves calls between worker threads, and bots send from their own threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<CallPipeline>();
+    send::<BotSender>();
+    send::<RtpInbox>();
+    send::<PlayerSender>();
+};
+
+/// Lets the scheduler tick a pipeline whose outputs go through the connected queues.
+impl crate::scheduler::Tickable for CallPipeline {
+    fn tick(&mut self, now: Duration) {
+        CallPipeline::tick(self, now);
+    }
+}

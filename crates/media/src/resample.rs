@@ -1,0 +1,356 @@
+//! 16 kHz ↔ 48 kHz conversion for the bot-facing side, and s16 ↔ f32.
+//!
+//! Graph media bots speak mono s16 PCM at 16 kHz (640 bytes per 20 ms); the
+//! media core runs at 48 kHz. [`Upsampler`] and [`Downsampler`] convert one
+//! 20 ms frame per call with rubato's synchronous FFT resampler (fixed ratio,
+//! best quality, fastest of rubato's resamplers), both chunk sizes fixed to one
+//! frame so every call takes exactly one frame and returns exactly one.
+//!
+//! Real-time contract: all buffers are allocated in `new()`; `process` never
+//! allocates, locks or blocks (rubato's `process_into_buffer` guarantee, with
+//! its `log` feature off). Each direction delays the signal by 10 ms (half the
+//! FFT block), reported by `delay_samples()`.
+
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
+
+use crate::frame::{
+    Frame16, Frame48, SAMPLE_RATE_16K, SAMPLE_RATE_48K, SAMPLES_PER_FRAME_16K,
+    SAMPLES_PER_FRAME_48K,
+};
+
+/// What went wrong while resampling or converting.
+#[derive(Debug, thiserror::Error)]
+pub enum ResampleError {
+    /// rubato refused the configuration.
+    #[error("cannot build a {from} Hz -> {to} Hz resampler: {source}")]
+    Construction {
+        /// Input rate.
+        from: u32,
+        /// Output rate.
+        to: u32,
+        /// rubato's reason.
+        source: rubato::ResamplerConstructionError,
+    },
+    /// rubato chose chunk sizes other than one frame on each side.
+    #[error("resampler chunk is {input} in / {output} out, wanted one 20 ms frame each")]
+    ChunkMismatch {
+        /// Input frames per call.
+        input: usize,
+        /// Output frames per call.
+        output: usize,
+    },
+    /// rubato failed while processing.
+    #[error("resampling failed: {0}")]
+    Process(#[from] rubato::ResampleError),
+    /// A buffer had the wrong length for the conversion asked.
+    #[error("buffer length mismatch: {what} has {actual}, expected {expected}")]
+    Length {
+        /// Which buffer.
+        what: &'static str,
+        /// Its length.
+        actual: usize,
+        /// The length required.
+        expected: usize,
+    },
+}
+
+/// A fixed-ratio mono resampler taking exactly `IN` samples and giving `OUT`.
+struct FrameResampler<const IN: usize, const OUT: usize> {
+    fft: Fft<f32>,
+}
+
+impl<const IN: usize, const OUT: usize> FrameResampler<IN, OUT> {
+    fn new(from: u32, to: u32) -> Result<Self, ResampleError> {
+        let fft = Fft::<f32>::new(from as usize, to as usize, IN, 1, FixedSync::Both)
+            .map_err(|source| ResampleError::Construction { from, to, source })?;
+        let (input, output) = (fft.input_frames_next(), fft.output_frames_next());
+        if input != IN || output != OUT {
+            return Err(ResampleError::ChunkMismatch { input, output });
+        }
+        Ok(Self { fft })
+    }
+
+    fn process(&mut self, input: &[f32; IN], output: &mut [f32; OUT]) -> Result<(), ResampleError> {
+        // Size errors are impossible here: the arrays have exactly the lengths
+        // the adapters are given.
+        let in_adapter =
+            InterleavedSlice::new(&input[..], 1, IN).map_err(|_| ResampleError::Length {
+                what: "resampler input",
+                actual: IN,
+                expected: IN,
+            })?;
+        let mut out_adapter = InterleavedSlice::new_mut(&mut output[..], 1, OUT).map_err(|_| {
+            ResampleError::Length {
+                what: "resampler output",
+                actual: OUT,
+                expected: OUT,
+            }
+        })?;
+        let (read, written) = self
+            .fft
+            .process_into_buffer(&in_adapter, &mut out_adapter, None)?;
+        if read != IN || written != OUT {
+            return Err(ResampleError::ChunkMismatch {
+                input: read,
+                output: written,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// 16 kHz → 48 kHz, one 20 ms frame per call (the bot's frames into the core).
+pub struct Upsampler {
+    inner: FrameResampler<SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K>,
+}
+
+impl Upsampler {
+    /// Builds the resampler and all its buffers.
+    pub fn new() -> Result<Self, ResampleError> {
+        Ok(Self {
+            inner: FrameResampler::new(SAMPLE_RATE_16K, SAMPLE_RATE_48K)?,
+        })
+    }
+
+    /// Converts one frame. Never allocates.
+    pub fn process(&mut self, input: &Frame16, output: &mut Frame48) -> Result<(), ResampleError> {
+        self.inner.process(input, output)
+    }
+
+    /// Delay added, in 48 kHz samples.
+    pub fn delay_samples(&self) -> usize {
+        self.inner.fft.output_delay()
+    }
+
+    /// Forgets all history (e.g. when a new talk spurt follows a long gap).
+    pub fn reset(&mut self) {
+        self.inner.fft.reset();
+    }
+}
+
+/// 48 kHz → 16 kHz, one 20 ms frame per call (the core's frames to the bot).
+pub struct Downsampler {
+    inner: FrameResampler<SAMPLES_PER_FRAME_48K, SAMPLES_PER_FRAME_16K>,
+}
+
+impl Downsampler {
+    /// Builds the resampler and all its buffers.
+    pub fn new() -> Result<Self, ResampleError> {
+        Ok(Self {
+            inner: FrameResampler::new(SAMPLE_RATE_48K, SAMPLE_RATE_16K)?,
+        })
+    }
+
+    /// Converts one frame. Never allocates.
+    pub fn process(&mut self, input: &Frame48, output: &mut Frame16) -> Result<(), ResampleError> {
+        self.inner.process(input, output)
+    }
+
+    /// Delay added, in 16 kHz samples.
+    pub fn delay_samples(&self) -> usize {
+        self.inner.fft.output_delay()
+    }
+
+    /// Forgets all history.
+    pub fn reset(&mut self) {
+        self.inner.fft.reset();
+    }
+}
+
+impl std::fmt::Debug for Upsampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upsampler")
+            .field("delay_samples", &self.delay_samples())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Downsampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Downsampler")
+            .field("delay_samples", &self.delay_samples())
+            .finish()
+    }
+}
+
+/// One s16 sample as `f32` in `[-1.0, 1.0)`.
+#[inline]
+pub fn s16_to_f32_sample(s: i16) -> f32 {
+    f32::from(s) / 32768.0
+}
+
+/// One `f32` sample as s16: rounded, saturating at full scale (never wrapping);
+/// NaN becomes 0.
+#[inline]
+pub fn f32_to_s16_sample(x: f32) -> i16 {
+    // `as` saturates and maps NaN to 0.
+    (x * 32768.0).round() as i16
+}
+
+/// Converts s16 samples to `f32`; the slices must have equal length.
+pub fn s16_to_f32(input: &[i16], output: &mut [f32]) -> Result<(), ResampleError> {
+    check_len("f32 output", output.len(), input.len())?;
+    for (o, &s) in output.iter_mut().zip(input) {
+        *o = s16_to_f32_sample(s);
+    }
+    Ok(())
+}
+
+/// Converts `f32` samples to s16; the slices must have equal length.
+pub fn f32_to_s16(input: &[f32], output: &mut [i16]) -> Result<(), ResampleError> {
+    check_len("s16 output", output.len(), input.len())?;
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = f32_to_s16_sample(x);
+    }
+    Ok(())
+}
+
+/// Converts little-endian s16 PCM bytes (e.g. a 640-byte Graph frame) to `f32`;
+/// `input` must hold exactly `2 × output.len()` bytes.
+pub fn s16le_bytes_to_f32(input: &[u8], output: &mut [f32]) -> Result<(), ResampleError> {
+    check_len("s16le input bytes", input.len(), output.len() * 2)?;
+    for (o, pair) in output.iter_mut().zip(input.chunks_exact(2)) {
+        *o = s16_to_f32_sample(i16::from_le_bytes([pair[0], pair[1]]));
+    }
+    Ok(())
+}
+
+/// Converts `f32` samples to little-endian s16 PCM bytes;
+/// `output` must hold exactly `2 × input.len()` bytes.
+pub fn f32_to_s16le_bytes(input: &[f32], output: &mut [u8]) -> Result<(), ResampleError> {
+    check_len("s16le output bytes", output.len(), input.len() * 2)?;
+    for (&x, pair) in input.iter().zip(output.chunks_exact_mut(2)) {
+        pair.copy_from_slice(&f32_to_s16_sample(x).to_le_bytes());
+    }
+    Ok(())
+}
+
+fn check_len(what: &'static str, actual: usize, expected: usize) -> Result<(), ResampleError> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ResampleError::Length {
+            what,
+            actual,
+            expected,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{BYTES_PER_FRAME_16K_S16, SILENT_FRAME_48};
+    use std::f64::consts::PI;
+
+    const TONE_HZ: f64 = 1000.0;
+    const AMP: f64 = 0.5;
+
+    fn tone(rate: f64, n: usize, delay: f64) -> f32 {
+        (AMP * (2.0 * PI * TONE_HZ * (n as f64 - delay) / rate).sin()) as f32
+    }
+
+    #[test]
+    fn tone_survives_16k_to_48k_to_16k() {
+        let mut up = Upsampler::new().unwrap();
+        let mut down = Downsampler::new().unwrap();
+        assert_eq!(up.delay_samples() % 3, 0, "delay is whole 16 kHz samples");
+        let delay = (up.delay_samples() / 3 + down.delay_samples()) as f64;
+        let frames = 30;
+        let mut input = [0.0f32; SAMPLES_PER_FRAME_16K];
+        let mut mid = SILENT_FRAME_48;
+        let mut out = [0.0f32; SAMPLES_PER_FRAME_16K];
+        let mut max_err = 0.0f64;
+        let mut max_err_48 = 0.0f64;
+        for f in 0..frames {
+            for (i, s) in input.iter_mut().enumerate() {
+                *s = tone(16_000.0, f * SAMPLES_PER_FRAME_16K + i, 0.0);
+            }
+            up.process(&input, &mut mid).unwrap();
+            down.process(&mid, &mut out).unwrap();
+            // Skip the first frames: the filters are still filling.
+            if f < 4 {
+                continue;
+            }
+            for (i, &s) in mid.iter().enumerate() {
+                let n = f * SAMPLES_PER_FRAME_48K + i;
+                let want = tone(48_000.0, n, up.delay_samples() as f64);
+                max_err_48 = max_err_48.max((f64::from(s) - f64::from(want)).abs());
+            }
+            for (i, &s) in out.iter().enumerate() {
+                let want = tone(16_000.0, f * SAMPLES_PER_FRAME_16K + i, delay);
+                max_err = max_err.max((f64::from(s) - f64::from(want)).abs());
+            }
+        }
+        assert!(max_err_48 < 0.01, "16k->48k error {max_err_48}");
+        assert!(max_err < 0.01, "round-trip error {max_err}");
+        up.reset();
+        down.reset();
+    }
+
+    #[test]
+    fn downsampler_removes_content_above_8k() {
+        // 12 kHz cannot exist at 16 kHz; it must be filtered, not aliased to 4 kHz.
+        let mut down = Downsampler::new().unwrap();
+        let mut input = SILENT_FRAME_48;
+        let mut out = [0.0f32; SAMPLES_PER_FRAME_16K];
+        let mut peak = 0.0f32;
+        for f in 0..10 {
+            for (i, s) in input.iter_mut().enumerate() {
+                let n = (f * SAMPLES_PER_FRAME_48K + i) as f64;
+                *s = (0.5 * (2.0 * PI * 12_000.0 * n / 48_000.0).sin()) as f32;
+            }
+            down.process(&input, &mut out).unwrap();
+            if f >= 2 {
+                peak = out.iter().fold(peak, |m, s| m.max(s.abs()));
+            }
+        }
+        assert!(peak < 0.01, "aliased energy {peak}");
+    }
+
+    #[test]
+    fn s16_conversion_round_trips_and_saturates() {
+        let samples = [i16::MIN, -12345, -1, 0, 1, 12345, i16::MAX];
+        let mut f = [0.0f32; 7];
+        s16_to_f32(&samples, &mut f).unwrap();
+        let mut back = [0i16; 7];
+        f32_to_s16(&f, &mut back).unwrap();
+        assert_eq!(back, samples);
+        assert_eq!(f32_to_s16_sample(1.5), i16::MAX);
+        assert_eq!(f32_to_s16_sample(-1.5), i16::MIN);
+        assert_eq!(f32_to_s16_sample(f32::NAN), 0);
+        assert!(f.iter().all(|x| (-1.0..1.0).contains(x)));
+    }
+
+    #[test]
+    fn graph_frame_bytes_convert_both_ways() {
+        let mut bytes = [0u8; BYTES_PER_FRAME_16K_S16];
+        for (i, pair) in bytes.chunks_exact_mut(2).enumerate() {
+            pair.copy_from_slice(&((i as i16) * 100 - 16000).to_le_bytes());
+        }
+        let mut f = [0.0f32; SAMPLES_PER_FRAME_16K];
+        s16le_bytes_to_f32(&bytes, &mut f).unwrap();
+        assert_eq!(f[0], -16000.0 / 32768.0);
+        let mut back = [0u8; BYTES_PER_FRAME_16K_S16];
+        f32_to_s16le_bytes(&f, &mut back).unwrap();
+        assert_eq!(back, bytes);
+    }
+
+    #[test]
+    fn wrong_lengths_are_typed_errors() {
+        let mut f = [0.0f32; 320];
+        let err = s16le_bytes_to_f32(&[0u8; 639], &mut f).unwrap_err();
+        assert!(matches!(
+            err,
+            ResampleError::Length {
+                actual: 639,
+                expected: 640,
+                ..
+            }
+        ));
+        assert!(f32_to_s16le_bytes(&f, &mut [0u8; 10]).is_err());
+        assert!(s16_to_f32(&[0i16; 3], &mut f).is_err());
+        assert!(f32_to_s16(&f, &mut [0i16; 3]).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Memory per call: the target is at most 256 KiB of RSS per call. This measures the
+//! Rust heap of a two-party call's pipeline (construction plus a warmed-up remote stream) with
+//! a byte-counting allocator. libopus allocates its encoder and decoder state with C malloc
+//! (48 KiB together at 48 kHz mono: opus_encoder_get_size 31668 + opus_decoder_get_size
+//! 18468), which this cannot see, so the Rust budget is set
+//! to leave room for it.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use appmedia_media::pipeline::{CallPipeline, PipelineConfig};
+
+struct ByteCounter;
+
+thread_local! {
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add(n: isize) {
+    let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + n));
+}
+
+unsafe impl GlobalAlloc for ByteCounter {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        add(new_size as isize - layout.size() as isize);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add(-(layout.size() as isize));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: ByteCounter = ByteCounter;
+
+const RUST_HEAP_BUDGET: isize = 200 * 1024;
+
+#[test]
+fn a_two_party_call_fits_the_memory_budget() {
+    let mut peer = CallPipeline::new(PipelineConfig {
+        local_ssrc: 1,
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let peer_bot = peer.bot_sender();
+    let before = LIVE_BYTES.with(Cell::get);
+    // A two-party call needs one remote stream slot (the default keeps four for conferences).
+    let mut call = CallPipeline::new(PipelineConfig {
+        local_ssrc: 2,
+        max_remote_streams: 1,
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let bot = call.bot_sender();
+    for i in 0..100u32 {
+        let now = Duration::from_millis(20) * i;
+        peer_bot.send_pcm16k(&[3; 640]).unwrap();
+        bot.send_pcm16k(&[5; 640]).unwrap();
+        peer.tick(now);
+        // The packet's own buffer belongs to the transport; it is freed once played.
+        if let Some(p) = peer.outgoing_packet() {
+            call.push_rtp(bytes::Bytes::copy_from_slice(p), now);
+        }
+        call.tick(now);
+    }
+    assert_eq!(call.stream_stats().count(), 1);
+    let used = LIVE_BYTES.with(Cell::get) - before;
+    assert!(
+        used <= RUST_HEAP_BUDGET,
+        "a two-party call holds {} KiB of Rust heap (budget {} KiB)",
+        used / 1024,
+        RUST_HEAP_BUDGET / 1024
+    );
+    assert!(
+        used > 50 * 1024,
+        "the counter must see the call ({used} bytes)"
+    );
+    eprintln!("two-party call: {} KiB of Rust heap", used / 1024);
+}

@@ -1,0 +1,690 @@
+//! The per-call pipeline end to end: two pipelines wired back to back with a fake clock,
+//! the network in between played by the test (loss, DTX, garbage, SSRC changes).
+
+use std::time::Duration;
+
+use appmedia_media::codec::EncoderConfig;
+use appmedia_media::frame::{Frame48, SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K};
+use appmedia_media::jitter::JitterConfig;
+use appmedia_media::pipeline::{
+    BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent, SendOutcome,
+};
+use appmedia_media::rtp::{RtpHeader, RtpPacket, RtpPacketSpec};
+use bytes::Bytes;
+
+const TICK: Duration = Duration::from_millis(20);
+
+fn config(ssrc: u32) -> PipelineConfig {
+    PipelineConfig {
+        local_ssrc: ssrc,
+        initial_sequence_number: 65_500, // wraps within the tests
+        initial_timestamp: u32::MAX - 960 * 30,
+        ..PipelineConfig::default()
+    }
+}
+
+fn tone_16k(freq: f32, amp: f32, frame: usize) -> [u8; 640] {
+    let mut out = [0u8; 640];
+    for i in 0..SAMPLES_PER_FRAME_16K {
+        let t = (frame * SAMPLES_PER_FRAME_16K + i) as f32 / 16_000.0;
+        let s = (amp * (2.0 * std::f32::consts::PI * freq * t).sin() * 32767.0) as i16;
+        out[2 * i..2 * i + 2].copy_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+fn tone_48k(freq: f32, amp: f32, frame: usize) -> Frame48 {
+    let mut out = [0.0f32; SAMPLES_PER_FRAME_48K];
+    for (i, s) in out.iter_mut().enumerate() {
+        let t = (frame * SAMPLES_PER_FRAME_48K + i) as f32 / 48_000.0;
+        *s = amp * (2.0 * std::f32::consts::PI * freq * t).sin();
+    }
+    out
+}
+
+/// Voiced-speech-like signal (harmonics of 140 Hz, swelling at 3 Hz): Opus codes it in SILK
+/// or hybrid mode, where in-band FEC lives.
+fn speechlike(frame: usize) -> Frame48 {
+    let mut out = [0.0f32; SAMPLES_PER_FRAME_48K];
+    for (i, s) in out.iter_mut().enumerate() {
+        let t = (frame * SAMPLES_PER_FRAME_48K + i) as f32 / 48_000.0;
+        let env = 0.5 + 0.5 * (2.0 * std::f32::consts::PI * 3.0 * t).sin();
+        let v: f32 = (1..=8)
+            .map(|h| (2.0 * std::f32::consts::PI * 140.0 * h as f32 * t).sin() / h as f32)
+            .sum();
+        *s = 0.15 * env * v;
+    }
+    out
+}
+
+fn zero_crossings(samples: &[f32]) -> usize {
+    samples
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count()
+}
+
+fn events(p: &mut CallPipeline) -> Vec<PipelineEvent> {
+    std::iter::from_fn(|| p.poll_event()).collect()
+}
+
+fn packet_of(p: &CallPipeline) -> Option<Bytes> {
+    p.outgoing_packet().map(Bytes::copy_from_slice)
+}
+
+#[test]
+fn two_party_loopback_carries_a_tone_both_ways_of_the_api() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let bot_a = a.bot_sender();
+    let mut heard = Vec::new();
+    let mut heard_16k = Vec::new();
+    let mut sent = Vec::new();
+    for tick in 0..100usize {
+        let now = TICK * tick as u32;
+        assert_eq!(
+            bot_a.send_pcm16k(&tone_16k(440.0, 0.3, tick)).unwrap(),
+            SendOutcome::Queued
+        );
+        a.tick(now);
+        if let Some(pkt) = packet_of(&a) {
+            sent.push(RtpPacket::parse(pkt.clone()).unwrap());
+            b.push_rtp(pkt, now + Duration::from_millis(3));
+        }
+        b.tick(now + Duration::from_millis(10));
+        if tick >= 50 {
+            heard.extend_from_slice(b.bot_frame_48k());
+            let pcm = b.bot_frame_16k().unwrap();
+            heard_16k.extend(
+                pcm.chunks_exact(2)
+                    .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]]))),
+            );
+        }
+    }
+    // 50 frames = 1 s of a 440 Hz tone: 880 zero crossings, at both rates.
+    let zc = zero_crossings(&heard);
+    assert!((870..=890).contains(&zc), "48 kHz zero crossings {zc}");
+    let zc16 = zero_crossings(&heard_16k);
+    assert!((870..=890).contains(&zc16), "16 kHz zero crossings {zc16}");
+    assert!(!b.is_silence());
+
+    // The remote party is the active and dominant speaker and has an unmixed frame.
+    assert_eq!(b.active_speakers(), &[0xA]);
+    assert_eq!(b.dominant_speaker(), Some(0xA));
+    let unmixed: Vec<_> = b.unmixed().collect();
+    assert_eq!(unmixed.len(), 1);
+    assert_eq!((unmixed[0].ssrc, unmixed[0].source_id), (0xA, 0xA));
+    assert!(!unmixed[0].is_silence && unmixed[0].pcm16k.is_some());
+    let ev = events(&mut b);
+    assert_eq!(
+        ev,
+        vec![
+            PipelineEvent::StreamAdded {
+                ssrc: 0xA,
+                source_id: 0xA
+            },
+            PipelineEvent::DominantSpeakerChanged {
+                source_id: Some(0xA)
+            },
+        ]
+    );
+
+    // Outgoing RTP: continuous sequence numbers and timestamps across both wraps, one
+    // marker at the start, audio level extension present.
+    assert!(sent.len() >= 95);
+    assert!(sent[0].marker());
+    for w in sent.windows(2) {
+        assert_eq!(
+            w[1].sequence_number(),
+            w[0].sequence_number().wrapping_add(1)
+        );
+        assert_eq!(w[1].timestamp(), w[0].timestamp().wrapping_add(960));
+        assert!(!w[1].marker());
+        assert_eq!(w[1].ssrc(), 0xA);
+    }
+    assert!(
+        sent.last().unwrap().sequence_number() < 100,
+        "sequence wrapped"
+    );
+    assert!(sent[60].audio_level(1).unwrap().voice);
+
+    let s: Vec<_> = b.stream_stats().collect();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].codec, "opus/48000/2");
+    assert_eq!(s[0].jitter.lost, 0);
+    assert_eq!(s[0].decode_errors, 0);
+    assert!(s[0].jitter.played >= 95);
+}
+
+#[test]
+fn fec_recovers_a_dropped_packet_and_sounds_different_from_plc() {
+    let sender_cfg = PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        encoder: EncoderConfig {
+            expected_loss_pct: 20,
+            ..EncoderConfig::default()
+        },
+        ..config(0xA)
+    };
+    let receiver_cfg = PipelineConfig {
+        jitter: JitterConfig {
+            min_delay: Duration::from_millis(40),
+            ..JitterConfig::default()
+        },
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(0xB)
+    };
+    let mut a = CallPipeline::new(sender_cfg).unwrap();
+    let mut fec = CallPipeline::new(receiver_cfg).unwrap();
+    let mut plc = CallPipeline::new(PipelineConfig {
+        use_inband_fec: false,
+        ..receiver_cfg
+    })
+    .unwrap();
+    let bot = a.bot_sender();
+    let mut differs = false;
+    for tick in 0..60usize {
+        let now = TICK * tick as u32;
+        bot.send_48k(&speechlike(tick)).unwrap();
+        a.tick(now);
+        if let Some(pkt) = packet_of(&a) {
+            // Frame 25 is mid-syllable, so packet 26 carries its FEC copy.
+            if tick != 25 {
+                fec.push_rtp(pkt.clone(), now + Duration::from_millis(1));
+                plc.push_rtp(pkt, now + Duration::from_millis(1));
+            }
+        }
+        fec.tick(now + Duration::from_millis(10));
+        plc.tick(now + Duration::from_millis(10));
+        if fec.bot_frame_48k() != plc.bot_frame_48k() {
+            differs = true;
+        }
+    }
+    let f = fec.stream_stats().next().unwrap().jitter;
+    let p = plc.stream_stats().next().unwrap().jitter;
+    assert_eq!((f.lost, f.fec_recovered, f.concealed), (1, 1, 0));
+    assert_eq!((p.lost, p.fec_recovered, p.concealed), (1, 0, 1));
+    assert!(differs, "FEC output identical to PLC output");
+}
+
+#[test]
+fn dtx_pause_is_not_loss_and_resumes_with_marker_and_timestamp_jump() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let bot = a.bot_sender();
+    let mut sent = Vec::new();
+    let mut silent_ticks_at_b = 0;
+    for tick in 0..200usize {
+        let now = TICK * tick as u32;
+        let talking = !(60..140).contains(&tick);
+        if talking {
+            bot.send_pcm16k(&tone_16k(300.0, 0.3, tick)).unwrap();
+        }
+        a.tick(now);
+        if let Some(pkt) = packet_of(&a) {
+            sent.push((tick, RtpPacket::parse(pkt.clone()).unwrap()));
+            b.push_rtp(pkt, now + Duration::from_millis(2));
+        }
+        b.tick(now + Duration::from_millis(10));
+        if (90..130).contains(&tick) && b.is_silence() {
+            silent_ticks_at_b += 1;
+        }
+    }
+    // The bot's silence became DTX: few packets (comfort-noise updates) during the pause.
+    let in_pause = sent.iter().filter(|(t, _)| (70..140).contains(t)).count();
+    assert!(in_pause < 15, "{in_pause} packets sent during silence");
+    assert!(a.stats().dtx_ticks > 50);
+    assert_eq!(a.stats().bot_underruns, 1);
+    // Sequence numbers stay contiguous; timestamps track the tick that produced them.
+    for w in sent.windows(2) {
+        let ((t0, p0), (t1, p1)) = (&w[0], &w[1]);
+        assert_eq!(p1.sequence_number(), p0.sequence_number().wrapping_add(1));
+        assert_eq!(
+            p1.timestamp().wrapping_sub(p0.timestamp()),
+            960 * (t1 - t0) as u32
+        );
+        // Marker exactly at the start of a talk spurt (after any unsent tick).
+        assert_eq!(p1.marker(), t1 - t0 > 1, "marker at tick {t1}");
+    }
+    let resumed = sent.iter().find(|(t, _)| *t >= 140).unwrap();
+    assert!(resumed.1.marker());
+    // The receiver saw a pause, not loss.
+    let s = b.stream_stats().next().unwrap().jitter;
+    assert_eq!(s.lost, 0);
+    assert!(s.dtx_frames > 20, "{s:?}");
+    assert!(silent_ticks_at_b >= 35);
+    assert_eq!(b.active_speakers(), &[0xA]);
+}
+
+fn rtp(ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Bytes {
+    RtpPacketSpec::new(RtpHeader::new(111, seq, ts, ssrc), payload)
+        .to_bytes()
+        .unwrap()
+}
+
+#[test]
+fn garbage_is_counted_and_the_tick_goes_on() {
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for tick in 0..200u32 {
+        let now = TICK * tick;
+        // Garbage Opus payload in a valid RTP packet...
+        let payload: Vec<u8> = (0..rnd() % 80).map(|_| rnd() as u8).collect();
+        b.push_rtp(rtp(7, tick as u16, tick * 960, &payload), now);
+        // ...and garbage that is not even RTP, and a foreign payload type.
+        // ...packets from many SSRCs with random sequence numbers and timestamps...
+        let ssrc = 100 + (rnd() % 20) as u32;
+        b.push_rtp(rtp(ssrc, rnd() as u16, rnd() as u32, &payload), now);
+        let junk: Vec<u8> = (0..rnd() % 30).map(|_| rnd() as u8).collect();
+        b.push_rtp(Bytes::from(junk), now);
+        let mut h = RtpHeader::new(13, tick as u16, 0, 7);
+        h.marker = true;
+        b.push_rtp(RtpPacketSpec::new(h, &[0]).to_bytes().unwrap(), now);
+        let report = b.tick(now + Duration::from_millis(5));
+        assert!(
+            b.bot_frame_48k()
+                .iter()
+                .all(|s| s.is_finite() && s.abs() <= 1.0)
+        );
+        let _ = report;
+    }
+    let s = b.stream_stats().find(|s| s.ssrc == 7).unwrap();
+    assert!(s.decode_errors > 50, "{s:?}");
+    assert!(b.stats().streams_full > 0);
+    assert!(b.stream_stats().count() <= 8);
+    assert!(b.stats().rtp_errors.total() > 100);
+    assert!(b.stats().unknown_payload_type >= 200);
+    assert_eq!(b.stats().ticks, 200);
+}
+
+#[test]
+fn ssrc_change_resets_a_two_party_stream_and_adds_one_in_a_conference() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let bot = a.bot_sender();
+    let mut packets = Vec::new();
+    for tick in 0..40usize {
+        bot.send_pcm16k(&tone_16k(500.0, 0.2, tick)).unwrap();
+        a.tick(TICK * tick as u32);
+        packets.push(packet_of(&a));
+    }
+    let restamp = |p: &Bytes, ssrc: u32| {
+        let mut v = p.to_vec();
+        v[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        Bytes::from(v)
+    };
+    for (max_streams, want) in [(1, "reset"), (4, "added")] {
+        let mut b = CallPipeline::new(PipelineConfig {
+            max_remote_streams: max_streams,
+            stream_timeout: Duration::from_millis(500),
+            ..config(0xB)
+        })
+        .unwrap();
+        for (tick, p) in packets.iter().enumerate() {
+            let now = TICK * tick as u32;
+            if let Some(p) = p {
+                let ssrc = if tick < 20 { 0x111 } else { 0x222 };
+                b.push_rtp(restamp(p, ssrc), now);
+            }
+            b.tick(now + Duration::from_millis(5));
+        }
+        let ev = events(&mut b);
+        let got = ev.iter().find(|e| match e {
+            PipelineEvent::StreamReset { ssrc: 0x222, .. } => want == "reset",
+            PipelineEvent::StreamAdded { ssrc: 0x222, .. } => want == "added",
+            _ => false,
+        });
+        assert!(got.is_some(), "{want}: {ev:?}");
+        let live: Vec<u32> = b.stream_stats().map(|s| s.ssrc).collect();
+        if want == "reset" {
+            assert_eq!(live, vec![0x222]);
+        } else {
+            assert_eq!(live, vec![0x111, 0x222]);
+            // The old stream times out and is removed.
+            for tick in 40..80u32 {
+                b.tick(TICK * tick);
+            }
+            let ev = events(&mut b);
+            assert!(ev.contains(&PipelineEvent::StreamRemoved {
+                ssrc: 0x111,
+                source_id: 0x111
+            }));
+        }
+    }
+}
+
+#[test]
+fn bursty_bot_is_smoothed_by_the_send_queue() {
+    let mut a = CallPipeline::new(PipelineConfig {
+        encoder: EncoderConfig {
+            dtx: false,
+            ..EncoderConfig::default()
+        },
+        ..config(0xA)
+    })
+    .unwrap();
+    let bot = a.bot_sender();
+    let mut frame = 0;
+    let mut markers = 0;
+    let mut sent = 0;
+    for tick in 0..150usize {
+        // The bot wakes every third tick and pushes three frames, sometimes one tick late.
+        let late = tick % 30 == 3;
+        if tick % 3 == 0 && !late || tick % 30 == 4 {
+            for _ in 0..3 {
+                bot.send_pcm16k(&tone_16k(440.0, 0.3, frame)).unwrap();
+                frame += 1;
+            }
+        }
+        a.tick(TICK * tick as u32);
+        if let Some(p) = a.outgoing_packet() {
+            sent += 1;
+            if tick > 5
+                && RtpPacket::parse(Bytes::copy_from_slice(p))
+                    .unwrap()
+                    .marker()
+            {
+                markers += 1;
+            }
+        }
+    }
+    assert_eq!(sent, 150);
+    assert_eq!(markers, 0);
+    assert_eq!(a.stats().bot_underruns, 0);
+    assert_eq!(a.stats().bot_queue.evicted, 0);
+
+    // A bot far ahead of real time loses its oldest frames, counted.
+    for _ in 0..30 {
+        bot.send_pcm16k(&[0; 640]).unwrap();
+    }
+    a.tick(TICK * 151);
+    assert!(a.stats().bot_queue.evicted >= 20);
+    assert!(bot.send_pcm16k(&[0; 10]).is_err());
+}
+
+#[test]
+fn player_audio_is_sent_and_heard() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let player = a.add_player(4).unwrap();
+    let mut heard = Vec::new();
+    for tick in 0..60usize {
+        let now = TICK * tick as u32;
+        if player.queued() < player.capacity() {
+            player.send(&tone_48k(1000.0, 0.3, tick)).unwrap();
+        }
+        a.tick(now);
+        if let Some(p) = packet_of(&a) {
+            b.push_rtp(p, now + Duration::from_millis(1));
+        }
+        b.tick(now + Duration::from_millis(10));
+        if tick >= 35 {
+            heard.extend_from_slice(b.bot_frame_48k());
+        }
+    }
+    let zc = zero_crossings(&heard);
+    assert!((980..=1020).contains(&zc), "{zc}"); // 25 frames of 1 kHz = 1000 crossings
+    drop(player);
+    a.tick(TICK * 60);
+    assert!(a.add_player(4).is_ok() && a.add_player(4).is_ok());
+    assert!(a.add_player(4).is_err());
+}
+
+#[test]
+fn dominant_speaker_changes_with_hysteresis() {
+    let mut s1 = CallPipeline::new(config(0x1)).unwrap();
+    let mut s2 = CallPipeline::new(config(0x2)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    b.assign_source_id(0x2, 77);
+    let (bot1, bot2) = (s1.bot_sender(), s2.bot_sender());
+    let mut dominants = Vec::new();
+    for tick in 0..200usize {
+        let now = TICK * tick as u32;
+        // 1 talks loudly, then from tick 100 2 talks louder while 1 keeps murmuring; a
+        // single-tick burst from 2 at tick 50 must not steal dominance.
+        let (a1, a2) = match tick {
+            0..=99 => (0.3, if tick == 50 { 0.9 } else { 0.0 }),
+            _ => (0.02, 0.5),
+        };
+        bot1.send_pcm16k(&tone_16k(300.0, a1, tick)).unwrap();
+        bot2.send_pcm16k(&tone_16k(700.0, a2, tick)).unwrap();
+        for s in [&mut s1, &mut s2] {
+            s.tick(now);
+            if let Some(p) = packet_of(s) {
+                b.push_rtp(p, now + Duration::from_millis(1));
+            }
+        }
+        b.tick(now + Duration::from_millis(10));
+        for e in events(&mut b) {
+            if let PipelineEvent::DominantSpeakerChanged { source_id } = e {
+                dominants.push((tick, source_id));
+            }
+        }
+    }
+    assert_eq!(dominants.len(), 2, "{dominants:?}");
+    assert_eq!(dominants[0].1, Some(0x1));
+    assert_eq!(dominants[1].1, Some(77));
+    assert!(dominants[1].0 >= 110, "{dominants:?}");
+    assert_eq!(b.active_speakers(), &[77, 0x1]);
+    let unmixed: Vec<u32> = b.unmixed().map(|u| u.source_id).collect();
+    assert_eq!(unmixed, vec![77, 0x1]);
+    // Each unmixed 16 kHz frame carries only its own talker: 700 Hz is 28 zero crossings in
+    // 20 ms, 300 Hz is 12 (each stream has its own resampler once two are live).
+    let crossings: Vec<usize> = b
+        .unmixed()
+        .map(|u| {
+            let pcm: Vec<f32> = u
+                .pcm16k
+                .unwrap()
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect();
+            zero_crossings(&pcm)
+        })
+        .collect();
+    assert!((27..=29).contains(&crossings[0]), "{crossings:?}");
+    assert!((11..=13).contains(&crossings[1]), "{crossings:?}");
+}
+
+#[test]
+fn a_48k_pipeline_takes_both_bot_formats() {
+    let cfg = |ssrc| PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(ssrc)
+    };
+    let mut a = CallPipeline::new(cfg(0xA)).unwrap();
+    let mut b = CallPipeline::new(cfg(0xB)).unwrap();
+    let bot = a.bot_sender();
+    let mut heard = Vec::new();
+    for tick in 0..80usize {
+        let now = TICK * tick as u32;
+        // 16 kHz frames, then 48 kHz frames of the same 400 Hz tone.
+        if tick < 40 {
+            bot.send_pcm16k(&tone_16k(400.0, 0.3, tick)).unwrap();
+        } else {
+            bot.send_48k(&tone_48k(400.0, 0.3, tick)).unwrap();
+        }
+        a.tick(now);
+        if let Some(p) = packet_of(&a) {
+            b.push_rtp(p, now + Duration::from_millis(1));
+        }
+        b.tick(now + Duration::from_millis(10));
+        if (15..35).contains(&tick) || (55..75).contains(&tick) {
+            heard.push(zero_crossings(b.bot_frame_48k()));
+        }
+    }
+    assert!(b.bot_frame_16k().is_none());
+    assert!(b.unmixed().all(|u| u.pcm16k.is_none()));
+    // 400 Hz: 16 crossings per 20 ms frame, in both halves.
+    assert!(heard.iter().all(|&zc| (15..=17).contains(&zc)), "{heard:?}");
+    assert_eq!(a.stats().resample_errors, 0);
+}
+
+#[test]
+fn network_inbox_feeds_the_tick_and_counts_overflow() {
+    let mut b = CallPipeline::new(PipelineConfig {
+        inbound_queue_packets: 8,
+        ..config(0xB)
+    })
+    .unwrap();
+    let inbox = b.rtp_inbox();
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let bot = a.bot_sender();
+    let mut packets = Vec::new();
+    for tick in 0..20usize {
+        bot.send_pcm16k(&tone_16k(440.0, 0.3, tick)).unwrap();
+        a.tick(TICK * tick as u32);
+        packets.extend(packet_of(&a));
+    }
+    // The worker stalled: 12 packets arrive before the next tick; the 4 oldest are dropped.
+    for (i, p) in packets.iter().take(12).enumerate() {
+        inbox.push(p.clone(), TICK * i as u32).unwrap();
+    }
+    assert_eq!(inbox.queued(), 8);
+    b.tick(TICK * 12);
+    let st = b.stats().inbound_queue;
+    assert_eq!((st.pushed, st.evicted, st.popped), (12, 4, 8));
+    let s = b.stream_stats().next().unwrap();
+    assert_eq!(s.jitter.received, 8);
+    assert_eq!(inbox.queued(), 0);
+}
+
+#[test]
+fn a_bad_network_is_absorbed_and_counted() {
+    let mut a = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        encoder: EncoderConfig {
+            expected_loss_pct: 10,
+            ..EncoderConfig::default()
+        },
+        ..config(0xA)
+    })
+    .unwrap();
+    let mut b = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(0xB)
+    })
+    .unwrap();
+    let bot = a.bot_sender();
+    let inbox = b.rtp_inbox();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    // (arrival, packet) in flight.
+    let mut in_flight: Vec<(Duration, Bytes)> = Vec::new();
+    let mut tail = Vec::new();
+    let ticks = 500usize;
+    for tick in 0..ticks {
+        let now = TICK * tick as u32;
+        bot.send_48k(&speechlike(tick)).unwrap();
+        a.tick(now);
+        if let Some(p) = packet_of(&a) {
+            match rnd(100) {
+                0..=2 => {} // 3 % lost
+                3..=7 => {
+                    // 5 % duplicated
+                    in_flight.push((now + Duration::from_millis(rnd(60)), p.clone()));
+                    in_flight.push((now + Duration::from_millis(rnd(60)), p));
+                }
+                8 => in_flight.push((now + Duration::from_millis(300), p)), // very late
+                _ => in_flight.push((now + Duration::from_millis(rnd(60)), p)), // 0-60 ms jitter
+            }
+        }
+        let tick_at = now + Duration::from_millis(10);
+        in_flight.sort_by_key(|(t, _)| *t);
+        while in_flight.first().is_some_and(|(t, _)| *t <= tick_at) {
+            let (t, p) = in_flight.remove(0);
+            inbox.push(p, t).unwrap();
+        }
+        b.tick(tick_at);
+        if tick >= ticks - 100 {
+            tail.extend_from_slice(b.bot_frame_48k());
+        }
+    }
+    let s = b.stream_stats().next().unwrap().jitter;
+    assert!(s.reordered > 20, "{s:?}");
+    assert!(s.duplicate > 10, "{s:?}");
+    assert!(s.late >= 3, "{s:?}");
+    assert!(s.lost >= 10 && s.lost < 60, "{s:?}");
+    assert!(s.fec_recovered > 0, "{s:?}");
+    assert!(s.target_delay > Duration::from_millis(40), "{s:?}");
+    // What plays is still the talker: energy close to the source's over the last 2 s.
+    let src: f64 = (ticks - 100..ticks)
+        .flat_map(speechlike)
+        .map(|v| f64::from(v * v))
+        .sum();
+    let got: f64 = tail.iter().map(|&v| f64::from(v * v)).sum();
+    assert!(
+        (0.6..1.6).contains(&(got / src)),
+        "energy ratio {}",
+        got / src
+    );
+}
+
+#[test]
+fn threaded_outputs_arrive_through_the_outboxes() {
+    use appmedia_media::scheduler::Tickable;
+
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let a_out = a.packet_outbox(4);
+    let b_in = b.rtp_inbox();
+    let b_bot = b.bot_audio_outbox(8).unwrap();
+    let bot = a.bot_sender();
+    let mut received = Vec::new();
+    for tick in 0..60usize {
+        let now = TICK * tick as u32;
+        bot.send_pcm16k(&tone_16k(440.0, 0.3, tick)).unwrap();
+        Tickable::tick(&mut a, now); // as the scheduler calls it
+        // The transport task: forwards whatever A sent.
+        while let Some(p) = a_out.pop() {
+            b_in.push(
+                Bytes::copy_from_slice(p.as_bytes()),
+                now + Duration::from_millis(2),
+            )
+            .unwrap();
+        }
+        Tickable::tick(&mut b, now + Duration::from_millis(10));
+        // The bot's thread: takes what it hears.
+        while let Some(audio) = b_bot.pop() {
+            received.push(audio);
+        }
+    }
+    assert_eq!(received.len(), 60);
+    let last = received.last().unwrap();
+    assert_eq!(last.timestamp, TICK * 59 + Duration::from_millis(10));
+    assert!(!last.is_silence);
+    assert_eq!(last.active_speakers(), &[0xA]);
+    assert_eq!(last.dominant_speaker, Some(0xA));
+    assert_eq!(last.unmixed().len(), 1);
+    assert_eq!(last.unmixed()[0].source_id, 0xA);
+    let pcm: Vec<f32> = received[30..]
+        .iter()
+        .flat_map(|a| {
+            a.mixed
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let zc = zero_crossings(&pcm);
+    assert!((520..=536).contains(&zc), "{zc}"); // 0.6 s of 440 Hz = 528 crossings
+    assert_eq!(b.stats().packet_outbox.pushed, 0);
+    assert!(a.stats().packet_outbox.pushed >= 55);
+
+    let mut wide = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(0xC)
+    })
+    .unwrap();
+    assert!(wide.bot_audio_outbox(2).is_err());
+}

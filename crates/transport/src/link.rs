@@ -1,0 +1,112 @@
+//! The hand-off between a transport (WebRTC or plain RTP) and the media side: either an
+//! [`RtpEndpoint`] for code that handles RTP itself, or a media-core [`CallPipeline`].
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use appmedia_media::pipeline::{CallPipeline, OutgoingRtp, RtpInbox, SendOutcome};
+use appmedia_media::queue::{self, Consumer, Producer, Push};
+use bytes::Bytes;
+
+/// The two ends of the bounded queues between a session and a media thread, for code
+/// that handles RTP itself (lab tools, tests). A [`CallPipeline`] is connected directly
+/// with `attach_pipeline` instead.
+///
+/// `pop` and `push` never block, never allocate and never touch the async runtime (the
+/// media core's drop-oldest queues). Packets are whole RTP packets (header and Opus
+/// payload; SRTP already removed on the way in, added on the way out).
+#[derive(Debug)]
+pub struct RtpEndpoint {
+    /// RTP packets received from the peer. When full, the oldest is dropped (counted).
+    pub incoming: Consumer<Bytes>,
+    /// RTP packets to send to the peer. The transport owns the payload type on the wire
+    /// (and, for WebRTC, the SSRC): it rewrites them to the negotiated values, so the
+    /// sender may use its own. When full, the oldest is dropped.
+    pub outgoing: Producer<Bytes>,
+}
+
+/// Where received packets go.
+enum Inbound {
+    Endpoint(Producer<Bytes>),
+    Pipeline { inbox: RtpInbox, epoch: Instant },
+}
+
+/// Where packets to send come from.
+enum Outbound {
+    Endpoint(Consumer<Bytes>),
+    Pipeline(Consumer<OutgoingRtp>),
+}
+
+/// Owned by a session's shared state; used from its async tasks only.
+pub(crate) struct MediaLink {
+    inbound: Mutex<Inbound>,
+    outbound: Mutex<Outbound>,
+    endpoint: Mutex<Option<RtpEndpoint>>,
+    capacity: usize,
+}
+
+impl MediaLink {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (incoming_tx, incoming_rx) = queue::bounded(capacity);
+        let (outgoing_tx, outgoing_rx) = queue::bounded(capacity);
+        Self {
+            inbound: Mutex::new(Inbound::Endpoint(incoming_tx)),
+            outbound: Mutex::new(Outbound::Endpoint(outgoing_rx)),
+            endpoint: Mutex::new(Some(RtpEndpoint {
+                incoming: incoming_rx,
+                outgoing: outgoing_tx,
+            })),
+            capacity,
+        }
+    }
+
+    /// Hands one received packet to the media side. Returns whether something was
+    /// dropped for lack of room (the oldest packet). A consumer that went away is not an
+    /// error: the call is being torn down.
+    pub(crate) fn deliver(&self, packet: Bytes) -> bool {
+        let Ok(inbound) = self.inbound.lock() else {
+            return false;
+        };
+        match &*inbound {
+            Inbound::Endpoint(tx) => {
+                matches!(tx.push(packet), Push::QueuedEvicting(_) | Push::Rejected(_))
+            }
+            Inbound::Pipeline { inbox, epoch } => matches!(
+                inbox.push(packet, epoch.elapsed()),
+                Ok(SendOutcome::DroppedOldest)
+            ),
+        }
+    }
+
+    /// Moves every packet waiting to be sent into `batch`.
+    pub(crate) fn drain(&self, batch: &mut Vec<Bytes>) {
+        if let Ok(outbound) = self.outbound.lock() {
+            match &*outbound {
+                Outbound::Endpoint(rx) => batch.extend(std::iter::from_fn(|| rx.pop())),
+                Outbound::Pipeline(rx) => batch.extend(
+                    std::iter::from_fn(|| rx.pop()).map(|p| Bytes::copy_from_slice(p.as_bytes())),
+                ),
+            }
+        }
+    }
+
+    pub(crate) fn take_endpoint(&self) -> Option<RtpEndpoint> {
+        self.endpoint.lock().ok().and_then(|mut e| e.take())
+    }
+
+    pub(crate) fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
+        let outbox = pipeline.packet_outbox(self.capacity);
+        if let Ok(mut endpoint) = self.endpoint.lock() {
+            endpoint.take();
+        }
+        if let Ok(mut inbound) = self.inbound.lock() {
+            *inbound = Inbound::Pipeline {
+                inbox: pipeline.rtp_inbox(),
+                epoch,
+            };
+        }
+        if let Ok(mut outbound) = self.outbound.lock() {
+            *outbound = Outbound::Pipeline(outbox);
+        }
+    }
+}

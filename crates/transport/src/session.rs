@@ -1,0 +1,915 @@
+//! One call's media transport: a WebRTC peer connection with one Opus audio m-line.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use appmedia_media::pipeline::CallPipeline;
+use bytes::Bytes;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::shared::marshal::{Marshal, Unmarshal};
+use serde::Serialize;
+use tokio::sync::watch;
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    Registry, SettingEngineBuilder, StatsSelector, configure_rtcp_reports,
+};
+
+use crate::blob::{BLOB_VERSION, Blob, PCM16K, SdpKind, WebRtcDescription};
+use crate::config::TransportConfig;
+use crate::error::{TransportError, webrtc as webrtc_err};
+use crate::guard::{GuardedRuntime, SocketCounters};
+use crate::link::{MediaLink, RtpEndpoint};
+use crate::rtt::{RttCell, RttInterceptor};
+use crate::stats::{MediaCounters, SessionStats, Snapshot};
+
+/// How long ICE candidate gathering may take. Only host candidates are gathered (no STUN
+/// or TURN servers), so this is a local operation and normally takes milliseconds.
+const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "camelCase")]
+pub enum EndReason {
+    /// ICE and DTLS did not both complete within the connect timeout.
+    #[error(
+        "ICE/DTLS did not complete within {timeout_ms} ms (last peer connection state: {last_state})"
+    )]
+    ConnectTimeout {
+        /// The configured timeout.
+        timeout_ms: u64,
+        /// The peer connection state when the timer fired.
+        last_state: String,
+    },
+    /// ICE or DTLS failed before the session was ever connected.
+    #[error("ICE/DTLS failed before the session connected")]
+    ConnectFailed,
+    /// The peer stopped answering after the session had been connected.
+    #[error("the peer stopped answering for {silent_ms} ms")]
+    PeerGone {
+        /// How long the peer was silent before the session gave up.
+        silent_ms: u64,
+    },
+    /// The peer closed the DTLS association.
+    #[error("the peer closed the connection")]
+    ClosedByPeer,
+    /// This side closed the session.
+    #[error("closed by this side")]
+    Closed,
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum SessionState {
+    /// The offer is out; waiting for [`MediaSession::accept`].
+    AwaitingAnswer,
+    /// Both descriptions are set; ICE and DTLS are running.
+    Connecting,
+    /// Media flows (ICE connected, DTLS-SRTP keys in place).
+    Connected,
+    /// Was connected; the peer has stopped answering ICE consent checks for now.
+    Interrupted,
+    /// Over, for good.
+    Ended(EndReason),
+}
+
+/// Who made the offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Offerer,
+    Answerer,
+}
+
+struct Shared {
+    state: watch::Sender<SessionState>,
+    gathered: watch::Sender<bool>,
+    socket: Arc<SocketCounters>,
+    media: MediaCounters,
+    last_pc_state: Mutex<RTCPeerConnectionState>,
+    peer_timeout: Duration,
+    link: MediaLink,
+    rtt: Arc<RttCell>,
+}
+
+impl Shared {
+    /// Moves to `next` unless the session has already ended (an end is final).
+    fn set_state(&self, next: SessionState) {
+        self.state.send_if_modified(|current| {
+            if matches!(current, SessionState::Ended(_)) || *current == next {
+                return false;
+            }
+            *current = next;
+            true
+        });
+    }
+
+    fn end(&self, reason: EndReason) {
+        self.set_state(SessionState::Ended(reason));
+    }
+
+    fn state(&self) -> SessionState {
+        self.state.borrow().clone()
+    }
+}
+
+struct Handler {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.shared.gathered.send_replace(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(?state, "peer connection state");
+        if let Ok(mut last) = self.shared.last_pc_state.lock() {
+            *last = state;
+        }
+        let was_connected = matches!(
+            self.shared.state(),
+            SessionState::Connected | SessionState::Interrupted
+        );
+        match state {
+            RTCPeerConnectionState::Connected => self.shared.set_state(SessionState::Connected),
+            RTCPeerConnectionState::Disconnected if was_connected => {
+                self.shared.set_state(SessionState::Interrupted)
+            }
+            RTCPeerConnectionState::Failed if was_connected => {
+                // The stack's own failure timer is set to the peer timeout, see `build`.
+                self.shared.end(EndReason::PeerGone {
+                    silent_ms: self.shared.peer_timeout.as_millis() as u64,
+                })
+            }
+            RTCPeerConnectionState::Failed => self.shared.end(EndReason::ConnectFailed),
+            RTCPeerConnectionState::Closed => self.shared.end(EndReason::ClosedByPeer),
+            _ => {}
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                    continue;
+                };
+                let media = &shared.media;
+                let Ok(bytes) = packet.marshal() else {
+                    media.inbound_marshal_failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                media.inbound_delivered.fetch_add(1, Ordering::Relaxed);
+                let dropped_oldest = shared.link.deliver(bytes.freeze());
+                if dropped_oldest {
+                    media.inbound_queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+}
+
+/// One call's media transport: ICE on host candidates, DTLS-SRTP, one Opus audio m-line
+/// (`opus/48000/2`, `useinbandfec=1`, `usedtx` as configured), RTCP sender and receiver
+/// reports.
+///
+/// Create the offering side with [`MediaSession::offer`] and send its [`blob`](Self::blob)
+/// in `appHostedMediaConfig`; apply the answer with [`accept`](Self::accept). The media
+/// peer uses [`MediaSession::answer_blob`]. Packets flow through the [`RtpEndpoint`] from
+/// [`take_endpoint`](Self::take_endpoint).
+///
+/// Async methods must run on a tokio runtime; many sessions share one. Dropping a session
+/// closes it.
+pub struct MediaSession {
+    id: String,
+    role: Role,
+    config: TransportConfig,
+    pc: Arc<dyn PeerConnection>,
+    local_sdp: String,
+    call_id: Mutex<Option<String>>,
+    source_context: String,
+    render_context: String,
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("local_addr", &self.local_addr)
+            .field("state", &self.shared.state())
+            .finish()
+    }
+}
+
+struct Built {
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    public_ip: Option<IpAddr>,
+}
+
+impl MediaSession {
+    /// Creates the offering side: binds the socket, gathers host candidates and makes the
+    /// SDP offer. The session then waits for [`accept`](Self::accept).
+    pub async fn offer(config: TransportConfig) -> Result<MediaSession, TransportError> {
+        let built = build(&config).await?;
+        built
+            .pc
+            .add_track(built.track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(webrtc_err("add_track"))?;
+        let offer = built
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(webrtc_err("create_offer"))?;
+        built
+            .pc
+            .set_local_description(offer)
+            .await
+            .map_err(webrtc_err("set_local_description"))?;
+        let local_sdp = gathered_sdp(&built).await?;
+        built.shared.set_state(SessionState::AwaitingAnswer);
+        Ok(Self::finish(built, config, Role::Offerer, local_sdp, None))
+    }
+
+    /// Creates the answering side from the far end's SDP offer. The answer is
+    /// [`local_sdp`](Self::local_sdp).
+    pub async fn answer_sdp(
+        config: TransportConfig,
+        offer_sdp: &str,
+    ) -> Result<MediaSession, TransportError> {
+        check_remote_sdp("offer", offer_sdp)?;
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(|e| {
+            TransportError::Sdp {
+                kind: "offer",
+                reason: e.to_string(),
+            }
+        })?;
+        let built = build(&config).await?;
+        built
+            .pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| TransportError::Sdp {
+                kind: "offer",
+                reason: e.to_string(),
+            })?;
+        built
+            .pc
+            .add_track(built.track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(webrtc_err("add_track"))?;
+        let answer = built
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(webrtc_err("create_answer"))?;
+        built
+            .pc
+            .set_local_description(answer)
+            .await
+            .map_err(webrtc_err("set_local_description"))?;
+        let local_sdp = gathered_sdp(&built).await?;
+        built.shared.set_state(SessionState::Connecting);
+        Ok(Self::finish(built, config, Role::Answerer, local_sdp, None))
+    }
+
+    /// Creates the answering side (the bot's media peer) from the bot's blob. Returns the
+    /// session and the answer blob, which goes back to the bot on the signalling channel
+    /// (see `docs/blob.md`). `config.blob_integrity` must match how the bot sealed its blob.
+    pub async fn answer_blob(
+        config: TransportConfig,
+        offer_blob: &str,
+    ) -> Result<(MediaSession, String), TransportError> {
+        let offer = Blob::parse(offer_blob, config.blob_integrity.key())?;
+        offer.expect_kind(SdpKind::Offer)?;
+        let mut session = Self::answer_sdp(config, &offer.webrtc.sdp).await?;
+        // The answer speaks for the same media session: the bot matches on this id.
+        session.id = offer.mp_media_session_id.clone();
+        if let Ok(mut call_id) = session.call_id.lock() {
+            *call_id = offer.call_id.clone();
+        }
+        let answer = session.blob();
+        Ok((session, answer))
+    }
+
+    fn finish(
+        built: Built,
+        config: TransportConfig,
+        role: Role,
+        local_sdp: String,
+        call_id: Option<String>,
+    ) -> MediaSession {
+        let pump = tokio::spawn(pump_outgoing(
+            built.shared.clone(),
+            built.track,
+            built.pc.clone(),
+            built.ssrc,
+            config.send_poll_interval,
+        ));
+        let watchdog = tokio::spawn(watchdog(
+            built.shared.clone(),
+            built.pc.clone(),
+            config.connect_timeout,
+            config.peer_timeout,
+        ));
+        MediaSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            role,
+            config,
+            pc: built.pc,
+            local_sdp,
+            call_id: Mutex::new(call_id),
+            source_context: uuid::Uuid::new_v4().to_string(),
+            render_context: uuid::Uuid::new_v4().to_string(),
+            shared: built.shared,
+            local_addr: built.local_addr,
+            tasks: vec![pump, watchdog],
+        }
+    }
+
+    /// The media session id (`mpMediaSessionId` in the blob).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This side's SDP: the offer, or the answer on the answering side. Candidates are
+    /// included (gathering is complete before a session is returned).
+    pub fn local_sdp(&self) -> &str {
+        &self.local_sdp
+    }
+
+    /// The local UDP address the session's socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Records the Graph call id, so later [`blob`](Self::blob)s carry it.
+    pub fn set_call_id(&self, call_id: impl Into<String>) {
+        if let Ok(mut slot) = self.call_id.lock() {
+            *slot = Some(call_id.into());
+        }
+    }
+
+    /// The sealed blob for `appHostedMediaConfig.blob` (on the answering side: the answer
+    /// blob). Format: `docs/blob.md`.
+    pub fn blob(&self) -> String {
+        let call_id = self.call_id.lock().ok().and_then(|c| c.clone());
+        Blob {
+            version: BLOB_VERSION,
+            mp_media_session_id: self.id.clone(),
+            call_id,
+            supported_audio_format: PCM16K.to_owned(),
+            audio_source_contexts: vec![self.source_context.clone()],
+            audio_render_contexts: vec![self.render_context.clone()],
+            receive_unmixed_meeting_audio: self.config.receive_unmixed_meeting_audio,
+            webrtc: WebRtcDescription {
+                kind: match self.role {
+                    Role::Offerer => SdpKind::Offer,
+                    Role::Answerer => SdpKind::Answer,
+                },
+                sdp: self.local_sdp.clone(),
+            },
+        }
+        .seal(&self.config.blob_integrity)
+    }
+
+    /// Applies the media peer's answer blob (verified, and checked to be an answer for
+    /// this media session). ICE and DTLS start; the connect timeout runs from here.
+    pub async fn accept(&self, answer_blob: &str) -> Result<(), TransportError> {
+        let answer = Blob::parse(answer_blob, self.config.blob_integrity.key())?;
+        answer.expect_kind(SdpKind::Answer)?;
+        if answer.mp_media_session_id != self.id {
+            return Err(crate::BlobError::SessionMismatch {
+                expected: self.id.clone(),
+                found: answer.mp_media_session_id,
+            }
+            .into());
+        }
+        self.accept_sdp(&answer.webrtc.sdp).await
+    }
+
+    /// Applies a raw SDP answer (for peers that do not speak the blob, such as a browser).
+    pub async fn accept_sdp(&self, answer_sdp: &str) -> Result<(), TransportError> {
+        match self.shared.state() {
+            SessionState::AwaitingAnswer if self.role == Role::Offerer => {}
+            SessionState::Ended(reason) => return Err(TransportError::Ended(reason)),
+            _ => return Err(TransportError::NotAwaitingAnswer),
+        }
+        check_remote_sdp("answer", answer_sdp)?;
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned()).map_err(|e| {
+            TransportError::Sdp {
+                kind: "answer",
+                reason: e.to_string(),
+            }
+        })?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| TransportError::Sdp {
+                kind: "answer",
+                reason: e.to_string(),
+            })?;
+        self.shared.set_state(SessionState::Connecting);
+        Ok(())
+    }
+
+    /// Takes the queues for code that handles RTP itself. `None` after the first call, or
+    /// once a pipeline is attached.
+    pub fn take_endpoint(&self) -> Option<RtpEndpoint> {
+        self.shared.link.take_endpoint()
+    }
+
+    /// Connects a media-core call pipeline directly: received packets go into its
+    /// `RtpInbox` stamped with their arrival time since `epoch` (the scheduler's epoch,
+    /// the time base of the pipeline's ticks), and its outgoing packets are sent. Call
+    /// before handing the pipeline to its worker thread. Replaces the [`RtpEndpoint`].
+    pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
+        self.shared.link.attach_pipeline(pipeline, epoch);
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        self.shared.state()
+    }
+
+    /// Waits until the session is connected, or returns why it ended first.
+    pub async fn connected(&self) -> Result<(), EndReason> {
+        let mut rx = self.shared.state.subscribe();
+        let result = rx
+            .wait_for(|s| matches!(s, SessionState::Connected | SessionState::Ended(_)))
+            .await
+            .map(|s| s.clone());
+        match result {
+            Ok(SessionState::Connected) => Ok(()),
+            Ok(SessionState::Ended(reason)) => Err(reason),
+            _ => Err(EndReason::Closed),
+        }
+    }
+
+    /// Waits until the session ends and returns why.
+    pub async fn ended(&self) -> EndReason {
+        let mut rx = self.shared.state.subscribe();
+        match rx
+            .wait_for(|s| matches!(s, SessionState::Ended(_)))
+            .await
+            .map(|s| s.clone())
+        {
+            Ok(SessionState::Ended(reason)) => reason,
+            _ => EndReason::Closed,
+        }
+    }
+
+    /// A snapshot of the session's statistics.
+    pub async fn stats(&self) -> SessionStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        SessionStats::from_snapshot(Snapshot {
+            state: self.shared.state(),
+            socket: &self.shared.socket,
+            media: &self.shared.media,
+            report: &report,
+            rtcp_rtt: self.shared.rtt.latest(),
+        })
+    }
+
+    /// Ends the session and releases its socket.
+    pub async fn close(&self) {
+        self.shared.end(EndReason::Closed);
+        if let Err(err) = self.pc.close().await {
+            tracing::debug!(%err, session = %self.id, "closing peer connection");
+        }
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.shared.end(EndReason::Closed);
+        for task in &self.tasks {
+            task.abort();
+        }
+        // The stack's driver keeps running until the connection is closed, and closing is
+        // async: hand it to the runtime if there is one.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let pc = self.pc.clone();
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+/// Refuses SDP that could only lead to an unencrypted or audio-less session, with a reason
+/// a person can act on, before the stack gives a less specific one.
+fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError> {
+    let fail = |reason: &str| {
+        Err(TransportError::Sdp {
+            kind,
+            reason: reason.to_owned(),
+        })
+    };
+    if !sdp.starts_with("v=0") {
+        return fail("does not start with v=0");
+    }
+    if !sdp.lines().any(|l| l.starts_with("m=audio ")) {
+        return fail("has no audio m-line");
+    }
+    if !sdp.lines().any(|l| l.starts_with("a=fingerprint:")) {
+        return fail("has no DTLS fingerprint (DTLS-SRTP is mandatory)");
+    }
+    if !sdp
+        .lines()
+        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains("opus/48000/2"))
+    {
+        return fail("offers no opus/48000/2");
+    }
+    Ok(())
+}
+
+async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
+    config.validate()?;
+    let socket = Arc::new(SocketCounters::default());
+    let (state, _) = watch::channel(SessionState::Connecting);
+    let (gathered, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        state,
+        gathered,
+        socket: socket.clone(),
+        media: MediaCounters::default(),
+        last_pc_state: Mutex::new(RTCPeerConnectionState::New),
+        peer_timeout: config.peer_timeout,
+        rtt: Arc::new(RttCell::default()),
+        link: MediaLink::new(config.queue_capacity),
+    });
+
+    let candidates = candidate_ports(config)?;
+    let mut last_err = None;
+    for port in candidates {
+        let addr = SocketAddr::new(config.bind_ip, port);
+        match build_peer_connection(config, addr, &shared, &socket).await {
+            Ok(pc) => {
+                let ssrc = rand_ssrc();
+                let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                    "appmedia".to_owned(),
+                    "appmedia-audio".to_owned(),
+                    "appmedia-audio".to_owned(),
+                    RtpCodecKind::Audio,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: opus_codec(config),
+                        ..Default::default()
+                    }],
+                )));
+                return Ok(Built {
+                    pc,
+                    track,
+                    ssrc,
+                    shared,
+                    local_addr: addr,
+                    public_ip: config.public_ip,
+                });
+            }
+            Err(err) => last_err = Some(err),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| match &config.port_range {
+        Some(range) => TransportError::PortRangeExhausted {
+            ip: config.bind_ip,
+            start: *range.start(),
+            end: *range.end(),
+        },
+        None => TransportError::InvalidConfig("no port to bind".into()),
+    }))
+}
+
+/// Ports to try, in order. With a range, a few free ones starting at a random offset (so
+/// concurrent sessions do not all race for the first port); without, one ephemeral port
+/// chosen by the kernel. The probe socket is closed before the stack binds the port, so
+/// another process can take it in between; the caller then tries the next one.
+fn candidate_ports(config: &TransportConfig) -> Result<Vec<u16>, TransportError> {
+    const ATTEMPTS: usize = 4;
+    let Some(range) = &config.port_range else {
+        let probe = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0))?;
+        return Ok(vec![probe.local_addr()?.port()]);
+    };
+    let (start, end) = (*range.start() as u32, *range.end() as u32);
+    let len = end - start + 1;
+    let offset = rand_ssrc() % len;
+    let mut free = Vec::with_capacity(ATTEMPTS);
+    for i in 0..len {
+        let port = (start + (offset + i) % len) as u16;
+        if UdpSocket::bind(SocketAddr::new(config.bind_ip, port)).is_ok() {
+            free.push(port);
+            if free.len() == ATTEMPTS {
+                break;
+            }
+        }
+    }
+    if free.is_empty() {
+        return Err(TransportError::PortRangeExhausted {
+            ip: config.bind_ip,
+            start: start as u16,
+            end: end as u16,
+        });
+    }
+    Ok(free)
+}
+
+fn rand_ssrc() -> u32 {
+    // uuid's v4 generator is already a dependency and is seeded from the OS.
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+fn opus_codec(config: &TransportConfig) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: config.opus_fmtp(),
+        rtcp_feedback: vec![],
+    }
+}
+
+async fn build_peer_connection(
+    config: &TransportConfig,
+    addr: SocketAddr,
+    shared: &Arc<Shared>,
+    socket: &Arc<SocketCounters>,
+) -> Result<Arc<dyn PeerConnection>, TransportError> {
+    let mut media_engine = MediaEngine::default();
+    media_engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(config),
+                payload_type: config.opus_payload_type,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(webrtc_err("register_codec"))?;
+    // Audio only: RTCP SR/RR (loss, jitter, RTT). NACK, TWCC and simulcast are video tools.
+    let registry = configure_rtcp_reports(Registry::new()).with(
+        // Wire-most on the read walk: sees every inbound report before anything else.
+        rtc::interceptor::Slot::Custom(500),
+        RttInterceptor::new(shared.rtt.clone()),
+    );
+
+    let half = config.peer_timeout / 2;
+    // No `with_nat_1to1_ips`: rtc 0.21.1 stores that setting but never applies it, so the
+    // public address is written into the SDP we hand out instead (see `advertise_public`).
+    let settings = SettingEngineBuilder::new()
+        // Disconnected after half the peer timeout, failed after the whole of it.
+        .with_ice_timeouts(Some(half), Some(half), Some(Duration::from_secs(1)))
+        // A bot has no use for mDNS host-name candidates, and they cannot be combined with
+        // a 1:1 NAT address.
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(is_loopback(config.bind_ip));
+
+    let handler = Arc::new(Handler {
+        shared: shared.clone(),
+    });
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_setting_engine(settings.build())
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_runtime(Arc::new(GuardedRuntime::new(socket.clone())))
+        .with_udp_addrs(vec![addr])
+        .build()
+        .await
+        .map_err(webrtc_err("build peer connection"))?;
+    Ok(Arc::new(pc))
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// Rewrites this side's host candidates (and connection lines) from the local address to
+/// the 1:1 NAT's public address, keeping the port: what Graph's `InstancePublicIPAddress`
+/// means. The peer's connectivity checks then arrive through the NAT at the local socket,
+/// where the ICE agent answers them as usual.
+pub(crate) fn advertise_public(sdp: &str, local: IpAddr, public: IpAddr) -> String {
+    let local = local.to_string();
+    let public = public.to_string();
+    let family = if public.contains(':') { "IP6" } else { "IP4" };
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        if let Some(rest) = body.strip_prefix("a=candidate:") {
+            // foundation component transport priority address port typ ...
+            let mut fields: Vec<&str> = rest.split(' ').collect();
+            if fields.len() > 4 && fields[4] == local {
+                fields[4] = &public;
+                out.push_str("a=candidate:");
+                out.push_str(&fields.join(" "));
+                out.push_str(ending);
+                continue;
+            }
+        } else if let Some(addr) = body.strip_prefix("c=IN ")
+            && addr.get(4..) == Some(local.as_str())
+        {
+            out.push_str(&format!("c=IN {family} {public}{ending}"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+async fn gathered_sdp(built: &Built) -> Result<String, TransportError> {
+    let mut rx = built.shared.gathered.subscribe();
+    tokio::time::timeout(GATHERING_TIMEOUT, rx.wait_for(|done| *done))
+        .await
+        .map_err(|_| TransportError::GatheringTimeout(GATHERING_TIMEOUT))?
+        .map_err(|_| TransportError::GatheringTimeout(GATHERING_TIMEOUT))?;
+    let public = built.public_ip;
+    let local = built.local_addr.ip();
+    built
+        .pc
+        .local_description()
+        .await
+        .map(|d| match public {
+            Some(public) => advertise_public(&d.sdp, local, public),
+            None => d.sdp,
+        })
+        .ok_or_else(|| TransportError::Sdp {
+            kind: "offer",
+            reason: "the stack produced no local description".into(),
+        })
+}
+
+/// Moves packets from the media core's outgoing queue into the stack. Runs on the async
+/// runtime; the media core only ever does `try_send`.
+async fn pump_outgoing(
+    shared: Arc<Shared>,
+    track: Arc<TrackLocalStaticRTP>,
+    pc: Arc<dyn PeerConnection>,
+    ssrc: u32,
+    period: Duration,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut payload_type = None;
+    let media = &shared.media;
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        tick.tick().await;
+        let state = shared.state();
+        if matches!(state, SessionState::Ended(_)) {
+            return;
+        }
+        let connected = matches!(state, SessionState::Connected | SessionState::Interrupted);
+        if connected && payload_type.is_none() {
+            payload_type = negotiated_payload_type(pc.as_ref()).await;
+        }
+        // Drain under the link's lock, send after it: writing to the stack awaits.
+        shared.link.drain(&mut batch);
+        for bytes in batch.drain(..) {
+            let Some(pt) = payload_type.filter(|_| connected) else {
+                // Graph discards media sent before the send status is active; so do we.
+                media
+                    .outbound_before_connected
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let mut buf = bytes;
+            let Ok(mut packet) = rtc::rtp::packet::Packet::unmarshal(&mut buf) else {
+                media.outbound_malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            packet.header.ssrc = ssrc;
+            packet.header.payload_type = pt;
+            // Extensions are not negotiated on this m-line; the stack would refuse them.
+            packet.header.extension = false;
+            packet.header.extensions.clear();
+            match track.write_rtp(packet).await {
+                Ok(()) => media.outbound_sent.fetch_add(1, Ordering::Relaxed),
+                Err(_) => media.outbound_write_failed.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+    }
+}
+
+async fn negotiated_payload_type(pc: &dyn PeerConnection) -> Option<u8> {
+    for sender in pc.get_senders().await {
+        if let Ok(params) = sender.get_parameters().await
+            && let Some(codec) = params
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
+        {
+            return Some(codec.payload_type);
+        }
+    }
+    None
+}
+
+/// Ends the session when a timer runs out, and closes the peer connection when it ends.
+async fn watchdog(
+    shared: Arc<Shared>,
+    pc: Arc<dyn PeerConnection>,
+    connect_timeout: Duration,
+    peer_timeout: Duration,
+) {
+    let mut rx = shared.state.subscribe();
+    let mut connect_deadline = None;
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            SessionState::AwaitingAnswer => {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+            SessionState::Connecting => {
+                let deadline = *connect_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + connect_timeout);
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let last_state = shared
+                            .last_pc_state
+                            .lock()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        shared.end(EndReason::ConnectTimeout {
+                            timeout_ms: connect_timeout.as_millis() as u64,
+                            last_state,
+                        });
+                    }
+                }
+            }
+            SessionState::Connected => {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+            SessionState::Interrupted => {
+                let since = tokio::time::Instant::now();
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(peer_timeout) => {
+                        shared.end(EndReason::PeerGone {
+                            silent_ms: since.elapsed().as_millis() as u64,
+                        });
+                    }
+                }
+            }
+            SessionState::Ended(reason) => {
+                tracing::info!(%reason, "media session ended");
+                let _ = pc.close().await;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_address_replaces_local_candidates_only() {
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.5\r\n\
+a=candidate:1 1 udp 2130706431 10.0.0.5 50000 typ host\r\n\
+a=candidate:2 1 udp 2130706431 10.0.0.6 50002 typ host\r\n";
+        let out = advertise_public(
+            sdp,
+            "10.0.0.5".parse().unwrap(),
+            "203.0.113.7".parse().unwrap(),
+        );
+        assert_eq!(
+            out,
+            "v=0\r\nc=IN IP4 203.0.113.7\r\n\
+a=candidate:1 1 udp 2130706431 203.0.113.7 50000 typ host\r\n\
+a=candidate:2 1 udp 2130706431 10.0.0.6 50002 typ host\r\n"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Test-only audio helpers: the media pipeline lives in appmedia-media; these tests only
+//! need enough of it to prove that audio crosses the transport intact.
+#![allow(dead_code)]
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use appmedia_transport::RtpEndpoint;
+use bytes::Bytes;
+
+pub const RATE: u32 = 48_000;
+pub const FRAME: usize = 960; // 20 ms at 48 kHz
+
+/// A mono sine tone, `seconds` long, at 48 kHz.
+pub fn tone(freq: f32, seconds: f32, amplitude: f32) -> Vec<i16> {
+    let n = (RATE as f32 * seconds) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / RATE as f32;
+            (amplitude * (2.0 * std::f32::consts::PI * freq * t).sin() * i16::MAX as f32) as i16
+        })
+        .collect()
+}
+
+/// Power of `freq` in `samples` (Goertzel).
+pub fn goertzel(samples: &[i16], freq: f32, rate: u32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq as f64 / rate as f64;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = x as f64 + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
+}
+
+/// The strongest of `candidates` in `samples`, and how many times stronger it is than the
+/// runner-up.
+pub fn dominant(samples: &[i16], candidates: &[f32], rate: u32) -> (f32, f64) {
+    let mut powers: Vec<(f32, f64)> = candidates
+        .iter()
+        .map(|&f| (f, goertzel(samples, f, rate)))
+        .collect();
+    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
+    (powers[0].0, powers[0].1 / powers[1].1.max(1e-9))
+}
+
+/// Builds one RTP packet (RFC 3550 fixed header, no CSRC, no extension).
+pub fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Bytes {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80);
+    p.push(pt & 0x7f);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    Bytes::from(p)
+}
+
+/// The payload of an RTP packet (skips CSRCs and the header extension).
+pub fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let cc = (packet[0] & 0x0f) as usize;
+    let mut off = 12 + 4 * cc;
+    if packet[0] & 0x10 != 0 {
+        let len = u16::from_be_bytes([*packet.get(off + 2)?, *packet.get(off + 3)?]) as usize;
+        off += 4 + 4 * len;
+    }
+    packet.get(off..)
+}
+
+/// What a media worker saw during [`run_media_worker`].
+pub struct WorkerResult {
+    pub sent: usize,
+    pub received: usize,
+    /// Decoded mono PCM at 48 kHz, in arrival order.
+    pub decoded: Vec<i16>,
+}
+
+/// Plays `pcm` as Opus RTP into `endpoint` at real-time pace on a plain thread (the way
+/// the media core will), and decodes whatever arrives. Runs for `duration`.
+pub fn run_media_worker(
+    endpoint: RtpEndpoint,
+    pcm: Vec<i16>,
+    duration: Duration,
+) -> thread::JoinHandle<WorkerResult> {
+    thread::spawn(move || {
+        let mut encoder =
+            opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut decoder = opus::Decoder::new(RATE, opus::Channels::Mono).unwrap();
+        let start = Instant::now();
+        let mut out = [0u8; 1500];
+        let mut frame_pcm = vec![0i16; FRAME * 6];
+        let mut result = WorkerResult {
+            sent: 0,
+            received: 0,
+            decoded: Vec::new(),
+        };
+        let mut tick = 0u32;
+        while start.elapsed() < duration {
+            let deadline = start + Duration::from_millis(20) * tick;
+            if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            let at = (tick as usize * FRAME) % (pcm.len() - FRAME);
+            let n = encoder.encode(&pcm[at..at + FRAME], &mut out).unwrap();
+            // PT 0 and SSRC 0 on purpose: the transport must rewrite both.
+            let packet = rtp(0, tick as u16, tick * FRAME as u32, 0, &out[..n]);
+            endpoint.outgoing.push(packet);
+            result.sent += 1;
+            while let Some(packet) = endpoint.incoming.pop() {
+                result.received += 1;
+                if let Some(payload) = rtp_payload(&packet)
+                    && let Ok(samples) = decoder.decode(payload, &mut frame_pcm, false)
+                {
+                    result.decoded.extend_from_slice(&frame_pcm[..samples]);
+                }
+            }
+            tick += 1;
+        }
+        result
+    })
+}
