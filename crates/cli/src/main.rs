@@ -1,9 +1,11 @@
 //! `appmedia`: the command-line front of the appmedia libraries.
+//! Each subcommand lives in its own module.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod devices;
 mod emulator;
 mod graph;
 mod lab;
@@ -27,6 +29,8 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
     Lab(lab::LabArgs),
+    /// List the audio devices for --mic / --speakers.
+    Devices(devices::DevicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +38,6 @@ fn main() -> ExitCode {
         Command::Emulator(args) => emulator::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }

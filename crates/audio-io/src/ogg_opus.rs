@@ -1,0 +1,296 @@
+//! Ogg/Opus files (RFC 7845) as prompts: a small Ogg demuxer (RFC 3533) over the `opus`
+//! decoder, decoding up front to mono 48 kHz like WAV prompts.
+//!
+//! Handles what encoders produce for speech and music prompts: one logical Opus stream (others
+//! in the file are skipped), mono or stereo (channel mapping family 0 or 1 with ≤ 2 channels),
+//! pre-skip, end trimming by the last granule position, and the header's output gain. Every
+//! page's CRC is checked, so a damaged or cut file is an error at open, not noise in a call.
+
+use std::path::PathBuf;
+
+use crate::playback::OpenError;
+
+/// Opus always decodes at 48 kHz here; 120 ms is the longest packet.
+const MAX_PACKET_SAMPLES: usize = 5760;
+
+/// Whether `bytes` start like an Ogg file.
+pub(crate) fn is_ogg(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"OggS")
+}
+
+/// Decodes an Ogg/Opus file to mono 48 kHz samples; also returns the stream's channel count.
+pub(crate) fn decode(bytes: &[u8], path: PathBuf) -> Result<(Vec<f32>, u8), OpenError> {
+    let malformed = |reason: &'static str| OpenError::Malformed {
+        path: path.clone(),
+        reason,
+    };
+    let mut pages = Pages { bytes, pos: 0 };
+    let mut serial = None;
+    let mut packet = Vec::new();
+    let mut head: Option<OpusHead> = None;
+    let mut tags_seen = false;
+    let mut decoder: Option<opus::Decoder> = None;
+    let mut pcm = vec![0.0f32; MAX_PACKET_SAMPLES * 2];
+    let mut out = Vec::new();
+    let mut last_granule = None;
+    let mut eos = false;
+    while let Some(page) = pages.next().map_err(malformed)? {
+        match serial {
+            None if page.flags & FLAG_BOS != 0 => serial = Some(page.serial),
+            None => return Err(malformed("Ogg stream does not begin with a start page")),
+            Some(s) if s != page.serial => continue, // another logical stream
+            Some(_) => {}
+        }
+        if page.flags & FLAG_CONTINUED == 0 {
+            packet.clear();
+        }
+        let mut offset = 0;
+        for (i, &lace) in page.segments.iter().enumerate() {
+            let lace = usize::from(lace);
+            packet.extend_from_slice(&page.data[offset..offset + lace]);
+            offset += lace;
+            let complete = lace < 255;
+            if !complete && i + 1 < page.segments.len() {
+                continue;
+            }
+            if !complete {
+                break; // continues on the next page
+            }
+            match (&head, tags_seen) {
+                (None, _) => {
+                    let h = OpusHead::parse(&packet).map_err(|e| match e {
+                        HeadError::NotOpus(kind) => OpenError::UnsupportedFormat {
+                            path: path.clone(),
+                            encoding: format!("Ogg {kind} (only Ogg/Opus is supported)"),
+                        },
+                        HeadError::Bad(reason) => malformed(reason),
+                        HeadError::Channels(n) => OpenError::UnsupportedFormat {
+                            path: path.clone(),
+                            encoding: format!(
+                                "Ogg/Opus with {n} channels (mono and stereo are supported)"
+                            ),
+                        },
+                    })?;
+                    let channels = if h.channels == 1 {
+                        opus::Channels::Mono
+                    } else {
+                        opus::Channels::Stereo
+                    };
+                    let mut d = opus::Decoder::new(48_000, channels)
+                        .map_err(|_| malformed("the Opus decoder refused the stream's layout"))?;
+                    if h.output_gain != 0 {
+                        // Q7.8 dB, applied by libopus.
+                        d.set_gain(i32::from(h.output_gain))
+                            .map_err(|_| malformed("invalid output gain in OpusHead"))?;
+                    }
+                    decoder = Some(d);
+                    head = Some(h);
+                }
+                (Some(_), false) => {
+                    if !packet.starts_with(b"OpusTags") {
+                        return Err(malformed("second Ogg/Opus packet is not OpusTags"));
+                    }
+                    tags_seen = true;
+                }
+                (Some(h), true) => {
+                    let Some(d) = decoder.as_mut() else {
+                        return Err(malformed("audio before OpusHead"));
+                    };
+                    let channels = usize::from(h.channels);
+                    let n = d
+                        .decode_float(&packet, &mut pcm[..MAX_PACKET_SAMPLES * channels], false)
+                        .map_err(|_| malformed("corrupt Opus packet"))?;
+                    if channels == 1 {
+                        out.extend_from_slice(&pcm[..n]);
+                    } else {
+                        out.extend(pcm[..n * 2].chunks_exact(2).map(|f| (f[0] + f[1]) * 0.5));
+                    }
+                }
+            }
+            packet.clear();
+        }
+        if page.granule != u64::MAX && head.is_some() && tags_seen {
+            last_granule = Some(page.granule);
+        }
+        if page.flags & FLAG_EOS != 0 {
+            eos = true;
+            break;
+        }
+    }
+    let Some(head) = head else {
+        return Err(OpenError::TruncatedHeader { path });
+    };
+    if !eos {
+        return Err(malformed(
+            "Ogg/Opus stream has no end page (truncated file)",
+        ));
+    }
+    // The last granule position counts every sample including the pre-skip: trim the end to it
+    // (the encoder padded the last packet), then drop the pre-skip from the start.
+    if let Some(g) = last_granule {
+        out.truncate(usize::try_from(g).unwrap_or(usize::MAX).min(out.len()));
+    }
+    let skip = usize::from(head.pre_skip).min(out.len());
+    out.drain(..skip);
+    for s in &mut out {
+        *s = if s.is_finite() {
+            s.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+    }
+    if out.is_empty() {
+        return Err(OpenError::Empty { path });
+    }
+    Ok((out, head.channels))
+}
+
+const FLAG_CONTINUED: u8 = 0x01;
+const FLAG_BOS: u8 = 0x02;
+const FLAG_EOS: u8 = 0x04;
+
+struct Page<'a> {
+    flags: u8,
+    granule: u64,
+    serial: u32,
+    segments: &'a [u8],
+    data: &'a [u8],
+}
+
+struct Pages<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Pages<'a> {
+    fn next(&mut self) -> Result<Option<Page<'a>>, &'static str> {
+        let b = &self.bytes[self.pos..];
+        if b.is_empty() {
+            return Ok(None);
+        }
+        if b.len() < 27 {
+            return Err("Ogg page header cut short (truncated file)");
+        }
+        if &b[..4] != b"OggS" || b[4] != 0 {
+            return Err("bad Ogg page (capture pattern or version)");
+        }
+        let n_segments = usize::from(b[26]);
+        if b.len() < 27 + n_segments {
+            return Err("Ogg segment table cut short (truncated file)");
+        }
+        let segments = &b[27..27 + n_segments];
+        let data_len: usize = segments.iter().map(|&s| usize::from(s)).sum();
+        let total = 27 + n_segments + data_len;
+        if b.len() < total {
+            return Err("Ogg page cut short (truncated file)");
+        }
+        let stored_crc = u32::from_le_bytes([b[22], b[23], b[24], b[25]]);
+        if ogg_crc(&b[..total]) != stored_crc {
+            return Err("Ogg page checksum mismatch (damaged file)");
+        }
+        let granule = u64::from_le_bytes([b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13]]);
+        let serial = u32::from_le_bytes([b[14], b[15], b[16], b[17]]);
+        self.pos += total;
+        Ok(Some(Page {
+            flags: b[5],
+            granule,
+            serial,
+            segments,
+            data: &b[27 + n_segments..total],
+        }))
+    }
+}
+
+/// Ogg's CRC-32: polynomial 0x04C11DB7, not reflected, initial value 0, computed with the CRC
+/// field taken as zero.
+fn ogg_crc(page: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for (i, &byte) in page.iter().enumerate() {
+        let byte = if (22..26).contains(&i) { 0 } else { byte };
+        crc ^= u32::from(byte) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+struct OpusHead {
+    channels: u8,
+    pre_skip: u16,
+    output_gain: i16,
+}
+
+enum HeadError {
+    NotOpus(&'static str),
+    Bad(&'static str),
+    Channels(u8),
+}
+
+impl OpusHead {
+    fn parse(p: &[u8]) -> Result<Self, HeadError> {
+        if !p.starts_with(b"OpusHead") {
+            let kind = if p.get(1..7) == Some(b"vorbis") {
+                "Vorbis"
+            } else if p.starts_with(b"\x7fFLAC") {
+                "FLAC"
+            } else if p.starts_with(b"Speex") {
+                "Speex"
+            } else {
+                "stream of an unknown codec"
+            };
+            return Err(HeadError::NotOpus(kind));
+        }
+        if p.len() < 19 {
+            return Err(HeadError::Bad("OpusHead packet too short"));
+        }
+        if p[8] >> 4 != 0 {
+            return Err(HeadError::Bad("unsupported OpusHead major version"));
+        }
+        let channels = p[9];
+        let mapping_family = p[18];
+        if channels == 0 {
+            return Err(HeadError::Bad("OpusHead with zero channels"));
+        }
+        // Family 0 is mono/stereo by definition; family 1 with ≤ 2 channels is the same layout.
+        if channels > 2 || mapping_family > 1 {
+            return Err(HeadError::Channels(channels));
+        }
+        Ok(OpusHead {
+            channels,
+            pre_skip: u16::from_le_bytes([p[10], p[11]]),
+            output_gain: i16::from_le_bytes([p[16], p[17]]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_is_ogg_crc32() {
+        // CRC-32 with polynomial 0x04C11DB7, init 0, unreflected and without a final xor:
+        // CRC-32/CKSUM's check value 0x765E7680 before its final xor with 0xFFFFFFFF.
+        assert_eq!(ogg_crc(b"123456789"), 0x765E_7680 ^ 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..300usize {
+            let mut bytes = b"OggS\0".to_vec();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(x as u8);
+            }
+            assert!(decode(&bytes, PathBuf::from("garbage")).is_err());
+        }
+    }
+}

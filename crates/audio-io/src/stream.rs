@@ -1,0 +1,483 @@
+//! Prompts streamed from disk instead of decoded up front: for long files (hold music) whose
+//! 48 kHz `f32` form would not be worth keeping in memory.
+//!
+//! [`StreamedClip::open`] checks the file as thoroughly as [`AudioClip::open`](crate::playback::AudioClip::open)
+//! does without reading the audio — not a WAV, an unsupported encoding, a header promising more
+//! data than the file holds are errors at open. Playing it starts a decoder thread that reads,
+//! down-mixes and resamples in blocks into a wait-free ring (rtrb); the audio thread only copies
+//! out of that ring. A decoder that falls behind costs a counted stretch of silence, never a
+//! blocked tick.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::frame::{CORE_FRAME_SAMPLES, CORE_SAMPLE_RATE};
+use crate::playback::{OpenError, SourceFormat, header_error};
+use crate::resample::FrameResampler;
+
+/// Samples per decode block (at the file's rate).
+const BLOCK: usize = 1024;
+/// Ring between the decoder and the audio thread: one second at 48 kHz.
+const RING: usize = CORE_SAMPLE_RATE as usize;
+
+/// A WAV file checked and ready to be streamed into a call.
+#[derive(Debug, Clone)]
+pub struct StreamedClip {
+    path: PathBuf,
+    source: SourceFormat,
+    /// Frames (samples per channel) in the file.
+    frames: u64,
+}
+
+impl StreamedClip {
+    /// Checks the file's header and size; the audio itself is read while playing.
+    pub fn open(path: impl AsRef<Path>) -> Result<StreamedClip, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file_len = std::fs::metadata(&path).map_err(io)?.len();
+        let mut head = Vec::with_capacity(64 * 1024);
+        File::open(&path)
+            .map_err(io)?
+            .take(64 * 1024)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        if crate::ogg_opus::is_ogg(&head) {
+            return Err(OpenError::UnsupportedFormat {
+                path,
+                encoding: "Ogg/Opus is decoded up front, not streamed (use AudioClip::open)".into(),
+            });
+        }
+        let reader = match hound::WavReader::new(BufReader::new(File::open(&path).map_err(io)?)) {
+            Ok(r) => r,
+            Err(e) => return Err(header_error(e, &head, path)),
+        };
+        let spec = reader.spec();
+        if spec.sample_rate == 0 || spec.sample_rate > 768_000 {
+            return Err(OpenError::UnsupportedRate {
+                path,
+                rate: spec.sample_rate,
+            });
+        }
+        let bytes_per_sample = u64::from(spec.bits_per_sample.div_ceil(8).max(1));
+        let expected = u64::from(reader.len());
+        if expected == 0 {
+            return Err(OpenError::Empty { path });
+        }
+        if let Some((offset, _)) = find_chunk(&head, b"data") {
+            let present = file_len.saturating_sub(offset as u64) / bytes_per_sample;
+            if present < expected {
+                return Err(OpenError::TruncatedData {
+                    path,
+                    expected,
+                    found: present,
+                });
+            }
+        }
+        Ok(StreamedClip {
+            frames: u64::from(reader.duration()),
+            source: SourceFormat {
+                sample_rate: spec.sample_rate,
+                channels: spec.channels,
+                bits_per_sample: spec.bits_per_sample,
+                encoding: crate::playback::wav_encoding(spec),
+            },
+            path,
+        })
+    }
+
+    /// The file's format.
+    pub fn source_format(&self) -> &SourceFormat {
+        &self.source
+    }
+
+    /// Length of one pass.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.frames as f64 / f64::from(self.source.sample_rate))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts the decoder thread and waits (briefly, on the caller's thread) until the ring
+    /// holds a few frames, so the prompt starts without a gap.
+    pub(crate) fn start(&self, looped: bool) -> std::io::Result<StreamReader> {
+        let (producer, consumer) = rtrb::RingBuffer::new(RING);
+        let shared = Arc::new(StreamShared::default());
+        let thread_shared = Arc::clone(&shared);
+        let path = self.path.clone();
+        let rate = self.source.sample_rate;
+        std::thread::Builder::new()
+            .name("prompt-stream".into())
+            .spawn(move || decode(path, rate, looped, producer, &thread_shared))?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while consumer.slots() < 4 * CORE_FRAME_SAMPLES
+            && !shared.finished.load(Ordering::Acquire)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(StreamReader { consumer, shared })
+    }
+}
+
+/// Finds a RIFF chunk in the first bytes of a file: (offset of its data, its length).
+fn find_chunk(bytes: &[u8], id: &[u8; 4]) -> Option<(usize, usize)> {
+    let mut pos = 12usize;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]) as usize;
+        if &bytes[pos..pos + 4] == id {
+            return Some((pos + 8, len));
+        }
+        pos = pos.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?;
+    }
+    None
+}
+
+#[derive(Default)]
+struct StreamShared {
+    /// Set after the decoder's last push (Release), so an Acquire load followed by reading the
+    /// ring's fill sees every sample.
+    finished: AtomicBool,
+    failed: AtomicBool,
+}
+
+/// What a read from the stream gave.
+pub(crate) enum StreamRead {
+    /// `n` samples; more may come.
+    More(usize),
+    /// `n` samples, and the stream is over (`failed`: ended by a read error).
+    Ended { n: usize, failed: bool },
+}
+
+/// The audio thread's end of a streamed prompt.
+pub(crate) struct StreamReader {
+    consumer: rtrb::Consumer<f32>,
+    shared: Arc<StreamShared>,
+}
+
+impl StreamReader {
+    /// Copies up to `out.len()` samples. Wait-free; allocates nothing.
+    pub(crate) fn read(&mut self, out: &mut [f32]) -> StreamRead {
+        let finished = self.shared.finished.load(Ordering::Acquire);
+        let n = self.consumer.slots().min(out.len());
+        if n > 0
+            && let Ok(chunk) = self.consumer.read_chunk(n)
+        {
+            let (a, b) = chunk.as_slices();
+            out[..a.len()].copy_from_slice(a);
+            out[a.len()..n].copy_from_slice(b);
+            chunk.commit_all();
+        }
+        if finished && self.consumer.is_empty() {
+            return StreamRead::Ended {
+                n,
+                failed: self.shared.failed.load(Ordering::Relaxed),
+            };
+        }
+        StreamRead::More(n)
+    }
+}
+
+/// The decoder thread: passes over the file (one, or until the reader is dropped when looped),
+/// pushing mono 48 kHz into the ring; exits when the audio side drops its end.
+fn decode(
+    path: PathBuf,
+    rate: u32,
+    looped: bool,
+    mut producer: rtrb::Producer<f32>,
+    shared: &StreamShared,
+) {
+    let result = (|| -> Result<(), String> {
+        let mut resampler = if rate == CORE_SAMPLE_RATE {
+            None
+        } else {
+            Some(FrameResampler::new(rate, CORE_SAMPLE_RATE, BLOCK).map_err(|e| e.to_string())?)
+        };
+        let mut block = Vec::with_capacity(BLOCK);
+        let (mut real_in, mut pushed) = (0u64, 0u64);
+        loop {
+            let reader = hound::WavReader::open(&path).map_err(|e| e.to_string())?;
+            let spec = reader.spec();
+            let channels = usize::from(spec.channels);
+            let frames = MonoFrames::new(reader, channels);
+            let before = real_in;
+            for sample in frames {
+                block.push(sample.map_err(|e| format!("reading {}: {e}", path.display()))?);
+                real_in += 1;
+                if block.len() == BLOCK {
+                    pushed += emit(&mut resampler, &block, &mut producer)?;
+                    block.clear();
+                }
+            }
+            if !looped {
+                break;
+            }
+            if real_in == before {
+                // Changed on disk since it was opened; looping would spin.
+                return Err(format!("{} holds no audio any more", path.display()));
+            }
+        }
+        // The last partial block, padded; then the resampler's tail; cut to the exact length.
+        let exact = real_in * u64::from(CORE_SAMPLE_RATE) / u64::from(rate);
+        let mut tail = Vec::new();
+        if !block.is_empty() {
+            block.resize(BLOCK, 0.0);
+            match resampler.as_mut() {
+                None => tail.extend_from_slice(&block),
+                Some(r) => tail.extend_from_slice(r.process(&block).map_err(|e| e.to_string())?),
+            }
+        }
+        if let Some(r) = resampler.as_mut() {
+            tail.extend(r.drain().map_err(|e| e.to_string())?);
+        }
+        tail.truncate(exact.saturating_sub(pushed) as usize);
+        push_all(&mut producer, &tail)?;
+        Ok(())
+    })();
+    if let Err(e) = result
+        && e != ABANDONED
+    {
+        tracing::warn!(path = %path.display(), error = %e, "streamed prompt stopped");
+        shared.failed.store(true, Ordering::Relaxed);
+    }
+    shared.finished.store(true, Ordering::Release);
+}
+
+const ABANDONED: &str = "player dropped the stream";
+
+fn emit(
+    resampler: &mut Option<FrameResampler>,
+    block: &[f32],
+    producer: &mut rtrb::Producer<f32>,
+) -> Result<u64, String> {
+    match resampler.as_mut() {
+        None => {
+            push_all(producer, block)?;
+            Ok(block.len() as u64)
+        }
+        Some(r) => {
+            let out = r.process(block).map_err(|e| e.to_string())?;
+            let n = out.len() as u64;
+            // `out` borrows the resampler; push from a copy-free loop.
+            push_all(producer, out)?;
+            Ok(n)
+        }
+    }
+}
+
+/// Pushes every sample, sleeping while the ring is full; stops when the reader is gone.
+fn push_all(producer: &mut rtrb::Producer<f32>, mut samples: &[f32]) -> Result<(), String> {
+    while !samples.is_empty() {
+        if producer.is_abandoned() {
+            return Err(ABANDONED.to_string());
+        }
+        let n = producer.slots().min(samples.len());
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        if let Ok(chunk) = producer.write_chunk_uninit(n) {
+            chunk.fill_from_iter(samples[..n].iter().copied());
+        }
+        samples = &samples[n..];
+    }
+    Ok(())
+}
+
+/// Down-mixes a WAV reader's interleaved samples to mono `f32`.
+struct MonoFrames {
+    ints: Option<hound::WavIntoSamples<BufReader<File>, i32>>,
+    floats: Option<hound::WavIntoSamples<BufReader<File>, f32>>,
+    channels: usize,
+    scale: f32,
+}
+
+impl MonoFrames {
+    fn new(reader: hound::WavReader<BufReader<File>>, channels: usize) -> Self {
+        let spec = reader.spec();
+        let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+        match spec.sample_format {
+            hound::SampleFormat::Float => Self {
+                ints: None,
+                floats: Some(reader.into_samples()),
+                channels,
+                scale,
+            },
+            hound::SampleFormat::Int => Self {
+                ints: Some(reader.into_samples()),
+                floats: None,
+                channels,
+                scale,
+            },
+        }
+    }
+
+    fn sample(&mut self) -> Option<Result<f32, hound::Error>> {
+        if let Some(it) = self.ints.as_mut() {
+            let scale = self.scale;
+            return it.next().map(|r| r.map(|s| s as f32 * scale));
+        }
+        self.floats.as_mut()?.next().map(|r| {
+            r.map(|s| {
+                if s.is_finite() {
+                    s.clamp(-1.0, 1.0)
+                } else {
+                    0.0
+                }
+            })
+        })
+    }
+}
+
+impl Iterator for MonoFrames {
+    type Item = Result<f32, hound::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut acc = 0.0f32;
+        for c in 0..self.channels {
+            match self.sample() {
+                Some(Ok(s)) => acc += s,
+                Some(Err(e)) => return Some(Err(e)),
+                None if c == 0 => return None,
+                None => {
+                    return Some(Err(hound::Error::FormatError("file ends inside a frame")));
+                }
+            }
+        }
+        Some(Ok(acc / self.channels as f32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playback::AudioClip;
+
+    fn samples_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../media-samples")
+    }
+
+    /// Reads a whole stream, waiting for the decoder when it is behind.
+    fn read_all(reader: &mut StreamReader) -> (Vec<f32>, bool) {
+        let mut all = Vec::new();
+        let mut buf = [0.0f32; CORE_FRAME_SAMPLES];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "stream never ended");
+            match reader.read(&mut buf) {
+                StreamRead::More(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    if n < buf.len() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                StreamRead::Ended { n, failed } => {
+                    all.extend_from_slice(&buf[..n]);
+                    return (all, failed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_file_matches_the_decoded_one() {
+        for name in [
+            "john-speech.wav",
+            "stereo-440l-1000r-44k1.wav",
+            "tone-440hz-48k.wav",
+        ] {
+            let path = samples_dir().join(name);
+            let decoded = AudioClip::open(&path).unwrap();
+            let clip = StreamedClip::open(&path).unwrap();
+            let (streamed, failed) = read_all(&mut clip.start(false).unwrap());
+            assert!(!failed, "{name}");
+            let want = decoded.samples();
+            assert_eq!(streamed.len(), want.len(), "{name}");
+            // Two FFT resamplers chunked differently agree to within one 48 kHz sample of
+            // timing (the delay each trims is rounded to whole samples): for these files, whose
+            // steepest content is a 1 kHz tone at 0.25 (at most 0.033 per sample), that bounds
+            // the difference at 0.035. Away from the first and last 2 ms, where each sees the
+            // clip's edge differently.
+            let interior = 100..want.len() - 100;
+            let err = streamed[interior.clone()]
+                .iter()
+                .zip(&want[interior])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err < 0.035, "{name}: max difference {err}");
+        }
+    }
+
+    #[test]
+    fn a_looped_stream_repeats_seamlessly_until_dropped() {
+        let path = samples_dir().join("tone-1khz-16k.wav");
+        let clip = StreamedClip::open(&path).unwrap();
+        let mut reader = clip.start(true).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0.0f32; CORE_FRAME_SAMPLES];
+        // Five seconds of a two-second file.
+        while got.len() < 5 * 48_000 {
+            match reader.read(&mut buf) {
+                StreamRead::More(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if n < buf.len() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                StreamRead::Ended { .. } => panic!("a looped stream ended"),
+            }
+        }
+        // 1 kHz at 48 kHz repeats every 48 samples; the sox tone starts at phase 0 and lasts a
+        // whole number of periods, so the loop point is seamless: sample i equals sample i + 48.
+        for i in (2 * 48_000 - 200..2 * 48_000 + 200).step_by(7) {
+            assert!((got[i] - got[i + 48]).abs() < 0.01, "discontinuity at {i}");
+        }
+    }
+
+    #[test]
+    fn bad_files_are_errors_at_open() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("not-a-wav.wav")),
+            Err(OpenError::NotWav { .. })
+        ));
+        match StreamedClip::open(fixtures.join("truncated-data.wav")) {
+            Err(OpenError::TruncatedData {
+                expected, found, ..
+            }) => {
+                assert_eq!((expected, found), (16_000, 4_000));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("truncated-header.wav")),
+            Err(OpenError::TruncatedHeader { .. })
+        ));
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("alaw-8k.wav")),
+            Err(OpenError::UnsupportedFormat { .. })
+        ));
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("empty.wav")),
+            Err(OpenError::Empty { .. })
+        ));
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("missing.wav")),
+            Err(OpenError::Io { .. })
+        ));
+    }
+}

@@ -1,0 +1,131 @@
+//! What runs on the audio thread allocates nothing in steady state: pushing a frame to a
+//! recording, pulling a prompt frame, the tick side of both device directions. A counting
+//! global allocator counts allocations made by the test's own thread while it is measuring
+//! (the recording's writer thread allocates as it likes).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use appmedia_audio_io::device::test_support::{mic_source_for_test, speaker_feed_for_test};
+use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
+use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
+use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if MEASURING.with(|m| m.get()) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if MEASURING.with(|m| m.get()) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations `f` makes on this thread.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    MEASURING.with(|m| m.set(true));
+    f();
+    MEASURING.with(|m| m.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn the_audio_thread_side_does_not_allocate() {
+    // The counter sees this thread's allocations (so a zero below means something).
+    assert_eq!(
+        allocations_in(|| drop(std::hint::black_box(vec![0u8; 16]))),
+        1
+    );
+
+    // Recording: push frames for the mixed track and two speakers.
+    let dir = common::TempDir::new("noalloc");
+    let (recorder, sink) = CallRecorder::start(RecordingConfig::new(dir.path(), "n")).unwrap();
+    let frame = [0.2f32; CORE_FRAME_SAMPLES];
+    let bot_frame = [100i16; 320];
+    let n = allocations_in(|| {
+        for tick in 0..200u64 {
+            let _ = sink.push(tick, Track::Mixed, &frame);
+            let _ = sink.push(tick, Track::Speaker(1), &frame);
+            let _ = sink.push_s16(tick, Track::Speaker(2), &bot_frame); // wrong rate: rejected
+        }
+    });
+    assert_eq!(n, 0, "RecordingSink::push allocated");
+    recorder.finish();
+
+    // Prompts: a queue of two, one looped, played over many ticks, with a cancel.
+    let (mut player, queue) = PromptPlayer::new(8);
+    let clip = AudioClip::from_samples(vec![0.1; 5000]).unwrap();
+    let looped = queue.play(&clip, PlayMode::Loop).unwrap();
+    queue.play(&clip, PlayMode::Once).unwrap();
+    let mut out = [0.0f32; CORE_FRAME_SAMPLES];
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            player.next_frame(&mut out);
+        }
+    });
+    assert_eq!(n, 0, "PromptPlayer::next_frame allocated while playing");
+    queue.cancel(looped).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            player.next_frame(&mut out);
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "PromptPlayer::next_frame allocated on cancel/completion"
+    );
+    assert!(queue.try_event().is_some());
+
+    // A streamed prompt: the audio thread only copies out of the decoder's ring.
+    let streamed =
+        appmedia_audio_io::stream::StreamedClip::open(common::media_sample("jane-speech.wav"))
+            .unwrap();
+    queue.play_streamed(&streamed, PlayMode::Once).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            player.next_frame(&mut out);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    assert_eq!(n, 0, "PromptPlayer::next_frame allocated while streaming");
+
+    // Devices, tick side: a 44.1 kHz speaker ring drained by a simulated callback, a 16 kHz
+    // microphone ring filled by one.
+    let (mut feed, mut speaker_ring) = speaker_feed_for_test(44_100);
+    let (mut source, mut mic_ring) = mic_source_for_test(16_000);
+    let n = allocations_in(|| {
+        for _ in 0..500 {
+            feed.push_frame(&frame);
+            while speaker_ring.slots() > 2646 {
+                let _ = speaker_ring.pop();
+            }
+            for _ in 0..320 {
+                let _ = mic_ring.push(0.1);
+            }
+            source.pull_frame(&mut out);
+        }
+    });
+    assert_eq!(n, 0, "device tick side allocated");
+}
