@@ -11,14 +11,16 @@
 //! [`Emulator::notification_openid_configuration_url`], so a bot validates them with
 //! `appmedia_signalling::auth::CallbackTokenValidator` unchanged.
 //!
-//! ```no_run
+//! ```
 //! use appmedia_emulator::{Emulator, EmulatorConfig};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let emulator = Emulator::start(EmulatorConfig::default()).await?; // 127.0.0.1, free port
-//! println!("Graph at {}", emulator.graph_url());
-//! println!("tokens at {}", emulator.token_url("aa67bd4c-8475-432d-bd41-39f255720e0a"));
-//! println!("notification keys: {}", emulator.notification_openid_configuration_url());
+//! let tenant = "aa67bd4c-8475-432d-bd41-39f255720e0a"; // the seed's tenant
+//! assert!(emulator.token_url(tenant).ends_with("/oauth2/v2.0/token"));
+//! assert_eq!(emulator.graph_url(), format!("{}/v1.0", emulator.base_url()));
+//! assert_eq!(emulator.notification_issuer(), "https://api.botframework.com");
 //! assert_eq!(emulator.live_calls(), 0);
 //! emulator.shutdown().await;
 //! # Ok(()) }
