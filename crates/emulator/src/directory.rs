@@ -87,8 +87,21 @@ pub enum Answer {
     NoAnswer,
 }
 
+/// What a called party sends once it answered (with app-hosted media).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sound {
+    /// Nothing.
+    #[default]
+    Silent,
+    /// Repeats what the bot says.
+    Echo,
+    /// Speaks this file (relative to the media-samples directory) once.
+    Speak(String),
+}
+
 /// How a called user or phone behaves.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Behaviour {
     /// Answer, decline or let it ring.
@@ -100,6 +113,9 @@ pub struct Behaviour {
     /// When set, the party hangs up this long after answering.
     #[serde(default)]
     pub hang_up_after_ms: Option<u64>,
+    /// What the party sends once it answered.
+    #[serde(default)]
+    pub media: Sound,
 }
 
 fn default_ring_delay_ms() -> u64 {
@@ -112,6 +128,7 @@ impl Default for Behaviour {
             answer: Answer::Answer,
             ring_delay_ms: default_ring_delay_ms(),
             hang_up_after_ms: None,
+            media: Sound::Silent,
         }
     }
 }
@@ -359,6 +376,24 @@ impl Directory {
     /// The meeting with join id `id`.
     pub fn meeting_by_join_id(&self, id: &str) -> Option<&Meeting> {
         self.meetings.iter().find(|m| m.join_meeting_id == id)
+    }
+
+    /// Every file a party speaks.
+    pub fn spoken_files(&self) -> Vec<&str> {
+        let behaviours = self
+            .users
+            .iter()
+            .map(|u| &u.behaviour)
+            .chain(self.phones.iter().map(|p| &p.behaviour));
+        let mut files: Vec<&str> = behaviours
+            .filter_map(|b| match &b.media {
+                Sound::Speak(file) => Some(file.as_str()),
+                _ => None,
+            })
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        files
     }
 
     /// The meeting with chat thread `thread_id`.

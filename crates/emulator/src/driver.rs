@@ -322,6 +322,11 @@ impl Run {
             Step::Answer(i) if states[i] == PartyState::Ringing => {
                 states[i] = PartyState::Joined;
                 let bot = self.establish();
+                self.shared.update_call(&self.plan.call_id, |record| {
+                    if let Some(media) = &record.media {
+                        media.party_answered(i);
+                    }
+                });
                 let party = self.plan.parties[i].0.clone();
                 let participant = self.identity_participant(party.identity(), false);
                 self.shared.update_call(&self.plan.call_id, |record| {

@@ -30,6 +30,7 @@ pub mod admission;
 pub mod directory;
 pub mod driver;
 pub mod error;
+pub mod media;
 pub mod notify;
 pub mod server;
 pub mod shapes;

@@ -17,12 +17,17 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::admit;
-use crate::directory::{Behaviour, Directory};
+use crate::directory::{Behaviour, Directory, Sound};
 use crate::driver::{CallPlan, Control, Faults, run_call};
 use crate::error::ApiError;
+use crate::media::{MediaError, MediaPeer, PartySound, is_appmedia_blob};
 use crate::notify::{DeliveryStats, Destination, Notifier, RetryPolicy};
 use crate::shapes::{self, CallIds, MeetingContext};
 use crate::tokens::{AccessClaims, GraphTokens};
+use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::record::RecordingConfig;
+use appmedia_transport::TransportConfig;
+use std::path::PathBuf;
 
 /// The default issuer (`iss`) of notification tokens: the one Graph uses.
 pub const DEFAULT_NOTIFICATION_ISSUER: &str = "https://api.botframework.com";
@@ -48,6 +53,12 @@ pub struct EmulatorConfig {
     pub default_ringing_timeout: Duration,
     /// Fault injection.
     pub faults: Faults,
+    /// Where the files parties speak (`media = { speak = "…" }`) are.
+    pub media_samples_dir: PathBuf,
+    /// Where what each bot sends is recorded (`{call id}-mixed.wav`); `None`: not recorded.
+    pub recordings_dir: Option<PathBuf>,
+    /// The emulator's side of app-hosted media sessions.
+    pub transport: TransportConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -62,6 +73,9 @@ impl Default for EmulatorConfig {
             retry: RetryPolicy::default(),
             default_ringing_timeout: Duration::from_secs(60),
             faults: Faults::default(),
+            media_samples_dir: PathBuf::from("media-samples"),
+            recordings_dir: None,
+            transport: TransportConfig::default(),
         }
     }
 }
@@ -80,6 +94,14 @@ pub enum EmulatorError {
     /// A signing key could not be made.
     #[error("signing key: {0}")]
     Key(#[from] appmedia_signalling::auth::IssuerError),
+    /// A file a party speaks could not be read.
+    #[error("media sample {path}: {reason}")]
+    MediaSample {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP client for notifications could not be built.
     #[error(transparent)]
     Http(#[from] appmedia_signalling::HttpClientError),
@@ -92,6 +114,8 @@ pub(crate) struct CallRecord {
     pub resource: Call,
     pub participants: Vec<Participant>,
     pub control: mpsc::UnboundedSender<Control>,
+    /// The emulator's media peer, for app-hosted calls with an appmedia blob.
+    pub media: Option<MediaPeer>,
 }
 
 /// State shared by the handlers and the call drivers.
@@ -102,6 +126,8 @@ pub struct Shared {
     tokens: GraphTokens,
     notifier: Arc<Notifier>,
     calls: Mutex<HashMap<String, CallRecord>>,
+    /// The files parties speak, decoded once at start.
+    clips: HashMap<String, AudioClip>,
 }
 
 impl Shared {
@@ -122,7 +148,9 @@ impl Shared {
     }
 
     pub(crate) fn remove_call(&self, id: &str) {
-        self.calls().remove(id);
+        // Dropped outside the lock: the media peer's drop stops its thread and session.
+        let removed = self.calls().remove(id);
+        drop(removed);
     }
 }
 
@@ -138,6 +166,16 @@ pub struct Emulator {
 impl Emulator {
     /// Binds, generates the signing keys and starts serving.
     pub async fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
+        // A missing or unreadable sample is a setup error, reported before anything listens.
+        let mut clips = HashMap::new();
+        for file in config.directory.spoken_files() {
+            let path = config.media_samples_dir.join(file);
+            let clip = AudioClip::open(&path).map_err(|e| EmulatorError::MediaSample {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            clips.insert(file.to_owned(), clip);
+        }
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -181,6 +219,7 @@ impl Emulator {
             notifier,
             base_url,
             calls: Mutex::new(HashMap::new()),
+            clips,
             config,
         });
         let app = router(shared.clone(), &notification_keys);
@@ -423,7 +462,24 @@ async fn create_call_inner(
         call_chain_id: uuid::Uuid::new_v4().to_string(),
         my_participant_id: uuid::Uuid::new_v4().to_string(),
     };
-    let resource = shapes::created_call(&admitted, &ids);
+    let mut resource = shapes::created_call(&admitted, &ids);
+    let parties: Vec<(crate::admission::Party, Behaviour)> = admitted
+        .parties
+        .iter()
+        .map(|party| {
+            let behaviour = match party {
+                crate::admission::Party::User { id, .. } => {
+                    shared.directory().user(id).map(|u| u.behaviour.clone())
+                }
+                crate::admission::Party::Phone { number } => shared
+                    .directory()
+                    .phone(number)
+                    .map(|p| p.behaviour.clone()),
+            };
+            (party.clone(), behaviour.unwrap_or_default())
+        })
+        .collect();
+    let media = start_media(shared, &ids.id, &mut resource, &parties).await?;
     let callback_uri = admitted
         .request
         .callback_uri
@@ -449,21 +505,6 @@ async fn create_call_inner(
             meeting,
         )
     });
-    let parties = admitted
-        .parties
-        .iter()
-        .map(|party| {
-            let behaviour = match party {
-                crate::admission::Party::User { id, .. } => {
-                    shared.directory().user(id).map(|u| u.behaviour)
-                }
-                crate::admission::Party::Phone { number } => {
-                    shared.directory().phone(number).map(|p| p.behaviour)
-                }
-            };
-            (party.clone(), behaviour.unwrap_or_else(Behaviour::default))
-        })
-        .collect();
     let ringing_timeout = admitted
         .request
         .ringing_timeout_in_seconds
@@ -491,6 +532,7 @@ async fn create_call_inner(
             resource: resource.clone(),
             participants: Vec::new(),
             control: control_tx,
+            media,
         },
     );
     let (notify_tx, _delivery) = shared.notifier.start_call(Destination {
@@ -507,6 +549,54 @@ async fn create_call_inner(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// Becomes the bot's media peer when the call has app-hosted media with an appmedia blob:
+/// the answer blob replaces the offer in the 201 body's `mediaConfig` (`docs/blob.md`).
+async fn start_media(
+    shared: &Shared,
+    call_id: &str,
+    resource: &mut Call,
+    parties: &[(crate::admission::Party, Behaviour)],
+) -> Result<Option<MediaPeer>, ApiError> {
+    let Some(appmedia_model::MediaConfig::AppHosted(config)) = resource.media_config.value_mut()
+    else {
+        return Ok(None);
+    };
+    let Some(offer) = config.blob.value().filter(|b| is_appmedia_blob(b)).cloned() else {
+        return Ok(None);
+    };
+    let sounds = parties
+        .iter()
+        .map(|(_, behaviour)| match &behaviour.media {
+            Sound::Silent => PartySound::Silent,
+            Sound::Echo => PartySound::Echo,
+            Sound::Speak(file) => shared
+                .clips
+                .get(file)
+                .cloned()
+                .map_or(PartySound::Silent, PartySound::Speak),
+        })
+        .collect();
+    let recording = shared.config.recordings_dir.as_ref().map(|dir| {
+        let mut recording = RecordingConfig::new(dir, call_id);
+        recording.record_speakers = false;
+        recording
+    });
+    let (peer, answer) =
+        MediaPeer::answer(shared.config.transport.clone(), &offer, sounds, recording)
+            .await
+            .map_err(|e| match e {
+                MediaError::Offer(_) => ApiError::bad_request(e.to_string()),
+                other => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    other.to_string(),
+                ),
+            })?;
+    config.blob = answer.into();
+    tracing::info!(call = %call_id, recording = ?peer.recording(), "media peer answered the bot's offer");
+    Ok(Some(peer))
 }
 
 /// The caller's call `id`, or 404 (a call of another application is not visible).
