@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod devices;
 mod emulator;
 mod graph;
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole toolkit in one command: emulator, bot, app-hosted call, recordings.
+    Demo(demo::DemoArgs),
     /// Run the local Graph calling service (the emulator).
     Emulator(emulator::EmulatorArgs),
     /// Microsoft Graph calling resources: check requests, calls and notifications.
@@ -35,6 +38,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
         Command::Emulator(args) => emulator::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Lab(args) => lab::run(args),
