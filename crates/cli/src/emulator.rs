@@ -35,6 +35,12 @@ pub struct EmulatorArgs {
     /// Fault injection: deliver `established` before `establishing`.
     #[arg(long)]
     established_first: bool,
+    /// Where the files parties speak (`media = { speak = "…" }` in the directory) are.
+    #[arg(long, default_value = "media-samples")]
+    media_samples: PathBuf,
+    /// Record what each app-hosted bot sends to DIR/{call id}-mixed.wav.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
 }
 
 /// Runs the subcommand.
@@ -71,6 +77,8 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
         faults: Faults {
             established_before_establishing: args.established_first,
         },
+        media_samples_dir: args.media_samples,
+        recordings_dir: args.recordings,
         ..EmulatorConfig::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {
