@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod devices;
+mod emulator;
 mod graph;
 mod lab;
 mod loadtest;
@@ -23,6 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole toolkit in one command: emulator, bot, app-hosted call, recordings.
+    Demo(demo::DemoArgs),
+    /// Run the local Graph calling service (the emulator).
+    Emulator(emulator::EmulatorArgs),
     /// Microsoft Graph calling resources: check requests, calls and notifications.
     Graph(graph::GraphArgs),
     /// Plain-RTP lab mode (no ICE/DTLS): Opus RTP through the full media core.
@@ -35,6 +41,8 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
+        Command::Emulator(args) => emulator::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Devices(args) => devices::run(args),

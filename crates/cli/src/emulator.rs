@@ -1,0 +1,124 @@
+//! `appmedia emulator`: runs the local Graph calling service until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use appmedia_emulator::{Directory, Emulator, EmulatorConfig, Faults};
+use clap::Args;
+
+/// Options of `appmedia emulator`.
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (loopback by default; another address exposes the service).
+    #[arg(long, default_value = "127.0.0.1:8642")]
+    bind: SocketAddr,
+    /// URL clients reach the service at, when not http://{bind}.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Directory file (TOML); the built-in one matches the Graph create-call examples.
+    #[arg(long)]
+    directory: Option<PathBuf>,
+    /// Print the built-in directory and exit.
+    #[arg(long)]
+    print_directory: bool,
+    /// `iss` of the tokens on notifications.
+    #[arg(long, default_value = appmedia_emulator::DEFAULT_NOTIFICATION_ISSUER)]
+    notification_issuer: String,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Ringing timeout (seconds) for calls whose request sets none.
+    #[arg(long, default_value_t = 60)]
+    ringing_timeout: u64,
+    /// Fault injection: deliver `established` before `establishing`.
+    #[arg(long)]
+    established_first: bool,
+    /// Where the files parties speak (`media = { speak = "…" }` in the directory) are.
+    #[arg(long, default_value = "media-samples")]
+    media_samples: PathBuf,
+    /// Record what each app-hosted bot sends to DIR/{call id}-mixed.wav.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
+}
+
+/// Runs the subcommand.
+pub fn run(args: EmulatorArgs) -> ExitCode {
+    // RUST_LOG overrides; by default the service logs calls and refusals.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    if args.print_directory {
+        print!("{}", appmedia_emulator::directory::SEED_DIRECTORY_TOML);
+        return ExitCode::SUCCESS;
+    }
+    let directory = match &args.directory {
+        Some(path) => match Directory::from_toml_file(path) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("appmedia emulator: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Directory::seed(),
+    };
+    let config = EmulatorConfig {
+        bind: args.bind,
+        public_base_url: args.public_url,
+        directory,
+        notification_issuer: args.notification_issuer,
+        max_body_bytes: args.max_body_bytes,
+        default_ringing_timeout: Duration::from_secs(args.ringing_timeout),
+        faults: Faults {
+            established_before_establishing: args.established_first,
+        },
+        media_samples_dir: args.media_samples,
+        recordings_dir: args.recordings,
+        ..EmulatorConfig::default()
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("appmedia emulator: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let emulator = match Emulator::start(config).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("appmedia emulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("Graph calling emulator on {}", emulator.base_url());
+        println!("  Graph API:          {}", emulator.graph_url());
+        for tenant in &emulator.directory().tenants {
+            println!("  token endpoint:     {}", emulator.token_url(&tenant.id));
+        }
+        println!(
+            "  notification keys:  {} (iss {})",
+            emulator.notification_openid_configuration_url(),
+            emulator.notification_issuer()
+        );
+        for app in &emulator.directory().applications {
+            println!(
+                "  app {} ({}): roles {}",
+                app.id,
+                app.display_name,
+                app.roles.join(", ")
+            );
+        }
+        println!("Ctrl-C stops it.");
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("appmedia emulator: waiting for Ctrl-C failed: {e}");
+        }
+        emulator.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,468 @@
+//! The emulator's directory: tenants, app registrations, users, phones, application
+//! instances and meetings, with the scripts their simulated parties follow.
+//!
+//! Read from a TOML file ([`Directory::from_toml_file`]); [`Directory::seed`] is the
+//! built-in one (`directory.default.toml`), matching the Graph create-call examples.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The built-in directory's text.
+pub const SEED_DIRECTORY_TOML: &str = include_str!("../directory.default.toml");
+
+/// Why a directory file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The file could not be read.
+    #[error("directory file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not TOML of the directory's shape.
+    #[error("directory: not a valid directory document: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The document is TOML of the right shape but inconsistent.
+    #[error("directory: {0}")]
+    Inconsistent(String),
+}
+
+/// A tenant.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// The tenant id.
+    pub id: String,
+    /// A name for people.
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// An app registration: the bot.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// Application (client) id.
+    pub id: String,
+    /// Display name (the call's `source` when the bot sends none).
+    pub display_name: String,
+    /// Home tenant.
+    pub tenant: String,
+    /// Client secret for the client-credentials grant.
+    pub client_secret: String,
+    /// Application permissions granted (the token's `roles`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// An application instance (resource account) with a phone number, for PSTN calls.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationInstance {
+    /// Instance id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// The application it belongs to; only that application may call from it.
+    pub application: String,
+    /// Its phone number (E.164).
+    pub phone: String,
+}
+
+/// Whether a called party picks up.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// Answers after the ring delay.
+    #[default]
+    Answer,
+    /// Declines after the ring delay.
+    Decline,
+    /// Lets it ring until the call's ringing timeout.
+    NoAnswer,
+}
+
+/// What a called party sends once it answered (with app-hosted media).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sound {
+    /// Nothing.
+    #[default]
+    Silent,
+    /// Repeats what the bot says.
+    Echo,
+    /// Speaks this file (relative to the media-samples directory) once.
+    Speak(String),
+}
+
+/// How a called user or phone behaves.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Answer, decline or let it ring.
+    #[serde(default)]
+    pub answer: Answer,
+    /// How long it rings before the party answers or declines.
+    #[serde(default = "default_ring_delay_ms")]
+    pub ring_delay_ms: u64,
+    /// When set, the party hangs up this long after answering.
+    #[serde(default)]
+    pub hang_up_after_ms: Option<u64>,
+    /// What the party sends once it answered.
+    #[serde(default)]
+    pub media: Sound,
+}
+
+fn default_ring_delay_ms() -> u64 {
+    1000
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            answer: Answer::Answer,
+            ring_delay_ms: default_ring_delay_ms(),
+            hang_up_after_ms: None,
+            media: Sound::Silent,
+        }
+    }
+}
+
+impl Behaviour {
+    /// The ring delay.
+    pub fn ring_delay(&self) -> Duration {
+        Duration::from_millis(self.ring_delay_ms)
+    }
+}
+
+/// A user.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Object id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Password for the resource-owner password grant (delegated tokens); none: the grant is refused.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// What the user does when called.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+/// A phone number reachable over the emulated PSTN.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Phone {
+    /// E.164 number.
+    pub number: String,
+    /// What the phone's owner does when called.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+/// Someone in a meeting when the bot joins.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    /// User id.
+    pub user: String,
+    /// Muted at the start.
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// What happens in a meeting.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MeetingAction {
+    /// The user joins (unmuted).
+    Join,
+    /// The user leaves.
+    Leave,
+    /// The user mutes.
+    Mute,
+    /// The user unmutes.
+    Unmute,
+    /// The user starts sharing content.
+    StartSharing,
+    /// The shared content changes.
+    UpdateSharing,
+    /// The user stops sharing.
+    StopSharing,
+}
+
+/// One scripted meeting event, at a time after the bot joined.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingEvent {
+    /// Milliseconds after the bot's join request.
+    pub at_ms: u64,
+    /// Who.
+    pub user: String,
+    /// What.
+    pub action: MeetingAction,
+}
+
+/// A scheduled meeting.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Meeting {
+    /// The numeric join id.
+    pub join_meeting_id: String,
+    /// The passcode.
+    #[serde(default)]
+    pub passcode: Option<String>,
+    /// Whether a join without passcode is refused (a wrong passcode always is).
+    #[serde(default)]
+    pub passcode_required: bool,
+    /// The organizer's user id.
+    pub organizer: String,
+    /// The chat thread id.
+    pub thread_id: String,
+    /// The meeting's tenant.
+    pub tenant: String,
+    /// How long the join takes (establishing → established).
+    #[serde(default = "default_join_delay_ms")]
+    pub join_delay_ms: u64,
+    /// Who is there when the bot joins.
+    #[serde(default)]
+    pub present: Vec<Presence>,
+    /// What happens afterwards.
+    #[serde(default)]
+    pub events: Vec<MeetingEvent>,
+}
+
+fn default_join_delay_ms() -> u64 {
+    500
+}
+
+/// The whole directory.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    /// Tenants.
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    /// App registrations.
+    #[serde(default)]
+    pub applications: Vec<Application>,
+    /// Application instances.
+    #[serde(default)]
+    pub application_instances: Vec<ApplicationInstance>,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// PSTN numbers.
+    #[serde(default)]
+    pub phones: Vec<Phone>,
+    /// Meetings.
+    #[serde(default)]
+    pub meetings: Vec<Meeting>,
+}
+
+impl Directory {
+    /// The built-in directory matching the seed examples.
+    pub fn seed() -> Self {
+        // The file is part of the crate and checked by a unit test; a failure here is a
+        // build defect, not outside input.
+        Self::from_toml_str(SEED_DIRECTORY_TOML).expect("directory.default.toml is valid")
+    }
+
+    /// From TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, DirectoryError> {
+        let directory: Directory = toml::from_str(text)?;
+        directory.check()?;
+        Ok(directory)
+    }
+
+    /// From a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, DirectoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    fn check(&self) -> Result<(), DirectoryError> {
+        let bad = |m: String| Err(DirectoryError::Inconsistent(m));
+        let tenants: HashSet<&str> = self.tenants.iter().map(|t| t.id.as_str()).collect();
+        for app in &self.applications {
+            if !tenants.contains(app.tenant.as_str()) {
+                return bad(format!(
+                    "application {} names unknown tenant {}",
+                    app.id, app.tenant
+                ));
+            }
+        }
+        for user in &self.users {
+            if !tenants.contains(user.tenant.as_str()) {
+                return bad(format!(
+                    "user {} names unknown tenant {}",
+                    user.id, user.tenant
+                ));
+            }
+        }
+        for instance in &self.application_instances {
+            if self.application(&instance.application).is_none() {
+                return bad(format!(
+                    "application instance {} names unknown application {}",
+                    instance.id, instance.application
+                ));
+            }
+        }
+        for meeting in &self.meetings {
+            if self.user(&meeting.organizer).is_none() {
+                return bad(format!(
+                    "meeting {} names unknown organizer {}",
+                    meeting.join_meeting_id, meeting.organizer
+                ));
+            }
+            let mentioned = meeting
+                .present
+                .iter()
+                .map(|p| &p.user)
+                .chain(meeting.events.iter().map(|e| &e.user));
+            for user in mentioned {
+                if self.user(user).is_none() {
+                    return bad(format!(
+                        "meeting {} names unknown user {user}",
+                        meeting.join_meeting_id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant `id`.
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The app registration `id`.
+    pub fn application(&self, id: &str) -> Option<&Application> {
+        self.applications
+            .iter()
+            .find(|a| a.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The application instance `id`.
+    pub fn application_instance(&self, id: &str) -> Option<&ApplicationInstance> {
+        self.application_instances
+            .iter()
+            .find(|a| a.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The user `id`.
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The phone `number`.
+    pub fn phone(&self, number: &str) -> Option<&Phone> {
+        self.phones.iter().find(|p| p.number == number)
+    }
+
+    /// The meeting with join id `id`.
+    pub fn meeting_by_join_id(&self, id: &str) -> Option<&Meeting> {
+        self.meetings.iter().find(|m| m.join_meeting_id == id)
+    }
+
+    /// Every file a party speaks.
+    pub fn spoken_files(&self) -> Vec<&str> {
+        let behaviours = self
+            .users
+            .iter()
+            .map(|u| &u.behaviour)
+            .chain(self.phones.iter().map(|p| &p.behaviour));
+        let mut files: Vec<&str> = behaviours
+            .filter_map(|b| match &b.media {
+                Sound::Speak(file) => Some(file.as_str()),
+                _ => None,
+            })
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        files
+    }
+
+    /// The meeting with chat thread `thread_id`.
+    pub fn meeting_by_thread(&self, thread_id: &str) -> Option<&Meeting> {
+        self.meetings.iter().find(|m| m.thread_id == thread_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_directory_has_the_seed_parties() {
+        let d = Directory::seed();
+        assert_eq!(
+            d.user("112f7296-5fa4-42ca-bae8-6a692b15d4b8")
+                .map(|u| u.display_name.as_str()),
+            Some("John")
+        );
+        assert_eq!(
+            d.user("5810cede-f3cc-42eb-b2c1-e9bd5d53ec96")
+                .map(|u| u.display_name.as_str()),
+            Some("Bob")
+        );
+        assert!(d.phone("+12345678901").is_some());
+        assert!(
+            d.application_instance("3d913abb-aec0-4964-8fa6-3c6850c4f278")
+                .is_some()
+        );
+        let meeting = d.meeting_by_join_id("1234567").unwrap();
+        assert_eq!(meeting.passcode.as_deref(), Some("psw123"));
+        assert_eq!(meeting.organizer, "5810cede-f3cc-42eb-b2c1-e9bd5d53ec96");
+        assert!(d.meeting_by_thread(&meeting.thread_id).is_some());
+        assert!(d.tenant("aa67bd4c-8475-432d-bd41-39f255720e0a").is_some());
+    }
+
+    #[test]
+    fn inconsistent_directories_are_refused_with_the_value() {
+        let text = r#"
+            [[tenants]]
+            id = "t"
+            [[users]]
+            id = "u"
+            display_name = "U"
+            tenant = "nope"
+        "#;
+        let err = Directory::from_toml_str(text).unwrap_err().to_string();
+        assert!(err.contains("unknown tenant nope"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_actions_are_refused() {
+        assert!(matches!(
+            Directory::from_toml_str("[[tenants]]\nid = \"t\"\ncolour = 1\n"),
+            Err(DirectoryError::Parse(_))
+        ));
+        let text = r#"
+            [[tenants]]
+            id = "t"
+            [[users]]
+            id = "u"
+            display_name = "U"
+            tenant = "t"
+            behaviour = { answer = "maybe" }
+        "#;
+        assert!(matches!(
+            Directory::from_toml_str(text),
+            Err(DirectoryError::Parse(_))
+        ));
+    }
+}

@@ -1,0 +1,435 @@
+//! One task per call plays the remote parties' script: ringing, answering, declining,
+//! hanging up, meeting participants joining, leaving, muting and sharing content; and
+//! turns each change into the notification the bot would get from Graph.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use appmedia_model::{CallState, ChangeType, CommsNotifications, IdentitySet, Participant};
+use appmedia_signalling::validate::CreateCallKind;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::admission::Party;
+use crate::directory::{Behaviour, MeetingAction, MeetingEvent};
+use crate::server::Shared;
+use crate::shapes::{self, MeetingContext, result};
+
+/// What the HTTP side tells a running call.
+#[derive(Debug)]
+pub enum Control {
+    /// `DELETE /communications/calls/{id}`.
+    HangUp,
+}
+
+/// Switches that make the emulator misbehave the way the real service sometimes does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Deliver `established` before `establishing` (notifications out of order).
+    pub established_before_establishing: bool,
+}
+
+/// Everything the driver needs about one call.
+#[derive(Clone, Debug)]
+pub struct CallPlan {
+    /// Call id.
+    pub call_id: String,
+    /// Where notifications go.
+    pub callback_uri: String,
+    /// P2P, PSTN, group or meeting.
+    pub kind: CreateCallKind,
+    /// The bot's identity in the roster.
+    pub bot_identity: IdentitySet,
+    /// The bot's participant id (`myParticipantId`).
+    pub my_participant_id: String,
+    /// Called parties with their behaviour (not for meetings).
+    pub parties: Vec<(Party, Behaviour)>,
+    /// The meeting, for joins.
+    pub meeting: Option<(MeetingContext, crate::directory::Meeting)>,
+    /// Delta rosters asked for.
+    pub delta_roster: bool,
+    /// Content-sharing notifications asked for.
+    pub content_sharing: bool,
+    /// When ringing parties give up.
+    pub ringing_timeout: Duration,
+    /// Fault injection.
+    pub faults: Faults,
+}
+
+#[derive(Debug)]
+enum Step {
+    Answer(usize),
+    Decline(usize),
+    HangUp(usize),
+    RingTimeout,
+    MeetingJoined,
+    Meeting(MeetingEvent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartyState {
+    Ringing,
+    Declined,
+    Joined,
+    Gone,
+}
+
+struct Run {
+    shared: Arc<Shared>,
+    plan: CallPlan,
+    notify: mpsc::UnboundedSender<serde_json::Value>,
+    /// Roster entries by key (user id or phone number), bot first.
+    roster: Vec<(String, Participant)>,
+    next_source_id: u32,
+    delta_sequence: i64,
+    established: bool,
+    establishing_held: bool,
+    sharing: Option<String>,
+}
+
+/// Runs the call until it terminates.
+pub async fn run_call(
+    shared: Arc<Shared>,
+    plan: CallPlan,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    notify: mpsc::UnboundedSender<serde_json::Value>,
+) {
+    let start = Instant::now();
+    let mut timeline: Vec<(Duration, Step)> = Vec::new();
+    for (i, (_, behaviour)) in plan.parties.iter().enumerate() {
+        match behaviour.answer {
+            crate::directory::Answer::Answer => {
+                timeline.push((behaviour.ring_delay(), Step::Answer(i)));
+                if let Some(after) = behaviour.hang_up_after_ms {
+                    timeline.push((
+                        behaviour.ring_delay() + Duration::from_millis(after),
+                        Step::HangUp(i),
+                    ));
+                }
+            }
+            crate::directory::Answer::Decline => {
+                timeline.push((behaviour.ring_delay(), Step::Decline(i)))
+            }
+            crate::directory::Answer::NoAnswer => {}
+        }
+    }
+    if !plan.parties.is_empty() {
+        timeline.push((plan.ringing_timeout, Step::RingTimeout));
+    }
+    if let Some((_, meeting)) = &plan.meeting {
+        timeline.push((
+            Duration::from_millis(meeting.join_delay_ms),
+            Step::MeetingJoined,
+        ));
+        for event in &meeting.events {
+            timeline.push((
+                Duration::from_millis(event.at_ms),
+                Step::Meeting(event.clone()),
+            ));
+        }
+    }
+    // Stable: equal times keep the script's order.
+    timeline.sort_by_key(|(at, _)| *at);
+
+    let mut states = vec![PartyState::Ringing; plan.parties.len()];
+    let mut run = Run {
+        shared,
+        plan,
+        notify,
+        roster: Vec::new(),
+        next_source_id: 1,
+        delta_sequence: 0,
+        established: false,
+        establishing_held: false,
+        sharing: None,
+    };
+    run.begin();
+
+    for (at, step) in timeline {
+        tokio::select! {
+            _ = tokio::time::sleep_until(start + at) => {}
+            command = control.recv() => {
+                // A closed channel means the emulator is shutting down: end the call too.
+                let _ = command;
+                run.terminate(result::ENDED_BY_APPLICATION);
+                return;
+            }
+        }
+        if let Some(outcome) = run.step(step, &mut states) {
+            run.terminate(outcome);
+            return;
+        }
+    }
+    let _ = control.recv().await;
+    run.terminate(result::ENDED_BY_APPLICATION);
+}
+
+impl Run {
+    fn send(&self, body: CommsNotifications) {
+        match serde_json::to_value(&body) {
+            // The delivery task outlives the call's driver; a send error means the
+            // emulator is shutting down, when dropping the notification is right.
+            Ok(value) => {
+                let _ = self.notify.send(value);
+            }
+            Err(e) => tracing::error!(error = %e, "notification not serializable"),
+        }
+    }
+
+    fn state_notification(&self, state: CallState, result: Option<(i64, i64, &str)>) {
+        self.send(shapes::call_state_notification(
+            &self.plan.call_id,
+            &self.plan.callback_uri,
+            self.plan.kind,
+            state,
+            self.plan.meeting.as_ref().map(|(context, _)| context),
+            result.map(shapes::result_info),
+        ));
+    }
+
+    fn begin(&mut self) {
+        if self.plan.faults.established_before_establishing {
+            self.establishing_held = true;
+        } else {
+            self.state_notification(CallState::Establishing, None);
+        }
+    }
+
+    fn release_establishing(&mut self) {
+        if self.establishing_held {
+            self.establishing_held = false;
+            self.state_notification(CallState::Establishing, None);
+        }
+    }
+
+    /// Moves the call to established (once) and puts the bot in the roster; the bot's entry
+    /// is returned so the caller announces it in the same roster update as whoever made
+    /// the call established.
+    fn establish(&mut self) -> Option<Participant> {
+        if self.established {
+            return None;
+        }
+        self.established = true;
+        self.shared.update_call(&self.plan.call_id, |record| {
+            record.resource.state = CallState::Established.into();
+        });
+        self.state_notification(CallState::Established, None);
+        self.release_establishing();
+        let source_id = self.take_source_id();
+        let bot = shapes::participant(
+            &self.plan.my_participant_id,
+            self.plan.bot_identity.clone(),
+            source_id,
+            false,
+        );
+        // The bot's roster key is empty: no directory user or phone has that id.
+        self.roster.push((String::new(), bot.clone()));
+        Some(bot)
+    }
+
+    fn take_source_id(&mut self) -> u32 {
+        let id = self.next_source_id;
+        self.next_source_id += 1;
+        id
+    }
+
+    fn identity_participant(&mut self, identity: IdentitySet, muted: bool) -> Participant {
+        let source_id = self.take_source_id();
+        shapes::participant(
+            &uuid::Uuid::new_v4().to_string(),
+            identity,
+            source_id,
+            muted,
+        )
+    }
+
+    fn join(&mut self, key: String, participant: Participant, bot: Option<Participant>) {
+        self.roster.push((key, participant.clone()));
+        let mut changed: Vec<Participant> = bot.into_iter().collect();
+        changed.push(participant);
+        self.roster_changed(&changed, &[]);
+    }
+
+    fn leave(&mut self, key: &str) {
+        if let Some(pos) = self.roster.iter().position(|(k, _)| k == key) {
+            let (_, gone) = self.roster.remove(pos);
+            self.roster_changed(&[], &[gone]);
+        }
+    }
+
+    fn set_muted(&mut self, key: &str, muted: bool) {
+        let changed = self
+            .roster
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .filter(|(_, p)| p.is_muted.value() != Some(&muted))
+            .map(|(_, p)| {
+                p.is_muted = muted.into();
+                p.clone()
+            });
+        if let Some(p) = changed {
+            self.roster_changed(&[p], &[]);
+        }
+    }
+
+    fn roster_changed(&mut self, changed: &[Participant], removed: &[Participant]) {
+        let everyone: Vec<Participant> = self.roster.iter().map(|(_, p)| p.clone()).collect();
+        self.shared.update_call(&self.plan.call_id, |record| {
+            record.participants = everyone.clone();
+        });
+        if self.plan.delta_roster {
+            self.delta_sequence += 1;
+            self.send(shapes::delta_roster_notification(
+                &self.plan.call_id,
+                self.delta_sequence,
+                changed,
+                removed,
+            ));
+        } else {
+            self.send(shapes::roster_notification(
+                &self.plan.call_id,
+                &self.plan.callback_uri,
+                &everyone,
+            ));
+        }
+    }
+
+    fn sharing(&mut self, change: ChangeType) {
+        let session = match change {
+            ChangeType::Created => {
+                let id = shapes::new_session_id();
+                self.sharing = Some(id.clone());
+                Some(id)
+            }
+            ChangeType::Deleted => self.sharing.take(),
+            _ => self.sharing.clone(),
+        };
+        // Without a session (an update or stop with nothing shared) there is nothing to say.
+        if let Some(id) = session
+            && self.plan.content_sharing
+        {
+            self.send(shapes::content_sharing_notification(
+                &self.plan.call_id,
+                change,
+                &id,
+            ));
+        }
+    }
+
+    /// Applies one step; `Some(result)` ends the call.
+    fn step(&mut self, step: Step, states: &mut [PartyState]) -> Option<(i64, i64, &'static str)> {
+        match step {
+            Step::Answer(i) if states[i] == PartyState::Ringing => {
+                states[i] = PartyState::Joined;
+                let bot = self.establish();
+                self.shared.update_call(&self.plan.call_id, |record| {
+                    if let Some(media) = &record.media {
+                        media.party_answered(i);
+                    }
+                });
+                let party = self.plan.parties[i].0.clone();
+                let participant = self.identity_participant(party.identity(), false);
+                self.shared.update_call(&self.plan.call_id, |record| {
+                    if record.resource.answered_by.value().is_none() {
+                        record.resource.answered_by =
+                            appmedia_model::ParticipantInfo::new(party.identity()).into();
+                    }
+                });
+                self.join(party_key(&party), participant, bot);
+                None
+            }
+            Step::Decline(i) if states[i] == PartyState::Ringing => {
+                states[i] = PartyState::Declined;
+                self.nobody_left(states).then_some(result::DECLINED)
+            }
+            Step::HangUp(i) if states[i] == PartyState::Joined => {
+                states[i] = PartyState::Gone;
+                let key = party_key(&self.plan.parties[i].0);
+                self.leave(&key);
+                self.nobody_left(states).then_some(result::ENDED_BY_REMOTE)
+            }
+            Step::RingTimeout => {
+                for state in states.iter_mut() {
+                    if *state == PartyState::Ringing {
+                        *state = PartyState::Declined;
+                    }
+                }
+                self.nobody_left(states).then_some(result::NOT_ANSWERED)
+            }
+            Step::MeetingJoined => {
+                let mut changed: Vec<Participant> = self.establish().into_iter().collect();
+                let present = self
+                    .plan
+                    .meeting
+                    .as_ref()
+                    .map(|(_, m)| m.present.clone())
+                    .unwrap_or_default();
+                for presence in present {
+                    if let Some(p) = self.meeting_participant(&presence.user, presence.muted) {
+                        changed.push(p);
+                    }
+                }
+                // One roster with the bot and everyone already there, as on joining a meeting.
+                self.roster_changed(&changed, &[]);
+                None
+            }
+            Step::Meeting(event) => {
+                if self.established {
+                    match event.action {
+                        MeetingAction::Join => self.meeting_user_joins(&event.user, false),
+                        MeetingAction::Leave => self.leave(&event.user),
+                        MeetingAction::Mute => self.set_muted(&event.user, true),
+                        MeetingAction::Unmute => self.set_muted(&event.user, false),
+                        MeetingAction::StartSharing => self.sharing(ChangeType::Created),
+                        MeetingAction::UpdateSharing => self.sharing(ChangeType::Updated),
+                        MeetingAction::StopSharing => self.sharing(ChangeType::Deleted),
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn meeting_user_joins(&mut self, user_id: &str, muted: bool) {
+        if let Some(p) = self.meeting_participant(user_id, muted) {
+            self.roster_changed(&[p], &[]);
+        }
+    }
+
+    /// Adds a directory user to the roster (not yet announced); `None` when already there.
+    fn meeting_participant(&mut self, user_id: &str, muted: bool) -> Option<Participant> {
+        if self.roster.iter().any(|(k, _)| k == user_id) {
+            return None;
+        }
+        let user = self.shared.directory().user(user_id).cloned()?;
+        let party = Party::User {
+            id: user.id.clone(),
+            display_name: user.display_name,
+        };
+        let participant = self.identity_participant(party.identity(), muted);
+        self.roster.push((user.id, participant.clone()));
+        Some(participant)
+    }
+
+    /// True when no called party is ringing or in the call any more.
+    fn nobody_left(&self, states: &[PartyState]) -> bool {
+        !states
+            .iter()
+            .any(|s| matches!(s, PartyState::Ringing | PartyState::Joined))
+    }
+
+    fn terminate(&mut self, outcome: (i64, i64, &str)) {
+        self.release_establishing();
+        self.state_notification(CallState::Terminated, Some(outcome));
+        self.shared.remove_call(&self.plan.call_id);
+        tracing::info!(call = %self.plan.call_id, code = outcome.0, "call terminated");
+    }
+}
+
+fn party_key(party: &Party) -> String {
+    match party {
+        Party::User { id, .. } => id.clone(),
+        Party::Phone { number } => number.clone(),
+    }
+}

@@ -1,0 +1,43 @@
+//! appmedia-emulator: a local Microsoft Graph calling service, so a calling bot can be
+//! developed and tested on one machine with no tenant, tunnel or certificate.
+//!
+//! It issues tokens (`POST /{tenant}/oauth2/v2.0/token`, client credentials, with the
+//! `roles` of the app registration), accepts `POST /v1.0/communications/calls` with the
+//! same validation and permission rules as `appmedia-signalling` (plus existence checks
+//! against its [`Directory`]), serves `GET`/`DELETE` on calls and `GET …/participants`,
+//! and plays the remote parties' scripts, posting signed `commsNotifications` to the bot's
+//! callbackUri in the shapes of the Graph documentation. The notification keys are
+//! published through an OpenID configuration document at
+//! [`Emulator::notification_openid_configuration_url`], so a bot validates them with
+//! `appmedia_signalling::auth::CallbackTokenValidator` unchanged.
+//!
+//! ```
+//! use appmedia_emulator::{Emulator, EmulatorConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = Emulator::start(EmulatorConfig::default()).await?; // 127.0.0.1, free port
+//! let tenant = "aa67bd4c-8475-432d-bd41-39f255720e0a"; // the seed's tenant
+//! assert!(emulator.token_url(tenant).ends_with("/oauth2/v2.0/token"));
+//! assert_eq!(emulator.graph_url(), format!("{}/v1.0", emulator.base_url()));
+//! assert_eq!(emulator.notification_issuer(), "https://api.botframework.com");
+//! assert_eq!(emulator.live_calls(), 0);
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod admission;
+pub mod directory;
+pub mod driver;
+pub mod error;
+pub mod media;
+pub mod notify;
+pub mod server;
+pub mod shapes;
+pub mod tokens;
+
+pub use directory::{Directory, DirectoryError};
+pub use driver::Faults;
+pub use error::ApiError;
+pub use notify::{DeliveryStats, RetryPolicy};
+pub use server::{DEFAULT_NOTIFICATION_ISSUER, Emulator, EmulatorConfig, EmulatorError};

@@ -1,0 +1,183 @@
+//! Notification delivery: every `commsNotifications` body is POSTed to the call's
+//! callbackUri with `Authorization: Bearer <JWT>` signed by the emulator's notification
+//! issuer (`aud` = the bot's app id, `tid`, `iss` as configured). One delivery task per
+//! call keeps the order; a failing endpoint is retried with bounded exponential backoff
+//! and the call goes on meanwhile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use appmedia_signalling::auth::{CallbackTokenClaims, TokenIssuer};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// How a failing callback endpoint is retried.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Wait before the first retry.
+    pub initial_backoff: Duration,
+    /// The wait doubles up to this.
+    pub max_backoff: Duration,
+    /// Attempts per notification (the first included) before it is dropped and counted.
+    pub max_attempts: u32,
+    /// Bound on one POST.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_attempts: 10,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Delivery counters, shared by all calls.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    delivered: AtomicU64,
+    failed_attempts: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl DeliveryStats {
+    /// Notifications the bot accepted (2xx).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+    /// Attempts that failed (connection error or non-2xx) and were retried or gave up.
+    pub fn failed_attempts(&self) -> u64 {
+        self.failed_attempts.load(Ordering::Relaxed)
+    }
+    /// Notifications given up after `max_attempts`.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What signs and sends notifications.
+#[derive(Debug)]
+pub struct Notifier {
+    issuer: TokenIssuer,
+    issuer_name: String,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    stats: Arc<DeliveryStats>,
+}
+
+/// Where one call's notifications go, and as whom.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// The callbackUri.
+    pub callback_uri: String,
+    /// The bot's app id (`aud`).
+    pub app_id: String,
+    /// The call's tenant (`tid`).
+    pub tenant_id: String,
+}
+
+impl Notifier {
+    /// A notifier signing with `issuer` and writing `issuer_name` as `iss`.
+    pub fn new(
+        issuer: TokenIssuer,
+        issuer_name: String,
+        policy: RetryPolicy,
+    ) -> Result<Self, appmedia_signalling::HttpClientError> {
+        let http =
+            appmedia_signalling::http_client(policy.request_timeout, policy.request_timeout)?;
+        Ok(Self {
+            issuer,
+            issuer_name,
+            http,
+            policy,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The issuer's name (`iss`).
+    pub fn issuer_name(&self) -> &str {
+        &self.issuer_name
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<DeliveryStats> {
+        &self.stats
+    }
+
+    /// Starts the delivery task of one call; notifications sent into the returned channel
+    /// are delivered in order. The task ends when the sender is dropped and the queue is empty.
+    pub fn start_call(
+        self: &Arc<Self>,
+        destination: Destination,
+    ) -> (mpsc::UnboundedSender<Value>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            while let Some(body) = rx.recv().await {
+                this.deliver(&destination, &body).await;
+            }
+        });
+        (tx, task)
+    }
+
+    async fn deliver(&self, destination: &Destination, body: &Value) {
+        let mut backoff = self.policy.initial_backoff;
+        for attempt in 1..=self.policy.max_attempts.max(1) {
+            match self.post_once(destination, body).await {
+                Ok(()) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(reason) => {
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        callback = %destination.callback_uri,
+                        attempt,
+                        %reason,
+                        "notification delivery failed"
+                    );
+                }
+            }
+            if attempt < self.policy.max_attempts {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.policy.max_backoff);
+            }
+        }
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            callback = %destination.callback_uri,
+            attempts = self.policy.max_attempts,
+            "notification dropped after every retry failed"
+        );
+    }
+
+    async fn post_once(&self, destination: &Destination, body: &Value) -> Result<(), String> {
+        // A fresh token per attempt: a retry long after the first try must not carry an
+        // expired one.
+        let claims = CallbackTokenClaims::new(
+            self.issuer_name.clone(),
+            destination.app_id.clone(),
+            destination.tenant_id.clone(),
+            Duration::from_secs(3600),
+        );
+        let token = self.issuer.sign(&claims).map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .post(&destination.callback_uri)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+}

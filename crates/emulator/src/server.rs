@@ -1,0 +1,667 @@
+//! The HTTP service: routes, handlers and the running [`Emulator`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appmedia_model::{Call, Participant};
+use appmedia_signalling::auth::{PublishedKeys, TokenIssuer};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::admission::admit;
+use crate::directory::{Behaviour, Directory, Sound};
+use crate::driver::{CallPlan, Control, Faults, run_call};
+use crate::error::ApiError;
+use crate::media::{MediaError, MediaPeer, PartySound, is_appmedia_blob};
+use crate::notify::{DeliveryStats, Destination, Notifier, RetryPolicy};
+use crate::shapes::{self, CallIds, MeetingContext};
+use crate::tokens::{AccessClaims, GraphTokens};
+use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::record::RecordingConfig;
+use appmedia_transport::TransportConfig;
+use std::path::PathBuf;
+
+/// The default issuer (`iss`) of notification tokens: the one Graph uses.
+pub const DEFAULT_NOTIFICATION_ISSUER: &str = "https://api.botframework.com";
+
+/// How the emulator runs.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Where to listen; loopback by default. Port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The URL clients reach the emulator at (default: `http://{bound address}`).
+    pub public_base_url: Option<String>,
+    /// Users, applications, meetings and their scripts.
+    pub directory: Directory,
+    /// `iss` of notification tokens.
+    pub notification_issuer: String,
+    /// Lifetime of issued access tokens.
+    pub token_lifetime: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How notifications to a failing callback are retried.
+    pub retry: RetryPolicy,
+    /// Ringing timeout when the request sets none.
+    pub default_ringing_timeout: Duration,
+    /// Fault injection.
+    pub faults: Faults,
+    /// Where the files parties speak (`media = { speak = "…" }`) are.
+    pub media_samples_dir: PathBuf,
+    /// Where what each bot sends is recorded (`{call id}-mixed.wav`); `None`: not recorded.
+    pub recordings_dir: Option<PathBuf>,
+    /// The emulator's side of app-hosted media sessions.
+    pub transport: TransportConfig,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_base_url: None,
+            directory: Directory::seed(),
+            notification_issuer: DEFAULT_NOTIFICATION_ISSUER.to_owned(),
+            token_lifetime: Duration::from_secs(3600),
+            max_body_bytes: 64 * 1024,
+            retry: RetryPolicy::default(),
+            default_ringing_timeout: Duration::from_secs(60),
+            faults: Faults::default(),
+            media_samples_dir: PathBuf::from("media-samples"),
+            recordings_dir: None,
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A signing key could not be made.
+    #[error("signing key: {0}")]
+    Key(#[from] appmedia_signalling::auth::IssuerError),
+    /// A file a party speaks could not be read.
+    #[error("media sample {path}: {reason}")]
+    MediaSample {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP client for notifications could not be built.
+    #[error(transparent)]
+    Http(#[from] appmedia_signalling::HttpClientError),
+}
+
+/// A call the service knows.
+#[derive(Debug)]
+pub(crate) struct CallRecord {
+    pub app_id: String,
+    pub resource: Call,
+    pub participants: Vec<Participant>,
+    pub control: mpsc::UnboundedSender<Control>,
+    /// The emulator's media peer, for app-hosted calls with an appmedia blob.
+    pub media: Option<MediaPeer>,
+}
+
+/// State shared by the handlers and the call drivers.
+#[derive(Debug)]
+pub struct Shared {
+    config: EmulatorConfig,
+    base_url: String,
+    tokens: GraphTokens,
+    notifier: Arc<Notifier>,
+    calls: Mutex<HashMap<String, CallRecord>>,
+    /// The files parties speak, decoded once at start.
+    clips: HashMap<String, AudioClip>,
+}
+
+impl Shared {
+    /// The directory.
+    pub fn directory(&self) -> &Directory {
+        &self.config.directory
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallRecord>> {
+        // A handler that panicked mid-update leaves a usable map; keep serving.
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn update_call(&self, id: &str, f: impl FnOnce(&mut CallRecord)) {
+        if let Some(record) = self.calls().get_mut(id) {
+            f(record);
+        }
+    }
+
+    pub(crate) fn remove_call(&self, id: &str) {
+        // Dropped outside the lock: the media peer's drop stops its thread and session.
+        let removed = self.calls().remove(id);
+        drop(removed);
+    }
+}
+
+/// A running emulator. Dropping it stops the listener.
+#[derive(Debug)]
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Binds, generates the signing keys and starts serving.
+    pub async fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
+        // A missing or unreadable sample is a setup error, reported before anything listens.
+        let mut clips = HashMap::new();
+        for file in config.directory.spoken_files() {
+            let path = config.media_samples_dir.join(file);
+            let clip = AudioClip::open(&path).map_err(|e| EmulatorError::MediaSample {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            clips.insert(file.to_owned(), clip);
+        }
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let base_url = config
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        // RSA key generation is CPU work; keep it off the async workers.
+        let (graph_issuer, notification_issuer) = tokio::task::spawn_blocking(|| {
+            Ok::<_, EmulatorError>((
+                TokenIssuer::generate(format!("emulator-graph-{}", uuid::Uuid::new_v4()))?,
+                TokenIssuer::generate(format!("emulator-notify-{}", uuid::Uuid::new_v4()))?,
+            ))
+        })
+        .await
+        .map_err(|e| {
+            EmulatorError::Key(appmedia_signalling::auth::IssuerError::Generate(
+                e.to_string(),
+            ))
+        })??;
+        let notification_keys = PublishedKeys::new();
+        notification_keys.publish(&notification_issuer);
+        let notifier = Arc::new(Notifier::new(
+            notification_issuer,
+            config.notification_issuer.clone(),
+            config.retry,
+        )?);
+        let shared = Arc::new(Shared {
+            tokens: GraphTokens::new(graph_issuer, base_url.clone(), config.token_lifetime),
+            notifier,
+            base_url,
+            calls: Mutex::new(HashMap::new()),
+            clips,
+            config,
+        });
+        let app = router(shared.clone(), &notification_keys);
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "emulator listener failed");
+            }
+        });
+        tracing::info!(%addr, "Graph calling emulator listening");
+        Ok(Emulator {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            server,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service root, e.g. `http://127.0.0.1:8642`.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// The Graph root: `{base}/v1.0`.
+    pub fn graph_url(&self) -> String {
+        format!("{}/v1.0", self.shared.base_url)
+    }
+
+    /// Where the OAuth2 host is (`{authority}/{tenant}/oauth2/v2.0/token`).
+    pub fn authority_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// The token endpoint of `tenant`.
+    pub fn token_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.shared.base_url)
+    }
+
+    /// The OpenID configuration document naming the keys of notification tokens.
+    pub fn notification_openid_configuration_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.shared.base_url,
+            appmedia_signalling::auth::OPENID_CONFIGURATION_PATH
+        )
+    }
+
+    /// The issuer written into notification tokens.
+    pub fn notification_issuer(&self) -> &str {
+        self.shared.notifier.issuer_name()
+    }
+
+    /// The directory in use.
+    pub fn directory(&self) -> &Directory {
+        self.shared.directory()
+    }
+
+    /// Notification delivery counters.
+    pub fn delivery_stats(&self) -> Arc<DeliveryStats> {
+        self.shared.notifier.stats().clone()
+    }
+
+    /// How many calls are live.
+    pub fn live_calls(&self) -> usize {
+        self.shared.calls().len()
+    }
+
+    /// Stops accepting requests and waits for the listener to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
+    let graph = Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/discovery/v2.0/keys", get(graph_keys))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(graph_openid_configuration),
+        )
+        .route("/v1.0/communications/calls", post(create_call))
+        .route(
+            "/v1.0/communications/calls/{id}",
+            get(get_call).delete(delete_call),
+        )
+        .route(
+            "/v1.0/communications/calls/{id}/participants",
+            get(list_participants),
+        )
+        .fallback(not_found)
+        .with_state(shared.clone());
+    // The notification issuer's OpenID document and JWKS live at the root, where
+    // `PublishedKeys` serves them.
+    graph.merge(notification_keys.router(&shared.config.notification_issuer))
+}
+
+/// A request's correlation id: the caller's `client-request-id` when it sent one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UnknownError",
+        "no such resource in the emulated Graph API",
+    )
+    .into_response_with(&request_id(&headers))
+}
+
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    body: Body,
+) -> Response {
+    let form = match axum::body::to_bytes(body, shared.config.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(
+                    json!({"error": "invalid_request", "error_description": "body too large"}),
+                ),
+            )
+                .into_response();
+        }
+    };
+    match shared
+        .tokens
+        .token_request(shared.directory(), &tenant, &form)
+    {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(e) => (e.status, axum::Json(e.body())).into_response(),
+    }
+}
+
+async fn graph_keys(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.tokens.jwks()).into_response()
+}
+
+async fn graph_openid_configuration(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    axum::Json(shared.tokens.openid_configuration(&tenant)).into_response()
+}
+
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, ApiError> {
+    shared.tokens.verify(authorization(headers))
+}
+
+async fn create_call(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id(&headers);
+    match create_call_inner(&shared, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::info!(%request_id, status = %e.status, message = %e.message, "create call refused");
+            e.into_response_with(&request_id)
+        }
+    }
+}
+
+async fn create_call_inner(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(shared, headers)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("Content-Type {content_type:?}: the body must be application/json"),
+        ));
+    }
+    let cap = shared.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("the body is larger than {cap} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, cap)
+        .await
+        .map_err(|_| too_large())?;
+
+    let admitted = admit(shared.directory(), &claims, &bytes)?;
+    let ids = CallIds {
+        id: uuid::Uuid::new_v4().to_string(),
+        call_chain_id: uuid::Uuid::new_v4().to_string(),
+        my_participant_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let mut resource = shapes::created_call(&admitted, &ids);
+    let parties: Vec<(crate::admission::Party, Behaviour)> = admitted
+        .parties
+        .iter()
+        .map(|party| {
+            let behaviour = match party {
+                crate::admission::Party::User { id, .. } => {
+                    shared.directory().user(id).map(|u| u.behaviour.clone())
+                }
+                crate::admission::Party::Phone { number } => shared
+                    .directory()
+                    .phone(number)
+                    .map(|p| p.behaviour.clone()),
+            };
+            (party.clone(), behaviour.unwrap_or_default())
+        })
+        .collect();
+    let media = start_media(shared, &ids.id, &mut resource, &parties).await?;
+    let callback_uri = admitted
+        .request
+        .callback_uri
+        .value()
+        .cloned()
+        .unwrap_or_default();
+    let options = admitted.request.call_options.value();
+    let flag = |get: fn(&appmedia_model::CallOptions) -> &appmedia_model::Nullable<bool>| {
+        options
+            .and_then(|o| get(o).value().copied())
+            .unwrap_or(false)
+    };
+    let meeting = admitted.meeting.clone().map(|meeting| {
+        (
+            MeetingContext {
+                // The seed's meeting notifications carry chatInfo without replyChainMessageId.
+                chat_info: appmedia_model::ChatInfo::new(&meeting.thread_id, "0"),
+                meeting_info: shapes::organizer_meeting_info(
+                    shared.directory(),
+                    &meeting.organizer,
+                ),
+            },
+            meeting,
+        )
+    });
+    let ringing_timeout = admitted
+        .request
+        .ringing_timeout_in_seconds
+        .value()
+        .map(|s| Duration::from_secs(u64::from(*s)))
+        .unwrap_or(shared.config.default_ringing_timeout);
+    let plan = CallPlan {
+        call_id: ids.id.clone(),
+        callback_uri: callback_uri.clone(),
+        kind: admitted.kind,
+        bot_identity: shapes::bot_identity(&admitted),
+        my_participant_id: ids.my_participant_id.clone(),
+        parties,
+        meeting,
+        delta_roster: flag(|o| &o.is_delta_roster_enabled),
+        content_sharing: flag(|o| &o.is_content_sharing_notification_enabled),
+        ringing_timeout,
+        faults: shared.config.faults,
+    };
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    shared.calls().insert(
+        ids.id.clone(),
+        CallRecord {
+            app_id: admitted.application.id.clone(),
+            resource: resource.clone(),
+            participants: Vec::new(),
+            control: control_tx,
+            media,
+        },
+    );
+    let (notify_tx, _delivery) = shared.notifier.start_call(Destination {
+        callback_uri,
+        app_id: admitted.application.id.clone(),
+        tenant_id: admitted.tenant_id.clone(),
+    });
+    tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");
+    tokio::spawn(run_call(shared.clone(), plan, control_rx, notify_tx));
+
+    let location = format!("{}/v1.0/communications/calls/{}", shared.base_url, ids.id);
+    let mut response = (StatusCode::CREATED, axum::Json(resource)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Becomes the bot's media peer when the call has app-hosted media with an appmedia blob:
+/// the answer blob replaces the offer in the 201 body's `mediaConfig` (`docs/blob.md`).
+async fn start_media(
+    shared: &Shared,
+    call_id: &str,
+    resource: &mut Call,
+    parties: &[(crate::admission::Party, Behaviour)],
+) -> Result<Option<MediaPeer>, ApiError> {
+    let Some(appmedia_model::MediaConfig::AppHosted(config)) = resource.media_config.value_mut()
+    else {
+        return Ok(None);
+    };
+    let Some(offer) = config.blob.value().filter(|b| is_appmedia_blob(b)).cloned() else {
+        return Ok(None);
+    };
+    let sounds = parties
+        .iter()
+        .map(|(_, behaviour)| match &behaviour.media {
+            Sound::Silent => PartySound::Silent,
+            Sound::Echo => PartySound::Echo,
+            Sound::Speak(file) => shared
+                .clips
+                .get(file)
+                .cloned()
+                .map_or(PartySound::Silent, PartySound::Speak),
+        })
+        .collect();
+    let recording = shared.config.recordings_dir.as_ref().map(|dir| {
+        let mut recording = RecordingConfig::new(dir, call_id);
+        recording.record_speakers = false;
+        recording
+    });
+    let (peer, answer) =
+        MediaPeer::answer(shared.config.transport.clone(), &offer, sounds, recording)
+            .await
+            .map_err(|e| match e {
+                MediaError::Offer(_) => ApiError::bad_request(e.to_string()),
+                other => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    other.to_string(),
+                ),
+            })?;
+    config.blob = answer.into();
+    tracing::info!(call = %call_id, recording = ?peer.recording(), "media peer answered the bot's offer");
+    Ok(Some(peer))
+}
+
+/// The caller's call `id`, or 404 (a call of another application is not visible).
+fn with_call<T>(
+    shared: &Shared,
+    claims: &AccessClaims,
+    id: &str,
+    f: impl FnOnce(&CallRecord) -> T,
+) -> Result<T, ApiError> {
+    let calls = shared.calls();
+    calls
+        .get(id)
+        .filter(|record| record.app_id.eq_ignore_ascii_case(&claims.app_id))
+        .map(f)
+        .ok_or_else(|| ApiError::not_found(format!("call {id} does not exist")))
+}
+
+async fn get_call(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let request_id = request_id(&headers);
+    let result = authenticate(&shared, &headers)
+        .and_then(|claims| with_call(&shared, &claims, &id, |r| r.resource.clone()));
+    match result {
+        Ok(call) => axum::Json(call).into_response(),
+        Err(e) => e.into_response_with(&request_id),
+    }
+}
+
+async fn delete_call(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let request_id = request_id(&headers);
+    let result = authenticate(&shared, &headers).and_then(|claims| {
+        with_call(&shared, &claims, &id, |record| {
+            // A driver that already ended has dropped its receiver; the call is gone anyway.
+            let _ = record.control.send(Control::HangUp);
+        })
+    });
+    match result {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response_with(&request_id),
+    }
+}
+
+async fn list_participants(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let request_id = request_id(&headers);
+    let result = authenticate(&shared, &headers)
+        .and_then(|claims| with_call(&shared, &claims, &id, |r| r.participants.clone()));
+    match result {
+        Ok(participants) => axum::Json(json!({
+            "@odata.context": format!(
+                "https://graph.microsoft.com/v1.0/$metadata#communications/calls('{id}')/participants"
+            ),
+            "value": participants,
+        }))
+        .into_response(),
+        Err(e) => e.into_response_with(&request_id),
+    }
+}

@@ -1,0 +1,307 @@
+//! The emulator's identity platform: `POST /{tenant}/oauth2/v2.0/token` issues Graph access
+//! tokens (client credentials → application token with `roles`; resource-owner password →
+//! delegated token with `scp`, which the calling API refuses as Graph does), and the access
+//! tokens presented to the calling API are verified here.
+//!
+//! Signing is `appmedia_signalling::auth::TokenIssuer`'s; this module only decides claims.
+
+use std::time::Duration;
+
+use appmedia_signalling::auth::{PublishedKeys, TokenIssuer, unix_now};
+use axum::http::StatusCode;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value, json};
+
+use crate::directory::Directory;
+use crate::error::ApiError;
+
+/// The audience of Graph access tokens.
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+/// Graph's application id, which tokens may also carry as audience.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// The only scope the client-credentials grant accepts here.
+pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// Issues and verifies the emulator's Graph access tokens.
+#[derive(Debug)]
+pub struct GraphTokens {
+    issuer: TokenIssuer,
+    keys: PublishedKeys,
+    base_url: String,
+    lifetime: Duration,
+}
+
+/// A refused token request, as the identity platform writes it:
+/// `{"error": "invalid_client", "error_description": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {error}: {description}")]
+pub struct OAuthError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// OAuth2 error code.
+    pub error: &'static str,
+    /// Why.
+    pub description: String,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({
+            "error": self.error,
+            "error_description": self.description,
+            "timestamp": crate::error::iso8601_now(),
+            "trace_id": uuid::Uuid::new_v4().to_string(),
+        })
+    }
+}
+
+/// Who a verified access token speaks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessClaims {
+    /// The calling application (`appid`).
+    pub app_id: String,
+    /// The token's tenant (`tid`).
+    pub tenant_id: String,
+    /// Every claim (the permission check reads `roles` / `scp` from them).
+    pub all: Value,
+}
+
+impl GraphTokens {
+    /// Tokens signed by `issuer`, valid for `lifetime`, with issuers under `base_url`.
+    pub fn new(issuer: TokenIssuer, base_url: String, lifetime: Duration) -> Self {
+        let keys = PublishedKeys::new();
+        keys.publish(&issuer);
+        Self {
+            issuer,
+            keys,
+            base_url,
+            lifetime,
+        }
+    }
+
+    /// The `iss` of tokens for `tenant`.
+    pub fn issuer_for(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.base_url)
+    }
+
+    /// The JWKS with the signing key.
+    pub fn jwks(&self) -> Value {
+        self.keys.jwks()
+    }
+
+    /// The OpenID configuration of `tenant`.
+    pub fn openid_configuration(&self, tenant: &str) -> Value {
+        let mut document = PublishedKeys::openid_configuration(
+            &self.issuer_for(tenant),
+            &format!("{}/{tenant}/discovery/v2.0/keys", self.base_url),
+        );
+        if let Some(map) = document.as_object_mut() {
+            map.insert(
+                "token_endpoint".into(),
+                format!("{}/{tenant}/oauth2/v2.0/token", self.base_url).into(),
+            );
+            map.insert(
+                "grant_types_supported".into(),
+                json!(["client_credentials", "password"]),
+            );
+        }
+        document
+    }
+
+    /// Answers a token request (`application/x-www-form-urlencoded` body) for `tenant`.
+    pub fn token_request(
+        &self,
+        directory: &Directory,
+        tenant: &str,
+        form: &[u8],
+    ) -> Result<Value, OAuthError> {
+        let bad_request = |error, description: String| {
+            OAuthError::new(StatusCode::BAD_REQUEST, error, description)
+        };
+        let Some(tenant) = directory.tenant(tenant) else {
+            return Err(bad_request(
+                "invalid_request",
+                format!("tenant {tenant:?} not found in the emulator's directory"),
+            ));
+        };
+        let mut fields = Map::new();
+        for (key, value) in url::form_urlencoded::parse(form) {
+            fields.insert(key.into_owned(), Value::String(value.into_owned()));
+        }
+        let field = |name: &str| fields.get(name).and_then(Value::as_str).unwrap_or("");
+        let client_id = field("client_id");
+        let Some(app) = directory.application(client_id) else {
+            return Err(bad_request(
+                "unauthorized_client",
+                format!("application {client_id:?} is not registered in the emulator's directory"),
+            ));
+        };
+        let scope = field("scope");
+        let now = unix_now();
+        let mut claims = json!({
+            "aud": GRAPH_AUDIENCE,
+            "iss": self.issuer_for(&tenant.id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime.as_secs(),
+            "tid": tenant.id,
+            "appid": app.id,
+            "app_displayname": app.display_name,
+            "ver": "1.0",
+        });
+        match field("grant_type") {
+            "client_credentials" => {
+                if field("client_secret") != app.client_secret {
+                    return Err(OAuthError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        format!("invalid client secret for application {}", app.id),
+                    ));
+                }
+                if scope != GRAPH_DEFAULT_SCOPE {
+                    return Err(bad_request(
+                        "invalid_scope",
+                        format!(
+                            "scope {scope:?}: the client-credentials grant needs {GRAPH_DEFAULT_SCOPE:?}"
+                        ),
+                    ));
+                }
+                claims["idtyp"] = "app".into();
+                claims["oid"] = app.id.clone().into();
+                claims["roles"] = json!(app.roles);
+            }
+            "password" => {
+                let username = field("username");
+                let user = directory
+                    .users
+                    .iter()
+                    .find(|u| u.id.eq_ignore_ascii_case(username) || u.display_name == username);
+                let Some(user) = user.filter(|u| {
+                    u.password
+                        .as_deref()
+                        .is_some_and(|p| p == field("password"))
+                }) else {
+                    return Err(bad_request(
+                        "invalid_grant",
+                        format!("user {username:?}: unknown, or wrong password"),
+                    ));
+                };
+                claims["idtyp"] = "user".into();
+                claims["oid"] = user.id.clone().into();
+                claims["name"] = user.display_name.clone().into();
+                let scp = scope
+                    .split(' ')
+                    .filter_map(|s| s.strip_prefix("https://graph.microsoft.com/"))
+                    .filter(|s| *s != ".default")
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                claims["scp"] = if scp.is_empty() {
+                    "User.Read".into()
+                } else {
+                    scp.into()
+                };
+            }
+            other => {
+                return Err(bad_request(
+                    "unsupported_grant_type",
+                    format!(
+                        "grant_type {other:?}: the emulator supports client_credentials and password"
+                    ),
+                ));
+            }
+        }
+        let token = self.issuer.sign(&claims).map_err(|e| {
+            OAuthError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            )
+        })?;
+        Ok(json!({
+            "token_type": "Bearer",
+            "expires_in": self.lifetime.as_secs(),
+            "ext_expires_in": self.lifetime.as_secs(),
+            "access_token": token,
+        }))
+    }
+
+    /// Verifies the `Authorization` header of a Graph request: 401 for a missing, malformed,
+    /// expired, forged or foreign token.
+    pub fn verify(&self, authorization: Option<&str>) -> Result<AccessClaims, ApiError> {
+        let header = authorization.ok_or_else(|| {
+            ApiError::unauthorized("Access token is empty: no Authorization header")
+        })?;
+        let token = header
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
+            })?;
+        let jwt_header = jsonwebtoken::decode_header(token)
+            .map_err(|e| ApiError::unauthorized(format!("the token is not a JWT: {e}")))?;
+        if jwt_header.alg != Algorithm::RS256 {
+            return Err(ApiError::unauthorized(format!(
+                "the token is signed with {:?}; only RS256 tokens from this service are accepted",
+                jwt_header.alg
+            )));
+        }
+        if jwt_header.kid.as_deref() != Some(self.issuer.kid()) {
+            return Err(ApiError::unauthorized(format!(
+                "the token's key id {:?} is not one of this service's keys",
+                jwt_header.kid
+            )));
+        }
+        let key = DecodingKey::from_jwk(self.issuer.jwk())
+            .map_err(|e| ApiError::unauthorized(format!("signing key unusable: {e}")))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        // The emulator and its clients share one clock: no skew to allow for.
+        validation.leeway = 0;
+        validation.set_audience(&[GRAPH_AUDIENCE, GRAPH_APP_ID]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            ApiError::unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => {
+                    "Lifetime validation failed, the token is expired.".to_owned()
+                }
+                ErrorKind::InvalidSignature => {
+                    "Access token validation failure: the signature does not verify.".to_owned()
+                }
+                ErrorKind::InvalidAudience => {
+                    format!("Invalid audience: tokens for Graph have aud {GRAPH_AUDIENCE:?}.")
+                }
+                ErrorKind::ImmatureSignature => "The token is not valid yet (nbf).".to_owned(),
+                other => format!("Access token validation failure: {other:?}"),
+            })
+        })?;
+        let claims = data.claims;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let issuer = text("iss").unwrap_or_default();
+        if !issuer.starts_with(&self.base_url) {
+            return Err(ApiError::unauthorized(format!(
+                "issuer {issuer:?} is not this service's"
+            )));
+        }
+        let app_id =
+            text("appid").ok_or_else(|| ApiError::unauthorized("the token has no appid claim"))?;
+        let tenant_id =
+            text("tid").ok_or_else(|| ApiError::unauthorized("the token has no tid claim"))?;
+        Ok(AccessClaims {
+            app_id,
+            tenant_id,
+            all: claims,
+        })
+    }
+}
