@@ -428,6 +428,8 @@ impl ConferenceMedia {
         let bot_leg = CallPipeline::new(send_config(&config, config.mixed_ssrc))?;
         let to_bot_sender = bot_leg.bot_sender();
         let mut mixer = Mixer::with_capacity(config.max_parties + 1);
+        // Parties join and leave while the tick runs: their mixer slots must not allocate then.
+        mixer.preallocate();
         let bot_in_mixer = mixer
             .add_source()
             .map_err(|e| ConferenceError::Pipeline(e.into()))?;

@@ -98,6 +98,15 @@ impl Mixer {
         }
     }
 
+    /// Allocates every slot's input buffer now, so that adding a source later never allocates.
+    /// For mixers whose sources join while the tick runs (a conference whose parties come and
+    /// go); a call that adds its sources at set-up can skip it and save the memory of unused slots.
+    pub fn preallocate(&mut self) {
+        for slot in &mut self.slots {
+            slot.input.get_or_insert_with(|| Box::new(SILENT_FRAME_48));
+        }
+    }
+
     /// Maximum number of sources.
     pub fn capacity(&self) -> usize {
         self.slots.len()

@@ -114,6 +114,35 @@ fn mixer_tick_with_mix_minus_allocates_nothing() {
 }
 
 #[test]
+fn a_preallocated_mixer_takes_sources_mid_call_without_allocating() {
+    let mut plain = Mixer::with_capacity(4);
+    let first_use = allocations_during(|| {
+        std::hint::black_box(plain.add_source().unwrap());
+    });
+    assert!(
+        first_use > 0,
+        "a slot's first use allocates its input buffer"
+    );
+
+    let mut mixer = Mixer::with_capacity(4);
+    mixer.preallocate();
+    let mut out = SILENT_FRAME_48;
+    let n = allocations_during(|| {
+        for round in 0..50 {
+            let a = mixer.add_source().unwrap();
+            let b = mixer.add_source().unwrap();
+            mixer.push(a, &speechish(round, 0.0)).unwrap();
+            mixer.push(b, &speechish(round, 40.0)).unwrap();
+            mixer.mix();
+            mixer.mix_minus_into(a, &mut out).unwrap();
+            mixer.remove_source(a).unwrap();
+            mixer.remove_source(b).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "sources joining and leaving a preallocated mixer");
+}
+
+#[test]
 fn queue_hand_off_allocates_nothing() {
     // Frames as the worker hands them to the bot: fixed-size, by value.
     let (tx, rx) = queue::bounded::<Box<Frame48>>(4);
