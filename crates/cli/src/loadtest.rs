@@ -13,6 +13,15 @@
 //! bounded gallop-then-bisect over short probe runs (at most 12), each run in a
 //! fresh child process (`appmedia loadtest --json`) so memory figures and
 //! runs stay independent; the final run is one more child of `--seconds`.
+//!
+//! `--transport rtp|webrtc` puts the wire between each bot and its remote party: a pair
+//! of plain-RTP or WebRTC (DTLS-SRTP) sessions on loopback per call, so the capacity
+//! includes socket and encryption cost; the report splits the CPU into the transport's
+//! share and the media core's (see [`wire`]).
+
+mod wire;
+
+pub use wire::Transport;
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +38,7 @@ use appmedia_media::resample::{Downsampler, Upsampler, f32_to_s16le_bytes, s16le
 use appmedia_media::rtp::{AudioLevel, HeaderExtension, RtpHeader, RtpPacketSpec};
 use appmedia_media::scheduler::{Scheduler, SchedulerConfig, SchedulerStats, Tickable};
 use appmedia_media::synth::SpeechLike;
+use appmedia_transport::RtpEndpoint;
 use bytes::Bytes;
 use serde_json::json;
 
@@ -122,6 +132,13 @@ pub struct LoadtestArgs {
     /// With `--calls max`: seconds of each probe run.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub probe_seconds: u64,
+    /// What carries each call's audio between the bot and its remote party.
+    #[arg(long, value_enum, default_value_t = Transport::None)]
+    pub transport: Transport,
+    /// With `--transport webrtc`: seconds each session pair gets to connect (ICE + DTLS)
+    /// before the run fails.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub connect_timeout: u64,
 }
 
 /// Why the load test could not run.
@@ -139,6 +156,9 @@ pub enum LoadtestError {
     /// The scheduler could not start or take a call.
     #[error("scheduler: {0}")]
     Scheduler(#[from] appmedia_media::scheduler::SchedulerError),
+    /// The sessions of `--transport rtp|webrtc` could not be set up.
+    #[error("transport: {0}")]
+    Transport(String),
     /// A `--calls max` run in a child process failed.
     #[error("child run with {calls} calls: {what}")]
     Child {
@@ -227,6 +247,8 @@ struct RemoteParty {
     timestamp: u32,
     /// The last frame was DTX: the next packet starts a talk spurt (marker bit).
     was_silent: bool,
+    /// RFC 6464 extension id (WebRTC: the negotiated one).
+    audio_level_ext: u8,
 }
 
 impl RemoteParty {
@@ -245,7 +267,7 @@ impl RemoteParty {
         self.sequence = self.sequence.wrapping_add(1);
         let level_byte = [level.to_byte()];
         let extensions = [HeaderExtension {
-            id: AUDIO_LEVEL_EXT,
+            id: self.audio_level_ext,
             data: &level_byte,
         }];
         let mut spec = RtpPacketSpec::new(header, payload);
@@ -264,12 +286,25 @@ struct SimCall {
     format: BotFormat,
     /// Where the bot is in its script (the remote party's script holds it too).
     bot_position: usize,
+    /// With a transport: the remote party's end of the wire (the pipeline is attached
+    /// to the bot's session). `None`: packets go straight into the pipeline.
+    wire_remote: Option<RtpEndpoint>,
 }
 
 impl Tickable for SimCall {
     fn tick(&mut self, now: Duration) {
         if let Some(packet) = self.remote.next_packet() {
-            self.pipeline.push_rtp(packet, now);
+            match &self.wire_remote {
+                // A full queue drops its oldest packet, counted by the session.
+                Some(wire) => drop(wire.outgoing.push(packet)),
+                None => self.pipeline.push_rtp(packet, now),
+            }
+        }
+        // The remote party hears the bot: take what the wire delivered.
+        if let Some(wire) = &self.wire_remote {
+            while let Some(heard) = wire.incoming.pop() {
+                std::hint::black_box(heard);
+            }
         }
         self.pipeline.tick(now);
         // The bot reads what it heard and speaks its next frame (queued for
@@ -296,13 +331,14 @@ fn sim_call(
     index: usize,
     scripts: &[Arc<Script>],
     format: BotFormat,
+    audio_level_ext: u8,
 ) -> Result<SimCall, LoadtestError> {
     let script = scripts[index % scripts.len()].clone();
     let start = (index * 37) % script.packets.len();
     let config = PipelineConfig {
         local_ssrc: 0x1000_0000 + index as u32,
         payload_type: PAYLOAD_TYPE,
-        audio_level_ext_id: Some(AUDIO_LEVEL_EXT),
+        audio_level_ext_id: Some(audio_level_ext),
         initial_sequence_number: (index as u16).wrapping_mul(7919),
         initial_timestamp: (index as u32).wrapping_mul(104_729),
         bot_format: match format {
@@ -322,10 +358,12 @@ fn sim_call(
             sequence: (index as u16).wrapping_mul(31),
             timestamp: (index as u32).wrapping_mul(7_777),
             was_silent: true,
+            audio_level_ext,
         },
         bot,
         format,
         bot_position: (start + SCRIPT_FRAMES / 2) % SCRIPT_FRAMES,
+        wire_remote: None,
     })
 }
 
@@ -453,9 +491,21 @@ struct RunResult {
     workers: usize,
     stats: SchedulerStats,
     cpu_per_call_pct: Option<f64>,
+    /// CPU per call of the transport runtime's threads, and of the media workers.
+    transport_cpu_per_call_pct: Option<f64>,
+    media_cpu_per_call_pct: Option<f64>,
+    /// With a transport: the sessions' counters summed.
+    wire: Option<wire::WireTotals>,
     rss_per_call_kib: Option<f64>,
     /// Host 1-minute load average at the end of the run.
     load_average: Option<f64>,
+}
+
+/// What carries the calls' audio in one run.
+#[derive(Debug, Clone, Copy)]
+struct WireSetup {
+    transport: Transport,
+    connect_timeout: Duration,
 }
 
 fn run_once(
@@ -464,8 +514,20 @@ fn run_once(
     workers: usize,
     format: BotFormat,
     scripts: &[Arc<Script>],
+    wire_setup: WireSetup,
 ) -> Result<RunResult, LoadtestError> {
     let rss_before = rss_kib();
+    // The sessions first: a run whose sessions do not connect fails before any call runs.
+    // The transport runtime gets as many threads as the media side has workers.
+    let wire = match wire_setup.transport {
+        Transport::None => None,
+        transport => Some(wire::Wire::connect(
+            transport,
+            calls,
+            workers,
+            wire_setup.connect_timeout,
+        )?),
+    };
     let scheduler = Scheduler::start(SchedulerConfig {
         workers,
         ..SchedulerConfig::default()
@@ -473,7 +535,15 @@ fn run_once(
     // Build every call before the clock starts: construction allocates, ticks must not.
     let mut sims = Vec::with_capacity(calls);
     for i in 0..calls {
-        sims.push(sim_call(i, scripts, format)?);
+        let ext = wire
+            .as_ref()
+            .and_then(|w| w.audio_level_ext_id(i))
+            .unwrap_or(AUDIO_LEVEL_EXT);
+        let mut sim = sim_call(i, scripts, format, ext)?;
+        if let Some(wire) = &wire {
+            sim.wire_remote = Some(wire.attach(i, &mut sim.pipeline, scheduler.epoch())?);
+        }
+        sims.push(sim);
     }
     let mut handles = Vec::with_capacity(calls);
     for sim in sims {
@@ -484,21 +554,29 @@ fn run_once(
     std::thread::sleep(Duration::from_secs(1));
     scheduler.reset_stats(Duration::from_secs(1));
     let cpu0 = process_cpu_time();
+    let split0 = wire::thread_cpu_split();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let wall = t0.elapsed();
     let cpu1 = process_cpu_time();
+    let split1 = wire::thread_cpu_split();
     let stats = scheduler.stats();
     let rss_after = rss_kib();
     for h in &handles {
         h.remove();
     }
     scheduler.shutdown();
+    let wire = wire.map(wire::Wire::finish);
+    let per_call = |a: Duration, b: Duration| {
+        b.saturating_sub(a).as_secs_f64() / wall.as_secs_f64() * 100.0 / calls as f64
+    };
     let cpu_per_call_pct = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => {
-            Some((b.saturating_sub(a)).as_secs_f64() / wall.as_secs_f64() * 100.0 / calls as f64)
-        }
+        (Some(a), Some(b)) => Some(per_call(a, b)),
         _ => None,
+    };
+    let (transport_cpu_per_call_pct, media_cpu_per_call_pct) = match (split0, split1) {
+        (Some((n0, m0, _)), Some((n1, m1, _))) => (Some(per_call(n0, n1)), Some(per_call(m0, m1))),
+        _ => (None, None),
     };
     let rss_per_call_kib = match (rss_before, rss_after) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / calls as f64),
@@ -510,6 +588,9 @@ fn run_once(
         workers,
         stats,
         cpu_per_call_pct,
+        transport_cpu_per_call_pct,
+        media_cpu_per_call_pct,
+        wire,
         rss_per_call_kib,
         load_average: load_average(),
     })
@@ -533,6 +614,10 @@ fn report_json(
         "tick_p99_us": round(tick.p99.as_secs_f64() * 1e6, 1),
         "tick_max_us": round(tick.max.as_secs_f64() * 1e6, 1),
         "cpu_per_call_pct": r.cpu_per_call_pct.map(|x| round(x, 3)),
+        "transport": r.wire.as_ref().map_or("none", wire::WireTotals::transport_name),
+        "transport_cpu_per_call_pct": r.transport_cpu_per_call_pct.map(|x| round(x, 3)),
+        "media_cpu_per_call_pct": r.media_cpu_per_call_pct.map(|x| round(x, 3)),
+        "wire": r.wire.as_ref().map(wire::WireTotals::to_json),
         "rss_per_call_kib": r.rss_per_call_kib.map(|x| round(x, 1)),
         "decode_us": round(decode_us, 1),
         "encode_us": round(encode_us, 1),
@@ -578,6 +663,28 @@ fn report_text(v: &serde_json::Value) -> String {
         num("calls_per_core"),
         num("pct_of_codec_limit"),
     );
+    let wire = &v["wire"];
+    if wire.is_object() {
+        let w = |k: &str| {
+            wire[k]
+                .as_f64()
+                .map_or("n/a".to_string(), |x| format!("{x}"))
+        };
+        text.push_str(&format!(
+            "\ntransport {}: cpu per call {} % (media {} %) | setup {} ms | packets sent {} \
+             received {} missing {} lost {} srtp rejected {} queue full {}",
+            v["transport"].as_str().unwrap_or("?"),
+            num("transport_cpu_per_call_pct"),
+            num("media_cpu_per_call_pct"),
+            w("setup_ms"),
+            w("packets_sent"),
+            w("packets_received"),
+            w("packets_missing"),
+            w("packets_lost"),
+            w("srtp_rejected"),
+            w("inbound_queue_full"),
+        ));
+    }
     if let Some(search) = v["search"].as_array() {
         text.push_str("\nsearch (calls: late ticks):");
         for probe in search {
@@ -613,6 +720,8 @@ fn run_child(
             &seconds.to_string(),
         ])
         .args(["--workers", &workers.to_string()])
+        .args(["--transport", args.transport.name()])
+        .args(["--connect-timeout", &args.connect_timeout.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -704,7 +813,18 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
     let (decode_us, encode_us) = time_codec(&scripts, args.bot_format)?;
     let report = match args.calls {
         CallCount::Fixed(n) => {
-            let result = run_once(n, args.seconds, workers, args.bot_format, &scripts)?;
+            let wire_setup = WireSetup {
+                transport: args.transport,
+                connect_timeout: Duration::from_secs(args.connect_timeout),
+            };
+            let result = run_once(
+                n,
+                args.seconds,
+                workers,
+                args.bot_format,
+                &scripts,
+                wire_setup,
+            )?;
             report_json(&result, decode_us, encode_us, args.bot_format)
         }
         CallCount::Max => {
@@ -759,6 +879,7 @@ mod tests {
             sequence: 65_530,
             timestamp: u32::MAX - 960,
             was_silent: true,
+            audio_level_ext: AUDIO_LEVEL_EXT,
         };
         let mut sent = Vec::new();
         for tick in 0..SCRIPT_FRAMES as u32 {
@@ -792,7 +913,12 @@ mod tests {
     #[test]
     fn a_short_run_ticks_every_call_and_reports_all_fields() {
         let scripts = vec![Arc::new(Script::new(1).unwrap())];
-        let r = run_once(3, 1, 1, BotFormat::Pcm16k, &scripts).unwrap();
+        let in_process = WireSetup {
+            transport: Transport::None,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let r = run_once(3, 1, 1, BotFormat::Pcm16k, &scripts, in_process).unwrap();
+        assert!(r.wire.is_none());
         // Nominally 3 calls × 50 ticks; only "some" is asserted, since a debug
         // build on a busy machine may manage far fewer (speed is for benches).
         assert!(r.stats.ticks() > 0, "no call was ticked");

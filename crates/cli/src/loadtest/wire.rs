@@ -1,0 +1,392 @@
+//! `appmedia loadtest --transport rtp|webrtc`: every call's bot pipeline talks to its
+//! synthetic remote party over a real pair of sessions on loopback, so the measured
+//! capacity includes sockets (and, for WebRTC, DTLS-SRTP encryption).
+//!
+//! Both ends of every pair live on one tokio runtime whose threads are named
+//! [`NET_THREAD`], so the run can split the process's CPU into the transport's share
+//! (those threads) and the media core's (the scheduler's workers), from the per-thread
+//! counters in `/proc/self/task/*/stat`.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use appmedia_media::pipeline::CallPipeline;
+use appmedia_transport::{
+    MediaSession, PlainRtpConfig, PlainRtpSession, RtpEndpoint, SessionStats, TransportConfig,
+};
+use serde_json::json;
+
+use super::LoadtestError;
+
+/// Name of the transport runtime's threads (`/proc` keeps 15 bytes of a thread name).
+pub(super) const NET_THREAD: &str = "lt-net";
+/// Name prefix of the media scheduler's worker threads, as `/proc` shows it.
+pub(super) const MEDIA_THREAD: &str = "appmedia-media";
+/// Pairs set up at once: enough to overlap handshakes, few enough that a loaded host
+/// does not push the later ones past their connect timeout.
+const SETUP_BATCH: usize = 16;
+/// How long the sessions get after the calls stop, so packets in flight land before
+/// the totals are read.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// What carries each call's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// In-process: the remote party's packets go straight into the pipeline.
+    None,
+    /// A pair of plain-RTP sessions (bare UDP, no encryption) on 127.0.0.1.
+    Rtp,
+    /// A pair of WebRTC sessions on loopback: offer/answer through the blob, ICE, DTLS-SRTP.
+    Webrtc,
+}
+
+impl Transport {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Transport::None => "none",
+            Transport::Rtp => "rtp",
+            Transport::Webrtc => "webrtc",
+        }
+    }
+}
+
+/// One call's two sessions: the bot's (attached to its pipeline) and the remote party's.
+enum Pair {
+    Rtp {
+        bot: PlainRtpSession,
+        remote: PlainRtpSession,
+    },
+    // Boxed: a MediaSession is several hundred bytes, a plain one a few dozen.
+    Webrtc {
+        bot: Box<MediaSession>,
+        remote: Box<MediaSession>,
+    },
+}
+
+/// The sessions of every call, and the runtime they run on.
+pub(super) struct Wire {
+    runtime: tokio::runtime::Runtime,
+    pairs: Vec<Pair>,
+    transport: Transport,
+    setup: Duration,
+}
+
+impl Wire {
+    /// Sets up `calls` connected pairs on a runtime of `threads` threads. Bounded: each
+    /// WebRTC pair must connect within `connect_timeout`, or the run fails naming it.
+    pub(super) fn connect(
+        transport: Transport,
+        calls: usize,
+        threads: usize,
+        connect_timeout: Duration,
+    ) -> Result<Self, LoadtestError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(NET_THREAD)
+            .enable_all()
+            .build()
+            .map_err(|e| LoadtestError::Transport(format!("cannot start its runtime: {e}")))?;
+        let t0 = Instant::now();
+        let pairs = runtime.block_on(async {
+            let mut pairs = Vec::with_capacity(calls);
+            let mut next = 0;
+            while next < calls {
+                let batch = (calls - next).min(SETUP_BATCH);
+                let mut set = tokio::task::JoinSet::new();
+                for index in next..next + batch {
+                    set.spawn(async move {
+                        let pair = match transport {
+                            Transport::Rtp => rtp_pair().await,
+                            _ => webrtc_pair(connect_timeout).await,
+                        };
+                        (index, pair)
+                    });
+                }
+                let mut done = Vec::with_capacity(batch);
+                while let Some(joined) = set.join_next().await {
+                    let (index, pair) = joined.map_err(|e| {
+                        LoadtestError::Transport(format!("a session setup task failed: {e}"))
+                    })?;
+                    let pair = pair.map_err(|what| {
+                        LoadtestError::Transport(format!("call {index}: {what}"))
+                    })?;
+                    done.push((index, pair));
+                }
+                done.sort_by_key(|(index, _)| *index);
+                pairs.extend(done.into_iter().map(|(_, pair)| pair));
+                next += batch;
+            }
+            Ok::<_, LoadtestError>(pairs)
+        })?;
+        Ok(Self {
+            runtime,
+            pairs,
+            transport,
+            setup: t0.elapsed(),
+        })
+    }
+
+    /// The RFC 6464 extension id the bot's pipeline and the remote party must use on
+    /// call `index` (`None`: use the in-process default).
+    pub(super) fn audio_level_ext_id(&self, index: usize) -> Option<u8> {
+        match self.pairs.get(index)? {
+            Pair::Rtp { .. } => None,
+            Pair::Webrtc { bot, .. } => bot.audio_level_extension_id(),
+        }
+    }
+
+    /// Connects call `index`'s pipeline to its bot session and returns the remote
+    /// party's queues.
+    pub(super) fn attach(
+        &self,
+        index: usize,
+        pipeline: &mut CallPipeline,
+        epoch: Instant,
+    ) -> Result<RtpEndpoint, LoadtestError> {
+        let taken = match self.pairs.get(index) {
+            Some(Pair::Rtp { bot, remote }) => {
+                bot.attach_pipeline(pipeline, epoch);
+                remote.take_endpoint()
+            }
+            Some(Pair::Webrtc { bot, remote }) => {
+                bot.attach_pipeline(pipeline, epoch);
+                remote.take_endpoint()
+            }
+            None => None,
+        };
+        taken.ok_or_else(|| {
+            LoadtestError::Transport(format!("call {index} has no free remote endpoint"))
+        })
+    }
+
+    /// Lets packets in flight land, reads every session's counters, and closes the
+    /// sessions (each close bounded).
+    pub(super) fn finish(self) -> WireTotals {
+        let Wire {
+            runtime,
+            pairs,
+            transport,
+            setup,
+        } = self;
+        let totals = runtime.block_on(async {
+            tokio::time::sleep(SETTLE).await;
+            let mut totals = WireTotals {
+                transport: Some(transport),
+                setup,
+                ..WireTotals::default()
+            };
+            for pair in &pairs {
+                match pair {
+                    Pair::Rtp { bot, remote } => {
+                        for s in [bot.stats(), remote.stats()] {
+                            totals.packets_sent += s.packets_sent;
+                            totals.packets_received += s.rtp_received;
+                            totals.garbage += s.garbage;
+                            totals.inbound_queue_full += s.inbound_queue_full;
+                            totals.send_errors += s.send_errors;
+                        }
+                    }
+                    Pair::Webrtc { bot, remote } => {
+                        for s in [bot.stats().await, remote.stats().await] {
+                            totals.add_webrtc(&s);
+                        }
+                    }
+                }
+            }
+            for pair in &pairs {
+                if let Pair::Webrtc { bot, remote } = pair {
+                    // close() sends an RTCP BYE and waits for the stack; never hang on it.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        tokio::join!(bot.close(), remote.close())
+                    })
+                    .await;
+                }
+            }
+            totals
+        });
+        drop(pairs);
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        totals
+    }
+}
+
+/// Two plain-RTP sessions on 127.0.0.1 pointed at each other.
+async fn rtp_pair() -> Result<Pair, String> {
+    // PlainRtpSession takes its peer's address at bind time: reserve two free ports,
+    // release them, bind the sessions to them (loopback, so nothing else races for them
+    // in practice; a lost race is a bind error, reported).
+    let free = || -> Result<SocketAddr, String> {
+        UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map_err(|e| format!("no free UDP port on 127.0.0.1: {e}"))
+    };
+    let (a, b) = (free()?, free()?);
+    let bot = PlainRtpSession::bind(PlainRtpConfig::new(a, b))
+        .await
+        .map_err(|e| format!("plain RTP bind {a}: {e}"))?;
+    let remote = PlainRtpSession::bind(PlainRtpConfig::new(b, a))
+        .await
+        .map_err(|e| format!("plain RTP bind {b}: {e}"))?;
+    Ok(Pair::Rtp { bot, remote })
+}
+
+/// The bot offers, the remote answers through the blob, both connect (ICE + DTLS).
+async fn webrtc_pair(connect_timeout: Duration) -> Result<Pair, String> {
+    let config = TransportConfig {
+        connect_timeout,
+        ..TransportConfig::default()
+    };
+    let bot = MediaSession::offer(config.clone())
+        .await
+        .map_err(|e| format!("offer: {e}"))?;
+    let (remote, answer) = MediaSession::answer_blob(config, &bot.blob())
+        .await
+        .map_err(|e| format!("answer: {e}"))?;
+    bot.accept(&answer)
+        .await
+        .map_err(|e| format!("accept: {e}"))?;
+    // The sessions end themselves with ConnectTimeout; the outer timeout is a backstop.
+    let both = async { tokio::try_join!(bot.connected(), remote.connected()) };
+    match tokio::time::timeout(connect_timeout + Duration::from_secs(2), both).await {
+        Ok(Ok(_)) => Ok(Pair::Webrtc {
+            bot: Box::new(bot),
+            remote: Box::new(remote),
+        }),
+        Ok(Err(reason)) => Err(format!("sessions did not connect: {reason:?}")),
+        Err(_) => Err(format!(
+            "sessions did not connect within {} ms",
+            connect_timeout.as_millis()
+        )),
+    }
+}
+
+/// Counters summed over every session of the run (both ends of every call).
+#[derive(Debug, Clone, Default)]
+pub(super) struct WireTotals {
+    transport: Option<Transport>,
+    setup: Duration,
+    /// RTP packets sent onto the wire.
+    pub(super) packets_sent: u64,
+    /// RTP packets received (and, for WebRTC, decrypted).
+    pub(super) packets_received: u64,
+    /// WebRTC: RFC 3550 cumulative loss from RTCP. Plain RTP has no RTCP: `None`.
+    packets_lost: Option<i64>,
+    srtp_rejected: Option<u64>,
+    garbage: u64,
+    inbound_queue_full: u64,
+    send_errors: u64,
+}
+
+impl WireTotals {
+    /// The transport's name, for the report.
+    pub(super) fn transport_name(&self) -> &'static str {
+        self.transport.map_or("none", Transport::name)
+    }
+
+    fn add_webrtc(&mut self, s: &SessionStats) {
+        self.packets_sent += s.outbound_sent;
+        self.packets_received += s.packets_received;
+        *self.packets_lost.get_or_insert(0) += s.packets_lost.max(0);
+        *self.srtp_rejected.get_or_insert(0) += s.srtp_rejected;
+        self.garbage += s.garbage_datagrams;
+        self.inbound_queue_full += s.inbound_queue_full;
+        self.send_errors += s.outbound_write_failed;
+    }
+
+    /// The `wire` object of the JSON report.
+    pub(super) fn to_json(&self) -> serde_json::Value {
+        json!({
+            "sessions_per_call": 2,
+            "setup_ms": (self.setup.as_secs_f64() * 1e4).round() / 10.0,
+            "packets_sent": self.packets_sent,
+            "packets_received": self.packets_received,
+            // Sent but not received, counted after the calls stop and a settle time.
+            "packets_missing": self.packets_sent.saturating_sub(self.packets_received),
+            "packets_lost": self.packets_lost,
+            "srtp_rejected": self.srtp_rejected,
+            "garbage": self.garbage,
+            "inbound_queue_full": self.inbound_queue_full,
+            "send_errors": self.send_errors,
+            "transport": self.transport.map(Transport::name),
+        })
+    }
+}
+
+/// CPU time so far of this process's threads, split by name: (transport runtime, media
+/// workers, everything else). Linux only (`/proc/self/task/*/stat`); `None` elsewhere.
+pub(super) fn thread_cpu_split() -> Option<(Duration, Duration, Duration)> {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_s <= 0 {
+        return None;
+    }
+    let (mut net, mut media, mut other) = (0u64, 0u64, 0u64);
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread may exit between the listing and the read: skip it.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((name, ticks)) = parse_task_stat(&stat) else {
+            continue;
+        };
+        if name.starts_with(NET_THREAD) {
+            net += ticks;
+        } else if name.starts_with(MEDIA_THREAD) {
+            media += ticks;
+        } else {
+            other += ticks;
+        }
+    }
+    let to_time = |t: u64| Duration::from_secs_f64(t as f64 / ticks_per_s as f64);
+    Some((to_time(net), to_time(media), to_time(other)))
+}
+
+/// The thread name and utime + stime (clock ticks) from one `/proc/.../stat` line.
+fn parse_task_stat(stat: &str) -> Option<(&str, u64)> {
+    // The name sits in parentheses and may itself contain ") ": split at the last one.
+    let open = stat.find('(')?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.get(open + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid … utime is field 14 of the line, 11 here; stime 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_stat_lines_parse_with_odd_names() {
+        let line = "4242 (lt-net) S 1 2 3 4 5 6 7 8 9 10 250 31 0 0 20 0 1 0";
+        assert_eq!(parse_task_stat(line), Some(("lt-net", 281)));
+        let odd = "7 (a) b) R 1 2 3 4 5 6 7 8 9 10 3 4 0";
+        assert_eq!(parse_task_stat(odd), Some(("a) b", 7)));
+        assert_eq!(parse_task_stat("garbage"), None);
+        assert_eq!(parse_task_stat("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn a_named_thread_is_counted_as_transport() {
+        // Burn CPU on a thread named like the runtime's and read the split from inside it
+        // (an exited thread leaves /proc/self/task).
+        let net = std::thread::Builder::new()
+            .name(format!("{NET_THREAD}-test"))
+            .spawn(|| {
+                let t0 = super::super::thread_cpu_time().unwrap_or_default();
+                let mut x = 0u64;
+                while super::super::thread_cpu_time()
+                    .is_some_and(|t| t.saturating_sub(t0) < Duration::from_millis(60))
+                {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                thread_cpu_split().expect("Linux /proc").0
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(net > Duration::ZERO, "{net:?}");
+    }
+}
