@@ -35,7 +35,7 @@ enum Command {
     Lab(lab::LabArgs),
     /// List the audio devices for --mic / --speakers.
     Devices(devices::DevicesArgs),
-    /// Run N in-process 2-party calls in real time and report capacity.
+    /// Run N 2-party calls in real time (in process, or over plain RTP/WebRTC on loopback) and report capacity.
     Loadtest(loadtest::LoadtestArgs),
 }
 
