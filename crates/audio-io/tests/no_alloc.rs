@@ -5,57 +5,20 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use appmedia_audio_io::device::test_support::{mic_source_for_test, speaker_feed_for_test};
 use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if MEASURING.with(|m| m.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if MEASURING.with(|m| m.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use appmedia_media::alloc_count::{CountingAllocator, allocations_during};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations `f` makes on this thread.
-fn allocations_in(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    MEASURING.with(|m| m.set(true));
-    f();
-    MEASURING.with(|m| m.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_audio_thread_side_does_not_allocate() {
     // The counter sees this thread's allocations (so a zero below means something).
     assert_eq!(
-        allocations_in(|| drop(std::hint::black_box(vec![0u8; 16]))),
+        allocations_during(|| drop(std::hint::black_box(vec![0u8; 16]))),
         1
     );
 
@@ -64,7 +27,7 @@ fn the_audio_thread_side_does_not_allocate() {
     let (recorder, sink) = CallRecorder::start(RecordingConfig::new(dir.path(), "n")).unwrap();
     let frame = [0.2f32; CORE_FRAME_SAMPLES];
     let bot_frame = [100i16; 320];
-    let n = allocations_in(|| {
+    let n = allocations_during(|| {
         for tick in 0..200u64 {
             let _ = sink.push(tick, Track::Mixed, &frame);
             let _ = sink.push(tick, Track::Speaker(1), &frame);
@@ -80,14 +43,14 @@ fn the_audio_thread_side_does_not_allocate() {
     let looped = queue.play(&clip, PlayMode::Loop).unwrap();
     queue.play(&clip, PlayMode::Once).unwrap();
     let mut out = [0.0f32; CORE_FRAME_SAMPLES];
-    let n = allocations_in(|| {
+    let n = allocations_during(|| {
         for _ in 0..100 {
             player.next_frame(&mut out);
         }
     });
     assert_eq!(n, 0, "PromptPlayer::next_frame allocated while playing");
     queue.cancel(looped).unwrap();
-    let n = allocations_in(|| {
+    let n = allocations_during(|| {
         for _ in 0..100 {
             player.next_frame(&mut out);
         }
@@ -103,7 +66,7 @@ fn the_audio_thread_side_does_not_allocate() {
         appmedia_audio_io::stream::StreamedClip::open(common::media_sample("jane-speech.wav"))
             .unwrap();
     queue.play_streamed(&streamed, PlayMode::Once).unwrap();
-    let n = allocations_in(|| {
+    let n = allocations_during(|| {
         for _ in 0..100 {
             player.next_frame(&mut out);
             std::thread::sleep(std::time::Duration::from_micros(200));
@@ -115,7 +78,7 @@ fn the_audio_thread_side_does_not_allocate() {
     // microphone ring filled by one.
     let (mut feed, mut speaker_ring) = speaker_feed_for_test(44_100);
     let (mut source, mut mic_ring) = mic_source_for_test(16_000);
-    let n = allocations_in(|| {
+    let n = allocations_during(|| {
         for _ in 0..500 {
             feed.push_frame(&frame);
             while speaker_ring.slots() > 2646 {

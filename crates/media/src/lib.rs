@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod alloc_count;
 pub mod codec;
 pub mod frame;
 pub mod jitter;

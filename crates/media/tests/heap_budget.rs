@@ -5,43 +5,13 @@
 //! 18468), which this cannot see, so the Rust budget is set
 //! to leave room for it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
+use appmedia_media::alloc_count::{CountingAllocator, live_bytes};
 use appmedia_media::pipeline::{CallPipeline, PipelineConfig};
 
-struct ByteCounter;
-
-thread_local! {
-    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(n: isize) {
-    let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + n));
-}
-
-unsafe impl GlobalAlloc for ByteCounter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: ByteCounter = ByteCounter;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const RUST_HEAP_BUDGET: isize = 200 * 1024;
 
@@ -53,7 +23,7 @@ fn a_two_party_call_fits_the_memory_budget() {
     })
     .unwrap();
     let peer_bot = peer.bot_sender();
-    let before = LIVE_BYTES.with(Cell::get);
+    let before = live_bytes();
     // A two-party call needs one remote stream slot (the default keeps four for conferences).
     let mut call = CallPipeline::new(PipelineConfig {
         local_ssrc: 2,
@@ -74,7 +44,7 @@ fn a_two_party_call_fits_the_memory_budget() {
         call.tick(now);
     }
     assert_eq!(call.stream_stats().count(), 1);
-    let used = LIVE_BYTES.with(Cell::get) - before;
+    let used = live_bytes() - before;
     assert!(
         used <= RUST_HEAP_BUDGET,
         "a two-party call holds {} KiB of Rust heap (budget {} KiB)",
