@@ -58,7 +58,7 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// Where the files parties speak (`media = { speak = "…" }`) are.
     pub media_samples_dir: PathBuf,
-    /// Where what each bot sends is recorded (`{call id}-mixed.wav`); `None`: not recorded.
+    /// Where calls are recorded: the bot as `{call id}-speaker-1.wav`, everyone as `{call id}-mixed.wav`; `None`: not recorded.
     pub recordings_dir: Option<PathBuf>,
     /// The emulator's side of app-hosted media sessions.
     pub transport: TransportConfig,
