@@ -273,9 +273,11 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     }
     session.close().await;
     unauthorized_before = receiver.stats().unauthorized - unauthorized_before;
-    // Give the emulator's media thread its last tick to finish its recording.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let emulator_recording = args.recordings.join(format!("{call_id}-mixed.wav"));
+    // Give the emulator's media its last pump and its recorder the time to finish the files.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The bot alone (the emulator's mixed track is everyone in the call).
+    let emulator_recording =
+        appmedia_emulator::media::bot_recording_path(&args.recordings, &call_id);
     let emulator_url = emulator.base_url().to_owned();
     emulator.shutdown().await;
 

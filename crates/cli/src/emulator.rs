@@ -38,7 +38,7 @@ pub struct EmulatorArgs {
     /// Where the files parties speak (`media = { speak = "…" }` in the directory) are.
     #[arg(long, default_value = "media-samples")]
     media_samples: PathBuf,
-    /// Record what each app-hosted bot sends to DIR/{call id}-mixed.wav.
+    /// Record each app-hosted call: the bot to DIR/{call id}-speaker-1.wav, everyone to DIR/{call id}-mixed.wav.
     #[arg(long, value_name = "DIR")]
     recordings: Option<PathBuf>,
 }

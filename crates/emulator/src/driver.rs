@@ -11,9 +11,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admission::Party;
-use crate::directory::{Behaviour, MeetingAction, MeetingEvent};
+use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
+use crate::media::BOT_SOURCE_ID;
 use crate::server::Shared;
 use crate::shapes::{self, MeetingContext, result};
+use appmedia_emulator_media::{PartyKind, PartySpec};
 
 /// What the HTTP side tells a running call.
 #[derive(Debug)]
@@ -137,7 +139,7 @@ pub async fn run_call(
         plan,
         notify,
         roster: Vec::new(),
-        next_source_id: 1,
+        next_source_id: BOT_SOURCE_ID + 1,
         delta_sequence: 0,
         established: false,
         establishing_held: false,
@@ -215,11 +217,10 @@ impl Run {
         });
         self.state_notification(CallState::Established, None);
         self.release_establishing();
-        let source_id = self.take_source_id();
         let bot = shapes::participant(
             &self.plan.my_participant_id,
             self.plan.bot_identity.clone(),
-            source_id,
+            BOT_SOURCE_ID,
             false,
         );
         // The bot's roster key is empty: no directory user or phone has that id.
@@ -243,6 +244,41 @@ impl Run {
         )
     }
 
+    /// Adds a roster entry's party to the call's media (when the call has media), with the
+    /// roster's source id, so the bot can match unmixed audio to participants.
+    fn media_join(&self, participant: &Participant, name: String, kind: PartyKind, sound: &Sound) {
+        let (Some(source_id), Some(participant_id)) =
+            (shapes::source_id_of(participant), participant.id.value())
+        else {
+            return;
+        };
+        let mut spec = PartySpec::new(
+            participant_id.clone(),
+            name,
+            kind,
+            source_id,
+            self.shared.party_audio(sound),
+        );
+        spec.muted = participant.is_muted.value().copied().unwrap_or(false);
+        self.with_media(|media| media.add_party(spec));
+    }
+
+    /// Runs a command on the call's media, if it has any; a refusal is logged (the call and
+    /// its signalling go on without that party's audio).
+    fn with_media(
+        &self,
+        f: impl FnOnce(&crate::media::MediaPeer) -> Result<(), appmedia_emulator_media::ConferenceError>,
+    ) {
+        let call_id = &self.plan.call_id;
+        self.shared.update_call(call_id, |record| {
+            if let Some(media) = &record.media
+                && let Err(e) = f(media)
+            {
+                tracing::warn!(call = %call_id, error = %e, "conference media command refused");
+            }
+        });
+    }
+
     fn join(&mut self, key: String, participant: Participant, bot: Option<Participant>) {
         self.roster.push((key, participant.clone()));
         let mut changed: Vec<Participant> = bot.into_iter().collect();
@@ -253,6 +289,9 @@ impl Run {
     fn leave(&mut self, key: &str) {
         if let Some(pos) = self.roster.iter().position(|(k, _)| k == key) {
             let (_, gone) = self.roster.remove(pos);
+            if let Some(source_id) = shapes::source_id_of(&gone) {
+                self.with_media(|media| media.remove_party(source_id));
+            }
             self.roster_changed(&[], &[gone]);
         }
     }
@@ -268,6 +307,9 @@ impl Run {
                 p.clone()
             });
         if let Some(p) = changed {
+            if let Some(source_id) = shapes::source_id_of(&p) {
+                self.with_media(|media| media.set_muted(source_id, muted));
+            }
             self.roster_changed(&[p], &[]);
         }
     }
@@ -322,13 +364,13 @@ impl Run {
             Step::Answer(i) if states[i] == PartyState::Ringing => {
                 states[i] = PartyState::Joined;
                 let bot = self.establish();
-                self.shared.update_call(&self.plan.call_id, |record| {
-                    if let Some(media) = &record.media {
-                        media.party_answered(i);
-                    }
-                });
-                let party = self.plan.parties[i].0.clone();
+                let (party, behaviour) = self.plan.parties[i].clone();
                 let participant = self.identity_participant(party.identity(), false);
+                let (name, kind) = match &party {
+                    Party::User { display_name, .. } => (display_name.clone(), PartyKind::User),
+                    Party::Phone { number } => (number.clone(), PartyKind::Phone),
+                };
+                self.media_join(&participant, name, kind, &behaviour.media);
                 self.shared.update_call(&self.plan.call_id, |record| {
                     if record.resource.answered_by.value().is_none() {
                         record.resource.answered_by =
@@ -405,9 +447,15 @@ impl Run {
         let user = self.shared.directory().user(user_id).cloned()?;
         let party = Party::User {
             id: user.id.clone(),
-            display_name: user.display_name,
+            display_name: user.display_name.clone(),
         };
         let participant = self.identity_participant(party.identity(), muted);
+        self.media_join(
+            &participant,
+            user.display_name.clone(),
+            PartyKind::MeetingParticipant,
+            &user.behaviour.media,
+        );
         self.roster.push((user.id, participant.clone()));
         Some(participant)
     }

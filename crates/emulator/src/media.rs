@@ -1,23 +1,38 @@
 //! The emulator as the bot's media peer, for `appHostedMediaConfig` calls whose blob is an
-//! appmedia blob (`docs/blob.md`): the transport crate answers the bot's offer, a media-core
-//! `CallPipeline` mixes the called parties (one player each: a media-samples file, an echo of
-//! the bot, or silence) into the stream the bot receives, and what the bot sends is recorded
-//! to WAV with audio-io's `CallRecorder`.
+//! appmedia blob (`docs/blob.md`): the transport crate answers the bot's offer, and an
+//! `appmedia-emulator-media` [`ConferenceMedia`] running on the emulator's conference
+//! scheduler is the call's media: the parties that joined (called users, phones that sound
+//! like phones, meeting participants), mixed minus each listener, what the bot sends
+//! recorded to WAV.
+//!
+//! Over WebRTC the bot receives the mix as ONE stream ([`StreamLayout::Mixed`]) even when its
+//! blob asks for unmixed meeting audio: the transport's `MediaSession` sends every packet
+//! with its one negotiated SSRC, so per-speaker streams cannot be told apart there yet.
 //!
 //! A blob that is not an appmedia blob (the documentation's `"<Media Session
 //! Configuration>"`, say) is Graph's business only: the call goes on without media.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::Instant;
+use std::time::Duration;
 
-use appmedia_audio_io::playback::AudioClip;
-use appmedia_audio_io::record::{CallRecorder, RecordingConfig, RecordingSink, Track};
-use appmedia_media::frame::{FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K, SILENT_FRAME_48};
-use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, PlayerSender};
+use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
+use appmedia_emulator_media::conference::DEFAULT_BOT_SOURCE_ID;
+use appmedia_emulator_media::driver::{ConferenceScheduler, QueueSizes, RunningConference};
+use appmedia_emulator_media::{
+    ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
+    PartySpec, StreamLayout,
+};
 use appmedia_transport::{MediaSession, TransportConfig};
+
+/// The bot's media source id in every emulated call: its roster `mediaStreams[].sourceId`
+/// and the recording track of what it sends. Parties get ids above it.
+pub const BOT_SOURCE_ID: u32 = DEFAULT_BOT_SOURCE_ID;
+
+/// How often packets move between the transport and the conference: well under a frame,
+/// so a packet waits a few milliseconds at most.
+const PUMP_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Why the emulator could not be the bot's media peer.
 #[derive(Debug, thiserror::Error)]
@@ -25,15 +40,18 @@ pub enum MediaError {
     /// The blob is an appmedia blob the transport refused (tampered, an answer, ...).
     #[error("mediaConfig.blob: {0}")]
     Offer(#[from] appmedia_transport::TransportError),
-    /// The media core refused the pipeline's settings.
-    #[error("media pipeline: {0}")]
-    Pipeline(#[from] appmedia_media::pipeline::PipelineError),
+    /// The conference could not be built.
+    #[error("conference media: {0}")]
+    Conference(#[from] ConferenceError),
+    /// The conference scheduler refused the call.
+    #[error("conference scheduler: {0}")]
+    Scheduler(#[from] appmedia_media::scheduler::SchedulerError),
     /// The recording could not start.
     #[error("recording: {0}")]
     Recording(#[from] appmedia_audio_io::record::RecordError),
-    /// The media thread could not start.
-    #[error("media thread: {0}")]
-    Thread(std::io::Error),
+    /// The session has no packet queues to give (already taken).
+    #[error("the media session's RTP endpoint is already taken")]
+    EndpointTaken,
 }
 
 /// True when `blob` claims to be an appmedia blob (a JSON object with a `version`): such a
@@ -44,24 +62,18 @@ pub fn is_appmedia_blob(blob: &str) -> bool {
         .is_some_and(|v| v.get("version").is_some())
 }
 
-/// What one called party sends into the call.
-#[derive(Clone, Debug)]
-pub enum PartySound {
-    /// Nothing.
-    Silent,
-    /// What the bot says, one tick later.
-    Echo,
-    /// A clip, once, from the moment the party answers.
-    Speak(AudioClip),
+/// Where the emulator records what the bot sends in call `call_id`, when recording to `dir`.
+/// (`{call_id}-mixed.wav` beside it is everyone: the bot and all parties.)
+pub fn bot_recording_path(dir: &Path, call_id: &str) -> PathBuf {
+    RecordingConfig::new(dir, call_id).path_of(Track::Speaker(BOT_SOURCE_ID))
 }
 
-/// One call's media peer. Dropping it stops the media thread and finishes the recording.
+/// One call's media peer. Dropping it stops the conference and finishes the recording.
 pub struct MediaPeer {
     session: MediaSession,
-    answered: Vec<Arc<AtomicBool>>,
+    control: ConferenceControl,
     stop: Arc<AtomicBool>,
     recording: Option<PathBuf>,
-    worker: Option<thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for MediaPeer {
@@ -74,65 +86,86 @@ impl std::fmt::Debug for MediaPeer {
 }
 
 impl MediaPeer {
-    /// Answers the bot's offer; returns the peer and the answer blob for the 201 body.
-    /// `parties` are the called parties in target order; `recording` records what the bot sends.
+    /// Answers the bot's offer and starts the call's conference (no parties yet: they are
+    /// added as they join); returns the peer and the answer blob for the 201 body.
+    /// `recording` records the bot (`bot_recording_path`) and everyone (the mixed track).
     pub async fn answer(
         transport: TransportConfig,
         offer_blob: &str,
-        parties: Vec<PartySound>,
+        scheduler: &ConferenceScheduler,
+        max_parties: usize,
         recording: Option<RecordingConfig>,
     ) -> Result<(MediaPeer, String), MediaError> {
         let (session, answer) = MediaSession::answer_blob(transport, offer_blob).await?;
-        let mut pipeline = CallPipeline::new(PipelineConfig {
-            bot_format: BotAudioFormat::Pcm48k,
-            max_players: parties.len().max(1),
-            ..PipelineConfig::default()
+        let endpoint = session.take_endpoint().ok_or(MediaError::EndpointTaken)?;
+        let mut conference = ConferenceMedia::new(ConferenceConfig {
+            // One SSRC per session over WebRTC: see the module doc.
+            layout: StreamLayout::Mixed,
+            bot_source_id: BOT_SOURCE_ID,
+            max_parties: max_parties.clamp(1, 256),
+            rtp_seed: rand_seed(),
+            ..ConferenceConfig::default()
         })?;
-        let epoch = Instant::now();
-        session.attach_pipeline(&mut pipeline, epoch);
-        let mut players = Vec::with_capacity(parties.len());
-        for _ in &parties {
-            players.push(pipeline.add_player(4)?);
-        }
-        let recording_path = recording.as_ref().map(|c| c.path_of(Track::Mixed));
-        let recorder = recording.map(CallRecorder::start).transpose()?;
-        let answered: Vec<Arc<AtomicBool>> = parties
-            .iter()
-            .map(|_| Arc::new(AtomicBool::new(false)))
-            .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = MediaWorker {
-            pipeline,
-            players,
-            parties,
-            answered: answered.clone(),
-            stop: stop.clone(),
-            epoch,
+        let recording_path = recording
+            .as_ref()
+            .map(|c| c.path_of(Track::Speaker(BOT_SOURCE_ID)));
+        let recorder = match recording {
+            Some(config) => {
+                let (recorder, sink) = CallRecorder::start(config)?;
+                conference.attach_recording(sink);
+                Some(recorder)
+            }
+            None => None,
         };
-        let worker = thread::Builder::new()
-            .name("emulator-media".into())
-            .spawn(move || worker.run(recorder))
-            .map_err(MediaError::Thread)?;
+        let control = conference.control();
+        let running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let task_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(PUMP_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while !task_stop.load(Ordering::Relaxed) {
+                interval.tick().await;
+                running.pump(&endpoint.incoming, &endpoint.outgoing);
+                while let Some(event) = running.next_event() {
+                    log_event(event);
+                }
+            }
+            running.stop();
+            drop(running);
+            if let Some(recorder) = recorder {
+                // Joins the writer thread: blocking work.
+                let status = tokio::task::spawn_blocking(move || recorder.finish()).await;
+                tracing::info!(?status, "emulator recording finished");
+            }
+        });
         Ok((
             MediaPeer {
                 session,
-                answered,
+                control,
                 stop,
                 recording: recording_path,
-                worker: Some(worker),
             },
             answer,
         ))
     }
 
-    /// Party `index` answered: from now on it speaks (or echoes).
-    pub fn party_answered(&self, index: usize) {
-        if let Some(flag) = self.answered.get(index) {
-            flag.store(true, Ordering::Relaxed);
-        }
+    /// A party joins the call's media (at the next tick).
+    pub fn add_party(&self, spec: PartySpec) -> Result<(), ConferenceError> {
+        self.control.add_party(spec)
     }
 
-    /// The mixed recording of what the bot sent, when recording.
+    /// The party with this source id leaves the call's media.
+    pub fn remove_party(&self, source_id: u32) -> Result<(), ConferenceError> {
+        self.control.remove_party(source_id)
+    }
+
+    /// Mutes or unmutes a party: a muted party's microphone is not mixed for anyone.
+    pub fn set_muted(&self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
+        self.control.set_muted(source_id, muted)
+    }
+
+    /// The recording of what the bot sent, when recording.
     pub fn recording(&self) -> Option<&PathBuf> {
         self.recording.as_ref()
     }
@@ -140,75 +173,22 @@ impl MediaPeer {
 
 impl Drop for MediaPeer {
     fn drop(&mut self) {
+        // The pump task stops within one interval, removes the conference and finishes the
+        // recording itself; nobody waits for it here, as a drop may run on an async worker.
         self.stop.store(true, Ordering::Relaxed);
-        // The worker ends within one tick and finishes the recording itself; nobody waits
-        // for it here, as a drop may run on an async worker.
-        drop(self.worker.take());
     }
 }
 
-struct MediaWorker {
-    pipeline: CallPipeline,
-    players: Vec<PlayerSender>,
-    parties: Vec<PartySound>,
-    answered: Vec<Arc<AtomicBool>>,
-    stop: Arc<AtomicBool>,
-    epoch: Instant,
+fn log_event(event: ConferenceEvent) {
+    match event {
+        ConferenceEvent::CommandRejected { source_id, reason } => {
+            tracing::warn!(source_id, ?reason, "conference refused a party command")
+        }
+        other => tracing::debug!(event = ?other, "conference event"),
+    }
 }
 
-impl MediaWorker {
-    /// Ticks every 20 ms against absolute deadlines (no drift) until stopped.
-    fn run(mut self, recorder: Option<(CallRecorder, RecordingSink)>) {
-        let mut positions = vec![0usize; self.parties.len()];
-        let mut heard: Frame48 = SILENT_FRAME_48;
-        let mut tick: u64 = 0;
-        let mut dropped_frames: u64 = 0;
-        while !self.stop.load(Ordering::Relaxed) {
-            let now = FRAME_DURATION * u32::try_from(tick).unwrap_or(u32::MAX);
-            if let Some(wait) = (self.epoch + now).checked_duration_since(Instant::now()) {
-                thread::sleep(wait);
-            }
-            for (i, party) in self.parties.iter().enumerate() {
-                if !self.answered[i].load(Ordering::Relaxed) {
-                    continue;
-                }
-                let frame = match party {
-                    PartySound::Silent => continue,
-                    PartySound::Echo => heard,
-                    PartySound::Speak(clip) => {
-                        let samples = clip.samples();
-                        let at = positions[i];
-                        if at >= samples.len() {
-                            continue;
-                        }
-                        let mut frame = SILENT_FRAME_48;
-                        let end = (at + SAMPLES_PER_FRAME_48K).min(samples.len());
-                        frame[..end - at].copy_from_slice(&samples[at..end]);
-                        positions[i] = end;
-                        frame
-                    }
-                };
-                if self.players[i].send(&frame).is_err() {
-                    dropped_frames += 1;
-                }
-            }
-            self.pipeline.tick(now);
-            heard = *self.pipeline.bot_frame_48k();
-            if let Some((_, sink)) = &recorder
-                && sink.push(tick, Track::Mixed, &heard).is_err()
-            {
-                dropped_frames += 1;
-            }
-            tick += 1;
-        }
-        if let Some((recorder, _)) = recorder {
-            let status = recorder.finish();
-            tracing::info!(?status, "emulator recording finished");
-        }
-        tracing::debug!(
-            ticks = tick,
-            dropped_frames,
-            "emulator media worker stopped"
-        );
-    }
+/// RFC 3550 wants the first sequence numbers and timestamps random.
+fn rand_seed() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
 }

@@ -20,12 +20,15 @@ use crate::admission::admit;
 use crate::directory::{Behaviour, Directory, Sound};
 use crate::driver::{CallPlan, Control, Faults, run_call};
 use crate::error::ApiError;
-use crate::media::{MediaError, MediaPeer, PartySound, is_appmedia_blob};
+use crate::media::{MediaError, MediaPeer, is_appmedia_blob};
 use crate::notify::{DeliveryStats, Destination, Notifier, RetryPolicy};
 use crate::shapes::{self, CallIds, MeetingContext};
 use crate::tokens::{AccessClaims, GraphTokens};
 use appmedia_audio_io::playback::AudioClip;
 use appmedia_audio_io::record::RecordingConfig;
+use appmedia_emulator_media::PartyAudio;
+use appmedia_emulator_media::driver::ConferenceScheduler;
+use appmedia_media::scheduler::SchedulerConfig;
 use appmedia_transport::TransportConfig;
 use std::path::PathBuf;
 
@@ -55,7 +58,7 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// Where the files parties speak (`media = { speak = "…" }`) are.
     pub media_samples_dir: PathBuf,
-    /// Where what each bot sends is recorded (`{call id}-mixed.wav`); `None`: not recorded.
+    /// Where calls are recorded: the bot as `{call id}-speaker-1.wav`, everyone as `{call id}-mixed.wav`; `None`: not recorded.
     pub recordings_dir: Option<PathBuf>,
     /// The emulator's side of app-hosted media sessions.
     pub transport: TransportConfig,
@@ -102,6 +105,9 @@ pub enum EmulatorError {
         /// Why.
         reason: String,
     },
+    /// The conference media scheduler could not start.
+    #[error("conference scheduler: {0}")]
+    Scheduler(appmedia_media::scheduler::SchedulerError),
     /// The HTTP client for notifications could not be built.
     #[error(transparent)]
     Http(#[from] appmedia_signalling::HttpClientError),
@@ -128,12 +134,35 @@ pub struct Shared {
     calls: Mutex<HashMap<String, CallRecord>>,
     /// The files parties speak, decoded once at start.
     clips: HashMap<String, AudioClip>,
+    /// Ticks every call's conference media.
+    conferences: ConferenceScheduler,
 }
 
 impl Shared {
     /// The directory.
     pub fn directory(&self) -> &Directory {
         &self.config.directory
+    }
+
+    /// What a party does with its microphone, from the directory's `media` setting.
+    pub(crate) fn party_audio(&self, sound: &Sound) -> PartyAudio {
+        match sound {
+            Sound::Silent => PartyAudio::Silence,
+            // One frame: the shortest echo, what the bot said heard right back.
+            Sound::Echo => PartyAudio::Echo {
+                delay: Duration::from_millis(20),
+            },
+            // Every spoken file was decoded at start; a miss cannot happen, but is silence.
+            Sound::Speak(file) => {
+                self.clips
+                    .get(file)
+                    .map_or(PartyAudio::Silence, |clip| PartyAudio::Speak {
+                        clip: clip.clone(),
+                        looped: false,
+                        start_after: Duration::ZERO,
+                    })
+            }
+        }
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallRecord>> {
@@ -214,12 +243,19 @@ impl Emulator {
             config.notification_issuer.clone(),
             config.retry,
         )?);
+        // One worker: a conference tick is well under a millisecond, and the machine is shared.
+        let conferences = ConferenceScheduler::start(SchedulerConfig {
+            workers: 1,
+            ..SchedulerConfig::default()
+        })
+        .map_err(EmulatorError::Scheduler)?;
         let shared = Arc::new(Shared {
             tokens: GraphTokens::new(graph_issuer, base_url.clone(), config.token_lifetime),
             notifier,
             base_url,
             calls: Mutex::new(HashMap::new()),
             clips,
+            conferences,
             config,
         });
         let app = router(shared.clone(), &notification_keys);
@@ -566,34 +602,28 @@ async fn start_media(
     let Some(offer) = config.blob.value().filter(|b| is_appmedia_blob(b)).cloned() else {
         return Ok(None);
     };
-    let sounds = parties
-        .iter()
-        .map(|(_, behaviour)| match &behaviour.media {
-            Sound::Silent => PartySound::Silent,
-            Sound::Echo => PartySound::Echo,
-            Sound::Speak(file) => shared
-                .clips
-                .get(file)
-                .cloned()
-                .map_or(PartySound::Silent, PartySound::Speak),
-        })
-        .collect();
     let recording = shared.config.recordings_dir.as_ref().map(|dir| {
-        let mut recording = RecordingConfig::new(dir, call_id);
-        recording.record_speakers = false;
-        recording
+        // The mixed track is everyone; the bot alone is its speaker track.
+        RecordingConfig::new(dir, call_id)
     });
-    let (peer, answer) =
-        MediaPeer::answer(shared.config.transport.clone(), &offer, sounds, recording)
-            .await
-            .map_err(|e| match e {
-                MediaError::Offer(_) => ApiError::bad_request(e.to_string()),
-                other => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerError",
-                    other.to_string(),
-                ),
-            })?;
+    // Called parties, and meeting participants that may join later.
+    let max_parties = parties.len() + shared.directory().users.len();
+    let (peer, answer) = MediaPeer::answer(
+        shared.config.transport.clone(),
+        &offer,
+        &shared.conferences,
+        max_parties,
+        recording,
+    )
+    .await
+    .map_err(|e| match e {
+        MediaError::Offer(_) => ApiError::bad_request(e.to_string()),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            other.to_string(),
+        ),
+    })?;
     config.blob = answer.into();
     tracing::info!(call = %call_id, recording = ?peer.recording(), "media peer answered the bot's offer");
     Ok(Some(peer))

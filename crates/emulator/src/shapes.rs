@@ -1,6 +1,7 @@
 //! The documents the emulator writes, in the seed's shapes: the 201 call body, call-state
 //! notifications, rosters (full and delta) and content-sharing notifications.
 
+use appmedia_emulator_media::{graph_source_id, parse_graph_source_id};
 use appmedia_model::{
     Call, CallDirection, CallState, ChangeType, ChatInfo, CommsNotification, CommsNotifications,
     ContentSharingSession, DeltaParticipants, IdentitySet, MediaDirection, MediaStream,
@@ -218,6 +219,15 @@ pub fn call_state_notification(
     batch(n)
 }
 
+/// The conference source id of a roster entry (its audio `mediaStreams[].sourceId`).
+pub fn source_id_of(participant: &Participant) -> Option<u32> {
+    participant
+        .media_streams
+        .value()?
+        .iter()
+        .find_map(|s| s.source_id.value().and_then(|id| parse_graph_source_id(id)))
+}
+
 /// One roster entry.
 pub fn participant(id: &str, identity: IdentitySet, source_id: u32, muted: bool) -> Participant {
     let mut info = ParticipantInfo::new(identity);
@@ -234,7 +244,8 @@ pub fn participant(id: &str, identity: IdentitySet, source_id: u32, muted: bool)
         media_streams: vec![MediaStream {
             odata_type: "#microsoft.graph.mediaStream".to_owned().into(),
             media_type: Modality::Audio.into(),
-            source_id: source_id.to_string().into(),
+            // The conference's own id for this party: the SSRC of its unmixed stream.
+            source_id: graph_source_id(source_id).into(),
             direction: MediaDirection::SendReceive.into(),
             server_muted: false.into(),
             ..Default::default()

@@ -123,7 +123,9 @@ async fn the_party_is_heard_and_the_bot_is_recorded() {
 
     client.delete_call(&id).await.unwrap();
     // The recording is finished within a tick or so of the hang-up.
-    let path = recordings.join(format!("{id}-mixed.wav"));
+    // The bot alone; `{id}-mixed.wav` is everyone, Tony's 1 kHz included.
+    let path = appmedia_emulator::media::bot_recording_path(&recordings, &id);
+    assert_eq!(path, recordings.join(format!("{id}-speaker-1.wav")));
     let deadline = Instant::now() + Duration::from_secs(5);
     let samples: Vec<f32> = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
