@@ -371,6 +371,40 @@ impl DriftControl {
     }
 }
 
+/// What opening a device in either direction starts with: the device, the format it will run
+/// in, and the ring (sized for the target latency) between its callback and the tick.
+struct Opening {
+    device: cpal::Device,
+    name: String,
+    format: StreamFormat,
+    target: usize,
+    producer: rtrb::Producer<f32>,
+    consumer: rtrb::Consumer<f32>,
+    counters: Arc<Counters>,
+}
+
+impl Opening {
+    fn new(config: &DeviceConfig, direction: Direction) -> Result<Opening, DeviceError> {
+        if config.target_latency.is_zero() {
+            return Err(DeviceError::InvalidSetting("target_latency = 0".into()));
+        }
+        let device = find_device(config.name.as_deref(), direction)?;
+        let name = device_name(&device);
+        let format = choose_format(&device, direction)?;
+        let target = target_samples(format.sample_rate, config.target_latency);
+        let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity(target));
+        Ok(Opening {
+            device,
+            name,
+            format,
+            target,
+            producer,
+            consumer,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+}
+
 fn ring_capacity(target: usize) -> usize {
     // Room for four targets: the band above the target plus a stalled tick's worth.
     (target * 4).max(4 * CORE_FRAME_SAMPLES)
@@ -405,15 +439,15 @@ impl Speakers {
     }
 
     fn open_device(config: &DeviceConfig) -> Result<(Speakers, SpeakerFeed), DeviceError> {
-        if config.target_latency.is_zero() {
-            return Err(DeviceError::InvalidSetting("target_latency = 0".into()));
-        }
-        let device = find_device(config.name.as_deref(), Direction::Output)?;
-        let name = device_name(&device);
-        let format = choose_format(&device, Direction::Output)?;
-        let target = target_samples(format.sample_rate, config.target_latency);
-        let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity(target));
-        let counters = Arc::new(Counters::default());
+        let Opening {
+            device,
+            name,
+            format,
+            target,
+            producer,
+            consumer,
+            counters,
+        } = Opening::new(config, Direction::Output)?;
         let stream = build_output(
             &device,
             &name,
@@ -645,15 +679,15 @@ impl Microphone {
     }
 
     fn open_device(config: &DeviceConfig) -> Result<(Microphone, MicSource), DeviceError> {
-        if config.target_latency.is_zero() {
-            return Err(DeviceError::InvalidSetting("target_latency = 0".into()));
-        }
-        let device = find_device(config.name.as_deref(), Direction::Input)?;
-        let name = device_name(&device);
-        let format = choose_format(&device, Direction::Input)?;
-        let target = target_samples(format.sample_rate, config.target_latency);
-        let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity(target));
-        let counters = Arc::new(Counters::default());
+        let Opening {
+            device,
+            name,
+            format,
+            target,
+            producer,
+            consumer,
+            counters,
+        } = Opening::new(config, Direction::Input)?;
         let stream = build_input(&device, &name, format, producer, Arc::clone(&counters))?;
         stream
             .play()
