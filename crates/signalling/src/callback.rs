@@ -18,7 +18,7 @@ use appmedia_model::{
     Nullable, Participant, ResourceData, ResultInfo,
 };
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -444,6 +444,8 @@ pub struct ReceiverStats {
     pub unauthorized: u64,
     /// POSTs answered 400.
     pub malformed: u64,
+    /// POSTs answered 413: bodies over the receiver's cap, never read past it.
+    pub too_large: u64,
     /// Notifications applied.
     pub notifications: u64,
     /// Events handed to the sink.
@@ -457,6 +459,7 @@ struct Counters {
     accepted: AtomicU64,
     unauthorized: AtomicU64,
     malformed: AtomicU64,
+    too_large: AtomicU64,
     notifications: AtomicU64,
     events_delivered: AtomicU64,
     events_dropped: AtomicU64,
@@ -467,7 +470,14 @@ struct ReceiverInner {
     registry: Arc<CallRegistry>,
     sink: Box<dyn CallEventSink>,
     counters: Counters,
+    max_body_bytes: usize,
 }
+
+/// The largest notification body [`CallbackReceiver::router`] reads by default. A roster
+/// notification of a large meeting carries one participant object (~1–2 KiB) per person,
+/// so 4 MiB holds a full roster of a couple of thousand people; anything bigger is refused
+/// with 413 before it is buffered.
+pub const DEFAULT_MAX_NOTIFICATION_BYTES: usize = 4 << 20;
 
 /// The callbackUri endpoint. Cheap to clone.
 #[derive(Clone)]
@@ -499,7 +509,7 @@ pub enum ServeError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallbackResponse {
     pub status: StatusCode,
-    /// A Graph-style error body for 400 and 401.
+    /// A Graph-style error body for 400, 401 and 413.
     pub error: Option<GraphErrorBody>,
     /// The events the POST produced (already handed to the sink).
     pub events: usize,
@@ -528,6 +538,7 @@ impl CallbackReceiver {
                 registry,
                 sink: Box::new(sink),
                 counters: Counters::default(),
+                max_body_bytes: DEFAULT_MAX_NOTIFICATION_BYTES,
             }),
         }
     }
@@ -541,6 +552,25 @@ impl CallbackReceiver {
     ) -> (Self, mpsc::Receiver<CallEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (Self::new(auth, registry, tx), rx)
+    }
+
+    /// Caps the notification bodies the router reads (default
+    /// [`DEFAULT_MAX_NOTIFICATION_BYTES`]); a bigger one is answered 413 with a Graph-style
+    /// error body. Set it before serving: clones made earlier keep the old cap.
+    pub fn with_max_body_bytes(mut self, max: usize) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.max_body_bytes = max.max(1),
+            None => tracing::warn!(
+                max,
+                "with_max_body_bytes on a receiver already shared; the cap is unchanged"
+            ),
+        }
+        self
+    }
+
+    /// The cap on notification bodies.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
     }
 
     pub fn registry(&self) -> &Arc<CallRegistry> {
@@ -557,6 +587,7 @@ impl CallbackReceiver {
             accepted: c.accepted.load(Ordering::Relaxed),
             unauthorized: c.unauthorized.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
+            too_large: c.too_large.load(Ordering::Relaxed),
             notifications: c.notifications.load(Ordering::Relaxed),
             events_delivered: c.events_delivered.load(Ordering::Relaxed),
             events_dropped: c.events_dropped.load(Ordering::Relaxed),
@@ -705,8 +736,41 @@ impl CallbackReceiver {
 async fn receive(
     State(receiver): State<CallbackReceiver>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> CallbackResponse {
+    // Read at most the cap (axum's own 2 MiB default limit does not apply to a raw Body):
+    // a bigger body is refused without buffering the rest of it.
+    let cap = receiver.inner.max_body_bytes;
+    let body = match axum::body::to_bytes(body, cap).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let counters = &receiver.inner.counters;
+            let error = e.into_inner();
+            if !error.is::<http_body_util::LengthLimitError>() {
+                // The connection broke mid-body: nobody is left to read an answer.
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "callback body could not be read");
+                return CallbackResponse {
+                    status: StatusCode::BAD_REQUEST,
+                    error: Some(error_body(
+                        "BadRequest",
+                        "The notification body could not be read.",
+                    )),
+                    events: 0,
+                };
+            }
+            counters.too_large.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(cap, "callback refused: body over the cap");
+            return CallbackResponse {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                error: Some(error_body(
+                    "RequestEntityTooLarge",
+                    &format!("The notification body is larger than {cap} bytes."),
+                )),
+                events: 0,
+            };
+        }
+    };
     if let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
         && !content_type.to_ascii_lowercase().contains("json")
     {

@@ -486,3 +486,38 @@ async fn keys_of_other_kinds_in_the_jwks_are_skipped() {
         .unwrap();
     assert_eq!(claims.tenant_id, TENANT);
 }
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_413_with_a_graph_error_and_nothing_applied() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = CallbackAuth::disabled_for_loopback(addr).unwrap();
+    let (receiver, mut events) =
+        CallbackReceiver::with_channel(auth, Arc::new(CallRegistry::default()), 8);
+    let seed = common::seed("notification-meeting-establishing.json");
+    // The seed notification fits exactly; one byte more does not.
+    let receiver = receiver.with_max_body_bytes(seed.len());
+    assert_eq!(receiver.max_body_bytes(), seed.len());
+    let router = receiver.router("/callback");
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let http =
+        appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
+    let url = format!("http://{addr}/callback");
+
+    let mut padded = seed.clone();
+    padded.push(' ');
+    let response = http.post(&url).body(padded).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "RequestEntityTooLarge");
+    assert!(error["error"]["innerError"]["request-id"].is_string());
+    assert!(events.try_recv().is_err(), "nothing delivered");
+    assert!(receiver.registry().call_ids().is_empty());
+    assert_eq!(receiver.stats().too_large, 1);
+    assert_eq!(receiver.stats().malformed, 0);
+
+    // The same body at the cap is applied.
+    let response = http.post(&url).body(seed).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert!(events.recv().await.is_some());
+}
