@@ -14,6 +14,7 @@
 //! the system default. No such device, or one that cannot be opened, is a [`DeviceError`]
 //! before any audio flows.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -414,62 +415,57 @@ fn target_samples(rate: u32, latency: Duration) -> usize {
     ((f64::from(rate) * latency.as_secs_f64()) as usize).max(CORE_FRAME_SAMPLES / 2)
 }
 
-/// The call's audio playing on an output device. Dropping it stops the stream.
-pub struct Speakers {
+/// An open device stream and what the host says of it; dropping it stops the stream.
+/// [`Speakers`] and [`Microphone`] are its two directions.
+pub struct DeviceStream<D> {
     _stream: cpal::Stream,
     format: StreamFormat,
     device: String,
     counters: Arc<Counters>,
+    _direction: PhantomData<D>,
 }
 
-/// The tick's end of [`Speakers`]: one 48 kHz frame per tick in.
-pub struct SpeakerFeed {
-    producer: rtrb::Producer<f32>,
-    resampler: Async<f32>,
-    nominal_ratio: f64,
-    out: Vec<f32>,
-    drift: DriftControl,
-    counters: Arc<Counters>,
-}
+/// Marks a [`DeviceStream`] that plays the call (an output device).
+pub enum Playback {}
+/// Marks a [`DeviceStream`] that captures into the call (an input device).
+pub enum Capture {}
 
-impl Speakers {
-    /// Opens the output device and starts its stream (playing silence until frames come).
-    pub fn open(config: &DeviceConfig) -> Result<(Speakers, SpeakerFeed), DeviceError> {
-        Self::open_device(config).map_err(|e| default_device_error(e, config, Direction::Output))
-    }
+/// The call's audio playing on an output device. Dropping it stops the stream.
+pub type Speakers = DeviceStream<Playback>;
+/// A microphone feeding the call. Dropping it stops the stream.
+pub type Microphone = DeviceStream<Capture>;
 
-    fn open_device(config: &DeviceConfig) -> Result<(Speakers, SpeakerFeed), DeviceError> {
-        let Opening {
-            device,
-            name,
-            format,
-            target,
-            producer,
-            consumer,
-            counters,
-        } = Opening::new(config, Direction::Output)?;
-        let stream = build_output(
-            &device,
-            &name,
-            format,
-            consumer,
-            target,
-            Arc::clone(&counters),
-        )?;
-        stream
-            .play()
-            .map_err(|e| open_error(&name, Direction::Output, &e))?;
-        let feed = SpeakerFeed::new(producer, format.sample_rate, target, Arc::clone(&counters))
-            .map_err(|e| open_error(&name, Direction::Output, &e))?;
-        Ok((
-            Speakers {
-                _stream: stream,
-                format,
-                device: name,
-                counters,
-            },
-            feed,
-        ))
+impl<D> DeviceStream<D> {
+    /// Opens the device `config` names for `direction` and starts the stream `build` makes
+    /// from it; `build` also returns the tick's end of the ring.
+    fn open_with<Tick>(
+        config: &DeviceConfig,
+        direction: Direction,
+        build: impl FnOnce(Opening) -> Result<(cpal::Stream, Tick), DeviceError>,
+    ) -> Result<(Self, Tick), DeviceError> {
+        let open = || {
+            let opening = Opening::new(config, direction)?;
+            let (name, format, counters) = (
+                opening.name.clone(),
+                opening.format,
+                Arc::clone(&opening.counters),
+            );
+            let (stream, tick) = build(opening)?;
+            stream
+                .play()
+                .map_err(|e| open_error(&name, direction, &e))?;
+            Ok((
+                DeviceStream {
+                    _stream: stream,
+                    format,
+                    device: name,
+                    counters,
+                    _direction: PhantomData,
+                },
+                tick,
+            ))
+        };
+        open().map_err(|e| default_device_error(e, config, direction))
     }
 
     /// The format the device runs in.
@@ -488,6 +484,52 @@ impl Speakers {
     }
 }
 
+/// The tick's end of [`Speakers`]: one 48 kHz frame per tick in.
+pub struct SpeakerFeed {
+    producer: rtrb::Producer<f32>,
+    resampler: Async<f32>,
+    nominal_ratio: f64,
+    out: Vec<f32>,
+    drift: DriftControl,
+    counters: Arc<Counters>,
+}
+
+impl DeviceStream<Playback> {
+    /// Opens the output device and starts its stream (playing silence until frames come).
+    pub fn open(config: &DeviceConfig) -> Result<(Speakers, SpeakerFeed), DeviceError> {
+        Self::open_with(config, Direction::Output, |o| {
+            let stream = build_output(
+                &o.device,
+                &o.name,
+                o.format,
+                o.consumer,
+                o.target,
+                Arc::clone(&o.counters),
+            )?;
+            let feed = SpeakerFeed::new(o.producer, o.format.sample_rate, o.target, o.counters)
+                .map_err(|e| open_error(&o.name, Direction::Output, &e))?;
+            Ok((stream, feed))
+        })
+    }
+}
+
+/// A mono resampler between the core's 48 kHz frames and the device rate whose ratio the
+/// drift controller may move by up to 10 % either way; `fixed` is the side that is one
+/// core frame long.
+fn drift_resampler(
+    nominal_ratio: f64,
+    fixed: FixedAsync,
+) -> Result<Async<f32>, rubato::ResamplerConstructionError> {
+    Async::<f32>::new_poly(
+        nominal_ratio,
+        1.1,
+        PolynomialDegree::Cubic,
+        CORE_FRAME_SAMPLES,
+        1,
+        fixed,
+    )
+}
+
 impl SpeakerFeed {
     fn new(
         producer: rtrb::Producer<f32>,
@@ -496,14 +538,7 @@ impl SpeakerFeed {
         counters: Arc<Counters>,
     ) -> Result<Self, rubato::ResamplerConstructionError> {
         let nominal_ratio = f64::from(device_rate) / f64::from(CORE_SAMPLE_RATE);
-        let resampler = Async::<f32>::new_poly(
-            nominal_ratio,
-            1.1,
-            PolynomialDegree::Cubic,
-            CORE_FRAME_SAMPLES,
-            1,
-            FixedAsync::Input,
-        )?;
+        let resampler = drift_resampler(nominal_ratio, FixedAsync::Input)?;
         let out = vec![0.0; resampler.output_frames_max()];
         Ok(SpeakerFeed {
             producer,
@@ -560,6 +595,44 @@ impl SpeakerFeed {
     }
 }
 
+/// Runs `$body` with `$t` bound to the Rust sample type of a cpal sample format (cpal's
+/// stream builders are generic over it); formats cpal has but we do not convert are refused.
+macro_rules! with_sample_type {
+    ($format:expr, $name:expr, $direction:expr, $t:ident => $body:expr) => {
+        match $format {
+            SampleFormat::F32 => {
+                type $t = f32;
+                $body
+            }
+            SampleFormat::I16 => {
+                type $t = i16;
+                $body
+            }
+            SampleFormat::I32 => {
+                type $t = i32;
+                $body
+            }
+            SampleFormat::U16 => {
+                type $t = u16;
+                $body
+            }
+            SampleFormat::U8 => {
+                type $t = u8;
+                $body
+            }
+            SampleFormat::I8 => {
+                type $t = i8;
+                $body
+            }
+            other => Err(DeviceError::NoUsableFormat {
+                device: $name.to_string(),
+                direction: $direction,
+                reason: format!("sample format {other}"),
+            }),
+        }
+    };
+}
+
 fn build_output(
     device: &cpal::Device,
     name: &str,
@@ -568,19 +641,9 @@ fn build_output(
     target: usize,
     counters: Arc<Counters>,
 ) -> Result<cpal::Stream, DeviceError> {
-    match format.sample_format {
-        SampleFormat::F32 => output_stream::<f32>(device, name, format, consumer, target, counters),
-        SampleFormat::I16 => output_stream::<i16>(device, name, format, consumer, target, counters),
-        SampleFormat::I32 => output_stream::<i32>(device, name, format, consumer, target, counters),
-        SampleFormat::U16 => output_stream::<u16>(device, name, format, consumer, target, counters),
-        SampleFormat::U8 => output_stream::<u8>(device, name, format, consumer, target, counters),
-        SampleFormat::I8 => output_stream::<i8>(device, name, format, consumer, target, counters),
-        other => Err(DeviceError::NoUsableFormat {
-            device: name.to_string(),
-            direction: Direction::Output,
-            reason: format!("sample format {other}"),
-        }),
-    }
+    with_sample_type!(format.sample_format, name, Direction::Output, T => {
+        output_stream::<T>(device, name, format, consumer, target, counters)
+    })
 }
 
 fn output_stream<T>(
@@ -653,14 +716,6 @@ where
         .map_err(|e| open_error(name, Direction::Output, &e))
 }
 
-/// A microphone feeding the call. Dropping it stops the stream.
-pub struct Microphone {
-    _stream: cpal::Stream,
-    format: StreamFormat,
-    device: String,
-    counters: Arc<Counters>,
-}
-
 /// The tick's end of [`Microphone`]: one 48 kHz frame per tick out.
 pub struct MicSource {
     consumer: rtrb::Consumer<f32>,
@@ -672,52 +727,21 @@ pub struct MicSource {
     counters: Arc<Counters>,
 }
 
-impl Microphone {
+impl DeviceStream<Capture> {
     /// Opens the input device and starts capturing.
     pub fn open(config: &DeviceConfig) -> Result<(Microphone, MicSource), DeviceError> {
-        Self::open_device(config).map_err(|e| default_device_error(e, config, Direction::Input))
-    }
-
-    fn open_device(config: &DeviceConfig) -> Result<(Microphone, MicSource), DeviceError> {
-        let Opening {
-            device,
-            name,
-            format,
-            target,
-            producer,
-            consumer,
-            counters,
-        } = Opening::new(config, Direction::Input)?;
-        let stream = build_input(&device, &name, format, producer, Arc::clone(&counters))?;
-        stream
-            .play()
-            .map_err(|e| open_error(&name, Direction::Input, &e))?;
-        let source = MicSource::new(consumer, format.sample_rate, target, Arc::clone(&counters))
-            .map_err(|e| open_error(&name, Direction::Input, &e))?;
-        Ok((
-            Microphone {
-                _stream: stream,
-                format,
-                device: name,
-                counters,
-            },
-            source,
-        ))
-    }
-
-    /// The format the device runs in.
-    pub fn format(&self) -> StreamFormat {
-        self.format
-    }
-
-    /// The device's name.
-    pub fn device(&self) -> &str {
-        &self.device
-    }
-
-    /// Counters.
-    pub fn counters(&self) -> DeviceCounters {
-        self.counters.snapshot()
+        Self::open_with(config, Direction::Input, |o| {
+            let stream = build_input(
+                &o.device,
+                &o.name,
+                o.format,
+                o.producer,
+                Arc::clone(&o.counters),
+            )?;
+            let source = MicSource::new(o.consumer, o.format.sample_rate, o.target, o.counters)
+                .map_err(|e| open_error(&o.name, Direction::Input, &e))?;
+            Ok((stream, source))
+        })
     }
 }
 
@@ -729,14 +753,7 @@ impl MicSource {
         counters: Arc<Counters>,
     ) -> Result<Self, rubato::ResamplerConstructionError> {
         let nominal_ratio = f64::from(CORE_SAMPLE_RATE) / f64::from(device_rate);
-        let resampler = Async::<f32>::new_poly(
-            nominal_ratio,
-            1.1,
-            PolynomialDegree::Cubic,
-            CORE_FRAME_SAMPLES,
-            1,
-            FixedAsync::Output,
-        )?;
+        let resampler = drift_resampler(nominal_ratio, FixedAsync::Output)?;
         let input = vec![0.0; resampler.input_frames_max()];
         Ok(MicSource {
             consumer,
@@ -822,19 +839,9 @@ fn build_input(
     producer: rtrb::Producer<f32>,
     counters: Arc<Counters>,
 ) -> Result<cpal::Stream, DeviceError> {
-    match format.sample_format {
-        SampleFormat::F32 => input_stream::<f32>(device, name, format, producer, counters),
-        SampleFormat::I16 => input_stream::<i16>(device, name, format, producer, counters),
-        SampleFormat::I32 => input_stream::<i32>(device, name, format, producer, counters),
-        SampleFormat::U16 => input_stream::<u16>(device, name, format, producer, counters),
-        SampleFormat::U8 => input_stream::<u8>(device, name, format, producer, counters),
-        SampleFormat::I8 => input_stream::<i8>(device, name, format, producer, counters),
-        other => Err(DeviceError::NoUsableFormat {
-            device: name.to_string(),
-            direction: Direction::Input,
-            reason: format!("sample format {other}"),
-        }),
-    }
+    with_sample_type!(format.sample_format, name, Direction::Input, T => {
+        input_stream::<T>(device, name, format, producer, counters)
+    })
 }
 
 fn input_stream<T>(
