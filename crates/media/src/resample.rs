@@ -15,8 +15,7 @@ use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 use crate::frame::{
-    Frame16, Frame48, SAMPLE_RATE_16K, SAMPLE_RATE_48K, SAMPLES_PER_FRAME_16K,
-    SAMPLES_PER_FRAME_48K,
+    SAMPLE_RATE_16K, SAMPLE_RATE_48K, SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K,
 };
 
 /// What went wrong while resampling or converting.
@@ -55,10 +54,24 @@ pub enum ResampleError {
     },
 }
 
-/// A fixed-ratio mono resampler taking exactly `IN` samples and giving `OUT`.
-struct FrameResampler<const IN: usize, const OUT: usize> {
+/// A fixed-ratio mono resampler taking exactly one 20 ms frame of `IN` samples and giving
+/// one of `OUT` (the rates are 50 × the frame lengths). [`Upsampler`] and [`Downsampler`]
+/// are its two uses.
+pub struct FrameResampler<const IN: usize, const OUT: usize> {
     fft: Fft<f32>,
 }
+
+/// 16 kHz → 48 kHz, one 20 ms frame per call (the bot's frames into the core).
+pub type Upsampler = FrameResampler<SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K>;
+
+/// 48 kHz → 16 kHz, one 20 ms frame per call (the core's frames to the bot).
+pub type Downsampler = FrameResampler<SAMPLES_PER_FRAME_48K, SAMPLES_PER_FRAME_16K>;
+
+/// 20 ms frames per second.
+const FRAMES_PER_SECOND: usize = 50;
+// The rates `FrameResampler::new` derives from frame lengths are the core's rates.
+const _: () = assert!(SAMPLES_PER_FRAME_16K * FRAMES_PER_SECOND == SAMPLE_RATE_16K as usize);
+const _: () = assert!(SAMPLES_PER_FRAME_48K * FRAMES_PER_SECOND == SAMPLE_RATE_48K as usize);
 
 /// FFT blocks per 20 ms frame. Two blocks of 10 ms instead of one of 20 ms
 /// halve both the delay (5 ms each way) and the FFT plans and buffers (about
@@ -67,7 +80,10 @@ struct FrameResampler<const IN: usize, const OUT: usize> {
 const SUB_CHUNKS: usize = 2;
 
 impl<const IN: usize, const OUT: usize> FrameResampler<IN, OUT> {
-    fn new(from: u32, to: u32) -> Result<Self, ResampleError> {
+    /// Builds the resampler and all its buffers.
+    pub fn new() -> Result<Self, ResampleError> {
+        let rate = |samples: usize| u32::try_from(samples * FRAMES_PER_SECOND).unwrap_or(u32::MAX);
+        let (from, to) = (rate(IN), rate(OUT));
         // The narrow side is fixed at one frame; with whole blocks per frame
         // the wide side then also moves exactly one frame per call.
         let (chunk, fixed) = if IN < OUT {
@@ -92,7 +108,12 @@ impl<const IN: usize, const OUT: usize> FrameResampler<IN, OUT> {
         Ok(Self { fft })
     }
 
-    fn process(&mut self, input: &[f32; IN], output: &mut [f32; OUT]) -> Result<(), ResampleError> {
+    /// Converts one frame. Never allocates.
+    pub fn process(
+        &mut self,
+        input: &[f32; IN],
+        output: &mut [f32; OUT],
+    ) -> Result<(), ResampleError> {
         // Size errors are impossible here: the arrays have exactly the lengths
         // the adapters are given.
         let in_adapter =
@@ -121,75 +142,23 @@ impl<const IN: usize, const OUT: usize> FrameResampler<IN, OUT> {
     }
 }
 
-/// 16 kHz → 48 kHz, one 20 ms frame per call (the bot's frames into the core).
-pub struct Upsampler {
-    inner: FrameResampler<SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K>,
-}
-
-impl Upsampler {
-    /// Builds the resampler and all its buffers.
-    pub fn new() -> Result<Self, ResampleError> {
-        Ok(Self {
-            inner: FrameResampler::new(SAMPLE_RATE_16K, SAMPLE_RATE_48K)?,
-        })
-    }
-
-    /// Converts one frame. Never allocates.
-    pub fn process(&mut self, input: &Frame16, output: &mut Frame48) -> Result<(), ResampleError> {
-        self.inner.process(input, output)
-    }
-
-    /// Delay added, in 48 kHz samples.
+impl<const IN: usize, const OUT: usize> FrameResampler<IN, OUT> {
+    /// Delay added, in output samples.
     pub fn delay_samples(&self) -> usize {
-        self.inner.fft.output_delay()
+        self.fft.output_delay()
     }
 
     /// Forgets all history (e.g. when a new talk spurt follows a long gap).
     pub fn reset(&mut self) {
-        self.inner.fft.reset();
+        self.fft.reset();
     }
 }
 
-/// 48 kHz → 16 kHz, one 20 ms frame per call (the core's frames to the bot).
-pub struct Downsampler {
-    inner: FrameResampler<SAMPLES_PER_FRAME_48K, SAMPLES_PER_FRAME_16K>,
-}
-
-impl Downsampler {
-    /// Builds the resampler and all its buffers.
-    pub fn new() -> Result<Self, ResampleError> {
-        Ok(Self {
-            inner: FrameResampler::new(SAMPLE_RATE_48K, SAMPLE_RATE_16K)?,
-        })
-    }
-
-    /// Converts one frame. Never allocates.
-    pub fn process(&mut self, input: &Frame48, output: &mut Frame16) -> Result<(), ResampleError> {
-        self.inner.process(input, output)
-    }
-
-    /// Delay added, in 16 kHz samples.
-    pub fn delay_samples(&self) -> usize {
-        self.inner.fft.output_delay()
-    }
-
-    /// Forgets all history.
-    pub fn reset(&mut self) {
-        self.inner.fft.reset();
-    }
-}
-
-impl std::fmt::Debug for Upsampler {
+impl<const IN: usize, const OUT: usize> std::fmt::Debug for FrameResampler<IN, OUT> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upsampler")
-            .field("delay_samples", &self.delay_samples())
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for Downsampler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Downsampler")
+        f.debug_struct("FrameResampler")
+            .field("in", &IN)
+            .field("out", &OUT)
             .field("delay_samples", &self.delay_samples())
             .finish()
     }
@@ -354,7 +323,7 @@ mod tests {
             assert!((0.45..0.55).contains(&peak), "{hz} Hz came out at {peak}");
         }
         // rubato states the cutoff relative to the input (48 kHz) Nyquist.
-        let cutoff_hz = Downsampler::new().unwrap().inner.fft.cutoff() * 24_000.0;
+        let cutoff_hz = Downsampler::new().unwrap().fft.cutoff() * 24_000.0;
         assert!(cutoff_hz > 7_000.0, "cutoff {cutoff_hz} Hz");
     }
 
