@@ -170,6 +170,11 @@ pub enum ConferenceEvent {
     BotStreamStopped {
         ssrc: u32,
     },
+    /// The bot pressed a DTMF key (RFC 4733 telephone-event), as its parties would hear it.
+    BotTone {
+        tone: appmedia_media::dtmf::Tone,
+        duration: std::time::Duration,
+    },
 }
 
 /// Why a queued command failed.
@@ -677,7 +682,12 @@ impl ConferenceMedia {
                 PipelineEvent::StreamRemoved { ssrc, .. } => {
                     ConferenceEvent::BotStreamStopped { ssrc }
                 }
-                PipelineEvent::DominantSpeakerChanged { .. } => continue,
+                PipelineEvent::ToneReceived { tone, duration, .. } => {
+                    ConferenceEvent::BotTone { tone, duration }
+                }
+                PipelineEvent::DominantSpeakerChanged { .. } | PipelineEvent::ToneSent { .. } => {
+                    continue;
+                }
             };
             self.events.push(e);
         }

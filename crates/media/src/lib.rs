@@ -23,6 +23,7 @@
 
 pub mod alloc_count;
 pub mod codec;
+pub mod dtmf;
 pub mod frame;
 pub mod jitter;
 pub mod latency;

@@ -46,6 +46,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::codec::{CodecError, EncodedFrame, EncoderConfig, FecOutcome, OpusDecoder, OpusEncoder};
+use crate::dtmf::{DtmfDetector, DtmfSender, DtmfStats, SendStep, Tone, ToneReceived, ToneRequest};
 use crate::frame::{
     BYTES_PER_FRAME_16K_S16, Frame16, Frame16S16, Frame48, SAMPLES_PER_FRAME_16K,
     SAMPLES_PER_FRAME_48K, SILENT_FRAME_48, level_dbov,
@@ -89,6 +90,10 @@ pub struct PipelineConfig {
     pub initial_timestamp: u32,
     /// RFC 6464 audio level extension id, when negotiated (sent and read).
     pub audio_level_ext_id: Option<u8>,
+    /// Dynamic payload type negotiated for RFC 4733 `telephone-event/48000` (DTMF), or
+    /// `None` when it was not: its packets are then counted as an unknown payload type and
+    /// tones cannot be sent.
+    pub telephone_event_payload_type: Option<u8>,
     pub encoder: EncoderConfig,
     pub jitter: JitterConfig,
     /// Decode lost frames from the next packet's in-band FEC (SDP `useinbandfec`).
@@ -127,6 +132,7 @@ impl Default for PipelineConfig {
             initial_sequence_number: 0,
             initial_timestamp: 0,
             audio_level_ext_id: Some(1),
+            telephone_event_payload_type: Some(101),
             encoder: EncoderConfig::default(),
             jitter: JitterConfig::default(),
             use_inband_fec: true,
@@ -158,6 +164,8 @@ pub enum PipelineError {
     BadConfig { name: &'static str, value: usize },
     #[error("all {capacity} player slots are in use")]
     PlayersFull { capacity: usize },
+    #[error("no telephone-event payload type was negotiated: DTMF tones cannot be sent")]
+    NoTelephoneEvent,
 }
 
 /// Why a frame or packet was refused by a hand-off queue.
@@ -275,6 +283,33 @@ impl PlayerSender {
     }
 }
 
+/// The handle for sending DTMF tones into the call (Graph's `sendDtmfTones`); usable from
+/// any thread, never blocks. Tones go out one after another as RFC 4733 telephone-events,
+/// replacing the audio while each is held; [`PipelineEvent::ToneSent`] reports each.
+#[derive(Debug, Clone)]
+pub struct ToneSender {
+    tx: Producer<ToneRequest>,
+}
+
+impl ToneSender {
+    /// Queues one tone; a full queue drops its oldest tone.
+    pub fn send(&self, request: ToneRequest) -> Result<SendOutcome, HandOffError> {
+        match self.tx.push(request) {
+            Push::Queued => Ok(SendOutcome::Queued),
+            Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
+        }
+    }
+
+    /// Tones waiting to be sent.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// Tones the [`ToneSender`] queue holds.
+const TONE_QUEUE: usize = 32;
+
 /// Something the call's owner may want to react to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PipelineEvent {
@@ -286,6 +321,17 @@ pub enum PipelineEvent {
     StreamReset { ssrc: u32, source_id: u32 },
     /// The dominant speaker changed; `None` when nobody speaks (Graph's 0xFFFFFFFF).
     DominantSpeakerChanged { source_id: Option<u32> },
+    /// A DTMF key press arrived (RFC 4733), reported once per press.
+    ToneReceived {
+        ssrc: u32,
+        source_id: u32,
+        tone: Tone,
+        duration: Duration,
+        /// False when its end packets were all lost (closed by timeout or the next key).
+        end_seen: bool,
+    },
+    /// A tone queued with [`ToneSender`] has been sent completely.
+    ToneSent { tone: Tone },
 }
 
 /// Per-stream stats.
@@ -305,8 +351,12 @@ pub struct StreamStats {
 pub struct PipelineStats {
     pub ticks: u64,
     pub rtp_errors: RtpErrorCounters,
-    /// Packets with a payload type other than Opus'.
+    /// Packets with a payload type other than Opus' (and telephone-event's, when negotiated).
     pub unknown_payload_type: u64,
+    /// DTMF received: tones, lost ends, malformed/unknown events.
+    pub dtmf: DtmfStats,
+    /// Telephone-event packets sent.
+    pub dtmf_packets_sent: u64,
     /// Packets of a new SSRC dropped because every stream slot was busy.
     pub streams_full: u64,
     pub packets_sent: u64,
@@ -577,6 +627,24 @@ struct Player {
     source: SourceId,
 }
 
+/// The Graph source id assigned to `ssrc`, else the SSRC itself.
+fn source_id_in(source_ids: &[(u32, u32)], ssrc: u32) -> u32 {
+    source_ids
+        .iter()
+        .find(|(s, _)| *s == ssrc)
+        .map_or(ssrc, |&(_, id)| id)
+}
+
+fn tone_event(t: ToneReceived, source_ids: &[(u32, u32)]) -> PipelineEvent {
+    PipelineEvent::ToneReceived {
+        ssrc: t.ssrc,
+        source_id: source_id_in(source_ids, t.ssrc),
+        tone: t.tone,
+        duration: t.duration,
+        end_seen: t.end_seen,
+    }
+}
+
 /// The per-call pipeline. See the module docs.
 pub struct CallPipeline {
     config: PipelineConfig,
@@ -613,6 +681,10 @@ pub struct CallPipeline {
     sent_last_tick: bool,
     out_packet: Box<[u8; MAX_RTP_PACKET]>,
     out_len: usize,
+    dtmf_in: DtmfDetector,
+    dtmf_out: DtmfSender,
+    tone_rx: Consumer<ToneRequest>,
+    tone_tx: Producer<ToneRequest>,
     events: EventRing,
     packet_tx: Option<Producer<OutgoingRtp>>,
     bot_audio_tx: Option<Producer<BotAudio16k>>,
@@ -646,6 +718,7 @@ impl CallPipeline {
         }
         let (bot_tx, bot_rx) = queue::bounded(config.send_queue_frames.max(1));
         let (rtp_tx, rtp_rx) = queue::bounded(config.inbound_queue_packets.max(1));
+        let (tone_tx, tone_rx) = queue::bounded(TONE_QUEUE);
         let mut send_mixer = Mixer::with_capacity(1 + config.max_players);
         let bot_source = send_mixer.add_source()?;
         let resampled = config.bot_format == BotAudioFormat::Pcm16k;
@@ -684,6 +757,10 @@ impl CallPipeline {
             sent_last_tick: false,
             out_packet: Box::new([0; MAX_RTP_PACKET]),
             out_len: 0,
+            dtmf_in: DtmfDetector::new(),
+            dtmf_out: DtmfSender::new(),
+            tone_rx,
+            tone_tx,
             events: EventRing {
                 items: [None; EVENT_CAPACITY],
                 head: 0,
@@ -716,6 +793,17 @@ impl CallPipeline {
         }
     }
 
+    /// A handle for sending DTMF tones from any thread; refused when no telephone-event
+    /// payload type was negotiated.
+    pub fn tone_sender(&self) -> Result<ToneSender, PipelineError> {
+        if self.config.telephone_event_payload_type.is_none() {
+            return Err(PipelineError::NoTelephoneEvent);
+        }
+        Ok(ToneSender {
+            tx: self.tone_tx.clone(),
+        })
+    }
+
     /// Adds a player source mixed into what the bot sends (allocates its queue).
     pub fn add_player(&mut self, queue_frames: usize) -> Result<PlayerSender, PipelineError> {
         if self.players.len() >= self.config.max_players {
@@ -745,10 +833,7 @@ impl CallPipeline {
     }
 
     fn source_id_of(&self, ssrc: u32) -> u32 {
-        self.source_ids
-            .iter()
-            .find(|(s, _)| *s == ssrc)
-            .map_or(ssrc, |&(_, id)| id)
+        source_id_in(&self.source_ids, ssrc)
     }
 
     /// Feeds one received RTP packet (after SRTP). Malformed or foreign packets are counted
@@ -761,6 +846,10 @@ impl CallPipeline {
                 return;
             }
         };
+        if Some(packet.payload_type()) == self.config.telephone_event_payload_type {
+            self.push_telephone_event(&packet, now);
+            return;
+        }
         if packet.payload_type() != self.config.payload_type {
             self.stats.unknown_payload_type += 1;
             return;
@@ -786,6 +875,16 @@ impl CallPipeline {
                 source_id: stream.source_id,
             });
         }
+    }
+
+    fn push_telephone_event(&mut self, packet: &RtpPacket, now: Duration) {
+        let (ssrc, timestamp) = (packet.ssrc(), packet.timestamp());
+        let (detector, events, source_ids) =
+            (&mut self.dtmf_in, &mut self.events, &self.source_ids);
+        detector.push(ssrc, timestamp, packet.payload(), now, |t| {
+            events.push(tone_event(t, source_ids));
+        });
+        self.stats.dtmf = self.dtmf_in.stats();
     }
 
     /// Finds a slot for a new SSRC: a free one, else (single-stream calls) the current one
@@ -892,6 +991,10 @@ impl CallPipeline {
             }
         }
         self.stats.inbound_queue = self.rtp_rx.stats();
+        let (events, source_ids) = (&mut self.events, &self.source_ids);
+        self.dtmf_in
+            .poll(now, |t| events.push(tone_event(t, source_ids)));
+        self.stats.dtmf = self.dtmf_in.stats();
         self.receive(now);
         self.update_speakers();
         self.send();
@@ -1087,6 +1190,16 @@ impl CallPipeline {
             }
             i += 1;
         }
+        if let Some(pt) = self.config.telephone_event_payload_type
+            && self.send_tone(pt, ts)
+        {
+            // The tone replaces this tick's audio; the mix is still taken so the sources'
+            // frames of this tick do not linger into the next.
+            if any_input {
+                let _ = self.send_mixer.mix();
+            }
+            return;
+        }
         // Silence still goes through the encoder: with DTX it sends nothing but the periodic
         // comfort-noise updates, without DTX it keeps the stream flowing.
         let frame: &Frame48 = if any_input {
@@ -1150,6 +1263,48 @@ impl CallPipeline {
                 self.sent_last_tick = false;
             }
         }
+    }
+
+    /// Sends this tick's telephone-event packet instead of audio while a tone is held;
+    /// false when audio goes out as usual.
+    fn send_tone(&mut self, payload_type: u8, ts: u32) -> bool {
+        if self.dtmf_out.is_idle()
+            && let Some(request) = self.tone_rx.pop()
+        {
+            let _ = self.dtmf_out.start(request, ts);
+        }
+        let SendStep::Packet { packet, finished } =
+            self.dtmf_out.step(SAMPLES_PER_FRAME_48K as u32)
+        else {
+            return false;
+        };
+        let mut header = RtpHeader::new(
+            payload_type,
+            self.next_seq,
+            packet.timestamp,
+            self.config.local_ssrc,
+        );
+        header.marker = packet.marker;
+        let payload = packet.event.to_bytes();
+        let spec = RtpPacketSpec {
+            header,
+            extensions: &[],
+            payload: &payload,
+            padding: 0,
+        };
+        if let Ok(n) = spec.write(&mut self.out_packet[..]) {
+            self.out_len = n;
+            self.next_seq = self.next_seq.wrapping_add(1);
+            self.stats.dtmf_packets_sent += 1;
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += n as u64;
+        }
+        // Audio after the tone starts a new talk spurt (marker set).
+        self.sent_last_tick = false;
+        if finished && let Some(tone) = Tone::from_event(packet.event.event) {
+            self.events.push(PipelineEvent::ToneSent { tone });
+        }
+        true
     }
 
     /// Pushes this tick's outputs into the queues a threaded caller connected.

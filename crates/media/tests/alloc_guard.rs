@@ -181,6 +181,7 @@ fn pipeline_two_party_tick_allocates_nothing() {
     .unwrap();
     let (bot_a, bot_b) = (a.bot_sender(), b.bot_sender());
     let player = a.add_player(4).unwrap();
+    let keys = a.tone_sender().unwrap();
     // A's packets reach B through the network-side queue, B's through push_rtp.
     let b_inbox = b.rtp_inbox();
     // B's bot hears through the 16 kHz outbox; A's packets also go to a transport outbox.
@@ -205,6 +206,11 @@ fn pipeline_two_party_tick_allocates_nothing() {
         bot_b.send_pcm16k(&pcm16).unwrap();
         if i % 40 == 7 {
             player.send(&speechish(i, 90.0)).unwrap();
+        }
+        if i % 50 == 21 {
+            // DTMF both ways of the tick: sent by A, detected by B.
+            let key = appmedia_media::dtmf::Tone::from_event((i % 16) as u8).unwrap();
+            keys.send(appmedia_media::dtmf::ToneRequest::key(key)).unwrap();
         }
         let a_pkt = to_b.take().filter(|_| i % 17 != 0);
         let b_pkt = to_a.take();
@@ -249,4 +255,5 @@ fn pipeline_two_party_tick_allocates_nothing() {
     assert!(fec_or_plc_ticks > 10, "{fec_or_plc_ticks}");
     assert!(a.stats().dtx_ticks > 20);
     assert!(b.stats().inbound_queue.popped > 400);
+    assert!(b.stats().dtmf.tones > 5, "{:?}", b.stats().dtmf);
 }

@@ -723,3 +723,105 @@ fn pipelines_can_share_one_packet_outbox() {
     // The counters are the queue's, read at each pipeline's own tick: B ticked last.
     assert_eq!(b.stats().packet_outbox.pushed, ssrcs.len() as u64);
 }
+
+/// DTMF end to end between two pipelines: A's bot sends keys through its ToneSender while
+/// speaking; B reports each key once (Graph's tone names), A reports each as sent, the
+/// telephone-event packets replace A's audio only while a key is held, and B hears A's
+/// voice again afterwards. Every end packet of one key is lost on the way: B still reports
+/// it, marked as closed without its end.
+#[test]
+fn dtmf_keys_cross_the_call_once_each_even_when_their_end_is_lost() {
+    use appmedia_media::dtmf::{Tone, ToneRequest};
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    b.assign_source_id(0xA, 42);
+    let bot_a = a.bot_sender();
+    let tones = a.tone_sender().unwrap();
+    let keys = [Tone::Tone1, Tone::Tone1, Tone::Pound, Tone::Tone9];
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    let mut event_packets = 0;
+    let mut audio_after_keys = 0;
+    for tick in 0..100u32 {
+        let now = TICK * tick;
+        bot_a
+            .send_pcm16k(&tone_16k(440.0, 0.3, tick as usize))
+            .unwrap();
+        if tick == 10 {
+            for key in keys {
+                tones.send(ToneRequest::key(key)).unwrap();
+            }
+        }
+        a.tick(now);
+        if let Some(packet) = packet_of(&a) {
+            let parsed = RtpPacket::parse(packet.clone()).unwrap();
+            let is_event = parsed.payload_type() == 101;
+            event_packets += usize::from(is_event);
+            // All three end packets of the '#' are lost.
+            let hash_end = is_event && parsed.payload()[0] == 11 && parsed.payload()[1] & 0x80 != 0;
+            if !hash_end {
+                b.push_rtp(packet, now + Duration::from_millis(3));
+            }
+            if tick > 60 && !is_event {
+                audio_after_keys += 1;
+            }
+        }
+        b.tick(now + Duration::from_millis(5));
+        for e in events(&mut a) {
+            if let PipelineEvent::ToneSent { tone } = e {
+                sent.push(tone);
+            }
+        }
+        for e in events(&mut b) {
+            if let PipelineEvent::ToneReceived {
+                ssrc,
+                source_id,
+                tone,
+                duration,
+                end_seen,
+            } = e
+            {
+                assert_eq!((ssrc, source_id), (0xA, 42));
+                received.push((tone, duration, end_seen));
+            }
+        }
+    }
+    assert_eq!(sent, keys);
+    let got: Vec<_> = received.iter().map(|r| r.0).collect();
+    assert_eq!(got, keys, "{received:?}");
+    let ends: Vec<bool> = received.iter().map(|r| r.2).collect();
+    assert_eq!(ends, [true, true, false, true]);
+    assert_eq!(received[0].1, Duration::from_millis(100));
+    // Four keys × (4 running + 3 end packets).
+    assert_eq!(event_packets, 28);
+    assert_eq!(a.stats().dtmf_packets_sent, 28);
+    assert_eq!(b.stats().dtmf.tones, 4);
+    assert_eq!(b.stats().dtmf.ends_lost, 1);
+    assert_eq!(b.stats().unknown_payload_type, 0);
+    assert!(audio_after_keys > 30, "audio resumes after the keys");
+    assert!(
+        b.stream_stats()
+            .any(|s| s.ssrc == 0xA && s.level_dbov > -30.0)
+    );
+}
+
+#[test]
+fn without_a_negotiated_telephone_event_tones_are_refused_and_events_unknown() {
+    let mut b = CallPipeline::new(PipelineConfig {
+        telephone_event_payload_type: None,
+        ..config(0xB)
+    })
+    .unwrap();
+    assert!(b.tone_sender().is_err());
+    let mut h = RtpHeader::new(101, 1, 0, 7);
+    h.marker = true;
+    b.push_rtp(
+        RtpPacketSpec::new(h, &[1, 0x80, 3, 192])
+            .to_bytes()
+            .unwrap(),
+        TICK,
+    );
+    b.tick(TICK);
+    assert_eq!(b.stats().unknown_payload_type, 1);
+    assert_eq!(b.stats().dtmf.tones, 0);
+}
