@@ -210,7 +210,8 @@ fn pipeline_two_party_tick_allocates_nothing() {
         if i % 50 == 21 {
             // DTMF both ways of the tick: sent by A, detected by B.
             let key = appmedia_media::dtmf::Tone::from_event((i % 16) as u8).unwrap();
-            keys.send(appmedia_media::dtmf::ToneRequest::key(key)).unwrap();
+            keys.send(appmedia_media::dtmf::ToneRequest::key(key))
+                .unwrap();
         }
         let a_pkt = to_b.take().filter(|_| i % 17 != 0);
         let b_pkt = to_a.take();
