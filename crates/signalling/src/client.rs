@@ -2,7 +2,7 @@
 //!
 //! Every request carries a bearer token from a [`TokenSource`] and a fresh `client-request-id`
 //! (a UUID per request, kept across that request's retries); each HTTP exchange is bounded by
-//! a timeout; 429/503/504 are retried honouring `Retry-After` (or with a
+//! a timeout; 429/503 (and 504 on GET/DELETE) are retried honouring `Retry-After` (or with a
 //! bounded exponential backoff); a 401 makes the token source fetch a new token once.
 //! Graph error bodies become [`ClientError::Service`] with status, code, message and request-id.
 //! Before a create-call leaves the process it is validated
@@ -94,6 +94,11 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// A `Retry-After` longer than this is not waited for: the error is returned instead.
     pub max_retry_after: Duration,
+    /// Retry a 504 on a POST (create call, actions) too. Off by default: a gateway timeout
+    /// does not say whether the service acted, and Graph has no idempotency key, so a
+    /// retried create-call can place a second call. 429 and 503 are always retried (the
+    /// request was refused, not processed); GET and DELETE are retried on 504 (idempotent).
+    pub retry_gateway_timeout_on_post: bool,
 }
 
 impl Default for RetryPolicy {
@@ -103,6 +108,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            retry_gateway_timeout_on_post: false,
         }
     }
 }
@@ -536,12 +542,13 @@ impl GraphClient {
                 &client_request_id,
                 attempt,
             );
-            let retryable = matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS
-                    | StatusCode::SERVICE_UNAVAILABLE
-                    | StatusCode::GATEWAY_TIMEOUT
-            );
+            let retryable = match status {
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => true,
+                StatusCode::GATEWAY_TIMEOUT => {
+                    method != Method::POST || self.config.retry.retry_gateway_timeout_on_post
+                }
+                _ => false,
+            };
             if !retryable {
                 return Err(error);
             }

@@ -187,6 +187,7 @@ fn quick_retries() -> RetryPolicy {
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(40),
         max_retry_after: Duration::from_secs(5),
+        ..RetryPolicy::default()
     }
 }
 
@@ -516,6 +517,37 @@ async fn a_504_then_success() {
         .push(Scripted::new(200, common::seed("example01-response.json")));
     assert!(client.get_call("c1").await.is_ok());
     assert_eq!(graph.seen().len(), 2);
+}
+
+/// A gateway timeout does not say whether the call was placed, and Graph has no
+/// idempotency key: a create-call is not tried again unless the policy opts in.
+#[tokio::test]
+async fn a_504_on_create_call_is_not_retried_unless_asked() {
+    let (graph, base, client) = setup().await;
+    graph.push(Scripted::new(504, "Gateway Timeout"));
+    let err = client
+        .create_call(&request("example01-request.json"))
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Service(e) => assert_eq!((e.status, e.attempts), (504, 1)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(graph.seen().len(), 1);
+
+    let mut opted_in = config(&base);
+    opted_in.retry.retry_gateway_timeout_on_post = true;
+    let client = GraphClient::new(opted_in, credentials(&base)).unwrap();
+    graph
+        .push(Scripted::new(504, "Gateway Timeout"))
+        .push(created_response());
+    assert!(
+        client
+            .create_call(&request("example01-request.json"))
+            .await
+            .is_ok()
+    );
+    assert_eq!(graph.seen().len(), 1 + 2);
 }
 
 #[tokio::test]
