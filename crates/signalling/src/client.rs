@@ -742,6 +742,7 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(500),
             max_retry_after: Duration::from_secs(10),
+            ..RetryPolicy::default()
         };
         let delays: Vec<_> = (1..=6).map(|a| policy.delay(a, None)).collect();
         assert_eq!(
