@@ -14,31 +14,10 @@ use appmedia_model::{Identity, MediaConfig};
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
 use appmedia_transport::{MediaSession, TransportConfig};
+use common::audio::dominant;
 use common::*;
 
 const TONY: &str = "0b8a4e1c-0000-4000-8000-000000000004";
-
-fn goertzel(samples: &[f32], freq: f32, rate: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
-}
-
-/// The strongest of `candidates` and how much stronger it is than the next.
-fn dominant(samples: &[f32], candidates: &[f32], rate: f32) -> (f32, f64) {
-    let mut powers: Vec<(f32, f64)> = candidates
-        .iter()
-        .map(|&f| (f, goertzel(samples, f, rate)))
-        .collect();
-    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (powers[0].0, powers[0].1 / powers[1].1.max(1e-12))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_party_is_heard_and_the_bot_is_recorded() {
