@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use appmedia_emulator::EmulatorConfig;
 use appmedia_model::{Identity, IdentitySet, ParticipantInfo};
 use appmedia_signalling::builders::{
     JoinMeetingIdBuilder, Media, PeerToPeerCallBuilder, PstnCallBuilder,
@@ -24,16 +23,6 @@ const APP_INSTANCE: &str = "3d913abb-aec0-4964-8fa6-3c6850c4f278";
 const PHONE: &str = "+12345678901";
 /// The sweep both Sue and the phone speak lasts 4 s.
 const SWEEP_FRAMES: u32 = 4 * 50 + 15;
-
-async fn harness(recordings: Option<std::path::PathBuf>) -> Harness {
-    Harness::start(EmulatorConfig {
-        directory: test_directory("audio-parties.toml"),
-        media_samples_dir: media_samples(),
-        recordings_dir: recordings,
-        ..config()
-    })
-    .await
-}
 
 fn p2p(h: &Harness, user: &str) -> impl FnOnce(String) -> appmedia_model::Call {
     let (callback, user) = (h.callback_uri.clone(), user.to_owned());
@@ -67,7 +56,7 @@ fn high_over_low(samples: &[f32]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pstn_party_sounds_band_limited_and_its_mouth_time_is_exposed() {
-    let h = harness(None).await;
+    let h = audio_parties(None).await;
 
     // Sue speaks the sweep over VoIP.
     let mut user = BotCall::start(&h, true, p2p(&h, SUE)).await;
@@ -136,7 +125,7 @@ async fn a_pstn_party_sounds_band_limited_and_its_mouth_time_is_exposed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_muted_participant_is_silence_and_the_roster_says_muted() {
-    let h = harness(None).await;
+    let h = audio_parties(None).await;
     let mut bot = BotCall::start(&h, true, join_meeting(&h, "7654321")).await;
     // Ann speaks 440 Hz from 0.8 s to 2.8 s after the join request, muted 1.4 s → 2.1 s.
     let heard = bot.run(130, |_| None).await;
@@ -190,7 +179,7 @@ async fn a_muted_participant_is_silence_and_the_roster_says_muted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_hears_the_meetings_speakers() {
-    let h = harness(None).await;
+    let h = audio_parties(None).await;
     let mut bot = BotCall::start(&h, true, join_meeting(&h, "1234567")).await;
     // Ann (440 Hz, there at the join) and Ben (1 kHz, joins 300 ms later) speak for 2 s.
     let heard = bot.run(75, |_| None).await;
@@ -213,7 +202,7 @@ async fn the_bot_hears_the_meetings_speakers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_hears_itself_only_through_the_far_end_echo() {
-    let h = harness(None).await;
+    let h = audio_parties(None).await;
     let mut bot = BotCall::start(&h, true, p2p(&h, EKO)).await;
     // The bot says 600 Hz for 1 s, then listens; Eko repeats it 300 ms later.
     let heard = bot
@@ -237,7 +226,7 @@ async fn the_bot_hears_itself_only_through_the_far_end_echo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_that_never_sends_media_stays_in_the_call_and_is_recorded_as_silence() {
     let recordings = scratch_dir();
-    let h = harness(Some(recordings.clone())).await;
+    let h = audio_parties(Some(recordings.clone())).await;
     let bot = BotCall::start(&h, false, p2p(&h, SID)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, call) = h.get(&format!("/communications/calls/{}", bot.id)).await;

@@ -9,7 +9,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use appmedia_audio_io::playback::AudioClip;
-use appmedia_emulator::EmulatorConfig;
 use appmedia_emulator::service_media::mixed_recording_path;
 use common::audio::*;
 use common::bot::*;
@@ -19,16 +18,6 @@ use serde_json::{Value, json};
 const BEEP: &str = "https://cdn.contoso.com/beep.wav";
 const COOL: &str = "https://cdn.contoso.com/cool.wav";
 const SID: &str = "0b8a4e1c-0000-4000-8000-000000000013";
-
-async fn harness(recordings: Option<std::path::PathBuf>) -> Harness {
-    Harness::start(EmulatorConfig {
-        directory: test_directory("audio-parties.toml"),
-        media_samples_dir: media_samples(),
-        recordings_dir: recordings,
-        ..config()
-    })
-    .await
-}
 
 /// Seed example 1 (P2P, service-hosted) to Sid, who is silent, with the preFetchMedia of
 /// seed examples 3, 5 and 9 (beep + cool).
@@ -95,7 +84,7 @@ async fn operation_notification(h: &Harness, call: &str, op: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn play_prompt_plays_to_the_parties_and_completes_with_a_notification() {
     let recordings = scratch_dir();
-    let h = harness(Some(recordings.clone())).await;
+    let h = audio_parties(Some(recordings.clone())).await;
     let (status, _, created) = h.post_call(&seed_example_1(&h)).await;
     assert_eq!(status, 201, "{created:#}");
     assert_eq!(
@@ -194,7 +183,7 @@ async fn play_prompt_plays_to_the_parties_and_completes_with_a_notification() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_that_cannot_be_had_are_refused_naming_the_field() {
-    let h = harness(None).await;
+    let h = audio_parties(None).await;
     // preFetchMedia: a URI nobody mapped, a mapped file that is not there.
     for (uri, index) in [
         ("https://cdn.contoso.com/nope.wav", 1),

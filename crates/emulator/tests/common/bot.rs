@@ -12,7 +12,9 @@ use appmedia_model::{Call, MediaConfig};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
 use appmedia_transport::{MediaSession, TransportConfig};
 
-use super::{CALLING_BOT, CALLING_BOT_SECRET, Harness, describe_all};
+use appmedia_emulator::EmulatorConfig;
+
+use super::{CALLING_BOT, CALLING_BOT_SECRET, Harness, config, describe_all, test_directory};
 
 /// Every wait of these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -72,10 +74,13 @@ impl BotCall {
         let Some(MediaConfig::AppHosted(config)) = created.call.media_config.value() else {
             panic!("no app-hosted media config in {:?}", created.call);
         };
-        session
-            .accept(config.blob.value().expect("an answer blob"))
-            .await
-            .unwrap();
+        let answer = config.blob.value().expect("an answer blob");
+        assert_ne!(
+            *answer,
+            session.blob(),
+            "the 201 carries the emulator's answer"
+        );
+        session.accept(answer).await.unwrap();
         let epoch = Instant::now();
         let pipeline = media.then(|| {
             let mut pipeline = CallPipeline::new(PipelineConfig {
@@ -199,4 +204,15 @@ pub fn scratch_dir() -> std::path::PathBuf {
 /// The repository's media samples.
 pub fn media_samples() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../media-samples")
+}
+
+/// The emulator with the audio tests' directory (`fixtures/audio-parties.toml`), recording
+/// calls to `recordings` when set, and one bot.
+pub async fn audio_parties(recordings: Option<std::path::PathBuf>) -> Harness {
+    Harness::start(EmulatorConfig {
+        directory: test_directory("audio-parties.toml"),
+        recordings_dir: recordings,
+        ..config()
+    })
+    .await
 }
