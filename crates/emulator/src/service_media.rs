@@ -484,11 +484,24 @@ fn internal(message: String) -> ApiError {
     )
 }
 
-/// A JSON object body of at most the service's size cap.
+/// A JSON object body (`Content-Type: application/json`, at most the service's size cap).
 async fn json_object(
     shared: &Shared,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("Content-Type {content_type:?}: the body must be application/json"),
+        ));
+    }
     let cap = shared.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, cap).await.map_err(|_| {
         ApiError::new(
@@ -588,7 +601,7 @@ async fn play_prompt_inner(
 ) -> Result<Response, ApiError> {
     let claims = authenticate(shared, headers)?;
     with_call(shared, &claims, id, |_| ())?;
-    let body = json_object(shared, body).await?;
+    let body = json_object(shared, headers, body).await?;
     let client_context = client_context(&body)?;
     let uris = prompt_uris(&body)?;
     // Pre-fetched prompts first (no I/O), under the calls lock; the rest are loaded off it.
@@ -648,7 +661,7 @@ pub(crate) async fn cancel_media_processing(
     let result = async {
         let claims = authenticate(&shared, &headers)?;
         with_call(&shared, &claims, &id, |_| ())?;
-        let body = json_object(&shared, body).await?;
+        let body = json_object(&shared, &headers, body).await?;
         let client_context = client_context(&body)?;
         with_call(&shared, &claims, &id, |record| {
             record.service.as_ref().map(|s| s.prompts.cancel_all())

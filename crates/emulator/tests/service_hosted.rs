@@ -93,6 +93,14 @@ async fn play_prompt_plays_to_the_parties_and_completes_with_a_notification() {
     );
     let id = created["id"].as_str().unwrap().to_owned();
     wait_for_state(&h, "state:established").await;
+    // Sid is in the call's media, and says nothing.
+    let media = h
+        .emulator
+        .call_media(&id)
+        .expect("a service-hosted call has media");
+    assert_eq!(media.parties.len(), 1, "{media:?}");
+    assert_eq!(media.parties[0].first_audio_at, None);
+    assert!(h.emulator.call_media("no-such-call").is_none());
 
     let (status, location, op) = post(
         &h,
@@ -212,6 +220,24 @@ async fn prompts_that_cannot_be_had_are_refused_naming_the_field() {
     let (status, _, body) = post(&h, &path, &json!({"prompts": []})).await;
     assert_eq!(status, 400);
     assert!(assert_graph_error(&body, "BadRequest").starts_with("prompts:"));
+    let response = h
+        .http
+        .post(format!("{}{path}", h.emulator.graph_url()))
+        .bearer_auth(h.token().await)
+        .header("content-type", "text/plain")
+        .body(play(BEEP, "c").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let response = h
+        .http
+        .post(format!("{}{path}", h.emulator.graph_url()))
+        .json(&play(BEEP, "c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401, "no token");
     let (status, _, body) = post(
         &h,
         "/communications/calls/no-such-call/playPrompt",
