@@ -21,9 +21,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use appmedia_audio_io::playback::PromptPlayer;
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::codec::EncoderConfig;
-use appmedia_media::frame::{Frame48, SILENT_FRAME_48, level_dbov};
+use appmedia_media::frame::{
+    FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K, SILENT_FRAME_48, level_dbov,
+};
 use appmedia_media::jitter::JitterConfig;
 use appmedia_media::mixer::{Mixer, SourceId};
 use appmedia_media::pipeline::{
@@ -173,9 +176,24 @@ pub enum ConferenceEvent {
     /// The bot pressed a DTMF key (RFC 4733 telephone-event), as its parties would hear it.
     BotTone {
         tone: appmedia_media::dtmf::Tone,
-        duration: std::time::Duration,
+        duration: Duration,
+    },
+    /// A party's first audible sample entered the mix (its "mouth" time, for mouth-to-ear
+    /// latency): `at` is on the tick clock (the `now` of [`ConferenceMedia::tick`]) and is the
+    /// time that sample would have been spoken had the party talked in real time into a
+    /// microphone whose 20 ms frame was complete at the tick, i.e.
+    /// `now - 20 ms + index_in_frame / 48 kHz`. Packetization delay is thus part of
+    /// mouth-to-ear, as on a real phone. Audible: louder than [`FIRST_AUDIO_THRESHOLD`],
+    /// after muting and the phone line. Once per party.
+    PartyAudioStarted {
+        source_id: u32,
+        at: Duration,
     },
 }
+
+/// A sample at least this loud (|x|, full scale 1.0: -80 dBFS) counts as a party's first
+/// audio in [`ConferenceEvent::PartyAudioStarted`].
+pub const FIRST_AUDIO_THRESHOLD: f32 = 1e-4;
 
 /// Why a queued command failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +260,8 @@ pub(crate) struct PartyLeg {
     /// Its unmixed stream ([`StreamLayout::PerSpeaker`]).
     stream: Option<(Box<CallPipeline>, BotSender)>,
     stats: PartyStats,
+    /// [`ConferenceEvent::PartyAudioStarted`] was sent.
+    audio_started: bool,
 }
 
 impl PartyLeg {
@@ -284,6 +304,7 @@ impl PartyLeg {
                 level_dbov: -127.0,
                 ..PartyStats::default()
             },
+            audio_started: false,
         }))
     }
 }
@@ -407,6 +428,8 @@ pub struct ConferenceMedia {
     stats_outbox: Option<Producer<ConferenceStats>>,
     /// The packet outbox every sending pipeline feeds, once connected.
     packet_tx: Option<Producer<OutgoingRtp>>,
+    /// With service-hosted media the "bot" is the service's prompt player, not an RTP peer.
+    bot_prompts: Option<Box<PromptPlayer>>,
     ticks: u64,
     commands_rejected: u64,
     recording_dropped: u64,
@@ -459,6 +482,7 @@ impl ConferenceMedia {
             disposer: None,
             stats_outbox: None,
             packet_tx: None,
+            bot_prompts: None,
             ticks: 0,
             commands_rejected: 0,
             recording_dropped: 0,
@@ -615,6 +639,14 @@ impl ConferenceMedia {
         self.recording = Some(sink);
     }
 
+    /// Makes `player` the bot's voice (service-hosted media: the service plays prompts to the
+    /// parties): from the next tick the bot's audio is the player's frame, mixed for every
+    /// party and recorded as the bot's track; nothing is sent to or expected from an RTP bot
+    /// (no mixed stream is encoded, the bot leg is not ticked).
+    pub fn play_as_bot(&mut self, player: PromptPlayer) {
+        self.bot_prompts = Some(Box::new(player));
+    }
+
     /// Drops removed parties and replaced behaviours on this disposer (the scheduler's),
     /// keeping frees off the tick.
     pub fn set_disposer(&mut self, disposer: appmedia_media::scheduler::DisposerHandle) {
@@ -639,6 +671,20 @@ impl ConferenceMedia {
             if p.info.muted {
                 p.frame.fill(0.0);
             }
+            if !p.audio_started
+                && let Some(k) = p
+                    .frame
+                    .iter()
+                    .position(|x| x.abs() >= FIRST_AUDIO_THRESHOLD)
+            {
+                p.audio_started = true;
+                let at = (now + FRAME_DURATION * k as u32 / SAMPLES_PER_FRAME_48K as u32)
+                    .saturating_sub(FRAME_DURATION);
+                self.events.push(ConferenceEvent::PartyAudioStarted {
+                    source_id: p.info.source_id,
+                    at,
+                });
+            }
             p.stats.level_dbov = level_dbov(&p.frame[..]);
             if p.stats.level_dbov >= threshold {
                 p.stats.frames_spoken += 1;
@@ -655,7 +701,11 @@ impl ConferenceMedia {
         }
 
         // 2. Mix-minus: the bot hears everyone but itself; each party everyone but itself.
-        // The bot's audio in the mix is last tick's (this tick's is decoded below).
+        // The bot's audio in the mix is last tick's (this tick's is decoded below); a prompt
+        // player has this tick's frame ready, so prompts are not delayed.
+        if let Some(player) = self.bot_prompts.as_mut() {
+            player.next_frame(&mut self.bot_audio);
+        }
         let _ = self.mixer.push(self.bot_in_mixer, &self.bot_audio);
         self.mixer.mix();
         let _ = self
@@ -667,12 +717,15 @@ impl ConferenceMedia {
             }
         }
 
-        // 3. Out to the bot, in from the bot.
-        if self.config.layout == StreamLayout::Mixed {
+        // 3. Out to the bot, in from the bot (not when the bot is the service's prompts).
+        let rtp_bot = self.bot_prompts.is_none();
+        if rtp_bot && self.config.layout == StreamLayout::Mixed {
             let _ = self.to_bot_sender.send_48k(&self.to_bot);
         }
-        self.bot_leg.tick(now);
-        self.bot_audio.copy_from_slice(self.bot_leg.bot_frame_48k());
+        if rtp_bot {
+            self.bot_leg.tick(now);
+            self.bot_audio.copy_from_slice(self.bot_leg.bot_frame_48k());
+        }
         while let Some(e) = self.bot_leg.poll_event() {
             let e = match e {
                 PipelineEvent::StreamAdded { ssrc, .. } => {

@@ -117,3 +117,46 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
         assert!(conf.party_stats(11).unwrap().frames_spoken > 300);
     }
 }
+
+#[test]
+fn a_service_hosted_tick_allocates_nothing_while_prompts_play() {
+    use appmedia_audio_io::playback::{PlayMode, PromptPlayer};
+    let mut conf = ConferenceMedia::new(ConferenceConfig::default()).unwrap();
+    let (player, prompts) = PromptPlayer::new(8);
+    conf.play_as_bot(player);
+    let echo = PartyAudio::Echo {
+        delay: Duration::from_millis(60),
+    };
+    conf.add_party(PartySpec::new("p10", "P", PartyKind::Phone, 10, echo))
+        .unwrap();
+    let dir = scratch_dir("alloc-service-hosted");
+    let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "call")).unwrap();
+    conf.attach_recording(sink);
+    let _events = conf.event_outbox(64);
+    let beep = tone_clip(1000.0, 0.3, 0.3);
+    let mut allocations = 0;
+    let mut completed = 0;
+    for k in 0..300u32 {
+        // Prompts are queued (and their completions read) off the tick, as the emulator does.
+        if k % 25 == 5 {
+            prompts.play(&beep, PlayMode::Once).unwrap();
+        }
+        while prompts.try_event().is_some() {
+            completed += 1;
+        }
+        let n = allocations_during(|| {
+            conf.tick(Duration::from_millis(20) * k);
+        });
+        if k >= 10 {
+            allocations += n;
+        }
+    }
+    recorder.finish();
+    std::fs::remove_dir_all(dir).ok();
+    assert_eq!(allocations, 0, "allocations on 290 ticks");
+    assert!(completed >= 10, "{completed} prompts completed");
+    assert!(
+        conf.party_stats(10).unwrap().frames_spoken > 100,
+        "the phone echoed the prompts"
+    );
+}

@@ -468,10 +468,26 @@ fn a_muted_party_is_silent_until_unmuted() {
             "{layout:?}: muted party audible: {muted_power}"
         );
         assert!(open > 0.015, "{layout:?}: unmuted party not heard: {open}");
-        let party_events: Vec<_> = call
-            .events()
+        let events = call.events();
+        // A muted party's first audio is when it is unmuted (tick 100), not when it joined.
+        let started: Vec<Duration> = events
+            .iter()
+            .filter_map(|e| match e {
+                ConferenceEvent::PartyAudioStarted { source_id: 10, at } => Some(*at),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started.len(), 1, "{events:?}");
+        assert!(started[0] >= TICK * 99, "{started:?}");
+        let party_events: Vec<_> = events
             .into_iter()
-            .filter(|e| !matches!(e, ConferenceEvent::BotStreamStarted { .. }))
+            .filter(|e| {
+                !matches!(
+                    e,
+                    ConferenceEvent::BotStreamStarted { .. }
+                        | ConferenceEvent::PartyAudioStarted { .. }
+                )
+            })
             .collect();
         assert_eq!(
             party_events,
@@ -694,4 +710,88 @@ fn a_bot_restarting_its_stream_under_a_new_ssrc_replaces_it() {
         "the old stream is gone"
     );
     assert_eq!(conf.stats().bot_stream.unwrap().ssrc, 0x5EC0);
+}
+
+#[test]
+fn prompts_played_as_the_bot_reach_every_party_and_nothing_goes_to_an_rtp_bot() {
+    let mut conf = ConferenceMedia::new(ConferenceConfig::default()).unwrap();
+    let (player, queue) = appmedia_audio_io::playback::PromptPlayer::new(4);
+    conf.play_as_bot(player);
+    conf.add_party(PartySpec::new(
+        "p",
+        "P",
+        PartyKind::User,
+        10,
+        PartyAudio::Silence,
+    ))
+    .unwrap();
+    let prompt = tone_clip(700.0, 0.5, 0.2); // 10 frames
+    queue
+        .play(&prompt, appmedia_audio_io::playback::PlayMode::Once)
+        .unwrap();
+    let mut heard = Vec::new();
+    let mut bot = Vec::new();
+    for k in 0..15u32 {
+        conf.tick(TICK * k);
+        assert_eq!(conf.outgoing_packets().count(), 0, "no RTP bot, no packets");
+        heard.extend_from_slice(conf.party_hears(10).unwrap());
+        bot.extend_from_slice(conf.bot_audio());
+    }
+    // The prompt is heard on the tick it is played (no decoding delay), then silence.
+    assert_eq!(&bot[..prompt.samples().len()], prompt.samples());
+    assert_eq!(&heard[..prompt.samples().len()], prompt.samples());
+    assert!(heard[prompt.samples().len()..].iter().all(|&s| s == 0.0));
+    let done = queue.try_event().expect("a completion event");
+    assert_eq!(
+        done.outcome,
+        appmedia_audio_io::playback::PromptOutcome::Completed
+    );
+    assert_eq!(conf.stats().bot_leg.packets_sent, 0);
+}
+
+#[test]
+fn a_partys_first_audible_sample_is_reported_once_with_its_time() {
+    let mut conf = ConferenceMedia::new(ConferenceConfig::default()).unwrap();
+    // 100 silent samples, then sound, starting 2 frames after joining.
+    let mut samples = vec![0.0f32; 100];
+    samples.extend([0.5f32; 2000]);
+    let clip = appmedia_audio_io::playback::AudioClip::from_samples(samples).unwrap();
+    let speak = PartyAudio::Speak {
+        clip,
+        looped: false,
+        start_after: TICK * 2,
+    };
+    conf.add_party(PartySpec::new("p", "P", PartyKind::User, 10, speak))
+        .unwrap();
+    conf.add_party(PartySpec::new(
+        "q",
+        "Q",
+        PartyKind::User,
+        11,
+        PartyAudio::Silence,
+    ))
+    .unwrap();
+    let mut started = Vec::new();
+    for k in 0..10u32 {
+        conf.tick(TICK * (k + 5)); // the tick clock need not start at zero
+        started.extend(conf_events(&mut conf).into_iter().filter_map(|e| match e {
+            ConferenceEvent::PartyAudioStarted { source_id, at } => Some((source_id, at)),
+            _ => None,
+        }));
+    }
+    // Ticks 5, 6 wait; tick 7 plays samples 0..960 of the clip, sample 100 being the first
+    // audible: spoken at 7 × 20 ms − 20 ms + 100 / 48 kHz.
+    let expected = TICK * 6 + Duration::from_nanos(100 * 1_000_000_000 / 48_000);
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0].0, 10);
+    let error = started[0].1.abs_diff(expected);
+    assert!(
+        error < Duration::from_micros(1),
+        "{:?} vs {expected:?}",
+        started[0].1
+    );
+}
+
+fn conf_events(conf: &mut ConferenceMedia) -> Vec<ConferenceEvent> {
+    std::iter::from_fn(|| conf.poll_event()).collect()
 }

@@ -4,7 +4,7 @@
 //! Read from a TOML file ([`Directory::from_toml_file`]); [`Directory::seed`] is the
 //! built-in one (`directory.default.toml`), matching the Graph create-call examples.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,11 +94,17 @@ pub enum Sound {
     /// Nothing.
     #[default]
     Silent,
-    /// Repeats what the bot says.
+    /// Repeats what the bot says one frame (20 ms) later.
     Echo,
+    /// Repeats what the bot says this many milliseconds later (at most 2000): a far-end
+    /// echo that a bot can tell apart from its own audio.
+    EchoAfterMs(u64),
     /// Speaks this file (relative to the media-samples directory) once.
     Speak(String),
 }
+
+/// The longest `echo-after-ms` (the media processor's echo line limit).
+pub const MAX_ECHO_AFTER_MS: u64 = 2000;
 
 /// How a called user or phone behaves.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -267,7 +273,19 @@ pub struct Directory {
     /// Meetings.
     #[serde(default)]
     pub meetings: Vec<Meeting>,
+    /// Service-hosted media: prompt URI (`mediaInfo.uri` of `preFetchMedia` and `playPrompt`)
+    /// → file relative to the media-samples directory. The seed's URIs need no entry
+    /// ([`SEED_MEDIA`]); an entry here overrides them.
+    #[serde(default)]
+    pub media: BTreeMap<String, String>,
 }
+
+/// Where the seed's prompt URIs are found when the directory does not say: a beep (a 1 kHz
+/// tone) and a spoken IVR prompt from `media-samples/`.
+pub const SEED_MEDIA: &[(&str, &str)] = &[
+    ("https://cdn.contoso.com/beep.wav", "tone-1khz-16k.wav"),
+    ("https://cdn.contoso.com/cool.wav", "prompt.wav"),
+];
 
 impl Directory {
     /// The built-in directory matching the seed examples.
@@ -309,6 +327,20 @@ impl Directory {
                 return bad(format!(
                     "user {} names unknown tenant {}",
                     user.id, user.tenant
+                ));
+            }
+        }
+        let behaviours = (self.users.iter().map(|u| (u.id.as_str(), &u.behaviour))).chain(
+            self.phones
+                .iter()
+                .map(|p| (p.number.as_str(), &p.behaviour)),
+        );
+        for (who, behaviour) in behaviours {
+            if let Sound::EchoAfterMs(ms) = behaviour.media
+                && ms > MAX_ECHO_AFTER_MS
+            {
+                return bad(format!(
+                    "{who}: echo-after-ms = {ms} is longer than {MAX_ECHO_AFTER_MS}"
                 ));
             }
         }
@@ -378,6 +410,22 @@ impl Directory {
         self.meetings.iter().find(|m| m.join_meeting_id == id)
     }
 
+    /// The file (relative to the media-samples directory) a prompt URI stands for: the
+    /// directory's `[media]` table, else [`SEED_MEDIA`]. A file must stay inside that
+    /// directory: absolute paths and `..` are refused (`None`).
+    pub fn media_file(&self, uri: &str) -> Option<&str> {
+        let file = self.media.get(uri).map(String::as_str).or_else(|| {
+            SEED_MEDIA
+                .iter()
+                .find(|(u, _)| *u == uri)
+                .map(|(_, file)| *file)
+        })?;
+        let inside = Path::new(file)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        inside.then_some(file)
+    }
+
     /// Every file a party speaks.
     pub fn spoken_files(&self) -> Vec<&str> {
         let behaviours = self
@@ -443,6 +491,33 @@ mod tests {
         "#;
         let err = Directory::from_toml_str(text).unwrap_err().to_string();
         assert!(err.contains("unknown tenant nope"), "{err}");
+    }
+
+    #[test]
+    fn prompt_uris_map_to_files_inside_the_samples_directory() {
+        let mut d = Directory::seed();
+        assert_eq!(
+            d.media_file("https://cdn.contoso.com/beep.wav"),
+            Some("tone-1khz-16k.wav")
+        );
+        assert_eq!(d.media_file("https://cdn.contoso.com/nope.wav"), None);
+        let text = r#"
+            [media]
+            "https://cdn.contoso.com/beep.wav" = "dtmf.wav"
+            "https://x/escape.wav" = "../secret.wav"
+            "https://x/abs.wav" = "/etc/passwd"
+        "#;
+        d.media = Directory::from_toml_str(text).unwrap().media;
+        assert_eq!(
+            d.media_file("https://cdn.contoso.com/beep.wav"),
+            Some("dtmf.wav")
+        );
+        assert_eq!(
+            d.media_file("https://cdn.contoso.com/cool.wav"),
+            Some("prompt.wav")
+        );
+        assert_eq!(d.media_file("https://x/escape.wav"), None);
+        assert_eq!(d.media_file("https://x/abs.wav"), None);
     }
 
     #[test]

@@ -267,11 +267,13 @@ impl Run {
     /// its signalling go on without that party's audio).
     fn with_media(
         &self,
-        f: impl FnOnce(&crate::media::MediaPeer) -> Result<(), appmedia_emulator_media::ConferenceError>,
+        f: impl FnOnce(
+            &appmedia_emulator_media::ConferenceControl,
+        ) -> Result<(), appmedia_emulator_media::ConferenceError>,
     ) {
         let call_id = &self.plan.call_id;
         self.shared.update_call(call_id, |record| {
-            if let Some(media) = &record.media
+            if let Some(media) = record.conference()
                 && let Err(e) = f(media)
             {
                 tracing::warn!(call = %call_id, error = %e, "conference media command refused");

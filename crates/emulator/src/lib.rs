@@ -33,6 +33,7 @@ pub mod error;
 pub mod media;
 pub mod notify;
 pub mod server;
+pub mod service_media;
 pub mod shapes;
 pub mod tokens;
 
@@ -41,3 +42,4 @@ pub use driver::Faults;
 pub use error::ApiError;
 pub use notify::{DeliveryStats, RetryPolicy};
 pub use server::{DEFAULT_NOTIFICATION_ISSUER, Emulator, EmulatorConfig, EmulatorError};
+pub use service_media::{CallMedia, PartyMedia};

@@ -26,6 +26,8 @@ use appmedia_emulator_media::{
 };
 use appmedia_transport::{MediaSession, TransportConfig};
 
+use crate::service_media::MediaTimeline;
+
 /// The bot's media source id in every emulated call: its roster `mediaStreams[].sourceId`
 /// and the recording track of what it sends. Parties get ids above it.
 pub const BOT_SOURCE_ID: u32 = DEFAULT_BOT_SOURCE_ID;
@@ -74,6 +76,7 @@ pub struct MediaPeer {
     control: ConferenceControl,
     stop: Arc<AtomicBool>,
     recording: Option<PathBuf>,
+    timeline: MediaTimeline,
 }
 
 impl std::fmt::Debug for MediaPeer {
@@ -121,6 +124,8 @@ impl MediaPeer {
         let running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
         let stop = Arc::new(AtomicBool::new(false));
         let task_stop = stop.clone();
+        let timeline = MediaTimeline::new(scheduler.epoch());
+        let task_timeline = timeline.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(PUMP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -128,6 +133,7 @@ impl MediaPeer {
                 interval.tick().await;
                 running.pump(&endpoint.incoming, &endpoint.outgoing);
                 while let Some(event) = running.next_event() {
+                    task_timeline.observe(&event);
                     log_event(event);
                 }
             }
@@ -145,6 +151,7 @@ impl MediaPeer {
                 control,
                 stop,
                 recording: recording_path,
+                timeline,
             },
             answer,
         ))
@@ -163,6 +170,16 @@ impl MediaPeer {
     /// Mutes or unmutes a party: a muted party's microphone is not mixed for anyone.
     pub fn set_muted(&self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
         self.control.set_muted(source_id, muted)
+    }
+
+    /// The conference's control (parties join, leave, mute).
+    pub fn control(&self) -> &ConferenceControl {
+        &self.control
+    }
+
+    /// When each party first spoke.
+    pub fn timeline(&self) -> &MediaTimeline {
+        &self.timeline
     }
 
     /// The recording of what the bot sent, when recording.

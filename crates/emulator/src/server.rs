@@ -22,6 +22,7 @@ use crate::driver::{CallPlan, Control, Faults, run_call};
 use crate::error::ApiError;
 use crate::media::{MediaError, MediaPeer, is_appmedia_blob};
 use crate::notify::{DeliveryStats, Destination, Notifier, RetryPolicy};
+use crate::service_media::{CallMedia, MediaTimeline, PartyMedia, PromptLibrary, ServiceMedia};
 use crate::shapes::{self, CallIds, MeetingContext};
 use crate::tokens::{AccessClaims, GraphTokens};
 use appmedia_audio_io::playback::AudioClip;
@@ -122,20 +123,38 @@ pub(crate) struct CallRecord {
     pub control: mpsc::UnboundedSender<Control>,
     /// The emulator's media peer, for app-hosted calls with an appmedia blob.
     pub media: Option<MediaPeer>,
+    /// The emulator playing prompts, for service-hosted calls.
+    pub service: Option<ServiceMedia>,
+}
+
+impl CallRecord {
+    /// The call's conference, whoever hosts the bot's side of the media.
+    pub(crate) fn conference(&self) -> Option<&appmedia_emulator_media::ConferenceControl> {
+        (self.media.as_ref().map(MediaPeer::control))
+            .or_else(|| self.service.as_ref().map(ServiceMedia::control))
+    }
+
+    /// When each party of the call first spoke.
+    pub(crate) fn timeline(&self) -> Option<&MediaTimeline> {
+        (self.media.as_ref().map(MediaPeer::timeline))
+            .or_else(|| self.service.as_ref().map(ServiceMedia::timeline))
+    }
 }
 
 /// State shared by the handlers and the call drivers.
 #[derive(Debug)]
 pub struct Shared {
-    config: EmulatorConfig,
-    base_url: String,
+    pub(crate) config: EmulatorConfig,
+    pub(crate) base_url: String,
     tokens: GraphTokens,
     notifier: Arc<Notifier>,
     calls: Mutex<HashMap<String, CallRecord>>,
     /// The files parties speak, decoded once at start.
     clips: HashMap<String, AudioClip>,
     /// Ticks every call's conference media.
-    conferences: ConferenceScheduler,
+    pub(crate) conferences: ConferenceScheduler,
+    /// Service-hosted prompts, decoded once.
+    pub(crate) prompt_library: PromptLibrary,
 }
 
 impl Shared {
@@ -151,6 +170,11 @@ impl Shared {
             // One frame: the shortest echo, what the bot said heard right back.
             Sound::Echo => PartyAudio::Echo {
                 delay: Duration::from_millis(20),
+            },
+            // Longer than the emulator-media maximum: that maximum (the build refuses it).
+            Sound::EchoAfterMs(ms) => PartyAudio::Echo {
+                delay: Duration::from_millis(*ms)
+                    .min(appmedia_emulator_media::party::MAX_ECHO_DELAY),
             },
             // Every spoken file was decoded at start; a miss cannot happen, but is silence.
             Sound::Speak(file) => {
@@ -256,6 +280,7 @@ impl Emulator {
             calls: Mutex::new(HashMap::new()),
             clips,
             conferences,
+            prompt_library: PromptLibrary::default(),
             config,
         });
         let app = router(shared.clone(), &notification_keys);
@@ -328,6 +353,30 @@ impl Emulator {
         self.shared.notifier.stats().clone()
     }
 
+    /// The media timeline of live call `call_id` (app- or service-hosted media; `None` for
+    /// an unknown call or one without media): per party in the roster, the [`std::time::Instant`]
+    /// its first audible sample entered the conference ("mouth"), on the process clock, for
+    /// mouth-to-ear latency. Ask before hanging up: a terminated call is forgotten.
+    pub fn call_media(&self, call_id: &str) -> Option<CallMedia> {
+        let calls = self.shared.calls();
+        let record = calls.get(call_id)?;
+        let timeline = record.timeline()?;
+        let parties = record
+            .participants
+            .iter()
+            .filter_map(|p| {
+                let source_id =
+                    shapes::source_id_of(p).filter(|&s| s != crate::media::BOT_SOURCE_ID)?;
+                Some(PartyMedia {
+                    participant_id: p.id.value().cloned().unwrap_or_default(),
+                    source_id,
+                    first_audio_at: timeline.first_audio(source_id),
+                })
+            })
+            .collect();
+        Some(CallMedia { parties })
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.shared.calls().len()
@@ -367,6 +416,14 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/participants",
             get(list_participants),
         )
+        .route(
+            "/v1.0/communications/calls/{id}/playPrompt",
+            post(crate::service_media::play_prompt),
+        )
+        .route(
+            "/v1.0/communications/calls/{id}/cancelMediaProcessing",
+            post(crate::service_media::cancel_media_processing),
+        )
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
@@ -375,7 +432,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
 }
 
 /// A request's correlation id: the caller's `client-request-id` when it sent one.
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
@@ -436,7 +493,7 @@ async fn graph_openid_configuration(
     axum::Json(shared.tokens.openid_configuration(&tenant)).into_response()
 }
 
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, ApiError> {
+pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, ApiError> {
     shared.tokens.verify(authorization(headers))
 }
 
@@ -516,6 +573,8 @@ async fn create_call_inner(
         })
         .collect();
     let media = start_media(shared, &ids.id, &mut resource, &parties).await?;
+    let max_parties = parties.len() + shared.directory().users.len();
+    let service = ServiceMedia::start(shared, &ids.id, &resource, max_parties).await?;
     let callback_uri = admitted
         .request
         .callback_uri
@@ -561,6 +620,14 @@ async fn create_call_inner(
         faults: shared.config.faults,
     };
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (notify_tx, _delivery) = shared.notifier.start_call(Destination {
+        callback_uri,
+        app_id: admitted.application.id.clone(),
+        tenant_id: admitted.tenant_id.clone(),
+    });
+    if let Some(service) = &service {
+        service.attach_notifications(notify_tx.clone());
+    }
     shared.calls().insert(
         ids.id.clone(),
         CallRecord {
@@ -569,13 +636,9 @@ async fn create_call_inner(
             participants: Vec::new(),
             control: control_tx,
             media,
+            service,
         },
     );
-    let (notify_tx, _delivery) = shared.notifier.start_call(Destination {
-        callback_uri,
-        app_id: admitted.application.id.clone(),
-        tenant_id: admitted.tenant_id.clone(),
-    });
     tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");
     tokio::spawn(run_call(shared.clone(), plan, control_rx, notify_tx));
 
@@ -630,7 +693,7 @@ async fn start_media(
 }
 
 /// The caller's call `id`, or 404 (a call of another application is not visible).
-fn with_call<T>(
+pub(crate) fn with_call<T>(
     shared: &Shared,
     claims: &AccessClaims,
     id: &str,

@@ -4,148 +4,54 @@
 
 mod common;
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use appmedia_emulator::EmulatorConfig;
-use appmedia_media::frame::{FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K};
-use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
-use appmedia_model::{Identity, MediaConfig};
+use appmedia_model::Identity;
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
-use appmedia_signalling::client::{GraphClient, GraphClientConfig};
-use appmedia_transport::{MediaSession, TransportConfig};
+use common::audio::dominant;
+use common::bot::{BotCall, scratch_dir, tone_frame, wait_for_wav};
 use common::*;
 
 const TONY: &str = "0b8a4e1c-0000-4000-8000-000000000004";
 
-fn goertzel(samples: &[f32], freq: f32, rate: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
-}
-
-/// The strongest of `candidates` and how much stronger it is than the next.
-fn dominant(samples: &[f32], candidates: &[f32], rate: f32) -> (f32, f64) {
-    let mut powers: Vec<(f32, f64)> = candidates
-        .iter()
-        .map(|&f| (f, goertzel(samples, f, rate)))
-        .collect();
-    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (powers[0].0, powers[0].1 / powers[1].1.max(1e-12))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_party_is_heard_and_the_bot_is_recorded() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let recordings =
-        std::env::temp_dir().join(format!("appmedia-emulator-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&recordings).unwrap();
+    let recordings = scratch_dir();
     let h = Harness::start(EmulatorConfig {
         directory: test_directory("media-party.toml"),
-        media_samples_dir: root.join("media-samples"),
         recordings_dir: Some(recordings.clone()),
         ..config()
     })
     .await;
-
-    let session = MediaSession::offer(TransportConfig::default())
-        .await
-        .unwrap();
-    let request = PeerToPeerCallBuilder::new(
-        h.callback_uri.clone(),
-        Identity::new(TONY).with_display_name("Tony"),
-        Media::app_hosted(session.blob()),
-    )
-    .build()
-    .unwrap();
-    let client = GraphClient::new(
-        GraphClientConfig::for_base_url(h.emulator.graph_url().parse().unwrap()),
-        Harness::token_source(&h.emulator, CALLING_BOT, CALLING_BOT_SECRET),
-    )
-    .unwrap();
-    let created = client.create_call(&request).await.unwrap();
-    let id = created.call_id().unwrap().to_owned();
-    let Some(MediaConfig::AppHosted(config)) = created.call.media_config.value() else {
-        panic!("no app-hosted media config in {:?}", created.call);
-    };
-    let answer = config.blob.value().expect("an answer blob").clone();
-    assert_ne!(
-        answer,
-        session.blob(),
-        "the 201 carries the emulator's answer"
-    );
-    session.accept(&answer).await.unwrap();
-
-    let mut pipeline = CallPipeline::new(PipelineConfig {
-        bot_format: BotAudioFormat::Pcm48k,
-        ..PipelineConfig::default()
+    let callback = h.callback_uri.clone();
+    // BotCall::start checks that the 201 carries the emulator's answer, not the offer.
+    let mut bot = BotCall::start(&h, true, move |blob| {
+        PeerToPeerCallBuilder::new(
+            callback,
+            Identity::new(TONY).with_display_name("Tony"),
+            Media::app_hosted(blob),
+        )
+        .build()
+        .unwrap()
     })
-    .unwrap();
-    let epoch = Instant::now();
-    session.attach_pipeline(&mut pipeline, epoch);
-    tokio::time::timeout(Duration::from_secs(15), session.connected())
-        .await
-        .expect("connected in time")
-        .expect("connected");
-    let sender = pipeline.bot_sender();
+    .await;
     // The bot says 440 Hz for 2.5 s and keeps what it hears.
-    let heard = tokio::task::spawn_blocking(move || {
-        let mut heard = Vec::new();
-        for k in 0..125u32 {
-            let now = FRAME_DURATION * k;
-            if let Some(wait) = (epoch + now).checked_duration_since(Instant::now()) {
-                thread::sleep(wait);
-            }
-            let mut frame: Frame48 = [0.0; SAMPLES_PER_FRAME_48K];
-            for (n, out) in frame.iter_mut().enumerate() {
-                let t = (k as usize * SAMPLES_PER_FRAME_48K + n) as f32 / 48_000.0;
-                *out = 0.5 * (2.0 * std::f32::consts::PI * 440.0 * t).sin();
-            }
-            sender.send_48k(&frame).unwrap();
-            pipeline.tick(now);
-            heard.extend_from_slice(pipeline.bot_frame_48k());
-        }
-        heard
-    })
-    .await
-    .unwrap();
+    let heard = bot.run(125, |k| Some(tone_frame(440.0, 0.5, k))).await;
     // Tony's tone (2 s from his answer) is what the bot hears in the middle of the call.
-    let middle = &heard[48_000 / 2..48_000 * 3 / 2];
-    let (freq, ratio) = dominant(middle, &[440.0, 1000.0, 250.0, 2000.0], 48_000.0);
+    let (freq, ratio) = dominant(
+        heard.window(0.5, 1.5),
+        &[440.0, 1000.0, 250.0, 2000.0],
+        48_000.0,
+    );
     assert_eq!(freq, 1000.0, "the bot heard {freq} Hz (ratio {ratio:.1})");
     assert!(ratio > 10.0, "ratio {ratio:.1}");
 
-    client.delete_call(&id).await.unwrap();
+    bot.client.delete_call(&bot.id).await.unwrap();
     // The recording is finished within a tick or so of the hang-up.
     // The bot alone; `{id}-mixed.wav` is everyone, Tony's 1 kHz included.
-    let path = appmedia_emulator::media::bot_recording_path(&recordings, &id);
-    assert_eq!(path, recordings.join(format!("{id}-speaker-1.wav")));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let samples: Vec<f32> = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Ok(reader) = hound::WavReader::open(&path) {
-            let rate = reader.spec().sample_rate;
-            let samples: Vec<f32> = reader
-                .into_samples::<i16>()
-                .map(|s| f32::from(s.unwrap()) / 32768.0)
-                .collect();
-            if samples.len() as u32 >= rate * 2 {
-                assert_eq!(rate, 16_000);
-                break samples;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording at {}",
-            path.display()
-        );
-    };
+    let path = appmedia_emulator::media::bot_recording_path(&recordings, &bot.id);
+    assert_eq!(path, recordings.join(format!("{}-speaker-1.wav", bot.id)));
+    let (rate, samples) = wait_for_wav(&path, 2.0).await;
+    assert_eq!(rate, 16_000);
     let (freq, ratio) = dominant(&samples[8_000..], &[440.0, 1000.0, 250.0, 2000.0], 16_000.0);
     assert_eq!(
         freq, 440.0,

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod audio;
+pub mod bot;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,9 +49,11 @@ pub fn test_directory(name: &str) -> Directory {
     Directory::from_toml_file(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A config for tests: loopback, free port, quick retries.
+/// A config for tests: loopback, free port, quick retries, the repository's media samples
+/// (service-hosted seed examples pre-fetch prompts from there).
 pub fn config() -> EmulatorConfig {
     EmulatorConfig {
+        media_samples_dir: bot::media_samples(),
         retry: RetryPolicy {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),

@@ -1,0 +1,131 @@
+//! Audio measures for the end-to-end tests: tone power (Goertzel), band energy, onsets, and
+//! normalized cross-correlation at the best lag (as `crates/cli/tests/demo.rs` measures the
+//! demo's recordings).
+
+use std::path::Path;
+
+/// A mono 16-bit WAV as (rate, samples in [-1, 1)).
+pub fn read_wav(path: &Path) -> (u32, Vec<f32>) {
+    let reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = reader.spec();
+    assert_eq!(spec.channels, 1, "{}", path.display());
+    let samples = reader
+        .into_samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    (spec.sample_rate, samples)
+}
+
+/// Power of `samples` at `freq` (Goertzel), per sample.
+pub fn goertzel(samples: &[f32], freq: f32, rate: f32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
+}
+
+/// The strongest of `candidates` and how much stronger it is than the next.
+pub fn dominant(samples: &[f32], candidates: &[f32], rate: f32) -> (f32, f64) {
+    let mut powers: Vec<(f32, f64)> = candidates
+        .iter()
+        .map(|&f| (f, goertzel(samples, f, rate)))
+        .collect();
+    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
+    (powers[0].0, powers[0].1 / powers[1].1.max(1e-12))
+}
+
+/// Summed Goertzel power on a 50 Hz grid from `from` to `to` Hz: the energy of a band.
+pub fn band_energy(samples: &[f32], rate: f32, from: f32, to: f32) -> f64 {
+    let mut f = from;
+    let mut sum = 0.0;
+    while f <= to {
+        sum += goertzel(samples, f, rate);
+        f += 50.0;
+    }
+    sum
+}
+
+/// RMS level in dBFS.
+pub fn level_dbfs(samples: &[f32]) -> f64 {
+    let p = samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len().max(1) as f64;
+    10.0 * p.max(1e-15).log10()
+}
+
+/// Per 20 ms frame (960 samples at 48 kHz): whether it is louder than `dbfs`.
+pub fn loud_frames(samples: &[f32], dbfs: f64) -> Vec<bool> {
+    samples.chunks(960).map(|c| level_dbfs(c) > dbfs).collect()
+}
+
+/// Index of the first sample louder than `threshold` (absolute).
+pub fn onset(samples: &[f32], threshold: f32) -> Option<usize> {
+    samples.iter().position(|x| x.abs() > threshold)
+}
+
+fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += f64::from(x) * f64::from(y);
+        aa += f64::from(x) * f64::from(x);
+        bb += f64::from(y) * f64::from(y);
+    }
+    ab / (aa * bb).sqrt().max(1e-12)
+}
+
+/// Envelope: mean |x| over blocks of 16 samples.
+fn envelope(x: &[f32]) -> Vec<f32> {
+    x.chunks(16)
+        .map(|c| c.iter().map(|s| s.abs()).sum::<f32>() / c.len() as f32)
+        .collect()
+}
+
+/// Pearson correlation (means removed): envelopes are all positive.
+fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let mean = |x: &[f32]| x[..n].iter().map(|&v| f64::from(v)).sum::<f64>() / n.max(1) as f64;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a[..n].iter().zip(&b[..n]) {
+        let (x, y) = (f64::from(x) - ma, f64::from(y) - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt().max(1e-12)
+}
+
+/// The best normalized correlation of `excerpt` inside `recording` (same rate) and its lag:
+/// a coarse search on envelopes, then a fine one on samples around the best lag.
+pub fn best_match(excerpt: &[f32], recording: &[f32]) -> (usize, f64) {
+    let (ee, er) = (envelope(excerpt), envelope(recording));
+    let coarse = (0..er.len().saturating_sub(ee.len()))
+        .map(|lag| (lag, pearson(&ee, &er[lag..])))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(lag, _)| lag * 16);
+    let from = coarse.saturating_sub(320);
+    let to = (coarse + 320).min(recording.len().saturating_sub(excerpt.len()));
+    (from..=to)
+        .map(|lag| (lag, correlation(excerpt, &recording[lag..])))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0))
+}
+
+/// The median over four excerpts of `len` samples, evenly spread over `source`, of each
+/// excerpt's best match in `recording`: a jitter buffer may re-time playout between talk
+/// spurts, so each excerpt finds its own lag.
+pub fn median_match(source: &[f32], recording: &[f32], len: usize) -> f64 {
+    let step = (source.len().saturating_sub(len)) / 4;
+    let mut rs: Vec<f64> = (0..4)
+        .map(|k| best_match(&source[k * step..k * step + len], recording).1)
+        .collect();
+    rs.sort_by(f64::total_cmp);
+    (rs[1] + rs[2]) / 2.0
+}
