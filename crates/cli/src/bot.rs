@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use appmedia_audio_io::device::{DeviceConfig, MicSource, Microphone, SpeakerFeed, Speakers};
 use appmedia_audio_io::playback::PromptPlayer;
-use appmedia_audio_io::record::{RecordingSink, Track};
+use appmedia_audio_io::record::{
+    CallRecorder, RecordingConfig, RecordingSink, RecordingStatus, Track,
+};
 use appmedia_emulator::directory::Sound;
 use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
@@ -352,11 +354,6 @@ impl Bot {
         })
     }
 
-    /// The calling service: the emulator's root, or the configured Graph URL.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
     /// Milliseconds since the bot started.
     pub fn ms(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -507,18 +504,18 @@ impl Bot {
         result
     }
 
-    /// Notifications refused (bad or missing token) so far.
-    pub fn notifications_refused(&self) -> u64 {
-        self.receiver.stats().unauthorized
-    }
-
     /// Stops the in-process emulator, after giving its media a last pump and its recorder the
     /// time to finish the files.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(self) -> Finished {
+        let finished = Finished {
+            service: self.service.clone(),
+            notifications_refused: self.receiver.stats().unauthorized,
+        };
         if let Some(emulator) = self.emulator {
             tokio::time::sleep(Duration::from_millis(250)).await;
             emulator.shutdown().await;
         }
+        finished
     }
 }
 
@@ -528,19 +525,47 @@ pub struct CallEnd {
     pub stopped_by: StopReason,
     pub media: MediaOutcome,
     pub transport: appmedia_transport::SessionStats,
+    /// The recording's final state, when the call was recorded.
+    pub recording: Option<RecordingStatus>,
     /// The DELETE failed (the call may still exist on the service).
     pub hang_up_error: Option<String>,
 }
 
+/// Record what the bot hears into `dir`: `{prefix}-{call id}-mixed.wav` and one file per
+/// speaker, at `rate`.
+pub struct RecordingPlan {
+    pub dir: PathBuf,
+    pub prefix: &'static str,
+    pub rate: u32,
+}
+
+/// What a connected call does until it ends.
+pub struct CallPlan {
+    /// The media loop's prompts, devices and meter (a recording is added from `recording`).
+    pub io: MediaIo,
+    pub recording: Option<RecordingPlan>,
+    /// Hang up after this long.
+    pub deadline: Option<Duration>,
+    /// Hang up on Ctrl-C.
+    pub ctrl_c: bool,
+}
+
+/// What the bot leaves behind once stopped.
+pub struct Finished {
+    /// The calling service: the emulator's root, or the configured Graph URL.
+    pub service: String,
+    /// Notifications refused (bad or missing token).
+    pub notifications_refused: u64,
+}
+
 impl Bot {
-    /// Runs a connected call: the media loop on its own thread with `io`, signalling here,
-    /// until `deadline`, Ctrl-C (when `ctrl_c`), the call's end or `done`; then hangs up.
+    /// Runs a connected call: starts its recording, runs the media loop on its own thread,
+    /// notes signalling here until the plan's deadline, Ctrl-C, the call's end or `done`; then
+    /// hangs up and finishes the recording. A recording that cannot start hangs up at once.
     pub async fn run_call(
         &mut self,
         call: LiveCall,
-        io: MediaIo,
-        deadline: Option<Duration>,
-        ctrl_c: bool,
+        plan: CallPlan,
         done: impl std::future::Future<Output = ()>,
         log: &mut CallLog,
     ) -> Result<CallEnd, String> {
@@ -550,6 +575,30 @@ impl Bot {
             pipeline,
             epoch,
         } = call;
+        let CallPlan {
+            mut io,
+            recording,
+            deadline,
+            ctrl_c,
+        } = plan;
+        let recorder = match recording {
+            Some(plan) => {
+                let mut config =
+                    RecordingConfig::new(&plan.dir, format!("{}-{call_id}", plan.prefix));
+                config.output_sample_rate = plan.rate;
+                match CallRecorder::start(config) {
+                    Ok((recorder, sink)) => {
+                        io.recorder = Some(sink);
+                        Some(recorder)
+                    }
+                    Err(e) => {
+                        let _ = self.hang_up(&call_id, &session, log).await;
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let media_stop = Arc::clone(&stop);
         let media = tokio::task::spawn_blocking(move || run_media(pipeline, epoch, io, media_stop));
@@ -558,11 +607,15 @@ impl Bot {
         let media = media.await.map_err(err).and_then(|m| m);
         let transport = session.stats().await;
         let hang_up_error = self.hang_up(&call_id, &session, log).await.err();
+        let mut media = media?;
+        // The sink came back with the media loop; finishing closes every file.
+        media.io.recorder = None;
         Ok(CallEnd {
             call_id,
             stopped_by,
-            media: media?,
+            media,
             transport,
+            recording: recorder.map(CallRecorder::finish),
             hang_up_error,
         })
     }
@@ -745,6 +798,34 @@ pub fn run_media(
         streams,
         io,
     })
+}
+
+/// A summary's roster, comma-separated.
+pub fn roster(s: &Value) -> String {
+    let names: Vec<&str> = s["roster"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    names.join(", ")
+}
+
+/// The first lines of a call command's readable summary: verdict, call, service, length, why
+/// it stopped, roster; and a failed hang-up.
+pub fn print_call_headline(command: &str, s: &Value) {
+    let verdict = if s["ok"] == true { "OK" } else { "FAILED" };
+    println!(
+        "appmedia {command}: {verdict} — call {} on {}, {:.1} s, stopped by {}",
+        s["call_id"].as_str().unwrap_or("?"),
+        s["service"].as_str().unwrap_or("?"),
+        s["seconds"].as_f64().unwrap_or(0.0),
+        s["stopped_by"].as_str().unwrap_or("?")
+    );
+    println!("  roster      {}", roster(s));
+    if let Some(e) = s["hang_up_error"].as_str() {
+        println!("  hang-up failed: {e}");
+    }
 }
 
 /// The duration of a WAV file, if it is one.

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
-use appmedia_audio_io::record::{CallRecorder, RecordingConfig};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{self, Bot, CallArgs, CallLog, DeviceArgs, JOHN_SPEAKS, ServiceArgs};
+use crate::bot::{
+    self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, JOHN_SPEAKS, RecordingPlan, ServiceArgs,
+};
 
 /// Options of `appmedia demo`.
 #[derive(Debug, Args)]
@@ -56,48 +57,29 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     let mut log = CallLog::default();
     let call = bot.place_call(&CallArgs::john(), &mut log).await?;
     // The bot's media: what it hears is recorded (mixed + per speaker), the prompt is played.
-    let recorder = CallRecorder::start(RecordingConfig::new(
-        &args.recordings,
-        format!("bot-{}", call.call_id),
-    ));
-    let (recorder, sink) = match recorder {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = bot.hang_up(&call.call_id, &call.session, &mut log).await;
-            bot.shutdown().await;
-            return Err(e.to_string());
-        }
-    };
     let (player, queue) = PromptPlayer::new(2);
     queue
         .play(&prompt, PlayMode::Once)
         .map_err(|e| e.to_string())?;
     let mut io = devices.media_io();
-    io.recorder = Some(sink);
     io.prompts = Some(player);
-    let end = bot
-        .run_call(
-            call,
-            io,
-            Some(Duration::from_secs(args.seconds)),
-            false,
-            std::future::pending(),
-            &mut log,
-        )
-        .await;
-    let end = match end {
-        Ok(end) => end,
-        Err(e) => {
-            drop(recorder);
-            bot.shutdown().await;
-            return Err(e);
-        }
+    let plan = CallPlan {
+        io,
+        recording: Some(RecordingPlan {
+            dir: args.recordings.clone(),
+            prefix: "bot",
+            rate: 16_000,
+        }),
+        deadline: Some(Duration::from_secs(args.seconds)),
+        ctrl_c: false,
     };
-    drop(end.media.io.recorder);
-    let recording = recorder.finish();
-    let refused = bot.notifications_refused();
-    let emulator_url = bot.service().to_owned();
-    bot.shutdown().await;
+    let end = bot
+        .run_call(call, plan, std::future::pending(), &mut log)
+        .await;
+    let finished = bot.shutdown().await;
+    let end = end?;
+    let recording = end.recording.unwrap_or_default();
+    let (refused, emulator_url) = (finished.notifications_refused, finished.service);
     if let Some(e) = end.hang_up_error {
         return Err(e);
     }
@@ -181,13 +163,7 @@ fn print_summary(s: &Value) {
             t["state"].as_str().unwrap_or("?")
         );
     }
-    let roster: Vec<&str> = s["roster"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    println!("  roster     {}", roster.join(", "));
+    println!("  roster     {}", bot::roster(s));
     let m = &s["media"];
     println!(
         "  media      {} ticks, {} frames heard, {} packets sent, {} received, {} lost, jitter {:.1} ms",

@@ -17,7 +17,7 @@ use appmedia_audio_io::stream::StreamedClip;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{self, Bot, CallArgs, CallLog, DeviceArgs, ServiceArgs, StopReason};
+use crate::bot::{self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, ServiceArgs, StopReason};
 
 /// Options of `appmedia play`.
 #[derive(Debug, Args)]
@@ -213,7 +213,7 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
             Ok(id) => ids.push(id),
             Err(e) => {
                 let _ = bot.hang_up(&call.call_id, &call.session, &mut log).await;
-                bot.shutdown().await;
+                let _ = bot.shutdown().await;
                 return Err(e);
             }
         }
@@ -241,13 +241,18 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
     };
     let mut io = devices.media_io();
     io.prompts = Some(player);
-    let end = bot.run_call(call, io, seconds, true, done, &mut log).await;
+    let plan = CallPlan {
+        io,
+        recording: None,
+        deadline: seconds,
+        ctrl_c: true,
+    };
+    let end = bot.run_call(call, plan, done, &mut log).await;
     stop.store(true, Ordering::Relaxed);
     let completions = watcher.join().unwrap_or_default();
-    let refused = bot.notifications_refused();
-    let service = bot.service().to_owned();
-    bot.shutdown().await;
+    let finished = bot.shutdown().await;
     let end = end?;
+    let (refused, service) = (finished.notifications_refused, finished.service);
 
     let all_completed = (0..prompts.len()).all(|i| {
         completions
@@ -303,14 +308,7 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
 }
 
 fn print_summary(s: &Value) {
-    let verdict = if s["ok"] == true { "OK" } else { "FAILED" };
-    println!(
-        "appmedia play: {verdict} — call {} on {}, {:.1} s, stopped by {}",
-        s["call_id"].as_str().unwrap_or("?"),
-        s["service"].as_str().unwrap_or("?"),
-        s["seconds"].as_f64().unwrap_or(0.0),
-        s["stopped_by"].as_str().unwrap_or("?")
-    );
+    bot::print_call_headline("play", s);
     for (i, p) in s["prompts"].as_array().into_iter().flatten().enumerate() {
         println!(
             "  prompt {}  {} ({})",
@@ -321,8 +319,5 @@ fn print_summary(s: &Value) {
     }
     if let Some(path) = s["emulator_recorded_bot"]["path"].as_str() {
         println!("  the emulator recorded the bot: {path}");
-    }
-    if let Some(e) = s["hang_up_error"].as_str() {
-        println!("  hang-up failed: {e}");
     }
 }

@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use appmedia_audio_io::record::{CallRecorder, RecordingConfig, TrackState};
+use appmedia_audio_io::record::{Track, TrackState};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{self, Bot, CallArgs, CallLog, DeviceArgs, ServiceArgs};
+use crate::bot::{self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, RecordingPlan, ServiceArgs};
 use crate::meter::{self, LevelMeter};
 
 /// Options of `appmedia record`.
@@ -87,44 +87,33 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
     let mut bot = Bot::start(&args.service).await?;
     let mut log = CallLog::default();
     let call = bot.place_call(&args.call, &mut log).await?;
-    let mut config = RecordingConfig::new(&args.out, format!("call-{}", call.call_id));
-    config.output_sample_rate = args.rate;
-    let (recorder, sink) = match CallRecorder::start(config) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = bot.hang_up(&call.call_id, &call.session, &mut log).await;
-            bot.shutdown().await;
-            return Err(e.to_string());
-        }
-    };
-
     let meter = Arc::new(LevelMeter::default());
     let mut io = devices.media_io();
-    io.recorder = Some(sink);
     io.meter = Some(Arc::clone(&meter));
+    let plan = CallPlan {
+        io,
+        recording: Some(RecordingPlan {
+            dir: args.out.clone(),
+            prefix: "call",
+            rate: args.rate,
+        }),
+        deadline: seconds,
+        ctrl_c: true,
+    };
     let terminal = std::io::stderr().is_terminal();
     let display = tokio::spawn(meter::display(meter, terminal));
     let end = bot
-        .run_call(call, io, seconds, true, std::future::pending(), &mut log)
+        .run_call(call, plan, std::future::pending(), &mut log)
         .await;
     display.abort();
     if terminal {
         eprintln!();
     }
-    let end = match end {
-        Ok(end) => end,
-        Err(e) => {
-            drop(recorder);
-            bot.shutdown().await;
-            return Err(e);
-        }
-    };
-    // The sink went back with the media loop; finishing the recorder closes every file.
-    drop(end.media.io.recorder);
-    let recording = recorder.finish();
-    let refused = bot.notifications_refused();
-    let service = bot.service().to_owned();
-    bot.shutdown().await;
+    let finished = bot.shutdown().await;
+    let end = end?;
+    let recording = end.recording.unwrap_or_default();
+    let refused = finished.notifications_refused;
+    let service = finished.service;
 
     let tracks: Vec<Value> = recording
         .tracks
@@ -132,8 +121,8 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
         .map(|t| {
             json!({
                 "track": match t.track {
-                    appmedia_audio_io::record::Track::Mixed => "mixed".to_owned(),
-                    appmedia_audio_io::record::Track::Speaker(id) => format!("speaker {id}"),
+                    Track::Mixed => "mixed".to_owned(),
+                    Track::Speaker(id) => format!("speaker {id}"),
                 },
                 "path": t.path.display().to_string(),
                 "seconds": t.samples_written as f64 / f64::from(t.sample_rate.max(1)),
@@ -175,21 +164,7 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
 }
 
 fn print_summary(s: &Value) {
-    let verdict = if s["ok"] == true { "OK" } else { "FAILED" };
-    println!(
-        "appmedia record: {verdict} — call {} on {}, {:.1} s, stopped by {}",
-        s["call_id"].as_str().unwrap_or("?"),
-        s["service"].as_str().unwrap_or("?"),
-        s["seconds"].as_f64().unwrap_or(0.0),
-        s["stopped_by"].as_str().unwrap_or("?")
-    );
-    let roster: Vec<&str> = s["roster"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    println!("  roster      {}", roster.join(", "));
+    bot::print_call_headline("record", s);
     println!("  recordings in {}:", s["out"].as_str().unwrap_or("?"));
     for t in s["recordings"].as_array().into_iter().flatten() {
         let error = t["error"]
@@ -203,9 +178,6 @@ fn print_summary(s: &Value) {
             t["seconds"].as_f64().unwrap_or(0.0),
             t["sample_rate"]
         );
-    }
-    if let Some(e) = s["hang_up_error"].as_str() {
-        println!("  hang-up failed: {e}");
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{appmedia, median_match, read_wav, samples, summary};
+use common::{appmedia, median_match, read_wav, samples, states, summary};
 
 #[test]
 fn demo_records_both_directions_faithfully() {
@@ -23,14 +23,10 @@ fn demo_records_both_directions_faithfully() {
     let summary = summary(&output);
     assert!(output.status.success(), "{summary:#}");
     assert_eq!(summary["ok"], true);
-    let states: Vec<&str> = summary["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["state"].as_str())
-        .collect();
+    let states = states(&summary);
     assert!(
-        states.contains(&"established") && states.ends_with(&["terminated"]),
+        states.iter().any(|s| s == "established")
+            && states.last().is_some_and(|s| s == "terminated"),
         "{states:?}"
     );
     assert_eq!(

@@ -64,6 +64,16 @@ pub fn summary(output: &Output) -> Value {
     })
 }
 
+/// The call states a summary went through, in order.
+pub fn states(summary: &Value) -> Vec<String> {
+    summary["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .filter_map(|t| t["state"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A mono 16-bit WAV as f32 samples.
 pub fn read_wav(path: &Path) -> (u32, Vec<f32>) {
     let reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
