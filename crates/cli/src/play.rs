@@ -1,5 +1,5 @@
 //! `appmedia play FILE [FILE...]`: plays WAV (any common rate, channels and PCM/float format)
-//! or Ogg/Opus files into a call through a prompt queue — one completion event per prompt,
+//! or Ogg/Opus files, streamed from disk, into a call through a prompt queue — one completion event per prompt,
 //! like Graph's `playPrompt` — and hangs up when the queue is done (or at `--seconds`, Ctrl-C,
 //! or when the other side hangs up). Every file is checked before the call is created.
 
@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use appmedia_audio_io::playback::{
-    AudioClip, Encoding, OpenError, PlayMode, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
-    SourceFormat,
+    Encoding, OpenError, PlayMode, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
 };
 use appmedia_audio_io::stream::StreamedClip;
 use clap::Args;
@@ -22,7 +21,7 @@ use crate::bot::{self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, ServiceArgs
 /// Options of `appmedia play`.
 #[derive(Debug, Args)]
 pub struct PlayArgs {
-    /// WAV or Ogg/Opus files, played one after the other.
+    /// WAV or Ogg/Opus files, streamed from disk and played one after the other.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Play the files again and again until --seconds, Ctrl-C or the other side hangs up.
@@ -51,54 +50,28 @@ pub fn run(args: PlayArgs) -> ExitCode {
     bot::run_command("play", args.json, play(&args), print_summary)
 }
 
-/// A file checked and ready to play: WAV streamed from disk, Ogg/Opus decoded up front.
+/// A file checked and ready to play, streamed from disk (WAV or Ogg/Opus): every problem with
+/// it is an error at open, before a call exists.
 #[derive(Clone)]
-pub enum Prompt {
-    Streamed(StreamedClip),
-    Decoded(AudioClip),
-}
+pub struct Prompt(StreamedClip);
 
 impl Prompt {
-    /// Opens and checks a prompt file: any problem is an error here, before a call exists.
     pub fn open(path: &Path) -> Result<Prompt, OpenError> {
-        let mut magic = [0u8; 4];
-        let n = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
-            .map_err(|source| OpenError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if &magic[..n] == b"OggS" {
-            AudioClip::open(path).map(Prompt::Decoded)
-        } else {
-            StreamedClip::open(path).map(Prompt::Streamed)
-        }
-    }
-
-    fn format(&self) -> &SourceFormat {
-        match self {
-            Prompt::Streamed(c) => c.source_format(),
-            Prompt::Decoded(c) => c.source_format(),
-        }
+        StreamedClip::open(path).map(Prompt)
     }
 
     fn duration(&self) -> Duration {
-        match self {
-            Prompt::Streamed(c) => c.duration(),
-            Prompt::Decoded(c) => c.duration(),
-        }
+        self.0.duration()
     }
 
     fn queue(&self, queue: &PromptQueue) -> Result<PromptId, String> {
-        match self {
-            Prompt::Streamed(c) => queue.play_streamed(c, PlayMode::Once),
-            Prompt::Decoded(c) => queue.play(c, PlayMode::Once),
-        }
-        .map_err(|e| e.to_string())
+        queue
+            .play_streamed(&self.0, PlayMode::Once)
+            .map_err(|e| e.to_string())
     }
 
     fn describe(&self) -> String {
-        let f = self.format();
+        let f = self.0.source_format();
         let encoding = match f.encoding {
             Encoding::PcmInt => format!("{}-bit PCM", f.bits_per_sample),
             Encoding::PcmFloat => "float".to_owned(),
