@@ -233,7 +233,7 @@ fn decode(
     mut producer: rtrb::Producer<f32>,
     shared: &StreamShared,
 ) {
-    let result = (|| -> Result<(), String> {
+    run_decoder(&path, shared, || {
         let mut resampler = if rate == CORE_SAMPLE_RATE {
             None
         } else {
@@ -279,8 +279,15 @@ fn decode(
         tail.truncate(exact.saturating_sub(pushed) as usize);
         push_all(&mut producer, &tail)?;
         Ok(())
-    })();
-    if let Err(e) = result
+    });
+}
+
+const ABANDONED: &str = "player dropped the stream";
+
+/// Runs a decoder thread's work, then tells the reader the stream is over: failed (and logged)
+/// on an error other than the reader having gone.
+fn run_decoder(path: &Path, shared: &StreamShared, work: impl FnOnce() -> Result<(), String>) {
+    if let Err(e) = work()
         && e != ABANDONED
     {
         tracing::warn!(path = %path.display(), error = %e, "streamed prompt stopped");
@@ -288,8 +295,6 @@ fn decode(
     }
     shared.finished.store(true, Ordering::Release);
 }
-
-const ABANDONED: &str = "player dropped the stream";
 
 /// What one pass over an Ogg/Opus file plays: `frames` samples after the first `pre_skip`.
 struct OggPass {
@@ -308,7 +313,7 @@ fn decode_ogg(
     shared: &StreamShared,
 ) {
     use crate::ogg_opus::{OpusStream, PageError, PageReader, clamp};
-    let result = (|| -> Result<(), String> {
+    run_decoder(&path, shared, || {
         let mut out = Vec::new();
         loop {
             let file = File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
@@ -346,14 +351,7 @@ fn decode_ogg(
                 return Err(format!("{} holds no audio any more", path.display()));
             }
         }
-    })();
-    if let Err(e) = result
-        && e != ABANDONED
-    {
-        tracing::warn!(path = %path.display(), error = %e, "streamed prompt stopped");
-        shared.failed.store(true, Ordering::Relaxed);
-    }
-    shared.finished.store(true, Ordering::Release);
+    });
 }
 
 fn emit(
