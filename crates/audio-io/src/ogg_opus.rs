@@ -20,34 +20,216 @@ pub(crate) fn is_ogg(bytes: &[u8]) -> bool {
 
 /// Decodes an Ogg/Opus file to mono 48 kHz samples; also returns the stream's channel count.
 pub(crate) fn decode(bytes: &[u8], path: PathBuf) -> Result<(Vec<f32>, u8), OpenError> {
-    let malformed = |reason: &'static str| OpenError::Malformed {
-        path: path.clone(),
-        reason,
-    };
     let mut pages = Pages { bytes, pos: 0 };
-    let mut serial = None;
-    let mut packet = Vec::new();
-    let mut head: Option<OpusHead> = None;
-    let mut tags_seen = false;
-    let mut decoder: Option<opus::Decoder> = None;
-    let mut pcm = vec![0.0f32; MAX_PACKET_SAMPLES * 2];
+    let mut stream = OpusStream::new(path.clone());
     let mut out = Vec::new();
-    let mut last_granule = None;
-    let mut eos = false;
-    while let Some(page) = pages.next().map_err(malformed)? {
-        match serial {
-            None if page.flags & FLAG_BOS != 0 => serial = Some(page.serial),
-            None => return Err(malformed("Ogg stream does not begin with a start page")),
-            Some(s) if s != page.serial => continue, // another logical stream
+    loop {
+        let page = pages.next().map_err(|r| stream.malformed(r))?;
+        let Some(page) = page else { break };
+        if stream.feed(&page, &mut out)? {
+            break;
+        }
+    }
+    let info = stream.finish()?;
+    // The last granule position counts every sample including the pre-skip: trim the end to it
+    // (the encoder padded the last packet), then drop the pre-skip from the start.
+    if let Some(g) = info.last_granule {
+        out.truncate(usize::try_from(g).unwrap_or(usize::MAX).min(out.len()));
+    }
+    let skip = info.pre_skip.min(out.len());
+    out.drain(..skip);
+    clamp(&mut out);
+    if out.is_empty() {
+        return Err(OpenError::Empty { path });
+    }
+    Ok((out, info.channels))
+}
+
+/// Replaces what would poison a mix (NaN, infinity, beyond full scale).
+pub(crate) fn clamp(samples: &mut [f32]) {
+    for s in samples {
+        *s = if s.is_finite() {
+            s.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// What a whole Ogg/Opus stream said about itself, once read to its end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpusInfo {
+    /// Samples to drop from the start (OpusHead's pre-skip).
+    pub(crate) pre_skip: usize,
+    /// The last granule position: pre-skip plus the samples to play.
+    pub(crate) last_granule: Option<u64>,
+    /// Channels of the stream (down-mixed to mono).
+    pub(crate) channels: u8,
+}
+
+impl OpusInfo {
+    /// Samples a pass plays, once trimmed (at most `decoded` when the granule is missing).
+    pub(crate) fn playable(&self, decoded: u64) -> u64 {
+        self.last_granule
+            .unwrap_or(decoded)
+            .min(decoded)
+            .saturating_sub(self.pre_skip as u64)
+    }
+}
+
+/// Checks a whole Ogg/Opus file by decoding it page by page without keeping the audio: the
+/// same errors as [`decode`], in constant memory. Returns the stream's facts and the samples
+/// a pass plays.
+pub(crate) fn scan(path: &std::path::Path) -> Result<(OpusInfo, u64), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut pages = PageReader::new(std::io::BufReader::new(file));
+    let mut stream = OpusStream::new(path.to_path_buf());
+    let mut out = Vec::new();
+    let mut decoded = 0u64;
+    loop {
+        let page = pages.next().map_err(|e| match e {
+            PageError::Io(source) => io(source),
+            PageError::Bad(reason) => stream.malformed(reason),
+        })?;
+        let Some(page) = page else { break };
+        out.clear();
+        let end = stream.feed(&page, &mut out)?;
+        decoded += out.len() as u64;
+        if end {
+            break;
+        }
+    }
+    let info = stream.finish()?;
+    let playable = info.playable(decoded);
+    if playable == 0 {
+        return Err(OpenError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((info, playable))
+}
+
+/// Why a page could not be read from a file.
+pub(crate) enum PageError {
+    Io(std::io::Error),
+    Bad(&'static str),
+}
+
+/// Whole Ogg pages read from a file, one at a time, each CRC-checked.
+pub(crate) struct PageReader<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+impl<R: std::io::Read> PageReader<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        PageReader {
+            reader,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// The next page; `None` at a clean end of file.
+    pub(crate) fn next(&mut self) -> Result<Option<Page<'_>>, PageError> {
+        self.buf.resize(27, 0);
+        let got = read_full(&mut self.reader, &mut self.buf[..27])?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 27 {
+            return Err(PageError::Bad("Ogg page header cut short (truncated file)"));
+        }
+        let n_segments = usize::from(self.buf[26]);
+        self.buf.resize(27 + n_segments, 0);
+        if read_full(&mut self.reader, &mut self.buf[27..])? < n_segments {
+            return Err(PageError::Bad(
+                "Ogg segment table cut short (truncated file)",
+            ));
+        }
+        let data_len: usize = self.buf[27..].iter().map(|&s| usize::from(s)).sum();
+        let start = self.buf.len();
+        self.buf.resize(start + data_len, 0);
+        if read_full(&mut self.reader, &mut self.buf[start..])? < data_len {
+            return Err(PageError::Bad("Ogg page cut short (truncated file)"));
+        }
+        let mut pages = Pages {
+            bytes: &self.buf,
+            pos: 0,
+        };
+        pages.next().map_err(PageError::Bad)
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> Result<usize, PageError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(PageError::Io(e)),
+        }
+    }
+    Ok(got)
+}
+
+/// An Ogg/Opus logical stream decoded one page at a time.
+pub(crate) struct OpusStream {
+    path: PathBuf,
+    serial: Option<u32>,
+    packet: Vec<u8>,
+    head: Option<OpusHead>,
+    tags_seen: bool,
+    decoder: Option<opus::Decoder>,
+    pcm: Vec<f32>,
+    last_granule: Option<u64>,
+    eos: bool,
+}
+
+impl OpusStream {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        OpusStream {
+            path,
+            serial: None,
+            packet: Vec::new(),
+            head: None,
+            tags_seen: false,
+            decoder: None,
+            pcm: vec![0.0f32; MAX_PACKET_SAMPLES * 2],
+            last_granule: None,
+            eos: false,
+        }
+    }
+
+    pub(crate) fn malformed(&self, reason: &'static str) -> OpenError {
+        OpenError::Malformed {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// Feeds one page, appending its decoded mono samples (untrimmed) to `out`. Returns
+    /// `true` once the stream's end page was fed.
+    pub(crate) fn feed(&mut self, page: &Page<'_>, out: &mut Vec<f32>) -> Result<bool, OpenError> {
+        match self.serial {
+            None if page.flags & FLAG_BOS != 0 => self.serial = Some(page.serial),
+            None => return Err(self.malformed("Ogg stream does not begin with a start page")),
+            Some(s) if s != page.serial => return Ok(false), // another logical stream
             Some(_) => {}
         }
         if page.flags & FLAG_CONTINUED == 0 {
-            packet.clear();
+            self.packet.clear();
         }
         let mut offset = 0;
         for (i, &lace) in page.segments.iter().enumerate() {
             let lace = usize::from(lace);
-            packet.extend_from_slice(&page.data[offset..offset + lace]);
+            self.packet
+                .extend_from_slice(&page.data[offset..offset + lace]);
             offset += lace;
             let complete = lace < 255;
             if !complete && i + 1 < page.segments.len() {
@@ -56,100 +238,111 @@ pub(crate) fn decode(bytes: &[u8], path: PathBuf) -> Result<(Vec<f32>, u8), Open
             if !complete {
                 break; // continues on the next page
             }
-            match (&head, tags_seen) {
-                (None, _) => {
-                    let h = OpusHead::parse(&packet).map_err(|e| match e {
-                        HeadError::NotOpus(kind) => OpenError::UnsupportedFormat {
-                            path: path.clone(),
-                            encoding: format!("Ogg {kind} (only Ogg/Opus is supported)"),
-                        },
-                        HeadError::Bad(reason) => malformed(reason),
-                        HeadError::Channels(n) => OpenError::UnsupportedFormat {
-                            path: path.clone(),
-                            encoding: format!(
-                                "Ogg/Opus with {n} channels (mono and stereo are supported)"
-                            ),
-                        },
-                    })?;
-                    let channels = if h.channels == 1 {
-                        opus::Channels::Mono
-                    } else {
-                        opus::Channels::Stereo
-                    };
-                    let mut d = opus::Decoder::new(48_000, channels)
-                        .map_err(|_| malformed("the Opus decoder refused the stream's layout"))?;
-                    if h.output_gain != 0 {
-                        // Q7.8 dB, applied by libopus.
-                        d.set_gain(i32::from(h.output_gain))
-                            .map_err(|_| malformed("invalid output gain in OpusHead"))?;
-                    }
-                    decoder = Some(d);
-                    head = Some(h);
-                }
-                (Some(_), false) => {
-                    if !packet.starts_with(b"OpusTags") {
-                        return Err(malformed("second Ogg/Opus packet is not OpusTags"));
-                    }
-                    tags_seen = true;
-                }
-                (Some(h), true) => {
-                    let Some(d) = decoder.as_mut() else {
-                        return Err(malformed("audio before OpusHead"));
-                    };
-                    let channels = usize::from(h.channels);
-                    let n = d
-                        .decode_float(&packet, &mut pcm[..MAX_PACKET_SAMPLES * channels], false)
-                        .map_err(|_| malformed("corrupt Opus packet"))?;
-                    if channels == 1 {
-                        out.extend_from_slice(&pcm[..n]);
-                    } else {
-                        out.extend(pcm[..n * 2].chunks_exact(2).map(|f| (f[0] + f[1]) * 0.5));
-                    }
-                }
-            }
-            packet.clear();
+            self.packet_done(out)?;
+            self.packet.clear();
         }
-        if page.granule != u64::MAX && head.is_some() && tags_seen {
-            last_granule = Some(page.granule);
+        if page.granule != u64::MAX && self.head.is_some() && self.tags_seen {
+            self.last_granule = Some(page.granule);
         }
         if page.flags & FLAG_EOS != 0 {
-            eos = true;
-            break;
+            self.eos = true;
         }
+        Ok(self.eos)
     }
-    let Some(head) = head else {
-        return Err(OpenError::TruncatedHeader { path });
-    };
-    if !eos {
-        return Err(malformed(
-            "Ogg/Opus stream has no end page (truncated file)",
-        ));
+
+    fn packet_done(&mut self, out: &mut Vec<f32>) -> Result<(), OpenError> {
+        let path = &self.path;
+        match (&self.head, self.tags_seen) {
+            (None, _) => {
+                let h = OpusHead::parse(&self.packet).map_err(|e| match e {
+                    HeadError::NotOpus(kind) => OpenError::UnsupportedFormat {
+                        path: path.clone(),
+                        encoding: format!("Ogg {kind} (only Ogg/Opus is supported)"),
+                    },
+                    HeadError::Bad(reason) => OpenError::Malformed {
+                        path: path.clone(),
+                        reason,
+                    },
+                    HeadError::Channels(n) => OpenError::UnsupportedFormat {
+                        path: path.clone(),
+                        encoding: format!(
+                            "Ogg/Opus with {n} channels (mono and stereo are supported)"
+                        ),
+                    },
+                })?;
+                let channels = if h.channels == 1 {
+                    opus::Channels::Mono
+                } else {
+                    opus::Channels::Stereo
+                };
+                let mut d = opus::Decoder::new(48_000, channels)
+                    .map_err(|_| self.malformed("the Opus decoder refused the stream's layout"))?;
+                if h.output_gain != 0 {
+                    // Q7.8 dB, applied by libopus.
+                    d.set_gain(i32::from(h.output_gain))
+                        .map_err(|_| self.malformed("invalid output gain in OpusHead"))?;
+                }
+                self.decoder = Some(d);
+                self.head = Some(h);
+            }
+            (Some(_), false) => {
+                if !self.packet.starts_with(b"OpusTags") {
+                    return Err(self.malformed("second Ogg/Opus packet is not OpusTags"));
+                }
+                self.tags_seen = true;
+            }
+            (Some(h), true) => {
+                let channels = usize::from(h.channels);
+                let Some(d) = self.decoder.as_mut() else {
+                    return Err(self.malformed("audio before OpusHead"));
+                };
+                let n = d
+                    .decode_float(
+                        &self.packet,
+                        &mut self.pcm[..MAX_PACKET_SAMPLES * channels],
+                        false,
+                    )
+                    .map_err(|_| OpenError::Malformed {
+                        path: self.path.clone(),
+                        reason: "corrupt Opus packet",
+                    })?;
+                if channels == 1 {
+                    out.extend_from_slice(&self.pcm[..n]);
+                } else {
+                    out.extend(
+                        self.pcm[..n * 2]
+                            .chunks_exact(2)
+                            .map(|f| (f[0] + f[1]) * 0.5),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
-    // The last granule position counts every sample including the pre-skip: trim the end to it
-    // (the encoder padded the last packet), then drop the pre-skip from the start.
-    if let Some(g) = last_granule {
-        out.truncate(usize::try_from(g).unwrap_or(usize::MAX).min(out.len()));
-    }
-    let skip = usize::from(head.pre_skip).min(out.len());
-    out.drain(..skip);
-    for s in &mut out {
-        *s = if s.is_finite() {
-            s.clamp(-1.0, 1.0)
-        } else {
-            0.0
+
+    /// After the last page: the stream must have had its headers and its end page.
+    pub(crate) fn finish(&self) -> Result<OpusInfo, OpenError> {
+        let Some(head) = &self.head else {
+            return Err(OpenError::TruncatedHeader {
+                path: self.path.clone(),
+            });
         };
+        if !self.eos {
+            return Err(self.malformed("Ogg/Opus stream has no end page (truncated file)"));
+        }
+        Ok(OpusInfo {
+            pre_skip: usize::from(head.pre_skip),
+            last_granule: self.last_granule,
+            channels: head.channels,
+        })
     }
-    if out.is_empty() {
-        return Err(OpenError::Empty { path });
-    }
-    Ok((out, head.channels))
 }
 
 const FLAG_CONTINUED: u8 = 0x01;
 const FLAG_BOS: u8 = 0x02;
 const FLAG_EOS: u8 = 0x04;
 
-struct Page<'a> {
+pub(crate) struct Page<'a> {
     flags: u8,
     granule: u64,
     serial: u32,

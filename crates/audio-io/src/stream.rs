@@ -1,9 +1,10 @@
 //! Prompts streamed from disk instead of decoded up front: for long files (hold music) whose
-//! 48 kHz `f32` form would not be worth keeping in memory.
+//! 48 kHz `f32` form would not be worth keeping in memory. WAV and Ogg/Opus.
 //!
 //! [`StreamedClip::open`] checks the file as thoroughly as [`AudioClip::open`](crate::playback::AudioClip::open)
-//! does without reading the audio — not a WAV, an unsupported encoding, a header promising more
-//! data than the file holds are errors at open. Playing it starts a decoder thread that reads,
+//! does without keeping the audio — not a WAV, an unsupported encoding, a header promising more
+//! data than the file holds are errors at open; an Ogg/Opus file is decoded once, page by
+//! page in constant memory, so a damaged page or packet is an error at open too. Playing it starts a decoder thread that reads,
 //! down-mixes and resamples in blocks into a wait-free ring (rtrb); the audio thread only copies
 //! out of that ring. A decoder that falls behind costs a counted stretch of silence, never a
 //! blocked tick.
@@ -31,6 +32,16 @@ pub struct StreamedClip {
     source: SourceFormat,
     /// Frames (samples per channel) in the file.
     frames: u64,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Wav,
+    /// Decoded at 48 kHz; `pre_skip` samples are dropped from the start of each pass.
+    OggOpus {
+        pre_skip: usize,
+    },
 }
 
 impl StreamedClip {
@@ -49,9 +60,19 @@ impl StreamedClip {
             .read_to_end(&mut head)
             .map_err(io)?;
         if crate::ogg_opus::is_ogg(&head) {
-            return Err(OpenError::UnsupportedFormat {
+            let (info, frames) = crate::ogg_opus::scan(&path)?;
+            return Ok(StreamedClip {
                 path,
-                encoding: "Ogg/Opus is decoded up front, not streamed (use AudioClip::open)".into(),
+                source: SourceFormat {
+                    sample_rate: CORE_SAMPLE_RATE,
+                    channels: u16::from(info.channels),
+                    bits_per_sample: 0,
+                    encoding: crate::playback::Encoding::Opus,
+                },
+                frames,
+                kind: Kind::OggOpus {
+                    pre_skip: info.pre_skip,
+                },
             });
         }
         let reader = match hound::WavReader::new(BufReader::new(File::open(&path).map_err(io)?)) {
@@ -89,6 +110,7 @@ impl StreamedClip {
                 encoding: crate::playback::wav_encoding(spec),
             },
             path,
+            kind: Kind::Wav,
         })
     }
 
@@ -115,9 +137,19 @@ impl StreamedClip {
         let thread_shared = Arc::clone(&shared);
         let path = self.path.clone();
         let rate = self.source.sample_rate;
+        let (kind, frames) = (self.kind, self.frames);
         std::thread::Builder::new()
             .name("prompt-stream".into())
-            .spawn(move || decode(path, rate, looped, producer, &thread_shared))?;
+            .spawn(move || match kind {
+                Kind::Wav => decode(path, rate, looped, producer, &thread_shared),
+                Kind::OggOpus { pre_skip } => decode_ogg(
+                    path,
+                    OggPass { pre_skip, frames },
+                    looped,
+                    producer,
+                    &thread_shared,
+                ),
+            })?;
         let deadline = Instant::now() + Duration::from_secs(1);
         while consumer.slots() < 4 * CORE_FRAME_SAMPLES
             && !shared.finished.load(Ordering::Acquire)
@@ -201,7 +233,7 @@ fn decode(
     mut producer: rtrb::Producer<f32>,
     shared: &StreamShared,
 ) {
-    let result = (|| -> Result<(), String> {
+    run_decoder(&path, shared, || {
         let mut resampler = if rate == CORE_SAMPLE_RATE {
             None
         } else {
@@ -247,8 +279,15 @@ fn decode(
         tail.truncate(exact.saturating_sub(pushed) as usize);
         push_all(&mut producer, &tail)?;
         Ok(())
-    })();
-    if let Err(e) = result
+    });
+}
+
+const ABANDONED: &str = "player dropped the stream";
+
+/// Runs a decoder thread's work, then tells the reader the stream is over: failed (and logged)
+/// on an error other than the reader having gone.
+fn run_decoder(path: &Path, shared: &StreamShared, work: impl FnOnce() -> Result<(), String>) {
+    if let Err(e) = work()
         && e != ABANDONED
     {
         tracing::warn!(path = %path.display(), error = %e, "streamed prompt stopped");
@@ -257,7 +296,63 @@ fn decode(
     shared.finished.store(true, Ordering::Release);
 }
 
-const ABANDONED: &str = "player dropped the stream";
+/// What one pass over an Ogg/Opus file plays: `frames` samples after the first `pre_skip`.
+struct OggPass {
+    pre_skip: usize,
+    frames: u64,
+}
+
+/// The decoder thread of an Ogg/Opus prompt: decodes page by page (already 48 kHz, so no
+/// resampling), drops the pre-skip, stops each pass at the length the last granule position
+/// gave, and pushes into the ring; passes again when looped.
+fn decode_ogg(
+    path: PathBuf,
+    pass: OggPass,
+    looped: bool,
+    mut producer: rtrb::Producer<f32>,
+    shared: &StreamShared,
+) {
+    use crate::ogg_opus::{OpusStream, PageError, PageReader, clamp};
+    run_decoder(&path, shared, || {
+        let mut out = Vec::new();
+        loop {
+            let file = File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let mut pages = PageReader::new(BufReader::new(file));
+            let mut stream = OpusStream::new(path.clone());
+            let (mut skip, mut left) = (pass.pre_skip, pass.frames);
+            while left > 0 {
+                let page = match pages.next() {
+                    Ok(Some(page)) => page,
+                    Ok(None) => break,
+                    Err(PageError::Io(e)) => {
+                        return Err(format!("reading {}: {e}", path.display()));
+                    }
+                    Err(PageError::Bad(reason)) => {
+                        return Err(format!("{}: {reason}", path.display()));
+                    }
+                };
+                out.clear();
+                let end = stream.feed(&page, &mut out).map_err(|e| e.to_string())?;
+                let from = skip.min(out.len());
+                skip -= from;
+                let to = from + (out.len() - from).min(usize::try_from(left).unwrap_or(usize::MAX));
+                clamp(&mut out[from..to]);
+                push_all(&mut producer, &out[from..to])?;
+                left -= (to - from) as u64;
+                if end {
+                    break;
+                }
+            }
+            if !looped {
+                return Ok(());
+            }
+            if left == pass.frames {
+                // Changed on disk since it was opened; looping would spin.
+                return Err(format!("{} holds no audio any more", path.display()));
+            }
+        }
+    });
+}
 
 fn emit(
     resampler: &mut Option<FrameResampler>,
@@ -423,6 +518,47 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_ogg_opus_file_is_the_decoded_one() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for name in ["prompt-16k.opus", "stereo-440l-1000r.opus"] {
+            let path = fixtures.join(name);
+            let decoded = AudioClip::open(&path).unwrap();
+            let clip = StreamedClip::open(&path).unwrap();
+            assert_eq!(clip.source_format(), decoded.source_format(), "{name}");
+            assert_eq!(clip.duration(), decoded.duration(), "{name}");
+            let (streamed, failed) = read_all(&mut clip.start(false).unwrap());
+            assert!(!failed, "{name}");
+            // The same decoder over the same packets: the same samples.
+            assert_eq!(streamed, decoded.samples(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_looped_ogg_opus_stream_plays_every_pass_whole() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stereo-440l-1000r.opus");
+        let decoded = AudioClip::open(&path).unwrap();
+        let one = decoded.samples();
+        let mut reader = StreamedClip::open(&path).unwrap().start(true).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0.0f32; CORE_FRAME_SAMPLES];
+        while got.len() < 2 * one.len() + CORE_FRAME_SAMPLES {
+            match reader.read(&mut buf) {
+                StreamRead::More(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if n < buf.len() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                StreamRead::Ended { .. } => panic!("a looped stream ended"),
+            }
+        }
+        assert_eq!(&got[..one.len()], one);
+        // Each pass restarts the decoder, so the second is the first again, sample for sample.
+        assert_eq!(&got[one.len()..2 * one.len()], one);
+    }
+
+    #[test]
     fn a_looped_stream_repeats_seamlessly_until_dropped() {
         let path = samples_dir().join("tone-1khz-16k.wav");
         let clip = StreamedClip::open(&path).unwrap();
@@ -478,6 +614,14 @@ mod tests {
         assert!(matches!(
             StreamedClip::open(fixtures.join("missing.wav")),
             Err(OpenError::Io { .. })
+        ));
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("truncated.opus")),
+            Err(OpenError::Malformed { .. })
+        ));
+        assert!(matches!(
+            StreamedClip::open(fixtures.join("vorbis.ogg")),
+            Err(OpenError::UnsupportedFormat { .. })
         ));
     }
 }

@@ -5,12 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bot;
 mod demo;
 mod devices;
 mod emulator;
 mod graph;
 mod lab;
 mod loadtest;
+mod meter;
+mod play;
+mod record;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +39,10 @@ enum Command {
     Lab(lab::LabArgs),
     /// List the audio devices for --mic / --speakers.
     Devices(devices::DevicesArgs),
+    /// Create or join a call and record it: the mix and one WAV per speaker.
+    Record(record::RecordArgs),
+    /// Play WAV or Ogg/Opus files into a call, then hang up.
+    Play(play::PlayArgs),
     /// Run N 2-party calls in real time (in process, or over plain RTP/WebRTC on loopback) and report capacity.
     Loadtest(loadtest::LoadtestArgs),
 }
@@ -46,6 +54,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Play(args) => play::run(args),
         Command::Loadtest(args) => match loadtest::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
