@@ -134,6 +134,8 @@ pub enum ConferenceError {
     Busy,
     #[error("the conference is gone")]
     Gone,
+    #[error("party {0}: add_network_party needs a spec with PartyAudio::Network")]
+    NotNetworkAudio(u32),
 }
 
 /// Something the call's owner (the emulator service) may react to.
@@ -204,6 +206,10 @@ pub struct PartyStats {
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub phone_line_errors: u64,
+    /// A network party's stream ([`PartyAudio::Network`]): packets the far end sent to the
+    /// conference, and packets the conference sent to it.
+    pub network_packets_received: u64,
+    pub network_packets_sent: u64,
 }
 
 /// Call-wide counters (`Copy`, so a threaded driver can publish it every tick).
@@ -239,15 +245,66 @@ pub(crate) struct PartyLeg {
     stats: PartyStats,
 }
 
+/// The two ends of a network party's stream ([`PartyAudio::Network`]) that a transport holds:
+/// the far end's RTP goes into `inbox` (stamped with the conference's clock, the `now` its
+/// ticks see); what the party hears comes out of `outbox` as RTP (its own SSRC, the
+/// conference's payload type; a WebRTC transport rewrites both to what it negotiated).
+/// Both are lock-free and never block the tick. Dropping the link leaves the party in the
+/// call, silent and unheard; remove it with `remove_party`.
+pub struct NetworkLink {
+    pub inbox: RtpInbox,
+    pub outbox: Consumer<OutgoingRtp>,
+}
+
+impl std::fmt::Debug for NetworkLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkLink").finish_non_exhaustive()
+    }
+}
+
+/// Packets a network party's outbox holds: a transport that polls every 5 ms takes one or
+/// two; the rest is slack for a stalled task (the oldest is dropped beyond it).
+const NETWORK_OUTBOX_PACKETS: usize = 32;
+
 impl PartyLeg {
     fn build(spec: PartySpec, config: &ConferenceConfig) -> Result<Box<PartyLeg>, ConferenceError> {
+        let source = AudioSource::build(&spec.audio)?;
+        Self::build_with(spec, config, source)
+    }
+
+    /// A party whose microphone is a far end's RTP stream, and the link that carries it.
+    fn build_network(
+        spec: PartySpec,
+        config: &ConferenceConfig,
+    ) -> Result<(Box<PartyLeg>, NetworkLink), ConferenceError> {
+        if !matches!(spec.audio, PartyAudio::Network) {
+            return Err(ConferenceError::NotNetworkAudio(spec.source_id));
+        }
+        // It receives one remote stream (decoded, jitter-buffered, concealed) and sends what
+        // it hears; a seed of its own, so its sequence numbers differ from its unmixed stream.
+        let mut pipeline_config = send_config(config, spec.source_id ^ 0x5EED_0000);
+        pipeline_config.local_ssrc = spec.source_id;
+        let mut pipeline = Box::new(CallPipeline::new(pipeline_config)?);
+        let link = NetworkLink {
+            inbox: pipeline.rtp_inbox(),
+            outbox: pipeline.packet_outbox(NETWORK_OUTBOX_PACKETS),
+        };
+        let sender = pipeline.bot_sender();
+        let source = AudioSource::Network { pipeline, sender };
+        Ok((Self::build_with(spec, config, source)?, link))
+    }
+
+    fn build_with(
+        spec: PartySpec,
+        config: &ConferenceConfig,
+        source: AudioSource,
+    ) -> Result<Box<PartyLeg>, ConferenceError> {
         if spec.source_id == 0
             || spec.source_id == config.mixed_ssrc
             || spec.source_id == config.bot_source_id
         {
             return Err(ConferenceError::ReservedSourceId(spec.source_id));
         }
-        let source = AudioSource::build(&spec.audio)?;
         let phone = match spec.kind {
             PartyKind::Phone => Some(Box::new(PhoneLine::new()?)),
             PartyKind::User | PartyKind::MeetingParticipant => None,
@@ -339,6 +396,14 @@ impl ConferenceControl {
     /// Adds a party at the next tick.
     pub fn add_party(&self, spec: PartySpec) -> Result<(), ConferenceError> {
         self.send(Command::Add(PartyLeg::build(spec, &self.config)?))
+    }
+    /// Adds a party whose microphone is a far end's RTP stream ([`PartyAudio::Network`]) at
+    /// the next tick; its packets travel on the returned link (a refusal on the tick comes
+    /// back as [`ConferenceEvent::CommandRejected`], and the link then stays silent).
+    pub fn add_network_party(&self, spec: PartySpec) -> Result<NetworkLink, ConferenceError> {
+        let (leg, link) = PartyLeg::build_network(spec, &self.config)?;
+        self.send(Command::Add(leg))?;
+        Ok(link)
     }
     pub fn remove_party(&self, source_id: u32) -> Result<(), ConferenceError> {
         self.send(Command::Remove(source_id))
@@ -476,6 +541,10 @@ impl ConferenceMedia {
     /// Adds a party now.
     pub fn add_party(&mut self, spec: PartySpec) -> Result<(), ConferenceError> {
         let leg = PartyLeg::build(spec, &self.config)?;
+        self.insert_now(leg)
+    }
+
+    fn insert_now(&mut self, leg: Box<PartyLeg>) -> Result<(), ConferenceError> {
         self.insert(leg).map_err(|(r, leg)| {
             let id = leg.info.source_id;
             let participant = leg.info.participant_id.clone();
@@ -488,6 +557,14 @@ impl ConferenceMedia {
                 Rejection::UnknownParty => ConferenceError::UnknownParty(id),
             }
         })
+    }
+
+    /// Adds a party whose microphone is a far end's RTP stream ([`PartyAudio::Network`]) now,
+    /// and returns the link its packets travel on.
+    pub fn add_network_party(&mut self, spec: PartySpec) -> Result<NetworkLink, ConferenceError> {
+        let (leg, link) = PartyLeg::build_network(spec, &self.config)?;
+        self.insert_now(leg)?;
+        Ok(link)
     }
 
     /// Removes a party now.
@@ -683,6 +760,11 @@ impl ConferenceMedia {
         }
         for p in self.parties.iter_mut() {
             p.source.hear_bot(&self.bot_audio);
+            p.source.hear(&p.hears, now);
+            if let Some((received, sent)) = p.source.network_counters() {
+                p.stats.network_packets_received = received;
+                p.stats.network_packets_sent = sent;
+            }
             if let Some((pipeline, sender)) = p.stream.as_mut() {
                 if !p.info.muted && p.stats.level_dbov > -127.0 {
                     let _ = sender.send_48k(&p.frame);
