@@ -155,6 +155,15 @@ impl MediaPeer {
         self.control.add_party(spec)
     }
 
+    /// A person on the softphone page joins the call's media (at the next tick): a party
+    /// whose microphone is their browser's RTP, carried on the returned link.
+    pub fn add_network_party(
+        &self,
+        spec: PartySpec,
+    ) -> Result<appmedia_emulator_media::NetworkLink, ConferenceError> {
+        self.control.add_network_party(spec)
+    }
+
     /// The party with this source id leaves the call's media.
     pub fn remove_party(&self, source_id: u32) -> Result<(), ConferenceError> {
         self.control.remove_party(source_id)
