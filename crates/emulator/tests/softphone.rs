@@ -430,6 +430,54 @@ async fn a_page_joins_the_meeting_the_bot_is_in() {
     })
     .await;
     assert!(terminated(&h.received, &id).is_none());
+
+    // John is in the meeting (the script's, muted): a page signed in as John takes his
+    // place — one roster update removes the simulated John and adds the person.
+    let before = within(Duration::from_secs(5), "the script's John", || {
+        rosters(&h.received, &id)
+            .last()
+            .and_then(|r| entry_of(r, JOHN))
+    })
+    .await;
+    let mut john = Page::open(&h).await;
+    john.send(json!({"type": "register", "user": JOHN})).await;
+    john.expect("registered").await;
+    let browser = MediaSession::offer(TransportConfig::default())
+        .await
+        .unwrap();
+    john.send(json!({"type": "join", "callId": id, "sdp": browser.local_sdp()}))
+        .await;
+    let joined = john.expect("joined").await;
+    assert_ne!(joined["participantId"], before.0.as_str());
+    let after = within(Duration::from_secs(10), "the person as John", || {
+        rosters(&h.received, &id)
+            .last()
+            .and_then(|r| entry_of(r, JOHN))
+            .filter(|e| e.0 != before.0)
+    })
+    .await;
+    assert_eq!(after.0, joined["participantId"].as_str().unwrap());
+    assert_eq!(after.1, joined["sourceId"].as_u64().unwrap().to_string());
+    assert!(!after.2, "the person joins unmuted");
+    let john_entries = rosters(&h.received, &id)
+        .last()
+        .unwrap()
+        .iter()
+        .filter(|p| p["info"]["identity"]["user"]["id"] == JOHN)
+        .count();
+    assert_eq!(john_entries, 1, "one John in the roster");
+
+    // The bot hangs up: the page is told, and is in no call any more.
+    assert_eq!(h.delete(&format!("/communications/calls/{id}")).await, 204);
+    assert_eq!(john.expect("ended").await["callId"], id.as_str());
+    within(Duration::from_secs(5), "the page out of the call", || {
+        h.emulator
+            .softphones()
+            .iter()
+            .all(|s| s.call_id.is_none())
+            .then_some(())
+    })
+    .await;
 }
 
 /// Chromium, killed (and reaped) when dropped, whatever the test's outcome.
