@@ -230,6 +230,22 @@ pub struct ConferenceStats {
     pub events_dropped: u64,
     /// Frames the recording refused (queue full, stopped); the file gets silence there.
     pub recording_frames_dropped: u64,
+    /// Who was heard on the last tick: source ids of the parties above the speech threshold
+    /// (unmuted; the first [`MAX_REPORTED_SPEAKERS`]), see [`speakers`](Self::speakers).
+    pub speaker_ids: [u32; MAX_REPORTED_SPEAKERS],
+    pub speaker_count: usize,
+    /// Whether the bot's frame of the last tick was above the speech threshold.
+    pub bot_speaking: bool,
+}
+
+/// Speakers a [`ConferenceStats`] names per tick (it is `Copy`, so the list is fixed-size).
+pub const MAX_REPORTED_SPEAKERS: usize = 8;
+
+impl ConferenceStats {
+    /// Source ids of the parties heard on the last tick (the bot not included).
+    pub fn speakers(&self) -> &[u32] {
+        &self.speaker_ids[..self.speaker_count.min(MAX_REPORTED_SPEAKERS)]
+    }
 }
 
 /// A party's state in the call; built (allocated) off the tick.
@@ -470,6 +486,10 @@ pub struct ConferenceMedia {
     ticks: u64,
     commands_rejected: u64,
     recording_dropped: u64,
+    /// The last tick's speakers (for the stats).
+    speaker_ids: [u32; MAX_REPORTED_SPEAKERS],
+    speaker_count: usize,
+    bot_speaking: bool,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -522,6 +542,9 @@ impl ConferenceMedia {
             ticks: 0,
             commands_rejected: 0,
             recording_dropped: 0,
+            speaker_ids: [0; MAX_REPORTED_SPEAKERS],
+            speaker_count: 0,
+            bot_speaking: false,
             config,
         })
     }
@@ -701,6 +724,7 @@ impl ConferenceMedia {
 
         // 1. Every party's microphone.
         let mut speaking = 0;
+        self.speaker_count = 0;
         for p in self.parties.iter_mut() {
             let (_, finished) = p.source.next_frame(&mut p.frame);
             if let Some(line) = p.phone.as_mut()
@@ -715,6 +739,10 @@ impl ConferenceMedia {
             if p.stats.level_dbov >= threshold {
                 p.stats.frames_spoken += 1;
                 speaking += 1;
+                if self.speaker_count < MAX_REPORTED_SPEAKERS {
+                    self.speaker_ids[self.speaker_count] = p.info.source_id;
+                    self.speaker_count += 1;
+                }
             }
             if let Some(src) = p.mixer_source {
                 let _ = self.mixer.push(src, &p.frame);
@@ -795,12 +823,13 @@ impl ConferenceMedia {
                 }
             }
         }
+        self.bot_speaking = level_dbov(&self.bot_audio[..]) >= threshold;
         if let Some(tx) = &self.stats_outbox {
             let _ = tx.push(self.stats());
         }
         ConferenceTick {
             speaking,
-            bot_is_silent: level_dbov(&self.bot_audio[..]) < threshold,
+            bot_is_silent: !self.bot_speaking,
         }
     }
 
@@ -914,6 +943,9 @@ impl ConferenceMedia {
             commands_rejected: self.commands_rejected,
             events_dropped: self.events.dropped,
             recording_frames_dropped: self.recording_dropped,
+            speaker_ids: self.speaker_ids,
+            speaker_count: self.speaker_count,
+            bot_speaking: self.bot_speaking,
         }
     }
 

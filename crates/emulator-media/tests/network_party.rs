@@ -98,6 +98,12 @@ fn the_bot_hears_the_far_end_and_the_far_end_hears_everyone_but_itself() {
     assert!(far_bot > 0.015, "the person hears the bot: {far_bot}");
     assert!(far_jane > 0.015, "the person hears Jane: {far_jane}");
     assert!(far_self < 1e-7, "the person hears itself: {far_self}");
+    // Both parties and the bot are heard: the stats name who speaks.
+    let call = conf.stats();
+    let mut speakers = call.speakers().to_vec();
+    speakers.sort_unstable();
+    assert_eq!(speakers, vec![20, 21]);
+    assert!(call.bot_speaking);
     let stats = conf.party_stats(21).unwrap();
     assert!(stats.network_packets_received >= 190, "{stats:?}");
     assert!(stats.network_packets_sent >= 190, "{stats:?}");
@@ -128,6 +134,10 @@ fn the_bot_hears_the_far_end_and_the_far_end_hears_everyone_but_itself() {
         }
     }
     assert!(power_at(&bot_heard, 48_000.0, 440.0) < 1e-7);
+    assert!(
+        !conf.stats().speakers().contains(&21),
+        "a muted party is not speaking"
+    );
     assert!(conf.party_stats(21).unwrap().network_packets_sent >= 290);
 }
 
