@@ -12,10 +12,11 @@
 //! A blob that is not an appmedia blob (the documentation's `"<Media Session
 //! Configuration>"`, say) is Graph's business only: the call goes on without media.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 use appmedia_emulator_media::conference::DEFAULT_BOT_SOURCE_ID;
@@ -68,12 +69,42 @@ pub fn bot_recording_path(dir: &Path, call_id: &str) -> PathBuf {
     RecordingConfig::new(dir, call_id).path_of(Track::Speaker(BOT_SOURCE_ID))
 }
 
+/// When each media source (the bot and every party) was last heard, from the conference's
+/// per-tick stats; the softphone page shows who speaks from it.
+#[derive(Debug, Default)]
+pub struct RecentSpeakers(Mutex<HashMap<u32, Instant>>);
+
+impl RecentSpeakers {
+    fn note(&self, stats: &appmedia_emulator_media::ConferenceStats, now: Instant) {
+        let mut heard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for &id in stats.speakers() {
+            heard.insert(id, now);
+        }
+        if stats.bot_speaking {
+            heard.insert(BOT_SOURCE_ID, now);
+        }
+    }
+
+    /// The sources heard within `window`, in ascending order.
+    pub fn within(&self, window: Duration) -> Vec<u32> {
+        let heard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<u32> = heard
+            .iter()
+            .filter(|(_, at)| at.elapsed() <= window)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 /// One call's media peer. Dropping it stops the conference and finishes the recording.
 pub struct MediaPeer {
     session: MediaSession,
     control: ConferenceControl,
     stop: Arc<AtomicBool>,
     recording: Option<PathBuf>,
+    speakers: Arc<RecentSpeakers>,
 }
 
 impl std::fmt::Debug for MediaPeer {
@@ -118,9 +149,11 @@ impl MediaPeer {
             None => None,
         };
         let control = conference.control();
-        let running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
+        let mut running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
         let stop = Arc::new(AtomicBool::new(false));
         let task_stop = stop.clone();
+        let speakers = Arc::new(RecentSpeakers::default());
+        let task_speakers = speakers.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(PUMP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -129,6 +162,9 @@ impl MediaPeer {
                 running.pump(&endpoint.incoming, &endpoint.outgoing);
                 while let Some(event) = running.next_event() {
                     log_event(event);
+                }
+                if let Some(stats) = running.latest_stats() {
+                    task_speakers.note(&stats, Instant::now());
                 }
             }
             running.stop();
@@ -145,6 +181,7 @@ impl MediaPeer {
                 control,
                 stop,
                 recording: recording_path,
+                speakers,
             },
             answer,
         ))
@@ -172,6 +209,11 @@ impl MediaPeer {
     /// Mutes or unmutes a party: a muted party's microphone is not mixed for anyone.
     pub fn set_muted(&self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
         self.control.set_muted(source_id, muted)
+    }
+
+    /// The media sources (the bot's is [`BOT_SOURCE_ID`]) heard within `window`.
+    pub fn recent_speakers(&self, window: Duration) -> Vec<u32> {
+        self.speakers.within(window)
     }
 
     /// The recording of what the bot sent, when recording.

@@ -18,6 +18,7 @@
 //!                   {"type":"incoming","callId":"…","from":"…","kind":"…"}
 //!                   {"type":"joined","callId":"…","participantId":"…","sourceId":…,"sdp":"<answer>"}
 //!                   {"type":"roster","callId":"…","participants":[…]}
+//!                   {"type":"speaking","callId":"…","sourceIds":[…]}          (answers "stats")
 //!                   {"type":"ended","callId":"…","reason":"…"}
 //!                   {"type":"error","message":"…"}
 //! ```
@@ -66,6 +67,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const PUMP_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a join may wait for the call's driver.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A source heard this recently counts as speaking (the page reports every 0.5 s).
+const SPEAKING_WINDOW: Duration = Duration::from_millis(600);
 
 /// What a page asks of a call's driver (through the call's control channel).
 #[derive(Debug)]
@@ -553,10 +556,24 @@ impl Connection {
                 None => self.error("not in a call"),
             },
             FromPage::Leave => self.leave().await,
-            FromPage::Stats(report) => self.shared.softphones().update(self.page, |s| {
-                s.report = Some(report);
-                s.reported_at = Some(Instant::now());
-            }),
+            FromPage::Stats(report) => {
+                self.shared.softphones().update(self.page, |s| {
+                    s.report = Some(report);
+                    s.reported_at = Some(Instant::now());
+                });
+                // Each report is answered with who speaks in the call.
+                if let Some(call) = &self.call {
+                    let mut speaking = Vec::new();
+                    self.shared.update_call(&call.call_id, |record| {
+                        if let Some(media) = &record.media {
+                            speaking = media.recent_speakers(SPEAKING_WINDOW);
+                        }
+                    });
+                    self.send(json!({
+                        "type": "speaking", "callId": call.call_id, "sourceIds": speaking,
+                    }));
+                }
+            }
         }
     }
 

@@ -366,6 +366,10 @@ async fn a_page_answers_mutes_and_leaves_over_the_websocket() {
             .filter(|r| r.packets_received == 7)
     })
     .await;
+    // A report is answered with who speaks (nobody: the bot and the "browser" are silent).
+    let speaking = page.expect("speaking").await;
+    assert_eq!(speaking["callId"], bot.id.as_str());
+    assert_eq!(speaking["sourceIds"], json!([]));
 
     // Hang up: the person leaves the roster; John was the only called party, so the P2P
     // call ends, as when the far end hangs up.
