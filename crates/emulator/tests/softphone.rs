@@ -484,13 +484,25 @@ async fn a_page_joins_the_meeting_the_bot_is_in() {
     .await;
 }
 
-/// Chromium, killed (and reaped) when dropped, whatever the test's outcome.
-struct Chromium(Child);
+/// Chromium, killed (and reaped) when dropped, whatever the test's outcome; then the
+/// page's own log lines (its console, in `dir/chromium.log`) are printed and `dir` removed.
+struct Chromium {
+    child: Child,
+    dir: PathBuf,
+}
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(self.dir.join("chromium.log")).unwrap_or_default();
+        for line in text
+            .lines()
+            .filter(|l| l.contains("softphone: ") || l.contains("Uncaught"))
+        {
+            eprintln!("page: {}", line.split("softphone: ").nth(1).unwrap_or(line));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -562,34 +574,40 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
     write_tone_wav(&wav, 440.0, 3.0, 0.5);
     let h = Harness::start(config()).await;
     let url = format!("{}/softphone?user={JOHN}&autojoin=1", h.emulator.base_url());
-    let chromium = Chromium(
-        Command::new(CHROMIUM)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--allow-loopback-in-peer-connection",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-            ])
-            .arg(format!(
-                "--use-file-for-fake-audio-capture={}",
-                wav.display()
-            ))
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .arg(&url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromium"),
-    );
+    let child = Command::new(CHROMIUM)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--autoplay-policy=no-user-gesture-required",
+            "--allow-loopback-in-peer-connection",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+        ])
+        .arg(format!(
+            "--use-file-for-fake-audio-capture={}",
+            wav.display()
+        ))
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        // The page's console (its log lines) goes to this file, printed at the end.
+        .arg("--enable-logging=stderr")
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("chromium.log")).unwrap(),
+        ))
+        .spawn()
+        .expect("start chromium");
+    let chromium = Chromium {
+        child,
+        dir: dir.clone(),
+    };
 
     // The page signs in as John (it asks for the microphone first).
     within(
@@ -710,6 +728,18 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
         "{r0:?} {r2:?}"
     );
 
+    // The page's script ran without an uncaught error (its console is in the log).
+    let console = std::fs::read_to_string(dir.join("chromium.log")).unwrap_or_default();
+    assert!(
+        !console.contains("Uncaught"),
+        "the page threw: {}",
+        console
+            .lines()
+            .filter(|l| l.contains("Uncaught"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
     // Closing the browser is hanging up: John leaves the roster, and the P2P call ends.
     drop(chromium);
     within(Duration::from_secs(20), "the call to terminate", || {
@@ -720,5 +750,4 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
     assert!(entry_of(&last, JOHN).is_none(), "{last:#?}");
     bot.session.close().await;
     drop(bot.client);
-    let _ = std::fs::remove_dir_all(&dir);
 }
