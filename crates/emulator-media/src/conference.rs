@@ -137,6 +137,8 @@ pub enum ConferenceError {
     Busy,
     #[error("the conference is gone")]
     Gone,
+    #[error("party {0}: add_network_party needs a spec with PartyAudio::Network")]
+    NotNetworkAudio(u32),
 }
 
 /// Something the call's owner (the emulator service) may react to.
@@ -227,6 +229,10 @@ pub struct PartyStats {
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub phone_line_errors: u64,
+    /// A network party's stream ([`PartyAudio::Network`]): packets the far end sent to the
+    /// conference, and packets the conference sent to it.
+    pub network_packets_received: u64,
+    pub network_packets_sent: u64,
 }
 
 /// Call-wide counters (`Copy`, so a threaded driver can publish it every tick).
@@ -247,6 +253,22 @@ pub struct ConferenceStats {
     pub events_dropped: u64,
     /// Frames the recording refused (queue full, stopped); the file gets silence there.
     pub recording_frames_dropped: u64,
+    /// Who was heard on the last tick: source ids of the parties above the speech threshold
+    /// (unmuted; the first [`MAX_REPORTED_SPEAKERS`]), see [`speakers`](Self::speakers).
+    pub speaker_ids: [u32; MAX_REPORTED_SPEAKERS],
+    pub speaker_count: usize,
+    /// Whether the bot's frame of the last tick was above the speech threshold.
+    pub bot_speaking: bool,
+}
+
+/// Speakers a [`ConferenceStats`] names per tick (it is `Copy`, so the list is fixed-size).
+pub const MAX_REPORTED_SPEAKERS: usize = 8;
+
+impl ConferenceStats {
+    /// Source ids of the parties heard on the last tick (the bot not included).
+    pub fn speakers(&self) -> &[u32] {
+        &self.speaker_ids[..self.speaker_count.min(MAX_REPORTED_SPEAKERS)]
+    }
 }
 
 /// A party's state in the call; built (allocated) off the tick.
@@ -264,15 +286,66 @@ pub(crate) struct PartyLeg {
     audio_started: bool,
 }
 
+/// The two ends of a network party's stream ([`PartyAudio::Network`]) that a transport holds:
+/// the far end's RTP goes into `inbox` (stamped with the conference's clock, the `now` its
+/// ticks see); what the party hears comes out of `outbox` as RTP (its own SSRC, the
+/// conference's payload type; a WebRTC transport rewrites both to what it negotiated).
+/// Both are lock-free and never block the tick. Dropping the link leaves the party in the
+/// call, silent and unheard; remove it with `remove_party`.
+pub struct NetworkLink {
+    pub inbox: RtpInbox,
+    pub outbox: Consumer<OutgoingRtp>,
+}
+
+impl std::fmt::Debug for NetworkLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkLink").finish_non_exhaustive()
+    }
+}
+
+/// Packets a network party's outbox holds: a transport that polls every 5 ms takes one or
+/// two; the rest is slack for a stalled task (the oldest is dropped beyond it).
+const NETWORK_OUTBOX_PACKETS: usize = 32;
+
 impl PartyLeg {
     fn build(spec: PartySpec, config: &ConferenceConfig) -> Result<Box<PartyLeg>, ConferenceError> {
+        let source = AudioSource::build(&spec.audio)?;
+        Self::build_with(spec, config, source)
+    }
+
+    /// A party whose microphone is a far end's RTP stream, and the link that carries it.
+    fn build_network(
+        spec: PartySpec,
+        config: &ConferenceConfig,
+    ) -> Result<(Box<PartyLeg>, NetworkLink), ConferenceError> {
+        if !matches!(spec.audio, PartyAudio::Network) {
+            return Err(ConferenceError::NotNetworkAudio(spec.source_id));
+        }
+        // It receives one remote stream (decoded, jitter-buffered, concealed) and sends what
+        // it hears; a seed of its own, so its sequence numbers differ from its unmixed stream.
+        let mut pipeline_config = send_config(config, spec.source_id ^ 0x5EED_0000);
+        pipeline_config.local_ssrc = spec.source_id;
+        let mut pipeline = Box::new(CallPipeline::new(pipeline_config)?);
+        let link = NetworkLink {
+            inbox: pipeline.rtp_inbox(),
+            outbox: pipeline.packet_outbox(NETWORK_OUTBOX_PACKETS),
+        };
+        let sender = pipeline.bot_sender();
+        let source = AudioSource::Network { pipeline, sender };
+        Ok((Self::build_with(spec, config, source)?, link))
+    }
+
+    fn build_with(
+        spec: PartySpec,
+        config: &ConferenceConfig,
+        source: AudioSource,
+    ) -> Result<Box<PartyLeg>, ConferenceError> {
         if spec.source_id == 0
             || spec.source_id == config.mixed_ssrc
             || spec.source_id == config.bot_source_id
         {
             return Err(ConferenceError::ReservedSourceId(spec.source_id));
         }
-        let source = AudioSource::build(&spec.audio)?;
         let phone = match spec.kind {
             PartyKind::Phone => Some(Box::new(PhoneLine::new()?)),
             PartyKind::User | PartyKind::MeetingParticipant => None,
@@ -366,6 +439,14 @@ impl ConferenceControl {
     pub fn add_party(&self, spec: PartySpec) -> Result<(), ConferenceError> {
         self.send(Command::Add(PartyLeg::build(spec, &self.config)?))
     }
+    /// Adds a party whose microphone is a far end's RTP stream ([`PartyAudio::Network`]) at
+    /// the next tick; its packets travel on the returned link (a refusal on the tick comes
+    /// back as [`ConferenceEvent::CommandRejected`], and the link then stays silent).
+    pub fn add_network_party(&self, spec: PartySpec) -> Result<NetworkLink, ConferenceError> {
+        let (leg, link) = PartyLeg::build_network(spec, &self.config)?;
+        self.send(Command::Add(leg))?;
+        Ok(link)
+    }
     pub fn remove_party(&self, source_id: u32) -> Result<(), ConferenceError> {
         self.send(Command::Remove(source_id))
     }
@@ -433,6 +514,10 @@ pub struct ConferenceMedia {
     ticks: u64,
     commands_rejected: u64,
     recording_dropped: u64,
+    /// The last tick's speakers (for the stats).
+    speaker_ids: [u32; MAX_REPORTED_SPEAKERS],
+    speaker_count: usize,
+    bot_speaking: bool,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -486,6 +571,9 @@ impl ConferenceMedia {
             ticks: 0,
             commands_rejected: 0,
             recording_dropped: 0,
+            speaker_ids: [0; MAX_REPORTED_SPEAKERS],
+            speaker_count: 0,
+            bot_speaking: false,
             config,
         })
     }
@@ -505,6 +593,10 @@ impl ConferenceMedia {
     /// Adds a party now.
     pub fn add_party(&mut self, spec: PartySpec) -> Result<(), ConferenceError> {
         let leg = PartyLeg::build(spec, &self.config)?;
+        self.insert_now(leg)
+    }
+
+    fn insert_now(&mut self, leg: Box<PartyLeg>) -> Result<(), ConferenceError> {
         self.insert(leg).map_err(|(r, leg)| {
             let id = leg.info.source_id;
             let participant = leg.info.participant_id.clone();
@@ -517,6 +609,14 @@ impl ConferenceMedia {
                 Rejection::UnknownParty => ConferenceError::UnknownParty(id),
             }
         })
+    }
+
+    /// Adds a party whose microphone is a far end's RTP stream ([`PartyAudio::Network`]) now,
+    /// and returns the link its packets travel on.
+    pub fn add_network_party(&mut self, spec: PartySpec) -> Result<NetworkLink, ConferenceError> {
+        let (leg, link) = PartyLeg::build_network(spec, &self.config)?;
+        self.insert_now(leg)?;
+        Ok(link)
     }
 
     /// Removes a party now.
@@ -661,6 +761,7 @@ impl ConferenceMedia {
 
         // 1. Every party's microphone.
         let mut speaking = 0;
+        self.speaker_count = 0;
         for p in self.parties.iter_mut() {
             let (_, finished) = p.source.next_frame(&mut p.frame);
             if let Some(line) = p.phone.as_mut()
@@ -689,6 +790,10 @@ impl ConferenceMedia {
             if p.stats.level_dbov >= threshold {
                 p.stats.frames_spoken += 1;
                 speaking += 1;
+                if self.speaker_count < MAX_REPORTED_SPEAKERS {
+                    self.speaker_ids[self.speaker_count] = p.info.source_id;
+                    self.speaker_count += 1;
+                }
             }
             if let Some(src) = p.mixer_source {
                 let _ = self.mixer.push(src, &p.frame);
@@ -746,6 +851,11 @@ impl ConferenceMedia {
         }
         for p in self.parties.iter_mut() {
             p.source.hear_bot(&self.bot_audio);
+            p.source.hear(&p.hears, now);
+            if let Some((received, sent)) = p.source.network_counters() {
+                p.stats.network_packets_received = received;
+                p.stats.network_packets_sent = sent;
+            }
             if let Some((pipeline, sender)) = p.stream.as_mut() {
                 if !p.info.muted && p.stats.level_dbov > -127.0 {
                     let _ = sender.send_48k(&p.frame);
@@ -776,12 +886,13 @@ impl ConferenceMedia {
                 }
             }
         }
+        self.bot_speaking = level_dbov(&self.bot_audio[..]) >= threshold;
         if let Some(tx) = &self.stats_outbox {
             let _ = tx.push(self.stats());
         }
         ConferenceTick {
             speaking,
-            bot_is_silent: level_dbov(&self.bot_audio[..]) < threshold,
+            bot_is_silent: !self.bot_speaking,
         }
     }
 
@@ -895,6 +1006,9 @@ impl ConferenceMedia {
             commands_rejected: self.commands_rejected,
             events_dropped: self.events.dropped,
             recording_frames_dropped: self.recording_dropped,
+            speaker_ids: self.speaker_ids,
+            speaker_count: self.speaker_count,
+            bot_speaking: self.bot_speaking,
         }
     }
 

@@ -32,7 +32,8 @@ pub mod phone;
 
 pub use conference::{
     ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
-    ConferenceStats, ConferenceTick, PartyInfo, PartyStats, Rejection, StreamLayout,
+    ConferenceStats, ConferenceTick, MAX_REPORTED_SPEAKERS, NetworkLink, PartyInfo, PartyStats,
+    Rejection, StreamLayout,
 };
 pub use party::{PartyAudio, PartyKind, PartySpec, graph_source_id, parse_graph_source_id};
 pub use phone::PhoneLine;

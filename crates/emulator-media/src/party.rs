@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptOutcome, PromptPlayer, PromptQueue};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
+use appmedia_media::pipeline::{BotSender, CallPipeline};
 
 /// Longest echo delay a party may have (the delay line is preallocated frame by frame).
 pub const MAX_ECHO_DELAY: Duration = Duration::from_secs(2);
@@ -35,6 +36,11 @@ pub enum PartyAudio {
     /// one). Only the bot is echoed, not the other parties: two echoing parties would
     /// otherwise feed each other forever.
     Echo { delay: Duration },
+    /// The microphone is a far end's RTP stream (a person on the emulator's softphone page),
+    /// decoded by the media core, and what the party hears (everyone but itself) goes back
+    /// to it as RTP. Only `add_network_party` adds such a party, as it hands back the
+    /// [`NetworkLink`](crate::NetworkLink) those packets travel on.
+    Network,
 }
 
 /// A party to add to a conference.
@@ -98,6 +104,11 @@ pub(crate) enum AudioSource {
         line: Box<[Frame48]>,
         pos: usize,
     },
+    /// A far end on the network: its pipeline decodes what it says and encodes what it hears.
+    Network {
+        pipeline: Box<CallPipeline>,
+        sender: BotSender,
+    },
 }
 
 /// Why a behaviour could not be built.
@@ -107,6 +118,8 @@ pub enum AudioSourceError {
     EchoTooLong { delay: Duration, max: Duration },
     #[error("the clip could not be queued: {0}")]
     Queue(String),
+    #[error("a network party's audio comes from its link: add it with add_network_party")]
+    NetworkNeedsLink,
 }
 
 fn frames_in(d: Duration) -> u64 {
@@ -151,6 +164,7 @@ impl AudioSource {
                     pos: 0,
                 }
             }
+            PartyAudio::Network => return Err(AudioSourceError::NetworkNeedsLink),
         })
     }
 
@@ -182,6 +196,32 @@ impl AudioSource {
                 out.copy_from_slice(&line[*pos]);
                 (out.iter().any(|&s| s != 0.0), false)
             }
+            // What the far end said, decoded on the last tick (see `hear`).
+            AudioSource::Network { pipeline, .. } => {
+                out.copy_from_slice(pipeline.bot_frame_48k());
+                (out.iter().any(|&s| s != 0.0), false)
+            }
+        }
+    }
+
+    /// Hands what the party hears this tick to a network party: encoded and sent at once,
+    /// while the far end's packets are decoded for the next tick's microphone frame.
+    pub(crate) fn hear(&mut self, hears: &Frame48, now: Duration) {
+        if let AudioSource::Network { pipeline, sender } = self {
+            // The queue holds two frames and is drained by the tick just below: never full.
+            let _ = sender.send_48k(hears);
+            pipeline.tick(now);
+        }
+    }
+
+    /// The network stream's counters: (packets received from the far end, packets sent to it).
+    pub(crate) fn network_counters(&self) -> Option<(u64, u64)> {
+        match self {
+            AudioSource::Network { pipeline, .. } => {
+                let stats = pipeline.stats();
+                Some((stats.inbound_queue.pushed, stats.packets_sent))
+            }
+            _ => None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Proves a conference's tick allocates nothing in steady state: every kind of party (a
-//! looped clip, an echo, a phone, silence), both stream layouts, the recording, mute commands
+//! looped clip, an echo, a phone, silence, a person on the network), both stream layouts, the recording, mute commands
 //! and the bot's packets, under a counting allocator (per thread, so parallel tests do not
 //! disturb the count).
 
@@ -67,6 +67,15 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
             conf.add_party(PartySpec::new(format!("p{id}"), "P", kind, id, audio))
                 .unwrap();
         }
+        // A person on the network: its RTP comes from a far-end pipeline, its mix goes back.
+        let person = PartySpec::new("p15", "P", PartyKind::User, 15, PartyAudio::Network);
+        let link = conf.add_network_party(person).unwrap();
+        let mut far = CallPipeline::new(appmedia_media::pipeline::PipelineConfig {
+            local_ssrc: 0xFA2,
+            ..bot_config()
+        })
+        .unwrap();
+        let far_sender = far.bot_sender();
         let dir = scratch_dir(&format!("alloc-{layout:?}"));
         let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "call")).unwrap();
         conf.attach_recording(sink);
@@ -81,6 +90,11 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
             bot_sender.send_48k(&tone(1000.0, 0.3, k as usize)).unwrap();
             bot.tick(now);
             let packet = bot.outgoing_packet().map(Bytes::copy_from_slice);
+            far_sender.send_48k(&tone(440.0, 0.3, k as usize)).unwrap();
+            far.tick(now);
+            if let Some(p) = far.outgoing_packet() {
+                let _ = link.inbox.push(Bytes::copy_from_slice(p), now);
+            }
             if k % 50 == 25 {
                 control.set_muted(10, k % 100 == 25).unwrap();
             }
@@ -104,6 +118,9 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
                 conf.tick(now);
                 while conf.poll_event().is_some() {}
             });
+            while let Some(p) = link.outbox.pop() {
+                far.push_rtp(Bytes::copy_from_slice(p.as_bytes()), now);
+            }
             // The first ticks open the bot's stream (a stream slot, its decoder).
             if k >= 20 {
                 allocations += n;
@@ -113,8 +130,11 @@ fn a_conference_tick_allocates_nothing_in_steady_state() {
         std::fs::remove_dir_all(dir).ok();
         assert_eq!(allocations, 0, "{layout:?}: allocations on 380 ticks");
         assert!(conf.stats().bot_stream.unwrap().jitter.received > 300);
-        assert_eq!(conf.parties().count(), 4, "the late party came and went");
+        assert_eq!(conf.parties().count(), 5, "the late party came and went");
         assert!(conf.party_stats(11).unwrap().frames_spoken > 300);
+        let person = conf.party_stats(15).unwrap();
+        assert!(person.frames_spoken > 300, "{person:?}");
+        assert!(person.network_packets_sent > 300, "{person:?}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! hanging up, meeting participants joining, leaving, muting and sharing content; and
 //! turns each change into the notification the bot would get from Graph.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +16,16 @@ use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
 use crate::media::BOT_SOURCE_ID;
 use crate::server::Shared;
 use crate::shapes::{self, MeetingContext, result};
-use appmedia_emulator_media::{PartyKind, PartySpec};
+use crate::softphone::{Joined, SoftphoneCommand};
+use appmedia_emulator_media::{NetworkLink, PartyAudio, PartyKind, PartySpec};
 
 /// What the HTTP side tells a running call.
 #[derive(Debug)]
 pub enum Control {
     /// `DELETE /communications/calls/{id}`.
     HangUp,
+    /// A person on the softphone page joins, mutes, leaves...
+    Softphone(SoftphoneCommand),
 }
 
 /// Switches that make the emulator misbehave the way the real service sometimes does.
@@ -87,6 +91,16 @@ struct Run {
     established: bool,
     establishing_held: bool,
     sharing: Option<String>,
+    /// Roster keys (user ids) a person on the softphone page holds: the script leaves them be.
+    softphone_keys: HashSet<String>,
+}
+
+/// Where a joining party's microphone comes from.
+enum JoinMedia<'a> {
+    /// The directory's script.
+    Script(&'a Sound),
+    /// A person on the softphone page.
+    Network,
 }
 
 /// Runs the call until it terminates.
@@ -97,8 +111,32 @@ pub async fn run_call(
     notify: mpsc::UnboundedSender<serde_json::Value>,
 ) {
     let start = Instant::now();
+    // Called users with a softphone page open ring there instead of following the script.
+    let called: Vec<String> = plan
+        .parties
+        .iter()
+        .filter_map(|(party, _)| match party {
+            Party::User { id, .. } => Some(id.clone()),
+            Party::Phone { .. } => None,
+        })
+        .collect();
+    let mut has_media = false;
+    shared.update_call(&plan.call_id, |record| has_media = record.media.is_some());
+    let rung = shared.softphones().call_started(
+        &plan.call_id,
+        &format!("{:?}", plan.kind),
+        &called,
+        plan.meeting
+            .as_ref()
+            .map(|(_, m)| m.join_meeting_id.as_str()),
+        &display_name(&plan.bot_identity),
+        has_media,
+    );
     let mut timeline: Vec<(Duration, Step)> = Vec::new();
-    for (i, (_, behaviour)) in plan.parties.iter().enumerate() {
+    for (i, (party, behaviour)) in plan.parties.iter().enumerate() {
+        if rung.contains(&party_key(party)) {
+            continue;
+        }
         match behaviour.answer {
             crate::directory::Answer::Answer => {
                 timeline.push((behaviour.ring_delay(), Step::Answer(i)));
@@ -144,26 +182,31 @@ pub async fn run_call(
         established: false,
         establishing_held: false,
         sharing: None,
+        softphone_keys: HashSet::new(),
     };
     run.begin();
 
-    for (at, step) in timeline {
-        tokio::select! {
-            _ = tokio::time::sleep_until(start + at) => {}
-            command = control.recv() => {
-                // A closed channel means the emulator is shutting down: end the call too.
-                let _ = command;
-                run.terminate(result::ENDED_BY_APPLICATION);
-                return;
+    let mut timeline = timeline.into_iter().peekable();
+    loop {
+        let next = timeline.peek().map(|(at, _)| start + *at);
+        let outcome = tokio::select! {
+            _ = tokio::time::sleep_until(next.unwrap_or(start)), if next.is_some() => {
+                match timeline.next() {
+                    Some((_, step)) => run.step(step, &mut states),
+                    None => None,
+                }
             }
-        }
-        if let Some(outcome) = run.step(step, &mut states) {
+            command = control.recv() => match command {
+                Some(Control::Softphone(command)) => run.softphone(command, &mut states),
+                // A closed channel means the emulator is shutting down: end the call too.
+                Some(Control::HangUp) | None => Some(result::ENDED_BY_APPLICATION),
+            }
+        };
+        if let Some(outcome) = outcome {
             run.terminate(outcome);
             return;
         }
     }
-    let _ = control.recv().await;
-    run.terminate(result::ENDED_BY_APPLICATION);
 }
 
 impl Run {
@@ -217,6 +260,9 @@ impl Run {
         });
         self.state_notification(CallState::Established, None);
         self.release_establishing();
+        self.shared
+            .softphones()
+            .call_established(&self.plan.call_id, &display_name(&self.plan.bot_identity));
         let bot = shapes::participant(
             &self.plan.my_participant_id,
             self.plan.bot_identity.clone(),
@@ -245,22 +291,32 @@ impl Run {
     }
 
     /// Adds a roster entry's party to the call's media (when the call has media), with the
-    /// roster's source id, so the bot can match unmixed audio to participants.
-    fn media_join(&self, participant: &Participant, name: String, kind: PartyKind, sound: &Sound) {
+    /// roster's source id, so the bot can match unmixed audio to participants. A network
+    /// party's link comes back (`None` without media, or when the conference refused it).
+    fn media_join(
+        &self,
+        participant: &Participant,
+        name: String,
+        kind: PartyKind,
+        media: JoinMedia<'_>,
+    ) -> Option<NetworkLink> {
         let (Some(source_id), Some(participant_id)) =
             (shapes::source_id_of(participant), participant.id.value())
         else {
-            return;
+            return None;
         };
-        let mut spec = PartySpec::new(
-            participant_id.clone(),
-            name,
-            kind,
-            source_id,
-            self.shared.party_audio(sound),
-        );
+        let audio = match media {
+            JoinMedia::Script(sound) => self.shared.party_audio(sound),
+            JoinMedia::Network => PartyAudio::Network,
+        };
+        let mut spec = PartySpec::new(participant_id.clone(), name, kind, source_id, audio);
         spec.muted = participant.is_muted.value().copied().unwrap_or(false);
-        self.with_media(|media| media.add_party(spec));
+        let mut link = None;
+        self.with_media(|media| match spec.audio {
+            PartyAudio::Network => media.add_network_party(spec).map(|l| link = Some(l)),
+            _ => media.add_party(spec),
+        });
+        link
     }
 
     /// Runs a command on the call's media, if it has any; a refusal is logged (the call and
@@ -318,6 +374,9 @@ impl Run {
 
     fn roster_changed(&mut self, changed: &[Participant], removed: &[Participant]) {
         let everyone: Vec<Participant> = self.roster.iter().map(|(_, p)| p.clone()).collect();
+        self.shared
+            .softphones()
+            .roster(&self.plan.call_id, &everyone);
         self.shared.update_call(&self.plan.call_id, |record| {
             record.participants = everyone.clone();
         });
@@ -364,29 +423,20 @@ impl Run {
     fn step(&mut self, step: Step, states: &mut [PartyState]) -> Option<(i64, i64, &'static str)> {
         match step {
             Step::Answer(i) if states[i] == PartyState::Ringing => {
-                states[i] = PartyState::Joined;
-                let bot = self.establish();
-                let (party, behaviour) = self.plan.parties[i].clone();
-                let participant = self.identity_participant(party.identity(), false);
-                let (name, kind) = match &party {
-                    Party::User { display_name, .. } => (display_name.clone(), PartyKind::User),
-                    Party::Phone { number } => (number.clone(), PartyKind::Phone),
-                };
-                self.media_join(&participant, name, kind, &behaviour.media);
-                self.shared.update_call(&self.plan.call_id, |record| {
-                    if record.resource.answered_by.value().is_none() {
-                        record.resource.answered_by =
-                            appmedia_model::ParticipantInfo::new(party.identity()).into();
-                    }
-                });
-                self.join(party_key(&party), participant, bot);
+                let sound = self.plan.parties[i].1.media.clone();
+                self.answer(i, states, JoinMedia::Script(&sound));
                 None
             }
             Step::Decline(i) if states[i] == PartyState::Ringing => {
                 states[i] = PartyState::Declined;
                 self.nobody_left(states).then_some(result::DECLINED)
             }
-            Step::HangUp(i) if states[i] == PartyState::Joined => {
+            Step::HangUp(i)
+                if states[i] == PartyState::Joined
+                    && !self
+                        .softphone_keys
+                        .contains(&party_key(&self.plan.parties[i].0)) =>
+            {
                 states[i] = PartyState::Gone;
                 let key = party_key(&self.plan.parties[i].0);
                 self.leave(&key);
@@ -418,7 +468,8 @@ impl Run {
                 None
             }
             Step::Meeting(event) => {
-                if self.established {
+                // A person on the softphone page decides for themself.
+                if self.established && !self.softphone_keys.contains(&event.user) {
                     match event.action {
                         MeetingAction::Join => self.meeting_user_joins(&event.user, false),
                         MeetingAction::Leave => self.leave(&event.user),
@@ -456,7 +507,7 @@ impl Run {
             &participant,
             user.display_name.clone(),
             PartyKind::MeetingParticipant,
-            &user.behaviour.media,
+            JoinMedia::Script(&user.behaviour.media),
         );
         self.roster.push((user.id, participant.clone()));
         Some(participant)
@@ -471,10 +522,194 @@ impl Run {
 
     fn terminate(&mut self, outcome: (i64, i64, &str)) {
         self.release_establishing();
+        self.shared
+            .softphones()
+            .call_ended(&self.plan.call_id, outcome.2);
         self.state_notification(CallState::Terminated, Some(outcome));
         self.shared.remove_call(&self.plan.call_id);
         tracing::info!(call = %self.plan.call_id, code = outcome.0, "call terminated");
     }
+}
+
+impl Run {
+    /// Called party `i` answers, with its script's sound or as a person on the softphone
+    /// page; the network party's link comes back.
+    fn answer(
+        &mut self,
+        i: usize,
+        states: &mut [PartyState],
+        media: JoinMedia<'_>,
+    ) -> Option<NetworkLink> {
+        states[i] = PartyState::Joined;
+        let bot = self.establish();
+        let party = self.plan.parties[i].0.clone();
+        let participant = self.identity_participant(party.identity(), false);
+        let (name, kind) = match &party {
+            Party::User { display_name, .. } => (display_name.clone(), PartyKind::User),
+            Party::Phone { number } => (number.clone(), PartyKind::Phone),
+        };
+        let link = self.media_join(&participant, name, kind, media);
+        self.shared.update_call(&self.plan.call_id, |record| {
+            if record.resource.answered_by.value().is_none() {
+                record.resource.answered_by =
+                    appmedia_model::ParticipantInfo::new(party.identity()).into();
+            }
+        });
+        self.join(party_key(&party), participant, bot);
+        link
+    }
+
+    /// Applies what a person on the softphone page did; `Some(result)` ends the call.
+    fn softphone(
+        &mut self,
+        command: SoftphoneCommand,
+        states: &mut [PartyState],
+    ) -> Option<(i64, i64, &'static str)> {
+        match command {
+            SoftphoneCommand::Join { user, reply } => {
+                let joined = self.softphone_join(&user, states);
+                if let Ok(joined) = &joined {
+                    tracing::info!(call = %self.plan.call_id, %user, source_id = joined.source_id, "a person joined from the softphone page");
+                }
+                // A page that gave up waiting has dropped the receiver; the person then
+                // leaves when its WebSocket closes.
+                let _ = reply.send(joined);
+                None
+            }
+            SoftphoneCommand::Decline { user } => match self.called_index(&user) {
+                Some(i) if states[i] == PartyState::Ringing => self.step(Step::Decline(i), states),
+                _ => None,
+            },
+            SoftphoneCommand::Mute { user, muted } => {
+                if self.softphone_keys.contains(&user) {
+                    self.set_muted(&user, muted);
+                }
+                None
+            }
+            SoftphoneCommand::Leave { user } => {
+                if !self.softphone_keys.remove(&user) {
+                    return None;
+                }
+                match self.called_index(&user) {
+                    Some(i) if states[i] == PartyState::Joined => {
+                        self.step(Step::HangUp(i), states)
+                    }
+                    _ => {
+                        self.leave(&user);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn called_index(&self, user: &str) -> Option<usize> {
+        self.plan
+            .parties
+            .iter()
+            .position(|(p, _)| matches!(p, Party::User { id, .. } if id == user))
+    }
+
+    /// A person joins as `user`: answers while that user rings, takes the place of the
+    /// simulated user already in the call, or joins the meeting.
+    fn softphone_join(&mut self, user: &str, states: &mut [PartyState]) -> Result<Joined, String> {
+        if self.softphone_keys.contains(user) {
+            return Err(format!("{user} is already in this call from another page"));
+        }
+        let mut has_media = false;
+        self.shared
+            .update_call(&self.plan.call_id, |r| has_media = r.media.is_some());
+        if !has_media {
+            return Err("this call has no media the emulator takes part in \
+                 (app-hosted media with an appmedia blob)"
+                .into());
+        }
+        let in_roster = self.roster.iter().any(|(k, _)| k == user);
+        let called = self.called_index(user);
+        let link = match called {
+            Some(i) if states[i] == PartyState::Ringing => {
+                self.answer(i, states, JoinMedia::Network)
+            }
+            _ if in_roster => self.take_over(user),
+            Some(_) => return Err(format!("{user} has left or declined this call")),
+            None if self.plan.meeting.is_some() && self.established => {
+                self.meeting_person_joins(user)
+            }
+            None if self.plan.meeting.is_some() => {
+                return Err("the bot has not joined the meeting yet".into());
+            }
+            None => return Err(format!("{user} is not a party of this call")),
+        };
+        let participant = self
+            .roster
+            .iter()
+            .find(|(k, _)| k == user)
+            .map(|(_, p)| p.clone());
+        match (link, participant) {
+            (Some(link), Some(p)) => {
+                self.softphone_keys.insert(user.to_owned());
+                Ok(Joined {
+                    participant_id: p.id.value().cloned().unwrap_or_default(),
+                    source_id: shapes::source_id_of(&p).unwrap_or_default(),
+                    link,
+                })
+            }
+            _ => Err("the call's media refused the party (see the emulator's log)".into()),
+        }
+    }
+
+    /// The simulated `user` leaves and the person takes their place (a new participant).
+    fn take_over(&mut self, user: &str) -> Option<NetworkLink> {
+        let pos = self.roster.iter().position(|(k, _)| k == user)?;
+        let (_, gone) = self.roster.remove(pos);
+        if let Some(source_id) = shapes::source_id_of(&gone) {
+            self.with_media(|media| media.remove_party(source_id));
+        }
+        let (link, joined) = self.network_participant(user)?;
+        self.roster_changed(&[joined], &[gone]);
+        link
+    }
+
+    /// A person joins the meeting as `user`.
+    fn meeting_person_joins(&mut self, user: &str) -> Option<NetworkLink> {
+        let (link, joined) = self.network_participant(user)?;
+        self.roster_changed(&[joined], &[]);
+        link
+    }
+
+    /// Adds `user` to the roster (not yet announced) as a network party.
+    fn network_participant(&mut self, user: &str) -> Option<(Option<NetworkLink>, Participant)> {
+        let found = self.shared.directory().user(user).cloned()?;
+        let party = Party::User {
+            id: found.id.clone(),
+            display_name: found.display_name.clone(),
+        };
+        let participant = self.identity_participant(party.identity(), false);
+        let kind = if self.plan.meeting.is_some() {
+            PartyKind::MeetingParticipant
+        } else {
+            PartyKind::User
+        };
+        let link = self.media_join(&participant, found.display_name, kind, JoinMedia::Network);
+        self.roster.push((found.id, participant.clone()));
+        Some((link, participant))
+    }
+}
+
+/// A display name for an identity set (the bot's, for the page's "incoming call from").
+fn display_name(identity: &IdentitySet) -> String {
+    [
+        &identity.application,
+        &identity.application_instance,
+        &identity.user,
+        &identity.phone,
+    ]
+    .into_iter()
+    .find_map(|i| {
+        i.value()
+            .and_then(|i| i.display_name.value().or(i.id.value()).cloned())
+    })
+    .unwrap_or_else(|| "the bot".to_owned())
 }
 
 fn party_key(party: &Party) -> String {

@@ -11,6 +11,9 @@
 //! [`Emulator::notification_openid_configuration_url`], so a bot validates them with
 //! `appmedia_signalling::auth::CallbackTokenValidator` unchanged.
 //!
+//! `GET /softphone` is a web page where a person joins an emulated call with their own
+//! microphone and speakers, as a directory user or meeting participant ([`softphone`]).
+//!
 //! ```
 //! use appmedia_emulator::{Emulator, EmulatorConfig};
 //!
@@ -35,6 +38,7 @@ pub mod notify;
 pub mod server;
 pub mod service_media;
 pub mod shapes;
+pub mod softphone;
 pub mod tokens;
 
 pub use directory::{Directory, DirectoryError};

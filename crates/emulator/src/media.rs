@@ -12,10 +12,11 @@
 //! A blob that is not an appmedia blob (the documentation's `"<Media Session
 //! Configuration>"`, say) is Graph's business only: the call goes on without media.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 use appmedia_emulator_media::conference::DEFAULT_BOT_SOURCE_ID;
@@ -70,6 +71,35 @@ pub fn bot_recording_path(dir: &Path, call_id: &str) -> PathBuf {
     RecordingConfig::new(dir, call_id).path_of(Track::Speaker(BOT_SOURCE_ID))
 }
 
+/// When each media source (the bot and every party) was last heard, from the conference's
+/// per-tick stats; the softphone page shows who speaks from it.
+#[derive(Debug, Default)]
+pub struct RecentSpeakers(Mutex<HashMap<u32, Instant>>);
+
+impl RecentSpeakers {
+    fn note(&self, stats: &appmedia_emulator_media::ConferenceStats, now: Instant) {
+        let mut heard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for &id in stats.speakers() {
+            heard.insert(id, now);
+        }
+        if stats.bot_speaking {
+            heard.insert(BOT_SOURCE_ID, now);
+        }
+    }
+
+    /// The sources heard within `window`, in ascending order.
+    pub fn within(&self, window: Duration) -> Vec<u32> {
+        let heard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<u32> = heard
+            .iter()
+            .filter(|(_, at)| at.elapsed() <= window)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 /// One call's media peer. Dropping it stops the conference and finishes the recording.
 pub struct MediaPeer {
     session: MediaSession,
@@ -77,6 +107,7 @@ pub struct MediaPeer {
     stop: Arc<AtomicBool>,
     recording: Option<PathBuf>,
     timeline: MediaTimeline,
+    speakers: Arc<RecentSpeakers>,
 }
 
 impl std::fmt::Debug for MediaPeer {
@@ -121,11 +152,13 @@ impl MediaPeer {
             None => None,
         };
         let control = conference.control();
-        let running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
+        let mut running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
         let stop = Arc::new(AtomicBool::new(false));
         let task_stop = stop.clone();
         let timeline = MediaTimeline::new(scheduler.epoch());
         let task_timeline = timeline.clone();
+        let speakers = Arc::new(RecentSpeakers::default());
+        let task_speakers = speakers.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(PUMP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -135,6 +168,9 @@ impl MediaPeer {
                 while let Some(event) = running.next_event() {
                     task_timeline.observe(&event);
                     log_event(event);
+                }
+                if let Some(stats) = running.latest_stats() {
+                    task_speakers.note(&stats, Instant::now());
                 }
             }
             running.stop();
@@ -152,6 +188,7 @@ impl MediaPeer {
                 stop,
                 recording: recording_path,
                 timeline,
+                speakers,
             },
             answer,
         ))
@@ -160,6 +197,15 @@ impl MediaPeer {
     /// A party joins the call's media (at the next tick).
     pub fn add_party(&self, spec: PartySpec) -> Result<(), ConferenceError> {
         self.control.add_party(spec)
+    }
+
+    /// A person on the softphone page joins the call's media (at the next tick): a party
+    /// whose microphone is their browser's RTP, carried on the returned link.
+    pub fn add_network_party(
+        &self,
+        spec: PartySpec,
+    ) -> Result<appmedia_emulator_media::NetworkLink, ConferenceError> {
+        self.control.add_network_party(spec)
     }
 
     /// The party with this source id leaves the call's media.
@@ -180,6 +226,11 @@ impl MediaPeer {
     /// When each party first spoke.
     pub fn timeline(&self) -> &MediaTimeline {
         &self.timeline
+    }
+
+    /// The media sources (the bot's is [`BOT_SOURCE_ID`]) heard within `window`.
+    pub fn recent_speakers(&self, window: Duration) -> Vec<u32> {
+        self.speakers.within(window)
     }
 
     /// The recording of what the bot sent, when recording.

@@ -155,6 +155,8 @@ pub struct Shared {
     pub(crate) conferences: ConferenceScheduler,
     /// Service-hosted prompts, decoded once.
     pub(crate) prompt_library: PromptLibrary,
+    /// Open softphone pages (`GET /softphone`).
+    softphones: crate::softphone::Softphones,
 }
 
 impl Shared {
@@ -187,6 +189,26 @@ impl Shared {
                     })
             }
         }
+    }
+
+    /// Open softphone pages and the calls they may join.
+    pub(crate) fn softphones(&self) -> &crate::softphone::Softphones {
+        &self.softphones
+    }
+
+    /// The control channel of a live call.
+    pub(crate) fn call_control(&self, id: &str) -> Option<mpsc::UnboundedSender<Control>> {
+        self.calls().get(id).map(|r| r.control.clone())
+    }
+
+    /// The clock conference ticks see (packets are stamped with it on arrival).
+    pub(crate) fn conference_epoch(&self) -> std::time::Instant {
+        self.conferences.epoch()
+    }
+
+    /// The emulator's side of media sessions.
+    pub(crate) fn transport_config(&self) -> TransportConfig {
+        self.config.transport.clone()
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallRecord>> {
@@ -281,6 +303,7 @@ impl Emulator {
             clips,
             conferences,
             prompt_library: PromptLibrary::default(),
+            softphones: Default::default(),
             config,
         });
         let app = router(shared.clone(), &notification_keys);
@@ -382,6 +405,12 @@ impl Emulator {
         self.shared.calls().len()
     }
 
+    /// The open softphone pages (`GET /softphone`): who they are, the call they are in, the
+    /// browser's latest audio report.
+    pub fn softphones(&self) -> Vec<crate::softphone::SoftphoneStatus> {
+        self.shared.softphones.status()
+    }
+
     /// Stops accepting requests and waits for the listener to finish.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -428,7 +457,9 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
     // `PublishedKeys` serves them.
-    graph.merge(notification_keys.router(&shared.config.notification_issuer))
+    graph
+        .merge(notification_keys.router(&shared.config.notification_issuer))
+        .merge(crate::softphone::router(shared.clone()))
 }
 
 /// A request's correlation id: the caller's `client-request-id` when it sent one.

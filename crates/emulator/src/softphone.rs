@@ -1,0 +1,765 @@
+//! The web softphone: a person joins an emulated call from a browser, as a directory user or
+//! a meeting participant, with their own microphone and speakers.
+//!
+//! `GET /softphone` serves one self-contained page (`softphone.html`: inline script and
+//! style, nothing fetched from elsewhere). The page talks to `GET /softphone/ws`, a
+//! WebSocket carrying JSON messages (`docs/emulator.md` lists them):
+//!
+//! ```text
+//! page → emulator   {"type":"register","user":"<user id>","meeting":"<joinMeetingId>"?}
+//!                   {"type":"join","callId":"…","sdp":"<complete SDP offer>"}
+//!                   {"type":"decline","callId":"…"}
+//!                   {"type":"mute","muted":true}
+//!                   {"type":"leave"}
+//!                   {"type":"stats","packetsReceived":…,"totalAudioEnergy":…,"audioLevel":…,"packetsSent":…}
+//! emulator → page   {"type":"directory","users":[…],"meetings":[…]}   (on connect)
+//!                   {"type":"registered","user":{…},"meeting":…}
+//!                   {"type":"calls","calls":[…]}                       (live calls with media)
+//!                   {"type":"incoming","callId":"…","from":"…","kind":"…"}
+//!                   {"type":"joined","callId":"…","participantId":"…","sourceId":…,"sdp":"<answer>"}
+//!                   {"type":"roster","callId":"…","participants":[…]}
+//!                   {"type":"speaking","callId":"…","sourceIds":[…]}          (answers "stats")
+//!                   {"type":"ended","callId":"…","reason":"…"}
+//!                   {"type":"error","message":"…"}
+//! ```
+//!
+//! The browser offers (non-trickle: its complete SDP after gathering), the emulator answers
+//! with a transport `MediaSession` of its own per page. In the call's media the person is a
+//! network party of the conference (`PartyAudio::Network`): their microphone is the RTP from
+//! the browser, decoded by the media core, and they hear the mix-minus for them (everyone but
+//! themself, the bot included). The call's driver puts them in the roster like any other
+//! participant, so the bot sees them join, mute and leave, with their media source id.
+//!
+//! A page registered as a user rings when the bot calls that user (instead of the user's
+//! scripted answer) and can join a live call by id: answer it while that user rings, take
+//! the place of the simulated user when they are already in it, or join a meeting call.
+//! A page registered for a meeting is told when the bot's call to that meeting is
+//! established. Closing the page (the WebSocket) is leaving the call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use appmedia_emulator_media::NetworkLink;
+use appmedia_model::Participant;
+use appmedia_transport::MediaSession;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::Control;
+use crate::server::Shared;
+
+/// The page (inline script and style: it must work with no network).
+pub const SOFTPHONE_HTML: &str = include_str!("softphone.html");
+
+/// Largest message a page may send (an SDP offer is a few kilobytes).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How often packets move between a page's media session and its conference party.
+const PUMP_INTERVAL: Duration = Duration::from_millis(5);
+/// How long a join may wait for the call's driver.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A source heard this recently counts as speaking (the page reports every 0.5 s).
+const SPEAKING_WINDOW: Duration = Duration::from_millis(600);
+
+/// What a page asks of a call's driver (through the call's control channel).
+#[derive(Debug)]
+pub enum SoftphoneCommand {
+    /// The person joins: answers a ringing call, takes the place of the simulated user, or
+    /// joins the meeting. The driver replies with the party it added, or why not.
+    Join {
+        user: String,
+        reply: oneshot::Sender<Result<Joined, String>>,
+    },
+    /// The person declines a call that rings them.
+    Decline { user: String },
+    /// The person mutes or unmutes.
+    Mute { user: String, muted: bool },
+    /// The person hangs up (or closed the page).
+    Leave { user: String },
+}
+
+/// The person, in the call.
+#[derive(Debug)]
+pub struct Joined {
+    /// Graph participant id.
+    pub participant_id: String,
+    /// Media source id (the roster's `sourceId`).
+    pub source_id: u32,
+    /// The conference party's packets.
+    pub link: NetworkLink,
+}
+
+/// The latest audio report of a page (from the browser's `getStats()`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PageReport {
+    /// RTP packets the browser received from the emulator.
+    pub packets_received: u64,
+    /// The browser's `totalAudioEnergy` of what it received (grows with loudness × time).
+    pub total_audio_energy: f64,
+    /// The browser's `audioLevel` of what it received (0..1).
+    pub audio_level: f64,
+    /// RTP packets the browser sent (its microphone).
+    pub packets_sent: u64,
+}
+
+/// One open softphone page, as [`crate::Emulator::softphones`] shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoftphoneStatus {
+    /// The directory user the page is registered as (`None` before it registered).
+    pub user: Option<String>,
+    /// The meeting (joinMeetingId) it waits in.
+    pub meeting: Option<String>,
+    /// The call it is in.
+    pub call_id: Option<String>,
+    /// Its participant id and media source id in that call.
+    pub participant_id: Option<String>,
+    pub source_id: Option<u32>,
+    pub muted: bool,
+    /// The browser's latest report and when it came.
+    pub report: Option<PageReport>,
+    #[serde(skip)]
+    pub reported_at: Option<Instant>,
+}
+
+/// A live call a page could join.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallSummary {
+    call_id: String,
+    kind: String,
+    /// Users the bot called (ids).
+    called: Vec<String>,
+    /// The meeting's joinMeetingId, for meeting calls.
+    meeting: Option<String>,
+    established: bool,
+    #[serde(skip)]
+    has_media: bool,
+    /// The latest roster message, for a page that enters the call after it was sent.
+    #[serde(skip)]
+    roster: Option<Value>,
+}
+
+struct Page {
+    tx: mpsc::UnboundedSender<Value>,
+    status: SoftphoneStatus,
+}
+
+#[derive(Default)]
+struct Inner {
+    pages: HashMap<u64, Page>,
+    calls: HashMap<String, CallSummary>,
+}
+
+/// Every open page and every live call they may join; shared by the WebSocket handlers and
+/// the call drivers.
+#[derive(Default)]
+pub struct Softphones {
+    inner: Mutex<Inner>,
+    next_page: AtomicU64,
+}
+
+impl std::fmt::Debug for Softphones {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Softphones").finish_non_exhaustive()
+    }
+}
+
+impl Softphones {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every open page.
+    pub fn status(&self) -> Vec<SoftphoneStatus> {
+        self.lock()
+            .pages
+            .values()
+            .map(|p| p.status.clone())
+            .collect()
+    }
+
+    fn broadcast_calls(inner: &Inner) {
+        let calls: Vec<&CallSummary> = inner.calls.values().filter(|c| c.has_media).collect();
+        let message = json!({"type": "calls", "calls": calls});
+        for page in inner.pages.values() {
+            let _ = page.tx.send(message.clone());
+        }
+    }
+
+    /// A call started; `called` are the user ids the bot called. Returns the ones a page
+    /// registered as that user answers for: the call rings there, not in the script.
+    pub(crate) fn call_started(
+        &self,
+        call_id: &str,
+        kind: &str,
+        called: &[String],
+        meeting: Option<&str>,
+        from: &str,
+        has_media: bool,
+    ) -> Vec<String> {
+        let mut inner = self.lock();
+        inner.calls.insert(
+            call_id.to_owned(),
+            CallSummary {
+                call_id: call_id.to_owned(),
+                kind: kind.to_owned(),
+                called: called.to_vec(),
+                meeting: meeting.map(str::to_owned),
+                established: false,
+                has_media,
+                roster: None,
+            },
+        );
+        let mut rung = Vec::new();
+        if has_media {
+            for page in inner.pages.values() {
+                if let Some(user) = &page.status.user
+                    && page.status.call_id.is_none()
+                    && called.contains(user)
+                {
+                    let _ = page.tx.send(json!({
+                        "type": "incoming", "callId": call_id, "from": from, "kind": kind,
+                    }));
+                    if !rung.contains(user) {
+                        rung.push(user.clone());
+                    }
+                }
+            }
+        }
+        Self::broadcast_calls(&inner);
+        rung
+    }
+
+    /// The call is established; pages waiting in its meeting are told they can join.
+    pub(crate) fn call_established(&self, call_id: &str, from: &str) {
+        let mut inner = self.lock();
+        let Some(call) = inner.calls.get_mut(call_id) else {
+            return;
+        };
+        call.established = true;
+        let call = call.clone();
+        if let Some(meeting) = &call.meeting
+            && call.has_media
+        {
+            for page in inner.pages.values() {
+                if page.status.meeting.as_ref() == Some(meeting) && page.status.call_id.is_none() {
+                    let _ = page.tx.send(json!({
+                        "type": "incoming", "callId": call_id, "from": from, "kind": call.kind,
+                    }));
+                }
+            }
+        }
+        Self::broadcast_calls(&inner);
+    }
+
+    /// The call's roster changed: pages in the call see it.
+    pub(crate) fn roster(&self, call_id: &str, participants: &[Participant]) {
+        let mut inner = self.lock();
+        let list: Vec<Value> = participants.iter().map(roster_entry).collect();
+        let message = json!({"type": "roster", "callId": call_id, "participants": list});
+        if let Some(call) = inner.calls.get_mut(call_id) {
+            call.roster = Some(message.clone());
+        }
+        for page in inner.pages.values() {
+            if page.status.call_id.as_deref() == Some(call_id) {
+                let _ = page.tx.send(message.clone());
+            }
+        }
+    }
+
+    /// The call is over: pages in it (or rung by it) hang up.
+    pub(crate) fn call_ended(&self, call_id: &str, reason: &str) {
+        let mut inner = self.lock();
+        inner.calls.remove(call_id);
+        let message = json!({"type": "ended", "callId": call_id, "reason": reason});
+        for page in inner.pages.values_mut() {
+            // Every page hears it: one that was rung stops ringing.
+            let _ = page.tx.send(message.clone());
+            if page.status.call_id.as_deref() == Some(call_id) {
+                page.status.call_id = None;
+                page.status.participant_id = None;
+                page.status.source_id = None;
+            }
+        }
+        Self::broadcast_calls(&inner);
+    }
+
+    fn open(&self, tx: mpsc::UnboundedSender<Value>) -> u64 {
+        let id = self.next_page.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        let calls: Vec<&CallSummary> = inner.calls.values().filter(|c| c.has_media).collect();
+        let _ = tx.send(json!({"type": "calls", "calls": calls}));
+        inner.pages.insert(
+            id,
+            Page {
+                tx,
+                status: SoftphoneStatus {
+                    user: None,
+                    meeting: None,
+                    call_id: None,
+                    participant_id: None,
+                    source_id: None,
+                    muted: false,
+                    report: None,
+                    reported_at: None,
+                },
+            },
+        );
+        id
+    }
+
+    fn update(&self, page: u64, f: impl FnOnce(&mut SoftphoneStatus)) {
+        if let Some(p) = self.lock().pages.get_mut(&page) {
+            f(&mut p.status);
+        }
+    }
+
+    /// The page is in the call now: it gets the latest roster (its own joining is in it).
+    fn enter(&self, page: u64, call_id: &str, participant_id: &str, source_id: u32) {
+        let mut inner = self.lock();
+        let roster = inner.calls.get(call_id).and_then(|c| c.roster.clone());
+        if let Some(p) = inner.pages.get_mut(&page) {
+            p.status.call_id = Some(call_id.to_owned());
+            p.status.participant_id = Some(participant_id.to_owned());
+            p.status.source_id = Some(source_id);
+            p.status.muted = false;
+            if let Some(roster) = roster {
+                let _ = p.tx.send(roster);
+            }
+        }
+    }
+
+    fn get(&self, page: u64) -> Option<SoftphoneStatus> {
+        self.lock().pages.get(&page).map(|p| p.status.clone())
+    }
+
+    fn close(&self, page: u64) {
+        self.lock().pages.remove(&page);
+    }
+}
+
+/// A roster entry as the page shows it.
+fn roster_entry(p: &Participant) -> Value {
+    let info = p.info.value();
+    let identity = info.and_then(|i| i.identity.value());
+    let (name, id, is_bot) = identity
+        .map(|set| {
+            let user = set.user.value();
+            let app = set.application.value().or(set.application_instance.value());
+            let phone = set.phone.value();
+            let who = user.or(app).or(phone);
+            (
+                who.and_then(|i| i.display_name.value().cloned())
+                    .or_else(|| who.and_then(|i| i.id.value().cloned()))
+                    .unwrap_or_default(),
+                who.and_then(|i| i.id.value().cloned()).unwrap_or_default(),
+                user.is_none() && phone.is_none(),
+            )
+        })
+        .unwrap_or_default();
+    json!({
+        "participantId": p.id.value(),
+        "id": id,
+        "displayName": name,
+        "isBot": is_bot,
+        "muted": p.is_muted.value().copied().unwrap_or(false),
+        "sourceId": crate::shapes::source_id_of(p),
+    })
+}
+
+/// `GET /softphone` and `GET /softphone/ws`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/softphone", get(page))
+        .route("/softphone/ws", get(upgrade))
+        .with_state(shared)
+}
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        SOFTPHONE_HTML,
+    )
+        .into_response()
+}
+
+async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move { Connection::run(shared, socket).await })
+}
+
+/// What a page sends.
+#[derive(Debug, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+enum FromPage {
+    Register {
+        user: String,
+        #[serde(default)]
+        meeting: Option<String>,
+    },
+    Join {
+        call_id: String,
+        sdp: String,
+    },
+    Decline {
+        call_id: String,
+    },
+    Mute {
+        muted: bool,
+    },
+    Leave,
+    Stats(PageReport),
+}
+
+/// The person's media in a call: the session with the browser and the task that moves its
+/// packets to and from the conference party.
+struct InCall {
+    call_id: String,
+    user: String,
+    session: Arc<MediaSession>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    page: u64,
+    tx: mpsc::UnboundedSender<Value>,
+    call: Option<InCall>,
+}
+
+impl Connection {
+    async fn run(shared: Arc<Shared>, mut socket: WebSocket) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let page = shared.softphones().open(tx.clone());
+        let mut connection = Connection {
+            shared,
+            page,
+            tx,
+            call: None,
+        };
+        connection.send(connection.directory());
+        loop {
+            tokio::select! {
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => connection.handle(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => connection.error("messages are JSON text"),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {} // ping/pong: axum answers pings itself
+                },
+                outgoing = rx.recv() => {
+                    let Some(value) = outgoing else { break };
+                    connection.observe(&value).await;
+                    if socket.send(Message::Text(value.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Closing the page is hanging up.
+        connection.leave().await;
+        connection.shared.softphones().close(page);
+    }
+
+    fn send(&self, value: Value) {
+        let _ = self.tx.send(value);
+    }
+
+    fn error(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(page = self.page, %message, "softphone request refused");
+        self.send(json!({"type": "error", "message": message}));
+    }
+
+    fn directory(&self) -> Value {
+        let directory = self.shared.directory();
+        let users: Vec<Value> = directory
+            .users
+            .iter()
+            .map(|u| json!({"id": u.id, "displayName": u.display_name}))
+            .collect();
+        let meetings: Vec<Value> = directory
+            .meetings
+            .iter()
+            .map(|m| {
+                let organizer = directory
+                    .user(&m.organizer)
+                    .map_or(m.organizer.as_str(), |u| u.display_name.as_str());
+                json!({"joinMeetingId": m.join_meeting_id, "organizer": organizer})
+            })
+            .collect();
+        json!({"type": "directory", "users": users, "meetings": meetings})
+    }
+
+    /// Messages to the page that change this connection's state: the call ended.
+    async fn observe(&mut self, value: &Value) {
+        if value["type"] == "ended"
+            && let Some(call) = &self.call
+            && value["callId"].as_str() == Some(call.call_id.as_str())
+            && let Some(call) = self.call.take()
+        {
+            call.stop.store(true, Ordering::Relaxed);
+            call.session.close().await;
+            self.shared.softphones().update(self.page, |s| {
+                s.call_id = None;
+                s.participant_id = None;
+                s.source_id = None;
+            });
+        }
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let message: FromPage = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => return self.error(format!("bad message: {e}")),
+        };
+        match message {
+            FromPage::Register { user, meeting } => self.register(user, meeting),
+            FromPage::Join { call_id, sdp } => {
+                if let Err(message) = self.join(&call_id, &sdp).await {
+                    self.error(message);
+                }
+            }
+            FromPage::Decline { call_id } => match self.registered_user() {
+                Some(user) => self.command(&call_id, SoftphoneCommand::Decline { user }),
+                None => self.error("register first"),
+            },
+            FromPage::Mute { muted } => match &self.call {
+                Some(call) => {
+                    let command = SoftphoneCommand::Mute {
+                        user: call.user.clone(),
+                        muted,
+                    };
+                    let call_id = call.call_id.clone();
+                    self.command(&call_id, command);
+                    self.shared
+                        .softphones()
+                        .update(self.page, |s| s.muted = muted);
+                }
+                None => self.error("not in a call"),
+            },
+            FromPage::Leave => self.leave().await,
+            FromPage::Stats(report) => {
+                self.shared.softphones().update(self.page, |s| {
+                    s.report = Some(report);
+                    s.reported_at = Some(Instant::now());
+                });
+                // Each report is answered with who speaks in the call.
+                if let Some(call) = &self.call {
+                    let mut speaking = Vec::new();
+                    self.shared.update_call(&call.call_id, |record| {
+                        if let Some(media) = &record.media {
+                            speaking = media.recent_speakers(SPEAKING_WINDOW);
+                        }
+                    });
+                    self.send(json!({
+                        "type": "speaking", "callId": call.call_id, "sourceIds": speaking,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn registered_user(&self) -> Option<String> {
+        self.shared.softphones().get(self.page).and_then(|s| s.user)
+    }
+
+    fn register(&mut self, user: String, meeting: Option<String>) {
+        if self.call.is_some() {
+            return self.error("hang up before changing identity");
+        }
+        let directory = self.shared.directory();
+        let Some(found) = directory.user(&user) else {
+            return self.error(format!("no user {user:?} in the directory"));
+        };
+        let meeting = meeting.filter(|m| !m.is_empty());
+        if let Some(m) = &meeting
+            && !directory.meetings.iter().any(|x| &x.join_meeting_id == m)
+        {
+            return self.error(format!("no meeting with joinMeetingId {m:?}"));
+        }
+        let display_name = found.display_name.clone();
+        self.shared.softphones().update(self.page, |s| {
+            s.user = Some(user.clone());
+            s.meeting = meeting.clone();
+        });
+        tracing::info!(page = self.page, %user, ?meeting, "softphone registered");
+        self.send(json!({
+            "type": "registered",
+            "user": {"id": user, "displayName": display_name},
+            "meeting": meeting,
+        }));
+    }
+
+    fn command(&self, call_id: &str, command: SoftphoneCommand) {
+        match self.shared.call_control(call_id) {
+            Some(control) if control.send(Control::Softphone(command)).is_ok() => {}
+            _ => self.error(format!("call {call_id} is not live")),
+        }
+    }
+
+    async fn join(&mut self, call_id: &str, sdp: &str) -> Result<(), String> {
+        if self.call.is_some() {
+            return Err("already in a call: hang up first".into());
+        }
+        let user = self.registered_user().ok_or("register first")?;
+        let control = self
+            .shared
+            .call_control(call_id)
+            .ok_or_else(|| format!("call {call_id} is not live"))?;
+        let session = MediaSession::answer_sdp(self.shared.transport_config(), sdp)
+            .await
+            .map_err(|e| format!("the browser's offer: {e}"))?;
+        let endpoint = session
+            .take_endpoint()
+            .ok_or("the media session's queues are taken")?;
+        let (reply, answer) = oneshot::channel();
+        let command = SoftphoneCommand::Join {
+            user: user.clone(),
+            reply,
+        };
+        if control.send(Control::Softphone(command)).is_err() {
+            session.close().await;
+            return Err(format!("call {call_id} is not live"));
+        }
+        let joined = match tokio::time::timeout(JOIN_TIMEOUT, answer).await {
+            Ok(Ok(Ok(joined))) => joined,
+            Ok(Ok(Err(reason))) => {
+                session.close().await;
+                return Err(reason);
+            }
+            _ => {
+                session.close().await;
+                return Err(format!("call {call_id} ended before the join"));
+            }
+        };
+        let session = Arc::new(session);
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::spawn(pump(
+            self.shared.conference_epoch(),
+            endpoint,
+            joined.link,
+            session.clone(),
+            stop.clone(),
+            Farewell {
+                page: self.tx.clone(),
+                control,
+                call_id: call_id.to_owned(),
+                user: user.clone(),
+            },
+        ));
+        self.send(json!({
+            "type": "joined",
+            "callId": call_id,
+            "participantId": joined.participant_id,
+            "sourceId": joined.source_id,
+            "sdp": session.local_sdp(),
+        }));
+        self.shared.softphones().enter(
+            self.page,
+            call_id,
+            &joined.participant_id,
+            joined.source_id,
+        );
+        tracing::info!(page = self.page, call = %call_id, %user, source_id = joined.source_id, "softphone joined");
+        self.call = Some(InCall {
+            call_id: call_id.to_owned(),
+            user,
+            session,
+            stop,
+        });
+        Ok(())
+    }
+
+    async fn leave(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        let command = SoftphoneCommand::Leave {
+            user: call.user.clone(),
+        };
+        // A call already over has no driver to tell.
+        if let Some(control) = self.shared.call_control(&call.call_id) {
+            let _ = control.send(Control::Softphone(command));
+        }
+        call.stop.store(true, Ordering::Relaxed);
+        call.session.close().await;
+        self.shared.softphones().update(self.page, |s| {
+            s.call_id = None;
+            s.participant_id = None;
+            s.source_id = None;
+            s.muted = false;
+        });
+        self.send(json!({"type": "ended", "callId": call.call_id, "reason": "you left"}));
+    }
+}
+
+/// Who to tell when the browser's media ends on its own (the browser vanished, ICE failed).
+struct Farewell {
+    page: mpsc::UnboundedSender<Value>,
+    control: mpsc::UnboundedSender<Control>,
+    call_id: String,
+    user: String,
+}
+
+/// Moves packets between the browser's media session and the conference party until the
+/// page leaves, or the session ends: then the person leaves the call and the page is told.
+async fn pump(
+    epoch: Instant,
+    endpoint: appmedia_transport::RtpEndpoint,
+    link: NetworkLink,
+    session: Arc<MediaSession>,
+    stop: Arc<AtomicBool>,
+    farewell: Farewell,
+) {
+    let mut interval = tokio::time::interval(PUMP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.load(Ordering::Relaxed) {
+        interval.tick().await;
+        if let appmedia_transport::SessionState::Ended(reason) = session.state() {
+            if stop.load(Ordering::Relaxed) {
+                return; // the page left first
+            }
+            let Farewell {
+                page,
+                control,
+                call_id,
+                user,
+            } = farewell;
+            tracing::info!(call = %call_id, %user, %reason, "softphone media ended: the person leaves");
+            let _ = control.send(Control::Softphone(SoftphoneCommand::Leave { user }));
+            let _ = page.send(json!({
+                "type": "ended",
+                "callId": call_id,
+                "reason": format!("media ended: {reason}"),
+            }));
+            return;
+        }
+        while let Some(packet) = endpoint.incoming.pop() {
+            // A full inbox drops its oldest packet, which the jitter buffer then conceals.
+            let _ = link.inbox.push(packet, epoch.elapsed());
+        }
+        while let Some(packet) = link.outbox.pop() {
+            let _ = endpoint
+                .outgoing
+                .push(Bytes::copy_from_slice(packet.as_bytes()));
+        }
+    }
+}
