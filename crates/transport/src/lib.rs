@@ -35,6 +35,7 @@ mod plain;
 mod rtt;
 mod session;
 mod stats;
+mod unmixed;
 
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
 pub use config::TransportConfig;
@@ -43,3 +44,4 @@ pub use link::RtpEndpoint;
 pub use plain::{PlainRtpConfig, PlainRtpSession, PlainRtpStats};
 pub use session::{AUDIO_LEVEL_URI, EndReason, MediaSession, SessionState};
 pub use stats::SessionStats;
+pub use unmixed::{MAX_UNMIXED_AUDIO_STREAMS, SLOT_IDLE, UNMIXED_TRACK_PREFIX};
