@@ -197,7 +197,8 @@ impl PeerConnectionEventHandler for Handler {
 
 /// One call's media transport: ICE on host candidates, DTLS-SRTP, one Opus audio m-line
 /// (`opus/48000/2`, `useinbandfec=1`, `usedtx` as configured), RTCP sender and receiver
-/// reports.
+/// reports. An offerer with `receive_unmixed_meeting_audio` adds receive-only unmixed
+/// m-lines; the answerer sends one speaker on each (`docs/transport.md`, "Unmixed audio").
 ///
 /// Create the offering side with [`MediaSession::offer`] and send its [`blob`](Self::blob)
 /// in `appHostedMediaConfig`; apply the answer with [`accept`](Self::accept). The media
