@@ -5,9 +5,18 @@
 //! like phones, meeting participants), mixed minus each listener, what the bot sends
 //! recorded to WAV.
 //!
-//! Over WebRTC the bot receives the mix as ONE stream ([`StreamLayout::Mixed`]) even when its
-//! blob asks for unmixed meeting audio: the transport's `MediaSession` sends every packet
-//! with its one negotiated SSRC, so per-speaker streams cannot be told apart there yet.
+//! What the bot receives follows its blob's `receiveUnmixedMeetingAudio`
+//! ([`StreamLayout::for_receive_unmixed`]): without it, the mix as one stream on the first
+//! m-line ([`StreamLayout::Mixed`]); with it, one stream per speaking party, phones
+//! included and no top-four limit ([`StreamLayout::PerSpeaker`]), each on one of the
+//! receive-only unmixed m-lines the bot's SDP offers (the transport assigns speakers to them
+//! and carries the party's source id, the roster's `mediaStreams[].sourceId`, as the CSRC;
+//! the bot's transport restores it as the SSRC, so its media core sees one stream per source
+//! id). No mixed stream is sent then: the bot's media core mixes the speakers itself, and a
+//! mixed stream on top would be heard twice. A blob that asks for unmixed audio but offers
+//! no unmixed m-line (an older bot) gets the mix. More simultaneous speakers than unmixed
+//! m-lines: the extra ones are not sent (counted in the session's
+//! `outbound_no_unmixed_slot`) until a line has been idle for `SLOT_IDLE`.
 //!
 //! A blob that is not an appmedia blob (the documentation's `"<Media Session
 //! Configuration>"`, say) is Graph's business only: the call goes on without media.
@@ -25,7 +34,7 @@ use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
     PartySpec, StreamLayout,
 };
-use appmedia_transport::{MediaSession, TransportConfig};
+use appmedia_transport::{Blob, MediaSession, TransportConfig};
 
 use crate::service_media::MediaTimeline;
 
@@ -108,6 +117,7 @@ pub struct MediaPeer {
     recording: Option<PathBuf>,
     timeline: MediaTimeline,
     speakers: Arc<RecentSpeakers>,
+    layout: StreamLayout,
 }
 
 impl std::fmt::Debug for MediaPeer {
@@ -130,15 +140,34 @@ impl MediaPeer {
         max_parties: usize,
         recording: Option<RecordingConfig>,
     ) -> Result<(MediaPeer, String), MediaError> {
-        let (session, answer) = MediaSession::answer_blob(transport, offer_blob).await?;
-        let endpoint = session.take_endpoint().ok_or(MediaError::EndpointTaken)?;
-        let mut conference = ConferenceMedia::new(ConferenceConfig {
-            // One SSRC per session over WebRTC: see the module doc.
-            layout: StreamLayout::Mixed,
+        let conference_config = ConferenceConfig {
             bot_source_id: BOT_SOURCE_ID,
             max_parties: max_parties.clamp(1, 256),
             rtp_seed: rand_seed(),
             ..ConferenceConfig::default()
+        };
+        let key = transport.blob_integrity.key().map(<[u8]>::to_vec);
+        let transport = TransportConfig {
+            // Every other SSRC the conference sends is a speaker: see the module doc.
+            mixed_ssrc: Some(conference_config.mixed_ssrc),
+            ..transport
+        };
+        let (session, answer) = MediaSession::answer_blob(transport, offer_blob).await?;
+        // `answer_blob` has verified the blob already; this reads one flag from it.
+        let wants_unmixed = Blob::parse(offer_blob, key.as_deref())
+            .map(|b| b.receive_unmixed_meeting_audio)
+            .unwrap_or(false);
+        if wants_unmixed && session.unmixed_send_streams() == 0 {
+            tracing::warn!(
+                "the blob asks for unmixed meeting audio but offers no unmixed m-line: sending the mix"
+            );
+        }
+        let layout =
+            StreamLayout::for_receive_unmixed(wants_unmixed && session.unmixed_send_streams() > 0);
+        let endpoint = session.take_endpoint().ok_or(MediaError::EndpointTaken)?;
+        let mut conference = ConferenceMedia::new(ConferenceConfig {
+            layout,
+            ..conference_config
         })?;
         let recording_path = recording
             .as_ref()
@@ -189,6 +218,7 @@ impl MediaPeer {
                 recording: recording_path,
                 timeline,
                 speakers,
+                layout,
             },
             answer,
         ))
@@ -231,6 +261,11 @@ impl MediaPeer {
     /// The media sources (the bot's is [`BOT_SOURCE_ID`]) heard within `window`.
     pub fn recent_speakers(&self, window: Duration) -> Vec<u32> {
         self.speakers.within(window)
+    }
+
+    /// What the bot receives: the mix, or one stream per speaking party.
+    pub fn layout(&self) -> StreamLayout {
+        self.layout
     }
 
     /// The recording of what the bot sent, when recording.

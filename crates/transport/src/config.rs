@@ -41,6 +41,15 @@ pub struct TransportConfig {
     pub send_poll_interval: Duration,
     /// Blob: the bot wants unmixed per-speaker audio (Graph's `ReceiveUnmixedMeetingAudio`).
     pub receive_unmixed_meeting_audio: bool,
+    /// Offering side, with `receive_unmixed_meeting_audio`: how many unmixed per-speaker
+    /// audio streams to offer to receive (one receive-only m-line each, after the mixed
+    /// one). Graph gives four; the default is eight. At most
+    /// [`MAX_UNMIXED_AUDIO_STREAMS`](crate::MAX_UNMIXED_AUDIO_STREAMS).
+    pub unmixed_audio_streams: usize,
+    /// Sending side, when the peer receives unmixed streams: the SSRC of the stream that
+    /// goes on the first (mixed) m-line; every other SSRC is a speaker and goes on an
+    /// unmixed m-line of its own. `None`: every packet goes on the first m-line.
+    pub mixed_ssrc: Option<u32>,
     /// Blob: how blobs are sealed and verified. Both ends of a deployment must agree.
     pub blob_integrity: Integrity,
 }
@@ -58,6 +67,8 @@ impl Default for TransportConfig {
             queue_capacity: 64,
             send_poll_interval: Duration::from_millis(5),
             receive_unmixed_meeting_audio: false,
+            unmixed_audio_streams: 8,
+            mixed_ssrc: None,
             blob_integrity: Integrity::Sha256,
         }
     }
@@ -92,6 +103,13 @@ impl TransportConfig {
         }
         if self.queue_capacity == 0 {
             return Err(InvalidConfig("queue_capacity must be at least 1".into()));
+        }
+        if self.unmixed_audio_streams > crate::MAX_UNMIXED_AUDIO_STREAMS {
+            return Err(InvalidConfig(format!(
+                "unmixed_audio_streams {} is more than {}",
+                self.unmixed_audio_streams,
+                crate::MAX_UNMIXED_AUDIO_STREAMS
+            )));
         }
         if self.send_poll_interval.is_zero() {
             return Err(InvalidConfig("send_poll_interval must not be zero".into()));

@@ -2,8 +2,10 @@
 //!
 //! A [`MediaSession`] is one call's WebRTC transport (on the `webrtc` crate's sans-IO `rtc`
 //! core): host ICE candidates on a configurable address (plus a 1:1 NAT public address and
-//! a media port range, as Graph bots configure), DTLS-SRTP always, one Opus audio m-line,
-//! RTCP sender/receiver reports and the statistics they give. Its [`blob`](MediaSession::blob)
+//! a media port range, as Graph bots configure), DTLS-SRTP always, one Opus audio m-line
+//! (plus one receive-only m-line per unmixed speaker stream when the bot asks for unmixed
+//! audio: `TransportConfig::receive_unmixed_meeting_audio`), RTCP sender/receiver reports and
+//! the statistics they give. Its [`blob`](MediaSession::blob)
 //! is what goes into `appHostedMediaConfig.blob` (format: `docs/blob.md`). RTP packets cross
 //! to the media core through bounded lock-free queues ([`RtpEndpoint`]), so the async runtime
 //! never runs on media threads. [`PlainRtpSession`] is the explicit opt-in lab mode: Opus
@@ -35,6 +37,7 @@ mod plain;
 mod rtt;
 mod session;
 mod stats;
+mod unmixed;
 
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
 pub use config::TransportConfig;
@@ -43,3 +46,4 @@ pub use link::RtpEndpoint;
 pub use plain::{PlainRtpConfig, PlainRtpSession, PlainRtpStats};
 pub use session::{AUDIO_LEVEL_URI, EndReason, MediaSession, SessionState};
 pub use stats::SessionStats;
+pub use unmixed::{MAX_UNMIXED_AUDIO_STREAMS, SLOT_IDLE, UNMIXED_TRACK_PREFIX};

@@ -1,4 +1,6 @@
-//! One call's media transport: a WebRTC peer connection with one Opus audio m-line.
+//! One call's media transport: a WebRTC peer connection with one Opus audio m-line, plus
+//! receive-only unmixed audio m-lines when the offerer asks for per-speaker audio
+//! (see [`crate::unmixed`]).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
@@ -12,6 +14,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -32,6 +35,7 @@ use crate::guard::{GuardedRuntime, SocketCounters};
 use crate::link::{MediaLink, RtpEndpoint};
 use crate::rtt::{RttCell, RttInterceptor};
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
+use crate::unmixed::{self, MAX_UNMIXED_AUDIO_STREAMS, Route, Router, UNMIXED_TRACK_PREFIX};
 
 /// RFC 6464 client-to-mixer audio level header extension.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -166,11 +170,16 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let shared = self.shared.clone();
+        // A speaker's stream on one of our unmixed m-lines: its own SSRC is in the CSRC.
+        let unmixed = track.track_id().await.starts_with(UNMIXED_TRACK_PREFIX);
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
-                let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                let TrackRemoteEvent::OnRtpPacket(mut packet) = event else {
                     continue;
                 };
+                if unmixed {
+                    unmixed::restore_speaker(&mut packet.header);
+                }
                 let media = &shared.media;
                 let Ok(bytes) = packet.marshal() else {
                     media.inbound_marshal_failed.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +197,8 @@ impl PeerConnectionEventHandler for Handler {
 
 /// One call's media transport: ICE on host candidates, DTLS-SRTP, one Opus audio m-line
 /// (`opus/48000/2`, `useinbandfec=1`, `usedtx` as configured), RTCP sender and receiver
-/// reports.
+/// reports. An offerer with `receive_unmixed_meeting_audio` adds receive-only unmixed
+/// m-lines; the answerer sends one speaker on each (`docs/transport.md`, "Unmixed audio").
 ///
 /// Create the offering side with [`MediaSession::offer`] and send its [`blob`](Self::blob)
 /// in `appHostedMediaConfig`; apply the answer with [`accept`](Self::accept). The media
@@ -210,6 +220,10 @@ pub struct MediaSession {
     local_addr: SocketAddr,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
+    /// Send-only tracks on the peer's unmixed m-lines (answering side), with their SSRCs.
+    unmixed: Vec<(Arc<TrackLocalStaticRTP>, u32)>,
+    /// Unmixed m-lines this side offered to receive on (offering side).
+    unmixed_receive: usize,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -228,6 +242,8 @@ struct Built {
     pc: Arc<dyn PeerConnection>,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
+    unmixed: Vec<(Arc<TrackLocalStaticRTP>, u32)>,
+    unmixed_receive: usize,
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     public_ip: Option<IpAddr>,
@@ -243,6 +259,25 @@ impl MediaSession {
             .add_track(built.track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(webrtc_err("add_track"))?;
+        let mut built = built;
+        if config.receive_unmixed_meeting_audio {
+            // After the mixed m-line: one receive-only m-line per unmixed speaker stream.
+            for _ in 0..config.unmixed_audio_streams {
+                built
+                    .pc
+                    .add_transceiver_from_kind(
+                        RtpCodecKind::Audio,
+                        Some(RTCRtpTransceiverInit {
+                            direction: RTCRtpTransceiverDirection::Recvonly,
+                            streams: vec![],
+                            send_encodings: vec![],
+                        }),
+                    )
+                    .await
+                    .map_err(webrtc_err("add_transceiver_from_kind"))?;
+            }
+            built.unmixed_receive = config.unmixed_audio_streams;
+        }
         let offer = built
             .pc
             .create_offer(None)
@@ -271,7 +306,7 @@ impl MediaSession {
                 reason: e.to_string(),
             }
         })?;
-        let built = build(&config).await?;
+        let mut built = build(&config).await?;
         built
             .pc
             .set_remote_description(offer)
@@ -280,11 +315,28 @@ impl MediaSession {
                 kind: "offer",
                 reason: e.to_string(),
             })?;
+        // The first audio transceiver without a sender is the mixed m-line's; the unmixed
+        // tracks then take the offer's receive-only m-lines in order.
         built
             .pc
             .add_track(built.track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(webrtc_err("add_track"))?;
+        let slots = unmixed::offered_unmixed_streams(offer_sdp).min(MAX_UNMIXED_AUDIO_STREAMS);
+        for i in 0..slots {
+            let ssrc = rand_ssrc();
+            let track = Arc::new(audio_track(
+                &config,
+                &format!("{UNMIXED_TRACK_PREFIX}{i}"),
+                ssrc,
+            ));
+            built
+                .pc
+                .add_track(track.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(webrtc_err("add_track (unmixed)"))?;
+            built.unmixed.push((track, ssrc));
+        }
         let answer = built
             .pc
             .create_answer(None)
@@ -328,9 +380,13 @@ impl MediaSession {
     ) -> MediaSession {
         let pump = tokio::spawn(pump_outgoing(
             built.shared.clone(),
-            built.track.clone(),
+            Outgoing {
+                track: built.track.clone(),
+                ssrc: built.ssrc,
+                unmixed: built.unmixed.clone(),
+                router: Router::new(config.mixed_ssrc, built.unmixed.len()),
+            },
             built.pc.clone(),
-            built.ssrc,
             config.send_poll_interval,
         ));
         let watchdog = tokio::spawn(watchdog(
@@ -352,6 +408,8 @@ impl MediaSession {
             local_addr: built.local_addr,
             track: built.track,
             ssrc: built.ssrc,
+            unmixed: built.unmixed,
+            unmixed_receive: built.unmixed_receive,
             tasks: vec![pump, watchdog],
         }
     }
@@ -372,6 +430,20 @@ impl MediaSession {
     /// the transport then strips it from what it sends.
     pub fn audio_level_extension_id(&self) -> Option<u8> {
         extmap_id(&self.local_sdp, AUDIO_LEVEL_URI)
+    }
+
+    /// Unmixed per-speaker streams this side can send: the receive-only m-lines the peer's
+    /// offer asked for (answering side; 0 on the offering side). Outgoing packets whose SSRC
+    /// is not [`TransportConfig::mixed_ssrc`] go on them, one speaker per m-line.
+    pub fn unmixed_send_streams(&self) -> usize {
+        self.unmixed.len()
+    }
+
+    /// Unmixed per-speaker streams this side offered to receive (offering side, with
+    /// `receive_unmixed_meeting_audio`; 0 otherwise). Their packets arrive with the
+    /// speaker's own SSRC.
+    pub fn unmixed_receive_streams(&self) -> usize {
+        self.unmixed_receive
     }
 
     /// The local UDP address the session's socket is bound to.
@@ -518,7 +590,9 @@ impl MediaSession {
         // Before ending: the end wakes the watchdog, which closes the stack.
         if was_connected {
             let bye = rtc::rtcp::goodbye::Goodbye {
-                sources: vec![self.ssrc],
+                sources: std::iter::once(self.ssrc)
+                    .chain(self.unmixed.iter().map(|(_, ssrc)| *ssrc))
+                    .collect(),
                 reason: Bytes::from_static(b"closed"),
             };
             if self.track.write_rtcp(vec![Box::new(bye)]).await.is_ok() {
@@ -611,24 +685,13 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
         match build_peer_connection(config, addr, &shared, &socket).await {
             Ok(pc) => {
                 let ssrc = rand_ssrc();
-                let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                    "appmedia".to_owned(),
-                    "appmedia-audio".to_owned(),
-                    "appmedia-audio".to_owned(),
-                    RtpCodecKind::Audio,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: opus_codec(config),
-                        ..Default::default()
-                    }],
-                )));
+                let track = Arc::new(audio_track(config, "appmedia-audio", ssrc));
                 return Ok(Built {
                     pc,
                     track,
                     ssrc,
+                    unmixed: Vec::new(),
+                    unmixed_receive: 0,
                     shared,
                     local_addr: addr,
                     public_ip: config.public_ip,
@@ -689,6 +752,24 @@ fn candidate_ports(config: &TransportConfig) -> Result<Vec<u16>, TransportError>
         });
     }
     Ok(free)
+}
+
+/// One Opus send track with a fixed SSRC, in msid stream `appmedia`.
+fn audio_track(config: &TransportConfig, track_id: &str, ssrc: u32) -> TrackLocalStaticRTP {
+    TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "appmedia".to_owned(),
+        track_id.to_owned(),
+        track_id.to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(config),
+            ..Default::default()
+        }],
+    ))
 }
 
 fn rand_ssrc() -> u32 {
@@ -828,13 +909,20 @@ async fn gathered_sdp(built: &Built) -> Result<String, TransportError> {
         })
 }
 
+/// The send side of a session: the mixed m-line's track and the unmixed ones.
+struct Outgoing {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    unmixed: Vec<(Arc<TrackLocalStaticRTP>, u32)>,
+    router: Router,
+}
+
 /// Moves packets from the media core's outgoing queue into the stack. Runs on the async
 /// runtime; the media core only ever does `try_send`.
 async fn pump_outgoing(
     shared: Arc<Shared>,
-    track: Arc<TrackLocalStaticRTP>,
+    mut out: Outgoing,
     pc: Arc<dyn PeerConnection>,
-    ssrc: u32,
     period: Duration,
 ) {
     let mut tick = tokio::time::interval(period);
@@ -855,6 +943,7 @@ async fn pump_outgoing(
         }
         // Drain under the link's lock, send after it: writing to the stack awaits.
         shared.link.drain(&mut batch);
+        let now = Instant::now();
         for bytes in batch.drain(..) {
             let Some(pt) = payload_type.filter(|_| connected) else {
                 // Graph discards media sent before the send status is active; so do we.
@@ -868,14 +957,34 @@ async fn pump_outgoing(
                 media.outbound_malformed.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            packet.header.ssrc = ssrc;
-            packet.header.payload_type = pt;
+            let header = &mut packet.header;
+            let track = match out.router.route(header.ssrc, header.sequence_number, now) {
+                Route::Main => {
+                    header.ssrc = out.ssrc;
+                    &out.track
+                }
+                Route::Unmixed {
+                    slot,
+                    sequence_number,
+                } => {
+                    let (track, slot_ssrc) = &out.unmixed[slot];
+                    // The speaker's own SSRC rides along as the contributing source.
+                    header.csrc = vec![header.ssrc];
+                    header.ssrc = *slot_ssrc;
+                    header.sequence_number = sequence_number;
+                    track
+                }
+                Route::NoSlot => {
+                    media
+                        .outbound_no_unmixed_slot
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            header.payload_type = pt;
             // The stack refuses extensions that were not negotiated on this m-line.
-            packet
-                .header
-                .extensions
-                .retain(|e| extension_ids.contains(&e.id));
-            packet.header.extension = !packet.header.extensions.is_empty();
+            header.extensions.retain(|e| extension_ids.contains(&e.id));
+            header.extension = !header.extensions.is_empty();
             match track.write_rtp(packet).await {
                 Ok(()) => media.outbound_sent.fetch_add(1, Ordering::Relaxed),
                 Err(_) => media.outbound_write_failed.fetch_add(1, Ordering::Relaxed),

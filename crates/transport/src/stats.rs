@@ -21,6 +21,7 @@ pub(crate) struct MediaCounters {
     pub outbound_malformed: AtomicU64,
     pub outbound_before_connected: AtomicU64,
     pub outbound_write_failed: AtomicU64,
+    pub outbound_no_unmixed_slot: AtomicU64,
 }
 
 /// A snapshot of one session's statistics.
@@ -73,6 +74,9 @@ pub struct SessionStats {
     pub outbound_before_connected: u64,
     /// Packets the stack refused to send.
     pub outbound_write_failed: u64,
+    /// Unmixed speaker packets dropped because every unmixed m-line the peer offered was
+    /// busy with another speaker (more simultaneous speakers than m-lines).
+    pub outbound_no_unmixed_slot: u64,
 }
 
 pub(crate) struct Snapshot<'a> {
@@ -107,6 +111,7 @@ impl SessionStats {
             outbound_malformed: get(&s.media.outbound_malformed),
             outbound_before_connected: get(&s.media.outbound_before_connected),
             outbound_write_failed: get(&s.media.outbound_write_failed),
+            outbound_no_unmixed_slot: get(&s.media.outbound_no_unmixed_slot),
         };
         for inbound in s.report.inbound_rtp_streams() {
             let r = &inbound.received_rtp_stream_stats;

@@ -2,6 +2,9 @@
 //! sending 50 packets/s both ways over DTLS-SRTP, no codec. Prints CPU per session.
 //! Ignored by default (it runs for seconds and measures): run with
 //! `APPMEDIA_TRANSPORT_PAIRS=20 cargo test -p appmedia-transport --release --test load -- --ignored --nocapture`
+//!
+//! `APPMEDIA_TRANSPORT_UNMIXED=5` measures unmixed audio: the bot offers unmixed m-lines and
+//! the peer sends, besides the mix, that many speaker streams (50 packets/s each) on them.
 
 mod common;
 
@@ -9,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::rtp;
+
+/// The SSRC of the stream each side sends on its first m-line (the mix, from the peer).
+const MIXED: u32 = 1;
 
 /// utime + stime of this process, from /proc (Linux; USER_HZ is 100 there).
 fn cpu_time() -> Option<Duration> {
@@ -31,13 +37,25 @@ async fn transport_cpu_per_session() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    let unmixed: usize = std::env::var("APPMEDIA_TRANSPORT_UNMIXED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let bot_config = TransportConfig {
+        receive_unmixed_meeting_audio: unmixed > 0,
+        unmixed_audio_streams: unmixed.max(8),
+        ..TransportConfig::default()
+    };
+    let peer_config = TransportConfig {
+        mixed_ssrc: Some(MIXED),
+        ..TransportConfig::default()
+    };
     let mut sessions = Vec::new();
+    // (endpoint, SSRCs it sends each tick)
     let mut endpoints = Vec::new();
     for _ in 0..pairs {
-        let bot = MediaSession::offer(TransportConfig::default())
-            .await
-            .unwrap();
-        let (peer, answer) = MediaSession::answer_blob(TransportConfig::default(), &bot.blob())
+        let bot = MediaSession::offer(bot_config.clone()).await.unwrap();
+        let (peer, answer) = MediaSession::answer_blob(peer_config.clone(), &bot.blob())
             .await
             .unwrap();
         bot.accept(&answer).await.unwrap();
@@ -47,8 +65,12 @@ async fn transport_cpu_per_session() {
         .await
         .unwrap()
         .unwrap();
-        endpoints.push(bot.take_endpoint().unwrap());
-        endpoints.push(peer.take_endpoint().unwrap());
+        endpoints.push((bot.take_endpoint().unwrap(), vec![MIXED]));
+        let speakers = (0..unmixed as u32).map(|i| 100 + i);
+        endpoints.push((
+            peer.take_endpoint().unwrap(),
+            std::iter::once(MIXED).chain(speakers).collect::<Vec<u32>>(),
+        ));
         sessions.push((bot, peer));
     }
 
@@ -65,10 +87,12 @@ async fn transport_cpu_per_session() {
             {
                 std::thread::sleep(wait);
             }
-            for ep in &endpoints {
-                ep.outgoing
-                    .push(rtp(111, k as u16, (k * 960) as u32, 1, &payload));
-                sent += 1;
+            for (ep, ssrcs) in &endpoints {
+                for &ssrc in ssrcs {
+                    ep.outgoing
+                        .push(rtp(111, k as u16, (k * 960) as u32, ssrc, &payload));
+                    sent += 1;
+                }
                 while ep.incoming.pop().is_some() {
                     received += 1;
                 }
@@ -84,13 +108,14 @@ async fn transport_cpu_per_session() {
     let sessions_n = 2 * pairs;
     let share = cpu.as_secs_f64() / wall.as_secs_f64();
     eprintln!(
-        "transport load: {pairs} pairs ({sessions_n} sessions), {seconds} s: sent {sent}, received {received}; \
-         process CPU {:.2} s over {:.2} s wall = {:.1}% of one core, {:.3}% per session \
-         (includes the packet generator thread)",
+        "transport load: {pairs} pairs ({sessions_n} sessions), {unmixed} unmixed speakers, {seconds} s: \
+         sent {sent}, received {received}; process CPU {:.2} s over {:.2} s wall = {:.1}% of one core, \
+         {:.3}% per session, {:.3}% per call (includes the packet generator thread)",
         cpu.as_secs_f64(),
         wall.as_secs_f64(),
         share * 100.0,
-        share * 100.0 / sessions_n as f64
+        share * 100.0 / sessions_n as f64,
+        share * 100.0 / pairs as f64
     );
     assert!(received > sent / 2, "sent {sent}, received {received}");
     let stats = sessions[0].0.stats().await;

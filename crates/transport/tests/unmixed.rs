@@ -1,0 +1,199 @@
+//! Unmixed per-speaker audio through real WebRTC: the bot offers receive-only unmixed
+//! m-lines, the media peer sends the mix on the first m-line and five speakers on their own,
+//! and the bot gets six streams apart, each speaker under its own SSRC, each with its own tone.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use appmedia_transport::{MediaSession, RtpEndpoint, TransportConfig};
+use common::*;
+
+/// The SSRC the peer's media core gives its mixed stream.
+const MIXED: u32 = 0x00C0_FFEE;
+/// Five speakers (source ids, as a conference would use them) and their tones.
+const SPEAKERS: [(u32, f32); 5] = [
+    (101, 400.0),
+    (102, 600.0),
+    (103, 900.0),
+    (104, 1300.0),
+    (105, 1800.0),
+];
+const MIXED_TONE: f32 = 250.0;
+const TONES: [f32; 6] = [250.0, 400.0, 600.0, 900.0, 1300.0, 1800.0];
+
+async fn unmixed_pair(streams: usize) -> (MediaSession, MediaSession) {
+    let bot_config = TransportConfig {
+        receive_unmixed_meeting_audio: true,
+        unmixed_audio_streams: streams,
+        ..TransportConfig::default()
+    };
+    let peer_config = TransportConfig {
+        mixed_ssrc: Some(MIXED),
+        ..TransportConfig::default()
+    };
+    let bot = MediaSession::offer(bot_config).await.unwrap();
+    let (peer, answer) = MediaSession::answer_blob(peer_config, &bot.blob())
+        .await
+        .unwrap();
+    bot.accept(&answer).await.unwrap();
+    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
+    tokio::time::timeout(Duration::from_secs(15), both)
+        .await
+        .expect("connect within 15 s")
+        .expect("both connected");
+    (bot, peer)
+}
+
+/// Sends the mix and every speaker as Opus RTP, one packet per stream per 20 ms.
+fn send_streams(endpoint: RtpEndpoint, streams: Vec<(u32, f32)>, duration: Duration) {
+    let mut encoders: Vec<_> = streams
+        .iter()
+        .map(|&(ssrc, freq)| {
+            let enc =
+                opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip).unwrap();
+            (ssrc, tone(freq, 1.0, 0.4), enc)
+        })
+        .collect();
+    let start = Instant::now();
+    let mut out = [0u8; 1500];
+    let mut tick = 0u32;
+    while start.elapsed() < duration {
+        let deadline = start + Duration::from_millis(20) * tick;
+        if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        for (ssrc, pcm, enc) in encoders.iter_mut() {
+            let at = (tick as usize * FRAME) % (pcm.len() - FRAME);
+            let n = enc.encode(&pcm[at..at + FRAME], &mut out).unwrap();
+            endpoint
+                .outgoing
+                .push(rtp(0, tick as u16, tick * FRAME as u32, *ssrc, &out[..n]));
+        }
+        tick += 1;
+    }
+}
+
+/// Decodes what arrives, one decoder per SSRC.
+fn receive_streams(endpoint: RtpEndpoint, duration: Duration) -> BTreeMap<u32, Vec<i16>> {
+    let mut decoders: BTreeMap<u32, (opus::Decoder, Vec<i16>)> = BTreeMap::new();
+    let start = Instant::now();
+    let mut pcm = vec![0i16; FRAME * 6];
+    while start.elapsed() < duration {
+        thread::sleep(Duration::from_millis(10));
+        while let Some(packet) = endpoint.incoming.pop() {
+            assert!(packet.len() >= 12, "short packet");
+            let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+            assert_eq!(packet[0] & 0x0f, 0, "the CSRC was taken back out");
+            let (dec, decoded) = decoders.entry(ssrc).or_insert_with(|| {
+                (
+                    opus::Decoder::new(RATE, opus::Channels::Mono).unwrap(),
+                    Vec::new(),
+                )
+            });
+            if let Some(payload) = rtp_payload(&packet)
+                && let Ok(n) = dec.decode(payload, &mut pcm, false)
+            {
+                decoded.extend_from_slice(&pcm[..n]);
+            }
+        }
+    }
+    decoders.into_iter().map(|(k, (_, d))| (k, d)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_speakers_and_the_mix_arrive_as_six_streams() {
+    let (bot, peer) = unmixed_pair(8).await;
+    assert_eq!(bot.unmixed_receive_streams(), 8);
+    assert_eq!(peer.unmixed_send_streams(), 8, "{}", bot.local_sdp());
+    assert_eq!(peer.unmixed_receive_streams(), 0);
+
+    let duration = Duration::from_millis(2500);
+    let mut streams = vec![(MIXED, MIXED_TONE)];
+    streams.extend(SPEAKERS);
+    let sender_end = peer.take_endpoint().unwrap();
+    let receiver_end = bot.take_endpoint().unwrap();
+    let sender = thread::spawn(move || send_streams(sender_end, streams, duration));
+    let receiver = thread::spawn(move || receive_streams(receiver_end, duration));
+    let received = tokio::task::spawn_blocking(move || {
+        sender.join().unwrap();
+        receiver.join().unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(received.len(), 6, "streams by SSRC: {:?}", received.keys());
+    for (ssrc, freq) in SPEAKERS {
+        let pcm = received
+            .get(&ssrc)
+            .unwrap_or_else(|| panic!("speaker {ssrc} missing: {:?}", received.keys()));
+        assert!(
+            pcm.len() > RATE as usize,
+            "speaker {ssrc}: {} samples",
+            pcm.len()
+        );
+        let (heard, ratio) = dominant(&pcm[4800..], &TONES, RATE);
+        assert_eq!(heard, freq, "speaker {ssrc} (ratio {ratio:.1})");
+        assert!(ratio > 10.0, "speaker {ssrc}: not clean, ratio {ratio:.1}");
+    }
+    // The mix arrives on the first m-line under that m-line's SSRC.
+    let (mixed_ssrc, mixed) = received
+        .iter()
+        .find(|(ssrc, _)| !SPEAKERS.iter().any(|(s, _)| s == *ssrc))
+        .expect("the mixed stream");
+    assert_ne!(*mixed_ssrc, MIXED, "rewritten to the negotiated SSRC");
+    let (heard, ratio) = dominant(&mixed[4800..], &TONES, RATE);
+    assert_eq!(heard, MIXED_TONE, "mixed (ratio {ratio:.1})");
+
+    let stats = peer.stats().await;
+    assert_eq!(stats.outbound_no_unmixed_slot, 0, "{stats:?}");
+    assert_eq!(stats.outbound_write_failed, 0, "{stats:?}");
+    assert!(stats.outbound_sent > 6 * 100, "{stats:?}");
+    let stats = bot.stats().await;
+    assert_eq!(stats.srtp_rejected, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_speakers_than_m_lines_are_counted_not_sent() {
+    let (bot, peer) = unmixed_pair(2).await;
+    assert_eq!(peer.unmixed_send_streams(), 2);
+    let duration = Duration::from_millis(600);
+    let sender_end = peer.take_endpoint().unwrap();
+    let receiver_end = bot.take_endpoint().unwrap();
+    let sender = thread::spawn(move || send_streams(sender_end, SPEAKERS[..3].to_vec(), duration));
+    let receiver = thread::spawn(move || receive_streams(receiver_end, duration));
+    let received = tokio::task::spawn_blocking(move || {
+        sender.join().unwrap();
+        receiver.join().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        received.keys().copied().collect::<Vec<_>>(),
+        vec![101, 102],
+        "the first two speakers hold the two m-lines"
+    );
+    let stats = peer.stats().await;
+    assert!(stats.outbound_no_unmixed_slot > 10, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_unmixed_audio_the_offer_has_one_m_line() {
+    let bot = MediaSession::offer(TransportConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(bot.unmixed_receive_streams(), 0);
+    assert_eq!(bot.local_sdp().matches("m=audio").count(), 1);
+    let (peer, _) = MediaSession::answer_blob(
+        TransportConfig {
+            mixed_ssrc: Some(MIXED),
+            ..TransportConfig::default()
+        },
+        &bot.blob(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(peer.unmixed_send_streams(), 0);
+}
