@@ -529,6 +529,11 @@ pub struct CallEnd {
     pub recording: Option<RecordingStatus>,
     /// The DELETE failed (the call may still exist on the service).
     pub hang_up_error: Option<String>,
+    /// When the media loop's tick 0 ran: sample 0 of the recording was heard then.
+    pub epoch: Instant,
+    /// The in-process emulator's media timeline of the call, read before hanging up (when
+    /// each party first spoke, for mouth-to-ear latency).
+    pub party_media: Option<appmedia_emulator::CallMedia>,
 }
 
 /// Record what the bot hears into `dir`: `{prefix}-{call id}-mixed.wav` and one file per
@@ -606,6 +611,7 @@ impl Bot {
         stop.store(true, Ordering::Relaxed);
         let media = media.await.map_err(err).and_then(|m| m);
         let transport = session.stats().await;
+        let party_media = self.emulator.as_ref().and_then(|e| e.call_media(&call_id));
         let hang_up_error = self.hang_up(&call_id, &session, log).await.err();
         let mut media = media?;
         // The sink came back with the media loop; finishing closes every file.
@@ -617,6 +623,8 @@ impl Bot {
             transport,
             recording: recorder.map(CallRecorder::finish),
             hang_up_error,
+            epoch,
+            party_media,
         })
     }
 }

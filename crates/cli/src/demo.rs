@@ -7,13 +7,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use appmedia_audio_io::frame::CORE_SAMPLE_RATE as CORE_RATE;
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
+use appmedia_audio_io::record::{RecordingStatus, Track};
 use clap::Args;
 use serde_json::{Value, json};
 
 use crate::bot::{
     self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, JOHN_SPEAKS, RecordingPlan, ServiceArgs,
 };
+use crate::mouth_to_ear::{self, MouthToEar};
 
 /// Options of `appmedia demo`.
 #[derive(Debug, Args)]
@@ -99,6 +102,7 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
         })
         .collect();
     let recorded_bot = emulator_recording.as_deref().and_then(bot::file_seconds);
+    let mouth_to_ear = mouth_to_ear(end.party_media.as_ref(), end.epoch, &recording, &service);
     let ok = log.established
         && log.terminated
         && end.media.heard_ticks > 0
@@ -121,7 +125,11 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
             "network_jitter_ms": end.transport.jitter_ms,
             "rtcp_round_trip_ms": end.transport.rtcp_round_trip_time_ms,
             "streams": bot::streams_json(&end.media.streams),
-            "mouth_to_ear_latency_ms": Value::Null,
+            "mouth_to_ear_latency_ms": mouth_to_ear.as_ref().ok().map(|m| (m.latency.as_secs_f64() * 1e4).round() / 10.0),
+            "mouth_to_ear": match &mouth_to_ear {
+                Ok(m) => json!({"from": "John", "to": "bot", "correlation": (m.correlation * 1e3).round() / 1e3}),
+                Err(e) => json!({"not_measured": e}),
+            },
         },
         "sources": {
             "John": service.media_samples.join(JOHN_SPEAKS).display().to_string(),
@@ -185,7 +193,16 @@ fn print_summary(s: &Value) {
             st["jitter_buffer_delay_ms"]
         );
     }
-    println!("  mouth-to-ear latency: not measured");
+    match m["mouth_to_ear_latency_ms"].as_f64() {
+        Some(ms) => println!(
+            "  mouth-to-ear latency: {ms:.1} ms (John's voice to the bot's ear, correlation {})",
+            m["mouth_to_ear"]["correlation"]
+        ),
+        None => println!(
+            "  mouth-to-ear latency: not measured ({})",
+            m["mouth_to_ear"]["not_measured"].as_str().unwrap_or("?")
+        ),
+    }
     println!("  recordings:");
     for t in s["recordings"]["bot_heard"]
         .as_array()
@@ -210,4 +227,36 @@ fn print_summary(s: &Value) {
         s["sources"]["John"].as_str().unwrap_or(""),
         s["sources"]["bot prompt"].as_str().unwrap_or("")
     );
+}
+
+/// John's mouth-to-ear latency: where his voice is in the bot's mixed recording, against
+/// when the emulator says his first audible sample entered the call.
+fn mouth_to_ear(
+    party_media: Option<&appmedia_emulator::CallMedia>,
+    epoch: std::time::Instant,
+    recording: &RecordingStatus,
+    service: &ServiceArgs,
+) -> Result<MouthToEar, String> {
+    let first_audible_at = party_media
+        .ok_or("the service is not the in-process emulator, whose media timeline it needs")?
+        .parties
+        .iter()
+        .find_map(|p| p.first_audio_at)
+        .ok_or("John said nothing")?;
+    let heard = recording
+        .tracks
+        .iter()
+        .find(|t| t.track == Track::Mixed)
+        .ok_or("the bot's mixed recording is missing")?;
+    let heard = AudioClip::open(&heard.path).map_err(|e| e.to_string())?;
+    let spoken =
+        AudioClip::open(service.media_samples.join(JOHN_SPEAKS)).map_err(|e| e.to_string())?;
+    mouth_to_ear::measure(
+        heard.samples(),
+        CORE_RATE,
+        epoch,
+        spoken.samples(),
+        CORE_RATE,
+        first_audible_at,
+    )
 }

@@ -13,6 +13,7 @@ mod graph;
 mod lab;
 mod loadtest;
 mod meter;
+mod mouth_to_ear;
 mod play;
 mod record;
 

@@ -1,6 +1,7 @@
 //! `appmedia demo --json` end to end, with an objective check of the audio: what the bot
 //! recorded matches the file John spoke, and what the emulator recorded of the bot matches
-//! the prompt, by normalized cross-correlation at the best lag (median over excerpts).
+//! the prompt, by normalized cross-correlation at the best lag (median over excerpts); and
+//! John's mouth-to-ear latency is measured.
 
 mod common;
 
@@ -68,5 +69,19 @@ fn demo_records_both_directions_faithfully() {
         r < 0.5,
         "John's file matches the bot's audio too well: median r = {r:.2} ({matches:?})"
     );
+
+    // Mouth-to-ear was measured (one clock: the emulator's mouth, the bot's ear) and is
+    // plausible for loopback: at least a frame of packetization, well under a second.
+    let m2e = summary["media"]["mouth_to_ear_latency_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("not measured: {}", summary["media"]["mouth_to_ear"]));
+    assert!((20.0..1000.0).contains(&m2e), "mouth-to-ear {m2e} ms");
+    assert!(
+        summary["media"]["mouth_to_ear"]["correlation"]
+            .as_f64()
+            .unwrap()
+            > 0.5
+    );
+    eprintln!("mouth-to-ear: {m2e} ms");
     let _ = std::fs::remove_dir_all(&recordings);
 }
