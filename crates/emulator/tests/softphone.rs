@@ -506,44 +506,6 @@ impl Drop for Chromium {
     }
 }
 
-fn write_tone_wav(path: &Path, freq: f32, seconds: f32, amplitude: f32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(48_000.0 * seconds) as usize {
-        let t = i as f32 / 48_000.0;
-        let s = amplitude * (std::f32::consts::TAU * freq * t).sin();
-        writer.write_sample((s * 32767.0) as i16).unwrap();
-    }
-    writer.finalize().unwrap();
-}
-
-fn goertzel(samples: &[f32], freq: f32, rate: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
-}
-
-/// The strongest of `candidates` and how much stronger it is than the next.
-fn dominant(samples: &[f32], candidates: &[f32], rate: f32) -> (f32, f64) {
-    let mut powers: Vec<(f32, f64)> = candidates
-        .iter()
-        .map(|&f| (f, goertzel(samples, f, rate)))
-        .collect();
-    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (powers[0].0, powers[0].1 / powers[1].1.max(1e-12))
-}
-
 /// What the bot does with its voice: nothing yet, silence while listening, a tone, stop.
 const WARM_UP: u8 = 0;
 const LISTEN: u8 = 1;
@@ -571,7 +533,7 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
         std::env::temp_dir().join(format!("appmedia-softphone-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("tone-440.wav");
-    write_tone_wav(&wav, 440.0, 3.0, 0.5);
+    audio::write_tone_wav(&wav, 440.0, 48_000, 3.0, 0.5);
     let h = Harness::start(config()).await;
     let url = format!("{}/softphone?user={JOHN}&autojoin=1", h.emulator.base_url());
     let child = Command::new(CHROMIUM)
@@ -710,7 +672,7 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
     let quiet = r1.total_audio_energy - r0.total_audio_energy;
     let loud = r2.total_audio_energy - r1.total_audio_energy;
     let skip = heard.len().min(48_000 / 2); // the first half second: the jitter buffer settles
-    let (freq, ratio) = dominant(&heard[skip..], &[440.0, 1000.0, 250.0, 2000.0], 48_000.0);
+    let (freq, ratio) = audio::dominant(&heard[skip..], &[440.0, 1000.0, 250.0, 2000.0], 48_000.0);
     eprintln!(
         "softphone: bot heard {freq} Hz (ratio {ratio:.0}) from the browser; browser energy \
          {quiet:.5} while the bot was silent, {loud:.5} while it spoke; reports {r0:?} {r2:?}"

@@ -33,41 +33,15 @@ const TONES: [f32; 6] = [300.0, 500.0, 700.0, 1100.0, 1300.0, 1700.0];
 
 /// Writes `tone-<Hz>.wav` (16 kHz mono, 6 s, −10 dBFS) for every party.
 fn write_tones(dir: &Path) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
     for freq in TONES {
-        let path = dir.join(format!("tone-{freq}.wav"));
-        let mut w = hound::WavWriter::create(&path, spec).unwrap();
-        for i in 0..16_000 * 6 {
-            let t = i as f32 / 16_000.0;
-            let x = 0.3 * (2.0 * std::f32::consts::PI * freq * t).sin();
-            w.write_sample((x * 32767.0) as i16).unwrap();
-        }
-        w.finalize().unwrap();
+        audio::write_tone_wav(
+            &dir.join(format!("tone-{freq}.wav")),
+            freq,
+            16_000,
+            6.0,
+            0.3,
+        );
     }
-}
-
-fn goertzel(samples: &[f32], freq: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f64::from(freq) / 48_000.0;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
-}
-
-/// The strongest party tone in `samples`, and how much stronger than the next.
-fn dominant(samples: &[f32]) -> (f32, f64) {
-    let mut powers: Vec<(f32, f64)> = TONES.iter().map(|&f| (f, goertzel(samples, f))).collect();
-    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (powers[0].0, powers[0].1 / powers[1].1.max(1e-12))
 }
 
 /// User id or phone number → the source id its roster entry carries in
@@ -197,7 +171,7 @@ async fn bot_hears_everyone_unmixed(mut request: Value, parties: &[(&str, f32)])
             "{who}: only {} samples unmixed",
             pcm.len()
         );
-        let (tone, ratio) = dominant(&pcm[pcm.len() / 2..]);
+        let (tone, ratio) = audio::dominant(&pcm[pcm.len() / 2..], &TONES, 48_000.0);
         assert_eq!(
             tone, freq,
             "{who} ({source}) sounds like {tone} Hz (ratio {ratio:.1})"

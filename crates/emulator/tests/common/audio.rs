@@ -16,6 +16,23 @@ pub fn read_wav(path: &Path) -> (u32, Vec<f32>) {
     (spec.sample_rate, samples)
 }
 
+/// Writes a mono 16-bit WAV of a sine at `freq` Hz: `seconds` long at `rate`, peak `amplitude`.
+pub fn write_tone_wav(path: &Path, freq: f32, rate: u32, seconds: f32, amplitude: f32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(rate as f32 * seconds) as usize {
+        let t = i as f32 / rate as f32;
+        let s = amplitude * (std::f32::consts::TAU * freq * t).sin();
+        writer.write_sample((s * 32767.0) as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
 /// Power of `samples` at `freq` (Goertzel), per sample.
 pub fn goertzel(samples: &[f32], freq: f32, rate: f32) -> f64 {
     let w = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
