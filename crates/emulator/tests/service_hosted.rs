@@ -180,7 +180,7 @@ async fn play_prompt_plays_to_the_parties_and_completes_with_a_notification() {
     println!("mixed recording: {:.2} s", mixed.len() as f64 / 16_000.0);
     let source = AudioClip::open(media_samples().join("dtmf-123456789star0hash-8k.wav")).unwrap();
     let source_16k: Vec<f32> = source.samples().iter().step_by(3).copied().collect();
-    let r = median_match(&source_16k, &mixed, 6_400);
+    let r = median_match_spread(&source_16k, &mixed, 6_400);
     println!("prompt in the mixed recording: normalized correlation {r:.3}");
     assert!(
         r > 0.9,
