@@ -971,6 +971,41 @@ mod tests {
     }
 
     #[test]
+    fn roster_audio_source_ids_name_the_speakers() {
+        let participant = |json: Value| serde_json::from_value(json).unwrap();
+        let jane = participant(json!({
+            "info": {"identity": {"user": {"id": "u-jane", "displayName": "Jane"}}},
+            "mediaStreams": [
+                {"mediaType": "audio", "sourceId": "3"},
+                {"mediaType": "video", "sourceId": "30"},
+            ],
+        }));
+        let phone = participant(json!({
+            "info": {"identity": {"phone": {"id": "+15550100006"}}},
+            "mediaStreams": [{"sourceId": "4"}, {"mediaType": "audio", "sourceId": "not-a-number"}],
+        }));
+        let change = appmedia_signalling::roster::RosterChange {
+            joined: vec![jane],
+            updated: vec![phone],
+            left: vec![],
+        };
+        let mut log = CallLog::default();
+        note_event(
+            &CallEvent::Roster {
+                call_id: "c".into(),
+                change,
+            },
+            0,
+            &mut log,
+        );
+        assert_eq!(
+            log.speakers,
+            BTreeMap::from([(3, "Jane".to_owned()), (4, "+15550100006".to_owned())])
+        );
+        assert_eq!(log.roster, ["Jane", "+15550100006"]);
+    }
+
+    #[test]
     fn callback_host_forms() {
         assert_eq!(callback_bind("127.0.0.1"), "127.0.0.1:0");
         assert_eq!(callback_bind("127.0.0.1:9000"), "127.0.0.1:9000");
