@@ -9,6 +9,7 @@
 //! Microsoft Graph only accepts blobs made by Microsoft's .NET media platform, not this
 //! project's blob (docs/local-audio.md).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +58,9 @@ pub const JOHN_SPEAKS: &str = "john-speech.wav";
 /// What a called phone says in the embedded emulator.
 const PHONE_SPEAKS: &str = "jane-speech.wav";
 
+/// How many unmixed per-speaker streams the bot offers to receive (Graph gives four).
+const UNMIXED_STREAMS: usize = 8;
+
 /// Where the calling service is and who the bot is. Without `--graph-url` the emulator runs
 /// in-process with the built-in directory (John speaks `john-speech.wav`).
 #[derive(Debug, Clone, Args)]
@@ -103,6 +107,10 @@ pub struct ServiceArgs {
     /// ({call id}-speaker-1.wav is the bot, {call id}-mixed.wav everyone).
     #[arg(long, value_name = "DIR")]
     pub emulator_recordings: Option<PathBuf>,
+    /// In-process emulator only: its directory (tenants, users, phones, meetings and what
+    /// each party speaks) from this TOML file instead of the built-in seed.
+    #[arg(long, value_name = "FILE", conflicts_with = "graph_url")]
+    pub directory: Option<PathBuf>,
 }
 
 /// Whom the call is with. With none of these, the bot calls the seed's user John.
@@ -123,6 +131,10 @@ pub struct CallArgs {
     /// The meeting's passcode.
     #[arg(long, requires = "join_meeting_id")]
     pub passcode: Option<String>,
+    /// Receive unmixed audio: one stream per speaker (recorded one file each), keyed by the
+    /// roster's `mediaStreams[].sourceId`. Always on for meeting joins.
+    #[arg(long)]
+    pub unmixed: bool,
 }
 
 impl CallArgs {
@@ -134,7 +146,14 @@ impl CallArgs {
             app_instance: SEED_APP_INSTANCE.to_owned(),
             join_meeting_id: None,
             passcode: None,
+            unmixed: false,
         }
+    }
+
+    /// Whether the bot asks for unmixed per-speaker audio: with `--unmixed`, and always in a
+    /// meeting, where the mix alone cannot say who spoke.
+    pub fn wants_unmixed(&self) -> bool {
+        self.unmixed || self.join_meeting_id.is_some()
     }
 }
 
@@ -234,6 +253,9 @@ pub struct LiveCall {
 pub struct CallLog {
     pub transitions: Vec<Value>,
     pub roster: Vec<String>,
+    /// Roster `mediaStreams[].sourceId` of each participant's audio → its display name: who
+    /// a speaker track (`Track::Speaker(source id)`) is.
+    pub speakers: BTreeMap<u32, String>,
     pub established: bool,
     pub terminated: bool,
 }
@@ -365,9 +387,14 @@ impl Bot {
         target: &CallArgs,
         log: &mut CallLog,
     ) -> Result<LiveCall, String> {
-        let session = MediaSession::offer(TransportConfig::default())
-            .await
-            .map_err(err)?;
+        let unmixed = target.wants_unmixed();
+        let session = MediaSession::offer(TransportConfig {
+            receive_unmixed_meeting_audio: unmixed,
+            unmixed_audio_streams: UNMIXED_STREAMS,
+            ..TransportConfig::default()
+        })
+        .await
+        .map_err(err)?;
         let request = self.request(target, session.blob())?;
         let created = self.client.create_call(&request).await.map_err(err)?;
         let call_id = created
@@ -385,11 +412,17 @@ impl Bot {
                 .value()
                 .ok_or("the 201 body has no answer blob")?;
             session.accept(answer).await.map_err(err)?;
-            let mut pipeline = CallPipeline::new(PipelineConfig {
+            let mut config = PipelineConfig {
                 bot_format: BotAudioFormat::Pcm48k,
                 ..PipelineConfig::default()
-            })
-            .map_err(err)?;
+            };
+            if unmixed {
+                // One stream per unmixed m-line plus the mix, and every speaker handed on
+                // (recorded one file each), not only the loudest four.
+                config.max_remote_streams = UNMIXED_STREAMS + 1;
+                config.max_unmixed = UNMIXED_STREAMS;
+            }
+            let mut pipeline = CallPipeline::new(config).map_err(err)?;
             let epoch = Instant::now();
             session.attach_pipeline(&mut pipeline, epoch);
             tokio::time::timeout(Duration::from_secs(15), session.connected())
@@ -645,15 +678,22 @@ fn callback_bind(host: &str) -> String {
 }
 
 async fn start_emulator(service: &ServiceArgs) -> Result<Emulator, String> {
-    let mut directory = Directory::seed();
-    for user in &mut directory.users {
-        if user.id == JOHN {
-            user.behaviour.media = Sound::Speak(JOHN_SPEAKS.into());
+    let directory = match &service.directory {
+        Some(file) => Directory::from_toml_file(file)
+            .map_err(|e| format!("--directory {}: {e}", file.display()))?,
+        None => {
+            let mut directory = Directory::seed();
+            for user in &mut directory.users {
+                if user.id == JOHN {
+                    user.behaviour.media = Sound::Speak(JOHN_SPEAKS.into());
+                }
+            }
+            for phone in &mut directory.phones {
+                phone.behaviour.media = Sound::Speak(PHONE_SPEAKS.into());
+            }
+            directory
         }
-    }
-    for phone in &mut directory.phones {
-        phone.behaviour.media = Sound::Speak(PHONE_SPEAKS.into());
-    }
+    };
     if let Some(dir) = &service.emulator_recordings {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -694,16 +734,11 @@ pub fn note_event(event: &CallEvent, at_ms: u64, log: &mut CallLog) {
             log.transitions.push(entry);
         }
         CallEvent::Roster { change, .. } => {
-            for p in &change.joined {
-                let identity = p.info.value().and_then(|i| i.identity.value());
-                let name = identity
-                    .and_then(|i| {
-                        [&i.user, &i.application, &i.application_instance, &i.phone]
-                            .into_iter()
-                            .find_map(|x| x.value())
-                    })
-                    .and_then(|i| i.display_name.value().or(i.id.value()).cloned())
-                    .unwrap_or_else(|| "unknown".into());
+            for p in change.joined.iter().chain(&change.updated) {
+                let name = participant_name(p);
+                for source in audio_source_ids(p) {
+                    log.speakers.insert(source, name.clone());
+                }
                 if !log.roster.contains(&name) {
                     log.roster.push(name);
                 }
@@ -711,6 +746,36 @@ pub fn note_event(event: &CallEvent, at_ms: u64, log: &mut CallLog) {
         }
         _ => {}
     }
+}
+
+/// A participant's display name (else its id): the user, application, application instance
+/// or phone it is.
+fn participant_name(p: &appmedia_model::Participant) -> String {
+    p.info
+        .value()
+        .and_then(|i| i.identity.value())
+        .and_then(|i| {
+            [&i.user, &i.application, &i.application_instance, &i.phone]
+                .into_iter()
+                .find_map(|x| x.value())
+        })
+        .and_then(|i| i.display_name.value().or(i.id.value()).cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The source ids of a participant's audio streams (`mediaStreams[].sourceId` whose
+/// `mediaType` is audio, or not given); a source id that is not a number is skipped.
+fn audio_source_ids(p: &appmedia_model::Participant) -> impl Iterator<Item = u32> + '_ {
+    p.media_streams
+        .value()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s.media_type
+                .value()
+                .is_none_or(|m| *m == appmedia_model::Modality::Audio)
+        })
+        .filter_map(|s| s.source_id.value()?.parse().ok())
 }
 
 /// What the bot's side of the call does each tick besides the pipeline itself.
@@ -911,6 +976,41 @@ mod tests {
             "https://graph.microsoft.com"
         );
         assert!(origin("not a url").is_err());
+    }
+
+    #[test]
+    fn roster_audio_source_ids_name_the_speakers() {
+        let participant = |json: Value| serde_json::from_value(json).unwrap();
+        let jane = participant(json!({
+            "info": {"identity": {"user": {"id": "u-jane", "displayName": "Jane"}}},
+            "mediaStreams": [
+                {"mediaType": "audio", "sourceId": "3"},
+                {"mediaType": "video", "sourceId": "30"},
+            ],
+        }));
+        let phone = participant(json!({
+            "info": {"identity": {"phone": {"id": "+15550100006"}}},
+            "mediaStreams": [{"sourceId": "4"}, {"mediaType": "audio", "sourceId": "not-a-number"}],
+        }));
+        let change = appmedia_signalling::roster::RosterChange {
+            joined: vec![jane],
+            updated: vec![phone],
+            left: vec![],
+        };
+        let mut log = CallLog::default();
+        note_event(
+            &CallEvent::Roster {
+                call_id: "c".into(),
+                change,
+            },
+            0,
+            &mut log,
+        );
+        assert_eq!(
+            log.speakers,
+            BTreeMap::from([(3, "Jane".to_owned()), (4, "+15550100006".to_owned())])
+        );
+        assert_eq!(log.roster, ["Jane", "+15550100006"]);
     }
 
     #[test]

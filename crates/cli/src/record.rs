@@ -119,11 +119,17 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
         .tracks
         .iter()
         .map(|t| {
+            let (source_id, speaker) = match t.track {
+                Track::Mixed => (None, None),
+                Track::Speaker(id) => (Some(id), log.speakers.get(&id)),
+            };
             json!({
                 "track": match t.track {
                     Track::Mixed => "mixed".to_owned(),
                     Track::Speaker(id) => format!("speaker {id}"),
                 },
+                "source_id": source_id,
+                "speaker": speaker,
                 "path": t.path.display().to_string(),
                 "seconds": t.samples_written as f64 / f64::from(t.sample_rate.max(1)),
                 "sample_rate": t.sample_rate,
@@ -146,6 +152,11 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
         "seconds": end.media.ticks as f64 / 50.0,
         "transitions": log.transitions,
         "roster": log.roster,
+        "speakers": log
+            .speakers
+            .iter()
+            .map(|(id, name)| (id.to_string(), Value::from(name.as_str())))
+            .collect::<serde_json::Map<_, _>>(),
         "recordings": tracks,
         "out": args.out.display().to_string(),
         "media": {
@@ -171,8 +182,12 @@ fn print_summary(s: &Value) {
             .as_str()
             .map(|e| format!("  FAILED: {e}"))
             .unwrap_or_default();
+        let who = t["speaker"]
+            .as_str()
+            .map(|name| format!(" — {name}"))
+            .unwrap_or_default();
         println!(
-            "    {:<11} {} ({:.1} s, {} Hz){error}",
+            "    {:<11} {} ({:.1} s, {} Hz){who}{error}",
             t["track"].as_str().unwrap_or("?"),
             t["path"].as_str().unwrap_or("?"),
             t["seconds"].as_f64().unwrap_or(0.0),
