@@ -24,6 +24,7 @@ use std::time::Duration;
 use appmedia_audio_io::playback::PromptPlayer;
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::codec::EncoderConfig;
+use appmedia_media::dtmf::ToneRequest;
 use appmedia_media::frame::{
     FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K, SILENT_FRAME_48, level_dbov,
 };
@@ -204,6 +205,9 @@ pub enum Rejection {
     DuplicateSourceId,
     DuplicateParticipant,
     Full,
+    /// A key press could not be queued (no telephone-event payload type, or the key queue
+    /// is full).
+    KeysRefused,
 }
 
 /// Who a party is, as the roster shows it.
@@ -233,6 +237,8 @@ pub struct PartyStats {
     /// conference, and packets the conference sent to it.
     pub network_packets_received: u64,
     pub network_packets_sent: u64,
+    /// DTMF keys the party pressed (queued to go to the bot).
+    pub keys_pressed: u64,
 }
 
 /// Call-wide counters (`Copy`, so a threaded driver can publish it every tick).
@@ -410,6 +416,7 @@ pub(crate) enum Command {
     Remove(u32),
     Mute(u32, bool),
     SetAudio(u32, Box<AudioSource>),
+    Press(u32, appmedia_media::dtmf::Tone),
 }
 
 /// A handle to change a running conference from any thread: parties join and leave, mute,
@@ -452,6 +459,16 @@ impl ConferenceControl {
     }
     pub fn set_muted(&self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
         self.send(Command::Mute(source_id, muted))
+    }
+    /// Party `source_id` presses `tone` on its keypad at the next tick: an RFC 4733 key press
+    /// (100 ms held, 100 ms pause) to the bot, on the party's own stream
+    /// ([`StreamLayout::PerSpeaker`]) or on the mixed one. Keys queue behind each other.
+    pub fn press(
+        &self,
+        source_id: u32,
+        tone: appmedia_media::dtmf::Tone,
+    ) -> Result<(), ConferenceError> {
+        self.send(Command::Press(source_id, tone))
     }
     /// Replaces what a party does (e.g. a script: start speaking now).
     pub fn set_audio(&self, source_id: u32, audio: &PartyAudio) -> Result<(), ConferenceError> {
@@ -606,7 +623,10 @@ impl ConferenceMedia {
                 Rejection::DuplicateParticipant => {
                     ConferenceError::DuplicateParticipant(participant)
                 }
-                Rejection::UnknownParty => ConferenceError::UnknownParty(id),
+                // Inserting presses no key; an unknown party is the nearest description.
+                Rejection::UnknownParty | Rejection::KeysRefused => {
+                    ConferenceError::UnknownParty(id)
+                }
             }
         })
     }
@@ -707,6 +727,23 @@ impl ConferenceMedia {
         // The old behaviour (a clip's samples, an echo line) is freed off the tick.
         self.dispose(Box::new(old));
         Ok(())
+    }
+
+    fn press(&mut self, source_id: u32, tone: appmedia_media::dtmf::Tone) -> Result<(), Rejection> {
+        let i = self.index_of(source_id).ok_or(Rejection::UnknownParty)?;
+        let keys = match self.parties[i].stream.as_mut() {
+            Some((pipeline, _)) => pipeline.tone_sender(),
+            None => self.bot_leg.tone_sender(),
+        };
+        // A conference without telephone-events, or a full key queue: the key is not sent.
+        let sent = keys.ok().map(|k| k.send(ToneRequest::key(tone)));
+        match sent {
+            Some(Ok(_)) => {
+                self.parties[i].stats.keys_pressed += 1;
+                Ok(())
+            }
+            _ => Err(Rejection::KeysRefused),
+        }
     }
 
     fn dispose<T: Send + 'static>(&self, item: Box<T>) {
@@ -919,6 +956,7 @@ impl ConferenceMedia {
                     let r = self.replace_audio(id, source);
                     (id, r)
                 }
+                Command::Press(id, tone) => (id, self.press(id, tone)),
             };
             if let Err(reason) = result {
                 self.commands_rejected += 1;

@@ -122,6 +122,29 @@ pub struct Behaviour {
     /// What the party sends once it answered.
     #[serde(default)]
     pub media: Sound,
+    /// Keys the party presses on its keypad (RFC 4733 DTMF to the bot) after answering.
+    #[serde(default)]
+    pub press: Option<KeyPresses>,
+}
+
+/// Keys a party presses: `press = { after-ms = 2000, keys = "123#" }`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeyPresses {
+    /// Milliseconds after answering.
+    pub after_ms: u64,
+    /// The keys, in order: `0`-`9`, `*`, `#`, `A`-`D`.
+    pub keys: String,
+}
+
+impl KeyPresses {
+    /// The keys as tones; `None` when one is not a keypad key.
+    pub fn tones(&self) -> Option<Vec<appmedia_media::dtmf::Tone>> {
+        self.keys
+            .chars()
+            .map(appmedia_media::dtmf::Tone::from_char)
+            .collect()
+    }
 }
 
 fn default_ring_delay_ms() -> u64 {
@@ -135,6 +158,7 @@ impl Default for Behaviour {
             ring_delay_ms: default_ring_delay_ms(),
             hang_up_after_ms: None,
             media: Sound::Silent,
+            press: None,
         }
     }
 }
@@ -336,6 +360,14 @@ impl Directory {
                 .map(|p| (p.number.as_str(), &p.behaviour)),
         );
         for (who, behaviour) in behaviours {
+            if let Some(press) = &behaviour.press
+                && (press.keys.is_empty() || press.tones().is_none())
+            {
+                return bad(format!(
+                    "{who}: press keys = {:?} are not keypad keys (0-9, *, #, A-D)",
+                    press.keys
+                ));
+            }
             if let Sound::EchoAfterMs(ms) = behaviour.media
                 && ms > MAX_ECHO_AFTER_MS
             {
@@ -518,6 +550,22 @@ mod tests {
         );
         assert_eq!(d.media_file("https://x/escape.wav"), None);
         assert_eq!(d.media_file("https://x/abs.wav"), None);
+    }
+
+    #[test]
+    fn keys_a_party_presses_must_be_keypad_keys() {
+        let directory = |keys: &str| {
+            format!(
+                "[[phones]]\nnumber = \"+15550100\"\nbehaviour = {{ press = {{ after-ms = 10, keys = \"{keys}\" }} }}\n"
+            )
+        };
+        let ok = Directory::from_toml_str(&directory("42#*")).unwrap();
+        let press = ok.phones[0].behaviour.press.as_ref().unwrap();
+        assert_eq!(press.tones().map(|t| t.len()), Some(4));
+        for bad in ["", "4x"] {
+            let err = Directory::from_toml_str(&directory(bad)).unwrap_err();
+            assert!(err.to_string().contains("not keypad keys"), "{err}");
+        }
     }
 
     #[test]

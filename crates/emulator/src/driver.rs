@@ -67,6 +67,7 @@ enum Step {
     Answer(usize),
     Decline(usize),
     HangUp(usize),
+    Press(usize),
     RingTimeout,
     MeetingJoined,
     Meeting(MeetingEvent),
@@ -140,6 +141,12 @@ pub async fn run_call(
         match behaviour.answer {
             crate::directory::Answer::Answer => {
                 timeline.push((behaviour.ring_delay(), Step::Answer(i)));
+                if let Some(press) = &behaviour.press {
+                    timeline.push((
+                        behaviour.ring_delay() + Duration::from_millis(press.after_ms),
+                        Step::Press(i),
+                    ));
+                }
                 if let Some(after) = behaviour.hang_up_after_ms {
                     timeline.push((
                         behaviour.ring_delay() + Duration::from_millis(after),
@@ -372,6 +379,27 @@ impl Run {
         }
     }
 
+    /// Called party `i` presses its script's keys: DTMF to the bot on its media.
+    fn press(&self, i: usize) {
+        let (party, behaviour) = &self.plan.parties[i];
+        let Some(tones) = behaviour.press.as_ref().and_then(|p| p.tones()) else {
+            return;
+        };
+        let key = party_key(party);
+        let source_id = self
+            .roster
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, p)| shapes::source_id_of(p));
+        let Some(source_id) = source_id else {
+            return;
+        };
+        tracing::info!(call = %self.plan.call_id, party = %key, keys = tones.len(), "a party presses keys");
+        for tone in tones {
+            self.with_media(|media| media.press(source_id, tone));
+        }
+    }
+
     fn roster_changed(&mut self, changed: &[Participant], removed: &[Participant]) {
         let everyone: Vec<Participant> = self.roster.iter().map(|(_, p)| p.clone()).collect();
         self.shared
@@ -441,6 +469,10 @@ impl Run {
                 let key = party_key(&self.plan.parties[i].0);
                 self.leave(&key);
                 self.nobody_left(states).then_some(result::ENDED_BY_REMOTE)
+            }
+            Step::Press(i) if states[i] == PartyState::Joined => {
+                self.press(i);
+                None
             }
             Step::RingTimeout => {
                 for state in states.iter_mut() {

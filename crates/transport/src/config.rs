@@ -25,6 +25,12 @@ pub struct TransportConfig {
     pub port_range: Option<RangeInclusive<u16>>,
     /// Dynamic RTP payload type offered for Opus (96–127).
     pub opus_payload_type: u8,
+    /// Dynamic RTP payload type offered for RFC 4733 `telephone-event/48000` (DTMF), with
+    /// `None` to offer none. It is also the payload type the media side uses: the transport
+    /// maps it to and from whatever the SDP negotiated, so an attached
+    /// [`CallPipeline`](appmedia_media::pipeline::CallPipeline) must be configured with the
+    /// same value (`PipelineConfig::telephone_event_payload_type`; both default to 101).
+    pub telephone_event_payload_type: Option<u8>,
     /// Ask the far end to use discontinuous transmission (`usedtx=1` in the fmtp line).
     pub usedtx: bool,
     /// The session ends with [`EndReason::ConnectTimeout`](crate::EndReason) when ICE and
@@ -61,6 +67,7 @@ impl Default for TransportConfig {
             public_ip: None,
             port_range: None,
             opus_payload_type: 111,
+            telephone_event_payload_type: Some(101),
             usedtx: false,
             connect_timeout: Duration::from_secs(10),
             peer_timeout: Duration::from_secs(10),
@@ -84,11 +91,23 @@ impl TransportConfig {
         line
     }
 
+    /// The telephone-event fmtp line: the 16 DTMF events and flash (RFC 4733 §3.2).
+    pub const TELEPHONE_EVENT_FMTP: &'static str = "0-16";
+
     pub(crate) fn validate(&self) -> Result<(), crate::TransportError> {
         use crate::TransportError::InvalidConfig;
         if !(96..=127).contains(&self.opus_payload_type) {
             return Err(InvalidConfig(format!(
                 "opus_payload_type {} is not a dynamic payload type (96..=127)",
+                self.opus_payload_type
+            )));
+        }
+        if let Some(pt) = self.telephone_event_payload_type
+            && (!(96..=127).contains(&pt) || pt == self.opus_payload_type)
+        {
+            return Err(InvalidConfig(format!(
+                "telephone_event_payload_type {pt} is not a dynamic payload type (96..=127) \
+                 other than opus_payload_type {}",
                 self.opus_payload_type
             )));
         }

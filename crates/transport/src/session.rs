@@ -1,15 +1,18 @@
-//! One call's media transport: a WebRTC peer connection with one Opus audio m-line, plus
+//! One call's media transport: a WebRTC peer connection with one Opus audio m-line (and
+//! RFC 4733 telephone-events on it), plus
 //! receive-only unmixed audio m-lines when the offerer asks for per-speaker audio
 //! (see [`crate::unmixed`]).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use appmedia_media::pipeline::CallPipeline;
 use bytes::Bytes;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT,
+};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -107,7 +110,15 @@ struct Shared {
     peer_timeout: Duration,
     link: MediaLink,
     rtt: Arc<RttCell>,
+    /// The payload type the answer gave `telephone-event/48000`, or [`NO_PAYLOAD_TYPE`]:
+    /// set once the answer is known, before media flows.
+    telephone_event_negotiated: AtomicU8,
+    /// The payload type the media side uses for telephone-events (from the config).
+    telephone_event_local: Option<u8>,
 }
+
+/// No payload type negotiated (RTP payload types are 7 bits).
+const NO_PAYLOAD_TYPE: u8 = u8::MAX;
 
 impl Shared {
     /// Moves to `next` unless the session has already ended (an end is final).
@@ -119,6 +130,22 @@ impl Shared {
             *current = next;
             true
         });
+    }
+
+    /// The negotiated telephone-event payload type, if the answer has one.
+    fn telephone_event_negotiated(&self) -> Option<u8> {
+        let pt = self.telephone_event_negotiated.load(Ordering::Relaxed);
+        (pt != NO_PAYLOAD_TYPE).then_some(pt)
+    }
+
+    /// Records the telephone-event payload type of the answer SDP (`None` when this side
+    /// offers none, or the answer left it out).
+    fn set_telephone_event(&self, answer_sdp: &str) {
+        let pt = self
+            .telephone_event_local
+            .and_then(|_| rtpmap_payload_type(answer_sdp, "telephone-event/48000"))
+            .unwrap_or(NO_PAYLOAD_TYPE);
+        self.telephone_event_negotiated.store(pt, Ordering::Relaxed);
     }
 
     fn end(&self, reason: EndReason) {
@@ -179,6 +206,12 @@ impl PeerConnectionEventHandler for Handler {
                 };
                 if unmixed {
                     unmixed::restore_speaker(&mut packet.header);
+                }
+                // DTMF reaches the media side with the payload type it is configured with.
+                if let Some(local) = shared.telephone_event_local
+                    && shared.telephone_event_negotiated() == Some(packet.header.payload_type)
+                {
+                    packet.header.payload_type = local;
                 }
                 let media = &shared.media;
                 let Ok(bytes) = packet.marshal() else {
@@ -259,6 +292,26 @@ impl MediaSession {
             .add_track(built.track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(webrtc_err("add_track"))?;
+        // The stack narrows a track's m-line to the track's own codec (Opus); DTMF rides
+        // on the same m-line, so it is put back.
+        if let Some(payload_type) = config.telephone_event_payload_type {
+            let codecs = vec![
+                RTCRtpCodecParameters {
+                    rtp_codec: opus_codec(&config),
+                    payload_type: config.opus_payload_type,
+                },
+                RTCRtpCodecParameters {
+                    rtp_codec: telephone_event_codec(),
+                    payload_type,
+                },
+            ];
+            for transceiver in built.pc.get_transceivers().await {
+                transceiver
+                    .set_codec_preferences(codecs.clone())
+                    .await
+                    .map_err(webrtc_err("set_codec_preferences"))?;
+            }
+        }
         let mut built = built;
         if config.receive_unmixed_meeting_audio {
             // After the mixed m-line: one receive-only m-line per unmixed speaker stream.
@@ -348,6 +401,7 @@ impl MediaSession {
             .await
             .map_err(webrtc_err("set_local_description"))?;
         let local_sdp = gathered_sdp(&built).await?;
+        built.shared.set_telephone_event(&local_sdp);
         built.shared.set_state(SessionState::Connecting);
         Ok(Self::finish(built, config, Role::Answerer, local_sdp, None))
     }
@@ -517,6 +571,7 @@ impl MediaSession {
                 kind: "answer",
                 reason: e.to_string(),
             })?;
+        self.shared.set_telephone_event(answer_sdp);
         self.shared.set_state(SessionState::Connecting);
         Ok(())
     }
@@ -531,8 +586,23 @@ impl MediaSession {
     /// `RtpInbox` stamped with their arrival time since `epoch` (the scheduler's epoch,
     /// the time base of the pipeline's ticks), and its outgoing packets are sent. Call
     /// before handing the pipeline to its worker thread. Replaces the [`RtpEndpoint`].
+    ///
+    /// DTMF: the pipeline's `PipelineConfig::telephone_event_payload_type` must equal this
+    /// session's `TransportConfig::telephone_event_payload_type` (both default to 101);
+    /// the transport maps it to and from the negotiated one
+    /// ([`telephone_event_payload_type`](Self::telephone_event_payload_type)).
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
         self.shared.link.attach_pipeline(pipeline, epoch);
+    }
+
+    /// The payload type the SDP negotiated for `telephone-event/48000` (RFC 4733 DTMF), once
+    /// the answer is known; `None` before that, or when either side left it out. On the
+    /// media side DTMF uses the configured payload type instead (see
+    /// [`attach_pipeline`](Self::attach_pipeline)); the packets a peer without
+    /// telephone-event would get are dropped and counted
+    /// (`SessionStats::outbound_no_telephone_event`).
+    pub fn telephone_event_payload_type(&self) -> Option<u8> {
+        self.shared.telephone_event_negotiated()
     }
 
     /// The current state.
@@ -635,6 +705,20 @@ fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     })
 }
 
+/// The payload type of the first `a=rtpmap:<pt> <encoding>` line whose encoding is
+/// `encoding` (case-insensitive; `telephone-event/48000` also matches a `/1` suffix).
+fn rtpmap_payload_type(sdp: &str, encoding: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let (pt, name) = line.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        let name = name.trim();
+        let matches = name.eq_ignore_ascii_case(encoding)
+            || name
+                .strip_suffix("/1")
+                .is_some_and(|n| n.eq_ignore_ascii_case(encoding));
+        matches.then(|| pt.parse().ok())?
+    })
+}
+
 /// Refuses SDP that could only lead to an unencrypted or audio-less session, with a reason
 /// a person can act on, before the stack gives a less specific one.
 fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError> {
@@ -676,6 +760,8 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
         peer_timeout: config.peer_timeout,
         rtt: Arc::new(RttCell::default()),
         link: MediaLink::new(config.queue_capacity),
+        telephone_event_negotiated: AtomicU8::new(NO_PAYLOAD_TYPE),
+        telephone_event_local: config.telephone_event_payload_type,
     });
 
     let candidates = candidate_ports(config)?;
@@ -788,6 +874,17 @@ fn opus_codec(config: &TransportConfig) -> RTCRtpCodec {
     }
 }
 
+/// RFC 4733 DTMF, offered next to Opus at the same clock rate (as browsers do).
+fn telephone_event_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+        clock_rate: 48000,
+        channels: 0,
+        sdp_fmtp_line: TransportConfig::TELEPHONE_EVENT_FMTP.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
 async fn build_peer_connection(
     config: &TransportConfig,
     addr: SocketAddr,
@@ -804,6 +901,17 @@ async fn build_peer_connection(
             RtpCodecKind::Audio,
         )
         .map_err(webrtc_err("register_codec"))?;
+    if let Some(payload_type) = config.telephone_event_payload_type {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: telephone_event_codec(),
+                    payload_type,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(webrtc_err("register_codec (telephone-event)"))?;
+    }
     // RFC 6464 client-to-mixer audio level: the media core reads it for active-speaker
     // detection without decoding, and writes it on what it sends.
     media_engine
@@ -931,6 +1039,8 @@ async fn pump_outgoing(
     let mut extension_ids: Vec<u8> = Vec::new();
     let media = &shared.media;
     let mut batch: Vec<Bytes> = Vec::new();
+    // Out of RTP's 7-bit range when telephone-events are off: matches no packet.
+    let telephone_event_local = shared.telephone_event_local.unwrap_or(NO_PAYLOAD_TYPE);
     loop {
         tick.tick().await;
         let state = shared.state();
@@ -981,7 +1091,18 @@ async fn pump_outgoing(
                     continue;
                 }
             };
-            header.payload_type = pt;
+            header.payload_type = if header.payload_type == telephone_event_local {
+                // DTMF keeps its own payload type, the negotiated one.
+                let Some(te) = shared.telephone_event_negotiated() else {
+                    media
+                        .outbound_no_telephone_event
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                te
+            } else {
+                pt
+            };
             // The stack refuses extensions that were not negotiated on this m-line.
             header.extensions.retain(|e| extension_ids.contains(&e.id));
             header.extension = !header.extensions.is_empty();
@@ -1089,6 +1210,23 @@ mod tests {
         let sdp = "a=extmap:3 urn:x\r\na=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
         assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(5));
         assert_eq!(extmap_id(sdp, "urn:y"), None);
+    }
+
+    #[test]
+    fn rtpmap_payload_types_are_found_by_encoding() {
+        let sdp = "a=rtpmap:111 opus/48000/2\r\na=rtpmap:126 telephone-event/8000\r\n\
+                   a=rtpmap:110 Telephone-Event/48000\r\n";
+        assert_eq!(rtpmap_payload_type(sdp, "telephone-event/48000"), Some(110));
+        assert_eq!(rtpmap_payload_type(sdp, "telephone-event/16000"), None);
+        let with_channels = "a=rtpmap:101 telephone-event/48000/1\r\n";
+        assert_eq!(
+            rtpmap_payload_type(with_channels, "telephone-event/48000"),
+            Some(101)
+        );
+        assert_eq!(
+            rtpmap_payload_type("a=rtpmap:x telephone-event/48000", "telephone-event/48000"),
+            None
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(crate) struct MediaCounters {
     pub outbound_before_connected: AtomicU64,
     pub outbound_write_failed: AtomicU64,
     pub outbound_no_unmixed_slot: AtomicU64,
+    pub outbound_no_telephone_event: AtomicU64,
 }
 
 /// A snapshot of one session's statistics.
@@ -77,6 +78,9 @@ pub struct SessionStats {
     /// Unmixed speaker packets dropped because every unmixed m-line the peer offered was
     /// busy with another speaker (more simultaneous speakers than m-lines).
     pub outbound_no_unmixed_slot: u64,
+    /// DTMF (telephone-event) packets dropped because the peer did not negotiate
+    /// `telephone-event/48000`.
+    pub outbound_no_telephone_event: u64,
 }
 
 pub(crate) struct Snapshot<'a> {
@@ -112,6 +116,7 @@ impl SessionStats {
             outbound_before_connected: get(&s.media.outbound_before_connected),
             outbound_write_failed: get(&s.media.outbound_write_failed),
             outbound_no_unmixed_slot: get(&s.media.outbound_no_unmixed_slot),
+            outbound_no_telephone_event: get(&s.media.outbound_no_telephone_event),
         };
         for inbound in s.report.inbound_rtp_streams() {
             let r = &inbound.received_rtp_stream_stats;

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K};
-use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
+use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent};
 use appmedia_model::{Call, MediaConfig};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
 use appmedia_transport::{MediaSession, TransportConfig};
@@ -35,6 +35,8 @@ pub struct BotCall {
 pub struct Heard {
     pub samples: Vec<f32>,
     pub start: Instant,
+    /// The pipeline's events, in order (streams, DTMF keys...).
+    pub events: Vec<PipelineEvent>,
 }
 
 impl Heard {
@@ -117,11 +119,12 @@ impl BotCall {
     ) -> Heard {
         let mut pipeline = self.pipeline.take().expect("a bot with media runs once");
         let epoch = self.epoch;
-        let (heard, start) = tokio::task::spawn_blocking(move || {
+        let (heard, start, events) = tokio::task::spawn_blocking(move || {
             let sender = pipeline.bot_sender();
             // Ticks stay on the pipeline's 20 ms grid from its epoch.
             let first = (epoch.elapsed().as_nanos() / FRAME_DURATION.as_nanos()) as u32 + 1;
             let mut heard = Vec::with_capacity(frames as usize * SAMPLES_PER_FRAME_48K);
+            let mut events = Vec::new();
             for k in 0..frames {
                 let now = FRAME_DURATION * (first + k);
                 if let Some(wait) = (epoch + now).checked_duration_since(Instant::now()) {
@@ -132,14 +135,18 @@ impl BotCall {
                 }
                 pipeline.tick(now);
                 heard.extend_from_slice(pipeline.bot_frame_48k());
+                while let Some(event) = pipeline.poll_event() {
+                    events.push(event);
+                }
             }
-            (heard, epoch + FRAME_DURATION * first)
+            (heard, epoch + FRAME_DURATION * first, events)
         })
         .await
         .unwrap();
         Heard {
             samples: heard,
             start,
+            events,
         }
     }
 }
