@@ -100,6 +100,17 @@ fn speak(clip_name: &str) -> PartyAudio {
     }
 }
 
+/// John (source 10), a user speaking john-speech.wav.
+fn john_speaking() -> PartySpec {
+    PartySpec::new(
+        "john-id",
+        "John",
+        PartyKind::User,
+        10,
+        speak("john-speech.wav"),
+    )
+}
+
 fn recording(
     test: &str,
 ) -> (
@@ -118,15 +129,7 @@ fn recording(
 #[test]
 fn the_bot_hears_john_and_the_recording_holds_what_the_bot_played() {
     let mut call = Call::new(ConferenceConfig::default());
-    call.conf
-        .add_party(PartySpec::new(
-            "john-id",
-            "John",
-            PartyKind::User,
-            10,
-            speak("john-speech.wav"),
-        ))
-        .unwrap();
+    call.conf.add_party(john_speaking()).unwrap();
     let (rec, sink, rec_config) = recording("roundtrip");
     call.conf.attach_recording(sink);
     let prompt = clip("prompt.wav");
@@ -505,15 +508,7 @@ fn a_muted_party_is_silent_until_unmuted() {
 #[test]
 fn a_bot_that_never_sends_is_recorded_as_silence_of_the_calls_length() {
     let mut call = Call::new(ConferenceConfig::default());
-    call.conf
-        .add_party(PartySpec::new(
-            "john-id",
-            "John",
-            PartyKind::User,
-            10,
-            speak("john-speech.wav"),
-        ))
-        .unwrap();
+    call.conf.add_party(john_speaking()).unwrap();
     let (rec, sink, rec_config) = recording("silentbot");
     call.conf.attach_recording(sink);
     for _ in 0..150 {
@@ -541,15 +536,7 @@ fn a_bot_that_never_sends_is_recorded_as_silence_of_the_calls_length() {
 fn packet_loss_both_ways_is_concealed_and_counted() {
     let mut call = Call::new(ConferenceConfig::default());
     call.lose_every = Some(10);
-    call.conf
-        .add_party(PartySpec::new(
-            "john-id",
-            "John",
-            PartyKind::User,
-            10,
-            speak("john-speech.wav"),
-        ))
-        .unwrap();
+    call.conf.add_party(john_speaking()).unwrap();
     let sent: Vec<Frame48> = (0..300).map(|k| tone(800.0, 0.3, k)).collect();
     let mut bot_at_conf = Vec::new();
     for k in 0..300 {
