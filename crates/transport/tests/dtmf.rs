@@ -1,13 +1,16 @@
 //! DTMF over WebRTC: two sessions, each feeding a media-core pipeline; keys one pipeline
 //! sends arrive at the other as `ToneReceived`, once each, in order.
 
+mod common;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
 use appmedia_media::dtmf::{Tone, ToneRequest};
 use appmedia_media::frame::FRAME_DURATION;
 use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent};
-use appmedia_transport::{MediaSession, TransportConfig};
+use appmedia_transport::TransportConfig;
+use common::connected_pair;
 
 fn pipeline(telephone_event: u8) -> CallPipeline {
     CallPipeline::new(PipelineConfig {
@@ -38,19 +41,14 @@ fn run(mut pipeline: CallPipeline, epoch: Instant, ticks: u32) -> Vec<PipelineEv
 async fn keys_cross_a_webrtc_session_once_each_in_order() {
     // The answerer's media side uses another payload type than the offer's: each side
     // maps the negotiated one to its own configured one.
-    let a = MediaSession::offer(TransportConfig::default())
-        .await
-        .unwrap();
-    let (b, answer) = MediaSession::answer_blob(
+    let (a, b) = connected_pair(
+        TransportConfig::default(),
         TransportConfig {
             telephone_event_payload_type: Some(100),
             ..TransportConfig::default()
         },
-        &a.blob(),
     )
-    .await
-    .unwrap();
-    a.accept(&answer).await.unwrap();
+    .await;
     assert_eq!(
         a.telephone_event_payload_type(),
         Some(101),
@@ -69,13 +67,6 @@ async fn keys_cross_a_webrtc_session_once_each_in_order() {
     a.attach_pipeline(&mut pa, epoch);
     b.attach_pipeline(&mut pb, epoch);
     let keys = pa.tone_sender().unwrap();
-
-    tokio::time::timeout(Duration::from_secs(15), async {
-        tokio::try_join!(a.connected(), b.connected())
-    })
-    .await
-    .unwrap()
-    .unwrap();
 
     for c in "1#".chars() {
         keys.send(ToneRequest::key(Tone::from_char(c).unwrap()))
@@ -121,32 +112,21 @@ async fn keys_cross_a_webrtc_session_once_each_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_to_a_peer_without_telephone_event_are_dropped_and_counted() {
-    let a = MediaSession::offer(TransportConfig::default())
-        .await
-        .unwrap();
-    let (b, answer) = MediaSession::answer_blob(
+    let (a, b) = connected_pair(
+        TransportConfig::default(),
         TransportConfig {
             telephone_event_payload_type: None,
             ..TransportConfig::default()
         },
-        &a.blob(),
     )
-    .await
-    .unwrap();
-    a.accept(&answer).await.unwrap();
-    assert_eq!(a.telephone_event_payload_type(), None, "{answer}");
+    .await;
+    assert_eq!(a.telephone_event_payload_type(), None, "{}", b.local_sdp());
     assert_eq!(b.telephone_event_payload_type(), None);
 
     let mut pa = pipeline(101);
     let epoch = Instant::now();
     a.attach_pipeline(&mut pa, epoch);
     let keys = pa.tone_sender().unwrap();
-    tokio::time::timeout(Duration::from_secs(15), async {
-        tokio::try_join!(a.connected(), b.connected())
-    })
-    .await
-    .unwrap()
-    .unwrap();
     keys.send(ToneRequest::key(Tone::from_char('5').unwrap()))
         .unwrap();
     let sender = thread::spawn(move || run(pa, epoch, 25));

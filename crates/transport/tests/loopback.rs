@@ -17,23 +17,9 @@ fn config() -> TransportConfig {
     }
 }
 
-async fn connected_pair(config: TransportConfig) -> (MediaSession, MediaSession) {
-    let bot = MediaSession::offer(config.clone()).await.unwrap();
-    let (peer, answer) = MediaSession::answer_blob(config, &bot.blob())
-        .await
-        .unwrap();
-    bot.accept(&answer).await.unwrap();
-    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
-    tokio::time::timeout(Duration::from_secs(15), both)
-        .await
-        .expect("connect within 15 s")
-        .expect("both connected");
-    (bot, peer)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_flows_both_ways_over_dtls_srtp() {
-    let (bot, peer) = connected_pair(config()).await;
+    let (bot, peer) = connected_pair(config(), config()).await;
 
     let sdp = bot.local_sdp();
     assert!(sdp.contains("opus/48000/2"), "{sdp}");
@@ -134,7 +120,7 @@ async fn answer_that_never_comes_back_over_the_wire_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_udp_is_counted_and_harmless() {
-    let (bot, peer) = connected_pair(config()).await;
+    let (bot, peer) = connected_pair(config(), config()).await;
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..25u8 {
         // Text, random-looking bytes, a truncated RTP header, and an RTP-shaped packet
@@ -211,7 +197,7 @@ async fn many_sessions_share_one_runtime_and_a_port_range() {
     };
     let mut pairs = Vec::new();
     for _ in 0..4 {
-        pairs.push(connected_pair(config.clone()).await);
+        pairs.push(connected_pair(config.clone(), config.clone()).await);
     }
     for (bot, peer) in &pairs {
         for port in [bot.local_addr().port(), peer.local_addr().port()] {

@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use appmedia_transport::RtpEndpoint;
+use appmedia_transport::{MediaSession, RtpEndpoint, TransportConfig};
 use bytes::Bytes;
 
 pub const RATE: u32 = 48_000;
@@ -129,4 +129,23 @@ pub fn run_media_worker(
         }
         result
     })
+}
+
+/// A bot session offering with `offer` and a peer answering its blob with `answer`, both
+/// connected (ICE + DTLS) within 15 s.
+pub async fn connected_pair(
+    offer: TransportConfig,
+    answer: TransportConfig,
+) -> (MediaSession, MediaSession) {
+    let bot = MediaSession::offer(offer).await.unwrap();
+    let (peer, answer) = MediaSession::answer_blob(answer, &bot.blob())
+        .await
+        .unwrap();
+    bot.accept(&answer).await.unwrap();
+    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
+    tokio::time::timeout(Duration::from_secs(15), both)
+        .await
+        .expect("connect within 15 s")
+        .expect("both connected");
+    (bot, peer)
 }
