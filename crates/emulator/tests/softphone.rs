@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread;
@@ -27,13 +27,12 @@ use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
 use appmedia_model::{Identity, MediaConfig};
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
+use appmedia_testkit::browser::{CHROMIUM, headless_chromium};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Waits (polling) until `f` gives a value, at most `limit`; panics with `what` otherwise.
 async fn within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -536,36 +535,19 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
     audio::write_tone_wav(&wav, 440.0, 48_000, 3.0, 0.5);
     let h = Harness::start(config()).await;
     let url = format!("{}/softphone?user={JOHN}&autojoin=1", h.emulator.base_url());
-    let child = Command::new(CHROMIUM)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--autoplay-policy=no-user-gesture-required",
-            "--allow-loopback-in-peer-connection",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-        ])
-        .arg(format!(
-            "--use-file-for-fake-audio-capture={}",
-            wav.display()
-        ))
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        // The page's console (its log lines) goes to this file, printed at the end.
-        .arg("--enable-logging=stderr")
-        .arg(&url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join("chromium.log")).unwrap(),
-        ))
-        .spawn()
-        .expect("start chromium");
+    // The page's console (its log lines) goes to chromium.log, printed at the end.
+    let child = headless_chromium(
+        &wav,
+        &dir.join("profile"),
+        &["--enable-logging=stderr"],
+        &url,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(
+        std::fs::File::create(dir.join("chromium.log")).unwrap(),
+    ))
+    .spawn()
+    .expect("start chromium");
     let chromium = Chromium {
         child,
         dir: dir.clone(),

@@ -2,3 +2,4 @@
 //! each crate's tests check recordings the same way. Not published.
 
 pub mod audio;
+pub mod browser;

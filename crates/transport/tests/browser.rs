@@ -11,17 +11,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use appmedia_testkit::browser::{CHROMIUM, headless_chromium};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 const PAGE: &str = r#"<!doctype html>
 <html><body><script>
@@ -239,28 +238,7 @@ async fn exchange_with_chromium(offerer: Offerer) {
     let server = tokio::spawn(serve(listener, offer, events_tx));
 
     let _chromium = Chromium(
-        Command::new(CHROMIUM)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--allow-loopback-in-peer-connection",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-            ])
-            .arg(format!(
-                "--use-file-for-fake-audio-capture={}",
-                wav.display()
-            ))
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .arg(&url)
+        headless_chromium(&wav, &dir.join("profile"), &[], &url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
