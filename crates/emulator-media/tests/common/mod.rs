@@ -20,16 +20,9 @@ pub fn clip(name: &str) -> AudioClip {
     AudioClip::open(samples_dir().join(name)).expect("media-samples file")
 }
 
-/// A media-samples file as it is on disk (16-bit mono), as f32.
-pub fn wav_samples(path: &std::path::Path) -> (u32, Vec<f32>) {
-    let mut r = hound::WavReader::open(path).expect("a WAV file");
-    let rate = r.spec().sample_rate;
-    let s = r
-        .samples::<i16>()
-        .map(|s| f32::from(s.expect("sample")) / 32768.0)
-        .collect();
-    (rate, s)
-}
+/// A media-samples file or a recording as it is on disk (16-bit mono), as f32.
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use appmedia_testkit::audio::read_wav as wav_samples;
 
 /// The bot: a media-core pipeline at 48 kHz with room for many speakers.
 pub fn bot_config() -> PipelineConfig {
@@ -63,16 +56,8 @@ pub fn tone_clip(freq: f32, amp: f32, seconds: f32) -> AudioClip {
 
 /// Power of `samples` at `freq` (Goertzel), normalized so a sine of amplitude A gives A²/4.
 pub fn power_at(samples: &[f32], rate: f32, freq: f32) -> f64 {
-    let w = std::f64::consts::TAU * f64::from(freq) / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let p = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    p / (samples.len() as f64).powi(2)
+    // testkit's Goertzel power is per sample; one more 1/n makes it A²/4 for a sine.
+    appmedia_testkit::audio::goertzel(samples, freq, rate) / samples.len() as f64
 }
 
 /// Like [`power_at`] over a Hann-windowed copy: far less leakage from strong neighbours
