@@ -1,0 +1,434 @@
+//! The [`Bot`]: one Graph client, one notification server, one media scheduler, every call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use appmedia_media::scheduler::{Scheduler, SchedulerConfig};
+use appmedia_model::Call as CallResource;
+use appmedia_signalling::auth::{
+    CallbackAuth, CallbackAuthConfig, CallbackTokenValidator, ClientCredentials, TenantPolicy,
+    TokenSource,
+};
+use appmedia_signalling::callback::{CallEvent, CallRegistry, CallbackReceiver, FnSink};
+use appmedia_signalling::client::{GraphClient, GraphClientConfig};
+use appmedia_transport::TransportConfig;
+use tokio::sync::mpsc;
+
+use crate::call::{Call, CallControl};
+use crate::config::{BotConfig, Service};
+use crate::error::BotError;
+use crate::incoming::IncomingCall;
+use crate::media::CallMedia;
+
+/// Incoming calls waiting for the bot's code to take them; beyond this a new one is left to
+/// Graph's answer deadline (and counted).
+const INCOMING_QUEUE: usize = 64;
+/// Notifications kept for a call id the bot does not know yet (a create whose 201 has not
+/// arrived while its first notifications have), per call and in all.
+const PENDING_PER_CALL: usize = 64;
+const PENDING_CALLS: usize = 256;
+/// How long such notifications wait for their call.
+const PENDING_TTL: Duration = Duration::from_secs(30);
+/// How often missing delta rosters are looked for.
+const ROSTER_GAP_POLL: Duration = Duration::from_millis(500);
+
+/// Counters of what the bot did, for logs and health checks.
+#[derive(Debug, Default)]
+pub struct BotCounters {
+    pub calls_created: AtomicU64,
+    pub incoming_received: AtomicU64,
+    pub incoming_answered: AtomicU64,
+    pub incoming_rejected: AtomicU64,
+    pub incoming_redirected: AtomicU64,
+    /// Incoming calls left unanswered until Graph's deadline ended them.
+    pub incoming_expired: AtomicU64,
+    /// Incoming calls dropped because the bot's queue was full or it was shutting down.
+    pub incoming_dropped: AtomicU64,
+    /// Notifications for calls the bot never learnt about (dropped after a while).
+    pub orphan_notifications: AtomicU64,
+    pub keep_alives_sent: AtomicU64,
+    pub keep_alive_failures: AtomicU64,
+}
+
+/// A snapshot of [`BotCounters`] plus the notification server's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BotStats {
+    pub calls_created: u64,
+    pub incoming_received: u64,
+    pub incoming_answered: u64,
+    pub incoming_rejected: u64,
+    pub incoming_redirected: u64,
+    pub incoming_expired: u64,
+    pub incoming_dropped: u64,
+    pub orphan_notifications: u64,
+    pub keep_alives_sent: u64,
+    pub keep_alive_failures: u64,
+    /// Notifications refused for a bad or missing token.
+    pub notifications_refused: u64,
+    /// Calls whose driver is running.
+    pub live_calls: usize,
+}
+
+/// Where each notification goes: a known call's driver, the incoming queue, or a short wait
+/// for a call whose id the bot learns in a moment.
+#[derive(Default)]
+struct Routes {
+    calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
+    pending: HashMap<String, (Instant, Vec<CallEvent>)>,
+}
+
+pub(crate) struct BotInner {
+    pub(crate) config: BotConfig,
+    pub(crate) client: GraphClient,
+    pub(crate) callback_uri: String,
+    pub(crate) receiver: CallbackReceiver,
+    pub(crate) transport: TransportConfig,
+    scheduler: Mutex<Option<Scheduler<CallMedia>>>,
+    pub(crate) epoch: Instant,
+    routes: Mutex<Routes>,
+    incoming_tx: mpsc::Sender<IncomingCall>,
+    pub(crate) counters: BotCounters,
+    pub(crate) shutting_down: AtomicBool,
+    /// Live calls' controls, to hang them up on shutdown.
+    live: Mutex<HashMap<String, CallControl>>,
+    /// Background tasks (the server, the roster poller), stopped on shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A calling bot: places calls, receives them, and runs every call's media on one scheduler.
+///
+/// Start it with [`Bot::start`]; take incoming calls with [`Bot::next_incoming`]; place calls
+/// with [`Bot::call`]; stop it with [`Bot::shutdown`].
+pub struct Bot {
+    inner: Arc<BotInner>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<IncomingCall>>,
+}
+
+impl std::fmt::Debug for Bot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bot")
+            .field("app_id", &self.inner.config.app_id)
+            .field("callback_uri", &self.inner.callback_uri)
+            .finish()
+    }
+}
+
+impl Bot {
+    /// Validates `config`, binds the notification server, starts the media workers and the
+    /// Graph client. Must run inside a tokio runtime.
+    pub async fn start(config: BotConfig) -> Result<Bot, BotError> {
+        config.validate()?;
+        appmedia_signalling::install_crypto_provider();
+        let (graph_url, authority, scope, openid, issuers) = match &config.service {
+            Service::Graph(cloud) => (
+                cloud.graph_base_url(),
+                format!("https://{}", cloud.login_host()),
+                cloud.graph_scope(),
+                None,
+                Vec::new(),
+            ),
+            Service::Custom {
+                graph_url,
+                authority_url,
+                notification_openid_url,
+                notification_issuers,
+            } => (
+                graph_url.clone(),
+                authority_url.as_str().trim_end_matches('/').to_owned(),
+                "https://graph.microsoft.com/.default".to_owned(),
+                Some(notification_openid_url.clone()),
+                notification_issuers.clone(),
+            ),
+        };
+        let mut auth = CallbackAuthConfig::new(
+            &config.app_id,
+            TenantPolicy::Only(vec![config.tenant.clone()]),
+        );
+        if let Some(openid) = openid {
+            auth.openid_configuration_url = openid;
+        }
+        if !issuers.is_empty() {
+            auth.issuers = issuers;
+        }
+        let validator = CallbackTokenValidator::new(auth)
+            .map_err(|e| BotError::Protocol(format!("notification token validator: {e}")))?;
+        let credentials = ClientCredentials::for_authority(
+            &authority,
+            &config.tenant,
+            &config.app_id,
+            &config.client_secret,
+            scope,
+        )
+        .map_err(|e| {
+            BotError::Config(crate::config::ConfigError::Invalid {
+                field: "service.authority_url",
+                var: crate::config::env::AUTHORITY_URL,
+                value: authority.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(10))
+            .map_err(|e| BotError::Protocol(format!("token source: {e}")))?;
+        let client = GraphClient::new(GraphClientConfig::for_base_url(graph_url), tokens)?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BotError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| BotError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let callback_uri = match &config.callback_url {
+            Some(url) => url.to_string(),
+            None => format!("http://{bound}/callback"),
+        };
+        // The route is the public URL's path: a proxy in front may change the host, not the path.
+        let path = url::Url::parse(&callback_uri)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| "/callback".into());
+        let scheduler = Scheduler::start(SchedulerConfig {
+            workers: config.media.workers,
+            ..SchedulerConfig::default()
+        })?;
+        let epoch = scheduler.epoch();
+        let transport = TransportConfig {
+            bind_ip: config.media.bind_ip,
+            public_ip: config.media.public_ip,
+            port_range: config.media.port_range.clone(),
+            ..TransportConfig::default()
+        };
+        let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let inner = Arc::new_cyclic(|weak: &Weak<BotInner>| {
+            let weak = weak.clone();
+            let sink = FnSink(move |event: CallEvent| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.route(event);
+                }
+            });
+            let receiver = CallbackReceiver::new(
+                CallbackAuth::validate(Arc::new(validator)),
+                Arc::new(CallRegistry::default()),
+                sink,
+            );
+            BotInner {
+                config,
+                client,
+                callback_uri,
+                receiver,
+                transport,
+                scheduler: Mutex::new(Some(scheduler)),
+                epoch,
+                routes: Mutex::new(Routes::default()),
+                incoming_tx,
+                counters: BotCounters::default(),
+                shutting_down: AtomicBool::new(false),
+                live: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(Vec::new()),
+            }
+        });
+        let serving = inner.receiver.clone();
+        let server = tokio::spawn(async move {
+            if let Err(e) = serving.serve(listener, &path).await {
+                tracing::error!(error = %e, "notification server stopped");
+            }
+        });
+        let poller = inner.receiver.spawn_gap_poller(ROSTER_GAP_POLL);
+        lock(&inner.tasks).extend([server, poller]);
+        tracing::info!(callback = %inner.callback_uri, %bound, "bot started");
+        Ok(Bot {
+            inner,
+            incoming: tokio::sync::Mutex::new(incoming_rx),
+        })
+    }
+
+    /// The URL Graph posts this bot's notifications to (every call's `callbackUri`).
+    pub fn callback_uri(&self) -> &str {
+        &self.inner.callback_uri
+    }
+
+    /// The Graph client, for requests the SDK does not wrap.
+    pub fn client(&self) -> &GraphClient {
+        &self.inner.client
+    }
+
+    /// The configuration the bot runs with.
+    pub fn config(&self) -> &BotConfig {
+        &self.inner.config
+    }
+
+    /// Places a call. `request` is a create-call body from the signalling crate's builders
+    /// ([`appmedia_signalling::builders`]); its `callbackUri` is replaced by the bot's. With
+    /// app-hosted media (an `appHostedMediaConfig`, whatever blob it holds) the SDK makes the
+    /// media session and puts its blob in; `media` says how. Returns once the service answered
+    /// 201; state changes follow as events.
+    pub async fn call(
+        &self,
+        request: CallResource,
+        media: crate::media::MediaOptions,
+    ) -> Result<Call, BotError> {
+        crate::outgoing::place(&self.inner, request, media).await
+    }
+
+    /// The next incoming call; `None` once the bot shuts down. Answer, reject or redirect it
+    /// within Graph's 15 s deadline.
+    pub async fn next_incoming(&self) -> Option<IncomingCall> {
+        self.incoming.lock().await.recv().await
+    }
+
+    /// What the bot has done so far.
+    pub fn stats(&self) -> BotStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BotStats {
+            calls_created: get(&c.calls_created),
+            incoming_received: get(&c.incoming_received),
+            incoming_answered: get(&c.incoming_answered),
+            incoming_rejected: get(&c.incoming_rejected),
+            incoming_redirected: get(&c.incoming_redirected),
+            incoming_expired: get(&c.incoming_expired),
+            incoming_dropped: get(&c.incoming_dropped),
+            orphan_notifications: get(&c.orphan_notifications),
+            keep_alives_sent: get(&c.keep_alives_sent),
+            keep_alive_failures: get(&c.keep_alive_failures),
+            notifications_refused: self.inner.receiver.stats().unauthorized,
+            live_calls: lock(&self.inner.live).len(),
+        }
+    }
+
+    /// Stops the bot: takes no new calls (incoming ones are left to expire), then either hangs
+    /// every call up at once (`drain = None`) or lets calls end by themselves for up to
+    /// `drain` and hangs up the rest. Every recording is finished before this returns; the
+    /// media workers and the notification server are stopped last.
+    pub async fn shutdown(self, drain: Option<Duration>) -> BotStats {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.incoming.lock().await.close();
+        if let Some(drain) = drain {
+            let deadline = tokio::time::Instant::now() + drain;
+            while !lock(&self.inner.live).is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let live: Vec<CallControl> = lock(&self.inner.live).values().cloned().collect();
+        for call in live {
+            if let Err(e) = call.hang_up().await {
+                tracing::warn!(call = %call.id(), error = %e, "hang-up on shutdown failed");
+            }
+        }
+        let stats = self.stats();
+        for task in lock(&self.inner.tasks).drain(..) {
+            task.abort();
+        }
+        let scheduler = lock(&self.inner.scheduler).take();
+        if let Some(scheduler) = scheduler {
+            // Joining the workers blocks; keep it off the async threads.
+            let _ = tokio::task::spawn_blocking(move || scheduler.shutdown()).await;
+        }
+        tracing::info!(?stats, "bot stopped");
+        stats
+    }
+}
+
+impl BotInner {
+    /// Hands one event to whoever waits for it.
+    fn route(self: &Arc<Self>, event: CallEvent) {
+        if let CallEvent::Incoming { call_id, call } = event {
+            self.counters.incoming_received.fetch_add(1, Ordering::Relaxed);
+            if self.shutting_down.load(Ordering::SeqCst) {
+                self.counters.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(call = %call_id, "incoming call left to expire: shutting down");
+                return;
+            }
+            let incoming = IncomingCall::new(self.clone(), call_id.clone(), *call);
+            if self.incoming_tx.try_send(incoming).is_err() {
+                self.counters.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(call = %call_id, "incoming call dropped: nobody takes incoming calls fast enough");
+            }
+            return;
+        }
+        let Some(call_id) = event.call_id().map(str::to_owned) else {
+            self.counters.orphan_notifications.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut routes = lock(&self.routes);
+        if let Some(tx) = routes.calls.get(&call_id) {
+            // A driver that has just finished dropped its receiver: the event is moot.
+            let _ = tx.send(event);
+            return;
+        }
+        let now = Instant::now();
+        let before = routes.pending.len();
+        routes
+            .pending
+            .retain(|_, (since, _)| now.duration_since(*since) < PENDING_TTL);
+        let expired = before - routes.pending.len();
+        if routes.pending.len() >= PENDING_CALLS && !routes.pending.contains_key(&call_id) {
+            self.counters
+                .orphan_notifications
+                .fetch_add(1 + expired as u64, Ordering::Relaxed);
+            return;
+        }
+        self.counters
+            .orphan_notifications
+            .fetch_add(expired as u64, Ordering::Relaxed);
+        let (_, events) = routes.pending.entry(call_id).or_insert((now, Vec::new()));
+        if events.len() < PENDING_PER_CALL {
+            events.push(event);
+        } else {
+            self.counters.orphan_notifications.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A call's event channel, with whatever arrived for it before.
+    pub(crate) fn register(&self, call_id: &str) -> mpsc::UnboundedReceiver<CallEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut routes = lock(&self.routes);
+        if let Some((_, early)) = routes.pending.remove(call_id) {
+            for event in early {
+                let _ = tx.send(event);
+            }
+        }
+        routes.calls.insert(call_id.to_owned(), tx);
+        rx
+    }
+
+    /// Forgets a call: its routes, its roster and state in the registry, its control.
+    pub(crate) fn unregister(&self, call_id: &str) {
+        lock(&self.routes).calls.remove(call_id);
+        self.receiver.registry().remove(call_id);
+        lock(&self.live).remove(call_id);
+    }
+
+    pub(crate) fn add_live(&self, control: &CallControl) {
+        lock(&self.live).insert(control.id().to_owned(), control.clone());
+    }
+
+    /// Puts a call's media on a worker.
+    pub(crate) fn schedule(
+        &self,
+        media: CallMedia,
+    ) -> Result<appmedia_media::scheduler::CallHandle, BotError> {
+        match lock(&self.scheduler).as_ref() {
+            Some(scheduler) => Ok(scheduler.add(media)?),
+            None => Err(BotError::ShuttingDown),
+        }
+    }
+
+    pub(crate) fn check_running(&self) -> Result<(), BotError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            Err(BotError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every critical
+/// section here is a single map operation).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,504 @@
+//! A live call: its events, its audio, and every action Graph offers on it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
+use appmedia_audio_io::record::RecordingStatus as FileRecordingStatus;
+use appmedia_media::pipeline::{PipelineStats, ToneSender};
+use appmedia_model::{
+    Call as CallResource, CallState, ChangeScreenSharingRoleRequest, CommsNotification,
+    CommsOperation, Identity, IdentitySet, InvitationParticipantInfo, InviteParticipantsRequest,
+    Participant, PlayPromptRequest, RecordResponseRequest, RecordingStatus, ResultInfo,
+    ScreenSharingRole, SendDtmfTonesRequest, Tone, TransferRequest, UpdateRecordingStatusRequest,
+};
+use appmedia_signalling::roster::RosterChange;
+use appmedia_signalling::sharing::SharingChange;
+use appmedia_transport::EndReason;
+use tokio::sync::{mpsc, watch};
+
+use crate::bot::{BotInner, lock};
+use crate::error::BotError;
+use crate::media::AudioSocket;
+
+/// Where a key press came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToneSource {
+    /// RFC 4733 telephone-event on the call's media (app-hosted), with the speaker's source id.
+    Media { source_id: u32 },
+    /// Graph's `toneInfo` on a call notification (after `subscribe_to_tone`).
+    Signalling { sequence_id: Option<i64> },
+}
+
+/// What happened on a call, in the order the bot learnt it.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The call moved to another state (`establishing`, `established`, `transferring`,
+    /// `transferAccepted`, `terminated`...). `result_info` says why, when Graph says.
+    State {
+        from: Option<CallState>,
+        to: CallState,
+        result_info: Option<ResultInfo>,
+    },
+    /// Participants joined, changed (mute, media) or left — full or delta rosters alike.
+    Roster(RosterChange),
+    /// A key was pressed.
+    Tone { tone: Tone, source: ToneSource },
+    /// The loudest speaker changed (`None`: nobody speaks). App-hosted media only.
+    DominantSpeaker(Option<u32>),
+    /// Content sharing started, changed or stopped.
+    ContentSharing(SharingChange),
+    /// An operation (playPrompt, recordResponse, invite, mute...) finished or changed.
+    Operation(Box<CommsOperation>),
+    /// A prompt played by the bot's own media ended.
+    PromptFinished(PromptEvent),
+    /// The app-hosted media connected (ICE and DTLS done): audio flows.
+    MediaConnected,
+    /// The app-hosted media ended (the call may go on without audio until Graph ends it).
+    MediaEnded(EndReason),
+    /// Call properties changed without a state change.
+    Updated(Box<CallResource>),
+    /// A notification this version does not interpret, verbatim.
+    Unhandled(Box<CommsNotification>),
+    /// The call is over: the last event. Recordings are complete when it arrives.
+    Ended(Box<CallEnd>),
+}
+
+/// How a call ended.
+#[derive(Clone, Debug)]
+pub struct CallEnd {
+    /// Why, as Graph said (`None` when the SDK ended it without a `terminated` notification,
+    /// e.g. the service no longer knew the call).
+    pub result_info: Option<ResultInfo>,
+    /// Media counters at the end (app-hosted calls).
+    pub media: Option<PipelineStats>,
+    /// The recording's final state, when the call was recorded.
+    pub recording: Option<FileRecordingStatus>,
+}
+
+/// Who a transfer, redirect or invitation goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// A Teams/Entra user by id.
+    User(String),
+    /// A phone number (E.164, `+` and digits).
+    Phone(String),
+    /// Any invitation participant as Graph takes it.
+    Participant(InvitationParticipantInfo),
+}
+
+impl Target {
+    /// The invitation participant Graph wants.
+    pub fn into_participant(self) -> InvitationParticipantInfo {
+        match self {
+            Target::User(id) => {
+                InvitationParticipantInfo::new(IdentitySet::user(Identity::new(id)))
+            }
+            Target::Phone(number) => {
+                InvitationParticipantInfo::new(IdentitySet::phone(Identity::new(number)))
+            }
+            Target::Participant(p) => p,
+        }
+    }
+}
+
+/// Whether the bot or the service hosts the call's audio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hosting {
+    App,
+    Service,
+}
+
+/// What the call's driver knows, readable from any handle.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub state: Option<CallState>,
+    pub resource: Option<CallResource>,
+    pub media_stats: Option<PipelineStats>,
+    pub ended: bool,
+}
+
+pub(crate) struct CallShared {
+    pub id: String,
+    pub bot: Arc<BotInner>,
+    pub hosting: Hosting,
+    pub snapshot: Mutex<Snapshot>,
+    pub prompts: Option<PromptQueue>,
+    pub tones: Option<ToneSender>,
+    /// Becomes true when the driver has finished (recording flushed, routes removed).
+    pub done: watch::Receiver<bool>,
+}
+
+/// The actions on a call; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct CallControl {
+    pub(crate) shared: Arc<CallShared>,
+}
+
+impl std::fmt::Debug for CallControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallControl")
+            .field("id", &self.shared.id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// A call: its [`events`](Call::next_event), its [`AudioSocket`] and, through
+/// [`Deref`](std::ops::Deref), its [`CallControl`] actions.
+pub struct Call {
+    control: CallControl,
+    events: mpsc::UnboundedReceiver<Event>,
+    audio: Option<AudioSocket>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.control.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Call {
+    type Target = CallControl;
+    fn deref(&self) -> &CallControl {
+        &self.control
+    }
+}
+
+impl Call {
+    pub(crate) fn new(
+        control: CallControl,
+        events: mpsc::UnboundedReceiver<Event>,
+        audio: Option<AudioSocket>,
+    ) -> Self {
+        Call {
+            control,
+            events,
+            audio,
+        }
+    }
+
+    /// The next event; `None` after [`Event::Ended`].
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// The next event, or `None` when none comes within `timeout`.
+    pub async fn next_event_within(&mut self, timeout: Duration) -> Option<Event> {
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for the call to reach `state` (returns true), or to end or `timeout` first (false).
+    /// Other events are skipped.
+    pub async fn wait_for_state(&mut self, state: CallState, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if self.state().as_ref() == Some(&state) {
+            return true;
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Event::State { to, .. })) if to == state => return true,
+                Ok(Some(Event::Ended(_))) | Ok(None) | Err(_) => return false,
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
+    /// Takes the call's audio socket (app-hosted calls; once).
+    pub fn audio_socket(&mut self) -> Option<AudioSocket> {
+        self.audio.take()
+    }
+
+    /// A handle for acting on the call from another task.
+    pub fn control(&self) -> CallControl {
+        self.control.clone()
+    }
+}
+
+impl CallControl {
+    /// The call id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Who hosts the call's audio.
+    pub fn hosting(&self) -> Hosting {
+        self.shared.hosting
+    }
+
+    /// The call's latest known state.
+    pub fn state(&self) -> Option<CallState> {
+        lock(&self.shared.snapshot).state.clone()
+    }
+
+    /// The call resource as last notified.
+    pub fn resource(&self) -> Option<CallResource> {
+        lock(&self.shared.snapshot).resource.clone()
+    }
+
+    /// True once the call is over.
+    pub fn is_ended(&self) -> bool {
+        lock(&self.shared.snapshot).ended
+    }
+
+    /// The participants as the bot knows them now.
+    pub fn roster(&self) -> Vec<Participant> {
+        self.shared
+            .bot
+            .receiver
+            .registry()
+            .with_call(&self.shared.id, |agent| {
+                agent.roster().participants().cloned().collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The latest media counters (app-hosted calls; refreshed every second).
+    pub fn media_stats(&self) -> Option<PipelineStats> {
+        lock(&self.shared.snapshot).media_stats
+    }
+
+    fn client(&self) -> Result<&appmedia_signalling::client::GraphClient, BotError> {
+        if self.is_ended() {
+            return Err(BotError::CallEnded {
+                call_id: self.shared.id.clone(),
+            });
+        }
+        Ok(&self.shared.bot.client)
+    }
+
+    fn require_established(&self, action: &'static str) -> Result<(), BotError> {
+        let state = self.state();
+        if state != Some(CallState::Established) {
+            return Err(BotError::InvalidState {
+                call_id: self.shared.id.clone(),
+                action,
+                state,
+                needs: "an established call",
+            });
+        }
+        Ok(())
+    }
+
+    /// Hangs up (`DELETE`) and waits until the call's driver has finished: `terminated`
+    /// seen (or 10 s passed), media stopped, recording complete. Hanging up an ended call
+    /// is not an error.
+    pub async fn hang_up(&self) -> Result<(), BotError> {
+        if !self.is_ended() {
+            match self.shared.bot.client.delete_call(&self.shared.id).await {
+                Ok(()) => {}
+                // Gone on the service already: the driver ends it (it asks itself below).
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.wait_done(Duration::from_secs(10)).await
+    }
+
+    /// Waits for the driver to finish, telling it to stop when the service stays silent.
+    async fn wait_done(&self, timeout: Duration) -> Result<(), BotError> {
+        let mut done = self.shared.done.clone();
+        if tokio::time::timeout(timeout, done.wait_for(|d| *d))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        Err(BotError::Timeout {
+            what: "the call's end",
+            seconds: timeout.as_secs(),
+        })
+    }
+
+    /// Blind transfer of the call's peer to `target` (a user or a phone number); the bot
+    /// leaves once the target accepts (`transferring` → `transferAccepted` → `terminated`).
+    pub async fn transfer(&self, target: Target) -> Result<(), BotError> {
+        self.transfer_with(TransferRequest::new(target.into_participant()))
+            .await
+    }
+
+    /// Consultative transfer: the peer of this call is connected with the party of the
+    /// bot's other call `replaces_call_id` (whose peer is `target`).
+    pub async fn transfer_replacing(
+        &self,
+        target: Target,
+        replaces_call_id: &str,
+    ) -> Result<(), BotError> {
+        let mut participant = target.into_participant();
+        participant.replaces_call_id = replaces_call_id.to_owned().into();
+        self.transfer_with(TransferRequest::new(participant)).await
+    }
+
+    /// Any transfer request as Graph takes it.
+    pub async fn transfer_with(&self, request: TransferRequest) -> Result<(), BotError> {
+        self.require_established("transfer")?;
+        Ok(self.client()?.transfer(&self.shared.id, &request).await?)
+    }
+
+    /// Invites participants; a peer-to-peer call becomes a group call. The operation's end
+    /// arrives as [`Event::Operation`], the new participants as [`Event::Roster`].
+    pub async fn invite(&self, targets: Vec<Target>) -> Result<CommsOperation, BotError> {
+        let participants = targets.into_iter().map(Target::into_participant).collect();
+        self.invite_with(InviteParticipantsRequest::new(participants))
+            .await
+    }
+
+    /// Any invitation as Graph takes it (e.g. with `replacesCallId`).
+    pub async fn invite_with(
+        &self,
+        request: InviteParticipantsRequest,
+    ) -> Result<CommsOperation, BotError> {
+        self.require_established("invite")?;
+        Ok(self
+            .client()?
+            .invite_participants(&self.shared.id, &request)
+            .await?)
+    }
+
+    /// Mutes the bot itself.
+    pub async fn mute(&self) -> Result<CommsOperation, BotError> {
+        Ok(self.client()?.mute(&self.shared.id, None).await?)
+    }
+
+    /// Unmutes the bot itself.
+    pub async fn unmute(&self) -> Result<CommsOperation, BotError> {
+        Ok(self.client()?.unmute(&self.shared.id, None).await?)
+    }
+
+    /// Mutes another participant.
+    pub async fn mute_participant(&self, participant_id: &str) -> Result<CommsOperation, BotError> {
+        Ok(self
+            .client()?
+            .mute_participant(&self.shared.id, participant_id, None)
+            .await?)
+    }
+
+    /// Removes a participant from the call.
+    pub async fn remove_participant(&self, participant_id: &str) -> Result<(), BotError> {
+        Ok(self
+            .client()?
+            .delete_participant(&self.shared.id, participant_id)
+            .await?)
+    }
+
+    /// Graph's `playPrompt` (service-hosted media: the service plays the prompts).
+    pub async fn play_prompt(&self, request: PlayPromptRequest) -> Result<CommsOperation, BotError> {
+        Ok(self.client()?.play_prompt(&self.shared.id, &request).await?)
+    }
+
+    /// Graph's `recordResponse` (service-hosted media): the recording's location comes with
+    /// the completed operation ([`Event::Operation`]).
+    pub async fn record_response(
+        &self,
+        request: RecordResponseRequest,
+    ) -> Result<CommsOperation, BotError> {
+        Ok(self
+            .client()?
+            .record_response(&self.shared.id, &request)
+            .await?)
+    }
+
+    /// Asks Graph for key presses as `toneInfo` notifications ([`Event::Tone`]).
+    pub async fn subscribe_to_tone(&self) -> Result<CommsOperation, BotError> {
+        Ok(self
+            .client()?
+            .subscribe_to_tone(&self.shared.id, None)
+            .await?)
+    }
+
+    /// Graph's `sendDtmfTones`: the service sends the tones into the call.
+    pub async fn send_dtmf_tones(
+        &self,
+        tones: Vec<Tone>,
+        delay_between_tones_ms: Option<i32>,
+    ) -> Result<CommsOperation, BotError> {
+        let mut request = SendDtmfTonesRequest::new(tones);
+        if let Some(ms) = delay_between_tones_ms {
+            request.delay_between_tones_ms = ms.into();
+        }
+        Ok(self
+            .client()?
+            .send_dtmf_tones(&self.shared.id, &request)
+            .await?)
+    }
+
+    /// Graph's `cancelMediaProcessing`: stops the service's prompts and recordings; the bot's
+    /// own prompts stop too.
+    pub async fn cancel_media_processing(&self) -> Result<CommsOperation, BotError> {
+        if let Some(prompts) = &self.shared.prompts {
+            let _ = prompts.cancel_all();
+        }
+        Ok(self
+            .client()?
+            .cancel_media_processing(&self.shared.id, None)
+            .await?)
+    }
+
+    /// Tells Graph whether the bot records (compliance bots must, before recording).
+    pub async fn update_recording_status(
+        &self,
+        status: RecordingStatus,
+    ) -> Result<CommsOperation, BotError> {
+        Ok(self
+            .client()?
+            .update_recording_status(&self.shared.id, &UpdateRecordingStatusRequest::new(status))
+            .await?)
+    }
+
+    /// Becomes a viewer or a sharer of the meeting's screen sharing.
+    pub async fn change_screen_sharing_role(&self, role: ScreenSharingRole) -> Result<(), BotError> {
+        Ok(self
+            .client()?
+            .change_screen_sharing_role(&self.shared.id, &ChangeScreenSharingRoleRequest::new(role))
+            .await?)
+    }
+
+    /// Sends a `keepAlive` now (the SDK sends them by itself; see the bot's config).
+    pub async fn keep_alive(&self) -> Result<(), BotError> {
+        Ok(self.client()?.keep_alive(&self.shared.id).await?)
+    }
+
+    /// Plays a WAV or Ogg/Opus file into the call with the bot's own media (app-hosted);
+    /// [`Event::PromptFinished`] tells when it ended.
+    pub fn play_file(&self, path: impl AsRef<Path>) -> Result<PromptId, BotError> {
+        let clip = AudioClip::open(path.as_ref()).map_err(|e| BotError::Prompt(e.to_string()))?;
+        self.play_clip(&clip, PlayMode::Once)
+    }
+
+    /// Plays a decoded clip (once, or looped until cancelled).
+    pub fn play_clip(&self, clip: &AudioClip, mode: PlayMode) -> Result<PromptId, BotError> {
+        let prompts = self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
+            call_id: self.shared.id.clone(),
+        })?;
+        prompts
+            .play(clip, mode)
+            .map_err(|e| BotError::Prompt(e.to_string()))
+    }
+
+    /// Stops one of the bot's own prompts.
+    pub fn cancel_prompt(&self, id: PromptId) -> Result<(), BotError> {
+        let prompts = self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
+            call_id: self.shared.id.clone(),
+        })?;
+        prompts.cancel(id).map_err(|e| BotError::Prompt(e.to_string()))
+    }
+
+    /// Sends DTMF keys on the bot's own media (RFC 4733; app-hosted calls), e.g. `"123#"`.
+    pub fn press_keys(&self, keys: &str) -> Result<(), BotError> {
+        let tones = self.shared.tones.as_ref().ok_or_else(|| BotError::NoMedia {
+            call_id: self.shared.id.clone(),
+        })?;
+        for key in keys.chars() {
+            let tone = appmedia_media::dtmf::Tone::from_char(key)
+                .ok_or_else(|| BotError::Prompt(format!("{key:?} is not a DTMF key")))?;
+            tones
+                .send(appmedia_media::dtmf::ToneRequest::key(tone))
+                .map_err(|e| BotError::Prompt(format!("tone queue: {e}")))?;
+        }
+        Ok(())
+    }
+}

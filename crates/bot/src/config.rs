@@ -1,0 +1,601 @@
+//! What a bot is: who it is to Graph, where Graph reaches it, where its media lives.
+//!
+//! One [`BotConfig`], built in code ([`BotConfig::new`] and the `with_*` setters) or read from
+//! `APPMEDIA_*` environment variables ([`BotConfig::from_env`]); [`BotConfig::validate`] says
+//! what is missing or wrong, naming the field and its variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use appmedia_signalling::client::NationalCloud;
+use url::Url;
+
+/// Graph ends a call that has had no `keepAlive` for 45 minutes; the SDK sends one every
+/// 15 minutes by default, well inside that window even if one attempt fails.
+pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// The longest interval accepted: a keepAlive must reach Graph within 45 minutes.
+pub const MAX_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45 * 60);
+
+/// Where the calling service is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Microsoft Graph in one of its national clouds: tokens from that cloud's identity
+    /// platform, notifications signed with the Bot Framework keys.
+    Graph(NationalCloud),
+    /// Another Graph-compatible endpoint: `appmedia emulator`, or a proxy in front of Graph.
+    Custom {
+        /// The Graph root, e.g. `http://127.0.0.1:8642/v1.0`.
+        graph_url: Url,
+        /// OAuth2 authority: tokens come from `{authority}/{tenant}/oauth2/v2.0/token`.
+        authority_url: Url,
+        /// The OpenID configuration document listing the notification signing keys.
+        notification_openid_url: Url,
+        /// Accepted `iss` of notification tokens (empty: the Bot Framework and Graph issuers).
+        notification_issuers: Vec<String>,
+    },
+}
+
+impl Service {
+    /// A Graph-compatible endpoint at `graph_url` that also issues tokens and publishes its
+    /// notification keys at its origin, as `appmedia emulator` does.
+    pub fn at(graph_url: &str) -> Result<Service, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            field: "service.graph_url",
+            var: "APPMEDIA_GRAPH_URL",
+            value: graph_url.to_owned(),
+            reason,
+        };
+        let graph = Url::parse(graph_url).map_err(|e| invalid(e.to_string()))?;
+        let origin = graph.origin().ascii_serialization();
+        if origin == "null" || !matches!(graph.scheme(), "http" | "https") {
+            return Err(invalid("not an http(s) URL".into()));
+        }
+        let origin_url = |path: &str| Url::parse(&format!("{origin}{path}"));
+        Ok(Service::Custom {
+            graph_url: graph,
+            authority_url: origin_url("").map_err(|e| invalid(e.to_string()))?,
+            notification_openid_url: origin_url(appmedia_signalling::auth::OPENID_CONFIGURATION_PATH)
+                .map_err(|e| invalid(e.to_string()))?,
+            notification_issuers: Vec::new(),
+        })
+    }
+
+    /// True for Microsoft's own service (where the callback must be public HTTPS).
+    pub fn is_microsoft(&self) -> bool {
+        matches!(self, Service::Graph(_))
+    }
+}
+
+/// The bot's media endpoint: where its WebRTC sessions bind and what they advertise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Local address media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Public address of a 1:1 NAT in front of the instance (Graph's `InstancePublicIPAddress`).
+    pub public_ip: Option<IpAddr>,
+    /// UDP port range for media (Graph's default is 49152–65535); `None`: ephemeral ports.
+    pub port_range: Option<RangeInclusive<u16>>,
+    /// Media worker threads ticking every call (default: one per core).
+    pub workers: usize,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ip: None,
+            port_range: None,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Everything a [`Bot`](crate::Bot) is started from.
+#[derive(Clone)]
+pub struct BotConfig {
+    /// The bot's application (client) id.
+    pub app_id: String,
+    /// The tenant the bot gets its tokens in (and accepts notifications from).
+    pub tenant: String,
+    /// The application's client secret.
+    pub client_secret: String,
+    /// Where the calling service is.
+    pub service: Service,
+    /// The public URL Graph posts notifications to (the `callbackUri` of every call). Behind a
+    /// reverse proxy or a tunnel it is not the listen address. `None`: `http://{bound listen
+    /// address}/callback`, reachable only from this machine — right for the emulator.
+    pub callback_url: Option<Url>,
+    /// Where the notification server listens (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The media endpoint.
+    pub media: MediaSettings,
+    /// Where call recordings are written.
+    pub recordings_dir: Option<PathBuf>,
+    /// How often each established call sends `keepAlive`.
+    pub keep_alive_interval: Duration,
+}
+
+impl std::fmt::Debug for BotConfig {
+    // The secret must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotConfig")
+            .field("app_id", &self.app_id)
+            .field("tenant", &self.tenant)
+            .field("client_secret", &"<redacted>")
+            .field("service", &self.service)
+            .field("callback_url", &self.callback_url.as_ref().map(Url::as_str))
+            .field("listen", &self.listen)
+            .field("media", &self.media)
+            .field("recordings_dir", &self.recordings_dir)
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .finish()
+    }
+}
+
+/// What is missing or wrong in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required field is not set.
+    #[error("{field} is required (set {var})")]
+    Missing {
+        /// The field.
+        field: &'static str,
+        /// Its environment variable.
+        var: &'static str,
+    },
+    /// A field's value cannot be used.
+    #[error("{field} = {value:?} ({var}): {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its environment variable.
+        var: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+/// The environment variables [`BotConfig::from_env`] reads.
+pub mod env {
+    pub const APP_ID: &str = "APPMEDIA_APP_ID";
+    pub const TENANT: &str = "APPMEDIA_TENANT";
+    pub const CLIENT_SECRET: &str = "APPMEDIA_CLIENT_SECRET";
+    /// `global` (default), `usgov-l4`, `usgov-l5-dod` or `china`.
+    pub const CLOUD: &str = "APPMEDIA_CLOUD";
+    /// A Graph-compatible root instead of a cloud (e.g. `appmedia emulator`'s).
+    pub const GRAPH_URL: &str = "APPMEDIA_GRAPH_URL";
+    pub const AUTHORITY_URL: &str = "APPMEDIA_AUTHORITY_URL";
+    pub const NOTIFICATION_OPENID_URL: &str = "APPMEDIA_NOTIFICATION_OPENID_URL";
+    /// Comma-separated accepted notification issuers.
+    pub const NOTIFICATION_ISSUER: &str = "APPMEDIA_NOTIFICATION_ISSUER";
+    pub const CALLBACK_URL: &str = "APPMEDIA_CALLBACK_URL";
+    pub const LISTEN: &str = "APPMEDIA_LISTEN";
+    pub const MEDIA_BIND_IP: &str = "APPMEDIA_MEDIA_BIND_IP";
+    pub const MEDIA_PUBLIC_IP: &str = "APPMEDIA_MEDIA_PUBLIC_IP";
+    /// `FIRST-LAST`, e.g. `49152-65535`.
+    pub const MEDIA_PORTS: &str = "APPMEDIA_MEDIA_PORTS";
+    pub const MEDIA_WORKERS: &str = "APPMEDIA_MEDIA_WORKERS";
+    pub const RECORDINGS_DIR: &str = "APPMEDIA_RECORDINGS_DIR";
+    pub const KEEP_ALIVE_SECS: &str = "APPMEDIA_KEEP_ALIVE_SECS";
+}
+
+impl BotConfig {
+    /// A bot on Microsoft Graph's global cloud, listening on loopback (any port), media on
+    /// loopback, keepAlive every 15 minutes. Set the public callback URL and the media
+    /// addresses before pointing it at Graph.
+    pub fn new(
+        app_id: impl Into<String>,
+        tenant: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        BotConfig {
+            app_id: app_id.into(),
+            tenant: tenant.into(),
+            client_secret: client_secret.into(),
+            service: Service::Graph(NationalCloud::Global),
+            callback_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            media: MediaSettings::default(),
+            recordings_dir: None,
+            keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+        }
+    }
+
+    /// The calling service.
+    pub fn with_service(mut self, service: Service) -> Self {
+        self.service = service;
+        self
+    }
+
+    /// The public callback URL.
+    pub fn with_callback_url(mut self, url: Url) -> Self {
+        self.callback_url = Some(url);
+        self
+    }
+
+    /// The notification server's listen address.
+    pub fn with_listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// The media endpoint.
+    pub fn with_media(mut self, media: MediaSettings) -> Self {
+        self.media = media;
+        self
+    }
+
+    /// Where recordings go.
+    pub fn with_recordings_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.recordings_dir = Some(dir.into());
+        self
+    }
+
+    /// How often keepAlive is sent.
+    pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.keep_alive_interval = interval;
+        self
+    }
+
+    /// A bot for an in-process emulator: its Graph root, token authority and notification
+    /// keys; the emulator's issuer.
+    #[cfg(feature = "emulator")]
+    pub fn for_emulator(
+        emulator: &appmedia_emulator::Emulator,
+        app_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        let app_id = app_id.into();
+        let tenant = emulator
+            .directory()
+            .applications
+            .iter()
+            .find(|a| a.id.eq_ignore_ascii_case(&app_id))
+            .map(|a| a.tenant.clone())
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "app_id",
+                var: env::APP_ID,
+                value: app_id.clone(),
+                reason: "the emulator's directory has no such application".into(),
+            })?;
+        let mut service = Service::at(&emulator.graph_url())?;
+        if let Service::Custom {
+            notification_issuers,
+            ..
+        } = &mut service
+        {
+            *notification_issuers = vec![emulator.notification_issuer().to_owned()];
+        }
+        Ok(BotConfig::new(app_id, tenant, client_secret).with_service(service))
+    }
+
+    /// Reads every field from the process environment (see [`env`]).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every field through `lookup` (an environment in a test, a secrets store...).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let required = |field: &'static str, var: &'static str| {
+            get(var).ok_or(ConfigError::Missing { field, var })
+        };
+        let invalid = |field: &'static str, var: &'static str, value: &str, reason: String| {
+            ConfigError::Invalid {
+                field,
+                var,
+                value: value.to_owned(),
+                reason,
+            }
+        };
+        let mut config = BotConfig::new(
+            required("app_id", env::APP_ID)?,
+            required("tenant", env::TENANT)?,
+            required("client_secret", env::CLIENT_SECRET)?,
+        );
+        config.service = match (get(env::GRAPH_URL), get(env::CLOUD)) {
+            (Some(_), Some(cloud)) => {
+                return Err(invalid(
+                    "service",
+                    env::CLOUD,
+                    &cloud,
+                    format!("give {} or {}, not both", env::CLOUD, env::GRAPH_URL),
+                ));
+            }
+            (Some(graph), None) => {
+                let mut service = Service::at(&graph)?;
+                if let Service::Custom {
+                    authority_url,
+                    notification_openid_url,
+                    notification_issuers,
+                    ..
+                } = &mut service
+                {
+                    if let Some(v) = get(env::AUTHORITY_URL) {
+                        *authority_url = Url::parse(&v).map_err(|e| {
+                            invalid("service.authority_url", env::AUTHORITY_URL, &v, e.to_string())
+                        })?;
+                    }
+                    if let Some(v) = get(env::NOTIFICATION_OPENID_URL) {
+                        *notification_openid_url = Url::parse(&v).map_err(|e| {
+                            invalid(
+                                "service.notification_openid_url",
+                                env::NOTIFICATION_OPENID_URL,
+                                &v,
+                                e.to_string(),
+                            )
+                        })?;
+                    }
+                    if let Some(v) = get(env::NOTIFICATION_ISSUER) {
+                        *notification_issuers = v
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect();
+                    }
+                }
+                service
+            }
+            (None, cloud) => Service::Graph(match cloud.as_deref().map(str::trim) {
+                None | Some("global") => NationalCloud::Global,
+                Some("usgov-l4") => NationalCloud::UsGovL4,
+                Some("usgov-l5-dod") => NationalCloud::UsGovL5Dod,
+                Some("china") => NationalCloud::China,
+                Some(other) => {
+                    return Err(invalid(
+                        "service",
+                        env::CLOUD,
+                        other,
+                        "one of global, usgov-l4, usgov-l5-dod, china".into(),
+                    ));
+                }
+            }),
+        };
+        if let Some(v) = get(env::CALLBACK_URL) {
+            config.callback_url = Some(
+                Url::parse(&v)
+                    .map_err(|e| invalid("callback_url", env::CALLBACK_URL, &v, e.to_string()))?,
+            );
+        }
+        if let Some(v) = get(env::LISTEN) {
+            config.listen = v
+                .parse()
+                .map_err(|e| invalid("listen", env::LISTEN, &v, format!("{e} (want IP:PORT)")))?;
+        }
+        if let Some(v) = get(env::MEDIA_BIND_IP) {
+            config.media.bind_ip = v
+                .parse()
+                .map_err(|e| invalid("media.bind_ip", env::MEDIA_BIND_IP, &v, format!("{e}")))?;
+        }
+        if let Some(v) = get(env::MEDIA_PUBLIC_IP) {
+            config.media.public_ip = Some(v.parse().map_err(|e| {
+                invalid("media.public_ip", env::MEDIA_PUBLIC_IP, &v, format!("{e}"))
+            })?);
+        }
+        if let Some(v) = get(env::MEDIA_PORTS) {
+            config.media.port_range = Some(parse_port_range(&v).map_err(|reason| {
+                invalid("media.port_range", env::MEDIA_PORTS, &v, reason)
+            })?);
+        }
+        if let Some(v) = get(env::MEDIA_WORKERS) {
+            config.media.workers = v
+                .parse()
+                .map_err(|e| invalid("media.workers", env::MEDIA_WORKERS, &v, format!("{e}")))?;
+        }
+        if let Some(v) = get(env::RECORDINGS_DIR) {
+            config.recordings_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get(env::KEEP_ALIVE_SECS) {
+            let secs: u64 = v.parse().map_err(|e| {
+                invalid("keep_alive_interval", env::KEEP_ALIVE_SECS, &v, format!("{e}"))
+            })?;
+            config.keep_alive_interval = Duration::from_secs(secs);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the fields against each other and against what Graph accepts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, var, value) in [
+            ("app_id", env::APP_ID, &self.app_id),
+            ("tenant", env::TENANT, &self.tenant),
+            ("client_secret", env::CLIENT_SECRET, &self.client_secret),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Missing { field, var });
+            }
+        }
+        let invalid = |field: &'static str, var: &'static str, value: String, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                var,
+                value,
+                reason: reason.to_owned(),
+            })
+        };
+        match (&self.callback_url, self.service.is_microsoft()) {
+            (None, true) => {
+                return Err(ConfigError::Missing {
+                    field: "callback_url",
+                    var: env::CALLBACK_URL,
+                });
+            }
+            (Some(url), true) if url.scheme() != "https" => {
+                return invalid(
+                    "callback_url",
+                    env::CALLBACK_URL,
+                    url.to_string(),
+                    "Microsoft Graph only posts notifications to https URLs",
+                );
+            }
+            (Some(url), _) if !matches!(url.scheme(), "http" | "https") => {
+                return invalid(
+                    "callback_url",
+                    env::CALLBACK_URL,
+                    url.to_string(),
+                    "not an http(s) URL",
+                );
+            }
+            _ => {}
+        }
+        if self.media.workers == 0 || self.media.workers > 256 {
+            return invalid(
+                "media.workers",
+                env::MEDIA_WORKERS,
+                self.media.workers.to_string(),
+                "between 1 and 256",
+            );
+        }
+        if let Some(range) = &self.media.port_range
+            && (range.start() > range.end() || *range.start() == 0)
+        {
+            return invalid(
+                "media.port_range",
+                env::MEDIA_PORTS,
+                format!("{}-{}", range.start(), range.end()),
+                "FIRST-LAST with 1 <= FIRST <= LAST",
+            );
+        }
+        if self.keep_alive_interval.is_zero() || self.keep_alive_interval > MAX_KEEP_ALIVE_INTERVAL
+        {
+            return invalid(
+                "keep_alive_interval",
+                env::KEEP_ALIVE_SECS,
+                self.keep_alive_interval.as_secs().to_string(),
+                "more than 0 and at most 2700 s (Graph ends a call after 45 minutes without one)",
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse_port_range(value: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = value
+        .split_once('-')
+        .ok_or_else(|| "want FIRST-LAST, e.g. 49152-65535".to_owned())?;
+    let port = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|e| format!("{s:?} is not a port: {e}"))
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first == 0 || first > last {
+        return Err("want 1 <= FIRST <= LAST".into());
+    }
+    Ok(first..=last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        (env::APP_ID, "app"),
+        (env::TENANT, "tenant"),
+        (env::CLIENT_SECRET, "secret"),
+        (env::CALLBACK_URL, "https://bot.example.com/callback"),
+    ];
+
+    #[test]
+    fn every_field_from_the_environment() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            (env::CLOUD, "usgov-l4"),
+            (env::LISTEN, "0.0.0.0:9441"),
+            (env::MEDIA_BIND_IP, "10.0.0.4"),
+            (env::MEDIA_PUBLIC_IP, "203.0.113.9"),
+            (env::MEDIA_PORTS, "50000-50100"),
+            (env::MEDIA_WORKERS, "3"),
+            (env::RECORDINGS_DIR, "/var/recordings"),
+            (env::KEEP_ALIVE_SECS, "600"),
+        ]);
+        let config = BotConfig::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!(config.service, Service::Graph(NationalCloud::UsGovL4));
+        assert_eq!(config.listen, "0.0.0.0:9441".parse().unwrap());
+        assert_eq!(config.media.public_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(config.media.port_range, Some(50000..=50100));
+        assert_eq!(config.media.workers, 3);
+        assert_eq!(config.keep_alive_interval, Duration::from_secs(600));
+        assert_eq!(config.recordings_dir, Some(PathBuf::from("/var/recordings")));
+        // The secret never shows in Debug output.
+        assert!(!format!("{config:?}").contains("secret\""));
+    }
+
+    #[test]
+    fn each_missing_required_field_is_named() {
+        for missing in [env::APP_ID, env::TENANT, env::CLIENT_SECRET, env::CALLBACK_URL] {
+            let vars: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != missing).collect();
+            match BotConfig::from_lookup(lookup(&vars)) {
+                Err(ConfigError::Missing { var, .. }) => assert_eq!(var, missing),
+                other => panic!("{missing}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_values_are_named_with_their_variable() {
+        for (var, value) in [
+            (env::CLOUD, "mars"),
+            (env::LISTEN, "localhost"),
+            (env::MEDIA_PUBLIC_IP, "not-an-ip"),
+            (env::MEDIA_PORTS, "60000-50000"),
+            (env::MEDIA_PORTS, "50000"),
+            (env::MEDIA_WORKERS, "0"),
+            (env::KEEP_ALIVE_SECS, "3600"),
+            (env::CALLBACK_URL, "http://bot.example.com/callback"),
+            (env::GRAPH_URL, "ftp://x"),
+        ] {
+            let mut vars: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != var).collect();
+            vars.push((var, value));
+            match BotConfig::from_lookup(lookup(&vars)) {
+                Err(ConfigError::Invalid { var: named, .. }) => assert_eq!(named, var, "{value}"),
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_custom_service_takes_its_keys_and_tokens_from_its_origin() {
+        let vars = [
+            (env::APP_ID, "app"),
+            (env::TENANT, "tenant"),
+            (env::CLIENT_SECRET, "secret"),
+            (env::GRAPH_URL, "http://127.0.0.1:8642/v1.0"),
+        ];
+        // No callback URL needed off Microsoft's service: the bound address is used.
+        let config = BotConfig::from_lookup(lookup(&vars)).unwrap();
+        let Service::Custom {
+            authority_url,
+            notification_openid_url,
+            ..
+        } = &config.service
+        else {
+            panic!("{:?}", config.service)
+        };
+        assert_eq!(authority_url.as_str(), "http://127.0.0.1:8642/");
+        assert_eq!(
+            notification_openid_url.as_str(),
+            "http://127.0.0.1:8642/.well-known/openid-configuration"
+        );
+        let both = [vars.to_vec(), vec![(env::CLOUD, "global")]].concat();
+        assert!(matches!(
+            BotConfig::from_lookup(lookup(&both)),
+            Err(ConfigError::Invalid { var: env::CLOUD, .. })
+        ));
+    }
+}

@@ -1,0 +1,392 @@
+//! One async task per call: turns notifications and media events into [`Event`]s, accepts the
+//! service's answer blob, fetches missing rosters, sends keepAlive, and tears the call down
+//! (media off the worker, recording finished, routes removed) when it ends.
+//!
+//! The audio itself never runs here: it runs on the bot's scheduler workers; this task only
+//! drains their small queues every [`MEDIA_POLL`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use appmedia_model::{CallState, MediaConfig, ResultInfo};
+use appmedia_media::pipeline::PipelineEvent;
+use appmedia_signalling::callback::CallEvent;
+use appmedia_transport::EndReason;
+use tokio::sync::{mpsc, watch};
+
+use crate::bot::lock;
+use crate::call::{CallEnd, CallShared, Event, ToneSource};
+use crate::setup::LiveMedia;
+
+/// How often the media worker's event and stats queues are drained.
+const MEDIA_POLL: Duration = Duration::from_millis(50);
+/// How long an app-hosted call waits for the service's answer blob after `established`
+/// before it asks for the call resource itself.
+const ANSWER_BLOB_GRACE: Duration = Duration::from_secs(2);
+/// A failed keepAlive is retried this soon (Graph's window is 45 minutes).
+const KEEP_ALIVE_RETRY: Duration = Duration::from_secs(60);
+
+/// What the driver needs besides the events.
+pub(crate) struct Driver {
+    pub shared: Arc<CallShared>,
+    pub signalling: mpsc::UnboundedReceiver<CallEvent>,
+    pub events: mpsc::UnboundedSender<Event>,
+    pub done: watch::Sender<bool>,
+    pub media: Option<LiveMedia>,
+    /// The bot's own offer, to tell the service's answer blob from an echo of it.
+    pub offer_blob: Option<String>,
+    /// Whether the answer blob is still to be applied (answered incoming calls).
+    pub awaiting_answer_blob: bool,
+}
+
+/// Why the keepAlive loop stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeepAliveStop {
+    /// The service no longer knows the call (404).
+    CallGone,
+}
+
+/// What one keepAlive attempt gave.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeepAliveResult {
+    Sent,
+    Failed,
+    CallGone,
+}
+
+/// Sends keepAlive every `interval` (first one `interval` after start); a failed attempt is
+/// retried after [`KEEP_ALIVE_RETRY`] (or `interval` if shorter), so one lost request never
+/// lets Graph's 45-minute window pass. Runs until the service says the call is gone.
+pub(crate) async fn keep_alive_loop<F, Fut>(interval: Duration, mut send: F) -> KeepAliveStop
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = KeepAliveResult>,
+{
+    let retry = KEEP_ALIVE_RETRY.min(interval);
+    let mut next = tokio::time::Instant::now() + interval;
+    loop {
+        tokio::time::sleep_until(next).await;
+        next = match send().await {
+            KeepAliveResult::Sent => next + interval,
+            KeepAliveResult::Failed => tokio::time::Instant::now() + retry,
+            KeepAliveResult::CallGone => return KeepAliveStop::CallGone,
+        };
+    }
+}
+
+impl Driver {
+    pub(crate) async fn run(mut self) {
+        let bot = self.shared.bot.clone();
+        let call_id = self.shared.id.clone();
+        let mut media_poll = tokio::time::interval(MEDIA_POLL);
+        media_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let keep_alive_client = bot.clone();
+        let keep_alive_id = call_id.clone();
+        let interval = bot.config.keep_alive_interval;
+        let keep_alive = keep_alive_loop(interval, move || {
+            let bot = keep_alive_client.clone();
+            let id = keep_alive_id.clone();
+            async move {
+                match bot.client.keep_alive(&id).await {
+                    Ok(()) => {
+                        bot.counters.keep_alives_sent.fetch_add(1, Ordering::Relaxed);
+                        KeepAliveResult::Sent
+                    }
+                    Err(e) if e.status() == Some(404) => KeepAliveResult::CallGone,
+                    Err(e) => {
+                        bot.counters
+                            .keep_alive_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(call = %id, error = %e, "keepAlive failed; retrying");
+                        KeepAliveResult::Failed
+                    }
+                }
+            }
+        });
+        tokio::pin!(keep_alive);
+        let mut keep_alive_running = false;
+        let mut media_connected = false;
+        let mut media_ended = false;
+        let mut blob_deadline: Option<tokio::time::Instant> = None;
+        let end: Option<ResultInfo> = loop {
+            let session = self.media.as_ref().map(|m| m.session.clone());
+            tokio::select! {
+                event = self.signalling.recv() => {
+                    let Some(event) = event else { break None };
+                    if let Some(ended) = self.on_signalling(event, &mut keep_alive_running, &mut blob_deadline).await {
+                        break ended;
+                    }
+                }
+                _ = media_poll.tick(), if self.media.is_some() => self.drain_media(),
+                stop = &mut keep_alive, if keep_alive_running => {
+                    let KeepAliveStop::CallGone = stop;
+                    tracing::info!(call = %call_id, "the service no longer knows the call");
+                    keep_alive_running = false;
+                    break None;
+                }
+                connected = async { session.as_deref().expect("guarded").connected().await }, if session.is_some() && !media_connected && !media_ended => {
+                    media_connected = true;
+                    match connected {
+                        Ok(()) => self.emit(Event::MediaConnected),
+                        Err(reason) => { media_ended = true; self.emit(Event::MediaEnded(reason)); }
+                    }
+                }
+                reason = async { session.as_deref().expect("guarded").ended().await }, if session.is_some() && media_connected && !media_ended => {
+                    media_ended = true;
+                    self.emit(Event::MediaEnded(reason));
+                }
+                _ = async { tokio::time::sleep_until(blob_deadline.expect("guarded")).await }, if blob_deadline.is_some() => {
+                    blob_deadline = None;
+                    self.fetch_answer_blob().await;
+                }
+            }
+        };
+        self.finish(end).await;
+    }
+
+    fn emit(&self, event: Event) {
+        // A bot that dropped its `Call` no longer listens; the call still runs to its end.
+        let _ = self.events.send(event);
+    }
+
+    /// Applies one notification-derived event; `Some(result)` when the call ended.
+    async fn on_signalling(
+        &mut self,
+        event: CallEvent,
+        keep_alive_running: &mut bool,
+        blob_deadline: &mut Option<tokio::time::Instant>,
+    ) -> Option<Option<ResultInfo>> {
+        match event {
+            CallEvent::StateChanged {
+                from,
+                to,
+                result_info,
+                call,
+                ..
+            } => {
+                self.apply_answer_blob(&call).await;
+                {
+                    let mut snapshot = lock(&self.shared.snapshot);
+                    snapshot.state = Some(to.clone());
+                    snapshot.resource = Some((*call).clone());
+                }
+                if to == CallState::Established {
+                    *keep_alive_running = true;
+                    if self.awaiting_answer_blob {
+                        *blob_deadline = Some(tokio::time::Instant::now() + ANSWER_BLOB_GRACE);
+                    }
+                }
+                let terminated = to == CallState::Terminated;
+                self.emit(Event::State {
+                    from,
+                    to,
+                    result_info: result_info.clone(),
+                });
+                terminated.then_some(result_info)
+            }
+            CallEvent::Updated { call, .. } => {
+                self.apply_answer_blob(&call).await;
+                if let Some(info) = call.tone_info.value()
+                    && let Some(tone) = info.tone.value()
+                {
+                    self.emit(Event::Tone {
+                        tone: tone.clone(),
+                        source: ToneSource::Signalling {
+                            sequence_id: info.sequence_id.value().copied(),
+                        },
+                    });
+                }
+                lock(&self.shared.snapshot).resource = Some((*call).clone());
+                self.emit(Event::Updated(call));
+                None
+            }
+            CallEvent::Roster { change, .. } => {
+                self.emit(Event::Roster(change));
+                None
+            }
+            CallEvent::RosterGap { .. } => {
+                // Delta rosters went missing: the full list puts the roster right.
+                let bot = self.shared.bot.clone();
+                let id = self.shared.id.clone();
+                match bot.client.list_participants(&id).await {
+                    Ok(participants) => bot.receiver.apply_full_roster(&id, participants),
+                    Err(e) => tracing::warn!(call = %id, error = %e, "roster refetch failed"),
+                }
+                None
+            }
+            CallEvent::ContentSharing { change, .. } => {
+                self.emit(Event::ContentSharing(change));
+                None
+            }
+            CallEvent::Operation { operation, .. } => {
+                self.emit(Event::Operation(operation));
+                None
+            }
+            CallEvent::Unhandled { notification, .. } => {
+                self.emit(Event::Unhandled(notification));
+                None
+            }
+            // Routed to the incoming queue, never to a call's driver.
+            CallEvent::Incoming { .. } => None,
+        }
+    }
+
+    /// An answered incoming call learns the service's answer blob from the call resource of
+    /// a notification (the answer's 202 has no body).
+    async fn apply_answer_blob(&mut self, call: &appmedia_model::Call) {
+        if !self.awaiting_answer_blob {
+            return;
+        }
+        let Some(MediaConfig::AppHosted(config)) = call.media_config.value() else {
+            return;
+        };
+        let Some(blob) = config.blob.value() else {
+            return;
+        };
+        if Some(blob) == self.offer_blob.as_ref() {
+            return;
+        }
+        let Some(media) = &self.media else { return };
+        self.awaiting_answer_blob = false;
+        if let Err(e) = media.session.accept(blob).await {
+            tracing::warn!(call = %self.shared.id, error = %e, "the service's answer blob was refused");
+            self.emit(Event::MediaEnded(EndReason::Closed));
+        }
+    }
+
+    /// The answer blob did not come with a notification: read the call resource.
+    async fn fetch_answer_blob(&mut self) {
+        if !self.awaiting_answer_blob {
+            return;
+        }
+        let bot = self.shared.bot.clone();
+        match bot.client.get_call(&self.shared.id).await {
+            Ok(call) => self.apply_answer_blob(&call).await,
+            Err(e) => tracing::warn!(call = %self.shared.id, error = %e, "cannot read the answer blob"),
+        }
+    }
+
+    fn drain_media(&mut self) {
+        let Some(media) = &self.media else { return };
+        let mut out = Vec::new();
+        while let Some(event) = media.feed.events.pop() {
+            match event {
+                PipelineEvent::ToneReceived {
+                    source_id, tone, ..
+                } => out.push(Event::Tone {
+                    tone: appmedia_model::Tone::from_graph(tone.graph_name()),
+                    source: ToneSource::Media { source_id },
+                }),
+                PipelineEvent::DominantSpeakerChanged { source_id } => {
+                    out.push(Event::DominantSpeaker(source_id))
+                }
+                _ => {}
+            }
+        }
+        while let Some(event) = media.prompts.try_event() {
+            out.push(Event::PromptFinished(event));
+        }
+        if let Some(stats) = media.feed.stats.pop() {
+            lock(&self.shared.snapshot).media_stats = Some(stats);
+        }
+        for event in out {
+            self.emit(event);
+        }
+    }
+
+    /// Stops the media, finishes the recording, forgets the call, and says so last.
+    async fn finish(mut self, result_info: Option<ResultInfo>) {
+        let bot = self.shared.bot.clone();
+        let call_id = self.shared.id.clone();
+        let mut end = CallEnd {
+            result_info,
+            media: None,
+            recording: None,
+        };
+        if let Some(media) = self.media.take() {
+            self.media = Some(media);
+            self.drain_media();
+            let media = self.media.take().expect("just put back");
+            end.media = media.feed.stats.pop().or(lock(&self.shared.snapshot).media_stats);
+            media.handle.remove();
+            media.session.close().await;
+            if let Some(recorder) = media.recorder {
+                // Joining the writer thread blocks: not on an async worker.
+                end.recording = tokio::task::spawn_blocking(move || recorder.finish())
+                    .await
+                    .ok();
+            }
+        }
+        {
+            let mut snapshot = lock(&self.shared.snapshot);
+            snapshot.ended = true;
+            if snapshot.state != Some(CallState::Terminated) {
+                snapshot.state = Some(CallState::Terminated);
+            }
+        }
+        bot.unregister(&call_id);
+        tracing::info!(call = %call_id, result = ?end.result_info, "call ended");
+        self.emit(Event::Ended(Box::new(end)));
+        let _ = self.done.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The keepAlive schedule on tokio's paused clock: two hours of call in no time.
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_every_interval_retries_failures_and_stops_when_the_call_is_gone() {
+        let start = tokio::time::Instant::now();
+        let sent: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let log = sent.clone();
+        let interval = Duration::from_secs(15 * 60);
+        let stop = keep_alive_loop(interval, move || {
+            let log = log.clone();
+            async move {
+                let mut log = log.lock().unwrap();
+                log.push(start.elapsed());
+                match log.len() {
+                    // The third attempt fails once; the fifth finds the call gone.
+                    3 => KeepAliveResult::Failed,
+                    5 => KeepAliveResult::CallGone,
+                    _ => KeepAliveResult::Sent,
+                }
+            }
+        })
+        .await;
+        assert_eq!(stop, KeepAliveStop::CallGone);
+        let minutes: Vec<u64> = sent.lock().unwrap().iter().map(|d| d.as_secs() / 60).collect();
+        // 15, 30, 45 (fails) -> retried at 46, then every 15 minutes from there.
+        assert_eq!(minutes, [15, 30, 45, 46, 61]);
+        // Never more than 45 minutes between two successful keepAlives.
+        assert!(minutes.windows(2).all(|w| w[1] - w[0] <= 45));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_retry_is_never_longer_than_the_interval() {
+        let count = Arc::new(Mutex::new(0u32));
+        let c = count.clone();
+        let start = tokio::time::Instant::now();
+        let stop = keep_alive_loop(Duration::from_secs(10), move || {
+            let c = c.clone();
+            async move {
+                let mut n = c.lock().unwrap();
+                *n += 1;
+                if *n < 4 {
+                    KeepAliveResult::Failed
+                } else {
+                    KeepAliveResult::CallGone
+                }
+            }
+        })
+        .await;
+        assert_eq!(stop, KeepAliveStop::CallGone);
+        // First at 10 s, then three retries 10 s apart (the 60 s retry capped by the interval).
+        assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+}

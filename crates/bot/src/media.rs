@@ -1,0 +1,286 @@
+//! A call's app-hosted media on the bot's shared scheduler: the pipeline, its prompt player,
+//! recorder, taps and sources, ticked by a media worker; and the [`AudioSocket`], the bot's
+//! end of the audio (Graph's `IAudioSocket`: 20 ms PCM 16 kHz frames in both directions).
+//!
+//! Everything that crosses between the worker and the rest goes through bounded lock-free
+//! queues made at call set-up, so the tick neither allocates nor locks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use appmedia_audio_io::playback::PromptPlayer;
+use appmedia_audio_io::record::{RecordingSink, Track};
+use appmedia_media::frame::{Frame48, SILENT_FRAME_48};
+use appmedia_media::pipeline::{
+    BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats,
+    PlayerSender, SendOutcome,
+};
+use appmedia_media::queue::{Consumer, Producer};
+use appmedia_media::scheduler::Tickable;
+
+/// How a call's app-hosted media is set up.
+pub struct MediaOptions {
+    /// Receive one stream per speaker as well as the mix (Graph's
+    /// `ReceiveUnmixedMeetingAudio`).
+    pub unmixed: bool,
+    /// How many unmixed streams to offer to receive (Graph gives four).
+    pub unmixed_streams: usize,
+    /// Record what the bot hears into the bot's recordings directory: the mix and one file
+    /// per speaker, named `{prefix}-{call id}-…wav`.
+    pub record: Option<RecordOptions>,
+    /// Frames the audio socket's receive queue holds before the oldest is dropped.
+    pub socket_frames: usize,
+    /// Code run on the media worker after each tick (meters, speakers).
+    pub taps: Vec<Box<dyn MediaTap>>,
+    /// Audio mixed into what the bot sends, besides the audio socket and prompts (a microphone).
+    pub sources: Vec<Box<dyn MediaSource>>,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        MediaOptions {
+            unmixed: false,
+            unmixed_streams: 4,
+            record: None,
+            socket_frames: 50,
+            taps: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MediaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaOptions")
+            .field("unmixed", &self.unmixed)
+            .field("unmixed_streams", &self.unmixed_streams)
+            .field("record", &self.record)
+            .field("socket_frames", &self.socket_frames)
+            .field("taps", &self.taps.len())
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+impl MediaOptions {
+    /// Asks for unmixed per-speaker audio (meetings).
+    pub fn unmixed(mut self) -> Self {
+        self.unmixed = true;
+        self
+    }
+
+    /// Records the call into the bot's recordings directory.
+    pub fn recorded(mut self, record: RecordOptions) -> Self {
+        self.record = Some(record);
+        self
+    }
+
+    /// Adds a tap run on the media worker after each tick.
+    pub fn tap(mut self, tap: impl MediaTap) -> Self {
+        self.taps.push(Box::new(tap));
+        self
+    }
+
+    /// Adds a source mixed into what the bot sends.
+    pub fn source(mut self, source: impl MediaSource) -> Self {
+        self.sources.push(Box::new(source));
+        self
+    }
+}
+
+/// Where and how a call is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// File name prefix.
+    pub prefix: String,
+    /// Sample rate of the files (16 000 or 48 000).
+    pub sample_rate: u32,
+    /// Another directory than the bot's.
+    pub directory: Option<PathBuf>,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        RecordOptions {
+            prefix: "call".into(),
+            sample_rate: 16_000,
+            directory: None,
+        }
+    }
+}
+
+/// Code run on the media worker after each tick, with what the bot heard: a level meter,
+/// speakers, an analyser. Real-time rules apply: no allocation, no lock, no blocking call.
+pub trait MediaTap: Send + 'static {
+    /// `tick` counts from 0; `pipeline`'s accessors give the mix (`bot_frame_48k`), the
+    /// unmixed frames, the active and dominant speakers.
+    fn on_tick(&mut self, tick: u64, pipeline: &CallPipeline);
+}
+
+/// Audio mixed into what the bot sends, pulled on the media worker each tick: a microphone, a
+/// synthesiser. Real-time rules apply.
+pub trait MediaSource: Send + 'static {
+    /// Writes the next 20 ms at 48 kHz; false when it has nothing this tick.
+    fn next_frame(&mut self, out: &mut Frame48) -> bool;
+}
+
+/// The prompt player is a source: files queued through the call's prompt queue.
+impl MediaSource for PromptPlayer {
+    fn next_frame(&mut self, out: &mut Frame48) -> bool {
+        PromptPlayer::next_frame(self, out)
+    }
+}
+
+/// Queue sizes between the worker and the call's driver task.
+const EVENT_QUEUE: usize = 64;
+/// Ticks between two stats snapshots (one second).
+const STATS_EVERY_TICKS: u64 = 50;
+/// Frames each source may queue ahead.
+const SOURCE_QUEUE_FRAMES: usize = 4;
+
+/// One call's media, owned by a scheduler worker.
+pub(crate) struct CallMedia {
+    pipeline: CallPipeline,
+    sources: Vec<(Box<dyn MediaSource>, PlayerSender)>,
+    taps: Vec<Box<dyn MediaTap>>,
+    recorder: Option<RecordingSink>,
+    events: Producer<PipelineEvent>,
+    stats: Producer<PipelineStats>,
+    frame: Frame48,
+    tick: u64,
+}
+
+/// The driver task's end of a call's media queues.
+pub(crate) struct MediaFeed {
+    pub events: Consumer<PipelineEvent>,
+    pub stats: Consumer<PipelineStats>,
+}
+
+impl CallMedia {
+    /// Wraps `pipeline` with its sources (each gets a player slot), taps and recorder.
+    pub(crate) fn new(
+        mut pipeline: CallPipeline,
+        sources: Vec<Box<dyn MediaSource>>,
+        taps: Vec<Box<dyn MediaTap>>,
+        recorder: Option<RecordingSink>,
+    ) -> Result<(CallMedia, MediaFeed), appmedia_media::pipeline::PipelineError> {
+        let sources = sources
+            .into_iter()
+            .map(|s| Ok((s, pipeline.add_player(SOURCE_QUEUE_FRAMES)?)))
+            .collect::<Result<Vec<_>, appmedia_media::pipeline::PipelineError>>()?;
+        let (events, events_rx) = appmedia_media::queue::bounded(EVENT_QUEUE);
+        // One slot: a newer snapshot replaces an unread one.
+        let (stats, stats_rx) = appmedia_media::queue::bounded(1);
+        Ok((
+            CallMedia {
+                pipeline,
+                sources,
+                taps,
+                recorder,
+                events,
+                stats,
+                frame: SILENT_FRAME_48,
+                tick: 0,
+            },
+            MediaFeed {
+                events: events_rx,
+                stats: stats_rx,
+            },
+        ))
+    }
+}
+
+impl Tickable for CallMedia {
+    fn tick(&mut self, now: Duration) {
+        for (source, out) in &mut self.sources {
+            if source.next_frame(&mut self.frame) {
+                // A full player queue drops its oldest frame: the source ran ahead.
+                let _ = out.send(&self.frame);
+            }
+        }
+        self.pipeline.tick(now);
+        if let Some(sink) = &self.recorder {
+            // A full recorder queue drops the frame and counts it (RecordingStatus).
+            let _ = sink.push(self.tick, Track::Mixed, self.pipeline.bot_frame_48k());
+            for unmixed in self.pipeline.unmixed() {
+                let _ = sink.push(self.tick, Track::Speaker(unmixed.source_id), unmixed.pcm48);
+            }
+        }
+        for tap in &mut self.taps {
+            tap.on_tick(self.tick, &self.pipeline);
+        }
+        while let Some(event) = self.pipeline.poll_event() {
+            // Drop-oldest: a driver that stopped reading loses old events, never the tick.
+            let _ = self.events.push(event);
+        }
+        if self.tick % STATS_EVERY_TICKS == 0 {
+            let _ = self.stats.push(*self.pipeline.stats());
+        }
+        self.tick += 1;
+    }
+}
+
+/// The bot's end of a call's audio, like Graph's `IAudioSocket`: every 20 ms a
+/// [`BotAudio16k`] (the mix as 640 bytes of PCM 16 kHz s16le, up to four unmixed speakers,
+/// active and dominant speakers, the silence flag); and frames the bot sends.
+///
+/// Receiving never blocks the media worker: when the bot falls behind, the oldest frames are
+/// dropped (counted in the call's media stats, `bot_audio_outbox.evicted`). Sending queues
+/// into the pipeline's send buffer, which smooths a bot whose timing is uneven.
+pub struct AudioSocket {
+    call_id: String,
+    rx: Consumer<BotAudio16k>,
+    tx: BotSender,
+}
+
+impl std::fmt::Debug for AudioSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioSocket")
+            .field("call_id", &self.call_id)
+            .field("queued", &self.rx.len())
+            .finish()
+    }
+}
+
+/// How often [`AudioSocket::recv`] looks for a frame while none is queued.
+const RECV_POLL: Duration = Duration::from_millis(5);
+
+impl AudioSocket {
+    pub(crate) fn new(call_id: String, rx: Consumer<BotAudio16k>, tx: BotSender) -> Self {
+        AudioSocket { call_id, rx, tx }
+    }
+
+    /// The call this socket belongs to.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The oldest received frame, if one is queued.
+    pub fn try_recv(&self) -> Option<BotAudio16k> {
+        self.rx.pop()
+    }
+
+    /// The next received frame; `None` once the call's media has ended and every frame was
+    /// read.
+    pub async fn recv(&self) -> Option<BotAudio16k> {
+        loop {
+            if let Some(frame) = self.rx.pop() {
+                return Some(frame);
+            }
+            if self.rx.is_finished() {
+                return None;
+            }
+            tokio::time::sleep(RECV_POLL).await;
+        }
+    }
+
+    /// Sends 20 ms of PCM 16 kHz s16le (640 bytes), Graph's `Pcm16K`.
+    pub fn send(&self, pcm: &[u8]) -> Result<SendOutcome, HandOffError> {
+        self.tx.send_pcm16k(pcm)
+    }
+
+    /// A sender usable from another thread.
+    pub fn sender(&self) -> BotSender {
+        self.tx.clone()
+    }
+}

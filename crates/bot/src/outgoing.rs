@@ -1,0 +1,132 @@
+//! Placing a call, and starting the driver of any call (placed or answered).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use appmedia_model::{Call as CallResource, MediaConfig};
+use appmedia_signalling::callback::CallEvent;
+use appmedia_signalling::builders::Media;
+use tokio::sync::{mpsc, watch};
+
+use crate::bot::BotInner;
+use crate::call::{Call, CallControl, CallShared, Hosting, Snapshot};
+use crate::driver::Driver;
+use crate::error::BotError;
+use crate::media::MediaOptions;
+use crate::setup::{self, LiveMedia};
+
+/// `POST /communications/calls` with the bot's callback URL and, for app-hosted media, a
+/// fresh media session's blob; then the call's media on the scheduler and its driver.
+pub(crate) async fn place(
+    inner: &Arc<BotInner>,
+    mut request: CallResource,
+    options: MediaOptions,
+) -> Result<Call, BotError> {
+    inner.check_running()?;
+    request.callback_uri = inner.callback_uri.clone().into();
+    let app_hosted = matches!(request.media_config.value(), Some(MediaConfig::AppHosted(_)));
+    let session = if app_hosted {
+        let session = setup::offer(inner, &options).await?;
+        let remove = match request.media_config.value() {
+            Some(MediaConfig::AppHosted(c)) => c
+                .remove_from_default_audio_group
+                .value()
+                .copied()
+                .unwrap_or(false),
+            _ => false,
+        };
+        request.media_config = Media::app_hosted(session.blob())
+            .remove_from_default_audio_group(remove)
+            .into_config()
+            .into();
+        Some(session)
+    } else {
+        None
+    };
+    let created = inner.client.create_call(&request).await?;
+    let call_id = created
+        .call_id()
+        .ok_or_else(|| BotError::Protocol("the 201 has no call id".into()))?
+        .to_owned();
+    inner.counters.calls_created.fetch_add(1, Ordering::Relaxed);
+    let signalling = inner.register(&call_id);
+    let media = match session {
+        None => None,
+        Some(session) => {
+            let answer = match created.call.media_config.value() {
+                Some(MediaConfig::AppHosted(config)) => config.blob.value().cloned(),
+                _ => None,
+            };
+            let started = async {
+                let answer = answer
+                    .ok_or_else(|| BotError::Protocol("the 201 has no answer blob".into()))?;
+                session.accept(&answer).await?;
+                setup::start(inner, &call_id, session, options)
+            }
+            .await;
+            match started {
+                Ok(media) => Some(media),
+                Err(e) => {
+                    // Leave nothing behind on the service or here.
+                    let _ = inner.client.delete_call(&call_id).await;
+                    inner.unregister(&call_id);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let hosting = if app_hosted { Hosting::App } else { Hosting::Service };
+    Ok(spawn(
+        inner,
+        call_id,
+        hosting,
+        Some(created.call),
+        signalling,
+        media,
+        None,
+    ))
+}
+
+/// Starts the driver of a call whose events arrive on `signalling`. `answer_offer` is the
+/// bot's blob when the answer blob is still to come in a notification (answered calls).
+pub(crate) fn spawn(
+    inner: &Arc<BotInner>,
+    call_id: String,
+    hosting: Hosting,
+    resource: Option<CallResource>,
+    signalling: mpsc::UnboundedReceiver<CallEvent>,
+    mut media: Option<LiveMedia>,
+    answer_offer: Option<String>,
+) -> Call {
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = watch::channel(false);
+    let audio = media.as_mut().and_then(|m| m.socket.take());
+    let shared = Arc::new(CallShared {
+        id: call_id,
+        bot: inner.clone(),
+        hosting,
+        snapshot: Mutex::new(Snapshot {
+            state: resource.as_ref().and_then(|c| c.state.value().cloned()),
+            resource,
+            ..Snapshot::default()
+        }),
+        prompts: media.as_ref().map(|m| m.prompts.clone()),
+        tones: media.as_ref().and_then(|m| m.tones.clone()),
+        done: done_rx,
+    });
+    let control = CallControl {
+        shared: shared.clone(),
+    };
+    inner.add_live(&control);
+    let driver = Driver {
+        shared,
+        signalling,
+        events: events_tx,
+        done: done_tx,
+        awaiting_answer_blob: answer_offer.is_some(),
+        offer_blob: answer_offer,
+        media,
+    };
+    tokio::spawn(driver.run());
+    Call::new(control, events_rx, audio)
+}

@@ -1,0 +1,105 @@
+//! Setting up a call's app-hosted media: the WebRTC offer whose blob goes to Graph, then, once
+//! the call id is known, the pipeline, its queues, prompts and recorder on the scheduler.
+
+use std::sync::Arc;
+
+use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
+use appmedia_audio_io::record::{CallRecorder, RecordingConfig};
+use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, ToneSender};
+use appmedia_media::scheduler::CallHandle;
+use appmedia_transport::{MediaSession, TransportConfig};
+
+use crate::bot::BotInner;
+use crate::error::BotError;
+use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, MediaSource};
+
+/// Prompts a call's player holds (queued and playing).
+const PROMPT_QUEUE: usize = 16;
+
+/// The bot's WebRTC offer for a call, before the service has answered it.
+pub(crate) async fn offer(
+    inner: &BotInner,
+    options: &MediaOptions,
+) -> Result<MediaSession, BotError> {
+    let config = TransportConfig {
+        receive_unmixed_meeting_audio: options.unmixed,
+        unmixed_audio_streams: options.unmixed_streams.max(1),
+        ..inner.transport.clone()
+    };
+    Ok(MediaSession::offer(config).await?)
+}
+
+/// A call's media once running on a worker.
+pub(crate) struct LiveMedia {
+    pub session: Arc<MediaSession>,
+    pub handle: CallHandle,
+    pub feed: MediaFeed,
+    /// Taken by the bot's `Call`.
+    pub socket: Option<AudioSocket>,
+    pub prompts: PromptQueue,
+    pub tones: Option<ToneSender>,
+    pub recorder: Option<CallRecorder>,
+}
+
+/// Builds the pipeline for `session`, connects it, and puts it on a worker. Packets flow as
+/// soon as the session has the service's answer and connects.
+pub(crate) fn start(
+    inner: &Arc<BotInner>,
+    call_id: &str,
+    session: MediaSession,
+    mut options: MediaOptions,
+) -> Result<LiveMedia, BotError> {
+    session.set_call_id(call_id);
+    let mut config = PipelineConfig {
+        bot_format: BotAudioFormat::Pcm16k,
+        audio_level_ext_id: session.audio_level_extension_id(),
+        telephone_event_payload_type: inner.transport.telephone_event_payload_type,
+        ..PipelineConfig::default()
+    };
+    if options.unmixed {
+        config.max_remote_streams = options.unmixed_streams + 1;
+        config.max_unmixed = options.unmixed_streams;
+    }
+    let mut pipeline = CallPipeline::new(config)?;
+    let socket_rx = pipeline.bot_audio_outbox(options.socket_frames)?;
+    let socket = AudioSocket::new(call_id.to_owned(), socket_rx, pipeline.bot_sender());
+    let tones = pipeline.tone_sender().ok();
+    let (player, prompts) = PromptPlayer::new(PROMPT_QUEUE);
+    let recorder = match options.record.take() {
+        Some(record) => {
+            let dir = record
+                .directory
+                .clone()
+                .or_else(|| inner.config.recordings_dir.clone())
+                .unwrap_or_else(|| "recordings".into());
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                BotError::Recording(appmedia_audio_io::record::RecordError::Unwritable {
+                    path: dir.clone(),
+                    source: e,
+                })
+            })?;
+            let mut rc = RecordingConfig::new(&dir, format!("{}-{call_id}", record.prefix));
+            rc.output_sample_rate = record.sample_rate;
+            Some(CallRecorder::start(rc)?)
+        }
+        None => None,
+    };
+    let (recorder, sink) = match recorder {
+        Some((recorder, sink)) => (Some(recorder), Some(sink)),
+        None => (None, None),
+    };
+    let mut sources: Vec<Box<dyn MediaSource>> = vec![Box::new(player)];
+    sources.append(&mut options.sources);
+    session.attach_pipeline(&mut pipeline, inner.epoch);
+    let (media, feed) = CallMedia::new(pipeline, sources, std::mem::take(&mut options.taps), sink)?;
+    let handle = inner.schedule(media)?;
+    Ok(LiveMedia {
+        session: Arc::new(session),
+        handle,
+        feed,
+        socket: Some(socket),
+        prompts,
+        tones,
+        recorder,
+    })
+}

@@ -1,0 +1,103 @@
+//! An emulator on loopback and a bot from the SDK pointed at it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use appmedia_bot::{Bot, BotConfig, Event, Service};
+use appmedia_emulator::directory::Sound;
+use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
+
+pub const TENANT: &str = "aa67bd4c-8475-432d-bd41-39f255720e0a";
+pub const CALLING_BOT: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
+pub const CALLING_BOT_SECRET: &str = "calling-bot-secret";
+pub const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
+/// The seed's application instance that owns the bot's phone number.
+pub const APP_INSTANCE: &str = "3d913abb-aec0-4964-8fa6-3c6850c4f278";
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub fn media_samples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../media-samples")
+}
+
+/// The seed directory with John echoing what he hears.
+pub fn echo_directory() -> Directory {
+    let mut directory = Directory::seed();
+    for user in &mut directory.users {
+        if user.id == JOHN {
+            user.behaviour.media = Sound::Echo;
+        }
+    }
+    directory
+}
+
+pub async fn emulator(directory: Directory) -> Emulator {
+    Emulator::start(EmulatorConfig {
+        directory,
+        media_samples_dir: media_samples(),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts")
+}
+
+/// A bot for the seed's calling bot on `emulator`, one media worker.
+pub fn bot_config(emulator: &Emulator) -> BotConfig {
+    // What `BotConfig::for_emulator` (feature `emulator`) does, spelt out.
+    let mut service = Service::at(&emulator.graph_url()).expect("emulator URL");
+    if let Service::Custom {
+        notification_issuers,
+        ..
+    } = &mut service
+    {
+        *notification_issuers = vec![emulator.notification_issuer().to_owned()];
+    }
+    let mut config =
+        BotConfig::new(CALLING_BOT, TENANT, CALLING_BOT_SECRET).with_service(service);
+    config.media.workers = 1;
+    config
+}
+
+pub async fn bot(emulator: &Emulator) -> Bot {
+    Bot::start(bot_config(emulator)).await.expect("bot starts")
+}
+
+/// Events until `pred` matches one (returned), bounded by [`WAIT`].
+pub async fn until(call: &mut appmedia_bot::Call, mut pred: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, call.next_event()).await {
+            Ok(Some(event)) => {
+                let done = pred(&event);
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(None) => panic!("events ended before the awaited one: {seen:#?}"),
+            Err(_) => panic!("timed out; events so far: {seen:#?}"),
+        }
+    }
+}
+
+/// A 20 ms frame of a sine at `freq` (PCM 16 kHz s16le), continuing phase from `n`.
+pub fn tone_frame(freq: f32, n: &mut u64) -> [u8; 640] {
+    let mut out = [0u8; 640];
+    for chunk in out.chunks_exact_mut(2) {
+        let t = *n as f32 / 16_000.0;
+        let s = (0.3 * (2.0 * std::f32::consts::PI * freq * t).sin() * 32767.0) as i16;
+        chunk.copy_from_slice(&s.to_le_bytes());
+        *n += 1;
+    }
+    out
+}
+
+/// PCM 16 kHz s16le bytes as f32 samples.
+pub fn samples(pcm: &[u8]) -> Vec<f32> {
+    pcm.chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
+}

@@ -1,0 +1,132 @@
+//! Outgoing calls through the SDK against a real emulator on loopback: media on the shared
+//! scheduler, the audio socket both ways, events, recordings, errors, shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use appmedia_bot::{BotError, Event, MediaOptions, RecordOptions};
+use appmedia_model::{CallState, Identity};
+use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
+use appmedia_testkit::audio::dominant;
+use common::*;
+
+fn call_to(user: &str, bot: &appmedia_bot::Bot, media: Media) -> appmedia_model::Call {
+    PeerToPeerCallBuilder::new(bot.callback_uri(), Identity::new(user), media)
+        .build()
+        .expect("valid request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {
+    let emulator = emulator(echo_directory()).await;
+    let bot = bot(&emulator).await;
+    let mut call = bot
+        .call(call_to(JOHN, &bot, appmedia_bot::app_hosted()), MediaOptions::default())
+        .await
+        .expect("call placed");
+    let audio = call.audio_socket().expect("app-hosted calls have a socket");
+    let seen = until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::State { to: CallState::Established, .. }))
+            || call.wait_for_state(CallState::Established, WAIT).await,
+        "{seen:#?}"
+    );
+    // Two seconds of 1 kHz into the call; John echoes it back one frame later.
+    let mut phase = 0;
+    let mut heard = Vec::new();
+    for _ in 0..100 {
+        audio.send(&tone_frame(1000.0, &mut phase)).expect("queued");
+        if let Some(frame) = audio.recv().await {
+            heard.extend(samples(&frame.mixed));
+        }
+    }
+    let tail = &heard[heard.len() / 2..];
+    let (freq, ratio) = dominant(tail, &[440.0, 1000.0, 2000.0], 16_000.0);
+    assert_eq!(freq, 1000.0, "the echo carries the bot's tone (ratio {ratio})");
+    assert!(call.roster().len() >= 2, "John and the bot: {:?}", call.roster());
+    let control = call.control();
+    control.hang_up().await.expect("hung up");
+    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    let Some(Event::Ended(end)) = rest.last() else { unreachable!() };
+    assert!(end.media.expect("media stats").packets_sent > 50);
+    assert!(call.next_event().await.is_none(), "nothing after Ended");
+    assert!(control.is_ended());
+    assert!(matches!(control.mute().await, Err(BotError::CallEnded { .. })));
+    assert_eq!(bot.stats().live_calls, 0);
+    assert_eq!(emulator.live_calls(), 0);
+    bot.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_leaves_complete_wav_files_when_it_ends() {
+    let emulator = emulator(echo_directory()).await;
+    let dir = std::env::temp_dir().join(format!("appmedia-bot-rec-{}", std::process::id()));
+    let bot = appmedia_bot::Bot::start(bot_config(&emulator).with_recordings_dir(&dir))
+        .await
+        .unwrap();
+    let options = MediaOptions::default().recorded(RecordOptions {
+        prefix: "test".into(),
+        ..RecordOptions::default()
+    });
+    let mut call = bot
+        .call(call_to(JOHN, &bot, appmedia_bot::app_hosted()), options)
+        .await
+        .unwrap();
+    let audio = call.audio_socket().unwrap();
+    until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    let mut phase = 0;
+    for _ in 0..50 {
+        audio.send(&tone_frame(1000.0, &mut phase)).unwrap();
+        let _ = audio.recv().await;
+    }
+    // Shutdown hangs the live call up and finishes its recording before returning.
+    let stats = bot.shutdown(None).await;
+    assert_eq!(stats.calls_created, 1);
+    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    let Some(Event::Ended(end)) = rest.last() else { unreachable!() };
+    let recording = end.recording.as_ref().expect("recorded");
+    let mixed = recording
+        .tracks
+        .iter()
+        .find(|t| t.track == appmedia_audio_io::record::Track::Mixed)
+        .expect("a mixed track");
+    let (rate, samples) = appmedia_testkit::audio::read_wav(&mixed.path);
+    assert_eq!(rate, 16_000);
+    assert!(samples.len() > 16_000 / 2, "{} samples", samples.len());
+    let (freq, _) = dominant(&samples[samples.len() / 2..], &[440.0, 1000.0], 16_000.0);
+    assert_eq!(freq, 1000.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_is_a_typed_error_and_leaves_nothing_behind() {
+    let emulator = emulator(echo_directory()).await;
+    let bot = bot(&emulator).await;
+    let unknown = "00000000-0000-0000-0000-00000000dead";
+    let err = bot
+        .call(call_to(unknown, &bot, appmedia_bot::app_hosted()), MediaOptions::default())
+        .await
+        .expect_err("no such user");
+    assert!(matches!(err, BotError::Graph(_)), "{err:?}");
+    assert!(err.status().is_some_and(|s| (400..500).contains(&s)), "{err:?}");
+    assert_eq!(bot.stats().live_calls, 0);
+    assert_eq!(emulator.live_calls(), 0);
+    bot.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_hosted_call_has_events_but_no_audio_socket() {
+    let emulator = emulator(echo_directory()).await;
+    let bot = bot(&emulator).await;
+    let mut call = bot
+        .call(call_to(JOHN, &bot, Media::service_hosted()), MediaOptions::default())
+        .await
+        .unwrap();
+    assert!(call.audio_socket().is_none());
+    assert!(call.wait_for_state(CallState::Established, WAIT).await);
+    assert!(matches!(call.play_file("x.wav"), Err(BotError::NoMedia { .. })));
+    call.hang_up().await.unwrap();
+    assert_eq!(bot.stats().live_calls, 0);
+    bot.shutdown(Some(Duration::from_millis(100))).await;
+}
