@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
-use appmedia_audio_io::record::RecordingStatus as FileRecordingStatus;
+use appmedia_audio_io::record::{CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus};
+use appmedia_media::queue::Producer;
 use appmedia_media::pipeline::{PipelineStats, ToneSender};
 use appmedia_model::{
     Call as CallResource, CallState, ChangeScreenSharingRoleRequest, CommsNotification,
@@ -126,6 +127,10 @@ pub(crate) struct CallShared {
     pub snapshot: Mutex<Snapshot>,
     pub prompts: Option<PromptQueue>,
     pub tones: Option<ToneSender>,
+    /// Hands a new recording's sink to the media worker (app-hosted calls).
+    pub recorder_tx: Option<Producer<RecordingSink>>,
+    /// The recording in progress; the driver finishes it when the call ends.
+    pub recorder: Mutex<Option<CallRecorder>>,
     /// Becomes true when the driver has finished (recording flushed, routes removed).
     pub done: watch::Receiver<bool>,
 }
@@ -485,6 +490,44 @@ impl CallControl {
             call_id: self.shared.id.clone(),
         })?;
         prompts.cancel(id).map_err(|e| BotError::Prompt(e.to_string()))
+    }
+
+    /// Starts recording what the bot hears (app-hosted calls): the mix and one file per
+    /// speaker. Compliance bots call [`update_recording_status`](Self::update_recording_status)
+    /// with `recording` first, as Graph requires. The files are complete when the call ends
+    /// ([`Event::Ended`]) or [`stop_recording`](Self::stop_recording) returns.
+    pub fn start_recording(&self, record: &crate::media::RecordOptions) -> Result<(), BotError> {
+        let tx = self.shared.recorder_tx.as_ref().ok_or_else(|| BotError::NoMedia {
+            call_id: self.shared.id.clone(),
+        })?;
+        if self.is_ended() {
+            return Err(BotError::CallEnded {
+                call_id: self.shared.id.clone(),
+            });
+        }
+        let mut slot = lock(&self.shared.recorder);
+        if slot.is_some() {
+            return Err(BotError::InvalidState {
+                call_id: self.shared.id.clone(),
+                action: "start_recording",
+                state: self.state(),
+                needs: "no recording in progress",
+            });
+        }
+        *slot = Some(crate::setup::start_recording(
+            &self.shared.bot,
+            &self.shared.id,
+            record,
+            tx,
+        )?);
+        Ok(())
+    }
+
+    /// Stops the recording in progress and returns its final state (`None` when none runs).
+    pub async fn stop_recording(&self) -> Option<FileRecordingStatus> {
+        let recorder = lock(&self.shared.recorder).take()?;
+        // Joining the writer thread blocks: not on an async worker.
+        tokio::task::spawn_blocking(move || recorder.finish()).await.ok()
     }
 
     /// Sends DTMF keys on the bot's own media (RFC 4733; app-hosted calls), e.g. `"123#"`.

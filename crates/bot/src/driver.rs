@@ -312,13 +312,12 @@ impl Driver {
             end.media = media.feed.stats.pop().or(lock(&self.shared.snapshot).media_stats);
             media.handle.remove();
             media.session.close().await;
-            if let Some(recorder) = media.recorder {
-                // Joining the writer thread blocks: not on an async worker.
-                end.recording = tokio::task::spawn_blocking(move || recorder.finish())
-                    .await
-                    .ok();
-            }
         }
+        end.recording = crate::call::CallControl {
+            shared: self.shared.clone(),
+        }
+        .stop_recording()
+        .await;
         {
             let mut snapshot = lock(&self.shared.snapshot);
             snapshot.ended = true;

@@ -144,6 +144,8 @@ pub(crate) struct CallMedia {
     sources: Vec<(Box<dyn MediaSource>, PlayerSender)>,
     taps: Vec<Box<dyn MediaTap>>,
     recorder: Option<RecordingSink>,
+    /// A recording started during the call arrives here (one slot, taken at the next tick).
+    new_recorder: Consumer<RecordingSink>,
     events: Producer<PipelineEvent>,
     stats: Producer<PipelineStats>,
     frame: Frame48,
@@ -154,15 +156,16 @@ pub(crate) struct CallMedia {
 pub(crate) struct MediaFeed {
     pub events: Consumer<PipelineEvent>,
     pub stats: Consumer<PipelineStats>,
+    /// Starts recording on the worker: the sink of a new `CallRecorder`.
+    pub recorder: Producer<RecordingSink>,
 }
 
 impl CallMedia {
-    /// Wraps `pipeline` with its sources (each gets a player slot), taps and recorder.
+    /// Wraps `pipeline` with its sources (each gets a player slot) and taps.
     pub(crate) fn new(
         mut pipeline: CallPipeline,
         sources: Vec<Box<dyn MediaSource>>,
         taps: Vec<Box<dyn MediaTap>>,
-        recorder: Option<RecordingSink>,
     ) -> Result<(CallMedia, MediaFeed), appmedia_media::pipeline::PipelineError> {
         let sources = sources
             .into_iter()
@@ -171,12 +174,14 @@ impl CallMedia {
         let (events, events_rx) = appmedia_media::queue::bounded(EVENT_QUEUE);
         // One slot: a newer snapshot replaces an unread one.
         let (stats, stats_rx) = appmedia_media::queue::bounded(1);
+        let (recorder_tx, new_recorder) = appmedia_media::queue::bounded(1);
         Ok((
             CallMedia {
                 pipeline,
                 sources,
                 taps,
-                recorder,
+                recorder: None,
+                new_recorder,
                 events,
                 stats,
                 frame: SILENT_FRAME_48,
@@ -185,6 +190,7 @@ impl CallMedia {
             MediaFeed {
                 events: events_rx,
                 stats: stats_rx,
+                recorder: recorder_tx,
             },
         ))
     }
@@ -199,6 +205,10 @@ impl Tickable for CallMedia {
             }
         }
         self.pipeline.tick(now);
+        if let Some(sink) = self.new_recorder.pop() {
+            // The previous sink (if any) is replaced; dropping a sink only closes a channel end.
+            self.recorder = Some(sink);
+        }
         if let Some(sink) = &self.recorder {
             // A full recorder queue drops the frame and counts it (RecordingStatus).
             let _ = sink.push(self.tick, Track::Mixed, self.pipeline.bot_frame_48k());

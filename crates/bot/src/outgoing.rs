@@ -112,6 +112,8 @@ pub(crate) fn spawn(
         }),
         prompts: media.as_ref().map(|m| m.prompts.clone()),
         tones: media.as_ref().and_then(|m| m.tones.clone()),
+        recorder_tx: media.as_ref().map(|m| m.feed.recorder.clone()),
+        recorder: Mutex::new(media.as_mut().and_then(|m| m.recorder.take())),
         done: done_rx,
     });
     let control = CallControl {

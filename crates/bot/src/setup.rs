@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
-use appmedia_audio_io::record::{CallRecorder, RecordingConfig};
+use appmedia_audio_io::record::{CallRecorder, RecordingConfig, RecordingSink};
+use appmedia_media::queue::Producer;
 use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, ToneSender};
 use appmedia_media::scheduler::CallHandle;
 use appmedia_transport::{MediaSession, TransportConfig};
 
 use crate::bot::BotInner;
 use crate::error::BotError;
-use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, MediaSource};
+use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, MediaSource, RecordOptions};
 
 /// Prompts a call's player holds (queued and playing).
 const PROMPT_QUEUE: usize = 16;
@@ -38,6 +39,7 @@ pub(crate) struct LiveMedia {
     pub socket: Option<AudioSocket>,
     pub prompts: PromptQueue,
     pub tones: Option<ToneSender>,
+    /// The recording asked for at set-up.
     pub recorder: Option<CallRecorder>,
 }
 
@@ -65,33 +67,14 @@ pub(crate) fn start(
     let socket = AudioSocket::new(call_id.to_owned(), socket_rx, pipeline.bot_sender());
     let tones = pipeline.tone_sender().ok();
     let (player, prompts) = PromptPlayer::new(PROMPT_QUEUE);
-    let recorder = match options.record.take() {
-        Some(record) => {
-            let dir = record
-                .directory
-                .clone()
-                .or_else(|| inner.config.recordings_dir.clone())
-                .unwrap_or_else(|| "recordings".into());
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                BotError::Recording(appmedia_audio_io::record::RecordError::Unwritable {
-                    path: dir.clone(),
-                    source: e,
-                })
-            })?;
-            let mut rc = RecordingConfig::new(&dir, format!("{}-{call_id}", record.prefix));
-            rc.output_sample_rate = record.sample_rate;
-            Some(CallRecorder::start(rc)?)
-        }
-        None => None,
-    };
-    let (recorder, sink) = match recorder {
-        Some((recorder, sink)) => (Some(recorder), Some(sink)),
-        None => (None, None),
-    };
     let mut sources: Vec<Box<dyn MediaSource>> = vec![Box::new(player)];
     sources.append(&mut options.sources);
     session.attach_pipeline(&mut pipeline, inner.epoch);
-    let (media, feed) = CallMedia::new(pipeline, sources, std::mem::take(&mut options.taps), sink)?;
+    let (media, feed) = CallMedia::new(pipeline, sources, std::mem::take(&mut options.taps))?;
+    let recorder = match options.record.take() {
+        Some(record) => Some(start_recording(inner, call_id, &record, &feed.recorder)?),
+        None => None,
+    };
     let handle = inner.schedule(media)?;
     Ok(LiveMedia {
         session: Arc::new(session),
@@ -102,4 +85,35 @@ pub(crate) fn start(
         tones,
         recorder,
     })
+}
+
+/// Starts recording what the bot hears: `{prefix}-{call id}-mixed.wav` and one file per
+/// speaker in the record options' directory (else the bot's, else `recordings`). The sink goes
+/// to the worker through `to_worker`; the returned recorder finishes the files.
+pub(crate) fn start_recording(
+    inner: &BotInner,
+    call_id: &str,
+    record: &RecordOptions,
+    to_worker: &Producer<RecordingSink>,
+) -> Result<CallRecorder, BotError> {
+    let dir = record
+        .directory
+        .clone()
+        .or_else(|| inner.config.recordings_dir.clone())
+        .unwrap_or_else(|| "recordings".into());
+    std::fs::create_dir_all(&dir).map_err(|source| {
+        BotError::Recording(appmedia_audio_io::record::RecordError::Unwritable {
+            path: dir.clone(),
+            source,
+        })
+    })?;
+    let mut config = RecordingConfig::new(&dir, format!("{}-{call_id}", record.prefix));
+    config.output_sample_rate = record.sample_rate;
+    let (recorder, sink) = CallRecorder::start(config)?;
+    if let appmedia_media::queue::Push::Disconnected(_) = to_worker.push(sink) {
+        return Err(BotError::CallEnded {
+            call_id: call_id.to_owned(),
+        });
+    }
+    Ok(recorder)
 }
