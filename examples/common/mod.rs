@@ -1,0 +1,53 @@
+//! What every example shares: start the bot from `APPMEDIA_*` variables, or — with no
+//! `APPMEDIA_APP_ID` — on an embedded emulator whose seed bot it becomes, with the emulator's
+//! calling webhook pointing at it, and say how to ring it.
+
+use appmedia::bot::{Bot, BotConfig};
+use appmedia_emulator::{Emulator, EmulatorConfig};
+
+/// The seed directory's calling bot.
+pub const SEED_BOT: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
+const SEED_BOT_SECRET: &str = "calling-bot-secret";
+/// The seed's PSTN caller (a phone that speaks).
+pub const SEED_PHONE: &str = "+12345678901";
+
+/// A started bot, and the emulator it runs on when embedded.
+pub struct Running {
+    pub bot: Bot,
+    pub emulator: Option<Emulator>,
+}
+
+impl Running {
+    /// Hangs up every call (recordings finished), then stops the emulator.
+    pub async fn stop(self) {
+        self.bot.shutdown(None).await;
+        if let Some(emulator) = self.emulator {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+/// Starts `name`'s bot.
+pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
+    if std::env::var_os(appmedia::bot::config::env::APP_ID).is_some() {
+        let bot = Bot::start(BotConfig::from_env()?).await?;
+        println!("{name}: listening for calls at {}", bot.callback_uri());
+        return Ok(Running {
+            bot,
+            emulator: None,
+        });
+    }
+    let emulator = Emulator::start(EmulatorConfig::default()).await?;
+    let bot = Bot::start(BotConfig::for_emulator(&emulator, SEED_BOT, SEED_BOT_SECRET)?).await?;
+    emulator.set_calling_webhook(SEED_BOT, bot.callback_uri())?;
+    println!("{name}: on the embedded emulator {}", emulator.graph_url());
+    println!(
+        "  ring it:  curl -X POST {}/incoming-calls -H 'content-type: application/json' \\\n             -d '{{\"from\": \"{SEED_PHONE}\", \"to\": \"{SEED_BOT}\"}}'",
+        emulator.control_url()
+    );
+    println!("  Ctrl-C stops it.");
+    Ok(Running {
+        bot,
+        emulator: Some(emulator),
+    })
+}

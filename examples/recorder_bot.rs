@@ -1,0 +1,91 @@
+//! Recorder bot, in the compliance-recording style: answers every incoming call, tells Graph it
+//! records (`updateRecordingStatus`), then writes the mix and one WAV per speaker until the call
+//! ends. A call whose recording status cannot be set is hung up unrecorded, as policy-based
+//! recording requires.
+//!
+//! ```sh
+//! cargo run --example recorder_bot      # on an embedded emulator; it prints how to ring the bot
+//! ```
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use appmedia::bot::{AnswerMedia, Bot, BotError, Call, CallEnd, Event, MediaOptions, RecordOptions};
+use appmedia::model::{CallState, RecordingStatus};
+use tokio::sync::mpsc;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let running = common::start("recorder_bot").await?;
+    tokio::select! {
+        served = run(&running.bot, PathBuf::from("recordings"), None) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    running.stop().await;
+    Ok(())
+}
+
+/// Answers and records every incoming call into `dir`; each call's end goes to `ended`.
+pub async fn run(
+    bot: &Bot,
+    dir: PathBuf,
+    ended: Option<mpsc::UnboundedSender<(String, Result<Box<CallEnd>, BotError>)>>,
+) -> Result<(), BotError> {
+    while let Some(mut incoming) = bot.next_incoming().await {
+        // Unmixed audio: one file per speaker, named by source id.
+        let media = AnswerMedia::App(MediaOptions::default().unmixed());
+        let call = match incoming.answer(media).await {
+            Ok(call) => call,
+            Err(e) => {
+                eprintln!("recorder_bot: cannot answer {}: {e}", incoming.id());
+                continue;
+            }
+        };
+        let (dir, ended) = (dir.clone(), ended.clone());
+        tokio::spawn(async move {
+            let id = call.id().to_owned();
+            let end = record(call, &dir).await;
+            match &end {
+                Ok(end) => println!("recorder_bot: call {id} ended: {:?}", end.recording),
+                Err(e) => eprintln!("recorder_bot: call {id}: {e}"),
+            }
+            if let Some(tx) = ended {
+                let _ = tx.send((id, end));
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Records one call until it ends.
+pub async fn record(mut call: Call, dir: &std::path::Path) -> Result<Box<CallEnd>, BotError> {
+    if !call
+        .wait_for_state(CallState::Established, Duration::from_secs(15))
+        .await
+    {
+        return Err(BotError::Timeout {
+            what: "the call's establishment",
+            seconds: 15,
+        });
+    }
+    if let Err(e) = call.update_recording_status(RecordingStatus::Recording).await {
+        // Not allowed to record without telling the participants: leave.
+        let _ = call.hang_up().await;
+        return Err(e);
+    }
+    call.start_recording(&RecordOptions {
+        prefix: "compliance".into(),
+        directory: Some(dir.to_owned()),
+        ..RecordOptions::default()
+    })?;
+    while let Some(event) = call.next_event().await {
+        if let Event::Ended(end) = event {
+            return Ok(end);
+        }
+    }
+    Err(BotError::CallEnded {
+        call_id: call.id().to_owned(),
+    })
+}
