@@ -7,7 +7,9 @@ use std::time::Duration;
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
 use appmedia_audio_io::record::{CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus};
 use appmedia_media::queue::Producer;
-use appmedia_media::pipeline::{PipelineStats, ToneSender};
+use appmedia_media::pipeline::ToneSender;
+
+use crate::media::MediaSnapshot;
 use appmedia_model::{
     Call as CallResource, CallState, ChangeScreenSharingRoleRequest, CommsNotification,
     CommsOperation, Identity, IdentitySet, InvitationParticipantInfo, InviteParticipantsRequest,
@@ -73,7 +75,7 @@ pub struct CallEnd {
     /// e.g. the service no longer knew the call).
     pub result_info: Option<ResultInfo>,
     /// Media counters at the end (app-hosted calls).
-    pub media: Option<PipelineStats>,
+    pub media: Option<MediaSnapshot>,
     /// The recording's final state, when the call was recorded.
     pub recording: Option<FileRecordingStatus>,
 }
@@ -116,7 +118,7 @@ pub enum Hosting {
 pub(crate) struct Snapshot {
     pub state: Option<CallState>,
     pub resource: Option<CallResource>,
-    pub media_stats: Option<PipelineStats>,
+    pub media_stats: Option<MediaSnapshot>,
     pub ended: bool,
 }
 
@@ -263,7 +265,7 @@ impl CallControl {
     }
 
     /// The latest media counters (app-hosted calls; refreshed every second).
-    pub fn media_stats(&self) -> Option<PipelineStats> {
+    pub fn media_stats(&self) -> Option<MediaSnapshot> {
         lock(&self.shared.snapshot).media_stats
     }
 

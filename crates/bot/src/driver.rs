@@ -25,6 +25,8 @@ const MEDIA_POLL: Duration = Duration::from_millis(50);
 /// How long an app-hosted call waits for the service's answer blob after `established`
 /// before it asks for the call resource itself.
 const ANSWER_BLOB_GRACE: Duration = Duration::from_secs(2);
+/// How long the end of a call waits for its media's final counters.
+const FINAL_STATS_WAIT: Duration = Duration::from_secs(1);
 /// A failed keepAlive is retried this soon (Graph's window is 45 minutes).
 const KEEP_ALIVE_RETRY: Duration = Duration::from_secs(60);
 
@@ -288,7 +290,7 @@ impl Driver {
         while let Some(event) = media.prompts.try_event() {
             out.push(Event::PromptFinished(event));
         }
-        if let Some(stats) = media.feed.stats.pop() {
+        while let Some(stats) = media.feed.stats.pop() {
             lock(&self.shared.snapshot).media_stats = Some(stats);
         }
         for event in out {
@@ -305,12 +307,24 @@ impl Driver {
             media: None,
             recording: None,
         };
-        if let Some(media) = self.media.take() {
-            self.media = Some(media);
-            self.drain_media();
-            let media = self.media.take().expect("just put back");
-            end.media = media.feed.stats.pop().or(lock(&self.shared.snapshot).media_stats);
+        if let Some(media) = &self.media {
             media.handle.remove();
+            // The worker drops the call's media (on its disposer thread), which publishes the
+            // final counters and closes the queues: wait for that, briefly.
+            let deadline = tokio::time::Instant::now() + FINAL_STATS_WAIT;
+            loop {
+                while let Some(stats) = media.feed.stats.pop() {
+                    lock(&self.shared.snapshot).media_stats = Some(stats);
+                }
+                if media.feed.stats.is_finished() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.drain_media();
+        if let Some(media) = self.media.take() {
+            end.media = lock(&self.shared.snapshot).media_stats;
             media.session.close().await;
         }
         end.recording = crate::call::CallControl {

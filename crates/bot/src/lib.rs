@@ -54,7 +54,9 @@ pub use call::{Call, CallControl, CallEnd, Event, Hosting, Target, ToneSource};
 pub use config::{BotConfig, ConfigError, MediaSettings, Service};
 pub use error::BotError;
 pub use incoming::{ANSWER_DEADLINE, AnswerMedia, Called, IncomingCall};
-pub use media::{AudioSocket, MediaOptions, MediaSource, MediaTap, RecordOptions};
+pub use media::{
+    AudioSocket, MAX_SNAPSHOT_STREAMS, MediaOptions, MediaSnapshot, MediaSource, MediaTap, RecordOptions,
+};
 
 /// The `mediaConfig` of a create-call request whose media the bot hosts: the SDK replaces the
 /// placeholder blob with its media session's when it places the call.

@@ -13,7 +13,7 @@ use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::frame::{Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{
     BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats,
-    PlayerSender, SendOutcome,
+    PlayerSender, SendOutcome, StreamStats,
 };
 use appmedia_media::queue::{Consumer, Producer};
 use appmedia_media::scheduler::Tickable;
@@ -131,6 +131,29 @@ impl MediaSource for PromptPlayer {
     }
 }
 
+/// Remote streams a [`MediaSnapshot`] reports (the mix and eight unmixed speakers).
+pub const MAX_SNAPSHOT_STREAMS: usize = 9;
+
+/// A call's media counters, taken on the worker once a second and at the end.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MediaSnapshot {
+    /// Call-wide counters (packets, DTX, queues, DTMF...).
+    pub pipeline: PipelineStats,
+    /// Ticks whose mix was not silence (the bot heard someone).
+    pub heard_ticks: u64,
+    /// When the call's media ticked first, after the bot scheduler's epoch: sample 0 of a
+    /// recording started with the call was heard then.
+    pub first_tick: Option<Duration>,
+    streams: [Option<StreamStats>; MAX_SNAPSHOT_STREAMS],
+}
+
+impl MediaSnapshot {
+    /// The live remote streams (jitter buffer, loss, concealment per SSRC).
+    pub fn streams(&self) -> impl Iterator<Item = &StreamStats> {
+        self.streams.iter().flatten()
+    }
+}
+
 /// Queue sizes between the worker and the call's driver task.
 const EVENT_QUEUE: usize = 64;
 /// Ticks between two stats snapshots (one second).
@@ -147,7 +170,8 @@ pub(crate) struct CallMedia {
     /// A recording started during the call arrives here (one slot, taken at the next tick).
     new_recorder: Consumer<RecordingSink>,
     events: Producer<PipelineEvent>,
-    stats: Producer<PipelineStats>,
+    stats: Producer<MediaSnapshot>,
+    snapshot: MediaSnapshot,
     frame: Frame48,
     tick: u64,
 }
@@ -155,7 +179,7 @@ pub(crate) struct CallMedia {
 /// The driver task's end of a call's media queues.
 pub(crate) struct MediaFeed {
     pub events: Consumer<PipelineEvent>,
-    pub stats: Consumer<PipelineStats>,
+    pub stats: Consumer<MediaSnapshot>,
     /// Starts recording on the worker: the sink of a new `CallRecorder`.
     pub recorder: Producer<RecordingSink>,
 }
@@ -184,6 +208,7 @@ impl CallMedia {
                 new_recorder,
                 events,
                 stats,
+                snapshot: MediaSnapshot::default(),
                 frame: SILENT_FRAME_48,
                 tick: 0,
             },
@@ -204,7 +229,13 @@ impl Tickable for CallMedia {
                 let _ = out.send(&self.frame);
             }
         }
-        self.pipeline.tick(now);
+        let report = self.pipeline.tick(now);
+        if !report.is_silence {
+            self.snapshot.heard_ticks += 1;
+        }
+        if self.tick == 0 {
+            self.snapshot.first_tick = Some(now);
+        }
         if let Some(sink) = self.new_recorder.pop() {
             // The previous sink (if any) is replaced; dropping a sink only closes a channel end.
             self.recorder = Some(sink);
@@ -224,9 +255,28 @@ impl Tickable for CallMedia {
             let _ = self.events.push(event);
         }
         if self.tick % STATS_EVERY_TICKS == 0 {
-            let _ = self.stats.push(*self.pipeline.stats());
+            self.publish();
         }
         self.tick += 1;
+    }
+}
+
+impl CallMedia {
+    /// Copies the counters into the one-slot stats queue (no allocation: all `Copy`).
+    fn publish(&mut self) {
+        self.snapshot.pipeline = *self.pipeline.stats();
+        self.snapshot.streams = [None; MAX_SNAPSHOT_STREAMS];
+        for (slot, stream) in self.snapshot.streams.iter_mut().zip(self.pipeline.stream_stats()) {
+            *slot = Some(stream);
+        }
+        let _ = self.stats.push(self.snapshot);
+    }
+}
+
+impl Drop for CallMedia {
+    /// The last counters, taken when the call leaves its worker.
+    fn drop(&mut self) {
+        self.publish();
     }
 }
 
