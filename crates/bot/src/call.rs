@@ -445,14 +445,16 @@ impl CallControl {
             .await?)
     }
 
-    /// Tells Graph whether the bot records (compliance bots must, before recording).
+    /// Tells Graph whether the bot records (compliance bots must, before recording). Graph
+    /// requires a client context; the SDK makes a fresh one.
     pub async fn update_recording_status(
         &self,
         status: RecordingStatus,
     ) -> Result<CommsOperation, BotError> {
+        let request = UpdateRecordingStatusRequest::new(status, fresh_client_context());
         Ok(self
             .client()?
-            .update_recording_status(&self.shared.id, &UpdateRecordingStatusRequest::new(status))
+            .update_recording_status(&self.shared.id, &request)
             .await?)
     }
 
@@ -546,4 +548,14 @@ impl CallControl {
         }
         Ok(())
     }
+}
+
+/// A client context for requests Graph wants one on: unique per request.
+fn fresh_client_context() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "appmedia-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
