@@ -526,7 +526,7 @@ mod tests {
         ]);
         let config = BotConfig::from_lookup(lookup(&vars)).unwrap();
         assert_eq!(config.service, Service::Graph(NationalCloud::UsGovL4));
-        assert_eq!(config.listen, "0.0.0.0:9441".parse().unwrap());
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 9441)));
         assert_eq!(config.media.public_ip, Some("203.0.113.9".parse().unwrap()));
         assert_eq!(config.media.port_range, Some(50000..=50100));
         assert_eq!(config.media.workers, 3);

@@ -125,7 +125,6 @@ impl Driver {
                 stop = &mut keep_alive, if keep_alive_running => {
                     let KeepAliveStop::CallGone = stop;
                     tracing::info!(call = %call_id, "the service no longer knows the call");
-                    keep_alive_running = false;
                     break None;
                 }
                 connected = async { session.as_deref().expect("guarded").connected().await }, if session.is_some() && !media_connected && !media_ended => {
@@ -220,10 +219,6 @@ impl Driver {
             }
             CallEvent::ContentSharing { change, .. } => {
                 self.emit(Event::ContentSharing(change));
-                None
-            }
-            CallEvent::Operation { operation, .. } => {
-                self.emit(Event::Operation(operation));
                 None
             }
             CallEvent::Unhandled { notification, .. } => {

@@ -49,7 +49,7 @@ async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {
     control.hang_up().await.expect("hung up");
     let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
     let Some(Event::Ended(end)) = rest.last() else { unreachable!() };
-    assert!(end.media.expect("media stats").packets_sent > 50);
+    assert!(end.media.expect("media stats").pipeline.packets_sent > 50);
     assert!(call.next_event().await.is_none(), "nothing after Ended");
     assert!(control.is_ended());
     assert!(matches!(control.mute().await, Err(BotError::CallEnded { .. })));
