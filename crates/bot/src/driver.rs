@@ -221,6 +221,10 @@ impl Driver {
                 self.emit(Event::ContentSharing(change));
                 None
             }
+            CallEvent::Operation { operation, .. } => {
+                self.emit(Event::Operation(operation));
+                None
+            }
             CallEvent::Unhandled { notification, .. } => {
                 self.emit(Event::Unhandled(notification));
                 None
