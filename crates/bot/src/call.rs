@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
+use appmedia_audio_io::stream::StreamedClip;
 use appmedia_audio_io::record::{CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus};
 use appmedia_media::queue::Producer;
 use appmedia_media::pipeline::ToneSender;
@@ -18,7 +19,7 @@ use appmedia_model::{
 };
 use appmedia_signalling::roster::RosterChange;
 use appmedia_signalling::sharing::SharingChange;
-use appmedia_transport::EndReason;
+use appmedia_transport::{EndReason, SessionStats};
 use tokio::sync::{mpsc, watch};
 
 use crate::bot::{BotInner, lock};
@@ -78,6 +79,10 @@ pub struct CallEnd {
     pub media: Option<MediaSnapshot>,
     /// The recording's final state, when the call was recorded.
     pub recording: Option<FileRecordingStatus>,
+    /// The media transport's last counters (app-hosted calls), taken before its session
+    /// closed: what only the network side knows — RTCP round trip, interarrival jitter,
+    /// packets lost as RTP sequence numbers tell.
+    pub transport: Option<SessionStats>,
 }
 
 /// Who a transfer, redirect or invitation goes to.
@@ -485,6 +490,18 @@ impl CallControl {
         })?;
         prompts
             .play(clip, mode)
+            .map_err(|e| BotError::Prompt(e.to_string()))
+    }
+
+    /// Plays a clip streamed from disk (a long WAV or Ogg/Opus file is never held in
+    /// memory): its decoder thread starts here, on the caller's thread, and buffers a few
+    /// frames before this returns. [`Event::PromptFinished`] tells when it ended.
+    pub fn play_streamed(&self, clip: &StreamedClip, mode: PlayMode) -> Result<PromptId, BotError> {
+        let prompts = self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
+            call_id: self.shared.id.clone(),
+        })?;
+        prompts
+            .play_streamed(clip, mode)
             .map_err(|e| BotError::Prompt(e.to_string()))
     }
 
