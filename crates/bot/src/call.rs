@@ -479,16 +479,16 @@ impl CallControl {
     /// Plays a WAV or Ogg/Opus file into the call with the bot's own media (app-hosted);
     /// [`Event::PromptFinished`] tells when it ended.
     pub fn play_file(&self, path: impl AsRef<Path>) -> Result<PromptId, BotError> {
+        let prompts = self.prompts()?;
         let clip = AudioClip::open(path.as_ref()).map_err(|e| BotError::Prompt(e.to_string()))?;
-        self.play_clip(&clip, PlayMode::Once)
+        prompts
+            .play(&clip, PlayMode::Once)
+            .map_err(|e| BotError::Prompt(e.to_string()))
     }
 
     /// Plays a decoded clip (once, or looped until cancelled).
     pub fn play_clip(&self, clip: &AudioClip, mode: PlayMode) -> Result<PromptId, BotError> {
-        let prompts = self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
-            call_id: self.shared.id.clone(),
-        })?;
-        prompts
+        self.prompts()?
             .play(clip, mode)
             .map_err(|e| BotError::Prompt(e.to_string()))
     }
@@ -507,10 +507,15 @@ impl CallControl {
 
     /// Stops one of the bot's own prompts.
     pub fn cancel_prompt(&self, id: PromptId) -> Result<(), BotError> {
-        let prompts = self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
+        self.prompts()?
+            .cancel(id)
+            .map_err(|e| BotError::Prompt(e.to_string()))
+    }
+
+    fn prompts(&self) -> Result<&PromptQueue, BotError> {
+        self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
             call_id: self.shared.id.clone(),
-        })?;
-        prompts.cancel(id).map_err(|e| BotError::Prompt(e.to_string()))
+        })
     }
 
     /// Starts recording what the bot hears (app-hosted calls): the mix and one file per

@@ -159,6 +159,17 @@ impl Driver {
         keep_alive_running: &mut bool,
         blob_deadline: &mut Option<tokio::time::Instant>,
     ) -> Option<Option<ResultInfo>> {
+        // Graph's `toneInfo` (after subscribeToTone) rides on a call update or state change.
+        if let Some(info) = event.tone()
+            && let Some(tone) = info.tone.value()
+        {
+            self.emit(Event::Tone {
+                tone: tone.clone(),
+                source: ToneSource::Signalling {
+                    sequence_id: info.sequence_id.value().copied(),
+                },
+            });
+        }
         match event {
             CallEvent::StateChanged {
                 from,
@@ -189,16 +200,6 @@ impl Driver {
             }
             CallEvent::Updated { call, .. } => {
                 self.apply_answer_blob(&call).await;
-                if let Some(info) = call.tone_info.value()
-                    && let Some(tone) = info.tone.value()
-                {
-                    self.emit(Event::Tone {
-                        tone: tone.clone(),
-                        source: ToneSource::Signalling {
-                            sequence_id: info.sequence_id.value().copied(),
-                        },
-                    });
-                }
                 lock(&self.shared.snapshot).resource = Some((*call).clone());
                 self.emit(Event::Updated(call));
                 None
