@@ -86,6 +86,9 @@ pub struct CallEnd {
 }
 
 /// Who a transfer, redirect or invitation goes to.
+// Made once per action and consumed at once, never stored in bulk: boxing the large variant
+// would only make it clumsier to build.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
     /// A Teams/Entra user by id.
@@ -496,11 +499,12 @@ impl CallControl {
     /// Plays a clip streamed from disk (a long WAV or Ogg/Opus file is never held in
     /// memory): its decoder thread starts here, on the caller's thread, and buffers a few
     /// frames before this returns. [`Event::PromptFinished`] tells when it ended.
-    pub fn play_streamed(&self, clip: &StreamedClip, mode: PlayMode) -> Result<PromptId, BotError> {
-        let prompts = self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
-            call_id: self.shared.id.clone(),
-        })?;
-        prompts
+    pub fn play_streamed(
+        &self,
+        clip: &StreamedClip,
+        mode: PlayMode,
+    ) -> Result<PromptId, BotError> {
+        self.prompts()?
             .play_streamed(clip, mode)
             .map_err(|e| BotError::Prompt(e.to_string()))
     }

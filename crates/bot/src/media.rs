@@ -267,7 +267,7 @@ impl Tickable for CallMedia {
             // Drop-oldest: a driver that stopped reading loses old events, never the tick.
             let _ = self.events.push(event);
         }
-        if self.tick % STATS_EVERY_TICKS == 0 {
+        if self.tick.is_multiple_of(STATS_EVERY_TICKS) {
             self.publish();
         }
         self.tick += 1;

@@ -219,10 +219,13 @@ pub fn bot_config(
         }
         (None, None) => return Err("no calling service: give --graph-url".into()),
     };
-    if let (Some(iss), Service::Custom {
-        notification_issuers,
-        ..
-    }) = (&service.notification_issuer, &mut config.service)
+    if let (
+        Some(iss),
+        Service::Custom {
+            notification_issuers,
+            ..
+        },
+    ) = (&service.notification_issuer, &mut config.service)
     {
         *notification_issuers = vec![iss.clone()];
     }
@@ -480,7 +483,9 @@ impl Bot {
             };
         }
         let end = ended.ok_or_else(|| {
-            let why = hang_up_error.as_deref().unwrap_or("the service never ended it");
+            let why = hang_up_error
+                .as_deref()
+                .unwrap_or("the service never ended it");
             format!("call {call_id} did not end after the hang-up: {why}")
         })?;
         let media = end.media.unwrap_or_default();
@@ -571,7 +576,13 @@ mod tests {
 
     #[test]
     fn a_graph_url_and_its_overrides_make_the_service() {
-        let c = config(&["--graph-url", "http://127.0.0.1:8642/v1.0", "--tenant", "t1"]).unwrap();
+        let c = config(&[
+            "--graph-url",
+            "http://127.0.0.1:8642/v1.0",
+            "--tenant",
+            "t1",
+        ])
+        .unwrap();
         let Service::Custom {
             graph_url,
             authority_url,
@@ -613,7 +624,10 @@ mod tests {
             panic!("{:?}", c.service)
         };
         assert_eq!(authority_url.as_str(), "http://login.example/");
-        assert_eq!(notification_openid_url.as_str(), "http://keys.example/openid");
+        assert_eq!(
+            notification_openid_url.as_str(),
+            "http://keys.example/openid"
+        );
         assert_eq!(notification_issuers, &["https://issuer.example"]);
     }
 
@@ -648,7 +662,10 @@ mod tests {
         let john = request(&CallArgs::john(), uri, SEED_TENANT).unwrap();
         let json = serde_json::to_value(&john).unwrap();
         assert_eq!(json["callbackUri"], uri);
-        assert_eq!(json["targets"][0]["identity"]["user"]["displayName"], "John");
+        assert_eq!(
+            json["targets"][0]["identity"]["user"]["displayName"],
+            "John"
+        );
         let meeting = CallArgs {
             to: None,
             join_meeting_id: Some("1234567".into()),

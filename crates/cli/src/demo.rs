@@ -102,7 +102,9 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
             })
         })
         .collect();
-    let recorded_bot = emulator_recording.as_deref().and_then(summary::file_seconds);
+    let recorded_bot = emulator_recording
+        .as_deref()
+        .and_then(summary::file_seconds);
     let mouth_to_ear = mouth_to_ear(
         end.party_media.as_ref(),
         end.heard_start,
