@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use appmedia_audio_io::playback::{PlayerCounters, PromptPlayer};
 use appmedia_audio_io::record::{RecordingSink, Track};
-use appmedia_media::frame::{Frame48, SILENT_FRAME_48};
+use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{
     BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats,
     PlayerSender, SendOutcome, StreamStats,
@@ -112,8 +112,9 @@ impl Default for RecordOptions {
 /// Code run on the media worker after each tick, with what the bot heard: a level meter,
 /// speakers, an analyser. Real-time rules apply: no allocation, no lock, no blocking call.
 pub trait MediaTap: Send + 'static {
-    /// `tick` counts from 0; `pipeline`'s accessors give the mix (`bot_frame_48k`), the
-    /// unmixed frames, the active and dominant speakers.
+    /// `tick` is the call's frame number (20 ms each from its first tick; after a stall the
+    /// worker skips ahead and so does `tick`); `pipeline`'s accessors give the mix
+    /// (`bot_frame_48k`), the unmixed frames, the active and dominant speakers.
     fn on_tick(&mut self, tick: u64, pipeline: &CallPipeline);
 }
 
@@ -246,22 +247,24 @@ impl Tickable for CallMedia {
         if !report.is_silence {
             self.snapshot.heard_ticks += 1;
         }
-        if self.tick == 0 {
-            self.snapshot.first_tick = Some(now);
-        }
+        let first = *self.snapshot.first_tick.get_or_insert(now);
+        // The frame number from the media time, not from a count of ticks: after a stall the
+        // worker skips periods, and a recording then gets silence for them (a gap), never a
+        // shift — its sample n stays at first tick + n / rate.
+        let frame = (now.saturating_sub(first).as_nanos() / FRAME_DURATION.as_nanos()) as u64;
         if let Some(sink) = self.new_recorder.pop() {
             // The previous sink (if any) is replaced; dropping a sink only closes a channel end.
             self.recorder = Some(sink);
         }
         if let Some(sink) = &self.recorder {
             // A full recorder queue drops the frame and counts it (RecordingStatus).
-            let _ = sink.push(self.tick, Track::Mixed, self.pipeline.bot_frame_48k());
+            let _ = sink.push(frame, Track::Mixed, self.pipeline.bot_frame_48k());
             for unmixed in self.pipeline.unmixed() {
-                let _ = sink.push(self.tick, Track::Speaker(unmixed.source_id), unmixed.pcm48);
+                let _ = sink.push(frame, Track::Speaker(unmixed.source_id), unmixed.pcm48);
             }
         }
         for tap in &mut self.taps {
-            tap.on_tick(self.tick, &self.pipeline);
+            tap.on_tick(frame, &self.pipeline);
         }
         while let Some(event) = self.pipeline.poll_event() {
             // Drop-oldest: a driver that stopped reading loses old events, never the tick.
@@ -356,5 +359,59 @@ impl AudioSocket {
     /// A sender usable from another thread.
     pub fn sender(&self) -> BotSender {
         self.tx.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appmedia_audio_io::record::{CallRecorder, RecordingConfig};
+    use appmedia_media::pipeline::PipelineConfig;
+    use std::sync::{Arc, Mutex};
+
+    /// Notes the frame numbers it is ticked with.
+    struct Frames(Arc<Mutex<Vec<u64>>>);
+
+    impl MediaTap for Frames {
+        fn on_tick(&mut self, tick: u64, _pipeline: &CallPipeline) {
+            self.0.lock().unwrap().push(tick);
+        }
+    }
+
+    #[test]
+    fn skipped_periods_are_a_gap_in_the_recording_not_a_shift() {
+        let dir = std::env::temp_dir().join(format!("appmedia-bot-skip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let pipeline = CallPipeline::new(PipelineConfig::default()).unwrap();
+        let (player, _prompts) = PromptPlayer::new(1);
+        let (mut media, feed) = CallMedia::new(
+            pipeline,
+            player,
+            Vec::new(),
+            vec![Box::new(Frames(frames.clone()))],
+        )
+        .unwrap();
+        let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "skip")).unwrap();
+        assert!(matches!(feed.recorder.push(sink), appmedia_media::queue::Push::Queued));
+        // The call joins the worker at 1 s; the worker then stalls and skips 7 periods.
+        let ms = Duration::from_millis;
+        for now in [ms(1000), ms(1020), ms(1040), ms(1200), ms(1220)] {
+            media.tick(now);
+        }
+        drop(media);
+        let status = recorder.finish();
+        assert_eq!(*frames.lock().unwrap(), [0, 1, 2, 10, 11]);
+        let mixed = status
+            .tracks
+            .iter()
+            .find(|t| t.track == Track::Mixed)
+            .expect("a mixed track");
+        // 12 frames of 20 ms at 16 kHz: sample n was heard at the first tick + n / rate.
+        assert_eq!(mixed.samples_written, 12 * 320);
+        let snapshot = feed.stats.pop().expect("a last snapshot");
+        assert_eq!(snapshot.first_tick, Some(ms(1000)));
+        assert_eq!(snapshot.pipeline.ticks, 5);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
