@@ -114,9 +114,13 @@ pub(crate) async fn act<T>(
     let (tx, rx) = oneshot::channel();
     let action = make(tx);
     with_call(shared, claims, id, |record| {
-        record.control.send(Control::Action(Action(action)))
+        record
+            .control
+            .send(Control::Action(Action(Box::new(action))))
+            .is_ok()
     })?
-    .map_err(|_| gone(id))?;
+    .then_some(())
+    .ok_or_else(|| gone(id))?;
     match tokio::time::timeout(DRIVER_REPLY_TIMEOUT, rx).await {
         Ok(Ok(result)) => result,
         // The driver ended (the call terminated) before it got to the action.
@@ -479,9 +483,11 @@ async fn keep_alive(
         with_call(&shared, &claims, &id, |record| {
             record
                 .control
-                .send(Control::Action(Action(CallAction::KeepAlive)))
+                .send(Control::Action(Action(Box::new(CallAction::KeepAlive))))
+                .is_ok()
         })?
-        .map_err(|_| gone(&id))?;
+        .then_some(())
+        .ok_or_else(|| gone(&id))?;
         Ok(StatusCode::OK.into_response())
     });
     respond(&headers, result)

@@ -35,7 +35,7 @@ pub enum Control {
 }
 
 /// A call action on its way to the call's driver.
-pub struct Action(pub(crate) actions::CallAction);
+pub struct Action(pub(crate) Box<actions::CallAction>);
 
 impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,7 +226,7 @@ pub async fn run_call(
             _ = tokio::time::sleep_until(action_deadline) => run.action_timer(&mut states),
             command = control.recv() => match command {
                 Some(Control::Softphone(command)) => run.softphone(command, &mut states),
-                Some(Control::Action(action)) => run.action(action.0, &mut states),
+                Some(Control::Action(action)) => run.action(*action.0, &mut states),
                 // A closed channel means the emulator is shutting down: end the call too.
                 Some(Control::HangUp) | None => Some(result::ENDED_BY_APPLICATION),
             }

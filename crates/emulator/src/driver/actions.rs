@@ -39,6 +39,9 @@ pub(crate) const REPLACED: (i64, i64, &str) = (200, 0, "The call was replaced by
 pub(crate) const LAST_PARTICIPANT_REMOVED: (i64, i64, &str) =
     (200, 0, "The call was ended by the application.");
 
+/// What an action did: its answer to the handler, and the call's end when it ended it.
+type Done = (Result<(), ApiError>, Option<(i64, i64, &'static str)>);
+
 /// The label Graph gives the bot's screen-sharing stream.
 const SCREEN_SHARING_LABEL: &str = "applicationsharing-video";
 
@@ -99,7 +102,7 @@ pub(crate) struct ReleasedParty {
 #[derive(Debug)]
 pub(crate) enum Timer {
     /// `sendDtmfTones`: the tones have played.
-    TonesSent(Operation),
+    TonesSent(Box<Operation>),
     Transfer(transfer::Step),
     Invite(invite::Step),
 }
@@ -252,7 +255,7 @@ impl Run {
         while let Some(timer) = self.actions.take_due(now) {
             let outcome = match timer {
                 Timer::TonesSent(operation) => {
-                    let done = operation
+                    let done = (*operation)
                         .with("completionReason", "completedSuccessfully".into())
                         .finished(
                             OperationStatus::Completed,
@@ -321,11 +324,7 @@ impl Run {
         }
     }
 
-    fn remove_participant(
-        &mut self,
-        id: &str,
-        states: &mut [PartyState],
-    ) -> (Result<(), ApiError>, Option<(i64, i64, &'static str)>) {
+    fn remove_participant(&mut self, id: &str, states: &mut [PartyState]) -> Done {
         let key = match self.participant(id) {
             Some((key, _)) if key.is_empty() => {
                 return (
@@ -395,7 +394,8 @@ impl Run {
         self.actions.tones_free_at = ends;
         // One frame more: the conference picks the clip up at its next tick.
         let after = ends.duration_since(now) + Duration::from_millis(20);
-        self.actions.schedule(after, Timer::TonesSent(operation));
+        self.actions
+            .schedule(after, Timer::TonesSent(Box::new(operation)));
         Ok(())
     }
 

@@ -191,7 +191,9 @@ impl Run {
         match step {
             Step::Answers(key) if self.actions.invitations.ringing(&key) => {
                 self.invitee_joins(&key);
-                self.invitation_of(&key).map(|op| self.invitation_done(&op));
+                if let Some(op) = self.invitation_of(&key) {
+                    self.invitation_done(&op);
+                }
                 None
             }
             Step::Declines(key) | Step::Timeout(key) if self.actions.invitations.ringing(&key) => {
@@ -211,7 +213,9 @@ impl Run {
                         invitee.state = InviteeState::Failed(failure);
                     }
                 }
-                self.invitation_of(&key).map(|op| self.invitation_done(&op));
+                if let Some(op) = self.invitation_of(&key) {
+                    self.invitation_done(&op);
+                }
                 None
             }
             Step::HangsUp(key) if self.roster.iter().any(|(k, _)| *k == key) => {

@@ -65,9 +65,9 @@ pub(crate) struct Pending {
 /// What the target does when its ring delay is over.
 #[derive(Debug)]
 pub(crate) enum Step {
-    TargetAnswers,
-    TargetDeclines,
-    TargetTimeout,
+    Answers,
+    Declines,
+    RingTimeout,
 }
 
 impl Run {
@@ -100,9 +100,9 @@ impl Run {
         }
         let behaviour = &pending.target.behaviour;
         let (after, step) = match behaviour.answer {
-            Answer::Answer => (behaviour.ring_delay(), Step::TargetAnswers),
-            Answer::Decline => (behaviour.ring_delay(), Step::TargetDeclines),
-            Answer::NoAnswer => (self.plan.ringing_timeout, Step::TargetTimeout),
+            Answer::Answer => (behaviour.ring_delay(), Step::Answers),
+            Answer::Decline => (behaviour.ring_delay(), Step::Declines),
+            Answer::NoAnswer => (self.plan.ringing_timeout, Step::RingTimeout),
         };
         self.actions.schedule(after, Timer::Transfer(step));
         self.actions.transfer = Some(pending);
@@ -169,12 +169,12 @@ impl Run {
     pub(super) fn transfer_step(&mut self, step: Step) -> Option<(i64, i64, &'static str)> {
         let pending = self.actions.transfer.take()?;
         match step {
-            Step::TargetAnswers => Some(self.complete_transfer(pending)),
-            Step::TargetDeclines => {
+            Step::Answers => Some(self.complete_transfer(pending)),
+            Step::Declines => {
                 self.fail_transfer(TARGET_DECLINED);
                 None
             }
-            Step::TargetTimeout => {
+            Step::RingTimeout => {
                 self.fail_transfer(TARGET_NOT_ANSWERED);
                 None
             }
