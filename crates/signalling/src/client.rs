@@ -1,4 +1,6 @@
-//! The Graph calling REST client: create, get and delete calls, list participants.
+//! The Graph calling REST client: create, get and delete calls, list participants, and
+//! every call-control action (answer, reject, redirect, transfer, invite, mute, playPrompt,
+//! recordResponse, ..., keepAlive; see [`actions`](self::actions)).
 //!
 //! Every request carries a bearer token from a [`TokenSource`] and a fresh `client-request-id`
 //! (a UUID per request, kept across that request's retries); each HTTP exchange is bounded by
@@ -7,7 +9,14 @@
 //! Graph error bodies become [`ClientError::Service`] with status, code, message and request-id.
 //! Before a create-call leaves the process it is validated
 //! ([`validate_create_call`]) and the token's `roles`
-//! are checked against [`required_permissions`].
+//! are checked against [`required_permissions`]; the actions are validated likewise, and an
+//! answer with app-hosted media checked against
+//! [`required_permissions_for_answer`](crate::permissions::required_permissions_for_answer).
+
+mod actions;
+mod retry;
+
+pub use retry::{RetryPolicy, parse_retry_after};
 
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +28,9 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::auth::{JwtPayloadError, TokenError, TokenSource, unverified_payload};
-use crate::permissions::{PermissionError, check_token_claims, required_permissions};
+use crate::permissions::{
+    PermissionError, RequiredPermissions, check_token_claims, required_permissions,
+};
 use crate::validate::{ValidationErrors, validate_create_call};
 
 /// The Graph national clouds.
@@ -83,70 +94,6 @@ impl NationalCloud {
     }
 }
 
-/// When and how often a throttled or unavailable request is tried again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = never retry).
-    pub max_attempts: u32,
-    /// Wait before the first retry when the service gives no `Retry-After`; doubled each retry.
-    pub initial_backoff: Duration,
-    /// Cap on the backoff.
-    pub max_backoff: Duration,
-    /// A `Retry-After` longer than this is not waited for: the error is returned instead.
-    pub max_retry_after: Duration,
-    /// Retry a 504 on a POST (create call, actions) too. Off by default: a gateway timeout
-    /// does not say whether the service acted, and Graph has no idempotency key, so a
-    /// retried create-call can place a second call. 429 and 503 are always retried (the
-    /// request was refused, not processed); GET and DELETE are retried on 504 (idempotent).
-    pub retry_gateway_timeout_on_post: bool,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-            retry_gateway_timeout_on_post: false,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// How long to wait before attempt `attempt + 1` after attempt `attempt` (1-based) failed
-    /// with a retryable status; `None` when not to retry.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        if attempt >= self.max_attempts {
-            return None;
-        }
-        match retry_after {
-            Some(wait) if wait > self.max_retry_after => None,
-            Some(wait) => Some(wait),
-            None => {
-                let factor = 1u32
-                    .checked_shl(attempt.saturating_sub(1))
-                    .unwrap_or(u32::MAX);
-                Some(
-                    self.initial_backoff
-                        .saturating_mul(factor)
-                        .min(self.max_backoff),
-                )
-            }
-        }
-    }
-}
-
-/// Parses a `Retry-After` value: delta-seconds or an HTTP date (relative to `now`).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// Client settings.
 #[derive(Clone, Debug)]
 pub struct GraphClientConfig {
@@ -192,8 +139,9 @@ impl GraphClientConfig {
 /// Why a Graph request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The create-call request would be refused by the service; nothing was sent.
-    #[error("create-call request refused before sending: {0}")]
+    /// The request (a create-call or an action body) would be refused by the service;
+    /// nothing was sent.
+    #[error("request refused before sending: {0}")]
     Invalid(#[from] ValidationErrors),
     /// The token lacks a permission the request needs; nothing was sent.
     #[error("{0}")]
@@ -237,6 +185,9 @@ pub enum ClientError {
     /// A call id that cannot name a call.
     #[error("call id {0:?} is empty or contains '/'")]
     BadCallId(String),
+    /// A participant id that cannot name a participant.
+    #[error("participant id {0:?} is empty or contains '/'")]
+    BadParticipantId(String),
 }
 
 impl ClientError {
@@ -366,14 +317,8 @@ impl GraphClient {
         if self.config.validate_requests {
             validate_create_call(request)?;
         }
-        if self.config.check_permissions {
-            let token = self.tokens.token().await?;
-            let claims = unverified_payload(&token)?;
-            check_token_claims(
-                &serde_json::Value::Object(claims),
-                &required_permissions(request),
-            )?;
-        }
+        self.check_token_roles(&required_permissions(request))
+            .await?;
         let url = self.url(&["communications", "calls"])?;
         let body = serde_json::to_vec(request).map_err(|e| ClientError::UnexpectedResponse {
             method: Method::POST,
@@ -447,6 +392,18 @@ impl GraphClient {
             status: 200,
             reason: format!("more than {MAX_PAGES} pages of participants"),
         })
+    }
+
+    /// Checks the token's `roles` against `required` before a request is sent, when the
+    /// client checks permissions and something is required.
+    async fn check_token_roles(&self, required: &RequiredPermissions) -> Result<(), ClientError> {
+        if !self.config.check_permissions || required.is_empty() {
+            return Ok(());
+        }
+        let token = self.tokens.token().await?;
+        let claims = unverified_payload(&token)?;
+        check_token_claims(&serde_json::Value::Object(claims), required)?;
+        Ok(())
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
@@ -573,6 +530,14 @@ fn checked_id(call_id: &str) -> Result<&str, ClientError> {
         Err(ClientError::BadCallId(call_id.to_owned()))
     } else {
         Ok(call_id)
+    }
+}
+
+fn checked_participant_id(participant_id: &str) -> Result<&str, ClientError> {
+    if participant_id.is_empty() || participant_id.contains('/') {
+        Err(ClientError::BadParticipantId(participant_id.to_owned()))
+    } else {
+        Ok(participant_id)
     }
 }
 
@@ -717,55 +682,10 @@ mod tests {
         );
         assert!(matches!(checked_id("a/b"), Err(ClientError::BadCallId(_))));
         assert!(matches!(checked_id(""), Err(ClientError::BadCallId(_))));
-    }
-
-    #[test]
-    fn retry_after_is_seconds_or_an_http_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(42))
-        );
-        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(42));
-        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-3", now), None);
-    }
-
-    #[test]
-    fn backoff_is_exponential_bounded_and_finite() {
-        let policy = RetryPolicy {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            max_retry_after: Duration::from_secs(10),
-            ..RetryPolicy::default()
-        };
-        let delays: Vec<_> = (1..=6).map(|a| policy.delay(a, None)).collect();
-        assert_eq!(
-            delays,
-            vec![
-                Some(Duration::from_millis(100)),
-                Some(Duration::from_millis(200)),
-                Some(Duration::from_millis(400)),
-                Some(Duration::from_millis(500)),
-                Some(Duration::from_millis(500)),
-                None,
-            ]
-        );
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_secs(3))),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(11))), None);
-        let huge = RetryPolicy {
-            max_attempts: u32::MAX,
-            ..policy
-        };
-        assert_eq!(huge.delay(200, None), Some(Duration::from_millis(500)));
+        assert!(matches!(
+            checked_participant_id("p/1"),
+            Err(ClientError::BadParticipantId(_))
+        ));
     }
 
     #[test]
