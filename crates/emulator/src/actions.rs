@@ -13,14 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use appmedia_media::dtmf::Tone;
-use appmedia_model::{IdentitySet, MediaConfig};
+use appmedia_model::{
+    IdentitySet, MediaConfig, OperationStatus, RecordingStatus, ScreenSharingRole,
+};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::admission::Party;
@@ -30,7 +31,7 @@ use crate::driver::invite::InviteAction;
 use crate::driver::transfer::TransferAction;
 use crate::driver::{Action, Control};
 use crate::error::ApiError;
-use crate::operations::{Operation, OperationKind, OperationStatus};
+use crate::operations::{Operation, OperationKind};
 use crate::requests::{
     ChangeScreenSharingRoleRequest, ClientContextRequest, InviteParticipantsRequest,
     SendDtmfTonesRequest, TransferRequest, UpdateRecordingStatusRequest, client_context, read_body,
@@ -43,7 +44,7 @@ pub const MAX_INVITED: usize = 5;
 /// Keys one `sendDtmfTones` may carry (Graph states none; a bound keeps a request finite).
 pub const MAX_TONES: usize = 64;
 /// The longest `delayBetweenTonesMs` accepted.
-pub const MAX_TONE_DELAY_MS: i64 = 10_000;
+pub const MAX_TONE_DELAY_MS: i32 = 10_000;
 /// `delayBetweenTonesMs` when the request has none: enough for a receiver to tell two equal
 /// keys apart.
 pub const DEFAULT_TONE_DELAY: Duration = Duration::from_millis(100);
@@ -235,7 +236,6 @@ async fn transfer_inner(
     let claims = authenticate(shared, headers)?;
     let source = with_call(shared, &claims, id, |r| r.resource.source.clone())?;
     let request: TransferRequest = read_body(shared, headers, body).await?;
-    client_context(&request.client_context)?;
     let target = request
         .transfer_target
         .value()
@@ -345,10 +345,7 @@ async fn invite_inner(
         OperationStatus::Running,
         context,
     )
-    .with(
-        "participants",
-        serde_json::to_value(invited).unwrap_or(Value::Null),
-    );
+    .with(|o| o.participants = invited.to_vec().into());
     let replaced = invited[0].replaces_call_id.is_value();
     act(shared, &claims, id, |reply| {
         CallAction::Invite(InviteAction {
@@ -508,7 +505,7 @@ async fn send_dtmf_tones(
         let gap = match request.delay_between_tones_ms.value() {
             None => DEFAULT_TONE_DELAY,
             Some(ms) if (0..=MAX_TONE_DELAY_MS).contains(ms) => {
-                Duration::from_millis(ms.unsigned_abs())
+                Duration::from_millis(u64::from(ms.unsigned_abs()))
             }
             Some(ms) => {
                 return Err(ApiError::bad_request(format!(
@@ -536,7 +533,7 @@ async fn send_dtmf_tones(
 
 /// `tones` of `sendDtmfTones`: Graph's tone names (`tone0`…`tone9`, `star`, `pound`,
 /// `a`…`d`, `flash`).
-fn parse_tones(tones: Option<&[String]>) -> Result<Vec<Tone>, ApiError> {
+fn parse_tones(tones: Option<&[appmedia_model::Tone]>) -> Result<Vec<Tone>, ApiError> {
     let tones = tones.unwrap_or_default();
     if tones.is_empty() || tones.len() > MAX_TONES {
         return Err(ApiError::bad_request(format!(
@@ -548,6 +545,7 @@ fn parse_tones(tones: Option<&[String]>) -> Result<Vec<Tone>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, name)| {
+            let name = name.as_str();
             Tone::from_graph_name(name).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "tones[{i}]: {name:?} is not a tone (tone0-tone9, star, pound, a-d, flash)"
@@ -568,8 +566,12 @@ async fn update_recording_status(
         with_call(&shared, &claims, &id, |_| ())?;
         let request: UpdateRecordingStatusRequest = read_body(&shared, &headers, body).await?;
         let context = client_context(&request.client_context)?;
-        let status = match request.status.value().map(String::as_str) {
-            Some(s @ ("notRecording" | "recording" | "failed")) => s.to_owned(),
+        let status = match request.status.value() {
+            Some(
+                s @ (RecordingStatus::NotRecording
+                | RecordingStatus::Recording
+                | RecordingStatus::Failed),
+            ) => s.as_str().to_owned(),
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "status: {other:?} is not notRecording, recording or failed"
@@ -608,9 +610,9 @@ async fn change_screen_sharing_role(
             )
         })?;
         let request: ChangeScreenSharingRoleRequest = read_body(&shared, &headers, body).await?;
-        let sharer = match request.role.value().map(String::as_str) {
-            Some("sharer") => true,
-            Some("viewer") => false,
+        let sharer = match request.role.value() {
+            Some(ScreenSharingRole::Sharer) => true,
+            Some(ScreenSharingRole::Viewer) => false,
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "role: {other:?} is not viewer or sharer"
@@ -640,19 +642,21 @@ mod tests {
 
     #[test]
     fn tones_are_graph_names_and_bounded() {
-        let names: Vec<String> = ["tone1", "pound", "a"].map(String::from).to_vec();
+        let names: Vec<appmedia_model::Tone> = ["tone1", "pound", "a"]
+            .map(appmedia_model::Tone::from)
+            .to_vec();
         assert_eq!(
             parse_tones(Some(&names)).unwrap(),
             vec![Tone::Tone1, Tone::Pound, Tone::A]
         );
         assert!(
-            parse_tones(Some(&["#".to_owned()]))
+            parse_tones(Some(&["#".into()]))
                 .unwrap_err()
                 .message
                 .starts_with("tones[0]")
         );
         assert!(parse_tones(None).unwrap_err().message.starts_with("tones:"));
-        let many = vec!["tone1".to_owned(); MAX_TONES + 1];
+        let many = vec![appmedia_model::Tone::Tone1; MAX_TONES + 1];
         assert!(parse_tones(Some(&many)).is_err());
     }
 

@@ -1,12 +1,17 @@
-//! Graph's `commsOperation`s as the emulator writes them: the body of an action's `200`
-//! (with `Location: …/operations/{id}`), and the `deleted` notification on
-//! `/communications/calls/{call}/operations/{op}` that ends a running one. The shapes are the
-//! v1.0 documentation's examples (`tests/fixtures/actions/`).
+//! Graph's `commsOperation`s as the emulator writes them (the model's [`CommsOperation`]): the
+//! body of an action's `200` (with `Location: …/operations/{id}`), and the `deleted`
+//! notification on `/communications/calls/{call}/operations/{op}` that ends a running one.
+//! The shapes are the v1.0 documentation's examples (`tests/fixtures/actions/`).
 
-use appmedia_model::ResultInfo;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use appmedia_model::{
+    ChangeType, CommsNotification, CommsNotifications, CommsOperation, Nullable, OperationStatus,
+    ResourceData, ResultInfo,
+};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// Which operation, by its `@odata.type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,20 +28,17 @@ pub(crate) enum OperationKind {
 impl OperationKind {
     fn odata_type(self) -> &'static str {
         match self {
-            OperationKind::InviteParticipants => "#microsoft.graph.inviteParticipantsOperation",
-            OperationKind::MuteParticipant => "#microsoft.graph.muteParticipantOperation",
-            OperationKind::UnmuteParticipant => "#microsoft.graph.unmuteParticipantOperation",
-            OperationKind::SubscribeToTone => "#microsoft.graph.subscribeToToneOperation",
-            OperationKind::SendDtmfTones => "#microsoft.graph.sendDtmfTonesOperation",
-            OperationKind::Record => "#microsoft.graph.recordOperation",
-            OperationKind::UpdateRecordingStatus => {
-                "#microsoft.graph.updateRecordingStatusOperation"
-            }
+            OperationKind::InviteParticipants => CommsOperation::INVITE_PARTICIPANTS,
+            OperationKind::MuteParticipant => CommsOperation::MUTE_PARTICIPANT,
+            OperationKind::UnmuteParticipant => CommsOperation::UNMUTE_PARTICIPANT,
+            OperationKind::SubscribeToTone => CommsOperation::SUBSCRIBE_TO_TONE,
+            OperationKind::SendDtmfTones => CommsOperation::SEND_DTMF_TONES,
+            OperationKind::Record => CommsOperation::RECORD,
+            OperationKind::UpdateRecordingStatus => CommsOperation::UPDATE_RECORDING_STATUS,
         }
     }
 
-    /// The `@odata.context` Graph's answer carries, for the kinds whose documented answer has
-    /// one (mute and unmute).
+    /// The `@odata.context` of the documented answer, for the kinds that show one.
     fn odata_context(self) -> Option<&'static str> {
         match self {
             OperationKind::MuteParticipant => {
@@ -48,91 +50,67 @@ impl OperationKind {
             _ => None,
         }
     }
-}
 
-/// Where an operation is in its life (`operationStatus`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum OperationStatus {
-    Running,
-    Completed,
-    Failed,
-}
-
-impl OperationStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            OperationStatus::Running => "running",
-            OperationStatus::Completed => "completed",
-            OperationStatus::Failed => "failed",
-        }
+    /// Whether the documented answer of a running operation of this kind shows
+    /// `"resultInfo": null`.
+    fn answers_with_result_info(self) -> bool {
+        matches!(
+            self,
+            OperationKind::InviteParticipants
+                | OperationKind::Record
+                | OperationKind::UpdateRecordingStatus
+        )
     }
 }
+
+/// `@odata.etag` of operation notifications: a counter, as the service's are.
+static ETAG: AtomicU64 = AtomicU64::new(1);
 
 /// One operation of a call.
 #[derive(Clone, Debug)]
 pub(crate) struct Operation {
     pub kind: OperationKind,
     pub id: String,
-    pub status: OperationStatus,
-    pub client_context: Option<String>,
-    /// `resultInfo` (`null` in a running operation's answer where the docs show one).
-    pub result_info: Option<ResultInfo>,
-    /// The kind's own properties (`participants`, `recordingLocation`, `completionReason`…).
-    pub extra: Map<String, Value>,
+    body: CommsOperation,
 }
 
 impl Operation {
-    /// A new operation with a fresh id.
+    /// A new operation with a fresh id; `clientContext` is `null` when the request had none.
     pub(crate) fn new(
         kind: OperationKind,
         status: OperationStatus,
         client_context: Option<String>,
     ) -> Self {
-        Operation {
-            kind,
-            id: uuid::Uuid::new_v4().to_string(),
-            status,
-            client_context,
-            result_info: None,
-            extra: Map::new(),
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut body = CommsOperation::new(kind.odata_type(), id.clone(), status);
+        body.client_context = client_context.map_or(Nullable::Null, Nullable::Value);
+        if kind.answers_with_result_info() {
+            body.result_info = Nullable::Null;
         }
+        Operation { kind, id, body }
     }
 
-    /// With one of the kind's own properties.
-    pub(crate) fn with(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_owned(), value);
+    /// With changes to the model's object (`participants`, `recordingLocation`…).
+    pub(crate) fn with(mut self, change: impl FnOnce(&mut CommsOperation)) -> Self {
+        change(&mut self.body);
         self
     }
 
     /// Ends it: `completed` (or `failed`) with `result`.
     pub(crate) fn finished(mut self, status: OperationStatus, result: ResultInfo) -> Self {
-        self.status = status;
-        self.result_info = Some(result);
+        self.body.status = status.into();
+        self.body.result_info = result.into();
         self
     }
 
     /// The object as the action's answer shows it.
     pub(crate) fn answer_body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("@odata.type".into(), self.kind.odata_type().into());
+        let mut body = self.body.clone();
         if let Some(context) = self.kind.odata_context() {
-            body.insert("@odata.context".into(), context.into());
+            body.extra
+                .insert("@odata.context".into(), context.to_owned().into());
         }
-        body.insert("id".into(), self.id.clone().into());
-        body.insert("status".into(), self.status.as_str().into());
-        body.insert("clientContext".into(), json!(self.client_context));
-        // The documented answers of the long-running kinds name resultInfo (still null).
-        if matches!(
-            self.kind,
-            OperationKind::InviteParticipants
-                | OperationKind::Record
-                | OperationKind::UpdateRecordingStatus
-        ) || self.result_info.is_some()
-        {
-            body.insert("resultInfo".into(), json!(self.result_info));
-        }
-        body.extend(self.extra.clone());
-        Value::Object(body)
+        serde_json::to_value(body).unwrap_or(Value::Null)
     }
 
     /// `200 OK`, `Location: {graph}/communications/calls/{call}/operations/{id}`, the body.
@@ -151,26 +129,18 @@ impl Operation {
     /// The notification that the operation ended: `deleted` on its resource.
     pub(crate) fn notification(&self, call_id: &str) -> Value {
         let url = format!("/communications/calls/{call_id}/operations/{}", self.id);
-        let mut data = Map::new();
-        data.insert("@odata.type".into(), self.kind.odata_type().into());
-        data.insert("@odata.id".into(), url.clone().into());
-        data.insert("id".into(), self.id.clone().into());
-        data.insert("clientContext".into(), json!(self.client_context));
-        data.insert("status".into(), self.status.as_str().into());
-        if let Some(result) = &self.result_info {
-            data.insert("resultInfo".into(), json!(result));
-        }
-        data.extend(self.extra.clone());
-        json!({
-            "@odata.type": "#microsoft.graph.commsNotifications",
-            "value": [{
-                "@odata.type": "#microsoft.graph.commsNotification",
-                "changeType": "deleted",
-                "resource": format!("/app/calls/{call_id}/operations/{}", self.id),
-                "resourceUrl": url,
-                "resourceData": data,
-            }],
-        })
+        let mut body = self.body.clone();
+        body.extra.insert("@odata.id".into(), url.clone().into());
+        let etag = ETAG.fetch_add(1, Ordering::Relaxed);
+        body.extra
+            .insert("@odata.etag".into(), format!("W/\"{etag}\"").into());
+        let mut n = CommsNotification::new(
+            ChangeType::Deleted,
+            url,
+            ResourceData::Operation(Box::new(body)),
+        );
+        n.resource = format!("/app/calls/{call_id}/operations/{}", self.id).into();
+        serde_json::to_value(CommsNotifications::new(vec![n])).unwrap_or(Value::Null)
     }
 }
 
@@ -206,8 +176,11 @@ mod tests {
             "https://graph.microsoft.com/v1.0/$metadata#muteParticipantOperation"
         );
         assert!(body.get("resultInfo").is_none(), "{body}");
+        let record = Operation::new(OperationKind::Record, OperationStatus::Running, None);
+        assert!(record.answer_body()["resultInfo"].is_null());
+        assert!(record.answer_body()["clientContext"].is_null());
         let done = Operation::new(OperationKind::SendDtmfTones, OperationStatus::Running, None)
-            .with("completionReason", "completedSuccessfully".into())
+            .with(|o| o.completion_reason = "completedSuccessfully".to_owned().into())
             .finished(OperationStatus::Completed, result(COMPLETED));
         let n = done.notification("c1");
         let data = &n["value"][0]["resourceData"];
@@ -219,6 +192,10 @@ mod tests {
         assert_eq!(data["status"], "completed");
         assert_eq!(data["completionReason"], "completedSuccessfully");
         assert_eq!(data["resultInfo"]["code"], 200);
-        assert!(data["clientContext"].is_null());
+        assert!(
+            data["@odata.etag"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("W/"))
+        );
     }
 }

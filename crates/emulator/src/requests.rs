@@ -1,10 +1,9 @@
 //! Request bodies of the call actions, read with the field path of any error
 //! (`participants[0].identity: invalid type…`), and the checks every action shares.
 
-use appmedia_model::{InvitationParticipantInfo, Nullable, ParticipantInfo};
+use appmedia_model::Nullable;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -12,67 +11,10 @@ use crate::error::ApiError;
 use crate::server::Shared;
 use crate::service_media::MAX_CLIENT_CONTEXT_CHARS;
 
-/// `POST …/transfer`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct TransferRequest {
-    pub transfer_target: Nullable<InvitationParticipantInfo>,
-    pub transferee: Nullable<ParticipantInfo>,
-    pub client_context: Nullable<String>,
-}
-
-/// `POST …/participants/invite`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct InviteParticipantsRequest {
-    pub participants: Nullable<Vec<InvitationParticipantInfo>>,
-    pub client_context: Nullable<String>,
-}
-
-/// `mute`, `unmute`, `participants/{id}/mute`, `subscribeToTone`: a `clientContext` only.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct ClientContextRequest {
-    pub client_context: Nullable<String>,
-}
-
-/// `POST …/sendDtmfTones`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct SendDtmfTonesRequest {
-    pub tones: Nullable<Vec<String>>,
-    pub delay_between_tones_ms: Nullable<i64>,
-    pub client_context: Nullable<String>,
-}
-
-/// `POST …/recordResponse`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct RecordResponseRequest {
-    pub prompts: Nullable<Vec<Value>>,
-    pub barge_in_allowed: Nullable<bool>,
-    pub initial_silence_timeout_in_seconds: Nullable<i64>,
-    pub max_silence_timeout_in_seconds: Nullable<i64>,
-    pub max_record_duration_in_seconds: Nullable<i64>,
-    pub play_beep: Nullable<bool>,
-    pub stop_tones: Nullable<Vec<String>>,
-    pub client_context: Nullable<String>,
-}
-
-/// `POST …/updateRecordingStatus`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct UpdateRecordingStatusRequest {
-    pub status: Nullable<String>,
-    pub client_context: Nullable<String>,
-}
-
-/// `POST …/changeScreenSharingRole`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub(crate) struct ChangeScreenSharingRoleRequest {
-    pub role: Nullable<String>,
-}
+pub(crate) use appmedia_model::{
+    ChangeScreenSharingRoleRequest, ClientContextRequest, InviteParticipantsRequest,
+    RecordResponseRequest, SendDtmfTonesRequest, TransferRequest, UpdateRecordingStatusRequest,
+};
 
 /// A JSON body of type `T`: `Content-Type: application/json` (415), at most the service's
 /// size cap (413), JSON (400), of `T`'s shape (400 naming the field at fault). An empty

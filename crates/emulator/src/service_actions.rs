@@ -24,8 +24,8 @@ use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 use appmedia_emulator_media::{ConferenceControl, ConferenceEvent};
 use appmedia_media::dtmf::Tone;
 use appmedia_model::{
-    Call, CallState, ChangeType, CommsNotification, CommsNotifications, Nullable, ResourceData,
-    ToneInfo,
+    Call, CallState, ChangeType, CommsNotification, CommsNotifications, Nullable, OperationStatus,
+    ResourceData, ToneInfo,
 };
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
@@ -37,12 +37,12 @@ use tokio::sync::mpsc;
 use crate::actions::respond;
 use crate::driver::actions::not_established;
 use crate::error::ApiError;
-use crate::operations::{self, Operation, OperationKind, OperationStatus};
+use crate::operations::{self, Operation, OperationKind};
 use crate::requests::{ClientContextRequest, RecordResponseRequest, client_context, read_body};
 use crate::server::{Shared, authenticate, request_id, with_call};
 
 /// Graph's bounds on the three timeouts of `recordResponse`, in seconds.
-pub const RECORD_TIMEOUT_RANGE: std::ops::RangeInclusive<i64> = 1..=120;
+pub const RECORD_TIMEOUT_RANGE: std::ops::RangeInclusive<i32> = 1..=120;
 /// Graph's default for each of them.
 pub const RECORD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 
@@ -335,7 +335,7 @@ impl ServiceActions {
             OperationStatus::Running,
             client_context,
         )
-        .with("recordingLocation", Value::Null);
+        .with(|o| o.recording_location = Nullable::Null);
         let mut state = self.lock();
         if settings.barge_in {
             if let Err(e) = self.prompts.cancel_all() {
@@ -467,7 +467,7 @@ impl ServiceActions {
         let (status, result) = ending.outcome();
         let mut done = op
             .op
-            .with("completionReason", ending.completion_reason().into())
+            .with(|o| o.completion_reason = ending.completion_reason().to_owned().into())
             .finished(status, operations::result(result));
         let call_id = self.call_id.clone();
         let notify = self.notify.get().cloned();
@@ -476,9 +476,11 @@ impl ServiceActions {
                 let _ = self.control.record_bot_ear(None);
                 let token = uuid::Uuid::new_v4().simple().to_string();
                 let location = format!("{}/recordings/{}", self.base_url, done.id);
-                done = done
-                    .with("recordingLocation", location.into())
-                    .with("recordingAccessToken", token.clone().into());
+                let access = token.clone();
+                done = done.with(|o| {
+                    o.recording_location = location.into();
+                    o.recording_access_token = access.into();
+                });
                 let store = self.store.clone();
                 // Joins the writer thread: blocking. The notification waits for the file.
                 tokio::task::spawn_blocking(move || {
@@ -607,7 +609,7 @@ async fn record_response_inner(
             let mut body = serde_json::Map::new();
             body.insert(
                 "prompts".into(),
-                Value::Array(request.prompts.value().cloned().unwrap_or_default()),
+                serde_json::to_value(request.prompts.value()).unwrap_or(Value::Null),
             );
             let (uri, resource) = crate::service_media::prompt_uris(&body)?.remove(0);
             Some(load_prompt(shared, &claims, id, uri, resource).await?)
@@ -664,9 +666,11 @@ async fn load_prompt(
 
 /// A `recordResponse` body's timeouts, beep, stop tones and barge-in, checked.
 fn record_settings(request: &RecordResponseRequest) -> Result<RecordSettings, ApiError> {
-    let seconds = |value: &Nullable<i64>, field: &str| match value.value() {
+    let seconds = |value: &Nullable<i32>, field: &str| match value.value() {
         None => Ok(RECORD_TIMEOUT_DEFAULT),
-        Some(s) if RECORD_TIMEOUT_RANGE.contains(s) => Ok(Duration::from_secs(s.unsigned_abs())),
+        Some(s) if RECORD_TIMEOUT_RANGE.contains(s) => {
+            Ok(Duration::from_secs(u64::from(s.unsigned_abs())))
+        }
         Some(s) => Err(ApiError::bad_request(format!(
             "{field}: {s} is outside {} to {} seconds",
             RECORD_TIMEOUT_RANGE.start(),

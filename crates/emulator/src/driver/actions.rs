@@ -21,8 +21,9 @@ use super::{PartyState, Run, invite, party_key, transfer};
 use crate::admission::Party;
 use crate::directory::Behaviour;
 use crate::error::ApiError;
-use crate::operations::{self, Operation, OperationStatus};
+use crate::operations::{self, Operation};
 use crate::shapes;
+use appmedia_model::OperationStatus;
 
 /// Where an action's outcome goes: the handler waiting to answer the request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
@@ -256,7 +257,7 @@ impl Run {
             let outcome = match timer {
                 Timer::TonesSent(operation) => {
                     let done = (*operation)
-                        .with("completionReason", "completedSuccessfully".into())
+                        .with(|o| o.completion_reason = "completedSuccessfully".to_owned().into())
                         .finished(
                             OperationStatus::Completed,
                             operations::result(operations::COMPLETED),

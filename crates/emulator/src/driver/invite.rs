@@ -22,8 +22,9 @@ use super::{JoinMedia, PartyState, Run, party_key};
 use crate::admission::Party;
 use crate::directory::Answer;
 use crate::error::ApiError;
-use crate::operations::{self, Operation, OperationStatus};
+use crate::operations::{self, Operation};
 use crate::shapes::{self, result};
+use appmedia_model::OperationStatus;
 
 /// The `resultInfo` of an invitation the invitee declined.
 pub(crate) const INVITE_DECLINED: (i64, i64, &str) = (603, 0, "The invitation was declined.");
