@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use appmedia_media::dtmf::Tone;
 use appmedia_model::{
-    IdentitySet, MediaConfig, OperationStatus, RecordingStatus, ScreenSharingRole,
+    Identity, IdentitySet, InvitationParticipantInfo, MediaConfig, OperationStatus,
+    RecordingStatus, ScreenSharingRole,
 };
 use axum::Router;
 use axum::body::Body;
@@ -174,6 +175,31 @@ pub(crate) fn resolve_party(
     Err(ApiError::bad_request(format!(
         "{field}: the emulator reaches directory users (user.id) and phone numbers (phone.id) only"
     )))
+}
+
+/// An invited participant as the service shows it in the operation: the request's, its
+/// identity resolved (a user's display name, tenant and identity provider; a phone's number).
+fn resolved_invitation(
+    directory: &Directory,
+    asked: &InvitationParticipantInfo,
+    party: &Party,
+) -> InvitationParticipantInfo {
+    let identity = match party {
+        Party::User { id, display_name } => {
+            let mut user = Identity::new(id).with_display_name(display_name);
+            if let Some(tenant) = directory.user(id).map(|u| u.tenant.clone()) {
+                user = user.with_tenant_id(tenant);
+            }
+            user.extra.insert("identityProvider".into(), "AAD".into());
+            IdentitySet::user(user)
+        }
+        Party::Phone { number } => IdentitySet::phone(Identity::new(number)),
+    };
+    InvitationParticipantInfo {
+        odata_type: InvitationParticipantInfo::ODATA_TYPE.to_owned().into(),
+        identity: identity.into(),
+        ..asked.clone()
+    }
 }
 
 /// The roster key of a resolved party (user id or phone number).
@@ -340,12 +366,17 @@ async fn invite_inner(
         )
         .await?;
     }
+    let resolved: Vec<InvitationParticipantInfo> = invited
+        .iter()
+        .zip(&targets)
+        .map(|(asked, target)| resolved_invitation(shared.directory(), asked, &target.party))
+        .collect();
     let operation = Operation::new(
         OperationKind::InviteParticipants,
         OperationStatus::Running,
         context,
     )
-    .with(|o| o.participants = invited.to_vec().into());
+    .with(|o| o.participants = resolved.into());
     let replaced = invited[0].replaces_call_id.is_value();
     act(shared, &claims, id, |reply| {
         CallAction::Invite(InviteAction {
