@@ -375,3 +375,27 @@ pub fn hears(samples: &[f32], rate: u32, freq: f32) -> bool {
 pub fn silent_at(samples: &[f32], rate: u32, freq: f32) -> bool {
     tone_power(samples, rate as f32, freq) < 1e-8
 }
+
+/// Creates a call without media (the documentation's opaque blob) and returns its id; the
+/// call is not waited for.
+pub async fn create(h: &Harness, build: impl FnOnce(String) -> Call) -> String {
+    let created = super::bot::graph_client(h)
+        .create_call(&build(super::BLOB.to_owned()))
+        .await
+        .expect("201 Created");
+    created.call_id().expect("an id").to_owned()
+}
+
+/// Creates a call without media and waits until it is established.
+pub async fn established(h: &Harness, build: impl FnOnce(String) -> Call) -> String {
+    let id = create(h, build).await;
+    wait_for_call_state(h, &id, "established").await;
+    id
+}
+
+/// The Graph error of a refused request: (status, code, message).
+pub fn refusal(status: u16, body: &Value) -> (u16, String, String) {
+    let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+    let message = body["error"]["message"].as_str().unwrap_or("").to_owned();
+    (status, code, message)
+}
