@@ -19,6 +19,10 @@ use crate::shapes::{self, MeetingContext, result};
 use crate::softphone::{Joined, SoftphoneCommand};
 use appmedia_emulator_media::{NetworkLink, PartyAudio, PartyKind, PartySpec};
 
+pub(crate) mod actions;
+pub(crate) mod invite;
+pub(crate) mod transfer;
+
 /// What the HTTP side tells a running call.
 #[derive(Debug)]
 pub enum Control {
@@ -26,6 +30,17 @@ pub enum Control {
     HangUp,
     /// A person on the softphone page joins, mutes, leaves...
     Softphone(SoftphoneCommand),
+    /// A call action (transfer, invite, mute, keepAlive…: [`actions`]).
+    Action(Action),
+}
+
+/// A call action on its way to the call's driver.
+pub struct Action(pub(crate) Box<actions::CallAction>);
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Action").finish_non_exhaustive()
+    }
 }
 
 /// Switches that make the emulator misbehave the way the real service sometimes does.
@@ -94,6 +109,8 @@ struct Run {
     sharing: Option<String>,
     /// Roster keys (user ids) a person on the softphone page holds: the script leaves them be.
     softphone_keys: HashSet<String>,
+    /// Transfers, invitations, timers of the call actions.
+    actions: actions::ActionState,
 }
 
 /// Where a joining party's microphone comes from.
@@ -179,6 +196,7 @@ pub async fn run_call(
     timeline.sort_by_key(|(at, _)| *at);
 
     let mut states = vec![PartyState::Ringing; plan.parties.len()];
+    let keep_alive_timeout = shared.config.keep_alive_timeout;
     let mut run = Run {
         shared,
         plan,
@@ -190,12 +208,14 @@ pub async fn run_call(
         establishing_held: false,
         sharing: None,
         softphone_keys: HashSet::new(),
+        actions: actions::ActionState::new(keep_alive_timeout),
     };
     run.begin();
 
     let mut timeline = timeline.into_iter().peekable();
     loop {
         let next = timeline.peek().map(|(at, _)| start + *at);
+        let action_deadline = run.actions.next_deadline();
         let outcome = tokio::select! {
             _ = tokio::time::sleep_until(next.unwrap_or(start)), if next.is_some() => {
                 match timeline.next() {
@@ -203,8 +223,10 @@ pub async fn run_call(
                     None => None,
                 }
             }
+            _ = tokio::time::sleep_until(action_deadline) => run.action_timer(&mut states),
             command = control.recv() => match command {
                 Some(Control::Softphone(command)) => run.softphone(command, &mut states),
+                Some(Control::Action(action)) => run.action(*action.0, &mut states),
                 // A closed channel means the emulator is shutting down: end the call too.
                 Some(Control::HangUp) | None => Some(result::ENDED_BY_APPLICATION),
             }
@@ -545,11 +567,12 @@ impl Run {
         Some(participant)
     }
 
-    /// True when no called party is ringing or in the call any more.
+    /// True when no called or invited party is ringing or in the call any more.
     fn nobody_left(&self, states: &[PartyState]) -> bool {
         !states
             .iter()
             .any(|s| matches!(s, PartyState::Ringing | PartyState::Joined))
+            && !self.actions.invitations.anyone_in()
     }
 
     fn terminate(&mut self, outcome: (i64, i64, &str)) {
@@ -557,7 +580,7 @@ impl Run {
         self.shared
             .softphones()
             .call_ended(&self.plan.call_id, outcome.2);
-        self.state_notification(CallState::Terminated, Some(outcome));
+        self.termination_notification(outcome);
         self.shared.remove_call(&self.plan.call_id);
         tracing::info!(call = %self.plan.call_id, code = outcome.0, "call terminated");
     }

@@ -63,6 +63,11 @@ pub struct EmulatorConfig {
     pub recordings_dir: Option<PathBuf>,
     /// The emulator's side of app-hosted media sessions.
     pub transport: TransportConfig,
+    /// A call that gets no `keepAlive` for this long ends (Graph: 45 minutes).
+    pub keep_alive_timeout: Duration,
+    /// The longest a conversation the bot transferred away goes on without it
+    /// ([`crate::transferred`]).
+    pub transferred_call_limit: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -80,6 +85,8 @@ impl Default for EmulatorConfig {
             media_samples_dir: PathBuf::from("media-samples"),
             recordings_dir: None,
             transport: TransportConfig::default(),
+            keep_alive_timeout: Duration::from_secs(45 * 60),
+            transferred_call_limit: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -157,6 +164,10 @@ pub struct Shared {
     pub(crate) prompt_library: PromptLibrary,
     /// Open softphone pages (`GET /softphone`).
     softphones: crate::softphone::Softphones,
+    /// What `recordResponse` recorded, served at `recordingLocation`.
+    pub(crate) responses: Arc<crate::service_actions::ResponseStore>,
+    /// Conversations the bot transferred away, still running.
+    pub(crate) transferred: crate::transferred::Transferred,
 }
 
 impl Shared {
@@ -304,6 +315,10 @@ impl Emulator {
             conferences,
             prompt_library: PromptLibrary::default(),
             softphones: Default::default(),
+            responses: Arc::new(crate::service_actions::ResponseStore::new(
+                config.recordings_dir.clone(),
+            )),
+            transferred: Default::default(),
             config,
         });
         let app = router(shared.clone(), &notification_keys);
@@ -405,6 +420,11 @@ impl Emulator {
         self.shared.calls().len()
     }
 
+    /// How many conversations the bot transferred away still run ([`crate::transferred`]).
+    pub fn transferred_calls(&self) -> usize {
+        self.shared.transferred.live()
+    }
+
     /// The open softphone pages (`GET /softphone`): who they are, the call they are in, the
     /// browser's latest audio report.
     pub fn softphones(&self) -> Vec<crate::softphone::SoftphoneStatus> {
@@ -453,6 +473,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/cancelMediaProcessing",
             post(crate::service_media::cancel_media_processing),
         )
+        .merge(crate::actions::routes())
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
