@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admission::Party;
+use crate::control::{PartyRole, PartyState as ViewPartyState, PartyView, ViewState};
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
 use crate::media::BOT_SOURCE_ID;
 use crate::server::Shared;
@@ -94,6 +95,10 @@ struct Run {
     sharing: Option<String>,
     /// Roster keys (user ids) a person on the softphone page holds: the script leaves them be.
     softphone_keys: HashSet<String>,
+    /// A call to the bot that it answered (`crate::incoming`): its one party is the caller.
+    incoming: bool,
+    /// The answered call's media configuration, for its call-state notifications.
+    answer_media: Option<appmedia_model::MediaConfig>,
 }
 
 /// Where a joining party's microphone comes from.
@@ -122,7 +127,14 @@ pub async fn run_call(
         })
         .collect();
     let mut has_media = false;
-    shared.update_call(&plan.call_id, |record| has_media = record.media.is_some());
+    let (mut incoming, mut answer_media) = (false, None);
+    shared.update_call(&plan.call_id, |record| {
+        has_media = record.media.is_some();
+        incoming = record.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming);
+        answer_media = has_media.then(|| record.resource.media_config.value().cloned()).flatten();
+    });
+    // The caller of an incoming call is nobody a softphone page should ring for.
+    let called = if incoming { Vec::new() } else { called };
     let rung = shared.softphones().call_started(
         &plan.call_id,
         &format!("{:?}", plan.kind),
@@ -190,11 +202,14 @@ pub async fn run_call(
         establishing_held: false,
         sharing: None,
         softphone_keys: HashSet::new(),
+        incoming,
+        answer_media,
     };
     run.begin();
 
     let mut timeline = timeline.into_iter().peekable();
     loop {
+        run.publish(&states);
         let next = timeline.peek().map(|(at, _)| start + *at);
         let outcome = tokio::select! {
             _ = tokio::time::sleep_until(next.unwrap_or(start)), if next.is_some() => {
@@ -229,14 +244,59 @@ impl Run {
     }
 
     fn state_notification(&self, state: CallState, result: Option<(i64, i64, &str)>) {
-        self.send(shapes::call_state_notification(
+        let body = shapes::call_state_notification(
             &self.plan.call_id,
             &self.plan.callback_uri,
             self.plan.kind,
-            state,
+            state.clone(),
             self.plan.meeting.as_ref().map(|(context, _)| context),
             result.map(shapes::result_info),
-        ));
+        );
+        if self.incoming {
+            self.send(crate::incoming::shapes::answered_call_state(
+                body,
+                state,
+                self.answer_media.as_ref(),
+            ));
+        } else {
+            self.send(body);
+        }
+    }
+
+    /// Tells the control API where each party is (`GET /control/calls/{id}`).
+    fn publish(&self, states: &[PartyState]) {
+        let role = if self.incoming {
+            PartyRole::Caller
+        } else {
+            PartyRole::Callee
+        };
+        let mut parties: Vec<PartyView> = (self.plan.parties.iter().zip(states))
+            .map(|((party, _), state)| {
+                let state = match state {
+                    PartyState::Ringing => ViewPartyState::Ringing,
+                    PartyState::Declined => ViewPartyState::Declined,
+                    PartyState::Joined => ViewPartyState::Connected,
+                    PartyState::Gone => ViewPartyState::Left,
+                };
+                PartyView::of(party, role, state)
+            })
+            .collect();
+        let meeting_people = self.roster.iter().filter(|(key, _)| {
+            !key.is_empty() && !self.plan.parties.iter().any(|(p, _)| party_key(p) == *key)
+        });
+        for (key, _) in meeting_people {
+            let party = Party::User {
+                id: key.clone(),
+                display_name: String::new(),
+            };
+            parties.push(PartyView::of(&party, PartyRole::Participant, ViewPartyState::Connected));
+        }
+        let state = if self.established {
+            ViewState::Established
+        } else {
+            ViewState::Establishing
+        };
+        self.shared.book().set_parties(&self.plan.call_id, state, parties);
     }
 
     fn begin(&mut self) {
@@ -559,6 +619,7 @@ impl Run {
             .call_ended(&self.plan.call_id, outcome.2);
         self.state_notification(CallState::Terminated, Some(outcome));
         self.shared.remove_call(&self.plan.call_id);
+        self.shared.book().ended(&self.plan.call_id, outcome);
         tracing::info!(call = %self.plan.call_id, code = outcome.0, "call terminated");
     }
 }

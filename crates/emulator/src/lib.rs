@@ -30,9 +30,11 @@
 //! ```
 
 pub mod admission;
+pub mod control;
 pub mod directory;
 pub mod driver;
 pub mod error;
+pub mod incoming;
 pub mod media;
 pub mod notify;
 pub mod server;

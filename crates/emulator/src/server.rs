@@ -63,6 +63,8 @@ pub struct EmulatorConfig {
     pub recordings_dir: Option<PathBuf>,
     /// The emulator's side of app-hosted media sessions.
     pub transport: TransportConfig,
+    /// How long an incoming call rings the bot before it ends unanswered (Graph: 15 s).
+    pub incoming_answer_timeout: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -80,6 +82,7 @@ impl Default for EmulatorConfig {
             media_samples_dir: PathBuf::from("media-samples"),
             recordings_dir: None,
             transport: TransportConfig::default(),
+            incoming_answer_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -157,6 +160,10 @@ pub struct Shared {
     pub(crate) prompt_library: PromptLibrary,
     /// Open softphone pages (`GET /softphone`).
     softphones: crate::softphone::Softphones,
+    /// Calling webhooks and the calls ringing a bot.
+    incoming: crate::incoming::IncomingState,
+    /// The control API's view of every call.
+    book: crate::control::CallBook,
 }
 
 impl Shared {
@@ -194,6 +201,26 @@ impl Shared {
     /// Open softphone pages and the calls they may join.
     pub(crate) fn softphones(&self) -> &crate::softphone::Softphones {
         &self.softphones
+    }
+
+    /// Calling webhooks and the calls ringing a bot.
+    pub(crate) fn incoming(&self) -> &crate::incoming::IncomingState {
+        &self.incoming
+    }
+
+    /// The control API's view of every call.
+    pub(crate) fn book(&self) -> &crate::control::CallBook {
+        &self.book
+    }
+
+    /// What signs and delivers notifications.
+    pub(crate) fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
+    }
+
+    /// A new call.
+    pub(crate) fn insert_call(&self, id: &str, record: CallRecord) {
+        self.calls().insert(id.to_owned(), record);
     }
 
     /// The control channel of a live call.
@@ -304,8 +331,11 @@ impl Emulator {
             conferences,
             prompt_library: PromptLibrary::default(),
             softphones: Default::default(),
+            incoming: crate::incoming::IncomingState::new(&config.directory),
+            book: Default::default(),
             config,
         });
+        crate::incoming::schedule_scripted(&shared);
         let app = router(shared.clone(), &notification_keys);
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -340,6 +370,12 @@ impl Emulator {
     /// The Graph root: `{base}/v1.0`.
     pub fn graph_url(&self) -> String {
         format!("{}/v1.0", self.shared.base_url)
+    }
+
+    /// The control API's root, `{base}/control` (`crate::control`): calling webhooks,
+    /// incoming calls, the emulator's view of every call.
+    pub fn control_url(&self) -> String {
+        format!("{}/control", self.shared.base_url)
     }
 
     /// Where the OAuth2 host is (`{authority}/{tenant}/oauth2/v2.0/token`).
@@ -453,6 +489,18 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/cancelMediaProcessing",
             post(crate::service_media::cancel_media_processing),
         )
+        .route(
+            "/v1.0/communications/calls/{id}/answer",
+            post(crate::incoming::handlers::answer),
+        )
+        .route(
+            "/v1.0/communications/calls/{id}/reject",
+            post(crate::incoming::handlers::reject),
+        )
+        .route(
+            "/v1.0/communications/calls/{id}/redirect",
+            post(crate::incoming::handlers::redirect),
+        )
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
@@ -460,6 +508,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
     graph
         .merge(notification_keys.router(&shared.config.notification_issuer))
         .merge(crate::softphone::router(shared.clone()))
+        .merge(crate::control::router(shared.clone()))
 }
 
 /// A request's correlation id: the caller's `client-request-id` when it sent one.
@@ -670,6 +719,14 @@ async fn create_call_inner(
             service,
         },
     );
+    shared.book().open(crate::control::CallView::new(
+        &ids.id,
+        crate::control::Direction::Outgoing,
+        crate::control::ViewState::Establishing,
+        &admitted.application.id,
+        (&admitted.application.id, crate::control::PartyKind::Application),
+        Vec::new(),
+    ));
     tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");
     tokio::spawn(run_call(shared.clone(), plan, control_rx, notify_tx));
 
@@ -683,7 +740,7 @@ async fn create_call_inner(
 
 /// Becomes the bot's media peer when the call has app-hosted media with an appmedia blob:
 /// the answer blob replaces the offer in the 201 body's `mediaConfig` (`docs/blob.md`).
-async fn start_media(
+pub(crate) async fn start_media(
     shared: &Shared,
     call_id: &str,
     resource: &mut Call,
