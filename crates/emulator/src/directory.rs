@@ -618,6 +618,43 @@ mod tests {
     }
 
     #[test]
+    fn calling_webhooks_and_scripted_incoming_calls_are_checked_when_read() {
+        let base = r#"
+            [[tenants]]
+            id = "t"
+            [[applications]]
+            id = "a"
+            display_name = "A"
+            tenant = "t"
+            client_secret = "s"
+            calling_webhook = "WEBHOOK"
+            [[users]]
+            id = "u"
+            display_name = "U"
+            tenant = "t"
+            [[incoming_calls]]
+            from = "FROM"
+            to = "a"
+            at_ms = 100
+        "#;
+        let directory = |webhook: &str, from: &str| {
+            Directory::from_toml_str(&base.replace("WEBHOOK", webhook).replace("FROM", from))
+        };
+        let ok = directory("http://127.0.0.1:9/calls", "u").unwrap();
+        assert_eq!(
+            ok.applications[0].calling_webhook.as_deref(),
+            Some("http://127.0.0.1:9/calls")
+        );
+        assert_eq!(ok.incoming_calls[0].at_ms, 100);
+        let err = directory("ftp://x", "u").unwrap_err().to_string();
+        assert!(err.contains("application a: calling_webhook"), "{err}");
+        let err = directory("http://127.0.0.1:9/calls", "nobody")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("incoming_calls[0]: from: \"nobody\""), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_actions_are_refused() {
         assert!(matches!(
             Directory::from_toml_str("[[tenants]]\nid = \"t\"\ncolour = 1\n"),

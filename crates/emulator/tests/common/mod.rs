@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod bot;
+pub mod incoming;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
