@@ -141,6 +141,17 @@ impl CallOptions {
     /// The `@odata.type` of outgoing call options.
     pub const OUTGOING_ODATA_TYPE: &'static str = "#microsoft.graph.outgoingCallOptions";
 
+    /// The `@odata.type` of incoming call options (the `callOptions` of an answer).
+    pub const INCOMING_ODATA_TYPE: &'static str = "#microsoft.graph.incomingCallOptions";
+
+    /// Empty `incomingCallOptions`.
+    pub fn incoming() -> Self {
+        CallOptions {
+            odata_type: Self::INCOMING_ODATA_TYPE.to_owned().into(),
+            ..Default::default()
+        }
+    }
+
     /// Empty `outgoingCallOptions`.
     pub fn outgoing() -> Self {
         CallOptions {

@@ -207,6 +207,78 @@ graph_enum! {
     }
 }
 
+graph_enum! {
+    /// `operationStatus`: where a `commsOperation` is in its life.
+    OperationStatus {
+        NotStarted = "notStarted",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+    }
+}
+
+graph_enum! {
+    /// `rejectReason` of `call: reject`.
+    RejectReason {
+        None = "none",
+        Busy = "busy",
+        Forbidden = "forbidden",
+    }
+}
+
+graph_enum! {
+    /// `recordingStatus` of `call: updateRecordingStatus`. Graph's own `unknown` is
+    /// `Unspecified`, because `Unknown(String)` is the macro's fallback for values
+    /// this version does not know.
+    RecordingStatus {
+        Unspecified = "unknown",
+        NotRecording = "notRecording",
+        Recording = "recording",
+        Failed = "failed",
+    }
+}
+
+graph_enum! {
+    /// `screenSharingRole` of `call: changeScreenSharingRole`.
+    ScreenSharingRole {
+        Viewer = "viewer",
+        Sharer = "sharer",
+    }
+}
+
+graph_enum! {
+    /// `playPromptCompletionReason` of a `playPromptOperation` (Graph's `unknown` is `Unspecified`).
+    PlayPromptCompletionReason {
+        Unspecified = "unknown",
+        CompletedSuccessfully = "completedSuccessfully",
+        MediaOperationCanceled = "mediaOperationCanceled",
+    }
+}
+
+graph_enum! {
+    /// `recordCompletionReason` of a `recordOperation`.
+    RecordCompletionReason {
+        OperationCanceled = "operationCanceled",
+        StopToneDetected = "stopToneDetected",
+        MaxRecordDurationReached = "maxRecordDurationReached",
+        InitialSilenceTimeout = "initialSilenceTimeout",
+        MaxSilenceTimeout = "maxSilenceTimeout",
+        PlayPromptFailed = "playPromptFailed",
+        PlayBeepFailed = "playBeepFailed",
+        MediaReceiveTimeout = "mediaReceiveTimeout",
+        UnspecifiedError = "unspecifiedError",
+    }
+}
+
+graph_enum! {
+    /// `sendDtmfCompletionReason` of a `sendDtmfTonesOperation` (Graph's `unknown` is `Unspecified`).
+    SendDtmfCompletionReason {
+        Unspecified = "unknown",
+        CompletedSuccessfully = "completedSuccessfully",
+        MediaOperationCanceled = "mediaOperationCanceled",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +297,23 @@ mod tests {
         assert_eq!(
             Modality::VideoBasedScreenSharing.to_string(),
             "videoBasedScreenSharing"
+        );
+    }
+
+    #[test]
+    fn graph_unknown_is_a_named_value_not_the_fallback() {
+        assert_eq!(
+            RecordingStatus::from_graph("unknown"),
+            RecordingStatus::Unspecified
+        );
+        assert_eq!(RecordingStatus::Unspecified.as_str(), "unknown");
+        assert_eq!(
+            RecordingStatus::from_graph("paused"),
+            RecordingStatus::Unknown("paused".into())
+        );
+        assert_eq!(
+            PlayPromptCompletionReason::from_graph("completedSuccessfully"),
+            PlayPromptCompletionReason::CompletedSuccessfully
         );
     }
 

@@ -1,7 +1,9 @@
 //! The Microsoft Graph cloud-communications resources as serde types: [`Call`],
 //! [`ParticipantInfo`], [`IdentitySet`], the media configs, the meeting infos,
 //! [`CommsNotifications`], [`Participant`], [`DeltaParticipants`],
-//! [`ContentSharingSession`], [`ResultInfo`] and the [`GraphErrorBody`].
+//! [`ContentSharingSession`], [`ResultInfo`], the [`GraphErrorBody`], the bodies of the
+//! call-control actions ([`AnswerRequest`], [`PlayPromptRequest`], ...) and the
+//! [`CommsOperation`] they answer with.
 //!
 //! Pure data: no I/O, no clock. Three rules hold for every type:
 //!
@@ -28,6 +30,7 @@
 
 #[macro_use]
 mod odata;
+mod actions;
 mod call;
 mod enums;
 mod error;
@@ -38,13 +41,21 @@ mod notification;
 mod nullable;
 mod participant;
 
+pub use actions::{
+    AnswerRequest, ChangeScreenSharingRoleRequest, ClientContextRequest, CommsOperation,
+    InviteParticipantsRequest, MediaPrompt, MuteRequest, PlayPromptRequest, Prompt,
+    RecordResponseRequest, RedirectRequest, RejectRequest, SendDtmfTonesRequest, TransferRequest,
+    UpdateRecordingStatusRequest,
+};
 pub use call::{
     Call, CallMediaState, CallOptions, CallRoute, CallTranscriptionInfo, IncomingContext,
     MeetingCapability, ResultInfo, ToneInfo,
 };
 pub use enums::{
     CallDirection, CallState, CallTranscriptionState, ChangeType, EndpointType, IdentityKind,
-    MediaDirection, MediaState, Modality, RoutingPolicy, RoutingType, Tone,
+    MediaDirection, MediaState, Modality, OperationStatus, PlayPromptCompletionReason,
+    RecordCompletionReason, RecordingStatus, RejectReason, RoutingPolicy, RoutingType,
+    ScreenSharingRole, SendDtmfCompletionReason, Tone,
 };
 pub use error::{GraphError, GraphErrorBody, InnerError};
 pub use identity::{Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo};

@@ -4,7 +4,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::odata::ODATA_TYPE;
-use crate::{Call, ChangeType, ContentSharingSession, DeltaParticipants, Nullable, Participant};
+use crate::{
+    Call, ChangeType, CommsOperation, ContentSharingSession, DeltaParticipants, Nullable,
+    Participant,
+};
 
 /// `#microsoft.graph.commsNotifications`: the body of one callback POST.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -103,8 +106,11 @@ impl CommsNotification {
 /// [`ResourceData::Other`] and written back unchanged.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ResourceData {
-    /// A call (state changes).
+    /// A call (state changes, `toneInfo` of a subscribed tone).
     Call(Box<Call>),
+    /// A `commsOperation` (any `#microsoft.graph.*Operation`): the progress or end of an
+    /// action such as playPrompt, recordResponse or participants/invite.
+    Operation(Box<CommsOperation>),
     /// A full roster.
     Participants(Vec<Participant>),
     /// Delta rosters.
@@ -119,6 +125,7 @@ impl Serialize for ResourceData {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             ResourceData::Call(call) => call.serialize(serializer),
+            ResourceData::Operation(operation) => operation.serialize(serializer),
             ResourceData::Participants(list) => list.serialize(serializer),
             ResourceData::DeltaParticipants(list) => list.serialize(serializer),
             ResourceData::ContentSharingSessions(list) => list.serialize(serializer),
@@ -138,6 +145,12 @@ impl<'de> Deserialize<'de> for ResourceData {
         let parsed = match &value {
             Value::Object(_) if odata_type_of(&value) == Some(Call::ODATA_TYPE) => {
                 serde_json::from_value(value).map(|call| ResourceData::Call(Box::new(call)))
+            }
+            Value::Object(_)
+                if odata_type_of(&value).is_some_and(CommsOperation::is_operation_type) =>
+            {
+                serde_json::from_value(value)
+                    .map(|operation| ResourceData::Operation(Box::new(operation)))
             }
             Value::Array(items) if items.is_empty() => Ok(ResourceData::Participants(Vec::new())),
             Value::Array(items) => {

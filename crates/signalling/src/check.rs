@@ -242,6 +242,17 @@ fn describe_notifications(batch: &CommsNotifications, report: &mut CheckReport) 
                 );
                 continue;
             }
+            Nullable::Value(ResourceData::Operation(operation)) => {
+                let status = operation
+                    .status
+                    .value()
+                    .map_or_else(|| "(no status)".to_owned(), ToString::to_string);
+                format!(
+                    "{} {}: status {status}",
+                    operation.kind().unwrap_or("operation"),
+                    operation.id.value().map_or("(no id)", String::as_str),
+                )
+            }
             Nullable::Value(ResourceData::Participants(list)) => {
                 format!("roster of {} participants", list.len())
             }

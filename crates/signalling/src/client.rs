@@ -1,4 +1,6 @@
-//! The Graph calling REST client: create, get and delete calls, list participants.
+//! The Graph calling REST client: create, get and delete calls, list participants, and
+//! every call-control action (answer, reject, redirect, transfer, invite, mute, playPrompt,
+//! recordResponse, ..., keepAlive; see [`actions`](self::actions)).
 //!
 //! Every request carries a bearer token from a [`TokenSource`] and a fresh `client-request-id`
 //! (a UUID per request, kept across that request's retries); each HTTP exchange is bounded by
@@ -7,7 +9,11 @@
 //! Graph error bodies become [`ClientError::Service`] with status, code, message and request-id.
 //! Before a create-call leaves the process it is validated
 //! ([`validate_create_call`]) and the token's `roles`
-//! are checked against [`required_permissions`].
+//! are checked against [`required_permissions`]; the actions are validated likewise, and an
+//! answer with app-hosted media checked against
+//! [`required_permissions_for_answer`](crate::permissions::required_permissions_for_answer).
+
+mod actions;
 
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +25,9 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::auth::{JwtPayloadError, TokenError, TokenSource, unverified_payload};
-use crate::permissions::{PermissionError, check_token_claims, required_permissions};
+use crate::permissions::{
+    PermissionError, RequiredPermissions, check_token_claims, required_permissions,
+};
 use crate::validate::{ValidationErrors, validate_create_call};
 
 /// The Graph national clouds.
@@ -192,8 +200,9 @@ impl GraphClientConfig {
 /// Why a Graph request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The create-call request would be refused by the service; nothing was sent.
-    #[error("create-call request refused before sending: {0}")]
+    /// The request (a create-call or an action body) would be refused by the service;
+    /// nothing was sent.
+    #[error("request refused before sending: {0}")]
     Invalid(#[from] ValidationErrors),
     /// The token lacks a permission the request needs; nothing was sent.
     #[error("{0}")]
@@ -237,6 +246,9 @@ pub enum ClientError {
     /// A call id that cannot name a call.
     #[error("call id {0:?} is empty or contains '/'")]
     BadCallId(String),
+    /// A participant id that cannot name a participant.
+    #[error("participant id {0:?} is empty or contains '/'")]
+    BadParticipantId(String),
 }
 
 impl ClientError {
@@ -366,14 +378,8 @@ impl GraphClient {
         if self.config.validate_requests {
             validate_create_call(request)?;
         }
-        if self.config.check_permissions {
-            let token = self.tokens.token().await?;
-            let claims = unverified_payload(&token)?;
-            check_token_claims(
-                &serde_json::Value::Object(claims),
-                &required_permissions(request),
-            )?;
-        }
+        self.check_token_roles(&required_permissions(request))
+            .await?;
         let url = self.url(&["communications", "calls"])?;
         let body = serde_json::to_vec(request).map_err(|e| ClientError::UnexpectedResponse {
             method: Method::POST,
@@ -447,6 +453,18 @@ impl GraphClient {
             status: 200,
             reason: format!("more than {MAX_PAGES} pages of participants"),
         })
+    }
+
+    /// Checks the token's `roles` against `required` before a request is sent, when the
+    /// client checks permissions and something is required.
+    async fn check_token_roles(&self, required: &RequiredPermissions) -> Result<(), ClientError> {
+        if !self.config.check_permissions || required.is_empty() {
+            return Ok(());
+        }
+        let token = self.tokens.token().await?;
+        let claims = unverified_payload(&token)?;
+        check_token_claims(&serde_json::Value::Object(claims), required)?;
+        Ok(())
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
@@ -573,6 +591,14 @@ fn checked_id(call_id: &str) -> Result<&str, ClientError> {
         Err(ClientError::BadCallId(call_id.to_owned()))
     } else {
         Ok(call_id)
+    }
+}
+
+fn checked_participant_id(participant_id: &str) -> Result<&str, ClientError> {
+    if participant_id.is_empty() || participant_id.contains('/') {
+        Err(ClientError::BadParticipantId(participant_id.to_owned()))
+    } else {
+        Ok(participant_id)
     }
 }
 
@@ -717,6 +743,10 @@ mod tests {
         );
         assert!(matches!(checked_id("a/b"), Err(ClientError::BadCallId(_))));
         assert!(matches!(checked_id(""), Err(ClientError::BadCallId(_))));
+        assert!(matches!(
+            checked_participant_id("p/1"),
+            Err(ClientError::BadParticipantId(_))
+        ));
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! The application permissions a create-call request needs, and the check of a
-//! token's claims against them. The emulator enforces calls with the same function.
+//! The application permissions a create-call request (or an answer) needs, and the check
+//! of a token's claims against them. The emulator enforces calls with the same function.
 
 use std::fmt;
 use std::str::FromStr;
 
-use appmedia_model::{Call, MediaConfig};
+use appmedia_model::{AnswerRequest, Call, MediaConfig};
 use serde_json::Value;
 
 use crate::validate::CreateCallKind;
@@ -114,6 +114,11 @@ pub struct RequiredPermissions {
 }
 
 impl RequiredPermissions {
+    /// True when nothing is required.
+    pub fn is_empty(&self) -> bool {
+        self.all_of.is_empty()
+    }
+
     /// The requirements `roles` does not meet (empty when the roles suffice).
     pub fn missing(&self, roles: &[&str]) -> Vec<AnyOf> {
         self.all_of
@@ -167,6 +172,19 @@ pub fn required_permissions(call: &Call) -> RequiredPermissions {
     if matches!(call.media_config.value(), Some(MediaConfig::AppHosted(_))) {
         all_of.push(AnyOf(vec![Permission::CallsAccessMediaAll]));
     }
+    RequiredPermissions { all_of }
+}
+
+/// The application permissions answering an incoming call needs beyond those the call was
+/// routed to the bot with: `Calls.AccessMedia.All` when the bot hosts the media, nothing
+/// otherwise. The other actions need nothing extra: Graph checks permissions when the call
+/// is created or answered, not on each action.
+pub fn required_permissions_for_answer(answer: &AnswerRequest) -> RequiredPermissions {
+    let all_of = if answer.is_app_hosted() {
+        vec![AnyOf(vec![Permission::CallsAccessMediaAll])]
+    } else {
+        Vec::new()
+    };
     RequiredPermissions { all_of }
 }
 

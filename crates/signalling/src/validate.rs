@@ -1,4 +1,5 @@
-//! Checks a create-call request before any I/O, refusing what the service would refuse.
+//! Checks a create-call request, and the bodies of the call-control actions, before any
+//! I/O, refusing what the service would refuse.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -6,11 +7,24 @@ use std::net::IpAddr;
 use appmedia_model::{Call, MediaConfig, MeetingInfo, Nullable};
 use url::{Host, Url};
 
+mod actions;
+
+pub use actions::{
+    validate_answer, validate_invite_participants, validate_record_response, validate_redirect,
+    validate_reject, validate_send_dtmf_tones, validate_transfer,
+};
+
 /// The most targets a bot may invite to a group call it creates.
 pub const MAX_GROUP_CALL_TARGETS: usize = 5;
 
 /// The longest `ringingTimeoutInSeconds` the service accepts.
 pub const MAX_RINGING_TIMEOUT_SECONDS: u32 = 115;
+
+/// The most targets of one redirect (a simultaneous ring).
+pub const MAX_REDIRECT_TARGETS: usize = 25;
+
+/// The range of a redirect's `timeout`, in seconds.
+pub const REDIRECT_TIMEOUT_SECONDS: std::ops::RangeInclusive<i32> = 15..=90;
 
 /// What a create-call request asks for, as far as validation and permissions care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +158,38 @@ pub enum ValidationError {
     /// `requestedModalities` missing or empty.
     #[error("requestedModalities: must list at least one modality (e.g. \"audio\")")]
     EmptyRequestedModalities,
+    /// `acceptedModalities` of an answer missing or empty.
+    #[error("acceptedModalities: an answer must accept at least one modality (e.g. \"audio\")")]
+    EmptyAcceptedModalities,
+    /// A redirect with no targets, or more than the service rings at once.
+    #[error("targets: a redirect needs 1 to {MAX_REDIRECT_TARGETS} targets, this one has {count}")]
+    RedirectTargetCount {
+        /// How many targets the request has.
+        count: usize,
+    },
+    /// A redirect `timeout` outside 15..=90 seconds.
+    #[error("timeout: {value} s is outside the 15 to 90 s a redirect may ring")]
+    RedirectTimeoutOutOfRange {
+        /// The value sent.
+        value: i32,
+    },
+    /// A transfer without `transferTarget`.
+    #[error("transferTarget: a transfer needs the participant to transfer the call to")]
+    MissingTransferTarget,
+    /// An invitation of nobody.
+    #[error("participants: an invitation needs at least one participant")]
+    NoParticipants,
+    /// A sendDtmfTones without tones.
+    #[error("tones: sendDtmfTones needs at least one tone")]
+    NoTones,
+    /// A recordResponse duration that is zero or negative.
+    #[error("{field}: {value} s is not a positive duration")]
+    NonPositiveDuration {
+        /// Which duration, e.g. `maxRecordDurationInSeconds`.
+        field: &'static str,
+        /// The value sent.
+        value: i32,
+    },
 }
 
 impl ValidationError {
@@ -167,6 +213,13 @@ impl ValidationError {
             ValidationError::MeetingJoinWithoutTenantId => "tenantId",
             ValidationError::RingingTimeoutTooLong { .. } => "ringingTimeoutInSeconds",
             ValidationError::EmptyRequestedModalities => "requestedModalities",
+            ValidationError::EmptyAcceptedModalities => "acceptedModalities",
+            ValidationError::RedirectTargetCount { .. } => "targets",
+            ValidationError::RedirectTimeoutOutOfRange { .. } => "timeout",
+            ValidationError::MissingTransferTarget => "transferTarget",
+            ValidationError::NoParticipants => "participants",
+            ValidationError::NoTones => "tones",
+            ValidationError::NonPositiveDuration { field, .. } => field,
         }
     }
 }
@@ -219,20 +272,7 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         _ => {}
     }
     for (i, target) in targets.iter().enumerate() {
-        if target.identity.value().is_none_or(is_empty_identity_set) {
-            errors.push(ValidationError::TargetWithoutIdentity {
-                field: format!("targets[{i}].identity"),
-            });
-        }
-        if let Some(phone) = phone_of(target) {
-            let value = phone.id.value().map(String::as_str).unwrap_or_default();
-            if !is_e164(value) {
-                errors.push(ValidationError::PhoneNotE164 {
-                    field: format!("targets[{i}].identity.phone.id"),
-                    value: value.to_owned(),
-                });
-            }
-        }
+        check_invitation(target, &format!("targets[{i}]"), &mut errors);
     }
     // Any phone target (alone, or among a group's) is reached through the PSTN,
     // which only an application instance with a phone number can call from.
@@ -247,15 +287,7 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         }
     }
 
-    match call.media_config.value() {
-        None => errors.push(ValidationError::MissingMediaConfig),
-        Some(MediaConfig::AppHosted(config)) => {
-            if config.blob.value().is_none_or(|blob| blob.is_empty()) {
-                errors.push(ValidationError::AppHostedMediaWithoutBlob);
-            }
-        }
-        Some(_) => {}
-    }
+    check_media_config(&call.media_config, &mut errors);
 
     if let Some(meeting) = call.meeting_info.value() {
         if let MeetingInfo::JoinMeetingId(info) = meeting {
@@ -293,10 +325,53 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
         errors.push(ValidationError::EmptyRequestedModalities);
     }
 
+    into_result(errors)
+}
+
+pub(crate) fn into_result(errors: Vec<ValidationError>) -> Result<(), ValidationErrors> {
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ValidationErrors(errors))
+    }
+}
+
+/// An invitation (a target, a transfer target, an invited participant) must say who it
+/// is, and a phone number must be E.164. `field` is where it sits, e.g. `targets[0]`.
+pub(crate) fn check_invitation(
+    target: &appmedia_model::InvitationParticipantInfo,
+    field: &str,
+    errors: &mut Vec<ValidationError>,
+) {
+    if target.identity.value().is_none_or(is_empty_identity_set) {
+        errors.push(ValidationError::TargetWithoutIdentity {
+            field: format!("{field}.identity"),
+        });
+    }
+    if let Some(phone) = phone_of(target) {
+        let value = phone.id.value().map(String::as_str).unwrap_or_default();
+        if !is_e164(value) {
+            errors.push(ValidationError::PhoneNotE164 {
+                field: format!("{field}.identity.phone.id"),
+                value: value.to_owned(),
+            });
+        }
+    }
+}
+
+/// A media config must be there, and app-hosted media must carry its blob.
+pub(crate) fn check_media_config(
+    media_config: &Nullable<MediaConfig>,
+    errors: &mut Vec<ValidationError>,
+) {
+    match media_config.value() {
+        None => errors.push(ValidationError::MissingMediaConfig),
+        Some(MediaConfig::AppHosted(config)) => {
+            if config.blob.value().is_none_or(|blob| blob.is_empty()) {
+                errors.push(ValidationError::AppHostedMediaWithoutBlob);
+            }
+        }
+        Some(_) => {}
     }
 }
 
@@ -316,7 +391,7 @@ fn is_empty_identity_set(set: &appmedia_model::IdentitySet) -> bool {
         && set.extra.is_empty()
 }
 
-fn check_callback_uri(uri: &Nullable<String>, errors: &mut Vec<ValidationError>) {
+pub(crate) fn check_callback_uri(uri: &Nullable<String>, errors: &mut Vec<ValidationError>) {
     let Some(value) = uri.value() else {
         errors.push(ValidationError::MissingCallbackUri);
         return;

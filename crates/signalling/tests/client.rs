@@ -2,220 +2,17 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use appmedia_model::Call;
-use appmedia_signalling::auth::{ClientCredentials, TokenError, TokenIssuer, TokenSource};
-use appmedia_signalling::client::{ClientError, GraphClient, GraphClientConfig, RetryPolicy};
+use appmedia_signalling::auth::{ClientCredentials, TokenError, TokenSource};
+use appmedia_signalling::client::{ClientError, GraphClient};
 use appmedia_signalling::permissions::PermissionError;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::http::Method;
+use common::graph::{Graph, Scripted, client_request_id, config, credentials, graph_error, setup};
 use serde_json::{Value, json};
 use url::Url;
-
-const ALL_ROLES: [&str; 4] = [
-    "Calls.Initiate.All",
-    "Calls.InitiateGroupCall.All",
-    "Calls.JoinGroupCall.All",
-    "Calls.AccessMedia.All",
-];
-
-#[derive(Clone)]
-struct Scripted {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-}
-
-impl Scripted {
-    fn new(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-            delay: Duration::ZERO,
-        }
-    }
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-    fn delayed(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    at: Instant,
-}
-
-#[derive(Clone)]
-struct Graph {
-    script: Arc<Mutex<VecDeque<Scripted>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    issuer: Arc<TokenIssuer>,
-    roles: Arc<Mutex<Vec<String>>>,
-    token_fetches: Arc<AtomicUsize>,
-    token_refusal: Arc<Mutex<Option<Scripted>>>,
-    expires_in: Arc<Mutex<u64>>,
-}
-
-impl Graph {
-    fn new() -> Self {
-        Self {
-            script: Arc::default(),
-            seen: Arc::default(),
-            issuer: Arc::new(common::signing_issuer("graph-test")),
-            roles: Arc::new(Mutex::new(
-                ALL_ROLES.iter().map(|s| s.to_string()).collect(),
-            )),
-            token_fetches: Arc::default(),
-            token_refusal: Arc::default(),
-            expires_in: Arc::new(Mutex::new(3599)),
-        }
-    }
-
-    fn push(&self, answer: Scripted) -> &Self {
-        self.script.lock().unwrap().push_back(answer);
-        self
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn app_token(&self) -> String {
-        let n = self.token_fetches.fetch_add(1, Ordering::SeqCst) + 1;
-        let roles = self.roles.lock().unwrap().clone();
-        self.issuer
-            .sign(&json!({
-                "aud": "https://graph.microsoft.com",
-                "iss": "https://sts.windows.net/tenant/",
-                "tid": "tenant",
-                "roles": roles,
-                "n": n,
-                "exp": appmedia_signalling::auth::unix_now() + 3600,
-            }))
-            .unwrap()
-    }
-
-    /// Serves the token endpoint at `/tenant/oauth2/v2.0/token` and scripted answers elsewhere.
-    async fn start(&self) -> Url {
-        let router = Router::new()
-            .route("/tenant/oauth2/v2.0/token", post(token_endpoint))
-            .fallback(any(graph_endpoint))
-            .with_state(self.clone());
-        let addr = common::serve(router).await;
-        Url::parse(&format!("http://{addr}/")).unwrap()
-    }
-}
-
-async fn token_endpoint(State(graph): State<Graph>, body: String) -> Response {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    if let Some(refusal) = graph.token_refusal.lock().unwrap().clone() {
-        return (StatusCode::from_u16(refusal.status).unwrap(), refusal.body).into_response();
-    }
-    assert_eq!(get("grant_type").as_deref(), Some("client_credentials"));
-    assert_eq!(get("client_id").as_deref(), Some("bot-app-id"));
-    assert_eq!(get("client_secret").as_deref(), Some("bot-secret"));
-    assert_eq!(
-        get("scope").as_deref(),
-        Some("https://graph.microsoft.com/.default")
-    );
-    axum::Json(json!({
-        "token_type": "Bearer",
-        "expires_in": *graph.expires_in.lock().unwrap(),
-        "access_token": graph.app_token(),
-    }))
-    .into_response()
-}
-
-async fn graph_endpoint(
-    State(graph): State<Graph>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    graph.seen.lock().unwrap().push(Seen {
-        method,
-        path: uri.path().to_owned(),
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    let next = graph.script.lock().unwrap().pop_front();
-    let Some(answer) = next else {
-        return (StatusCode::IM_A_TEAPOT, "no scripted answer left").into_response();
-    };
-    if !answer.delay.is_zero() {
-        tokio::time::sleep(answer.delay).await;
-    }
-    let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
-    for (name, value) in answer.headers {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
-
-fn graph_error(code: &str, message: &str, request_id: &str) -> String {
-    json!({"error": {"code": code, "message": message,
-        "innerError": {"request-id": request_id, "date": "2026-11-26T18:00:00"}}})
-    .to_string()
-}
-
-fn quick_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(40),
-        max_retry_after: Duration::from_secs(5),
-        ..RetryPolicy::default()
-    }
-}
-
-fn config(base: &Url) -> GraphClientConfig {
-    let mut config = GraphClientConfig::for_base_url(base.join("v1.0").unwrap());
-    config.request_timeout = Duration::from_secs(10);
-    config.retry = quick_retries();
-    config
-}
-
-fn credentials(base: &Url) -> TokenSource {
-    let credentials = ClientCredentials::for_authority(
-        base.as_str(),
-        "tenant",
-        "bot-app-id",
-        "bot-secret",
-        "https://graph.microsoft.com/.default",
-    )
-    .unwrap();
-    TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap()
-}
-
-async fn setup() -> (Graph, Url, GraphClient) {
-    let graph = Graph::new();
-    let base = graph.start().await;
-    let client = GraphClient::new(config(&base), credentials(&base)).unwrap();
-    (graph, base, client)
-}
 
 fn request(name: &str) -> Call {
     serde_json::from_str(&common::seed(name)).unwrap()
@@ -229,15 +26,6 @@ fn created_response() -> Scripted {
             "https://graph.microsoft.com/v1.0/communications/calls/2e1a0b00-2db4-4022-9570-243709c565ab",
         )
         .header("request-id", "header-request-id")
-}
-
-fn client_request_id(seen: &Seen) -> String {
-    seen.headers
-        .get("client-request-id")
-        .expect("client-request-id sent")
-        .to_str()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]

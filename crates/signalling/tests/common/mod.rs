@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: local axum servers and fixture files.
 #![allow(dead_code)]
 
+pub mod graph;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,6 +30,14 @@ pub fn seed_path(name: &str) -> PathBuf {
 /// The seed fixture `name`, as text.
 pub fn seed(name: &str) -> String {
     std::fs::read_to_string(seed_path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+}
+
+/// The model crate's call-control action fixture `name` (the v1.0 docs' examples), as text.
+pub fn action_fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/actions")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// This crate's own fixture `name`, as bytes.
