@@ -282,11 +282,16 @@ async fn redirect_to_another_pstn(h: &Harness, id: &str, caller: &str) {
     assert_eq!(ended["resultInfo"]["code"], 302);
     assert_eq!(ended["callbackUri"], leg);
     let terminated = wait_for_notification(h, id, |n| resource_data(n)["state"] == "terminated").await;
+    // The documentation's example is a user calling an application; who is in the identity
+    // sets differs, the rest of the shape does not.
+    let shape = |v: &Value| -> std::collections::BTreeSet<String> {
+        property_paths(v)
+            .into_iter()
+            .filter(|p| !p.contains(".identity."))
+            .collect()
+    };
     let fixture = incoming_fixture("terminated-after-redirect.json");
-    let missing: Vec<String> = property_paths(&fixture)
-        .difference(&property_paths(&terminated))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = shape(&fixture).difference(&shape(&terminated)).cloned().collect();
     assert!(missing.is_empty(), "missing {missing:?}");
     // The bot's leg is gone; the caller's rings the number.
     let (status, _) = h.get(&format!("/communications/calls/{id}")).await;
@@ -326,10 +331,10 @@ async fn bad_redirects_are_refused_and_the_call_still_rings() {
     let (id, _) = ring_bot(&h, JOHN, CALLING_BOT, None).await;
     let phone = json!({"identity": {"phone": {"id": OTHER_PHONE}}});
     let cases = [
-        (json!({"targets": vec![phone.clone(); 26]}), StatusCode::BAD_REQUEST, "26 targets"),
+        (json!({"targets": vec![phone.clone(); 26]}), StatusCode::BAD_REQUEST, "this one has 26"),
         (json!({"targets": [phone.clone()], "timeout": 10}), StatusCode::BAD_REQUEST, "timeout"),
         (json!({"targets": [phone.clone()], "timeout": 91}), StatusCode::BAD_REQUEST, "timeout"),
-        (json!({"targets": []}), StatusCode::BAD_REQUEST, "0 targets"),
+        (json!({"targets": []}), StatusCode::BAD_REQUEST, "this one has 0"),
         (
             json!({"targets": [{"identity": {"phone": {"id": "+19999999999"}}}]}),
             StatusCode::NOT_FOUND,
@@ -452,24 +457,23 @@ async fn unknown_calls_and_other_applications_calls_are_not_found() {
 async fn bad_answers_are_refused_naming_the_field() {
     let h = seed_harness().await;
     let (id, _) = ring_bot(&h, JOHN, CALLING_BOT, None).await;
+    let service = json!({"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"});
     let cases = [
-        (json!({"acceptedModalities": ["audio"]}), "mediaConfig"),
+        (json!({"callbackUri": h.callback_uri, "acceptedModalities": ["audio"]}), "mediaConfig"),
+        (json!({"callbackUri": h.callback_uri, "mediaConfig": service}), "acceptedModalities"),
+        (json!({"acceptedModalities": ["audio"], "mediaConfig": service}), "callbackUri"),
         (
-            json!({"mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}),
-            "acceptedModalities",
-        ),
-        (
-            json!({"acceptedModalities": ["smell"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}),
-            "acceptedModalities",
-        ),
-        (
-            json!({"acceptedModalities": ["audio"], "callbackUri": "not a url",
-                "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}),
+            json!({"callbackUri": "http://bot.contoso.com/cb", "acceptedModalities": ["audio"], "mediaConfig": service}),
             "callbackUri",
         ),
         (
-            json!({"acceptedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.appHostedMediaConfig",
-                "blob": "{\"version\": 1}"}}),
+            json!({"callbackUri": h.callback_uri, "acceptedModalities": ["audio"],
+                "mediaConfig": {"@odata.type": "#microsoft.graph.appHostedMediaConfig"}}),
+            "blob",
+        ),
+        (
+            json!({"callbackUri": h.callback_uri, "acceptedModalities": ["audio"],
+                "mediaConfig": {"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": "{\"version\": 1}"}}),
             "mediaConfig.blob",
         ),
     ];
@@ -499,7 +503,9 @@ async fn bad_answers_are_refused_naming_the_field() {
 async fn the_control_api_refuses_bad_requests_clearly() {
     let h = seed_harness().await;
     let put = |app: &str, body: Value| {
-        control(&h, reqwest::Method::PUT, &format!("/applications/{app}/calling-webhook"), Some(body))
+        let path = format!("/applications/{app}/calling-webhook");
+        let h = &h;
+        async move { control(h, reqwest::Method::PUT, &path, Some(body)).await }
     };
     let (status, error) = put("nope", json!({"url": "http://127.0.0.1:1/x"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -573,9 +579,8 @@ async fn the_calling_webhook_can_change_at_run_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_scripts_ring_the_bot_at_their_time() {
-    let mut directory = appmedia_emulator::Directory::seed();
-    directory.incoming_calls = appmedia_emulator::Directory::from_toml_str(&format!(
-        r#"
+    let directory = appmedia_emulator::Directory::from_toml_str(&format!(
+        r#"{}
         [[incoming_calls]]
         from = "{PHONE}"
         to = "{INSTANCE_PHONE}"
@@ -584,10 +589,10 @@ async fn directory_scripts_ring_the_bot_at_their_time() {
         from = "{JOHN}"
         to = "{TEST_BOT}"
         at_ms = 0
-        "#
+        "#,
+        appmedia_emulator::directory::SEED_DIRECTORY_TOML
     ))
-    .unwrap_or_else(|e| panic!("{e}"))
-    .incoming_calls;
+    .unwrap_or_else(|e| panic!("{e}"));
     let h = Harness::start(EmulatorConfig {
         directory,
         incoming_answer_timeout: Duration::from_millis(500),

@@ -1,16 +1,20 @@
 //! `POST /v1.0/communications/calls/{id}/answer`, `/reject` and `/redirect`: the bot decides
 //! on a call that rings it. Each checks, in order: the token (401), that the call exists and
-//! belongs to the caller's application (404), the body (415, 413, 400), that the call still
-//! rings (409), the permissions (403); then hands the decision to the call's ringing task
-//! (`super::Command`) and answers `202` once that task took it.
+//! belongs to the token's application (404) and still rings (409), the body (415, 413, 400:
+//! the signalling crate's `validate_answer` / `validate_reject` / `validate_redirect`, the
+//! very checks `GraphClient` makes), the permissions (403: `required_permissions_for_answer`),
+//! what the directory has (404: redirect targets); then hands the decision to the call's
+//! ringing task (`super::Command`) and answers `202` once that task took it.
 
 use std::sync::Arc;
 
-use appmedia_model::{
-    AnswerRequest, Call, MediaConfig, Modality, RedirectRequest, RejectReason, RejectRequest,
-};
+use appmedia_model::{AnswerRequest, Call, MediaConfig, RedirectRequest, RejectReason, RejectRequest};
 use appmedia_signalling::permissions::{
     AnyOf, Permission, PermissionError, RequiredPermissions, check_token_claims,
+    required_permissions_for_answer,
+};
+use appmedia_signalling::validate::{
+    ValidationErrors, validate_answer, validate_redirect, validate_reject,
 };
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,10 +23,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use super::redirect::{MAX_TARGETS, Redirect, TIMEOUT_RANGE_SECONDS};
+use super::redirect::Redirect;
 use super::{Answered, Command, result};
 use crate::admission::{Party, resolve_target};
-use crate::directory::check_webhook;
 use crate::error::ApiError;
 use crate::server::{Shared, authenticate, request_id, start_media, with_call};
 use crate::service_media::{ServiceMedia, json_object};
@@ -66,16 +69,8 @@ async fn body_of<T: DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("the body is not of the expected type: {e}")))
 }
 
-/// An optional `callbackUri`: an absolute http(s) URL (Graph wants https; the emulator runs
-/// on loopback, so http is accepted too).
-fn callback_uri(value: Option<&String>) -> Result<Option<String>, ApiError> {
-    value
-        .map(|uri| {
-            check_webhook(uri)
-                .map(|()| uri.clone())
-                .map_err(|e| ApiError::bad_request(format!("callbackUri: {e}")))
-        })
-        .transpose()
+fn invalid(errors: ValidationErrors) -> ApiError {
+    ApiError::bad_request(errors.to_string())
 }
 
 fn check_permissions(claims: &AccessClaims, required: RequiredPermissions) -> Result<(), ApiError> {
@@ -139,54 +134,21 @@ async fn answer_inner(
     let claims = authenticate(shared, headers)?;
     let offered = ringing_call(shared, &claims, id)?;
     let request: AnswerRequest = body_of(shared, headers, body).await?;
-    let callback_uri = callback_uri(request.callback_uri.value())?
-        .or_else(|| offered.callback_uri.value().cloned())
-        .unwrap_or_default();
-    let media_config = request
-        .media_config
-        .value()
-        .cloned()
-        .ok_or_else(|| ApiError::bad_request("mediaConfig: required to answer a call"))?;
-    let app_hosted = match &media_config {
-        MediaConfig::AppHosted(_) => true,
-        MediaConfig::ServiceHosted(_) => false,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "mediaConfig: {} is neither an appHostedMediaConfig nor a serviceHostedMediaConfig",
-                other.odata_type().unwrap_or("an untyped mediaConfig")
-            )));
-        }
+    validate_answer(&request).map_err(invalid)?;
+    check_permissions(&claims, required_permissions_for_answer(&request))?;
+    let (Some(callback_uri), Some(media_config)) = (
+        request.callback_uri.value().cloned(),
+        request.media_config.value().cloned(),
+    ) else {
+        // validate_answer refuses an answer without either.
+        return Err(ApiError::bad_request("callbackUri and mediaConfig are required"));
     };
-    let modalities = request
-        .accepted_modalities
-        .value()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("acceptedModalities: required to answer a call (e.g. [\"audio\"])")
-        })?;
-    if let Some(Modality::Unknown(other)) =
-        modalities.iter().find(|m| matches!(m, Modality::Unknown(_)))
-    {
+    if !matches!(media_config, MediaConfig::AppHosted(_) | MediaConfig::ServiceHosted(_)) {
         return Err(ApiError::bad_request(format!(
-            "acceptedModalities: {other:?} is not audio, video or videoBasedScreenSharing"
+            "mediaConfig: {} is neither an appHostedMediaConfig nor a serviceHostedMediaConfig",
+            media_config.odata_type().unwrap_or("an untyped mediaConfig")
         )));
     }
-    if let Some(capacity) = request.participant_capacity.value()
-        && *capacity < 1
-    {
-        return Err(ApiError::bad_request(format!(
-            "participantCapacity: {capacity} is not a positive number"
-        )));
-    }
-    // Graph's `call: answer` permissions: joining calls, and media access to host the media.
-    let mut required = vec![AnyOf(vec![
-        Permission::CallsJoinGroupCallAll,
-        Permission::CallsJoinGroupCallAsGuestAll,
-    ])];
-    if app_hosted {
-        required.push(AnyOf(vec![Permission::CallsAccessMediaAll]));
-    }
-    check_permissions(&claims, RequiredPermissions { all_of: required })?;
 
     let mut resource = offered.clone();
     resource.media_config = media_config.into();
@@ -250,11 +212,12 @@ pub(crate) async fn reject(
         let claims = authenticate(&shared, &headers)?;
         ringing_call(&shared, &claims, &id)?;
         let request: RejectRequest = body_of(&shared, &headers, body).await?;
+        validate_reject(&request).map_err(invalid)?;
         let outcome = match request.reason.value() {
             None => result::REJECTED,
             Some(reason) => reject_outcome(reason)?,
         };
-        let callback_uri = callback_uri(request.callback_uri.value())?;
+        let callback_uri = request.callback_uri.value().cloned();
         decide(&shared, &claims, &id, |reply| Command::Reject {
             result: outcome,
             callback_uri,
@@ -294,46 +257,29 @@ pub(crate) async fn redirect(
         let claims = authenticate(&shared, &headers)?;
         ringing_call(&shared, &claims, &id)?;
         let request: RedirectRequest = body_of(&shared, &headers, body).await?;
-        let redirect = redirect_of(shared.directory(), &request)?;
+        validate_redirect(&request).map_err(invalid)?;
+        // Graph's `call: redirect` permission.
         check_permissions(
             &claims,
             RequiredPermissions {
                 all_of: vec![AnyOf(vec![Permission::CallsInitiateAll])],
             },
         )?;
+        let redirect = redirect_of(shared.directory(), &request)?;
         decide(&shared, &claims, &id, |reply| Command::Redirect { redirect, reply }).await
     }
     .await;
     respond(&headers, "redirect", result)
 }
 
-/// Checks a redirect request: 1 to 25 targets the directory can ring (users, phones), a
-/// timeout of 15 to 90 s, an http(s) callbackUri.
+/// A validated redirect request against the directory: each target a user or phone it has
+/// (404 otherwise), with what they do when rung.
 fn redirect_of(
     directory: &crate::directory::Directory,
     request: &RedirectRequest,
 ) -> Result<Redirect, ApiError> {
-    let targets = request.targets.value().map(Vec::as_slice).unwrap_or_default();
-    if targets.is_empty() || targets.len() > MAX_TARGETS {
-        return Err(ApiError::bad_request(format!(
-            "targets: {} targets; 1 to {MAX_TARGETS} are allowed",
-            targets.len()
-        )));
-    }
-    let timeout = match request.timeout.value() {
-        None => Redirect::default_timeout(targets.len()),
-        Some(&seconds) if TIMEOUT_RANGE_SECONDS.contains(&i64::from(seconds)) => {
-            std::time::Duration::from_secs(u64::from(seconds.unsigned_abs()))
-        }
-        Some(seconds) => {
-            return Err(ApiError::bad_request(format!(
-                "timeout: {seconds} s is outside {}..={} s",
-                TIMEOUT_RANGE_SECONDS.start(),
-                TIMEOUT_RANGE_SECONDS.end()
-            )));
-        }
-    };
-    let targets = targets
+    let targets = request
+        .targets()
         .iter()
         .enumerate()
         .map(|(i, target)| {
@@ -345,10 +291,15 @@ fn redirect_of(
             Ok((party, behaviour.unwrap_or_default()))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let timeout = request
+        .timeout
+        .value()
+        .map(|&s| std::time::Duration::from_secs(u64::from(s.unsigned_abs())))
+        .unwrap_or_else(|| Redirect::default_timeout(targets.len()));
     Ok(Redirect {
         targets,
         timeout,
-        callback_uri: callback_uri(request.callback_uri.value())?,
+        callback_uri: request.callback_uri.value().cloned(),
     })
 }
 
@@ -367,24 +318,17 @@ mod tests {
     }
 
     #[test]
-    fn redirect_requests_are_checked_naming_the_field() {
-        let ok = redirect(json!({"targets": [phone("+12345678901")]})).unwrap();
-        assert_eq!(ok.timeout, std::time::Duration::from_secs(55));
-        let two = redirect(json!({"targets": [phone("+12345678901"), phone("+12345678901")], "timeout": 15})).unwrap();
-        assert_eq!(two.timeout, std::time::Duration::from_secs(15));
-        let cases = [
-            (json!({"targets": []}), "targets: 0 targets"),
-            (json!({}), "targets: 0 targets"),
-            (json!({"targets": vec![phone("+12345678901"); 26]}), "targets: 26 targets"),
-            (json!({"targets": [phone("+12345678901")], "timeout": 14}), "timeout: 14"),
-            (json!({"targets": [phone("+12345678901")], "timeout": 91}), "timeout: 91"),
-            (json!({"targets": [phone("+19999999999")]}), "targets[0].identity.phone.id"),
-            (json!({"targets": [phone("+12345678901")], "callbackUri": "ftp://x"}), "callbackUri"),
-        ];
-        for (body, expected) in cases {
-            let message = redirect(body.clone()).unwrap_err().message;
-            assert!(message.contains(expected), "{body}: {message}");
-        }
+    fn redirect_targets_come_from_the_directory_with_graphs_default_timeouts() {
+        let one = redirect(json!({"targets": [phone("+12345678901")]})).unwrap();
+        assert_eq!(one.timeout, std::time::Duration::from_secs(55));
+        assert_eq!(one.targets[0].1.ring_delay_ms, 300);
+        let two = redirect(json!({"targets": [phone("+12345678901"), phone("+12345678902")]}));
+        assert_eq!(two.unwrap().timeout, std::time::Duration::from_secs(60));
+        let timed = redirect(json!({"targets": [phone("+12345678901")], "timeout": 15})).unwrap();
+        assert_eq!(timed.timeout, std::time::Duration::from_secs(15));
+        let e = redirect(json!({"targets": [phone("+19999999999")]})).unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(e.message.contains("targets[0].identity.phone.id"), "{}", e.message);
     }
 
     #[test]

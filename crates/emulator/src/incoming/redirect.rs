@@ -17,11 +17,6 @@ use crate::directory::{Answer, Behaviour};
 use crate::server::Shared;
 use crate::shapes::result;
 
-/// Graph's limit on redirect targets.
-pub const MAX_TARGETS: usize = 25;
-/// Graph's range of the redirect `timeout`, in seconds.
-pub const TIMEOUT_RANGE_SECONDS: std::ops::RangeInclusive<i64> = 15..=90;
-
 /// An accepted redirect request.
 #[derive(Clone, Debug)]
 pub(crate) struct Redirect {

@@ -69,6 +69,9 @@ pub fn incoming_call(
         "@odata.id".into(),
         Value::String(format!("/communications/calls/{}", ids.id)),
     );
+    // The call's version; the emulator's incoming calls are offered once, at version 1.
+    call.extra
+        .insert("@odata.etag".into(), Value::String("W/\"1\"".into()));
     call
 }
 
