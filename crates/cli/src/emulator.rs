@@ -143,24 +143,24 @@ fn ready_line(emulator: &Emulator) -> serde_json::Value {
 
 /// The human-readable start-up text.
 fn print_banner(emulator: &Emulator) {
-        println!("Graph calling emulator on {}", emulator.base_url());
-        println!("  Graph API:          {}", emulator.graph_url());
-        for tenant in &emulator.directory().tenants {
-            println!("  token endpoint:     {}", emulator.token_url(&tenant.id));
-        }
+    println!("Graph calling emulator on {}", emulator.base_url());
+    println!("  Graph API:          {}", emulator.graph_url());
+    for tenant in &emulator.directory().tenants {
+        println!("  token endpoint:     {}", emulator.token_url(&tenant.id));
+    }
+    println!(
+        "  notification keys:  {} (iss {})",
+        emulator.notification_openid_configuration_url(),
+        emulator.notification_issuer()
+    );
+    for app in &emulator.directory().applications {
         println!(
-            "  notification keys:  {} (iss {})",
-            emulator.notification_openid_configuration_url(),
-            emulator.notification_issuer()
+            "  app {} ({}): roles {}",
+            app.id,
+            app.display_name,
+            app.roles.join(", ")
         );
-        for app in &emulator.directory().applications {
-            println!(
-                "  app {} ({}): roles {}",
-                app.id,
-                app.display_name,
-                app.roles.join(", ")
-            );
-        }
-        println!("  control API:        {}", emulator.control_url());
-        println!("Ctrl-C stops it.");
+    }
+    println!("  control API:        {}", emulator.control_url());
+    println!("Ctrl-C stops it.");
 }

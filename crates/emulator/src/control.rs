@@ -312,7 +312,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// A control request's JSON body, of type `T` (any content type: tools send it with curl).
-async fn body_of<T: serde::de::DeserializeOwned>(shared: &Shared, body: Body) -> Result<T, ApiError> {
+async fn body_of<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    body: Body,
+) -> Result<T, ApiError> {
     let cap = shared.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, cap).await.map_err(|_| {
         ApiError::new(
@@ -340,9 +343,8 @@ async fn get_webhook(
     Path(app_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let result = known_app(&shared, &app_id).map(|app| {
-        axum::Json(json!({ "url": shared.incoming().webhook(&app) })).into_response()
-    });
+    let result = known_app(&shared, &app_id)
+        .map(|app| axum::Json(json!({ "url": shared.incoming().webhook(&app) })).into_response());
     respond(&headers, result)
 }
 
@@ -453,7 +455,10 @@ mod tests {
         book.open(view("a"));
         assert_eq!(book.get("a").unwrap().parties[0].state, PartyState::Ringing);
         book.set_state("a", ViewState::Established);
-        assert_eq!(book.get("a").unwrap().parties[0].state, PartyState::Connected);
+        assert_eq!(
+            book.get("a").unwrap().parties[0].state,
+            PartyState::Connected
+        );
         book.ended("a", (200, 0, "bye"));
         let a = book.get("a").unwrap();
         assert_eq!(a.state, ViewState::Terminated);

@@ -473,7 +473,9 @@ impl Directory {
 
     /// The application instance whose phone number is `number`.
     pub fn application_instance_by_phone(&self, number: &str) -> Option<&ApplicationInstance> {
-        self.application_instances.iter().find(|a| a.phone == number)
+        self.application_instances
+            .iter()
+            .find(|a| a.phone == number)
     }
 
     /// The user `id`.

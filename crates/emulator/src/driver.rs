@@ -130,8 +130,11 @@ pub async fn run_call(
     let (mut incoming, mut answer_media) = (false, None);
     shared.update_call(&plan.call_id, |record| {
         has_media = record.media.is_some();
-        incoming = record.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming);
-        answer_media = has_media.then(|| record.resource.media_config.value().cloned()).flatten();
+        incoming =
+            record.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming);
+        answer_media = has_media
+            .then(|| record.resource.media_config.value().cloned())
+            .flatten();
     });
     // The caller of an incoming call is nobody a softphone page should ring for.
     let called = if incoming { Vec::new() } else { called };
@@ -289,14 +292,20 @@ impl Run {
                 id: key.clone(),
                 display_name: String::new(),
             };
-            parties.push(PartyView::of(&party, PartyRole::Participant, ViewPartyState::Connected));
+            parties.push(PartyView::of(
+                &party,
+                PartyRole::Participant,
+                ViewPartyState::Connected,
+            ));
         }
         let state = if self.established {
             ViewState::Established
         } else {
             ViewState::Establishing
         };
-        self.shared.book().set_parties(&self.plan.call_id, state, parties);
+        self.shared
+            .book()
+            .set_parties(&self.plan.call_id, state, parties);
     }
 
     fn begin(&mut self) {

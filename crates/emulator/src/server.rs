@@ -724,7 +724,10 @@ async fn create_call_inner(
         crate::control::Direction::Outgoing,
         crate::control::ViewState::Establishing,
         &admitted.application.id,
-        (&admitted.application.id, crate::control::PartyKind::Application),
+        (
+            &admitted.application.id,
+            crate::control::PartyKind::Application,
+        ),
         Vec::new(),
     ));
     tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");

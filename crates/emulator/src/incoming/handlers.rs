@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use appmedia_model::{AnswerRequest, Call, MediaConfig, RedirectRequest, RejectReason, RejectRequest};
+use appmedia_model::{
+    AnswerRequest, Call, MediaConfig, RedirectRequest, RejectReason, RejectRequest,
+};
 use appmedia_signalling::permissions::{
     AnyOf, Permission, PermissionError, RequiredPermissions, check_token_claims,
     required_permissions_for_answer,
@@ -141,12 +143,19 @@ async fn answer_inner(
         request.media_config.value().cloned(),
     ) else {
         // validate_answer refuses an answer without either.
-        return Err(ApiError::bad_request("callbackUri and mediaConfig are required"));
+        return Err(ApiError::bad_request(
+            "callbackUri and mediaConfig are required",
+        ));
     };
-    if !matches!(media_config, MediaConfig::AppHosted(_) | MediaConfig::ServiceHosted(_)) {
+    if !matches!(
+        media_config,
+        MediaConfig::AppHosted(_) | MediaConfig::ServiceHosted(_)
+    ) {
         return Err(ApiError::bad_request(format!(
             "mediaConfig: {} is neither an appHostedMediaConfig nor a serviceHostedMediaConfig",
-            media_config.odata_type().unwrap_or("an untyped mediaConfig")
+            media_config
+                .odata_type()
+                .unwrap_or("an untyped mediaConfig")
         )));
     }
 
@@ -266,7 +275,11 @@ pub(crate) async fn redirect(
             },
         )?;
         let redirect = redirect_of(shared.directory(), &request)?;
-        decide(&shared, &claims, &id, |reply| Command::Redirect { redirect, reply }).await
+        decide(&shared, &claims, &id, |reply| Command::Redirect {
+            redirect,
+            reply,
+        })
+        .await
     }
     .await;
     respond(&headers, "redirect", result)
@@ -328,17 +341,26 @@ mod tests {
         assert_eq!(timed.timeout, std::time::Duration::from_secs(15));
         let e = redirect(json!({"targets": [phone("+19999999999")]})).unwrap_err();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
-        assert!(e.message.contains("targets[0].identity.phone.id"), "{}", e.message);
+        assert!(
+            e.message.contains("targets[0].identity.phone.id"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn reject_reasons_map_to_results_in_any_case() {
         assert_eq!(reject_outcome(&RejectReason::Busy).unwrap().0, 486);
         assert_eq!(
-            reject_outcome(&RejectReason::from_graph("Forbidden")).unwrap().0,
+            reject_outcome(&RejectReason::from_graph("Forbidden"))
+                .unwrap()
+                .0,
             403
         );
-        assert_eq!(reject_outcome(&RejectReason::from_graph("None")).unwrap().0, 603);
+        assert_eq!(
+            reject_outcome(&RejectReason::from_graph("None")).unwrap().0,
+            603
+        );
         assert!(reject_outcome(&RejectReason::from_graph("later")).is_err());
     }
 }

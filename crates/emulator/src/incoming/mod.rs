@@ -59,8 +59,11 @@ pub mod result {
     pub const REJECTED_BUSY: (i64, i64, &str) =
         (486, 0, "The call was rejected by the application: busy.");
     /// … rejected with reason `forbidden` (SIP 403 Forbidden).
-    pub const REJECTED_FORBIDDEN: (i64, i64, &str) =
-        (403, 0, "The call was rejected by the application: forbidden.");
+    pub const REJECTED_FORBIDDEN: (i64, i64, &str) = (
+        403,
+        0,
+        "The call was rejected by the application: forbidden.",
+    );
     /// … redirected (SIP 302 Moved Temporarily): the caller now rings the targets.
     pub const REDIRECTED: (i64, i64, &str) =
         (302, 0, "The call was redirected by the application.");
@@ -271,7 +274,10 @@ pub(crate) fn schedule_scripted(shared: &Arc<Shared>) {
     }
 }
 
-fn send(notify: &mpsc::UnboundedSender<serde_json::Value>, body: appmedia_model::CommsNotifications) {
+fn send(
+    notify: &mpsc::UnboundedSender<serde_json::Value>,
+    body: appmedia_model::CommsNotifications,
+) {
     match serde_json::to_value(&body) {
         // The delivery task outlives the call; a send error means the emulator is stopping.
         Ok(value) => {
@@ -393,7 +399,10 @@ impl Ringing {
         redirect::run(
             self.shared.clone(),
             id,
-            (self.route.caller.clone(), self.route.caller_behaviour.clone()),
+            (
+                self.route.caller.clone(),
+                self.route.caller_behaviour.clone(),
+            ),
             redirect,
         )
         .await;
@@ -444,7 +453,10 @@ impl Ringing {
         let meeting = route.meeting.clone().map(|mut meeting| {
             // Whoever called from the meeting is in it when the bot arrives.
             if let Party::User { id: user, .. } = &route.caller
-                && !meeting.present.iter().any(|p| p.user.eq_ignore_ascii_case(user))
+                && !meeting
+                    .present
+                    .iter()
+                    .any(|p| p.user.eq_ignore_ascii_case(user))
             {
                 meeting.present.push(Presence {
                     user: user.clone(),

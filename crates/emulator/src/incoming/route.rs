@@ -228,11 +228,16 @@ mod tests {
         let d = Directory::seed();
         let to_app = d.incoming_route(JOHN, APP, None).unwrap();
         assert_eq!(to_app.callee, Callee::Application);
-        assert_eq!(to_app.caller_tenant.as_deref(), Some("aa67bd4c-8475-432d-bd41-39f255720e0a"));
+        assert_eq!(
+            to_app.caller_tenant.as_deref(),
+            Some("aa67bd4c-8475-432d-bd41-39f255720e0a")
+        );
         let to_instance = d.incoming_route(JOHN, INSTANCE, None).unwrap();
         assert!(matches!(to_instance.callee, Callee::Instance(_)));
         assert_eq!(to_instance.application.id, APP);
-        let pstn = d.incoming_route("+12345678901", "+14255550100", None).unwrap();
+        let pstn = d
+            .incoming_route("+12345678901", "+14255550100", None)
+            .unwrap();
         assert!(matches!(pstn.callee, Callee::InstancePhone(_)));
         let identity = pstn.bot_identity();
         assert!(identity.application_instance.is_value() && identity.phone.is_value());
@@ -245,11 +250,23 @@ mod tests {
         let d = Directory::seed();
         let cases = [
             (d.incoming_route("nobody", APP, None), "from: \"nobody\""),
-            (d.incoming_route("+19999999999", "+14255550100", None), "from:"),
+            (
+                d.incoming_route("+19999999999", "+14255550100", None),
+                "from:",
+            ),
             (d.incoming_route(JOHN, "nobody", None), "to: \"nobody\""),
-            (d.incoming_route(JOHN, INSTANCE, Some("0")), "meeting: \"0\""),
-            (d.incoming_route(JOHN, APP, Some("1234567")), "application instance"),
-            (d.incoming_route("+12345678901", INSTANCE, None), "can only dial"),
+            (
+                d.incoming_route(JOHN, INSTANCE, Some("0")),
+                "meeting: \"0\"",
+            ),
+            (
+                d.incoming_route(JOHN, APP, Some("1234567")),
+                "application instance",
+            ),
+            (
+                d.incoming_route("+12345678901", INSTANCE, None),
+                "can only dial",
+            ),
         ];
         for (result, expected) in cases {
             let e = result.unwrap_err().to_string();

@@ -58,15 +58,16 @@ pub async fn ring_bot(h: &Harness, from: &str, to: &str, meeting: Option<&str>) 
     let (status, created) = ring(h, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created:#}");
     let id = created["callId"].as_str().expect("a callId").to_owned();
-    let offered = wait_for_notification(h, &id, |n| {
-        n["value"][0]["changeType"] == "created"
-    })
-    .await;
+    let offered = wait_for_notification(h, &id, |n| n["value"][0]["changeType"] == "created").await;
     (id, offered)
 }
 
 /// Waits (bounded) for a notification about call `id` that `matches`, and returns it.
-pub async fn wait_for_notification(h: &Harness, id: &str, matches: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for_notification(
+    h: &Harness,
+    id: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let found = h.received.all().into_iter().find(|n| {
@@ -78,7 +79,11 @@ pub async fn wait_for_notification(h: &Harness, id: &str, matches: impl Fn(&Valu
         if let Some(n) = found {
             return n;
         }
-        assert!(Instant::now() < deadline, "no such notification for {id} in {:#?}", h.received.all());
+        assert!(
+            Instant::now() < deadline,
+            "no such notification for {id} in {:#?}",
+            h.received.all()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -94,10 +99,19 @@ pub async fn wait_for_terminated(h: &Harness, id: &str) -> Value {
 }
 
 /// `POST /communications/calls/{id}/{action}` with `app`'s token (the harness's by default).
-pub async fn act(h: &Harness, token: &str, id: &str, action: &str, body: Value) -> (StatusCode, Value) {
+pub async fn act(
+    h: &Harness,
+    token: &str,
+    id: &str,
+    action: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let response = h
         .http
-        .post(format!("{}/communications/calls/{id}/{action}", h.emulator.graph_url()))
+        .post(format!(
+            "{}/communications/calls/{id}/{action}",
+            h.emulator.graph_url()
+        ))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -140,7 +154,10 @@ pub async fn view_until(h: &Harness, id: &str, done: impl Fn(&Value) -> bool) ->
         if done(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "call {id} never got there: {v:#}");
+        assert!(
+            Instant::now() < deadline,
+            "call {id} never got there: {v:#}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -161,7 +178,11 @@ pub fn property_paths(value: &Value) -> std::collections::BTreeSet<String> {
         match value {
             Value::Object(map) => {
                 for (key, child) in map {
-                    let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+                    let path = if at.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{at}.{key}")
+                    };
                     out.insert(path.clone());
                     walk(child, path, out);
                 }
