@@ -217,6 +217,49 @@ impl CallView {
     }
 }
 
+impl CallView {
+    /// A call the bot creates: it is in it from the start.
+    pub fn outgoing(id: &str, app: &str) -> Self {
+        CallView::new(
+            id,
+            Direction::Outgoing,
+            ViewState::Establishing,
+            app,
+            (app, PartyKind::Application),
+            Vec::new(),
+        )
+    }
+}
+
+/// The parties of a call the driver runs: its `called` parties with their states (the
+/// caller, for an incoming call), then the meeting people of the `roster` (by key, the bot's
+/// being empty) who are not among them.
+pub(crate) fn driven_parties<'a>(
+    incoming: bool,
+    called: impl Iterator<Item = (&'a Party, PartyState)>,
+    roster: impl Iterator<Item = &'a str>,
+) -> Vec<PartyView> {
+    let role = if incoming {
+        PartyRole::Caller
+    } else {
+        PartyRole::Callee
+    };
+    let mut parties: Vec<PartyView> = called
+        .map(|(party, state)| PartyView::of(party, role, state))
+        .collect();
+    for key in roster {
+        if !key.is_empty() && !parties.iter().any(|p| p.id == key) {
+            parties.push(PartyView {
+                id: key.to_owned(),
+                kind: PartyKind::User,
+                role: PartyRole::Participant,
+                state: PartyState::Connected,
+            });
+        }
+    }
+    parties
+}
+
 /// Every call's [`CallView`], live ones and the last ended ones, in creation order.
 #[derive(Debug, Default)]
 pub struct CallBook {

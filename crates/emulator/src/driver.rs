@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admission::Party;
-use crate::control::{PartyRole, PartyState as ViewPartyState, PartyView, ViewState};
+use crate::control::{PartyState as ViewPartyState, ViewState};
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
 use crate::media::BOT_SOURCE_ID;
 use crate::server::Shared;
@@ -268,44 +268,23 @@ impl Run {
 
     /// Tells the control API where each party is (`GET /control/calls/{id}`).
     fn publish(&self, states: &[PartyState]) {
-        let role = if self.incoming {
-            PartyRole::Caller
-        } else {
-            PartyRole::Callee
-        };
-        let mut parties: Vec<PartyView> = (self.plan.parties.iter().zip(states))
-            .map(|((party, _), state)| {
-                let state = match state {
-                    PartyState::Ringing => ViewPartyState::Ringing,
-                    PartyState::Declined => ViewPartyState::Declined,
-                    PartyState::Joined => ViewPartyState::Connected,
-                    PartyState::Gone => ViewPartyState::Left,
-                };
-                PartyView::of(party, role, state)
-            })
-            .collect();
-        let meeting_people = self.roster.iter().filter(|(key, _)| {
-            !key.is_empty() && !self.plan.parties.iter().any(|(p, _)| party_key(p) == *key)
-        });
-        for (key, _) in meeting_people {
-            let party = Party::User {
-                id: key.clone(),
-                display_name: String::new(),
+        let called = (self.plan.parties.iter().zip(states)).map(|((party, _), state)| {
+            let state = match state {
+                PartyState::Ringing => ViewPartyState::Ringing,
+                PartyState::Declined => ViewPartyState::Declined,
+                PartyState::Joined => ViewPartyState::Connected,
+                PartyState::Gone => ViewPartyState::Left,
             };
-            parties.push(PartyView::of(
-                &party,
-                PartyRole::Participant,
-                ViewPartyState::Connected,
-            ));
-        }
+            (party, state)
+        });
+        let roster = self.roster.iter().map(|(key, _)| key.as_str());
+        let parties = crate::control::driven_parties(self.incoming, called, roster);
         let state = if self.established {
             ViewState::Established
         } else {
             ViewState::Establishing
         };
-        self.shared
-            .book()
-            .set_parties(&self.plan.call_id, state, parties);
+        (self.shared.book()).set_parties(&self.plan.call_id, state, parties);
     }
 
     fn begin(&mut self) {

@@ -489,18 +489,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/cancelMediaProcessing",
             post(crate::service_media::cancel_media_processing),
         )
-        .route(
-            "/v1.0/communications/calls/{id}/answer",
-            post(crate::incoming::handlers::answer),
-        )
-        .route(
-            "/v1.0/communications/calls/{id}/reject",
-            post(crate::incoming::handlers::reject),
-        )
-        .route(
-            "/v1.0/communications/calls/{id}/redirect",
-            post(crate::incoming::handlers::redirect),
-        )
+        .merge(crate::incoming::handlers::routes())
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
@@ -719,17 +708,8 @@ async fn create_call_inner(
             service,
         },
     );
-    shared.book().open(crate::control::CallView::new(
-        &ids.id,
-        crate::control::Direction::Outgoing,
-        crate::control::ViewState::Establishing,
-        &admitted.application.id,
-        (
-            &admitted.application.id,
-            crate::control::PartyKind::Application,
-        ),
-        Vec::new(),
-    ));
+    let view = crate::control::CallView::outgoing(&ids.id, &admitted.application.id);
+    shared.book().open(view);
     tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");
     tokio::spawn(run_call(shared.clone(), plan, control_rx, notify_tx));
 

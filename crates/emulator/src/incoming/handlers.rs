@@ -116,6 +116,15 @@ fn respond(headers: &HeaderMap, action: &str, result: Result<(), ApiError>) -> R
     }
 }
 
+/// The three routes.
+pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/v1.0/communications/calls/{id}/answer", post(answer))
+        .route("/v1.0/communications/calls/{id}/reject", post(reject))
+        .route("/v1.0/communications/calls/{id}/redirect", post(redirect))
+}
+
 /// `POST /v1.0/communications/calls/{id}/answer`.
 pub(crate) async fn answer(
     State(shared): State<Arc<Shared>>,
