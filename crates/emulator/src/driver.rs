@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admission::Party;
+use crate::control::{PartyState as ViewPartyState, ViewState};
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
 use crate::media::BOT_SOURCE_ID;
 use crate::server::Shared;
@@ -111,6 +112,10 @@ struct Run {
     softphone_keys: HashSet<String>,
     /// Transfers, invitations, timers of the call actions.
     actions: actions::ActionState,
+    /// A call to the bot that it answered (`crate::incoming`): its one party is the caller.
+    incoming: bool,
+    /// The answered call's media configuration, for its call-state notifications.
+    answer_media: Option<appmedia_model::MediaConfig>,
 }
 
 /// Where a joining party's microphone comes from.
@@ -139,7 +144,17 @@ pub async fn run_call(
         })
         .collect();
     let mut has_media = false;
-    shared.update_call(&plan.call_id, |record| has_media = record.media.is_some());
+    let (mut incoming, mut answer_media) = (false, None);
+    shared.update_call(&plan.call_id, |record| {
+        has_media = record.media.is_some();
+        incoming =
+            record.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming);
+        answer_media = has_media
+            .then(|| record.resource.media_config.value().cloned())
+            .flatten();
+    });
+    // The caller of an incoming call is nobody a softphone page should ring for.
+    let called = if incoming { Vec::new() } else { called };
     let rung = shared.softphones().call_started(
         &plan.call_id,
         &format!("{:?}", plan.kind),
@@ -209,11 +224,14 @@ pub async fn run_call(
         sharing: None,
         softphone_keys: HashSet::new(),
         actions: actions::ActionState::new(keep_alive_timeout),
+        incoming,
+        answer_media,
     };
     run.begin();
 
     let mut timeline = timeline.into_iter().peekable();
     loop {
+        run.publish(&states);
         let next = timeline.peek().map(|(at, _)| start + *at);
         let action_deadline = run.actions.next_deadline();
         let outcome = tokio::select! {
@@ -251,14 +269,44 @@ impl Run {
     }
 
     fn state_notification(&self, state: CallState, result: Option<(i64, i64, &str)>) {
-        self.send(shapes::call_state_notification(
+        let body = shapes::call_state_notification(
             &self.plan.call_id,
             &self.plan.callback_uri,
             self.plan.kind,
-            state,
+            state.clone(),
             self.plan.meeting.as_ref().map(|(context, _)| context),
             result.map(shapes::result_info),
-        ));
+        );
+        if self.incoming {
+            self.send(crate::incoming::shapes::answered_call_state(
+                body,
+                state,
+                self.answer_media.as_ref(),
+            ));
+        } else {
+            self.send(body);
+        }
+    }
+
+    /// Tells the control API where each party is (`GET /control/calls/{id}`).
+    fn publish(&self, states: &[PartyState]) {
+        let called = (self.plan.parties.iter().zip(states)).map(|((party, _), state)| {
+            let state = match state {
+                PartyState::Ringing => ViewPartyState::Ringing,
+                PartyState::Declined => ViewPartyState::Declined,
+                PartyState::Joined => ViewPartyState::Connected,
+                PartyState::Gone => ViewPartyState::Left,
+            };
+            (party, state)
+        });
+        let roster = self.roster.iter().map(|(key, _)| key.as_str());
+        let parties = crate::control::driven_parties(self.incoming, called, roster);
+        let state = if self.established {
+            ViewState::Established
+        } else {
+            ViewState::Establishing
+        };
+        (self.shared.book()).set_parties(&self.plan.call_id, state, parties);
     }
 
     fn begin(&mut self) {
@@ -582,6 +630,7 @@ impl Run {
             .call_ended(&self.plan.call_id, outcome.2);
         self.termination_notification(outcome);
         self.shared.remove_call(&self.plan.call_id);
+        self.shared.book().ended(&self.plan.call_id, outcome);
         tracing::info!(call = %self.plan.call_id, code = outcome.0, "call terminated");
     }
 }

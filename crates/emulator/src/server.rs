@@ -68,6 +68,8 @@ pub struct EmulatorConfig {
     /// The longest a conversation the bot transferred away goes on without it
     /// ([`crate::transferred`]).
     pub transferred_call_limit: Duration,
+    /// How long an incoming call rings the bot before it ends unanswered (Graph: 15 s).
+    pub incoming_answer_timeout: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -87,6 +89,7 @@ impl Default for EmulatorConfig {
             transport: TransportConfig::default(),
             keep_alive_timeout: Duration::from_secs(45 * 60),
             transferred_call_limit: Duration::from_secs(10 * 60),
+            incoming_answer_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -168,6 +171,10 @@ pub struct Shared {
     pub(crate) responses: Arc<crate::service_actions::ResponseStore>,
     /// Conversations the bot transferred away, still running.
     pub(crate) transferred: crate::transferred::Transferred,
+    /// Calling webhooks and the calls ringing a bot.
+    incoming: crate::incoming::IncomingState,
+    /// The control API's view of every call.
+    book: crate::control::CallBook,
 }
 
 impl Shared {
@@ -205,6 +212,26 @@ impl Shared {
     /// Open softphone pages and the calls they may join.
     pub(crate) fn softphones(&self) -> &crate::softphone::Softphones {
         &self.softphones
+    }
+
+    /// Calling webhooks and the calls ringing a bot.
+    pub(crate) fn incoming(&self) -> &crate::incoming::IncomingState {
+        &self.incoming
+    }
+
+    /// The control API's view of every call.
+    pub(crate) fn book(&self) -> &crate::control::CallBook {
+        &self.book
+    }
+
+    /// What signs and delivers notifications.
+    pub(crate) fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
+    }
+
+    /// A new call.
+    pub(crate) fn insert_call(&self, id: &str, record: CallRecord) {
+        self.calls().insert(id.to_owned(), record);
     }
 
     /// The control channel of a live call.
@@ -319,8 +346,11 @@ impl Emulator {
                 config.recordings_dir.clone(),
             )),
             transferred: Default::default(),
+            incoming: crate::incoming::IncomingState::new(&config.directory),
+            book: Default::default(),
             config,
         });
+        crate::incoming::schedule_scripted(&shared);
         let app = router(shared.clone(), &notification_keys);
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -355,6 +385,12 @@ impl Emulator {
     /// The Graph root: `{base}/v1.0`.
     pub fn graph_url(&self) -> String {
         format!("{}/v1.0", self.shared.base_url)
+    }
+
+    /// The control API's root, `{base}/control` (`crate::control`): calling webhooks,
+    /// incoming calls, the emulator's view of every call.
+    pub fn control_url(&self) -> String {
+        format!("{}/control", self.shared.base_url)
     }
 
     /// Where the OAuth2 host is (`{authority}/{tenant}/oauth2/v2.0/token`).
@@ -474,6 +510,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             post(crate::service_media::cancel_media_processing),
         )
         .merge(crate::actions::routes())
+        .merge(crate::incoming::handlers::routes())
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
@@ -481,6 +518,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
     graph
         .merge(notification_keys.router(&shared.config.notification_issuer))
         .merge(crate::softphone::router(shared.clone()))
+        .merge(crate::control::router(shared.clone()))
 }
 
 /// A request's correlation id: the caller's `client-request-id` when it sent one.
@@ -691,6 +729,8 @@ async fn create_call_inner(
             service,
         },
     );
+    let view = crate::control::CallView::outgoing(&ids.id, &admitted.application.id);
+    shared.book().open(view);
     tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");
     tokio::spawn(run_call(shared.clone(), plan, control_rx, notify_tx));
 
@@ -704,7 +744,7 @@ async fn create_call_inner(
 
 /// Becomes the bot's media peer when the call has app-hosted media with an appmedia blob:
 /// the answer blob replaces the offer in the 201 body's `mediaConfig` (`docs/blob.md`).
-async fn start_media(
+pub(crate) async fn start_media(
     shared: &Shared,
     call_id: &str,
     resource: &mut Call,

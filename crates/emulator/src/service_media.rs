@@ -520,7 +520,7 @@ fn internal(message: String) -> ApiError {
 }
 
 /// A JSON object body (`Content-Type: application/json`, at most the service's size cap).
-async fn json_object(
+pub(crate) async fn json_object(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
