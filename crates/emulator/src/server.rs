@@ -451,6 +451,20 @@ impl Emulator {
         Some(CallMedia { parties })
     }
 
+    /// Sets application `app_id`'s calling webhook, as `PUT {control_url}/applications/{appId}/
+    /// calling-webhook` does: incoming calls to the application are offered there.
+    pub fn set_calling_webhook(&self, app_id: &str, url: &str) -> Result<(), ApiError> {
+        let app = self
+            .directory()
+            .application(app_id)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| ApiError::not_found(format!("application {app_id} is not in the directory")))?;
+        crate::directory::check_webhook(url)
+            .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
+        self.shared.incoming().set_webhook(&app, Some(url.to_owned()));
+        Ok(())
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.shared.calls().len()
