@@ -50,11 +50,17 @@ async fn next_incoming(bot: &appmedia_bot::Bot) -> appmedia_bot::IncomingCall {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_call_to_the_bot_is_answered_with_app_hosted_media_and_heard() {
     let (emulator, bot) = ringing_bot(echo_directory()).await;
-    let id = ring(&emulator, PHONE, CALLING_BOT).await;
+    let id = ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut incoming = next_incoming(&bot).await;
     assert_eq!(incoming.id(), id);
     assert_eq!(incoming.caller_phone(), Some(PHONE));
-    assert_eq!(incoming.called(), Called::Application(CALLING_BOT.into()));
+    assert_eq!(
+        incoming.called(),
+        Called::ApplicationInstance {
+            id: APP_INSTANCE.into(),
+            phone: Some(BOT_NUMBER.into())
+        }
+    );
     let mut call = incoming
         .answer(AnswerMedia::App(MediaOptions::default()))
         .await
@@ -108,7 +114,7 @@ async fn a_rejected_call_ends_and_cannot_be_answered_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirected_call_leaves_the_bot() {
     let (emulator, bot) = ringing_bot(echo_directory()).await;
-    ring(&emulator, PHONE, CALLING_BOT).await;
+    ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut incoming = next_incoming(&bot).await;
     incoming
         .redirect(vec![Target::User(JOHN.into())], Some(Duration::from_secs(30)))
@@ -117,7 +123,7 @@ async fn a_redirected_call_leaves_the_bot() {
     assert_eq!(bot.stats().incoming_redirected, 1);
     assert_eq!(bot.stats().live_calls, 0);
     // A bad redirect is refused (typed) and leaves the call unhandled.
-    ring(&emulator, PHONE, CALLING_BOT).await;
+    ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut second = next_incoming(&bot).await;
     let err = second
         .redirect(vec![Target::User(JOHN.into())], Some(Duration::from_secs(5)))
@@ -142,7 +148,7 @@ async fn an_unanswered_call_expires_at_the_deadline_and_is_counted() {
     emulator
         .set_calling_webhook(CALLING_BOT, bot.callback_uri())
         .unwrap();
-    ring(&emulator, PHONE, CALLING_BOT).await;
+    ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut incoming = next_incoming(&bot).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Too late: the service refuses, typed.
@@ -164,7 +170,7 @@ async fn an_unanswered_call_expires_at_the_deadline_and_is_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_hosted_answer_has_no_socket_and_ends_cleanly() {
     let (emulator, bot) = ringing_bot(echo_directory()).await;
-    ring(&emulator, PHONE, CALLING_BOT).await;
+    ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut incoming = next_incoming(&bot).await;
     let mut call = incoming
         .answer(AnswerMedia::Service { pre_fetch: vec![] })

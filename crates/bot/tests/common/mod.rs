@@ -22,13 +22,19 @@ pub fn media_samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../media-samples")
 }
 
-/// The seed directory with John echoing what he hears.
+/// The bot's phone number (the seed instance's).
+pub const BOT_NUMBER: &str = "+14255550100";
+
+/// The seed directory with John echoing what he hears and every phone speaking.
 pub fn echo_directory() -> Directory {
     let mut directory = Directory::seed();
     for user in &mut directory.users {
         if user.id == JOHN {
             user.behaviour.media = Sound::Echo;
         }
+    }
+    for phone in &mut directory.phones {
+        phone.behaviour.media = Sound::Speak("jane-speech.wav".into());
     }
     directory
 }
