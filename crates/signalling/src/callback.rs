@@ -6,7 +6,8 @@
 //! sharing) in the [`CallRegistry`], and answered 202. What changed reaches the bot as
 //! [`CallEvent`]s through a [`CallEventSink`] (a tokio mpsc channel, or any callback).
 //! Resource types and properties this version does not model are kept and delivered as
-//! [`CallEvent::Unhandled`], not refused.
+//! [`CallEvent::Unhandled`], not refused. The routing and per-call logic, which does no
+//! I/O, is in `callback/registry.rs`; this file is the HTTP side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

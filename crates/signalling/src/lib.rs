@@ -24,7 +24,9 @@
 //! ```
 //!
 //! The network part talks to the service: [`client::GraphClient`] creates, reads and hangs up
-//! calls (tokens from [`auth::TokenSource`], retries, typed Graph errors), and
+//! calls and runs every call-control action (answer, reject, redirect, transfer, invite,
+//! mute, playPrompt, recordResponse, sendDtmfTones, ...; tokens from [`auth::TokenSource`],
+//! retries, typed Graph errors), and
 //! [`callback::CallbackReceiver`] is the axum endpoint behind the callbackUri: it checks each
 //! notification's token ([`auth::CallbackTokenValidator`]), and routes it by call id to a
 //! [`callback::CallAgent`] holding the call's [`state`], [`roster`] and content [`sharing`]

@@ -155,6 +155,12 @@ impl CallStateMachine {
         }
     }
 
+    /// Drops the last `toneInfo` from the known resource: a tone is a moment, not a
+    /// property, so the next update must not carry it again.
+    pub fn forget_tone(&mut self) {
+        self.call.tone_info = Nullable::Absent;
+    }
+
     /// Marks the call terminated (a `deleted` notification for the call resource).
     pub fn terminate(&mut self, update: Option<&Call>) -> StateOutcome {
         let mut call = update.cloned().unwrap_or_default();

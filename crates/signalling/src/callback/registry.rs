@@ -2,13 +2,14 @@
 //! [`CallAgent`]s (state machine, roster, content sharing) and turning what changed into
 //! [`CallEvent`]s. No I/O and no clock: time comes in as `now`.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use appmedia_model::{
-    Call, CallState, ChangeType, CommsNotification, CommsNotifications, Participant, ResourceData,
-    ResultInfo,
+    Call, CallState, ChangeType, CommsNotification, CommsNotifications, CommsOperation, Nullable,
+    Participant, ResourceData, ResultInfo, ToneInfo,
 };
 
 use crate::roster::{DeltaOutcome, Roster, RosterChange, RosterPolicy};
@@ -28,8 +29,17 @@ pub enum CallEvent {
         result_info: Option<ResultInfo>,
         call: Box<Call>,
     },
-    /// Properties of the call changed without a state change (media state, tone, ...).
+    /// Properties of the call changed without a state change (media state, a DTMF tone
+    /// after `subscribeToTone`, ...). See [`CallEvent::tone`].
     Updated { call_id: String, call: Box<Call> },
+    /// An operation started by an action (playPrompt, recordResponse, participants/invite,
+    /// mute, sendDtmfTones, ...) progressed or ended: `status`, `resultInfo`,
+    /// `completionReason`, and for a recording its `recordingLocation`. The operation's own
+    /// id is `operation.id` (also the last segment of the notification's `resourceUrl`).
+    Operation {
+        call_id: String,
+        operation: Box<CommsOperation>,
+    },
     /// Participants joined, changed or left.
     Roster {
         call_id: String,
@@ -64,11 +74,29 @@ impl CallEvent {
             | CallEvent::Updated { call_id, .. }
             | CallEvent::Roster { call_id, .. }
             | CallEvent::RosterGap { call_id, .. }
-            | CallEvent::ContentSharing { call_id, .. } => Some(call_id),
+            | CallEvent::ContentSharing { call_id, .. }
+            | CallEvent::Operation { call_id, .. } => Some(call_id),
             CallEvent::Unhandled { call_id, .. } => call_id.as_deref(),
         }
     }
+
+    /// The DTMF tone this event brings (a `subscribeToTone` notification), if any.
+    ///
+    /// Only the event of the notification that carried the tone has it: the agent forgets
+    /// a tone once delivered, and drops a repeated `sequenceId`, so a tone is seen once.
+    pub fn tone(&self) -> Option<&ToneInfo> {
+        match self {
+            CallEvent::Incoming { call, .. }
+            | CallEvent::StateChanged { call, .. }
+            | CallEvent::Updated { call, .. } => call.tone_info.value(),
+            _ => None,
+        }
+    }
 }
+
+/// How many recent tone sequence ids and finished operations an agent remembers to drop
+/// repeats (Graph may deliver a notification more than once).
+const RECENT: usize = 64;
 
 /// The call id a notification is about: from `resourceUrl` (`/communications/calls/{id}/…`),
 /// else `resource` (`/app/calls/{id}/…`), else the call resource's own `id`.
@@ -116,6 +144,10 @@ pub struct CallAgent {
     roster: Roster,
     sharing: ContentSharing,
     terminated_at: Option<Instant>,
+    /// `sequenceId`s of the tones already delivered (the last [`RECENT`]).
+    recent_tones: VecDeque<i64>,
+    /// `(id, status)` of the operation notifications already delivered (the last [`RECENT`]).
+    recent_operations: VecDeque<(String, String)>,
 }
 
 impl CallAgent {
@@ -126,6 +158,8 @@ impl CallAgent {
             roster: Roster::new(roster_policy),
             sharing: ContentSharing::new(),
             terminated_at: None,
+            recent_tones: VecDeque::new(),
+            recent_operations: VecDeque::new(),
         }
     }
 
@@ -155,12 +189,14 @@ impl CallAgent {
         let mut events = Vec::new();
         match notification.resource_data.value() {
             Some(ResourceData::Call(call)) => {
+                let call = self.without_repeated_tone(call);
                 let outcome = if change_type == Some(&ChangeType::Deleted) {
-                    self.state.terminate(Some(call))
+                    self.state.terminate(Some(&call))
                 } else {
-                    self.state.apply(call)
+                    self.state.apply(&call)
                 };
                 events.extend(self.state_events(outcome, now));
+                self.state.forget_tone();
             }
             // An empty list parses as an empty roster; under contentsharingsessions it is
             // an empty session list, and must not wipe the roster.
@@ -194,8 +230,14 @@ impl CallAgent {
                 }
             }
             Some(ResourceData::Operation(operation)) => {
-                tracing::info!(call_id = %self.call_id, kind = ?operation.kind(), "operation notification; delivered as Unhandled");
-                events.push(unhandled());
+                if self.is_repeated_operation(operation) {
+                    tracing::debug!(call_id = %self.call_id, operation_id = ?operation.id, "dropped a repeated operation notification");
+                } else {
+                    events.push(CallEvent::Operation {
+                        call_id: self.call_id.clone(),
+                        operation: operation.clone(),
+                    });
+                }
             }
             Some(ResourceData::Other(value)) => {
                 tracing::info!(call_id = %self.call_id, resource_data = %value, "notification resource this version does not model; delivered as Unhandled");
@@ -207,6 +249,40 @@ impl CallAgent {
             }
         }
         events
+    }
+
+    /// The call update as applied: a tone whose `sequenceId` was already delivered is taken
+    /// out, so a repeated notification neither re-announces it nor counts as a change.
+    fn without_repeated_tone<'a>(&mut self, call: &'a Call) -> Cow<'a, Call> {
+        let Some(sequence) = call.tone_info.value().and_then(|t| t.sequence_id.value()) else {
+            return Cow::Borrowed(call);
+        };
+        if self.recent_tones.contains(sequence) {
+            tracing::debug!(call_id = %self.call_id, sequence, "dropped a repeated tone");
+            let mut call = call.clone();
+            call.tone_info = Nullable::Absent;
+            return Cow::Owned(call);
+        }
+        remember(&mut self.recent_tones, *sequence);
+        Cow::Borrowed(call)
+    }
+
+    /// True when the same operation was already delivered with the same status.
+    fn is_repeated_operation(&mut self, operation: &CommsOperation) -> bool {
+        let Some(id) = operation.id.value() else {
+            // Without an id (Graph's own invite example sends `"id": null`) repeats
+            // cannot be told from distinct operations: deliver them all.
+            return false;
+        };
+        let status = operation
+            .effective_status()
+            .map_or_else(String::new, |s| s.as_str().to_owned());
+        let key = (id.clone(), status);
+        if self.recent_operations.contains(&key) {
+            return true;
+        }
+        remember(&mut self.recent_operations, key);
+        false
     }
 
     /// Replaces the roster with a full one (after a [`CallEvent::RosterGap`]).
@@ -288,6 +364,13 @@ impl CallAgent {
         }
         events
     }
+}
+
+fn remember<T>(recent: &mut VecDeque<T>, item: T) {
+    if recent.len() == RECENT {
+        recent.pop_front();
+    }
+    recent.push_back(item);
 }
 
 /// Routes notifications to per-call [`CallAgent`]s. Terminated calls are forgotten
