@@ -32,6 +32,9 @@ pub struct EmulatorArgs {
     /// Ringing timeout (seconds) for calls whose request sets none.
     #[arg(long, default_value_t = 60)]
     ringing_timeout: u64,
+    /// Seconds an incoming call rings the bot before it ends unanswered (Graph: 15).
+    #[arg(long, default_value_t = 15)]
+    incoming_answer_timeout: u64,
     /// Fault injection: deliver `established` before `establishing`.
     #[arg(long)]
     established_first: bool,
@@ -81,6 +84,7 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
         faults: Faults {
             established_before_establishing: args.established_first,
         },
+        incoming_answer_timeout: Duration::from_secs(args.incoming_answer_timeout),
         media_samples_dir: args.media_samples,
         recordings_dir: args.recordings,
         ..EmulatorConfig::default()

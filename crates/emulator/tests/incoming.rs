@@ -171,6 +171,23 @@ async fn incoming_call_to_the_bots_pstn_number() {
             .iter()
             .any(|p| p["info"]["identity"]["applicationInstance"]["id"] == INSTANCE)
     );
+    // Service-hosted: the emulator plays the bot's prompts, as for a call the bot made.
+    let (status, operation) = act_as_bot(
+        &h,
+        &id,
+        "playPrompt",
+        json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt",
+            "mediaInfo": {"uri": "https://cdn.contoso.com/beep.wav", "resourceId": "beep"}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{operation:#}");
+    let done = wait_for_notification(&h, &id, |n| {
+        n["value"][0]["resourceUrl"]
+            .as_str()
+            .is_some_and(|u| u.contains("/operations/"))
+    })
+    .await;
+    assert_eq!(resource_data(&done)["status"], "completed");
     assert_eq!(
         h.delete(&format!("/communications/calls/{id}")).await,
         StatusCode::NO_CONTENT

@@ -180,12 +180,17 @@ async fn answer_inner(
             .and_then(|o| get(o).value().copied())
             .unwrap_or(false)
     };
+    // Set above, with the emulator's answer in place of the bot's offer when it hosts media.
+    let media_config = resource.media_config.into_option().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "the answer's media configuration was lost",
+        )
+    })?;
     let answered = Answered {
         callback_uri,
-        media_config: resource.media_config.value().cloned().unwrap_or_else(|| {
-            // Set just above; a config cannot disappear.
-            MediaConfig::ServiceHosted(Default::default())
-        }),
+        media_config,
         media,
         service,
         delta_roster: flag(|o| &o.is_delta_roster_enabled),

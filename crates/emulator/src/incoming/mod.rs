@@ -320,13 +320,14 @@ impl Ringing {
                     return;
                 }
                 command = control.recv() => match command {
-                    // Softphone pages cannot take part in a call that only rings the bot.
-                    Some(Control::Softphone(_)) => continue,
                     // `DELETE` by the bot, or the emulator stopping.
-                    _ => {
+                    Some(Control::HangUp) | None => {
                         self.end(None, result::ENDED_BY_APPLICATION);
                         return;
                     }
+                    // Nothing else (softphone pages, in-call actions) applies to a call that
+                    // only rings the bot.
+                    Some(_) => continue,
                 },
                 // The sender stays in the ringing map until this task leaves it.
                 Some(command) = commands.recv() => break command,
@@ -341,13 +342,13 @@ impl Ringing {
                 callback_uri,
                 reply,
             } => {
-                let _ = reply.send(());
                 tracing::info!(call = %self.id(), code = result.0, "the bot rejected the incoming call");
                 self.end(callback_uri, result);
+                // Answered once the call is gone: a GET after the 202 finds nothing.
+                let _ = reply.send(());
             }
             Command::Redirect { redirect, reply } => {
-                let _ = reply.send(());
-                self.redirect(redirect).await;
+                self.redirect(redirect, reply).await;
             }
             Command::Answer { answered, reply } => {
                 self.answer(*answered, reply, control).await;
@@ -355,10 +356,18 @@ impl Ringing {
         }
     }
 
-    /// Ends the bot's leg: `terminated` to `callback_uri` (else the webhook), the call gone.
+    /// Ends the bot's leg and the call: gone first, then `terminated` to `callback_uri` (else
+    /// the webhook), so a bot that reads the notification finds the call gone.
     fn end(&self, callback_uri: Option<String>, outcome: (i64, i64, &str)) {
         let id = self.id();
         self.shared.incoming().ringing_calls().remove(&id);
+        self.shared.remove_call(&id);
+        self.shared.book().ended(&id, outcome);
+        self.notify_terminated(callback_uri, outcome);
+    }
+
+    /// The `deleted` notification that ends the bot's leg.
+    fn notify_terminated(&self, callback_uri: Option<String>, outcome: (i64, i64, &str)) {
         let target = callback_uri.unwrap_or_else(|| self.webhook.clone());
         let body = shapes::terminated_notification(&self.call, &target, outcome);
         if target == self.webhook {
@@ -367,8 +376,6 @@ impl Ringing {
             let (notify, _delivery) = self.shared.notifier().start_call(self.destination(target));
             send(&notify, body);
         }
-        self.shared.remove_call(&id);
-        self.shared.book().ended(&id, outcome);
     }
 
     fn destination(&self, callback_uri: String) -> Destination {
@@ -379,23 +386,14 @@ impl Ringing {
         }
     }
 
-    async fn redirect(self, redirect: redirect::Redirect) {
+    async fn redirect(self, redirect: redirect::Redirect, reply: oneshot::Sender<()>) {
         let id = self.id();
         tracing::info!(call = %id, targets = redirect.targets.len(), "the bot redirected the incoming call");
         // The bot's leg ends now; the caller's goes on, without it.
         self.shared.incoming().ringing_calls().remove(&id);
-        let target = redirect
-            .callback_uri
-            .clone()
-            .unwrap_or_else(|| self.webhook.clone());
-        let body = shapes::terminated_notification(&self.call, &target, result::REDIRECTED);
-        if target == self.webhook {
-            send(&self.notify, body);
-        } else {
-            let (notify, _delivery) = self.shared.notifier().start_call(self.destination(target));
-            send(&notify, body);
-        }
         self.shared.remove_call(&id);
+        self.notify_terminated(redirect.callback_uri.clone(), result::REDIRECTED);
+        let _ = reply.send(());
         redirect::run(
             self.shared.clone(),
             id,
