@@ -46,8 +46,8 @@ impl Default for Ivr {
     fn default() -> Self {
         Ivr {
             menu: PathBuf::from("media-samples/ivr-menu.wav"),
-            // The emulator's directory: a PSTN agent line.
-            agent: Target::Phone("+15550100007".into()),
+            // The emulator's seed directory: its agent line.
+            agent: Target::Phone("+12345678903".into()),
             messages: PathBuf::from("recordings"),
             message_length: Duration::from_secs(10),
         }

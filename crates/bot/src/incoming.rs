@@ -168,7 +168,7 @@ impl IncomingCall {
         let callback = self.bot.callback_uri.clone();
         let (config, options, session) = match media {
             AnswerMedia::App(options) => {
-                let session = setup::offer(&self.bot, &options).await?;
+                let session = setup::offer(&self.bot, options.unmixed, options.unmixed_streams).await?;
                 let config = Media::app_hosted(session.blob()).into_config();
                 (config, Some(options), Some(session))
             }

@@ -26,7 +26,7 @@ pub(crate) async fn place(
     request.callback_uri = inner.callback_uri.clone().into();
     let app_hosted = matches!(request.media_config.value(), Some(MediaConfig::AppHosted(_)));
     let session = if app_hosted {
-        let session = setup::offer(inner, &options).await?;
+        let session = setup::offer(inner, options.unmixed, options.unmixed_streams).await?;
         let remove = match request.media_config.value() {
             Some(MediaConfig::AppHosted(c)) => c
                 .remove_from_default_audio_group
