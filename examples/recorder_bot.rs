@@ -12,7 +12,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use appmedia::bot::{AnswerMedia, Bot, BotError, Call, CallEnd, Event, MediaOptions, RecordOptions};
+use appmedia::bot::{
+    AnswerMedia, Bot, BotError, Call, CallEnd, Event, MediaOptions, RecordOptions,
+};
 use appmedia::model::{CallState, RecordingStatus};
 use tokio::sync::mpsc;
 
@@ -70,7 +72,10 @@ pub async fn record(mut call: Call, dir: &std::path::Path) -> Result<Box<CallEnd
             seconds: 15,
         });
     }
-    if let Err(e) = call.update_recording_status(RecordingStatus::Recording).await {
+    if let Err(e) = call
+        .update_recording_status(RecordingStatus::Recording)
+        .await
+    {
         // Not allowed to record without telling the participants: leave.
         let _ = call.hang_up().await;
         return Err(e);

@@ -68,7 +68,9 @@ async fn start(directory: Directory, recordings: Option<PathBuf>) -> (Emulator, 
     let mut config = BotConfig::for_emulator(&emulator, BOT, SECRET).unwrap();
     config.media.workers = 1;
     let bot = Arc::new(Bot::start(config).await.unwrap());
-    emulator.set_calling_webhook(BOT, bot.callback_uri()).unwrap();
+    emulator
+        .set_calling_webhook(BOT, bot.callback_uri())
+        .unwrap();
     (emulator, bot)
 }
 
@@ -83,7 +85,10 @@ async fn ring(emulator: &Emulator) -> String {
         .json()
         .await
         .unwrap();
-    answer["callId"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+    answer["callId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned()
 }
 
 async fn until_no_calls(emulator: &Emulator, bot: &Bot) {
@@ -99,8 +104,11 @@ async fn until_no_calls(emulator: &Emulator, bot: &Bot) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_bot_sends_the_caller_back_what_they_said() {
     let recordings = temp_dir("echo");
-    let (emulator, bot) =
-        start(directory("tone-440hz-48k.wav", None, Some(3000)), Some(recordings.clone())).await;
+    let (emulator, bot) = start(
+        directory("tone-440hz-48k.wav", None, Some(3000)),
+        Some(recordings.clone()),
+    )
+    .await;
     let serving = tokio::spawn({
         let bot = bot.clone();
         async move { echo_bot::run(&bot).await }
@@ -151,7 +159,11 @@ async fn ivr_bot_records_a_message_on_key_2() {
     let (rate, message) = read_wav(&path);
     let seconds = message.len() as f64 / f64::from(rate);
     assert!((1.5..=2.5).contains(&seconds), "{seconds} s");
-    assert!(level_dbfs(&message) > -40.0, "the caller's speech: {} dBFS", level_dbfs(&message));
+    assert!(
+        level_dbfs(&message) > -40.0,
+        "the caller's speech: {} dBFS",
+        level_dbfs(&message)
+    );
     until_no_calls(&emulator, &bot).await;
     let _ = std::fs::remove_dir_all(&messages);
 }
@@ -188,12 +200,24 @@ async fn recorder_bot_writes_the_mix_and_each_speaker_until_the_caller_hangs_up(
     assert_eq!(id, call_id);
     let end = end.expect("recorded");
     let recording = end.recording.expect("a recording");
-    assert!(recording.tracks.len() >= 2, "mix + the caller: {:?}", recording.tracks);
+    assert!(
+        recording.tracks.len() >= 2,
+        "mix + the caller: {:?}",
+        recording.tracks
+    );
     for track in &recording.tracks {
         assert!(track.path.starts_with(&dir));
         let (rate, samples) = read_wav(&track.path);
-        assert!(samples.len() as u32 > rate, "{}: over a second", track.path.display());
-        assert!(level_dbfs(&samples) > -45.0, "{}: speech", track.path.display());
+        assert!(
+            samples.len() as u32 > rate,
+            "{}: over a second",
+            track.path.display()
+        );
+        assert!(
+            level_dbfs(&samples) > -45.0,
+            "{}: speech",
+            track.path.display()
+        );
     }
     serving.abort();
     until_no_calls(&emulator, &bot).await;

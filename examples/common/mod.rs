@@ -40,7 +40,12 @@ pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
         });
     }
     let emulator = Emulator::start(EmulatorConfig::default()).await?;
-    let bot = Bot::start(BotConfig::for_emulator(&emulator, SEED_BOT, SEED_BOT_SECRET)?).await?;
+    let bot = Bot::start(BotConfig::for_emulator(
+        &emulator,
+        SEED_BOT,
+        SEED_BOT_SECRET,
+    )?)
+    .await?;
     emulator.set_calling_webhook(SEED_BOT, bot.callback_uri())?;
     println!("{name}: on the embedded emulator {}", emulator.graph_url());
     println!(

@@ -337,21 +337,29 @@ impl BotInner {
     /// Hands one event to whoever waits for it.
     fn route(self: &Arc<Self>, event: CallEvent) {
         if let CallEvent::Incoming { call_id, call } = event {
-            self.counters.incoming_received.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .incoming_received
+                .fetch_add(1, Ordering::Relaxed);
             if self.shutting_down.load(Ordering::SeqCst) {
-                self.counters.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .incoming_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(call = %call_id, "incoming call left to expire: shutting down");
                 return;
             }
             let incoming = IncomingCall::new(self.clone(), call_id.clone(), *call);
             if self.incoming_tx.try_send(incoming).is_err() {
-                self.counters.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .incoming_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(call = %call_id, "incoming call dropped: nobody takes incoming calls fast enough");
             }
             return;
         }
         let Some(call_id) = event.call_id().map(str::to_owned) else {
-            self.counters.orphan_notifications.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .orphan_notifications
+                .fetch_add(1, Ordering::Relaxed);
             return;
         };
         let mut routes = lock(&self.routes);
@@ -379,7 +387,9 @@ impl BotInner {
         if events.len() < PENDING_PER_CALL {
             events.push(event);
         } else {
-            self.counters.orphan_notifications.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .orphan_notifications
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, RecordingSink};
-use appmedia_media::queue::Producer;
 use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, ToneSender};
+use appmedia_media::queue::Producer;
 use appmedia_media::scheduler::CallHandle;
 use appmedia_transport::{MediaSession, TransportConfig};
 

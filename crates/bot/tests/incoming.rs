@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
+use appmedia_bot::Bot;
 use appmedia_bot::{AnswerMedia, BotError, Called, Event, MediaOptions, Target};
+use appmedia_emulator::{Directory, Emulator};
 use appmedia_model::{CallState, RejectReason};
 use appmedia_testkit::audio::level_dbfs;
-use appmedia_bot::Bot;
-use appmedia_emulator::{Directory, Emulator};
 use common::*;
 
 /// The seed's PSTN phone (it speaks in the default directory).
@@ -67,12 +67,17 @@ async fn a_phone_call_to_the_bot_is_answered_with_app_hosted_media_and_heard() {
         .expect("answered");
     // Answering twice is refused by the SDK before any request.
     assert!(matches!(
-        incoming.answer(AnswerMedia::App(MediaOptions::default())).await,
+        incoming
+            .answer(AnswerMedia::App(MediaOptions::default()))
+            .await,
         Err(BotError::AlreadyHandled { .. })
     ));
     let audio = call.audio_socket().expect("app-hosted");
     until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
-    assert!(call.wait_for_state(CallState::Established, WAIT).await || call.state() == Some(CallState::Established));
+    assert!(
+        call.wait_for_state(CallState::Established, WAIT).await
+            || call.state() == Some(CallState::Established)
+    );
     // The seed phone speaks: the bot hears speech-level audio within a few seconds.
     let mut heard = Vec::new();
     for _ in 0..150 {
@@ -80,7 +85,11 @@ async fn a_phone_call_to_the_bot_is_answered_with_app_hosted_media_and_heard() {
             heard.extend(samples(&frame.mixed));
         }
     }
-    assert!(level_dbfs(&heard) > -45.0, "the caller is heard: {} dBFS", level_dbfs(&heard));
+    assert!(
+        level_dbfs(&heard) > -45.0,
+        "the caller is heard: {} dBFS",
+        level_dbfs(&heard)
+    );
     call.hang_up().await.expect("hung up");
     assert_eq!(bot.stats().incoming_answered, 1);
     assert_eq!(bot.stats().live_calls, 0);
@@ -96,8 +105,13 @@ async fn a_rejected_call_ends_and_cannot_be_answered_after() {
     let mut incoming = next_incoming(&bot).await;
     incoming.reject(RejectReason::Busy).await.expect("rejected");
     assert!(matches!(
-        incoming.answer(AnswerMedia::App(MediaOptions::default())).await,
-        Err(BotError::AlreadyHandled { done: "rejected", .. })
+        incoming
+            .answer(AnswerMedia::App(MediaOptions::default()))
+            .await,
+        Err(BotError::AlreadyHandled {
+            done: "rejected",
+            ..
+        })
     ));
     drop(incoming);
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -117,7 +131,10 @@ async fn a_redirected_call_leaves_the_bot() {
     ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut incoming = next_incoming(&bot).await;
     incoming
-        .redirect(vec![Target::User(JOHN.into())], Some(Duration::from_secs(30)))
+        .redirect(
+            vec![Target::User(JOHN.into())],
+            Some(Duration::from_secs(30)),
+        )
         .await
         .expect("redirected");
     assert_eq!(bot.stats().incoming_redirected, 1);
@@ -126,7 +143,10 @@ async fn a_redirected_call_leaves_the_bot() {
     ring(&emulator, PHONE, BOT_NUMBER).await;
     let mut second = next_incoming(&bot).await;
     let err = second
-        .redirect(vec![Target::User(JOHN.into())], Some(Duration::from_secs(5)))
+        .redirect(
+            vec![Target::User(JOHN.into())],
+            Some(Duration::from_secs(5)),
+        )
         .await
         .expect_err("timeout below 15 s");
     assert!(matches!(err, BotError::Graph(_)), "{err:?}");

@@ -1,6 +1,7 @@
 //! The seed's PSTN scenarios that start with a call *to* the bot, each end to end through the
 //! SDK against the emulator's HTTP API, with real audio where audio is involved: the bot sends
-//! 600 Hz, the agent line (+12345678903) says 1 kHz. (The bot-initiated scenarios — outbound
+//! 600 Hz, the agent line (+12345678903) says 1 kHz. A phone dials the bot's number; the
+//! instance id is called by a Teams user (John), as only VoIP reaches an id. (The bot-initiated scenarios — outbound
 //! PSTN, P2P then invite, meeting then invite — are in crates/emulator/tests/pstn_scenarios.rs.)
 
 mod common;
@@ -22,6 +23,12 @@ const MEETING: &str = "1234567";
 
 fn directory() -> Directory {
     let mut directory = Directory::seed();
+    for user in &mut directory.users {
+        if user.id == JOHN {
+            user.behaviour.media = Sound::Silent;
+            user.behaviour.hang_up_after_ms = Some(6000);
+        }
+    }
     for phone in &mut directory.phones {
         if phone.number == CALLER {
             // Silent, and gone after 6 s: the end of a conversation transferred away.
@@ -44,10 +51,11 @@ struct Answered {
     recordings: PathBuf,
 }
 
-/// `CALLER` calls `to` (optionally from the meeting); the bot answers with app-hosted media and
+/// `from` calls `to` (optionally from the meeting); the bot answers with app-hosted media and
 /// speaks 600 Hz for as long as the media runs.
-async fn answered(name: &str, to: &str, meeting: Option<&str>) -> Answered {
-    let recordings = std::env::temp_dir().join(format!("appmedia-bot-{name}-{}", std::process::id()));
+async fn answered(name: &str, from: &str, to: &str, meeting: Option<&str>) -> Answered {
+    let recordings =
+        std::env::temp_dir().join(format!("appmedia-bot-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&recordings);
     std::fs::create_dir_all(&recordings).unwrap();
     let emulator = Emulator::start(EmulatorConfig {
@@ -62,7 +70,7 @@ async fn answered(name: &str, to: &str, meeting: Option<&str>) -> Answered {
     emulator
         .set_calling_webhook(CALLING_BOT, bot.callback_uri())
         .unwrap();
-    let mut body = serde_json::json!({"from": CALLER, "to": to});
+    let mut body = serde_json::json!({"from": from, "to": to});
     if let Some(m) = meeting {
         body["meeting"] = m.into();
     }
@@ -80,7 +88,10 @@ async fn answered(name: &str, to: &str, meeting: Option<&str>) -> Answered {
         .unwrap()
         .unwrap();
     if meeting.is_some() {
-        assert!(incoming.meeting().is_some(), "chatInfo and meetingInfo of the meeting");
+        assert!(
+            incoming.meeting().is_some(),
+            "chatInfo and meetingInfo of the meeting"
+        );
     }
     let mut call = incoming
         .answer(AnswerMedia::App(MediaOptions::default()))
@@ -111,47 +122,65 @@ async fn answered(name: &str, to: &str, meeting: Option<&str>) -> Answered {
 async fn invites_another_pstn(mut a: Answered) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = a.heard.lock().unwrap().len();
-    a.call.invite(vec![Target::Phone(AGENT.into())]).await.expect("invited");
-    let seen = until(&mut a.call, |e| match e {
-        Event::Roster(change) => change.joined.iter().chain(&change.updated).any(|p| {
-            serde_json::to_string(p).unwrap().contains(AGENT)
-        }),
-        _ => false,
+    a.call
+        .invite(vec![Target::Phone(AGENT.into())])
+        .await
+        .expect("invited");
+    let (mut joined, mut completed) = (false, false);
+    until(&mut a.call, |e| {
+        match e {
+            Event::Roster(change) => {
+                joined |= change
+                    .joined
+                    .iter()
+                    .chain(&change.updated)
+                    .any(|p| serde_json::to_string(p).unwrap().contains(AGENT))
+            }
+            Event::Operation(op) => {
+                completed |= op.kind() == Some("inviteParticipantsOperation") && op.is_finished()
+            }
+            _ => {}
+        }
+        joined && completed
     })
     .await;
-    assert!(
-        seen.iter().any(|e| matches!(e, Event::Operation(op) if op.kind() == Some("inviteParticipantsOperation"))),
-        "the invitation's operation ends: {seen:#?}"
-    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let heard = a.heard.lock().unwrap().clone();
-    assert!(silent_at(&heard[before.saturating_sub(8000)..before], 16_000, 1000.0));
+    assert!(silent_at(
+        &heard[before.saturating_sub(8000)..before],
+        16_000,
+        1000.0
+    ));
     let after = &heard[heard.len() - 8000..];
-    assert!(hears(after, 16_000, 1000.0), "the invited agent is in the bot's mix");
+    assert!(
+        hears(after, 16_000, 1000.0),
+        "the invited agent is in the bot's mix"
+    );
     a.call.hang_up().await.unwrap();
     finish(a).await;
 }
 
 /// The bot transfers the caller to the agent line: `transferring`, then the bot's call ends;
 /// the caller heard the bot, then the agent — never the bot again.
-async fn transfers_to_another_pstn(mut a: Answered) {
-    let caller_source = caller_source_id(&a.call);
+async fn transfers_to_another_pstn(mut a: Answered, caller: &str) {
+    let caller_source = caller_source_id(&a.call, caller);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    a.call.transfer(Target::Phone(AGENT.into())).await.expect("transfer accepted");
+    a.call
+        .transfer(Target::Phone(AGENT.into()))
+        .await
+        .expect("transfer accepted");
     let seen = until(&mut a.call, |e| matches!(e, Event::Ended(_))).await;
     assert!(
-        seen.iter().any(|e| matches!(e, Event::State { to, .. } if to.as_str() == "transferring")),
+        seen.iter()
+            .any(|e| matches!(e, Event::State { to, .. } if to.as_str() == "transferring")),
         "{seen:#?}"
     );
     let deadline = tokio::time::Instant::now() + WAIT;
     while a.emulator.transferred_calls() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path = appmedia_emulator::heard::heard_recording_path(
-        &a.recordings,
-        a.call.id(),
-        caller_source,
-    );
+    let path =
+        appmedia_emulator::heard::heard_recording_path(&a.recordings, a.call.id(), caller_source);
     let (rate, ear) = read_wav(&path);
     let profile: String = windows(&ear, rate, 100)
         .iter()
@@ -162,8 +191,13 @@ async fn transfers_to_another_pstn(mut a: Answered) {
             (false, false) => '.',
         })
         .collect();
-    let first_agent = profile.find('t').unwrap_or_else(|| panic!("never the agent: {profile}"));
-    assert!(profile[..first_agent].contains('b'), "the bot before: {profile}");
+    let first_agent = profile
+        .find('t')
+        .unwrap_or_else(|| panic!("never the agent: {profile}"));
+    assert!(
+        profile[..first_agent].contains('b'),
+        "the bot before: {profile}"
+    );
     assert!(
         !profile[first_agent + 2..].contains(['b', 'X']),
         "never the bot after the agent: {profile}"
@@ -172,7 +206,7 @@ async fn transfers_to_another_pstn(mut a: Answered) {
 }
 
 /// The bot sends the call on to the agent line without answering; it is out of the call.
-async fn redirects_to_another_pstn(to: &str) {
+async fn redirects_to_another_pstn(from: &str, to: &str) {
     let emulator = Emulator::start(EmulatorConfig {
         directory: directory(),
         media_samples_dir: media_samples(),
@@ -181,12 +215,14 @@ async fn redirects_to_another_pstn(to: &str) {
     .await
     .unwrap();
     let bot = Bot::start(bot_config(&emulator)).await.unwrap();
-    emulator.set_calling_webhook(CALLING_BOT, bot.callback_uri()).unwrap();
+    emulator
+        .set_calling_webhook(CALLING_BOT, bot.callback_uri())
+        .unwrap();
     appmedia_signalling::install_crypto_provider();
     let http = reqwest::Client::new();
     let answer: serde_json::Value = http
         .post(format!("{}/incoming-calls", emulator.control_url()))
-        .json(&serde_json::json!({"from": CALLER, "to": to}))
+        .json(&serde_json::json!({"from": from, "to": to}))
         .send()
         .await
         .unwrap()
@@ -194,9 +230,15 @@ async fn redirects_to_another_pstn(to: &str) {
         .await
         .unwrap();
     let id = answer["callId"].as_str().unwrap().to_owned();
-    let mut incoming = tokio::time::timeout(WAIT, bot.next_incoming()).await.unwrap().unwrap();
+    let mut incoming = tokio::time::timeout(WAIT, bot.next_incoming())
+        .await
+        .unwrap()
+        .unwrap();
     incoming
-        .redirect(vec![Target::Phone(AGENT.into())], Some(Duration::from_secs(20)))
+        .redirect(
+            vec![Target::Phone(AGENT.into())],
+            Some(Duration::from_secs(20)),
+        )
         .await
         .expect("redirected");
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -214,16 +256,27 @@ async fn redirects_to_another_pstn(to: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(view["redirect"]["answeredBy"].to_string().contains(AGENT), "{view:#}");
+    assert!(
+        view["redirect"]["answeredBy"].to_string().contains(AGENT),
+        "{view:#}"
+    );
     assert_eq!(bot.stats().live_calls, 0, "the bot is out of the call");
     bot.shutdown(None).await;
 }
 
-fn caller_source_id(call: &Call) -> u32 {
+fn caller_source_id(call: &Call, caller: &str) -> u32 {
     call.roster()
         .iter()
-        .find(|p| serde_json::to_string(p).unwrap().contains(CALLER))
-        .and_then(|p| p.media_streams.value()?.first()?.source_id.value()?.parse().ok())
+        .find(|p| serde_json::to_string(p).unwrap().contains(caller))
+        .and_then(|p| {
+            p.media_streams
+                .value()?
+                .first()?
+                .source_id
+                .value()?
+                .parse()
+                .ok()
+        })
         .expect("the caller in the roster with a source id")
 }
 
@@ -235,35 +288,36 @@ async fn finish(a: Answered) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_call_to_the_bots_pstn_number_then_the_bot_invites_another_pstn() {
-    invites_another_pstn(answered("s1", BOT_NUMBER, None).await).await;
+    invites_another_pstn(answered("s1", CALLER, BOT_NUMBER, None).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_call_to_the_bots_pstn_number_then_the_bot_transfers_to_another_pstn() {
-    transfers_to_another_pstn(answered("s2", BOT_NUMBER, None).await).await;
+    transfers_to_another_pstn(answered("s2", CALLER, BOT_NUMBER, None).await, CALLER).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_call_to_the_bots_pstn_number_then_the_bot_redirects_to_another_pstn() {
-    redirects_to_another_pstn(BOT_NUMBER).await;
+    redirects_to_another_pstn(CALLER, BOT_NUMBER).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_call_to_the_bots_instance_id_then_the_bot_invites_another_pstn() {
-    invites_another_pstn(answered("s4", APP_INSTANCE, None).await).await;
+    invites_another_pstn(answered("s4", JOHN, APP_INSTANCE, None).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_call_to_the_bots_instance_id_then_the_bot_transfers_to_another_pstn() {
-    transfers_to_another_pstn(answered("s5", APP_INSTANCE, None).await).await;
+    transfers_to_another_pstn(answered("s5", JOHN, APP_INSTANCE, None).await, JOHN).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_call_to_the_bots_instance_id_then_the_bot_redirects_to_another_pstn() {
-    redirects_to_another_pstn(APP_INSTANCE).await;
+    redirects_to_another_pstn(JOHN, APP_INSTANCE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incoming_call_to_the_bots_instance_id_from_a_scheduled_meeting_then_the_bot_invites_a_pstn() {
-    invites_another_pstn(answered("s7", APP_INSTANCE, Some(MEETING)).await).await;
+async fn incoming_call_to_the_bots_instance_id_from_a_scheduled_meeting_then_the_bot_invites_a_pstn()
+ {
+    invites_another_pstn(answered("s7", JOHN, APP_INSTANCE, Some(MEETING)).await).await;
 }

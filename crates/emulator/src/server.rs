@@ -458,10 +458,14 @@ impl Emulator {
             .directory()
             .application(app_id)
             .map(|a| a.id.clone())
-            .ok_or_else(|| ApiError::not_found(format!("application {app_id} is not in the directory")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("application {app_id} is not in the directory"))
+            })?;
         crate::directory::check_webhook(url)
             .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-        self.shared.incoming().set_webhook(&app, Some(url.to_owned()));
+        self.shared
+            .incoming()
+            .set_webhook(&app, Some(url.to_owned()));
         Ok(())
     }
 

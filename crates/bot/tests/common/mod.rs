@@ -60,8 +60,7 @@ pub fn bot_config(emulator: &Emulator) -> BotConfig {
     {
         *notification_issuers = vec![emulator.notification_issuer().to_owned()];
     }
-    let mut config =
-        BotConfig::new(CALLING_BOT, TENANT, CALLING_BOT_SECRET).with_service(service);
+    let mut config = BotConfig::new(CALLING_BOT, TENANT, CALLING_BOT_SECRET).with_service(service);
     config.media.workers = 1;
     config
 }
@@ -71,7 +70,10 @@ pub async fn bot(emulator: &Emulator) -> Bot {
 }
 
 /// Events until `pred` matches one (returned), bounded by [`WAIT`].
-pub async fn until(call: &mut appmedia_bot::Call, mut pred: impl FnMut(&Event) -> bool) -> Vec<Event> {
+pub async fn until(
+    call: &mut appmedia_bot::Call,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -107,4 +109,3 @@ pub fn samples(pcm: &[u8]) -> Vec<f32> {
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
         .collect()
 }
-
