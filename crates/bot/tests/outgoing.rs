@@ -164,3 +164,91 @@ async fn a_service_hosted_call_has_events_but_no_audio_socket() {
     assert_eq!(bot.stats().live_calls, 0);
     bot.shutdown(Some(Duration::from_millis(100))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_keeps_a_call_past_the_services_timeout_and_without_it_the_call_ends() {
+    let emulator = appmedia_emulator::Emulator::start(appmedia_emulator::EmulatorConfig {
+        directory: echo_directory(),
+        media_samples_dir: media_samples(),
+        keep_alive_timeout: Duration::from_millis(1500),
+        ..appmedia_emulator::EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    // Every 400 ms: the call outlives the service's 1.5 s window.
+    let bot = appmedia_bot::Bot::start(
+        bot_config(&emulator).with_keep_alive_interval(Duration::from_millis(400)),
+    )
+    .await
+    .unwrap();
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(call.wait_for_state(CallState::Established, WAIT).await);
+    let four_s = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(event)) = tokio::time::timeout_at(four_s, call.next_event()).await {
+        assert!(!matches!(event, Event::Ended(_)), "kept alive: {event:?}");
+    }
+    assert!(!call.is_ended(), "kept alive");
+    assert!(bot.stats().keep_alives_sent >= 5, "{:?}", bot.stats());
+    call.hang_up().await.unwrap();
+    bot.shutdown(None).await;
+
+    // Once an hour: the service ends the call after its 1.5 s without one, and says why.
+    let bot = appmedia_bot::Bot::start(bot_config(&emulator))
+        .await
+        .unwrap();
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .unwrap();
+    let seen = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    let Some(Event::Ended(end)) = seen.last() else {
+        unreachable!()
+    };
+    assert!(
+        end.result_info.is_some(),
+        "terminated with a reason: {seen:#?}"
+    );
+    assert_eq!(bot.stats().keep_alives_sent, 0);
+    bot.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_task_outlives_the_bot_and_its_calls() {
+    let runtime = tokio::runtime::Handle::current();
+    let baseline = runtime.metrics().num_alive_tasks();
+    let emulator = emulator(echo_directory()).await;
+    let bot = bot(&emulator).await;
+    for _ in 0..2 {
+        let mut call = bot
+            .call(
+                call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+                MediaOptions::default(),
+            )
+            .await
+            .unwrap();
+        until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+        call.hang_up().await.unwrap();
+    }
+    bot.shutdown(None).await;
+    assert_eq!(emulator.live_calls(), 0);
+    emulator.shutdown().await;
+    // Connection tasks of the HTTP clients close as their connections do: wait a little.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while runtime.metrics().num_alive_tasks() > baseline && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        runtime.metrics().num_alive_tasks() <= baseline,
+        "{} tasks alive, {baseline} before the emulator and the bot",
+        runtime.metrics().num_alive_tasks()
+    );
+}
