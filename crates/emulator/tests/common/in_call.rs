@@ -349,6 +349,7 @@ pub fn assert_docs_shape(actual: &Value, name: &str, ignore: &[&str]) {
 }
 
 // One definition of the tone measures, shared with the SDK's tests.
+#[allow(unused_imports)] // each test binary uses some of them
 pub use appmedia_testkit::audio::{hears, silent_at, tone_power, windows};
 
 /// Creates a call without media (the documentation's opaque blob) and returns its id; the
