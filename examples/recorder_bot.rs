@@ -29,11 +29,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A recorded call's id and how it ended.
+pub type Recorded = (String, Result<Box<CallEnd>, BotError>);
+
 /// Answers and records every incoming call into `dir`; each call's end goes to `ended`.
 pub async fn run(
     bot: &Bot,
     dir: PathBuf,
-    ended: Option<mpsc::UnboundedSender<(String, Result<Box<CallEnd>, BotError>)>>,
+    ended: Option<mpsc::UnboundedSender<Recorded>>,
 ) -> Result<(), BotError> {
     while let Some(mut incoming) = bot.next_incoming().await {
         // Unmixed audio: one file per speaker, named by source id.
@@ -67,6 +70,11 @@ pub async fn record(mut call: Call, dir: &std::path::Path) -> Result<Box<CallEnd
         .wait_for_state(CallState::Established, Duration::from_secs(15))
         .await
     {
+        if call.is_ended() {
+            return Err(BotError::CallEnded {
+                call_id: call.id().to_owned(),
+            });
+        }
         return Err(BotError::Timeout {
             what: "the call's establishment",
             seconds: 15,

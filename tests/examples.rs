@@ -2,6 +2,10 @@
 //! bot's number through the control API, scripted like a person (what it says, the keys it
 //! presses, when it hangs up), and the test checks what the bot did with real audio.
 
+// Each example is its own crate with its own `mod common;`; included here together, that file
+// is loaded once per example.
+#![allow(clippy::duplicate_mod)]
+
 #[allow(dead_code)]
 #[path = "../examples/echo_bot.rs"]
 mod echo_bot;

@@ -276,6 +276,14 @@ impl Bot {
         &self.inner.config
     }
 
+    /// The media scheduler's epoch: every call's media time is counted from it. A call's
+    /// [`MediaSnapshot::first_tick`](crate::MediaSnapshot::first_tick) after this instant is
+    /// when sample 0 of a recording started with the call was heard — what a latency
+    /// measurement against another clock (a party's mouth) needs.
+    pub fn media_epoch(&self) -> Instant {
+        self.inner.epoch
+    }
+
     /// Places a call. `request` is a create-call body from the signalling crate's builders
     /// ([`appmedia_signalling::builders`]); its `callbackUri` is replaced by the bot's. With
     /// app-hosted media (an `appHostedMediaConfig`, whatever blob it holds) the SDK makes the

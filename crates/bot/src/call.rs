@@ -8,6 +8,7 @@ use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, Pr
 use appmedia_audio_io::record::{
     CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus,
 };
+use appmedia_audio_io::stream::StreamedClip;
 use appmedia_media::pipeline::ToneSender;
 use appmedia_media::queue::Producer;
 
@@ -20,7 +21,7 @@ use appmedia_model::{
 };
 use appmedia_signalling::roster::RosterChange;
 use appmedia_signalling::sharing::SharingChange;
-use appmedia_transport::EndReason;
+use appmedia_transport::{EndReason, SessionStats};
 use tokio::sync::{mpsc, watch};
 
 use crate::bot::{BotInner, lock};
@@ -80,9 +81,16 @@ pub struct CallEnd {
     pub media: Option<MediaSnapshot>,
     /// The recording's final state, when the call was recorded.
     pub recording: Option<FileRecordingStatus>,
+    /// The media transport's last counters (app-hosted calls), taken before its session
+    /// closed: what only the network side knows — RTCP round trip, interarrival jitter,
+    /// packets lost as RTP sequence numbers tell.
+    pub transport: Option<SessionStats>,
 }
 
 /// Who a transfer, redirect or invitation goes to.
+// Made once per action and consumed at once, never stored in bulk: boxing the large variant
+// would only make it clumsier to build.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
     /// A Teams/Entra user by id.
@@ -496,6 +504,15 @@ impl CallControl {
     pub fn play_clip(&self, clip: &AudioClip, mode: PlayMode) -> Result<PromptId, BotError> {
         self.prompts()?
             .play(clip, mode)
+            .map_err(|e| BotError::Prompt(e.to_string()))
+    }
+
+    /// Plays a clip streamed from disk (a long WAV or Ogg/Opus file is never held in
+    /// memory): its decoder thread starts here, on the caller's thread, and buffers a few
+    /// frames before this returns. [`Event::PromptFinished`] tells when it ended.
+    pub fn play_streamed(&self, clip: &StreamedClip, mode: PlayMode) -> Result<PromptId, BotError> {
+        self.prompts()?
+            .play_streamed(clip, mode)
             .map_err(|e| BotError::Prompt(e.to_string()))
     }
 

@@ -19,6 +19,8 @@ pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 pub const MAX_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45 * 60);
 
 /// Where the calling service is.
+// One per bot, in its configuration: the size of the URLs does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Service {
     /// Microsoft Graph in one of its national clouds: tokens from that cloud's identity

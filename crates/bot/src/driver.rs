@@ -310,6 +310,7 @@ impl Driver {
             result_info,
             media: None,
             recording: None,
+            transport: None,
         };
         if let Some(media) = &self.media {
             media.handle.remove();
@@ -329,6 +330,7 @@ impl Driver {
         self.drain_media();
         if let Some(media) = self.media.take() {
             end.media = lock(&self.shared.snapshot).media_stats;
+            end.transport = Some(media.session.stats().await);
             media.session.close().await;
         }
         end.recording = crate::call::CallControl {

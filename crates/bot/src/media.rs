@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use appmedia_audio_io::playback::PromptPlayer;
+use appmedia_audio_io::playback::{PlayerCounters, PromptPlayer};
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::frame::{Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{
@@ -144,6 +144,9 @@ pub struct MediaSnapshot {
     /// When the call's media ticked first, after the bot scheduler's epoch: sample 0 of a
     /// recording started with the call was heard then.
     pub first_tick: Option<Duration>,
+    /// The call's prompt player (`play_file`, `play_clip`, `play_streamed`): frames played,
+    /// streamed prompts whose decoder fell behind, completion events lost.
+    pub prompts: PlayerCounters,
     streams: [Option<StreamStats>; MAX_SNAPSHOT_STREAMS],
 }
 
@@ -164,6 +167,9 @@ const SOURCE_QUEUE_FRAMES: usize = 4;
 /// One call's media, owned by a scheduler worker.
 pub(crate) struct CallMedia {
     pipeline: CallPipeline,
+    /// The prompt player, apart from the other sources so that its counters reach the
+    /// snapshots.
+    prompts: (PromptPlayer, PlayerSender),
     sources: Vec<(Box<dyn MediaSource>, PlayerSender)>,
     taps: Vec<Box<dyn MediaTap>>,
     recorder: Option<RecordingSink>,
@@ -185,12 +191,14 @@ pub(crate) struct MediaFeed {
 }
 
 impl CallMedia {
-    /// Wraps `pipeline` with its sources (each gets a player slot) and taps.
+    /// Wraps `pipeline` with its prompt player and sources (each gets a player slot) and taps.
     pub(crate) fn new(
         mut pipeline: CallPipeline,
+        prompts: PromptPlayer,
         sources: Vec<Box<dyn MediaSource>>,
         taps: Vec<Box<dyn MediaTap>>,
     ) -> Result<(CallMedia, MediaFeed), appmedia_media::pipeline::PipelineError> {
+        let prompts = (prompts, pipeline.add_player(SOURCE_QUEUE_FRAMES)?);
         let sources = sources
             .into_iter()
             .map(|s| Ok((s, pipeline.add_player(SOURCE_QUEUE_FRAMES)?)))
@@ -202,6 +210,7 @@ impl CallMedia {
         Ok((
             CallMedia {
                 pipeline,
+                prompts,
                 sources,
                 taps,
                 recorder: None,
@@ -223,6 +232,10 @@ impl CallMedia {
 
 impl Tickable for CallMedia {
     fn tick(&mut self, now: Duration) {
+        let (player, out) = &mut self.prompts;
+        if player.next_frame(&mut self.frame) {
+            let _ = out.send(&self.frame);
+        }
         for (source, out) in &mut self.sources {
             if source.next_frame(&mut self.frame) {
                 // A full player queue drops its oldest frame: the source ran ahead.
@@ -254,7 +267,7 @@ impl Tickable for CallMedia {
             // Drop-oldest: a driver that stopped reading loses old events, never the tick.
             let _ = self.events.push(event);
         }
-        if self.tick % STATS_EVERY_TICKS == 0 {
+        if self.tick.is_multiple_of(STATS_EVERY_TICKS) {
             self.publish();
         }
         self.tick += 1;
@@ -265,6 +278,7 @@ impl CallMedia {
     /// Copies the counters into the one-slot stats queue (no allocation: all `Copy`).
     fn publish(&mut self) {
         self.snapshot.pipeline = *self.pipeline.stats();
+        self.snapshot.prompts = self.prompts.0.counters();
         self.snapshot.streams = [None; MAX_SNAPSHOT_STREAMS];
         for (slot, stream) in self
             .snapshot

@@ -12,7 +12,7 @@ use appmedia_transport::{MediaSession, TransportConfig};
 
 use crate::bot::BotInner;
 use crate::error::BotError;
-use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, MediaSource, RecordOptions};
+use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, RecordOptions};
 
 /// Prompts a call's player holds (queued and playing).
 const PROMPT_QUEUE: usize = 16;
@@ -70,10 +70,13 @@ pub(crate) fn start(
     let socket = AudioSocket::new(call_id.to_owned(), socket_rx, pipeline.bot_sender());
     let tones = pipeline.tone_sender().ok();
     let (player, prompts) = PromptPlayer::new(PROMPT_QUEUE);
-    let mut sources: Vec<Box<dyn MediaSource>> = vec![Box::new(player)];
-    sources.append(&mut options.sources);
     session.attach_pipeline(&mut pipeline, inner.epoch);
-    let (media, feed) = CallMedia::new(pipeline, sources, std::mem::take(&mut options.taps))?;
+    let (media, feed) = CallMedia::new(
+        pipeline,
+        player,
+        std::mem::take(&mut options.sources),
+        std::mem::take(&mut options.taps),
+    )?;
     let recorder = match options.record.take() {
         Some(record) => Some(start_recording(inner, call_id, &record, &feed.recorder)?),
         None => None,

@@ -8,15 +8,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use appmedia_audio_io::frame::CORE_SAMPLE_RATE as CORE_RATE;
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
+use appmedia_audio_io::playback::{AudioClip, PlayMode};
 use appmedia_audio_io::record::{RecordingStatus, Track};
+use appmedia_bot::RecordOptions;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{
-    self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, JOHN_SPEAKS, RecordingPlan, ServiceArgs,
-};
+use crate::bot::{self, Bot, CallArgs, CallPlan, JOHN_SPEAKS, ServiceArgs};
+use crate::devices::DeviceArgs;
 use crate::mouth_to_ear::{self, MouthToEar};
+use crate::summary::{self, CallLog};
 
 /// Options of `appmedia demo`.
 #[derive(Debug, Args)]
@@ -41,7 +42,7 @@ pub struct DemoArgs {
 
 /// Runs the subcommand.
 pub fn run(args: DemoArgs) -> ExitCode {
-    bot::run_command("demo", args.json, demo(&args), print_summary)
+    summary::run_command("demo", args.json, demo(&args), print_summary)
 }
 
 async fn demo(args: &DemoArgs) -> Result<Value, String> {
@@ -56,29 +57,29 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
         service.emulator_recordings = Some(args.recordings.clone());
     }
 
-    let mut bot = Bot::start(&service).await?;
+    let bot = Bot::start(&service).await?;
     let mut log = CallLog::default();
-    let call = bot.place_call(&CallArgs::john(), &mut log).await?;
-    // The bot's media: what it hears is recorded (mixed + per speaker), the prompt is played.
-    let (player, queue) = PromptPlayer::new(2);
-    queue
-        .play(&prompt, PlayMode::Once)
-        .map_err(|e| e.to_string())?;
-    let mut io = devices.media_io();
-    io.prompts = Some(player);
-    let plan = CallPlan {
-        io,
-        recording: Some(RecordingPlan {
-            dir: args.recordings.clone(),
-            prefix: "bot",
-            rate: 16_000,
-        }),
-        deadline: Some(Duration::from_secs(args.seconds)),
-        ctrl_c: false,
-    };
-    let end = bot
-        .run_call(call, plan, std::future::pending(), &mut log)
-        .await;
+    // The bot's media: what it hears is recorded (mixed + per speaker) from its first tick,
+    // the devices (if any) join in.
+    let media = devices.attach(CallArgs::john().media_options().recorded(RecordOptions {
+        prefix: "bot".into(),
+        sample_rate: 16_000,
+        directory: Some(args.recordings.clone()),
+    }));
+    let end = async {
+        let call = bot.place_call(&CallArgs::john(), media, &mut log).await?;
+        // The prompt starts once the media flows, so that all of it reaches John.
+        if let Err(e) = call.play_clip(&prompt, PlayMode::Once) {
+            let _ = call.hang_up().await;
+            return Err(e.to_string());
+        }
+        let plan = CallPlan {
+            deadline: Some(Duration::from_secs(args.seconds)),
+            ctrl_c: false,
+        };
+        bot.run_call(call, plan, |_| None, &mut log).await
+    }
+    .await;
     let finished = bot.shutdown().await;
     let end = end?;
     let recording = end.recording.unwrap_or_default();
@@ -101,12 +102,20 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
             })
         })
         .collect();
-    let recorded_bot = emulator_recording.as_deref().and_then(bot::file_seconds);
-    let mouth_to_ear = mouth_to_ear(end.party_media.as_ref(), end.epoch, &recording, &service);
+    let recorded_bot = emulator_recording
+        .as_deref()
+        .and_then(summary::file_seconds);
+    let mouth_to_ear = mouth_to_ear(
+        end.party_media.as_ref(),
+        end.heard_start,
+        &recording,
+        &service,
+    );
+    let transport = end.transport.as_ref();
     let ok = log.established
         && log.terminated
         && end.media.heard_ticks > 0
-        && end.media.stats.packets_sent > 0
+        && end.media.pipeline.packets_sent > 0
         && refused == 0
         && !tracks.is_empty()
         && (service.graph_url.is_some() || recorded_bot.is_some_and(|s| s > 0.0));
@@ -117,14 +126,14 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
         "transitions": log.transitions,
         "roster": log.roster,
         "media": {
-            "ticks": end.media.stats.ticks,
+            "ticks": end.media.pipeline.ticks,
             "frames_heard": end.media.heard_ticks,
-            "packets_sent": end.media.stats.packets_sent,
-            "packets_received": end.transport.packets_received,
-            "packets_lost": end.transport.packets_lost,
-            "network_jitter_ms": end.transport.jitter_ms,
-            "rtcp_round_trip_ms": end.transport.rtcp_round_trip_time_ms,
-            "streams": bot::streams_json(&end.media.streams),
+            "packets_sent": end.media.pipeline.packets_sent,
+            "packets_received": transport.map(|t| t.packets_received),
+            "packets_lost": transport.map(|t| t.packets_lost),
+            "network_jitter_ms": transport.map(|t| t.jitter_ms),
+            "rtcp_round_trip_ms": transport.and_then(|t| t.rtcp_round_trip_time_ms),
+            "streams": summary::streams_json(end.media.streams()),
             "mouth_to_ear_latency_ms": mouth_to_ear.as_ref().ok().map(|m| (m.latency.as_secs_f64() * 1e4).round() / 10.0),
             "mouth_to_ear": match &mouth_to_ear {
                 Ok(m) => json!({"from": "John", "to": "bot", "correlation": (m.correlation * 1e3).round() / 1e3}),
@@ -171,7 +180,7 @@ fn print_summary(s: &Value) {
             t["state"].as_str().unwrap_or("?")
         );
     }
-    println!("  roster     {}", bot::roster(s));
+    println!("  roster     {}", summary::roster(s));
     let m = &s["media"];
     println!(
         "  media      {} ticks, {} frames heard, {} packets sent, {} received, {} lost, jitter {:.1} ms",
@@ -229,11 +238,12 @@ fn print_summary(s: &Value) {
     );
 }
 
-/// John's mouth-to-ear latency: where his voice is in the bot's mixed recording, against
-/// when the emulator says his first audible sample entered the call.
+/// John's mouth-to-ear latency: where his voice is in the bot's mixed recording (whose sample
+/// 0 was heard at `heard_start`, on the bot's media clock), against when the emulator says his
+/// first audible sample entered the call.
 fn mouth_to_ear(
     party_media: Option<&appmedia_emulator::CallMedia>,
-    epoch: std::time::Instant,
+    heard_start: Option<std::time::Instant>,
     recording: &RecordingStatus,
     service: &ServiceArgs,
 ) -> Result<MouthToEar, String> {
@@ -243,6 +253,7 @@ fn mouth_to_ear(
         .iter()
         .find_map(|p| p.first_audio_at)
         .ok_or("John said nothing")?;
+    let heard_start = heard_start.ok_or("the bot's media never ticked")?;
     let heard = recording
         .tracks
         .iter()
@@ -254,7 +265,7 @@ fn mouth_to_ear(
     mouth_to_ear::measure(
         heard.samples(),
         CORE_RATE,
-        epoch,
+        heard_start,
         spoken.samples(),
         CORE_RATE,
         first_audible_at,

@@ -16,6 +16,7 @@ mod meter;
 mod mouth_to_ear;
 mod play;
 mod record;
+mod summary;
 
 #[derive(Parser)]
 #[command(

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use appmedia_bot::MediaTap;
+use appmedia_media::pipeline::CallPipeline;
+
 /// Speakers shown besides the mix (Graph hands a bot the top four).
 pub const METER_SPEAKERS: usize = 4;
 
@@ -95,6 +98,19 @@ impl LevelMeter {
             mixed: f32::from_bits(self.mixed.swap(0, Ordering::Relaxed)),
             speakers,
         }
+    }
+}
+
+/// The meter as a tap on the call's media: each tick's mix and unmixed speakers.
+pub struct MeterTap(pub Arc<LevelMeter>);
+
+impl MediaTap for MeterTap {
+    fn on_tick(&mut self, tick: u64, pipeline: &CallPipeline) {
+        self.0.observe(
+            tick + 1,
+            pipeline.bot_frame_48k(),
+            pipeline.unmixed().map(|u| (u.source_id, &u.pcm48[..])),
+        );
     }
 }
 

@@ -3,20 +3,20 @@
 //! like Graph's `playPrompt` — and hangs up when the queue is done (or at `--seconds`, Ctrl-C,
 //! or when the other side hangs up). Every file is checked before the call is created.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use appmedia_audio_io::playback::{
-    Encoding, OpenError, PlayMode, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
-};
+use appmedia_audio_io::playback::{Encoding, OpenError, PlayMode, PromptId, PromptOutcome};
 use appmedia_audio_io::stream::StreamedClip;
+use appmedia_bot::{CallControl, Event};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, ServiceArgs, StopReason};
+use crate::bot::{Bot, CallArgs, CallPlan, ServiceArgs, StopReason, emulator_recording};
+use crate::devices::DeviceArgs;
+use crate::summary::{self, CallLog};
 
 /// Options of `appmedia play`.
 #[derive(Debug, Args)]
@@ -45,9 +45,13 @@ pub struct PlayArgs {
 /// cross the network and the far side's jitter buffer.
 const TAIL: Duration = Duration::from_millis(500);
 
+/// Prompts queued in the call's player at once: the next is always queued before the one
+/// playing ends (no gap between files), and any number of files fits the player's queue.
+const AHEAD: usize = 4;
+
 /// Runs the subcommand.
 pub fn run(args: PlayArgs) -> ExitCode {
-    bot::run_command("play", args.json, play(&args), print_summary)
+    summary::run_command("play", args.json, play(&args), print_summary)
 }
 
 /// A file checked and ready to play, streamed from disk (WAV or Ogg/Opus): every problem with
@@ -62,12 +66,6 @@ impl Prompt {
 
     fn duration(&self) -> Duration {
         self.0.duration()
-    }
-
-    fn queue(&self, queue: &PromptQueue) -> Result<PromptId, String> {
-        queue
-            .play_streamed(&self.0, PlayMode::Once)
-            .map_err(|e| e.to_string())
     }
 
     fn describe(&self) -> String {
@@ -93,75 +91,89 @@ struct Completion {
     at: Duration,
 }
 
-/// Reads completion events until `stop`: prints each, queues a prompt again when looping,
-/// and fires `all_done` once every prompt has ended (never, when looping).
-struct Watch {
-    queue: PromptQueue,
-    prompts: Vec<Prompt>,
-    names: Vec<String>,
-    ids: Vec<PromptId>,
+/// The files played in turn through the call's prompt queue: queues up to [`AHEAD`] at a
+/// time, reads their completions (`Event::PromptFinished`), prints each, queues a file again
+/// when looping, and says when every file has ended (never, when looping).
+struct Playlist<'a> {
+    call: CallControl,
+    prompts: &'a [Prompt],
+    names: &'a [String],
     looped: bool,
     print: bool,
+    /// When the media connected: event times count from here.
     epoch: Instant,
-    stop: Arc<AtomicBool>,
-    all_done: tokio::sync::oneshot::Sender<()>,
+    /// Files waiting for a place in the player's queue, in play order.
+    waiting: VecDeque<usize>,
+    /// Queued or playing: prompt id → file.
+    queued: Vec<(PromptId, usize)>,
+    ended: Vec<bool>,
+    completions: Vec<Completion>,
 }
 
-fn watch_events(watch: Watch) -> Vec<Completion> {
-    let Watch {
-        queue,
-        prompts,
-        names,
-        mut ids,
-        looped,
-        print,
-        epoch,
-        stop,
-        all_done,
-    } = watch;
-    let mut completions = Vec::new();
-    let mut all_done = Some(all_done);
-    let mut ended = vec![false; prompts.len()];
-    while !stop.load(Ordering::Relaxed) {
-        let Some(event) = queue.recv_event_timeout(Duration::from_millis(50)) else {
-            continue;
-        };
-        let Some(index) = ids.iter().position(|id| *id == event.id) else {
-            continue;
-        };
-        let at = epoch.elapsed();
-        if print {
-            println!(
-                "{:>7.2} s  prompt {} {:?}: {}",
-                at.as_secs_f64(),
-                index + 1,
-                event.outcome,
-                names[index]
-            );
-        }
-        completions.push(Completion {
-            index,
-            outcome: event.outcome,
-            at,
-        });
-        if looped && event.outcome == PromptOutcome::Completed {
-            match prompts[index].queue(&queue) {
-                Ok(id) => ids[index] = id,
-                Err(e) => {
-                    eprintln!("appmedia play: cannot queue {} again: {e}", names[index]);
-                    ended[index] = true;
-                }
-            }
-        } else {
-            ended[index] = true;
-        }
-        if ended.iter().all(|e| *e)
-            && let Some(tx) = all_done.take()
-        {
-            let _ = tx.send(());
+impl<'a> Playlist<'a> {
+    fn new(call: CallControl, prompts: &'a [Prompt], names: &'a [String], args: &PlayArgs) -> Self {
+        Playlist {
+            call,
+            prompts,
+            names,
+            looped: args.looped,
+            print: !args.json,
+            epoch: Instant::now(),
+            waiting: (0..prompts.len()).collect(),
+            queued: Vec::new(),
+            ended: vec![false; prompts.len()],
+            completions: Vec::new(),
         }
     }
-    completions
+
+    /// Queues waiting files while the player has room; the first that cannot be queued is
+    /// the error.
+    fn fill(&mut self) -> Result<(), (usize, String)> {
+        while self.queued.len() < AHEAD
+            && let Some(index) = self.waiting.pop_front()
+        {
+            let id = self
+                .call
+                .play_streamed(&self.prompts[index].0, PlayMode::Once)
+                .map_err(|e| (index, e.to_string()))?;
+            self.queued.push((id, index));
+        }
+        Ok(())
+    }
+
+    /// A call event: `Some(tail)` once every file has ended.
+    fn on_event(&mut self, event: &Event) -> Option<Duration> {
+        let Event::PromptFinished(event) = event else {
+            return None;
+        };
+        let at = self.queued.iter().position(|(id, _)| *id == event.id)?;
+        let (_, index) = self.queued.remove(at);
+        let elapsed = self.epoch.elapsed();
+        if self.print {
+            println!(
+                "{:>7.2} s  prompt {} {:?}: {}",
+                elapsed.as_secs_f64(),
+                index + 1,
+                event.outcome,
+                self.names[index]
+            );
+        }
+        self.completions.push(Completion {
+            index,
+            outcome: event.outcome,
+            at: elapsed,
+        });
+        if self.looped && event.outcome == PromptOutcome::Completed {
+            self.waiting.push_back(index);
+        } else {
+            self.ended[index] = true;
+        }
+        while let Err((index, e)) = self.fill() {
+            eprintln!("appmedia play: cannot queue {}: {e}", self.names[index]);
+            self.ended[index] = true;
+        }
+        self.ended.iter().all(|e| *e).then_some(TAIL)
+    }
 }
 
 async fn play(args: &PlayArgs) -> Result<Value, String> {
@@ -173,59 +185,31 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
         .collect::<Result<_, _>>()?;
     let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
     let mut devices = args.devices.open()?;
-    let mut bot = Bot::start(&args.service).await?;
+    let bot = Bot::start(&args.service).await?;
     let mut log = CallLog::default();
-    let call = bot.place_call(&args.call, &mut log).await?;
-    let call_id = call.call_id.clone();
-    let epoch = call.epoch;
-
-    let (player, queue) = PromptPlayer::new(prompts.len() + 1);
-    let mut ids = Vec::new();
-    for prompt in &prompts {
-        match prompt.queue(&queue) {
-            Ok(id) => ids.push(id),
-            Err(e) => {
-                let _ = bot.hang_up(&call.call_id, &call.session, &mut log).await;
-                let _ = bot.shutdown().await;
-                return Err(e);
-            }
+    let media = devices.attach(args.call.media_options());
+    let played = async {
+        let call = bot.place_call(&args.call, media, &mut log).await?;
+        // The files start once the media flows, so that all of each reaches the other side.
+        let mut playlist = Playlist::new(call.control(), &prompts, &names, args);
+        if let Err((_, e)) = playlist.fill() {
+            let _ = call.hang_up().await;
+            return Err(e);
         }
+        let plan = CallPlan {
+            deadline: seconds,
+            ctrl_c: true,
+        };
+        let end = bot
+            .run_call(call, plan, |e| playlist.on_event(e), &mut log)
+            .await?;
+        Ok((end, playlist.completions))
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let watch = Watch {
-        queue,
-        prompts: prompts.clone(),
-        names: names.clone(),
-        ids,
-        looped: args.looped,
-        print: !args.json,
-        epoch,
-        stop: Arc::clone(&stop),
-        all_done: done_tx,
-    };
-    let watcher = std::thread::spawn(move || watch_events(watch));
-    let done = async {
-        if done_rx.await.is_ok() {
-            tokio::time::sleep(TAIL).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let mut io = devices.media_io();
-    io.prompts = Some(player);
-    let plan = CallPlan {
-        io,
-        recording: None,
-        deadline: seconds,
-        ctrl_c: true,
-    };
-    let end = bot.run_call(call, plan, done, &mut log).await;
-    stop.store(true, Ordering::Relaxed);
-    let completions = watcher.join().unwrap_or_default();
+    .await;
     let finished = bot.shutdown().await;
-    let end = end?;
+    let (end, completions) = played?;
     let (refused, service) = (finished.notifications_refused, finished.service);
+    let call_id = end.call_id.clone();
 
     let all_completed = (0..prompts.len()).all(|i| {
         completions
@@ -240,10 +224,10 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
             StopReason::Deadline | StopReason::Interrupted => true,
             StopReason::Terminated => all_completed,
         };
-    let emulator_recorded = bot::emulator_recording(&args.service, &call_id).map(|path| {
+    let emulator_recorded = emulator_recording(&args.service, &call_id).map(|path| {
         json!({
             "path": path.display().to_string(),
-            "seconds": bot::file_seconds(&path),
+            "seconds": summary::file_seconds(&path),
         })
     });
     Ok(json!({
@@ -251,7 +235,7 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
         "call_id": call_id,
         "service": service,
         "stopped_by": end.stopped_by.as_str(),
-        "seconds": end.media.ticks as f64 / 50.0,
+        "seconds": end.media.pipeline.ticks as f64 / 50.0,
         "prompts": prompts.iter().zip(&names).map(|(p, name)| json!({
             "file": name,
             "format": p.describe(),
@@ -266,12 +250,12 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
         "transitions": log.transitions,
         "roster": log.roster,
         "media": {
-            "ticks": end.media.ticks,
+            "ticks": end.media.pipeline.ticks,
             "frames_heard": end.media.heard_ticks,
-            "packets_sent": end.media.stats.packets_sent,
-            "packets_received": end.transport.packets_received,
-            "prompt_frames_played": end.media.io.prompts.as_ref().map(|p| p.counters().frames_played),
-            "stream_underruns": end.media.io.prompts.as_ref().map(|p| p.counters().stream_underruns),
+            "packets_sent": end.media.pipeline.packets_sent,
+            "packets_received": end.transport.as_ref().map(|t| t.packets_received),
+            "prompt_frames_played": end.media.prompts.frames_played,
+            "stream_underruns": end.media.prompts.stream_underruns,
         },
         "emulator_recorded_bot": emulator_recorded,
         "devices": devices.summary(),
@@ -281,7 +265,7 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
 }
 
 fn print_summary(s: &Value) {
-    bot::print_call_headline("play", s);
+    summary::print_call_headline("play", s);
     for (i, p) in s["prompts"].as_array().into_iter().flatten().enumerate() {
         println!(
             "  prompt {}  {} ({})",

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use appmedia_audio_io::record::{Track, TrackState};
+use appmedia_bot::RecordOptions;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{self, Bot, CallArgs, CallLog, CallPlan, DeviceArgs, RecordingPlan, ServiceArgs};
-use crate::meter::{self, LevelMeter};
+use crate::bot::{Bot, CallArgs, CallPlan, ServiceArgs};
+use crate::devices::DeviceArgs;
+use crate::meter::{self, LevelMeter, MeterTap};
+use crate::summary::{self, CallLog};
 
 /// Options of `appmedia record`.
 #[derive(Debug, Args)]
@@ -41,7 +44,7 @@ pub struct RecordArgs {
 
 /// Runs the subcommand.
 pub fn run(args: RecordArgs) -> ExitCode {
-    bot::run_command("record", args.json, record(&args), print_summary)
+    summary::run_command("record", args.json, record(&args), print_summary)
 }
 
 /// `--rate`: the rates a recording is useful at (the bot-facing 16 kHz, the core's 48 kHz).
@@ -84,31 +87,36 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
     let seconds = seconds_arg(args.seconds)?;
     check_writable(&args.out)?;
     let mut devices = args.devices.open()?;
-    let mut bot = Bot::start(&args.service).await?;
+    let bot = Bot::start(&args.service).await?;
     let mut log = CallLog::default();
-    let call = bot.place_call(&args.call, &mut log).await?;
+    // What the bot hears is recorded from the call's first tick, and metered.
     let meter = Arc::new(LevelMeter::default());
-    let mut io = devices.media_io();
-    io.meter = Some(Arc::clone(&meter));
-    let plan = CallPlan {
-        io,
-        recording: Some(RecordingPlan {
-            dir: args.out.clone(),
-            prefix: "call",
-            rate: args.rate,
-        }),
-        deadline: seconds,
-        ctrl_c: true,
-    };
+    let media = args
+        .call
+        .media_options()
+        .recorded(RecordOptions {
+            prefix: "call".into(),
+            sample_rate: args.rate,
+            directory: Some(args.out.clone()),
+        })
+        .tap(MeterTap(Arc::clone(&meter)));
+    let media = devices.attach(media);
     let terminal = std::io::stderr().is_terminal();
-    let display = tokio::spawn(meter::display(meter, terminal));
-    let end = bot
-        .run_call(call, plan, std::future::pending(), &mut log)
-        .await;
-    display.abort();
-    if terminal {
-        eprintln!();
+    let end = async {
+        let call = bot.place_call(&args.call, media, &mut log).await?;
+        let display = tokio::spawn(meter::display(meter, terminal));
+        let plan = CallPlan {
+            deadline: seconds,
+            ctrl_c: true,
+        };
+        let end = bot.run_call(call, plan, |_| None, &mut log).await;
+        display.abort();
+        if terminal {
+            eprintln!();
+        }
+        end
     }
+    .await;
     let finished = bot.shutdown().await;
     let end = end?;
     let recording = end.recording.unwrap_or_default();
@@ -149,7 +157,7 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
         "call_id": end.call_id,
         "service": service,
         "stopped_by": end.stopped_by.as_str(),
-        "seconds": end.media.ticks as f64 / 50.0,
+        "seconds": end.media.pipeline.ticks as f64 / 50.0,
         "transitions": log.transitions,
         "roster": log.roster,
         "speakers": log
@@ -160,12 +168,12 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
         "recordings": tracks,
         "out": args.out.display().to_string(),
         "media": {
-            "ticks": end.media.ticks,
+            "ticks": end.media.pipeline.ticks,
             "frames_heard": end.media.heard_ticks,
-            "packets_sent": end.media.stats.packets_sent,
-            "packets_received": end.transport.packets_received,
-            "packets_lost": end.transport.packets_lost,
-            "streams": bot::streams_json(&end.media.streams),
+            "packets_sent": end.media.pipeline.packets_sent,
+            "packets_received": end.transport.as_ref().map(|t| t.packets_received),
+            "packets_lost": end.transport.as_ref().map(|t| t.packets_lost),
+            "streams": summary::streams_json(end.media.streams()),
             "frames_dropped": recording.counters.dropped_queue_full,
         },
         "devices": devices.summary(),
@@ -175,7 +183,7 @@ async fn record(args: &RecordArgs) -> Result<Value, String> {
 }
 
 fn print_summary(s: &Value) {
-    bot::print_call_headline("record", s);
+    summary::print_call_headline("record", s);
     println!("  recordings in {}:", s["out"].as_str().unwrap_or("?"));
     for t in s["recordings"].as_array().into_iter().flatten() {
         let error = t["error"]
