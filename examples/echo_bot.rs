@@ -23,7 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Answers every incoming call and echoes it until the bot stops.
 pub async fn run(bot: &Bot) -> Result<(), BotError> {
     while let Some(mut incoming) = bot.next_incoming().await {
-        match incoming.answer(AnswerMedia::App(MediaOptions::default())).await {
+        match incoming
+            .answer(AnswerMedia::App(MediaOptions::default()))
+            .await
+        {
             Ok(call) => {
                 tokio::spawn(echo(call));
             }

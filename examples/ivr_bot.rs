@@ -11,9 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use appmedia::bot::{
-    AnswerMedia, Bot, BotError, Call, Event, MediaOptions, RecordOptions, Target,
-};
+use appmedia::bot::{AnswerMedia, Bot, BotError, Call, Event, MediaOptions, RecordOptions, Target};
 use appmedia::model::Tone;
 use tokio::sync::mpsc;
 
@@ -46,8 +44,8 @@ impl Default for Ivr {
     fn default() -> Self {
         Ivr {
             menu: PathBuf::from("media-samples/ivr-menu.wav"),
-            // The emulator's directory: a PSTN agent line.
-            agent: Target::Phone("+15550100007".into()),
+            // The emulator's seed directory: its agent line.
+            agent: Target::Phone("+12345678903".into()),
             messages: PathBuf::from("recordings"),
             message_length: Duration::from_secs(10),
         }
@@ -74,7 +72,10 @@ pub async fn run(
     outcomes: Option<mpsc::UnboundedSender<(String, IvrOutcome)>>,
 ) -> Result<(), BotError> {
     while let Some(mut incoming) = bot.next_incoming().await {
-        let call = match incoming.answer(AnswerMedia::App(MediaOptions::default())).await {
+        let call = match incoming
+            .answer(AnswerMedia::App(MediaOptions::default()))
+            .await
+        {
             Ok(call) => call,
             Err(e) => {
                 eprintln!("ivr_bot: cannot answer {}: {e}", incoming.id());

@@ -12,7 +12,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use appmedia::bot::{AnswerMedia, Bot, BotError, Call, CallEnd, Event, MediaOptions, RecordOptions};
+use appmedia::bot::{
+    AnswerMedia, Bot, BotError, Call, CallEnd, Event, MediaOptions, RecordOptions,
+};
 use appmedia::model::{CallState, RecordingStatus};
 use tokio::sync::mpsc;
 
@@ -27,11 +29,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A recorded call's id and how it ended.
+pub type Recorded = (String, Result<Box<CallEnd>, BotError>);
+
 /// Answers and records every incoming call into `dir`; each call's end goes to `ended`.
 pub async fn run(
     bot: &Bot,
     dir: PathBuf,
-    ended: Option<mpsc::UnboundedSender<(String, Result<Box<CallEnd>, BotError>)>>,
+    ended: Option<mpsc::UnboundedSender<Recorded>>,
 ) -> Result<(), BotError> {
     while let Some(mut incoming) = bot.next_incoming().await {
         // Unmixed audio: one file per speaker, named by source id.
@@ -65,12 +70,20 @@ pub async fn record(mut call: Call, dir: &std::path::Path) -> Result<Box<CallEnd
         .wait_for_state(CallState::Established, Duration::from_secs(15))
         .await
     {
+        if call.is_ended() {
+            return Err(BotError::CallEnded {
+                call_id: call.id().to_owned(),
+            });
+        }
         return Err(BotError::Timeout {
             what: "the call's establishment",
             seconds: 15,
         });
     }
-    if let Err(e) = call.update_recording_status(RecordingStatus::Recording).await {
+    if let Err(e) = call
+        .update_recording_status(RecordingStatus::Recording)
+        .await
+    {
         // Not allowed to record without telling the participants: leave.
         let _ = call.hang_up().await;
         return Err(e);

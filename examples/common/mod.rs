@@ -8,8 +8,10 @@ use appmedia_emulator::{Emulator, EmulatorConfig};
 /// The seed directory's calling bot.
 pub const SEED_BOT: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
 const SEED_BOT_SECRET: &str = "calling-bot-secret";
-/// The seed's PSTN caller (a phone that speaks).
+/// The seed's PSTN caller.
 pub const SEED_PHONE: &str = "+12345678901";
+/// The bot's phone number (the seed's application instance).
+pub const BOT_NUMBER: &str = "+14255550100";
 
 /// A started bot, and the emulator it runs on when embedded.
 pub struct Running {
@@ -38,11 +40,16 @@ pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
         });
     }
     let emulator = Emulator::start(EmulatorConfig::default()).await?;
-    let bot = Bot::start(BotConfig::for_emulator(&emulator, SEED_BOT, SEED_BOT_SECRET)?).await?;
+    let bot = Bot::start(BotConfig::for_emulator(
+        &emulator,
+        SEED_BOT,
+        SEED_BOT_SECRET,
+    )?)
+    .await?;
     emulator.set_calling_webhook(SEED_BOT, bot.callback_uri())?;
     println!("{name}: on the embedded emulator {}", emulator.graph_url());
     println!(
-        "  ring it:  curl -X POST {}/incoming-calls -H 'content-type: application/json' \\\n             -d '{{\"from\": \"{SEED_PHONE}\", \"to\": \"{SEED_BOT}\"}}'",
+        "  ring it:  curl -X POST {}/incoming-calls -H 'content-type: application/json' \\\n             -d '{{\"from\": \"{SEED_PHONE}\", \"to\": \"{BOT_NUMBER}\"}}'",
         emulator.control_url()
     );
     println!("  Ctrl-C stops it.");

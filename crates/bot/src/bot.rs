@@ -31,6 +31,8 @@ const PENDING_PER_CALL: usize = 64;
 const PENDING_CALLS: usize = 256;
 /// How long such notifications wait for their call.
 const PENDING_TTL: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the notification server's last requests.
+const SERVER_STOP: Duration = Duration::from_secs(5);
 /// How often missing delta rosters are looked for.
 const ROSTER_GAP_POLL: Duration = Duration::from_millis(500);
 
@@ -93,8 +95,15 @@ pub(crate) struct BotInner {
     pub(crate) shutting_down: AtomicBool,
     /// Live calls' controls, to hang them up on shutdown.
     live: Mutex<HashMap<String, CallControl>>,
-    /// Background tasks (the server, the roster poller), stopped on shutdown.
+    /// The roster poller, stopped on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The notification server and the signal that stops it gracefully.
+    server: Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
 }
 
 /// A calling bot: places calls, receives them, and runs every call's media on one scheduler.
@@ -229,16 +238,22 @@ impl Bot {
                 shutting_down: AtomicBool::new(false),
                 live: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
+                server: Mutex::new(None),
             }
         });
         let serving = inner.receiver.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            if let Err(e) = serving.serve(listener, &path).await {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = serving.serve_until(listener, &path, shutdown).await {
                 tracing::error!(error = %e, "notification server stopped");
             }
         });
+        *lock(&inner.server) = Some((stop, server));
         let poller = inner.receiver.spawn_gap_poller(ROSTER_GAP_POLL);
-        lock(&inner.tasks).extend([server, poller]);
+        lock(&inner.tasks).push(poller);
         tracing::info!(callback = %inner.callback_uri, %bound, "bot started");
         Ok(Bot {
             inner,
@@ -328,8 +343,18 @@ impl Bot {
             }
         }
         let stats = self.stats();
-        for task in lock(&self.inner.tasks).drain(..) {
+        let tasks: Vec<_> = lock(&self.inner.tasks).drain(..).collect();
+        for task in tasks {
             task.abort();
+            let _ = task.await;
+        }
+        let server = lock(&self.inner.server).take();
+        if let Some((stop, server)) = server {
+            let _ = stop.send(());
+            // Requests in flight finish; a stuck one does not hold the shutdown forever.
+            if tokio::time::timeout(SERVER_STOP, server).await.is_err() {
+                tracing::warn!("the notification server did not stop in time");
+            }
         }
         let scheduler = lock(&self.inner.scheduler).take();
         if let Some(scheduler) = scheduler {
@@ -345,21 +370,29 @@ impl BotInner {
     /// Hands one event to whoever waits for it.
     fn route(self: &Arc<Self>, event: CallEvent) {
         if let CallEvent::Incoming { call_id, call } = event {
-            self.counters.incoming_received.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .incoming_received
+                .fetch_add(1, Ordering::Relaxed);
             if self.shutting_down.load(Ordering::SeqCst) {
-                self.counters.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .incoming_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(call = %call_id, "incoming call left to expire: shutting down");
                 return;
             }
             let incoming = IncomingCall::new(self.clone(), call_id.clone(), *call);
             if self.incoming_tx.try_send(incoming).is_err() {
-                self.counters.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .incoming_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(call = %call_id, "incoming call dropped: nobody takes incoming calls fast enough");
             }
             return;
         }
         let Some(call_id) = event.call_id().map(str::to_owned) else {
-            self.counters.orphan_notifications.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .orphan_notifications
+                .fetch_add(1, Ordering::Relaxed);
             return;
         };
         let mut routes = lock(&self.routes);
@@ -387,7 +420,9 @@ impl BotInner {
         if events.len() < PENDING_PER_CALL {
             events.push(event);
         } else {
-            self.counters.orphan_notifications.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .orphan_notifications
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

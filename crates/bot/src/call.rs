@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
+use appmedia_audio_io::record::{
+    CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus,
+};
 use appmedia_audio_io::stream::StreamedClip;
-use appmedia_audio_io::record::{CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus};
-use appmedia_media::queue::Producer;
 use appmedia_media::pipeline::ToneSender;
+use appmedia_media::queue::Producer;
 
 use crate::media::MediaSnapshot;
 use appmedia_model::{
@@ -401,8 +403,14 @@ impl CallControl {
     }
 
     /// Graph's `playPrompt` (service-hosted media: the service plays the prompts).
-    pub async fn play_prompt(&self, request: PlayPromptRequest) -> Result<CommsOperation, BotError> {
-        Ok(self.client()?.play_prompt(&self.shared.id, &request).await?)
+    pub async fn play_prompt(
+        &self,
+        request: PlayPromptRequest,
+    ) -> Result<CommsOperation, BotError> {
+        Ok(self
+            .client()?
+            .play_prompt(&self.shared.id, &request)
+            .await?)
     }
 
     /// Graph's `recordResponse` (service-hosted media): the recording's location comes with
@@ -467,7 +475,10 @@ impl CallControl {
     }
 
     /// Becomes a viewer or a sharer of the meeting's screen sharing.
-    pub async fn change_screen_sharing_role(&self, role: ScreenSharingRole) -> Result<(), BotError> {
+    pub async fn change_screen_sharing_role(
+        &self,
+        role: ScreenSharingRole,
+    ) -> Result<(), BotError> {
         Ok(self
             .client()?
             .change_screen_sharing_role(&self.shared.id, &ChangeScreenSharingRoleRequest::new(role))
@@ -499,11 +510,7 @@ impl CallControl {
     /// Plays a clip streamed from disk (a long WAV or Ogg/Opus file is never held in
     /// memory): its decoder thread starts here, on the caller's thread, and buffers a few
     /// frames before this returns. [`Event::PromptFinished`] tells when it ended.
-    pub fn play_streamed(
-        &self,
-        clip: &StreamedClip,
-        mode: PlayMode,
-    ) -> Result<PromptId, BotError> {
+    pub fn play_streamed(&self, clip: &StreamedClip, mode: PlayMode) -> Result<PromptId, BotError> {
         self.prompts()?
             .play_streamed(clip, mode)
             .map_err(|e| BotError::Prompt(e.to_string()))
@@ -517,9 +524,12 @@ impl CallControl {
     }
 
     fn prompts(&self) -> Result<&PromptQueue, BotError> {
-        self.shared.prompts.as_ref().ok_or_else(|| BotError::NoMedia {
-            call_id: self.shared.id.clone(),
-        })
+        self.shared
+            .prompts
+            .as_ref()
+            .ok_or_else(|| BotError::NoMedia {
+                call_id: self.shared.id.clone(),
+            })
     }
 
     /// Starts recording what the bot hears (app-hosted calls): the mix and one file per
@@ -527,9 +537,13 @@ impl CallControl {
     /// with `recording` first, as Graph requires. The files are complete when the call ends
     /// ([`Event::Ended`]) or [`stop_recording`](Self::stop_recording) returns.
     pub fn start_recording(&self, record: &crate::media::RecordOptions) -> Result<(), BotError> {
-        let tx = self.shared.recorder_tx.as_ref().ok_or_else(|| BotError::NoMedia {
-            call_id: self.shared.id.clone(),
-        })?;
+        let tx = self
+            .shared
+            .recorder_tx
+            .as_ref()
+            .ok_or_else(|| BotError::NoMedia {
+                call_id: self.shared.id.clone(),
+            })?;
         if self.is_ended() {
             return Err(BotError::CallEnded {
                 call_id: self.shared.id.clone(),
@@ -557,14 +571,20 @@ impl CallControl {
     pub async fn stop_recording(&self) -> Option<FileRecordingStatus> {
         let recorder = lock(&self.shared.recorder).take()?;
         // Joining the writer thread blocks: not on an async worker.
-        tokio::task::spawn_blocking(move || recorder.finish()).await.ok()
+        tokio::task::spawn_blocking(move || recorder.finish())
+            .await
+            .ok()
     }
 
     /// Sends DTMF keys on the bot's own media (RFC 4733; app-hosted calls), e.g. `"123#"`.
     pub fn press_keys(&self, keys: &str) -> Result<(), BotError> {
-        let tones = self.shared.tones.as_ref().ok_or_else(|| BotError::NoMedia {
-            call_id: self.shared.id.clone(),
-        })?;
+        let tones = self
+            .shared
+            .tones
+            .as_ref()
+            .ok_or_else(|| BotError::NoMedia {
+                call_id: self.shared.id.clone(),
+            })?;
         for key in keys.chars() {
             let tone = appmedia_media::dtmf::Tone::from_char(key)
                 .ok_or_else(|| BotError::Prompt(format!("{key:?} is not a DTMF key")))?;

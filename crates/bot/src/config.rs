@@ -58,8 +58,10 @@ impl Service {
         Ok(Service::Custom {
             graph_url: graph,
             authority_url: origin_url("").map_err(|e| invalid(e.to_string()))?,
-            notification_openid_url: origin_url(appmedia_signalling::auth::OPENID_CONFIGURATION_PATH)
-                .map_err(|e| invalid(e.to_string()))?,
+            notification_openid_url: origin_url(
+                appmedia_signalling::auth::OPENID_CONFIGURATION_PATH,
+            )
+            .map_err(|e| invalid(e.to_string()))?,
             notification_issuers: Vec::new(),
         })
     }
@@ -319,7 +321,12 @@ impl BotConfig {
                 {
                     if let Some(v) = get(env::AUTHORITY_URL) {
                         *authority_url = Url::parse(&v).map_err(|e| {
-                            invalid("service.authority_url", env::AUTHORITY_URL, &v, e.to_string())
+                            invalid(
+                                "service.authority_url",
+                                env::AUTHORITY_URL,
+                                &v,
+                                e.to_string(),
+                            )
                         })?;
                     }
                     if let Some(v) = get(env::NOTIFICATION_OPENID_URL) {
@@ -380,9 +387,10 @@ impl BotConfig {
             })?);
         }
         if let Some(v) = get(env::MEDIA_PORTS) {
-            config.media.port_range = Some(parse_port_range(&v).map_err(|reason| {
-                invalid("media.port_range", env::MEDIA_PORTS, &v, reason)
-            })?);
+            config.media.port_range = Some(
+                parse_port_range(&v)
+                    .map_err(|reason| invalid("media.port_range", env::MEDIA_PORTS, &v, reason))?,
+            );
         }
         if let Some(v) = get(env::MEDIA_WORKERS) {
             config.media.workers = v
@@ -394,7 +402,12 @@ impl BotConfig {
         }
         if let Some(v) = get(env::KEEP_ALIVE_SECS) {
             let secs: u64 = v.parse().map_err(|e| {
-                invalid("keep_alive_interval", env::KEEP_ALIVE_SECS, &v, format!("{e}"))
+                invalid(
+                    "keep_alive_interval",
+                    env::KEEP_ALIVE_SECS,
+                    &v,
+                    format!("{e}"),
+                )
             })?;
             config.keep_alive_interval = Duration::from_secs(secs);
         }
@@ -533,15 +546,27 @@ mod tests {
         assert_eq!(config.media.port_range, Some(50000..=50100));
         assert_eq!(config.media.workers, 3);
         assert_eq!(config.keep_alive_interval, Duration::from_secs(600));
-        assert_eq!(config.recordings_dir, Some(PathBuf::from("/var/recordings")));
+        assert_eq!(
+            config.recordings_dir,
+            Some(PathBuf::from("/var/recordings"))
+        );
         // The secret never shows in Debug output.
         assert!(!format!("{config:?}").contains("secret\""));
     }
 
     #[test]
     fn each_missing_required_field_is_named() {
-        for missing in [env::APP_ID, env::TENANT, env::CLIENT_SECRET, env::CALLBACK_URL] {
-            let vars: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != missing).collect();
+        for missing in [
+            env::APP_ID,
+            env::TENANT,
+            env::CLIENT_SECRET,
+            env::CALLBACK_URL,
+        ] {
+            let vars: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             match BotConfig::from_lookup(lookup(&vars)) {
                 Err(ConfigError::Missing { var, .. }) => assert_eq!(var, missing),
                 other => panic!("{missing}: {other:?}"),
@@ -597,7 +622,10 @@ mod tests {
         let both = [vars.to_vec(), vec![(env::CLOUD, "global")]].concat();
         assert!(matches!(
             BotConfig::from_lookup(lookup(&both)),
-            Err(ConfigError::Invalid { var: env::CLOUD, .. })
+            Err(ConfigError::Invalid {
+                var: env::CLOUD,
+                ..
+            })
         ));
     }
 }

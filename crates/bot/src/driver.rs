@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use appmedia_model::{CallState, MediaConfig, ResultInfo};
 use appmedia_media::pipeline::PipelineEvent;
+use appmedia_model::{CallState, MediaConfig, ResultInfo};
 use appmedia_signalling::callback::CallEvent;
 use appmedia_transport::EndReason;
 use tokio::sync::{mpsc, watch};
@@ -93,7 +93,9 @@ impl Driver {
             async move {
                 match bot.client.keep_alive(&id).await {
                     Ok(()) => {
-                        bot.counters.keep_alives_sent.fetch_add(1, Ordering::Relaxed);
+                        bot.counters
+                            .keep_alives_sent
+                            .fetch_add(1, Ordering::Relaxed);
                         KeepAliveResult::Sent
                     }
                     Err(e) if e.status() == Some(404) => KeepAliveResult::CallGone,
@@ -266,7 +268,9 @@ impl Driver {
         let bot = self.shared.bot.clone();
         match bot.client.get_call(&self.shared.id).await {
             Ok(call) => self.apply_answer_blob(&call).await,
-            Err(e) => tracing::warn!(call = %self.shared.id, error = %e, "cannot read the answer blob"),
+            Err(e) => {
+                tracing::warn!(call = %self.shared.id, error = %e, "cannot read the answer blob")
+            }
         }
     }
 
@@ -375,7 +379,12 @@ mod tests {
         })
         .await;
         assert_eq!(stop, KeepAliveStop::CallGone);
-        let minutes: Vec<u64> = sent.lock().unwrap().iter().map(|d| d.as_secs() / 60).collect();
+        let minutes: Vec<u64> = sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs() / 60)
+            .collect();
         // 15, 30, 45 (fails) -> retried at 46, then every 15 minutes from there.
         assert_eq!(minutes, [15, 30, 45, 46, 61]);
         // Never more than 45 minutes between two successful keepAlives.

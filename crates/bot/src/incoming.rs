@@ -168,7 +168,8 @@ impl IncomingCall {
         let callback = self.bot.callback_uri.clone();
         let (config, options, session) = match media {
             AnswerMedia::App(options) => {
-                let session = setup::offer(&self.bot, &options).await?;
+                let session =
+                    setup::offer(&self.bot, options.unmixed, options.unmixed_streams).await?;
                 let config = Media::app_hosted(session.blob()).into_config();
                 (config, Some(options), Some(session))
             }
@@ -193,7 +194,10 @@ impl IncomingCall {
             .counters
             .incoming_answered
             .fetch_add(1, Ordering::Relaxed);
-        let signalling = self.signalling.take().expect("taken only once, when handled");
+        let signalling = self
+            .signalling
+            .take()
+            .expect("taken only once, when handled");
         let (media, offer) = match (session, options) {
             (Some(session), Some(options)) => {
                 let offer = session.blob();
@@ -296,7 +300,9 @@ impl Drop for IncomingCall {
             .await
             .unwrap_or(false);
             if unhandled {
-                bot.counters.incoming_expired.fetch_add(1, Ordering::Relaxed);
+                bot.counters
+                    .incoming_expired
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(call = %call_id, ended, "unanswered incoming call expired");
             }
             bot.unregister(&call_id);

@@ -55,7 +55,8 @@ pub use config::{BotConfig, ConfigError, MediaSettings, Service};
 pub use error::BotError;
 pub use incoming::{ANSWER_DEADLINE, AnswerMedia, Called, IncomingCall};
 pub use media::{
-    AudioSocket, MAX_SNAPSHOT_STREAMS, MediaOptions, MediaSnapshot, MediaSource, MediaTap, RecordOptions,
+    AudioSocket, MAX_SNAPSHOT_STREAMS, MediaOptions, MediaSnapshot, MediaSource, MediaTap,
+    RecordOptions,
 };
 
 /// The `mediaConfig` of a create-call request whose media the bot hosts: the SDK replaces the

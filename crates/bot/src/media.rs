@@ -12,8 +12,8 @@ use appmedia_audio_io::playback::{PlayerCounters, PromptPlayer};
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{
-    BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats,
-    PlayerSender, SendOutcome, StreamStats,
+    BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats, PlayerSender,
+    SendOutcome, StreamStats,
 };
 use appmedia_media::queue::{Consumer, Producer};
 use appmedia_media::scheduler::Tickable;
@@ -283,7 +283,12 @@ impl CallMedia {
         self.snapshot.pipeline = *self.pipeline.stats();
         self.snapshot.prompts = self.prompts.0.counters();
         self.snapshot.streams = [None; MAX_SNAPSHOT_STREAMS];
-        for (slot, stream) in self.snapshot.streams.iter_mut().zip(self.pipeline.stream_stats()) {
+        for (slot, stream) in self
+            .snapshot
+            .streams
+            .iter_mut()
+            .zip(self.pipeline.stream_stats())
+        {
             *slot = Some(stream);
         }
         let _ = self.stats.push(self.snapshot);

@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use appmedia_model::{Call as CallResource, MediaConfig};
-use appmedia_signalling::callback::CallEvent;
 use appmedia_signalling::builders::Media;
+use appmedia_signalling::callback::CallEvent;
 use tokio::sync::{mpsc, watch};
 
 use crate::bot::BotInner;
@@ -24,9 +24,12 @@ pub(crate) async fn place(
 ) -> Result<Call, BotError> {
     inner.check_running()?;
     request.callback_uri = inner.callback_uri.clone().into();
-    let app_hosted = matches!(request.media_config.value(), Some(MediaConfig::AppHosted(_)));
+    let app_hosted = matches!(
+        request.media_config.value(),
+        Some(MediaConfig::AppHosted(_))
+    );
     let session = if app_hosted {
-        let session = setup::offer(inner, &options).await?;
+        let session = setup::offer(inner, options.unmixed, options.unmixed_streams).await?;
         let remove = match request.media_config.value() {
             Some(MediaConfig::AppHosted(c)) => c
                 .remove_from_default_audio_group
@@ -75,7 +78,11 @@ pub(crate) async fn place(
             }
         }
     };
-    let hosting = if app_hosted { Hosting::App } else { Hosting::Service };
+    let hosting = if app_hosted {
+        Hosting::App
+    } else {
+        Hosting::Service
+    };
     Ok(spawn(
         inner,
         call_id,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, RecordingSink};
-use appmedia_media::queue::Producer;
 use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, ToneSender};
+use appmedia_media::queue::Producer;
 use appmedia_media::scheduler::CallHandle;
 use appmedia_transport::{MediaSession, TransportConfig};
 
@@ -17,14 +17,17 @@ use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, RecordOption
 /// Prompts a call's player holds (queued and playing).
 const PROMPT_QUEUE: usize = 16;
 
-/// The bot's WebRTC offer for a call, before the service has answered it.
+/// The bot's WebRTC offer for a call, before the service has answered it. Takes what it
+/// needs of the media options by value: the options (taps, sources) are `Send` but not `Sync`,
+/// and a reference held across the await would make the caller's future not `Send`.
 pub(crate) async fn offer(
     inner: &BotInner,
-    options: &MediaOptions,
+    unmixed: bool,
+    unmixed_streams: usize,
 ) -> Result<MediaSession, BotError> {
     let config = TransportConfig {
-        receive_unmixed_meeting_audio: options.unmixed,
-        unmixed_audio_streams: options.unmixed_streams.max(1),
+        receive_unmixed_meeting_audio: unmixed,
+        unmixed_audio_streams: unmixed_streams.max(1),
         ..inner.transport.clone()
     };
     Ok(MediaSession::offer(config).await?)

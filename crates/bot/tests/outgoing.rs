@@ -22,14 +22,22 @@ async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {
     let emulator = emulator(echo_directory()).await;
     let bot = bot(&emulator).await;
     let mut call = bot
-        .call(call_to(JOHN, &bot, appmedia_bot::app_hosted()), MediaOptions::default())
+        .call(
+            call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+            MediaOptions::default(),
+        )
         .await
         .expect("call placed");
     let audio = call.audio_socket().expect("app-hosted calls have a socket");
     let seen = until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
     assert!(
-        seen.iter().any(|e| matches!(e, Event::State { to: CallState::Established, .. }))
-            || call.wait_for_state(CallState::Established, WAIT).await,
+        seen.iter().any(|e| matches!(
+            e,
+            Event::State {
+                to: CallState::Established,
+                ..
+            }
+        )) || call.wait_for_state(CallState::Established, WAIT).await,
         "{seen:#?}"
     );
     // Two seconds of 1 kHz into the call; John echoes it back one frame later.
@@ -43,16 +51,28 @@ async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {
     }
     let tail = &heard[heard.len() / 2..];
     let (freq, ratio) = dominant(tail, &[440.0, 1000.0, 2000.0], 16_000.0);
-    assert_eq!(freq, 1000.0, "the echo carries the bot's tone (ratio {ratio})");
-    assert!(call.roster().len() >= 2, "John and the bot: {:?}", call.roster());
+    assert_eq!(
+        freq, 1000.0,
+        "the echo carries the bot's tone (ratio {ratio})"
+    );
+    assert!(
+        call.roster().len() >= 2,
+        "John and the bot: {:?}",
+        call.roster()
+    );
     let control = call.control();
     control.hang_up().await.expect("hung up");
     let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.last() else { unreachable!() };
+    let Some(Event::Ended(end)) = rest.last() else {
+        unreachable!()
+    };
     assert!(end.media.expect("media stats").pipeline.packets_sent > 50);
     assert!(call.next_event().await.is_none(), "nothing after Ended");
     assert!(control.is_ended());
-    assert!(matches!(control.mute().await, Err(BotError::CallEnded { .. })));
+    assert!(matches!(
+        control.mute().await,
+        Err(BotError::CallEnded { .. })
+    ));
     assert_eq!(bot.stats().live_calls, 0);
     assert_eq!(emulator.live_calls(), 0);
     bot.shutdown(None).await;
@@ -84,7 +104,9 @@ async fn a_recorded_call_leaves_complete_wav_files_when_it_ends() {
     let stats = bot.shutdown(None).await;
     assert_eq!(stats.calls_created, 1);
     let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.last() else { unreachable!() };
+    let Some(Event::Ended(end)) = rest.last() else {
+        unreachable!()
+    };
     let recording = end.recording.as_ref().expect("recorded");
     let mixed = recording
         .tracks
@@ -105,11 +127,17 @@ async fn a_refused_create_is_a_typed_error_and_leaves_nothing_behind() {
     let bot = bot(&emulator).await;
     let unknown = "00000000-0000-0000-0000-00000000dead";
     let err = bot
-        .call(call_to(unknown, &bot, appmedia_bot::app_hosted()), MediaOptions::default())
+        .call(
+            call_to(unknown, &bot, appmedia_bot::app_hosted()),
+            MediaOptions::default(),
+        )
         .await
         .expect_err("no such user");
     assert!(matches!(err, BotError::Graph(_)), "{err:?}");
-    assert!(err.status().is_some_and(|s| (400..500).contains(&s)), "{err:?}");
+    assert!(
+        err.status().is_some_and(|s| (400..500).contains(&s)),
+        "{err:?}"
+    );
     assert_eq!(bot.stats().live_calls, 0);
     assert_eq!(emulator.live_calls(), 0);
     bot.shutdown(None).await;
@@ -120,13 +148,107 @@ async fn a_service_hosted_call_has_events_but_no_audio_socket() {
     let emulator = emulator(echo_directory()).await;
     let bot = bot(&emulator).await;
     let mut call = bot
-        .call(call_to(JOHN, &bot, Media::service_hosted()), MediaOptions::default())
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
         .await
         .unwrap();
     assert!(call.audio_socket().is_none());
     assert!(call.wait_for_state(CallState::Established, WAIT).await);
-    assert!(matches!(call.play_file("x.wav"), Err(BotError::NoMedia { .. })));
+    assert!(matches!(
+        call.play_file("x.wav"),
+        Err(BotError::NoMedia { .. })
+    ));
     call.hang_up().await.unwrap();
     assert_eq!(bot.stats().live_calls, 0);
     bot.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_keeps_a_call_past_the_services_timeout_and_without_it_the_call_ends() {
+    let emulator = appmedia_emulator::Emulator::start(appmedia_emulator::EmulatorConfig {
+        directory: echo_directory(),
+        media_samples_dir: media_samples(),
+        keep_alive_timeout: Duration::from_millis(1500),
+        ..appmedia_emulator::EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    // Every 400 ms: the call outlives the service's 1.5 s window.
+    let bot = appmedia_bot::Bot::start(
+        bot_config(&emulator).with_keep_alive_interval(Duration::from_millis(400)),
+    )
+    .await
+    .unwrap();
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(call.wait_for_state(CallState::Established, WAIT).await);
+    let four_s = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(event)) = tokio::time::timeout_at(four_s, call.next_event()).await {
+        assert!(!matches!(event, Event::Ended(_)), "kept alive: {event:?}");
+    }
+    assert!(!call.is_ended(), "kept alive");
+    assert!(bot.stats().keep_alives_sent >= 5, "{:?}", bot.stats());
+    call.hang_up().await.unwrap();
+    bot.shutdown(None).await;
+
+    // Once an hour: the service ends the call after its 1.5 s without one, and says why.
+    let bot = appmedia_bot::Bot::start(bot_config(&emulator))
+        .await
+        .unwrap();
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .unwrap();
+    let seen = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    let Some(Event::Ended(end)) = seen.last() else {
+        unreachable!()
+    };
+    assert!(
+        end.result_info.is_some(),
+        "terminated with a reason: {seen:#?}"
+    );
+    assert_eq!(bot.stats().keep_alives_sent, 0);
+    bot.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_task_outlives_the_bot_and_its_calls() {
+    let runtime = tokio::runtime::Handle::current();
+    let baseline = runtime.metrics().num_alive_tasks();
+    let emulator = emulator(echo_directory()).await;
+    let bot = bot(&emulator).await;
+    for _ in 0..2 {
+        let mut call = bot
+            .call(
+                call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+                MediaOptions::default(),
+            )
+            .await
+            .unwrap();
+        until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+        call.hang_up().await.unwrap();
+    }
+    bot.shutdown(None).await;
+    assert_eq!(emulator.live_calls(), 0);
+    emulator.shutdown().await;
+    // Connection tasks of the HTTP clients close as their connections do: wait a little.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while runtime.metrics().num_alive_tasks() > baseline && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        runtime.metrics().num_alive_tasks() <= baseline,
+        "{} tasks alive, {baseline} before the emulator and the bot",
+        runtime.metrics().num_alive_tasks()
+    );
 }

@@ -32,6 +32,9 @@ pub struct EmulatorArgs {
     /// Ringing timeout (seconds) for calls whose request sets none.
     #[arg(long, default_value_t = 60)]
     ringing_timeout: u64,
+    /// Seconds an incoming call rings the bot before it ends unanswered (Graph: 15).
+    #[arg(long, default_value_t = 15)]
+    incoming_answer_timeout: u64,
     /// Fault injection: deliver `established` before `establishing`.
     #[arg(long)]
     established_first: bool,
@@ -41,6 +44,10 @@ pub struct EmulatorArgs {
     /// Record each app-hosted call: the bot to DIR/{call id}-speaker-1.wav, everyone to DIR/{call id}-mixed.wav.
     #[arg(long, value_name = "DIR")]
     recordings: Option<PathBuf>,
+    /// Once ready, print exactly one JSON line on stdout (the URLs and the applications'
+    /// credentials) and nothing else there, for tools that start the emulator.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs the subcommand.
@@ -77,6 +84,7 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
         faults: Faults {
             established_before_establishing: args.established_first,
         },
+        incoming_answer_timeout: Duration::from_secs(args.incoming_answer_timeout),
         media_samples_dir: args.media_samples,
         recordings_dir: args.recordings,
         ..EmulatorConfig::default()
@@ -96,29 +104,67 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!("Graph calling emulator on {}", emulator.base_url());
-        println!("  Graph API:          {}", emulator.graph_url());
-        for tenant in &emulator.directory().tenants {
-            println!("  token endpoint:     {}", emulator.token_url(&tenant.id));
+        if args.json {
+            println!("{}", ready_line(&emulator));
+        } else {
+            print_banner(&emulator);
         }
-        println!(
-            "  notification keys:  {} (iss {})",
-            emulator.notification_openid_configuration_url(),
-            emulator.notification_issuer()
-        );
-        for app in &emulator.directory().applications {
-            println!(
-                "  app {} ({}): roles {}",
-                app.id,
-                app.display_name,
-                app.roles.join(", ")
-            );
-        }
-        println!("Ctrl-C stops it.");
         if let Err(e) = tokio::signal::ctrl_c().await {
             eprintln!("appmedia emulator: waiting for Ctrl-C failed: {e}");
         }
         emulator.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// The `--json` line: what a tool needs to use the running emulator.
+fn ready_line(emulator: &Emulator) -> serde_json::Value {
+    let applications: Vec<serde_json::Value> = emulator
+        .directory()
+        .applications
+        .iter()
+        .map(|app| {
+            serde_json::json!({
+                "id": app.id,
+                "display_name": app.display_name,
+                "client_secret": app.client_secret,
+                "tenant": app.tenant,
+                "token_url": emulator.token_url(&app.tenant),
+                "roles": app.roles,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "base_url": emulator.base_url(),
+        "graph_url": emulator.graph_url(),
+        "control_url": emulator.control_url(),
+        "softphone_url": format!("{}/softphone", emulator.base_url()),
+        "notification_openid_url": emulator.notification_openid_configuration_url(),
+        "notification_issuer": emulator.notification_issuer(),
+        "applications": applications,
+    })
+}
+
+/// The human-readable start-up text.
+fn print_banner(emulator: &Emulator) {
+    println!("Graph calling emulator on {}", emulator.base_url());
+    println!("  Graph API:          {}", emulator.graph_url());
+    for tenant in &emulator.directory().tenants {
+        println!("  token endpoint:     {}", emulator.token_url(&tenant.id));
+    }
+    println!(
+        "  notification keys:  {} (iss {})",
+        emulator.notification_openid_configuration_url(),
+        emulator.notification_issuer()
+    );
+    for app in &emulator.directory().applications {
+        println!(
+            "  app {} ({}): roles {}",
+            app.id,
+            app.display_name,
+            app.roles.join(", ")
+        );
+    }
+    println!("  control API:        {}", emulator.control_url());
+    println!("Ctrl-C stops it.");
 }

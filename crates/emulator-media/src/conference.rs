@@ -21,7 +21,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use appmedia_audio_io::playback::PromptPlayer;
+use appmedia_audio_io::playback::{
+    AudioClip, PlayError, PlayMode, PromptId, PromptPlayer, PromptQueue,
+};
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::codec::EncoderConfig;
 use appmedia_media::dtmf::ToneRequest;
@@ -37,6 +39,7 @@ use appmedia_media::pipeline::{
 use appmedia_media::queue::{self, Consumer, Producer};
 use bytes::Bytes;
 
+use crate::bot_voice::{BotVoice, OVERLAY_CAPACITY, Taps};
 use crate::party::{AudioSource, AudioSourceError, PartyAudio, PartyKind, PartySpec};
 use crate::phone::{PhoneLine, PhoneLineError};
 
@@ -140,6 +143,8 @@ pub enum ConferenceError {
     Gone,
     #[error("party {0}: add_network_party needs a spec with PartyAudio::Network")]
     NotNetworkAudio(u32),
+    #[error("the bot's overlay refused the clip: {0}")]
+    Overlay(#[from] PlayError),
 }
 
 /// Something the call's owner (the emulator service) may react to.
@@ -191,6 +196,12 @@ pub enum ConferenceEvent {
     PartyAudioStarted {
         source_id: u32,
         at: Duration,
+    },
+    /// A party pressed a key ([`ConferenceControl::press`]): the key went to the bot on the
+    /// tick this event comes from. The service tells a subscribed bot (Graph's `toneInfo`).
+    PartyPressedKey {
+        source_id: u32,
+        tone: appmedia_media::dtmf::Tone,
     },
 }
 
@@ -417,6 +428,9 @@ pub(crate) enum Command {
     Mute(u32, bool),
     SetAudio(u32, Box<AudioSource>),
     Press(u32, appmedia_media::dtmf::Tone),
+    BotMuted(bool),
+    DetachBot,
+    BotEar(Option<Box<RecordingSink>>),
 }
 
 /// A handle to change a running conference from any thread: parties join and leave, mute,
@@ -427,6 +441,7 @@ pub(crate) enum Command {
 pub struct ConferenceControl {
     tx: crossbeam_channel::Sender<Command>,
     config: ConferenceConfig,
+    overlay: PromptQueue,
 }
 
 impl std::fmt::Debug for ConferenceControl {
@@ -476,6 +491,34 @@ impl ConferenceControl {
             source_id,
             Box::new(AudioSource::build(audio)?),
         ))
+    }
+    /// Server-mutes (or unmutes) the bot from the next tick, as Graph's `call: mute` does:
+    /// whatever the bot sends reaches no party (the echo parties and the recordings get
+    /// silence too), and what it plays through [`play_over_bot`](Self::play_over_bot) as well.
+    pub fn set_bot_muted(&self, muted: bool) -> Result<(), ConferenceError> {
+        self.send(Command::BotMuted(muted))
+    }
+    /// The bot leaves the conference from the next tick (a transfer completed): its audio is
+    /// silence for everyone, nothing more is sent to it, and the parties go on hearing each
+    /// other. There is no way back.
+    pub fn detach_bot(&self) -> Result<(), ConferenceError> {
+        self.send(Command::DetachBot)
+    }
+    /// Records what the bot hears (every unmuted party, mixed) into `sink` as
+    /// `Track::Mixed` from the next tick, the file starting there; `None` stops. A sink being
+    /// replaced is dropped on the disposer.
+    pub fn record_bot_ear(&self, sink: Option<RecordingSink>) -> Result<(), ConferenceError> {
+        self.send(Command::BotEar(sink.map(Box::new)))
+    }
+    /// Plays `clip` into the call in the bot's name (Graph's `sendDtmfTones` as in-band
+    /// audio): from the next tick it is added to whatever the bot says, behind clips already
+    /// queued (at most [`OVERLAY_CAPACITY`](crate::bot_voice::OVERLAY_CAPACITY)). Returns
+    /// when the clip was queued; it lasts `clip.duration()`.
+    pub fn play_over_bot(&self, clip: &AudioClip) -> Result<PromptId, ConferenceError> {
+        // Nobody waits on these completions: taking them here (off the tick) keeps the
+        // event queue from filling, so the player never drops a finished clip on the tick.
+        while self.overlay.try_event().is_some() {}
+        Ok(self.overlay.play(clip, PlayMode::Once)?)
     }
 }
 
@@ -535,6 +578,14 @@ pub struct ConferenceMedia {
     speaker_ids: [u32; MAX_REPORTED_SPEAKERS],
     speaker_count: usize,
     bot_speaking: bool,
+    /// Server mute, transfer, in-band DTMF: see [`crate::bot_voice`].
+    voice: BotVoice,
+    /// The control end of the voice's overlay, handed to every [`ConferenceControl`].
+    overlay_queue: PromptQueue,
+    /// What the parties hear of the bot on this tick (its audio, the overlay, or silence).
+    bot_out: Box<Frame48>,
+    /// What the parties and the bot hear, recorded for the service.
+    taps: Taps,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -564,6 +615,7 @@ impl ConferenceMedia {
             .add_source()
             .map_err(|e| ConferenceError::Pipeline(e.into()))?;
         let (commands_tx, commands_rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
+        let (overlay, overlay_queue) = PromptPlayer::new(OVERLAY_CAPACITY);
         Ok(ConferenceMedia {
             bot_leg: Box::new(bot_leg),
             to_bot_sender,
@@ -591,6 +643,10 @@ impl ConferenceMedia {
             speaker_ids: [0; MAX_REPORTED_SPEAKERS],
             speaker_count: 0,
             bot_speaking: false,
+            voice: BotVoice::new(overlay),
+            overlay_queue,
+            bot_out: Box::new(SILENT_FRAME_48),
+            taps: Taps::default(),
             config,
         })
     }
@@ -604,6 +660,7 @@ impl ConferenceMedia {
         ConferenceControl {
             tx: self.commands_tx.clone(),
             config: self.config,
+            overlay: self.overlay_queue.clone(),
         }
     }
 
@@ -740,6 +797,8 @@ impl ConferenceMedia {
         match sent {
             Some(Ok(_)) => {
                 self.parties[i].stats.keys_pressed += 1;
+                self.events
+                    .push(ConferenceEvent::PartyPressedKey { source_id, tone });
                 Ok(())
             }
             _ => Err(Rejection::KeysRefused),
@@ -774,6 +833,24 @@ impl ConferenceMedia {
     /// recording must take 48 kHz frames (`RecordingConfig::input_sample_rate`, the default).
     pub fn attach_recording(&mut self, sink: RecordingSink) {
         self.recording = Some(sink);
+    }
+
+    /// Records what each party hears (the bot and the other parties, never itself) as
+    /// `Track::Speaker(party source id)` of `sink`, one frame per tick from the next tick on:
+    /// the service's way to show what a caller heard (before and after a transfer, say).
+    /// The recording must take 48 kHz frames.
+    pub fn attach_heard_recording(&mut self, sink: RecordingSink) {
+        self.taps.attach_heard(sink);
+    }
+
+    /// Server-mutes or unmutes the bot now (see [`ConferenceControl::set_bot_muted`]).
+    pub fn set_bot_muted(&mut self, muted: bool) {
+        self.voice.muted = muted;
+    }
+
+    /// The bot leaves now (see [`ConferenceControl::detach_bot`]).
+    pub fn detach_bot(&mut self) {
+        self.voice.detached = true;
     }
 
     /// Makes `player` the bot's voice (service-hosted media: the service plays prompts to the
@@ -848,7 +925,10 @@ impl ConferenceMedia {
         if let Some(player) = self.bot_prompts.as_mut() {
             player.next_frame(&mut self.bot_audio);
         }
-        let _ = self.mixer.push(self.bot_in_mixer, &self.bot_audio);
+        self.voice.next_overlay_frame();
+        self.voice
+            .heard_from_bot(&self.bot_audio, &mut self.bot_out);
+        let _ = self.mixer.push(self.bot_in_mixer, &self.bot_out);
         self.mixer.mix();
         let _ = self
             .mixer
@@ -859,14 +939,20 @@ impl ConferenceMedia {
             }
         }
 
-        // 3. Out to the bot, in from the bot (not when the bot is the service's prompts).
-        let rtp_bot = self.bot_prompts.is_none();
+        // 3. Out to the bot, in from the bot (not when the bot is the service's prompts, nor
+        // once it left the call).
+        let rtp_bot = self.bot_prompts.is_none() && !self.voice.detached;
         if rtp_bot && self.config.layout == StreamLayout::Mixed {
             let _ = self.to_bot_sender.send_48k(&self.to_bot);
         }
         if rtp_bot {
             self.bot_leg.tick(now);
             self.bot_audio.copy_from_slice(self.bot_leg.bot_frame_48k());
+        }
+        if self.voice.silenced() {
+            // A server-muted or departed bot is heard by nobody: not the echoes, not the
+            // recordings.
+            self.bot_audio.fill(0.0);
         }
         while let Some(e) = self.bot_leg.poll_event() {
             let e = match e {
@@ -886,9 +972,11 @@ impl ConferenceMedia {
             };
             self.events.push(e);
         }
+        let tick = self.ticks - 1;
         for p in self.parties.iter_mut() {
             p.source.hear_bot(&self.bot_audio);
             p.source.hear(&p.hears, now);
+            self.taps.push_heard(tick, p.info.source_id, &p.hears);
             if let Some((received, sent)) = p.source.network_counters() {
                 p.stats.network_packets_received = received;
                 p.stats.network_packets_sent = sent;
@@ -904,17 +992,14 @@ impl ConferenceMedia {
             }
         }
 
-        // 4. The recording: the bot alone, and everyone.
-        for ((e, &b), &m) in self
-            .everyone
-            .iter_mut()
-            .zip(self.bot_audio.iter())
-            .zip(self.to_bot.iter())
-        {
-            *e = (b + m).clamp(-1.0, 1.0);
+        // 4. The recording: the bot alone, and everyone (with what is played in the bot's name).
+        self.taps.push_bot_ear(tick, &self.to_bot);
+        self.voice
+            .heard_from_bot(&self.bot_audio, &mut self.everyone);
+        for (e, &m) in self.everyone.iter_mut().zip(self.to_bot.iter()) {
+            *e = (*e + m).clamp(-1.0, 1.0);
         }
         if let Some(sink) = &self.recording {
-            let tick = self.ticks - 1;
             let track = Track::Speaker(self.config.bot_source_id);
             for (track, frame) in [(track, &self.bot_audio), (Track::Mixed, &self.everyone)] {
                 match sink.push(tick, track, &frame[..]) {
@@ -957,6 +1042,21 @@ impl ConferenceMedia {
                     (id, r)
                 }
                 Command::Press(id, tone) => (id, self.press(id, tone)),
+                Command::BotMuted(muted) => {
+                    self.voice.muted = muted;
+                    (self.config.bot_source_id, Ok(()))
+                }
+                Command::DetachBot => {
+                    self.voice.detached = true;
+                    (self.config.bot_source_id, Ok(()))
+                }
+                Command::BotEar(sink) => {
+                    // Frames of this tick on: the tick counter is already this tick's.
+                    if let Some(old) = self.taps.set_bot_ear(sink, self.ticks - 1) {
+                        self.dispose(old);
+                    }
+                    (self.config.bot_source_id, Ok(()))
+                }
             };
             if let Err(reason) = result {
                 self.commands_rejected += 1;
@@ -1043,7 +1143,7 @@ impl ConferenceMedia {
             unmixed_bytes_sent: bytes,
             commands_rejected: self.commands_rejected,
             events_dropped: self.events.dropped,
-            recording_frames_dropped: self.recording_dropped,
+            recording_frames_dropped: self.recording_dropped + self.taps.dropped,
             speaker_ids: self.speaker_ids,
             speaker_count: self.speaker_count,
             bot_speaking: self.bot_speaking,

@@ -25,11 +25,13 @@
 //! # Ok::<(), appmedia_emulator_media::ConferenceError>(())
 //! ```
 
+pub mod bot_voice;
 pub mod conference;
 pub mod driver;
 pub mod party;
 pub mod phone;
 
+pub use bot_voice::in_band_dtmf;
 pub use conference::{
     ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
     ConferenceStats, ConferenceTick, MAX_REPORTED_SPEAKERS, NetworkLink, PartyInfo, PartyStats,

@@ -208,7 +208,7 @@ fn check_source(directory: &Directory, call: &Call, app: &Application) -> Result
     Ok(())
 }
 
-fn resolve_target(
+pub(crate) fn resolve_target(
     directory: &Directory,
     index: usize,
     identity: Option<&IdentitySet>,

@@ -10,6 +10,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Why a calling webhook is refused: not an absolute `http`/`https` URL with a host.
+pub fn check_webhook(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{url:?} is not an http(s) URL with a host"));
+    }
+    Ok(())
+}
+
 /// The built-in directory's text.
 pub const SEED_DIRECTORY_TOML: &str = include_str!("../directory.default.toml");
 
@@ -58,6 +67,11 @@ pub struct Application {
     /// Application permissions granted (the token's `roles`).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The bot registration's calling webhook: where the service posts the `incoming`
+    /// notification of a call to the bot (an `http(s)` URL). None: the bot cannot be called
+    /// until one is set (`PUT /control/applications/{id}/calling-webhook`).
+    #[serde(default)]
+    pub calling_webhook: Option<String>,
 }
 
 /// An application instance (resource account) with a phone number, for PSTN calls.
@@ -275,6 +289,21 @@ fn default_join_delay_ms() -> u64 {
     500
 }
 
+/// A scripted call to a bot: `[[incoming_calls]] from = "…", to = "…", at_ms = 2000`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedIncomingCall {
+    /// Who calls: a user id, or a phone number (`+` and digits) listed in `[[phones]]`.
+    pub from: String,
+    /// Whom: an application id, an application-instance id or an instance's phone number.
+    pub to: String,
+    /// A meeting (joinMeetingId or chat thread id) calling the bot's application instance.
+    #[serde(default)]
+    pub meeting: Option<String>,
+    /// Milliseconds after the emulator started.
+    pub at_ms: u64,
+}
+
 /// The whole directory.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +331,9 @@ pub struct Directory {
     /// ([`SEED_MEDIA`]); an entry here overrides them.
     #[serde(default)]
     pub media: BTreeMap<String, String>,
+    /// Calls to the bots, made by the emulator at set times after it started.
+    #[serde(default)]
+    pub incoming_calls: Vec<ScriptedIncomingCall>,
 }
 
 /// Where the seed's prompt URIs are found when the directory does not say: a beep (a 1 kHz
@@ -376,6 +408,13 @@ impl Directory {
                 ));
             }
         }
+        for app in &self.applications {
+            if let Some(webhook) = &app.calling_webhook
+                && let Err(e) = check_webhook(webhook)
+            {
+                return bad(format!("application {}: calling_webhook: {e}", app.id));
+            }
+        }
         for instance in &self.application_instances {
             if self.application(&instance.application).is_none() {
                 return bad(format!(
@@ -405,6 +444,11 @@ impl Directory {
                 }
             }
         }
+        for (i, call) in self.incoming_calls.iter().enumerate() {
+            if let Err(e) = self.incoming_route(&call.from, &call.to, call.meeting.as_deref()) {
+                return bad(format!("incoming_calls[{i}]: {e}"));
+            }
+        }
         Ok(())
     }
 
@@ -425,6 +469,13 @@ impl Directory {
         self.application_instances
             .iter()
             .find(|a| a.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The application instance whose phone number is `number`.
+    pub fn application_instance_by_phone(&self, number: &str) -> Option<&ApplicationInstance> {
+        self.application_instances
+            .iter()
+            .find(|a| a.phone == number)
     }
 
     /// The user `id`.
@@ -566,6 +617,43 @@ mod tests {
             let err = Directory::from_toml_str(&directory(bad)).unwrap_err();
             assert!(err.to_string().contains("not keypad keys"), "{err}");
         }
+    }
+
+    #[test]
+    fn calling_webhooks_and_scripted_incoming_calls_are_checked_when_read() {
+        let base = r#"
+            [[tenants]]
+            id = "t"
+            [[applications]]
+            id = "a"
+            display_name = "A"
+            tenant = "t"
+            client_secret = "s"
+            calling_webhook = "WEBHOOK"
+            [[users]]
+            id = "u"
+            display_name = "U"
+            tenant = "t"
+            [[incoming_calls]]
+            from = "FROM"
+            to = "a"
+            at_ms = 100
+        "#;
+        let directory = |webhook: &str, from: &str| {
+            Directory::from_toml_str(&base.replace("WEBHOOK", webhook).replace("FROM", from))
+        };
+        let ok = directory("http://127.0.0.1:9/calls", "u").unwrap();
+        assert_eq!(
+            ok.applications[0].calling_webhook.as_deref(),
+            Some("http://127.0.0.1:9/calls")
+        );
+        assert_eq!(ok.incoming_calls[0].at_ms, 100);
+        let err = directory("ftp://x", "u").unwrap_err().to_string();
+        assert!(err.contains("application a: calling_webhook"), "{err}");
+        let err = directory("http://127.0.0.1:9/calls", "nobody")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("incoming_calls[0]: from: \"nobody\""), "{err}");
     }
 
     #[test]

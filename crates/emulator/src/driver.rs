@@ -12,12 +12,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admission::Party;
+use crate::control::{PartyState as ViewPartyState, ViewState};
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
 use crate::media::BOT_SOURCE_ID;
 use crate::server::Shared;
 use crate::shapes::{self, MeetingContext, result};
 use crate::softphone::{Joined, SoftphoneCommand};
 use appmedia_emulator_media::{NetworkLink, PartyAudio, PartyKind, PartySpec};
+
+pub(crate) mod actions;
+pub(crate) mod invite;
+pub(crate) mod transfer;
 
 /// What the HTTP side tells a running call.
 #[derive(Debug)]
@@ -26,6 +31,17 @@ pub enum Control {
     HangUp,
     /// A person on the softphone page joins, mutes, leaves...
     Softphone(SoftphoneCommand),
+    /// A call action (transfer, invite, mute, keepAlive…: [`actions`]).
+    Action(Action),
+}
+
+/// A call action on its way to the call's driver.
+pub struct Action(pub(crate) Box<actions::CallAction>);
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Action").finish_non_exhaustive()
+    }
 }
 
 /// Switches that make the emulator misbehave the way the real service sometimes does.
@@ -94,6 +110,12 @@ struct Run {
     sharing: Option<String>,
     /// Roster keys (user ids) a person on the softphone page holds: the script leaves them be.
     softphone_keys: HashSet<String>,
+    /// Transfers, invitations, timers of the call actions.
+    actions: actions::ActionState,
+    /// A call to the bot that it answered (`crate::incoming`): its one party is the caller.
+    incoming: bool,
+    /// The answered call's media configuration, for its call-state notifications.
+    answer_media: Option<appmedia_model::MediaConfig>,
 }
 
 /// Where a joining party's microphone comes from.
@@ -122,7 +144,17 @@ pub async fn run_call(
         })
         .collect();
     let mut has_media = false;
-    shared.update_call(&plan.call_id, |record| has_media = record.media.is_some());
+    let (mut incoming, mut answer_media) = (false, None);
+    shared.update_call(&plan.call_id, |record| {
+        has_media = record.media.is_some();
+        incoming =
+            record.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming);
+        answer_media = has_media
+            .then(|| record.resource.media_config.value().cloned())
+            .flatten();
+    });
+    // The caller of an incoming call is nobody a softphone page should ring for.
+    let called = if incoming { Vec::new() } else { called };
     let rung = shared.softphones().call_started(
         &plan.call_id,
         &format!("{:?}", plan.kind),
@@ -179,6 +211,7 @@ pub async fn run_call(
     timeline.sort_by_key(|(at, _)| *at);
 
     let mut states = vec![PartyState::Ringing; plan.parties.len()];
+    let keep_alive_timeout = shared.config.keep_alive_timeout;
     let mut run = Run {
         shared,
         plan,
@@ -190,12 +223,17 @@ pub async fn run_call(
         establishing_held: false,
         sharing: None,
         softphone_keys: HashSet::new(),
+        actions: actions::ActionState::new(keep_alive_timeout),
+        incoming,
+        answer_media,
     };
     run.begin();
 
     let mut timeline = timeline.into_iter().peekable();
     loop {
+        run.publish(&states);
         let next = timeline.peek().map(|(at, _)| start + *at);
+        let action_deadline = run.actions.next_deadline();
         let outcome = tokio::select! {
             _ = tokio::time::sleep_until(next.unwrap_or(start)), if next.is_some() => {
                 match timeline.next() {
@@ -203,8 +241,10 @@ pub async fn run_call(
                     None => None,
                 }
             }
+            _ = tokio::time::sleep_until(action_deadline) => run.action_timer(&mut states),
             command = control.recv() => match command {
                 Some(Control::Softphone(command)) => run.softphone(command, &mut states),
+                Some(Control::Action(action)) => run.action(*action.0, &mut states),
                 // A closed channel means the emulator is shutting down: end the call too.
                 Some(Control::HangUp) | None => Some(result::ENDED_BY_APPLICATION),
             }
@@ -229,14 +269,44 @@ impl Run {
     }
 
     fn state_notification(&self, state: CallState, result: Option<(i64, i64, &str)>) {
-        self.send(shapes::call_state_notification(
+        let body = shapes::call_state_notification(
             &self.plan.call_id,
             &self.plan.callback_uri,
             self.plan.kind,
-            state,
+            state.clone(),
             self.plan.meeting.as_ref().map(|(context, _)| context),
             result.map(shapes::result_info),
-        ));
+        );
+        if self.incoming {
+            self.send(crate::incoming::shapes::answered_call_state(
+                body,
+                state,
+                self.answer_media.as_ref(),
+            ));
+        } else {
+            self.send(body);
+        }
+    }
+
+    /// Tells the control API where each party is (`GET /control/calls/{id}`).
+    fn publish(&self, states: &[PartyState]) {
+        let called = (self.plan.parties.iter().zip(states)).map(|((party, _), state)| {
+            let state = match state {
+                PartyState::Ringing => ViewPartyState::Ringing,
+                PartyState::Declined => ViewPartyState::Declined,
+                PartyState::Joined => ViewPartyState::Connected,
+                PartyState::Gone => ViewPartyState::Left,
+            };
+            (party, state)
+        });
+        let roster = self.roster.iter().map(|(key, _)| key.as_str());
+        let parties = crate::control::driven_parties(self.incoming, called, roster);
+        let state = if self.established {
+            ViewState::Established
+        } else {
+            ViewState::Establishing
+        };
+        (self.shared.book()).set_parties(&self.plan.call_id, state, parties);
     }
 
     fn begin(&mut self) {
@@ -545,11 +615,12 @@ impl Run {
         Some(participant)
     }
 
-    /// True when no called party is ringing or in the call any more.
+    /// True when no called or invited party is ringing or in the call any more.
     fn nobody_left(&self, states: &[PartyState]) -> bool {
         !states
             .iter()
             .any(|s| matches!(s, PartyState::Ringing | PartyState::Joined))
+            && !self.actions.invitations.anyone_in()
     }
 
     fn terminate(&mut self, outcome: (i64, i64, &str)) {
@@ -557,8 +628,9 @@ impl Run {
         self.shared
             .softphones()
             .call_ended(&self.plan.call_id, outcome.2);
-        self.state_notification(CallState::Terminated, Some(outcome));
+        self.termination_notification(outcome);
         self.shared.remove_call(&self.plan.call_id);
+        self.shared.book().ended(&self.plan.call_id, outcome);
         tracing::info!(call = %self.plan.call_id, code = outcome.0, "call terminated");
     }
 }

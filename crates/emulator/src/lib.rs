@@ -14,6 +14,12 @@
 //! `GET /softphone` is a web page where a person joins an emulated call with their own
 //! microphone and speakers, as a directory user or meeting participant ([`softphone`]).
 //!
+//! Bots can be called too ([`incoming`]): a directory user or phone calls an application
+//! (its id, its instance's id or phone number, or from a meeting), the bot gets the
+//! `incoming` notification at its calling webhook and answers, rejects or redirects it
+//! within [`EmulatorConfig::incoming_answer_timeout`]. Tests and tools drive that, and look at
+//! every call, through the control API under [`Emulator::control_url`] ([`control`]).
+//!
 //! ```
 //! use appmedia_emulator::{Emulator, EmulatorConfig};
 //!
@@ -24,22 +30,31 @@
 //! assert!(emulator.token_url(tenant).ends_with("/oauth2/v2.0/token"));
 //! assert_eq!(emulator.graph_url(), format!("{}/v1.0", emulator.base_url()));
 //! assert_eq!(emulator.notification_issuer(), "https://api.botframework.com");
+//! assert_eq!(emulator.control_url(), format!("{}/control", emulator.base_url()));
 //! assert_eq!(emulator.live_calls(), 0);
 //! emulator.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+pub mod actions;
 pub mod admission;
+pub mod control;
 pub mod directory;
 pub mod driver;
 pub mod error;
+pub mod heard;
+pub mod incoming;
 pub mod media;
 pub mod notify;
+pub(crate) mod operations;
+pub(crate) mod requests;
 pub mod server;
+pub mod service_actions;
 pub mod service_media;
 pub mod shapes;
 pub mod softphone;
 pub mod tokens;
+pub mod transferred;
 
 pub use directory::{Directory, DirectoryError};
 pub use driver::Faults;

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
+use appmedia_audio_io::record::{RecordingConfig, Track};
 use appmedia_emulator_media::conference::DEFAULT_BOT_SOURCE_ID;
 use appmedia_emulator_media::driver::{ConferenceScheduler, QueueSizes, RunningConference};
 use appmedia_emulator_media::{
@@ -111,7 +111,8 @@ impl RecentSpeakers {
 
 /// One call's media peer. Dropping it stops the conference and finishes the recording.
 pub struct MediaPeer {
-    session: MediaSession,
+    /// `None` once the bot left the call's media ([`MediaPeer::release_bot`]).
+    session: Option<MediaSession>,
     control: ConferenceControl,
     stop: Arc<AtomicBool>,
     recording: Option<PathBuf>,
@@ -123,7 +124,7 @@ pub struct MediaPeer {
 impl std::fmt::Debug for MediaPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaPeer")
-            .field("session", &self.session.id())
+            .field("session", &self.session.as_ref().map(MediaSession::id))
             .field("recording", &self.recording)
             .finish_non_exhaustive()
     }
@@ -172,14 +173,7 @@ impl MediaPeer {
         let recording_path = recording
             .as_ref()
             .map(|c| c.path_of(Track::Speaker(BOT_SOURCE_ID)));
-        let recorder = match recording {
-            Some(config) => {
-                let (recorder, sink) = CallRecorder::start(config)?;
-                conference.attach_recording(sink);
-                Some(recorder)
-            }
-            None => None,
-        };
+        let recorders = crate::heard::Recorders::start(recording, &mut conference)?;
         let control = conference.control();
         let mut running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -204,15 +198,11 @@ impl MediaPeer {
             }
             running.stop();
             drop(running);
-            if let Some(recorder) = recorder {
-                // Joins the writer thread: blocking work.
-                let status = tokio::task::spawn_blocking(move || recorder.finish()).await;
-                tracing::info!(?status, "emulator recording finished");
-            }
+            recorders.finish().await;
         });
         Ok((
             MediaPeer {
-                session,
+                session: Some(session),
                 control,
                 stop,
                 recording: recording_path,
@@ -271,6 +261,16 @@ impl MediaPeer {
     /// The recording of what the bot sent, when recording.
     pub fn recording(&self) -> Option<&PathBuf> {
         self.recording.as_ref()
+    }
+
+    /// The bot leaves the call's media (a transfer completed): the conference goes on for the
+    /// parties, the bot is silence to them and its media session closes.
+    pub(crate) fn release_bot(&mut self) {
+        if let Err(e) = self.control.detach_bot() {
+            tracing::warn!(error = %e, "the conference did not take the bot's leaving");
+        }
+        // Dropping the session ends it (RTCP BYE, ICE closed) without waiting here.
+        self.session = None;
     }
 }
 

@@ -63,6 +63,13 @@ pub struct EmulatorConfig {
     pub recordings_dir: Option<PathBuf>,
     /// The emulator's side of app-hosted media sessions.
     pub transport: TransportConfig,
+    /// A call that gets no `keepAlive` for this long ends (Graph: 45 minutes).
+    pub keep_alive_timeout: Duration,
+    /// The longest a conversation the bot transferred away goes on without it
+    /// ([`crate::transferred`]).
+    pub transferred_call_limit: Duration,
+    /// How long an incoming call rings the bot before it ends unanswered (Graph: 15 s).
+    pub incoming_answer_timeout: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -80,6 +87,9 @@ impl Default for EmulatorConfig {
             media_samples_dir: PathBuf::from("media-samples"),
             recordings_dir: None,
             transport: TransportConfig::default(),
+            keep_alive_timeout: Duration::from_secs(45 * 60),
+            transferred_call_limit: Duration::from_secs(10 * 60),
+            incoming_answer_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -157,6 +167,14 @@ pub struct Shared {
     pub(crate) prompt_library: PromptLibrary,
     /// Open softphone pages (`GET /softphone`).
     softphones: crate::softphone::Softphones,
+    /// What `recordResponse` recorded, served at `recordingLocation`.
+    pub(crate) responses: Arc<crate::service_actions::ResponseStore>,
+    /// Conversations the bot transferred away, still running.
+    pub(crate) transferred: crate::transferred::Transferred,
+    /// Calling webhooks and the calls ringing a bot.
+    incoming: crate::incoming::IncomingState,
+    /// The control API's view of every call.
+    book: crate::control::CallBook,
 }
 
 impl Shared {
@@ -194,6 +212,26 @@ impl Shared {
     /// Open softphone pages and the calls they may join.
     pub(crate) fn softphones(&self) -> &crate::softphone::Softphones {
         &self.softphones
+    }
+
+    /// Calling webhooks and the calls ringing a bot.
+    pub(crate) fn incoming(&self) -> &crate::incoming::IncomingState {
+        &self.incoming
+    }
+
+    /// The control API's view of every call.
+    pub(crate) fn book(&self) -> &crate::control::CallBook {
+        &self.book
+    }
+
+    /// What signs and delivers notifications.
+    pub(crate) fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
+    }
+
+    /// A new call.
+    pub(crate) fn insert_call(&self, id: &str, record: CallRecord) {
+        self.calls().insert(id.to_owned(), record);
     }
 
     /// The control channel of a live call.
@@ -304,8 +342,15 @@ impl Emulator {
             conferences,
             prompt_library: PromptLibrary::default(),
             softphones: Default::default(),
+            responses: Arc::new(crate::service_actions::ResponseStore::new(
+                config.recordings_dir.clone(),
+            )),
+            transferred: Default::default(),
+            incoming: crate::incoming::IncomingState::new(&config.directory),
+            book: Default::default(),
             config,
         });
+        crate::incoming::schedule_scripted(&shared);
         let app = router(shared.clone(), &notification_keys);
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -340,6 +385,12 @@ impl Emulator {
     /// The Graph root: `{base}/v1.0`.
     pub fn graph_url(&self) -> String {
         format!("{}/v1.0", self.shared.base_url)
+    }
+
+    /// The control API's root, `{base}/control` (`crate::control`): calling webhooks,
+    /// incoming calls, the emulator's view of every call.
+    pub fn control_url(&self) -> String {
+        format!("{}/control", self.shared.base_url)
     }
 
     /// Where the OAuth2 host is (`{authority}/{tenant}/oauth2/v2.0/token`).
@@ -400,9 +451,32 @@ impl Emulator {
         Some(CallMedia { parties })
     }
 
+    /// Sets application `app_id`'s calling webhook, as `PUT {control_url}/applications/{appId}/
+    /// calling-webhook` does: incoming calls to the application are offered there.
+    pub fn set_calling_webhook(&self, app_id: &str, url: &str) -> Result<(), ApiError> {
+        let app = self
+            .directory()
+            .application(app_id)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| {
+                ApiError::not_found(format!("application {app_id} is not in the directory"))
+            })?;
+        crate::directory::check_webhook(url)
+            .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
+        self.shared
+            .incoming()
+            .set_webhook(&app, Some(url.to_owned()));
+        Ok(())
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.shared.calls().len()
+    }
+
+    /// How many conversations the bot transferred away still run ([`crate::transferred`]).
+    pub fn transferred_calls(&self) -> usize {
+        self.shared.transferred.live()
     }
 
     /// The open softphone pages (`GET /softphone`): who they are, the call they are in, the
@@ -453,6 +527,8 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/cancelMediaProcessing",
             post(crate::service_media::cancel_media_processing),
         )
+        .merge(crate::actions::routes())
+        .merge(crate::incoming::handlers::routes())
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
@@ -460,6 +536,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
     graph
         .merge(notification_keys.router(&shared.config.notification_issuer))
         .merge(crate::softphone::router(shared.clone()))
+        .merge(crate::control::router(shared.clone()))
 }
 
 /// A request's correlation id: the caller's `client-request-id` when it sent one.
@@ -670,6 +747,8 @@ async fn create_call_inner(
             service,
         },
     );
+    let view = crate::control::CallView::outgoing(&ids.id, &admitted.application.id);
+    shared.book().open(view);
     tracing::info!(call = %ids.id, kind = ?admitted.kind, app = %admitted.application.id, "call created");
     tokio::spawn(run_call(shared.clone(), plan, control_rx, notify_tx));
 
@@ -683,7 +762,7 @@ async fn create_call_inner(
 
 /// Becomes the bot's media peer when the call has app-hosted media with an appmedia blob:
 /// the answer blob replaces the offer in the 201 body's `mediaConfig` (`docs/blob.md`).
-async fn start_media(
+pub(crate) async fn start_media(
     shared: &Shared,
     call_id: &str,
     resource: &mut Call,

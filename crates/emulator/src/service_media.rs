@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use appmedia_audio_io::playback::{
     AudioClip, PlayMode, PromptEvent, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
 };
-use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
+use appmedia_audio_io::record::{RecordingConfig, Track};
 use appmedia_emulator_media::driver::{QueueSizes, RunningConference};
 use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceEvent, ConferenceMedia,
@@ -47,8 +47,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::heard::Recorders;
 use crate::media::BOT_SOURCE_ID;
 use crate::server::{Shared, authenticate, request_id, with_call};
+use crate::service_actions::ServiceActions;
 
 /// Graph's limit on prompts in one `playPrompt` request.
 pub const MAX_PROMPTS_PER_REQUEST: usize = 20;
@@ -177,6 +179,8 @@ struct Operations {
     running: Mutex<Vec<Operation>>,
     notify: OnceLock<mpsc::UnboundedSender<Value>>,
     etag: AtomicU64,
+    /// Set once the bot left (transfer): its operations end untold, like the call.
+    quiet: AtomicBool,
 }
 
 impl Operations {
@@ -238,6 +242,9 @@ impl Operations {
             }],
         });
         tracing::info!(call = %self.call_id, operation = %op.id, status, "playPrompt finished");
+        if self.quiet.load(Ordering::Relaxed) {
+            return;
+        }
         // Before the notifier is attached (cannot happen: it is attached before the 201) or
         // after the call ended, there is nobody to tell.
         if let Some(tx) = self.notify.get() {
@@ -256,6 +263,8 @@ pub struct ServiceMedia {
     timeline: MediaTimeline,
     stop: Arc<AtomicBool>,
     recording: Option<PathBuf>,
+    /// `subscribeToTone` and `recordResponse`.
+    actions: Arc<ServiceActions>,
 }
 
 impl std::fmt::Debug for ServiceMedia {
@@ -328,15 +337,8 @@ impl ServiceMedia {
             .as_ref()
             .map(|dir| RecordingConfig::new(dir, call_id));
         let recording_path = recording.as_ref().map(|c| c.path_of(Track::Mixed));
-        let recorder = match recording {
-            Some(config) => {
-                let (recorder, sink) =
-                    CallRecorder::start(config).map_err(|e| internal(format!("recording: {e}")))?;
-                conference.attach_recording(sink);
-                Some(recorder)
-            }
-            None => None,
-        };
+        let recorders = Recorders::start(recording, &mut conference)
+            .map_err(|e| internal(format!("recording: {e}")))?;
         let control = conference.control();
         let running =
             RunningConference::start(&shared.conferences, conference, QueueSizes::default())
@@ -346,16 +348,25 @@ impl ServiceMedia {
             running: Mutex::new(Vec::new()),
             notify: OnceLock::new(),
             etag: AtomicU64::new(1),
+            quiet: AtomicBool::new(false),
         });
         let timeline = MediaTimeline::new(shared.conferences.epoch());
         let stop = Arc::new(AtomicBool::new(false));
+        let actions = Arc::new(ServiceActions::new(
+            call_id,
+            &shared.base_url,
+            control.clone(),
+            prompts.clone(),
+            shared.responses.clone(),
+        ));
         tokio::spawn(collect(
             running,
             prompts.clone(),
             operations.clone(),
+            actions.clone(),
             timeline.clone(),
             stop.clone(),
-            recorder,
+            recorders,
         ));
         tracing::info!(call = %call_id, prefetched = prefetched.len(), recording = ?recording_path, "service-hosted media started");
         Ok(Some(ServiceMedia {
@@ -366,12 +377,31 @@ impl ServiceMedia {
             timeline,
             stop,
             recording: recording_path,
+            actions,
         }))
     }
 
     /// Where operation notifications go (the call's notification channel).
     pub(crate) fn attach_notifications(&self, notify: mpsc::UnboundedSender<Value>) {
+        self.actions.attach_notifications(notify.clone());
         let _ = self.operations.notify.set(notify);
+    }
+
+    /// The bot leaves the call's media (a transfer completed): the service stops speaking for
+    /// it, its prompts and recordings end without notifications (the call's `terminated`
+    /// ends them), and the conference goes on for the parties.
+    pub(crate) fn release_bot(&self) {
+        self.operations.quiet.store(true, Ordering::Relaxed);
+        self.actions.shutdown();
+        let _ = self.prompts.cancel_all();
+        if let Err(e) = self.control.detach_bot() {
+            tracing::warn!(error = %e, "the conference did not take the bot's leaving");
+        }
+    }
+
+    /// `subscribeToTone` and `recordResponse` of this call.
+    pub(crate) fn actions(&self) -> &ServiceActions {
+        &self.actions
     }
 
     /// The conference's control: the driver adds, removes and mutes parties through it.
@@ -390,7 +420,7 @@ impl ServiceMedia {
     }
 
     /// A pre-fetched clip named by `uri` or `resource_id`.
-    fn prefetched(&self, uri: &str, resource_id: Option<&str>) -> Option<AudioClip> {
+    pub(crate) fn prefetched(&self, uri: &str, resource_id: Option<&str>) -> Option<AudioClip> {
         self.prefetched
             .iter()
             .find(|p| {
@@ -448,12 +478,13 @@ impl Drop for ServiceMedia {
 /// Moves conference events into the timeline and prompt completions into operation
 /// notifications, until the call ends.
 async fn collect(
-    running: RunningConference,
+    mut running: RunningConference,
     prompts: PromptQueue,
     operations: Arc<Operations>,
+    actions: Arc<ServiceActions>,
     timeline: MediaTimeline,
     stop: Arc<AtomicBool>,
-    recorder: Option<CallRecorder>,
+    recorders: Recorders,
 ) {
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -461,19 +492,23 @@ async fn collect(
         interval.tick().await;
         while let Some(event) = running.next_event() {
             timeline.observe(&event);
+            actions.observe(&event);
             tracing::debug!(?event, "conference event");
         }
         let mut ops = operations.lock();
         while let Some(event) = prompts.try_event() {
-            operations.prompt_ended(&mut ops, event);
+            if !actions.prompt_ended(&event) {
+                operations.prompt_ended(&mut ops, event);
+            }
         }
+        drop(ops);
+        let speaking = running.latest_stats().is_some_and(|s| s.speaker_count > 0);
+        actions.poll(speaking, Instant::now());
     }
+    actions.shutdown();
     running.stop();
     drop(running);
-    if let Some(recorder) = recorder {
-        let status = tokio::task::spawn_blocking(move || recorder.finish()).await;
-        tracing::info!(?status, "service-hosted recording finished");
-    }
+    recorders.finish().await;
 }
 
 fn internal(message: String) -> ApiError {
@@ -485,7 +520,7 @@ fn internal(message: String) -> ApiError {
 }
 
 /// A JSON object body (`Content-Type: application/json`, at most the service's size cap).
-async fn json_object(
+pub(crate) async fn json_object(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
@@ -531,7 +566,7 @@ fn client_context(body: &serde_json::Map<String, Value>) -> Result<Option<String
 }
 
 /// A prompt of a `playPrompt` body: (uri, resourceId), checked.
-fn prompt_uris(
+pub(crate) fn prompt_uris(
     body: &serde_json::Map<String, Value>,
 ) -> Result<Vec<(String, Option<String>)>, ApiError> {
     let Some(Value::Array(prompts)) = body.get("prompts") else {
@@ -664,7 +699,10 @@ pub(crate) async fn cancel_media_processing(
         let body = json_object(&shared, &headers, body).await?;
         let client_context = client_context(&body)?;
         with_call(&shared, &claims, &id, |record| {
-            record.service.as_ref().map(|s| s.prompts.cancel_all())
+            record.service.as_ref().map(|s| {
+                s.actions.cancel_all();
+                s.prompts.cancel_all()
+            })
         })?
         .ok_or_else(|| {
             ApiError::bad_request(

@@ -243,6 +243,19 @@ impl CallbackReceiver {
         listener: tokio::net::TcpListener,
         path: &str,
     ) -> Result<(), ServeError> {
+        self.serve_until(listener, path, std::future::pending())
+            .await
+    }
+
+    /// [`serve`](Self::serve) until `shutdown` resolves; then stops accepting, lets requests in
+    /// flight finish and closes every connection (idle keep-alive ones included), so no
+    /// connection task outlives the server.
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        path: &str,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let local = listener
             .local_addr()
             .map_err(|e| ServeError::Io(e.to_string()))?;
@@ -252,6 +265,7 @@ impl CallbackReceiver {
             return Err(ServeError::UnauthenticatedOffLoopback { listener: local });
         }
         axum::serve(listener, self.router(path))
+            .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| ServeError::Io(e.to_string()))
     }

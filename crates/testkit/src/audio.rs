@@ -169,6 +169,34 @@ pub fn median_match_spread(source: &[f32], recording: &[f32], len: usize) -> f64
     median_match_at(source, recording, &starts, len).0
 }
 
+/// Power of `samples` at `freq` through a Hann window, normalized so a sine of amplitude A
+/// gives about A²/4 × 0.375 (the window's power).
+pub fn tone_power(samples: &[f32], rate: f32, freq: f32) -> f64 {
+    let n = samples.len() as f64;
+    let windowed: Vec<f32> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| x * (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n).cos()) as f32)
+        .collect();
+    goertzel(&windowed, freq, rate) / n.max(1.0)
+}
+
+/// `samples` cut into consecutive windows of `ms` milliseconds.
+pub fn windows(samples: &[f32], rate: u32, ms: u32) -> Vec<&[f32]> {
+    let len = (rate * ms / 1000) as usize;
+    samples.chunks_exact(len.max(1)).collect()
+}
+
+/// Whether a tone at `freq` is present (about -40 dBFS or louder) in `samples`.
+pub fn hears(samples: &[f32], rate: u32, freq: f32) -> bool {
+    tone_power(samples, rate as f32, freq) > 1e-5
+}
+
+/// Whether nothing at `freq` is there (30 dB below [`hears`]'s threshold).
+pub fn silent_at(samples: &[f32], rate: u32, freq: f32) -> bool {
+    tone_power(samples, rate as f32, freq) < 1e-8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

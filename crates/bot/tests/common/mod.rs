@@ -22,13 +22,19 @@ pub fn media_samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../media-samples")
 }
 
-/// The seed directory with John echoing what he hears.
+/// The bot's phone number (the seed instance's).
+pub const BOT_NUMBER: &str = "+14255550100";
+
+/// The seed directory with John echoing what he hears and every phone speaking.
 pub fn echo_directory() -> Directory {
     let mut directory = Directory::seed();
     for user in &mut directory.users {
         if user.id == JOHN {
             user.behaviour.media = Sound::Echo;
         }
+    }
+    for phone in &mut directory.phones {
+        phone.behaviour.media = Sound::Speak("jane-speech.wav".into());
     }
     directory
 }
@@ -54,8 +60,7 @@ pub fn bot_config(emulator: &Emulator) -> BotConfig {
     {
         *notification_issuers = vec![emulator.notification_issuer().to_owned()];
     }
-    let mut config =
-        BotConfig::new(CALLING_BOT, TENANT, CALLING_BOT_SECRET).with_service(service);
+    let mut config = BotConfig::new(CALLING_BOT, TENANT, CALLING_BOT_SECRET).with_service(service);
     config.media.workers = 1;
     config
 }
@@ -65,7 +70,10 @@ pub async fn bot(emulator: &Emulator) -> Bot {
 }
 
 /// Events until `pred` matches one (returned), bounded by [`WAIT`].
-pub async fn until(call: &mut appmedia_bot::Call, mut pred: impl FnMut(&Event) -> bool) -> Vec<Event> {
+pub async fn until(
+    call: &mut appmedia_bot::Call,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -101,4 +109,3 @@ pub fn samples(pcm: &[u8]) -> Vec<f32> {
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
         .collect()
 }
-

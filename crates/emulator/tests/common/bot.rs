@@ -82,6 +82,22 @@ impl BotCall {
             session.blob(),
             "the 201 carries the emulator's answer"
         );
+        let answer = answer.clone();
+        Self::connect(h, client, id, created_at, session, &answer, media).await
+    }
+
+    /// Accepts the emulator's `answer` blob to the bot's offered `session` of call `id` and,
+    /// with `media`, plugs a pipeline in and waits for the session to connect. Returns once
+    /// the call is established (its notification arrived).
+    pub async fn connect(
+        h: &Harness,
+        client: GraphClient,
+        id: String,
+        created_at: Instant,
+        session: MediaSession,
+        answer: &str,
+        media: bool,
+    ) -> BotCall {
         session.accept(answer).await.unwrap();
         let epoch = Instant::now();
         let pipeline = media.then(|| {

@@ -6,6 +6,8 @@
 
 pub mod audio;
 pub mod bot;
+pub mod in_call;
+pub mod incoming;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
