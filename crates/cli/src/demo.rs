@@ -14,7 +14,8 @@ use appmedia_bot::RecordOptions;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{self, Bot, CallArgs, CallPlan, JOHN_SPEAKS, ServiceArgs};
+use crate::bot::{self, CallArgs, JOHN_SPEAKS, ServiceArgs};
+use crate::call::{Bot, CallPlan};
 use crate::devices::DeviceArgs;
 use crate::mouth_to_ear::{self, MouthToEar};
 use crate::summary::{self, CallLog};

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bot;
+mod call;
 mod demo;
 mod devices;
 mod emulator;

@@ -14,7 +14,8 @@ use appmedia_bot::{CallControl, Event};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{Bot, CallArgs, CallPlan, ServiceArgs, StopReason, emulator_recording};
+use crate::bot::{CallArgs, ServiceArgs, emulator_recording};
+use crate::call::{Bot, CallPlan, StopReason};
 use crate::devices::DeviceArgs;
 use crate::summary::{self, CallLog};
 

@@ -14,7 +14,8 @@ use appmedia_bot::RecordOptions;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::bot::{Bot, CallArgs, CallPlan, ServiceArgs};
+use crate::bot::{CallArgs, ServiceArgs};
+use crate::call::{Bot, CallPlan};
 use crate::devices::DeviceArgs;
 use crate::meter::{self, LevelMeter, MeterTap};
 use crate::summary::{self, CallLog};
