@@ -287,8 +287,8 @@ async fn transfer_inner(
     if matches!(resolved.party, Party::Phone { .. }) && !from_instance {
         return Err(ApiError::bad_request(
             "transferTarget.identity.phone: Graph transfers to a PSTN number only calls the bot \
-             takes part in as an application instance (the source of a call it created, the \
-             target of a call it answered)",
+             takes part in as an application instance (identity.applicationInstance: the source \
+             of a call it created, the target of a call it answered)",
         ));
     }
     let transferee = match request.transferee.value() {
