@@ -28,6 +28,9 @@ use crate::bot::{BotInner, lock};
 use crate::error::BotError;
 use crate::media::AudioSocket;
 
+/// How long a call abandoned after a silent hang-up may take to finish locally.
+const ABANDON_WAIT: Duration = Duration::from_secs(5);
+
 /// Where a key press came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ToneSource {
@@ -145,6 +148,8 @@ pub(crate) struct CallShared {
     pub recorder: Mutex<Option<CallRecorder>>,
     /// Becomes true when the driver has finished (recording flushed, routes removed).
     pub done: watch::Receiver<bool>,
+    /// Tells the driver to end the call locally (the service went silent after a hang-up).
+    pub abandon: tokio::sync::Notify,
 }
 
 /// The actions on a call; cheap to clone, usable from any task.
@@ -325,8 +330,12 @@ impl CallControl {
         {
             return Ok(());
         }
+        // No `terminated` came: end the call here (media off, recording finished, routes
+        // freed) rather than keep its driver until the bot stops; then report the silence.
+        self.shared.abandon.notify_one();
+        let _ = tokio::time::timeout(ABANDON_WAIT, done.wait_for(|d| *d)).await;
         Err(BotError::Timeout {
-            what: "the call's end",
+            what: "the service's terminated notification",
             seconds: timeout.as_secs(),
         })
     }

@@ -116,7 +116,12 @@ impl Driver {
         let mut blob_deadline: Option<tokio::time::Instant> = None;
         let end: Option<ResultInfo> = loop {
             let session = self.media.as_ref().map(|m| m.session.clone());
+            let shared = self.shared.clone();
             tokio::select! {
+                () = shared.abandon.notified() => {
+                    tracing::warn!(call = %call_id, "no terminated notification after the hang-up: ending the call here");
+                    break None;
+                }
                 event = self.signalling.recv() => {
                     let Some(event) = event else { break None };
                     if let Some(ended) = self.on_signalling(event, &mut keep_alive_running, &mut blob_deadline).await {

@@ -398,7 +398,10 @@ mod tests {
         )
         .unwrap();
         let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "skip")).unwrap();
-        assert!(matches!(feed.recorder.push(sink), appmedia_media::queue::Push::Queued));
+        assert!(matches!(
+            feed.recorder.push(sink),
+            appmedia_media::queue::Push::Queued
+        ));
         // The call joins the worker at 1 s; the worker then stalls and skips 7 periods.
         let ms = Duration::from_millis;
         for now in [ms(1000), ms(1020), ms(1040), ms(1200), ms(1220)] {

@@ -122,6 +122,7 @@ pub(crate) fn spawn(
         recorder_tx: media.as_ref().map(|m| m.feed.recorder.clone()),
         recorder: Mutex::new(media.as_mut().and_then(|m| m.recorder.take())),
         done: done_rx,
+        abandon: tokio::sync::Notify::new(),
     });
     let control = CallControl {
         shared: shared.clone(),
