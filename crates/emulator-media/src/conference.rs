@@ -981,7 +981,7 @@ impl ConferenceMedia {
                 p.stats.network_packets_received = received;
                 p.stats.network_packets_sent = sent;
             }
-            if let Some((pipeline, sender)) = p.stream.as_mut() {
+            if let Some((pipeline, sender)) = p.stream.as_mut().filter(|_| rtp_bot) {
                 if !p.info.muted && p.stats.level_dbov > -127.0 {
                     let _ = sender.send_48k(&p.frame);
                 }
@@ -1080,13 +1080,16 @@ impl ConferenceMedia {
     /// The RTP packets of the last tick (valid until the next tick): the mixed stream, or one
     /// per speaking party with [`StreamLayout::PerSpeaker`].
     pub fn outgoing_packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        // A bot that left gets nothing (the pipelines' last packets are stale).
+        let to_bot = !self.voice.detached;
         let mixed = match self.config.layout {
-            StreamLayout::Mixed => self.bot_leg.outgoing_packet(),
-            StreamLayout::PerSpeaker => None,
+            StreamLayout::Mixed if to_bot => self.bot_leg.outgoing_packet(),
+            _ => None,
         };
         mixed.into_iter().chain(
             self.parties
                 .iter()
+                .filter(move |_| to_bot)
                 .filter_map(|p| p.stream.as_ref().and_then(|(s, _)| s.outgoing_packet())),
         )
     }
