@@ -5,7 +5,9 @@
 //! `roles` of the app registration), accepts `POST /v1.0/communications/calls` with the
 //! same validation and permission rules as `appmedia-signalling` (plus existence checks
 //! against its [`Directory`]), serves `GET`/`DELETE` on calls and `GET …/participants`,
-//! and plays the remote parties' scripts, posting signed `commsNotifications` to the bot's
+//! performs the in-call actions (transfer, invite, mute, keepAlive, tones, recordResponse,
+//! recording status, screen sharing role: [`actions`], [`service_actions`]), and plays the
+//! remote parties' scripts, posting signed `commsNotifications` to the bot's
 //! callbackUri in the shapes of the Graph documentation. The notification keys are
 //! published through an OpenID configuration document at
 //! [`Emulator::notification_openid_configuration_url`], so a bot validates them with

@@ -74,8 +74,8 @@ async fn a_transfer_whose_target_declines_or_does_not_answer_fails_and_the_call_
     .await;
     let failed = of_call(&h.received.all(), &id)
         .into_iter()
-        .filter(|b| resource_data(b)["state"] == "established")
-        .last()
+        .rev()
+        .find(|b| resource_data(b)["state"] == "established")
         .unwrap();
     assert_docs_shape(&failed, "transfer-failed.notification.json", &[]);
     let result = &resource_data(&failed)["resultInfo"];
