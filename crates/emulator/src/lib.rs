@@ -31,22 +31,24 @@
 //! # Ok(()) }
 //! ```
 
-pub mod actions;
 pub mod admission;
 pub mod directory;
 pub mod driver;
 pub mod error;
-pub mod heard;
 pub mod media;
 pub mod notify;
-pub(crate) mod operations;
-pub(crate) mod requests;
 pub mod server;
-pub mod service_actions;
 pub mod service_media;
 pub mod shapes;
 pub mod softphone;
 pub mod tokens;
+
+// The in-call actions (transfer, invite, mute, keepAlive, tones, recordResponse, ...).
+pub mod actions;
+pub mod heard;
+pub(crate) mod operations;
+pub(crate) mod requests;
+pub mod service_actions;
 pub mod transferred;
 
 pub use directory::{Directory, DirectoryError};

@@ -14,8 +14,8 @@ use appmedia_model::{
     InviteParticipantsRequest, OperationStatus, ParticipantInfo, RecordingStatus,
     ScreenSharingRole, TransferRequest, UpdateRecordingStatusRequest,
 };
+use common::action_kit::*;
 use common::bot::*;
-use common::in_call::*;
 use common::*;
 use serde_json::{Value, json};
 

@@ -10,8 +10,8 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use appmedia_emulator::heard::heard_recording_path;
+use common::action_kit::*;
 use common::bot::*;
-use common::in_call::*;
 use common::*;
 use serde_json::{Value, json};
 

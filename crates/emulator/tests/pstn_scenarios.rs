@@ -16,8 +16,8 @@ use appmedia_model::{
     Identity, IdentitySet, InvitationParticipantInfo, InviteParticipantsRequest, OperationStatus,
     TransferRequest,
 };
+use common::action_kit::*;
 use common::bot::*;
-use common::in_call::*;
 use common::*;
 
 fn phone(number: &str) -> InvitationParticipantInfo {

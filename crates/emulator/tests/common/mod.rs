@@ -4,9 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod action_kit;
 pub mod audio;
 pub mod bot;
-pub mod in_call;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
