@@ -260,7 +260,7 @@ async fn transfer_inner(
     body: Body,
 ) -> Result<Response, ApiError> {
     let claims = authenticate(shared, headers)?;
-    let source = with_call(shared, &claims, id, |r| r.resource.source.clone())?;
+    with_call(shared, &claims, id, |_| ())?;
     let request: TransferRequest = read_body(shared, headers, body).await?;
     let target = request
         .transfer_target
@@ -268,16 +268,6 @@ async fn transfer_inner(
         .ok_or_else(|| ApiError::bad_request("transferTarget: required"))?;
     let identity = target.identity.value();
     let mut resolved = resolve_party(shared.directory(), "transferTarget.identity", identity)?;
-    let from_instance = source
-        .value()
-        .and_then(|s| s.identity.value())
-        .is_some_and(|i| i.application_instance.is_value());
-    if matches!(resolved.party, Party::Phone { .. }) && !from_instance {
-        return Err(ApiError::bad_request(
-            "transferTarget.identity.phone: Graph transfers to a PSTN number only calls whose \
-             source is an application instance (source.identity.applicationInstance)",
-        ));
-    }
     let transferee = match request.transferee.value() {
         None => None,
         Some(t) => Some(t.participant_id.value().cloned().ok_or_else(|| {

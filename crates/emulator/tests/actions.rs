@@ -226,7 +226,7 @@ async fn transfers_are_refused_as_graph_refuses_them() {
     let (status, _, body) = post(h, &calls(&teams, "transfer"), &transfer_to(TARGET)).await;
     assert_eq!(status, 400);
     assert!(
-        refusal(status, &body).2.contains("applicationInstance"),
+        refusal(status, &body).2.contains("application instance"),
         "{body:#}"
     );
     // Meetings are not transferred.
