@@ -45,7 +45,7 @@ impl Default for Ivr {
         Ivr {
             menu: PathBuf::from("media-samples/ivr-menu.wav"),
             // The emulator's seed directory: its agent line.
-            agent: Target::Phone("+12345678903".into()),
+            agent: Target::Phone("+12345678904".into()),
             messages: PathBuf::from("recordings"),
             message_length: Duration::from_secs(10),
         }

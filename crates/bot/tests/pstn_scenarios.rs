@@ -1,6 +1,6 @@
 //! The seed's PSTN scenarios that start with a call *to* the bot, each end to end through the
 //! SDK against the emulator's HTTP API, with real audio where audio is involved: the bot sends
-//! 600 Hz, the agent line (+12345678903) says 1 kHz. A phone dials the bot's number; the
+//! 600 Hz, the agent line (+12345678904) says 1 kHz. A phone dials the bot's number; the
 //! instance id is called by a Teams user (John), as only VoIP reaches an id. (The bot-initiated scenarios — outbound
 //! PSTN, P2P then invite, meeting then invite — are in crates/emulator/tests/pstn_scenarios.rs.)
 
@@ -17,7 +17,7 @@ use appmedia_testkit::audio::{hears, read_wav, silent_at, windows};
 use common::*;
 
 const CALLER: &str = "+12345678901";
-const AGENT: &str = "+12345678903";
+const AGENT: &str = "+12345678904";
 const BOT_NUMBER: &str = "+14255550100";
 const MEETING: &str = "1234567";
 

@@ -10,8 +10,11 @@
 
 use std::time::Duration;
 
-use appmedia_audio_io::playback::{AudioClip, PromptPlayer};
+use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptId, PromptPlayer};
 use appmedia_audio_io::record::{FrameDropped, RecordingSink, Track};
+
+use crate::conference::Command;
+use crate::{ConferenceControl, ConferenceError, ConferenceMedia};
 use appmedia_media::dtmf::Tone;
 use appmedia_media::frame::{Frame48, SILENT_FRAME_48};
 
@@ -68,6 +71,59 @@ impl BotVoice {
         {
             *o = (b + v).clamp(-1.0, 1.0);
         }
+    }
+}
+
+/// The bot's side, commanded from any thread (applied at the next tick).
+impl ConferenceControl {
+    /// Server-mutes (or unmutes) the bot from the next tick, as Graph's `call: mute` does:
+    /// whatever the bot sends reaches no party (the echo parties and the recordings get
+    /// silence too), and what it plays through [`play_over_bot`](Self::play_over_bot) as well.
+    pub fn set_bot_muted(&self, muted: bool) -> Result<(), ConferenceError> {
+        self.send(Command::BotMuted(muted))
+    }
+    /// The bot leaves the conference from the next tick (a transfer completed): its audio is
+    /// silence for everyone, nothing more is sent to it, and the parties go on hearing each
+    /// other. There is no way back.
+    pub fn detach_bot(&self) -> Result<(), ConferenceError> {
+        self.send(Command::DetachBot)
+    }
+    /// Records what the bot hears (every unmuted party, mixed) into `sink` as
+    /// `Track::Mixed` from the next tick, the file starting there; `None` stops. A sink being
+    /// replaced is dropped on the disposer.
+    pub fn record_bot_ear(&self, sink: Option<RecordingSink>) -> Result<(), ConferenceError> {
+        self.send(Command::BotEar(sink.map(Box::new)))
+    }
+    /// Plays `clip` into the call in the bot's name (Graph's `sendDtmfTones` as in-band
+    /// audio): from the next tick it is added to whatever the bot says, behind clips already
+    /// queued (at most [`OVERLAY_CAPACITY`]). Returns
+    /// when the clip was queued; it lasts `clip.duration()`.
+    pub fn play_over_bot(&self, clip: &AudioClip) -> Result<PromptId, ConferenceError> {
+        // Nobody waits on these completions: taking them here (off the tick) keeps the
+        // event queue from filling, so the player never drops a finished clip on the tick.
+        while self.overlay.try_event().is_some() {}
+        Ok(self.overlay.play(clip, PlayMode::Once)?)
+    }
+}
+
+/// The bot's side, now (sans-IO use and tests).
+impl ConferenceMedia {
+    /// Records what each party hears (the bot and the other parties, never itself) as
+    /// `Track::Speaker(party source id)` of `sink`, one frame per tick from the next tick on:
+    /// the service's way to show what a caller heard (before and after a transfer, say).
+    /// The recording must take 48 kHz frames.
+    pub fn attach_heard_recording(&mut self, sink: RecordingSink) {
+        self.taps.attach_heard(sink);
+    }
+
+    /// Server-mutes or unmutes the bot now (see [`ConferenceControl::set_bot_muted`]).
+    pub fn set_bot_muted(&mut self, muted: bool) {
+        self.voice.muted = muted;
+    }
+
+    /// The bot leaves now (see [`ConferenceControl::detach_bot`]).
+    pub fn detach_bot(&mut self) {
+        self.voice.detached = true;
     }
 }
 

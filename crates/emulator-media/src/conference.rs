@@ -21,9 +21,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use appmedia_audio_io::playback::{
-    AudioClip, PlayError, PlayMode, PromptId, PromptPlayer, PromptQueue,
-};
+use appmedia_audio_io::playback::{PlayError, PromptPlayer, PromptQueue};
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::codec::EncoderConfig;
 use appmedia_media::dtmf::ToneRequest;
@@ -441,7 +439,8 @@ pub(crate) enum Command {
 pub struct ConferenceControl {
     tx: crossbeam_channel::Sender<Command>,
     config: ConferenceConfig,
-    overlay: PromptQueue,
+    /// The control end of the bot's overlay (`play_over_bot`, in `bot_voice.rs`).
+    pub(crate) overlay: PromptQueue,
 }
 
 impl std::fmt::Debug for ConferenceControl {
@@ -451,7 +450,7 @@ impl std::fmt::Debug for ConferenceControl {
 }
 
 impl ConferenceControl {
-    fn send(&self, c: Command) -> Result<(), ConferenceError> {
+    pub(crate) fn send(&self, c: Command) -> Result<(), ConferenceError> {
         self.tx.try_send(c).map_err(|e| match e {
             crossbeam_channel::TrySendError::Full(_) => ConferenceError::Busy,
             crossbeam_channel::TrySendError::Disconnected(_) => ConferenceError::Gone,
@@ -491,34 +490,6 @@ impl ConferenceControl {
             source_id,
             Box::new(AudioSource::build(audio)?),
         ))
-    }
-    /// Server-mutes (or unmutes) the bot from the next tick, as Graph's `call: mute` does:
-    /// whatever the bot sends reaches no party (the echo parties and the recordings get
-    /// silence too), and what it plays through [`play_over_bot`](Self::play_over_bot) as well.
-    pub fn set_bot_muted(&self, muted: bool) -> Result<(), ConferenceError> {
-        self.send(Command::BotMuted(muted))
-    }
-    /// The bot leaves the conference from the next tick (a transfer completed): its audio is
-    /// silence for everyone, nothing more is sent to it, and the parties go on hearing each
-    /// other. There is no way back.
-    pub fn detach_bot(&self) -> Result<(), ConferenceError> {
-        self.send(Command::DetachBot)
-    }
-    /// Records what the bot hears (every unmuted party, mixed) into `sink` as
-    /// `Track::Mixed` from the next tick, the file starting there; `None` stops. A sink being
-    /// replaced is dropped on the disposer.
-    pub fn record_bot_ear(&self, sink: Option<RecordingSink>) -> Result<(), ConferenceError> {
-        self.send(Command::BotEar(sink.map(Box::new)))
-    }
-    /// Plays `clip` into the call in the bot's name (Graph's `sendDtmfTones` as in-band
-    /// audio): from the next tick it is added to whatever the bot says, behind clips already
-    /// queued (at most [`OVERLAY_CAPACITY`](crate::bot_voice::OVERLAY_CAPACITY)). Returns
-    /// when the clip was queued; it lasts `clip.duration()`.
-    pub fn play_over_bot(&self, clip: &AudioClip) -> Result<PromptId, ConferenceError> {
-        // Nobody waits on these completions: taking them here (off the tick) keeps the
-        // event queue from filling, so the player never drops a finished clip on the tick.
-        while self.overlay.try_event().is_some() {}
-        Ok(self.overlay.play(clip, PlayMode::Once)?)
     }
 }
 
@@ -579,13 +550,13 @@ pub struct ConferenceMedia {
     speaker_count: usize,
     bot_speaking: bool,
     /// Server mute, transfer, in-band DTMF: see [`crate::bot_voice`].
-    voice: BotVoice,
+    pub(crate) voice: BotVoice,
     /// The control end of the voice's overlay, handed to every [`ConferenceControl`].
     overlay_queue: PromptQueue,
     /// What the parties hear of the bot on this tick (its audio, the overlay, or silence).
     bot_out: Box<Frame48>,
     /// What the parties and the bot hear, recorded for the service.
-    taps: Taps,
+    pub(crate) taps: Taps,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -835,24 +806,6 @@ impl ConferenceMedia {
         self.recording = Some(sink);
     }
 
-    /// Records what each party hears (the bot and the other parties, never itself) as
-    /// `Track::Speaker(party source id)` of `sink`, one frame per tick from the next tick on:
-    /// the service's way to show what a caller heard (before and after a transfer, say).
-    /// The recording must take 48 kHz frames.
-    pub fn attach_heard_recording(&mut self, sink: RecordingSink) {
-        self.taps.attach_heard(sink);
-    }
-
-    /// Server-mutes or unmutes the bot now (see [`ConferenceControl::set_bot_muted`]).
-    pub fn set_bot_muted(&mut self, muted: bool) {
-        self.voice.muted = muted;
-    }
-
-    /// The bot leaves now (see [`ConferenceControl::detach_bot`]).
-    pub fn detach_bot(&mut self) {
-        self.voice.detached = true;
-    }
-
     /// Makes `player` the bot's voice (service-hosted media: the service plays prompts to the
     /// parties): from the next tick the bot's audio is the player's frame, mixed for every
     /// party and recorded as the bot's track; nothing is sent to or expected from an RTP bot
@@ -981,7 +934,7 @@ impl ConferenceMedia {
                 p.stats.network_packets_received = received;
                 p.stats.network_packets_sent = sent;
             }
-            if let Some((pipeline, sender)) = p.stream.as_mut() {
+            if let Some((pipeline, sender)) = p.stream.as_mut().filter(|_| rtp_bot) {
                 if !p.info.muted && p.stats.level_dbov > -127.0 {
                     let _ = sender.send_48k(&p.frame);
                 }
@@ -1080,13 +1033,16 @@ impl ConferenceMedia {
     /// The RTP packets of the last tick (valid until the next tick): the mixed stream, or one
     /// per speaking party with [`StreamLayout::PerSpeaker`].
     pub fn outgoing_packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        // A bot that left gets nothing (the pipelines' last packets are stale).
+        let to_bot = !self.voice.detached;
         let mixed = match self.config.layout {
-            StreamLayout::Mixed => self.bot_leg.outgoing_packet(),
-            StreamLayout::PerSpeaker => None,
+            StreamLayout::Mixed if to_bot => self.bot_leg.outgoing_packet(),
+            _ => None,
         };
         mixed.into_iter().chain(
             self.parties
                 .iter()
+                .filter(move |_| to_bot)
                 .filter_map(|p| p.stream.as_ref().and_then(|(s, _)| s.outgoing_packet())),
         )
     }

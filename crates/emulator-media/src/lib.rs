@@ -4,7 +4,9 @@
 //!
 //! [`ConferenceMedia`] is one call, sans-IO like the media core's `CallPipeline`: packets, time
 //! and commands in; packets, events and stats out. The emulator's HTTP service adds parties
-//! from its directory scripts, and a transport (or the test) carries the packets.
+//! from its directory scripts, and a transport (or the test) carries the packets. What
+//! Graph's in-call actions do to the bot's side (server mute, leaving after a transfer, keys
+//! played in its name, recordings of what the bot and each party hear) is [`bot_voice`].
 //!
 //! ```
 //! use std::time::Duration;

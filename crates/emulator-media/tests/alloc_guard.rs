@@ -180,3 +180,78 @@ fn a_service_hosted_tick_allocates_nothing_while_prompts_play() {
         "the phone echoed the prompts"
     );
 }
+
+#[test]
+fn muting_the_bot_playing_keys_over_it_and_recording_what_is_heard_allocate_nothing() {
+    let mut conf = ConferenceMedia::new(ConferenceConfig::default()).unwrap();
+    for (id, freq) in [(10, 440.0), (11, 1000.0)] {
+        let audio = PartyAudio::Speak {
+            clip: tone_clip(freq, 0.2, 0.5),
+            looped: true,
+            start_after: Duration::ZERO,
+        };
+        conf.add_party(PartySpec::new(
+            format!("p{id}"),
+            "P",
+            PartyKind::User,
+            id,
+            audio,
+        ))
+        .unwrap();
+    }
+    let dir = scratch_dir("alloc-bot-voice");
+    let mut heard = RecordingConfig::new(&dir, "heard");
+    heard.record_mixed = false;
+    let (heard_recorder, sink) = CallRecorder::start(heard).unwrap();
+    conf.attach_heard_recording(sink);
+    let _events = conf.event_outbox(64);
+    let control = conf.control();
+    let keys = appmedia_emulator_media::in_band_dtmf(
+        &[
+            appmedia_media::dtmf::Tone::Tone1,
+            appmedia_media::dtmf::Tone::Pound,
+        ],
+        Duration::from_millis(60),
+    )
+    .unwrap();
+    let mut ear = None;
+    let mut allocations = 0;
+    for k in 0..300u32 {
+        // Everything that allocates happens here, off the tick, as the emulator does it.
+        match k % 60 {
+            5 => control.set_bot_muted(true).unwrap(),
+            15 => control.set_bot_muted(false).unwrap(),
+            20 => {
+                control.play_over_bot(&keys).unwrap();
+            }
+            30 => {
+                let mut config = RecordingConfig::new(&dir, format!("ear-{k}"));
+                config.record_speakers = false;
+                let (recorder, sink) = CallRecorder::start(config).unwrap();
+                control.record_bot_ear(Some(sink)).unwrap();
+                ear = Some(recorder);
+            }
+            50 => {
+                control.record_bot_ear(None).unwrap();
+            }
+            55 => {
+                if let Some(recorder) = ear.take() {
+                    recorder.finish();
+                }
+            }
+            _ => {}
+        }
+        if k == 250 {
+            control.detach_bot().unwrap();
+        }
+        let n = allocations_during(|| {
+            conf.tick(Duration::from_millis(20) * k);
+        });
+        if k >= 10 {
+            allocations += n;
+        }
+    }
+    heard_recorder.finish();
+    std::fs::remove_dir_all(dir).ok();
+    assert_eq!(allocations, 0, "allocations on 290 ticks");
+}

@@ -260,22 +260,7 @@ async fn transfer_inner(
     body: Body,
 ) -> Result<Response, ApiError> {
     let claims = authenticate(shared, headers)?;
-    // The bot's own identity in the call: the source of a call it created, the target of one
-    // it answered (an incoming call to its instance's number).
-    let bot_identity = with_call(shared, &claims, id, |r| {
-        if r.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming) {
-            r.resource
-                .targets
-                .value()
-                .and_then(|t| t.first())
-                .and_then(|t| t.identity.value().cloned())
-        } else {
-            r.resource
-                .source
-                .value()
-                .and_then(|s| s.identity.value().cloned())
-        }
-    })?;
+    with_call(shared, &claims, id, |_| ())?;
     let request: TransferRequest = read_body(shared, headers, body).await?;
     let target = request
         .transfer_target
@@ -283,14 +268,6 @@ async fn transfer_inner(
         .ok_or_else(|| ApiError::bad_request("transferTarget: required"))?;
     let identity = target.identity.value();
     let mut resolved = resolve_party(shared.directory(), "transferTarget.identity", identity)?;
-    let from_instance = bot_identity.is_some_and(|i| i.application_instance.is_value());
-    if matches!(resolved.party, Party::Phone { .. }) && !from_instance {
-        return Err(ApiError::bad_request(
-            "transferTarget.identity.phone: Graph transfers to a PSTN number only calls the bot \
-             takes part in as an application instance (identity.applicationInstance: the source \
-             of a call it created, the target of a call it answered)",
-        ));
-    }
     let transferee = match request.transferee.value() {
         None => None,
         Some(t) => Some(t.participant_id.value().cloned().ok_or_else(|| {

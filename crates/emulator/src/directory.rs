@@ -551,6 +551,15 @@ mod tests {
             Some("Bob")
         );
         assert!(d.phone("+12345678901").is_some());
+        // Transfer and invitation targets: one answers, one declines.
+        assert_eq!(
+            d.phone("+12345678902").map(|p| p.behaviour.answer),
+            Some(Answer::Answer)
+        );
+        assert_eq!(
+            d.phone("+12345678903").map(|p| p.behaviour.answer),
+            Some(Answer::Decline)
+        );
         assert!(
             d.application_instance("3d913abb-aec0-4964-8fa6-3c6850c4f278")
                 .is_some()

@@ -101,6 +101,8 @@ struct Run {
     shared: Arc<Shared>,
     plan: CallPlan,
     notify: mpsc::UnboundedSender<serde_json::Value>,
+    /// Transfers, invitations, timers of the call actions.
+    actions: actions::ActionState,
     /// Roster entries by key (user id or phone number), bot first.
     roster: Vec<(String, Participant)>,
     next_source_id: u32,
@@ -110,8 +112,6 @@ struct Run {
     sharing: Option<String>,
     /// Roster keys (user ids) a person on the softphone page holds: the script leaves them be.
     softphone_keys: HashSet<String>,
-    /// Transfers, invitations, timers of the call actions.
-    actions: actions::ActionState,
     /// A call to the bot that it answered (`crate::incoming`): its one party is the caller.
     incoming: bool,
     /// The answered call's media configuration, for its call-state notifications.
@@ -211,8 +211,8 @@ pub async fn run_call(
     timeline.sort_by_key(|(at, _)| *at);
 
     let mut states = vec![PartyState::Ringing; plan.parties.len()];
-    let keep_alive_timeout = shared.config.keep_alive_timeout;
     let mut run = Run {
+        actions: actions::ActionState::new(shared.config.keep_alive_timeout),
         shared,
         plan,
         notify,
@@ -223,7 +223,6 @@ pub async fn run_call(
         establishing_held: false,
         sharing: None,
         softphone_keys: HashSet::new(),
-        actions: actions::ActionState::new(keep_alive_timeout),
         incoming,
         answer_media,
     };
@@ -233,7 +232,6 @@ pub async fn run_call(
     loop {
         run.publish(&states);
         let next = timeline.peek().map(|(at, _)| start + *at);
-        let action_deadline = run.actions.next_deadline();
         let outcome = tokio::select! {
             _ = tokio::time::sleep_until(next.unwrap_or(start)), if next.is_some() => {
                 match timeline.next() {
@@ -241,7 +239,9 @@ pub async fn run_call(
                     None => None,
                 }
             }
-            _ = tokio::time::sleep_until(action_deadline) => run.action_timer(&mut states),
+            _ = tokio::time::sleep_until(run.actions.next_deadline()) => {
+                run.action_timer(&mut states)
+            }
             command = control.recv() => match command {
                 Some(Control::Softphone(command)) => run.softphone(command, &mut states),
                 Some(Control::Action(action)) => run.action(*action.0, &mut states),

@@ -5,7 +5,9 @@
 //! `roles` of the app registration), accepts `POST /v1.0/communications/calls` with the
 //! same validation and permission rules as `appmedia-signalling` (plus existence checks
 //! against its [`Directory`]), serves `GET`/`DELETE` on calls and `GET …/participants`,
-//! and plays the remote parties' scripts, posting signed `commsNotifications` to the bot's
+//! performs the in-call actions (transfer, invite, mute, keepAlive, tones, recordResponse,
+//! recording status, screen sharing role: [`actions`], [`service_actions`]), and plays the
+//! remote parties' scripts, posting signed `commsNotifications` to the bot's
 //! callbackUri in the shapes of the Graph documentation. The notification keys are
 //! published through an OpenID configuration document at
 //! [`Emulator::notification_openid_configuration_url`], so a bot validates them with
@@ -36,24 +38,26 @@
 //! # Ok(()) }
 //! ```
 
-pub mod actions;
 pub mod admission;
 pub mod control;
 pub mod directory;
 pub mod driver;
 pub mod error;
-pub mod heard;
 pub mod incoming;
 pub mod media;
 pub mod notify;
-pub(crate) mod operations;
-pub(crate) mod requests;
 pub mod server;
-pub mod service_actions;
 pub mod service_media;
 pub mod shapes;
 pub mod softphone;
 pub mod tokens;
+
+// The in-call actions (transfer, invite, mute, keepAlive, tones, recordResponse, ...).
+pub mod actions;
+pub mod heard;
+pub(crate) mod operations;
+pub(crate) mod requests;
+pub mod service_actions;
 pub mod transferred;
 
 pub use directory::{Directory, DirectoryError};

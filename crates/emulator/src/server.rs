@@ -55,6 +55,11 @@ pub struct EmulatorConfig {
     pub retry: RetryPolicy,
     /// Ringing timeout when the request sets none.
     pub default_ringing_timeout: Duration,
+    /// A call that gets no `keepAlive` for this long ends (Graph: 45 minutes).
+    pub keep_alive_timeout: Duration,
+    /// The longest a conversation the bot transferred away goes on without it
+    /// ([`crate::transferred`]).
+    pub transferred_call_limit: Duration,
     /// Fault injection.
     pub faults: Faults,
     /// Where the files parties speak (`media = { speak = "…" }`) are.
@@ -63,11 +68,6 @@ pub struct EmulatorConfig {
     pub recordings_dir: Option<PathBuf>,
     /// The emulator's side of app-hosted media sessions.
     pub transport: TransportConfig,
-    /// A call that gets no `keepAlive` for this long ends (Graph: 45 minutes).
-    pub keep_alive_timeout: Duration,
-    /// The longest a conversation the bot transferred away goes on without it
-    /// ([`crate::transferred`]).
-    pub transferred_call_limit: Duration,
     /// How long an incoming call rings the bot before it ends unanswered (Graph: 15 s).
     pub incoming_answer_timeout: Duration,
 }
@@ -83,12 +83,12 @@ impl Default for EmulatorConfig {
             max_body_bytes: 64 * 1024,
             retry: RetryPolicy::default(),
             default_ringing_timeout: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(45 * 60),
+            transferred_call_limit: Duration::from_secs(10 * 60),
             faults: Faults::default(),
             media_samples_dir: PathBuf::from("media-samples"),
             recordings_dir: None,
             transport: TransportConfig::default(),
-            keep_alive_timeout: Duration::from_secs(45 * 60),
-            transferred_call_limit: Duration::from_secs(10 * 60),
             incoming_answer_timeout: Duration::from_secs(15),
         }
     }
@@ -163,14 +163,14 @@ pub struct Shared {
     clips: HashMap<String, AudioClip>,
     /// Ticks every call's conference media.
     pub(crate) conferences: ConferenceScheduler,
-    /// Service-hosted prompts, decoded once.
-    pub(crate) prompt_library: PromptLibrary,
-    /// Open softphone pages (`GET /softphone`).
-    softphones: crate::softphone::Softphones,
     /// What `recordResponse` recorded, served at `recordingLocation`.
     pub(crate) responses: Arc<crate::service_actions::ResponseStore>,
     /// Conversations the bot transferred away, still running.
     pub(crate) transferred: crate::transferred::Transferred,
+    /// Service-hosted prompts, decoded once.
+    pub(crate) prompt_library: PromptLibrary,
+    /// Open softphone pages (`GET /softphone`).
+    softphones: crate::softphone::Softphones,
     /// Calling webhooks and the calls ringing a bot.
     incoming: crate::incoming::IncomingState,
     /// The control API's view of every call.
@@ -340,12 +340,12 @@ impl Emulator {
             calls: Mutex::new(HashMap::new()),
             clips,
             conferences,
-            prompt_library: PromptLibrary::default(),
-            softphones: Default::default(),
             responses: Arc::new(crate::service_actions::ResponseStore::new(
                 config.recordings_dir.clone(),
             )),
             transferred: Default::default(),
+            prompt_library: PromptLibrary::default(),
+            softphones: Default::default(),
             incoming: crate::incoming::IncomingState::new(&config.directory),
             book: Default::default(),
             config,
@@ -463,9 +463,7 @@ impl Emulator {
             })?;
         crate::directory::check_webhook(url)
             .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-        self.shared
-            .incoming()
-            .set_webhook(&app, Some(url.to_owned()));
+        self.shared.incoming().set_webhook(&app, Some(url.to_owned()));
         Ok(())
     }
 
@@ -519,6 +517,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/participants",
             get(list_participants),
         )
+        .merge(crate::actions::routes())
         .route(
             "/v1.0/communications/calls/{id}/playPrompt",
             post(crate::service_media::play_prompt),
@@ -527,7 +526,6 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             "/v1.0/communications/calls/{id}/cancelMediaProcessing",
             post(crate::service_media::cancel_media_processing),
         )
-        .merge(crate::actions::routes())
         .merge(crate::incoming::handlers::routes())
         .fallback(not_found)
         .with_state(shared.clone());

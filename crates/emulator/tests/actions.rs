@@ -14,8 +14,8 @@ use appmedia_model::{
     InviteParticipantsRequest, OperationStatus, ParticipantInfo, RecordingStatus,
     ScreenSharingRole, TransferRequest, UpdateRecordingStatusRequest,
 };
+use common::action_kit::*;
 use common::bot::*;
-use common::in_call::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -35,13 +35,16 @@ fn calls(id: &str, action: &str) -> String {
     format!("/communications/calls/{id}/{action}")
 }
 
-/// The participant id of `key` in the latest roster of `call_id`.
-fn participant_id(h: &Harness, call_id: &str, key: &str) -> String {
-    latest_roster(h, call_id)
-        .iter()
-        .find(|p| is_party(p, key))
-        .and_then(|p| p["id"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("{key} is not in the roster of {call_id}"))
+/// The participant id of `key` in the roster of `call_id` (waiting for it to be there).
+async fn participant_id(h: &Harness, call_id: &str, key: &str) -> String {
+    wait_for_roster(h, call_id, &format!("{key} in the roster"), |r| {
+        r.iter().any(|p| is_party(p, key))
+    })
+    .await
+    .iter()
+    .find(|p| is_party(p, key))
+    .and_then(|p| p["id"].as_str().map(str::to_owned))
+    .unwrap_or_else(|| panic!("{key} is not in the roster of {call_id}"))
 }
 
 /// The bot's entry (no user or phone identity) in a roster.
@@ -71,7 +74,8 @@ async fn a_transfer_whose_target_declines_or_does_not_answer_fails_and_the_call_
     .await;
     let failed = of_call(&h.received.all(), &id)
         .into_iter()
-        .rfind(|b| resource_data(b)["state"] == "established")
+        .rev()
+        .find(|b| resource_data(b)["state"] == "established")
         .unwrap();
     assert_docs_shape(&failed, "transfer-failed.notification.json", &[]);
     let result = &resource_data(&failed)["resultInfo"];
@@ -124,7 +128,7 @@ async fn a_group_call_transfers_the_participant_it_names() {
     // A group call is not from an application instance: its target is a Teams user.
     let mut request = TransferRequest::new(user(VIC));
     let mut transferee = ParticipantInfo::new(IdentitySet::user(Identity::new(ANN)));
-    transferee.participant_id = participant_id(h, &id, ANN).into();
+    transferee.participant_id = participant_id(h, &id, ANN).await.into();
     request.transferee = transferee.into();
     graph_client(h).transfer(&id, &request).await.unwrap();
     let end = wait_for_call_state(h, &id, "terminated").await;
@@ -222,7 +226,7 @@ async fn transfers_are_refused_as_graph_refuses_them() {
     let (status, _, body) = post(h, &calls(&teams, "transfer"), &transfer_to(TARGET)).await;
     assert_eq!(status, 400);
     assert!(
-        refusal(status, &body).2.contains("applicationInstance"),
+        refusal(status, &body).2.contains("application instance"),
         "{body:#}"
     );
     // Meetings are not transferred.
@@ -424,7 +428,7 @@ async fn a_muted_participant_is_muted_in_the_roster_and_in_the_audio() {
     let setup = InCall::start().await;
     let h = &setup.h;
     let mut call = BotCall::start(h, true, p2p(h, ANN)).await;
-    let ann = participant_id(h, &call.id, ANN);
+    let ann = participant_id(h, &call.id, ANN).await;
     let id = call.id.clone();
     let (heard, answer) = tokio::join!(call.run(150, |_| None), async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -468,8 +472,8 @@ async fn a_removed_participant_leaves_the_roster_and_the_audio() {
     let mut call = BotCall::start(h, true, group(h, &[ANN, UMA])).await;
     wait_for_roster(h, &call.id, "Ann and Uma", |r| r.len() == 3).await;
     let (ann, uma) = (
-        participant_id(h, &call.id, ANN),
-        participant_id(h, &call.id, UMA),
+        participant_id(h, &call.id, ANN).await,
+        participant_id(h, &call.id, UMA).await,
     );
     let id = call.id.clone();
     let client = call.client.clone();

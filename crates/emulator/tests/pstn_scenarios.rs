@@ -16,8 +16,8 @@ use appmedia_model::{
     Identity, IdentitySet, InvitationParticipantInfo, InviteParticipantsRequest, OperationStatus,
     TransferRequest,
 };
+use common::action_kit::*;
 use common::bot::*;
-use common::in_call::*;
 use common::*;
 
 fn phone(number: &str) -> InvitationParticipantInfo {
@@ -88,7 +88,7 @@ async fn outbound_call_from_the_bot_with_an_instance_id_to_a_pstn_number_then_bl
     let h = &setup.h;
     let mut bot = BotCall::start(h, true, pstn(h, CALLER)).await;
     let id = bot.id.clone();
-    let caller = source_id(h, &id, CALLER);
+    let caller = source_id(h, &id, CALLER).await;
     // The bot says 600 Hz; 1 s in it transfers the caller to the target (1 kHz).
     let client = bot.client.clone();
     let transfer_id = id.clone();
@@ -149,7 +149,7 @@ async fn outbound_pstn_call_then_consultative_transfer_to_the_pstn_the_bot_consu
         r.iter().any(|p| is_party(p, TARGET))
     })
     .await;
-    let caller = source_id(h, &a_id, CALLER);
+    let caller = source_id(h, &a_id, CALLER).await;
     let client = a.client.clone();
     let transfer_id = a_id.clone();
     let mut target = phone(TARGET);

@@ -130,6 +130,16 @@ impl Run {
                 "transfer: a transfer of this call is already in progress",
             ));
         }
+        // The bot's identity in the call (its source when it called, the target it was called
+        // at when it answered) must be an application instance to reach the PSTN.
+        if matches!(target.party, Party::Phone { .. })
+            && !self.plan.bot_identity.application_instance.is_value()
+        {
+            return Err(ApiError::bad_request(
+                "transferTarget.identity.phone: Graph transfers to a PSTN number only calls of \
+                 an application instance",
+            ));
+        }
         let target_key = super::party_key(&target.party);
         if self.roster.iter().any(|(k, _)| *k == target_key) {
             return Err(ApiError::bad_request(format!(

@@ -4,9 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod action_kit;
 pub mod audio;
 pub mod bot;
-pub mod in_call;
 pub mod incoming;
 
 use std::path::PathBuf;

@@ -262,13 +262,16 @@ pub async fn wait_for_roster(
     latest_roster(h, call_id)
 }
 
-/// The media source id the roster gives party `key` in `call_id`.
-pub fn source_id(h: &Harness, call_id: &str, key: &str) -> u32 {
-    latest_roster(h, call_id)
-        .iter()
-        .find(|p| is_party(p, key))
-        .and_then(|p| p["mediaStreams"][0]["sourceId"].as_str()?.parse().ok())
-        .unwrap_or_else(|| panic!("{key} is not in the roster of {call_id}"))
+/// The media source id the roster gives party `key` in `call_id` (waiting for it to be there).
+pub async fn source_id(h: &Harness, call_id: &str, key: &str) -> u32 {
+    wait_for_roster(h, call_id, &format!("{key} in the roster"), |r| {
+        r.iter().any(|p| is_party(p, key))
+    })
+    .await
+    .iter()
+    .find(|p| is_party(p, key))
+    .and_then(|p| p["mediaStreams"][0]["sourceId"].as_str()?.parse().ok())
+    .unwrap_or_else(|| panic!("{key} is not in the roster of {call_id}"))
 }
 
 /// POSTs `body` (JSON) to `{graph}{path}` with the bot's token: (status, Location, body).
