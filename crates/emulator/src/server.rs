@@ -463,7 +463,9 @@ impl Emulator {
             })?;
         crate::directory::check_webhook(url)
             .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-        self.shared.incoming().set_webhook(&app, Some(url.to_owned()));
+        self.shared
+            .incoming()
+            .set_webhook(&app, Some(url.to_owned()));
         Ok(())
     }
 
