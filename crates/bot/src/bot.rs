@@ -85,6 +85,8 @@ pub(crate) struct BotInner {
     pub(crate) config: BotConfig,
     pub(crate) client: GraphClient,
     pub(crate) callback_uri: String,
+    /// Where the notification server is bound.
+    pub(crate) local_addr: std::net::SocketAddr,
     pub(crate) receiver: CallbackReceiver,
     pub(crate) transport: TransportConfig,
     scheduler: Mutex<Option<Scheduler<CallMedia>>>,
@@ -167,7 +169,7 @@ impl Bot {
             &authority,
             &config.tenant,
             &config.app_id,
-            &config.client_secret,
+            config.credential.clone(),
             scope,
         )
         .map_err(|e| {
@@ -228,6 +230,7 @@ impl Bot {
                 config,
                 client,
                 callback_uri,
+                local_addr: bound,
                 receiver,
                 transport,
                 scheduler: Mutex::new(Some(scheduler)),
@@ -264,6 +267,12 @@ impl Bot {
     /// The URL Graph posts this bot's notifications to (every call's `callbackUri`).
     pub fn callback_uri(&self) -> &str {
         &self.inner.callback_uri
+    }
+
+    /// The address the notification server is bound to (with `listen` port 0, the port the
+    /// system chose). A reverse proxy or tunnel in front forwards the public callback URL here.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.inner.local_addr
     }
 
     /// The Graph client, for requests the SDK does not wrap.

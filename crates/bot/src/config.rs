@@ -9,6 +9,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use appmedia_signalling::auth::{ClientAuth, ClientCertificate};
 use appmedia_signalling::client::NationalCloud;
 use url::Url;
 
@@ -103,8 +104,10 @@ pub struct BotConfig {
     pub app_id: String,
     /// The tenant the bot gets its tokens in (and accepts notifications from).
     pub tenant: String,
-    /// The application's client secret.
-    pub client_secret: String,
+    /// How the bot proves who it is to the identity platform: its client secret or its
+    /// certificate (a `&str`/`String` converts to a secret, a [`ClientCertificate`] to a
+    /// certificate).
+    pub credential: ClientAuth,
     /// Where the calling service is.
     pub service: Service,
     /// The public URL Graph posts notifications to (the `callbackUri` of every call). Behind a
@@ -127,7 +130,7 @@ impl std::fmt::Debug for BotConfig {
         f.debug_struct("BotConfig")
             .field("app_id", &self.app_id)
             .field("tenant", &self.tenant)
-            .field("client_secret", &"<redacted>")
+            .field("credential", &self.credential)
             .field("service", &self.service)
             .field("callback_url", &self.callback_url.as_ref().map(Url::as_str))
             .field("listen", &self.listen)
@@ -168,6 +171,13 @@ pub mod env {
     pub const APP_ID: &str = "APPMEDIA_APP_ID";
     pub const TENANT: &str = "APPMEDIA_TENANT";
     pub const CLIENT_SECRET: &str = "APPMEDIA_CLIENT_SECRET";
+    /// A PEM file with the certificate (and its key, unless [`CERTIFICATE_KEY`] is set): the
+    /// certificate credential, instead of [`CLIENT_SECRET`].
+    pub const CERTIFICATE: &str = "APPMEDIA_CERTIFICATE";
+    /// A PEM file with the certificate's private key, when it is not in [`CERTIFICATE`]'s file.
+    pub const CERTIFICATE_KEY: &str = "APPMEDIA_CERTIFICATE_KEY";
+    /// How a missing credential is named: either variable will do.
+    pub const CREDENTIAL: &str = "APPMEDIA_CLIENT_SECRET or APPMEDIA_CERTIFICATE";
     /// `global` (default), `usgov-l4`, `usgov-l5-dod` or `china`.
     pub const CLOUD: &str = "APPMEDIA_CLOUD";
     /// A Graph-compatible root instead of a cloud (e.g. `appmedia emulator`'s).
@@ -194,12 +204,12 @@ impl BotConfig {
     pub fn new(
         app_id: impl Into<String>,
         tenant: impl Into<String>,
-        client_secret: impl Into<String>,
+        credential: impl Into<ClientAuth>,
     ) -> Self {
         BotConfig {
             app_id: app_id.into(),
             tenant: tenant.into(),
-            client_secret: client_secret.into(),
+            credential: credential.into(),
             service: Service::Graph(NationalCloud::Global),
             callback_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -251,7 +261,7 @@ impl BotConfig {
     pub fn for_emulator(
         emulator: &appmedia_emulator::Emulator,
         app_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        credential: impl Into<ClientAuth>,
     ) -> Result<Self, ConfigError> {
         let app_id = app_id.into();
         let tenant = emulator
@@ -274,7 +284,7 @@ impl BotConfig {
         {
             *notification_issuers = vec![emulator.notification_issuer().to_owned()];
         }
-        Ok(BotConfig::new(app_id, tenant, client_secret).with_service(service))
+        Ok(BotConfig::new(app_id, tenant, credential).with_service(service))
     }
 
     /// Reads every field from the process environment (see [`env`]).
@@ -296,10 +306,47 @@ impl BotConfig {
                 reason,
             }
         };
+        let credential = match (get(env::CLIENT_SECRET), get(env::CERTIFICATE)) {
+            (Some(_), Some(path)) => {
+                return Err(invalid(
+                    "credential",
+                    env::CERTIFICATE,
+                    &path,
+                    format!(
+                        "give {} or {}, not both",
+                        env::CLIENT_SECRET,
+                        env::CERTIFICATE
+                    ),
+                ));
+            }
+            (Some(secret), None) => ClientAuth::Secret(secret),
+            (None, Some(path)) => {
+                let key = get(env::CERTIFICATE_KEY).map(PathBuf::from);
+                ClientCertificate::from_files(path.as_ref(), key.as_deref())
+                    .map(ClientAuth::Certificate)
+                    .map_err(|e| {
+                        let var = match (&e, &key) {
+                            (
+                                appmedia_signalling::auth::CertificateError::NoPrivateKey
+                                | appmedia_signalling::auth::CertificateError::BadKey(_),
+                                Some(_),
+                            ) => env::CERTIFICATE_KEY,
+                            _ => env::CERTIFICATE,
+                        };
+                        invalid("credential", var, &path, e.to_string())
+                    })?
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    field: "credential",
+                    var: env::CREDENTIAL,
+                });
+            }
+        };
         let mut config = BotConfig::new(
             required("app_id", env::APP_ID)?,
             required("tenant", env::TENANT)?,
-            required("client_secret", env::CLIENT_SECRET)?,
+            credential,
         );
         config.service = match (get(env::GRAPH_URL), get(env::CLOUD)) {
             (Some(_), Some(cloud)) => {
@@ -418,9 +465,16 @@ impl BotConfig {
     /// Checks the fields against each other and against what Graph accepts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (field, var, value) in [
-            ("app_id", env::APP_ID, &self.app_id),
-            ("tenant", env::TENANT, &self.tenant),
-            ("client_secret", env::CLIENT_SECRET, &self.client_secret),
+            ("app_id", env::APP_ID, self.app_id.as_str()),
+            ("tenant", env::TENANT, self.tenant.as_str()),
+            (
+                "credential",
+                env::CREDENTIAL,
+                match &self.credential {
+                    ClientAuth::Secret(secret) => secret.as_str(),
+                    ClientAuth::Certificate(_) => "certificate",
+                },
+            ),
         ] {
             if value.trim().is_empty() {
                 return Err(ConfigError::Missing { field, var });
@@ -567,8 +621,13 @@ mod tests {
                 .copied()
                 .filter(|(k, _)| *k != missing)
                 .collect();
+            let named = if missing == env::CLIENT_SECRET {
+                env::CREDENTIAL
+            } else {
+                missing
+            };
             match BotConfig::from_lookup(lookup(&vars)) {
-                Err(ConfigError::Missing { var, .. }) => assert_eq!(var, missing),
+                Err(ConfigError::Missing { var, .. }) => assert_eq!(var, named),
                 other => panic!("{missing}: {other:?}"),
             }
         }
@@ -627,5 +686,81 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_certificate_instead_of_a_secret() {
+        use appmedia_testkit::certificates::{APP_BUNDLE, APP_CERT, APP_KEY, OTHER_KEY};
+        let dir = std::env::temp_dir().join(format!("appmedia-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (bundle, cert, key, other) = (
+            file("bundle.pem", APP_BUNDLE),
+            file("app.crt", APP_CERT),
+            file("app.key", APP_KEY),
+            file("other.key", OTHER_KEY),
+        );
+        let without_secret: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != env::CLIENT_SECRET)
+            .collect();
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut vars: Vec<(&str, &str)> = without_secret.clone();
+            vars.extend_from_slice(extra);
+            BotConfig::from_lookup(lookup(&vars))
+        };
+        // One file with both, or a certificate file and a key file.
+        for config in [
+            with(&[(env::CERTIFICATE, &bundle)]),
+            with(&[(env::CERTIFICATE, &cert), (env::CERTIFICATE_KEY, &key)]),
+        ] {
+            let config = config.unwrap();
+            assert!(matches!(config.credential, ClientAuth::Certificate(_)));
+            assert!(!format!("{config:?}").contains("PRIVATE"));
+        }
+        // Each wrong one names its variable.
+        for (extra, var) in [
+            (vec![(env::CERTIFICATE, cert.as_str())], env::CERTIFICATE),
+            (
+                vec![
+                    (env::CERTIFICATE, cert.as_str()),
+                    (env::CERTIFICATE_KEY, other.as_str()),
+                ],
+                env::CERTIFICATE,
+            ),
+            (
+                vec![
+                    (env::CERTIFICATE, cert.as_str()),
+                    (env::CERTIFICATE_KEY, cert.as_str()),
+                ],
+                env::CERTIFICATE_KEY,
+            ),
+            (
+                vec![(env::CERTIFICATE, "/nonexistent.pem")],
+                env::CERTIFICATE,
+            ),
+            (
+                vec![
+                    (env::CERTIFICATE, bundle.as_str()),
+                    (env::CLIENT_SECRET, "s"),
+                ],
+                env::CERTIFICATE,
+            ),
+        ] {
+            match with(&extra) {
+                Err(ConfigError::Invalid {
+                    var: named, reason, ..
+                }) => {
+                    assert_eq!(named, var, "{extra:?}: {reason}")
+                }
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -49,6 +49,7 @@ mod media;
 mod outgoing;
 mod setup;
 
+pub use appmedia_signalling::auth::{CertificateError, ClientAuth, ClientCertificate};
 pub use bot::{Bot, BotStats};
 pub use call::{Call, CallControl, CallEnd, Event, Hosting, Target, ToneSource};
 pub use config::{BotConfig, ConfigError, MediaSettings, Service};

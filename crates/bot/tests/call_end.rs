@@ -62,3 +62,88 @@ async fn a_streamed_prompt_plays_and_the_end_has_every_counter() {
     bot.shutdown(None).await;
     emulator.shutdown().await;
 }
+
+/// Forwards Graph's notifications from the public callback URL to the bot, as a reverse proxy
+/// would, except the ones `drop` matches: those are answered 202 and never reach the bot.
+async fn lossy_relay(
+    to: std::net::SocketAddr,
+    drop: fn(&str) -> bool,
+) -> (url::Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (http, counter) = (http.clone(), counter.clone());
+            async move {
+                if drop(&String::from_utf8_lossy(&body)) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return axum::http::StatusCode::ACCEPTED;
+                }
+                let mut forward = http.post(format!("http://{to}{}", uri.path())).body(body);
+                for name in ["authorization", "content-type"] {
+                    if let Some(value) = headers.get(name) {
+                        forward = forward.header(name, value.as_bytes());
+                    }
+                }
+                match forward.send().await {
+                    Ok(r) => axum::http::StatusCode::from_u16(r.status().as_u16())
+                        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                    Err(_) => axum::http::StatusCode::BAD_GATEWAY,
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (
+        url::Url::parse(&format!("http://{addr}/callback")).unwrap(),
+        dropped,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_up_the_service_never_confirms_still_ends_the_call_here() {
+    let emulator = emulator(echo_directory()).await;
+    // The bot binds first; the relay in front of it becomes its public callback URL.
+    let probe = bot(&emulator).await;
+    let local = probe.local_addr();
+    probe.shutdown(None).await;
+    let (public, dropped) = lossy_relay(local, |body| body.contains("\"terminated\"")).await;
+    let config = bot_config(&emulator)
+        .with_listen(local)
+        .with_callback_url(public.clone());
+    let bot = appmedia_bot::Bot::start(config).await.expect("bot starts");
+    assert_eq!(bot.callback_uri(), public.as_str());
+    let request = PeerToPeerCallBuilder::new(
+        bot.callback_uri(),
+        Identity::new(JOHN),
+        appmedia_bot::app_hosted(),
+    )
+    .build()
+    .expect("valid request");
+    let mut call = bot.call(request, MediaOptions::default()).await.unwrap();
+    // Notifications came through the relay: the call got established.
+    until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    assert_eq!(bot.stats().live_calls, 1);
+
+    // The service ends the call but its `terminated` is lost: the hang-up reports the
+    // silence, and the call is still ended here — media off, routes freed, the end event out.
+    let err = call.hang_up().await.expect_err("no terminated came");
+    assert!(
+        matches!(err, appmedia_bot::BotError::Timeout { .. }),
+        "{err:?}"
+    );
+    assert!(dropped.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(call.is_ended());
+    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    assert!(matches!(rest.last(), Some(Event::Ended(_))));
+    assert_eq!(bot.stats().live_calls, 0);
+    assert_eq!(emulator.live_calls(), 0);
+    // A second hang-up of the ended call is not an error.
+    call.hang_up().await.expect("already ended");
+    bot.shutdown(Some(Duration::from_millis(100))).await;
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use appmedia_bot::{BotError, Event, MediaOptions, RecordOptions};
+use appmedia_bot::{Bot, BotError, Event, MediaOptions, RecordOptions};
 use appmedia_model::{CallState, Identity};
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
 use appmedia_testkit::audio::dominant;
@@ -163,6 +163,48 @@ async fn a_service_hosted_call_has_events_but_no_audio_socket() {
     call.hang_up().await.unwrap();
     assert_eq!(bot.stats().live_calls, 0);
     bot.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_with_a_certificate_credential_places_calls() {
+    use appmedia_testkit::certificates::{APP_BUNDLE, APP_CERT};
+    // The app registration holds the certificate and no secret.
+    let mut directory = echo_directory();
+    for app in &mut directory.applications {
+        if app.id == CALLING_BOT {
+            app.client_secret.clear();
+            app.certificates = vec![APP_CERT.to_owned()];
+        }
+    }
+    let emulator = emulator(directory).await;
+    let credential = appmedia_bot::ClientCertificate::from_pem_bundle(APP_BUNDLE.as_bytes())
+        .expect("the test bundle loads");
+    let mut config = bot_config(&emulator);
+    config.credential = credential.into();
+    let bot = Bot::start(config).await.expect("bot starts");
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .expect("the service took the certificate's token");
+    assert!(call.wait_for_state(CallState::Established, WAIT).await);
+    call.hang_up().await.unwrap();
+    bot.shutdown(Some(Duration::from_millis(100))).await;
+
+    // The same bot with the secret it no longer has is refused with the service's reason.
+    let bot = Bot::start(bot_config(&emulator)).await.expect("bot starts");
+    let err = bot
+        .call(
+            call_to(JOHN, &bot, Media::service_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .expect_err("the secret is not registered");
+    assert!(err.to_string().contains("invalid_client"), "{err}");
+    assert_eq!(emulator.live_calls(), 0);
+    bot.shutdown(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

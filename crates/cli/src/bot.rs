@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use appmedia_bot::{BotConfig, MediaOptions, Service};
+use appmedia_bot::{BotConfig, ClientAuth, ClientCertificate, MediaOptions, Service};
 use appmedia_emulator::directory::Sound;
 use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
 use appmedia_model::{Identity, IdentitySet, ParticipantInfo};
@@ -64,6 +64,18 @@ pub struct ServiceArgs {
         hide_env_values = true
     )]
     pub client_secret: String,
+    /// Authenticate with this certificate instead of the client secret: a PEM file with the
+    /// certificate and, unless --certificate-key is given, its private key.
+    #[arg(long, env = "APPMEDIA_CERTIFICATE", value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
+    /// The certificate's private key (PEM), when it is not in --certificate's file.
+    #[arg(
+        long,
+        env = "APPMEDIA_CERTIFICATE_KEY",
+        value_name = "FILE",
+        requires = "certificate"
+    )]
+    pub certificate_key: Option<PathBuf>,
     /// Address the bot's notification (callback) server binds and advertises: HOST or
     /// HOST:PORT (port 0 or none: a free port).
     #[arg(long, env = "APPMEDIA_CALLBACK_HOST", default_value = "127.0.0.1")]
@@ -147,6 +159,18 @@ pub(crate) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+impl ServiceArgs {
+    /// The certificate when one is given, else the client secret.
+    pub fn credential(&self) -> Result<ClientAuth, String> {
+        match &self.certificate {
+            Some(path) => ClientCertificate::from_files(path, self.certificate_key.as_deref())
+                .map(ClientAuth::Certificate)
+                .map_err(|e| format!("--certificate {}: {e}", path.display())),
+            None => Ok(ClientAuth::Secret(self.client_secret.clone())),
+        }
+    }
+}
+
 /// The bot's configuration from the flags: the in-process `emulator`'s service, tenant and
 /// issuer, or `--graph-url` with the `--authority-url` / `--notification-*` overrides; the
 /// notification server on `listen`. One call at a time: one media worker.
@@ -157,7 +181,7 @@ pub fn bot_config(
 ) -> Result<BotConfig, String> {
     let mut config = match (emulator, &service.graph_url) {
         (Some(emulator), _) => {
-            BotConfig::for_emulator(emulator, &service.client_id, &service.client_secret)
+            BotConfig::for_emulator(emulator, &service.client_id, service.credential()?)
                 .map_err(err)?
         }
         (None, Some(graph)) => {
@@ -178,7 +202,7 @@ pub fn bot_config(
                     *notification_openid_url = url("--notification-openid-url", value)?;
                 }
             }
-            BotConfig::new(&service.client_id, &service.tenant, &service.client_secret)
+            BotConfig::new(&service.client_id, &service.tenant, service.credential()?)
                 .with_service(custom)
         }
         (None, None) => return Err("no calling service: give --graph-url".into()),

@@ -62,8 +62,14 @@ pub struct Application {
     pub display_name: String,
     /// Home tenant.
     pub tenant: String,
-    /// Client secret for the client-credentials grant.
+    /// Client secret for the client-credentials grant; empty: the application has none and
+    /// authenticates with a certificate only.
+    #[serde(default)]
     pub client_secret: String,
+    /// Certificates (PEM text of each, the public half only) the application may sign client
+    /// assertions with — the app registration's "Certificates & secrets" uploads.
+    #[serde(default)]
+    pub certificates: Vec<String>,
     /// Application permissions granted (the token's `roles`).
     #[serde(default)]
     pub roles: Vec<String>,
@@ -409,6 +415,17 @@ impl Directory {
             }
         }
         for app in &self.applications {
+            if app.client_secret.is_empty() && app.certificates.is_empty() {
+                return bad(format!(
+                    "application {}: needs a client_secret or a certificate",
+                    app.id
+                ));
+            }
+            for (i, pem) in app.certificates.iter().enumerate() {
+                if let Err(e) = appmedia_signalling::auth::Certificate::from_pem(pem.as_bytes()) {
+                    return bad(format!("application {}: certificates[{i}]: {e}", app.id));
+                }
+            }
             if let Some(webhook) = &app.calling_webhook
                 && let Err(e) = check_webhook(webhook)
             {

@@ -7,12 +7,14 @@
 
 use std::time::Duration;
 
-use appmedia_signalling::auth::{PublishedKeys, TokenIssuer, unix_now};
+use appmedia_signalling::auth::{
+    CLIENT_ASSERTION_TYPE, Certificate, PublishedKeys, TokenIssuer, unix_now,
+};
 use axum::http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 
-use crate::directory::Directory;
+use crate::directory::{Application, Directory};
 use crate::error::ApiError;
 
 /// The audience of Graph access tokens.
@@ -127,6 +129,7 @@ impl GraphTokens {
         let bad_request = |error, description: String| {
             OAuthError::new(StatusCode::BAD_REQUEST, error, description)
         };
+        let tenant_in_path = tenant;
         let Some(tenant) = directory.tenant(tenant) else {
             return Err(bad_request(
                 "invalid_request",
@@ -160,13 +163,8 @@ impl GraphTokens {
         });
         match field("grant_type") {
             "client_credentials" => {
-                if field("client_secret") != app.client_secret {
-                    return Err(OAuthError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_client",
-                        format!("invalid client secret for application {}", app.id),
-                    ));
-                }
+                let token_url = format!("{}/{tenant_in_path}/oauth2/v2.0/token", self.base_url);
+                check_client(app, &fields, &token_url)?;
                 if scope != GRAPH_DEFAULT_SCOPE {
                     return Err(bad_request(
                         "invalid_scope",
@@ -304,4 +302,109 @@ impl GraphTokens {
             all: claims,
         })
     }
+}
+
+/// Authenticates the client of a client-credentials request: its secret, or a client assertion
+/// signed with one of its registered certificates (checked as the Microsoft identity platform
+/// does, with its AADSTS codes in the description).
+fn check_client(
+    app: &Application,
+    fields: &Map<String, Value>,
+    token_url: &str,
+) -> Result<(), OAuthError> {
+    let field = |name: &str| fields.get(name).and_then(Value::as_str);
+    let invalid_client = |description: String| {
+        OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    };
+    match (field("client_secret"), field("client_assertion")) {
+        (Some(_), Some(_)) => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "AADSTS700025: give client_secret or client_assertion, not both",
+        )),
+        (Some(secret), None) => {
+            // An application without a secret has none to match, not an empty one.
+            if app.client_secret.is_empty() || secret != app.client_secret {
+                return Err(invalid_client(format!(
+                    "AADSTS7000215: invalid client secret for application {}",
+                    app.id
+                )));
+            }
+            Ok(())
+        }
+        (None, Some(assertion)) => {
+            if field("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("AADSTS50027: client_assertion_type must be {CLIENT_ASSERTION_TYPE:?}"),
+                ));
+            }
+            check_assertion(app, assertion, token_url).map_err(invalid_client)
+        }
+        (None, None) => Err(OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            format!(
+                "AADSTS7000218: the request body must contain client_secret or client_assertion (application {})",
+                app.id
+            ),
+        )),
+    }
+}
+
+fn check_assertion(app: &Application, assertion: &str, token_url: &str) -> Result<(), String> {
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|e| format!("AADSTS50027: the client assertion is not a JWT: {e}"))?;
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256) {
+        return Err(format!(
+            "AADSTS5002738: the client assertion is signed with {:?}; RS256 or PS256 is required",
+            header.alg
+        ));
+    }
+    let certificate = app
+        .certificates
+        .iter()
+        .filter_map(|pem| Certificate::from_pem(pem.as_bytes()).ok())
+        .find(|c| c.is_named_by(&header))
+        .ok_or_else(|| {
+            format!(
+                "AADSTS700027: the certificate the client assertion names (x5t {:?}) is not registered for application {}",
+                header.x5t.as_deref().or(header.x5t_s256.as_deref()).unwrap_or(""),
+                app.id
+            )
+        })?;
+    let mut validation = Validation::new(header.alg);
+    validation.leeway = 0;
+    validation.set_audience(&[token_url]);
+    validation.set_issuer(&[app.id.as_str()]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    let claims = jsonwebtoken::decode::<Value>(assertion, certificate.decoding_key(), &validation)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => {
+                    "AADSTS700027: the client assertion's signature does not verify with the registered certificate".to_owned()
+                }
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+                    "AADSTS700024: the client assertion is not within its valid time range".to_owned()
+                }
+                ErrorKind::InvalidAudience => format!(
+                    "AADSTS700016: the client assertion's audience must be the token endpoint {token_url}"
+                ),
+                ErrorKind::InvalidIssuer => format!(
+                    "AADSTS700021: the client assertion's iss must be the client id {}",
+                    app.id
+                ),
+                other => format!("AADSTS50027: invalid client assertion: {other:?}"),
+            }
+        })?
+        .claims;
+    if claims.get("sub").and_then(Value::as_str) != Some(app.id.as_str()) {
+        return Err(format!(
+            "AADSTS700021: the client assertion's sub must be the client id {}",
+            app.id
+        ));
+    }
+    Ok(())
 }

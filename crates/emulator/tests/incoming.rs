@@ -564,6 +564,39 @@ async fn the_deadline_ends_an_unanswered_call_and_a_late_answer_is_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answering_a_meeting_invitation_needs_a_join_permission() {
+    // The calling bot without Calls.JoinGroupCall.All (nor the guest variant).
+    let mut directory = appmedia_emulator::Directory::seed();
+    for app in &mut directory.applications {
+        if app.id == CALLING_BOT {
+            app.roles.retain(|r| !r.starts_with("Calls.JoinGroupCall"));
+        }
+    }
+    let h = Harness::start(EmulatorConfig {
+        directory,
+        ..incoming_config()
+    })
+    .await;
+    let (id, _) = ring_bot(&h, BOB, INSTANCE, Some("1234567")).await;
+    let (status, error) =
+        act_as_bot(&h, &id, "answer", service_hosted_answer(&h.callback_uri)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(assert_graph_error(&error, "Forbidden").contains("Calls.JoinGroupCall.All"));
+    // A peer-to-peer call needs no join permission: John's call is answered.
+    let (p2p, _) = ring_bot(&h, JOHN, CALLING_BOT, None).await;
+    let (status, _) = act_as_bot(&h, &p2p, "answer", service_hosted_answer(&h.callback_uri)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The refused answer left the invitation ringing: it can still be rejected.
+    let (status, _) = act_as_bot(&h, &id, "reject", json!({"reason": "none"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        h.delete(&format!("/communications/calls/{p2p}")).await,
+        StatusCode::NO_CONTENT
+    );
+    no_call_left(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosting_the_media_needs_calls_access_media_all() {
     let h = Harness::start_as(
         EmulatorConfig {

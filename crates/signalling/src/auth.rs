@@ -27,6 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+mod certificate;
+pub use certificate::{
+    ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE, Certificate, CertificateError, ClientCertificate,
+};
+
 /// Issuers Graph uses for callback tokens: the Bot Framework one, and the Graph one the
 /// Microsoft samples also accept.
 pub const DEFAULT_CALLBACK_ISSUERS: [&str; 2] = [
@@ -59,9 +64,55 @@ pub enum TokenError {
     /// The token endpoint answered 2xx with a body that is not a token response.
     #[error("token endpoint {url} answered an unreadable body: {reason}")]
     BadResponse { url: String, reason: String },
+    /// The certificate credential could not sign a client assertion.
+    #[error("cannot sign the client assertion: {0}")]
+    Assertion(String),
     /// A static token was rejected and there is no way to get another one.
     #[error("the static bearer token was rejected and cannot be refreshed")]
     CannotRefresh,
+}
+
+/// How an application authenticates to the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// A client secret (`client_secret=`).
+    Secret(String),
+    /// A certificate: each token request carries a fresh signed client assertion.
+    Certificate(ClientCertificate),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    // The secret must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::Secret(_) => f.write_str("Secret(<redacted>)"),
+            ClientAuth::Certificate(c) => f.debug_tuple("Certificate").field(c).finish(),
+        }
+    }
+}
+
+impl From<String> for ClientAuth {
+    fn from(secret: String) -> Self {
+        ClientAuth::Secret(secret)
+    }
+}
+
+impl From<&str> for ClientAuth {
+    fn from(secret: &str) -> Self {
+        ClientAuth::Secret(secret.to_owned())
+    }
+}
+
+impl From<&String> for ClientAuth {
+    fn from(secret: &String) -> Self {
+        ClientAuth::Secret(secret.clone())
+    }
+}
+
+impl From<ClientCertificate> for ClientAuth {
+    fn from(certificate: ClientCertificate) -> Self {
+        ClientAuth::Certificate(certificate)
+    }
 }
 
 /// OAuth2 client-credentials settings (Microsoft identity platform v2 endpoint or the emulator's).
@@ -71,8 +122,8 @@ pub struct ClientCredentials {
     pub token_url: Url,
     /// The bot's application (client) id.
     pub client_id: String,
-    /// The application secret.
-    pub client_secret: String,
+    /// How the application proves its identity: a secret or a certificate.
+    pub credential: ClientAuth,
     /// Scope, e.g. `https://graph.microsoft.com/.default` (see [`NationalCloud::graph_scope`](crate::client::NationalCloud::graph_scope)).
     pub scope: String,
     /// A cached token is replaced this long before it expires, so it never expires in flight.
@@ -85,7 +136,7 @@ impl std::fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("token_url", &self.token_url.as_str())
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("credential", &self.credential)
             .field("scope", &self.scope)
             .field("refresh_margin", &self.refresh_margin)
             .finish()
@@ -97,13 +148,13 @@ impl ClientCredentials {
     pub fn microsoft(
         tenant: &str,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        credential: impl Into<ClientAuth>,
     ) -> Result<Self, url::ParseError> {
         Self::for_authority(
             "https://login.microsoftonline.com",
             tenant,
             client_id,
-            client_secret,
+            credential,
             "https://graph.microsoft.com/.default",
         )
     }
@@ -113,7 +164,7 @@ impl ClientCredentials {
         authority_host: &str,
         tenant: &str,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        credential: impl Into<ClientAuth>,
         scope: impl Into<String>,
     ) -> Result<Self, url::ParseError> {
         let token_url = Url::parse(&format!(
@@ -124,7 +175,7 @@ impl ClientCredentials {
         Ok(Self {
             token_url,
             client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            credential: credential.into(),
             scope: scope.into(),
             refresh_margin: Duration::from_secs(300),
         })
@@ -260,17 +311,33 @@ impl TokenSource {
     }
 }
 
+/// The form of a client-credentials request: the secret, or a fresh client assertion (each has
+/// its own jti and ten-minute lifetime) for the token endpoint `url`.
+fn token_request_body(credentials: &ClientCredentials, url: &str) -> Result<String, TokenError> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials")
+        .append_pair("client_id", &credentials.client_id);
+    match &credentials.credential {
+        ClientAuth::Secret(secret) => {
+            form.append_pair("client_secret", secret);
+        }
+        ClientAuth::Certificate(certificate) => {
+            let assertion = certificate
+                .assertion(&credentials.client_id, url)
+                .map_err(|e| TokenError::Assertion(e.to_string()))?;
+            form.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE)
+                .append_pair("client_assertion", &assertion);
+        }
+    }
+    Ok(form.append_pair("scope", &credentials.scope).finish())
+}
+
 async fn fetch_client_credentials_token(
     http: &reqwest::Client,
     credentials: &ClientCredentials,
 ) -> Result<CachedToken, TokenError> {
     let url = credentials.token_url.to_string();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "client_credentials")
-        .append_pair("client_id", &credentials.client_id)
-        .append_pair("client_secret", &credentials.client_secret)
-        .append_pair("scope", &credentials.scope)
-        .finish();
+    let body = token_request_body(credentials, &url)?;
     let requested_at = Instant::now();
     let response = http
         .post(credentials.token_url.clone())

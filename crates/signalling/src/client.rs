@@ -82,13 +82,13 @@ impl NationalCloud {
         self,
         tenant: &str,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        credential: impl Into<crate::auth::ClientAuth>,
     ) -> Result<crate::auth::ClientCredentials, url::ParseError> {
         crate::auth::ClientCredentials::for_authority(
             &format!("https://{}", self.login_host()),
             tenant,
             client_id,
-            client_secret,
+            credential,
             self.graph_scope(),
         )
     }

@@ -175,16 +175,26 @@ pub fn required_permissions(call: &Call) -> RequiredPermissions {
     RequiredPermissions { all_of }
 }
 
-/// The application permissions answering an incoming call needs beyond those the call was
-/// routed to the bot with: `Calls.AccessMedia.All` when the bot hosts the media, nothing
-/// otherwise. The other actions need nothing extra: Graph checks permissions when the call
-/// is created or answered, not on each action.
-pub fn required_permissions_for_answer(answer: &AnswerRequest) -> RequiredPermissions {
-    let all_of = if answer.is_app_hosted() {
-        vec![AnyOf(vec![Permission::CallsAccessMediaAll])]
-    } else {
-        Vec::new()
-    };
+/// The application permissions answering an incoming call needs, as the v1.0 `call: answer`
+/// reference gives them: an invitation to a group call or a meeting (the offered call carries
+/// `chatInfo`/`meetingInfo`) needs `Calls.JoinGroupCall.All` or
+/// `Calls.JoinGroupCallAsGuest.All`, a peer-to-peer call nothing; application-hosted media
+/// also needs `Calls.AccessMedia.All`. The other actions need nothing extra: Graph checks
+/// permissions when the call is created or answered, not on each action.
+pub fn required_permissions_for_answer(
+    answer: &AnswerRequest,
+    group_invitation: bool,
+) -> RequiredPermissions {
+    let mut all_of = Vec::new();
+    if group_invitation {
+        all_of.push(AnyOf(vec![
+            Permission::CallsJoinGroupCallAll,
+            Permission::CallsJoinGroupCallAsGuestAll,
+        ]));
+    }
+    if answer.is_app_hosted() {
+        all_of.push(AnyOf(vec![Permission::CallsAccessMediaAll]));
+    }
     RequiredPermissions { all_of }
 }
 

@@ -532,9 +532,20 @@ async fn answering_with_app_hosted_media_needs_the_media_role() {
     let (graph, client) = setup_without_media_role().await;
     let app_hosted: AnswerRequest = typed("answer-app-hosted-media.request.json");
     assert_eq!(
-        required_permissions_for_answer(&app_hosted).to_string(),
+        required_permissions_for_answer(&app_hosted, false).to_string(),
         "Calls.AccessMedia.All"
     );
+    // A group invitation also needs a way to join it.
+    let group = required_permissions_for_answer(&app_hosted, true);
+    assert_eq!(group.all_of.len(), 2);
+    let text = group.to_string();
+    for needed in [
+        "Calls.JoinGroupCall.All",
+        "Calls.JoinGroupCallAsGuest.All",
+        "Calls.AccessMedia.All",
+    ] {
+        assert!(text.contains(needed), "{text}");
+    }
     match client.answer(CALL, &app_hosted).await.unwrap_err() {
         ClientError::Permission(PermissionError::Missing { missing, granted }) => {
             assert_eq!(missing.len(), 1);
@@ -547,7 +558,7 @@ async fn answering_with_app_hosted_media_needs_the_media_role() {
 
     // Service-hosted media needs nothing more, and neither do the other actions.
     let service_hosted: AnswerRequest = typed("answer-service-hosted-media.request.json");
-    assert!(required_permissions_for_answer(&service_hosted).is_empty());
+    assert!(required_permissions_for_answer(&service_hosted, false).is_empty());
     graph
         .push(accepted())
         .push(operation_reply("play-prompt.response.json"));

@@ -146,7 +146,12 @@ async fn answer_inner(
     let offered = ringing_call(shared, &claims, id)?;
     let request: AnswerRequest = body_of(shared, headers, body).await?;
     validate_answer(&request).map_err(invalid)?;
-    check_permissions(&claims, required_permissions_for_answer(&request))?;
+    let group_invitation =
+        offered.chat_info.value().is_some() || offered.meeting_info.value().is_some();
+    check_permissions(
+        &claims,
+        required_permissions_for_answer(&request, group_invitation),
+    )?;
     let (Some(callback_uri), Some(media_config)) = (
         request.callback_uri.value().cloned(),
         request.media_config.value().cloned(),

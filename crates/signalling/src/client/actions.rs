@@ -37,10 +37,12 @@ impl GraphClient {
     /// `POST /communications/calls/{id}/answer` (202 Accepted).
     ///
     /// Validated first (callbackUri, mediaConfig with its blob, acceptedModalities); answering
-    /// with app-hosted media needs `Calls.AccessMedia.All` in the token's roles.
+    /// with app-hosted media needs `Calls.AccessMedia.All` in the token's roles. (An invitation
+    /// to a group call also needs a join permission; the client does not know what the call
+    /// is, so the service checks that one.)
     pub async fn answer(&self, call_id: &str, request: &AnswerRequest) -> Result<(), ClientError> {
         self.validate(|| validate_answer(request))?;
-        self.check_token_roles(&required_permissions_for_answer(request))
+        self.check_token_roles(&required_permissions_for_answer(request, false))
             .await?;
         self.post_for_nothing(call_id, &["answer"], Some(request))
             .await
