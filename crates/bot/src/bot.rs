@@ -1,7 +1,7 @@
 //! The [`Bot`]: one Graph client, one notification server, one media scheduler, every call.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use appmedia_signalling::auth::{
     CallbackAuth, CallbackAuthConfig, CallbackTokenValidator, ClientCredentials, TenantPolicy,
     TokenSource,
 };
-use appmedia_signalling::callback::{CallEvent, CallRegistry, CallbackReceiver, FnSink};
+use appmedia_signalling::callback::{Admission, CallEvent, CallRegistry, CallbackReceiver, FnSink};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
 use appmedia_transport::TransportConfig;
 use tokio::sync::mpsc;
@@ -69,6 +69,10 @@ pub struct BotStats {
     pub keep_alive_failures: u64,
     /// Notifications refused for a bad or missing token.
     pub notifications_refused: u64,
+    /// Notifications answered 404: calls this instance does not hold.
+    pub notifications_unknown_call: u64,
+    /// New incoming calls answered 503: this instance was draining or full.
+    pub notifications_busy: u64,
     /// Calls whose driver is running.
     pub live_calls: usize,
 }
@@ -76,9 +80,16 @@ pub struct BotStats {
 /// Where each notification goes: a known call's driver, the incoming queue, or a short wait
 /// for a call whose id the bot learns in a moment.
 #[derive(Default)]
-struct Routes {
-    calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
+pub(crate) struct Routes {
+    pub(crate) calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
     pending: HashMap<String, (Instant, Vec<CallEvent>)>,
+}
+
+impl Routes {
+    /// Whether notifications for `call_id` have somewhere to go here.
+    pub(crate) fn knows(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id) || self.pending.contains_key(call_id)
+    }
 }
 
 pub(crate) struct BotInner {
@@ -91,7 +102,9 @@ pub(crate) struct BotInner {
     pub(crate) transport: TransportConfig,
     scheduler: Mutex<Option<Scheduler<CallMedia>>>,
     pub(crate) epoch: Instant,
-    routes: Mutex<Routes>,
+    pub(crate) routes: Mutex<Routes>,
+    /// Creates sent whose 201 has not been handled yet (their early notifications wait).
+    pub(crate) creates_in_flight: AtomicUsize,
     incoming_tx: mpsc::Sender<IncomingCall>,
     pub(crate) counters: BotCounters,
     pub(crate) shutting_down: AtomicBool,
@@ -194,10 +207,9 @@ impl Bot {
             addr: config.listen,
             source,
         })?;
-        let callback_uri = match &config.callback_url {
-            Some(url) => url.to_string(),
-            None => format!("http://{bound}/callback"),
-        };
+        let callback_uri = config
+            .instance_callback_url()
+            .unwrap_or_else(|| format!("http://{bound}/callback"));
         // The route is the public URL's path: a proxy in front may change the host, not the path.
         let path = url::Url::parse(&callback_uri)
             .map(|u| u.path().to_owned())
@@ -215,17 +227,23 @@ impl Bot {
         };
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let inner = Arc::new_cyclic(|weak: &Weak<BotInner>| {
-            let weak = weak.clone();
+            let routed = weak.clone();
             let sink = FnSink(move |event: CallEvent| {
-                if let Some(inner) = weak.upgrade() {
+                if let Some(inner) = routed.upgrade() {
                     inner.route(event);
                 }
             });
+            let gate = weak.clone();
             let receiver = CallbackReceiver::new(
                 CallbackAuth::validate(Arc::new(validator)),
                 Arc::new(CallRegistry::default()),
                 sink,
-            );
+            )
+            .with_gate(move |batch| match gate.upgrade() {
+                Some(inner) => inner.admit(batch),
+                // Stopping: nothing is held here any more.
+                None => Admission::UnknownCall,
+            });
             BotInner {
                 config,
                 client,
@@ -236,6 +254,7 @@ impl Bot {
                 scheduler: Mutex::new(Some(scheduler)),
                 epoch,
                 routes: Mutex::new(Routes::default()),
+                creates_in_flight: AtomicUsize::new(0),
                 incoming_tx,
                 counters: BotCounters::default(),
                 shutting_down: AtomicBool::new(false),
@@ -245,12 +264,13 @@ impl Bot {
             }
         });
         let serving = inner.receiver.clone();
+        let app = serving.router(&path).merge(crate::instance::router(&inner));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = serving.serve_until(listener, &path, shutdown).await {
+            if let Err(e) = serving.serve_router_until(listener, app, shutdown).await {
                 tracing::error!(error = %e, "notification server stopped");
             }
         });
@@ -314,22 +334,18 @@ impl Bot {
 
     /// What the bot has done so far.
     pub fn stats(&self) -> BotStats {
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        BotStats {
-            calls_created: get(&c.calls_created),
-            incoming_received: get(&c.incoming_received),
-            incoming_answered: get(&c.incoming_answered),
-            incoming_rejected: get(&c.incoming_rejected),
-            incoming_redirected: get(&c.incoming_redirected),
-            incoming_expired: get(&c.incoming_expired),
-            incoming_dropped: get(&c.incoming_dropped),
-            orphan_notifications: get(&c.orphan_notifications),
-            keep_alives_sent: get(&c.keep_alives_sent),
-            keep_alive_failures: get(&c.keep_alive_failures),
-            notifications_refused: self.inner.receiver.stats().unauthorized,
-            live_calls: lock(&self.inner.live).len(),
-        }
+        stats_of(&self.inner)
+    }
+
+    /// This instance's id (see [`BotConfig::instance_id`]).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.config.instance_id
+    }
+
+    /// Whether this instance takes new calls now (what `/readyz` answers): not shutting down
+    /// and below [`BotConfig::max_calls`].
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready()
     }
 
     /// Stops the bot: takes no new calls (incoming ones are left to expire), then either hangs
@@ -372,6 +388,28 @@ impl Bot {
         }
         tracing::info!(?stats, "bot stopped");
         stats
+    }
+}
+
+pub(crate) fn stats_of(inner: &BotInner) -> BotStats {
+    let c = &inner.counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let receiver = inner.receiver.stats();
+    BotStats {
+        calls_created: get(&c.calls_created),
+        incoming_received: get(&c.incoming_received),
+        incoming_answered: get(&c.incoming_answered),
+        incoming_rejected: get(&c.incoming_rejected),
+        incoming_redirected: get(&c.incoming_redirected),
+        incoming_expired: get(&c.incoming_expired),
+        incoming_dropped: get(&c.incoming_dropped),
+        orphan_notifications: get(&c.orphan_notifications),
+        keep_alives_sent: get(&c.keep_alives_sent),
+        keep_alive_failures: get(&c.keep_alive_failures),
+        notifications_refused: receiver.unauthorized,
+        notifications_unknown_call: receiver.unknown_call,
+        notifications_busy: receiver.busy,
+        live_calls: lock(&inner.live).len(),
     }
 }
 

@@ -122,6 +122,28 @@ pub struct BotConfig {
     pub recordings_dir: Option<PathBuf>,
     /// How often each established call sends `keepAlive`.
     pub keep_alive_interval: Duration,
+    /// This process among the bot's instances (default: the host name, e.g. a StatefulSet
+    /// pod's). `{instance}` in [`callback_url`](Self::callback_url) is replaced by it, so
+    /// Graph's notifications for a call come back to the instance that holds its media.
+    pub instance_id: String,
+    /// New calls (placed or answered) this instance holds at most; at the limit it is not
+    /// ready (`/readyz` 503) and refuses new incoming calls with 503 so that a proxy offers
+    /// them to another instance. `None`: no limit.
+    pub max_calls: Option<usize>,
+}
+
+/// The placeholder [`BotConfig::callback_url`] may hold for the instance id.
+pub const INSTANCE_PLACEHOLDER: &str = "{instance}";
+
+/// The host name, as the default instance id (a Kubernetes pod's is its name).
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl std::fmt::Debug for BotConfig {
@@ -137,6 +159,8 @@ impl std::fmt::Debug for BotConfig {
             .field("media", &self.media)
             .field("recordings_dir", &self.recordings_dir)
             .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("instance_id", &self.instance_id)
+            .field("max_calls", &self.max_calls)
             .finish()
     }
 }
@@ -195,6 +219,10 @@ pub mod env {
     pub const MEDIA_WORKERS: &str = "APPMEDIA_MEDIA_WORKERS";
     pub const RECORDINGS_DIR: &str = "APPMEDIA_RECORDINGS_DIR";
     pub const KEEP_ALIVE_SECS: &str = "APPMEDIA_KEEP_ALIVE_SECS";
+    /// This instance's id (default: the host name).
+    pub const INSTANCE_ID: &str = "APPMEDIA_INSTANCE_ID";
+    /// The most calls this instance holds.
+    pub const MAX_CALLS: &str = "APPMEDIA_MAX_CALLS";
 }
 
 impl BotConfig {
@@ -216,6 +244,8 @@ impl BotConfig {
             media: MediaSettings::default(),
             recordings_dir: None,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+            instance_id: host_name(),
+            max_calls: None,
         }
     }
 
@@ -247,6 +277,27 @@ impl BotConfig {
     pub fn with_recordings_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.recordings_dir = Some(dir.into());
         self
+    }
+
+    /// This instance's id (see [`BotConfig::instance_id`]).
+    pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = id.into();
+        self
+    }
+
+    /// The most calls this instance holds (see [`BotConfig::max_calls`]).
+    pub fn with_max_calls(mut self, max: usize) -> Self {
+        self.max_calls = Some(max);
+        self
+    }
+
+    /// The callback URL with `{instance}` replaced: what goes in every call's `callbackUri`.
+    pub fn instance_callback_url(&self) -> Option<String> {
+        self.callback_url.as_ref().map(|url| {
+            url.as_str()
+                .replace("%7Binstance%7D", &self.instance_id)
+                .replace(INSTANCE_PLACEHOLDER, &self.instance_id)
+        })
     }
 
     /// How often keepAlive is sent.
@@ -458,6 +509,15 @@ impl BotConfig {
             })?;
             config.keep_alive_interval = Duration::from_secs(secs);
         }
+        if let Some(v) = get(env::INSTANCE_ID) {
+            config.instance_id = v.trim().to_owned();
+        }
+        if let Some(v) = get(env::MAX_CALLS) {
+            config.max_calls = Some(
+                v.parse()
+                    .map_err(|e| invalid("max_calls", env::MAX_CALLS, &v, format!("{e}")))?,
+            );
+        }
         config.validate()?;
         Ok(config)
     }
@@ -512,6 +572,38 @@ impl BotConfig {
                 );
             }
             _ => {}
+        }
+        let id = &self.instance_id;
+        if id.is_empty()
+            || id.len() > 63
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return invalid(
+                "instance_id",
+                env::INSTANCE_ID,
+                id.clone(),
+                "1 to 63 letters, digits, '-', '_' or '.' (it goes in the callback URL's path)",
+            );
+        }
+        if let Some(url) = &self.callback_url
+            && matches!(url.path(), "/healthz" | "/readyz" | "/metrics")
+        {
+            return invalid(
+                "callback_url",
+                env::CALLBACK_URL,
+                url.to_string(),
+                "its path is one of the bot's own endpoints (/healthz, /readyz, /metrics)",
+            );
+        }
+        if self.max_calls == Some(0) {
+            return invalid(
+                "max_calls",
+                env::MAX_CALLS,
+                "0".into(),
+                "at least 1 (leave it unset for no limit)",
+            );
         }
         if self.media.workers == 0 || self.media.workers > 256 {
             return invalid(
@@ -592,6 +684,12 @@ mod tests {
             (env::MEDIA_WORKERS, "3"),
             (env::RECORDINGS_DIR, "/var/recordings"),
             (env::KEEP_ALIVE_SECS, "600"),
+            (env::INSTANCE_ID, "bot-2"),
+            (env::MAX_CALLS, "40"),
+            (
+                env::CALLBACK_URL,
+                "https://bot.example.com/{instance}/callback",
+            ),
         ]);
         let config = BotConfig::from_lookup(lookup(&vars)).unwrap();
         assert_eq!(config.service, Service::Graph(NationalCloud::UsGovL4));
@@ -600,6 +698,11 @@ mod tests {
         assert_eq!(config.media.port_range, Some(50000..=50100));
         assert_eq!(config.media.workers, 3);
         assert_eq!(config.keep_alive_interval, Duration::from_secs(600));
+        assert_eq!(config.max_calls, Some(40));
+        assert_eq!(
+            config.instance_callback_url().as_deref(),
+            Some("https://bot.example.com/bot-2/callback")
+        );
         assert_eq!(
             config.recordings_dir,
             Some(PathBuf::from("/var/recordings"))
@@ -643,6 +746,9 @@ mod tests {
             (env::MEDIA_PORTS, "50000"),
             (env::MEDIA_WORKERS, "0"),
             (env::KEEP_ALIVE_SECS, "3600"),
+            (env::INSTANCE_ID, "bot/0"),
+            (env::MAX_CALLS, "0"),
+            (env::MAX_CALLS, "many"),
             (env::CALLBACK_URL, "http://bot.example.com/callback"),
             (env::GRAPH_URL, "ftp://x"),
         ] {

@@ -45,6 +45,7 @@ pub mod config;
 mod driver;
 mod error;
 mod incoming;
+mod instance;
 mod media;
 mod outgoing;
 mod setup;
@@ -52,7 +53,7 @@ mod setup;
 pub use appmedia_signalling::auth::{CertificateError, ClientAuth, ClientCertificate};
 pub use bot::{Bot, BotStats};
 pub use call::{Call, CallControl, CallEnd, Event, Hosting, Target, ToneSource};
-pub use config::{BotConfig, ConfigError, MediaSettings, Service};
+pub use config::{BotConfig, ConfigError, INSTANCE_PLACEHOLDER, MediaSettings, Service};
 pub use error::BotError;
 pub use incoming::{ANSWER_DEADLINE, AnswerMedia, Called, IncomingCall};
 pub use media::{

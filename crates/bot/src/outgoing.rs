@@ -46,6 +46,9 @@ pub(crate) async fn place(
     } else {
         None
     };
+    // While the create is in flight its first notifications may beat the 201: they are held
+    // for the call, not answered 404 as a stranger's.
+    let in_flight = InFlight::new(inner);
     let created = inner.client.create_call(&request).await?;
     let call_id = created
         .call_id()
@@ -53,6 +56,7 @@ pub(crate) async fn place(
         .to_owned();
     inner.counters.calls_created.fetch_add(1, Ordering::Relaxed);
     let signalling = inner.register(&call_id);
+    drop(in_flight);
     let media = match session {
         None => None,
         Some(session) => {
@@ -139,4 +143,20 @@ pub(crate) fn spawn(
     };
     tokio::spawn(driver.run());
     Call::new(control, events_rx, audio)
+}
+
+/// Counts a create in flight for as long as it lives (errors and cancellation included).
+struct InFlight<'a>(&'a BotInner);
+
+impl<'a> InFlight<'a> {
+    fn new(inner: &'a BotInner) -> Self {
+        inner.creates_in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(inner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.creates_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }

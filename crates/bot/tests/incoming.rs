@@ -15,21 +15,6 @@ use common::*;
 /// The seed's PSTN phone (it speaks in the default directory).
 pub const PHONE: &str = "+12345678901";
 
-/// `POST {control_url}/incoming-calls`: `from` calls `to`; the emulator's call id.
-pub async fn ring(emulator: &Emulator, from: &str, to: &str) -> String {
-    appmedia_signalling::install_crypto_provider();
-    let response = reqwest::Client::new()
-        .post(format!("{}/incoming-calls", emulator.control_url()))
-        .json(&serde_json::json!({"from": from, "to": to}))
-        .send()
-        .await
-        .expect("control API reachable");
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.expect("JSON answer");
-    assert_eq!(status.as_u16(), 201, "{body}");
-    body["callId"].as_str().expect("callId").to_owned()
-}
-
 /// An emulator whose seed bot rings `bot`.
 pub async fn ringing_bot(directory: Directory) -> (Emulator, Bot) {
     let emulator = emulator(directory).await;

@@ -51,6 +51,27 @@ impl CallEventSink for mpsc::UnboundedSender<CallEvent> {
     }
 }
 
+/// Whether this process takes a batch of notifications, decided before the batch is applied.
+/// Several instances of a bot behind one webhook use it: a notification for a call another
+/// instance (or an earlier life of this one) holds is not applied here, and a new incoming
+/// call this instance cannot take is refused so that a proxy offers it to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Apply it (202).
+    Accept,
+    /// None of the batch's calls lives here: 404 with a Graph-style error; nothing applied.
+    UnknownCall,
+    /// A new call this process will not take now (draining, at capacity, not ready): 503 with
+    /// `Retry-After`; nothing applied. A reverse proxy configured to retry 503 on another
+    /// upstream (nginx `proxy_next_upstream http_503`, HAProxy `retry-on 503`) hands it over.
+    Busy {
+        /// Seconds for `Retry-After`.
+        retry_after_secs: u32,
+    },
+}
+
+type Gate = Box<dyn Fn(&CommsNotifications) -> Admission + Send + Sync>;
+
 /// A closure as a sink; it must not block (it runs inside the HTTP handler).
 pub struct FnSink<F>(pub F);
 
@@ -78,6 +99,10 @@ pub struct ReceiverStats {
     pub events_delivered: u64,
     /// Events the sink refused (full or closed channel).
     pub events_dropped: u64,
+    /// POSTs answered 404 by the gate: calls that do not live here.
+    pub unknown_call: u64,
+    /// POSTs answered 503 by the gate: new calls this process did not take.
+    pub busy: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +114,8 @@ struct Counters {
     notifications: AtomicU64,
     events_delivered: AtomicU64,
     events_dropped: AtomicU64,
+    unknown_call: AtomicU64,
+    busy: AtomicU64,
 }
 
 struct ReceiverInner {
@@ -97,6 +124,7 @@ struct ReceiverInner {
     sink: Box<dyn CallEventSink>,
     counters: Counters,
     max_body_bytes: usize,
+    gate: Option<Gate>,
 }
 
 /// The largest notification body [`CallbackReceiver::router`] reads by default. A roster
@@ -139,6 +167,19 @@ pub struct CallbackResponse {
     pub error: Option<GraphErrorBody>,
     /// The events the POST produced (already handed to the sink).
     pub events: usize,
+    /// `Retry-After` seconds (503 only).
+    pub retry_after: Option<u32>,
+}
+
+impl CallbackResponse {
+    fn refused(status: StatusCode, code: &str, message: &str) -> Self {
+        Self {
+            status,
+            error: Some(error_body(code, message)),
+            events: 0,
+            retry_after: None,
+        }
+    }
 }
 
 impl IntoResponse for CallbackResponse {
@@ -151,6 +192,11 @@ impl IntoResponse for CallbackResponse {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -165,6 +211,7 @@ impl CallbackReceiver {
                 sink: Box::new(sink),
                 counters: Counters::default(),
                 max_body_bytes: DEFAULT_MAX_NOTIFICATION_BYTES,
+                gate: None,
             }),
         }
     }
@@ -194,6 +241,20 @@ impl CallbackReceiver {
         self
     }
 
+    /// Decides before each authenticated, well-formed batch is applied whether this process
+    /// takes it ([`Admission`]). It runs in the HTTP handler: it must not block. Set it before
+    /// serving: clones made earlier keep no gate.
+    pub fn with_gate(
+        mut self,
+        gate: impl Fn(&CommsNotifications) -> Admission + Send + Sync + 'static,
+    ) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.gate = Some(Box::new(gate)),
+            None => tracing::warn!("with_gate on a receiver already shared; no gate set"),
+        }
+        self
+    }
+
     /// The cap on notification bodies.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
@@ -217,6 +278,8 @@ impl CallbackReceiver {
             notifications: c.notifications.load(Ordering::Relaxed),
             events_delivered: c.events_delivered.load(Ordering::Relaxed),
             events_dropped: c.events_dropped.load(Ordering::Relaxed),
+            unknown_call: c.unknown_call.load(Ordering::Relaxed),
+            busy: c.busy.load(Ordering::Relaxed),
         }
     }
 
@@ -256,6 +319,19 @@ impl CallbackReceiver {
         path: &str,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.serve_router_until(listener, self.router(path), shutdown)
+            .await
+    }
+
+    /// [`serve_until`](Self::serve_until) with a router the caller built from
+    /// [`router`](Self::router) and routes of its own (health checks, metrics), under the same
+    /// loopback rule.
+    pub async fn serve_router_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        router: Router,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let local = listener
             .local_addr()
             .map_err(|e| ServeError::Io(e.to_string()))?;
@@ -264,7 +340,7 @@ impl CallbackReceiver {
         {
             return Err(ServeError::UnauthenticatedOffLoopback { listener: local });
         }
-        axum::serve(listener, self.router(path))
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| ServeError::Io(e.to_string()))
@@ -291,6 +367,7 @@ impl CallbackReceiver {
                         "The notification's bearer token was rejected.",
                     )),
                     events: 0,
+                    retry_after: None,
                 };
             }
         };
@@ -306,6 +383,7 @@ impl CallbackReceiver {
                         &format!("The notification body is not a commsNotifications document: {e}"),
                     )),
                     events: 0,
+                    retry_after: None,
                 };
             }
         };
@@ -320,6 +398,30 @@ impl CallbackReceiver {
         if let Some(claims) = &claims {
             tracing::trace!(tenant = %claims.tenant_id, issuer = %claims.issuer, "callback token accepted");
         }
+        match self.inner.gate.as_ref().map(|gate| gate(&notifications)) {
+            None | Some(Admission::Accept) => {}
+            Some(Admission::UnknownCall) => {
+                counters.unknown_call.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("notification for a call that does not live here: 404");
+                return CallbackResponse::refused(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "No call of this notification lives on this instance.",
+                );
+            }
+            Some(Admission::Busy { retry_after_secs }) => {
+                counters.busy.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("new call refused: this instance takes no new calls now");
+                return CallbackResponse {
+                    retry_after: Some(retry_after_secs),
+                    ..CallbackResponse::refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        "This instance takes no new calls now; another may.",
+                    )
+                };
+            }
+        }
         counters.notifications.fetch_add(
             notifications.notifications().len() as u64,
             Ordering::Relaxed,
@@ -332,6 +434,7 @@ impl CallbackReceiver {
             status: StatusCode::ACCEPTED,
             error: None,
             events: produced,
+            retry_after: None,
         }
     }
 
@@ -397,6 +500,7 @@ async fn receive(
                         "The notification body could not be read.",
                     )),
                     events: 0,
+                    retry_after: None,
                 };
             }
             counters.too_large.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +512,7 @@ async fn receive(
                     &format!("The notification body is larger than {cap} bytes."),
                 )),
                 events: 0,
+                retry_after: None,
             };
         }
     };

@@ -521,3 +521,57 @@ async fn a_body_over_the_cap_is_413_with_a_graph_error_and_nothing_applied() {
     assert_eq!(response.status().as_u16(), 202);
     assert!(events.recv().await.is_some());
 }
+
+#[tokio::test]
+async fn a_gate_answers_404_for_calls_not_here_and_503_for_calls_not_taken() {
+    use appmedia_signalling::callback::{Admission, notification_call_id};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = CallbackAuth::disabled_for_loopback(addr).unwrap();
+    let (receiver, mut events) =
+        CallbackReceiver::with_channel(auth, Arc::new(CallRegistry::default()), 8);
+    // What the gate says for the seed's meeting call, switched by the test.
+    let verdict = Arc::new(std::sync::Mutex::new(Admission::UnknownCall));
+    let seen = verdict.clone();
+    let receiver = receiver.with_gate(move |batch| {
+        assert!(
+            batch
+                .notifications()
+                .iter()
+                .all(|n| notification_call_id(n).is_some())
+        );
+        *seen.lock().unwrap()
+    });
+    let router = receiver.router("/callback");
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let http =
+        appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
+    let post = || {
+        http.post(format!("http://{addr}/callback"))
+            .body(common::seed("notification-meeting-establishing.json"))
+            .send()
+    };
+
+    let response = post().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "NotFound");
+
+    *verdict.lock().unwrap() = Admission::Busy {
+        retry_after_secs: 3,
+    };
+    let response = post().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "3");
+
+    // Neither refusal applied anything; an accepted batch does.
+    assert!(events.try_recv().is_err());
+    let stats = receiver.stats();
+    assert_eq!((stats.unknown_call, stats.busy, stats.accepted), (1, 1, 0));
+    *verdict.lock().unwrap() = Admission::Accept;
+    assert_eq!(post().await.unwrap().status().as_u16(), 202);
+    assert!(matches!(
+        events.recv().await,
+        Some(CallEvent::StateChanged { .. })
+    ));
+}

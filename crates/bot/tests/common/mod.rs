@@ -109,3 +109,18 @@ pub fn samples(pcm: &[u8]) -> Vec<f32> {
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
         .collect()
 }
+
+/// `POST {control_url}/incoming-calls`: `from` calls `to`; the emulator's call id.
+pub async fn ring(emulator: &Emulator, from: &str, to: &str) -> String {
+    appmedia_signalling::install_crypto_provider();
+    let response = reqwest::Client::new()
+        .post(format!("{}/incoming-calls", emulator.control_url()))
+        .json(&serde_json::json!({"from": from, "to": to}))
+        .send()
+        .await
+        .expect("control API reachable");
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.expect("JSON answer");
+    assert_eq!(status.as_u16(), 201, "{body}");
+    body["callId"].as_str().expect("callId").to_owned()
+}

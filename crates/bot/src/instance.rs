@@ -1,0 +1,248 @@
+//! One bot among several instances: which notifications this process takes, whether it is
+//! ready for new calls, and the health endpoints a load balancer or Kubernetes asks.
+//!
+//! A call lives in the one process that holds its media, so Graph's notifications for it must
+//! come back to that process: each instance puts its own id in the `callbackUri` it hands to
+//! Graph (`https://bot.example.com/{instance}/callback`, routed by the proxy), and answers
+//! **404** to a notification for a call it does not hold — a call of another instance that a
+//! proxy misrouted, or of this instance's previous life after a restart. 404 is the answer of
+//! a resource that is not there; the call is gone for this process, and nothing is applied.
+//! While a create is in flight an unknown call id is the create's own early notification: it
+//! is kept for a moment instead (see the bot's pending buffer).
+//!
+//! New incoming calls arrive on the application's shared calling webhook, which the proxy
+//! balances over the ready instances. An instance that is draining or at its `max_calls`
+//! answers the `incoming` notification **503** with `Retry-After`: nothing is applied, and a
+//! proxy set to retry 503 on the next upstream (nginx `proxy_next_upstream http_503
+//! non_idempotent`, HAProxy `retry-on 503` with `option redispatch`) offers it to another
+//! instance, which answers the call with its own callback URL — the call is pinned to it.
+//!
+//! `GET /healthz` is 200 while the process serves; `GET /readyz` is 200 while it takes new
+//! calls and 503 once it drains or is full; `GET /metrics` gives the counters in the
+//! Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use appmedia_model::{CallDirection, CallState, CommsNotifications, ResourceData};
+use appmedia_signalling::callback::{Admission, notification_call_id};
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::bot::{BotInner, lock};
+
+/// What a busy instance asks the caller to wait before retrying.
+const BUSY_RETRY_AFTER_SECS: u32 = 1;
+
+impl BotInner {
+    /// Whether this instance takes new calls: not shutting down, and below `max_calls`.
+    pub(crate) fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::SeqCst)
+            && self
+                .config
+                .max_calls
+                .is_none_or(|max| self.calls_held() < max)
+    }
+
+    /// Calls this instance holds: live ones, incoming ones offered to the bot's code, and
+    /// creates in flight.
+    pub(crate) fn calls_held(&self) -> usize {
+        lock(&self.routes).calls.len() + self.creates_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The notification gate (see the module's documentation).
+    pub(crate) fn admit(&self, batch: &CommsNotifications) -> Admission {
+        let (mut known, mut offers, mut unknown) = (false, false, false);
+        {
+            let routes = lock(&self.routes);
+            for notification in batch.notifications() {
+                match notification_call_id(notification) {
+                    // Not about a call: the receiver counts it; nothing to route.
+                    None => known = true,
+                    Some(id) if routes.knows(&id) => known = true,
+                    Some(_) if is_offer(notification.resource_data.value()) => offers = true,
+                    Some(_) => unknown = true,
+                }
+            }
+        }
+        if offers && !known && !self.ready() {
+            return Admission::Busy {
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+            };
+        }
+        if unknown && !known && !offers && self.creates_in_flight.load(Ordering::SeqCst) == 0 {
+            return Admission::UnknownCall;
+        }
+        Admission::Accept
+    }
+
+    /// The Prometheus text exposition of the counters.
+    pub(crate) fn metrics(&self) -> String {
+        let stats = crate::bot::stats_of(self);
+        let receiver = self.receiver.stats();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP appmedia_bot_{name} {help}");
+            let _ = writeln!(out, "# TYPE appmedia_bot_{name} {kind}");
+            let _ = writeln!(out, "appmedia_bot_{name} {value}");
+        };
+        metric(
+            "ready",
+            "gauge",
+            "1 while the instance takes new calls.",
+            u64::from(self.ready()),
+        );
+        metric(
+            "live_calls",
+            "gauge",
+            "Calls whose driver runs.",
+            stats.live_calls as u64,
+        );
+        metric(
+            "calls_created_total",
+            "counter",
+            "Calls placed.",
+            stats.calls_created,
+        );
+        for (name, help, value) in [
+            (
+                "incoming_received_total",
+                "Incoming calls offered.",
+                stats.incoming_received,
+            ),
+            (
+                "incoming_answered_total",
+                "Incoming calls answered.",
+                stats.incoming_answered,
+            ),
+            (
+                "incoming_rejected_total",
+                "Incoming calls rejected.",
+                stats.incoming_rejected,
+            ),
+            (
+                "incoming_redirected_total",
+                "Incoming calls redirected.",
+                stats.incoming_redirected,
+            ),
+            (
+                "incoming_expired_total",
+                "Incoming calls left past the answer deadline.",
+                stats.incoming_expired,
+            ),
+            (
+                "incoming_dropped_total",
+                "Incoming calls dropped (queue full or shutting down).",
+                stats.incoming_dropped,
+            ),
+            (
+                "keep_alives_sent_total",
+                "keepAlive requests sent.",
+                stats.keep_alives_sent,
+            ),
+            (
+                "keep_alive_failures_total",
+                "keepAlive requests that failed.",
+                stats.keep_alive_failures,
+            ),
+            (
+                "notifications_accepted_total",
+                "Notification POSTs answered 202.",
+                receiver.accepted,
+            ),
+            (
+                "notifications_unauthorized_total",
+                "Notification POSTs refused for their token (401).",
+                receiver.unauthorized,
+            ),
+            (
+                "notifications_malformed_total",
+                "Notification POSTs refused as malformed (400).",
+                receiver.malformed,
+            ),
+            (
+                "notifications_unknown_call_total",
+                "Notification POSTs for calls not held here (404).",
+                receiver.unknown_call,
+            ),
+            (
+                "notifications_busy_total",
+                "New calls refused while draining or full (503).",
+                receiver.busy,
+            ),
+            (
+                "orphan_notifications_total",
+                "Notifications whose call never became known.",
+                stats.orphan_notifications,
+            ),
+        ] {
+            metric(name, "counter", help, value);
+        }
+        out
+    }
+}
+
+/// An `incoming` call offered to the application (Graph's `state: incoming`).
+fn is_offer(data: Option<&ResourceData>) -> bool {
+    matches!(data, Some(ResourceData::Call(call))
+        if call.state.value() == Some(&CallState::Incoming)
+            && call.direction.value() != Some(&CallDirection::Outgoing))
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+pub(crate) fn router(inner: &Arc<BotInner>) -> axum::Router {
+    let weak = Arc::downgrade(inner);
+    let ready = weak.clone();
+    let metrics = weak.clone();
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let alive = weak.upgrade().is_some();
+                async move {
+                    if alive {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "stopped\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.upgrade().is_some_and(|inner| inner.ready());
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.upgrade().map(|inner| inner.metrics());
+                async move {
+                    match text {
+                        Some(text) => (
+                            StatusCode::OK,
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4",
+                            )],
+                            text,
+                        ),
+                        None => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                            String::new(),
+                        ),
+                    }
+                }
+            }),
+        )
+}

@@ -1,0 +1,176 @@
+//! One bot among several instances, against a real emulator: the instance id in the callback
+//! URL, `/healthz` `/readyz` `/metrics`, 404 for a call held elsewhere, 503 for a new call
+//! while full or draining.
+
+mod common;
+
+use std::time::Duration;
+
+use appmedia_bot::{AnswerMedia, Bot, Event};
+use appmedia_model::{CallState, Identity};
+use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
+use common::*;
+
+/// The seed's PSTN phone.
+const PHONE: &str = "+12345678901";
+
+async fn get(bot: &Bot, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{}{path}", bot.local_addr()))
+        .await
+        .expect("the bot's server answers");
+    (
+        response.status().as_u16(),
+        response.text().await.unwrap_or_default(),
+    )
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("appmedia_bot_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_id_is_in_the_callback_url_and_the_health_endpoints_follow_capacity() {
+    let emulator = emulator(echo_directory()).await;
+    let local = {
+        let probe = bot(&emulator).await;
+        let local = probe.local_addr();
+        probe.shutdown(None).await;
+        local
+    };
+    // The public URL names the instance; the emulator posts to it directly here (no proxy:
+    // the path is the route, the host is the bot's own).
+    let config = bot_config(&emulator)
+        .with_listen(local)
+        .with_callback_url(
+            format!("http://{local}/{{instance}}/callback")
+                .parse()
+                .unwrap(),
+        )
+        .with_instance_id("bot-1")
+        .with_max_calls(1);
+    let bot = Bot::start(config).await.expect("bot starts");
+    assert_eq!(bot.instance_id(), "bot-1");
+    assert_eq!(bot.callback_uri(), format!("http://{local}/bot-1/callback"));
+    assert_eq!(get(&bot, "/healthz").await.0, 200);
+    assert_eq!(get(&bot, "/readyz").await.0, 200);
+    let (_, text) = get(&bot, "/metrics").await;
+    assert_eq!(metric(&text, "ready"), 1);
+
+    let request = PeerToPeerCallBuilder::new(
+        bot.callback_uri(),
+        Identity::new(JOHN),
+        Media::service_hosted(),
+    )
+    .build()
+    .unwrap();
+    let mut call = bot.call(request, Default::default()).await.expect("placed");
+    assert!(call.wait_for_state(CallState::Established, WAIT).await);
+    // Full at one call: not ready, and says so.
+    assert!(!bot.is_ready());
+    assert_eq!(get(&bot, "/readyz").await.0, 503);
+    let (_, text) = get(&bot, "/metrics").await;
+    assert_eq!(metric(&text, "ready"), 0);
+    assert_eq!(metric(&text, "live_calls"), 1);
+    assert!(metric(&text, "notifications_accepted_total") >= 1);
+
+    call.hang_up().await.unwrap();
+    assert!(bot.is_ready());
+    assert_eq!(get(&bot, "/readyz").await.0, 200);
+    bot.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_for_a_call_held_elsewhere_is_404_and_counted() {
+    let emulator = emulator(echo_directory()).await;
+    let here = bot(&emulator).await;
+    let elsewhere = bot(&emulator).await;
+    // A call whose callbackUri is `here`'s, created by someone else (what a misrouting
+    // proxy, or this instance's previous life, looks like from here).
+    let request = PeerToPeerCallBuilder::new(
+        here.callback_uri(),
+        Identity::new(JOHN),
+        Media::service_hosted(),
+    )
+    .build()
+    .unwrap();
+    let created = elsewhere.client().create_call(&request).await.unwrap();
+    let id = created.call_id().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while here.stats().notifications_unknown_call == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = here.stats();
+    assert!(stats.notifications_unknown_call >= 1, "{stats:?}");
+    // Nothing of it was applied here.
+    assert_eq!(stats.live_calls, 0);
+    assert_eq!(stats.orphan_notifications, 0);
+    let (_, text) = get(&here, "/metrics").await;
+    assert!(metric(&text, "notifications_unknown_call_total") >= 1);
+    elsewhere.client().delete_call(&id).await.unwrap();
+    here.shutdown(None).await;
+    elsewhere.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_refuses_new_incoming_calls_with_503_and_takes_them_again_when_free() {
+    let emulator = emulator(echo_directory()).await;
+    let bot = Bot::start(bot_config(&emulator).with_max_calls(1))
+        .await
+        .expect("bot starts");
+    emulator
+        .set_calling_webhook(CALLING_BOT, bot.callback_uri())
+        .unwrap();
+    // The first call fills it.
+    ring(&emulator, PHONE, BOT_NUMBER).await;
+    let mut offered = tokio::time::timeout(WAIT, bot.next_incoming())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut first = offered
+        .answer(AnswerMedia::Service { pre_fetch: vec![] })
+        .await
+        .expect("answered");
+    until(&mut first, |e| {
+        matches!(
+            e,
+            Event::State {
+                to: CallState::Established,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(!bot.is_ready());
+
+    // The second is refused before anything is applied: 503, nothing offered to the code.
+    ring(&emulator, PHONE, BOT_NUMBER).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bot.stats().notifications_busy == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(bot.stats().notifications_busy >= 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bot.next_incoming())
+            .await
+            .is_err(),
+        "a refused call is not offered"
+    );
+    assert_eq!(bot.stats().incoming_received, 1);
+
+    // Free again, it takes the next one.
+    first.hang_up().await.unwrap();
+    assert!(bot.is_ready());
+    ring(&emulator, PHONE, BOT_NUMBER).await;
+    let mut third = tokio::time::timeout(WAIT, bot.next_incoming())
+        .await
+        .expect("offered once free")
+        .unwrap();
+    third
+        .reject(appmedia_model::RejectReason::None)
+        .await
+        .unwrap();
+    bot.shutdown(None).await;
+}
