@@ -14,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let running = common::start("echo_bot").await?;
     tokio::select! {
         served = run(&running.bot) => served?,
-        _ = tokio::signal::ctrl_c() => {}
+        _ = appmedia::bot::terminated() => {}
     }
     running.stop().await;
     Ok(())

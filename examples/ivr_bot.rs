@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ivr = Arc::new(Ivr::default());
     tokio::select! {
         served = run(&running.bot, ivr, None) => served?,
-        _ = tokio::signal::ctrl_c() => {}
+        _ = appmedia::bot::terminated() => {}
     }
     running.stop().await;
     Ok(())

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let running = common::start("recorder_bot").await?;
     tokio::select! {
-        served = run(&running.bot, PathBuf::from("recordings"), None) => served?,
-        _ = tokio::signal::ctrl_c() => {}
+        served = run(&running.bot, None, None) => served?,
+        _ = appmedia::bot::terminated() => {}
     }
     running.stop().await;
     Ok(())
@@ -32,10 +32,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// A recorded call's id and how it ended.
 pub type Recorded = (String, Result<Box<CallEnd>, BotError>);
 
-/// Answers and records every incoming call into `dir`; each call's end goes to `ended`.
+/// Answers and records every incoming call into `dir` (`None`: the bot's
+/// `recordings_dir`, `APPMEDIA_RECORDINGS_DIR`); each call's end goes to `ended`.
 pub async fn run(
     bot: &Bot,
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     ended: Option<mpsc::UnboundedSender<Recorded>>,
 ) -> Result<(), BotError> {
     while let Some(mut incoming) = bot.next_incoming().await {
@@ -51,7 +52,7 @@ pub async fn run(
         let (dir, ended) = (dir.clone(), ended.clone());
         tokio::spawn(async move {
             let id = call.id().to_owned();
-            let end = record(call, &dir).await;
+            let end = record(call, dir.as_deref()).await;
             match &end {
                 Ok(end) => println!("recorder_bot: call {id} ended: {:?}", end.recording),
                 Err(e) => eprintln!("recorder_bot: call {id}: {e}"),
@@ -65,7 +66,10 @@ pub async fn run(
 }
 
 /// Records one call until it ends.
-pub async fn record(mut call: Call, dir: &std::path::Path) -> Result<Box<CallEnd>, BotError> {
+pub async fn record(
+    mut call: Call,
+    dir: Option<&std::path::Path>,
+) -> Result<Box<CallEnd>, BotError> {
     if !call
         .wait_for_state(CallState::Established, Duration::from_secs(15))
         .await
@@ -90,7 +94,7 @@ pub async fn record(mut call: Call, dir: &std::path::Path) -> Result<Box<CallEnd
     }
     call.start_recording(&RecordOptions {
         prefix: "compliance".into(),
-        directory: Some(dir.to_owned()),
+        directory: dir.map(Into::into),
         ..RecordOptions::default()
     })?;
     while let Some(event) = call.next_event().await {

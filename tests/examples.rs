@@ -194,7 +194,7 @@ async fn recorder_bot_writes_the_mix_and_each_speaker_until_the_caller_hangs_up(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let serving = tokio::spawn({
         let (bot, dir) = (bot.clone(), dir.clone());
-        async move { recorder_bot::run(&bot, dir, Some(tx)).await }
+        async move { recorder_bot::run(&bot, Some(dir), Some(tx)).await }
     });
     let call_id = ring(&emulator).await;
     let (id, end) = tokio::time::timeout(WAIT, rx.recv())

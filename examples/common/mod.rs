@@ -20,9 +20,10 @@ pub struct Running {
 }
 
 impl Running {
-    /// Hangs up every call (recordings finished), then stops the emulator.
+    /// Drains the bot (no new calls; its calls may end by themselves until
+    /// `APPMEDIA_DRAIN_SECS`, then are hung up, recordings finished), then stops the emulator.
     pub async fn stop(self) {
-        self.bot.shutdown(None).await;
+        self.bot.drain().await;
         if let Some(emulator) = self.emulator {
             emulator.shutdown().await;
         }
@@ -33,7 +34,12 @@ impl Running {
 pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
     if std::env::var_os(appmedia::bot::config::env::APP_ID).is_some() {
         let bot = Bot::start(BotConfig::from_env()?).await?;
-        println!("{name}: listening for calls at {}", bot.callback_uri());
+        println!(
+            "{name}: instance {} listening on {} for calls at {}",
+            bot.instance_id(),
+            bot.local_addr(),
+            bot.callback_uri()
+        );
         return Ok(Running {
             bot,
             emulator: None,
@@ -52,7 +58,7 @@ pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
         "  ring it:  curl -X POST {}/incoming-calls -H 'content-type: application/json' \\\n             -d '{{\"from\": \"{SEED_PHONE}\", \"to\": \"{BOT_NUMBER}\"}}'",
         emulator.control_url()
     );
-    println!("  Ctrl-C stops it.");
+    println!("  Ctrl-C or SIGTERM drains and stops it.");
     Ok(Running {
         bot,
         emulator: Some(emulator),

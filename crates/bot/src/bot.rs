@@ -83,12 +83,33 @@ pub struct BotStats {
 pub(crate) struct Routes {
     pub(crate) calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
     pending: HashMap<String, (Instant, Vec<CallEvent>)>,
+    /// Incoming offers the admission gate took, until their notification is routed (a slot
+    /// of `max_calls` each, so that two offers at once cannot both take the last one).
+    offered: HashMap<String, Instant>,
 }
+
+/// How long an admitted offer holds its slot if its notification is never routed.
+const OFFER_TTL: Duration = Duration::from_secs(5);
 
 impl Routes {
     /// Whether notifications for `call_id` have somewhere to go here.
     pub(crate) fn knows(&self, call_id: &str) -> bool {
-        self.calls.contains_key(call_id) || self.pending.contains_key(call_id)
+        self.calls.contains_key(call_id)
+            || self.pending.contains_key(call_id)
+            || self.offered.contains_key(call_id)
+    }
+
+    /// Calls held: routed ones and admitted offers (expired offers are forgotten).
+    pub(crate) fn held(&mut self) -> usize {
+        let now = Instant::now();
+        self.offered
+            .retain(|_, since| now.duration_since(*since) < OFFER_TTL);
+        self.calls.len() + self.offered.len()
+    }
+
+    /// Holds a slot for an admitted offer.
+    pub(crate) fn reserve_offer(&mut self, call_id: String) {
+        self.offered.insert(call_id, Instant::now());
     }
 }
 
@@ -264,7 +285,11 @@ impl Bot {
             }
         });
         let serving = inner.receiver.clone();
-        let app = serving.router(&path).merge(crate::instance::router(&inner));
+        let mut app = serving.router(&path).merge(crate::instance::router(&inner));
+        // The application's shared calling webhook, balanced over the instances by a proxy.
+        if let Some(shared) = inner.config.webhook_path().filter(|shared| *shared != path) {
+            app = app.merge(serving.router(&shared));
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async {
@@ -348,6 +373,15 @@ impl Bot {
         self.inner.ready()
     }
 
+    /// Drains the bot: [`shutdown`](Self::shutdown) with [`BotConfig::drain_timeout`] — not
+    /// ready at once, no new calls, the calls it holds may end by themselves until the
+    /// deadline. What an instance does on SIGTERM (see [`terminated`](crate::terminated)).
+    pub async fn drain(self) -> BotStats {
+        let deadline = self.inner.config.drain_timeout;
+        tracing::info!(instance = %self.instance_id(), ?deadline, "draining");
+        self.shutdown(Some(deadline)).await
+    }
+
     /// Stops the bot: takes no new calls (incoming ones are left to expire), then either hangs
     /// every call up at once (`drain = None`) or lets calls end by themselves for up to
     /// `drain` and hangs up the rest. Every recording is finished before this returns; the
@@ -421,6 +455,7 @@ impl BotInner {
                 .incoming_received
                 .fetch_add(1, Ordering::Relaxed);
             if self.shutting_down.load(Ordering::SeqCst) {
+                lock(&self.routes).offered.remove(&call_id);
                 self.counters
                     .incoming_dropped
                     .fetch_add(1, Ordering::Relaxed);
@@ -482,6 +517,7 @@ impl BotInner {
                 let _ = tx.send(event);
             }
         }
+        routes.offered.remove(call_id);
         routes.calls.insert(call_id.to_owned(), tx);
         rx
     }

@@ -130,7 +130,14 @@ pub struct BotConfig {
     /// ready (`/readyz` 503) and refuses new incoming calls with 503 so that a proxy offers
     /// them to another instance. `None`: no limit.
     pub max_calls: Option<usize>,
+    /// How long [`Bot::drain`](crate::Bot::drain) lets the calls of a stopping instance
+    /// finish before it hangs them up (Kubernetes' `terminationGracePeriodSeconds` should be
+    /// a little longer).
+    pub drain_timeout: Duration,
 }
+
+/// Default [`BotConfig::drain_timeout`]: Kubernetes' default grace period, less a margin.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The placeholder [`BotConfig::callback_url`] may hold for the instance id.
 pub const INSTANCE_PLACEHOLDER: &str = "{instance}";
@@ -161,6 +168,7 @@ impl std::fmt::Debug for BotConfig {
             .field("keep_alive_interval", &self.keep_alive_interval)
             .field("instance_id", &self.instance_id)
             .field("max_calls", &self.max_calls)
+            .field("drain_timeout", &self.drain_timeout)
             .finish()
     }
 }
@@ -223,6 +231,8 @@ pub mod env {
     pub const INSTANCE_ID: &str = "APPMEDIA_INSTANCE_ID";
     /// The most calls this instance holds.
     pub const MAX_CALLS: &str = "APPMEDIA_MAX_CALLS";
+    /// Seconds a stopping instance lets its calls finish.
+    pub const DRAIN_SECS: &str = "APPMEDIA_DRAIN_SECS";
 }
 
 impl BotConfig {
@@ -246,6 +256,7 @@ impl BotConfig {
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
             instance_id: host_name(),
             max_calls: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 
@@ -291,6 +302,12 @@ impl BotConfig {
         self
     }
 
+    /// How long a draining instance lets its calls finish (see [`BotConfig::drain_timeout`]).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
     /// The callback URL with `{instance}` replaced: what goes in every call's `callbackUri`.
     pub fn instance_callback_url(&self) -> Option<String> {
         self.callback_url.as_ref().map(|url| {
@@ -298,6 +315,24 @@ impl BotConfig {
                 .replace("%7Binstance%7D", &self.instance_id)
                 .replace(INSTANCE_PLACEHOLDER, &self.instance_id)
         })
+    }
+
+    /// The path of the application's shared calling webhook, when the callback URL names the
+    /// instance in a path segment of its own: the callback path without that segment
+    /// (`https://bot.example.com/{instance}/callback` → `/callback`). The bot serves it beside
+    /// its own path, so a proxy can balance new incoming calls over every ready instance at
+    /// `/callback` and route each call's notifications to its owner at `/{instance}/callback`,
+    /// neither rewriting paths.
+    pub fn webhook_path(&self) -> Option<String> {
+        let url = self.callback_url.as_ref()?;
+        let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
+        let named =
+            |s: &&str| *s == INSTANCE_PLACEHOLDER || s.eq_ignore_ascii_case("%7Binstance%7D");
+        if !segments.iter().any(named) {
+            return None;
+        }
+        let rest: Vec<&str> = segments.into_iter().filter(|s| !named(s)).collect();
+        Some(format!("/{}", rest.join("/")))
     }
 
     /// How often keepAlive is sent.
@@ -512,6 +547,12 @@ impl BotConfig {
         if let Some(v) = get(env::INSTANCE_ID) {
             config.instance_id = v.trim().to_owned();
         }
+        if let Some(v) = get(env::DRAIN_SECS) {
+            let secs: u64 = v
+                .parse()
+                .map_err(|e| invalid("drain_timeout", env::DRAIN_SECS, &v, format!("{e}")))?;
+            config.drain_timeout = Duration::from_secs(secs);
+        }
         if let Some(v) = get(env::MAX_CALLS) {
             config.max_calls = Some(
                 v.parse()
@@ -587,8 +628,9 @@ impl BotConfig {
                 "1 to 63 letters, digits, '-', '_' or '.' (it goes in the callback URL's path)",
             );
         }
+        let own = |path: &str| matches!(path, "/healthz" | "/readyz" | "/metrics");
         if let Some(url) = &self.callback_url
-            && matches!(url.path(), "/healthz" | "/readyz" | "/metrics")
+            && (own(url.path()) || self.webhook_path().as_deref().is_some_and(own))
         {
             return invalid(
                 "callback_url",
@@ -686,6 +728,7 @@ mod tests {
             (env::KEEP_ALIVE_SECS, "600"),
             (env::INSTANCE_ID, "bot-2"),
             (env::MAX_CALLS, "40"),
+            (env::DRAIN_SECS, "3600"),
             (
                 env::CALLBACK_URL,
                 "https://bot.example.com/{instance}/callback",
@@ -699,6 +742,8 @@ mod tests {
         assert_eq!(config.media.workers, 3);
         assert_eq!(config.keep_alive_interval, Duration::from_secs(600));
         assert_eq!(config.max_calls, Some(40));
+        assert_eq!(config.drain_timeout, Duration::from_secs(3600));
+        assert_eq!(config.webhook_path().as_deref(), Some("/callback"));
         assert_eq!(
             config.instance_callback_url().as_deref(),
             Some("https://bot.example.com/bot-2/callback")
@@ -749,6 +794,11 @@ mod tests {
             (env::INSTANCE_ID, "bot/0"),
             (env::MAX_CALLS, "0"),
             (env::MAX_CALLS, "many"),
+            (env::DRAIN_SECS, "-1"),
+            (
+                env::CALLBACK_URL,
+                "https://bot.example.com/{instance}/healthz",
+            ),
             (env::CALLBACK_URL, "http://bot.example.com/callback"),
             (env::GRAPH_URL, "ftp://x"),
         ] {
@@ -759,6 +809,31 @@ mod tests {
                 other => panic!("{var}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_shared_webhook_is_the_callback_path_without_the_instance_segment() {
+        let path = |url: &str| {
+            BotConfig::new("app", "tenant", "secret")
+                .with_callback_url(url.parse().unwrap())
+                .webhook_path()
+        };
+        assert_eq!(
+            path("https://bot.example.com/{instance}/callback").as_deref(),
+            Some("/callback")
+        );
+        assert_eq!(
+            path("https://bot.example.com/api/{instance}/calling").as_deref(),
+            Some("/api/calling")
+        );
+        assert_eq!(
+            path("https://bot.example.com/{instance}").as_deref(),
+            Some("/")
+        );
+        // Not in a segment of its own, or not there: one path only.
+        assert_eq!(path("https://{instance}.bot.example.com/callback"), None);
+        assert_eq!(path("https://bot.example.com/x-{instance}/callback"), None);
+        assert_eq!(path("https://bot.example.com/callback"), None);
     }
 
     #[test]

@@ -80,6 +80,13 @@ pub enum BotError {
     /// The bot is shutting down.
     #[error("the bot is shutting down")]
     ShuttingDown,
+    /// The instance holds [`max_calls`](crate::BotConfig::max_calls) calls already; place the
+    /// call from another instance or later.
+    #[error("this instance holds its maximum of {max_calls} calls")]
+    AtCapacity {
+        /// The configured limit.
+        max_calls: usize,
+    },
 }
 
 impl BotError {

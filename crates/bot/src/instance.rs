@@ -30,7 +30,8 @@ use appmedia_signalling::callback::{Admission, notification_call_id};
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::bot::{BotInner, lock};
+use crate::BotError;
+use crate::bot::{BotInner, Routes, lock};
 
 /// What a busy instance asks the caller to wait before retrying.
 const BUSY_RETRY_AFTER_SECS: u32 = 1;
@@ -38,40 +39,63 @@ const BUSY_RETRY_AFTER_SECS: u32 = 1;
 impl BotInner {
     /// Whether this instance takes new calls: not shutting down, and below `max_calls`.
     pub(crate) fn ready(&self) -> bool {
+        self.ready_with(&mut lock(&self.routes))
+    }
+
+    fn ready_with(&self, routes: &mut Routes) -> bool {
         !self.shutting_down.load(Ordering::SeqCst)
             && self
                 .config
                 .max_calls
-                .is_none_or(|max| self.calls_held() < max)
+                .is_none_or(|max| self.held_with(routes) < max)
     }
 
-    /// Calls this instance holds: live ones, incoming ones offered to the bot's code, and
-    /// creates in flight.
-    pub(crate) fn calls_held(&self) -> usize {
-        lock(&self.routes).calls.len() + self.creates_in_flight.load(Ordering::SeqCst)
+    /// Counts a create in flight, unless the instance holds `max_calls` already (checked
+    /// and counted under the routes' lock, like an incoming offer's admission).
+    pub(crate) fn claim_create(&self) -> Result<(), BotError> {
+        let mut routes = lock(&self.routes);
+        if let Some(max) = self.config.max_calls
+            && self.held_with(&mut routes) >= max
+        {
+            return Err(BotError::AtCapacity { max_calls: max });
+        }
+        self.creates_in_flight.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn held_with(&self, routes: &mut Routes) -> usize {
+        routes.held() + self.creates_in_flight.load(Ordering::SeqCst)
     }
 
     /// The notification gate (see the module's documentation).
     pub(crate) fn admit(&self, batch: &CommsNotifications) -> Admission {
-        let (mut known, mut offers, mut unknown) = (false, false, false);
-        {
-            let routes = lock(&self.routes);
-            for notification in batch.notifications() {
-                match notification_call_id(notification) {
-                    // Not about a call: the receiver counts it; nothing to route.
-                    None => known = true,
-                    Some(id) if routes.knows(&id) => known = true,
-                    Some(_) if is_offer(notification.resource_data.value()) => offers = true,
-                    Some(_) => unknown = true,
-                }
+        let (mut known, mut unknown) = (false, false);
+        let mut offers = Vec::new();
+        // One lock for the look-up, the capacity check and the reservation: two offers at
+        // once cannot both take the last slot.
+        let mut routes = lock(&self.routes);
+        for notification in batch.notifications() {
+            match notification_call_id(notification) {
+                // Not about a call: the receiver counts it; nothing to route.
+                None => known = true,
+                Some(id) if routes.knows(&id) => known = true,
+                Some(id) if is_offer(notification.resource_data.value()) => offers.push(id),
+                Some(_) => unknown = true,
             }
         }
-        if offers && !known && !self.ready() {
-            return Admission::Busy {
-                retry_after_secs: BUSY_RETRY_AFTER_SECS,
-            };
+        if !offers.is_empty() && !known {
+            if !self.ready_with(&mut routes) {
+                return Admission::Busy {
+                    retry_after_secs: BUSY_RETRY_AFTER_SECS,
+                };
+            }
+            for id in offers {
+                routes.reserve_offer(id);
+            }
+            return Admission::Accept;
         }
-        if unknown && !known && !offers && self.creates_in_flight.load(Ordering::SeqCst) == 0 {
+        drop(routes);
+        if unknown && !known && self.creates_in_flight.load(Ordering::SeqCst) == 0 {
             return Admission::UnknownCall;
         }
         Admission::Accept
@@ -245,4 +269,44 @@ pub(crate) fn router(inner: &Arc<BotInner>) -> axum::Router {
                 }
             }),
         )
+}
+
+/// Why a process was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// SIGTERM: Kubernetes, systemd or a supervisor stops the instance — drain it.
+    Terminate,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+}
+
+/// Resolves when the process gets SIGTERM or SIGINT. An instance then calls
+/// [`Bot::drain`](crate::Bot::drain) and exits 0:
+///
+/// ```no_run
+/// # async fn serve(bot: appmedia_bot::Bot) {
+/// let signal = appmedia_bot::terminated().await;
+/// tracing::info!(?signal, "stopping");
+/// bot.drain().await;
+/// # }
+/// ```
+///
+/// Where SIGTERM's handler cannot be installed (not on Unix, or a platform error), only Ctrl-C
+/// is awaited; where neither can, this never resolves and the signals keep their default
+/// action (the process ends).
+pub async fn terminated() -> Termination {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = term.recv() => Termination::Terminate,
+                _ = tokio::signal::ctrl_c() => Termination::Interrupt,
+            };
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    Termination::Interrupt
 }

@@ -56,6 +56,7 @@ pub use call::{Call, CallControl, CallEnd, Event, Hosting, Target, ToneSource};
 pub use config::{BotConfig, ConfigError, INSTANCE_PLACEHOLDER, MediaSettings, Service};
 pub use error::BotError;
 pub use incoming::{ANSWER_DEADLINE, AnswerMedia, Called, IncomingCall};
+pub use instance::{Termination, terminated};
 pub use media::{
     AudioSocket, MAX_SNAPSHOT_STREAMS, MediaOptions, MediaSnapshot, MediaSource, MediaTap,
     RecordOptions,

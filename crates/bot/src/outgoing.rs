@@ -23,6 +23,9 @@ pub(crate) async fn place(
     options: MediaOptions,
 ) -> Result<Call, BotError> {
     inner.check_running()?;
+    // A slot of `max_calls` from here; while the create is in flight its first notifications
+    // may beat the 201: they are held for the call, not answered 404 as a stranger's.
+    let in_flight = InFlight::claim(inner)?;
     request.callback_uri = inner.callback_uri.clone().into();
     let app_hosted = matches!(
         request.media_config.value(),
@@ -46,9 +49,6 @@ pub(crate) async fn place(
     } else {
         None
     };
-    // While the create is in flight its first notifications may beat the 201: they are held
-    // for the call, not answered 404 as a stranger's.
-    let in_flight = InFlight::new(inner);
     let created = inner.client.create_call(&request).await?;
     let call_id = created
         .call_id()
@@ -149,9 +149,10 @@ pub(crate) fn spawn(
 struct InFlight<'a>(&'a BotInner);
 
 impl<'a> InFlight<'a> {
-    fn new(inner: &'a BotInner) -> Self {
-        inner.creates_in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(inner)
+    /// Counts a new create, unless the bot is at [`max_calls`](crate::BotConfig::max_calls).
+    fn claim(inner: &'a BotInner) -> Result<Self, BotError> {
+        inner.claim_create()?;
+        Ok(InFlight(inner))
     }
 }
 
