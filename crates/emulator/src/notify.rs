@@ -2,7 +2,9 @@
 //! callbackUri with `Authorization: Bearer <JWT>` signed by the emulator's notification
 //! issuer (`aud` = the bot's app id, `tid`, `iss` as configured). One delivery task per
 //! call keeps the order; a failing endpoint is retried with bounded exponential backoff
-//! and the call goes on meanwhile.
+//! (or after its `Retry-After`, within the same bound) and the call goes on meanwhile. A bot
+//! that answers 404 or 410 says it holds no such call (an instance that restarted, or a proxy
+//! that sent the notification to the wrong instance): that notification is not retried.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,7 @@ pub struct DeliveryStats {
     delivered: AtomicU64,
     failed_attempts: AtomicU64,
     dropped: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl DeliveryStats {
@@ -56,6 +59,10 @@ impl DeliveryStats {
     /// Notifications given up after `max_attempts`.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+    /// Notifications the bot refused as not its call (404 or 410), not retried.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -132,19 +139,27 @@ impl Notifier {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Err(reason) => {
+                Err(failure) => {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         callback = %destination.callback_uri,
                         attempt,
-                        %reason,
+                        reason = %failure.reason,
                         "notification delivery failed"
                     );
+                    if failure.not_the_bots_call {
+                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    if attempt < self.policy.max_attempts {
+                        let wait = failure
+                            .retry_after
+                            .map_or(backoff, |asked| asked.max(backoff))
+                            .min(self.policy.max_backoff);
+                        tokio::time::sleep(wait).await;
+                        backoff = (backoff * 2).min(self.policy.max_backoff);
+                    }
                 }
-            }
-            if attempt < self.policy.max_attempts {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(self.policy.max_backoff);
             }
         }
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -155,7 +170,7 @@ impl Notifier {
         );
     }
 
-    async fn post_once(&self, destination: &Destination, body: &Value) -> Result<(), String> {
+    async fn post_once(&self, destination: &Destination, body: &Value) -> Result<(), Failure> {
         // A fresh token per attempt: a retry long after the first try must not carry an
         // expired one.
         let claims = CallbackTokenClaims::new(
@@ -164,7 +179,7 @@ impl Notifier {
             destination.tenant_id.clone(),
             Duration::from_secs(3600),
         );
-        let token = self.issuer.sign(&claims).map_err(|e| e.to_string())?;
+        let token = self.issuer.sign(&claims).map_err(Failure::other)?;
         let response = self
             .http
             .post(&destination.callback_uri)
@@ -172,12 +187,40 @@ impl Notifier {
             .json(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::other)?;
         let status = response.status();
         if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
+            return Ok(());
+        }
+        // Seconds only: what the bot SDK and proxies send on 503 and 429.
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs);
+        Err(Failure {
+            reason: format!("HTTP {status}"),
+            retry_after,
+            not_the_bots_call: matches!(status.as_u16(), 404 | 410),
+        })
+    }
+}
+
+/// Why one delivery attempt failed.
+struct Failure {
+    reason: String,
+    retry_after: Option<Duration>,
+    /// 404/410: the bot holds no such call; retrying cannot help.
+    not_the_bots_call: bool,
+}
+
+impl Failure {
+    fn other(e: impl std::fmt::Display) -> Self {
+        Failure {
+            reason: e.to_string(),
+            retry_after: None,
+            not_the_bots_call: false,
         }
     }
 }

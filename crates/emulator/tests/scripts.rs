@@ -130,6 +130,23 @@ async fn established_before_establishing_when_the_fault_is_injected() {
 }
 
 #[tokio::test]
+async fn a_notification_the_bot_answers_404_is_not_retried_and_the_next_ones_still_come() {
+    let h = Harness::start(config()).await;
+    h.received.fail_status.store(404, Ordering::SeqCst);
+    h.received.fail_first.store(1, Ordering::SeqCst);
+    let (status, _, _) = h.post_call(&h.seed_request("example02-request.json")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // `establishing` was refused as not the bot's call: given up at once, the rest delivered.
+    let all = h.received.wait_for(2).await;
+    assert_eq!(describe_all(&all), ["state:established", "roster:2"]);
+    let stats = h.emulator.delivery_stats();
+    assert_eq!(h.received.refused.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.failed_attempts(), 1);
+    assert_eq!(stats.refused(), 1);
+    assert_eq!(stats.dropped(), 0);
+}
+
+#[tokio::test]
 async fn a_failing_callback_endpoint_gets_every_notification_in_order_and_the_call_survives() {
     let h = Harness::start(config()).await;
     h.received.fail_first.store(4, Ordering::SeqCst);

@@ -72,6 +72,8 @@ pub struct Received {
     pub notifications: Arc<Mutex<Vec<Value>>>,
     /// Requests refused on purpose (the endpoint "down") before accepting.
     pub fail_first: Arc<AtomicUsize>,
+    /// The status of those refusals (0: 503).
+    pub fail_status: Arc<std::sync::atomic::AtomicU16>,
     pub refused: Arc<AtomicUsize>,
     /// Requests whose token did not validate.
     pub unauthorized: Arc<AtomicUsize>,
@@ -88,7 +90,8 @@ async fn callback(State(r): State<Receiver>, headers: HeaderMap, body: String) -
     if r.received.fail_first.load(Ordering::SeqCst) > 0 {
         r.received.fail_first.fetch_sub(1, Ordering::SeqCst);
         r.received.refused.fetch_add(1, Ordering::SeqCst);
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return StatusCode::from_u16(r.received.fail_status.load(Ordering::SeqCst))
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     }
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
