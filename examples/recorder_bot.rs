@@ -54,7 +54,14 @@ pub async fn run(
             let id = call.id().to_owned();
             let end = record(call, dir.as_deref()).await;
             match &end {
-                Ok(end) => println!("recorder_bot: call {id} ended: {:?}", end.recording),
+                Ok(end) => println!(
+                    "recorder_bot: call {id} ended ({}): {:?}",
+                    end.result_info
+                        .as_ref()
+                        .and_then(|info| info.message.value().map(String::as_str))
+                        .unwrap_or("no resultInfo"),
+                    end.recording
+                ),
                 Err(e) => eprintln!("recorder_bot: call {id}: {e}"),
             }
             if let Some(tx) = ended {
@@ -97,6 +104,7 @@ pub async fn record(
         directory: dir.map(Into::into),
         ..RecordOptions::default()
     })?;
+    println!("recorder_bot: recording call {}", call.id());
     while let Some(event) = call.next_event().await {
         if let Event::Ended(end) = event {
             return Ok(end);

@@ -32,6 +32,14 @@ impl Running {
 
 /// Starts `name`'s bot.
 pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
+    // Logs on stderr, filtered by RUST_LOG (default: info); stdout is the example's own lines.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
     if std::env::var_os(appmedia::bot::config::env::APP_ID).is_some() {
         let bot = Bot::start(BotConfig::from_env()?).await?;
         println!(

@@ -52,6 +52,8 @@ pub struct BotCounters {
     pub orphan_notifications: AtomicU64,
     pub keep_alives_sent: AtomicU64,
     pub keep_alive_failures: AtomicU64,
+    /// The most calls held at once (offers admitted and creates in flight included).
+    pub calls_held_peak: AtomicU64,
 }
 
 /// A snapshot of [`BotCounters`] plus the notification server's.
@@ -75,6 +77,8 @@ pub struct BotStats {
     pub notifications_busy: u64,
     /// Calls whose driver is running.
     pub live_calls: usize,
+    /// The most calls held at once so far.
+    pub calls_held_peak: u64,
 }
 
 /// Where each notification goes: a known call's driver, the incoming queue, or a short wait
@@ -444,6 +448,7 @@ pub(crate) fn stats_of(inner: &BotInner) -> BotStats {
         notifications_unknown_call: receiver.unknown_call,
         notifications_busy: receiver.busy,
         live_calls: lock(&inner.live).len(),
+        calls_held_peak: get(&c.calls_held_peak),
     }
 }
 

@@ -60,7 +60,16 @@ impl BotInner {
             return Err(BotError::AtCapacity { max_calls: max });
         }
         self.creates_in_flight.fetch_add(1, Ordering::SeqCst);
+        self.note_held(&mut routes);
         Ok(())
+    }
+
+    /// Raises the high-water mark of calls held (called where the count grows).
+    fn note_held(&self, routes: &mut Routes) {
+        let held = self.held_with(routes) as u64;
+        self.counters
+            .calls_held_peak
+            .fetch_max(held, Ordering::Relaxed);
     }
 
     fn held_with(&self, routes: &mut Routes) -> usize {
@@ -92,6 +101,7 @@ impl BotInner {
             for id in offers {
                 routes.reserve_offer(id);
             }
+            self.note_held(&mut routes);
             return Admission::Accept;
         }
         drop(routes);
@@ -122,6 +132,12 @@ impl BotInner {
             "gauge",
             "Calls whose driver runs.",
             stats.live_calls as u64,
+        );
+        metric(
+            "calls_held_peak",
+            "gauge",
+            "The most calls held at once since the start.",
+            stats.calls_held_peak,
         );
         metric(
             "calls_created_total",

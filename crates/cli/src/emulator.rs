@@ -35,6 +35,11 @@ pub struct EmulatorArgs {
     /// Seconds an incoming call rings the bot before it ends unanswered (Graph: 15).
     #[arg(long, default_value_t = 15)]
     incoming_answer_timeout: u64,
+    /// Seconds without an answer to ICE consent checks after which the bot's app-hosted media
+    /// counts as lost and the call ends (410, client media error), as Graph ends the call of
+    /// a bot that died.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    media_timeout_secs: u64,
     /// Fault injection: deliver `established` before `establishing`.
     #[arg(long)]
     established_first: bool,
@@ -87,6 +92,10 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
         incoming_answer_timeout: Duration::from_secs(args.incoming_answer_timeout),
         media_samples_dir: args.media_samples,
         recordings_dir: args.recordings,
+        transport: appmedia_transport::TransportConfig {
+            peer_timeout: Duration::from_secs(args.media_timeout_secs),
+            ..appmedia_transport::TransportConfig::default()
+        },
         ..EmulatorConfig::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::admission::Party;
 use crate::control::{PartyState as ViewPartyState, ViewState};
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
-use crate::media::BOT_SOURCE_ID;
+use crate::media::{BOT_SOURCE_ID, MediaPeer};
 use crate::server::Shared;
 use crate::shapes::{self, MeetingContext, result};
 use crate::softphone::{Joined, SoftphoneCommand};
@@ -145,8 +145,10 @@ pub async fn run_call(
         .collect();
     let mut has_media = false;
     let (mut incoming, mut answer_media) = (false, None);
+    let mut bot_lost = None;
     shared.update_call(&plan.call_id, |record| {
         has_media = record.media.is_some();
+        bot_lost = record.media.as_mut().and_then(MediaPeer::take_bot_lost);
         incoming =
             record.resource.direction.value() == Some(&appmedia_model::CallDirection::Incoming);
         answer_media = has_media
@@ -241,6 +243,22 @@ pub async fn run_call(
             }
             _ = tokio::time::sleep_until(run.actions.next_deadline()) => {
                 run.action_timer(&mut states)
+            }
+            lost = async {
+                match bot_lost.as_mut() {
+                    Some(lost) => lost.await,
+                    None => std::future::pending().await,
+                }
+            }, if bot_lost.is_some() => {
+                bot_lost = None;
+                match lost {
+                    Ok(reason) => {
+                        tracing::info!(call = %run.plan.call_id, %reason, "the bot's media was lost");
+                        Some(result::MEDIA_LOST)
+                    }
+                    // The media left with the call (transfer, hang-up): nothing to do.
+                    Err(_) => None,
+                }
             }
             command = control.recv() => match command {
                 Some(Control::Softphone(command)) => run.softphone(command, &mut states),

@@ -34,7 +34,7 @@ use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
     PartySpec, StreamLayout,
 };
-use appmedia_transport::{Blob, MediaSession, TransportConfig};
+use appmedia_transport::{Blob, EndReason, MediaSession, TransportConfig};
 
 use crate::service_media::MediaTimeline;
 
@@ -119,6 +119,8 @@ pub struct MediaPeer {
     timeline: MediaTimeline,
     speakers: Arc<RecentSpeakers>,
     layout: StreamLayout,
+    /// Resolves when the bot's media is lost (see [`MediaPeer::take_bot_lost`]).
+    bot_lost: Option<tokio::sync::oneshot::Receiver<EndReason>>,
 }
 
 impl std::fmt::Debug for MediaPeer {
@@ -154,6 +156,21 @@ impl MediaPeer {
             ..transport
         };
         let (session, answer) = MediaSession::answer_blob(transport, offer_blob).await?;
+        // The bot's media lost without a goodbye (its process died, its network went): what
+        // the call's driver ends the call for. A session this side closes is not a loss.
+        let (lost_tx, bot_lost) = tokio::sync::oneshot::channel();
+        let end = session.end_watch();
+        tokio::spawn(async move {
+            let reason = end.await;
+            if matches!(
+                reason,
+                EndReason::PeerGone { .. }
+                    | EndReason::ConnectTimeout { .. }
+                    | EndReason::ConnectFailed
+            ) {
+                let _ = lost_tx.send(reason);
+            }
+        });
         // `answer_blob` has verified the blob already; this reads one flag from it.
         let wants_unmixed = Blob::parse(offer_blob, key.as_deref())
             .map(|b| b.receive_unmixed_meeting_audio)
@@ -209,6 +226,7 @@ impl MediaPeer {
                 timeline,
                 speakers,
                 layout,
+                bot_lost: Some(bot_lost),
             },
             answer,
         ))
@@ -261,6 +279,13 @@ impl MediaPeer {
     /// The recording of what the bot sent, when recording.
     pub fn recording(&self) -> Option<&PathBuf> {
         self.recording.as_ref()
+    }
+
+    /// Resolves with why, if the bot's media is lost: ICE and DTLS never completed, or the
+    /// bot stopped answering consent checks for the transport's `peer_timeout`. Graph ends
+    /// such a call (`410`, client media error). Taken once, by the call's driver.
+    pub fn take_bot_lost(&mut self) -> Option<tokio::sync::oneshot::Receiver<EndReason>> {
+        self.bot_lost.take()
     }
 
     /// The bot leaves the call's media (a transfer completed): the conference goes on for the

@@ -28,6 +28,13 @@ pub mod result {
     pub const DECLINED: (i64, i64, &str) = (603, 0, "The call was declined.");
     /// … of a call nobody answered before the ringing timeout.
     pub const NOT_ANSWERED: (i64, i64, &str) = (408, 0, "The call was not answered.");
+    /// … of a call whose app-hosted media with the bot was lost (Graph's client media
+    /// error).
+    pub const MEDIA_LOST: (i64, i64, &str) = (
+        410,
+        301005,
+        "The media connection with the application was lost.",
+    );
 }
 
 /// A `resultInfo` from one of the [`result`] constants.

@@ -8,7 +8,7 @@ use appmedia_emulator::EmulatorConfig;
 use appmedia_model::Identity;
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
 use common::audio::dominant;
-use common::bot::{BotCall, scratch_dir, tone_frame, wait_for_wav};
+use common::bot::{BotCall, WAIT, scratch_dir, tone_frame, wait_for_wav};
 use common::*;
 
 const TONY: &str = "0b8a4e1c-0000-4000-8000-000000000004";
@@ -59,4 +59,53 @@ async fn the_party_is_heard_and_the_bot_is_recorded() {
     );
     assert!(ratio > 10.0, "ratio {ratio:.1}");
     let _ = std::fs::remove_dir_all(&recordings);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_whose_media_never_connects_loses_the_call_with_a_client_media_error() {
+    let mut config = config();
+    config.directory = test_directory("media-party.toml");
+    config.transport.connect_timeout = std::time::Duration::from_millis(1500);
+    let h = Harness::start(config).await;
+    // The bot offers, the service answers, and the bot never takes the answer: no ICE, no
+    // DTLS — what a bot that died right after its create looks like.
+    let session = appmedia_transport::MediaSession::offer(Default::default())
+        .await
+        .unwrap();
+    let request = PeerToPeerCallBuilder::new(
+        h.callback_uri.clone(),
+        Identity::new(TONY).with_display_name("Tony"),
+        Media::app_hosted(session.blob()),
+    )
+    .build()
+    .unwrap();
+    let created = common::bot::graph_client(&h)
+        .create_call(&request)
+        .await
+        .unwrap();
+    let id = created.call_id().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let terminated = loop {
+        let found = h.received.all().into_iter().find(|batch| {
+            describe(batch) == "state:terminated"
+                && batch["value"][0]["resourceUrl"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with(&id))
+        });
+        if let Some(batch) = found {
+            break batch;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no terminated: {:?}",
+            h.received.all().iter().map(describe).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let info = &terminated["value"][0]["resourceData"]["resultInfo"];
+    assert_eq!(
+        (info["code"].as_i64(), info["subcode"].as_i64()),
+        (Some(410), Some(301005))
+    );
+    drop(session);
 }

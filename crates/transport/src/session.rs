@@ -626,14 +626,23 @@ impl MediaSession {
 
     /// Waits until the session ends and returns why.
     pub async fn ended(&self) -> EndReason {
+        self.end_watch().await
+    }
+
+    /// What [`ended`](Self::ended) waits for, as a future that does not borrow the session:
+    /// whoever owns the session can hand it to a task that watches for the peer's loss.
+    /// Dropping the session resolves it with [`EndReason::Closed`].
+    pub fn end_watch(&self) -> impl Future<Output = EndReason> + Send + 'static {
         let mut rx = self.shared.state.subscribe();
-        match rx
-            .wait_for(|s| matches!(s, SessionState::Ended(_)))
-            .await
-            .map(|s| s.clone())
-        {
-            Ok(SessionState::Ended(reason)) => reason,
-            _ => EndReason::Closed,
+        async move {
+            match rx
+                .wait_for(|s| matches!(s, SessionState::Ended(_)))
+                .await
+                .map(|s| s.clone())
+            {
+                Ok(SessionState::Ended(reason)) => reason,
+                _ => EndReason::Closed,
+            }
         }
     }
 

@@ -1,0 +1,620 @@
+//! Many bot instances as one service, with real processes: the emulator (`appmedia emulator`),
+//! three recorder bots (`examples/recorder_bot.rs`, configured by `APPMEDIA_*` variables only)
+//! and HAProxy in front, configured as `deploy/haproxy.cfg` and the Kubernetes ingress are:
+//! `/{instance}/…` to that instance, the application's shared calling webhook `/callback`
+//! balanced over the ready ones (`/readyz`), a 503 retried on another instance.
+//!
+//! * A call rung while no instance is up waits (the emulator retries its offer) and is taken
+//!   once one is.
+//! * 30 calls through the shared webhook spread over the instances; each is answered, recorded
+//!   and ended by exactly one, its owner, which every later notification reaches; an instance
+//!   at its `APPMEDIA_MAX_CALLS` never holds more.
+//! * SIGTERM: the instance turns not ready, takes no new call, lets a call that ends before the
+//!   deadline end, hangs up the rest at the deadline with their recordings finished, exits 0.
+//! * `kill -9`: its calls end (the emulator ends a call whose bot media stopped); the others'
+//!   calls go on; new calls go to the survivors.
+//!
+//! Skipped, with a message, where `haproxy` is not installed (`scripts/setup-debian` installs
+//! it). Every wait is bounded; every process is killed on every path (`Proc`'s `Drop`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use appmedia_testkit::audio::{level_dbfs, read_wav};
+use serde_json::{Value, json};
+
+const BOT: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
+const BOT_NUMBER: &str = "+14255550100";
+/// Says a sentence and hangs up 4 s after the answer.
+const SHORT_CALLER: &str = "+15550001001";
+/// Says a sentence and stays until the bot ends the call.
+const LONG_CALLER: &str = "+15550001002";
+const INSTANCES: [&str; 3] = ["bot-1", "bot-2", "bot-3"];
+/// bot-3's `APPMEDIA_MAX_CALLS`.
+const BOT3_MAX: usize = 4;
+/// bot-2's `APPMEDIA_DRAIN_SECS`.
+const BOT2_DRAIN_SECS: u64 = 5;
+/// The emulator's media timeout (`--media-timeout-secs`).
+const MEDIA_TIMEOUT_SECS: u64 = 3;
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A child process whose stdout lines are collected; killed when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut command: Command) -> Proc {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        // Its log, tagged, on the test's stderr (shown when the test fails).
+        let stderr = child.stderr.take().expect("piped stderr");
+        let tag = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{tag}!] {line}");
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        let tag = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[{tag}] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Proc {
+            name: name.to_owned(),
+            child,
+            lines,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The first line `f` maps to a value, waiting for it at most [`WAIT`].
+    async fn wait_line<T>(&self, what: &str, f: impl Fn(&str) -> Option<T>) -> T {
+        within(what, || self.lines().iter().find_map(|l| f(l))).await
+    }
+
+    /// Sends `signal` to the process.
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill {} {signal}", self.name);
+    }
+
+    /// Its exit status, waiting at most `limit`.
+    async fn exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit in {limit:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics after [`WAIT`].
+async fn within<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `target/debug` (or the profile directory this test runs from).
+fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_owned()
+}
+
+fn binary(relative: &str) -> PathBuf {
+    let path = build_dir().join(relative);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test --workspace`, which builds the \
+         `appmedia` binary and the examples",
+        path.display()
+    );
+    path
+}
+
+/// The built-in directory and two callers of this test.
+fn directory_file(dir: &Path) -> PathBuf {
+    let mut text = include_str!("../crates/emulator/directory.default.toml").to_owned();
+    text.push_str(&format!(
+        r#"
+[[phones]]
+number = "{SHORT_CALLER}"
+behaviour = {{ answer = "answer", hang_up_after_ms = 4000, media = {{ speak = "jane-speech.wav" }} }}
+
+[[phones]]
+number = "{LONG_CALLER}"
+behaviour = {{ answer = "answer", media = {{ speak = "jane-speech.wav" }} }}
+"#
+    ));
+    let path = dir.join("directory.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// HAProxy as the ingress: a path per instance, the webhook balanced over the ready ones.
+fn haproxy_config(proxy: u16, bots: &[(&str, u16)]) -> String {
+    let mut cfg = format!(
+        "global
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  timeout http-request 10s
+frontend graph
+  bind 127.0.0.1:{proxy}
+"
+    );
+    for (id, _) in bots {
+        cfg.push_str(&format!("  use_backend {id} if {{ path_beg /{id}/ }}\n"));
+    }
+    cfg.push_str(
+        "  default_backend webhook
+backend webhook
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  option http-buffer-request
+  retries 3
+  option redispatch 1
+  retry-on conn-failure empty-response 503
+  default-server inter 200ms fall 1 rise 1
+",
+    );
+    for (id, port) in bots {
+        cfg.push_str(&format!("  server {id} 127.0.0.1:{port} check\n"));
+    }
+    for (id, port) in bots {
+        cfg.push_str(&format!("backend {id}\n  server {id} 127.0.0.1:{port}\n"));
+    }
+    cfg
+}
+
+/// What the test drives the emulator with.
+struct Emu {
+    control: String,
+    http: reqwest::Client,
+}
+
+impl Emu {
+    async fn ring(&self, from: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/incoming-calls", self.control))
+            .json(&json!({"from": from, "to": BOT_NUMBER}))
+            .send()
+            .await
+            .expect("control API");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(status.as_u16(), 201, "{body}");
+        body["callId"].as_str().expect("callId").to_owned()
+    }
+
+    async fn view(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/calls/{id}", self.control))
+            .send()
+            .await
+            .expect("control API")
+            .json()
+            .await
+            .expect("JSON")
+    }
+}
+
+/// The call ids a bot's output says it recorded (`recording call {id}`).
+fn recorded(bot: &Proc) -> BTreeSet<String> {
+    bot.lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("recorder_bot: recording call "))
+        .map(|id| id.trim().to_owned())
+        .collect()
+}
+
+/// `call {id} ended ({reason}): …` lines: id → reason.
+fn ended(bot: &Proc) -> BTreeMap<String, String> {
+    bot.lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("recorder_bot: call "))
+        .filter_map(|rest| {
+            let (id, rest) = rest.split_once(" ended (")?;
+            let (reason, _) = rest.split_once("):")?;
+            Some((id.to_owned(), reason.to_owned()))
+        })
+        .collect()
+}
+
+async fn metrics(http: &reqwest::Client, port: u16) -> BTreeMap<String, u64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((
+                name.trim_start_matches("appmedia_bot_").to_owned(),
+                value.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The level of the loudest half second of a call's mix, as recorded by its owner.
+fn mix_level(dir: &Path, call: &str) -> f64 {
+    let (_, samples) = read_wav(&dir.join(format!("compliance-{call}-mixed.wav")));
+    samples
+        .chunks(8000)
+        .map(level_dbfs)
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_behind_haproxy_share_the_calls_drain_on_sigterm_and_survive_a_kill() {
+    if Command::new("haproxy").arg("-v").output().is_err() {
+        eprintln!("skipped: haproxy is not installed (scripts/setup-debian installs it)");
+        return;
+    }
+    appmedia_signalling::install_crypto_provider();
+    let work = std::env::temp_dir().join(format!("appmedia-instances-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let http = reqwest::Client::new();
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media-samples");
+
+    // The emulator.
+    let mut command = Command::new(binary("appmedia"));
+    command
+        .args(["emulator", "--bind", "127.0.0.1:0", "--json"])
+        .arg("--directory")
+        .arg(directory_file(&work))
+        .arg("--media-samples")
+        .arg(&samples)
+        .args(["--media-timeout-secs", &MEDIA_TIMEOUT_SECS.to_string()]);
+    let emulator = Proc::spawn("emulator", command);
+    let ready: Value = emulator
+        .wait_line("the emulator's JSON line", |l| serde_json::from_str(l).ok())
+        .await;
+    let app = ready["applications"]
+        .as_array()
+        .and_then(|apps| apps.iter().find(|a| a["id"] == BOT))
+        .expect("the calling bot's credentials")
+        .clone();
+    let emu = Emu {
+        control: ready["control_url"].as_str().unwrap().to_owned(),
+        http: http.clone(),
+    };
+
+    // The proxy first, with every instance down.
+    let proxy = free_port();
+    let ports: Vec<(&str, u16)> = INSTANCES.iter().map(|id| (*id, free_port())).collect();
+    let cfg = work.join("haproxy.cfg");
+    std::fs::write(&cfg, haproxy_config(proxy, &ports)).unwrap();
+    let mut command = Command::new("haproxy");
+    command.arg("-db").arg("-f").arg(&cfg);
+    let _haproxy = Proc::spawn("haproxy", command);
+    within("HAProxy listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", proxy)).ok()
+    })
+    .await;
+    let response = http
+        .put(format!(
+            "{}/applications/{BOT}/calling-webhook",
+            emu.control
+        ))
+        .json(&json!({"url": format!("http://127.0.0.1:{proxy}/callback")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+
+    // No instance is ready: the offer is refused (503) and retried by the service.
+    let early = emu.ring(SHORT_CALLER).await;
+
+    let mut bots: Vec<Proc> = ports
+        .iter()
+        .map(|(id, port)| {
+            let mut command = Command::new(binary("examples/recorder_bot"));
+            command
+                .env("APPMEDIA_APP_ID", BOT)
+                .env("APPMEDIA_TENANT", app["tenant"].as_str().unwrap())
+                .env(
+                    "APPMEDIA_CLIENT_SECRET",
+                    app["client_secret"].as_str().unwrap(),
+                )
+                .env("APPMEDIA_GRAPH_URL", ready["graph_url"].as_str().unwrap())
+                .env(
+                    "APPMEDIA_NOTIFICATION_ISSUER",
+                    ready["notification_issuer"].as_str().unwrap(),
+                )
+                .env(
+                    "APPMEDIA_CALLBACK_URL",
+                    format!("http://127.0.0.1:{proxy}/{{instance}}/callback"),
+                )
+                .env("APPMEDIA_INSTANCE_ID", id)
+                .env("APPMEDIA_LISTEN", format!("127.0.0.1:{port}"))
+                .env("APPMEDIA_MEDIA_WORKERS", "1")
+                .env("APPMEDIA_RECORDINGS_DIR", work.join(id))
+                .env(
+                    "APPMEDIA_DRAIN_SECS",
+                    match *id {
+                        "bot-2" => BOT2_DRAIN_SECS,
+                        "bot-3" => 1,
+                        _ => 30,
+                    }
+                    .to_string(),
+                )
+                .current_dir(&work);
+            if *id == "bot-3" {
+                command.env("APPMEDIA_MAX_CALLS", BOT3_MAX.to_string());
+            }
+            Proc::spawn(id, command)
+        })
+        .collect();
+    for bot in &bots {
+        bot.wait_line("the bot listening", |l| {
+            l.contains("listening on").then_some(())
+        })
+        .await;
+    }
+    within("the early call taken once an instance is up", || {
+        bots.iter()
+            .any(|b| recorded(b).contains(&early))
+            .then_some(())
+    })
+    .await;
+
+    // 30 calls (the early one included) through the shared webhook.
+    let mut calls = vec![early];
+    // A call every 250 ms: some 16 at once, on two cores running four debug-built processes.
+    for _ in 1..30 {
+        calls.push(emu.ring(SHORT_CALLER).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    within("every call ended and recorded", || {
+        let done: usize = bots.iter().map(|b| ended(b).len()).sum();
+        (done >= calls.len()).then_some(())
+    })
+    .await;
+    let owners: BTreeMap<String, Vec<&str>> = calls
+        .iter()
+        .map(|id| {
+            let owners = bots
+                .iter()
+                .filter(|b| recorded(b).contains(id))
+                .map(|b| b.name.as_str())
+                .collect();
+            (id.clone(), owners)
+        })
+        .collect();
+    for (id, owner) in &owners {
+        assert_eq!(owner.len(), 1, "call {id} recorded by {owner:?}");
+        let bot = bots.iter().find(|b| b.name == owner[0]).unwrap();
+        // Ended as the caller hung up: every notification reached the owner.
+        assert_eq!(
+            ended(bot).get(id).map(String::as_str),
+            Some("The call was ended by the remote party."),
+            "call {id} on {}",
+            owner[0]
+        );
+        let level = mix_level(&work.join(owner[0]), id);
+        assert!(
+            level > -30.0,
+            "call {id}: the caller's speech is in the mix ({level:.1} dBFS)"
+        );
+        for other in INSTANCES.iter().filter(|i| **i != owner[0]) {
+            assert!(
+                !work
+                    .join(other)
+                    .join(format!("compliance-{id}-mixed.wav"))
+                    .exists()
+            );
+        }
+    }
+    let mut answered = 0;
+    for ((id, port), bot) in ports.iter().zip(&bots) {
+        let taken = owners.values().filter(|o| o[0] == *id).count();
+        assert!(taken >= 3, "{id} took {taken} of 30 calls: {owners:?}");
+        let m = metrics(&http, *port).await;
+        assert_eq!(m["notifications_unknown_call_total"], 0, "{id}: {m:?}");
+        assert_eq!(m["orphan_notifications_total"], 0, "{id}: {m:?}");
+        assert_eq!(m["incoming_answered_total"] as usize, taken, "{id}: {m:?}");
+        if *id == "bot-3" {
+            assert!(m["calls_held_peak"] as usize <= BOT3_MAX, "{id}: {m:?}");
+        }
+        answered += taken;
+        assert_eq!(
+            bot.lines()
+                .iter()
+                .filter(|l| l.contains("cannot answer"))
+                .count(),
+            0
+        );
+    }
+    assert_eq!(answered, 30);
+
+    // Long calls on every instance, and a short one each.
+    let mut long = Vec::new();
+    for _ in 0..6 {
+        long.push(emu.ring(LONG_CALLER).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut short = Vec::new();
+    for _ in 0..3 {
+        short.push(emu.ring(SHORT_CALLER).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let owner_of = |bots: &[Proc], id: &str| {
+        bots.iter()
+            .position(|b| recorded(b).contains(id))
+            .map(|i| INSTANCES[i])
+    };
+    within("the long and short calls answered", || {
+        long.iter()
+            .chain(&short)
+            .all(|id| owner_of(&bots, id).is_some())
+            .then_some(())
+    })
+    .await;
+    let on = |bots: &[Proc], instance: &str, ids: &[String]| -> Vec<String> {
+        ids.iter()
+            .filter(|id| owner_of(bots, id) == Some(instance))
+            .cloned()
+            .collect()
+    };
+    let (long_on_2, short_on_2) = (on(&bots, "bot-2", &long), on(&bots, "bot-2", &short));
+    let (long_on_1, long_on_3) = (on(&bots, "bot-1", &long), on(&bots, "bot-3", &long));
+    assert!(
+        !long_on_2.is_empty() && !short_on_2.is_empty() && !long_on_1.is_empty(),
+        "long {long:?} short {short:?}"
+    );
+
+    // SIGTERM bot-2: it drains.
+    let terminated = Instant::now();
+    bots[1].signal(libc::SIGTERM);
+    let readyz = format!("http://127.0.0.1:{}/readyz", ports[1].1);
+    let deadline = Instant::now() + WAIT;
+    while http
+        .get(&readyz)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(503)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "bot-2 never said it was not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut during_drain = Vec::new();
+    for _ in 0..3 {
+        during_drain.push(emu.ring(SHORT_CALLER).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = bots[1]
+        .exit(Duration::from_secs(BOT2_DRAIN_SECS + 30))
+        .await;
+    assert!(status.success(), "bot-2 exits 0 after draining: {status:?}");
+    assert!(
+        terminated.elapsed() >= Duration::from_secs(BOT2_DRAIN_SECS),
+        "bot-2 held long calls: it waited for its deadline"
+    );
+    let ends = ended(&bots[1]);
+    for id in &short_on_2 {
+        assert_eq!(
+            ends.get(id).map(String::as_str),
+            Some("The call was ended by the remote party."),
+            "a call that ends before the deadline is not cut: {id}"
+        );
+    }
+    for id in &long_on_2 {
+        assert_eq!(
+            ends.get(id).map(String::as_str),
+            Some("The call was ended by the application."),
+            "a call past the deadline is hung up: {id}"
+        );
+        // Its recording is finished: a complete WAV with the caller in it.
+        assert!(mix_level(&work.join("bot-2"), id) > -30.0);
+    }
+    within(
+        "the calls rung during the drain taken by the others",
+        || {
+            during_drain
+                .iter()
+                .all(|id| matches!(owner_of(&bots, id), Some("bot-1" | "bot-3")))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // kill -9 bot-1: its calls end once their media stops; bot-3's go on.
+    bots[0].signal(libc::SIGKILL);
+    bots[0].exit(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + WAIT;
+    for id in &long_on_1 {
+        while emu.view(id).await["state"] != "terminated" {
+            assert!(
+                Instant::now() < deadline,
+                "call {id} of the killed instance goes on"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for id in &long_on_3 {
+        assert_eq!(emu.view(id).await["state"], "established", "{id}");
+    }
+    let after_kill = emu.ring(SHORT_CALLER).await;
+    within("a call after the kill taken by the survivor", || {
+        (owner_of(&bots, &after_kill) == Some("bot-3")).then_some(())
+    })
+    .await;
+
+    // Ctrl-C stops bot-3 the same way: its long calls are hung up at its short deadline.
+    bots[2].signal(libc::SIGINT);
+    let status = bots[2].exit(WAIT).await;
+    assert!(status.success(), "{status:?}");
+    for id in &long_on_3 {
+        assert_eq!(emu.view(id).await["state"], "terminated", "{id}");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
