@@ -1,6 +1,6 @@
 //! Many bot instances as one service, with real processes: the emulator (`appmedia emulator`),
 //! three recorder bots (`examples/recorder_bot.rs`, configured by `APPMEDIA_*` variables only)
-//! and HAProxy in front, configured as `deploy/haproxy.cfg` and the Kubernetes ingress are:
+//! and HAProxy in front, with `deploy/haproxy.cfg` (what the Kubernetes ingress also does):
 //! `/{instance}/…` to that instance, the application's shared calling webhook `/callback`
 //! balanced over the ready ones (`/readyz`), a 503 retried on another instance.
 //!
@@ -182,42 +182,25 @@ behaviour = {{ answer = "answer", media = {{ speak = "jane-speech.wav" }} }}
     path
 }
 
-/// HAProxy as the ingress: a path per instance, the webhook balanced over the ready ones.
+/// `deploy/haproxy.cfg` as shipped, listening on `proxy` instead of :443 with TLS, and each
+/// instance's address replaced by its test port.
 fn haproxy_config(proxy: u16, bots: &[(&str, u16)]) -> String {
-    let mut cfg = format!(
-        "global
-  maxconn 2000
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  timeout http-request 10s
-frontend graph
-  bind 127.0.0.1:{proxy}
-"
+    let shipped = include_str!("../deploy/haproxy.cfg");
+    let bind = "  bind :443 ssl crt /etc/haproxy/bot.example.com.pem";
+    assert!(
+        shipped.contains(bind),
+        "deploy/haproxy.cfg's bind line changed"
     );
-    for (id, _) in bots {
-        cfg.push_str(&format!("  use_backend {id} if {{ path_beg /{id}/ }}\n"));
-    }
-    cfg.push_str(
-        "  default_backend webhook
-backend webhook
-  balance roundrobin
-  option httpchk GET /readyz
-  http-check expect status 200
-  option http-buffer-request
-  retries 3
-  option redispatch 1
-  retry-on conn-failure empty-response 503
-  default-server inter 200ms fall 1 rise 1
-",
-    );
-    for (id, port) in bots {
-        cfg.push_str(&format!("  server {id} 127.0.0.1:{port} check\n"));
-    }
-    for (id, port) in bots {
-        cfg.push_str(&format!("backend {id}\n  server {id} 127.0.0.1:{port}\n"));
+    let mut cfg = shipped.replace(bind, &format!("  bind 127.0.0.1:{proxy}"));
+    // The shipped health-check interval, faster: the test is short.
+    cfg = cfg.replace("default-server inter 1s", "default-server inter 200ms");
+    for (i, (id, port)) in bots.iter().enumerate() {
+        let shipped_addr = format!("127.0.0.1:{}", 9441 + i);
+        assert!(
+            cfg.contains(&format!("server {id} {shipped_addr}")),
+            "{id} in deploy/haproxy.cfg"
+        );
+        cfg = cfg.replace(&shipped_addr, &format!("127.0.0.1:{port}"));
     }
     cfg
 }
