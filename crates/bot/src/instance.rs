@@ -212,6 +212,31 @@ impl BotInner {
                 receiver.busy,
             ),
             (
+                "notifications_backpressure_total",
+                "Notification POSTs refused (503) while the bot's event queue was full.",
+                receiver.backpressure,
+            ),
+            (
+                "notifications_other_tenant_total",
+                "Notification POSTs refused (403): a call of another tenant.",
+                receiver.other_tenant,
+            ),
+            (
+                "notifications_timed_out_total",
+                "Notification POSTs whose body did not arrive in time (408).",
+                receiver.timed_out,
+            ),
+            (
+                "notifications_overloaded_total",
+                "Notification POSTs refused (503): too many at once.",
+                receiver.overloaded,
+            ),
+            (
+                "connections_refused_total",
+                "Connections closed at once at the connection cap.",
+                receiver.connections_refused,
+            ),
+            (
                 "orphan_notifications_total",
                 "Notifications whose call never became known.",
                 stats.orphan_notifications,

@@ -26,16 +26,33 @@ use tokio::sync::mpsc;
 use crate::auth::{CallbackAuth, CallbackClaims};
 
 mod registry;
+mod server;
 
-pub use registry::{CallAgent, CallEvent, CallRegistry, notification_call_id};
+pub use registry::{
+    CallAgent, CallEvent, CallRegistry, DEFAULT_IDLE_TTL, DEFAULT_MAX_CALLS, Refusal,
+    notification_call_id,
+};
+pub use server::ServerLimits;
 /// Where events go.
 pub trait CallEventSink: Send + Sync + 'static {
     /// Hands one event over without blocking; gives it back when it could not be delivered
     /// (the receiver counts it as dropped).
     fn deliver(&self, event: CallEvent) -> Result<(), Box<CallEvent>>;
+
+    /// How many events it takes now without refusing, when it can refuse for lack of room
+    /// (`None`: it never refuses while open). A batch whose events do not fit is not applied
+    /// and answered 503, so that Graph sends it again: Graph never resends what was answered
+    /// 202, so an `incoming` or `terminated` dropped after a 202 would be lost for good.
+    fn room(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl CallEventSink for mpsc::Sender<CallEvent> {
+    fn room(&self) -> Option<usize> {
+        Some(if self.is_closed() { 0 } else { self.capacity() })
+    }
+
     fn deliver(&self, event: CallEvent) -> Result<(), Box<CallEvent>> {
         self.try_send(event).map_err(|e| {
             Box::new(match e {
@@ -103,6 +120,19 @@ pub struct ReceiverStats {
     pub unknown_call: u64,
     /// POSTs answered 503 by the gate: new calls this process did not take.
     pub busy: u64,
+    /// POSTs answered 503 because the event sink had no room for their events (nothing
+    /// applied; Graph sends them again).
+    pub backpressure: u64,
+    /// POSTs answered 503 because the registry holds its cap of calls.
+    pub registry_full: u64,
+    /// POSTs answered 403: a call first heard of from another tenant's token.
+    pub other_tenant: u64,
+    /// POSTs answered 408: the body did not arrive within the body timeout.
+    pub timed_out: u64,
+    /// POSTs answered 503 because `max_in_flight` requests were being handled.
+    pub overloaded: u64,
+    /// Connections closed at once: the server held `max_connections` already.
+    pub connections_refused: u64,
 }
 
 #[derive(Default)]
@@ -116,6 +146,12 @@ struct Counters {
     events_dropped: AtomicU64,
     unknown_call: AtomicU64,
     busy: AtomicU64,
+    backpressure: AtomicU64,
+    registry_full: AtomicU64,
+    other_tenant: AtomicU64,
+    timed_out: AtomicU64,
+    overloaded: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 struct ReceiverInner {
@@ -125,6 +161,9 @@ struct ReceiverInner {
     counters: Counters,
     max_body_bytes: usize,
     gate: Option<Gate>,
+    limits: ServerLimits,
+    /// Permits for requests being handled (`limits.max_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The largest notification body [`CallbackReceiver::router`] reads by default. A roster
@@ -212,12 +251,17 @@ impl CallbackReceiver {
                 counters: Counters::default(),
                 max_body_bytes: DEFAULT_MAX_NOTIFICATION_BYTES,
                 gate: None,
+                limits: ServerLimits::default(),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    ServerLimits::default().max_in_flight,
+                )),
             }),
         }
     }
 
-    /// A receiver whose events go to a bounded channel of `capacity` (events that do not
-    /// fit are dropped and counted: the HTTP handler never waits for the bot).
+    /// A receiver whose events go to a bounded channel of `capacity`: the HTTP handler never
+    /// waits for the bot; a batch whose events do not fit is answered 503 and not applied
+    /// (Graph sends it again).
     pub fn with_channel(
         auth: CallbackAuth,
         registry: Arc<CallRegistry>,
@@ -255,6 +299,32 @@ impl CallbackReceiver {
         self
     }
 
+    /// The server's limits (connections, requests at once, header and body timeouts; see
+    /// [`ServerLimits`]). Set them before serving: clones made earlier keep the old ones.
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.limits = limits;
+                inner.in_flight =
+                    Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
+            }
+            None => tracing::warn!("with_limits on a receiver already shared; limits unchanged"),
+        }
+        self
+    }
+
+    /// The server's limits.
+    pub fn limits(&self) -> ServerLimits {
+        self.inner.limits
+    }
+
+    pub(crate) fn count_refused_connection(&self) {
+        self.inner
+            .counters
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The cap on notification bodies.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
@@ -280,6 +350,12 @@ impl CallbackReceiver {
             events_dropped: c.events_dropped.load(Ordering::Relaxed),
             unknown_call: c.unknown_call.load(Ordering::Relaxed),
             busy: c.busy.load(Ordering::Relaxed),
+            backpressure: c.backpressure.load(Ordering::Relaxed),
+            registry_full: c.registry_full.load(Ordering::Relaxed),
+            other_tenant: c.other_tenant.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+            connections_refused: c.connections_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -325,7 +401,7 @@ impl CallbackReceiver {
 
     /// [`serve_until`](Self::serve_until) with a router the caller built from
     /// [`router`](Self::router) and routes of its own (health checks, metrics), under the same
-    /// loopback rule.
+    /// loopback rule and the receiver's [`ServerLimits`].
     pub async fn serve_router_until(
         &self,
         listener: tokio::net::TcpListener,
@@ -340,10 +416,7 @@ impl CallbackReceiver {
         {
             return Err(ServeError::UnauthenticatedOffLoopback { listener: local });
         }
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| ServeError::Io(e.to_string()))
+        server::serve(self, listener, router, shutdown).await
     }
 
     /// Handles one POST: authenticate, parse, apply, deliver. Usable without axum.
@@ -353,13 +426,28 @@ impl CallbackReceiver {
         body: &[u8],
         now: Instant,
     ) -> CallbackResponse {
-        let counters = &self.inner.counters;
-        let claims: Option<CallbackClaims> = match self.inner.auth.check(authorization).await {
-            Ok(claims) => claims,
-            Err(reason) => {
-                counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        match self.authorize(authorization).await {
+            Ok(claims) => self.handle_authorized(claims.as_ref(), body, now),
+            Err(refused) => refused,
+        }
+    }
+
+    /// The token check alone: the claims (`None` when validation is disabled), or the 401.
+    async fn authorize(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<CallbackClaims>, CallbackResponse> {
+        self.inner
+            .auth
+            .check(authorization)
+            .await
+            .map_err(|reason| {
+                self.inner
+                    .counters
+                    .unauthorized
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%reason, "callback refused: bad token");
-                return CallbackResponse {
+                CallbackResponse {
                     status: StatusCode::UNAUTHORIZED,
                     // The reason is logged, not told: a forger learns nothing from it.
                     error: Some(error_body(
@@ -368,9 +456,18 @@ impl CallbackReceiver {
                     )),
                     events: 0,
                     retry_after: None,
-                };
-            }
-        };
+                }
+            })
+    }
+
+    /// Parses, admits, applies and delivers a batch whose token was accepted.
+    fn handle_authorized(
+        &self,
+        claims: Option<&CallbackClaims>,
+        body: &[u8],
+        now: Instant,
+    ) -> CallbackResponse {
+        let counters = &self.inner.counters;
         let notifications: CommsNotifications = match serde_json::from_slice(body) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -395,7 +492,7 @@ impl CallbackReceiver {
         if !notifications.extra.is_empty() || notifications.notifications().is_empty() {
             tracing::debug!(extra = ?notifications.extra.keys().collect::<Vec<_>>(), count = notifications.notifications().len(), "notification batch");
         }
-        if let Some(claims) = &claims {
+        if let Some(claims) = claims {
             tracing::trace!(tenant = %claims.tenant_id, issuer = %claims.issuer, "callback token accepted");
         }
         match self.inner.gate.as_ref().map(|gate| gate(&notifications)) {
@@ -422,13 +519,58 @@ impl CallbackReceiver {
                 };
             }
         }
+        let tenant = claims.map(|c| c.tenant_id.as_str());
+        let sink = &self.inner.sink;
+        let applied = self
+            .inner
+            .registry
+            .apply_atomically(&notifications, tenant, now, |events| {
+                if sink.room().is_some_and(|room| room < events.len()) {
+                    return false;
+                }
+                self.deliver(events);
+                true
+            });
+        let produced = match applied {
+            Ok(produced) => produced,
+            Err(Refusal::NotTaken) => {
+                counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("event sink full: batch not applied, 503 (Graph sends it again)");
+                return CallbackResponse {
+                    retry_after: Some(1),
+                    ..CallbackResponse::refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        "The bot cannot take more events now; send the notification again.",
+                    )
+                };
+            }
+            Err(Refusal::Full { max_calls }) => {
+                counters.registry_full.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(max_calls, "call registry full: batch not applied, 503");
+                return CallbackResponse {
+                    retry_after: Some(5),
+                    ..CallbackResponse::refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        "The bot holds as many calls as it can.",
+                    )
+                };
+            }
+            Err(Refusal::OtherTenant { call_id }) => {
+                counters.other_tenant.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%call_id, ?tenant, "notification for a call of another tenant: 403");
+                return CallbackResponse::refused(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "A call of this notification belongs to another tenant.",
+                );
+            }
+        };
         counters.notifications.fetch_add(
             notifications.notifications().len() as u64,
             Ordering::Relaxed,
         );
-        let events = self.inner.registry.apply(&notifications, now);
-        let produced = events.len();
-        self.deliver(events);
         counters.accepted.fetch_add(1, Ordering::Relaxed);
         CallbackResponse {
             status: StatusCode::ACCEPTED,
@@ -481,13 +623,45 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> CallbackResponse {
+    let counters = &receiver.inner.counters;
+    let Ok(_permit) = receiver.inner.in_flight.clone().try_acquire_owned() else {
+        counters.overloaded.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("callback refused: too many requests at once");
+        return CallbackResponse {
+            retry_after: Some(1),
+            ..CallbackResponse::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Too many notifications at once; send it again.",
+            )
+        };
+    };
+    // The token first: without a valid one, not a byte of the body is read.
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let claims = match receiver.authorize(authorization).await {
+        Ok(claims) => claims,
+        Err(refused) => return refused,
+    };
     // Read at most the cap (axum's own 2 MiB default limit does not apply to a raw Body):
-    // a bigger body is refused without buffering the rest of it.
+    // a bigger body is refused without buffering the rest of it; a slow one times out.
     let cap = receiver.inner.max_body_bytes;
-    let body = match axum::body::to_bytes(body, cap).await {
+    let read = tokio::time::timeout(
+        receiver.inner.limits.body_timeout,
+        axum::body::to_bytes(body, cap),
+    )
+    .await;
+    let Ok(read) = read else {
+        counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("callback refused: body not received in time");
+        return CallbackResponse::refused(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            "The notification body did not arrive in time.",
+        );
+    };
+    let body = match read {
         Ok(bytes) => bytes,
         Err(e) => {
-            let counters = &receiver.inner.counters;
             let error = e.into_inner();
             if !error.is::<http_body_util::LengthLimitError>() {
                 // The connection broke mid-body: nobody is left to read an answer.
@@ -521,8 +695,7 @@ async fn receive(
     {
         tracing::debug!(%content_type, "notification with a non-JSON content type; parsing anyway");
     }
-    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    receiver.handle(authorization, &body, Instant::now()).await
+    receiver.handle_authorized(claims.as_ref(), &body, Instant::now())
 }
 
 /// A Graph-style error body with a fresh request id and the current date.

@@ -557,13 +557,14 @@ async fn every_seed_notification_over_http() {
 }
 
 #[tokio::test]
-async fn a_full_event_channel_drops_and_counts_but_still_answers_202() {
-    let (receiver, _events) = CallbackReceiver::with_channel(
+async fn a_full_event_channel_is_503_and_nothing_is_dropped_or_applied() {
+    let (receiver, mut events) = CallbackReceiver::with_channel(
         CallbackAuth::disabled_for_loopback("127.0.0.1:1".parse().unwrap()).unwrap(),
         Arc::new(CallRegistry::default()),
         1,
     );
     let now = Instant::now();
+    let roster = common::seed("notification-roster.json");
     let a = receiver
         .handle(
             None,
@@ -571,17 +572,24 @@ async fn a_full_event_channel_drops_and_counts_but_still_answers_202() {
             now,
         )
         .await;
-    let b = receiver
-        .handle(
-            None,
-            common::seed("notification-roster.json").as_bytes(),
-            now,
-        )
-        .await;
-    assert_eq!((a.status.as_u16(), b.status.as_u16()), (202, 202));
-    assert_eq!(receiver.stats().events_dropped, 1);
+    let b = receiver.handle(None, roster.as_bytes(), now).await;
+    // Graph does not resend what was answered 202: a batch that cannot be delivered is
+    // refused whole, to be sent again.
+    assert_eq!((a.status.as_u16(), b.status.as_u16()), (202, 503));
+    assert_eq!(b.retry_after, Some(1));
+    assert_eq!(receiver.stats().events_dropped, 0);
     assert_eq!(receiver.stats().events_delivered, 1);
-    // The state is applied even when the bot is not keeping up.
+    assert_eq!(
+        receiver
+            .registry()
+            .with_call(MEETING_CALL, |a| a.roster().len()),
+        Some(0),
+        "the roster is not applied"
+    );
+    // Once the bot has read, the batch sent again is applied.
+    events.recv().await.unwrap();
+    let again = receiver.handle(None, roster.as_bytes(), now).await;
+    assert_eq!(again.status.as_u16(), 202);
     assert_eq!(
         receiver
             .registry()

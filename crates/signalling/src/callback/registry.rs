@@ -144,6 +144,11 @@ pub struct CallAgent {
     roster: Roster,
     sharing: ContentSharing,
     terminated_at: Option<Instant>,
+    /// The tenant whose token first spoke of the call; notifications for it from another
+    /// tenant's token are refused.
+    tenant: Option<String>,
+    /// The last notification about the call.
+    last_seen: Option<Instant>,
     /// `sequenceId`s of the tones already delivered (the last [`RECENT`]).
     recent_tones: VecDeque<i64>,
     /// `(id, status)` of the operation notifications already delivered (the last [`RECENT`]).
@@ -158,6 +163,8 @@ impl CallAgent {
             roster: Roster::new(roster_policy),
             sharing: ContentSharing::new(),
             terminated_at: None,
+            tenant: None,
+            last_seen: None,
             recent_tones: VecDeque::new(),
             recent_operations: VecDeque::new(),
         }
@@ -374,12 +381,34 @@ fn remember<T>(recent: &mut VecDeque<T>, item: T) {
 }
 
 /// Routes notifications to per-call [`CallAgent`]s. Terminated calls are forgotten
-/// `terminated_retention` after they ended.
+/// `terminated_retention` after they ended, calls nothing was heard of for `idle_ttl` too
+/// (a lost `terminated` must not keep an agent forever), and at most `max_calls` are held:
+/// a batch that would create more is refused whole ([`Refusal::Full`]).
 #[derive(Debug)]
 pub struct CallRegistry {
     calls: Mutex<HashMap<String, CallAgent>>,
     roster_policy: RosterPolicy,
     terminated_retention: Duration,
+    idle_ttl: Duration,
+    max_calls: usize,
+}
+
+/// Default [`CallRegistry`] cap: far above what one bot process carries.
+pub const DEFAULT_MAX_CALLS: usize = 10_000;
+/// Default idle time after which a call's agent is forgotten. Graph sends nothing for an
+/// established call whose roster does not change, so this is long; a call heard of again
+/// later gets a fresh agent.
+pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(4 * 3600);
+
+/// Why [`CallRegistry::apply_atomically`] applied nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The batch would make the registry hold more than its cap.
+    Full { max_calls: usize },
+    /// A call of the batch was first heard of from another tenant's token.
+    OtherTenant { call_id: String },
+    /// The commit (the event sink) did not take the batch's events; the calls are as before.
+    NotTaken,
 }
 
 impl Default for CallRegistry {
@@ -394,7 +423,26 @@ impl CallRegistry {
             calls: Mutex::new(HashMap::new()),
             roster_policy,
             terminated_retention,
+            idle_ttl: DEFAULT_IDLE_TTL,
+            max_calls: DEFAULT_MAX_CALLS,
         }
+    }
+
+    /// The cap on calls held and the idle time after which a call is forgotten.
+    pub fn with_limits(mut self, max_calls: usize, idle_ttl: Duration) -> Self {
+        self.max_calls = max_calls.max(1);
+        self.idle_ttl = idle_ttl;
+        self
+    }
+
+    /// Calls held now.
+    pub fn len(&self) -> usize {
+        self.calls().len()
+    }
+
+    /// Whether no call is held.
+    pub fn is_empty(&self) -> bool {
+        self.calls().is_empty()
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallAgent>> {
@@ -403,15 +451,74 @@ impl CallRegistry {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies a whole notification batch, in order.
+    /// Applies a whole notification batch, in order, and returns the events. A batch over
+    /// the cap is not applied (no events).
     pub fn apply(&self, notifications: &CommsNotifications, now: Instant) -> Vec<CallEvent> {
+        let mut out = Vec::new();
+        let _ = self.apply_atomically(notifications, None, now, |events| {
+            out = events;
+            true
+        });
+        out
+    }
+
+    /// Applies a batch as one step: refused whole when it would pass the cap or names a
+    /// call first heard of from another tenant (`tenant` is the token's `tid`); otherwise
+    /// applied, and its events handed to `commit` while the registry is locked. When
+    /// `commit` does not take them (a full event sink), every call of the batch is put back
+    /// as it was, so that the same batch sent again (Graph retries a 503) applies anew
+    /// instead of being taken for a duplicate. Returns the number of events committed.
+    pub fn apply_atomically(
+        &self,
+        notifications: &CommsNotifications,
+        tenant: Option<&str>,
+        now: Instant,
+        commit: impl FnOnce(Vec<CallEvent>) -> bool,
+    ) -> Result<usize, Refusal> {
         let mut calls = self.calls();
-        let retention = self.terminated_retention;
+        let (retention, idle) = (self.terminated_retention, self.idle_ttl);
         calls.retain(|_, agent| {
             agent
                 .terminated_at
                 .is_none_or(|t| now.saturating_duration_since(t) < retention)
+                && agent
+                    .last_seen
+                    .is_none_or(|t| now.saturating_duration_since(t) < idle)
         });
+        let mut touched: Vec<String> = Vec::new();
+        for id in notifications
+            .notifications()
+            .iter()
+            .filter_map(notification_call_id)
+        {
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+        let mut fresh = 0;
+        for id in &touched {
+            match calls.get(id) {
+                None => fresh += 1,
+                Some(agent) => {
+                    if let (Some(theirs), Some(ours)) = (tenant, agent.tenant.as_deref())
+                        && !theirs.eq_ignore_ascii_case(ours)
+                    {
+                        return Err(Refusal::OtherTenant {
+                            call_id: id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if calls.len() + fresh > self.max_calls {
+            return Err(Refusal::Full {
+                max_calls: self.max_calls,
+            });
+        }
+        let before: Vec<(String, Option<CallAgent>)> = touched
+            .iter()
+            .map(|id| (id.clone(), calls.get(id).cloned()))
+            .collect();
         let mut events = Vec::new();
         for notification in notifications.notifications() {
             let Some(call_id) = notification_call_id(notification) else {
@@ -422,12 +529,29 @@ impl CallRegistry {
                 });
                 continue;
             };
-            let agent = calls
-                .entry(call_id.clone())
-                .or_insert_with(|| CallAgent::new(call_id, self.roster_policy.clone()));
+            let agent = calls.entry(call_id.clone()).or_insert_with(|| {
+                let mut agent = CallAgent::new(call_id, self.roster_policy.clone());
+                agent.tenant = tenant.map(str::to_owned);
+                agent
+            });
+            agent.last_seen = Some(now);
             events.extend(agent.apply(notification, now));
         }
-        events
+        let count = events.len();
+        if commit(events) {
+            return Ok(count);
+        }
+        for (id, agent) in before {
+            match agent {
+                Some(agent) => {
+                    calls.insert(id, agent);
+                }
+                None => {
+                    calls.remove(&id);
+                }
+            }
+        }
+        Err(Refusal::NotTaken)
     }
 
     /// Replaces a call's roster with a full one (the answer to `GET …/participants`).
@@ -497,5 +621,46 @@ mod tests {
         assert_eq!(collection_of(&n), None);
         let n = notification(serde_json::json!({"resourceUrl": "/communications/calls/"}));
         assert_eq!(notification_call_id(&n), None);
+    }
+
+    fn batch(call_id: &str) -> CommsNotifications {
+        serde_json::from_value(serde_json::json!({"value": [{
+            "changeType": "updated",
+            "resourceUrl": format!("/communications/calls/{call_id}"),
+            "resourceData": {"@odata.type": "#microsoft.graph.call", "state": "established"}
+        }]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_call_nothing_is_heard_of_for_the_idle_time_is_forgotten() {
+        let registry = CallRegistry::default().with_limits(10, Duration::from_secs(60));
+        let t0 = Instant::now();
+        registry.apply(&batch("a"), t0);
+        registry.apply(&batch("b"), t0 + Duration::from_secs(50));
+        assert_eq!(registry.len(), 2);
+        // `a` was last heard of 61 s ago, `b` 11 s ago: the next batch forgets `a` only.
+        registry.apply(&batch("b"), t0 + Duration::from_secs(61));
+        assert_eq!(registry.call_ids(), ["b"]);
+    }
+
+    #[test]
+    fn a_refused_commit_puts_every_call_back_as_it_was() {
+        let registry = CallRegistry::default();
+        let t0 = Instant::now();
+        let refused = registry.apply_atomically(&batch("a"), None, t0, |events| {
+            assert_eq!(events.len(), 1);
+            false
+        });
+        assert_eq!(refused, Err(Refusal::NotTaken));
+        assert!(registry.is_empty(), "a new call is not kept");
+        // The same batch again is news, not a duplicate.
+        assert_eq!(registry.apply(&batch("a"), t0).len(), 1);
+        let refused = registry.apply_atomically(&batch("a"), None, t0, |_| false);
+        assert_eq!(refused, Err(Refusal::NotTaken));
+        assert!(
+            registry.state_of("a").is_some(),
+            "a known call is kept as it was"
+        );
     }
 }
