@@ -97,6 +97,22 @@ fn calls_and_notifications_check_valid() {
 }
 
 #[test]
+fn a_notification_with_codes_as_strings_checks_valid_and_prints_numbers() {
+    // The shape Microsoft's v1.0 documentation shows: resultInfo codes as strings.
+    let doc = serde_json::json!({"@odata.type": "#microsoft.graph.commsNotifications", "value": [{
+        "changeType": "deleted", "resourceUrl": "/communications/calls/c1",
+        "resourceData": {"@odata.type": "#microsoft.graph.call", "state": "terminated",
+            "resultInfo": {"code": "200", "subcode": "5002", "message": "ended"}}}]});
+    let output = appmedia(&["graph", "check", "-"], Some(doc.to_string().as_bytes()));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let printed = stdout_json(&output);
+    assert_eq!(
+        printed["value"][0]["resourceData"]["resultInfo"]["code"],
+        serde_json::json!(200)
+    );
+}
+
+#[test]
 fn stdin_is_read_with_a_dash() {
     let bytes = std::fs::read(seed("notification-established.json")).unwrap();
     let output = appmedia(&["graph", "check", "-"], Some(&bytes));

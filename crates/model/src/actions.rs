@@ -28,7 +28,11 @@ pub struct AnswerRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub accepted_modalities: Nullable<Vec<Modality>>,
     /// How many participants the bot can handle (policy-based recording).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub participant_capacity: Nullable<i32>,
     /// `incomingCallOptions`.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -94,7 +98,11 @@ pub struct RedirectRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub targets: Nullable<Vec<InvitationParticipantInfo>>,
     /// Ringing timeout in seconds (15 to 90).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub timeout: Nullable<i32>,
     /// Where to post notifications about the redirected call.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -278,13 +286,25 @@ pub struct RecordResponseRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub barge_in_allowed: Nullable<bool>,
     /// Give up when nobody speaks for this long at the start (seconds).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub initial_silence_timeout_in_seconds: Nullable<i32>,
     /// Stop after this much silence once speech started (seconds).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub max_silence_timeout_in_seconds: Nullable<i32>,
     /// Longest recording (seconds).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub max_record_duration_in_seconds: Nullable<i32>,
     /// Play a beep before recording.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -319,7 +339,11 @@ pub struct SendDtmfTonesRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub tones: Nullable<Vec<Tone>>,
     /// Pause between tones, in milliseconds.
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub delay_between_tones_ms: Nullable<i32>,
     /// Echoed in the operation and its notifications (at most 256 characters).
     #[serde(skip_serializing_if = "Nullable::is_absent")]

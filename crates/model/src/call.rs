@@ -78,7 +78,11 @@ pub struct Call {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub termination_reason: Nullable<String>,
     /// Ringing timeout for outgoing peer-to-peer calls (at most 115 s).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub ringing_timeout_in_seconds: Nullable<u32>,
     /// Result of the call (set when it ends).
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -169,10 +173,18 @@ pub struct ResultInfo {
     #[serde(rename = "@odata.type", skip_serializing_if = "Nullable::is_absent")]
     pub odata_type: Nullable<String>,
     /// Result code (HTTP-like, e.g. 200, 410, 500).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub code: Nullable<i64>,
     /// Result sub-code (e.g. 301005 client media error, 9999 media processor shutdown).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub subcode: Nullable<i64>,
     /// Human-readable message.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -205,7 +217,11 @@ pub struct ToneInfo {
     #[serde(rename = "@odata.type", skip_serializing_if = "Nullable::is_absent")]
     pub odata_type: Nullable<String>,
     /// Sequence id of the tone.
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub sequence_id: Nullable<i64>,
     /// The tone.
     #[serde(skip_serializing_if = "Nullable::is_absent")]

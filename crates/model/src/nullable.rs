@@ -120,6 +120,35 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nullable<T> {
     }
 }
 
+/// `deserialize_with` for a numeric property Graph may send as a number or as a string of
+/// digits: Microsoft's v1.0 documentation itself shows `"resultInfo": {"code": "200"}` in
+/// notifications. Either form is accepted (`null` stays `Null`); serializing always writes a
+/// number. A string that is not a whole number in range is an error naming it.
+pub fn lenient_number<'de, D, T>(deserializer: D) -> Result<Nullable<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Int(i64),
+        Text(String),
+    }
+    let Some(wire) = Option::<Wire>::deserialize(deserializer)? else {
+        return Ok(Nullable::Null);
+    };
+    let n = match wire {
+        Wire::Int(n) => n,
+        Wire::Text(text) => text.trim().parse::<i64>().map_err(|_| {
+            serde::de::Error::custom(format!("expected a number, found the string {text:?}"))
+        })?,
+    };
+    T::try_from(n)
+        .map(Nullable::Value)
+        .map_err(|_| serde::de::Error::custom(format!("the number {n} is out of range")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +159,43 @@ mod tests {
     struct Probe {
         #[serde(skip_serializing_if = "Nullable::is_absent")]
         a: Nullable<u32>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Loose {
+        #[serde(
+            skip_serializing_if = "Nullable::is_absent",
+            deserialize_with = "lenient_number"
+        )]
+        a: Nullable<u32>,
+    }
+
+    #[test]
+    fn a_lenient_number_takes_numbers_and_numeric_strings_and_writes_numbers() {
+        for (doc, expected) in [
+            (json!({}), Nullable::Absent),
+            (json!({"a": null}), Nullable::Null),
+            (json!({"a": 7}), Nullable::Value(7)),
+            (json!({"a": "7"}), Nullable::Value(7)),
+            (json!({"a": " 200 "}), Nullable::Value(200)),
+        ] {
+            let probe: Loose = serde_json::from_value(doc.clone()).unwrap();
+            assert_eq!(probe.a, expected, "{doc}");
+        }
+        let probe: Loose = serde_json::from_value(json!({"a": "7"})).unwrap();
+        assert_eq!(serde_json::to_value(&probe).unwrap(), json!({"a": 7}));
+        for bad in [
+            json!({"a": "seven"}),
+            json!({"a": -1}),
+            json!({"a": "1e3"}),
+            json!({"a": true}),
+        ] {
+            assert!(
+                serde_json::from_value::<Loose>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -35,7 +35,11 @@ pub struct Participant {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub removed_state: Nullable<RemovedState>,
     /// Sequence number of the roster that last changed this participant (delta rosters).
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub roster_sequence_number: Nullable<i64>,
     /// Properties this model does not name (recordingInfo, restrictedExperience, ...), kept.
     #[serde(flatten)]
@@ -103,7 +107,11 @@ pub struct DeltaParticipants {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub participants: Nullable<Vec<Participant>>,
     /// Order of this delta among the call's deltas.
-    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    #[serde(
+        default,
+        skip_serializing_if = "Nullable::is_absent",
+        deserialize_with = "crate::nullable::lenient_number"
+    )]
     pub sequence_number: Nullable<i64>,
     /// Properties this model does not name, kept for the round trip.
     #[serde(flatten)]

@@ -210,6 +210,47 @@ fn a_late_terminating_still_gives_the_reason() {
     assert_eq!(subcode, Some(Nullable::Value(9999)));
 }
 
+#[tokio::test]
+async fn a_terminated_notification_with_the_codes_as_strings_is_applied() {
+    // As Microsoft's v1.0 documentation shows it: `"code": "200"`, strings.
+    let body = json!({"@odata.type": "#microsoft.graph.commsNotifications", "value": [{
+        "@odata.type": "#microsoft.graph.commsNotification",
+        "changeType": "deleted",
+        "resourceUrl": "/communications/calls/c1",
+        "resourceData": {"@odata.type": "#microsoft.graph.call", "state": "terminated",
+            "resultInfo": {"@odata.type": "#microsoft.graph.resultInfo",
+                "code": "200", "subcode": "5002", "message": "The call was ended."}}}]});
+    let (receiver, mut events) = CallbackReceiver::with_channel(
+        CallbackAuth::disabled_for_loopback("127.0.0.1:1".parse().unwrap()).unwrap(),
+        Arc::new(CallRegistry::default()),
+        8,
+    );
+    let response = receiver
+        .handle(None, body.to_string().as_bytes(), Instant::now())
+        .await;
+    assert_eq!(response.status.as_u16(), 202, "{:?}", response.error);
+    match events.recv().await.unwrap() {
+        CallEvent::StateChanged {
+            to, result_info, ..
+        } => {
+            assert_eq!(to, CallState::Terminated);
+            let result = result_info.expect("resultInfo");
+            assert_eq!(
+                (result.code, result.subcode),
+                (Nullable::Value(200), Nullable::Value(5002))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Written back in the canonical form: numbers.
+    let parsed = batch(&body.to_string());
+    let written = serde_json::to_value(&parsed).unwrap();
+    assert_eq!(
+        written["value"][0]["resourceData"]["resultInfo"]["code"],
+        json!(200)
+    );
+}
+
 #[test]
 fn an_incoming_call_is_announced() {
     let registry = CallRegistry::default();
