@@ -57,14 +57,6 @@ pub struct EmulatorArgs {
 
 /// Runs the subcommand.
 pub fn run(args: EmulatorArgs) -> ExitCode {
-    // RUST_LOG overrides; by default the service logs calls and refusals.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     if args.print_directory {
         print!("{}", appmedia_emulator::directory::SEED_DIRECTORY_TOML);
         return ExitCode::SUCCESS;

@@ -50,8 +50,26 @@ enum Command {
     Loadtest(loadtest::LoadtestArgs),
 }
 
+/// Logs to stderr for every command, filtered by `RUST_LOG` (default: `info` for the
+/// emulator, a service; `warn` for the rest, whose output is their own). webrtc's `log`
+/// records arrive through the same subscriber.
+fn init_logs(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logs(match cli.command {
+        Command::Emulator(_) => "info",
+        _ => "warn",
+    });
+    match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Emulator(args) => emulator::run(args),
         Command::Graph(args) => graph::run(args),
