@@ -112,6 +112,8 @@ pub(crate) fn spawn(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
     let audio = media.as_mut().and_then(|m| m.socket.take());
+    // Every log line of the call's driver carries its call id and instance.
+    let span = tracing::info_span!("call", id = %call_id, instance = %inner.config.instance_id);
     let shared = Arc::new(CallShared {
         id: call_id,
         bot: inner.clone(),
@@ -141,7 +143,7 @@ pub(crate) fn spawn(
         offer_blob: answer_offer,
         media,
     };
-    tokio::spawn(driver.run());
+    tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
     Call::new(control, events_rx, audio)
 }
 
