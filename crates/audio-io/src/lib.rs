@@ -1,5 +1,5 @@
 //! Local audio for appmedia calls: record a call to WAV files, play WAV prompts into a call, and
-//! connect a microphone and speakers through cpal.
+//! connect a microphone and speakers through cpal (feature `devices`).
 //!
 //! Everything here talks to the call in plain 20 ms frames — mono `f32` at 48 kHz (the media
 //! core's format, 960 samples) or mono `i16` at 16 kHz (the bot's, 320 samples) — so it works with
@@ -40,6 +40,7 @@
 //! files and devices, [`record::CallRecorder::finish`], [`playback::PromptQueue::play_streamed`]
 //! — runs on a control thread and may block.
 
+#[cfg(feature = "devices")]
 pub mod device;
 pub mod frame;
 mod ogg_opus;
