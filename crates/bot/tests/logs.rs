@@ -52,7 +52,8 @@ async fn a_calls_log_lines_name_the_call_and_the_instance() {
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let tagged = format!("call{{id={id} instance=bot-9}}");
     assert!(
-        text.lines().any(|l| l.contains(&tagged) && l.contains("call ended")),
+        text.lines()
+            .any(|l| l.contains(&tagged) && l.contains("call ended")),
         "no line with {tagged} and the end:\n{text}"
     );
 }
