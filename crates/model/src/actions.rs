@@ -28,11 +28,7 @@ pub struct AnswerRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub accepted_modalities: Nullable<Vec<Modality>>,
     /// How many participants the bot can handle (policy-based recording).
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub participant_capacity: Nullable<i32>,
     /// `incomingCallOptions`.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -98,11 +94,7 @@ pub struct RedirectRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub targets: Nullable<Vec<InvitationParticipantInfo>>,
     /// Ringing timeout in seconds (15 to 90).
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub timeout: Nullable<i32>,
     /// Where to post notifications about the redirected call.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -286,25 +278,13 @@ pub struct RecordResponseRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub barge_in_allowed: Nullable<bool>,
     /// Give up when nobody speaks for this long at the start (seconds).
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub initial_silence_timeout_in_seconds: Nullable<i32>,
     /// Stop after this much silence once speech started (seconds).
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub max_silence_timeout_in_seconds: Nullable<i32>,
     /// Longest recording (seconds).
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub max_record_duration_in_seconds: Nullable<i32>,
     /// Play a beep before recording.
     #[serde(skip_serializing_if = "Nullable::is_absent")]
@@ -339,11 +319,7 @@ pub struct SendDtmfTonesRequest {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub tones: Nullable<Vec<Tone>>,
     /// Pause between tones, in milliseconds.
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub delay_between_tones_ms: Nullable<i32>,
     /// Echoed in the operation and its notifications (at most 256 characters).
     #[serde(skip_serializing_if = "Nullable::is_absent")]

@@ -78,11 +78,7 @@ pub struct Call {
     #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub termination_reason: Nullable<String>,
     /// Ringing timeout for outgoing peer-to-peer calls (at most 115 s).
-    #[serde(
-        default,
-        skip_serializing_if = "Nullable::is_absent",
-        deserialize_with = "crate::nullable::lenient_number"
-    )]
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
     pub ringing_timeout_in_seconds: Nullable<u32>,
     /// Result of the call (set when it ends).
     #[serde(skip_serializing_if = "Nullable::is_absent")]
