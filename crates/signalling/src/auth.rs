@@ -459,7 +459,8 @@ pub struct CallbackAuthConfig {
     /// Clock skew tolerated on `exp`/`nbf`.
     pub leeway: Duration,
     /// A token signed with an unknown `kid` triggers a refetch of the keys, at most this often
-    /// (a flood of forged tokens must not turn into a flood of fetches).
+    /// (a flood of forged tokens must not turn into a flood of fetches, and a key Microsoft
+    /// rotated in is picked up within this time).
     pub refetch_min_interval: Duration,
     /// Keys are refetched when older than this, even when every `kid` is known.
     pub keys_max_age: Duration,
@@ -472,7 +473,7 @@ pub struct CallbackAuthConfig {
 
 impl CallbackAuthConfig {
     /// The defaults Graph needs: Bot Framework and Graph issuers, the published key document,
-    /// five minutes between unknown-`kid` refetches, keys refreshed daily.
+    /// 30 s between unknown-`kid` refetches, keys refreshed daily.
     pub fn new(app_id: impl Into<String>, tenants: TenantPolicy) -> Self {
         Self {
             app_id: app_id.into(),
@@ -484,7 +485,10 @@ impl CallbackAuthConfig {
             openid_configuration_url: Url::parse(DEFAULT_OPENID_CONFIGURATION_URL)
                 .expect("constant URL parses"),
             leeway: Duration::from_secs(60),
-            refetch_min_interval: Duration::from_secs(300),
+            // Microsoft.IdentityModel's ConfigurationManager refreshes at most every 5 min on
+            // demand; 30 s keeps a forged-kid flood to two fetches a minute while a rotated
+            // key is found within a notification retry or two, not minutes later.
+            refetch_min_interval: Duration::from_secs(30),
             keys_max_age: Duration::from_secs(24 * 3600),
             retry_after_failure: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(10),
@@ -548,7 +552,11 @@ struct KeyCache {
 pub struct CallbackTokenValidator {
     config: CallbackAuthConfig,
     http: reqwest::Client,
-    cache: tokio::sync::Mutex<KeyCache>,
+    /// Read and written without awaiting anything while it is held: a fetch in progress
+    /// never delays a token whose key is known.
+    cache: std::sync::Mutex<KeyCache>,
+    /// One fetch at a time; tokens with an unknown key wait for it, the others do not.
+    refresh: tokio::sync::Mutex<()>,
     fetches: AtomicUsize,
 }
 
@@ -566,12 +574,13 @@ impl CallbackTokenValidator {
         Ok(Self {
             config,
             http,
-            cache: tokio::sync::Mutex::new(KeyCache {
+            cache: std::sync::Mutex::new(KeyCache {
                 keys: HashMap::new(),
                 fetched_at: None,
                 attempted_at: None,
                 last_error: None,
             }),
+            refresh: tokio::sync::Mutex::new(()),
             fetches: AtomicUsize::new(0),
         })
     }
@@ -689,44 +698,43 @@ impl CallbackTokenValidator {
         })
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key `kid` names. A known key is answered at once, from the cache, even while a
+    /// fetch is in flight. An unknown one (or keys past their age) starts a fetch — one at a
+    /// time, rate-limited whatever triggered it: a flood of forged kids or an outage of the
+    /// key endpoint must not turn into a flood of fetches; after a failure the retry comes
+    /// sooner. Tokens with an unknown key wait for the fetch in flight, not for a new one.
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, CallbackAuthError> {
-        let mut cache = self.cache.lock().await;
-        let now = Instant::now();
-        let fresh = cache
-            .fetched_at
-            .is_some_and(|t| now.duration_since(t) < self.config.keys_max_age);
-        if fresh && let Some(key) = cache.keys.get(kid) {
+        let known = {
+            let cache = self.cache();
+            let fresh = cache
+                .fetched_at
+                .is_some_and(|t| t.elapsed() < self.config.keys_max_age);
+            match cache.keys.get(kid) {
+                Some(key) if fresh => return Ok(key.clone()),
+                other => other.cloned(),
+            }
+        };
+        if let Some(stale) = &known {
+            // Keys past their age: one request refreshes them; while it does, the known key
+            // still serves.
+            let Ok(_refreshing) = self.refresh.try_lock() else {
+                return Ok(stale.clone());
+            };
+            self.fetch_if_allowed().await;
+            return Ok(self.cache().keys.get(kid).cloned().unwrap_or(stale.clone()));
+        }
+        // Unknown: wait for a fetch in flight, then fetch ourselves if still unknown and
+        // allowed.
+        let _refreshing = self.refresh.lock().await;
+        if let Some(key) = self.cache().keys.get(kid) {
             return Ok(key.clone());
         }
-        // Every fetch, whatever triggered it (first use, unknown kid, keys past their age),
-        // is rate-limited: a flood of forged kids or an outage of the key endpoint must not
-        // turn into a flood of fetches. After a failure, the retry comes sooner.
-        let gap = if cache.last_error.is_some() {
-            self.config.retry_after_failure
-        } else {
-            self.config.refetch_min_interval
-        };
-        let may_fetch = cache
-            .attempted_at
-            .is_none_or(|t| now.duration_since(t) >= gap);
-        if may_fetch {
-            cache.attempted_at = Some(now);
-            self.fetches.fetch_add(1, Ordering::Relaxed);
-            match self.fetch_keys().await {
-                Ok(keys) => {
-                    tracing::debug!(count = keys.len(), "fetched callback signing keys");
-                    cache.keys = keys;
-                    cache.fetched_at = Some(now);
-                    cache.last_error = None;
-                }
-                Err(e) => {
-                    // Keep serving the keys we had: an outage of the key endpoint must not
-                    // reject every notification signed with a key we already know.
-                    tracing::warn!(error = %e, "fetching callback signing keys failed");
-                    cache.last_error = Some(e);
-                }
-            }
-        }
+        self.fetch_if_allowed().await;
+        let cache = self.cache();
         match cache.keys.get(kid) {
             Some(key) => Ok(key.clone()),
             None => match (&cache.last_error, cache.keys.is_empty()) {
@@ -735,6 +743,39 @@ impl CallbackTokenValidator {
                     kid: kid.to_owned(),
                 }),
             },
+        }
+    }
+
+    /// Fetches the keys unless the last attempt was too recent. Called with `refresh` held.
+    async fn fetch_if_allowed(&self) {
+        {
+            let mut cache = self.cache();
+            let gap = if cache.last_error.is_some() {
+                self.config.retry_after_failure
+            } else {
+                self.config.refetch_min_interval
+            };
+            if cache.attempted_at.is_some_and(|t| t.elapsed() < gap) {
+                return;
+            }
+            cache.attempted_at = Some(Instant::now());
+        }
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.fetch_keys().await;
+        let mut cache = self.cache();
+        match fetched {
+            Ok(keys) => {
+                tracing::debug!(count = keys.len(), "fetched callback signing keys");
+                cache.keys = keys;
+                cache.fetched_at = Some(Instant::now());
+                cache.last_error = None;
+            }
+            Err(e) => {
+                // Keep serving the keys we had: an outage of the key endpoint must not
+                // reject every notification signed with a key we already know.
+                tracing::warn!(error = %e, "fetching callback signing keys failed");
+                cache.last_error = Some(e);
+            }
         }
     }
 

@@ -575,3 +575,134 @@ async fn a_gate_answers_404_for_calls_not_here_and_503_for_calls_not_taken() {
         Some(CallEvent::StateChanged { .. })
     ));
 }
+
+/// An OpenID document and a JWKS whose answer can be held back, counting the JWKS requests.
+struct HeldKeys {
+    keys: PublishedKeys,
+    hold: Arc<tokio::sync::watch::Sender<bool>>,
+    jwks_requests: Arc<std::sync::atomic::AtomicUsize>,
+    url: Url,
+}
+
+async fn held_keys() -> HeldKeys {
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let keys = PublishedKeys::new();
+    keys.publish(&common::signing_issuer("key-1"));
+    let (hold, _) = tokio::sync::watch::channel(false);
+    let hold = Arc::new(hold);
+    let jwks_requests = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new()
+        .route(
+            OPENID_CONFIGURATION_PATH,
+            get(move || async move {
+                axum::Json(PublishedKeys::openid_configuration(
+                    ISSUER,
+                    &format!("http://{addr}/jwks"),
+                ))
+            }),
+        )
+        .route(
+            "/jwks",
+            get({
+                let (keys, hold, requests) = (keys.clone(), hold.clone(), jwks_requests.clone());
+                move || {
+                    let (keys, mut held, requests) =
+                        (keys.clone(), hold.subscribe(), requests.clone());
+                    async move {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let _ = held.wait_for(|h| !*h).await;
+                        axum::Json(keys.jwks())
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    HeldKeys {
+        keys,
+        hold,
+        jwks_requests,
+        url: Url::parse(&format!("http://{addr}{OPENID_CONFIGURATION_PATH}")).unwrap(),
+    }
+}
+
+fn validator_for(
+    url: &Url,
+    configure: impl FnOnce(&mut CallbackAuthConfig),
+) -> Arc<CallbackTokenValidator> {
+    let mut config = CallbackAuthConfig::new(APP_ID, TenantPolicy::Only(vec![TENANT.to_owned()]));
+    config.openid_configuration_url = url.clone();
+    config.fetch_timeout = Duration::from_secs(30);
+    configure(&mut config);
+    Arc::new(CallbackTokenValidator::new(config).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_key_fetch_never_delays_a_token_whose_key_is_known() {
+    let held = held_keys().await;
+    let validator = validator_for(&held.url, |c| c.refetch_min_interval = Duration::ZERO);
+    let valid = common::signing_issuer("key-1").sign(&claims()).unwrap();
+    validator.validate(&valid).await.expect("key-1 fetched");
+    // A made-up kid starts a fetch the key endpoint does not answer.
+    held.hold.send_replace(true);
+    let forged = common::forged_issuer("made-up").sign(&claims()).unwrap();
+    let stalled = tokio::spawn({
+        let validator = validator.clone();
+        async move { validator.validate(&forged).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while held.jwks_requests.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refetch never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While it hangs, a token signed with the known key validates.
+    let claims = tokio::time::timeout(Duration::from_secs(10), validator.validate(&valid))
+        .await
+        .expect("not held behind the fetch in flight");
+    assert!(claims.is_ok());
+    assert!(!stalled.is_finished(), "the fetch was still hanging");
+    held.hold.send_replace(false);
+    assert!(matches!(
+        stalled.await.unwrap(),
+        Err(CallbackAuthError::UnknownKey { .. })
+    ));
+    drop(held.keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_waiting_for_keys_share_one_fetch_and_a_flood_of_made_up_kids_adds_none() {
+    let held = held_keys().await;
+    let validator = validator_for(&held.url, |c| {
+        c.refetch_min_interval = Duration::from_secs(3600)
+    });
+    held.hold.send_replace(true);
+    let valid = common::signing_issuer("key-1").sign(&claims()).unwrap();
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let (validator, token) = (validator.clone(), valid.clone());
+            tokio::spawn(async move { validator.validate(&token).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.hold.send_replace(false);
+    for task in waiting {
+        assert!(task.await.unwrap().is_ok());
+    }
+    assert_eq!(validator.key_fetch_count(), 1, "one fetch for all twenty");
+    for i in 0..50 {
+        let token = common::forged_issuer(&format!("flood-{i}"))
+            .sign(&claims())
+            .unwrap();
+        assert!(validator.validate(&token).await.is_err());
+    }
+    assert_eq!(validator.key_fetch_count(), 1, "the flood is rate-limited");
+    assert_eq!(
+        held.jwks_requests.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
