@@ -41,8 +41,13 @@ pub enum Service {
 }
 
 impl Service {
-    /// A Graph-compatible endpoint at `graph_url` that also issues tokens and publishes its
-    /// notification keys at its origin, as `appmedia emulator` does.
+    /// The service at `graph_url`: Microsoft Graph itself when it is one of Microsoft's Graph
+    /// hosts (`https://graph.microsoft.com/v1.0`, or a national cloud's) — tokens then come
+    /// from that cloud's login host and notification keys from the Bot Framework, never from
+    /// the Graph host — else a Graph-compatible endpoint that also issues tokens and
+    /// publishes its notification keys at its origin, as `appmedia emulator` does. Plain
+    /// `http` is taken for loopback addresses only: the client secret and the tokens must not
+    /// cross a network in clear.
     pub fn at(graph_url: &str) -> Result<Service, ConfigError> {
         let invalid = |reason: String| ConfigError::Invalid {
             field: "service.graph_url",
@@ -54,6 +59,26 @@ impl Service {
         let origin = graph.origin().ascii_serialization();
         if origin == "null" || !matches!(graph.scheme(), "http" | "https") {
             return Err(invalid("not an http(s) URL".into()));
+        }
+        let microsoft = [
+            NationalCloud::Global,
+            NationalCloud::UsGovL4,
+            NationalCloud::UsGovL5Dod,
+            NationalCloud::China,
+        ]
+        .into_iter()
+        .find(|cloud| graph.host_str() == Some(cloud.graph_host()));
+        if let Some(cloud) = microsoft {
+            let host = cloud.graph_host();
+            if graph.scheme() != "https" || !matches!(graph.path(), "/" | "/v1.0" | "/v1.0/") {
+                return Err(invalid(format!(
+                    "Microsoft Graph's calling API is https://{host}/v1.0"
+                )));
+            }
+            return Ok(Service::Graph(cloud));
+        }
+        if !secure_or_loopback(&graph) {
+            return Err(invalid(INSECURE.into()));
         }
         let origin_url = |path: &str| Url::parse(&format!("{origin}{path}"));
         Ok(Service::Custom {
@@ -67,10 +92,44 @@ impl Service {
         })
     }
 
+    /// The service's URLs that are not `https` and not on loopback, with their field names.
+    fn insecure_urls(&self) -> Vec<(&'static str, &Url)> {
+        match self {
+            Service::Graph(_) => Vec::new(),
+            Service::Custom {
+                graph_url,
+                authority_url,
+                notification_openid_url,
+                ..
+            } => [
+                ("service.graph_url", graph_url),
+                ("service.authority_url", authority_url),
+                ("service.notification_openid_url", notification_openid_url),
+            ]
+            .into_iter()
+            .filter(|(_, url)| !secure_or_loopback(url))
+            .collect(),
+        }
+    }
+
     /// True for Microsoft's own service (where the callback must be public HTTPS).
     pub fn is_microsoft(&self) -> bool {
         matches!(self, Service::Graph(_))
     }
+}
+
+const INSECURE: &str = "plain http only to a loopback address: the secret and the tokens would cross the network in clear";
+
+/// `https`, or `http` to 127.0.0.0/8, ::1 or `localhost`.
+fn secure_or_loopback(url: &Url) -> bool {
+    url.scheme() == "https"
+        || (url.scheme() == "http"
+            && match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+                None => false,
+            })
 }
 
 /// The bot's media endpoint: where its WebRTC sessions bind and what they advertise.
@@ -614,6 +673,19 @@ impl BotConfig {
             }
             _ => {}
         }
+        if let Some((field, url)) = self.service.insecure_urls().into_iter().next() {
+            let var = match field {
+                "service.authority_url" => env::AUTHORITY_URL,
+                "service.notification_openid_url" => env::NOTIFICATION_OPENID_URL,
+                _ => env::GRAPH_URL,
+            };
+            return Err(ConfigError::Invalid {
+                field,
+                var,
+                value: url.to_string(),
+                reason: INSECURE.into(),
+            });
+        }
         let id = &self.instance_id;
         if id.is_empty()
             || id.len() > 63
@@ -834,6 +906,51 @@ mod tests {
         assert_eq!(path("https://{instance}.bot.example.com/callback"), None);
         assert_eq!(path("https://bot.example.com/x-{instance}/callback"), None);
         assert_eq!(path("https://bot.example.com/callback"), None);
+    }
+
+    #[test]
+    fn microsofts_graph_url_means_microsofts_endpoints_and_http_is_for_loopback_only() {
+        assert_eq!(
+            Service::at("https://graph.microsoft.com/v1.0").unwrap(),
+            Service::Graph(NationalCloud::Global)
+        );
+        assert_eq!(
+            Service::at("https://dod-graph.microsoft.us/v1.0/").unwrap(),
+            Service::Graph(NationalCloud::UsGovL5Dod)
+        );
+        for bad in [
+            "http://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com/beta",
+            "http://graph.example.com/v1.0",
+            "http://10.0.0.4:8642/v1.0",
+        ] {
+            assert!(Service::at(bad).is_err(), "{bad}");
+        }
+        for loopback in [
+            "http://127.0.0.1:8642/v1.0",
+            "http://[::1]:8642/v1.0",
+            "http://localhost:8642/v1.0",
+            "https://graph.example.com/v1.0",
+        ] {
+            assert!(
+                matches!(Service::at(loopback), Ok(Service::Custom { .. })),
+                "{loopback}"
+            );
+        }
+        // An authority or key URL over plain http to another host is refused too.
+        let mut vars = vec![
+            (env::APP_ID, "app"),
+            (env::TENANT, "tenant"),
+            (env::CLIENT_SECRET, "secret"),
+            (env::GRAPH_URL, "https://graph.example.com/v1.0"),
+            (env::AUTHORITY_URL, "http://login.example.com/"),
+        ];
+        match BotConfig::from_lookup(lookup(&vars)) {
+            Err(ConfigError::Invalid { var, .. }) => assert_eq!(var, env::AUTHORITY_URL),
+            other => panic!("{other:?}"),
+        }
+        vars.pop();
+        assert!(BotConfig::from_lookup(lookup(&vars)).is_ok());
     }
 
     #[test]

@@ -186,6 +186,15 @@ pub fn bot_config(
         }
         (None, Some(graph)) => {
             let mut custom = Service::at(graph).map_err(|e| format!("--graph-url: {e}"))?;
+            if custom.is_microsoft()
+                && (service.authority_url.is_some() || service.notification_openid_url.is_some())
+            {
+                return Err(format!(
+                    "--graph-url {graph} is Microsoft Graph: its tokens and notification keys \
+                     come from Microsoft's own endpoints; --authority-url and \
+                     --notification-openid-url are for another service"
+                ));
+            }
             if let Service::Custom {
                 authority_url,
                 notification_openid_url,
@@ -354,9 +363,9 @@ mod tests {
             "--graph-url",
             "http://127.0.0.1:8642/v1.0",
             "--authority-url",
-            "http://login.example/",
+            "https://login.example/",
             "--notification-openid-url",
-            "http://keys.example/openid",
+            "https://keys.example/openid",
             "--notification-issuer",
             "https://issuer.example",
         ])
@@ -370,10 +379,10 @@ mod tests {
         else {
             panic!("{:?}", c.service)
         };
-        assert_eq!(authority_url.as_str(), "http://login.example/");
+        assert_eq!(authority_url.as_str(), "https://login.example/");
         assert_eq!(
             notification_openid_url.as_str(),
-            "http://keys.example/openid"
+            "https://keys.example/openid"
         );
         assert_eq!(notification_issuers, &["https://issuer.example"]);
     }
@@ -390,6 +399,23 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.starts_with("--authority-url"), "{e}");
+        // Microsoft Graph: Microsoft's endpoints, whatever else is said.
+        let c = config(&["--graph-url", "https://graph.microsoft.com/v1.0"]).unwrap();
+        assert_eq!(
+            c.service,
+            Service::Graph(appmedia_signalling::client::NationalCloud::Global)
+        );
+        let e = config(&[
+            "--graph-url",
+            "https://graph.microsoft.com/v1.0",
+            "--authority-url",
+            "https://graph.microsoft.com/",
+        ])
+        .unwrap_err();
+        assert!(e.contains("Microsoft Graph"), "{e}");
+        // The secret never goes over plain http to another machine.
+        let e = config(&["--graph-url", "http://graph.example.com/v1.0"]).unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
     }
 
     #[test]
