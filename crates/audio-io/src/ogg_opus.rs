@@ -19,14 +19,28 @@ pub(crate) fn is_ogg(bytes: &[u8]) -> bool {
 }
 
 /// Decodes an Ogg/Opus file to mono 48 kHz samples; also returns the stream's channel count.
-pub(crate) fn decode(bytes: &[u8], path: PathBuf) -> Result<(Vec<f32>, u8), OpenError> {
+/// Decoding stops with [`OpenError::TooLong`] as soon as more than `max_samples` came out: a
+/// small file of tiny packets must not decode to hours of audio before its length is known.
+pub(crate) fn decode(
+    bytes: &[u8],
+    path: PathBuf,
+    max_samples: usize,
+) -> Result<(Vec<f32>, u8), OpenError> {
     let mut pages = Pages { bytes, pos: 0 };
     let mut stream = OpusStream::new(path.clone());
     let mut out = Vec::new();
     loop {
         let page = pages.next().map_err(|r| stream.malformed(r))?;
         let Some(page) = page else { break };
-        if stream.feed(&page, &mut out)? {
+        let ended = stream.feed(&page, &mut out)?;
+        // One page decodes to 255 packets of 120 ms at most: the overshoot is bounded.
+        if out.len() > max_samples {
+            return Err(OpenError::TooLong {
+                path,
+                seconds: out.len() as f64 / 48_000.0,
+            });
+        }
+        if ended {
             break;
         }
     }
@@ -483,7 +497,82 @@ mod tests {
                 x ^= x << 17;
                 bytes.push(x as u8);
             }
-            assert!(decode(&bytes, PathBuf::from("garbage")).is_err());
+            assert!(decode(&bytes, PathBuf::from("garbage"), usize::MAX).is_err());
         }
+    }
+
+    /// Ogg pages around `packets` (each one packet per lacing run), CRCs and all.
+    fn ogg_file(packets: &[Vec<u8>], samples_per_packet: u64) -> Vec<u8> {
+        let mut file = Vec::new();
+        let mut granule = 0u64;
+        let mut sequence = 0u32;
+        let mut page = |packets: &[Vec<u8>], flags: u8, granule: u64, file: &mut Vec<u8>| {
+            let mut lacing = Vec::new();
+            let mut data = Vec::new();
+            for p in packets {
+                lacing.extend(std::iter::repeat_n(255u8, p.len() / 255));
+                lacing.push((p.len() % 255) as u8);
+                data.extend_from_slice(p);
+            }
+            let mut header = b"OggS".to_vec();
+            header.push(0);
+            header.push(flags);
+            header.extend_from_slice(&granule.to_le_bytes());
+            header.extend_from_slice(&7u32.to_le_bytes());
+            header.extend_from_slice(&sequence.to_le_bytes());
+            header.extend_from_slice(&0u32.to_le_bytes());
+            header.push(lacing.len() as u8);
+            header.extend_from_slice(&lacing);
+            header.extend_from_slice(&data);
+            let crc = ogg_crc(&header);
+            header[22..26].copy_from_slice(&crc.to_le_bytes());
+            file.extend_from_slice(&header);
+            sequence += 1;
+        };
+        let mut head = b"OpusHead".to_vec();
+        head.extend_from_slice(&[1, 1, 0x38, 0x01]); // version, mono, pre-skip 312
+        head.extend_from_slice(&48_000u32.to_le_bytes());
+        head.extend_from_slice(&[0, 0, 0]); // gain, mapping family 0
+        page(&[head], FLAG_BOS, 0, &mut file);
+        let mut tags = b"OpusTags".to_vec();
+        tags.extend_from_slice(&[0; 8]);
+        page(&[tags], 0, 0, &mut file);
+        let chunks: Vec<&[Vec<u8>]> = packets.chunks(200).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            granule += samples_per_packet * chunk.len() as u64;
+            let flags = if i + 1 == chunks.len() { FLAG_EOS } else { 0 };
+            page(chunk, flags, granule, &mut file);
+        }
+        file
+    }
+
+    #[test]
+    fn a_small_file_of_tiny_packets_is_refused_at_the_budget_not_decoded_whole() {
+        // 60 ms of silence in very few bytes, repeated for two hours.
+        let mut encoder =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut packet = vec![0u8; 64];
+        let n = encoder.encode_float(&[0.0; 2880], &mut packet).unwrap();
+        packet.truncate(n);
+        let packets = vec![packet; 2 * 3600 * 1000 / 60];
+        let bytes = ogg_file(&packets, 2880);
+        assert!(bytes.len() < 2 << 20, "a small file: {} bytes", bytes.len());
+        // A budget of 10 minutes: decoding stops just past it, not after two hours.
+        let budget = 10 * 60 * 48_000;
+        match decode(&bytes, PathBuf::from("bomb.opus"), budget) {
+            Err(OpenError::TooLong { seconds, .. }) => {
+                assert!(seconds < 10.0 * 60.0 + 60.0, "decoded {seconds:.0} s first");
+            }
+            other => panic!("{:?}", other.map(|(s, c)| (s.len(), c))),
+        }
+        // The same stream, short, decodes.
+        let (samples, channels) = decode(
+            &ogg_file(&packets[..50], 2880),
+            PathBuf::from("ok.opus"),
+            budget,
+        )
+        .unwrap();
+        assert_eq!(channels, 1);
+        assert_eq!(samples.len(), 50 * 2880 - 312);
     }
 }

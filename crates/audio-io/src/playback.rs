@@ -92,12 +92,23 @@ pub enum OpenError {
         path: PathBuf,
     },
     /// Longer than [`MAX_CLIP_DURATION`], which is decoded into memory up front.
-    #[error("{path} lasts {seconds:.0} s; prompts are limited to {} s", MAX_CLIP_DURATION.as_secs())]
+    #[error("{path} lasts {seconds:.0} s or more; prompts are limited to {} s", MAX_CLIP_DURATION.as_secs())]
     TooLong {
         /// The file.
         path: PathBuf,
-        /// Its duration.
+        /// Its duration, or how much of it was decoded before decoding stopped.
         seconds: f64,
+    },
+    /// Bigger than [`MAX_CLIP_FILE_BYTES`]: refused before it is read.
+    #[error(
+        "{path} is {bytes} bytes; files of more than {} bytes are not loaded (stream them)",
+        MAX_CLIP_FILE_BYTES
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
     },
     /// Resampling to 48 kHz failed.
     #[error(transparent)]
@@ -107,6 +118,10 @@ pub enum OpenError {
 /// Longest prompt decoded into memory: an hour is 691 MB of 48 kHz `f32`, so stop at 30 minutes
 /// (345 MB) — far beyond any IVR prompt.
 pub const MAX_CLIP_DURATION: Duration = Duration::from_secs(30 * 60);
+
+/// The largest file [`AudioClip::open`] reads: 30 minutes of 96 kHz stereo 24-bit WAV, with
+/// room to spare. Longer prompts are streamed (`PromptQueue::play_streamed`), not loaded.
+pub const MAX_CLIP_FILE_BYTES: u64 = 1 << 30;
 
 /// What the file was before conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +163,14 @@ impl AudioClip {
             source,
         };
         let mut file = std::fs::File::open(path).map_err(io)?;
+        // The size before the read: a huge file is refused without being loaded.
+        let size = file.metadata().map_err(io)?.len();
+        if size > MAX_CLIP_FILE_BYTES {
+            return Err(OpenError::TooLarge {
+                path: path.to_path_buf(),
+                bytes: size,
+            });
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         if crate::ogg_opus::is_ogg(&bytes) {
@@ -169,7 +192,8 @@ impl AudioClip {
                 seconds: f64::INFINITY,
             });
         }
-        let (samples, channels) = crate::ogg_opus::decode(bytes, path.clone())?;
+        let budget = (MAX_CLIP_DURATION.as_secs() * u64::from(CORE_SAMPLE_RATE)) as usize;
+        let (samples, channels) = crate::ogg_opus::decode(bytes, path.clone(), budget)?;
         let seconds = samples.len() as f64 / f64::from(CORE_SAMPLE_RATE);
         if seconds > MAX_CLIP_DURATION.as_secs_f64() {
             return Err(OpenError::TooLong { path, seconds });

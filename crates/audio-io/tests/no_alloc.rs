@@ -5,6 +5,7 @@
 
 mod common;
 
+#[cfg(feature = "devices")]
 use appmedia_audio_io::device::test_support::{mic_source_for_test, speaker_feed_for_test};
 use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
@@ -74,20 +75,31 @@ fn the_audio_thread_side_does_not_allocate() {
     });
     assert_eq!(n, 0, "PromptPlayer::next_frame allocated while streaming");
 
-    // Devices, tick side: a 44.1 kHz speaker ring drained by a simulated callback, a 16 kHz
-    // microphone ring filled by one.
+    // Devices, tick side (feature `devices`): a 44.1 kHz speaker ring drained by a simulated
+    // callback, a 16 kHz microphone ring filled by one.
+    #[cfg(feature = "devices")]
+    {
+        device_tick_side_does_not_allocate(&frame, &mut out);
+    }
+}
+
+#[cfg(feature = "devices")]
+fn device_tick_side_does_not_allocate(
+    frame: &[f32; CORE_FRAME_SAMPLES],
+    out: &mut [f32; CORE_FRAME_SAMPLES],
+) {
     let (mut feed, mut speaker_ring) = speaker_feed_for_test(44_100);
     let (mut source, mut mic_ring) = mic_source_for_test(16_000);
     let n = allocations_during(|| {
         for _ in 0..500 {
-            feed.push_frame(&frame);
+            feed.push_frame(frame);
             while speaker_ring.slots() > 2646 {
                 let _ = speaker_ring.pop();
             }
             for _ in 0..320 {
                 let _ = mic_ring.push(0.1);
             }
-            source.pull_frame(&mut out);
+            source.pull_frame(out);
         }
     });
     assert_eq!(n, 0, "device tick side allocated");

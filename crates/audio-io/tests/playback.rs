@@ -92,6 +92,18 @@ fn bad_files_are_typed_errors_at_open() {
         AudioClip::open(fixture("no-such-file.wav")),
         Err(OpenError::Io { .. })
     ));
+    // A file past the size cap is refused from its metadata, never read (a sparse 2 GiB file:
+    // reading it would take two gigabytes of memory).
+    let huge = std::env::temp_dir().join(format!("appmedia-huge-{}.wav", std::process::id()));
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(2 << 30))
+        .unwrap();
+    let opened = AudioClip::open(&huge);
+    let _ = std::fs::remove_file(&huge);
+    match opened {
+        Err(OpenError::TooLarge { bytes, .. }) => assert_eq!(bytes, 2 << 30),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
