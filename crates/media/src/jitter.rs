@@ -145,6 +145,8 @@ pub struct JitterBuffer {
     buffered: usize,
     /// A.1-style probation: a far-off sequence number followed by its successor restarts.
     probation_seq: Option<u16>,
+    /// Late packets in a row: past a max delay's worth, playout re-anchors on the stream.
+    consecutive_late: u32,
     /// A.8 state.
     last_transit: Option<i64>,
     jitter_ts: f64,
@@ -173,6 +175,7 @@ impl JitterBuffer {
             highest_seq: 0,
             buffered: 0,
             probation_seq: None,
+            consecutive_late: 0,
             last_transit: None,
             jitter_ts: 0.0,
             target_ts: 0.0,
@@ -257,6 +260,7 @@ impl JitterBuffer {
         self.started = false;
         self.buffered = 0;
         self.probation_seq = None;
+        self.consecutive_late = 0;
         self.last_transit = None;
         self.shrink_window = 0;
         self.shrink_window_min = usize::MAX;
@@ -319,13 +323,26 @@ impl JitterBuffer {
                 return PushOutcome::OutOfWindow;
             }
         }
-        let seq = self.extend_seq(packet.sequence_number());
-        let ts = self.extend_ts(packet.timestamp());
+        let mut seq = self.extend_seq(packet.sequence_number());
+        let mut ts = self.extend_ts(packet.timestamp());
         if self.started && ts + self.frame() <= self.play_ts {
             self.stats.late += 1;
             self.bump_target_for_late();
-            return PushOutcome::Late;
+            // Every packet late, for longer than the largest delay the buffer would ever
+            // wait: playout is anchored on a bad timestamp (one packet whose timestamp jumped
+            // far ahead, or a sender that restarted its clock), not on this stream. Like
+            // NetEq, which resets after a run of packets it can no longer place, re-anchor
+            // on the stream as it arrives now.
+            self.consecutive_late += 1;
+            if self.consecutive_late <= self.late_run_limit() {
+                return PushOutcome::Late;
+            }
+            self.restart(&packet, now);
+            outcome = PushOutcome::Reset;
+            seq = self.extend_seq(packet.sequence_number());
+            ts = self.extend_ts(packet.timestamp());
         }
+        self.consecutive_late = 0;
         let idx = self.slot_index(seq);
         if self.slots[idx].packet.is_some() {
             if self.slots[idx].seq == seq {
@@ -354,6 +371,13 @@ impl JitterBuffer {
         self.probation_seq = None;
         self.update_gauges();
         outcome
+    }
+
+    /// Late packets in a row tolerated before re-anchoring: a max delay's worth of frames.
+    fn late_run_limit(&self) -> u32 {
+        let frames = self.config.max_delay.as_micros()
+            / self.ts_to_dur(self.frame() as f64).as_micros().max(1);
+        u32::try_from(frames).unwrap_or(u32::MAX).max(2)
     }
 
     fn restart(&mut self, packet: &RtpPacket, now: Duration) {
@@ -671,6 +695,27 @@ mod tests {
         let s = jb.stats();
         assert_eq!((s.played, s.lost, s.late, s.duplicate), (50, 0, 0, 0));
         assert_eq!(s.target_delay, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn one_packet_with_a_huge_timestamp_jump_does_not_silence_the_stream() {
+        // A steady stream, then one forged (or broken) packet: the next sequence number with
+        // a timestamp hours ahead; then the real stream goes on.
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        steady(&mut jb, 100, 5000, 50, Duration::ZERO);
+        let t = F * 50;
+        jb.push(pkt(7, 150, 5000u32.wrapping_add(960 * 50).wrapping_add(1 << 30)), t);
+        let _ = jb.pop(t + Duration::from_millis(1));
+        let mut played = 0;
+        for i in 1..=100u16 {
+            let now = t + F * u32::from(i);
+            jb.push(pkt(7, 150 + i, 5000 + 960 * (50 + u32::from(i))), now);
+            if matches!(jb.pop(now + Duration::from_millis(1)), Playout::Frame(_)) {
+                played += 1;
+            }
+        }
+        // The stream recovers within a few frames of the max delay, not never.
+        assert!(played >= 80, "played {played} of the 100 real frames after the jump");
     }
 
     #[test]

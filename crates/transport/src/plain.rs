@@ -55,6 +55,7 @@ struct Counters {
     rtcp_received: AtomicU64,
     wrong_payload_type: AtomicU64,
     garbage: AtomicU64,
+    foreign_source: AtomicU64,
     inbound_queue_full: AtomicU64,
     packets_sent: AtomicU64,
     outbound_malformed: AtomicU64,
@@ -75,6 +76,10 @@ pub struct PlainRtpStats {
     pub wrong_payload_type: u64,
     /// Datagrams that were not RTP or RTCP, dropped.
     pub garbage: u64,
+    /// RTP packets from another address than the one the first RTP packet came from,
+    /// dropped: lab mode has no ICE or SRTP, so the session keeps to its first peer
+    /// (symmetric-RTP latching) and a third party cannot inject audio.
+    pub foreign_source: u64,
     /// Received packets dropped because the media side's queue was full (oldest first).
     pub inbound_queue_full: u64,
     /// RTP packets sent.
@@ -163,6 +168,7 @@ impl PlainRtpSession {
             rtcp_received: get(&c.rtcp_received),
             wrong_payload_type: get(&c.wrong_payload_type),
             garbage: get(&c.garbage),
+            foreign_source: get(&c.foreign_source),
             inbound_queue_full: get(&c.inbound_queue_full),
             packets_sent: get(&c.packets_sent),
             outbound_malformed: get(&c.outbound_malformed),
@@ -186,9 +192,10 @@ async fn receive(
     payload_type: u8,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut peer: Option<std::net::SocketAddr> = None;
     loop {
-        let n = match socket.recv_from(&mut buf).await {
-            Ok((n, _from)) => n,
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
             // ICMP port unreachable from an earlier send surfaces here on Linux; the socket
             // is still fine.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
@@ -201,6 +208,10 @@ async fn receive(
         let datagram = &buf[..n];
         match classify(datagram) {
             DatagramKind::Rtp if datagram[1] & 0x7f == payload_type => {
+                if *peer.get_or_insert(from) != from {
+                    counters.foreign_source.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 counters.rtp_received.fetch_add(1, Ordering::Relaxed);
                 if link.deliver(Bytes::copy_from_slice(datagram)) {
                     counters.inbound_queue_full.fetch_add(1, Ordering::Relaxed);

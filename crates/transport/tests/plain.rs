@@ -43,6 +43,13 @@ async fn opus_over_bare_udp_both_ways() {
         let (freq, ratio) = dominant(tail, &[440.0, 1000.0, 250.0, 2000.0], RATE);
         assert_eq!(freq, expect, "{name} heard {freq} Hz (ratio {ratio:.1})");
     }
+    // b's packets came first: a latched on b. A third party's Opus is dropped and counted.
+    stray.send_to(&rtp(111, 1, 0, 9, &[0xf8, 0xff, 0xfe]), addr_a).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a.stats().foreign_source == 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", a.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stats = a.stats();
     assert_eq!(stats.garbage, 1, "{stats:?}");
     assert_eq!(stats.wrong_payload_type, 1, "{stats:?}");
