@@ -349,6 +349,13 @@ fn decode_mono(
             }
         }
         hound::SampleFormat::Int => {
+            // hound takes the valid-bits field of WAVE_FORMAT_EXTENSIBLE as is: 0 or 200
+            // would underflow or overflow the shift.
+            if !(1..=32).contains(&spec.bits_per_sample) {
+                return Err(DecodeError::Format(
+                    "integer samples must have 1 to 32 bits",
+                ));
+            }
             let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
             for s in reader.samples::<i32>() {
                 let s = s.map_err(|e| map_err(e, count))?;

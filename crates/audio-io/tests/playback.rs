@@ -106,6 +106,47 @@ fn bad_files_are_typed_errors_at_open() {
     }
 }
 
+/// A WAVE_FORMAT_EXTENSIBLE file of 16-bit containers claiming `valid_bits` valid bits.
+fn extensible_wav(valid_bits: u16) -> Vec<u8> {
+    let mut fmt = Vec::new();
+    fmt.extend_from_slice(&0xFFFEu16.to_le_bytes()); // WAVE_FORMAT_EXTENSIBLE
+    fmt.extend_from_slice(&1u16.to_le_bytes()); // mono
+    fmt.extend_from_slice(&16_000u32.to_le_bytes());
+    fmt.extend_from_slice(&32_000u32.to_le_bytes());
+    fmt.extend_from_slice(&2u16.to_le_bytes()); // block align
+    fmt.extend_from_slice(&16u16.to_le_bytes()); // container bits
+    fmt.extend_from_slice(&22u16.to_le_bytes()); // cbSize
+    fmt.extend_from_slice(&valid_bits.to_le_bytes());
+    fmt.extend_from_slice(&4u32.to_le_bytes()); // front centre
+    fmt.extend_from_slice(&[
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B,
+        0x71,
+    ]); // KSDATAFORMAT_SUBTYPE_PCM
+    let data = [0u8, 0x10, 0, 0xF0];
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&((4 + 8 + fmt.len() + 8 + data.len()) as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&fmt);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+#[test]
+fn an_extensible_wav_with_absurd_valid_bits_is_an_error_not_a_panic() {
+    assert!(AudioClip::from_wav_bytes(&extensible_wav(16), "ok.wav").is_ok());
+    // 0: hound reads the container size instead; either way, no panic.
+    let _ = AudioClip::from_wav_bytes(&extensible_wav(0), "zero.wav");
+    for bits in [33u16, 64, 200, u16::MAX] {
+        assert!(
+            AudioClip::from_wav_bytes(&extensible_wav(bits), "odd.wav").is_err(),
+            "{bits} valid bits"
+        );
+    }
+}
+
 #[test]
 fn random_bytes_never_panic() {
     // A fixed pseudo-random sequence (xorshift) so a failure reproduces.

@@ -704,7 +704,10 @@ mod tests {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         steady(&mut jb, 100, 5000, 50, Duration::ZERO);
         let t = F * 50;
-        jb.push(pkt(7, 150, 5000u32.wrapping_add(960 * 50).wrapping_add(1 << 30)), t);
+        jb.push(
+            pkt(7, 150, 5000u32.wrapping_add(960 * 50).wrapping_add(1 << 30)),
+            t,
+        );
         let _ = jb.pop(t + Duration::from_millis(1));
         let mut played = 0;
         for i in 1..=100u16 {
@@ -715,7 +718,10 @@ mod tests {
             }
         }
         // The stream recovers within a few frames of the max delay, not never.
-        assert!(played >= 80, "played {played} of the 100 real frames after the jump");
+        assert!(
+            played >= 80,
+            "played {played} of the 100 real frames after the jump"
+        );
     }
 
     #[test]

@@ -391,18 +391,28 @@ async fn fetch_client_credentials_token(
         url: url.clone(),
         reason: "expires_in missing or not a number of seconds".to_owned(),
     })?;
-    let lifetime = Duration::from_secs(expires_in);
-    // With a lifetime shorter than the margin, refresh at half-life rather than never caching.
-    let usable = if lifetime > credentials.refresh_margin {
-        lifetime - credentials.refresh_margin
-    } else {
-        lifetime / 2
-    };
     tracing::debug!(token_url = %url, expires_in, "fetched a client-credentials token");
     Ok(CachedToken {
         secret: parsed.access_token,
-        refresh_at: requested_at + usable,
+        refresh_at: refresh_at(requested_at, expires_in, credentials.refresh_margin),
     })
+}
+
+/// The longest token lifetime believed: Entra ID's tokens last 60–90 minutes; a service that
+/// says more (or `u64::MAX`) is refreshed after a day anyway.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// When a token that lives `expires_in` seconds from `requested_at` is fetched again: the
+/// margin before its end, or at half-life when it lives less than the margin. Never panics,
+/// whatever the service says.
+fn refresh_at(requested_at: Instant, expires_in: u64, margin: Duration) -> Instant {
+    let lifetime = Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME);
+    let usable = if lifetime > margin {
+        lifetime - margin
+    } else {
+        lifetime / 2
+    };
+    requested_at.checked_add(usable).unwrap_or(requested_at)
 }
 
 /// The decoded claims of a JWT, signature NOT verified. Only for the client's pre-flight
@@ -1139,6 +1149,27 @@ impl PublishedKeys {
 async fn serve_jwks(State(keys): State<PublishedKeys>) -> axum::Json<Value> {
     keys.requests.fetch_add(1, Ordering::Relaxed);
     axum::Json(keys.jwks())
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+
+    #[test]
+    fn any_expires_in_gives_a_refresh_time_without_panicking() {
+        let now = Instant::now();
+        let margin = Duration::from_secs(300);
+        assert_eq!(
+            refresh_at(now, 3600, margin),
+            now + Duration::from_secs(3300)
+        );
+        assert_eq!(refresh_at(now, 60, margin), now + Duration::from_secs(30));
+        assert_eq!(refresh_at(now, 0, margin), now);
+        assert_eq!(
+            refresh_at(now, u64::MAX, margin),
+            now + MAX_TOKEN_LIFETIME - margin
+        );
+    }
 }
 
 #[cfg(test)]

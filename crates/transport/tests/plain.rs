@@ -44,7 +44,9 @@ async fn opus_over_bare_udp_both_ways() {
         assert_eq!(freq, expect, "{name} heard {freq} Hz (ratio {ratio:.1})");
     }
     // b's packets came first: a latched on b. A third party's Opus is dropped and counted.
-    stray.send_to(&rtp(111, 1, 0, 9, &[0xf8, 0xff, 0xfe]), addr_a).unwrap();
+    stray
+        .send_to(&rtp(111, 1, 0, 9, &[0xf8, 0xff, 0xfe]), addr_a)
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while a.stats().foreign_source == 0 {
         assert!(std::time::Instant::now() < deadline, "{:?}", a.stats());
