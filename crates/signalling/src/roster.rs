@@ -84,7 +84,15 @@ pub enum DeltaOutcome {
     GapNeedsFullRoster { expected: i64, held: Vec<i64> },
     /// The held delta `sequence` was dropped to respect the hard cap.
     Evicted { sequence: i64 },
+    /// So far ahead of `expected` (more than [`MAX_SEQUENCE_JUMP`]) that it cannot be the next
+    /// delta of this call: dropped, so that a forged or corrupt number cannot become the
+    /// baseline every later delta would be "stale" against.
+    Implausible { sequence: i64, expected: i64 },
 }
+
+/// The furthest ahead of the expected number a delta is held. Graph numbers a call's deltas
+/// one by one; a million missed deltas is no gap, it is a broken number.
+pub const MAX_SEQUENCE_JUMP: i64 = 1 << 20;
 
 /// Counters of what the roster dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +100,8 @@ pub struct RosterCounters {
     pub stale: u64,
     pub duplicate: u64,
     pub evicted: u64,
+    /// Deltas whose number jumped implausibly far ahead, dropped.
+    pub implausible: u64,
     /// Participants without an id (they cannot be tracked).
     pub without_id: u64,
     /// Participants whose `rosterSequenceNumber` was older than the one already applied.
@@ -224,8 +234,15 @@ impl Roster {
             }];
         };
         let expected = self.expected();
+        if let Some(expected) = expected
+            && sequence.saturating_sub(expected) > MAX_SEQUENCE_JUMP
+        {
+            self.counters.implausible += 1;
+            return vec![DeltaOutcome::Implausible { sequence, expected }];
+        }
         if let Some(last) = self.last_applied
             && sequence <= last
+            && last != i64::MAX
         {
             self.counters.stale += 1;
             return vec![DeltaOutcome::Stale {
@@ -316,7 +333,9 @@ impl Roster {
 
     fn expected(&self) -> Option<i64> {
         match self.last_applied {
-            Some(last) => Some(last + 1),
+            // At i64::MAX (a first delta may set any baseline) nothing can follow: take the next
+            // one as a new baseline rather than overflow.
+            Some(last) => last.checked_add(1),
             None if self.accept_any_next => None,
             None => self.policy.first_sequence,
         }
@@ -417,6 +436,32 @@ mod tests {
             .participants()
             .filter_map(|p| p.id.value().cloned())
             .collect()
+    }
+
+    #[test]
+    fn sequence_numbers_at_the_edge_of_i64_neither_panic_nor_freeze_the_roster() {
+        let now = Instant::now();
+        // A forged jump far ahead is dropped, not held until it becomes the baseline.
+        let mut roster = Roster::new(RosterPolicy::default());
+        roster.apply_delta(&delta(1, vec![participant("a")]), now);
+        let out = roster.apply_delta(&delta(i64::MAX, vec![participant("x")]), now);
+        assert!(
+            matches!(out[..], [DeltaOutcome::Implausible { .. }]),
+            "{out:?}"
+        );
+        roster.apply_delta(&delta(2, vec![participant("b")]), now);
+        assert_eq!(ids(&roster), ["a", "b"]);
+        assert_eq!(roster.counters().implausible, 1);
+        // A first delta at i64::MAX (any first number is accepted without a policy start):
+        // the next one is taken as a new baseline, no overflow.
+        let mut roster = Roster::new(RosterPolicy {
+            first_sequence: None,
+            ..RosterPolicy::default()
+        });
+        roster.apply_delta(&delta(i64::MAX, vec![participant("a")]), now);
+        roster.apply_delta(&delta(7, vec![participant("b")]), now);
+        roster.apply_delta(&delta(8, vec![participant("c")]), now);
+        assert_eq!(ids(&roster), ["a", "b", "c"]);
     }
 
     #[test]

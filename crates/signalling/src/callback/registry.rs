@@ -360,7 +360,9 @@ impl CallAgent {
                         held,
                     })
                 }
-                DeltaOutcome::Stale { sequence, .. } | DeltaOutcome::Duplicate { sequence } => {
+                DeltaOutcome::Stale { sequence, .. }
+                | DeltaOutcome::Duplicate { sequence }
+                | DeltaOutcome::Implausible { sequence, .. } => {
                     tracing::debug!(call_id = %self.call_id, sequence, "dropped a stale or duplicate delta roster");
                 }
                 DeltaOutcome::Evicted { sequence } => {
