@@ -74,8 +74,41 @@ fn ntp_compact_now() -> u32 {
     (ntp >> 16) as u32
 }
 
+/// Which of the peer's streams said RTCP BYE. The session ends when every stream the peer
+/// sends has (what a peer closing the session does: one BYE naming all its SSRCs), not when
+/// one stream ends — e.g. one unmixed speaker stream of a meeting. Before any remote stream is
+/// known, a BYE ends it.
+#[derive(Debug, Default)]
+pub(crate) struct ByeTracker {
+    remote: Vec<u32>,
+    said_bye: Vec<u32>,
+}
+
+impl ByeTracker {
+    pub(crate) fn bind(&mut self, ssrc: u32) {
+        if !self.remote.contains(&ssrc) {
+            self.remote.push(ssrc);
+        }
+    }
+
+    pub(crate) fn unbind(&mut self, ssrc: u32) {
+        self.remote.retain(|s| *s != ssrc);
+    }
+
+    /// Notes a BYE naming `sources`; true when the peer has now left altogether.
+    pub(crate) fn goodbye(&mut self, sources: &[u32]) -> bool {
+        for s in sources {
+            if !self.said_bye.contains(s) && self.said_bye.len() < 256 {
+                self.said_bye.push(*s);
+            }
+        }
+        self.remote.is_empty() || self.remote.iter().all(|s| self.said_bye.contains(s))
+    }
+}
+
 pub(crate) struct RttInterceptor {
     cell: Arc<RttCell>,
+    byes: ByeTracker,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -84,6 +117,7 @@ impl RttInterceptor {
     pub(crate) fn new(cell: Arc<RttCell>) -> Self {
         Self {
             cell,
+            byes: ByeTracker::default(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -102,10 +136,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
             let arrival = ntp_compact_now();
             for packet in packets {
                 let any = packet.as_any();
-                if any.is::<Goodbye>() {
-                    self.cell.bye_received.store(true, Ordering::Relaxed);
-                    // notify_one stores a permit, so a watchdog not yet waiting still sees it.
-                    self.cell.bye.notify_one();
+                if let Some(bye) = any.downcast_ref::<Goodbye>() {
+                    if self.byes.goodbye(&bye.sources) {
+                        self.cell.bye_received.store(true, Ordering::Relaxed);
+                        // notify_one stores a permit, so a watchdog not yet waiting sees it.
+                        self.cell.bye.notify_one();
+                    }
                     continue;
                 }
                 let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
@@ -143,8 +179,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
 impl Interceptor for RttInterceptor {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        self.byes.bind(info.ssrc);
+    }
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.byes.unbind(info.ssrc);
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +197,23 @@ mod tests {
             delay: dlsr,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_bye_for_one_of_the_peers_streams_does_not_end_the_session() {
+        let mut byes = ByeTracker::default();
+        byes.bind(1);
+        byes.bind(2);
+        assert!(!byes.goodbye(&[2]), "one stream ended, the other goes on");
+        assert!(!byes.goodbye(&[99]), "a stream the peer never sent");
+        assert!(byes.goodbye(&[1]), "every stream said BYE");
+        // A peer closing names all its streams at once.
+        let mut byes = ByeTracker::default();
+        byes.bind(1);
+        byes.bind(2);
+        assert!(byes.goodbye(&[1, 2]));
+        // Before any stream is known, a BYE ends the session.
+        assert!(ByeTracker::default().goodbye(&[5]));
     }
 
     #[test]
