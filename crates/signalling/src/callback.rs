@@ -15,10 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use appmedia_model::{CommsNotifications, GraphErrorBody, InnerError, Nullable, Participant};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tokio::sync::mpsc;
@@ -620,10 +619,32 @@ impl CallbackReceiver {
 
 async fn receive(
     State(receiver): State<CallbackReceiver>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> CallbackResponse {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let counters = &receiver.inner.counters;
+    // Without token validation, only this machine may post: the peer must be known (the
+    // receiver's own server, or axum's `into_make_service_with_connect_info`) and loopback,
+    // wherever the router is served.
+    if receiver.inner.auth.disabled_on().is_some() {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0);
+        if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+            counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                ?peer,
+                "callback refused: unauthenticated receiver, peer not on loopback (or unknown)"
+            );
+            return CallbackResponse::refused(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "This receiver does not validate tokens and takes notifications from this machine only.",
+            );
+        }
+    }
     let Ok(_permit) = receiver.inner.in_flight.clone().try_acquire_owned() else {
         counters.overloaded.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("callback refused: too many requests at once");

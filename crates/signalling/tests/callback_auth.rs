@@ -428,7 +428,14 @@ async fn validation_can_be_disabled_only_on_loopback() {
     let (receiver, mut events) =
         CallbackReceiver::with_channel(auth, Arc::new(CallRegistry::default()), 8);
     let router = receiver.router("/callback");
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     let response =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
             .unwrap()
@@ -443,6 +450,28 @@ async fn validation_can_be_disabled_only_on_loopback() {
         Some(CallEvent::StateChanged { .. })
     ));
     assert!(CallbackAuth::disabled_for_loopback("192.0.2.7:443".parse().unwrap()).is_err());
+
+    // The same router served where the peer is not known (plain `axum::serve`, which could
+    // listen on any address): refused, nothing applied.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let blind = listener.local_addr().unwrap();
+    let (receiver, mut events) = CallbackReceiver::with_channel(
+        CallbackAuth::disabled_for_loopback(blind).unwrap(),
+        Arc::new(CallRegistry::default()),
+        8,
+    );
+    let router = receiver.router("/callback");
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let response =
+        appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap()
+            .post(format!("http://{blind}/callback"))
+            .body(common::seed("notification-meeting-establishing.json"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(events.try_recv().is_err(), "nothing applied");
 }
 
 #[tokio::test]
@@ -499,7 +528,14 @@ async fn a_body_over_the_cap_is_413_with_a_graph_error_and_nothing_applied() {
     let receiver = receiver.with_max_body_bytes(seed.len());
     assert_eq!(receiver.max_body_bytes(), seed.len());
     let router = receiver.router("/callback");
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     let http =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
     let url = format!("http://{addr}/callback");
@@ -543,7 +579,14 @@ async fn a_gate_answers_404_for_calls_not_here_and_503_for_calls_not_taken() {
         *seen.lock().unwrap()
     });
     let router = receiver.router("/callback");
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     let http =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
     let post = || {
