@@ -490,6 +490,9 @@ const WAV_DATA_LIMIT_BYTES: u64 = u32::MAX as u64 - 64 * 1024;
 
 struct TrackFile {
     wav: Option<Wav>,
+    /// The same open file, to `sync_data` what the writer flushed (hound keeps its own
+    /// handle inside the buffered writer).
+    sync: Option<File>,
     resampler: Option<FrameResampler>,
     /// Ticks this file covers so far, counted from the recording's base tick.
     ticks: u64,
@@ -540,6 +543,7 @@ impl Writer {
             sample_format: hound::SampleFormat::Int,
         };
         let file = File::create(&path).map_err(unwritable)?;
+        let sync = file.try_clone().map_err(unwritable)?;
         let mut wav = Wav::new(BufWriter::new(file), spec).map_err(|e| unwritable(hound_io(e)))?;
         // Put a valid (empty) WAV on disk now: a crash before the first rewrite still leaves a
         // playable file, and a device that refuses writes fails here rather than mid-call.
@@ -555,6 +559,7 @@ impl Writer {
         };
         self.tracks.push(TrackFile {
             wav: Some(wav),
+            sync: Some(sync),
             resampler,
             ticks: 0,
             status: TrackStatus {
@@ -694,9 +699,14 @@ impl Writer {
             let Some(wav) = track.wav.as_mut() else {
                 continue;
             };
-            match wav.flush() {
+            // Flushed and on disk: what `durable_samples` promises survives a power cut too.
+            match wav
+                .flush()
+                .map_err(hound_io)
+                .and_then(|()| track.sync.as_ref().map_or(Ok(()), File::sync_data))
+            {
                 Ok(()) => track.status.durable_samples = track.status.samples_written,
-                Err(e) => fail(track, format!("header rewrite failed: {}", hound_io(e))),
+                Err(e) => fail(track, format!("header rewrite failed: {e}")),
             }
         }
         self.header_rewrites += 1;
@@ -722,12 +732,16 @@ impl Writer {
             let Some(wav) = track.wav.take() else {
                 continue;
             };
-            match wav.finalize() {
+            match wav
+                .finalize()
+                .map_err(hound_io)
+                .and_then(|()| track.sync.as_ref().map_or(Ok(()), File::sync_all))
+            {
                 Ok(()) => {
                     track.status.durable_samples = track.status.samples_written;
                     track.status.state = TrackState::Finished;
                 }
-                Err(e) => fail(track, format!("closing the file failed: {}", hound_io(e))),
+                Err(e) => fail(track, format!("closing the file failed: {e}")),
             }
         }
     }
@@ -771,12 +785,14 @@ fn fail(track: &mut TrackFile, error: String) {
     track.status.state = TrackState::Failed;
     track.status.error = Some(error);
     track.wav = None;
+    track.sync = None;
     track.resampler = None;
 }
 
 fn failed_track(config: &RecordingConfig, track: Track, error: String) -> TrackFile {
     TrackFile {
         wav: None,
+        sync: None,
         resampler: None,
         ticks: 0,
         status: TrackStatus {
