@@ -53,7 +53,7 @@ pub struct Tenant {
 }
 
 /// An app registration: the bot.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Application {
     /// Application (client) id.
@@ -78,6 +78,37 @@ pub struct Application {
     /// until one is set (`PUT /control/applications/{id}/calling-webhook`).
     #[serde(default)]
     pub calling_webhook: Option<String>,
+}
+
+impl std::fmt::Debug for Application {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("tenant", &self.tenant)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("certificates", &self.certificates.len())
+            .field("roles", &self.roles)
+            .field("calling_webhook", &self.calling_webhook)
+            .finish()
+    }
+}
+
+/// `"<redacted>"` for a secret that is set, `""` for none.
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
+}
+
+/// Compares a presented secret with the expected one in time that does not depend on where
+/// they differ (only on the presented length), so a guesser learns nothing from timing.
+pub fn secret_matches(presented: &str, expected: &str) -> bool {
+    let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
+    let mut difference = presented.len() ^ expected.len();
+    for (i, byte) in presented.iter().enumerate() {
+        difference |= usize::from(byte ^ expected.get(i).copied().unwrap_or(0));
+    }
+    difference == 0 && !expected.is_empty()
 }
 
 /// An application instance (resource account) with a phone number, for PSTN calls.
@@ -191,7 +222,7 @@ impl Behaviour {
 }
 
 /// A user.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// Object id.
@@ -206,6 +237,19 @@ pub struct User {
     /// What the user does when called.
     #[serde(default)]
     pub behaviour: Behaviour,
+}
+
+impl std::fmt::Debug for User {
+    // The password never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("tenant", &self.tenant)
+            .field("password", &self.password.as_deref().map(redacted))
+            .field("behaviour", &self.behaviour)
+            .finish()
+    }
 }
 
 /// A phone number reachable over the emulated PSTN.
@@ -701,5 +745,24 @@ mod tests {
             Directory::from_toml_str(text),
             Err(DirectoryError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output_and_compare_in_constant_time() {
+        let directory = Directory::seed();
+        let printed = format!("{directory:?}");
+        assert!(!printed.contains("calling-bot-secret"), "{printed}");
+        assert!(!printed.contains("john-password"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+        assert!(secret_matches("calling-bot-secret", "calling-bot-secret"));
+        for wrong in [
+            "",
+            "calling-bot-secre",
+            "calling-bot-secretx",
+            "Calling-bot-secret",
+        ] {
+            assert!(!secret_matches(wrong, "calling-bot-secret"), "{wrong}");
+        }
+        assert!(!secret_matches("", ""), "an empty secret never matches");
     }
 }

@@ -186,7 +186,7 @@ impl GraphTokens {
                 let Some(user) = user.filter(|u| {
                     u.password
                         .as_deref()
-                        .is_some_and(|p| p == field("password"))
+                        .is_some_and(|p| crate::directory::secret_matches(field("password"), p))
                 }) else {
                     return Err(bad_request(
                         "invalid_grant",
@@ -324,7 +324,7 @@ fn check_client(
         )),
         (Some(secret), None) => {
             // An application without a secret has none to match, not an empty one.
-            if app.client_secret.is_empty() || secret != app.client_secret {
+            if !crate::directory::secret_matches(secret, &app.client_secret) {
                 return Err(invalid_client(format!(
                     "AADSTS7000215: invalid client secret for application {}",
                     app.id
