@@ -6,8 +6,11 @@
 //! sharing) in the [`CallRegistry`], and answered 202. What changed reaches the bot as
 //! [`CallEvent`]s through a [`CallEventSink`] (a tokio mpsc channel, or any callback).
 //! Resource types and properties this version does not model are kept and delivered as
-//! [`CallEvent::Unhandled`], not refused. The routing and per-call logic, which does no
-//! I/O, is in `callback/registry.rs`; this file is the HTTP side.
+//! [`CallEvent::Unhandled`], not refused. The token is checked before the body is read; a
+//! batch the bot's event queue has no room for is refused whole (503, Graph sends it again);
+//! an optional [`Admission`] gate answers 404/503 for calls that do not belong here. The
+//! routing and per-call logic, which does no I/O, is in `callback/registry.rs`; the hardened
+//! server (timeouts, caps) in `callback/server.rs`; this file is the HTTP side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,7 +204,7 @@ pub enum ServeError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallbackResponse {
     pub status: StatusCode,
-    /// A Graph-style error body for 400, 401 and 413.
+    /// A Graph-style error body for every refusal (400, 401, 403, 404, 408, 413, 503).
     pub error: Option<GraphErrorBody>,
     /// The events the POST produced (already handed to the sink).
     pub events: usize,
