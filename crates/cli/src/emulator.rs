@@ -139,7 +139,7 @@ fn ready_line(emulator: &Emulator) -> serde_json::Value {
         "base_url": emulator.base_url(),
         "graph_url": emulator.graph_url(),
         "control_url": emulator.control_url(),
-        "softphone_url": format!("{}/softphone", emulator.base_url()),
+        "softphone_url": emulator.softphone_url(),
         "notification_openid_url": emulator.notification_openid_configuration_url(),
         "notification_issuer": emulator.notification_issuer(),
         "applications": applications,
@@ -167,5 +167,6 @@ fn print_banner(emulator: &Emulator) {
         );
     }
     println!("  control API:        {}", emulator.control_url());
+    println!("  softphone:          {}", emulator.softphone_url());
     println!("Ctrl-C stops it.");
 }

@@ -171,6 +171,9 @@ pub struct Shared {
     pub(crate) prompt_library: PromptLibrary,
     /// Open softphone pages (`GET /softphone`).
     softphones: crate::softphone::Softphones,
+    /// The per-run secret the softphone page's URL carries (`?key=`), without which its
+    /// WebSocket is refused: another web page the developer visits cannot join calls.
+    pub(crate) softphone_key: String,
     /// Calling webhooks and the calls ringing a bot.
     incoming: crate::incoming::IncomingState,
     /// The control API's view of every call.
@@ -346,6 +349,7 @@ impl Emulator {
             transferred: Default::default(),
             prompt_library: PromptLibrary::default(),
             softphones: Default::default(),
+            softphone_key: uuid::Uuid::new_v4().simple().to_string(),
             incoming: crate::incoming::IncomingState::new(&config.directory),
             book: Default::default(),
             config,
@@ -380,6 +384,20 @@ impl Emulator {
     /// The service root, e.g. `http://127.0.0.1:8642`.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url
+    }
+
+    /// The web softphone page, with this run's key: `{base}/softphone?key=…` (the page's
+    /// WebSocket is refused without it).
+    pub fn softphone_url(&self) -> String {
+        format!(
+            "{}/softphone?key={}",
+            self.shared.base_url, self.shared.softphone_key
+        )
+    }
+
+    /// This run's softphone key (see [`softphone_url`](Self::softphone_url)).
+    pub fn softphone_key(&self) -> &str {
+        &self.shared.softphone_key
     }
 
     /// The Graph root: `{base}/v1.0`.

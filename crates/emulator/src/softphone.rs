@@ -397,7 +397,47 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+/// `?key=` on the WebSocket URL.
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+/// Who may open the WebSocket: whoever has this run's key (it is in the page's URL, printed
+/// by the emulator), from the emulator's own origin when a browser says where it is (a page
+/// on another site sends its own `Origin`). Refused: 403, before the upgrade.
+fn admitted(
+    shared: &Shared,
+    headers: &axum::http::HeaderMap,
+    key: Option<&str>,
+) -> Result<(), &'static str> {
+    if !key.is_some_and(|key| crate::directory::secret_matches(key, &shared.softphone_key)) {
+        return Err("missing or wrong softphone key: open the URL the emulator printed");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        if origin_host.is_none() || origin_host != host {
+            return Err("the page is not the emulator's own");
+        }
+    }
+    Ok(())
+}
+
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(query): axum::extract::Query<KeyQuery>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(reason) = admitted(&shared, &headers, query.key.as_deref()) {
+        tracing::warn!(reason, "softphone WebSocket refused");
+        return (axum::http::StatusCode::FORBIDDEN, reason).into_response();
+    }
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move { Connection::run(shared, socket).await })
 }

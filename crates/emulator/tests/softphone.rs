@@ -180,8 +180,9 @@ struct Page {
 impl Page {
     async fn open(h: &Harness) -> Page {
         let url = format!(
-            "{}/softphone/ws",
-            h.emulator.base_url().replacen("http", "ws", 1)
+            "{}/softphone/ws?key={}",
+            h.emulator.base_url().replacen("http", "ws", 1),
+            h.emulator.softphone_key()
         );
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(5),
@@ -216,6 +217,73 @@ impl Page {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn the_websocket_needs_this_runs_key_and_the_emulators_own_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let h = Harness::start(config()).await;
+    let ws = h.emulator.base_url().replacen("http", "ws", 1);
+    let key = h.emulator.softphone_key().to_owned();
+    let host = h
+        .emulator
+        .base_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    let status = |url: String, origin: Option<String>| async move {
+        let mut request = url.into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .expect("answered in time")
+        {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                response.status().as_u16()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // Any web page the developer visits could open these: refused.
+    assert_eq!(status(format!("{ws}/softphone/ws"), None).await, 403);
+    assert_eq!(
+        status(format!("{ws}/softphone/ws?key=guess"), None).await,
+        403
+    );
+    assert_eq!(
+        status(
+            format!("{ws}/softphone/ws?key={key}"),
+            Some("https://evil.example".into())
+        )
+        .await,
+        403,
+        "the right key from another site's page"
+    );
+    // The page the emulator printed, from its own origin, and a tool without an Origin.
+    assert_eq!(
+        status(
+            format!("{ws}/softphone/ws?key={key}"),
+            Some(format!("http://{host}"))
+        )
+        .await,
+        101
+    );
+    assert_eq!(
+        status(format!("{ws}/softphone/ws?key={key}"), None).await,
+        101
+    );
+    assert!(
+        h.emulator
+            .softphone_url()
+            .ends_with(&format!("/softphone?key={key}"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,7 +602,7 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
     let wav = dir.join("tone-440.wav");
     audio::write_tone_wav(&wav, 440.0, 48_000, 3.0, 0.5);
     let h = Harness::start(config()).await;
-    let url = format!("{}/softphone?user={JOHN}&autojoin=1", h.emulator.base_url());
+    let url = format!("{}&user={JOHN}&autojoin=1", h.emulator.softphone_url());
     // The page's console (its log lines) goes to chromium.log, printed at the end.
     let child = headless_chromium(
         &wav,
