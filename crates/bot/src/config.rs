@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use appmedia_signalling::auth::{ClientAuth, ClientCertificate};
 use appmedia_signalling::client::NationalCloud;
+use appmedia_signalling::validate::is_https_or_loopback;
 use url::Url;
 
 /// Graph ends a call that has had no `keepAlive` for 45 minutes; the SDK sends one every
@@ -77,7 +78,7 @@ impl Service {
             }
             return Ok(Service::Graph(cloud));
         }
-        if !secure_or_loopback(&graph) {
+        if !is_https_or_loopback(&graph) {
             return Err(invalid(INSECURE.into()));
         }
         let origin_url = |path: &str| Url::parse(&format!("{origin}{path}"));
@@ -107,7 +108,7 @@ impl Service {
                 ("service.notification_openid_url", notification_openid_url),
             ]
             .into_iter()
-            .filter(|(_, url)| !secure_or_loopback(url))
+            .filter(|(_, url)| !is_https_or_loopback(url))
             .collect(),
         }
     }
@@ -119,18 +120,6 @@ impl Service {
 }
 
 const INSECURE: &str = "plain http only to a loopback address: the secret and the tokens would cross the network in clear";
-
-/// `https`, or `http` to 127.0.0.0/8, ::1 or `localhost`.
-fn secure_or_loopback(url: &Url) -> bool {
-    url.scheme() == "https"
-        || (url.scheme() == "http"
-            && match url.host() {
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-                None => false,
-            })
-}
 
 /// The bot's media endpoint: where its WebRTC sessions bind and what they advertise.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use appmedia_bot::{AnswerMedia, Bot, BotError, Event};
-use appmedia_model::{CallState, Identity};
-use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
+use appmedia_model::CallState;
+use appmedia_signalling::builders::Media;
 use common::*;
 
 /// The seed's PSTN phone.
@@ -67,13 +67,7 @@ async fn the_instance_id_is_in_the_callback_url_and_the_health_endpoints_follow_
     let (_, text) = get(&bot, "/metrics").await;
     assert_eq!(metric(&text, "ready"), 1);
 
-    let request = PeerToPeerCallBuilder::new(
-        bot.callback_uri(),
-        Identity::new(JOHN),
-        Media::service_hosted(),
-    )
-    .build()
-    .unwrap();
+    let request = call_to(JOHN, &bot, Media::service_hosted());
     let mut call = bot.call(request, Default::default()).await.expect("placed");
     assert!(call.wait_for_state(CallState::Established, WAIT).await);
     // Full at one call: not ready, and says so.
@@ -84,13 +78,7 @@ async fn the_instance_id_is_in_the_callback_url_and_the_health_endpoints_follow_
     assert_eq!(metric(&text, "live_calls"), 1);
     assert!(metric(&text, "notifications_accepted_total") >= 1);
     // Nor does it place another.
-    let another = PeerToPeerCallBuilder::new(
-        bot.callback_uri(),
-        Identity::new(JOHN),
-        Media::service_hosted(),
-    )
-    .build()
-    .unwrap();
+    let another = call_to(JOHN, &bot, Media::service_hosted());
     assert!(matches!(
         bot.call(another, Default::default()).await,
         Err(BotError::AtCapacity { max_calls: 1 })
@@ -109,13 +97,7 @@ async fn a_notification_for_a_call_held_elsewhere_is_404_and_counted() {
     let elsewhere = bot(&emulator).await;
     // A call whose callbackUri is `here`'s, created by someone else (what a misrouting
     // proxy, or this instance's previous life, looks like from here).
-    let request = PeerToPeerCallBuilder::new(
-        here.callback_uri(),
-        Identity::new(JOHN),
-        Media::service_hosted(),
-    )
-    .build()
-    .unwrap();
+    let request = call_to(JOHN, &here, Media::service_hosted());
     let created = elsewhere.client().create_call(&request).await.unwrap();
     let id = created.call_id().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -288,13 +270,7 @@ async fn a_drain_hangs_up_what_outlives_its_deadline() {
     let emulator = emulator(echo_directory()).await;
     let config = bot_config(&emulator).with_drain_timeout(Duration::from_millis(500));
     let bot = Bot::start(config).await.expect("bot starts");
-    let request = PeerToPeerCallBuilder::new(
-        bot.callback_uri(),
-        Identity::new(JOHN),
-        Media::service_hosted(),
-    )
-    .build()
-    .unwrap();
+    let request = call_to(JOHN, &bot, Media::service_hosted());
     let mut call = bot.call(request, Default::default()).await.expect("placed");
     assert!(call.wait_for_state(CallState::Established, WAIT).await);
     let stats = tokio::time::timeout(WAIT, bot.drain())

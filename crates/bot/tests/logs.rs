@@ -7,8 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use appmedia_bot::Bot;
-use appmedia_model::{CallState, Identity};
-use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
+use appmedia_model::CallState;
+use appmedia_signalling::builders::Media;
 use common::*;
 
 #[derive(Clone, Default)]
@@ -37,13 +37,7 @@ async fn a_calls_log_lines_name_the_call_and_the_instance() {
     let bot = Bot::start(bot_config(&emulator).with_instance_id("bot-9"))
         .await
         .expect("bot starts");
-    let request = PeerToPeerCallBuilder::new(
-        bot.callback_uri(),
-        Identity::new(JOHN),
-        Media::service_hosted(),
-    )
-    .build()
-    .unwrap();
+    let request = call_to(JOHN, &bot, Media::service_hosted());
     let mut call = bot.call(request, Default::default()).await.unwrap();
     assert!(call.wait_for_state(CallState::Established, WAIT).await);
     let id = call.id().to_owned();

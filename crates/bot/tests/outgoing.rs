@@ -6,16 +6,10 @@ mod common;
 use std::time::Duration;
 
 use appmedia_bot::{Bot, BotError, Event, MediaOptions, RecordOptions};
-use appmedia_model::{CallState, Identity};
-use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
+use appmedia_model::CallState;
+use appmedia_signalling::builders::Media;
 use appmedia_testkit::audio::dominant;
 use common::*;
-
-fn call_to(user: &str, bot: &appmedia_bot::Bot, media: Media) -> appmedia_model::Call {
-    PeerToPeerCallBuilder::new(bot.callback_uri(), Identity::new(user), media)
-        .build()
-        .expect("valid request")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {

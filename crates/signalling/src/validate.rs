@@ -406,15 +406,20 @@ pub(crate) fn check_callback_uri(uri: &Nullable<String>, errors: &mut Vec<Valida
             return;
         }
     };
-    let allowed = match url.scheme() {
-        "https" => url.host().is_some(),
-        "http" => url.host().is_some_and(|host| is_loopback(&host)),
-        _ => false,
-    };
-    if !allowed {
+    if !is_https_or_loopback(&url) {
         errors.push(ValidationError::CallbackUriNotHttps {
             value: value.clone(),
         });
+    }
+}
+
+/// `https` to any host, or plain `http` to a loopback one: where a secret or a notification
+/// may go without crossing a network in clear.
+pub fn is_https_or_loopback(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => url.host().is_some_and(|host| is_loopback(&host)),
+        _ => false,
     }
 }
 

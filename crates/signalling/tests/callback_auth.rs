@@ -428,14 +428,7 @@ async fn validation_can_be_disabled_only_on_loopback() {
     let (receiver, mut events) =
         CallbackReceiver::with_channel(auth, Arc::new(CallRegistry::default()), 8);
     let router = receiver.router("/callback");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    common::serve_with_peers(listener, router);
     let response =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5))
             .unwrap()
@@ -528,14 +521,7 @@ async fn a_body_over_the_cap_is_413_with_a_graph_error_and_nothing_applied() {
     let receiver = receiver.with_max_body_bytes(seed.len());
     assert_eq!(receiver.max_body_bytes(), seed.len());
     let router = receiver.router("/callback");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    common::serve_with_peers(listener, router);
     let http =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
     let url = format!("http://{addr}/callback");
@@ -579,14 +565,7 @@ async fn a_gate_answers_404_for_calls_not_here_and_503_for_calls_not_taken() {
         *seen.lock().unwrap()
     });
     let router = receiver.router("/callback");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    common::serve_with_peers(listener, router);
     let http =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
     let post = || {

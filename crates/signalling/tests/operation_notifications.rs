@@ -304,14 +304,7 @@ async fn operation_and_tone_notifications_over_http() {
         16,
     );
     let router = receiver.router("api/calls");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    common::serve_with_peers(listener, router);
     let http =
         appmedia_signalling::http_client(Duration::from_secs(10), Duration::from_secs(5)).unwrap();
     for name in [

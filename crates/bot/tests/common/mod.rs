@@ -69,6 +69,21 @@ pub async fn bot(emulator: &Emulator) -> Bot {
     Bot::start(bot_config(emulator)).await.expect("bot starts")
 }
 
+/// A peer-to-peer call from `bot` to `user` with `media`.
+pub fn call_to(
+    user: &str,
+    bot: &Bot,
+    media: appmedia_signalling::builders::Media,
+) -> appmedia_model::Call {
+    appmedia_signalling::builders::PeerToPeerCallBuilder::new(
+        bot.callback_uri(),
+        appmedia_model::Identity::new(user),
+        media,
+    )
+    .build()
+    .expect("valid request")
+}
+
 /// Events until `pred` matches one (returned), bounded by [`WAIT`].
 pub async fn until(
     call: &mut appmedia_bot::Call,

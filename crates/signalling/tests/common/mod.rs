@@ -20,6 +20,19 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
+/// Serves `router` on `listener` with each connection's peer address (axum's `ConnectInfo`),
+/// as a receiver without token validation requires, until the test's runtime ends.
+pub fn serve_with_peers(listener: tokio::net::TcpListener, router: axum::Router) {
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("test server")
+    });
+}
+
 /// `tests/fixtures/seed/{name}` at the repository root.
 pub fn seed_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
