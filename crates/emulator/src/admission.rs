@@ -3,8 +3,9 @@
 //! I/O, so each refusal is unit-testable.
 
 use appmedia_model::{Call, Identity, IdentitySet, MeetingInfo, Nullable, ODATA_TYPE};
-use appmedia_signalling::permissions::{PermissionError, check_token_claims, required_permissions};
+use appmedia_signalling::permissions::{check_token_claims, required_permissions};
 use appmedia_signalling::validate::{CreateCallKind, validate_create_call};
+use axum::http::StatusCode;
 use serde_json::Value;
 
 use crate::directory::{Application, Directory, Meeting};
@@ -128,12 +129,8 @@ pub fn admit(
         .map_err(|e| ApiError::bad_request(format!("the body is not a call: {e}")))?;
     validate_create_call(&request).map_err(|e| ApiError::bad_request(e.to_string()))?;
 
-    check_token_claims(&claims.all, &required_permissions(&request)).map_err(|e| match e {
-        PermissionError::DelegatedToken { .. } => ApiError::forbidden(format!(
-            "Delegated authentication is not supported for calls: {e}"
-        )),
-        other => ApiError::forbidden(other.to_string()),
-    })?;
+    check_token_claims(&claims.all, &required_permissions(&request))
+        .map_err(crate::server::permission_error)?;
 
     let application = directory
         .application(&claims.app_id)
@@ -146,13 +143,26 @@ pub fn admit(
         })?;
     check_source(directory, &request, &application)?;
 
+    // The call lives in the token's tenant; a body naming another is refused as Graph does
+    // (a bot joins another tenant's meeting with a token for that tenant, which its
+    // administrator's consent makes possible).
     let tenant_id = match request.tenant_id.value() {
-        Some(tenant) => directory
-            .tenant(tenant)
-            .map(|t| t.id.clone())
-            .ok_or_else(|| {
+        Some(tenant) => {
+            let tenant = directory.tenant(tenant).ok_or_else(|| {
                 ApiError::not_found(format!("tenantId: tenant {tenant:?} does not exist"))
-            })?,
+            })?;
+            if !tenant.id.eq_ignore_ascii_case(&claims.tenant_id) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "7505",
+                    format!(
+                        "Request authorization tenant mismatch: tenantId {} is not the token's tenant {}; get a token for tenant {} (its administrator must have consented to the application)",
+                        tenant.id, claims.tenant_id, tenant.id
+                    ),
+                ));
+            }
+            tenant.id.clone()
+        }
         None => claims.tenant_id.clone(),
     };
 

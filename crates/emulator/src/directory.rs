@@ -78,6 +78,25 @@ pub struct Application {
     /// until one is set (`PUT /control/applications/{id}/calling-webhook`).
     #[serde(default)]
     pub calling_webhook: Option<String>,
+    /// Other tenants whose administrator consented to this multi-tenant application
+    /// (`/adminconsent`): it may get tokens for them and create calls there, e.g. join a
+    /// meeting organised in another tenant. Any other tenant refuses it a token (AADSTS700016).
+    #[serde(default)]
+    pub consented_tenants: Vec<String>,
+    /// The registration's "Allow public client flows": the resource-owner password grant
+    /// without client authentication. Off (the default), that grant authenticates the
+    /// application as the client-credentials grant does.
+    #[serde(default)]
+    pub public_client: bool,
+}
+
+impl Application {
+    /// Whether the application exists in tenant `id`: its home, or a tenant that consented.
+    pub fn is_in_tenant(&self, id: &str) -> bool {
+        std::iter::once(&self.tenant)
+            .chain(&self.consented_tenants)
+            .any(|t| t.eq_ignore_ascii_case(id))
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -91,6 +110,8 @@ impl std::fmt::Debug for Application {
             .field("certificates", &self.certificates.len())
             .field("roles", &self.roles)
             .field("calling_webhook", &self.calling_webhook)
+            .field("consented_tenants", &self.consented_tenants)
+            .field("public_client", &self.public_client)
             .finish()
     }
 }
@@ -421,10 +442,13 @@ impl Directory {
         let bad = |m: String| Err(DirectoryError::Inconsistent(m));
         let tenants: HashSet<&str> = self.tenants.iter().map(|t| t.id.as_str()).collect();
         for app in &self.applications {
-            if !tenants.contains(app.tenant.as_str()) {
+            if let Some(unknown) = std::iter::once(&app.tenant)
+                .chain(&app.consented_tenants)
+                .find(|t| !tenants.contains(t.as_str()))
+            {
                 return bad(format!(
-                    "application {} names unknown tenant {}",
-                    app.id, app.tenant
+                    "application {} names unknown tenant {unknown}",
+                    app.id
                 ));
             }
         }
@@ -745,6 +769,34 @@ mod tests {
             Directory::from_toml_str(text),
             Err(DirectoryError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn an_application_is_in_its_home_tenant_and_those_that_consented() {
+        let directory = Directory::seed();
+        let bot = directory
+            .application("2891555a-92ff-42e6-80fa-6e1300c6b5c6")
+            .unwrap();
+        assert!(bot.is_in_tenant("AA67BD4C-8475-432D-BD41-39F255720E0A"));
+        assert!(bot.is_in_tenant("86dc81db-c112-4228-9222-63f3esaa1edb"));
+        assert!(!bot.is_in_tenant("00000000-0000-0000-0000-000000000000"));
+        let limited = directory
+            .application("6b3f1a52-0d1c-4c8e-9a55-3f2a1c0e7d10")
+            .unwrap();
+        assert!(!limited.is_in_tenant("86dc81db-c112-4228-9222-63f3esaa1edb"));
+        let text = r#"
+            [[tenants]]
+            id = "t"
+            [[applications]]
+            id = "a"
+            display_name = "A"
+            tenant = "t"
+            consented_tenants = ["nowhere"]
+        "#;
+        match Directory::from_toml_str(text) {
+            Err(DirectoryError::Inconsistent(m)) => assert!(m.contains("nowhere"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use appmedia_model::{Call, Participant};
 use appmedia_signalling::auth::{PublishedKeys, TokenIssuer};
+use appmedia_signalling::permissions::{PermissionError, RequiredPermissions, check_token_claims};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -128,6 +129,8 @@ pub enum EmulatorError {
 #[derive(Debug)]
 pub(crate) struct CallRecord {
     pub app_id: String,
+    /// The tenant the call lives in: only tokens of `app_id` for this tenant reach it.
+    pub tenant_id: String,
     pub resource: Call,
     pub participants: Vec<Participant>,
     pub control: mpsc::UnboundedSender<Control>,
@@ -619,8 +622,22 @@ async fn graph_openid_configuration(
     axum::Json(shared.tokens.openid_configuration(&tenant)).into_response()
 }
 
+/// The verified claims of an application token (401 for a bad token, 403 for a delegated one
+/// or one without application permissions): every calling route needs one, as Graph's do.
 pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, ApiError> {
-    shared.tokens.verify(authorization(headers))
+    let claims = shared.tokens.verify(authorization(headers))?;
+    check_token_claims(&claims.all, &RequiredPermissions::default()).map_err(permission_error)?;
+    Ok(claims)
+}
+
+/// The 403 for a token that may not make a request.
+pub(crate) fn permission_error(e: PermissionError) -> ApiError {
+    match e {
+        PermissionError::DelegatedToken { .. } => ApiError::forbidden(format!(
+            "Delegated authentication is not supported for calls: {e}"
+        )),
+        other => ApiError::forbidden(other.to_string()),
+    }
 }
 
 async fn create_call(
@@ -758,6 +775,7 @@ async fn create_call_inner(
         ids.id.clone(),
         CallRecord {
             app_id: admitted.application.id.clone(),
+            tenant_id: admitted.tenant_id.clone(),
             resource: resource.clone(),
             participants: Vec::new(),
             control: control_tx,
@@ -820,7 +838,8 @@ pub(crate) async fn start_media(
     Ok(Some(peer))
 }
 
-/// The caller's call `id`, or 404 (a call of another application is not visible).
+/// The caller's call `id`, or 404 (a call of another application, or of the same application
+/// in another tenant, is not visible).
 pub(crate) fn with_call<T>(
     shared: &Shared,
     claims: &AccessClaims,
@@ -830,7 +849,10 @@ pub(crate) fn with_call<T>(
     let calls = shared.calls();
     calls
         .get(id)
-        .filter(|record| record.app_id.eq_ignore_ascii_case(&claims.app_id))
+        .filter(|record| {
+            record.app_id.eq_ignore_ascii_case(&claims.app_id)
+                && record.tenant_id.eq_ignore_ascii_case(&claims.tenant_id)
+        })
         .map(f)
         .ok_or_else(|| ApiError::not_found(format!("call {id} does not exist")))
 }

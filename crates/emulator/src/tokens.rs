@@ -1,7 +1,10 @@
 //! The emulator's identity platform: `POST /{tenant}/oauth2/v2.0/token` issues Graph access
 //! tokens (client credentials → application token with `roles`; resource-owner password →
 //! delegated token with `scp`, which the calling API refuses as Graph does), and the access
-//! tokens presented to the calling API are verified here.
+//! tokens presented to the calling API are verified here. A token is issued only for the
+//! application's home tenant or a tenant that consented to it (`consented_tenants`), and the
+//! password grant authenticates the application unless it is a public client, for a user of
+//! that tenant only — as the Microsoft identity platform does.
 //!
 //! Signing is `appmedia_signalling::auth::TokenIssuer`'s; this module only decides claims.
 
@@ -148,6 +151,16 @@ impl GraphTokens {
                 format!("application {client_id:?} is not registered in the emulator's directory"),
             ));
         };
+        if !app.is_in_tenant(&tenant.id) {
+            return Err(bad_request(
+                "unauthorized_client",
+                format!(
+                    "AADSTS700016: Application with identifier '{}' was not found in the directory '{}': an administrator of that tenant has not consented to it",
+                    app.id, tenant.id
+                ),
+            ));
+        }
+        let token_url = format!("{}/{tenant_in_path}/oauth2/v2.0/token", self.base_url);
         let scope = field("scope");
         let now = unix_now();
         let mut claims = json!({
@@ -163,7 +176,6 @@ impl GraphTokens {
         });
         match field("grant_type") {
             "client_credentials" => {
-                let token_url = format!("{}/{tenant_in_path}/oauth2/v2.0/token", self.base_url);
                 check_client(app, &fields, &token_url)?;
                 if scope != GRAPH_DEFAULT_SCOPE {
                     return Err(bad_request(
@@ -178,11 +190,16 @@ impl GraphTokens {
                 claims["roles"] = json!(app.roles);
             }
             "password" => {
+                // A confidential client authenticates in this grant too; only a registration
+                // that allows public client flows may omit it.
+                if !app.public_client {
+                    check_client(app, &fields, &token_url)?;
+                }
                 let username = field("username");
-                let user = directory
-                    .users
-                    .iter()
-                    .find(|u| u.id.eq_ignore_ascii_case(username) || u.display_name == username);
+                let user = directory.users.iter().find(|u| {
+                    (u.id.eq_ignore_ascii_case(username) || u.display_name == username)
+                        && u.tenant.eq_ignore_ascii_case(&tenant.id)
+                });
                 let Some(user) = user.filter(|u| {
                     u.password
                         .as_deref()
@@ -190,7 +207,10 @@ impl GraphTokens {
                 }) else {
                     return Err(bad_request(
                         "invalid_grant",
-                        format!("user {username:?}: unknown, or wrong password"),
+                        format!(
+                            "user {username:?}: not in tenant {}, or wrong password",
+                            tenant.id
+                        ),
                     ));
                 };
                 claims["idtyp"] = "user".into();

@@ -215,7 +215,7 @@ async fn delegated_token_is_refused_as_not_supported() {
         .post(h.emulator.token_url(TENANT))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
-            "grant_type=password&client_id={CALLING_BOT}&username=John&password=john-password&scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read"
+            "grant_type=password&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&username=John&password=john-password&scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read"
         ))
         .send()
         .await
@@ -367,20 +367,22 @@ async fn unknown_parties_and_meetings_are_404_and_wrong_passcode_403() {
     let (status, _, _) = h.post_call(&request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let mut request = h.seed_request("example07-request.json");
+    // The seed's meeting examples name Fabrikam as the call's tenant: a token for Fabrikam.
+    let fabrikam = Harness::start_in(config(), CALLING_BOT, CALLING_BOT_SECRET, FABRIKAM).await;
+    let mut request = fabrikam.seed_request("example07-request.json");
     request["meetingInfo"]["joinMeetingId"] = "7654321".into();
-    let (status, _, _) = h.post_call(&request).await;
+    let (status, _, _) = fabrikam.post_call(&request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let mut request = h.seed_request("example07-request.json");
+    let mut request = fabrikam.seed_request("example07-request.json");
     request["meetingInfo"]["passcode"] = "guess".into();
-    let (status, _, error) = h.post_call(&request).await;
+    let (status, _, error) = fabrikam.post_call(&request).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(assert_graph_error(&error, "Forbidden").contains("passcode"));
 
-    let mut request = h.seed_request("example05-request.json");
+    let mut request = fabrikam.seed_request("example05-request.json");
     request["meetingInfo"]["organizer"]["user"]["id"] = JOHN.into();
-    let (status, _, _) = h.post_call(&request).await;
+    let (status, _, _) = fabrikam.post_call(&request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Calling from someone else's application id.

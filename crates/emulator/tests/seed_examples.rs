@@ -240,7 +240,10 @@ async fn example04_group_call_app_hosted_with_the_blob_the_service_needs() {
 /// The meeting script of the built-in directory: the bot joins (John there, muted), Bob
 /// joins, John unmutes, Bob shares (created/updated/deleted), Bob leaves.
 async fn meeting(nn: &str, request: Value, seed_call_id: Option<&str>) {
-    let h = Harness::start(config()).await;
+    // The call's tenant is the token's: examples 5, 7 and 8 join as Fabrikam, whose
+    // administrator consented to the bot, with a token for Fabrikam.
+    let tenant = request["tenantId"].as_str().unwrap_or(TENANT).to_owned();
+    let h = Harness::start_in(config(), CALLING_BOT, CALLING_BOT_SECRET, &tenant).await;
     let mut request = request;
     request["callbackUri"] = Value::String(h.callback_uri.clone());
     let id = create(&h, nn, request).await;
@@ -351,7 +354,7 @@ async fn example10_pstn_app_hosted() {
 
 #[tokio::test]
 async fn meeting_with_delta_roster_and_content_sharing() {
-    let h = Harness::start(config()).await;
+    let h = Harness::start_in(config(), CALLING_BOT, CALLING_BOT_SECRET, FABRIKAM).await;
     let mut request = h.seed_request("example07-request.json");
     request["callOptions"] = json!({
         "@odata.type": "#microsoft.graph.outgoingCallOptions",

@@ -454,7 +454,8 @@ async fn a_page_answers_mutes_and_leaves_over_the_websocket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_joins_the_meeting_the_bot_is_in() {
-    let h = Harness::start(config()).await;
+    // Example 7 joins as Fabrikam (its tenantId), with a token for Fabrikam.
+    let h = Harness::start_in(config(), CALLING_BOT, CALLING_BOT_SECRET, FABRIKAM).await;
     let mut page = Page::open(&h).await;
     page.send(json!({"type": "register", "user": "98da8a1a-1b87-452c-a713-65d3f10b5555", "meeting": "1234567"}))
         .await;

@@ -107,7 +107,7 @@ impl fmt::Display for AnyOf {
 }
 
 /// What a request needs: all of these, each satisfied by any of its permissions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequiredPermissions {
     /// The requirements; every one must be met.
     pub all_of: Vec<AnyOf>,
@@ -136,6 +136,9 @@ impl RequiredPermissions {
 
 impl fmt::Display for RequiredPermissions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.all_of.is_empty() {
+            return f.write_str("(none in particular: an application token)");
+        }
         for (i, need) in self.all_of.iter().enumerate() {
             if i > 0 {
                 f.write_str(" and ")?;

@@ -209,6 +209,7 @@ pub(crate) fn ring(shared: &Arc<Shared>, route: IncomingRoute) -> Result<String,
         &ids.id,
         CallRecord {
             app_id: app.clone(),
+            tenant_id: route.application.tenant.clone(),
             resource: call.clone(),
             participants: Vec::new(),
             control: control_tx,

@@ -24,6 +24,8 @@ use axum::routing::post;
 use serde_json::Value;
 
 pub const TENANT: &str = "aa67bd4c-8475-432d-bd41-39f255720e0a";
+/// The seed's other tenant; Calling Bot and TestBot are consented there, Limited Bot is not.
+pub const FABRIKAM: &str = "86dc81db-c112-4228-9222-63f3esaa1edb";
 pub const CALLING_BOT: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
 pub const CALLING_BOT_SECRET: &str = "calling-bot-secret";
 pub const TEST_BOT: &str = "dd3885da-f9ab-486b-bfae-85de3d445555";
@@ -151,6 +153,16 @@ impl Harness {
     }
 
     pub async fn start_as(config: EmulatorConfig, app_id: &str, secret: &str) -> Self {
+        Self::start_in(config, app_id, secret, TENANT).await
+    }
+
+    /// A bot whose Graph tokens are for `tenant` (its home, or one that consented to it).
+    pub async fn start_in(
+        config: EmulatorConfig,
+        app_id: &str,
+        secret: &str,
+        tenant: &str,
+    ) -> Self {
         appmedia_signalling::install_crypto_provider();
         let emulator = Emulator::start(config).await.expect("emulator starts");
         let mut auth = CallbackAuthConfig::new(app_id, TenantPolicy::Any);
@@ -172,7 +184,7 @@ impl Harness {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let tokens = Self::token_source(&emulator, app_id, secret);
+        let tokens = Self::token_source_in(&emulator, app_id, secret, tenant);
         Harness {
             http: reqwest::Client::new(),
             callback_uri: format!("http://{addr}/callback"),
@@ -185,9 +197,18 @@ impl Harness {
     }
 
     pub fn token_source(emulator: &Emulator, app_id: &str, secret: &str) -> TokenSource {
+        Self::token_source_in(emulator, app_id, secret, TENANT)
+    }
+
+    pub fn token_source_in(
+        emulator: &Emulator,
+        app_id: &str,
+        secret: &str,
+        tenant: &str,
+    ) -> TokenSource {
         let credentials = ClientCredentials::for_authority(
             emulator.authority_url(),
-            TENANT,
+            tenant,
             app_id,
             secret,
             "https://graph.microsoft.com/.default",
@@ -249,10 +270,21 @@ impl Harness {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let token = self.token().await;
+        self.request_with(reqwest::Method::GET, &token, path).await
+    }
+
+    /// A bodiless Graph request to `path` with `token`: (status, JSON body or null).
+    pub async fn request_with(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+    ) -> (StatusCode, Value) {
         let response = self
             .http
-            .get(format!("{}{path}", self.emulator.graph_url()))
-            .bearer_auth(self.token().await)
+            .request(method, format!("{}{path}", self.emulator.graph_url()))
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();

@@ -1,0 +1,191 @@
+//! Who may get a token for which tenant, and which token reaches which call: the emulator
+//! binds every call to its (application, tenant) and refuses delegated tokens on every
+//! route, as Graph does (issue 11, finding 4).
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+
+/// `POST /{tenant}/oauth2/v2.0/token` with a form body: (status, JSON body).
+async fn token_request(h: &Harness, tenant: &str, form: String) -> (u16, Value) {
+    let response = h
+        .http
+        .post(h.emulator.token_url(tenant))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+const GRAPH_DEFAULT: &str = "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default";
+const USER_READ: &str = "scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read";
+
+fn client_credentials(app: &str, secret: &str) -> String {
+    format!("grant_type=client_credentials&client_id={app}&client_secret={secret}&{GRAPH_DEFAULT}")
+}
+
+#[tokio::test]
+async fn a_token_is_issued_only_for_the_home_tenant_or_one_that_consented() {
+    let h = Harness::start(config()).await;
+    // Calling Bot: home tenant and Fabrikam (consented).
+    for tenant in [TENANT, FABRIKAM] {
+        let (status, body) = token_request(
+            &h,
+            tenant,
+            client_credentials(CALLING_BOT, CALLING_BOT_SECRET),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let token = body["access_token"].as_str().unwrap();
+        let claims = appmedia_signalling::auth::unverified_payload(token).unwrap();
+        assert_eq!(claims["tid"], tenant);
+    }
+    // Limited Bot was never consented in Fabrikam.
+    let (status, body) = token_request(
+        &h,
+        FABRIKAM,
+        client_credentials(LIMITED_BOT, LIMITED_BOT_SECRET),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "unauthorized_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("AADSTS700016"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_password_grant_authenticates_the_application_and_its_user_tenant() {
+    let h = Harness::start(config()).await;
+    let john = "grant_type=password&username=John&password=john-password";
+    // Without the application's secret: a confidential client is not authenticated.
+    let (status, body) = token_request(
+        &h,
+        TENANT,
+        format!("{john}&client_id={CALLING_BOT}&{USER_READ}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (status, body) = token_request(
+        &h,
+        TENANT,
+        format!("{john}&client_id={CALLING_BOT}&client_secret=wrong&{USER_READ}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // John is a user of the home tenant, not of Fabrikam (where the bot is consented).
+    let (status, body) = token_request(
+        &h,
+        FABRIKAM,
+        format!("{john}&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&{USER_READ}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = token_request(
+        &h,
+        TENANT,
+        format!("{john}&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&{USER_READ}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_tenant_id_other_than_the_tokens_is_7505() {
+    // Example 5 joins Fabrikam's meeting: with a token for the bot's home tenant it is the
+    // tenant mismatch Graph answers; with a token for Fabrikam it is created (seed_examples).
+    let h = Harness::start(config()).await;
+    let request = h.seed_request("example05-request.json");
+    let (status, _, error) = h.post_call(&request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let message = assert_graph_error(&error, "7505");
+    assert!(message.contains("tenant mismatch"), "{message}");
+    assert!(message.contains(FABRIKAM), "{message}");
+}
+
+#[tokio::test]
+async fn a_call_is_reached_only_with_a_token_of_its_application_and_tenant() {
+    let fabrikam = Harness::start_in(config(), CALLING_BOT, CALLING_BOT_SECRET, FABRIKAM).await;
+    let request = fabrikam.seed_request("example05-request.json");
+    let (status, _, call) = fabrikam.post_call(&request).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let path = format!("/communications/calls/{}", call["id"].as_str().unwrap());
+
+    let home = fabrikam.token_for(CALLING_BOT, CALLING_BOT_SECRET).await;
+    let other_app = fabrikam.token_for(TEST_BOT, TEST_BOT_SECRET).await;
+    for (who, token) in [
+        ("the same bot in its home tenant", &home),
+        ("another bot", &other_app),
+    ] {
+        for (method, route) in [
+            (Method::GET, path.clone()),
+            (Method::GET, format!("{path}/participants")),
+            (Method::DELETE, path.clone()),
+        ] {
+            let (status, body) = fabrikam.request_with(method.clone(), token, &route).await;
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{who}: {method} {route}: {body}"
+            );
+        }
+    }
+    // The token of the call's own (application, tenant) reaches it.
+    let (status, body) = fabrikam.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenantId"], FABRIKAM);
+    assert_eq!(fabrikam.delete(&path).await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_delegated_token_is_refused_on_every_route() {
+    let h = Harness::start(config()).await;
+    let (status, _, call) = h.post_call(&h.seed_request("example01-request.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let path = format!("/communications/calls/{}", call["id"].as_str().unwrap());
+    let (status, body) = token_request(
+        &h,
+        TENANT,
+        format!(
+            "grant_type=password&username=John&password=john-password&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&{USER_READ}"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let delegated = body["access_token"].as_str().unwrap();
+    for (method, route) in [
+        (Method::GET, path.clone()),
+        (Method::GET, format!("{path}/participants")),
+        (Method::DELETE, path.clone()),
+    ] {
+        let (status, body) = h.request_with(method.clone(), delegated, &route).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {route}: {body}");
+        let message = assert_graph_error(&body, "Forbidden");
+        assert!(message.contains("Delegated"), "{message}");
+    }
+    // The call is still there for the application.
+    let (status, _) = h.get(&path).await;
+    assert_eq!(status, StatusCode::OK);
+}
