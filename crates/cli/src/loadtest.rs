@@ -466,6 +466,7 @@ fn load_average() -> Option<f64> {
 fn process_cpu_time() -> Option<Duration> {
     // SAFETY: getrusage only writes the struct we pass; zeroed is a valid rusage.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, exclusively borrowed rusage for the call's duration.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     if rc != 0 {
         return None;

@@ -43,18 +43,22 @@ fn record(allocations: u64, bytes: isize) {
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         record(1, layout.size() as isize);
+        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), forwarded as is.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         record(1, layout.size() as isize);
+        // SAFETY: the caller upholds `alloc_zeroed`'s contract, forwarded as is.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         record(1, new_size as isize - layout.size() as isize);
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`; the caller upholds the rest.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         record(0, -(layout.size() as isize));
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
 }
