@@ -15,6 +15,7 @@ use crate::admission::Party;
 use crate::control::{PartyState as ViewPartyState, ViewState};
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
 use crate::media::{BOT_SOURCE_ID, MediaPeer};
+use crate::notify::NotificationQueue;
 use crate::server::Shared;
 use crate::shapes::{self, MeetingContext, result};
 use crate::softphone::{Joined, SoftphoneCommand};
@@ -100,7 +101,7 @@ enum PartyState {
 struct Run {
     shared: Arc<Shared>,
     plan: CallPlan,
-    notify: mpsc::UnboundedSender<serde_json::Value>,
+    notify: NotificationQueue,
     /// Transfers, invitations, timers of the call actions.
     actions: actions::ActionState,
     /// Roster entries by key (user id or phone number), bot first.
@@ -131,7 +132,7 @@ pub async fn run_call(
     shared: Arc<Shared>,
     plan: CallPlan,
     mut control: mpsc::UnboundedReceiver<Control>,
-    notify: mpsc::UnboundedSender<serde_json::Value>,
+    notify: NotificationQueue,
 ) {
     let start = Instant::now();
     // Called users with a softphone page open ring there instead of following the script.

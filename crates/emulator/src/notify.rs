@@ -5,6 +5,9 @@
 //! (or after its `Retry-After`, within the same bound) and the call goes on meanwhile. A bot
 //! that answers 404 or 410 says it holds no such call (an instance that restarted, or a proxy
 //! that sent the notification to the wrong instance): that notification is not retried.
+//! A call's queue is bounded ([`MAX_QUEUED_PER_CALL`]): while a bot does not answer, what
+//! the call produces beyond that is dropped and counted, so an unreachable bot cannot make
+//! the service hold an ever-growing backlog.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +16,11 @@ use std::time::Duration;
 use appmedia_signalling::auth::{CallbackTokenClaims, TokenIssuer};
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+/// Notifications waiting for delivery on one call, at most; more are dropped and counted
+/// ([`DeliveryStats::overflowed`]). A bot that answers keeps its queue near empty: even a
+/// meeting's busiest roster changes are a few notifications a second.
+pub const MAX_QUEUED_PER_CALL: usize = 1024;
 
 /// How a failing callback endpoint is retried.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,6 +53,7 @@ pub struct DeliveryStats {
     failed_attempts: AtomicU64,
     dropped: AtomicU64,
     refused: AtomicU64,
+    overflowed: AtomicU64,
 }
 
 impl DeliveryStats {
@@ -63,6 +72,47 @@ impl DeliveryStats {
     /// Notifications the bot refused as not its call (404 or 410), not retried.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+    /// Notifications never queued: their call already had [`MAX_QUEUED_PER_CALL`] waiting.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+/// The sending end of one call's notification queue (bounded, see [`MAX_QUEUED_PER_CALL`]).
+#[derive(Clone, Debug)]
+pub struct NotificationQueue {
+    tx: mpsc::Sender<Value>,
+    stats: Arc<DeliveryStats>,
+}
+
+/// Why a notification was not queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    /// The call already has [`MAX_QUEUED_PER_CALL`] notifications waiting; this one is
+    /// dropped and counted.
+    #[error("the call's notification queue is full")]
+    Full,
+    /// The call's delivery task has ended.
+    #[error("the call's notifications are no longer delivered")]
+    Closed,
+}
+
+impl NotificationQueue {
+    /// Queues `body` for delivery after those before it; never waits.
+    pub fn send(&self, body: Value) -> Result<(), QueueError> {
+        match self.tx.try_send(body) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let total = self.stats.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    total,
+                    "notification dropped: the call's queue is full (the bot does not take them)"
+                );
+                Err(QueueError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(QueueError::Closed),
+        }
     }
 }
 
@@ -115,20 +165,24 @@ impl Notifier {
         &self.stats
     }
 
-    /// Starts the delivery task of one call; notifications sent into the returned channel
-    /// are delivered in order. The task ends when the sender is dropped and the queue is empty.
+    /// Starts the delivery task of one call; notifications sent into the returned queue are
+    /// delivered in order. The task ends when every sender is dropped and the queue is empty.
     pub fn start_call(
         self: &Arc<Self>,
         destination: Destination,
-    ) -> (mpsc::UnboundedSender<Value>, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    ) -> (NotificationQueue, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Value>(MAX_QUEUED_PER_CALL);
         let this = self.clone();
         let task = tokio::spawn(async move {
             while let Some(body) = rx.recv().await {
                 this.deliver(&destination, &body).await;
             }
         });
-        (tx, task)
+        let queue = NotificationQueue {
+            tx,
+            stats: self.stats.clone(),
+        };
+        (queue, task)
     }
 
     async fn deliver(&self, destination: &Destination, body: &Value) {
@@ -222,5 +276,53 @@ impl Failure {
             retry_after: None,
             not_the_bots_call: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A bot that accepts connections and never answers: the first notification stays in
+    /// flight, the rest queue up to the bound, and what comes after is dropped and counted.
+    #[tokio::test]
+    async fn a_call_queues_at_most_its_bound_while_the_bot_does_not_answer() {
+        appmedia_signalling::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                let _ = arrived_tx.send(());
+            }
+        });
+        let policy = RetryPolicy {
+            request_timeout: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        let notifier = Arc::new(
+            Notifier::new(TokenIssuer::generate("test").unwrap(), "iss".into(), policy).unwrap(),
+        );
+        let (queue, _task) = notifier.start_call(Destination {
+            callback_uri: format!("http://{addr}/callback"),
+            app_id: "app".into(),
+            tenant_id: "tenant".into(),
+        });
+        queue.send(json!({"n": 0})).unwrap();
+        arrived
+            .recv()
+            .await
+            .expect("the first POST reaches the bot");
+        for n in 1..=MAX_QUEUED_PER_CALL {
+            assert_eq!(queue.send(json!({ "n": n })), Ok(()), "{n}");
+        }
+        for _ in 0..5 {
+            assert_eq!(queue.send(json!({"n": "extra"})), Err(QueueError::Full));
+        }
+        assert_eq!(notifier.stats().overflowed(), 5);
+        assert_eq!(notifier.stats().delivered(), 0);
     }
 }

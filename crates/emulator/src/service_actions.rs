@@ -32,11 +32,11 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::actions::respond;
 use crate::driver::actions::not_established;
 use crate::error::ApiError;
+use crate::notify::NotificationQueue;
 use crate::operations::{self, Operation, OperationKind};
 use crate::requests::{ClientContextRequest, RecordResponseRequest, client_context, read_body};
 use crate::server::{Shared, authenticate, request_id, with_call};
@@ -230,7 +230,7 @@ struct Progress {
 pub(crate) struct ServiceActions {
     call_id: String,
     base_url: String,
-    notify: OnceLock<mpsc::UnboundedSender<Value>>,
+    notify: OnceLock<NotificationQueue>,
     control: ConferenceControl,
     prompts: PromptQueue,
     store: Arc<ResponseStore>,
@@ -264,7 +264,7 @@ impl ServiceActions {
         }
     }
 
-    pub(crate) fn attach_notifications(&self, notify: mpsc::UnboundedSender<Value>) {
+    pub(crate) fn attach_notifications(&self, notify: NotificationQueue) {
         let _ = self.notify.set(notify);
     }
 

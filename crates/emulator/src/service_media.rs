@@ -44,11 +44,11 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::heard::Recorders;
 use crate::media::BOT_SOURCE_ID;
+use crate::notify::NotificationQueue;
 use crate::server::{Shared, authenticate, request_id, with_call};
 use crate::service_actions::ServiceActions;
 
@@ -177,7 +177,7 @@ struct Operation {
 struct Operations {
     call_id: String,
     running: Mutex<Vec<Operation>>,
-    notify: OnceLock<mpsc::UnboundedSender<Value>>,
+    notify: OnceLock<NotificationQueue>,
     etag: AtomicU64,
     /// Set once the bot left (transfer): its operations end untold, like the call.
     quiet: AtomicBool,
@@ -382,7 +382,7 @@ impl ServiceMedia {
     }
 
     /// Where operation notifications go (the call's notification channel).
-    pub(crate) fn attach_notifications(&self, notify: mpsc::UnboundedSender<Value>) {
+    pub(crate) fn attach_notifications(&self, notify: NotificationQueue) {
         self.actions.attach_notifications(notify.clone());
         let _ = self.operations.notify.set(notify);
     }

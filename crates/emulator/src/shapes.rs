@@ -110,14 +110,22 @@ pub fn created_call(admitted: &Admitted, ids: &CallIds) -> Call {
         .value()
         .cloned()
         .unwrap_or_else(|| ParticipantInfo::new(bot_identity(admitted)));
-    for field in [&mut source.region, &mut source.language_id] {
-        if field.is_absent() {
-            *field = Nullable::Null;
-        }
-    }
+    // What the service shows as null when the request says nothing (the seed's responses).
+    null_if_absent(&mut source.country_code);
+    null_if_absent(&mut source.endpoint_type);
+    null_if_absent(&mut source.region);
+    null_if_absent(&mut source.language_id);
     call.source = source.into();
-    if call.targets.is_absent() {
-        call.targets = Nullable::Value(Vec::new());
+    match &mut call.targets {
+        Nullable::Value(targets) => {
+            for target in targets {
+                null_if_absent(&mut target.endpoint_type);
+                null_if_absent(&mut target.region);
+                null_if_absent(&mut target.replaces_call_id);
+                null_if_absent(&mut target.language_id);
+            }
+        }
+        _ => call.targets = Nullable::Value(Vec::new()),
     }
     call.call_routes = Nullable::Value(Vec::new());
     call.active_modalities = Nullable::Value(Vec::new());
@@ -146,6 +154,12 @@ pub fn created_call(admitted: &Admitted, ids: &CallIds) -> Call {
     call.termination_reason = Nullable::Null;
     call.meeting_capability = Nullable::Null;
     call
+}
+
+fn null_if_absent<T>(field: &mut Nullable<T>) {
+    if field.is_absent() {
+        *field = Nullable::Null;
+    }
 }
 
 trait IntoNullable<T> {

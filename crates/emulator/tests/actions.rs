@@ -113,6 +113,27 @@ async fn a_transfer_whose_target_declines_or_does_not_answer_fails_and_the_call_
     assert_eq!(h.emulator.transferred_calls(), 0);
 }
 
+/// The seed: "the group call created does not support chat or recording" — its resource has
+/// no chatInfo, and recording it is refused (a peer-to-peer call records, see below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_call_the_bot_created_has_no_chat_and_cannot_be_recorded() {
+    let setup = InCall::start().await;
+    let h = &setup.h;
+    let id = established(h, group(h, &[UMA, ANN])).await;
+    let (status, call) = h.get(&format!("/communications/calls/{id}")).await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(call["chatInfo"].is_null(), "{call:#}");
+    let (status, _, body) = post(
+        h,
+        &calls(&id, "updateRecordingStatus"),
+        &json!({"clientContext": "c", "status": "recording"}),
+    )
+    .await;
+    let (status, code, message) = refusal(status, &body);
+    assert_eq!((status, code.as_str()), (400, "BadRequest"), "{body:#}");
+    assert!(message.contains("does not support recording"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_call_transfers_the_participant_it_names() {
     let setup = InCall::start().await;

@@ -189,3 +189,40 @@ async fn a_delegated_token_is_refused_on_every_route() {
     let (status, _) = h.get(&path).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A meeting that requires its passcode refuses a join by id without one (a meeting that does
+/// not, like the seed's, takes example 8's `passcode: null`).
+#[tokio::test]
+async fn a_meeting_that_requires_its_passcode_refuses_a_join_without_one() {
+    let mut config = config();
+    config.directory.meetings[0].passcode_required = true;
+    let h = Harness::start_in(config, CALLING_BOT, CALLING_BOT_SECRET, FABRIKAM).await;
+    let request = h.seed_request("example08-request.json");
+    assert!(request["meetingInfo"]["passcode"].is_null());
+    let (status, _, error) = h.post_call(&request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    let message = assert_graph_error(&error, "Forbidden");
+    assert!(message.contains("needs its passcode"), "{message}");
+    // With it, the same meeting is joined.
+    let (status, _, body) = h.post_call(&h.seed_request("example07-request.json")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// An application calls only from its own application instances: another application's is
+/// 403, one that does not exist is 404.
+#[tokio::test]
+async fn an_application_instance_is_used_only_by_its_application() {
+    let h = Harness::start_as(config(), TEST_BOT, TEST_BOT_SECRET).await;
+    let mut request = h.seed_request("example09-request.json");
+    request["source"]["identity"]["application"]["id"] = TEST_BOT.into();
+    let (status, _, error) = h.post_call(&request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    let message = assert_graph_error(&error, "Forbidden");
+    assert!(message.contains("applicationInstance"), "{message}");
+
+    request["source"]["identity"]["applicationInstance"]["id"] =
+        "00000000-0000-0000-0000-000000000000".into();
+    let (status, _, error) = h.post_call(&request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert!(assert_graph_error(&error, "NotFound").contains("applicationInstance"));
+}

@@ -70,6 +70,12 @@ pub enum TokenError {
     /// A static token was rejected and there is no way to get another one.
     #[error("the static bearer token was rejected and cannot be refreshed")]
     CannotRefresh,
+    /// The token endpoint is plain http to another machine: the credential would cross the
+    /// network in clear, so it is not sent.
+    #[error(
+        "token endpoint {url} is not https (plain http only to loopback): credentials not sent"
+    )]
+    InsecureEndpoint { url: String },
 }
 
 /// How an application authenticates to the token endpoint.
@@ -337,6 +343,9 @@ async fn fetch_client_credentials_token(
     credentials: &ClientCredentials,
 ) -> Result<CachedToken, TokenError> {
     let url = credentials.token_url.to_string();
+    if !crate::validate::is_https_or_loopback(&credentials.token_url) {
+        return Err(TokenError::InsecureEndpoint { url });
+    }
     let body = token_request_body(credentials, &url)?;
     let requested_at = Instant::now();
     let response = http
@@ -794,6 +803,11 @@ impl CallbackTokenValidator {
             CallbackAuthError::KeysUnavailable(format!("{what}: {e}"))
         };
         let config_url = self.config.openid_configuration_url.clone();
+        // Keys fetched in clear from another machine could be anyone's: https, or loopback.
+        let insecure = &"not https (plain http only to loopback): not fetched";
+        if !crate::validate::is_https_or_loopback(&config_url) {
+            return Err(unavailable(config_url.as_str(), insecure));
+        }
         let document: Value = self
             .get_json(config_url.clone())
             .await
@@ -805,6 +819,9 @@ impl CallbackTokenValidator {
         let jwks_url = config_url
             .join(jwks_uri)
             .map_err(|e| unavailable(jwks_uri, &e))?;
+        if !crate::validate::is_https_or_loopback(&jwks_url) {
+            return Err(unavailable(jwks_url.as_str(), insecure));
+        }
         let jwks: Value = self
             .get_json(jwks_url.clone())
             .await

@@ -79,6 +79,15 @@ pub fn http_client(
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(connect_timeout)
+        // A redirect may not take a request (a client secret, a bearer token) off https or
+        // off the machine in clear: such a redirect is not followed, its 3xx is the answer.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 10 || !validate::is_https_or_loopback(attempt.url()) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
         .build()
         .map_err(|e| HttpClientError(e.to_string()))
 }

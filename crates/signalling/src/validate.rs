@@ -147,6 +147,26 @@ pub enum ValidationError {
     /// A meeting join without `tenantId`.
     #[error("tenantId: joining a meeting needs the meeting's tenantId")]
     MeetingJoinWithoutTenantId,
+    /// A join by organizer (`organizerMeetingInfo`) without the meeting's chat thread or
+    /// message id, which name the meeting together with its organizer.
+    #[error(
+        "{field}: joining a meeting by its organizer needs chatInfo's threadId and messageId (from Get onlineMeeting)"
+    )]
+    MeetingJoinWithoutChatInfo {
+        /// `chatInfo.threadId` or `chatInfo.messageId`.
+        field: &'static str,
+    },
+    /// The call's `tenantId` is not the tenant of the meeting's organizer: a meeting is joined
+    /// in the tenant it is scheduled in.
+    #[error(
+        "tenantId: {tenant} is not the organizer's tenant {organizer_tenant}; join a meeting in the tenant it is scheduled in"
+    )]
+    MeetingTenantMismatch {
+        /// The call's `tenantId`.
+        tenant: String,
+        /// `meetingInfo.organizer.user.tenantId`.
+        organizer_tenant: String,
+    },
     /// `ringingTimeoutInSeconds` above the service's maximum.
     #[error(
         "ringingTimeoutInSeconds: {value} is more than the {MAX_RINGING_TIMEOUT_SECONDS} s the service allows"
@@ -210,7 +230,9 @@ impl ValidationError {
             ValidationError::MissingMediaConfig => "mediaConfig",
             ValidationError::AppHostedMediaWithoutBlob => "mediaConfig.blob",
             ValidationError::JoinMeetingIdNotDigits { .. } => "meetingInfo.joinMeetingId",
-            ValidationError::MeetingJoinWithoutTenantId => "tenantId",
+            ValidationError::MeetingJoinWithoutTenantId
+            | ValidationError::MeetingTenantMismatch { .. } => "tenantId",
+            ValidationError::MeetingJoinWithoutChatInfo { field } => field,
             ValidationError::RingingTimeoutTooLong { .. } => "ringingTimeoutInSeconds",
             ValidationError::EmptyRequestedModalities => "requestedModalities",
             ValidationError::EmptyAcceptedModalities => "acceptedModalities",
@@ -302,12 +324,40 @@ pub fn validate_create_call(call: &Call) -> Result<(), ValidationErrors> {
                 });
             }
         }
-        if call
-            .tenant_id
-            .value()
-            .is_none_or(|tenant| tenant.is_empty())
-        {
+        let tenant = call.tenant_id.value().filter(|tenant| !tenant.is_empty());
+        if tenant.is_none() {
             errors.push(ValidationError::MeetingJoinWithoutTenantId);
+        }
+        if let MeetingInfo::Organizer(info) = meeting {
+            let chat = call.chat_info.value();
+            let has = |id: Option<&Nullable<String>>| {
+                id.and_then(Nullable::value)
+                    .is_some_and(|id| !id.is_empty())
+            };
+            if !has(chat.map(|c| &c.thread_id)) {
+                errors.push(ValidationError::MeetingJoinWithoutChatInfo {
+                    field: "chatInfo.threadId",
+                });
+            }
+            if !has(chat.map(|c| &c.message_id)) {
+                errors.push(ValidationError::MeetingJoinWithoutChatInfo {
+                    field: "chatInfo.messageId",
+                });
+            }
+            let organizer_tenant = info
+                .organizer
+                .value()
+                .and_then(|organizer| organizer.user.value())
+                .and_then(|user| user.tenant_id.value())
+                .filter(|t| !t.is_empty());
+            if let (Some(tenant), Some(organizer_tenant)) = (tenant, organizer_tenant)
+                && !tenant.eq_ignore_ascii_case(organizer_tenant)
+            {
+                errors.push(ValidationError::MeetingTenantMismatch {
+                    tenant: tenant.clone(),
+                    organizer_tenant: organizer_tenant.clone(),
+                });
+            }
         }
     }
 

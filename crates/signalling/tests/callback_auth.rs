@@ -728,3 +728,42 @@ async fn tokens_waiting_for_keys_share_one_fetch_and_a_flood_of_made_up_kids_add
         1
     );
 }
+
+/// Signing keys read in clear from another machine could be anyone's: the OpenID document and
+/// the JWKS are fetched over https, or plain http on loopback only — whoever builds the
+/// validator, with or without the bot SDK's configuration checks.
+#[tokio::test]
+async fn keys_are_never_fetched_in_clear_from_another_machine() {
+    let s = setup_with(|c| {
+        c.openid_configuration_url = Url::parse("http://login.example.com/openid").unwrap();
+    })
+    .await;
+    let token = s.token(&claims());
+    match s.validator.validate(&token).await {
+        Err(CallbackAuthError::KeysUnavailable(why)) => {
+            assert!(why.contains("not https"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A loopback OpenID document naming a JWKS in clear on another host.
+    let document = json!({"issuer": ISSUER, "jwks_uri": "http://keys.example.com/keys"});
+    let addr = common::serve(axum::Router::new().route(
+        "/openid",
+        axum::routing::get(move || async move { axum::Json(document) }),
+    ))
+    .await;
+    let s = setup_with(|c| {
+        c.openid_configuration_url = Url::parse(&format!("http://{addr}/openid")).unwrap();
+    })
+    .await;
+    match s.validator.validate(&token).await {
+        Err(CallbackAuthError::KeysUnavailable(why)) => {
+            assert!(
+                why.contains("keys.example.com") && why.contains("not https"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -537,3 +537,54 @@ async fn an_opaque_token_cannot_be_checked_unless_the_check_is_off() {
         "Bearer opaque-token"
     );
 }
+
+/// A client secret never crosses the network in clear: a token endpoint in plain http on
+/// another machine is refused before any connection, and a loopback one that redirects (307
+/// keeps the method and the body) to plain http elsewhere is not followed.
+#[tokio::test]
+async fn a_secret_is_never_sent_in_clear_to_another_machine() {
+    let scope = "https://graph.microsoft.com/.default";
+    let credentials = ClientCredentials::for_authority(
+        "http://login.example.com",
+        "tenant",
+        "bot",
+        "secret",
+        scope,
+    )
+    .unwrap();
+    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap();
+    match tokens.token().await {
+        Err(TokenError::InsecureEndpoint { url }) => {
+            assert!(url.starts_with("http://login.example.com/"), "{url}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let redirect = || async {
+        (
+            axum::http::StatusCode::TEMPORARY_REDIRECT,
+            [(
+                axum::http::header::LOCATION,
+                "http://login.example.com/tenant/oauth2/v2.0/token",
+            )],
+        )
+    };
+    let addr = common::serve(
+        axum::Router::new().route("/tenant/oauth2/v2.0/token", axum::routing::post(redirect)),
+    )
+    .await;
+    let credentials = ClientCredentials::for_authority(
+        &format!("http://{addr}"),
+        "tenant",
+        "bot",
+        "secret",
+        scope,
+    )
+    .unwrap();
+    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap();
+    // Followed, the request would fail to resolve the host (Unreachable); it is the 307 itself.
+    match tokens.token().await {
+        Err(TokenError::Refused { status: 307, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -10,6 +10,8 @@ use appmedia_signalling::builders::{
 };
 use appmedia_signalling::validate::{ValidationError, validate_create_call};
 
+mod common;
+
 const CALLBACK: &str = "https://bot.contoso.com/callback";
 const TENANT: &str = "aa67bd4c-8475-432d-bd41-39f255720e0a";
 
@@ -341,4 +343,67 @@ fn every_problem_is_reported_at_once() {
             "requestedModalities"
         ]
     );
+}
+
+fn chat(call: &mut Call) -> &mut appmedia_model::ChatInfo {
+    match &mut call.chat_info {
+        Nullable::Value(chat) => chat,
+        _ => panic!("chatInfo"),
+    }
+}
+
+/// The seed's example 5: a join by organizer + chatInfo, tenant and organizer both Fabrikam.
+fn join_by_organizer() -> Call {
+    let call: Call = serde_json::from_str(&common::seed("example05-request.json")).unwrap();
+    validate_create_call(&call).expect("example 5 is valid");
+    call
+}
+
+#[test]
+fn meeting_join_by_organizer_without_thread_or_message_id() {
+    for (field, clear) in [
+        (
+            "chatInfo.threadId",
+            (|c: &mut Call| chat(c).thread_id = Nullable::Absent) as fn(&mut Call),
+        ),
+        ("chatInfo.messageId", |c: &mut Call| {
+            chat(c).message_id = Nullable::Value(String::new())
+        }),
+    ] {
+        let mut call = join_by_organizer();
+        clear(&mut call);
+        assert_eq!(
+            refused(&call, field),
+            ValidationError::MeetingJoinWithoutChatInfo { field }
+        );
+    }
+    let mut call = join_by_organizer();
+    call.chat_info = Nullable::Absent;
+    let errors = validate_create_call(&call).unwrap_err();
+    assert!(errors.names_field("chatInfo.threadId") && errors.names_field("chatInfo.messageId"));
+}
+
+#[test]
+fn meeting_join_in_another_tenant_than_the_organizers() {
+    let mut call = join_by_organizer();
+    call.tenant_id = Nullable::Value(TENANT.into());
+    assert_eq!(
+        refused(&call, "tenantId"),
+        ValidationError::MeetingTenantMismatch {
+            tenant: TENANT.into(),
+            organizer_tenant: "86dc81db-c112-4228-9222-63f3esaa1edb".into(),
+        }
+    );
+    // Example 6 names the same meeting in the bot's home tenant, and agrees with itself.
+    let example6: Call = serde_json::from_str(&common::seed("example06-request.json")).unwrap();
+    let tenants = |call: &Call| {
+        let MeetingInfo::Organizer(info) = call.meeting_info.value().unwrap() else {
+            panic!("organizerMeetingInfo")
+        };
+        let organizer = info.organizer.value().unwrap().user.value().unwrap();
+        (call.tenant_id.clone(), organizer.tenant_id.clone())
+    };
+    let (tenant, organizer) = tenants(&example6);
+    assert_eq!(tenant, organizer);
+    assert_eq!(tenant, Nullable::Value(TENANT.into()));
 }

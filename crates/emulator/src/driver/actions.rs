@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::operations::{self, Operation};
 use crate::shapes;
 use appmedia_model::OperationStatus;
+use appmedia_signalling::validate::CreateCallKind;
 
 /// Where an action's outcome goes: the handler waiting to answer the request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
@@ -403,6 +404,12 @@ impl Run {
     fn recording_status(&mut self, status: &str) -> Result<(), ApiError> {
         if !self.established {
             return Err(not_established("updateRecordingStatus"));
+        }
+        // The seed: "the group call created does not support chat or recording".
+        if self.plan.kind == CreateCallKind::GroupCall {
+            return Err(ApiError::bad_request(
+                "updateRecordingStatus: a group call created by the application does not support recording (only peer-to-peer calls, PSTN calls and meetings do)",
+            ));
         }
         let initiator = self.plan.bot_identity.clone();
         let status = status.to_owned();

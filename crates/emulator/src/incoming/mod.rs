@@ -39,6 +39,7 @@ use crate::driver::{CallPlan, Control, run_call};
 use crate::error::ApiError;
 use crate::media::MediaPeer;
 use crate::notify::Destination;
+use crate::notify::NotificationQueue;
 use crate::server::{CallRecord, Shared};
 use crate::service_media::ServiceMedia;
 use crate::shapes::{CallIds, MeetingContext};
@@ -275,10 +276,7 @@ pub(crate) fn schedule_scripted(shared: &Arc<Shared>) {
     }
 }
 
-fn send(
-    notify: &mpsc::UnboundedSender<serde_json::Value>,
-    body: appmedia_model::CommsNotifications,
-) {
+fn send(notify: &NotificationQueue, body: appmedia_model::CommsNotifications) {
     match serde_json::to_value(&body) {
         // The delivery task outlives the call; a send error means the emulator is stopping.
         Ok(value) => {
@@ -296,7 +294,7 @@ struct Ringing {
     call: Call,
     webhook: String,
     /// Notifications to the webhook.
-    notify: mpsc::UnboundedSender<serde_json::Value>,
+    notify: NotificationQueue,
     my_participant_id: String,
 }
 
