@@ -37,7 +37,9 @@ const LEVEL_EXT: u8 = 1;
 
 /// One benchmarked stage: runs `frames` frames, returns the measured time.
 pub struct Stage {
+    /// The stage's name in reports and in `benches/baseline.json`.
     pub name: &'static str,
+    /// Runs the stage over the given number of 20 ms frames and returns the time it took.
     pub run: Box<dyn FnMut(u64) -> Duration>,
 }
 

@@ -59,15 +59,25 @@ pub struct BotCounters {
 /// A snapshot of [`BotCounters`] plus the notification server's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BotStats {
+    /// Calls created with `Bot::call` (201 from Graph).
     pub calls_created: u64,
+    /// Incoming-call offers received.
     pub incoming_received: u64,
+    /// Incoming calls answered.
     pub incoming_answered: u64,
+    /// Incoming calls rejected.
     pub incoming_rejected: u64,
+    /// Incoming calls redirected.
     pub incoming_redirected: u64,
+    /// Incoming calls left unanswered until Graph's deadline ended them.
     pub incoming_expired: u64,
+    /// Incoming calls dropped because the bot's queue was full or it was shutting down.
     pub incoming_dropped: u64,
+    /// Notifications for calls the bot never learnt about (dropped after a while).
     pub orphan_notifications: u64,
+    /// `keepAlive` requests sent for held calls.
     pub keep_alives_sent: u64,
+    /// `keepAlive` requests that failed.
     pub keep_alive_failures: u64,
     /// Notifications refused for a bad or missing token.
     pub notifications_refused: u64,

@@ -35,9 +35,15 @@ const ABANDON_WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ToneSource {
     /// RFC 4733 telephone-event on the call's media (app-hosted), with the speaker's source id.
-    Media { source_id: u32 },
+    Media {
+        /// The roster source id of the stream the key was pressed on.
+        source_id: u32,
+    },
     /// Graph's `toneInfo` on a call notification (after `subscribe_to_tone`).
-    Signalling { sequence_id: Option<i64> },
+    Signalling {
+        /// The notification's `sequenceId`, when Graph numbers it.
+        sequence_id: Option<i64>,
+    },
 }
 
 /// What happened on a call, in the order the bot learnt it.
@@ -46,14 +52,22 @@ pub enum Event {
     /// The call moved to another state (`establishing`, `established`, `transferring`,
     /// `transferAccepted`, `terminated`...). `result_info` says why, when Graph says.
     State {
+        /// The state before (`None` for the first state the bot learns).
         from: Option<CallState>,
+        /// The new state.
         to: CallState,
+        /// Graph's `resultInfo` (code, subcode, message) when it gives one, e.g. on `terminated`.
         result_info: Option<ResultInfo>,
     },
     /// Participants joined, changed (mute, media) or left — full or delta rosters alike.
     Roster(RosterChange),
     /// A key was pressed.
-    Tone { tone: Tone, source: ToneSource },
+    Tone {
+        /// The key.
+        tone: Tone,
+        /// Where the press was seen: the media or Graph's notification.
+        source: ToneSource,
+    },
     /// The loudest speaker changed (`None`: nobody speaks). App-hosted media only.
     DominantSpeaker(Option<u32>),
     /// Content sharing started, changed or stopped.
@@ -122,7 +136,9 @@ impl Target {
 /// Whether the bot or the service hosts the call's audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hosting {
+    /// Application-hosted: the bot's own media session carries the audio.
     App,
+    /// Service-hosted: Graph plays prompts and records; the bot has no audio.
     Service,
 }
 

@@ -248,8 +248,11 @@ pub enum ConfigError {
 
 /// The environment variables [`BotConfig::from_env`] reads.
 pub mod env {
+    /// The bot's application (client) id.
     pub const APP_ID: &str = "APPMEDIA_APP_ID";
+    /// The tenant the bot gets its tokens in and accepts notifications from.
     pub const TENANT: &str = "APPMEDIA_TENANT";
+    /// The application's client secret (or use [`CERTIFICATE`]).
     pub const CLIENT_SECRET: &str = "APPMEDIA_CLIENT_SECRET";
     /// A PEM file with the certificate (and its key, unless [`CERTIFICATE_KEY`] is set): the
     /// certificate credential, instead of [`CLIENT_SECRET`].
@@ -262,18 +265,27 @@ pub mod env {
     pub const CLOUD: &str = "APPMEDIA_CLOUD";
     /// A Graph-compatible root instead of a cloud (e.g. `appmedia emulator`'s).
     pub const GRAPH_URL: &str = "APPMEDIA_GRAPH_URL";
+    /// The token authority's host, with [`GRAPH_URL`] (e.g. the emulator's base URL).
     pub const AUTHORITY_URL: &str = "APPMEDIA_AUTHORITY_URL";
+    /// The OpenID configuration URL whose keys sign notifications, with [`GRAPH_URL`].
     pub const NOTIFICATION_OPENID_URL: &str = "APPMEDIA_NOTIFICATION_OPENID_URL";
     /// Comma-separated accepted notification issuers.
     pub const NOTIFICATION_ISSUER: &str = "APPMEDIA_NOTIFICATION_ISSUER";
+    /// The public URL Graph posts notifications to; `{instance}` is replaced by the instance id.
     pub const CALLBACK_URL: &str = "APPMEDIA_CALLBACK_URL";
+    /// `IP:PORT` the notification server listens on.
     pub const LISTEN: &str = "APPMEDIA_LISTEN";
+    /// The IP address media sockets bind to.
     pub const MEDIA_BIND_IP: &str = "APPMEDIA_MEDIA_BIND_IP";
+    /// The IP address offered to the peer in ICE candidates (behind NAT: the public one).
     pub const MEDIA_PUBLIC_IP: &str = "APPMEDIA_MEDIA_PUBLIC_IP";
     /// `FIRST-LAST`, e.g. `49152-65535`.
     pub const MEDIA_PORTS: &str = "APPMEDIA_MEDIA_PORTS";
+    /// Media scheduler worker threads.
     pub const MEDIA_WORKERS: &str = "APPMEDIA_MEDIA_WORKERS";
+    /// Where call recordings are written.
     pub const RECORDINGS_DIR: &str = "APPMEDIA_RECORDINGS_DIR";
+    /// Seconds between `keepAlive` requests for each held call.
     pub const KEEP_ALIVE_SECS: &str = "APPMEDIA_KEEP_ALIVE_SECS";
     /// This instance's id (default: the host name).
     pub const INSTANCE_ID: &str = "APPMEDIA_INSTANCE_ID";

@@ -29,7 +29,10 @@ pub enum AnswerMedia {
     /// The bot hosts the media (its own WebRTC session, the audio socket, recordings).
     App(MediaOptions),
     /// The service hosts the media; these prompts are fetched ahead for `play_prompt`.
-    Service { pre_fetch: Vec<MediaInfo> },
+    Service {
+        /// Prompts the service fetches ahead of `play_prompt`.
+        pre_fetch: Vec<MediaInfo>,
+    },
 }
 
 /// Whom the caller called.
@@ -39,7 +42,12 @@ pub enum Called {
     Application(String),
     /// One of its application instances (resource accounts), with the phone number called
     /// when the call came from the phone network.
-    ApplicationInstance { id: String, phone: Option<String> },
+    ApplicationInstance {
+        /// The application instance's id.
+        id: String,
+        /// The number dialled, when the call came from the phone network.
+        phone: Option<String>,
+    },
     /// A phone number without an instance id.
     Phone(String),
     /// Something else (kept in the call resource's `targets`).

@@ -76,15 +76,28 @@ pub enum SoftphoneCommand {
     /// The person joins: answers a ringing call, takes the place of the simulated user, or
     /// joins the meeting. The driver replies with the party it added, or why not.
     Join {
+        /// The directory user the page speaks for.
         user: String,
+        /// Where the driver answers: the party added, or why not.
         reply: oneshot::Sender<Result<Joined, String>>,
     },
     /// The person declines a call that rings them.
-    Decline { user: String },
+    Decline {
+        /// The directory user the page speaks for.
+        user: String,
+    },
     /// The person mutes or unmutes.
-    Mute { user: String, muted: bool },
+    Mute {
+        /// The directory user the page speaks for.
+        user: String,
+        /// Muted (`true`) or unmuted.
+        muted: bool,
+    },
     /// The person hangs up (or closed the page).
-    Leave { user: String },
+    Leave {
+        /// The directory user the page speaks for.
+        user: String,
+    },
 }
 
 /// The person, in the call.
@@ -124,11 +137,14 @@ pub struct SoftphoneStatus {
     pub call_id: Option<String>,
     /// Its participant id and media source id in that call.
     pub participant_id: Option<String>,
+    /// Its media source id in that call (the roster's `sourceId`).
     pub source_id: Option<u32>,
+    /// Whether the person is muted.
     pub muted: bool,
     /// The browser's latest report and when it came.
     pub report: Option<PageReport>,
     #[serde(skip)]
+    /// When [`report`](Self::report) came (not serialised).
     pub reported_at: Option<Instant>,
 }
 

@@ -17,7 +17,12 @@ macro_rules! graph_enum {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         pub enum $name {
-            $( $(#[$vmeta])* $variant, )*
+            $(
+                $(#[$vmeta])*
+                #[doc = ""]
+                #[doc = concat!("Graph's `", $value, "`.")]
+                $variant,
+            )*
             /// A value this version does not model, kept verbatim.
             Unknown(String),
         }
