@@ -52,18 +52,32 @@ pub const DEFAULT_OPENID_CONFIGURATION_URL: &str =
 pub enum TokenError {
     /// The token endpoint could not be reached or did not answer in time.
     #[error("token endpoint {url} unreachable: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The token endpoint's URL.
+        url: String,
+        /// Why the request failed (connection, timeout, TLS).
+        reason: String,
+    },
     /// The token endpoint refused (e.g. `invalid_client`).
     #[error("token endpoint {url} answered {status}: {error}: {description}")]
     Refused {
+        /// The token endpoint's URL.
         url: String,
+        /// The HTTP status it answered.
         status: u16,
+        /// The OAuth2 `error` code (`unreadable_error` when the body is not one).
         error: String,
+        /// The `error_description` (or the start of an unreadable body).
         description: String,
     },
     /// The token endpoint answered 2xx with a body that is not a token response.
     #[error("token endpoint {url} answered an unreadable body: {reason}")]
-    BadResponse { url: String, reason: String },
+    BadResponse {
+        /// The token endpoint's URL.
+        url: String,
+        /// What is wrong with the body.
+        reason: String,
+    },
     /// The certificate credential could not sign a client assertion.
     #[error("cannot sign the client assertion: {0}")]
     Assertion(String),
@@ -75,7 +89,10 @@ pub enum TokenError {
     #[error(
         "token endpoint {url} is not https (plain http only to loopback): credentials not sent"
     )]
-    InsecureEndpoint { url: String },
+    InsecureEndpoint {
+        /// The token endpoint's URL.
+        url: String,
+    },
 }
 
 /// How an application authenticates to the token endpoint.
@@ -444,10 +461,13 @@ pub fn unverified_payload(token: &str) -> Result<serde_json::Map<String, Value>,
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtPayloadError {
     #[error("the token is not a JWT (expected three dot-separated parts)")]
+    /// Not three dot-separated parts.
     NotAJwt,
     #[error("the JWT payload is not base64url: {0}")]
+    /// The payload part is not base64url; the decoder's message.
     Base64(String),
     #[error("the JWT payload is not a JSON object: {0}")]
+    /// The decoded payload is not a JSON object; the parser's message.
     Json(String),
 }
 
@@ -519,41 +539,77 @@ impl CallbackAuthConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackAuthError {
     #[error("no Authorization header")]
+    /// The request has no `Authorization` header.
     MissingAuthorization,
     #[error("the Authorization header is not `Bearer <token>`")]
+    /// The header is not `Bearer <token>`.
     NotBearer,
     #[error("the bearer token is not a well-formed JWT: {0}")]
+    /// The token is not a well-formed JWT; the decoder's message.
     Malformed(String),
     #[error("the token is signed with {alg}, only RS256 is accepted")]
-    UnsupportedAlgorithm { alg: String },
+    UnsupportedAlgorithm {
+        /// The header's `alg`.
+        alg: String,
+    },
     #[error("the token header names no key id (`kid`)")]
+    /// The header names no key id.
     MissingKeyId,
     #[error("no published key has id {kid}")]
-    UnknownKey { kid: String },
+    UnknownKey {
+        /// The header's `kid`.
+        kid: String,
+    },
     #[error("the signature does not verify against key {kid}")]
-    BadSignature { kid: String },
+    BadSignature {
+        /// The key's id.
+        kid: String,
+    },
     #[error("the token expired (exp {exp})")]
-    Expired { exp: u64 },
+    Expired {
+        /// The token's `exp` (Unix seconds).
+        exp: u64,
+    },
     #[error("the token is not valid yet (nbf {nbf})")]
-    NotYetValid { nbf: u64 },
+    NotYetValid {
+        /// The token's `nbf` (Unix seconds).
+        nbf: u64,
+    },
     #[error("claim `{claim}` is missing")]
-    MissingClaim { claim: &'static str },
+    MissingClaim {
+        /// The claim's name.
+        claim: &'static str,
+    },
     #[error("issuer {iss} is not accepted")]
-    WrongIssuer { iss: String },
+    WrongIssuer {
+        /// The token's `iss`.
+        iss: String,
+    },
     #[error("audience {aud:?} does not include this bot's app id")]
-    WrongAudience { aud: Vec<String> },
+    WrongAudience {
+        /// The token's `aud` values.
+        aud: Vec<String>,
+    },
     #[error("tenant {tid} is not accepted")]
-    WrongTenant { tid: String },
+    WrongTenant {
+        /// The token's `tid`.
+        tid: String,
+    },
     #[error("signing keys unavailable: {0}")]
+    /// The signing keys could not be fetched; why.
     KeysUnavailable(String),
 }
 
 /// The claims of an accepted callback token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackClaims {
+    /// The token's `iss`.
     pub issuer: String,
+    /// The token's `aud` values.
     pub audience: Vec<String>,
+    /// The token's `tid`: the tenant the notification is about.
     pub tenant_id: String,
+    /// The token's `exp` (Unix seconds).
     pub expires_at: u64,
     /// Every claim, for anything else the bot wants to look at.
     pub all: serde_json::Map<String, Value>,
@@ -588,6 +644,7 @@ impl std::fmt::Debug for CallbackTokenValidator {
 }
 
 impl CallbackTokenValidator {
+    /// A validator for `config`; keys are fetched on first use.
     pub fn new(config: CallbackAuthConfig) -> Result<Self, crate::HttpClientError> {
         let http = crate::http_client(config.fetch_timeout, config.fetch_timeout)?;
         Ok(Self {
@@ -604,6 +661,7 @@ impl CallbackTokenValidator {
         })
     }
 
+    /// What the validator accepts.
     pub fn config(&self) -> &CallbackAuthConfig {
         &self.config
     }
@@ -880,6 +938,7 @@ enum CallbackAuthMode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("callback token validation may only be disabled on a loopback listener, not on {addr}")]
 pub struct NotLoopback {
+    /// The listener's address.
     pub addr: SocketAddr,
 }
 
@@ -931,21 +990,30 @@ impl CallbackAuth {
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
     #[error("not a usable RSA private key: {0}")]
+    /// The PEM is not an RSA private key the signer can use; why.
     BadKey(String),
     #[error("RSA key generation failed: {0}")]
+    /// Generating a key failed; why.
     Generate(String),
     #[error("signing failed: {0}")]
+    /// Signing the claims failed; why.
     Sign(String),
 }
 
 /// The claims of a callback token as Graph sends them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallbackTokenClaims {
+    /// The issuer (`iss`), e.g. `https://api.botframework.com`.
     pub iss: String,
+    /// The audience (`aud`): the bot's application id.
     pub aud: String,
+    /// The tenant (`tid`) of the call the notification is about.
     pub tid: String,
+    /// Issued at (Unix seconds).
     pub iat: u64,
+    /// Not valid before (Unix seconds).
     pub nbf: u64,
+    /// Expires at (Unix seconds).
     pub exp: u64,
 }
 
@@ -978,13 +1046,17 @@ pub struct AppTokenClaims {
     pub aud: String,
     /// The token service, e.g. `https://sts.windows.net/{tenant}/`.
     pub iss: String,
+    /// The tenant (`tid`) the token was issued in.
     pub tid: String,
     /// The client application id.
     pub appid: String,
     /// Application permissions granted.
     pub roles: Vec<String>,
+    /// Issued at (Unix seconds).
     pub iat: u64,
+    /// Not valid before (Unix seconds).
     pub nbf: u64,
+    /// Expires at (Unix seconds).
     pub exp: u64,
 }
 
@@ -1062,6 +1134,7 @@ impl TokenIssuer {
         Ok(Self { kid, key, jwk })
     }
 
+    /// The key id (`kid`) tokens signed by this issuer carry.
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -1103,6 +1176,7 @@ pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
 pub const JWKS_PATH: &str = "/keys";
 
 impl PublishedKeys {
+    /// An empty set of keys; [`publish`](Self::publish) adds issuers' keys.
     pub fn new() -> Self {
         Self::default()
     }

@@ -195,14 +195,19 @@ pub enum ServeError {
     #[error(
         "token validation is disabled, so the receiver may only listen on loopback, not on {listener}"
     )]
-    UnauthenticatedOffLoopback { listener: std::net::SocketAddr },
+    UnauthenticatedOffLoopback {
+        /// The address the receiver was asked to listen on.
+        listener: std::net::SocketAddr,
+    },
     #[error("callback listener failed: {0}")]
+    /// Binding or serving failed; the I/O error.
     Io(String),
 }
 
 /// The answer to one callback POST.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallbackResponse {
+    /// The HTTP status answered.
     pub status: StatusCode,
     /// A Graph-style error body for every refusal (400, 401, 403, 404, 408, 413, 503).
     pub error: Option<GraphErrorBody>,
@@ -244,6 +249,7 @@ impl IntoResponse for CallbackResponse {
 }
 
 impl CallbackReceiver {
+    /// A receiver that authenticates with `auth`, applies notifications to `registry` and hands the events to `sink`.
     pub fn new(auth: CallbackAuth, registry: Arc<CallRegistry>, sink: impl CallEventSink) -> Self {
         Self {
             inner: Arc::new(ReceiverInner {
@@ -332,14 +338,17 @@ impl CallbackReceiver {
         self.inner.max_body_bytes
     }
 
+    /// The calls' state, shared with whoever reads it.
     pub fn registry(&self) -> &Arc<CallRegistry> {
         &self.inner.registry
     }
 
+    /// How notifications are authenticated.
     pub fn auth(&self) -> &CallbackAuth {
         &self.inner.auth
     }
 
+    /// A snapshot of the receiver's counters.
     pub fn stats(&self) -> ReceiverStats {
         let c = &self.inner.counters;
         ReceiverStats {

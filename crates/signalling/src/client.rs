@@ -161,25 +161,37 @@ pub enum ClientError {
     /// No answer within the timeout.
     #[error("{method} {url} timed out after {timeout:?} (client-request-id {client_request_id})")]
     Timeout {
+        /// The request's method.
         method: Method,
+        /// The request's URL.
         url: String,
+        /// The timeout that passed.
         timeout: Duration,
+        /// The `client-request-id` sent, to find the request in Graph's logs.
         client_request_id: String,
     },
     /// The request could not be sent or the answer not read.
     #[error("{method} {url} failed: {reason} (client-request-id {client_request_id})")]
     Transport {
+        /// The request's method.
         method: Method,
+        /// The request's URL.
         url: String,
+        /// Why it failed.
         reason: String,
+        /// The `client-request-id` sent.
         client_request_id: String,
     },
     /// A success status with a body that is not what the operation returns.
     #[error("{method} {url} answered {status} with an unreadable body: {reason}")]
     UnexpectedResponse {
+        /// The request's method.
         method: Method,
+        /// The request's URL.
         url: String,
+        /// The HTTP status answered.
         status: u16,
+        /// What is wrong with the body.
         reason: String,
     },
     /// A call id that cannot name a call.
@@ -224,11 +236,15 @@ impl ClientError {
     .request_id.as_deref().unwrap_or("none")
 )]
 pub struct ServiceError {
+    /// The request's method.
     pub method: Method,
+    /// The request's URL.
     pub url: String,
+    /// The HTTP status answered.
     pub status: u16,
     /// Graph's error code, or the HTTP reason phrase when the body is not a Graph error.
     pub code: String,
+    /// Graph's error message (or the start of the body).
     pub message: String,
     /// The service's `request-id` (from the error body, else the response header).
     pub request_id: Option<String>,
@@ -303,10 +319,12 @@ impl GraphClient {
         })
     }
 
+    /// The client's configuration.
     pub fn config(&self) -> &GraphClientConfig {
         &self.config
     }
 
+    /// Where the client's bearer tokens come from.
     pub fn tokens(&self) -> &TokenSource {
         &self.tokens
     }

@@ -49,12 +49,16 @@ pub struct LeftParticipant {
 /// What one roster update changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RosterChange {
+    /// Participants new to the roster.
     pub joined: Vec<Participant>,
+    /// Participants already there whose properties changed (mute, media, …).
     pub updated: Vec<Participant>,
+    /// Participants who left.
     pub left: Vec<LeftParticipant>,
 }
 
 impl RosterChange {
+    /// True when nobody joined, changed or left.
     pub fn is_empty(&self) -> bool {
         self.joined.is_empty() && self.updated.is_empty() && self.left.is_empty()
     }
@@ -71,23 +75,51 @@ impl RosterChange {
 pub enum DeltaOutcome {
     /// Applied (with `sequence` `None` for a delta without a sequence number).
     Applied {
+        /// The delta's sequence number.
         sequence: Option<i64>,
+        /// What applying it (and any held deltas it released) changed.
         change: RosterChange,
     },
     /// Ahead of order: held until `expected` arrives.
-    Held { sequence: i64, expected: i64 },
+    Held {
+        /// The delta's sequence number.
+        sequence: i64,
+        /// The number applied next.
+        expected: i64,
+    },
     /// At or below the last applied number: dropped.
-    Stale { sequence: i64, last_applied: i64 },
+    Stale {
+        /// The delta's sequence number.
+        sequence: i64,
+        /// The last number applied.
+        last_applied: i64,
+    },
     /// Already held: dropped.
-    Duplicate { sequence: i64 },
+    Duplicate {
+        /// The delta's sequence number.
+        sequence: i64,
+    },
     /// Deltas are missing and the held ones cannot wait: fetch a full roster.
-    GapNeedsFullRoster { expected: i64, held: Vec<i64> },
+    GapNeedsFullRoster {
+        /// The first missing number.
+        expected: i64,
+        /// The numbers held.
+        held: Vec<i64>,
+    },
     /// The held delta `sequence` was dropped to respect the hard cap.
-    Evicted { sequence: i64 },
+    Evicted {
+        /// The dropped delta's number.
+        sequence: i64,
+    },
     /// So far ahead of `expected` (more than [`MAX_SEQUENCE_JUMP`]) that it cannot be the next
     /// delta of this call: dropped, so that a forged or corrupt number cannot become the
     /// baseline every later delta would be "stale" against.
-    Implausible { sequence: i64, expected: i64 },
+    Implausible {
+        /// The delta's sequence number.
+        sequence: i64,
+        /// The number expected next.
+        expected: i64,
+    },
 }
 
 /// The furthest ahead of the expected number a delta is held. Graph numbers a call's deltas
@@ -97,8 +129,11 @@ pub const MAX_SEQUENCE_JUMP: i64 = 1 << 20;
 /// Counters of what the roster dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RosterCounters {
+    /// Deltas at or below the last applied number, dropped.
     pub stale: u64,
+    /// Deltas already held, dropped.
     pub duplicate: u64,
+    /// Held deltas dropped to respect the cap.
     pub evicted: u64,
     /// Deltas whose number jumped implausibly far ahead, dropped.
     pub implausible: u64,
@@ -135,6 +170,7 @@ impl Default for Roster {
 }
 
 impl Roster {
+    /// An empty roster applying deltas by `policy`.
     pub fn new(policy: RosterPolicy) -> Self {
         Self {
             policy,
@@ -152,18 +188,22 @@ impl Roster {
         self.participants.values()
     }
 
+    /// The participant `participant_id`, if present.
     pub fn get(&self, participant_id: &str) -> Option<&Participant> {
         self.participants.get(participant_id)
     }
 
+    /// How many participants are present.
     pub fn len(&self) -> usize {
         self.participants.len()
     }
 
+    /// True when nobody is present.
     pub fn is_empty(&self) -> bool {
         self.participants.is_empty()
     }
 
+    /// The sequence number of the last delta applied (`None` before any).
     pub fn last_applied_sequence(&self) -> Option<i64> {
         self.last_applied
     }
@@ -178,6 +218,7 @@ impl Roster {
         self.gap_reported
     }
 
+    /// What the roster dropped so far.
     pub fn counters(&self) -> RosterCounters {
         self.counters
     }

@@ -16,8 +16,11 @@ const ENDED_MEMORY: usize = 64;
 /// What a notification did to the sessions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SharingChange {
+    /// A session began (someone started sharing).
     Started(ContentSharingSession),
+    /// A live session changed.
     Updated(ContentSharingSession),
+    /// A session ended (as it was last known).
     Ended(ContentSharingSession),
 }
 
@@ -30,6 +33,7 @@ pub struct ContentSharing {
 }
 
 impl ContentSharing {
+    /// No sessions.
     pub fn new() -> Self {
         Self::default()
     }
@@ -39,10 +43,12 @@ impl ContentSharing {
         self.sessions.values()
     }
 
+    /// The live session `id`, if any.
     pub fn get(&self, id: &str) -> Option<&ContentSharingSession> {
         self.sessions.get(id)
     }
 
+    /// True while someone shares.
     pub fn is_sharing(&self) -> bool {
         !self.sessions.is_empty()
     }

@@ -39,20 +39,30 @@ const MID_CALL: u8 = 3;
 pub enum StateOutcome {
     /// The call moved to a new state.
     Changed {
+        /// The state before (`None` for the first one).
         from: Option<CallState>,
+        /// The new state.
         to: CallState,
     },
     /// Same state (or no state in the update); other properties merged. `changed` tells
     /// whether the merged resource differs from before.
-    Unchanged { changed: bool },
+    Unchanged {
+        /// Whether the merged resource differs from before.
+        changed: bool,
+    },
     /// An older state arrived after a newer one: dropped, nothing merged (except a
     /// `resultInfo` when none is known yet).
     Stale {
+        /// The state the call is in.
         current: CallState,
+        /// The older state that arrived late.
         received: CallState,
     },
     /// A state this version cannot rank: kept in the resource's history only as a log line.
-    Unrankable { received: CallState },
+    Unrankable {
+        /// The state received.
+        received: CallState,
+    },
 }
 
 /// One call's state and last known resource.

@@ -20,47 +20,73 @@ use crate::state::{CallStateMachine, StateOutcome};
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallEvent {
     /// A call offered to the bot (`state: incoming`); answer it within 15 seconds.
-    Incoming { call_id: String, call: Box<Call> },
+    Incoming {
+        /// The call's id.
+        call_id: String,
+        /// The offered call as Graph sent it.
+        call: Box<Call>,
+    },
     /// The call moved to another state. `call` is the resource as now known.
     StateChanged {
+        /// The call's id.
         call_id: String,
+        /// The state before (`None` when the call was unknown).
         from: Option<CallState>,
+        /// The new state.
         to: CallState,
+        /// Graph's `resultInfo`, when it gave one.
         result_info: Option<ResultInfo>,
+        /// The call resource as now known.
         call: Box<Call>,
     },
     /// Properties of the call changed without a state change (media state, a DTMF tone
     /// after `subscribeToTone`, ...). See [`CallEvent::tone`].
-    Updated { call_id: String, call: Box<Call> },
+    Updated {
+        /// The call's id.
+        call_id: String,
+        /// The call resource as now known.
+        call: Box<Call>,
+    },
     /// An operation started by an action (playPrompt, recordResponse, participants/invite,
     /// mute, sendDtmfTones, ...) progressed or ended: `status`, `resultInfo`,
     /// `completionReason`, and for a recording its `recordingLocation`. The operation's own
     /// id is `operation.id` (also the last segment of the notification's `resourceUrl`).
     Operation {
+        /// The call's id.
         call_id: String,
+        /// The operation as the notification carries it.
         operation: Box<CommsOperation>,
     },
     /// Participants joined, changed or left.
     Roster {
+        /// The call's id.
         call_id: String,
+        /// Who joined, changed or left.
         change: RosterChange,
     },
     /// Delta rosters are missing: `GET …/participants` and hand the result to
     /// [`CallRegistry::apply_full_roster`].
     RosterGap {
+        /// The call's id.
         call_id: String,
+        /// The sequence number the roster waits for.
         expected: i64,
+        /// The sequence numbers held, waiting for it.
         held: Vec<i64>,
     },
     /// A content-sharing session started, changed or ended.
     ContentSharing {
+        /// The call's id.
         call_id: String,
+        /// What the notification did to the sessions.
         change: SharingChange,
     },
     /// A notification this version does not interpret, kept verbatim (`call_id` when it
     /// names one).
     Unhandled {
+        /// The call's id, when the resource URL names one.
         call_id: Option<String>,
+        /// The notification as received.
         notification: Box<CommsNotification>,
     },
 }
@@ -156,6 +182,7 @@ pub struct CallAgent {
 }
 
 impl CallAgent {
+    /// A fresh agent for `call_id`, its roster applying deltas by `roster_policy`.
     pub fn new(call_id: impl Into<String>, roster_policy: RosterPolicy) -> Self {
         Self {
             call_id: call_id.into(),
@@ -170,18 +197,22 @@ impl CallAgent {
         }
     }
 
+    /// The call's id.
     pub fn call_id(&self) -> &str {
         &self.call_id
     }
 
+    /// The call's state and last known resource.
     pub fn state(&self) -> &CallStateMachine {
         &self.state
     }
 
+    /// The call's participants.
     pub fn roster(&self) -> &Roster {
         &self.roster
     }
 
+    /// The call's content-sharing sessions.
     pub fn sharing(&self) -> &ContentSharing {
         &self.sharing
     }
@@ -406,9 +437,15 @@ pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(4 * 3600);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The batch would make the registry hold more than its cap.
-    Full { max_calls: usize },
+    Full {
+        /// The registry's cap.
+        max_calls: usize,
+    },
     /// A call of the batch was first heard of from another tenant's token.
-    OtherTenant { call_id: String },
+    OtherTenant {
+        /// The call first heard of from another tenant.
+        call_id: String,
+    },
     /// The commit (the event sink) did not take the batch's events; the calls are as before.
     NotTaken,
 }
@@ -420,6 +457,7 @@ impl Default for CallRegistry {
 }
 
 impl CallRegistry {
+    /// An empty registry: rosters by `roster_policy`, terminated calls kept `terminated_retention` (late notifications still find them).
     pub fn new(roster_policy: RosterPolicy, terminated_retention: Duration) -> Self {
         Self {
             calls: Mutex::new(HashMap::new()),
