@@ -547,6 +547,7 @@ pub enum CallbackAuthError {
     #[error("the bearer token is not a well-formed JWT: {0}")]
     /// The token is not a well-formed JWT; the decoder's message.
     Malformed(String),
+    /// Signed with another algorithm than RS256.
     #[error("the token is signed with {alg}, only RS256 is accepted")]
     UnsupportedAlgorithm {
         /// The header's `alg`.
@@ -555,41 +556,49 @@ pub enum CallbackAuthError {
     #[error("the token header names no key id (`kid`)")]
     /// The header names no key id.
     MissingKeyId,
+    /// No published key has the token's key id (after a refetch).
     #[error("no published key has id {kid}")]
     UnknownKey {
         /// The header's `kid`.
         kid: String,
     },
+    /// The signature does not verify with the named key.
     #[error("the signature does not verify against key {kid}")]
     BadSignature {
         /// The key's id.
         kid: String,
     },
+    /// Past its `exp` (beyond the allowed clock skew).
     #[error("the token expired (exp {exp})")]
     Expired {
         /// The token's `exp` (Unix seconds).
         exp: u64,
     },
+    /// Before its `nbf` (beyond the allowed clock skew).
     #[error("the token is not valid yet (nbf {nbf})")]
     NotYetValid {
         /// The token's `nbf` (Unix seconds).
         nbf: u64,
     },
+    /// A claim the validation needs is absent.
     #[error("claim `{claim}` is missing")]
     MissingClaim {
         /// The claim's name.
         claim: &'static str,
     },
+    /// Issued by an issuer the configuration does not accept.
     #[error("issuer {iss} is not accepted")]
     WrongIssuer {
         /// The token's `iss`.
         iss: String,
     },
+    /// Not addressed to this bot's application id.
     #[error("audience {aud:?} does not include this bot's app id")]
     WrongAudience {
         /// The token's `aud` values.
         aud: Vec<String>,
     },
+    /// From a tenant the configuration does not accept.
     #[error("tenant {tid} is not accepted")]
     WrongTenant {
         /// The token's `tid`.

@@ -192,6 +192,7 @@ impl std::fmt::Debug for CallbackReceiver {
 /// Why [`CallbackReceiver::serve`] stopped or refused to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServeError {
+    /// Validation is off and the listener is not on loopback.
     #[error(
         "token validation is disabled, so the receiver may only listen on loopback, not on {listener}"
     )]
