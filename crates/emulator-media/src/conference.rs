@@ -76,6 +76,7 @@ impl StreamLayout {
 /// Settings of one emulated call's media.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConferenceConfig {
+    /// What the bot receives: the mix, or one stream per speaker.
     pub layout: StreamLayout,
     /// SSRC of the mixed stream sent to the bot.
     pub mixed_ssrc: u32,
@@ -87,6 +88,7 @@ pub struct ConferenceConfig {
     pub audio_level_ext_id: Option<u8>,
     /// The jitter buffer in front of the bot's stream.
     pub jitter: JitterConfig,
+    /// The encoder of the streams sent to the bot.
     pub encoder: EncoderConfig,
     /// Parties at once.
     pub max_parties: usize,
@@ -118,70 +120,98 @@ impl Default for ConferenceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConferenceError {
     #[error(transparent)]
+    /// The bot-facing pipeline could not be built.
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
+    /// A phone party's line could not be built.
     PhoneLine(#[from] PhoneLineError),
     #[error(transparent)]
+    /// A party's audio behaviour could not be built.
     Audio(#[from] AudioSourceError),
     #[error("max_parties = {0} is out of range (1..=256)")]
+    /// `max_parties` outside 1..=256.
     BadMaxParties(usize),
     #[error("source id {0} is reserved (0, the mixed stream's SSRC or the bot's source id)")]
+    /// The source id is 0, the mixed stream's SSRC or the bot's.
     ReservedSourceId(u32),
     #[error("source id {0} is already used by another party")]
+    /// Another party already has this source id.
     DuplicateSourceId(u32),
     #[error("participant id {0:?} is already in the call")]
+    /// Another party already has this participant id.
     DuplicateParticipant(String),
     #[error("no party with source id {0}")]
+    /// No party has this source id.
     UnknownParty(u32),
     #[error("all {0} party slots are in use")]
+    /// Every party slot is taken (the maximum given).
     Full(usize),
     #[error("the command queue is full (the conference is not being ticked)")]
+    /// The command queue is full: the conference is not being ticked.
     Busy,
     #[error("the conference is gone")]
+    /// The conference has been dropped.
     Gone,
     #[error("party {0}: add_network_party needs a spec with PartyAudio::Network")]
+    /// `add_network_party` was given a spec whose audio is not `PartyAudio::Network`.
     NotNetworkAudio(u32),
     #[error("the bot's overlay refused the clip: {0}")]
+    /// The bot's overlay (prompts, tones) refused a clip.
     Overlay(#[from] PlayError),
 }
 
 /// Something the call's owner (the emulator service) may react to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConferenceEvent {
+    /// A party joined the conference.
     PartyAdded {
+        /// The party's media source id.
         source_id: u32,
     },
+    /// A party left the conference.
     PartyRemoved {
+        /// The party's media source id.
         source_id: u32,
     },
+    /// A party was muted or unmuted.
     PartyMuted {
+        /// The party's media source id.
         source_id: u32,
+        /// Muted (`true`) or unmuted.
         muted: bool,
     },
     /// A clip played once reached its end.
     PartyFinishedSpeaking {
+        /// The party's media source id.
         source_id: u32,
     },
     /// A command sent through [`ConferenceControl`] could not be applied on the tick.
     CommandRejected {
+        /// The source id the command named.
         source_id: u32,
+        /// Why it was refused.
         reason: Rejection,
     },
     /// The bot's media started arriving (first packet of a stream).
     BotStreamStarted {
+        /// The stream's SSRC.
         ssrc: u32,
     },
     /// The bot's stream restarted (new SSRC or a far sequence jump).
     BotStreamReset {
+        /// The new SSRC.
         ssrc: u32,
     },
     /// The bot's stream went quiet for the stream timeout.
     BotStreamStopped {
+        /// The stream's SSRC.
         ssrc: u32,
     },
     /// The bot pressed a DTMF key (RFC 4733 telephone-event), as its parties would hear it.
     BotTone {
+        /// The key.
         tone: appmedia_media::dtmf::Tone,
+        /// How long it was held.
         duration: Duration,
     },
     /// A party's first audible sample entered the mix (its "mouth" time, for mouth-to-ear
@@ -192,13 +222,17 @@ pub enum ConferenceEvent {
     /// mouth-to-ear, as on a real phone. Audible: louder than [`FIRST_AUDIO_THRESHOLD`],
     /// after muting and the phone line. Once per party.
     PartyAudioStarted {
+        /// The party's media source id.
         source_id: u32,
+        /// When, on the tick clock.
         at: Duration,
     },
     /// A party pressed a key ([`ConferenceControl::press`]): the key went to the bot on the
     /// tick this event comes from. The service tells a subscribed bot (Graph's `toneInfo`).
     PartyPressedKey {
+        /// The party's media source id.
         source_id: u32,
+        /// The key.
         tone: appmedia_media::dtmf::Tone,
     },
 }
@@ -210,9 +244,13 @@ pub const FIRST_AUDIO_THRESHOLD: f32 = 1e-4;
 /// Why a queued command failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
+    /// No party has the source id.
     UnknownParty,
+    /// Another party already has the source id.
     DuplicateSourceId,
+    /// Another party already has the participant id.
     DuplicateParticipant,
+    /// Every party slot is taken.
     Full,
     /// A key press could not be queued (no telephone-event payload type, or the key queue
     /// is full).
@@ -222,17 +260,22 @@ pub enum Rejection {
 /// Who a party is, as the roster shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartyInfo {
+    /// The Graph participant id.
     pub participant_id: String,
+    /// The name the roster shows.
     pub display_name: String,
+    /// A Teams user, a phone or a meeting participant.
     pub kind: PartyKind,
     /// Media source id = SSRC of its unmixed stream; Graph's `sourceId` is its decimal string.
     pub source_id: u32,
+    /// Whether it is muted.
     pub muted: bool,
 }
 
 /// Per-party counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PartyStats {
+    /// The party's media source id.
     pub source_id: u32,
     /// Ticks on which the party produced audio above the speech threshold (unmuted).
     pub frames_spoken: u64,
@@ -240,11 +283,14 @@ pub struct PartyStats {
     pub level_dbov: f32,
     /// Its unmixed stream (only with [`StreamLayout::PerSpeaker`]).
     pub packets_sent: u64,
+    /// Bytes of its unmixed stream sent.
     pub bytes_sent: u64,
+    /// Frames its phone line failed to process (the frame is silence then).
     pub phone_line_errors: u64,
     /// A network party's stream ([`PartyAudio::Network`]): packets the far end sent to the
     /// conference, and packets the conference sent to it.
     pub network_packets_received: u64,
+    /// Packets sent to it (what it hears).
     pub network_packets_sent: u64,
     /// DTMF keys the party pressed (queued to go to the bot).
     pub keys_pressed: u64,
@@ -253,7 +299,9 @@ pub struct PartyStats {
 /// Call-wide counters (`Copy`, so a threaded driver can publish it every tick).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ConferenceStats {
+    /// 20 ms ticks run.
     pub ticks: u64,
+    /// Parties in the call now.
     pub parties: usize,
     /// The bot-facing pipeline: `packets_sent` is the mixed stream, the receive counters are
     /// the bot's stream (RTP errors, foreign payload types...).
@@ -263,14 +311,18 @@ pub struct ConferenceStats {
     pub bot_stream: Option<StreamStats>,
     /// Packets and bytes of the per-speaker streams.
     pub unmixed_packets_sent: u64,
+    /// Bytes of the per-speaker streams.
     pub unmixed_bytes_sent: u64,
+    /// Commands refused on the tick (see [`Rejection`]).
     pub commands_rejected: u64,
+    /// Events dropped because the event queue was full.
     pub events_dropped: u64,
     /// Frames the recording refused (queue full, stopped); the file gets silence there.
     pub recording_frames_dropped: u64,
     /// Who was heard on the last tick: source ids of the parties above the speech threshold
     /// (unmuted; the first [`MAX_REPORTED_SPEAKERS`]), see [`speakers`](Self::speakers).
     pub speaker_ids: [u32; MAX_REPORTED_SPEAKERS],
+    /// How many of [`speaker_ids`](Self::speaker_ids) are set.
     pub speaker_count: usize,
     /// Whether the bot's frame of the last tick was above the speech threshold.
     pub bot_speaking: bool,
@@ -308,7 +360,9 @@ pub(crate) struct PartyLeg {
 /// Both are lock-free and never block the tick. Dropping the link leaves the party in the
 /// call, silent and unheard; remove it with `remove_party`.
 pub struct NetworkLink {
+    /// Where the far end's RTP goes in.
     pub inbox: RtpInbox,
+    /// What the party hears, as RTP to send to the far end.
     pub outbox: Consumer<OutgoingRtp>,
 }
 
@@ -468,9 +522,11 @@ impl ConferenceControl {
         self.send(Command::Add(leg))?;
         Ok(link)
     }
+    /// Removes the party with `source_id` on the next tick.
     pub fn remove_party(&self, source_id: u32) -> Result<(), ConferenceError> {
         self.send(Command::Remove(source_id))
     }
+    /// Mutes or unmutes the party with `source_id` on the next tick.
     pub fn set_muted(&self, source_id: u32, muted: bool) -> Result<(), ConferenceError> {
         self.send(Command::Mute(source_id, muted))
     }
@@ -622,6 +678,7 @@ impl ConferenceMedia {
         })
     }
 
+    /// The conference's settings.
     pub fn config(&self) -> &ConferenceConfig {
         &self.config
     }
@@ -1086,6 +1143,7 @@ impl ConferenceMedia {
         self.events.items.pop_front()
     }
 
+    /// The call-wide counters now.
     pub fn stats(&self) -> ConferenceStats {
         let (packets, bytes) = self.parties.iter().fold((0, 0), |(n, b), p| {
             (n + p.stats.packets_sent, b + p.stats.bytes_sent)
@@ -1132,6 +1190,7 @@ impl ConferenceMedia {
             .map(|p| (p.info.source_id, p.info.participant_id.as_str()))
     }
 
+    /// The counters of the party with `source_id`, if it is in the call.
     pub fn party_stats(&self, source_id: u32) -> Option<PartyStats> {
         self.index_of(source_id).map(|i| self.parties[i].stats)
     }

@@ -28,14 +28,20 @@ pub enum PartyAudio {
     /// Plays a clip (a media-samples WAV opened with [`AudioClip::open`]), once or looped,
     /// starting `start_after` after the party joins (or after the behaviour is set).
     Speak {
+        /// The audio.
         clip: AudioClip,
+        /// Starts over at its end (`false`: says it once).
         looped: bool,
+        /// Silence before it starts.
         start_after: Duration,
     },
     /// Repeats what the bot says, `delay` later (rounded up to whole 20 ms frames, at least
     /// one). Only the bot is echoed, not the other parties: two echoing parties would
     /// otherwise feed each other forever.
-    Echo { delay: Duration },
+    Echo {
+        /// How long after the bot it repeats it.
+        delay: Duration,
+    },
     /// The microphone is a far end's RTP stream (a person on the emulator's softphone page),
     /// decoded by the media core, and what the party hears (everyone but itself) goes back
     /// to it as RTP. Only `add_network_party` adds such a party, as it hands back the
@@ -50,10 +56,12 @@ pub struct PartySpec {
     pub participant_id: String,
     /// The display name shown in the roster.
     pub display_name: String,
+    /// A Teams user, a phone or a meeting participant.
     pub kind: PartyKind,
     /// The media source id: the roster's `mediaStreams[].sourceId` (as a decimal string) and
     /// the SSRC of this party's unmixed RTP stream. Non-zero, unique in the call.
     pub source_id: u32,
+    /// What it says.
     pub audio: PartyAudio,
     /// Starts muted.
     pub muted: bool,
@@ -115,10 +123,18 @@ pub(crate) enum AudioSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AudioSourceError {
     #[error("echo delay {delay:?} is longer than the {max:?} allowed")]
-    EchoTooLong { delay: Duration, max: Duration },
+    /// The echo delay is longer than the echo buffer holds.
+    EchoTooLong {
+        /// The delay asked for.
+        delay: Duration,
+        /// The longest allowed.
+        max: Duration,
+    },
     #[error("the clip could not be queued: {0}")]
+    /// The clip's player refused it; why.
     Queue(String),
     #[error("a network party's audio comes from its link: add it with add_network_party")]
+    /// `PartyAudio::Network` given where only `add_network_party` can build it.
     NetworkNeedsLink,
 }
 

@@ -24,10 +24,25 @@ const LOW_CUT_HZ: f32 = 300.0;
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneLineError {
     #[error("cannot build the {from} Hz -> {to} Hz resampler: {reason}")]
-    Construction { from: u32, to: u32, reason: String },
+    /// The resampler could not be built.
+    Construction {
+        /// Input rate (Hz).
+        from: u32,
+        /// Output rate (Hz).
+        to: u32,
+        /// The resampler's message.
+        reason: String,
+    },
     #[error("resampler chunk is {input} in / {output} out, wanted one 20 ms frame each")]
-    ChunkMismatch { input: usize, output: usize },
+    /// The resampler's chunk sizes are not one 20 ms frame each.
+    ChunkMismatch {
+        /// Input samples per chunk.
+        input: usize,
+        /// Output samples per chunk.
+        output: usize,
+    },
     #[error("resampling failed: {0}")]
+    /// Resampling a frame failed; the resampler's message.
     Process(String),
 }
 
