@@ -21,16 +21,33 @@ pub const DTX_PACKET_MAX: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CodecError {
     #[error("libopus {function} failed: {code:?}")]
+    /// A libopus call failed.
     Opus {
+        /// The libopus function.
         function: &'static str,
+        /// libopus' error code.
         code: opus::ErrorCode,
     },
     #[error("frame of {len} samples given; a 20 ms 48 kHz mono frame has 960")]
-    BadFrameLength { len: usize },
+    /// A frame to encode is not 960 samples (20 ms at 48 kHz).
+    BadFrameLength {
+        /// The samples given.
+        len: usize,
+    },
     #[error("packet decodes to {samples} samples; only 20 ms (960-sample) packets are supported")]
-    UnsupportedPacketDuration { samples: usize },
+    /// A packet decodes to another duration than 20 ms.
+    UnsupportedPacketDuration {
+        /// The samples it decodes to.
+        samples: usize,
+    },
     #[error("{name} = {value} is out of range")]
-    BadConfig { name: &'static str, value: i32 },
+    /// A setting outside the range libopus takes.
+    BadConfig {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        value: i32,
+    },
 }
 
 impl From<opus::Error> for CodecError {
@@ -46,12 +63,15 @@ impl From<opus::Error> for CodecError {
 /// (libopus' default), FEC on with 10 % expected loss, DTX on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderConfig {
+    /// Target bitrate, bits per second (500..=512000).
     pub bitrate_bps: i32,
     /// 0..=10.
     pub complexity: u8,
+    /// Send in-band forward error correction (the next packet can rebuild a lost one).
     pub inband_fec: bool,
     /// 0..=100; tells the encoder how much redundancy FEC should carry.
     pub expected_loss_pct: u8,
+    /// Discontinuous transmission: send nearly nothing while the frame is silent.
     pub dtx: bool,
 }
 
@@ -92,6 +112,7 @@ impl std::fmt::Debug for OpusEncoder {
 }
 
 impl OpusEncoder {
+    /// An encoder for 48 kHz mono VoIP with `config` applied.
     pub fn new(config: EncoderConfig) -> Result<Self, CodecError> {
         let mut inner = opus::Encoder::new(OPUS_SAMPLE_RATE, Channels::Mono, Application::Voip)?;
         if config.complexity > 10 {
@@ -124,6 +145,7 @@ impl OpusEncoder {
         })
     }
 
+    /// The settings in force.
     pub fn config(&self) -> &EncoderConfig {
         &self.config
     }
@@ -136,6 +158,7 @@ impl OpusEncoder {
         Ok(())
     }
 
+    /// Changes the target bitrate (bits per second, 500..=512000).
     pub fn set_bitrate(&mut self, bitrate_bps: i32) -> Result<(), CodecError> {
         if !(500..=512_000).contains(&bitrate_bps) {
             return Err(CodecError::BadConfig {
@@ -200,6 +223,7 @@ impl std::fmt::Debug for OpusDecoder {
 }
 
 impl OpusDecoder {
+    /// A 48 kHz mono decoder.
     pub fn new() -> Result<Self, CodecError> {
         Ok(OpusDecoder {
             inner: opus::Decoder::new(OPUS_SAMPLE_RATE, Channels::Mono)?,

@@ -32,22 +32,39 @@ pub const MAX_TONE: Duration = Duration::from_millis(1_300);
 /// A DTMF key (RFC 4733 §3.2 events 0–16), named as Graph's `tone` enum names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tone {
+    /// Key 0.
     Tone0,
+    /// Key 1.
     Tone1,
+    /// Key 2.
     Tone2,
+    /// Key 3.
     Tone3,
+    /// Key 4.
     Tone4,
+    /// Key 5.
     Tone5,
+    /// Key 6.
     Tone6,
+    /// Key 7.
     Tone7,
+    /// Key 8.
     Tone8,
+    /// Key 9.
     Tone9,
+    /// Key `*`.
     Star,
+    /// Key `#`.
     Pound,
+    /// Key A (the fourth column of a 16-key pad).
     A,
+    /// Key B.
     B,
+    /// Key C.
     C,
+    /// Key D.
     D,
+    /// Hook flash.
     Flash,
 }
 
@@ -120,13 +137,19 @@ impl std::fmt::Display for Tone {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DtmfError {
     #[error("telephone-event payload of {len} bytes; at least 4 are needed")]
-    Short { len: usize },
+    /// Shorter than the 4-byte payload.
+    Short {
+        /// The bytes given.
+        len: usize,
+    },
 }
 
 /// One telephone-event payload (RFC 4733 §2.3): event, end bit, volume, duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TelephoneEvent {
+    /// The event code (0–15: the DTMF keys).
     pub event: u8,
+    /// The end bit: the last packets of the event.
     pub end: bool,
     /// Power level, 0 to -63 dBm0, as its magnitude.
     pub volume: u8,
@@ -160,7 +183,9 @@ impl TelephoneEvent {
 /// A key press received from a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToneReceived {
+    /// The stream it came on.
     pub ssrc: u32,
+    /// The key.
     pub tone: Tone,
     /// How long the key was held, as the sender reported it.
     pub duration: Duration,
@@ -172,11 +197,13 @@ pub struct ToneReceived {
 /// Counters of a [`DtmfDetector`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DtmfStats {
+    /// Key presses reported.
     pub tones: u64,
     /// Events closed without an end packet.
     pub ends_lost: u64,
     /// Event codes that are not DTMF keys (other RFC 4733 tones), ignored.
     pub unknown_events: u64,
+    /// Payloads too short to read, dropped.
     pub malformed: u64,
     /// Packets of an event already reported (repeated end packets), or of an older one.
     pub stale_packets: u64,
@@ -215,10 +242,12 @@ impl<const N: usize> Default for DtmfDetector<N> {
 }
 
 impl<const N: usize> DtmfDetector<N> {
+    /// A detector with no event in progress.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// What it has counted.
     pub fn stats(&self) -> DtmfStats {
         self.stats
     }
@@ -337,8 +366,11 @@ impl<const N: usize> DtmfDetector<N> {
 /// A tone to send: the key, how long it is held and the pause after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToneRequest {
+    /// The key.
     pub tone: Tone,
+    /// How long it is held.
     pub duration: Duration,
+    /// Silence after it, before the next key.
     pub pause_after: Duration,
 }
 
@@ -357,6 +389,7 @@ impl ToneRequest {
 /// One telephone-event packet to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventPacket {
+    /// The payload.
     pub event: TelephoneEvent,
     /// The event's RTP timestamp (its start), the same for all its packets.
     pub timestamp: u32,
@@ -385,7 +418,12 @@ pub enum SendStep {
     /// Audio goes out as usual (no tone, or a tone's pause).
     Audio,
     /// Send this packet instead of audio; `finished` on the tone's last end packet.
-    Packet { packet: EventPacket, finished: bool },
+    Packet {
+        /// The packet.
+        packet: EventPacket,
+        /// Whether it is the tone's last end packet.
+        finished: bool,
+    },
 }
 
 /// Send side: turns one tone at a time into a packet run, one per tick of
@@ -401,6 +439,7 @@ fn samples_of(d: Duration) -> u32 {
 }
 
 impl DtmfSender {
+    /// An idle sender.
     pub fn new() -> Self {
         Self::default()
     }

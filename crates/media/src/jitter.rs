@@ -62,6 +62,7 @@ pub struct JitterStats {
     pub lost: u64,
     /// Packets that arrived after their playout time had passed.
     pub late: u64,
+    /// Packets already received, dropped.
     pub duplicate: u64,
     /// Packets that arrived with a lower sequence number than one already received.
     pub reordered: u64,
@@ -85,6 +86,7 @@ pub struct JitterStats {
     pub resets: u64,
     /// Audio buffered after the last pop.
     pub current_delay: Duration,
+    /// The delay the buffer aims for now.
     pub target_delay: Duration,
     /// RFC 3550 §A.8 interarrival jitter.
     pub jitter: Duration,
@@ -93,10 +95,13 @@ pub struct JitterStats {
 /// What `push` did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
+    /// Stored for its playout time.
     Buffered,
     /// The stream restarted (new SSRC or a large jump) and the packet began the new one.
     Reset,
+    /// Already stored: dropped.
     Duplicate,
+    /// Its playout time has passed: dropped.
     Late,
     /// Too far from the current position to store; may start a new stream if followed up.
     OutOfWindow,
@@ -111,7 +116,10 @@ pub enum Playout<'a> {
     Frame(&'a RtpPacket),
     /// The packet for this tick is lost; `fec` is the packet after it when already here, whose
     /// in-band FEC may rebuild the lost frame.
-    Lost { fec: Option<&'a RtpPacket> },
+    Lost {
+        /// The packet after the lost one, when already here.
+        fec: Option<&'a RtpPacket>,
+    },
     /// The sender is in DTX (or presumed silent): play silence or comfort noise.
     Silence,
     /// Nothing buffered while the sender was talking: conceal; playout waits for the packet.
@@ -190,6 +198,7 @@ impl JitterBuffer {
         jb
     }
 
+    /// The buffer's settings.
     pub fn config(&self) -> &JitterConfig {
         &self.config
     }
@@ -199,6 +208,7 @@ impl JitterBuffer {
         self.ssrc
     }
 
+    /// What the buffer has counted.
     pub fn stats(&self) -> &JitterStats {
         &self.stats
     }
@@ -208,6 +218,7 @@ impl JitterBuffer {
         self.buffered
     }
 
+    /// True when no packet waits.
     pub fn is_empty(&self) -> bool {
         self.buffered == 0
     }

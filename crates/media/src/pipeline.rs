@@ -87,6 +87,7 @@ pub struct PipelineConfig {
     /// First sequence number and timestamp sent (RFC 3550 wants them random; the caller
     /// picks them so the pipeline stays deterministic).
     pub initial_sequence_number: u16,
+    /// First RTP timestamp sent.
     pub initial_timestamp: u32,
     /// RFC 6464 audio level extension id, when negotiated (sent and read).
     pub audio_level_ext_id: Option<u8>,
@@ -94,10 +95,13 @@ pub struct PipelineConfig {
     /// `None` when it was not: its packets are then counted as an unknown payload type and
     /// tones cannot be sent.
     pub telephone_event_payload_type: Option<u8>,
+    /// The encoder of what the pipeline sends.
     pub encoder: EncoderConfig,
+    /// The jitter buffer of each remote stream.
     pub jitter: JitterConfig,
     /// Decode lost frames from the next packet's in-band FEC (SDP `useinbandfec`).
     pub use_inband_fec: bool,
+    /// The PCM format the bot reads and writes.
     pub bot_format: BotAudioFormat,
     /// Remote streams decoded at once. With 1, a new SSRC replaces the stream (a reset).
     pub max_remote_streams: usize,
@@ -155,16 +159,30 @@ impl Default for PipelineConfig {
 #[derive(Debug, Error)]
 pub enum PipelineError {
     #[error(transparent)]
+    /// Building or running the codec failed.
     Codec(#[from] CodecError),
     #[error(transparent)]
+    /// Building a resampler failed.
     Resample(#[from] ResampleError),
     #[error(transparent)]
+    /// The mixer refused its settings.
     Mixer(#[from] MixerError),
     #[error("{name} = {value} is out of range")]
-    BadConfig { name: &'static str, value: usize },
+    /// A setting out of range.
+    BadConfig {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        value: usize,
+    },
     #[error("all {capacity} player slots are in use")]
-    PlayersFull { capacity: usize },
+    /// Every player slot is in use.
+    PlayersFull {
+        /// The slots there are.
+        capacity: usize,
+    },
     #[error("no telephone-event payload type was negotiated: DTMF tones cannot be sent")]
+    /// A tone to send, but no telephone-event payload type was negotiated.
     NoTelephoneEvent,
 }
 
@@ -172,8 +190,13 @@ pub enum PipelineError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum HandOffError {
     #[error("bot frame of {len} bytes; 16 kHz s16 frames have 640")]
-    BadLength { len: usize },
+    /// A 16 kHz frame that is not 640 bytes.
+    BadLength {
+        /// The bytes given.
+        len: usize,
+    },
     #[error("the call's pipeline is gone")]
+    /// The pipeline was dropped.
     Disconnected,
 }
 
@@ -183,13 +206,16 @@ pub enum HandOffError {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum BotFrame {
+    /// 20 ms of 16 kHz s16 mono.
     Pcm16k(Frame16S16),
+    /// 20 ms of 48 kHz f32 mono.
     Pcm48k(Frame48),
 }
 
 /// Result of queuing a bot frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
+    /// Queued for the next ticks.
     Queued,
     /// The queue was full: its oldest frame was dropped (the bot is ahead of real time).
     DroppedOldest,
@@ -254,6 +280,7 @@ impl RtpInbox {
             Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
+    /// Frames waiting.
     pub fn queued(&self) -> usize {
         self.tx.len()
     }
@@ -268,6 +295,7 @@ pub struct PlayerSender {
 }
 
 impl PlayerSender {
+    /// Queues one frame; a full queue drops its oldest.
     pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
         match self.tx.push(*frame) {
             Push::Queued => Ok(SendOutcome::Queued),
@@ -275,9 +303,11 @@ impl PlayerSender {
             Push::Disconnected(_) => Err(HandOffError::Disconnected),
         }
     }
+    /// Frames waiting.
     pub fn queued(&self) -> usize {
         self.tx.len()
     }
+    /// Frames the queue holds at most.
     pub fn capacity(&self) -> usize {
         self.tx.capacity()
     }
@@ -314,33 +344,63 @@ const TONE_QUEUE: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PipelineEvent {
     /// A new remote stream (SSRC) started.
-    StreamAdded { ssrc: u32, source_id: u32 },
+    StreamAdded {
+        /// The stream's SSRC.
+        ssrc: u32,
+        /// Its Graph media source id.
+        source_id: u32,
+    },
     /// A remote stream stopped (timed out or replaced).
-    StreamRemoved { ssrc: u32, source_id: u32 },
+    StreamRemoved {
+        /// The stream's SSRC.
+        ssrc: u32,
+        /// Its Graph media source id.
+        source_id: u32,
+    },
     /// A remote stream restarted (large sequence jump, or a new SSRC replacing it).
-    StreamReset { ssrc: u32, source_id: u32 },
+    StreamReset {
+        /// The stream's SSRC.
+        ssrc: u32,
+        /// Its Graph media source id.
+        source_id: u32,
+    },
     /// The dominant speaker changed; `None` when nobody speaks (Graph's 0xFFFFFFFF).
-    DominantSpeakerChanged { source_id: Option<u32> },
+    DominantSpeakerChanged {
+        /// The new dominant speaker's source id.
+        source_id: Option<u32>,
+    },
     /// A DTMF key press arrived (RFC 4733), reported once per press.
     ToneReceived {
+        /// The stream it came on.
         ssrc: u32,
+        /// That stream's Graph media source id.
         source_id: u32,
+        /// The key.
         tone: Tone,
+        /// How long it was held.
         duration: Duration,
         /// False when its end packets were all lost (closed by timeout or the next key).
         end_seen: bool,
     },
     /// A tone queued with [`ToneSender`] has been sent completely.
-    ToneSent { tone: Tone },
+    ToneSent {
+        /// The key.
+        tone: Tone,
+    },
 }
 
 /// Per-stream stats.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StreamStats {
+    /// The stream's SSRC.
     pub ssrc: u32,
+    /// Its Graph media source id.
     pub source_id: u32,
+    /// The codec decoding it (`opus`).
     pub codec: &'static str,
+    /// Its jitter buffer's counters.
     pub jitter: JitterStats,
+    /// Packets the decoder refused (concealed instead).
     pub decode_errors: u64,
     /// Level of the last frame played, dBov.
     pub level_dbov: f32,
@@ -349,7 +409,9 @@ pub struct StreamStats {
 /// Call-wide counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PipelineStats {
+    /// 20 ms ticks run.
     pub ticks: u64,
+    /// RTP packets that did not parse, by reason.
     pub rtp_errors: RtpErrorCounters,
     /// Packets with a payload type other than Opus' (and telephone-event's, when negotiated).
     pub unknown_payload_type: u64,
@@ -359,11 +421,15 @@ pub struct PipelineStats {
     pub dtmf_packets_sent: u64,
     /// Packets of a new SSRC dropped because every stream slot was busy.
     pub streams_full: u64,
+    /// RTP packets sent.
     pub packets_sent: u64,
+    /// RTP bytes sent.
     pub bytes_sent: u64,
     /// Ticks where the encoder judged the frame silent and nothing was sent.
     pub dtx_ticks: u64,
+    /// Frames the encoder failed on (nothing sent for them).
     pub encode_errors: u64,
+    /// Frames a resampler failed on.
     pub resample_errors: u64,
     /// The network side's inbound queue (evicted = packets dropped because ticks fell behind).
     pub inbound_queue: QueueStats,
@@ -405,6 +471,7 @@ pub struct OutgoingRtp {
 }
 
 impl OutgoingRtp {
+    /// The packet's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.data[..self.len]
     }
@@ -421,8 +488,11 @@ impl std::fmt::Debug for OutgoingRtp {
 /// One unmixed 16 kHz frame in a [`BotAudio16k`].
 #[derive(Debug, Clone, Copy)]
 pub struct UnmixedPcm16k {
+    /// The speaker's Graph media source id.
     pub source_id: u32,
+    /// The frame's level, dBov.
     pub level_dbov: f32,
+    /// Whether the frame is below the speech threshold.
     pub is_silence: bool,
     /// 640 bytes of s16 little-endian mono 16 kHz.
     pub pcm: [u8; BYTES_PER_FRAME_16K_S16],
@@ -470,9 +540,13 @@ impl BotAudio16k {
 pub struct UnmixedAudio<'a> {
     /// Graph media source id (the SSRC unless assigned with `assign_source_id`).
     pub source_id: u32,
+    /// The stream's SSRC.
     pub ssrc: u32,
+    /// The frame's level, dBov.
     pub level_dbov: f32,
+    /// Whether the frame is below the speech threshold.
     pub is_silence: bool,
+    /// The frame, 48 kHz f32.
     pub pcm48: &'a Frame48,
     /// The same frame as 640 bytes of 16 kHz s16 (only with [`BotAudioFormat::Pcm16k`]).
     pub pcm16k: Option<&'a [u8; BYTES_PER_FRAME_16K_S16]>,
@@ -774,6 +848,7 @@ impl CallPipeline {
         })
     }
 
+    /// The pipeline's settings.
     pub fn config(&self) -> &PipelineConfig {
         &self.config
     }
@@ -1439,6 +1514,7 @@ impl CallPipeline {
         self.events.pop()
     }
 
+    /// The call-wide counters.
     pub fn stats(&self) -> &PipelineStats {
         &self.stats
     }

@@ -30,36 +30,66 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub enum RtpError {
     /// Shorter than the 12-byte fixed header.
     #[error("RTP packet of {len} bytes is shorter than the 12-byte fixed header")]
-    TooShort { len: usize },
+    TooShort {
+        /// The packet's length.
+        len: usize,
+    },
     /// Version field other than 2.
     #[error("RTP version {version} (only version 2 exists)")]
-    BadVersion { version: u8 },
+    BadVersion {
+        /// The version field.
+        version: u8,
+    },
     /// The CSRC list runs past the end of the packet.
     #[error("{csrc_count} CSRCs need {needed} bytes but the packet has {len}")]
     CsrcPastEnd {
+        /// The CC field.
         csrc_count: u8,
+        /// Bytes the header and CSRC list need.
         needed: usize,
+        /// The packet's length.
         len: usize,
     },
     /// The header extension (its 4-byte header or its declared length) runs past the end.
     #[error("header extension needs {needed} bytes but the packet has {len}")]
-    ExtensionPastEnd { needed: usize, len: usize },
+    ExtensionPastEnd {
+        /// Bytes the extension needs.
+        needed: usize,
+        /// The packet's length.
+        len: usize,
+    },
     /// An RFC 8285 element inside the extension block runs past the block.
     #[error("header extension element id {id} at offset {offset} runs past the extension block")]
-    BadExtensionElement { id: u8, offset: usize },
+    BadExtensionElement {
+        /// The element's id.
+        id: u8,
+        /// Its offset in the extension block.
+        offset: usize,
+    },
     /// The padding count (last byte) is zero or larger than what follows the header.
     #[error("padding length {padding_len} invalid with {available} bytes after the header")]
-    BadPadding { padding_len: u8, available: usize },
+    BadPadding {
+        /// The padding count.
+        padding_len: u8,
+        /// Bytes after the header.
+        available: usize,
+    },
 }
 
 /// One counter per kind of [`RtpError`], for stats: parse failures are counted, never fatal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RtpErrorCounters {
+    /// [`RtpError::TooShort`] packets.
     pub too_short: u64,
+    /// [`RtpError::BadVersion`] packets.
     pub bad_version: u64,
+    /// [`RtpError::CsrcPastEnd`] packets.
     pub csrc_past_end: u64,
+    /// [`RtpError::ExtensionPastEnd`] packets.
     pub extension_past_end: u64,
+    /// [`RtpError::BadExtensionElement`] packets.
     pub bad_extension_element: u64,
+    /// [`RtpError::BadPadding`] packets.
     pub bad_padding: u64,
 }
 
@@ -91,10 +121,15 @@ impl RtpErrorCounters {
 /// The RTP fixed header and CSRC list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RtpHeader {
+    /// The marker bit (for audio: the first packet after silence).
     pub marker: bool,
+    /// The payload type (7 bits).
     pub payload_type: u8,
+    /// The sequence number.
     pub sequence_number: u16,
+    /// The timestamp (sample clock of the payload type).
     pub timestamp: u32,
+    /// The synchronisation source.
     pub ssrc: u32,
     csrc_count: u8,
     csrcs: [u32; MAX_CSRCS],
@@ -233,21 +268,27 @@ impl RtpPacket {
         })
     }
 
+    /// The parsed header.
     pub fn header(&self) -> &RtpHeader {
         &self.header
     }
+    /// The sequence number.
     pub fn sequence_number(&self) -> u16 {
         self.header.sequence_number
     }
+    /// The timestamp.
     pub fn timestamp(&self) -> u32 {
         self.header.timestamp
     }
+    /// The synchronisation source.
     pub fn ssrc(&self) -> u32 {
         self.header.ssrc
     }
+    /// The marker bit.
     pub fn marker(&self) -> bool {
         self.header.marker
     }
+    /// The payload type.
     pub fn payload_type(&self) -> u8 {
         self.header.payload_type
     }
@@ -326,7 +367,9 @@ fn validate_elements(profile: u16, data: &[u8], block_offset: usize) -> Result<(
 /// One RFC 8285 header extension element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderExtension<'a> {
+    /// The element's id (1–14 one-byte form, 1–255 two-byte form).
     pub id: u8,
+    /// The element's data.
     pub data: &'a [u8],
 }
 
@@ -399,6 +442,7 @@ impl<'a> Iterator for HeaderExtensions<'a> {
 /// RFC 6464 audio level: the level in −dBov (0 = loudest, 127 = silence) and the voice flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioLevel {
+    /// The V flag: the sender judged the frame to be voice.
     pub voice: bool,
     /// Level as a positive number of dB below overload, 0..=127.
     pub level_dbov: u8,
@@ -444,26 +488,50 @@ pub fn dbov_of(samples: &[f32]) -> u8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum RtpBuildError {
     #[error("{count} CSRCs given; a header holds at most 15")]
-    TooManyCsrcs { count: usize },
+    /// More than 15 CSRCs.
+    TooManyCsrcs {
+        /// The CSRCs given.
+        count: usize,
+    },
     #[error("header extension id {id} with {len} data bytes cannot be written in RFC 8285 form")]
-    BadExtension { id: u8, len: usize },
+    /// An extension element that neither RFC 8285 form can hold.
+    BadExtension {
+        /// The element's id.
+        id: u8,
+        /// Its data length.
+        len: usize,
+    },
     #[error("output buffer of {capacity} bytes is too small for a {needed}-byte packet")]
-    BufferTooSmall { needed: usize, capacity: usize },
+    /// The output buffer is smaller than the packet.
+    BufferTooSmall {
+        /// Bytes the packet needs.
+        needed: usize,
+        /// Bytes the buffer has.
+        capacity: usize,
+    },
     #[error("header extension block of {len} bytes exceeds the 16-bit length field")]
-    ExtensionTooLong { len: usize },
+    /// The extension block is longer than its 16-bit length field can say.
+    ExtensionTooLong {
+        /// The block's length in bytes.
+        len: usize,
+    },
 }
 
 /// Everything needed to write one packet.
 #[derive(Debug, Clone, Copy)]
 pub struct RtpPacketSpec<'a> {
+    /// The fixed header and CSRCs.
     pub header: RtpHeader,
+    /// Header extension elements (RFC 8285).
     pub extensions: &'a [HeaderExtension<'a>],
+    /// The payload.
     pub payload: &'a [u8],
     /// Padding bytes to append (0 = none; the P bit is set otherwise).
     pub padding: u8,
 }
 
 impl<'a> RtpPacketSpec<'a> {
+    /// A packet of `header` and `payload`, without extensions or padding.
     pub fn new(header: RtpHeader, payload: &'a [u8]) -> Self {
         RtpPacketSpec {
             header,
