@@ -33,8 +33,8 @@
 //! |---|---|
 //! | [`record::RecordingSink::push`] / [`push_s16`](record::RecordingSink::push_s16) | copies a frame into a bounded channel; full → counted drop |
 //! | [`playback::PromptPlayer::next_frame`] | copies from a decoded clip or a streamed prompt's ring |
-//! | [`device::SpeakerFeed::push_frame`] | resamples (rubato, preallocated) into the speakers' ring |
-//! | [`device::MicSource::pull_frame`] | resamples out of the microphone's ring |
+//! | `device::SpeakerFeed::push_frame` (feature `devices`) | resamples (rubato, preallocated) into the speakers' ring |
+//! | `device::MicSource::pull_frame` (feature `devices`) | resamples out of the microphone's ring |
 //!
 //! The cpal callbacks touch only an rtrb ring and atomic counters. Everything else — opening
 //! files and devices, [`record::CallRecorder::finish`], [`playback::PromptQueue::play_streamed`]

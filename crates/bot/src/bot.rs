@@ -56,7 +56,7 @@ pub struct BotCounters {
     pub calls_held_peak: AtomicU64,
 }
 
-/// A snapshot of [`BotCounters`] plus the notification server's.
+/// A snapshot of the bot's counters plus the notification server's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BotStats {
     /// Calls created with `Bot::call` (201 from Graph).

@@ -433,7 +433,7 @@ impl BotConfig {
         Ok(BotConfig::new(app_id, tenant, credential).with_service(service))
     }
 
-    /// Reads every field from the process environment (see [`env`]).
+    /// Reads every field from the process environment (see [`env`](mod@env)).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }

@@ -3,10 +3,10 @@
 //! Graph acts on the bot's side of a call in ways the bot's own media does not show: a server
 //! mute drops the bot's audio (`call: mute`), a transfer takes the bot out while the parties go
 //! on talking (`call: transfer`), `sendDtmfTones` plays keypad tones into the call in the bot's
-//! name, and `recordResponse` records what the caller says. [`BotVoice`] is the first three
-//! (applied on the tick, allocation-free), [`Taps`] the recordings the service makes of what
-//! the bot and each party hear: both are parts of [`ConferenceMedia`](crate::ConferenceMedia),
-//! driven through [`ConferenceControl`](crate::ConferenceControl).
+//! name, and `recordResponse` records what the caller says. `BotVoice` is the first three
+//! (applied on the tick, allocation-free), `Taps` the recordings the service makes of what
+//! the bot and each party hear: both are parts of [`ConferenceMedia`],
+//! driven through [`ConferenceControl`].
 
 use std::time::Duration;
 

@@ -32,7 +32,7 @@ pub enum Control {
     HangUp,
     /// A person on the softphone page joins, mutes, leaves...
     Softphone(SoftphoneCommand),
-    /// A call action (transfer, invite, mute, keepAlive…: [`actions`]).
+    /// A call action (transfer, invite, mute, keepAlive…: `actions.rs`).
     Action(Action),
 }
 

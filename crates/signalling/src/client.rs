@@ -1,6 +1,6 @@
 //! The Graph calling REST client: create, get and delete calls, list participants, and
 //! every call-control action (answer, reject, redirect, transfer, invite, mute, playPrompt,
-//! recordResponse, ..., keepAlive; see [`actions`](self::actions)).
+//! recordResponse, ..., keepAlive; see `client/actions.rs`).
 //!
 //! Every request carries a bearer token from a [`TokenSource`] and a fresh `client-request-id`
 //! (a UUID per request, kept across that request's retries); each HTTP exchange is bounded by

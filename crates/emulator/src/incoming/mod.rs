@@ -1,7 +1,7 @@
 //! Calls to the bot. A directory user or phone calls an application (by its id, its
 //! application instance's id or the instance's phone number), possibly from a meeting:
 //!
-//! 1. [`ring`] (`POST /control/incoming-calls`, or a directory `[[incoming_calls]]` script)
+//! 1. `ring` (`POST /control/incoming-calls`, or a directory `[[incoming_calls]]` script)
 //!    posts the `created` notification with the `incoming` call to the application's calling
 //!    webhook, signed like every notification, and the call rings the bot.
 //! 2. Within [`crate::EmulatorConfig::incoming_answer_timeout`] (Graph: 15 s) the bot
@@ -16,7 +16,7 @@
 //! 4. Rejected, the caller is declined and the bot gets `terminated`; redirected, the bot's
 //!    leg ends the same way and [`redirect`] rings the targets for the caller.
 //!
-//! One task per ringing call owns its fate: the handlers send it [`Command`]s and the first
+//! One task per ringing call owns its fate: the handlers send it `Command`s and the first
 //! one wins, so two answers, or an answer racing the deadline, cannot both happen.
 
 pub mod handlers;
