@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -61,6 +61,12 @@ pub struct RecordingConfig {
     /// Longest silence written to fill a gap in a track's ticks; a larger jump (a bogus tick
     /// number) is logged and filled only this far.
     pub max_gap: Duration,
+    /// Write through a symbolic link planted at a track's path (e.g. to a FIFO a pipeline
+    /// reads). Off by default: on Unix the file is opened with `O_NOFOLLOW`, so whoever can
+    /// write to the directory cannot make the recorder overwrite another file by planting a
+    /// link under the next recording's name — the track fails with [`RecordError::Unwritable`]
+    /// instead, and the link's target is untouched.
+    pub follow_symlinks: bool,
 }
 
 impl RecordingConfig {
@@ -78,6 +84,7 @@ impl RecordingConfig {
             queue_frames: 256,
             header_interval: Duration::from_millis(500),
             max_gap: Duration::from_secs(600),
+            follow_symlinks: false,
         }
     }
 
@@ -471,11 +478,26 @@ fn validate(config: &RecordingConfig) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// Creates (or truncates) the file at `path` for writing; with `follow_symlinks` false, a
+/// symbolic link at `path` is refused (`O_NOFOLLOW`: the error is ELOOP) rather than followed.
+fn create(path: &Path, follow_symlinks: bool) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if !follow_symlinks {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    let _ = follow_symlinks;
+    options.open(path)
+}
+
 /// With no mixed file to create up front, prove the directory is writable with a probe file so
 /// that the error still comes before the call.
 fn probe_directory(config: &RecordingConfig) -> Result<(), RecordError> {
     let probe = config.directory.join(format!(".{}.probe", config.name));
-    File::create(&probe).map_err(|source| RecordError::Unwritable {
+    create(&probe, false).map_err(|source| RecordError::Unwritable {
         path: config.directory.clone(),
         source,
     })?;
@@ -542,7 +564,7 @@ impl Writer {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let file = File::create(&path).map_err(unwritable)?;
+        let file = create(&path, self.config.follow_symlinks).map_err(unwritable)?;
         let sync = file.try_clone().map_err(unwritable)?;
         let mut wav = Wav::new(BufWriter::new(file), spec).map_err(|e| unwritable(hound_io(e)))?;
         // Put a valid (empty) WAV on disk now: a crash before the first rewrite still leaves a

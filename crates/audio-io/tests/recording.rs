@@ -221,6 +221,8 @@ fn a_full_disk_stops_that_file_and_the_call_goes_on() {
     let dir = TempDir::new("rec-full");
     let mut cfg = RecordingConfig::new(dir.path(), "f");
     cfg.header_interval = Duration::from_millis(20);
+    // The link is this test's own way to a full device: followed on purpose.
+    cfg.follow_symlinks = true;
     std::os::unix::fs::symlink("/dev/full", cfg.path_of(Track::Speaker(3))).unwrap();
     let (rec, sink) = CallRecorder::start(cfg).unwrap();
     let frame = [0.1f32; CORE_FRAME_SAMPLES];
@@ -319,4 +321,51 @@ fn bot_frames_can_be_recorded_at_48k() {
     assert!(on > 0.05, "{on}");
     // No image of the 16 kHz source left around 15 kHz (16 kHz - 1 kHz).
     assert!(tone_power(&f, 48_000, 15_000.0) < on / 1000.0);
+}
+
+/// Whoever can write to the recordings directory plants a link under the next recording's
+/// name, pointing at a file the bot may write: the recorder refuses the link (O_NOFOLLOW)
+/// instead of truncating and overwriting its target — for the mixed file (an error before the
+/// call) and for a speaker's (that track fails, the call goes on).
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_is_refused_and_its_target_untouched() {
+    let dir = TempDir::new("rec-link");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+
+    let cfg = RecordingConfig::new(dir.path(), "m");
+    std::os::unix::fs::symlink(&victim, cfg.path_of(Track::Mixed)).unwrap();
+    match CallRecorder::start(cfg) {
+        Err(RecordError::Unwritable { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ELOOP), "{source}")
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a recording was started through the link"),
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    let mut cfg = RecordingConfig::new(dir.path(), "s");
+    cfg.header_interval = Duration::from_millis(20);
+    std::os::unix::fs::symlink(&victim, cfg.path_of(Track::Speaker(7))).unwrap();
+    let (rec, sink) = CallRecorder::start(cfg).unwrap();
+    let frame = [0.1f32; CORE_FRAME_SAMPLES];
+    for tick in 0..20u64 {
+        let _ = sink.push(tick, Track::Mixed, &frame);
+        let _ = sink.push(tick, Track::Speaker(7), &frame);
+    }
+    let status = rec.finish();
+    let speaker = status
+        .tracks
+        .iter()
+        .find(|t| t.track == Track::Speaker(7))
+        .unwrap();
+    assert_eq!(speaker.state, TrackState::Failed);
+    let mixed = status
+        .tracks
+        .iter()
+        .find(|t| t.track == Track::Mixed)
+        .unwrap();
+    assert_eq!(mixed.state, TrackState::Finished);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
