@@ -255,6 +255,7 @@ impl GraphTokens {
     /// Verifies the `Authorization` header of a Graph request: 401 for a missing, malformed,
     /// expired, forged or foreign token.
     pub fn verify(&self, authorization: Option<&str>) -> Result<AccessClaims, ApiError> {
+        appmedia_signalling::auth::install_jwt_crypto();
         let header = authorization.ok_or_else(|| {
             ApiError::unauthorized("Access token is empty: no Authorization header")
         })?;
@@ -374,6 +375,7 @@ fn check_client(
 }
 
 fn check_assertion(app: &Application, assertion: &str, token_url: &str) -> Result<(), String> {
+    appmedia_signalling::auth::install_jwt_crypto();
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|e| format!("AADSTS50027: the client assertion is not a JWT: {e}"))?;
     if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256) {

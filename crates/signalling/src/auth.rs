@@ -28,9 +28,12 @@ use serde_json::Value;
 use url::Url;
 
 mod certificate;
+mod jwt_crypto;
+
 pub use certificate::{
     ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE, Certificate, CertificateError, ClientCertificate,
 };
+pub use jwt_crypto::install as install_jwt_crypto;
 
 /// Issuers Graph uses for callback tokens: the Bot Framework one, and the Graph one the
 /// Microsoft samples also accept.
@@ -714,6 +717,7 @@ impl CallbackTokenValidator {
         // iss/aud/tid are checked below, so the error can name the refused value.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
+        install_jwt_crypto();
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -1123,7 +1127,10 @@ impl TokenIssuer {
         Self::from_encoding_key(key, kid.into())
     }
 
-    /// With a fresh 2048-bit key from the OS random generator.
+    /// With a fresh 2048-bit key from the OS random generator (feature `keygen`: the key is
+    /// generated with the RustCrypto `rsa` crate, which ring cannot do; the emulator and tests
+    /// use it, a bot does not).
+    #[cfg(feature = "keygen")]
     pub fn generate(kid: impl Into<String>) -> Result<Self, IssuerError> {
         use rsa::pkcs1::EncodeRsaPrivateKey;
         let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
@@ -1135,6 +1142,7 @@ impl TokenIssuer {
     }
 
     fn from_encoding_key(key: EncodingKey, kid: String) -> Result<Self, IssuerError> {
+        install_jwt_crypto();
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)
             .map_err(|e| IssuerError::BadKey(e.to_string()))?;
         jwk.common.key_id = Some(kid.clone());
@@ -1158,6 +1166,7 @@ impl TokenIssuer {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".to_owned());
+        install_jwt_crypto();
         jsonwebtoken::encode(&header, claims, &self.key)
             .map_err(|e| IssuerError::Sign(e.to_string()))
     }

@@ -93,8 +93,10 @@ pub fn http_client(
 }
 
 /// Installs rustls' ring crypto provider as the process default (reqwest is built with
-/// `rustls-no-provider`). Idempotent: an already installed provider is kept.
+/// `rustls-no-provider`), and ring as jsonwebtoken's ([`auth::install_jwt_crypto`]).
+/// Idempotent: an already installed provider is kept.
 pub fn install_crypto_provider() {
     // Err only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    auth::install_jwt_crypto();
 }

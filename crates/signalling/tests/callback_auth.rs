@@ -251,13 +251,21 @@ async fn a_token_without_tid_is_refused() {
 #[tokio::test]
 async fn an_hmac_token_is_refused() {
     let s = setup().await;
-    // Algorithm confusion: HS256 "signed" with the public key's text must not pass.
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims(),
-        &jsonwebtoken::EncodingKey::from_secret(s.keys.jwks().to_string().as_bytes()),
-    )
-    .unwrap();
+    // Algorithm confusion: HS256 really signed with the public key's text must not pass.
+    // (Built by hand: appmedia's JWT crypto provider offers RS256/PS256 only.)
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signing_input = format!(
+        "{}.{}",
+        b64(br#"{"typ":"JWT","alg":"HS256"}"#),
+        b64(&serde_json::to_vec(&claims()).unwrap())
+    );
+    let key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        s.keys.jwks().to_string().as_bytes(),
+    );
+    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
+    let token = format!("{signing_input}.{}", b64(tag.as_ref()));
     assert_refused(
         s,
         token,

@@ -243,6 +243,7 @@ impl ClientCertificate {
             "iat": now,
             "exp": now + ASSERTION_LIFETIME.as_secs(),
         });
+        super::install_jwt_crypto();
         jsonwebtoken::encode(&header, &claims, &self.key)
             .map_err(|e| CertificateError::Sign(e.to_string()))
     }
