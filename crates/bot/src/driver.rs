@@ -113,6 +113,8 @@ impl Driver {
         let mut keep_alive_running = false;
         let mut media_connected = false;
         let mut media_ended = false;
+        // The far end hears the bot once the call was established with its media connected.
+        let mut established = false;
         let mut blob_deadline: Option<tokio::time::Instant> = None;
         let end: Option<ResultInfo> = loop {
             let session = self.media.as_ref().map(|m| m.session.clone());
@@ -127,6 +129,7 @@ impl Driver {
                     if let Some(ended) = self.on_signalling(event, &mut keep_alive_running, &mut blob_deadline).await {
                         break ended;
                     }
+                    established |= lock(&self.shared.snapshot).state == Some(CallState::Established);
                 }
                 _ = media_poll.tick(), if self.media.is_some() => self.drain_media(),
                 stop = &mut keep_alive, if keep_alive_running => {
@@ -149,6 +152,11 @@ impl Driver {
                     blob_deadline = None;
                     self.fetch_answer_blob().await;
                 }
+            }
+            if let Some(media) = &self.media {
+                media
+                    .send_gate
+                    .set(established && media_connected && !media_ended);
             }
         };
         self.finish(end).await;

@@ -6,6 +6,8 @@
 //! queues made at call set-up, so the tick neither allocates nor locks.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use appmedia_audio_io::playback::{PlayerCounters, PromptPlayer};
@@ -181,6 +183,26 @@ pub(crate) struct CallMedia {
     snapshot: MediaSnapshot,
     frame: Frame48,
     tick: u64,
+    /// Set by the call's driver once the far end hears the bot (see [`SendGate`]).
+    send_gate: SendGate,
+}
+
+/// Whether the far end hears what the bot sends: Graph's `AudioSendStatus`. The call's
+/// driver opens it once the media is connected and the call established (before that the
+/// service discards the media: a greeting would lose its first words) and closes it when the
+/// media ends. While closed, the worker leaves the prompts and sources where they are and the
+/// pipeline's send side rests ([`CallPipeline::set_send_active`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SendGate(Arc<AtomicBool>);
+
+impl SendGate {
+    pub(crate) fn set(&self, open: bool) {
+        self.0.store(open, Ordering::Release);
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// The driver task's end of a call's media queues.
@@ -198,6 +220,7 @@ impl CallMedia {
         prompts: PromptPlayer,
         sources: Vec<Box<dyn MediaSource>>,
         taps: Vec<Box<dyn MediaTap>>,
+        send_gate: SendGate,
     ) -> Result<(CallMedia, MediaFeed), appmedia_media::pipeline::PipelineError> {
         let prompts = (prompts, pipeline.add_player(SOURCE_QUEUE_FRAMES)?);
         let sources = sources
@@ -221,6 +244,7 @@ impl CallMedia {
                 snapshot: MediaSnapshot::default(),
                 frame: SILENT_FRAME_48,
                 tick: 0,
+                send_gate,
             },
             MediaFeed {
                 events: events_rx,
@@ -233,14 +257,19 @@ impl CallMedia {
 
 impl Tickable for CallMedia {
     fn tick(&mut self, now: Duration) {
-        let (player, out) = &mut self.prompts;
-        if player.next_frame(&mut self.frame) {
-            let _ = out.send(&self.frame);
-        }
-        for (source, out) in &mut self.sources {
-            if source.next_frame(&mut self.frame) {
-                // A full player queue drops its oldest frame: the source ran ahead.
+        let open = self.send_gate.is_open();
+        self.pipeline.set_send_active(open);
+        // Held, the prompts and sources keep their place: played from there once heard.
+        if open {
+            let (player, out) = &mut self.prompts;
+            if player.next_frame(&mut self.frame) {
                 let _ = out.send(&self.frame);
+            }
+            for (source, out) in &mut self.sources {
+                if source.next_frame(&mut self.frame) {
+                    // A full player queue drops its oldest frame: the source ran ahead.
+                    let _ = out.send(&self.frame);
+                }
             }
         }
         let report = self.pipeline.tick(now);
@@ -374,6 +403,48 @@ mod tests {
     use appmedia_media::pipeline::PipelineConfig;
     use std::sync::{Arc, Mutex};
 
+    fn open_gate() -> SendGate {
+        let gate = SendGate::default();
+        gate.set(true);
+        gate
+    }
+
+    #[test]
+    fn a_prompt_started_before_the_far_end_hears_plays_from_its_start_once_it_does() {
+        let pipeline = CallPipeline::new(PipelineConfig::default()).unwrap();
+        let (player, prompts) = PromptPlayer::new(4);
+        let gate = SendGate::default();
+        let (mut media, feed) =
+            CallMedia::new(pipeline, player, Vec::new(), Vec::new(), gate.clone()).unwrap();
+        // A 1 s prompt, queued before the call is heard.
+        let clip =
+            appmedia_audio_io::playback::AudioClip::from_samples(vec![0.25; 48_000]).unwrap();
+        prompts
+            .play(&clip, appmedia_audio_io::playback::PlayMode::Once)
+            .unwrap();
+        let tick = Duration::from_millis(20);
+        for n in 0..25 {
+            media.tick(tick * n);
+            assert!(
+                media.pipeline.outgoing_packet().is_none(),
+                "held at tick {n}"
+            );
+        }
+        assert_eq!(media.prompts.0.counters().frames_played, 0, "not started");
+        gate.set(true);
+        let mut sent = 0;
+        for n in 25..100 {
+            media.tick(tick * n);
+            sent += usize::from(media.pipeline.outgoing_packet().is_some());
+        }
+        // All 50 frames of the prompt were played (and sent, with the tail of the queue).
+        assert_eq!(media.prompts.0.counters().frames_played, 50);
+        assert!(sent >= 50, "{sent} packets");
+        drop(media);
+        let snapshot = feed.stats.pop().expect("a last snapshot");
+        assert_eq!(snapshot.pipeline.send_held_ticks, 25);
+    }
+
     /// Notes the frame numbers it is ticked with.
     struct Frames(Arc<Mutex<Vec<u64>>>);
 
@@ -395,6 +466,7 @@ mod tests {
             player,
             Vec::new(),
             vec![Box::new(Frames(frames.clone()))],
+            open_gate(),
         )
         .unwrap();
         let (recorder, sink) = CallRecorder::start(RecordingConfig::new(&dir, "skip")).unwrap();

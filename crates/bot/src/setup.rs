@@ -12,7 +12,7 @@ use appmedia_transport::{MediaSession, TransportConfig};
 
 use crate::bot::BotInner;
 use crate::error::BotError;
-use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, RecordOptions};
+use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, RecordOptions, SendGate};
 
 /// Prompts a call's player holds (queued and playing).
 const PROMPT_QUEUE: usize = 16;
@@ -44,6 +44,8 @@ pub(crate) struct LiveMedia {
     pub tones: Option<ToneSender>,
     /// The recording asked for at set-up.
     pub recorder: Option<CallRecorder>,
+    /// Opened by the driver once the far end hears the bot.
+    pub send_gate: SendGate,
 }
 
 /// Builds the pipeline for `session`, connects it, and puts it on a worker. Packets flow as
@@ -71,11 +73,13 @@ pub(crate) fn start(
     let tones = pipeline.tone_sender().ok();
     let (player, prompts) = PromptPlayer::new(PROMPT_QUEUE);
     session.attach_pipeline(&mut pipeline, inner.epoch);
+    let send_gate = SendGate::default();
     let (media, feed) = CallMedia::new(
         pipeline,
         player,
         std::mem::take(&mut options.sources),
         std::mem::take(&mut options.taps),
+        send_gate.clone(),
     )?;
     let recorder = match options.record.take() {
         Some(record) => Some(start_recording(inner, call_id, &record, &feed.recorder)?),
@@ -90,6 +94,7 @@ pub(crate) fn start(
         prompts,
         tones,
         recorder,
+        send_gate,
     })
 }
 

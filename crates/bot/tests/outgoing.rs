@@ -116,6 +116,71 @@ async fn a_recorded_call_leaves_complete_wav_files_when_it_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greeting_started_with_the_call_reaches_the_far_end_from_its_first_word() {
+    let dir = std::env::temp_dir().join(format!("appmedia-bot-greeting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let emulator = appmedia_emulator::Emulator::start(appmedia_emulator::EmulatorConfig {
+        directory: appmedia_emulator::Directory::seed(),
+        media_samples_dir: media_samples(),
+        recordings_dir: Some(dir.clone()),
+        ..appmedia_emulator::EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let bot = bot(&emulator).await;
+    let prompt_path = media_samples().join("prompt.wav");
+    let clip = appmedia_audio_io::playback::AudioClip::open(&prompt_path).unwrap();
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .unwrap();
+    // At once: before the media connects and before John answers. Graph would discard
+    // what the bot sends until then; the SDK holds the prompt instead.
+    call.play_clip(&clip, appmedia_audio_io::playback::PlayMode::Once)
+        .unwrap();
+    until(&mut call, |e| matches!(e, Event::PromptFinished(_))).await;
+    let call_id = call.id().to_owned();
+    call.control().hang_up().await.unwrap();
+    until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    bot.shutdown(None).await;
+    drop(emulator);
+
+    // What John heard (everyone but himself: the bot), read back once complete.
+    let heard_prefix = format!("{call_id}-heard-by-speaker-");
+    let heard = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&heard_prefix))
+        })
+        .expect("the emulator recorded what John heard");
+    let (rate, heard) = appmedia_testkit::audio::read_wav(&heard);
+    let (prompt_rate, prompt) = appmedia_testkit::audio::read_wav(&prompt_path);
+    assert_eq!((rate, prompt_rate), (16_000, 16_000));
+    // The prompt's first half second, a quarter second at a time: each is in what John
+    // heard, in order, at the delay of the network and the buffers.
+    let quarter = 4_000;
+    let mut last_lag = 0;
+    for (k, start) in [0, quarter].into_iter().enumerate() {
+        let (lag, r) = appmedia_testkit::audio::best_match(&prompt[start..start + quarter], &heard);
+        assert!(r > 0.85, "quarter {k} of the greeting: r {r:.2} at {lag}");
+        let delay_ms = (lag as f64 - start as f64) / 16.0;
+        assert!(
+            (0.0..500.0).contains(&delay_ms),
+            "quarter {k} heard {delay_ms:.0} ms after John joined"
+        );
+        assert!(lag >= last_lag);
+        last_lag = lag;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_create_is_a_typed_error_and_leaves_nothing_behind() {
     let emulator = emulator(echo_directory()).await;
     let bot = bot(&emulator).await;

@@ -69,7 +69,7 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     }));
     let end = async {
         let call = bot.place_call(&CallArgs::john(), media, &mut log).await?;
-        // The prompt starts once the media flows, so that all of it reaches John.
+        // Played from its first word once John hears the bot (the SDK holds it until then).
         if let Err(e) = call.play_clip(&prompt, PlayMode::Once) {
             let _ = call.hang_up().await;
             return Err(e.to_string());

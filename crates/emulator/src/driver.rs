@@ -664,14 +664,16 @@ impl Run {
         media: JoinMedia<'_>,
     ) -> Option<NetworkLink> {
         states[i] = PartyState::Joined;
-        let bot = self.establish();
         let party = self.plan.parties[i].0.clone();
         let participant = self.identity_participant(party.identity(), false);
         let (name, kind) = match &party {
             Party::User { display_name, .. } => (display_name.clone(), PartyKind::User),
             Party::Phone { number } => (number.clone(), PartyKind::Phone),
         };
+        // The party hears the call before the bot is told it is established: a greeting the
+        // bot starts on `established` reaches them from its first word.
         let link = self.media_join(&participant, name, kind, media);
+        let bot = self.establish();
         self.shared.update_call(&self.plan.call_id, |record| {
             if record.resource.answered_by.value().is_none() {
                 record.resource.answered_by =

@@ -202,6 +202,7 @@ impl MediaPeer {
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(PUMP_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut last_stats = None;
             while !task_stop.load(Ordering::Relaxed) {
                 interval.tick().await;
                 running.pump(&endpoint.incoming, &endpoint.outgoing);
@@ -211,7 +212,11 @@ impl MediaPeer {
                 }
                 if let Some(stats) = running.latest_stats() {
                     task_speakers.note(&stats, Instant::now());
+                    last_stats = Some(stats);
                 }
+            }
+            if let Some(stats) = last_stats {
+                tracing::info!(ticks = stats.ticks, bot_stream = ?stats.bot_stream, bot_leg = ?stats.bot_leg, "the call's media ended");
             }
             running.stop();
             drop(running);

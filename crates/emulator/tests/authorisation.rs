@@ -7,22 +7,8 @@ mod common;
 use axum::http::StatusCode;
 use common::*;
 use reqwest::Method;
-use serde_json::Value;
 
 /// `POST /{tenant}/oauth2/v2.0/token` with a form body: (status, JSON body).
-async fn token_request(h: &Harness, tenant: &str, form: String) -> (u16, Value) {
-    let response = h
-        .http
-        .post(h.emulator.token_url(tenant))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 const GRAPH_DEFAULT: &str = "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default";
 const USER_READ: &str = "scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read";
 
@@ -36,7 +22,7 @@ async fn a_token_is_issued_only_for_the_home_tenant_or_one_that_consented() {
     // Calling Bot: home tenant and Fabrikam (consented).
     for tenant in [TENANT, FABRIKAM] {
         let (status, body) = token_request(
-            &h,
+            &h.emulator,
             tenant,
             client_credentials(CALLING_BOT, CALLING_BOT_SECRET),
         )
@@ -48,7 +34,7 @@ async fn a_token_is_issued_only_for_the_home_tenant_or_one_that_consented() {
     }
     // Limited Bot was never consented in Fabrikam.
     let (status, body) = token_request(
-        &h,
+        &h.emulator,
         FABRIKAM,
         client_credentials(LIMITED_BOT, LIMITED_BOT_SECRET),
     )
@@ -68,48 +54,36 @@ async fn a_token_is_issued_only_for_the_home_tenant_or_one_that_consented() {
 async fn the_password_grant_authenticates_the_application_and_its_user_tenant() {
     let h = Harness::start(config()).await;
     let john = "grant_type=password&username=John&password=john-password";
-    // Without the application's secret: a confidential client is not authenticated.
-    let (status, body) = token_request(
-        &h,
-        TENANT,
-        format!("{john}&client_id={CALLING_BOT}&{USER_READ}"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
-    let (status, body) = token_request(
-        &h,
-        TENANT,
-        format!("{john}&client_id={CALLING_BOT}&client_secret=wrong&{USER_READ}"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
-    // John is a user of the home tenant, not of Fabrikam (where the bot is consented).
-    let (status, body) = token_request(
-        &h,
-        FABRIKAM,
-        format!("{john}&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&{USER_READ}"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    let (status, body) = token_request(
-        &h,
-        TENANT,
-        format!("{john}&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&{USER_READ}"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let secret = format!("client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}");
+    for (why, tenant, form, expected) in [
+        (
+            "without the application's secret, a confidential client is not authenticated",
+            TENANT,
+            format!("{john}&client_id={CALLING_BOT}&{USER_READ}"),
+            (401, Some("invalid_client")),
+        ),
+        (
+            "a wrong secret",
+            TENANT,
+            format!("{john}&client_id={CALLING_BOT}&client_secret=wrong&{USER_READ}"),
+            (401, Some("invalid_client")),
+        ),
+        (
+            "John is a user of the home tenant, not of Fabrikam (where the bot is consented)",
+            FABRIKAM,
+            format!("{john}&{secret}&{USER_READ}"),
+            (400, Some("invalid_grant")),
+        ),
+        (
+            "the application and its user in the home tenant",
+            TENANT,
+            format!("{john}&{secret}&{USER_READ}"),
+            (200, None),
+        ),
+    ] {
+        let (status, body) = token_request(&h.emulator, tenant, form).await;
+        assert_eq!((status, body["error"].as_str()), expected, "{why}: {body}");
+    }
 }
 
 #[tokio::test]
@@ -166,7 +140,7 @@ async fn a_delegated_token_is_refused_on_every_route() {
     assert_eq!(status, StatusCode::CREATED, "{call}");
     let path = format!("/communications/calls/{}", call["id"].as_str().unwrap());
     let (status, body) = token_request(
-        &h,
+        &h.emulator,
         TENANT,
         format!(
             "grant_type=password&username=John&password=john-password&client_id={CALLING_BOT}&client_secret={CALLING_BOT_SECRET}&{USER_READ}"

@@ -255,18 +255,7 @@ async fn missing_permission_is_403_naming_it() {
 #[tokio::test]
 async fn token_endpoint_refuses_bad_clients() {
     let h = Harness::start(config()).await;
-    let ask = |tenant: &str, body: String| {
-        let request = h
-            .http
-            .post(h.emulator.token_url(tenant))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
+    let ask = |tenant: &'static str, body: String| token_request(&h.emulator, tenant, body);
     let scope = "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default";
     let (status, body) = ask(
         TENANT,

@@ -3,6 +3,8 @@
 //! Microsoft identity platform does (registered thumbprint, signature, audience = the token
 //! endpoint, iss = sub = client id, lifetime).
 
+mod common;
+
 use std::time::Duration;
 
 use appmedia_emulator::{Emulator, EmulatorConfig};
@@ -42,15 +44,7 @@ fn tenant(emulator: &Emulator) -> String {
 }
 
 async fn ask(emulator: &Emulator, body: String) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(emulator.token_url(&tenant(emulator)))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    common::token_request(emulator, &tenant(emulator), body).await
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

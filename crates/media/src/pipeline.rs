@@ -437,6 +437,11 @@ pub struct PipelineStats {
     pub bot_queue: QueueStats,
     /// Ticks on which a sending bot had no frame ready (it ran late).
     pub bot_underruns: u64,
+    /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
+    /// sent, players and tones left queued.
+    pub send_held_ticks: u64,
+    /// Frames of the bot's live audio ([`BotSender`]) discarded while the send side was held.
+    pub bot_frames_discarded_while_held: u64,
     /// Events dropped because nobody polled them.
     pub events_dropped: u64,
     /// The outgoing packet queue, when connected (evicted = the transport fell behind).
@@ -753,6 +758,8 @@ pub struct CallPipeline {
     next_seq: u16,
     next_ts: u32,
     sent_last_tick: bool,
+    /// Whether the send side runs ([`CallPipeline::set_send_active`]).
+    send_active: bool,
     out_packet: Box<[u8; MAX_RTP_PACKET]>,
     out_len: usize,
     dtmf_in: DtmfDetector,
@@ -829,6 +836,7 @@ impl CallPipeline {
             next_seq: config.initial_sequence_number,
             next_ts: config.initial_timestamp,
             sent_last_tick: false,
+            send_active: true,
             out_packet: Box::new([0; MAX_RTP_PACKET]),
             out_len: 0,
             dtmf_in: DtmfDetector::new(),
@@ -1201,6 +1209,34 @@ impl CallPipeline {
         }
     }
 
+    /// A held send side: players and tones stay queued for when it runs, the bot's live
+    /// frames are discarded (a stream played late would only be late), the encoder rests.
+    fn hold_send(&mut self) {
+        self.stats.send_held_ticks += 1;
+        self.sent_last_tick = false;
+        self.bot_sending = false;
+        self.bot_waited = 0;
+        while self.bot_rx.pop().is_some() {
+            self.stats.bot_frames_discarded_while_held += 1;
+        }
+    }
+
+    /// Holds (`false`) or runs (`true`, the default) the send side. Graph's media platform
+    /// tells a bot when its audio is heard (`AudioSendStatus` active): media sent before is
+    /// discarded. A bot's SDK holds the send side until then so that the first words of a
+    /// greeting reach the far end: while held nothing is encoded or sent, the players and
+    /// queued tones wait (their audio is played from its start once active), and frames the
+    /// bot streams live are discarded and counted. The RTP clock runs on, so the first packet
+    /// after a hold is a new talk spurt (marker set, timestamp jump).
+    pub fn set_send_active(&mut self, active: bool) {
+        self.send_active = active;
+    }
+
+    /// Whether the send side runs (see [`set_send_active`](Self::set_send_active)).
+    pub fn send_active(&self) -> bool {
+        self.send_active
+    }
+
     /// Takes the bot's next frame through the prebuffering send queue.
     fn next_bot_frame(&mut self) -> Option<BotFrame> {
         if !self.bot_sending {
@@ -1234,6 +1270,10 @@ impl CallPipeline {
         // RTP time advances every tick, sent or not: after a pause the receiver sees the
         // timestamp jump by the pause's length with contiguous sequence numbers (DTX).
         self.next_ts = self.next_ts.wrapping_add(SAMPLES_PER_FRAME_48K as u32);
+        if !self.send_active {
+            self.hold_send();
+            return;
+        }
 
         let mut any_input = false;
         if let Some(frame) = self.next_bot_frame()

@@ -436,6 +436,53 @@ fn player_audio_is_sent_and_heard() {
 }
 
 #[test]
+fn a_held_send_side_keeps_the_players_audio_for_when_it_runs() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let player = a.add_player(4).unwrap();
+    let bot = a.bot_sender();
+    for frame in 0..4 {
+        player.send(&tone_48k(1000.0, 0.3, frame)).unwrap();
+    }
+    a.set_send_active(false);
+    assert!(!a.send_active());
+    for tick in 0..10u32 {
+        // A bot streaming live while held: its frames are discarded, not queued up as delay.
+        bot.send_pcm16k(&tone_16k(440.0, 0.3, tick as usize))
+            .unwrap();
+        a.tick(TICK * tick);
+        assert!(
+            packet_of(&a).is_none(),
+            "nothing is sent while held (tick {tick})"
+        );
+    }
+    let stats = *a.stats();
+    assert_eq!(stats.send_held_ticks, 10);
+    assert_eq!(stats.bot_frames_discarded_while_held, 10);
+    assert_eq!(
+        (stats.packets_sent, stats.dtx_ticks),
+        (0, 0),
+        "the encoder rested"
+    );
+    assert_eq!(player.queued(), 4, "the player's audio waits");
+
+    a.set_send_active(true);
+    a.tick(TICK * 10);
+    let first = RtpPacket::parse(packet_of(&a).expect("sent once active")).unwrap();
+    assert!(first.marker(), "a new talk spurt");
+    assert_eq!(
+        first.timestamp(),
+        config(0xA).initial_timestamp.wrapping_add(10 * 960),
+        "the RTP clock ran on while held"
+    );
+    assert_eq!(
+        player.queued(),
+        3,
+        "the player's first frame went out first"
+    );
+    assert_eq!(a.stats().send_held_ticks, 10);
+}
+
+#[test]
 fn dominant_speaker_changes_with_hysteresis() {
     let mut s1 = CallPipeline::new(config(0x1)).unwrap();
     let mut s2 = CallPipeline::new(config(0x2)).unwrap();

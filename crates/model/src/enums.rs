@@ -75,15 +75,25 @@ macro_rules! graph_enum {
 graph_enum! {
     /// `callState`: where a call is in its life.
     CallState {
+        /// An incoming call that has not been answered yet.
         Incoming = "incoming",
+        /// The call is being set up (answered or placed, media not yet connected).
         Establishing = "establishing",
+        /// The callee is being alerted (an outgoing call).
         Ringing = "ringing",
+        /// The call is connected and media can flow.
         Established = "established",
+        /// The call is on hold.
         Hold = "hold",
+        /// A transfer of the call is in progress.
         Transferring = "transferring",
+        /// The transfer target accepted the transfer.
         TransferAccepted = "transferAccepted",
+        /// The incoming call is being redirected to other targets.
         Redirecting = "redirecting",
+        /// The call is being hung up.
         Terminating = "terminating",
+        /// The call has ended; `resultInfo` says why.
         Terminated = "terminated",
     }
 }
@@ -91,7 +101,9 @@ graph_enum! {
 graph_enum! {
     /// `callDirection`.
     CallDirection {
+        /// The call was placed to the bot.
         Incoming = "incoming",
+        /// The bot placed the call.
         Outgoing = "outgoing",
     }
 }
@@ -100,9 +112,13 @@ graph_enum! {
     /// `modality` (requestedModalities, activeModalities, mediaStream.mediaType).
     /// Graph's own `unknown` and `unknownFutureValue` land in `Unknown`.
     Modality {
+        /// Audio.
         Audio = "audio",
+        /// Camera video.
         Video = "video",
+        /// Screen sharing sent as video.
         VideoBasedScreenSharing = "videoBasedScreenSharing",
+        /// Data channel.
         Data = "data",
     }
 }
@@ -110,9 +126,13 @@ graph_enum! {
 graph_enum! {
     /// `mediaDirection` of a media stream.
     MediaDirection {
+        /// No media either way.
         Inactive = "inactive",
+        /// The bot only sends media.
         SendOnly = "sendOnly",
+        /// The bot only receives media.
         ReceiveOnly = "receiveOnly",
+        /// Media flows both ways.
         SendReceive = "sendReceive",
     }
 }
@@ -120,8 +140,11 @@ graph_enum! {
 graph_enum! {
     /// `changeType` of a comms notification.
     ChangeType {
+        /// The resource was created.
         Created = "created",
+        /// The resource changed.
         Updated = "updated",
+        /// The resource was deleted (for a call: it has ended).
         Deleted = "deleted",
     }
 }
@@ -129,9 +152,13 @@ graph_enum! {
 graph_enum! {
     /// `endpointType` of a participant.
     EndpointType {
+        /// An ordinary Teams client or bot.
         Default = "default",
+        /// A voicemail endpoint.
         Voicemail = "voicemail",
+        /// A Skype for Business client.
         SkypeForBusiness = "skypeForBusiness",
+        /// A Skype for Business VoIP phone.
         SkypeForBusinessVoipPhone = "skypeForBusinessVoipPhone",
     }
 }
@@ -139,10 +166,15 @@ graph_enum! {
 graph_enum! {
     /// `routingPolicy` of a call.
     RoutingPolicy {
+        /// No routing restriction.
         None = "none",
+        /// The call is not logged as missed.
         NoMissedCall = "noMissedCall",
+        /// The callee's forwarding rules apply only to phone numbers.
         DisableForwardingExceptPhone = "disableForwardingExceptPhone",
+        /// The callee's forwarding rules are not applied.
         DisableForwarding = "disableForwarding",
+        /// Route to Skype for Business endpoints when possible.
         PreferSkypeForBusiness = "preferSkypeForBusiness",
     }
 }
@@ -150,8 +182,11 @@ graph_enum! {
 graph_enum! {
     /// `routingType` of a call route.
     RoutingType {
+        /// The call was forwarded.
         Forwarded = "forwarded",
+        /// The target was found by directory lookup.
         Lookup = "lookup",
+        /// The call was forked to the callee's other endpoints.
         SelfFork = "selfFork",
     }
 }
@@ -159,7 +194,9 @@ graph_enum! {
 graph_enum! {
     /// `mediaState` (of `callMediaState.audio`).
     MediaState {
+        /// Media is flowing.
         Active = "active",
+        /// No media is flowing.
         Inactive = "inactive",
     }
 }
@@ -167,8 +204,11 @@ graph_enum! {
 graph_enum! {
     /// `callTranscriptionState`.
     CallTranscriptionState {
+        /// Transcription has not started.
         NotStarted = "notStarted",
+        /// The call is being transcribed.
         Active = "active",
+        /// Transcription has stopped.
         Inactive = "inactive",
     }
 }
@@ -176,22 +216,39 @@ graph_enum! {
 graph_enum! {
     /// `tone`: a DTMF tone.
     Tone {
+        /// The digit 0.
         Tone0 = "tone0",
+        /// The digit 1.
         Tone1 = "tone1",
+        /// The digit 2.
         Tone2 = "tone2",
+        /// The digit 3.
         Tone3 = "tone3",
+        /// The digit 4.
         Tone4 = "tone4",
+        /// The digit 5.
         Tone5 = "tone5",
+        /// The digit 6.
         Tone6 = "tone6",
+        /// The digit 7.
         Tone7 = "tone7",
+        /// The digit 8.
         Tone8 = "tone8",
+        /// The digit 9.
         Tone9 = "tone9",
+        /// The `*` key.
         Star = "star",
+        /// The `#` key.
         Pound = "pound",
+        /// The `A` key (column four of the DTMF keypad).
         A = "a",
+        /// The `B` key.
         B = "b",
+        /// The `C` key.
         C = "c",
+        /// The `D` key.
         D = "d",
+        /// A hook flash.
         Flash = "flash",
     }
 }
@@ -201,13 +258,21 @@ graph_enum! {
     /// communications identities whose extra properties (`hidden`, `applicationType`,
     /// `email`, ...) an [`Identity`](crate::Identity) keeps in `extra`.
     IdentityKind {
+        /// A plain `identity`.
         Identity = "#microsoft.graph.identity",
+        /// A Teams user.
         CommunicationsUserIdentity = "#microsoft.graph.communicationsUserIdentity",
+        /// An application (bot).
         CommunicationsApplicationIdentity = "#microsoft.graph.communicationsApplicationIdentity",
+        /// An application instance (a bot with a phone number or resource account).
         CommunicationsApplicationInstanceIdentity = "#microsoft.graph.communicationsApplicationInstanceIdentity",
+        /// A guest (anonymous meeting participant).
         CommunicationsGuestIdentity = "#microsoft.graph.communicationsGuestIdentity",
+        /// A PSTN phone number.
         CommunicationsPhoneIdentity = "#microsoft.graph.communicationsPhoneIdentity",
+        /// An identity Graph hides behind an encrypted id.
         CommunicationsEncryptedIdentity = "#microsoft.graph.communicationsEncryptedIdentity",
+        /// An Azure Communication Services user.
         AzureCommunicationServicesUserIdentity = "#microsoft.graph.azureCommunicationServicesUserIdentity",
     }
 }
@@ -215,9 +280,13 @@ graph_enum! {
 graph_enum! {
     /// `operationStatus`: where a `commsOperation` is in its life.
     OperationStatus {
+        /// Accepted but not started.
         NotStarted = "notStarted",
+        /// In progress.
         Running = "running",
+        /// Finished successfully.
         Completed = "completed",
+        /// Finished with an error (see `resultInfo`).
         Failed = "failed",
     }
 }
@@ -225,8 +294,11 @@ graph_enum! {
 graph_enum! {
     /// `rejectReason` of `call: reject`.
     RejectReason {
+        /// No reason given.
         None = "none",
+        /// The bot is busy.
         Busy = "busy",
+        /// The bot refuses the call.
         Forbidden = "forbidden",
     }
 }
@@ -236,9 +308,13 @@ graph_enum! {
     /// `Unspecified`, because `Unknown(String)` is the macro's fallback for values
     /// this version does not know.
     RecordingStatus {
+        /// Graph's `unknown`: the status is not known.
         Unspecified = "unknown",
+        /// The bot is not recording.
         NotRecording = "notRecording",
+        /// The bot is recording.
         Recording = "recording",
+        /// Recording failed.
         Failed = "failed",
     }
 }
@@ -246,7 +322,9 @@ graph_enum! {
 graph_enum! {
     /// `screenSharingRole` of `call: changeScreenSharingRole`.
     ScreenSharingRole {
+        /// Views the shared screen.
         Viewer = "viewer",
+        /// Shares its screen.
         Sharer = "sharer",
     }
 }
@@ -254,8 +332,11 @@ graph_enum! {
 graph_enum! {
     /// `playPromptCompletionReason` of a `playPromptOperation` (Graph's `unknown` is `Unspecified`).
     PlayPromptCompletionReason {
+        /// Graph's `unknown`: no reason given.
         Unspecified = "unknown",
+        /// Every prompt was played.
         CompletedSuccessfully = "completedSuccessfully",
+        /// The operation was cancelled (`cancelMediaProcessing`) before it finished.
         MediaOperationCanceled = "mediaOperationCanceled",
     }
 }
@@ -263,14 +344,23 @@ graph_enum! {
 graph_enum! {
     /// `recordCompletionReason` of a `recordOperation`.
     RecordCompletionReason {
+        /// The operation was cancelled.
         OperationCanceled = "operationCanceled",
+        /// One of the stop tones was pressed.
         StopToneDetected = "stopToneDetected",
+        /// The recording reached its maximum duration.
         MaxRecordDurationReached = "maxRecordDurationReached",
+        /// Nobody spoke before the initial silence timeout.
         InitialSilenceTimeout = "initialSilenceTimeout",
+        /// The caller was silent longer than the maximum silence timeout.
         MaxSilenceTimeout = "maxSilenceTimeout",
+        /// The prompt before the recording could not be played.
         PlayPromptFailed = "playPromptFailed",
+        /// The beep before the recording could not be played.
         PlayBeepFailed = "playBeepFailed",
+        /// No media arrived in time.
         MediaReceiveTimeout = "mediaReceiveTimeout",
+        /// Some other error.
         UnspecifiedError = "unspecifiedError",
     }
 }
@@ -278,8 +368,11 @@ graph_enum! {
 graph_enum! {
     /// `sendDtmfCompletionReason` of a `sendDtmfTonesOperation` (Graph's `unknown` is `Unspecified`).
     SendDtmfCompletionReason {
+        /// Graph's `unknown`: no reason given.
         Unspecified = "unknown",
+        /// Every tone was sent.
         CompletedSuccessfully = "completedSuccessfully",
+        /// The operation was cancelled before every tone was sent.
         MediaOperationCanceled = "mediaOperationCanceled",
     }
 }

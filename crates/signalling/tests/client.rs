@@ -543,17 +543,19 @@ async fn an_opaque_token_cannot_be_checked_unless_the_check_is_off() {
 /// keeps the method and the body) to plain http elsewhere is not followed.
 #[tokio::test]
 async fn a_secret_is_never_sent_in_clear_to_another_machine() {
-    let scope = "https://graph.microsoft.com/.default";
-    let credentials = ClientCredentials::for_authority(
-        "http://login.example.com",
-        "tenant",
-        "bot",
-        "secret",
-        scope,
-    )
-    .unwrap();
-    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap();
-    match tokens.token().await {
+    // The bot's secret, asked for from the token endpoint of `authority`.
+    let tokens_at = |authority: &str| {
+        let credentials = ClientCredentials::for_authority(
+            authority,
+            "tenant",
+            "bot",
+            "secret",
+            "https://graph.microsoft.com/.default",
+        )
+        .unwrap();
+        TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap()
+    };
+    match tokens_at("http://login.example.com").token().await {
         Err(TokenError::InsecureEndpoint { url }) => {
             assert!(url.starts_with("http://login.example.com/"), "{url}")
         }
@@ -573,17 +575,8 @@ async fn a_secret_is_never_sent_in_clear_to_another_machine() {
         axum::Router::new().route("/tenant/oauth2/v2.0/token", axum::routing::post(redirect)),
     )
     .await;
-    let credentials = ClientCredentials::for_authority(
-        &format!("http://{addr}"),
-        "tenant",
-        "bot",
-        "secret",
-        scope,
-    )
-    .unwrap();
-    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(5)).unwrap();
     // Followed, the request would fail to resolve the host (Unreachable); it is the 307 itself.
-    match tokens.token().await {
+    match tokens_at(&format!("http://{addr}")).token().await {
         Err(TokenError::Refused { status: 307, .. }) => {}
         other => panic!("{other:?}"),
     }

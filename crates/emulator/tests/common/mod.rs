@@ -309,6 +309,20 @@ impl Harness {
 
 /// Asserts a Graph error body: `{"error":{"code","message","innerError":{"request-id","date"}}}`,
 /// and returns the message.
+/// POSTs `form` (already url-encoded) to the emulator's token endpoint of `tenant`: the
+/// status and the JSON body (a token or an OAuth error).
+pub async fn token_request(emulator: &Emulator, tenant: &str, form: String) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(emulator.token_url(tenant))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 pub fn assert_graph_error(body: &Value, code: &str) -> String {
     let error = &body["error"];
     assert_eq!(error["code"], code, "{body:#}");
