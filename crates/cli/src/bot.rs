@@ -88,9 +88,10 @@ pub struct ServiceArgs {
     /// calling service's own, {origin of --graph-url}/.well-known/openid-configuration).
     #[arg(long, env = "APPMEDIA_NOTIFICATION_OPENID_URL", value_name = "URL")]
     pub notification_openid_url: Option<String>,
-    /// Where the in-process emulator finds what its parties speak.
-    #[arg(long, default_value = "media-samples")]
-    pub media_samples: PathBuf,
+    /// Where the in-process emulator finds what its parties speak (default: ./media-samples
+    /// when it has the default files, else the ones built into this binary).
+    #[arg(long, value_name = "DIR")]
+    pub media_samples: Option<PathBuf>,
     /// In-process emulator only: record each call as the emulator hears it into DIR
     /// ({call id}-speaker-1.wav is the bot, {call id}-mixed.wav everyone).
     #[arg(long, value_name = "DIR")]
@@ -272,6 +273,13 @@ pub(crate) fn request(
     built.map_err(|e| format!("invalid call request: {e}"))
 }
 
+impl ServiceArgs {
+    /// Where the media samples are (see [`crate::samples`]).
+    pub fn media_samples(&self) -> Result<PathBuf, String> {
+        crate::samples::dir(self.media_samples.as_deref())
+    }
+}
+
 pub(crate) async fn start_emulator(service: &ServiceArgs) -> Result<Emulator, String> {
     let directory = match &service.directory {
         Some(file) => Directory::from_toml_file(file)
@@ -295,7 +303,7 @@ pub(crate) async fn start_emulator(service: &ServiceArgs) -> Result<Emulator, St
     }
     Emulator::start(EmulatorConfig {
         directory,
-        media_samples_dir: service.media_samples.clone(),
+        media_samples_dir: service.media_samples()?,
         recordings_dir: service.emulator_recordings.clone(),
         ..EmulatorConfig::default()
     })

@@ -49,11 +49,13 @@ pub fn run(args: DemoArgs) -> ExitCode {
 async fn demo(args: &DemoArgs) -> Result<Value, String> {
     std::fs::create_dir_all(&args.recordings)
         .map_err(|e| format!("cannot create {}: {e}", args.recordings.display()))?;
-    let prompt_path = args.service.media_samples.join(&args.prompt);
+    let mut service = args.service.clone();
+    let samples = service.media_samples()?;
+    service.media_samples = Some(samples.clone());
+    let prompt_path = samples.join(&args.prompt);
     let prompt = AudioClip::open(&prompt_path).map_err(|e| e.to_string())?;
     let mut devices = args.devices.open()?;
     // The in-process emulator records the call beside the bot's own recordings.
-    let mut service = args.service.clone();
     if service.emulator_recordings.is_none() {
         service.emulator_recordings = Some(args.recordings.clone());
     }
@@ -142,7 +144,7 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
             },
         },
         "sources": {
-            "John": service.media_samples.join(JOHN_SPEAKS).display().to_string(),
+            "John": samples.join(JOHN_SPEAKS).display().to_string(),
             "bot prompt": prompt_path.display().to_string(),
         },
         "recordings": {
@@ -262,7 +264,7 @@ fn mouth_to_ear(
         .ok_or("the bot's mixed recording is missing")?;
     let heard = AudioClip::open(&heard.path).map_err(|e| e.to_string())?;
     let spoken =
-        AudioClip::open(service.media_samples.join(JOHN_SPEAKS)).map_err(|e| e.to_string())?;
+        AudioClip::open(service.media_samples()?.join(JOHN_SPEAKS)).map_err(|e| e.to_string())?;
     mouth_to_ear::measure(
         heard.samples(),
         CORE_RATE,

@@ -43,9 +43,10 @@ pub struct EmulatorArgs {
     /// Fault injection: deliver `established` before `establishing`.
     #[arg(long)]
     established_first: bool,
-    /// Where the files parties speak (`media = { speak = "…" }` in the directory) are.
-    #[arg(long, default_value = "media-samples")]
-    media_samples: PathBuf,
+    /// Where the files parties speak (`media = { speak = "…" }` in the directory) are
+    /// (default: ./media-samples when it has the default files, else the built-in ones).
+    #[arg(long, value_name = "DIR")]
+    media_samples: Option<PathBuf>,
     /// Record each app-hosted call: the bot to DIR/{call id}-speaker-1.wav, everyone to DIR/{call id}-mixed.wav.
     #[arg(long, value_name = "DIR")]
     recordings: Option<PathBuf>,
@@ -71,6 +72,13 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
         },
         None => Directory::seed(),
     };
+    let media_samples_dir = match crate::samples::dir(args.media_samples.as_deref()) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("appmedia emulator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = EmulatorConfig {
         bind: args.bind,
         public_base_url: args.public_url,
@@ -82,7 +90,7 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
             established_before_establishing: args.established_first,
         },
         incoming_answer_timeout: Duration::from_secs(args.incoming_answer_timeout),
-        media_samples_dir: args.media_samples,
+        media_samples_dir,
         recordings_dir: args.recordings,
         transport: appmedia_transport::TransportConfig {
             peer_timeout: Duration::from_secs(args.media_timeout_secs),

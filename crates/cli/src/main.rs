@@ -17,6 +17,7 @@ mod meter;
 mod mouth_to_ear;
 mod play;
 mod record;
+mod samples;
 mod summary;
 
 #[derive(Parser)]

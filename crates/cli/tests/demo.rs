@@ -85,3 +85,36 @@ fn demo_records_both_directions_faithfully() {
     eprintln!("mouth-to-ear: {m2e} ms");
     let _ = std::fs::remove_dir_all(&recordings);
 }
+
+/// `cargo install --path crates/cli`, then `appmedia demo` in an empty folder: the binary is
+/// copied out of the build tree and run from a folder with no media-samples/, so the default
+/// audio comes from the binary itself (written once to the cache directory).
+#[test]
+fn an_installed_binary_runs_the_demo_from_an_empty_folder() {
+    let tmp = common::TempDir::new("installed");
+    let bin = tmp.path().join("bin");
+    let work = tmp.path().join("work");
+    let cache = tmp.path().join("cache");
+    for dir in [&bin, &work] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let installed = bin.join("appmedia");
+    std::fs::copy(env!("CARGO_BIN_EXE_appmedia"), &installed).unwrap();
+    let output = std::process::Command::new(&installed)
+        .args(["demo", "--json", "--seconds", "3"])
+        .current_dir(&work)
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    let summary = summary(&output);
+    assert!(output.status.success(), "{summary:#}");
+    assert_eq!(summary["ok"], true, "{summary:#}");
+    // The prompt and John's voice were the built-in ones, from the cache directory.
+    let prompt = summary["sources"]["bot prompt"].as_str().unwrap();
+    assert!(prompt.starts_with(cache.to_str().unwrap()), "{prompt}");
+    let (_, cached) = read_wav(Path::new(prompt));
+    let (_, original) = read_wav(&samples().join("prompt.wav"));
+    assert_eq!(cached, original);
+    // The recordings went where the user is.
+    assert!(work.join("recordings").read_dir().unwrap().next().is_some());
+}
