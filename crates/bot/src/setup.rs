@@ -63,6 +63,7 @@ pub(crate) fn start(
         telephone_event_payload_type: inner.transport.telephone_event_payload_type,
         ..PipelineConfig::default()
     };
+    config.encoder.bitrate_bps = inner.config.media.audio_bitrate_bps;
     if options.unmixed {
         config.max_remote_streams = options.unmixed_streams + 1;
         config.max_unmixed = options.unmixed_streams;

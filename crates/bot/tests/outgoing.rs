@@ -163,12 +163,14 @@ async fn a_greeting_started_with_the_call_reaches_the_far_end_from_its_first_wor
     let (prompt_rate, prompt) = appmedia_testkit::audio::read_wav(&prompt_path);
     assert_eq!((rate, prompt_rate), (16_000, 16_000));
     // The prompt's first half second, a quarter second at a time: each is in what John
-    // heard, in order, at the delay of the network and the buffers.
+    // heard, in order, at the delay of the network and the buffers. (A clipped start is not
+    // found there at all: r 0.39, matched seconds later. A loaded machine's late ticks and
+    // concealment lower r for audio that is there: 0.79 seen with three busy loops.)
     let quarter = 4_000;
     let mut last_lag = 0;
     for (k, start) in [0, quarter].into_iter().enumerate() {
         let (lag, r) = appmedia_testkit::audio::best_match(&prompt[start..start + quarter], &heard);
-        assert!(r > 0.85, "quarter {k} of the greeting: r {r:.2} at {lag}");
+        assert!(r > 0.6, "quarter {k} of the greeting: r {r:.2} at {lag}");
         let delay_ms = (lag as f64 - start as f64) / 16.0;
         assert!(
             (0.0..500.0).contains(&delay_ms),

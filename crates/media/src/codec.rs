@@ -158,6 +158,13 @@ impl OpusEncoder {
         Ok(())
     }
 
+    /// Turns in-band FEC on or off (it costs nothing while the expected loss is 0).
+    pub fn set_inband_fec(&mut self, on: bool) -> Result<(), CodecError> {
+        self.inner.set_inband_fec(on)?;
+        self.config.inband_fec = on;
+        Ok(())
+    }
+
     /// Changes the target bitrate (bits per second, 500..=512000).
     pub fn set_bitrate(&mut self, bitrate_bps: i32) -> Result<(), CodecError> {
         if !(500..=512_000).contains(&bitrate_bps) {

@@ -40,6 +40,7 @@
 //! participant is reused). Adding a stream the first time, adding a player and construction
 //! allocate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,6 +48,7 @@ use thiserror::Error;
 
 use crate::codec::{CodecError, EncodedFrame, EncoderConfig, FecOutcome, OpusDecoder, OpusEncoder};
 use crate::dtmf::{DtmfDetector, DtmfSender, DtmfStats, SendStep, Tone, ToneReceived, ToneRequest};
+use crate::feedback::{AdaptiveFec, LossReports};
 use crate::frame::{
     BYTES_PER_FRAME_16K_S16, Frame16, Frame16S16, Frame48, SAMPLES_PER_FRAME_16K,
     SAMPLES_PER_FRAME_48K, SILENT_FRAME_48, level_dbov,
@@ -437,6 +439,13 @@ pub struct PipelineStats {
     pub bot_queue: QueueStats,
     /// Ticks on which a sending bot had no frame ready (it ran late).
     pub bot_underruns: u64,
+    /// Receiver reports about our stream taken by the adaptive FEC
+    /// ([`CallPipeline::use_loss_reports`]).
+    pub loss_reports: u64,
+    /// The far end's latest reported fraction lost (RFC 3550, /256).
+    pub remote_fraction_lost: u8,
+    /// The encoder's expected loss in force, percent (0: no in-band FEC).
+    pub expected_loss_pct: u8,
     /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
     /// sent, players and tones left queued.
     pub send_held_ticks: u64,
@@ -760,6 +769,9 @@ pub struct CallPipeline {
     sent_last_tick: bool,
     /// Whether the send side runs ([`CallPipeline::set_send_active`]).
     send_active: bool,
+    /// Receiver reports from the transport, when it gives them: FEC then follows them.
+    loss_reports: Option<Arc<LossReports>>,
+    adaptive_fec: AdaptiveFec,
     out_packet: Box<[u8; MAX_RTP_PACKET]>,
     out_len: usize,
     dtmf_in: DtmfDetector,
@@ -837,6 +849,8 @@ impl CallPipeline {
             next_ts: config.initial_timestamp,
             sent_last_tick: false,
             send_active: true,
+            loss_reports: None,
+            adaptive_fec: AdaptiveFec::new(),
             out_packet: Box::new([0; MAX_RTP_PACKET]),
             out_len: 0,
             dtmf_in: DtmfDetector::new(),
@@ -851,7 +865,10 @@ impl CallPipeline {
             },
             packet_tx: None,
             bot_audio_tx: None,
-            stats: PipelineStats::default(),
+            stats: PipelineStats {
+                expected_loss_pct: config.encoder.expected_loss_pct.min(100),
+                ..PipelineStats::default()
+            },
             config,
         })
     }
@@ -1274,6 +1291,7 @@ impl CallPipeline {
             self.hold_send();
             return;
         }
+        self.follow_loss_reports();
 
         let mut any_input = false;
         if let Some(frame) = self.next_bot_frame()
@@ -1567,10 +1585,45 @@ impl CallPipeline {
             .map(RemoteStream::stats)
     }
 
-    /// Sets the expected loss the encoder protects against (e.g. from RTCP reports).
+    /// Sets the expected loss the encoder protects against. A pipeline that takes receiver
+    /// reports ([`use_loss_reports`](Self::use_loss_reports)) sets it itself.
     pub fn set_expected_loss_pct(&mut self, pct: u8) -> Result<(), PipelineError> {
         self.encoder.set_expected_loss_pct(pct)?;
+        self.stats.expected_loss_pct = self.encoder.config().expected_loss_pct;
         Ok(())
+    }
+
+    /// Drives in-band FEC from the far end's receiver reports, which the transport writes
+    /// into `reports` ([`crate::feedback`]): from now on no FEC on a clean path, FEC with the
+    /// reported loss's step when there is loss. Without it the encoder keeps its configured
+    /// FEC and expected loss.
+    pub fn use_loss_reports(&mut self, reports: Arc<LossReports>) -> Result<(), PipelineError> {
+        self.adaptive_fec = AdaptiveFec::new();
+        self.apply_expected_loss(self.adaptive_fec.expected_loss_pct())?;
+        self.loss_reports = Some(reports);
+        Ok(())
+    }
+
+    fn apply_expected_loss(&mut self, pct: u8) -> Result<(), PipelineError> {
+        self.encoder.set_inband_fec(pct > 0)?;
+        self.set_expected_loss_pct(pct)
+    }
+
+    /// Takes a new receiver report, if one came since the last tick.
+    fn follow_loss_reports(&mut self) {
+        let Some(reports) = &self.loss_reports else {
+            return;
+        };
+        let (count, fraction) = reports.latest();
+        if count == self.stats.loss_reports {
+            return;
+        }
+        self.stats.loss_reports = count;
+        self.stats.remote_fraction_lost = fraction;
+        let pct = self.adaptive_fec.on_report(fraction);
+        if pct != self.stats.expected_loss_pct && self.apply_expected_loss(pct).is_err() {
+            self.stats.encode_errors += 1;
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use appmedia_media::codec::EncoderConfig;
+use appmedia_media::codec::{EncoderConfig, packet_has_fec};
+use appmedia_media::feedback::LossReports;
 use appmedia_media::frame::{Frame48, SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K};
 use appmedia_media::jitter::JitterConfig;
 use appmedia_media::pipeline::{
@@ -205,6 +206,74 @@ fn fec_recovers_a_dropped_packet_and_sounds_different_from_plc() {
     assert_eq!((f.lost, f.fec_recovered, f.concealed), (1, 1, 0));
     assert_eq!((p.lost, p.fec_recovered, p.concealed), (1, 0, 1));
     assert!(differs, "FEC output identical to PLC output");
+}
+
+#[test]
+fn fec_follows_the_far_ends_receiver_reports_both_ways() {
+    let mut a = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        ..config(0xA)
+    })
+    .unwrap();
+    let reports = std::sync::Arc::new(LossReports::new());
+    a.use_loss_reports(reports.clone()).unwrap();
+    assert_eq!(a.stats().expected_loss_pct, 0, "clean until told otherwise");
+    let bot = a.bot_sender();
+    // Real speech: Opus judges the synthetic harmonics music and codes them in CELT, which
+    // has no in-band FEC.
+    let (rate, speech) = appmedia_testkit::audio::read_wav(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../media-samples/john-speech-48k.wav"),
+    );
+    assert_eq!(rate, 48_000);
+    let frames: Vec<Frame48> = speech
+        .chunks_exact(SAMPLES_PER_FRAME_48K)
+        .map(|c| c.try_into().unwrap())
+        .collect();
+    let mut tick = 0usize;
+    // Runs one second of speech with one receiver report first; how many packets had FEC.
+    let mut second = |a: &mut CallPipeline, fraction_lost: Option<u8>| {
+        if let Some(f) = fraction_lost {
+            reports.report(f);
+        }
+        let (mut sent, mut with_fec) = (0, 0);
+        for _ in 0..50 {
+            bot.send_48k(&frames[tick % frames.len()]).unwrap();
+            a.tick(TICK * tick as u32);
+            tick += 1;
+            if let Some(p) = RtpPacket::parse(packet_of(a).unwrap_or_default()).ok() {
+                sent += 1;
+                with_fec += usize::from(packet_has_fec(p.payload()));
+            }
+        }
+        assert!(sent > 25, "{sent} packets in a second of speech");
+        with_fec
+    };
+    assert_eq!(second(&mut a, None), 0, "no reports: no FEC");
+    assert_eq!(second(&mut a, Some(0)), 0, "a clean path: no FEC");
+    // 10 % loss (26/256) reported: FEC from the next second on.
+    let lossy: Vec<usize> = (0..4).map(|_| second(&mut a, Some(26))).collect();
+    assert!(
+        lossy.iter().all(|&n| n > 20),
+        "packets with FEC per second: {lossy:?}"
+    );
+    assert!(a.stats().expected_loss_pct >= 5, "{:?}", a.stats());
+    assert_eq!(
+        (a.stats().loss_reports, a.stats().remote_fraction_lost),
+        (5, 26)
+    );
+    // Clean again: FEC stays for a while, then goes.
+    let clean: Vec<usize> = (0..25).map(|_| second(&mut a, Some(0))).collect();
+    assert!(
+        clean[0] > 20,
+        "one clean report is not a clean path: {clean:?}"
+    );
+    let off = clean
+        .iter()
+        .position(|&n| n == 0)
+        .expect("FEC off after a clean period");
+    assert!(clean[off..].iter().all(|&n| n == 0), "{clean:?}");
+    assert_eq!(a.stats().expected_loss_pct, 0);
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use appmedia_media::feedback::LossReports;
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::goodbye::Goodbye;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -23,9 +24,11 @@ use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
-/// The latest RTT, shared with the session's stats.
+/// The latest RTT, shared with the session's stats; and the peer's loss reports about what
+/// we send, shared with the media pipeline (its adaptive FEC).
 #[derive(Debug, Default)]
 pub(crate) struct RttCell {
+    pub(crate) loss: Arc<LossReports>,
     /// f64 seconds, as bits.
     latest: AtomicU64,
     measurements: AtomicU64,
@@ -109,6 +112,8 @@ impl ByeTracker {
 pub(crate) struct RttInterceptor {
     cell: Arc<RttCell>,
     byes: ByeTracker,
+    /// Our streams: the report blocks about them say what the peer lost of ours.
+    local: Vec<u32>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -118,6 +123,7 @@ impl RttInterceptor {
         Self {
             cell,
             byes: ByeTracker::default(),
+            local: Vec::new(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -155,6 +161,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
                     if let Some(rtt) = rtt_seconds(arrival, report) {
                         self.cell.record(rtt);
                     }
+                    if self.local.contains(&report.ssrc) {
+                        self.cell.loss.report(report.fraction_lost);
+                    }
                 }
             }
         }
@@ -177,8 +186,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
 }
 
 impl Interceptor for RttInterceptor {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        if !self.local.contains(&info.ssrc) && self.local.len() < 256 {
+            self.local.push(info.ssrc);
+        }
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.local.retain(|s| *s != info.ssrc);
+    }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         self.byes.bind(info.ssrc);
     }

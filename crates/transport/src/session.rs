@@ -591,8 +591,21 @@ impl MediaSession {
     /// session's `TransportConfig::telephone_event_payload_type` (both default to 101);
     /// the transport maps it to and from the negotiated one
     /// ([`telephone_event_payload_type`](Self::telephone_event_payload_type)).
+    ///
+    /// The peer's RTCP receiver reports about what we send drive the pipeline's in-band FEC
+    /// ([`CallPipeline::use_loss_reports`]): none on a clean path, as much as the reported
+    /// loss calls for otherwise.
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
         self.shared.link.attach_pipeline(pipeline, epoch);
+        if let Err(e) = pipeline.use_loss_reports(self.loss_reports()) {
+            tracing::warn!(session = %self.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
+        }
+    }
+
+    /// The peer's latest receiver report about what we send (fraction lost), for code that
+    /// drives its own encoder from an [`RtpEndpoint`].
+    pub fn loss_reports(&self) -> Arc<appmedia_media::feedback::LossReports> {
+        self.shared.rtt.loss.clone()
     }
 
     /// The payload type the SDP negotiated for `telephone-event/48000` (RFC 4733 DTMF), once

@@ -277,3 +277,41 @@ async fn a_peer_that_vanishes_ends_the_session_with_peer_gone() {
         .expect("the bot gives up within its peer timeout (plus ICE's)");
     assert!(matches!(reason, EndReason::PeerGone { .. }), "{reason:?}");
 }
+
+/// Sends 3 s of Opus through `sender`'s endpoint, leaving out every `gap_every`-th sequence
+/// number (0: none), and returns what the peer's receiver reports told the sender.
+async fn reported_loss(gap_every: u16) -> (u64, u8) {
+    let (bot, peer) = connected_pair(config(), config()).await;
+    let out = bot.take_endpoint().unwrap();
+    let _inc = peer.take_endpoint().unwrap();
+    let mut encoder =
+        opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let pcm = tone(440.0, 0.02, 0.5);
+    let mut buf = [0u8; 1500];
+    let n = encoder.encode(&pcm, &mut buf).unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for seq in 0..150u16 {
+        tick.tick().await;
+        if gap_every == 0 || seq % gap_every != 0 {
+            out.outgoing
+                .push(rtp(0, seq, u32::from(seq) * 960, 0, &buf[..n]));
+        }
+    }
+    let reports = bot.loss_reports().latest();
+    bot.close().await;
+    reports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peers_receiver_reports_say_what_it_lost_of_ours() {
+    let (count, fraction) = reported_loss(0).await;
+    assert!(count >= 1, "receiver reports within 3 s: {count}");
+    assert_eq!(fraction, 0, "nothing lost on loopback");
+    // Every 10th sequence number never sent: the peer reports ~10 % (26/256) lost.
+    let (count, fraction) = reported_loss(10).await;
+    assert!(count >= 1, "{count}");
+    assert!(
+        (15..=40).contains(&fraction),
+        "fraction lost {fraction}/256"
+    );
+}
