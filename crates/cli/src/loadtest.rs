@@ -9,6 +9,11 @@
 //! codec-bound limit measured in the same run: 20 ms ÷ (Opus decode + encode of one
 //! frame of the same input).
 //!
+//! `--bot listen` makes every bot a listener (a recording or transcription bot: it sends no
+//! audio, so its encoder rests once it has signalled DTX), `--bot conversation` makes the
+//! bot and its party take turns (each talks 40 % of the time); the default `talk` keeps both
+//! talking at once, the worst case.
+//!
 //! `--calls max` searches for the largest call count with zero late ticks: a
 //! bounded gallop-then-bisect over short probe runs (at most 12), each run in a
 //! fresh child process (`appmedia loadtest --json`) so memory figures and
@@ -90,6 +95,46 @@ impl fmt::Display for CallCount {
     }
 }
 
+/// What the bot does with its audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BotMode {
+    /// Speaks its script all the time while the remote party speaks too (the worst case).
+    Talk,
+    /// Only listens, as a recording or transcription bot does: it never sends audio.
+    Listen,
+    /// Takes turns with the remote party: each talks 40 % of a 5 s cycle, both are
+    /// silent for the rest.
+    Conversation,
+}
+
+impl BotMode {
+    fn name(self) -> &'static str {
+        match self {
+            BotMode::Talk => "talk",
+            BotMode::Listen => "listen",
+            BotMode::Conversation => "conversation",
+        }
+    }
+
+    /// Whether the remote party and the bot talk on tick `tick` of a call.
+    fn turns(self, tick: usize) -> (bool, bool) {
+        match self {
+            BotMode::Talk => (true, true),
+            BotMode::Listen => (true, false),
+            BotMode::Conversation => {
+                let t = tick % CONVERSATION_CYCLE;
+                (
+                    t < CONVERSATION_CYCLE * 2 / 5,
+                    (CONVERSATION_CYCLE / 2..CONVERSATION_CYCLE * 9 / 10).contains(&t),
+                )
+            }
+        }
+    }
+}
+
+/// Ticks of one `--bot conversation` cycle (5 s).
+const CONVERSATION_CYCLE: usize = 250;
+
 /// The bot's PCM format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BotFormat {
@@ -126,6 +171,9 @@ pub struct LoadtestArgs {
     /// The bot's audio format.
     #[arg(long, value_enum, default_value_t = BotFormat::Pcm16k)]
     pub bot_format: BotFormat,
+    /// What each bot does: talks all the time, only listens, or takes turns.
+    #[arg(long, value_enum, default_value_t = BotMode::Talk)]
+    pub bot: BotMode,
     /// With `--calls max`: the largest count tried.
     #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_calls: u64,
@@ -284,6 +332,9 @@ struct SimCall {
     remote: RemoteParty,
     bot: BotSender,
     format: BotFormat,
+    mode: BotMode,
+    /// Ticks run (the conversation's turns follow it).
+    ticks: usize,
     /// Where the bot is in its script (the remote party's script holds it too).
     bot_position: usize,
     /// With a transport: the remote party's end of the wire (the pipeline is attached
@@ -293,7 +344,10 @@ struct SimCall {
 
 impl Tickable for SimCall {
     fn tick(&mut self, now: Duration) {
-        if let Some(packet) = self.remote.next_packet() {
+        let (remote_talks, bot_talks) = self.mode.turns(self.ticks);
+        self.ticks += 1;
+        let packet = self.remote.next_packet();
+        if let Some(packet) = packet.filter(|_| remote_talks) {
             match &self.wire_remote {
                 // A full queue drops its oldest packet, counted by the session.
                 Some(wire) => drop(wire.outgoing.push(packet)),
@@ -313,11 +367,11 @@ impl Tickable for SimCall {
         let _ = match self.format {
             BotFormat::Pcm16k => {
                 std::hint::black_box(self.pipeline.bot_frame_16k());
-                self.bot.send_pcm16k(&script.bot16[self.bot_position])
+                bot_talks.then(|| self.bot.send_pcm16k(&script.bot16[self.bot_position]))
             }
             BotFormat::Pcm48k => {
                 std::hint::black_box(self.pipeline.bot_frame_48k());
-                self.bot.send_48k(&script.bot48[self.bot_position])
+                bot_talks.then(|| self.bot.send_48k(&script.bot48[self.bot_position]))
             }
         };
         self.bot_position = (self.bot_position + 1) % script.bot48.len();
@@ -330,7 +384,7 @@ impl Tickable for SimCall {
 fn sim_call(
     index: usize,
     scripts: &[Arc<Script>],
-    format: BotFormat,
+    (format, mode): (BotFormat, BotMode),
     audio_level_ext: u8,
 ) -> Result<SimCall, LoadtestError> {
     let script = scripts[index % scripts.len()].clone();
@@ -362,6 +416,9 @@ fn sim_call(
         },
         bot,
         format,
+        mode,
+        // Calls take their turns at different moments.
+        ticks: index * 37,
         bot_position: (start + SCRIPT_FRAMES / 2) % SCRIPT_FRAMES,
         wire_remote: None,
     })
@@ -513,7 +570,7 @@ fn run_once(
     calls: usize,
     seconds: u64,
     workers: usize,
-    format: BotFormat,
+    format: (BotFormat, BotMode),
     scripts: &[Arc<Script>],
     wire_setup: WireSetup,
 ) -> Result<RunResult, LoadtestError> {
@@ -601,7 +658,7 @@ fn report_json(
     r: &RunResult,
     decode_us: f64,
     encode_us: f64,
-    format: BotFormat,
+    (format, mode): (BotFormat, BotMode),
 ) -> serde_json::Value {
     let tick = r.stats.tick_time();
     let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
@@ -630,6 +687,7 @@ fn report_json(
         "skipped_periods": r.stats.workers.iter().map(|w| w.skipped_periods).sum::<u64>(),
         "migrations": r.stats.migrations(),
         "bot_format": format.name(),
+        "bot": mode.name(),
         "host_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "host_load_avg_1m": r.load_average,
     })
@@ -639,13 +697,14 @@ fn report_json(
 fn report_text(v: &serde_json::Value) -> String {
     let num = |k: &str| v[k].as_f64().map_or("n/a".to_string(), |x| format!("{x}"));
     let mut text = format!(
-        "loadtest: {} calls ({}) on {} workers for {} s\n\
+        "loadtest: {} calls ({}, bot {}) on {} workers for {} s\n\
          ticks {} late {} | tick p50 {} us p99 {} us max {} us | migrations {}\n\
          cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
          opus decode {} us + encode {} us CPU per frame -> codec limit {} calls/core; \
          running {} calls/core = {} % of it",
         num("calls"),
         v["bot_format"].as_str().unwrap_or("?"),
+        v["bot"].as_str().unwrap_or("?"),
         num("workers"),
         num("seconds"),
         num("ticks"),
@@ -714,6 +773,7 @@ fn run_child(
     let exe = std::env::current_exe().map_err(|e| child_err(format!("no executable path: {e}")))?;
     let mut child = std::process::Command::new(exe)
         .args(["loadtest", "--json", "--bot-format", args.bot_format.name()])
+        .args(["--bot", args.bot.name()])
         .args([
             "--calls",
             &calls.to_string(),
@@ -822,11 +882,11 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
                 n,
                 args.seconds,
                 workers,
-                args.bot_format,
+                (args.bot_format, args.bot),
                 &scripts,
                 wire_setup,
             )?;
-            report_json(&result, decode_us, encode_us, args.bot_format)
+            report_json(&result, decode_us, encode_us, (args.bot_format, args.bot))
         }
         CallCount::Max => {
             drop(scripts);
@@ -918,14 +978,15 @@ mod tests {
             transport: Transport::None,
             connect_timeout: Duration::from_secs(1),
         };
-        let r = run_once(3, 1, 1, BotFormat::Pcm16k, &scripts, in_process).unwrap();
+        let mode = (BotFormat::Pcm16k, BotMode::Listen);
+        let r = run_once(3, 1, 1, mode, &scripts, in_process).unwrap();
         assert!(r.wire.is_none());
         // Nominally 3 calls × 50 ticks; only "some" is asserted, since a debug
         // build on a busy machine may manage far fewer (speed is for benches).
         assert!(r.stats.ticks() > 0, "no call was ticked");
         assert_eq!(r.calls, 3);
         let (dec, enc) = (100.0, 200.0);
-        let mut v = report_json(&r, dec, enc, BotFormat::Pcm16k);
+        let mut v = report_json(&r, dec, enc, mode);
         for key in [
             "calls",
             "seconds",
@@ -945,8 +1006,24 @@ mod tests {
         assert_eq!(v["codec_limit_calls_per_core"], json!(66.7));
         v["search"] = json!([{"calls": 3, "late_ticks": 0}]);
         let text = report_text(&v);
-        assert!(text.contains("loadtest: 3 calls (pcm16k)"), "{text}");
+        assert!(
+            text.contains("loadtest: 3 calls (pcm16k, bot listen)"),
+            "{text}"
+        );
         assert!(text.contains("search (calls: late ticks): 3: 0"), "{text}");
+    }
+
+    #[test]
+    fn a_conversation_takes_turns_and_a_listener_never_talks() {
+        let cycle: Vec<(bool, bool)> = (0..CONVERSATION_CYCLE)
+            .map(|t| BotMode::Conversation.turns(t))
+            .collect();
+        let remote = cycle.iter().filter(|t| t.0).count();
+        let bot = cycle.iter().filter(|t| t.1).count();
+        assert_eq!((remote, bot), (100, 100), "40 % each");
+        assert!(cycle.iter().all(|&(r, b)| !(r && b)), "never both at once");
+        assert!((0..1000).all(|t| BotMode::Listen.turns(t) == (true, false)));
+        assert!((0..1000).all(|t| BotMode::Talk.turns(t) == (true, true)));
     }
 
     #[test]

@@ -446,6 +446,9 @@ pub struct PipelineStats {
     pub remote_fraction_lost: u8,
     /// The encoder's expected loss in force, percent (0: no in-band FEC).
     pub expected_loss_pct: u8,
+    /// Silent ticks on which the encoder was not run at all: it had entered DTX on digital
+    /// silence (a listen-only call) and rests until audio comes back. Part of `dtx_ticks`.
+    pub encoder_rested_ticks: u64,
     /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
     /// sent, players and tones left queued.
     pub send_held_ticks: u64,
@@ -769,6 +772,8 @@ pub struct CallPipeline {
     sent_last_tick: bool,
     /// Whether the send side runs ([`CallPipeline::set_send_active`]).
     send_active: bool,
+    /// The encoder has entered DTX on digital silence and is not called until audio returns.
+    encoder_resting: bool,
     /// Receiver reports from the transport, when it gives them: FEC then follows them.
     loss_reports: Option<Arc<LossReports>>,
     adaptive_fec: AdaptiveFec,
@@ -849,6 +854,7 @@ impl CallPipeline {
             next_ts: config.initial_timestamp,
             sent_last_tick: false,
             send_active: true,
+            encoder_resting: false,
             loss_reports: None,
             adaptive_fec: AdaptiveFec::new(),
             out_packet: Box::new([0; MAX_RTP_PACKET]),
@@ -1333,13 +1339,23 @@ impl CallPipeline {
             }
             return;
         }
-        // Silence still goes through the encoder: with DTX it sends nothing but the periodic
-        // comfort-noise updates, without DTX it keeps the stream flowing.
         let frame: &Frame48 = if any_input {
             self.send_mixer.mix()
         } else {
             &SILENT_FRAME_48
         };
+        // Digital silence (nothing to send, or frames of zeros): the encoder runs until it
+        // has told the far end to play comfort noise (libopus DTX), then rests until audio
+        // comes back — a listen-only call costs no encoding. Without DTX silence is encoded
+        // and sent, keeping the stream flowing as configured.
+        let silent = !any_input || is_digital_silence(frame);
+        if silent && self.encoder_resting {
+            self.stats.dtx_ticks += 1;
+            self.stats.encoder_rested_ticks += 1;
+            self.sent_last_tick = false;
+            return;
+        }
+        self.encoder_resting = false;
         let level = AudioLevel {
             voice: level_dbov(&frame[..]) >= self.config.speech_threshold_dbov,
             level_dbov: crate::rtp::dbov_of(&frame[..]),
@@ -1349,6 +1365,7 @@ impl CallPipeline {
             Ok(EncodedFrame::Dtx) => {
                 self.stats.dtx_ticks += 1;
                 self.sent_last_tick = false;
+                self.encoder_resting = silent;
                 return;
             }
             Err(_) => {
@@ -1625,6 +1642,11 @@ impl CallPipeline {
             self.stats.encode_errors += 1;
         }
     }
+}
+
+/// True when every sample is below half a 16-bit step: nothing a far end could hear.
+fn is_digital_silence(frame: &Frame48) -> bool {
+    frame.iter().all(|s| s.abs() < 0.5 / 32_768.0)
 }
 
 // The scheduler moves calls between worker threads, and bots send from their own threads.

@@ -276,6 +276,83 @@ fn fec_follows_the_far_ends_receiver_reports_both_ways() {
     assert_eq!(a.stats().expected_loss_pct, 0);
 }
 
+/// A listen-only stretch: the bot sends nothing for 10 s, then talks. Runs `a` → `b` and
+/// returns what `b` heard of the talk spurt's first 200 ms and the packets `a` sent.
+fn listen_then_talk(a: &mut CallPipeline, silence_ticks: usize) -> (Vec<f32>, Vec<RtpPacket>) {
+    let mut b = CallPipeline::new(config(0xB)).unwrap();
+    let bot = a.bot_sender();
+    let mut heard = Vec::new();
+    let mut sent = Vec::new();
+    for tick in 0..silence_ticks + 40 {
+        let now = TICK * tick as u32;
+        if tick < 10 || tick >= silence_ticks {
+            bot.send_pcm16k(&tone_16k(300.0, 0.3, tick)).unwrap();
+        }
+        a.tick(now);
+        if let Some(pkt) = packet_of(a) {
+            sent.push(RtpPacket::parse(pkt.clone()).unwrap());
+            b.push_rtp(pkt, now + Duration::from_millis(2));
+        }
+        b.tick(now + Duration::from_millis(10));
+        if tick >= silence_ticks + 10 && tick < silence_ticks + 20 {
+            heard.extend_from_slice(b.bot_frame_48k());
+        }
+    }
+    let s = b.stream_stats().next().unwrap().jitter;
+    assert_eq!((s.lost, s.concealed), (0, 0), "{s:?}");
+    (heard, sent)
+}
+
+#[test]
+fn a_listen_only_call_stops_encoding_and_talks_again_without_a_click() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let (heard, sent) = listen_then_talk(&mut a, 510);
+    let stats = *a.stats();
+    // 500 silent ticks: the encoder ran until it entered DTX (a few hundred ms), then rested.
+    assert!(
+        stats.encoder_rested_ticks > 450,
+        "the encoder rested {} of 500 silent ticks",
+        stats.encoder_rested_ticks
+    );
+    assert!(stats.dtx_ticks >= stats.encoder_rested_ticks);
+    // Nothing sent while resting (no comfort-noise updates for digital silence).
+    let after_pause: Vec<&RtpPacket> = sent.iter().filter(|p| p.marker()).collect();
+    assert_eq!(
+        after_pause.len(),
+        2,
+        "two talk spurts, each starting with the marker"
+    );
+    assert!(sent.len() < 10 + 40 + 25, "{} packets", sent.len());
+    // The talk spurt after the rest: the tone at its level, no click, no gap.
+    let (freq, ratio) = dominant_of(&heard, &[300.0, 1000.0, 3000.0]);
+    assert_eq!(freq, 300.0, "ratio {ratio}");
+    let peak = heard.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    assert!((0.2..=0.36).contains(&peak), "peak {peak} (tone 0.3)");
+    let level = appmedia_media::frame::level_dbov(&heard);
+    assert!(
+        (level + 13.5).abs() < 2.0,
+        "level {level} dBov (0.3 sine: -13.5)"
+    );
+
+    // The same call with frames of zeros instead of nothing: the same rest.
+    let mut zeros = CallPipeline::new(config(0xC)).unwrap();
+    let bot = zeros.bot_sender();
+    for tick in 0..100u32 {
+        bot.send_pcm16k(&[0u8; 640]).unwrap();
+        zeros.tick(TICK * tick);
+    }
+    assert!(
+        zeros.stats().encoder_rested_ticks > 70,
+        "{:?}",
+        zeros.stats()
+    );
+}
+
+/// The strongest of `candidates` (Hz) in 48 kHz `samples`, and its ratio to the runner-up.
+fn dominant_of(samples: &[f32], candidates: &[f32]) -> (f32, f64) {
+    appmedia_testkit::audio::dominant(samples, candidates, 48_000.0)
+}
+
 #[test]
 fn dtx_pause_is_not_loss_and_resumes_with_marker_and_timestamp_jump() {
     let mut a = CallPipeline::new(config(0xA)).unwrap();
