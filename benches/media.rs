@@ -255,7 +255,9 @@ fn mix(name: &'static str, n: usize) -> Stage {
 /// in (parse, jitter buffer, decode), the frame to the bot, the bot's own
 /// frame back (the same talk the `opus_encode` stage encodes, so the two are
 /// comparable), encode, RTP out. Talk only: every frame is decoded and encoded.
-fn two_party(name: &'static str, format: BotAudioFormat) -> Stage {
+/// `bot_talks: false` is a listen-only bot (a recorder): it sends nothing, so after the
+/// encoder's DTX decision the frame is the decode side alone.
+fn two_party(name: &'static str, format: BotAudioFormat, bot_talks: bool) -> Stage {
     // Voice 0 both ways: the very packets `opus_decode` decodes and the very
     // frames `opus_encode` encodes, so the ratio compares like with like.
     let mut talker = Talker::new(0);
@@ -290,6 +292,10 @@ fn two_party(name: &'static str, format: BotAudioFormat) -> Stage {
                 pipeline.tick(now);
                 black_box(pipeline.bot_frame_48k());
                 k = (k + 1) % bot_frames.len();
+                if !bot_talks {
+                    black_box(pipeline.outgoing_packet());
+                    return;
+                }
                 let _ = match format {
                     BotAudioFormat::Pcm16k => bot.send_pcm16k(&bot_frames_16k[k]),
                     BotAudioFormat::Pcm48k => bot.send_48k(&bot_frames[k]),
@@ -384,8 +390,9 @@ fn all_stages() -> Vec<Stage> {
         mix("mix_5", 5),
         mix("mix_10", 10),
         mix("mix_50", 50),
-        two_party("call_2party_frame", BotAudioFormat::Pcm48k),
-        two_party("call_2party_frame_pcm16k", BotAudioFormat::Pcm16k),
+        two_party("call_2party_frame", BotAudioFormat::Pcm48k, true),
+        two_party("call_2party_frame_pcm16k", BotAudioFormat::Pcm16k, true),
+        two_party("call_2party_listen_frame", BotAudioFormat::Pcm16k, false),
         conference(),
     ]
 }

@@ -160,7 +160,8 @@ fn resampling_and_conversion_allocate_nothing() {
 }
 
 /// A two-party call through two whole pipelines (16 kHz bot side, so both resamplers run),
-/// with loss, a DTX pause, a player and event polling: once warm, `push_rtp` and `tick`
+/// with loss, a DTX pause (A's encoder rests), a player, event polling, receiver reports
+/// switching A's FEC on and off, and A's send side held for a while: once warm, `push_rtp` and `tick`
 /// allocate nothing. Packet buffers are made outside the measured part, as the transport
 /// would make them.
 #[test]
@@ -187,6 +188,8 @@ fn pipeline_two_party_tick_allocates_nothing() {
     // B's bot hears through the 16 kHz outbox; A's packets also go to a transport outbox.
     let b_bot_audio = b.bot_audio_outbox(4).unwrap();
     let a_packets = a.packet_outbox(4);
+    let reports = std::sync::Arc::new(appmedia_media::feedback::LossReports::new());
+    a.use_loss_reports(reports.clone()).unwrap();
     let mut pcm16 = [0u8; 640];
     let (mut to_b, mut to_a) = (None, None);
     let mut allocations = 0;
@@ -213,6 +216,12 @@ fn pipeline_two_party_tick_allocates_nothing() {
             keys.send(appmedia_media::dtmf::ToneRequest::key(key))
                 .unwrap();
         }
+        match i {
+            300 | 320 | 340 => reports.report(26),
+            360..=500 if i % 10 == 0 => reports.report(0),
+            _ => {}
+        }
+        a.set_send_active(!(450..470).contains(&i));
         let a_pkt = to_b.take().filter(|_| i % 17 != 0);
         let b_pkt = to_a.take();
         let n = allocations_during(|| {
@@ -244,6 +253,9 @@ fn pipeline_two_party_tick_allocates_nothing() {
         if i >= WARMUP_TICKS * 5 {
             allocations += n;
         }
+        if i == 345 {
+            assert!(a.stats().expected_loss_pct > 0, "FEC on: {:?}", a.stats());
+        }
         to_b = a.outgoing_packet().map(bytes::Bytes::copy_from_slice);
         to_a = b.outgoing_packet().map(bytes::Bytes::copy_from_slice);
         fec_or_plc_ticks = b
@@ -255,6 +267,14 @@ fn pipeline_two_party_tick_allocates_nothing() {
     // The measured ticks did exercise loss recovery and DTX.
     assert!(fec_or_plc_ticks > 10, "{fec_or_plc_ticks}");
     assert!(a.stats().dtx_ticks > 20);
+    assert!(a.stats().encoder_rested_ticks > 20, "{:?}", a.stats());
+    assert_eq!(a.stats().send_held_ticks, 20);
+    assert!(a.stats().loss_reports > 10);
+    assert_eq!(
+        a.stats().expected_loss_pct,
+        0,
+        "FEC off again after the clean reports"
+    );
     assert!(b.stats().inbound_queue.popped > 400);
     assert!(b.stats().dtmf.tones > 5, "{:?}", b.stats().dtmf);
 }
