@@ -132,6 +132,34 @@ impl BotMode {
     }
 }
 
+/// `--realtime`: the media workers' real-time policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Realtime {
+    /// SCHED_FIFO.
+    Fifo,
+    /// SCHED_RR.
+    Rr,
+}
+
+impl Realtime {
+    fn name(self) -> &'static str {
+        match self {
+            Realtime::Fifo => "fifo",
+            Realtime::Rr => "rr",
+        }
+    }
+
+    fn priority(self, priority: u8) -> appmedia_media::scheduler::RealtimePriority {
+        appmedia_media::scheduler::RealtimePriority {
+            policy: match self {
+                Realtime::Fifo => appmedia_media::scheduler::RealtimePolicy::Fifo,
+                Realtime::Rr => appmedia_media::scheduler::RealtimePolicy::RoundRobin,
+            },
+            priority,
+        }
+    }
+}
+
 /// Ticks of one `--bot conversation` cycle (5 s).
 const CONVERSATION_CYCLE: usize = 250;
 
@@ -174,6 +202,13 @@ pub struct LoadtestArgs {
     /// What each bot does: talks all the time, only listens, or takes turns.
     #[arg(long, value_enum, default_value_t = BotMode::Talk)]
     pub bot: BotMode,
+    /// Run the media workers under a real-time policy (needs root, CAP_SYS_NICE or an
+    /// RLIMIT_RTPRIO allowance; refused: normal priority, and the report says so).
+    #[arg(long, value_enum)]
+    pub realtime: Option<Realtime>,
+    /// With `--realtime`: the priority, 1-99.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub realtime_priority: u8,
     /// With `--calls max`: the largest count tried.
     #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_calls: u64,
@@ -564,6 +599,8 @@ struct RunResult {
 struct WireSetup {
     transport: Transport,
     connect_timeout: Duration,
+    /// The media workers' real-time priority, if asked for.
+    realtime: Option<appmedia_media::scheduler::RealtimePriority>,
 }
 
 fn run_once(
@@ -588,6 +625,7 @@ fn run_once(
     };
     let scheduler = Scheduler::start(SchedulerConfig {
         workers,
+        realtime: wire_setup.realtime,
         ..SchedulerConfig::default()
     })?;
     // Build every call before the clock starts: construction allocates, ticks must not.
@@ -661,6 +699,20 @@ fn report_json(
     (format, mode): (BotFormat, BotMode),
 ) -> serde_json::Value {
     let tick = r.stats.tick_time();
+    let send = r.stats.send_offset();
+    let us = |d: Duration| round(d.as_secs_f64() * 1e6, 1);
+    let (send_p50, send_p99, send_p999) = (
+        send.quantile(0.50),
+        send.quantile(0.99),
+        send.quantile(0.999),
+    );
+    let mut priorities: Vec<String> = r
+        .stats
+        .workers
+        .iter()
+        .map(|w| w.priority.to_string())
+        .collect();
+    priorities.dedup();
     let limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
     let per_core = r.calls as f64 / r.workers as f64;
     json!({
@@ -671,6 +723,15 @@ fn report_json(
         "tick_p50_us": round(tick.p50.as_secs_f64() * 1e6, 1),
         "tick_p99_us": round(tick.p99.as_secs_f64() * 1e6, 1),
         "tick_max_us": round(tick.max.as_secs_f64() * 1e6, 1),
+        // When each call's packet left, from the start of its 20 ms period; the jitter a
+        // far end sees from the scheduler is how much later than usual: p99 - p50 etc.
+        "send_offset_p50_us": us(send_p50),
+        "send_offset_p99_us": us(send_p99),
+        "send_offset_p999_us": us(send_p999),
+        "send_offset_max_us": us(send.max()),
+        "send_jitter_p99_us": us(send_p99.saturating_sub(send_p50)),
+        "send_jitter_p999_us": us(send_p999.saturating_sub(send_p50)),
+        "worker_priority": priorities.join("; "),
         "cpu_per_call_pct": r.cpu_per_call_pct.map(|x| round(x, 3)),
         "transport": r.wire.as_ref().map_or("none", wire::WireTotals::transport_name),
         "transport_cpu_per_call_pct": r.transport_cpu_per_call_pct.map(|x| round(x, 3)),
@@ -699,6 +760,8 @@ fn report_text(v: &serde_json::Value) -> String {
     let mut text = format!(
         "loadtest: {} calls ({}, bot {}) on {} workers for {} s\n\
          ticks {} late {} | tick p50 {} us p99 {} us max {} us | migrations {}\n\
+         send time after the period start p50 {} us p99 {} us p99.9 {} us max {} us \
+         (jitter p99 {} us p99.9 {} us) | workers at {} priority\n\
          cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
          opus decode {} us + encode {} us CPU per frame -> codec limit {} calls/core; \
          running {} calls/core = {} % of it",
@@ -713,6 +776,13 @@ fn report_text(v: &serde_json::Value) -> String {
         num("tick_p99_us"),
         num("tick_max_us"),
         num("migrations"),
+        num("send_offset_p50_us"),
+        num("send_offset_p99_us"),
+        num("send_offset_p999_us"),
+        num("send_offset_max_us"),
+        num("send_jitter_p99_us"),
+        num("send_jitter_p999_us"),
+        v["worker_priority"].as_str().unwrap_or("?"),
         num("cpu_per_call_pct"),
         num("rss_per_call_kib"),
         num("host_load_avg_1m"),
@@ -774,6 +844,18 @@ fn run_child(
     let mut child = std::process::Command::new(exe)
         .args(["loadtest", "--json", "--bot-format", args.bot_format.name()])
         .args(["--bot", args.bot.name()])
+        .args(
+            args.realtime
+                .map(|r| {
+                    vec![
+                        "--realtime".to_owned(),
+                        r.name().to_owned(),
+                        "--realtime-priority".to_owned(),
+                        args.realtime_priority.to_string(),
+                    ]
+                })
+                .unwrap_or_default(),
+        )
         .args([
             "--calls",
             &calls.to_string(),
@@ -877,6 +959,7 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
             let wire_setup = WireSetup {
                 transport: args.transport,
                 connect_timeout: Duration::from_secs(args.connect_timeout),
+                realtime: args.realtime.map(|r| r.priority(args.realtime_priority)),
             };
             let result = run_once(
                 n,
@@ -977,6 +1060,7 @@ mod tests {
         let in_process = WireSetup {
             transport: Transport::None,
             connect_timeout: Duration::from_secs(1),
+            realtime: None,
         };
         let mode = (BotFormat::Pcm16k, BotMode::Listen);
         let r = run_once(3, 1, 1, mode, &scripts, in_process).unwrap();
@@ -1000,6 +1084,8 @@ mod tests {
             "decode_us",
             "encode_us",
             "codec_limit_calls_per_core",
+            "send_offset_p99_us",
+            "send_jitter_p999_us",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }

@@ -89,6 +89,100 @@ pub struct SchedulerConfig {
     /// Calls each worker preallocates room for (default 256); more still work,
     /// at the cost of one reallocation when added.
     pub calls_per_worker: usize,
+    /// Real-time scheduling for the workers (default `None`: the OS's normal policy).
+    /// Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` allowance; when the OS refuses, the worker
+    /// runs at normal priority and [`WorkerStats::priority`] says why.
+    pub realtime: Option<RealtimePriority>,
+}
+
+/// A real-time policy and priority for the media workers (Linux `SCHED_FIFO`/`SCHED_RR`).
+/// A busy real-time thread can starve everything else on its core: the tick is bounded
+/// work every 20 ms, but leave a core for the rest of the process on small machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealtimePriority {
+    /// The policy.
+    pub policy: RealtimePolicy,
+    /// 1 (lowest) to 99.
+    pub priority: u8,
+}
+
+/// Which real-time policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealtimePolicy {
+    /// `SCHED_FIFO`: runs until it blocks (the worker sleeps between periods).
+    Fifo,
+    /// `SCHED_RR`: like FIFO, with a time slice among equal priorities.
+    RoundRobin,
+}
+
+/// The priority a worker actually runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerPriority {
+    /// The OS's normal policy (none asked for).
+    #[default]
+    Normal,
+    /// The real-time policy asked for, granted.
+    Realtime(RealtimePriority),
+    /// Asked for, refused by the OS (`errno`, e.g. 1 = EPERM): running at normal priority.
+    Refused {
+        /// What was asked for.
+        asked: RealtimePriority,
+        /// The OS's error number.
+        errno: i32,
+    },
+    /// Asked for on an OS where appmedia does not set thread priorities.
+    Unsupported,
+}
+
+impl std::fmt::Display for WorkerPriority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |p: &RealtimePriority| match p.policy {
+            RealtimePolicy::Fifo => format!("SCHED_FIFO {}", p.priority),
+            RealtimePolicy::RoundRobin => format!("SCHED_RR {}", p.priority),
+        };
+        match self {
+            WorkerPriority::Normal => f.write_str("normal"),
+            WorkerPriority::Realtime(p) => f.write_str(&name(p)),
+            WorkerPriority::Refused { asked, errno } => write!(
+                f,
+                "normal ({} refused: {})",
+                name(asked),
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            WorkerPriority::Unsupported => {
+                f.write_str("normal (real-time priority unsupported here)")
+            }
+        }
+    }
+}
+
+/// Puts the calling thread under `asked` (Linux); what it got.
+fn apply_priority(asked: Option<RealtimePriority>) -> WorkerPriority {
+    let Some(asked) = asked else {
+        return WorkerPriority::Normal;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        let policy = match asked.policy {
+            RealtimePolicy::Fifo => libc::SCHED_FIFO,
+            RealtimePolicy::RoundRobin => libc::SCHED_RR,
+        };
+        let param = libc::sched_param {
+            sched_priority: i32::from(asked.priority.clamp(1, 99)),
+        };
+        // SAFETY: pthread_self() is this live thread; `param` is a valid sched_param that
+        // outlives the call, which only reads it.
+        let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), policy, &param) };
+        if rc == 0 {
+            WorkerPriority::Realtime(asked)
+        } else {
+            WorkerPriority::Refused { asked, errno: rc }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        WorkerPriority::Unsupported
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -101,6 +195,7 @@ impl Default for SchedulerConfig {
             max_catch_up_periods: 5,
             command_capacity: 1024,
             calls_per_worker: 256,
+            realtime: None,
         }
     }
 }
@@ -198,6 +293,9 @@ struct WorkerShared {
     load_permille: AtomicU32,
     tick_time: LatencyHistogram,
     busy_time: LatencyHistogram,
+    send_offset: LatencyHistogram,
+    /// What [`apply_priority`] gave the worker (written once at its start).
+    priority: std::sync::Mutex<WorkerPriority>,
     /// Set by [`Scheduler::reset_stats`]; the worker zeroes its own counters
     /// (it is their only writer) and clears the flag.
     reset_requested: AtomicBool,
@@ -220,6 +318,7 @@ impl WorkerShared {
         self.migrations_in.swap(0, Ordering::Relaxed);
         self.tick_time.reset();
         self.busy_time.reset();
+        self.send_offset.reset();
         self.reset_requested.store(false, Ordering::Release);
     }
 }
@@ -258,6 +357,11 @@ pub struct WorkerStats {
     pub tick_time: HistogramSnapshot,
     /// Distribution of whole-period busy times (all calls of the worker).
     pub busy_time: HistogramSnapshot,
+    /// When each call tick finished, from the start of its period: when its packet leaves.
+    /// Its spread is the send-time jitter a far end sees from the scheduler.
+    pub send_offset: HistogramSnapshot,
+    /// The scheduling policy the worker runs under.
+    pub priority: WorkerPriority,
 }
 
 /// Statistics of all workers.
@@ -288,6 +392,16 @@ impl SchedulerStats {
     /// Calls currently scheduled.
     pub fn calls(&self) -> usize {
         self.workers.iter().map(|w| w.calls).sum()
+    }
+
+    /// When call ticks finished within their period, over all workers
+    /// ([`WorkerStats::send_offset`]).
+    pub fn send_offset(&self) -> HistogramSnapshot {
+        let mut all = HistogramSnapshot::default();
+        for w in &self.workers {
+            all.merge(&w.send_offset);
+        }
+        all
     }
 
     /// Call tick durations over all workers.
@@ -563,6 +677,8 @@ impl<T: Tickable> Scheduler<T> {
                     load: f64::from(s.load_permille.load(Ordering::Relaxed)) / 1000.0,
                     tick_time: s.tick_time.snapshot(),
                     busy_time: s.busy_time.snapshot(),
+                    send_offset: s.send_offset.snapshot(),
+                    priority: *s.priority.lock().unwrap_or_else(|p| p.into_inner()),
                 }
             })
             .collect();
@@ -646,6 +762,12 @@ impl<T: Tickable> Worker<T> {
     }
 
     fn run(mut self) {
+        let granted = apply_priority(self.config.realtime);
+        *self
+            .shared()
+            .priority
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = granted;
         let period = self.config.period;
         let mut k: u32 = 1;
         let mut window_busy = Duration::ZERO;
@@ -733,6 +855,9 @@ impl<T: Tickable> Worker<T> {
             let t1 = Instant::now();
             let took = t1 - t0;
             shared.tick_time.record(took);
+            shared
+                .send_offset
+                .record(t1.saturating_duration_since(late_after - self.config.period));
             add(&shared.ticks, 1);
             if t1 > late_after {
                 add(&shared.late_ticks, 1);
@@ -931,6 +1056,52 @@ mod tests {
         assert!(stats.tick_time().count >= 120);
         assert_eq!(stats.tick_time().count, stats.ticks());
         assert_eq!(stats.calls(), 0, "shutdown drops every call");
+        // Each tick's send time within its period: one per tick, never past a period
+        // plus the catch-up allowance.
+        let offsets = stats.send_offset();
+        assert_eq!(offsets.count(), stats.ticks());
+        assert!(offsets.max() < period * 6, "{:?}", offsets.max());
+        assert!(
+            stats
+                .workers
+                .iter()
+                .all(|w| w.priority == WorkerPriority::Normal)
+        );
+    }
+
+    #[test]
+    fn real_time_priority_is_granted_or_its_refusal_reported() {
+        let asked = RealtimePriority {
+            policy: RealtimePolicy::Fifo,
+            priority: 10,
+        };
+        let scheduler = Scheduler::start(SchedulerConfig {
+            realtime: Some(asked),
+            ..fast(1)
+        })
+        .unwrap();
+        let (call, ticks, _) = counter();
+        scheduler.add(call).unwrap();
+        wait_until("ticks under the asked policy", || {
+            ticks.load(Ordering::Relaxed) >= 5
+        });
+        let stats = scheduler.shutdown();
+        // Root (or CAP_SYS_NICE / RLIMIT_RTPRIO) gets it; anyone else runs normally and
+        // is told why. Either way the calls ran.
+        match stats.workers[0].priority {
+            WorkerPriority::Realtime(p) => assert_eq!(p, asked),
+            WorkerPriority::Refused { asked: a, errno } => {
+                assert_eq!(a, asked);
+                assert_eq!(errno, libc::EPERM);
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = WorkerPriority::Refused {
+            asked,
+            errno: libc::EPERM,
+        };
+        let text = refused.to_string();
+        assert!(text.starts_with("normal (SCHED_FIFO 10 refused"), "{text}");
     }
 
     #[test]
