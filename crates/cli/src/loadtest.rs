@@ -24,6 +24,7 @@
 //! includes socket and encryption cost; the report splits the CPU into the transport's
 //! share and the media core's (see [`wire`]).
 
+mod plot;
 mod wire;
 
 pub use wire::Transport;
@@ -206,6 +207,10 @@ pub struct LoadtestArgs {
     /// RLIMIT_RTPRIO allowance; refused: normal priority, and the report says so).
     #[arg(long, value_enum)]
     pub realtime: Option<Realtime>,
+    /// Draw the measured run second by second (tick time, late ticks, CPU) into FILE.svg
+    /// (with `--calls max`: the final run).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
     /// With `--realtime`: the priority, 1-99.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=99))]
     pub realtime_priority: u8,
@@ -242,6 +247,9 @@ pub enum LoadtestError {
     /// The sessions of `--transport rtp|webrtc` could not be set up.
     #[error("transport: {0}")]
     Transport(String),
+    /// `--plot` could not be written.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
     /// A `--calls max` run in a child process failed.
     #[error("child run with {calls} calls: {what}")]
     Child {
@@ -579,6 +587,8 @@ fn rss_kib() -> Option<u64> {
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 struct RunResult {
+    /// Second by second, when asked for (`--plot`).
+    timeline: Vec<plot::Sample>,
     calls: usize,
     seconds: f64,
     workers: usize,
@@ -601,6 +611,8 @@ struct WireSetup {
     connect_timeout: Duration,
     /// The media workers' real-time priority, if asked for.
     realtime: Option<appmedia_media::scheduler::RealtimePriority>,
+    /// Sample the run every second (`--plot`).
+    timeline: bool,
 }
 
 fn run_once(
@@ -652,7 +664,26 @@ fn run_once(
     let cpu0 = process_cpu_time();
     let split0 = wire::thread_cpu_split();
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(seconds));
+    let mut timeline = Vec::new();
+    if wire_setup.timeline {
+        // One sample per second (stats are read off the tick: they allocate).
+        let (mut before, mut cpu_before, mut at) = (scheduler.stats(), cpu0, t0);
+        for second in 1..=seconds {
+            let next = t0 + Duration::from_secs(second);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            let (after, cpu_after, now) = (scheduler.stats(), process_cpu_time(), Instant::now());
+            timeline.push(plot::sample(
+                now - t0,
+                &before,
+                &after,
+                (cpu_before, cpu_after),
+                now - at,
+            ));
+            (before, cpu_before, at) = (after, cpu_after, now);
+        }
+    } else {
+        std::thread::sleep(Duration::from_secs(seconds));
+    }
     let wall = t0.elapsed();
     let cpu1 = process_cpu_time();
     let split1 = wire::thread_cpu_split();
@@ -679,6 +710,7 @@ fn run_once(
         _ => None,
     };
     Ok(RunResult {
+        timeline,
         calls,
         seconds: wall.as_secs_f64(),
         workers,
@@ -838,12 +870,17 @@ fn run_child(
     calls: usize,
     seconds: u64,
     workers: usize,
+    plot: Option<&std::path::Path>,
 ) -> Result<serde_json::Value, LoadtestError> {
     let child_err = |what: String| LoadtestError::Child { calls, what };
     let exe = std::env::current_exe().map_err(|e| child_err(format!("no executable path: {e}")))?;
     let mut child = std::process::Command::new(exe)
         .args(["loadtest", "--json", "--bot-format", args.bot_format.name()])
         .args(["--bot", args.bot.name()])
+        .args(
+            plot.map(|p| vec![std::ffi::OsStr::new("--plot"), p.as_os_str()])
+                .unwrap_or_default(),
+        )
         .args(
             args.realtime
                 .map(|r| {
@@ -904,11 +941,23 @@ fn search_max(
     let cap = args.max_calls as usize;
     let mut probes = Vec::new();
     let probe = |n: usize, probes: &mut Vec<(usize, u64)>| -> Result<bool, LoadtestError> {
-        let report = run_child(args, n, args.probe_seconds, workers)?;
+        let started = Instant::now();
+        if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!(
+                "loadtest: probe {} of at most {MAX_PROBES}: {n} calls for {} s...\r",
+                probes.len() + 1,
+                args.probe_seconds
+            );
+        }
+        let report = run_child(args, n, args.probe_seconds, workers, None)?;
         let late = report["late_ticks"].as_u64().unwrap_or(u64::MAX);
         probes.push((n, late));
         if !args.json {
-            eprintln!("loadtest: probe {n} calls -> {late} late ticks");
+            eprintln!(
+                "loadtest: probe {} of at most {MAX_PROBES}: {n} calls -> {late} late ticks ({:.0} s)",
+                probes.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
         Ok(late == 0)
     };
@@ -946,6 +995,10 @@ fn search_max(
 
 /// Runs `appmedia loadtest` and prints its report.
 pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
+    // A plot that cannot be written fails before the run, not after it.
+    if let Some(path) = &args.plot {
+        plot::check_path(path)?;
+    }
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |w| w as usize,
@@ -960,6 +1013,7 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
                 transport: args.transport,
                 connect_timeout: Duration::from_secs(args.connect_timeout),
                 realtime: args.realtime.map(|r| r.priority(args.realtime_priority)),
+                timeline: args.plot.is_some(),
             };
             let result = run_once(
                 n,
@@ -969,13 +1023,30 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
                 &scripts,
                 wire_setup,
             )?;
+            if let Some(path) = &args.plot {
+                let title = format!(
+                    "appmedia loadtest: {n} calls (bot {}, transport {}) on {workers} workers",
+                    args.bot.name(),
+                    result
+                        .wire
+                        .as_ref()
+                        .map_or("none", wire::WireTotals::transport_name),
+                );
+                plot::draw(path, &title, &result.timeline)?;
+            }
             report_json(&result, decode_us, encode_us, (args.bot_format, args.bot))
         }
         CallCount::Max => {
             drop(scripts);
             let codec_limit = FRAME_DURATION.as_secs_f64() * 1e6 / (decode_us + encode_us);
             let (best, probes) = search_max(args, workers, codec_limit)?;
-            let mut report = run_child(args, best.max(1), args.seconds, workers)?;
+            let mut report = run_child(
+                args,
+                best.max(1),
+                args.seconds,
+                workers,
+                args.plot.as_deref(),
+            )?;
             report["search"] = probes
                 .iter()
                 .map(|(calls, late)| json!({"calls": calls, "late_ticks": late}))
@@ -1061,10 +1132,12 @@ mod tests {
             transport: Transport::None,
             connect_timeout: Duration::from_secs(1),
             realtime: None,
+            timeline: true,
         };
         let mode = (BotFormat::Pcm16k, BotMode::Listen);
         let r = run_once(3, 1, 1, mode, &scripts, in_process).unwrap();
         assert!(r.wire.is_none());
+        assert_eq!(r.timeline.len(), 1, "one sample per second");
         // Nominally 3 calls × 50 ticks; only "some" is asserted, since a debug
         // build on a busy machine may manage far fewer (speed is for benches).
         assert!(r.stats.ticks() > 0, "no call was ticked");

@@ -157,6 +157,20 @@ impl HistogramSnapshot {
         self.max_ns = self.max_ns.max(other.max_ns);
     }
 
+    /// What was recorded after `earlier` (a snapshot of the same histogram taken before this
+    /// one), e.g. one second of a run. Its maximum is the upper edge of the highest bucket
+    /// in the difference (bounded by this snapshot's exact maximum).
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        let counts: Vec<u64> = (self.counts.iter().zip(&earlier.counts))
+            .map(|(now, then)| now.saturating_sub(*then))
+            .collect();
+        let max_ns = counts
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0, |b| bucket_upper(b).min(self.max_ns));
+        HistogramSnapshot { counts, max_ns }
+    }
+
     /// p50, p99 and max.
     pub fn summary(&self) -> LatencySummary {
         LatencySummary {
@@ -184,6 +198,27 @@ pub struct LatencySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_difference_of_snapshots_is_what_came_between() {
+        let h = LatencyHistogram::new();
+        for _ in 0..100 {
+            h.record(Duration::from_micros(10));
+        }
+        let first = h.snapshot();
+        for _ in 0..10 {
+            h.record(Duration::from_millis(5));
+        }
+        let second = h.snapshot().since(&first);
+        assert_eq!(second.count(), 10);
+        let p50 = second.quantile(0.5);
+        assert!(
+            p50 >= Duration::from_millis(5) && p50 < Duration::from_micros(5200),
+            "{p50:?}"
+        );
+        assert_eq!(second.max(), Duration::from_millis(5));
+        assert_eq!(h.snapshot().since(&h.snapshot()).count(), 0);
+    }
 
     #[test]
     fn buckets_are_ordered_and_tight() {
