@@ -36,6 +36,10 @@ pub struct DemoArgs {
     devices: DeviceArgs,
     #[command(flatten)]
     service: ServiceArgs,
+    /// Draw the call as the bot's media saw it (levels sent and heard, jitter-buffer delay,
+    /// loss) into FILE.svg.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     /// Print one JSON object instead of the readable summary.
     #[arg(long)]
     json: bool,
@@ -47,6 +51,9 @@ pub fn run(args: DemoArgs) -> ExitCode {
 }
 
 async fn demo(args: &DemoArgs) -> Result<Value, String> {
+    if let Some(path) = &args.plot {
+        crate::plot::check_path(path).map_err(|e| e.to_string())?;
+    }
     std::fs::create_dir_all(&args.recordings)
         .map_err(|e| format!("cannot create {}: {e}", args.recordings.display()))?;
     let mut service = args.service.clone();
@@ -64,11 +71,16 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     let mut log = CallLog::default();
     // The bot's media: what it hears is recorded (mixed + per speaker) from its first tick,
     // the devices (if any) join in.
-    let media = devices.attach(CallArgs::john().media_options().recorded(RecordOptions {
+    let mut media = devices.attach(CallArgs::john().media_options().recorded(RecordOptions {
         prefix: "bot".into(),
         sample_rate: 16_000,
         directory: Some(args.recordings.clone()),
     }));
+    let trace = args.plot.as_ref().map(|_| {
+        let (tap, reader) = crate::trace::call_trace(args.seconds);
+        media = std::mem::take(&mut media).tap(tap);
+        reader
+    });
     let end = async {
         let call = bot.place_call(&CallArgs::john(), media, &mut log).await?;
         // Played from its first word once John hears the bot (the SDK holds it until then).
@@ -159,6 +171,11 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     if devices.mic.is_some() || devices.speakers.is_some() {
         summary["devices"] = devices.summary();
     }
+    if let (Some(path), Some(trace)) = (&args.plot, &trace) {
+        let title = format!("appmedia demo: the bot's call to John ({})", end.call_id);
+        crate::trace::draw(path, &title, &trace.drain()).map_err(|e| e.to_string())?;
+        summary["plot"] = json!(path.display().to_string());
+    }
     Ok(summary)
 }
 
@@ -239,6 +256,9 @@ fn print_summary(s: &Value) {
         s["sources"]["John"].as_str().unwrap_or(""),
         s["sources"]["bot prompt"].as_str().unwrap_or("")
     );
+    if let Some(plot) = s["plot"].as_str() {
+        println!("  plot       {plot}");
+    }
 }
 
 /// John's mouth-to-ear latency: where his voice is in the bot's mixed recording (whose sample

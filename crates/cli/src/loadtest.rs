@@ -249,7 +249,7 @@ pub enum LoadtestError {
     Transport(String),
     /// `--plot` could not be written.
     #[error(transparent)]
-    Plot(#[from] plot::PlotError),
+    Plot(#[from] crate::plot::PlotError),
     /// A `--calls max` run in a child process failed.
     #[error("child run with {calls} calls: {what}")]
     Child {
@@ -997,7 +997,7 @@ fn search_max(
 pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
     // A plot that cannot be written fails before the run, not after it.
     if let Some(path) = &args.plot {
-        plot::check_path(path)?;
+        crate::plot::check_path(path)?;
     }
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -16,9 +16,11 @@ mod loadtest;
 mod meter;
 mod mouth_to_ear;
 mod play;
+mod plot;
 mod record;
 mod samples;
 mod summary;
+mod trace;
 
 #[derive(Parser)]
 #[command(

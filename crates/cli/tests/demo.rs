@@ -118,3 +118,41 @@ fn an_installed_binary_runs_the_demo_from_an_empty_folder() {
     // The recordings went where the user is.
     assert!(work.join("recordings").read_dir().unwrap().next().is_some());
 }
+
+/// `--plot FILE.svg` draws the call as the bot's media saw it; a bitmap name is refused
+/// before any call is made.
+#[test]
+fn demo_plots_the_call_and_refuses_a_plot_it_cannot_write() {
+    let tmp = common::TempDir::new("plot");
+    let svg = tmp.path().join("call.svg");
+    let output = appmedia()
+        .args(["demo", "--json", "--seconds", "3", "--plot"])
+        .arg(&svg)
+        .arg("--recordings")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let report = summary(&output);
+    assert!(output.status.success(), "{report:#}");
+    assert_eq!(report["plot"], svg.display().to_string());
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    for text in ["level, dBov", "sent", "heard", "jitter buffer, ms", "concealed"] {
+        assert!(drawn.contains(text), "missing {text}");
+    }
+    // About 3 s of ticks: the level lines have ~150 points each.
+    assert!(drawn.matches("<polyline").count() >= 5);
+
+    let png = tmp.path().join("call.png");
+    let output = appmedia()
+        .args(["demo", "--json", "--seconds", "3", "--plot"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    let refused = summary(&output);
+    assert!(!output.status.success());
+    assert!(
+        refused["error"].as_str().unwrap_or("").contains("only .svg"),
+        "{refused:#}"
+    );
+    assert!(refused.get("call_id").is_none(), "no call was made: {refused:#}");
+}

@@ -449,6 +449,8 @@ pub struct PipelineStats {
     /// Silent ticks on which the encoder was not run at all: it had entered DTX on digital
     /// silence (a listen-only call) and rests until audio comes back. Part of `dtx_ticks`.
     pub encoder_rested_ticks: u64,
+    /// Level of the last frame the send side encoded, dBov (-127: nothing, or silence).
+    pub sent_level_dbov: f32,
     /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
     /// sent, players and tones left queued.
     pub send_held_ticks: u64,
@@ -873,6 +875,7 @@ impl CallPipeline {
             bot_audio_tx: None,
             stats: PipelineStats {
                 expected_loss_pct: config.encoder.expected_loss_pct.min(100),
+                sent_level_dbov: SILENCE_DBOV,
                 ..PipelineStats::default()
             },
             config,
@@ -1235,6 +1238,7 @@ impl CallPipeline {
     /// A held send side: players and tones stay queued for when it runs, the bot's live
     /// frames are discarded (a stream played late would only be late), the encoder rests.
     fn hold_send(&mut self) {
+        self.stats.sent_level_dbov = SILENCE_DBOV;
         self.stats.send_held_ticks += 1;
         self.sent_last_tick = false;
         self.bot_sending = false;
@@ -1350,14 +1354,17 @@ impl CallPipeline {
         // and sent, keeping the stream flowing as configured.
         let silent = !any_input || is_digital_silence(frame);
         if silent && self.encoder_resting {
+            self.stats.sent_level_dbov = SILENCE_DBOV;
             self.stats.dtx_ticks += 1;
             self.stats.encoder_rested_ticks += 1;
             self.sent_last_tick = false;
             return;
         }
         self.encoder_resting = false;
+        let sent_dbov = level_dbov(&frame[..]);
+        self.stats.sent_level_dbov = sent_dbov;
         let level = AudioLevel {
-            voice: level_dbov(&frame[..]) >= self.config.speech_threshold_dbov,
+            voice: sent_dbov >= self.config.speech_threshold_dbov,
             level_dbov: crate::rtp::dbov_of(&frame[..]),
         };
         let payload = match self.encoder.encode(frame) {
@@ -1643,6 +1650,9 @@ impl CallPipeline {
         }
     }
 }
+
+/// The level [`level_dbov`] gives digital silence.
+const SILENCE_DBOV: f32 = -127.0;
 
 /// True when every sample is below half a 16-bit step: nothing a far end could hear.
 fn is_digital_silence(frame: &Frame48) -> bool {

@@ -1,11 +1,14 @@
 //! `loadtest --plot FILE.svg`: the measured run second by second — call tick time (p99 and
-//! max), late ticks, and the process's CPU — drawn with plotters as one SVG.
+//! max), late ticks, and the process's CPU.
 
 use std::path::Path;
 use std::time::Duration;
 
+use appmedia_media::latency::HistogramSnapshot;
 use appmedia_media::scheduler::SchedulerStats;
-use plotters::prelude::*;
+use plotters::style::{BLUE, GREEN, RED};
+
+use crate::plot::{Line, Panel, PlotError};
 
 /// One second of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +34,7 @@ pub fn sample(
     wall: Duration,
 ) -> Sample {
     let merged = |s: &SchedulerStats| {
-        let mut all = appmedia_media::latency::HistogramSnapshot::default();
+        let mut all = HistogramSnapshot::default();
         for w in &s.workers {
             all.merge(&w.tick_time);
         }
@@ -53,170 +56,41 @@ pub fn sample(
     }
 }
 
-/// Why a plot was not written.
-#[derive(Debug, thiserror::Error)]
-pub enum PlotError {
-    /// Only SVG is written.
-    #[error("--plot {0}: only .svg is written (convert it with rsvg-convert or a browser)")]
-    NotSvg(String),
-    /// No second was measured.
-    #[error("--plot: the run has no whole second to draw")]
-    Empty,
-    /// Drawing or writing failed.
-    #[error("--plot {path}: {reason}")]
-    Draw {
-        /// The file.
-        path: String,
-        /// What plotters said.
-        reason: String,
-    },
-}
-
-/// Checks `path` before a run, so a bad name fails at once.
-pub fn check_path(path: &Path) -> Result<(), PlotError> {
-    let svg = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-    if svg {
-        Ok(())
-    } else {
-        Err(PlotError::NotSvg(path.display().to_string()))
-    }
-}
-
-/// Draws `samples` into `path` (SVG) under `title`. Written to a temporary file beside it
-/// and renamed: a failed draw leaves no half-written plot.
+/// Draws a run's samples into `path`.
 pub fn draw(path: &Path, title: &str, samples: &[Sample]) -> Result<(), PlotError> {
-    check_path(path)?;
-    if samples.is_empty() {
-        return Err(PlotError::Empty);
-    }
-    let draw_err = |e: String| PlotError::Draw {
-        path: path.display().to_string(),
-        reason: e,
-    };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 720)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
-        let root = root
-            .titled(title, ("sans-serif", 18))
-            .map_err(|e| draw_err(e.to_string()))?;
-        let panels = root.split_evenly((3, 1));
-        let end = samples.last().map_or(1.0, |s| s.at_s).max(1.0);
-        let series: [(&str, f64, Vec<(&str, RGBColor, Vec<(f64, f64)>)>); 3] = [
-            (
-                "call tick, µs",
-                samples.iter().map(|s| s.tick_max_us).fold(1.0, f64::max),
-                vec![
-                    ("p99", BLUE, points(samples, |s| s.tick_p99_us)),
-                    ("max", RED, points(samples, |s| s.tick_max_us)),
-                ],
-            ),
-            (
-                "late ticks per second",
-                samples
-                    .iter()
-                    .map(|s| s.late_ticks as f64)
-                    .fold(1.0, f64::max),
-                vec![("late", RED, points(samples, |s| s.late_ticks as f64))],
-            ),
-            (
-                "CPU, % of one core",
-                samples.iter().map(|s| s.cpu_pct).fold(1.0, f64::max),
-                vec![("process", GREEN, points(samples, |s| s.cpu_pct))],
-            ),
-        ];
-        for (panel, (label, top, lines)) in panels.iter().zip(series) {
-            let mut chart = ChartBuilder::on(panel)
-                .margin(8)
-                .x_label_area_size(28)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0.0..end, 0.0..top * 1.1)
-                .map_err(|e| draw_err(e.to_string()))?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc(label)
-                .draw()
-                .map_err(|e| draw_err(e.to_string()))?;
-            for (name, color, data) in lines {
-                chart
-                    .draw_series(LineSeries::new(data, color.stroke_width(2)))
-                    .map_err(|e| draw_err(e.to_string()))?
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| draw_err(e.to_string()))?;
-        }
-        root.present().map_err(|e| draw_err(e.to_string()))?;
-    }
-    let partial = path.with_extension("svg.partial");
-    std::fs::write(&partial, svg)
-        .and_then(|()| std::fs::rename(&partial, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            draw_err(e.to_string())
-        })
-}
-
-fn points(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
-    samples.iter().map(|s| (s.at_s, f(s))).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn samples() -> Vec<Sample> {
-        (1..=5u32)
-            .map(|i| Sample {
-                at_s: f64::from(i),
-                tick_p99_us: 600.0,
-                tick_max_us: 900.0 + f64::from(i),
-                late_ticks: u64::from(i % 2),
-                cpu_pct: 130.0,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_run_is_drawn_as_svg_with_its_three_panels() {
-        let path = std::env::temp_dir().join(format!("appmedia-plot-{}.svg", std::process::id()));
-        draw(&path, "loadtest: 5 calls", &samples()).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
-        assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
-        for text in [
-            "loadtest: 5 calls",
-            "call tick, µs",
-            "late ticks per second",
-            "CPU, % of one core",
-        ] {
-            assert!(svg.contains(text), "missing {text}");
-        }
-        assert!(svg.matches("<polyline").count() >= 4, "four lines");
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[test]
-    fn only_svg_and_only_a_run_with_seconds() {
-        assert!(matches!(
-            check_path(Path::new("run.png")),
-            Err(PlotError::NotSvg(_))
-        ));
-        assert!(check_path(Path::new("run.SVG")).is_ok());
-        assert!(matches!(
-            draw(Path::new("/tmp/x.svg"), "t", &[]),
-            Err(PlotError::Empty)
-        ));
-        // An unwritable place: a clear error, nothing left behind.
-        let err = draw(Path::new("/proc/appmedia/x.svg"), "t", &samples()).unwrap_err();
-        assert!(matches!(err, PlotError::Draw { .. }), "{err}");
-    }
+    let points = |f: fn(&Sample) -> f64| samples.iter().map(|s| (s.at_s, f(s))).collect();
+    let panels = [
+        Panel {
+            y_label: "call tick, µs",
+            lines: vec![
+                Line {
+                    name: "p99",
+                    color: BLUE,
+                    points: points(|s| s.tick_p99_us),
+                },
+                Line {
+                    name: "max",
+                    color: RED,
+                    points: points(|s| s.tick_max_us),
+                },
+            ],
+        },
+        Panel {
+            y_label: "late ticks per second",
+            lines: vec![Line {
+                name: "late",
+                color: RED,
+                points: points(|s| s.late_ticks as f64),
+            }],
+        },
+        Panel {
+            y_label: "CPU, % of one core",
+            lines: vec![Line {
+                name: "process",
+                color: GREEN,
+                points: points(|s| s.cpu_pct),
+            }],
+        },
+    ];
+    crate::plot::draw(path, title, &panels)
 }
