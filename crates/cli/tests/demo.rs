@@ -136,7 +136,13 @@ fn demo_plots_the_call_and_refuses_a_plot_it_cannot_write() {
     assert!(output.status.success(), "{report:#}");
     assert_eq!(report["plot"], svg.display().to_string());
     let drawn = std::fs::read_to_string(&svg).unwrap();
-    for text in ["level, dBov", "sent", "heard", "jitter buffer, ms", "concealed"] {
+    for text in [
+        "level, dBov",
+        "sent",
+        "heard",
+        "jitter buffer, ms",
+        "concealed",
+    ] {
         assert!(drawn.contains(text), "missing {text}");
     }
     // About 3 s of ticks: the level lines have ~150 points each.
@@ -151,8 +157,14 @@ fn demo_plots_the_call_and_refuses_a_plot_it_cannot_write() {
     let refused = summary(&output);
     assert!(!output.status.success());
     assert!(
-        refused["error"].as_str().unwrap_or("").contains("only .svg"),
+        refused["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only .svg"),
         "{refused:#}"
     );
-    assert!(refused.get("call_id").is_none(), "no call was made: {refused:#}");
+    assert!(
+        refused.get("call_id").is_none(),
+        "no call was made: {refused:#}"
+    );
 }

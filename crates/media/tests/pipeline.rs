@@ -241,7 +241,7 @@ fn fec_follows_the_far_ends_receiver_reports_both_ways() {
             bot.send_48k(&frames[tick % frames.len()]).unwrap();
             a.tick(TICK * tick as u32);
             tick += 1;
-            if let Some(p) = RtpPacket::parse(packet_of(a).unwrap_or_default()).ok() {
+            if let Ok(p) = RtpPacket::parse(packet_of(a).unwrap_or_default()) {
                 sent += 1;
                 with_fec += usize::from(packet_has_fec(p.payload()));
             }
