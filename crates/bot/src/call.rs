@@ -80,6 +80,14 @@ pub enum Event {
     MediaConnected,
     /// The app-hosted media ended (the call may go on without audio until Graph ends it).
     MediaEnded(EndReason),
+    /// Whether the far end hears what the bot sends (Graph's `AudioSendStatus`): active once
+    /// the call is established and its media connected, inactive when the media ends. Before
+    /// it is active the SDK holds prompts and sources (they play from their start when it
+    /// turns active) and discards frames streamed through the `AudioSocket`.
+    SendStatus {
+        /// True: heard.
+        active: bool,
+    },
     /// Call properties changed without a state change.
     Updated(Box<CallResource>),
     /// A notification this version does not interpret, verbatim.

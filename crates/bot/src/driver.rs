@@ -154,9 +154,11 @@ impl Driver {
                 }
             }
             if let Some(media) = &self.media {
-                media
-                    .send_gate
-                    .set(established && media_connected && !media_ended);
+                let open = established && media_connected && !media_ended;
+                if open != media.send_gate.is_open() {
+                    media.send_gate.set(open);
+                    self.emit(Event::SendStatus { active: open });
+                }
             }
         };
         self.finish(end).await;

@@ -141,7 +141,22 @@ async fn a_greeting_started_with_the_call_reaches_the_far_end_from_its_first_wor
     // what the bot sends until then; the SDK holds the prompt instead.
     call.play_clip(&clip, appmedia_audio_io::playback::PlayMode::Once)
         .unwrap();
-    until(&mut call, |e| matches!(e, Event::PromptFinished(_))).await;
+    let seen = until(&mut call, |e| matches!(e, Event::PromptFinished(_))).await;
+    // The bot is told when it is heard: after the call is established and its media is up.
+    let at = |pred: &dyn Fn(&Event) -> bool| seen.iter().position(pred);
+    let active = at(&|e| matches!(e, Event::SendStatus { active: true })).expect("send active");
+    let connected = at(&|e| matches!(e, Event::MediaConnected)).expect("media connected");
+    let established = at(&|e| {
+        matches!(
+            e,
+            Event::State {
+                to: CallState::Established,
+                ..
+            }
+        )
+    })
+    .expect("established");
+    assert!(active > connected && active > established, "{seen:#?}");
     let call_id = call.id().to_owned();
     call.control().hang_up().await.unwrap();
     until(&mut call, |e| matches!(e, Event::Ended(_))).await;
