@@ -17,6 +17,7 @@ use appmedia_emulator::directory::Sound;
 use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
 use appmedia_model::{Identity, IdentitySet, ParticipantInfo};
 use appmedia_signalling::builders::{JoinMeetingIdBuilder, PeerToPeerCallBuilder, PstnCallBuilder};
+use appmedia_signalling::join_url::TeamsJoinLink;
 use clap::Args;
 
 /// The seed directory's tenant, bot application and its secret: the defaults, so that every
@@ -106,11 +107,15 @@ pub struct ServiceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CallArgs {
     /// Peer-to-peer call to this user id.
-    #[arg(long, value_name = "USER_ID", conflicts_with_all = ["phone", "join_meeting_id"])]
+    #[arg(long, value_name = "USER_ID", conflicts_with_all = ["phone", "join_meeting_id", "join_url"])]
     pub to: Option<String>,
     /// PSTN call to this E.164 number, from --app-instance.
-    #[arg(long, value_name = "+E164", conflicts_with = "join_meeting_id")]
+    #[arg(long, value_name = "+E164", conflicts_with_all = ["join_meeting_id", "join_url"])]
     pub phone: Option<String>,
+    /// Join the meeting of this Teams join link (thread, organizer and tenant come from it;
+    /// `appmedia emulator --print-directory` lists the emulator's).
+    #[arg(long, value_name = "URL", conflicts_with = "join_meeting_id")]
+    pub join_url: Option<String>,
     /// The application instance that owns the bot's phone number (PSTN calls).
     #[arg(long, value_name = "ID", default_value = SEED_APP_INSTANCE)]
     pub app_instance: String,
@@ -134,6 +139,7 @@ impl CallArgs {
             phone: None,
             app_instance: SEED_APP_INSTANCE.to_owned(),
             join_meeting_id: None,
+            join_url: None,
             passcode: None,
             unmixed: false,
         }
@@ -142,7 +148,7 @@ impl CallArgs {
     /// Whether the bot asks for unmixed per-speaker audio: with `--unmixed`, and always in a
     /// meeting, where the mix alone cannot say who spoke.
     pub fn wants_unmixed(&self) -> bool {
-        self.unmixed || self.join_meeting_id.is_some()
+        self.unmixed || self.join_meeting_id.is_some() || self.join_url.is_some()
     }
 
     /// The call's media options: unmixed audio when wanted, every stream handed on (and
@@ -255,7 +261,10 @@ pub(crate) fn request(
     tenant: &str,
 ) -> Result<appmedia_model::Call, String> {
     let media = appmedia_bot::app_hosted();
-    let built = if let Some(id) = &target.join_meeting_id {
+    let built = if let Some(link) = &target.join_url {
+        let link = TeamsJoinLink::parse(link).map_err(|e| format!("--join-url: {e}"))?;
+        link.join_builder(callback_uri, media).build()
+    } else if let Some(id) = &target.join_meeting_id {
         JoinMeetingIdBuilder::new(callback_uri, id, target.passcode.clone(), tenant, media).build()
     } else if let Some(phone) = &target.phone {
         let source = ParticipantInfo::new(IdentitySet::application_instance(Identity::new(
@@ -457,5 +466,29 @@ mod tests {
         let json = serde_json::to_value(request(&meeting, uri, SEED_TENANT).unwrap()).unwrap();
         assert_eq!(json["meetingInfo"]["joinMeetingId"], "1234567");
         assert_eq!(json["tenantId"], SEED_TENANT);
+
+        // By the directory meeting's join link: the organizer join, in the link's tenant.
+        let seed = Directory::seed();
+        let by_link = CallArgs {
+            to: None,
+            join_url: Some(seed.meetings[0].join_url()),
+            ..CallArgs::john()
+        };
+        assert!(by_link.wants_unmixed());
+        let json = serde_json::to_value(request(&by_link, uri, "ignored").unwrap()).unwrap();
+        assert_eq!(
+            json["chatInfo"]["threadId"],
+            seed.meetings[0].thread_id.as_str()
+        );
+        assert_eq!(json["tenantId"], seed.meetings[0].tenant.as_str());
+        let bad = CallArgs {
+            join_url: Some("https://example.com/l/meetup-join/x/0".into()),
+            ..by_link
+        };
+        let err = request(&bad, uri, SEED_TENANT).unwrap_err();
+        assert!(
+            err.starts_with("--join-url: not a Teams meeting link"),
+            "{err}"
+        );
     }
 }

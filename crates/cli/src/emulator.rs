@@ -60,6 +60,10 @@ pub struct EmulatorArgs {
 pub fn run(args: EmulatorArgs) -> ExitCode {
     if args.print_directory {
         print!("{}", appmedia_emulator::directory::SEED_DIRECTORY_TOML);
+        println!("\n# Each meeting's Teams join link (appmedia record --join-url LINK):");
+        for meeting in &Directory::seed().meetings {
+            println!("# {}: {}", meeting.join_meeting_id, meeting.join_url());
+        }
         return ExitCode::SUCCESS;
     }
     let directory = match &args.directory {

@@ -41,6 +41,27 @@ fn print_directory_prints_the_built_in_directory() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert_eq!(Directory::from_toml_str(&text).unwrap(), Directory::seed());
+    // Each meeting's join link, as a comment, that reads back as the meeting.
+    let meeting = &Directory::seed().meetings[0];
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("# {}: https://", meeting.join_meeting_id)))
+        .unwrap_or_else(|| panic!("no join link line:\n{text}"));
+    let link =
+        appmedia_signalling::join_url::TeamsJoinLink::parse(line.split_once(": ").unwrap().1)
+            .unwrap();
+    assert_eq!(
+        (
+            link.thread_id.as_str(),
+            link.organizer_id.as_str(),
+            link.tenant_id.as_str()
+        ),
+        (
+            meeting.thread_id.as_str(),
+            meeting.organizer.as_str(),
+            meeting.tenant.as_str()
+        )
+    );
 }
 
 #[test]

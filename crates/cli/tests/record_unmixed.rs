@@ -108,3 +108,52 @@ fn a_bad_directory_file_is_refused_before_any_call() {
         "{stderr}"
     );
 }
+
+/// The same meeting joined by its Teams join link: thread, organizer and tenant come from the
+/// link, and the bot hears both speakers.
+#[test]
+fn a_meeting_is_joined_by_its_teams_link() {
+    let fixture = root().join("tests/fixtures/two-speaker-meeting.toml");
+    let directory = appmedia_emulator::Directory::from_toml_file(&fixture).unwrap();
+    let link = directory.meetings[0].join_url();
+    let out = TempDir::new("record-join-url");
+    let output = appmedia()
+        .args(["record", "--join-url", &link])
+        .args(["--seconds", "3", "--json", "--directory"])
+        .arg(&fixture)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let s = summary(&output);
+    assert!(output.status.success(), "{link}: {s:#}");
+    assert_eq!(s["ok"], true, "{s:#}");
+    let names: Vec<&str> = s["speakers"]
+        .as_object()
+        .expect("speakers map")
+        .values()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(names.contains(&"John") && names.contains(&"Jane"), "{s:#}");
+
+    // A link that is not a Teams meeting link is refused before any call.
+    let output = appmedia()
+        .args([
+            "record",
+            "--join-url",
+            "https://example.com/l/meetup-join/x/0",
+        ])
+        .args(["--seconds", "3", "--json", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let s = summary(&output);
+    assert!(!output.status.success());
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a Teams meeting link"),
+        "{s:#}"
+    );
+}

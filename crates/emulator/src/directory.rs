@@ -356,6 +356,21 @@ pub struct Meeting {
     pub events: Vec<MeetingEvent>,
 }
 
+impl Meeting {
+    /// The meeting's Teams join link: what a person clicks, and what a bot may join by
+    /// (`TeamsJoinLink`); its message id is `0`, a meeting outside a channel.
+    pub fn join_url(&self) -> String {
+        appmedia_signalling::join_url::TeamsJoinLink {
+            thread_id: self.thread_id.clone(),
+            message_id: "0".into(),
+            reply_chain_message_id: None,
+            tenant_id: self.tenant.clone(),
+            organizer_id: self.organizer.clone(),
+        }
+        .to_url()
+    }
+}
+
 fn default_join_delay_ms() -> u64 {
     500
 }

@@ -59,6 +59,7 @@ pub mod builders;
 pub mod callback;
 pub mod check;
 pub mod client;
+pub mod join_url;
 pub mod permissions;
 pub mod roster;
 pub mod sharing;
