@@ -78,6 +78,11 @@ pub struct Application {
     /// until one is set (`PUT /control/applications/{id}/calling-webhook`).
     #[serde(default)]
     pub calling_webhook: Option<String>,
+    /// Whose online meetings the application may read with Graph's Get onlineMeeting (besides
+    /// `OnlineMeetings.Read.All`): Graph's application access policy, as user ids, or `"*"`
+    /// for a tenant-wide policy. Empty: none ("No application access policy found").
+    #[serde(default)]
+    pub online_meetings_policy: Vec<String>,
     /// Other tenants whose administrator consented to this multi-tenant application
     /// (`/adminconsent`): it may get tokens for them and create calls there, e.g. join a
     /// meeting organised in another tenant. Any other tenant refuses it a token (AADSTS700016).

@@ -46,6 +46,7 @@ pub mod error;
 pub mod incoming;
 pub mod media;
 pub mod notify;
+mod online_meetings;
 pub mod server;
 pub mod service_media;
 pub mod shapes;

@@ -550,6 +550,7 @@ fn router(shared: Arc<Shared>, notification_keys: &PublishedKeys) -> Router {
             post(crate::service_media::cancel_media_processing),
         )
         .merge(crate::incoming::handlers::routes())
+        .merge(crate::online_meetings::routes())
         .fallback(not_found)
         .with_state(shared.clone());
     // The notification issuer's OpenID document and JWKS live at the root, where
