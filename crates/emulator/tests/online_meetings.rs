@@ -150,3 +150,52 @@ async fn bad_filters_and_other_tenants_meetings_are_refused() {
     let (status, _) = fabrikam.get(&id_path).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The SDK's side: the signalling client finds the meeting by its link and by its join id,
+/// and what it found makes the same join request as parsing the link.
+#[tokio::test]
+async fn the_client_finds_a_meeting_and_makes_its_join_request() {
+    use appmedia_signalling::client::{GraphClient, GraphClientConfig, MeetingLookup};
+    use appmedia_signalling::join_url::TeamsJoinLink;
+
+    let h = Harness::start(config()).await;
+    let meeting = h.emulator.directory().meetings[0].clone();
+    let client = GraphClient::new(
+        GraphClientConfig::for_base_url(h.emulator.graph_url().parse().unwrap()),
+        Harness::token_source(&h.emulator, CALLING_BOT, CALLING_BOT_SECRET),
+    )
+    .unwrap();
+    let link = meeting.join_url();
+    let by_link = client
+        .find_online_meeting(BOB, MeetingLookup::JoinWebUrl(&link))
+        .await
+        .unwrap()
+        .expect("found by its link");
+    let by_id = client
+        .find_online_meeting(BOB, MeetingLookup::JoinMeetingId(&meeting.join_meeting_id))
+        .await
+        .unwrap()
+        .expect("found by its join id");
+    assert_eq!(by_link.id, by_id.id);
+    let resolved = TeamsJoinLink::from_online_meeting(&by_link).expect("thread, organizer, tenant");
+    assert_eq!(resolved, TeamsJoinLink::parse(&link).unwrap());
+    assert!(
+        client
+            .find_online_meeting(JOHN, MeetingLookup::JoinWebUrl(&link))
+            .await
+            .unwrap()
+            .is_none(),
+        "John organises no meeting"
+    );
+    // Without the permission: Graph's 403 as a typed error.
+    let limited = GraphClient::new(
+        GraphClientConfig::for_base_url(h.emulator.graph_url().parse().unwrap()),
+        Harness::token_source(&h.emulator, TEST_BOT, TEST_BOT_SECRET),
+    )
+    .unwrap();
+    let err = limited
+        .find_online_meeting(BOB, MeetingLookup::JoinWebUrl(&link))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+}

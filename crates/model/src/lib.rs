@@ -61,7 +61,8 @@ pub use error::{GraphError, GraphErrorBody, InnerError};
 pub use identity::{Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo};
 pub use media_config::{AppHostedMediaConfig, MediaConfig, MediaInfo, ServiceHostedMediaConfig};
 pub use meeting::{
-    ChatInfo, JoinMeetingIdMeetingInfo, MeetingInfo, OrganizerMeetingInfo, TokenMeetingInfo,
+    ChatInfo, JoinMeetingIdMeetingInfo, JoinMeetingIdSettings, MeetingInfo, MeetingParticipantInfo,
+    MeetingParticipants, OnlineMeeting, OrganizerMeetingInfo, TokenMeetingInfo,
 };
 pub use notification::{CommsNotification, CommsNotifications, ResourceData};
 pub use nullable::Nullable;

@@ -94,3 +94,91 @@ odata_union! {
         Token(TokenMeetingInfo) = "#microsoft.graph.tokenMeetingInfo",
     }
 }
+
+/// `#microsoft.graph.onlineMeeting` as Get onlineMeeting returns it: the parts a bot needs to
+/// join (the seed: "take the thread id, message id, organizer id and tenant id from the Get
+/// onlineMeeting API").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OnlineMeeting {
+    /// The meeting's id.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub id: Nullable<String>,
+    /// Its Teams join link.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub join_web_url: Nullable<String>,
+    /// Its subject.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub subject: Nullable<String>,
+    /// Its chat thread.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub chat_info: Nullable<ChatInfo>,
+    /// Its join id and passcode.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub join_meeting_id_settings: Nullable<JoinMeetingIdSettings>,
+    /// Who organises and attends it.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub participants: Nullable<MeetingParticipants>,
+    /// Properties this model does not name, kept for the round trip.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl OnlineMeeting {
+    /// The organizer's identity (`participants.organizer.identity.user`).
+    pub fn organizer(&self) -> Option<&crate::Identity> {
+        self.participants
+            .value()?
+            .organizer
+            .value()?
+            .identity
+            .value()?
+            .user
+            .value()
+    }
+}
+
+/// `#microsoft.graph.joinMeetingIdSettings`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JoinMeetingIdSettings {
+    /// The numeric join id.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub join_meeting_id: Nullable<String>,
+    /// The passcode.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub passcode: Nullable<String>,
+    /// Whether a join needs the passcode.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub is_passcode_required: Nullable<bool>,
+    /// Properties this model does not name, kept for the round trip.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `#microsoft.graph.meetingParticipants`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeetingParticipants {
+    /// The organizer.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub organizer: Nullable<MeetingParticipantInfo>,
+    /// Properties this model does not name (attendees, …), kept for the round trip.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `#microsoft.graph.meetingParticipantInfo`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeetingParticipantInfo {
+    /// Who.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub identity: Nullable<IdentitySet>,
+    /// Their user principal name.
+    #[serde(skip_serializing_if = "Nullable::is_absent")]
+    pub upn: Nullable<String>,
+    /// Properties this model does not name (role, …), kept for the round trip.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}

@@ -290,6 +290,15 @@ struct Answer {
     client_request_id: String,
 }
 
+/// How [`GraphClient::find_online_meeting`] names the meeting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeetingLookup<'a> {
+    /// By its Teams join link.
+    JoinWebUrl(&'a str),
+    /// By its numeric join id.
+    JoinMeetingId(&'a str),
+}
+
 #[derive(Deserialize)]
 struct Collection<T> {
     value: Vec<T>,
@@ -365,6 +374,28 @@ impl GraphClient {
     pub async fn delete_call(&self, call_id: &str) -> Result<(), ClientError> {
         let url = self.url(&["communications", "calls", checked_id(call_id)?])?;
         self.execute(Method::DELETE, url, None).await.map(|_| ())
+    }
+
+    /// Get onlineMeeting: the meeting `organizer_id` organises that `lookup` names (`None`
+    /// when there is none). Needs `OnlineMeetings.Read.All` and an application access policy
+    /// for the organizer; [`TeamsJoinLink::from_online_meeting`](crate::join_url::TeamsJoinLink::from_online_meeting)
+    /// turns the answer into the join request.
+    pub async fn find_online_meeting(
+        &self,
+        organizer_id: &str,
+        lookup: MeetingLookup<'_>,
+    ) -> Result<Option<appmedia_model::OnlineMeeting>, ClientError> {
+        let mut url = self.url(&["users", checked_id(organizer_id)?, "onlineMeetings"])?;
+        let (property, value) = match lookup {
+            MeetingLookup::JoinWebUrl(link) => ("JoinWebUrl", link),
+            MeetingLookup::JoinMeetingId(id) => ("joinMeetingIdSettings/joinMeetingId", id),
+        };
+        // An OData string literal doubles its quotes.
+        let filter = format!("{property} eq '{}'", value.replace('\'', "''"));
+        url.query_pairs_mut().append_pair("$filter", &filter);
+        let answer = self.execute(Method::GET, url.clone(), None).await?;
+        let page: Collection<appmedia_model::OnlineMeeting> = decode(&Method::GET, &url, &answer)?;
+        Ok(page.value.into_iter().next())
     }
 
     /// `GET /communications/calls/{id}/participants`: the full roster (every page).

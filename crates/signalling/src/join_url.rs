@@ -128,6 +128,24 @@ impl TeamsJoinLink {
         })
     }
 
+    /// What a Get onlineMeeting answer says (the seed's other way to the same request):
+    /// `None` when it lacks the thread, the organizer or the organizer's tenant.
+    pub fn from_online_meeting(meeting: &appmedia_model::OnlineMeeting) -> Option<TeamsJoinLink> {
+        let chat = meeting.chat_info.value()?;
+        let organizer = meeting.organizer()?;
+        Some(TeamsJoinLink {
+            thread_id: chat.thread_id.value()?.clone(),
+            message_id: chat
+                .message_id
+                .value()
+                .cloned()
+                .unwrap_or_else(|| "0".into()),
+            reply_chain_message_id: chat.reply_chain_message_id.value().cloned(),
+            tenant_id: organizer.tenant_id.value()?.clone(),
+            organizer_id: organizer.id.value()?.clone(),
+        })
+    }
+
     /// The link in the form Teams writes it.
     pub fn to_url(&self) -> String {
         use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
