@@ -449,6 +449,9 @@ pub struct PipelineStats {
     /// Silent ticks on which the encoder was not run at all: it had entered DTX on digital
     /// silence (a listen-only call) and rests until audio comes back. Part of `dtx_ticks`.
     pub encoder_rested_ticks: u64,
+    /// Comfort-noise updates sent while the encoder rested (one every 400 ms, as libopus
+    /// sends them in DTX).
+    pub comfort_noise_updates: u64,
     /// Level of the last frame the send side encoded, dBov (-127: nothing, or silence).
     pub sent_level_dbov: f32,
     /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
@@ -776,6 +779,12 @@ pub struct CallPipeline {
     send_active: bool,
     /// The encoder has entered DTX on digital silence and is not called until audio returns.
     encoder_resting: bool,
+    /// Ticks since the encoder came to rest (comfort-noise updates every `DTX_UPDATE_TICKS`).
+    rested_ticks: u32,
+    /// The encoder's last packet of digital silence: the comfort-noise update repeated while
+    /// it rests.
+    comfort_noise: [u8; COMFORT_NOISE_MAX],
+    comfort_noise_len: usize,
     /// Receiver reports from the transport, when it gives them: FEC then follows them.
     loss_reports: Option<Arc<LossReports>>,
     adaptive_fec: AdaptiveFec,
@@ -857,6 +866,9 @@ impl CallPipeline {
             sent_last_tick: false,
             send_active: true,
             encoder_resting: false,
+            rested_ticks: 0,
+            comfort_noise: [0; COMFORT_NOISE_MAX],
+            comfort_noise_len: 0,
             loss_reports: None,
             adaptive_fec: AdaptiveFec::new(),
             out_packet: Box::new([0; MAX_RTP_PACKET]),
@@ -1350,35 +1362,58 @@ impl CallPipeline {
         };
         // Digital silence (nothing to send, or frames of zeros): the encoder runs until it
         // has told the far end to play comfort noise (libopus DTX), then rests until audio
-        // comes back — a listen-only call costs no encoding. Without DTX silence is encoded
-        // and sent, keeping the stream flowing as configured.
+        // comes back — a listen-only call costs no encoding — while its last update goes out
+        // again every 400 ms, as libopus would send it. Without DTX silence is encoded and
+        // sent, keeping the stream flowing as configured.
         let silent = !any_input || is_digital_silence(frame);
-        if silent && self.encoder_resting {
+        let comfort_noise;
+        let (payload, level): (&[u8], AudioLevel) = if silent && self.encoder_resting {
             self.stats.sent_level_dbov = SILENCE_DBOV;
             self.stats.dtx_ticks += 1;
             self.stats.encoder_rested_ticks += 1;
-            self.sent_last_tick = false;
-            return;
-        }
-        self.encoder_resting = false;
-        let sent_dbov = level_dbov(&frame[..]);
-        self.stats.sent_level_dbov = sent_dbov;
-        let level = AudioLevel {
-            voice: sent_dbov >= self.config.speech_threshold_dbov,
-            level_dbov: crate::rtp::dbov_of(&frame[..]),
-        };
-        let payload = match self.encoder.encode(frame) {
-            Ok(EncodedFrame::Voice(p)) => p,
-            Ok(EncodedFrame::Dtx) => {
-                self.stats.dtx_ticks += 1;
+            self.rested_ticks = self.rested_ticks.wrapping_add(1);
+            // libopus refreshes the far end's comfort noise every 400 ms in DTX; so do we,
+            // with the update it made last (for digital silence every update is the same).
+            if self.comfort_noise_len == 0 || !self.rested_ticks.is_multiple_of(DTX_UPDATE_TICKS) {
                 self.sent_last_tick = false;
-                self.encoder_resting = silent;
                 return;
             }
-            Err(_) => {
-                self.stats.encode_errors += 1;
-                self.sent_last_tick = false;
-                return;
+            self.stats.comfort_noise_updates += 1;
+            comfort_noise = self.comfort_noise;
+            let silence = AudioLevel {
+                voice: false,
+                level_dbov: 127,
+            };
+            (&comfort_noise[..self.comfort_noise_len], silence)
+        } else {
+            self.encoder_resting = false;
+            self.rested_ticks = 0;
+            let sent_dbov = level_dbov(&frame[..]);
+            self.stats.sent_level_dbov = sent_dbov;
+            let level = AudioLevel {
+                voice: sent_dbov >= self.config.speech_threshold_dbov,
+                level_dbov: crate::rtp::dbov_of(&frame[..]),
+            };
+            match self.encoder.encode(frame) {
+                Ok(EncodedFrame::Voice(p)) => {
+                    // A packet of digital silence is the comfort-noise update to repeat.
+                    if silent && p.len() <= self.comfort_noise.len() {
+                        self.comfort_noise[..p.len()].copy_from_slice(p);
+                        self.comfort_noise_len = p.len();
+                    }
+                    (p, level)
+                }
+                Ok(EncodedFrame::Dtx) => {
+                    self.stats.dtx_ticks += 1;
+                    self.sent_last_tick = false;
+                    self.encoder_resting = silent;
+                    return;
+                }
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    self.sent_last_tick = false;
+                    return;
+                }
             }
         };
         let mut header = RtpHeader::new(
@@ -1650,6 +1685,12 @@ impl CallPipeline {
         }
     }
 }
+
+/// libopus sends a comfort-noise update every 400 ms in DTX.
+const DTX_UPDATE_TICKS: u32 = 20;
+
+/// Largest comfort-noise update kept for repeating (libopus's are a few bytes).
+const COMFORT_NOISE_MAX: usize = 64;
 
 /// The level [`level_dbov`] gives digital silence.
 const SILENCE_DBOV: f32 = -127.0;
