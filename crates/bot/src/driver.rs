@@ -110,11 +110,11 @@ impl Driver {
             }
         });
         tokio::pin!(keep_alive);
-        let mut keep_alive_running = false;
+        // Once the call is established: keepAlive runs, and the far end hears the bot when
+        // its media is connected too.
+        let mut established = false;
         let mut media_connected = false;
         let mut media_ended = false;
-        // The far end hears the bot once the call was established with its media connected.
-        let mut established = false;
         let mut blob_deadline: Option<tokio::time::Instant> = None;
         let end: Option<ResultInfo> = loop {
             let session = self.media.as_ref().map(|m| m.session.clone());
@@ -126,13 +126,12 @@ impl Driver {
                 }
                 event = self.signalling.recv() => {
                     let Some(event) = event else { break None };
-                    if let Some(ended) = self.on_signalling(event, &mut keep_alive_running, &mut blob_deadline).await {
+                    if let Some(ended) = self.on_signalling(event, &mut established, &mut blob_deadline).await {
                         break ended;
                     }
-                    established |= lock(&self.shared.snapshot).state == Some(CallState::Established);
                 }
                 _ = media_poll.tick(), if self.media.is_some() => self.drain_media(),
-                stop = &mut keep_alive, if keep_alive_running => {
+                stop = &mut keep_alive, if established => {
                     let KeepAliveStop::CallGone = stop;
                     tracing::info!(call = %call_id, "the service no longer knows the call");
                     break None;
@@ -173,7 +172,7 @@ impl Driver {
     async fn on_signalling(
         &mut self,
         event: CallEvent,
-        keep_alive_running: &mut bool,
+        established: &mut bool,
         blob_deadline: &mut Option<tokio::time::Instant>,
     ) -> Option<Option<ResultInfo>> {
         // Graph's `toneInfo` (after subscribeToTone) rides on a call update or state change.
@@ -202,7 +201,7 @@ impl Driver {
                     snapshot.resource = Some((*call).clone());
                 }
                 if to == CallState::Established {
-                    *keep_alive_running = true;
+                    *established = true;
                     if self.awaiting_answer_blob {
                         *blob_deadline = Some(tokio::time::Instant::now() + ANSWER_BLOB_GRACE);
                     }
