@@ -23,11 +23,9 @@ use serde_json::{Value, json};
 
 use crate::directory::Meeting;
 use crate::error::ApiError;
-use crate::server::{Shared, authenticate, request_id};
+use crate::server::{Shared, authenticate_for, request_id};
 use crate::tokens::AccessClaims;
-
-/// The application permissions that read online meetings.
-const READ_ROLES: [&str; 2] = ["OnlineMeetings.Read.All", "OnlineMeetings.ReadWrite.All"];
+use appmedia_signalling::permissions::{AnyOf, Permission, RequiredPermissions};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -88,17 +86,13 @@ fn respond(result: Result<Value, ApiError>, headers: &HeaderMap) -> Response {
 /// The caller's claims when it may read `user`'s meetings: a read permission and an access
 /// policy covering the user.
 fn allowed(shared: &Shared, headers: &HeaderMap, user: &str) -> Result<AccessClaims, ApiError> {
-    let claims = authenticate(shared, headers)?;
-    let roles: Vec<&str> = claims.all["roles"]
-        .as_array()
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !READ_ROLES.iter().any(|r| roles.contains(r)) {
-        return Err(ApiError::forbidden(format!(
-            "the application needs the application permission {} to read online meetings",
-            READ_ROLES[0]
-        )));
-    }
+    let read = RequiredPermissions {
+        all_of: vec![AnyOf(vec![
+            Permission::OnlineMeetingsReadAll,
+            Permission::OnlineMeetingsReadWriteAll,
+        ])],
+    };
+    let claims = authenticate_for(shared, headers, &read)?;
     let policy = shared
         .directory()
         .application(&claims.app_id)

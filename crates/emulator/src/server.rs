@@ -626,8 +626,17 @@ async fn graph_openid_configuration(
 /// The verified claims of an application token (401 for a bad token, 403 for a delegated one
 /// or one without application permissions): every calling route needs one, as Graph's do.
 pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AccessClaims, ApiError> {
+    authenticate_for(shared, headers, &RequiredPermissions::default())
+}
+
+/// [`authenticate`], and the token grants `required` (403 naming what is missing).
+pub(crate) fn authenticate_for(
+    shared: &Shared,
+    headers: &HeaderMap,
+    required: &RequiredPermissions,
+) -> Result<AccessClaims, ApiError> {
     let claims = shared.tokens.verify(authorization(headers))?;
-    check_token_claims(&claims.all, &RequiredPermissions::default()).map_err(permission_error)?;
+    check_token_claims(&claims.all, required).map_err(permission_error)?;
     Ok(claims)
 }
 

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::validate::CreateCallKind;
 
-/// A Graph calling permission (application, or resource-specific consent).
+/// A Graph permission a calling bot uses (application, or resource-specific consent): the
+/// calling permissions, and reading online meetings before joining them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Permission {
     /// `Calls.Initiate.All`: peer-to-peer calls, PSTN included.
@@ -24,17 +25,23 @@ pub enum Permission {
     CallsJoinGroupCallsChat,
     /// `Calls.AccessMedia.All`: application-hosted media.
     CallsAccessMediaAll,
+    /// `OnlineMeetings.Read.All`: Get onlineMeeting (with an application access policy).
+    OnlineMeetingsReadAll,
+    /// `OnlineMeetings.ReadWrite.All`: Get onlineMeeting too, and creating meetings.
+    OnlineMeetingsReadWriteAll,
 }
 
 impl Permission {
     /// Every permission, in the order of the reference's table.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 8] = [
         Permission::CallsInitiateAll,
         Permission::CallsInitiateGroupCallAll,
         Permission::CallsJoinGroupCallAll,
         Permission::CallsJoinGroupCallAsGuestAll,
         Permission::CallsJoinGroupCallsChat,
         Permission::CallsAccessMediaAll,
+        Permission::OnlineMeetingsReadAll,
+        Permission::OnlineMeetingsReadWriteAll,
     ];
 
     /// The name as it appears in a token's `roles` claim.
@@ -46,6 +53,8 @@ impl Permission {
             Permission::CallsJoinGroupCallAsGuestAll => "Calls.JoinGroupCallAsGuest.All",
             Permission::CallsJoinGroupCallsChat => "Calls.JoinGroupCalls.Chat",
             Permission::CallsAccessMediaAll => "Calls.AccessMedia.All",
+            Permission::OnlineMeetingsReadAll => "OnlineMeetings.Read.All",
+            Permission::OnlineMeetingsReadWriteAll => "OnlineMeetings.ReadWrite.All",
         }
     }
 
@@ -63,7 +72,7 @@ impl fmt::Display for Permission {
 
 /// A name that is not a calling permission.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a Graph calling permission")]
+#[error("{0:?} is not a Graph permission appmedia knows")]
 pub struct UnknownPermission(pub String);
 
 impl FromStr for Permission {
