@@ -777,17 +777,10 @@ pub struct CallPipeline {
     sent_last_tick: bool,
     /// Whether the send side runs ([`CallPipeline::set_send_active`]).
     send_active: bool,
-    /// The encoder has entered DTX on digital silence and is not called until audio returns.
-    encoder_resting: bool,
-    /// Ticks since the encoder came to rest (comfort-noise updates every `DTX_UPDATE_TICKS`).
-    rested_ticks: u32,
-    /// The encoder's last packet of digital silence: the comfort-noise update repeated while
-    /// it rests.
-    comfort_noise: [u8; COMFORT_NOISE_MAX],
-    comfort_noise_len: usize,
-    /// Receiver reports from the transport, when it gives them: FEC then follows them.
-    loss_reports: Option<Arc<LossReports>>,
-    adaptive_fec: AdaptiveFec,
+    /// The encoder at rest on digital silence, and the update it repeats meanwhile.
+    rest: EncoderRest,
+    /// Receiver reports from the transport, when it gives them, and the FEC that follows them.
+    feedback: Option<(Arc<LossReports>, AdaptiveFec)>,
     out_packet: Box<[u8; MAX_RTP_PACKET]>,
     out_len: usize,
     dtmf_in: DtmfDetector,
@@ -865,12 +858,8 @@ impl CallPipeline {
             next_ts: config.initial_timestamp,
             sent_last_tick: false,
             send_active: true,
-            encoder_resting: false,
-            rested_ticks: 0,
-            comfort_noise: [0; COMFORT_NOISE_MAX],
-            comfort_noise_len: 0,
-            loss_reports: None,
-            adaptive_fec: AdaptiveFec::new(),
+            rest: EncoderRest::default(),
+            feedback: None,
             out_packet: Box::new([0; MAX_RTP_PACKET]),
             out_len: 0,
             dtmf_in: DtmfDetector::new(),
@@ -1366,28 +1355,24 @@ impl CallPipeline {
         // again every 400 ms, as libopus would send it. Without DTX silence is encoded and
         // sent, keeping the stream flowing as configured.
         let silent = !any_input || is_digital_silence(frame);
-        let comfort_noise;
-        let (payload, level): (&[u8], AudioLevel) = if silent && self.encoder_resting {
+        let update;
+        let (payload, level): (&[u8], AudioLevel) = if silent && self.rest.is_resting() {
             self.stats.sent_level_dbov = SILENCE_DBOV;
             self.stats.dtx_ticks += 1;
             self.stats.encoder_rested_ticks += 1;
-            self.rested_ticks = self.rested_ticks.wrapping_add(1);
-            // libopus refreshes the far end's comfort noise every 400 ms in DTX; so do we,
-            // with the update it made last (for digital silence every update is the same).
-            if self.comfort_noise_len == 0 || !self.rested_ticks.is_multiple_of(DTX_UPDATE_TICKS) {
+            let Some(due) = self.rest.tick() else {
                 self.sent_last_tick = false;
                 return;
-            }
+            };
             self.stats.comfort_noise_updates += 1;
-            comfort_noise = self.comfort_noise;
+            update = due;
             let silence = AudioLevel {
                 voice: false,
                 level_dbov: 127,
             };
-            (&comfort_noise[..self.comfort_noise_len], silence)
+            (update.as_slice(), silence)
         } else {
-            self.encoder_resting = false;
-            self.rested_ticks = 0;
+            self.rest.wake();
             let sent_dbov = level_dbov(&frame[..]);
             self.stats.sent_level_dbov = sent_dbov;
             let level = AudioLevel {
@@ -1396,17 +1381,17 @@ impl CallPipeline {
             };
             match self.encoder.encode(frame) {
                 Ok(EncodedFrame::Voice(p)) => {
-                    // A packet of digital silence is the comfort-noise update to repeat.
-                    if silent && p.len() <= self.comfort_noise.len() {
-                        self.comfort_noise[..p.len()].copy_from_slice(p);
-                        self.comfort_noise_len = p.len();
+                    if silent {
+                        self.rest.keep_update(p);
                     }
                     (p, level)
                 }
                 Ok(EncodedFrame::Dtx) => {
                     self.stats.dtx_ticks += 1;
                     self.sent_last_tick = false;
-                    self.encoder_resting = silent;
+                    if silent {
+                        self.rest.start();
+                    }
                     return;
                 }
                 Err(_) => {
@@ -1657,9 +1642,9 @@ impl CallPipeline {
     /// reported loss's step when there is loss. Without it the encoder keeps its configured
     /// FEC and expected loss.
     pub fn use_loss_reports(&mut self, reports: Arc<LossReports>) -> Result<(), PipelineError> {
-        self.adaptive_fec = AdaptiveFec::new();
-        self.apply_expected_loss(self.adaptive_fec.expected_loss_pct())?;
-        self.loss_reports = Some(reports);
+        let fec = AdaptiveFec::new();
+        self.apply_expected_loss(fec.expected_loss_pct())?;
+        self.feedback = Some((reports, fec));
         Ok(())
     }
 
@@ -1670,16 +1655,16 @@ impl CallPipeline {
 
     /// Takes a new receiver report, if one came since the last tick.
     fn follow_loss_reports(&mut self) {
-        let Some(reports) = &self.loss_reports else {
+        let Some((reports, fec)) = &mut self.feedback else {
             return;
         };
         let (count, fraction) = reports.latest();
         if count == self.stats.loss_reports {
             return;
         }
+        let pct = fec.on_report(fraction);
         self.stats.loss_reports = count;
         self.stats.remote_fraction_lost = fraction;
-        let pct = self.adaptive_fec.on_report(fraction);
         if pct != self.stats.expected_loss_pct && self.apply_expected_loss(pct).is_err() {
             self.stats.encode_errors += 1;
         }
@@ -1691,6 +1676,70 @@ const DTX_UPDATE_TICKS: u32 = 20;
 
 /// Largest comfort-noise update kept for repeating (libopus's are a few bytes).
 const COMFORT_NOISE_MAX: usize = 64;
+
+/// The send side's encoder at rest on digital silence: it is not called until audio returns,
+/// and libopus's comfort-noise refresh is imitated by repeating its last packet of digital
+/// silence every 400 ms (for digital silence every update is the same).
+#[derive(Debug, Default)]
+struct EncoderRest {
+    /// Ticks spent at rest; `None` while the encoder runs.
+    rested: Option<u32>,
+    /// The encoder's last packet of digital silence (`len` bytes of `bytes`).
+    update: ComfortNoise,
+}
+
+/// A small packet kept by value, so the tick copies it without allocating.
+#[derive(Debug, Clone, Copy)]
+struct ComfortNoise {
+    bytes: [u8; COMFORT_NOISE_MAX],
+    len: usize,
+}
+
+impl ComfortNoise {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Default for ComfortNoise {
+    fn default() -> Self {
+        ComfortNoise {
+            bytes: [0; COMFORT_NOISE_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl EncoderRest {
+    fn is_resting(&self) -> bool {
+        self.rested.is_some()
+    }
+
+    /// The encoder said DTX on digital silence: rest from the next tick.
+    fn start(&mut self) {
+        self.rested = Some(0);
+    }
+
+    /// Audio again: the encoder runs.
+    fn wake(&mut self) {
+        self.rested = None;
+    }
+
+    /// Keeps a packet the encoder made of digital silence, for repeating at rest.
+    fn keep_update(&mut self, packet: &[u8]) {
+        if packet.len() <= COMFORT_NOISE_MAX {
+            self.update.bytes[..packet.len()].copy_from_slice(packet);
+            self.update.len = packet.len();
+        }
+    }
+
+    /// One more tick at rest: the update to send now, every `DTX_UPDATE_TICKS`.
+    fn tick(&mut self) -> Option<ComfortNoise> {
+        let rested = self.rested.as_mut()?;
+        *rested = rested.wrapping_add(1);
+        (self.update.len > 0 && rested.is_multiple_of(DTX_UPDATE_TICKS)).then_some(self.update)
+    }
+}
 
 /// The level [`level_dbov`] gives digital silence.
 const SILENCE_DBOV: f32 = -127.0;
