@@ -52,6 +52,11 @@ pub enum Party {
 }
 
 impl Party {
+    /// True for the directory user `id`.
+    pub fn is_user(&self, id: &str) -> bool {
+        matches!(self, Party::User { id: user, .. } if user.eq_ignore_ascii_case(id))
+    }
+
     /// The identity set Graph writes for this party.
     pub fn identity(&self) -> IdentitySet {
         match self {

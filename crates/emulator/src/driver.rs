@@ -77,6 +77,9 @@ pub struct CallPlan {
     pub ringing_timeout: Duration,
     /// Fault injection.
     pub faults: Faults,
+    /// The softphone page the caller of an incoming call calls from: the call rings there
+    /// once the bot answered, and the person's joining establishes it.
+    pub caller_page: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -156,8 +159,13 @@ pub async fn run_call(
             .then(|| record.resource.media_config.value().cloned())
             .flatten();
     });
-    // The caller of an incoming call is nobody a softphone page should ring for.
-    let called = if incoming { Vec::new() } else { called };
+    // The caller of an incoming call is nobody a softphone page should ring for, unless they
+    // call from one: then that page (only) is where they pick up the answered call.
+    let called = if incoming && plan.caller_page.is_none() {
+        Vec::new()
+    } else {
+        called
+    };
     let rung = shared.softphones().call_started(
         &plan.call_id,
         &format!("{:?}", plan.kind),
@@ -167,6 +175,7 @@ pub async fn run_call(
             .map(|(_, m)| m.join_meeting_id.as_str()),
         &display_name(&plan.bot_identity),
         has_media,
+        plan.caller_page,
     );
     let mut timeline: Vec<(Duration, Step)> = Vec::new();
     for (i, (party, behaviour)) in plan.parties.iter().enumerate() {
@@ -713,7 +722,18 @@ impl Run {
             }
             SoftphoneCommand::Leave { user } => {
                 if !self.softphone_keys.remove(&user) {
-                    return None;
+                    // A caller who hangs up on the page between the bot's answer and their
+                    // own pick-up: the call ends as when they hang up in it.
+                    return match self.called_index(&user) {
+                        Some(i)
+                            if self.plan.caller_page.is_some()
+                                && states[i] == PartyState::Ringing =>
+                        {
+                            states[i] = PartyState::Gone;
+                            Some(result::ENDED_BY_REMOTE)
+                        }
+                        _ => None,
+                    };
                 }
                 match self.called_index(&user) {
                     Some(i) if states[i] == PartyState::Joined => {

@@ -771,6 +771,7 @@ async fn create_call_inner(
         content_sharing: flag(|o| &o.is_content_sharing_notification_enabled),
         ringing_timeout,
         faults: shared.config.faults,
+        caller_page: None,
     };
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (notify_tx, _delivery) = shared.notifier.start_call(Destination {

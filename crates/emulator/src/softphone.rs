@@ -8,12 +8,14 @@
 //! ```text
 //! page → emulator   {"type":"register","user":"<user id>","meeting":"<joinMeetingId>"?}
 //!                   {"type":"join","callId":"…","sdp":"<complete SDP offer>"}
+//!                   {"type":"call","to":"<application id, instance id or its phone number>"}
 //!                   {"type":"decline","callId":"…"}
 //!                   {"type":"mute","muted":true}
 //!                   {"type":"leave"}
 //!                   {"type":"stats","packetsReceived":…,"totalAudioEnergy":…,"audioLevel":…,"packetsSent":…}
-//! emulator → page   {"type":"directory","users":[…],"meetings":[…]}   (on connect)
+//! emulator → page   {"type":"directory","users":[…],"meetings":[…],"applications":[…]}   (on connect)
 //!                   {"type":"registered","user":{…},"meeting":…}
+//!                   {"type":"calling","callId":"…","to":"…"}          (the bot is rung)
 //!                   {"type":"calls","calls":[…]}                       (live calls with media)
 //!                   {"type":"incoming","callId":"…","from":"…","kind":"…"}
 //!                   {"type":"joined","callId":"…","participantId":"…","sourceId":…,"sdp":"<answer>"}
@@ -35,6 +37,14 @@
 //! the place of the simulated user when they are already in it, or join a meeting call.
 //! A page registered for a meeting is told when the bot's call to that meeting is
 //! established. Closing the page (the WebSocket) is leaving the call.
+//!
+//! A page registered as a user can also call the bot (`call`): the emulator rings the bot's
+//! application as `POST /control/incoming-calls` does, with the person as the caller. Once the
+//! bot answers, the call rings that page (`incoming` with the call id it was given in
+//! `calling`), the page joins with its offer, and the person's joining establishes the call:
+//! the bot hears their microphone and they hear the bot. Hanging up (`leave`) before that
+//! cancels the call (the bot gets `terminated`, 487); a rejected, redirected or unanswered call
+//! ends at the page with the reason.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -223,6 +233,7 @@ impl Softphones {
         meeting: Option<&str>,
         from: &str,
         has_media: bool,
+        only_page: Option<u64>,
     ) -> Vec<String> {
         let mut inner = self.lock();
         inner.calls.insert(
@@ -239,9 +250,10 @@ impl Softphones {
         );
         let mut rung = Vec::new();
         if has_media {
-            for page in inner.pages.values() {
+            for (id, page) in &inner.pages {
                 if let Some(user) = &page.status.user
                     && page.status.call_id.is_none()
+                    && only_page.is_none_or(|only| only == *id)
                     && called.contains(user)
                 {
                     let _ = page.tx.send(json!({
@@ -475,6 +487,9 @@ enum FromPage {
         call_id: String,
         sdp: String,
     },
+    Call {
+        to: String,
+    },
     Decline {
         call_id: String,
     },
@@ -499,6 +514,8 @@ struct Connection {
     page: u64,
     tx: mpsc::UnboundedSender<Value>,
     call: Option<InCall>,
+    /// The call this page placed to a bot, until the person picks it up or it ends.
+    calling: Option<String>,
 }
 
 impl Connection {
@@ -510,6 +527,7 @@ impl Connection {
             page,
             tx,
             call: None,
+            calling: None,
         };
         connection.send(connection.directory());
         loop {
@@ -561,11 +579,31 @@ impl Connection {
                 json!({"joinMeetingId": m.join_meeting_id, "organizer": organizer})
             })
             .collect();
-        json!({"type": "directory", "users": users, "meetings": meetings})
+        // Whom a page can call: each application, and its instances with their numbers.
+        let applications: Vec<Value> = directory
+            .applications
+            .iter()
+            .map(|a| {
+                let instances: Vec<Value> = directory
+                    .application_instances
+                    .iter()
+                    .filter(|i| i.application.eq_ignore_ascii_case(&a.id))
+                    .map(|i| json!({"id": i.id, "displayName": i.display_name, "phone": i.phone}))
+                    .collect();
+                json!({"id": a.id, "displayName": a.display_name, "instances": instances})
+            })
+            .collect();
+        json!({
+            "type": "directory", "users": users, "meetings": meetings,
+            "applications": applications,
+        })
     }
 
     /// Messages to the page that change this connection's state: the call ended.
     async fn observe(&mut self, value: &Value) {
+        if value["type"] == "ended" && value["callId"].as_str() == self.calling.as_deref() {
+            self.calling = None;
+        }
         if value["type"] == "ended"
             && let Some(call) = &self.call
             && value["callId"].as_str() == Some(call.call_id.as_str())
@@ -590,6 +628,11 @@ impl Connection {
             FromPage::Register { user, meeting } => self.register(user, meeting),
             FromPage::Join { call_id, sdp } => {
                 if let Err(message) = self.join(&call_id, &sdp).await {
+                    self.error(message);
+                }
+            }
+            FromPage::Call { to } => {
+                if let Err(message) = self.call(&to) {
                     self.error(message);
                 }
             }
@@ -664,6 +707,25 @@ impl Connection {
         }));
     }
 
+    /// The person calls the bot `to` (an application id, instance id or phone number).
+    fn call(&mut self, to: &str) -> Result<(), String> {
+        if self.call.is_some() || self.calling.is_some() {
+            return Err("already in a call: hang up first".into());
+        }
+        let user = self.registered_user().ok_or("register first")?;
+        let mut route = self
+            .shared
+            .directory()
+            .incoming_route(&user, to, None)
+            .map_err(|e| e.to_string())?;
+        route.from_page = Some(self.page);
+        let call_id = crate::incoming::ring(&self.shared, route).map_err(|e| e.message)?;
+        tracing::info!(page = self.page, call = %call_id, %user, %to, "softphone calls the bot");
+        self.send(json!({"type": "calling", "callId": call_id, "to": to}));
+        self.calling = Some(call_id);
+        Ok(())
+    }
+
     fn command(&self, call_id: &str, command: SoftphoneCommand) {
         match self.shared.call_control(call_id) {
             Some(control) if control.send(Control::Softphone(command)).is_ok() => {}
@@ -735,6 +797,9 @@ impl Connection {
             joined.source_id,
         );
         tracing::info!(page = self.page, call = %call_id, %user, source_id = joined.source_id, "softphone joined");
+        if self.calling.as_deref() == Some(call_id) {
+            self.calling = None;
+        }
         self.call = Some(InCall {
             call_id: call_id.to_owned(),
             user,
@@ -745,6 +810,15 @@ impl Connection {
     }
 
     async fn leave(&mut self) {
+        // A call this page placed and the person has not picked up yet: hanging up cancels it.
+        if let Some(call_id) = self.calling.take() {
+            if let (Some(user), Some(control)) =
+                (self.registered_user(), self.shared.call_control(&call_id))
+            {
+                let _ = control.send(Control::Softphone(SoftphoneCommand::Leave { user }));
+            }
+            self.send(json!({"type": "ended", "callId": call_id, "reason": "you hung up"}));
+        }
         let Some(call) = self.call.take() else {
             return;
         };

@@ -43,6 +43,7 @@ use crate::notify::NotificationQueue;
 use crate::server::{CallRecord, Shared};
 use crate::service_media::ServiceMedia;
 use crate::shapes::{CallIds, MeetingContext};
+use crate::softphone::SoftphoneCommand;
 use route::{Callee, IncomingRoute};
 
 /// The `resultInfo` of the ways the bot's leg of an incoming call ends before it is answered.
@@ -68,6 +69,9 @@ pub mod result {
     /// … redirected (SIP 302 Moved Temporarily): the caller now rings the targets.
     pub const REDIRECTED: (i64, i64, &str) =
         (302, 0, "The call was redirected by the application.");
+    /// … the caller hung up while it rang (SIP 487 Request Terminated: the caller's CANCEL).
+    pub const CALLER_HUNG_UP: (i64, i64, &str) =
+        (487, 0, "The caller hung up before the call was answered.");
     /// … the bot deleted the call while it rang.
     pub const ENDED_BY_APPLICATION: (i64, i64, &str) = crate::shapes::result::ENDED_BY_APPLICATION;
 }
@@ -324,6 +328,14 @@ impl Ringing {
                         self.end(None, result::ENDED_BY_APPLICATION);
                         return;
                     }
+                    // The person on the softphone page who calls hangs up.
+                    Some(Control::Softphone(SoftphoneCommand::Leave { user }))
+                        if self.route.from_page.is_some() && self.route.caller.is_user(&user) =>
+                    {
+                        tracing::info!(call = %self.id(), %user, "the caller hung up while the call rang the bot");
+                        self.end(None, result::CALLER_HUNG_UP);
+                        return;
+                    }
                     // Nothing else (softphone pages, in-call actions) applies to a call that
                     // only rings the bot.
                     Some(_) => continue,
@@ -362,6 +374,8 @@ impl Ringing {
         self.shared.incoming().ringing_calls().remove(&id);
         self.shared.remove_call(&id);
         self.shared.book().ended(&id, outcome);
+        // A page that placed the call stops calling.
+        self.shared.softphones().call_ended(&id, outcome.2);
         self.notify_terminated(callback_uri, outcome);
     }
 
@@ -392,6 +406,13 @@ impl Ringing {
         self.shared.incoming().ringing_calls().remove(&id);
         self.shared.remove_call(&id);
         self.notify_terminated(redirect.callback_uri.clone(), result::REDIRECTED);
+        // The redirect's targets ring for the directory's caller; a page that placed the call
+        // follows no redirect: it is told the call went elsewhere.
+        if self.route.from_page.is_some() {
+            self.shared
+                .softphones()
+                .call_ended(&id, "the bot redirected the call");
+        }
         let _ = reply.send(());
         redirect::run(
             self.shared.clone(),
@@ -496,6 +517,7 @@ impl Ringing {
             content_sharing,
             ringing_timeout: self.shared.config.default_ringing_timeout,
             faults: self.shared.config.faults,
+            caller_page: route.from_page,
         };
         run_call(self.shared.clone(), plan, control, notify).await;
     }

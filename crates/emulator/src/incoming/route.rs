@@ -76,6 +76,10 @@ pub struct IncomingRoute {
     pub callee: Callee,
     /// The meeting the call comes from.
     pub meeting: Option<Meeting>,
+    /// The softphone page (its connection number) the caller calls from: a person with their
+    /// own microphone instead of the directory's script. `None` for the control API and
+    /// directory scripts.
+    pub from_page: Option<u64>,
 }
 
 impl IncomingRoute {
@@ -200,6 +204,7 @@ impl Directory {
             application: application.clone(),
             callee,
             meeting,
+            from_page: None,
         })
     }
 
