@@ -120,7 +120,7 @@ async fn echo_bot_sends_the_caller_back_what_they_said() {
     let call_id = ring(&emulator).await;
     until_no_calls(&emulator, &bot).await;
     // What the bot sent, as the emulator heard it: the caller's 440 Hz, echoed.
-    let path = appmedia_emulator::media::bot_recording_path(&recordings, &call_id);
+    let path = appmedia_emulator::bot_recording_path(&recordings, &call_id);
     let (rate, sent) = read_wav(&path);
     let (freq, ratio) = dominant(&sent, &[440.0, 1000.0], rate as f32);
     assert_eq!(freq, 440.0, "ratio {ratio}");

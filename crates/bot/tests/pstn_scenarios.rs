@@ -179,8 +179,7 @@ async fn transfers_to_another_pstn(mut a: Answered, caller: &str) {
     while a.emulator.transferred_calls() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path =
-        appmedia_emulator::heard::heard_recording_path(&a.recordings, a.call.id(), caller_source);
+    let path = appmedia_emulator::heard_recording_path(&a.recordings, a.call.id(), caller_source);
     let (rate, ear) = read_wav(&path);
     let profile: String = windows(&ear, rate, 100)
         .iter()

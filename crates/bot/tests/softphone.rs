@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use appmedia_bot::{AnswerMedia, Bot, Called, MediaOptions};
 use appmedia_emulator::Emulator;
-use appmedia_emulator::softphone::PageReport;
+use appmedia_emulator::PageReport;
 use appmedia_model::{CallState, RejectReason};
 use appmedia_testkit::browser::{CHROMIUM, headless_chromium};
 use appmedia_transport::{MediaSession, TransportConfig};

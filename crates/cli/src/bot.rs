@@ -328,7 +328,7 @@ pub fn emulator_recording(service: &ServiceArgs, call_id: &str) -> Option<PathBu
     service
         .emulator_recordings
         .as_deref()
-        .map(|dir| appmedia_emulator::media::bot_recording_path(dir, call_id))
+        .map(|dir| appmedia_emulator::bot_recording_path(dir, call_id))
 }
 
 #[cfg(test)]

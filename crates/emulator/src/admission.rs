@@ -135,7 +135,7 @@ pub fn admit(
     validate_create_call(&request).map_err(|e| ApiError::bad_request(e.to_string()))?;
 
     check_token_claims(&claims.all, &required_permissions(&request))
-        .map_err(crate::server::permission_error)?;
+        .map_err(crate::error::permission_error)?;
 
     let application = directory
         .application(&claims.app_id)

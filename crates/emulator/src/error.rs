@@ -1,6 +1,7 @@
 //! Graph-style error responses: `{"error":{"code","message","innerError":{"request-id","date"}}}`.
 
 use appmedia_model::{GraphErrorBody, InnerError, Nullable};
+use appmedia_signalling::permissions::PermissionError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -39,6 +40,15 @@ impl ApiError {
     /// 404 `NotFound`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+
+    /// 500 `InternalServerError`: the emulator failed, not the request.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            message,
+        )
     }
 
     /// Any status and code.
@@ -109,6 +119,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// The 403 for a token that may not make a request.
+pub fn permission_error(e: PermissionError) -> ApiError {
+    match e {
+        PermissionError::DelegatedToken { .. } => ApiError::forbidden(format!(
+            "Delegated authentication is not supported for calls: {e}"
+        )),
+        other => ApiError::forbidden(other.to_string()),
+    }
 }
 
 #[cfg(test)]

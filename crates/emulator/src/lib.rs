@@ -6,7 +6,7 @@
 //! same validation and permission rules as `appmedia-signalling` (plus existence checks
 //! against its [`Directory`]), serves `GET`/`DELETE` on calls and `GET …/participants`,
 //! performs the in-call actions (transfer, invite, mute, keepAlive, tones, recordResponse,
-//! recording status, screen sharing role: [`actions`], [`service_actions`]), and plays the
+//! recording status, screen sharing role: [`http::actions`], [`http::service_actions`]), and plays the
 //! remote parties' scripts, posting signed `commsNotifications` to the bot's
 //! callbackUri in the shapes of the Graph documentation. The notification keys are
 //! published through an OpenID configuration document at
@@ -14,13 +14,13 @@
 //! `appmedia_signalling::auth::CallbackTokenValidator` unchanged.
 //!
 //! `GET /softphone` is a web page where a person joins an emulated call with their own
-//! microphone and speakers, as a directory user or meeting participant ([`softphone`]).
+//! microphone and speakers, as a directory user or meeting participant ([`http::softphone`]).
 //!
-//! Bots can be called too ([`incoming`]): a directory user or phone calls an application
+//! Bots can be called too ([`calls::incoming`]): a directory user or phone calls an application
 //! (its id, its instance's id or phone number, or from a meeting), the bot gets the
 //! `incoming` notification at its calling webhook and answers, rejects or redirects it
 //! within [`EmulatorConfig::incoming_answer_timeout`]. Tests and tools drive that, and look at
-//! every call, through the control API under [`Emulator::control_url`] ([`control`]).
+//! every call, through the control API under [`Emulator::control_url`] ([`http::control`]).
 //!
 //! ```
 //! use appmedia_emulator::{Emulator, EmulatorConfig};
@@ -38,32 +38,38 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admission;
-pub mod control;
-pub mod directory;
-pub mod driver;
-pub mod error;
-pub mod incoming;
-pub mod media;
-pub mod notify;
-mod online_meetings;
+// Four layers, each using only the ones below it (`docs/architecture.md`; `tests/layers.rs`
+// checks every `crate::` path):
+//
+// 4. The running emulator: its state, listener and router.
 pub mod server;
-pub mod service_media;
+// 3. HTTP routes: Graph's v1.0 calling API, the token endpoints, the control API and the
+//    softphone page. They parse, authenticate and answer; calls do the rest.
+pub mod http;
+// 2. Calls: the registry of live calls, each call's driver, calls ringing a bot, the
+//    softphone pages a call may ring, the control API's book.
+pub mod calls;
+// 1. Conference media: the emulator as the bot's media peer, service-hosted prompts, tones
+//    and recordResponse, recordings, conversations transferred away.
+pub mod conference;
+// 0. The vocabulary every layer shares: configuration, directory, errors, admission, Graph
+//    shapes, operations, notifications, tokens.
+pub mod admission;
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod notify;
+pub(crate) mod operations;
 pub mod shapes;
-pub mod softphone;
 pub mod tokens;
 
-// The in-call actions (transfer, invite, mute, keepAlive, tones, recordResponse, ...).
-pub mod actions;
-pub mod heard;
-pub(crate) mod operations;
-pub(crate) mod requests;
-pub mod service_actions;
-pub mod transferred;
-
+pub use calls::softphones::{PageReport, SoftphoneStatus};
+pub use conference::heard::heard_recording_path;
+pub use conference::media::bot_recording_path;
+pub use conference::service_media::mixed_recording_path;
+pub use conference::service_media::{CallMedia, PartyMedia};
+pub use config::{DEFAULT_NOTIFICATION_ISSUER, EmulatorConfig, Faults};
 pub use directory::{Directory, DirectoryError};
-pub use driver::Faults;
 pub use error::ApiError;
 pub use notify::{DeliveryStats, RetryPolicy};
-pub use server::{DEFAULT_NOTIFICATION_ISSUER, Emulator, EmulatorConfig, EmulatorError};
-pub use service_media::{CallMedia, PartyMedia};
+pub use server::{Emulator, EmulatorError};

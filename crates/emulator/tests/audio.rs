@@ -234,7 +234,7 @@ async fn a_bot_that_never_sends_media_stays_in_the_call_and_is_recorded_as_silen
     assert_eq!(call["state"], "established", "{call:#}");
     bot.client.delete_call(&bot.id).await.unwrap();
     wait_for_state(&h, "state:terminated").await;
-    let path = appmedia_emulator::media::bot_recording_path(&recordings, &bot.id);
+    let path = appmedia_emulator::bot_recording_path(&recordings, &bot.id);
     assert!(path.ends_with(format!("{}-speaker-1.wav", bot.id)));
     let (_, samples) = wait_for_wav(&path, 2.5).await;
     let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));

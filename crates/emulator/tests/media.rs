@@ -48,7 +48,7 @@ async fn the_party_is_heard_and_the_bot_is_recorded() {
     bot.client.delete_call(&bot.id).await.unwrap();
     // The recording is finished within a tick or so of the hang-up.
     // The bot alone; `{id}-mixed.wav` is everyone, Tony's 1 kHz included.
-    let path = appmedia_emulator::media::bot_recording_path(&recordings, &bot.id);
+    let path = appmedia_emulator::bot_recording_path(&recordings, &bot.id);
     assert_eq!(path, recordings.join(format!("{}-speaker-1.wav", bot.id)));
     let (rate, samples) = wait_for_wav(&path, 2.0).await;
     assert_eq!(rate, 16_000);

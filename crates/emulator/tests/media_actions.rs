@@ -9,7 +9,7 @@ mod common;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use appmedia_emulator::heard::heard_recording_path;
+use appmedia_emulator::heard_recording_path;
 use common::action_kit::*;
 use common::bot::*;
 use common::*;

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use appmedia_emulator::heard::heard_recording_path;
+use appmedia_emulator::heard_recording_path;
 use appmedia_model::{
     Identity, IdentitySet, InvitationParticipantInfo, InviteParticipantsRequest, OperationStatus,
     TransferRequest,

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use appmedia_audio_io::playback::AudioClip;
-use appmedia_emulator::service_media::mixed_recording_path;
+use appmedia_emulator::mixed_recording_path;
 use common::audio::*;
 use common::bot::*;
 use common::*;

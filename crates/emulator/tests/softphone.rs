@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use appmedia_emulator::softphone::{PageReport, SoftphoneStatus};
+use appmedia_emulator::{PageReport, SoftphoneStatus};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K};
 use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
 use appmedia_model::{Identity, MediaConfig};

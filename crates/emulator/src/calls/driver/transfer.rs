@@ -9,7 +9,7 @@
 //! on. Consultative (`replacesCallId`): the target is already connected to the bot in that other
 //! call, which hands it over and ends; no ringing, and the bot's call ends with
 //! `terminationReason: AppTransferred` (the documentation's example 2). The transferee and the
-//! target then talk on without the bot ([`crate::transferred`]).
+//! target then talk on without the bot ([`crate::conference::transferred`]).
 
 use std::time::Duration;
 

@@ -5,10 +5,10 @@
 //!    posts the `created` notification with the `incoming` call to the application's calling
 //!    webhook, signed like every notification, and the call rings the bot.
 //! 2. Within [`crate::EmulatorConfig::incoming_answer_timeout`] (Graph: 15 s) the bot
-//!    answers, rejects or redirects it ([`handlers`]). Otherwise the call ends and the bot
+//!    answers, rejects or redirects it (`crate::http::incoming`). Otherwise the call ends and the bot
 //!    gets `terminated` with [`result::NOT_ANSWERED_IN_TIME`].
 //! 3. Answered, the call is run by the same driver as created calls
-//!    ([`crate::driver::run_call`]): `establishing` (carrying the answer's media
+//!    ([`crate::calls::driver::run_call`]): `establishing` (carrying the answer's media
 //!    configuration: the emulator's answer blob for app-hosted media), `established`, a
 //!    roster with the caller and the bot, the caller speaking its directory `media`;
 //!    notifications go to the answer's `callbackUri`. A meeting call puts the bot in the
@@ -19,7 +19,6 @@
 //! One task per ringing call owns its fate: the handlers send it `Command`s and the first
 //! one wins, so two answers, or an answer racing the deadline, cannot both happen.
 
-pub mod handlers;
 pub mod redirect;
 pub mod route;
 pub mod shapes;
@@ -33,17 +32,19 @@ use appmedia_signalling::validate::CreateCallKind;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::Party;
-use crate::control::{CallView, Direction, PartyKind, PartyRole, PartyState, PartyView, ViewState};
+use crate::calls::book::{
+    CallView, Direction, PartyKind, PartyRole, PartyState, PartyView, ViewState,
+};
+use crate::calls::driver::{CallPlan, Control, run_call};
+use crate::calls::softphones::SoftphoneCommand;
+use crate::calls::{CallRecord, Shared};
+use crate::conference::media::MediaPeer;
+use crate::conference::service_media::ServiceMedia;
 use crate::directory::{Answer, Behaviour, Directory, Presence};
-use crate::driver::{CallPlan, Control, run_call};
 use crate::error::ApiError;
-use crate::media::MediaPeer;
 use crate::notify::Destination;
 use crate::notify::NotificationQueue;
-use crate::server::{CallRecord, Shared};
-use crate::service_media::ServiceMedia;
 use crate::shapes::{CallIds, MeetingContext};
-use crate::softphone::SoftphoneCommand;
 use route::{Callee, IncomingRoute};
 
 /// The `resultInfo` of the ways the bot's leg of an incoming call ends before it is answered.

@@ -36,7 +36,7 @@ use appmedia_emulator_media::{
 };
 use appmedia_transport::{Blob, EndReason, MediaSession, TransportConfig};
 
-use crate::service_media::MediaTimeline;
+use crate::conference::service_media::MediaTimeline;
 
 /// The bot's media source id in every emulated call: its roster `mediaStreams[].sourceId`
 /// and the recording track of what it sends. Parties get ids above it.
@@ -190,7 +190,7 @@ impl MediaPeer {
         let recording_path = recording
             .as_ref()
             .map(|c| c.path_of(Track::Speaker(BOT_SOURCE_ID)));
-        let recorders = crate::heard::Recorders::start(recording, &mut conference)?;
+        let recorders = crate::conference::heard::Recorders::start(recording, &mut conference)?;
         let control = conference.control();
         let mut running = RunningConference::start(scheduler, conference, QueueSizes::default())?;
         let stop = Arc::new(AtomicBool::new(false));

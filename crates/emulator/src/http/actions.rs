@@ -26,18 +26,19 @@ use axum::routing::{get, post};
 use tokio::sync::oneshot;
 
 use crate::admission::Party;
+use crate::calls::Shared;
+use crate::calls::driver::actions::{CallAction, ReleasedParty, Reply};
+use crate::calls::driver::invite::InviteAction;
+use crate::calls::driver::transfer::TransferAction;
+use crate::calls::driver::{Action, Control};
 use crate::directory::Directory;
-use crate::driver::actions::{CallAction, ReleasedParty, Reply};
-use crate::driver::invite::InviteAction;
-use crate::driver::transfer::TransferAction;
-use crate::driver::{Action, Control};
 use crate::error::ApiError;
-use crate::operations::{Operation, OperationKind};
-use crate::requests::{
+use crate::http::requests::{
     ChangeScreenSharingRoleRequest, ClientContextRequest, InviteParticipantsRequest,
     SendDtmfTonesRequest, TransferRequest, UpdateRecordingStatusRequest, client_context, read_body,
 };
-use crate::server::{Shared, authenticate, request_id, with_call};
+use crate::http::{authenticate, request_id, with_call};
+use crate::operations::{Operation, OperationKind};
 use crate::tokens::AccessClaims;
 
 /// Graph's limit on participants invited in one request.
@@ -72,12 +73,12 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(&format!("{call}/keepAlive"), post(keep_alive))
         .route(
             &format!("{call}/subscribeToTone"),
-            post(crate::service_actions::subscribe_to_tone),
+            post(crate::http::service_actions::subscribe_to_tone),
         )
         .route(&format!("{call}/sendDtmfTones"), post(send_dtmf_tones))
         .route(
             &format!("{call}/recordResponse"),
-            post(crate::service_actions::record_response),
+            post(crate::http::service_actions::record_response),
         )
         .route(
             &format!("{call}/updateRecordingStatus"),
@@ -89,7 +90,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
         .route(
             "/recordings/{operation}",
-            get(crate::service_actions::download),
+            get(crate::http::service_actions::download),
         )
 }
 

@@ -21,9 +21,10 @@ use axum::routing::get;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::calls::Shared;
 use crate::directory::Meeting;
 use crate::error::ApiError;
-use crate::server::{Shared, authenticate_for, request_id};
+use crate::http::{authenticate_for, request_id};
 use crate::tokens::AccessClaims;
 use appmedia_signalling::permissions::{AnyOf, Permission, RequiredPermissions};
 

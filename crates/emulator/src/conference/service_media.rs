@@ -1,4 +1,5 @@
 //! Service-hosted media (`serviceHostedMediaConfig`): the emulator itself is the bot's voice.
+//! (The requests below are checked in `crate::http::prompts`; the work is done here.)
 //!
 //! Graph plays prompts for such a bot; here the call's conference (`appmedia-emulator-media`
 //! [`ConferenceMedia`], on the emulator's conference scheduler) runs with no RTP peer, and the
@@ -39,18 +40,16 @@ use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceEvent, ConferenceMedia,
 };
 use appmedia_model::{Call, MediaConfig};
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use axum::http::StatusCode;
+use serde_json::json;
 
+use crate::conference::heard::Recorders;
+use crate::conference::media::BOT_SOURCE_ID;
+use crate::conference::service_actions::{ResponseStore, ServiceActions};
+use crate::directory::Directory;
 use crate::error::ApiError;
-use crate::heard::Recorders;
-use crate::media::BOT_SOURCE_ID;
 use crate::notify::NotificationQueue;
-use crate::server::{Shared, authenticate, request_id, with_call};
-use crate::service_actions::ServiceActions;
+use appmedia_emulator_media::driver::ConferenceScheduler;
 
 /// Graph's limit on prompts in one `playPrompt` request.
 pub const MAX_PROMPTS_PER_REQUEST: usize = 20;
@@ -131,28 +130,58 @@ pub struct PromptLibrary {
 }
 
 impl PromptLibrary {
-    /// The clip for `uri`, or a 400 naming `field`. Blocking (file I/O and resampling).
-    pub fn load(&self, shared: &Shared, uri: &str, field: &str) -> Result<AudioClip, ApiError> {
-        let Some(file) = shared.directory().media_file(uri) else {
-            return Err(ApiError::bad_request(format!(
+    /// The file `uri` names, or a 400 naming `field`: the directory's `[media]` table, then
+    /// the seed's defaults, inside `samples_dir`.
+    pub fn resolve(
+        directory: &Directory,
+        samples_dir: &Path,
+        uri: &str,
+        field: &str,
+    ) -> Result<PathBuf, ApiError> {
+        match directory.media_file(uri) {
+            Some(file) => Ok(samples_dir.join(file)),
+            None => Err(ApiError::bad_request(format!(
                 "{field}: {uri:?} is not a media URI this service can fetch (map it to a local \
                  file in the directory's [media] table)"
-            )));
-        };
-        let path = shared.config.media_samples_dir.join(file);
-        if let Some(clip) = self.lock().get(&path) {
+            ))),
+        }
+    }
+
+    /// The clip at `path` (what [`resolve`](Self::resolve) gave for `uri`), or a 400 naming
+    /// `field`. Blocking (file I/O and resampling).
+    pub fn load(&self, path: &Path, uri: &str, field: &str) -> Result<AudioClip, ApiError> {
+        if let Some(clip) = self.lock().get(path) {
             return Ok(clip.clone());
         }
-        let clip = AudioClip::open(&path).map_err(|e| {
+        let clip = AudioClip::open(path).map_err(|e| {
             ApiError::bad_request(format!("{field}: {uri:?} cannot be played: {e}"))
         })?;
-        self.lock().insert(path, clip.clone());
+        self.lock().insert(path.to_owned(), clip.clone());
         Ok(clip)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, AudioClip>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What service-hosted media needs of the emulator.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServiceMediaContext<'a> {
+    /// The directory: its `[media]` table names the prompt files.
+    pub directory: &'a Directory,
+    /// Where those files are.
+    pub samples_dir: &'a Path,
+    /// Where calls are recorded (`None`: not recorded).
+    pub recordings_dir: Option<&'a Path>,
+    /// Decoded prompts, shared by every call.
+    pub prompts: &'a Arc<PromptLibrary>,
+    /// The emulator's conference scheduler.
+    pub conferences: &'a ConferenceScheduler,
+    /// The service's root URL (`recordResponse`'s `recordingLocation`).
+    pub base_url: &'a str,
+    /// What `recordResponse` recorded.
+    pub responses: &'a Arc<ResponseStore>,
 }
 
 /// A pre-fetched prompt of the call.
@@ -282,7 +311,7 @@ impl ServiceMedia {
     /// entry when one cannot be had) and starts the call's conference with the prompt player
     /// as the bot. `None` for app-hosted calls.
     pub(crate) async fn start(
-        shared: &Arc<Shared>,
+        context: ServiceMediaContext<'_>,
         call_id: &str,
         resource: &Call,
         max_parties: usize,
@@ -304,14 +333,23 @@ impl ServiceMedia {
                     .collect()
             })
             .unwrap_or_default();
-        let loader = shared.clone();
+        // Resolved here (no I/O), decoded off the async workers.
+        let resolved = wanted
+            .into_iter()
+            .enumerate()
+            .map(|(i, (uri, resource_id))| {
+                let field = format!("mediaConfig.preFetchMedia[{i}].uri");
+                let path =
+                    PromptLibrary::resolve(context.directory, context.samples_dir, &uri, &field)?;
+                Ok((uri, resource_id, path, field))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let library = context.prompts.clone();
         let prefetched = tokio::task::spawn_blocking(move || {
-            wanted
+            resolved
                 .into_iter()
-                .enumerate()
-                .map(|(i, (uri, resource_id))| {
-                    let field = format!("mediaConfig.preFetchMedia[{i}].uri");
-                    let clip = loader.prompt_library.load(&loader, &uri, &field)?;
+                .map(|(uri, resource_id, path, field)| {
+                    let clip = library.load(&path, &uri, &field)?;
                     Ok(Prefetched {
                         uri,
                         resource_id,
@@ -321,28 +359,26 @@ impl ServiceMedia {
                 .collect::<Result<Vec<_>, ApiError>>()
         })
         .await
-        .map_err(|e| internal(format!("loading preFetchMedia: {e}")))??;
+        .map_err(|e| ApiError::internal(format!("loading preFetchMedia: {e}")))??;
 
         let mut conference = ConferenceMedia::new(ConferenceConfig {
             bot_source_id: BOT_SOURCE_ID,
             max_parties: max_parties.clamp(1, 256),
             ..ConferenceConfig::default()
         })
-        .map_err(|e| internal(format!("conference media: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("conference media: {e}")))?;
         let (player, prompts) = PromptPlayer::new(MAX_QUEUED_PROMPTS);
         conference.play_as_bot(player);
-        let recording = shared
-            .config
+        let recording = context
             .recordings_dir
-            .as_ref()
             .map(|dir| RecordingConfig::new(dir, call_id));
         let recording_path = recording.as_ref().map(|c| c.path_of(Track::Mixed));
         let recorders = Recorders::start(recording, &mut conference)
-            .map_err(|e| internal(format!("recording: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("recording: {e}")))?;
         let control = conference.control();
         let running =
-            RunningConference::start(&shared.conferences, conference, QueueSizes::default())
-                .map_err(|e| internal(format!("conference scheduler: {e}")))?;
+            RunningConference::start(context.conferences, conference, QueueSizes::default())
+                .map_err(|e| ApiError::internal(format!("conference scheduler: {e}")))?;
         let operations = Arc::new(Operations {
             call_id: call_id.to_owned(),
             running: Mutex::new(Vec::new()),
@@ -350,14 +386,14 @@ impl ServiceMedia {
             etag: AtomicU64::new(1),
             quiet: AtomicBool::new(false),
         });
-        let timeline = MediaTimeline::new(shared.conferences.epoch());
+        let timeline = MediaTimeline::new(context.conferences.epoch());
         let stop = Arc::new(AtomicBool::new(false));
         let actions = Arc::new(ServiceActions::new(
             call_id,
-            &shared.base_url,
+            context.base_url,
             control.clone(),
             prompts.clone(),
-            shared.responses.clone(),
+            context.responses.clone(),
         ));
         tokio::spawn(collect(
             running,
@@ -429,8 +465,14 @@ impl ServiceMedia {
             .map(|p| p.clip.clone())
     }
 
+    /// Cancels the playing and queued prompts and recordings (`cancelMediaProcessing`).
+    pub(crate) fn cancel_all(&self) -> Result<(), appmedia_audio_io::playback::PlayError> {
+        self.actions.cancel_all();
+        self.prompts.cancel_all()
+    }
+
     /// Queues `clips` as one operation; returns its id.
-    fn play(
+    pub(crate) fn play(
         &self,
         clips: &[AudioClip],
         client_context: Option<String>,
@@ -511,289 +553,9 @@ async fn collect(
     recorders.finish().await;
 }
 
-fn internal(message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalServerError",
-        message,
-    )
-}
-
-/// A JSON object body (`Content-Type: application/json`, at most the service's size cap).
-pub(crate) async fn json_object(
-    shared: &Shared,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            format!("Content-Type {content_type:?}: the body must be application/json"),
-        ));
-    }
-    let cap = shared.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, cap).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            format!("the body is larger than {cap} bytes"),
-        )
-    })?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(format!("the body is not JSON: {e}"))),
-    }
-}
-
-fn client_context(body: &serde_json::Map<String, Value>) -> Result<Option<String>, ApiError> {
-    match body.get("clientContext") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() <= MAX_CLIENT_CONTEXT_CHARS => {
-            Ok(Some(s.clone()))
-        }
-        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
-            "clientContext: longer than {MAX_CLIENT_CONTEXT_CHARS} characters"
-        ))),
-        Some(_) => Err(ApiError::bad_request("clientContext: must be a string")),
-    }
-}
-
-/// A prompt of a `playPrompt` body: (uri, resourceId), checked.
-pub(crate) fn prompt_uris(
-    body: &serde_json::Map<String, Value>,
-) -> Result<Vec<(String, Option<String>)>, ApiError> {
-    let Some(Value::Array(prompts)) = body.get("prompts") else {
-        return Err(ApiError::bad_request(
-            "prompts: a collection of mediaPrompt is required",
-        ));
-    };
-    if prompts.is_empty() || prompts.len() > MAX_PROMPTS_PER_REQUEST {
-        return Err(ApiError::bad_request(format!(
-            "prompts: {} prompts; 1 to {MAX_PROMPTS_PER_REQUEST} are allowed",
-            prompts.len()
-        )));
-    }
-    prompts
-        .iter()
-        .enumerate()
-        .map(|(i, prompt)| {
-            let bad = |what: &str| ApiError::bad_request(format!("prompts[{i}]{what}"));
-            let Value::Object(prompt) = prompt else {
-                return Err(bad(": must be a mediaPrompt object"));
-            };
-            match prompt.get("@odata.type") {
-                None => {}
-                Some(Value::String(t)) if t == "#microsoft.graph.mediaPrompt" => {}
-                Some(other) => {
-                    return Err(bad(&format!(
-                        ".@odata.type: {other} is not #microsoft.graph.mediaPrompt"
-                    )));
-                }
-            }
-            let Some(Value::Object(info)) = prompt.get("mediaInfo") else {
-                return Err(bad(".mediaInfo: a mediaInfo object is required"));
-            };
-            let uri = match info.get("uri") {
-                Some(Value::String(u)) if !u.is_empty() => u.clone(),
-                _ => return Err(bad(".mediaInfo.uri: a non-empty string is required")),
-            };
-            let resource_id = match info.get("resourceId") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(r)) => Some(r.clone()),
-                Some(_) => return Err(bad(".mediaInfo.resourceId: must be a string")),
-            };
-            Ok((uri, resource_id))
-        })
-        .collect()
-}
-
-/// `POST /v1.0/communications/calls/{id}/playPrompt`.
-pub(crate) async fn play_prompt(
-    State(shared): State<Arc<Shared>>,
-    UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let request_id = request_id(&headers);
-    match play_prompt_inner(&shared, &id, &headers, body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response_with(&request_id),
-    }
-}
-
-async fn play_prompt_inner(
-    shared: &Arc<Shared>,
-    id: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let claims = authenticate(shared, headers)?;
-    with_call(shared, &claims, id, |_| ())?;
-    let body = json_object(shared, headers, body).await?;
-    let client_context = client_context(&body)?;
-    let uris = prompt_uris(&body)?;
-    // Pre-fetched prompts first (no I/O), under the calls lock; the rest are loaded off it.
-    let found: Vec<Option<AudioClip>> = with_call(shared, &claims, id, |record| {
-        record.service.as_ref().map(|service| {
-            uris.iter()
-                .map(|(uri, resource)| service.prefetched(uri, resource.as_deref()))
-                .collect()
-        })
-    })?
-    .ok_or_else(|| {
-        ApiError::bad_request(
-            "playPrompt is supported only for calls created with serviceHostedMediaConfig",
-        )
-    })?;
-    let loader = shared.clone();
-    let clips = tokio::task::spawn_blocking(move || {
-        uris.iter()
-            .zip(found)
-            .enumerate()
-            .map(|(i, ((uri, _), clip))| match clip {
-                Some(clip) => Ok(clip),
-                None => {
-                    loader
-                        .prompt_library
-                        .load(&loader, uri, &format!("prompts[{i}].mediaInfo.uri"))
-                }
-            })
-            .collect::<Result<Vec<_>, ApiError>>()
-    })
-    .await
-    .map_err(|e| internal(format!("loading prompts: {e}")))??;
-    let operation = with_call(shared, &claims, id, |record| {
-        record
-            .service
-            .as_ref()
-            .map(|service| service.play(&clips, client_context.clone()))
-    })?
-    .ok_or_else(|| ApiError::not_found(format!("call {id} does not exist")))??;
-    let body = json!({
-        "@odata.type": "#microsoft.graph.playPromptOperation",
-        "id": operation,
-        "status": "running",
-        "clientContext": client_context,
-    });
-    Ok(operation_response(shared, id, &operation, body))
-}
-
-/// `POST /v1.0/communications/calls/{id}/cancelMediaProcessing`.
-pub(crate) async fn cancel_media_processing(
-    State(shared): State<Arc<Shared>>,
-    UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let request_id = request_id(&headers);
-    let result = async {
-        let claims = authenticate(&shared, &headers)?;
-        with_call(&shared, &claims, &id, |_| ())?;
-        let body = json_object(&shared, &headers, body).await?;
-        let client_context = client_context(&body)?;
-        with_call(&shared, &claims, &id, |record| {
-            record.service.as_ref().map(|s| {
-                s.actions.cancel_all();
-                s.prompts.cancel_all()
-            })
-        })?
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "cancelMediaProcessing is supported only for calls created with \
-                 serviceHostedMediaConfig",
-            )
-        })?
-        .map_err(|e| internal(format!("cancelMediaProcessing: {e}")))?;
-        let operation = uuid::Uuid::new_v4().to_string();
-        let body = json!({
-            "@odata.type": "#microsoft.graph.cancelMediaProcessingOperation",
-            "id": operation,
-            "status": "completed",
-            "clientContext": client_context,
-        });
-        Ok::<_, ApiError>(operation_response(&shared, &id, &operation, body))
-    }
-    .await;
-    result.unwrap_or_else(|e| e.into_response_with(&request_id))
-}
-
-fn operation_response(shared: &Shared, call_id: &str, operation: &str, body: Value) -> Response {
-    let location = format!(
-        "{}/v1.0/communications/calls/{call_id}/operations/{operation}",
-        shared.base_url
-    );
-    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn body(v: Value) -> serde_json::Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("test bodies are objects"),
-        }
-    }
-
-    #[test]
-    fn play_prompt_bodies_are_checked_naming_the_field() {
-        let ok = body(
-            json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt",
-            "mediaInfo": {"uri": "https://cdn.contoso.com/beep.wav", "resourceId": "r"}}]}),
-        );
-        assert_eq!(
-            prompt_uris(&ok).unwrap(),
-            vec![("https://cdn.contoso.com/beep.wav".into(), Some("r".into()))]
-        );
-        let cases = [
-            (json!({}), "prompts:"),
-            (json!({"prompts": []}), "prompts: 0 prompts"),
-            (json!({"prompts": [1]}), "prompts[0]: must be"),
-            (
-                json!({"prompts": [{"@odata.type": "#microsoft.graph.call"}]}),
-                "prompts[0].@odata.type",
-            ),
-            (
-                json!({"prompts": [{"mediaInfo": {"uri": ""}}]}),
-                "prompts[0].mediaInfo.uri",
-            ),
-            (
-                json!({"prompts": [{"mediaInfo": {"uri": "u", "resourceId": 3}}]}),
-                "prompts[0].mediaInfo.resourceId",
-            ),
-        ];
-        for (b, expected) in cases {
-            let e = prompt_uris(&body(b.clone())).unwrap_err();
-            assert!(e.message.starts_with(expected), "{b}: {}", e.message);
-        }
-        let many = json!({"prompts": vec![json!({"mediaInfo": {"uri": "u"}}); 21]});
-        assert!(
-            prompt_uris(&body(many))
-                .unwrap_err()
-                .message
-                .contains("21 prompts")
-        );
-        assert!(client_context(&body(json!({"clientContext": "x".repeat(257)}))).is_err());
-        assert!(client_context(&body(json!({"clientContext": 5}))).is_err());
-        assert_eq!(
-            client_context(&body(json!({"clientContext": "c"})))
-                .unwrap()
-                .as_deref(),
-            Some("c")
-        );
-    }
 
     #[test]
     fn the_timeline_keeps_the_first_audio_of_each_party() {

@@ -12,13 +12,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admission::Party;
-use crate::control::{PartyState as ViewPartyState, ViewState};
+use crate::calls::Shared;
+use crate::calls::book::{PartyState as ViewPartyState, ViewState};
+use crate::calls::softphones::{Joined, SoftphoneCommand, StartedCall};
+use crate::conference::media::{BOT_SOURCE_ID, MediaPeer};
+use crate::config::Faults;
 use crate::directory::{Behaviour, MeetingAction, MeetingEvent, Sound};
-use crate::media::{BOT_SOURCE_ID, MediaPeer};
 use crate::notify::NotificationQueue;
-use crate::server::Shared;
 use crate::shapes::{self, MeetingContext, result};
-use crate::softphone::{Joined, SoftphoneCommand};
 use appmedia_emulator_media::{NetworkLink, PartyAudio, PartyKind, PartySpec};
 
 pub(crate) mod actions;
@@ -43,13 +44,6 @@ impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Action").finish_non_exhaustive()
     }
-}
-
-/// Switches that make the emulator misbehave the way the real service sometimes does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Faults {
-    /// Deliver `established` before `establishing` (notifications out of order).
-    pub established_before_establishing: bool,
 }
 
 /// Everything the driver needs about one call.
@@ -116,7 +110,7 @@ struct Run {
     sharing: Option<String>,
     /// Roster keys (user ids) a person on the softphone page holds: the script leaves them be.
     softphone_keys: HashSet<String>,
-    /// A call to the bot that it answered (`crate::incoming`): its one party is the caller.
+    /// A call to the bot that it answered (`crate::calls::incoming`): its one party is the caller.
     incoming: bool,
     /// The answered call's media configuration, for its call-state notifications.
     answer_media: Option<appmedia_model::MediaConfig>,
@@ -166,17 +160,18 @@ pub async fn run_call(
     } else {
         called
     };
-    let rung = shared.softphones().call_started(
-        &plan.call_id,
-        &format!("{:?}", plan.kind),
-        &called,
-        plan.meeting
+    let rung = shared.softphones().call_started(StartedCall {
+        call_id: &plan.call_id,
+        kind: &format!("{:?}", plan.kind),
+        called: &called,
+        meeting: plan
+            .meeting
             .as_ref()
             .map(|(_, m)| m.join_meeting_id.as_str()),
-        &display_name(&plan.bot_identity),
+        from: &display_name(&plan.bot_identity),
         has_media,
-        plan.caller_page,
-    );
+        only_page: plan.caller_page,
+    });
     let mut timeline: Vec<(Duration, Step)> = Vec::new();
     for (i, (party, behaviour)) in plan.parties.iter().enumerate() {
         if rung.contains(&party_key(party)) {
@@ -306,7 +301,7 @@ impl Run {
             result.map(shapes::result_info),
         );
         if self.incoming {
-            self.send(crate::incoming::shapes::answered_call_state(
+            self.send(crate::calls::incoming::shapes::answered_call_state(
                 body,
                 state,
                 self.answer_media.as_ref(),
@@ -328,7 +323,7 @@ impl Run {
             (party, state)
         });
         let roster = self.roster.iter().map(|(key, _)| key.as_str());
-        let parties = crate::control::driven_parties(self.incoming, called, roster);
+        let parties = crate::calls::book::driven_parties(self.incoming, called, roster);
         let state = if self.established {
             ViewState::Established
         } else {

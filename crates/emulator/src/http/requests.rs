@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::calls::Shared;
+use crate::conference::service_media::MAX_CLIENT_CONTEXT_CHARS;
 use crate::error::ApiError;
-use crate::server::Shared;
-use crate::service_media::MAX_CLIENT_CONTEXT_CHARS;
 
 pub(crate) use appmedia_model::{
     ChangeScreenSharingRoleRequest, ClientContextRequest, InviteParticipantsRequest,

@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::admission::Party;
-use crate::control::{PartyRole, PartyState, PartyView, RedirectView, ViewState};
+use crate::calls::Shared;
+use crate::calls::book::{PartyRole, PartyState, PartyView, RedirectView, ViewState};
 use crate::directory::{Answer, Behaviour};
-use crate::server::Shared;
 use crate::shapes::result;
 
 /// An accepted redirect request.

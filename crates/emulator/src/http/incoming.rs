@@ -4,7 +4,7 @@
 //! the signalling crate's `validate_answer` / `validate_reject` / `validate_redirect`, the
 //! very checks `GraphClient` makes), the permissions (403: `required_permissions_for_answer`),
 //! what the directory has (404: redirect targets); then hands the decision to the call's
-//! ringing task (`super::Command`) and answers `202` once that task took it.
+//! ringing task (`crate::calls::incoming::Command`) and answers `202` once that task took it.
 
 use std::sync::Arc;
 
@@ -25,12 +25,14 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use super::redirect::Redirect;
-use super::{Answered, Command, result};
 use crate::admission::{Party, resolve_target};
+use crate::calls::Shared;
+use crate::calls::incoming::redirect::Redirect;
+use crate::calls::incoming::{Answered, Command, result};
+use crate::conference::service_media::ServiceMedia;
 use crate::error::ApiError;
-use crate::server::{Shared, authenticate, request_id, start_media, with_call};
-use crate::service_media::{ServiceMedia, json_object};
+use crate::http::prompts::json_object;
+use crate::http::{authenticate, request_id, start_media, with_call};
 use crate::tokens::AccessClaims;
 
 /// The call `id` of the token's application, if it still rings the bot: its resource and
@@ -38,7 +40,7 @@ use crate::tokens::AccessClaims;
 /// gone, 409 when it is no longer (or never was) an incoming call that rings.
 fn ringing_call(shared: &Shared, claims: &AccessClaims, id: &str) -> Result<Call, ApiError> {
     let call = with_call(shared, claims, id, |record| record.resource.clone())?;
-    if super::is_incoming(&call) {
+    if crate::calls::incoming::is_incoming(&call) {
         Ok(call)
     } else {
         Err(not_ringing(id, &call))
@@ -178,7 +180,8 @@ async fn answer_inner(
     let caller = caller_party(&offered);
     let max_parties = 1 + shared.directory().users.len();
     let media = start_media(shared, id, &mut resource, &caller).await?;
-    let service = ServiceMedia::start(shared, id, &resource, max_parties).await?;
+    let service =
+        ServiceMedia::start(shared.service_media_context(), id, &resource, max_parties).await?;
     let options = request.call_options.value();
     let flag = |get: fn(&appmedia_model::CallOptions) -> &appmedia_model::Nullable<bool>| {
         options

@@ -8,14 +8,14 @@
 //! (`hang_up_after_ms`, counted from the moment the transfer completed) or for
 //! `EmulatorConfig::transferred_call_limit` at most. With `recordings_dir` set, its
 //! `{call}-heard-by-speaker-{id}.wav` files show what each of them heard all along
-//! ([`crate::heard`]).
+//! ([`crate::conference::heard`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::media::MediaPeer;
-use crate::service_media::ServiceMedia;
+use crate::conference::media::MediaPeer;
+use crate::conference::service_media::ServiceMedia;
 
 /// The conversations the bot transferred away and that still run.
 #[derive(Debug, Default)]
