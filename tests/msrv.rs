@@ -1,6 +1,6 @@
 //! The declared MSRV (`rust-version` in the workspace, inherited by every crate) is true: no
 //! crate in the normal (non-dev) dependency tree of the `appmedia` facade declares a higher
-//! one. Read from `cargo metadata`; no second toolchain needed.
+//! one. Read from `cargo metadata` for the host platform; no second toolchain needed.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
@@ -15,8 +15,20 @@ fn version(text: &str) -> [u64; 3] {
 
 #[test]
 fn no_dependency_needs_a_newer_rust_than_we_declare() {
+    // The host's dependency tree: what a build here compiles, and what is in the local
+    // registry (`--offline`: a machine that built the workspace has every package it needs,
+    // but not the other platforms' ones, e.g. Windows console crates).
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc -vV names the host");
     let output = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
