@@ -1,8 +1,11 @@
 //! Audio measures shared by appmedia's end-to-end tests (the emulator's and the CLI's), so
-//! each crate's tests check recordings the same way. Not published.
+//! each crate's tests check recordings the same way; the headless-browser launcher; and a
+//! userspace UDP impairment relay for media tests between real sockets ([`impair`]). Not
+//! published.
 
 pub mod audio;
 pub mod browser;
+pub mod impair;
 
 /// Test-only RSA certificate credentials (see `certificates/README.md`): the private keys are
 /// public, never use them outside tests.

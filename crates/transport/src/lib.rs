@@ -39,6 +39,36 @@ mod session;
 mod stats;
 mod unmixed;
 
+/// Entry points for the fuzz targets in `fuzz/`, built only by `cargo fuzz` (`--cfg fuzzing`):
+/// what a datagram from the network meets in this crate before and beside the WebRTC stack.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::Arc;
+
+    use rtc::interceptor::{Interceptor, StreamInfo};
+
+    /// The socket layer's RFC 7983 classification of `datagram`, then, for what parses as
+    /// RTCP, the session's RTCP interceptor (BYE, round-trip time, loss reports), with
+    /// `local` and `remote` bound as the session's streams first.
+    pub fn datagram(datagram: &[u8], local: u32, remote: u32) {
+        let _ = crate::guard::classify(datagram);
+        let Ok(packets) = rtc::rtcp::packet::unmarshal(&mut &datagram[..]) else {
+            return;
+        };
+        let mut interceptor = crate::rtt::RttInterceptor::new(Arc::default());
+        interceptor.bind_local_stream(&StreamInfo {
+            ssrc: local,
+            ..StreamInfo::default()
+        });
+        interceptor.bind_remote_stream(&StreamInfo {
+            ssrc: remote,
+            ..StreamInfo::default()
+        });
+        interceptor.observe(&packets);
+    }
+}
+
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
 pub use config::TransportConfig;
 pub use error::TransportError;

@@ -130,6 +130,40 @@ impl RttInterceptor {
     }
 }
 
+impl RttInterceptor {
+    /// What one compound RTCP packet from the peer says: a BYE, round-trip times and the
+    /// peer's loss reports about our streams.
+    pub(crate) fn observe(&mut self, packets: &[Box<dyn rtc::rtcp::Packet>]) {
+        let arrival = ntp_compact_now();
+        for packet in packets {
+            let any = packet.as_any();
+            if let Some(bye) = any.downcast_ref::<Goodbye>() {
+                if self.byes.goodbye(&bye.sources) {
+                    self.cell.bye_received.store(true, Ordering::Relaxed);
+                    // notify_one stores a permit, so a watchdog not yet waiting sees it.
+                    self.cell.bye.notify_one();
+                }
+                continue;
+            }
+            let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                &rr.reports
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                &sr.reports
+            } else {
+                continue;
+            };
+            for report in reports {
+                if let Some(rtt) = rtt_seconds(arrival, report) {
+                    self.cell.record(rtt);
+                }
+                if self.local.contains(&report.ssrc) {
+                    self.cell.loss.report(report.fraction_lost);
+                }
+            }
+        }
+    }
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -139,33 +173,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RttInterceptor {
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            let arrival = ntp_compact_now();
-            for packet in packets {
-                let any = packet.as_any();
-                if let Some(bye) = any.downcast_ref::<Goodbye>() {
-                    if self.byes.goodbye(&bye.sources) {
-                        self.cell.bye_received.store(true, Ordering::Relaxed);
-                        // notify_one stores a permit, so a watchdog not yet waiting sees it.
-                        self.cell.bye.notify_one();
-                    }
-                    continue;
-                }
-                let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                    &rr.reports
-                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                    &sr.reports
-                } else {
-                    continue;
-                };
-                for report in reports {
-                    if let Some(rtt) = rtt_seconds(arrival, report) {
-                        self.cell.record(rtt);
-                    }
-                    if self.local.contains(&report.ssrc) {
-                        self.cell.loss.report(report.fraction_lost);
-                    }
-                }
-            }
+            self.observe(packets);
         }
         self.read.push_back(msg);
         Ok(())

@@ -7,7 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K};
-use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent};
+use appmedia_media::pipeline::{
+    BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent, StreamStats,
+};
 use appmedia_model::{Call, MediaConfig};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
 use appmedia_transport::{MediaSession, TransportConfig};
@@ -37,6 +39,8 @@ pub struct Heard {
     pub start: Instant,
     /// The pipeline's events, in order (streams, DTMF keys...).
     pub events: Vec<PipelineEvent>,
+    /// Each received stream's counters at the end (jitter buffer, concealment, FEC).
+    pub streams: Vec<StreamStats>,
 }
 
 impl Heard {
@@ -135,7 +139,7 @@ impl BotCall {
     ) -> Heard {
         let mut pipeline = self.pipeline.take().expect("a bot with media runs once");
         let epoch = self.epoch;
-        let (heard, start, events) = tokio::task::spawn_blocking(move || {
+        let (heard, start, events, streams) = tokio::task::spawn_blocking(move || {
             let sender = pipeline.bot_sender();
             // Ticks stay on the pipeline's 20 ms grid from its epoch.
             let first = (epoch.elapsed().as_nanos() / FRAME_DURATION.as_nanos()) as u32 + 1;
@@ -155,7 +159,8 @@ impl BotCall {
                     events.push(event);
                 }
             }
-            (heard, epoch + FRAME_DURATION * first, events)
+            let streams = pipeline.stream_stats().collect();
+            (heard, epoch + FRAME_DURATION * first, events, streams)
         })
         .await
         .unwrap();
@@ -163,6 +168,7 @@ impl BotCall {
             samples: heard,
             start,
             events,
+            streams,
         }
     }
 }
