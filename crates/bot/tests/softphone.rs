@@ -17,15 +17,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use appmedia_bot::{AnswerMedia, Bot, Called, MediaOptions};
 use appmedia_emulator::Emulator;
 use appmedia_emulator::PageReport;
 use appmedia_model::{CallState, RejectReason};
-use appmedia_testkit::browser::{CHROMIUM, headless_chromium};
+use appmedia_testkit::browser::{CHROMIUM, SoftphoneBrowser};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -299,28 +298,6 @@ async fn hanging_up_on_the_page_while_the_bot_rings_cancels_the_call() {
     bot.shutdown(None).await;
 }
 
-/// Headless Chromium, killed and its profile removed whatever happens; prints the page's
-/// log lines at the end.
-struct Chromium {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let text = std::fs::read_to_string(self.dir.join("chromium.log")).unwrap_or_default();
-        for line in text
-            .lines()
-            .filter(|l| l.contains("softphone: ") || l.contains("Uncaught"))
-        {
-            eprintln!("page: {}", line.split("softphone: ").nth(1).unwrap_or(line));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn report_of(emulator: &Emulator) -> Option<PageReport> {
     emulator
         .softphones()
@@ -338,35 +315,12 @@ async fn chromium_calls_the_bot_from_the_softphone_page() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!(
-        "appmedia-softphone-calls-bot-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let wav = dir.join("tone-440.wav");
-    appmedia_testkit::audio::write_tone_wav(&wav, 440.0, 48_000, 3.0, 0.5);
     let (emulator, bot) = ringing_bot().await;
     let url = format!(
         "{}&user={JOHN}&callbot={CALLING_BOT}",
         emulator.softphone_url()
     );
-    let child = headless_chromium(
-        &wav,
-        &dir.join("profile"),
-        &["--enable-logging=stderr"],
-        &url,
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::from(
-        std::fs::File::create(dir.join("chromium.log")).unwrap(),
-    ))
-    .spawn()
-    .expect("start chromium");
-    let chromium = Chromium { child, dir };
+    let chromium = SoftphoneBrowser::open(&url, 440.0);
 
     // The page signs in as John and calls the bot by itself (callbot=…).
     let mut incoming = next_incoming(&bot, Duration::from_secs(40)).await;
@@ -443,15 +397,11 @@ async fn chromium_calls_the_bot_from_the_softphone_page() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let console = std::fs::read_to_string(chromium.dir.join("chromium.log")).unwrap_or_default();
+    let uncaught = chromium.uncaught();
     assert!(
-        !console.contains("Uncaught"),
+        uncaught.is_empty(),
         "the page threw: {}",
-        console
-            .lines()
-            .filter(|l| l.contains("Uncaught"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        uncaught.join("\n")
     );
     drop(chromium);
     no_call_left(&emulator, &bot).await;

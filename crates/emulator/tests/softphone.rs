@@ -14,8 +14,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread;
@@ -27,7 +26,7 @@ use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
 use appmedia_model::{Identity, MediaConfig};
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
-use appmedia_testkit::browser::{CHROMIUM, headless_chromium};
+use appmedia_testkit::browser::{CHROMIUM, SoftphoneBrowser};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -552,28 +551,6 @@ async fn a_page_joins_the_meeting_the_bot_is_in() {
     .await;
 }
 
-/// Chromium, killed (and reaped) when dropped, whatever the test's outcome; then the
-/// page's own log lines (its console, in `dir/chromium.log`) are printed and `dir` removed.
-struct Chromium {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let text = std::fs::read_to_string(self.dir.join("chromium.log")).unwrap_or_default();
-        for line in text
-            .lines()
-            .filter(|l| l.contains("softphone: ") || l.contains("Uncaught"))
-        {
-            eprintln!("page: {}", line.split("softphone: ").nth(1).unwrap_or(line));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// What the bot does with its voice: nothing yet, silence while listening, a tone, stop.
 const WARM_UP: u8 = 0;
 const LISTEN: u8 = 1;
@@ -597,30 +574,9 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
         );
         return;
     }
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("appmedia-softphone-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let wav = dir.join("tone-440.wav");
-    audio::write_tone_wav(&wav, 440.0, 48_000, 3.0, 0.5);
     let h = Harness::start(config()).await;
     let url = format!("{}&user={JOHN}&autojoin=1", h.emulator.softphone_url());
-    // The page's console (its log lines) goes to chromium.log, printed at the end.
-    let child = headless_chromium(
-        &wav,
-        &dir.join("profile"),
-        &["--enable-logging=stderr"],
-        &url,
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::from(
-        std::fs::File::create(dir.join("chromium.log")).unwrap(),
-    ))
-    .spawn()
-    .expect("start chromium");
-    let chromium = Chromium {
-        child,
-        dir: dir.clone(),
-    };
+    let chromium = SoftphoneBrowser::open(&url, 440.0);
 
     // The page signs in as John (it asks for the microphone first).
     within(
@@ -742,18 +698,13 @@ async fn chromium_answers_the_bot_from_the_softphone_page() {
     );
 
     // The page's script ran without an uncaught error (its console is in the log).
-    let console = std::fs::read_to_string(dir.join("chromium.log")).unwrap_or_default();
+    let uncaught = chromium.uncaught();
     assert!(
-        !console.contains("Uncaught"),
+        uncaught.is_empty(),
         "the page threw: {}",
-        console
-            .lines()
-            .filter(|l| l.contains("Uncaught"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        uncaught.join("\n")
     );
 
-    // Closing the browser is hanging up: John leaves the roster, and the P2P call ends.
     drop(chromium);
     within(Duration::from_secs(20), "the call to terminate", || {
         terminated(&h.received, &bot.id)

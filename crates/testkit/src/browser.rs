@@ -43,3 +43,66 @@ pub fn headless_chromium(
         .arg(url);
     command
 }
+
+/// The emulator's softphone page in headless Chromium, for a test: a fresh directory holds the
+/// fake microphone (a tone), the profile and the browser's log; the browser is killed (and
+/// reaped) when this is dropped, whatever the test's outcome, then the page's own log lines
+/// (its console) are printed and the directory removed.
+pub struct SoftphoneBrowser {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl SoftphoneBrowser {
+    /// Opens `url` with a `tone_hz` sine (3 s, looped by Chromium) as the microphone.
+    pub fn open(url: &str, tone_hz: f32) -> SoftphoneBrowser {
+        let dir = std::env::temp_dir().join(format!(
+            "appmedia-softphone-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let mic = dir.join("mic.wav");
+        crate::audio::write_tone_wav(&mic, tone_hz, 48_000, 3.0, 0.5);
+        let log = std::fs::File::create(dir.join("chromium.log")).expect("the browser's log");
+        // The page's console goes to the log (--enable-logging=stderr).
+        let child = headless_chromium(
+            &mic,
+            &dir.join("profile"),
+            &["--enable-logging=stderr"],
+            url,
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .expect("start chromium");
+        SoftphoneBrowser { child, dir }
+    }
+
+    /// The page's uncaught errors so far (none expected).
+    pub fn uncaught(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("chromium.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Uncaught"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for SoftphoneBrowser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(self.dir.join("chromium.log")).unwrap_or_default();
+        for line in text
+            .lines()
+            .filter(|l| l.contains("softphone: ") || l.contains("Uncaught"))
+        {
+            eprintln!("page: {}", line.split("softphone: ").nth(1).unwrap_or(line));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
