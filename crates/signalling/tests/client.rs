@@ -249,6 +249,61 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
     );
 }
 
+/// A storm: every one of many concurrent requests is throttled at once. Each waits what the
+/// service said and retries once — no request comes back early, none retries twice (no
+/// amplification), and all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_429s_is_waited_out_once_per_request_without_amplification() {
+    const N: usize = 40;
+    let (graph, _, client) = setup().await;
+    for i in 0..N {
+        graph.push(
+            Scripted::new(
+                429,
+                graph_error("TooManyRequests", "throttled", &format!("r{i}")),
+            )
+            .header("retry-after", "1"),
+        );
+    }
+    for _ in 0..N {
+        graph.push(Scripted::new(200, common::seed("example01-response.json")));
+    }
+    let calls: Vec<_> = (0..N)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_call(&format!("c{i}")).await })
+        })
+        .collect();
+    for call in calls {
+        call.await
+            .unwrap()
+            .expect("each request succeeds after its wait");
+    }
+    let seen = graph.seen();
+    assert_eq!(
+        seen.len(),
+        2 * N,
+        "one retry per throttled request, no more"
+    );
+    let throttled_by = seen[N - 1].at;
+    for retry in &seen[N..] {
+        assert!(
+            retry.at - seen[0].at >= Duration::from_millis(950),
+            "a retry came back {:?} after the first 429",
+            retry.at - seen[0].at
+        );
+    }
+    assert!(
+        seen[N].at >= throttled_by,
+        "retries come after every first attempt"
+    );
+    // Each request's retry carries its own client-request-id.
+    let mut ids: Vec<_> = seen.iter().map(client_request_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N);
+}
+
 #[tokio::test]
 async fn retry_after_as_an_http_date_is_honoured() {
     let (graph, _, client) = setup().await;
