@@ -33,7 +33,7 @@ pub enum Control {
     HangUp,
     /// A person on the softphone page joins, mutes, leaves...
     Softphone(SoftphoneCommand),
-    /// A call action (transfer, invite, mute, keepAlive…: `actions.rs`).
+    /// A call action (transfer, invite, mute, keepAlive…: `crate::http::actions`).
     Action(Action),
 }
 
