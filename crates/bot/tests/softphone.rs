@@ -17,19 +17,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use appmedia_bot::{AnswerMedia, Bot, Called, MediaOptions};
 use appmedia_emulator::Emulator;
 use appmedia_emulator::PageReport;
 use appmedia_model::{CallState, RejectReason};
-use appmedia_testkit::browser::{CHROMIUM, SoftphoneBrowser};
+use appmedia_testkit::browser::{SoftphoneBrowser, SoftphonePage, chromium_missing};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 /// An emulator whose seed bot rings `bot`.
 async fn ringing_bot() -> (Emulator, Bot) {
@@ -57,60 +54,9 @@ fn caller_user(incoming: &appmedia_bot::IncomingCall) -> Option<String> {
         .cloned()
 }
 
-/// The page's WebSocket, as the page's script uses it.
-struct Page {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Page {
-    async fn open(emulator: &Emulator) -> Page {
-        let url = format!(
-            "{}/softphone/ws?key={}",
-            emulator.base_url().replacen("http", "ws", 1),
-            emulator.softphone_key()
-        );
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connects in time")
-            .expect("the WebSocket opens");
-        Page { ws }
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.ws
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .expect("sent");
-    }
-
-    /// The next message of type `kind` (others skipped), within [`WAIT`].
-    async fn expect(&mut self, kind: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind:?} message in time"))
-                .expect("the WebSocket stays open")
-                .expect("a message");
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                if value["type"] == kind {
-                    return value;
-                }
-            }
-        }
-    }
-
-    /// The error message the page gets for `request`.
-    async fn refused(&mut self, request: Value) -> String {
-        self.send(request).await;
-        self.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
+/// The page's WebSocket, each wait for a message bounded by [`WAIT`].
+async fn open_page(emulator: &Emulator) -> SoftphonePage {
+    SoftphonePage::open(emulator.base_url(), emulator.softphone_key(), WAIT).await
 }
 
 /// Polls until no call is left on either side, within [`WAIT`].
@@ -128,7 +74,7 @@ async fn no_call_left(emulator: &Emulator, bot: &Bot) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_on_the_softphone_page_calls_the_bot_and_picks_up_its_answer() {
     let (emulator, bot) = ringing_bot().await;
-    let mut page = Page::open(&emulator).await;
+    let mut page = open_page(&emulator).await;
 
     // The page lists the bots it can call: the application, its instance and its number.
     let directory = page.expect("directory").await;
@@ -245,7 +191,7 @@ async fn a_person_on_the_softphone_page_calls_the_bot_and_picks_up_its_answer() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_up_on_the_page_while_the_bot_rings_cancels_the_call() {
     let (emulator, bot) = ringing_bot().await;
-    let mut page = Page::open(&emulator).await;
+    let mut page = open_page(&emulator).await;
     page.send(json!({"type": "register", "user": JOHN})).await;
     page.expect("registered").await;
 
@@ -308,11 +254,7 @@ fn report_of(emulator: &Emulator) -> Option<PageReport> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_calls_the_bot_from_the_softphone_page() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "SKIPPED softphone browser test: {CHROMIUM} is missing \
-             (Debian: apt-get install chromium; scripts/setup-debian installs it)"
-        );
+    if chromium_missing("softphone browser test") {
         return;
     }
     let (emulator, bot) = ringing_bot().await;

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread;
@@ -26,12 +25,10 @@ use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
 use appmedia_model::{Identity, MediaConfig};
 use appmedia_signalling::builders::{Media, PeerToPeerCallBuilder};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
-use appmedia_testkit::browser::{CHROMIUM, SoftphoneBrowser};
+use appmedia_testkit::browser::{SoftphoneBrowser, SoftphonePage, chromium_missing};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 /// Waits (polling) until `f` gives a value, at most `limit`; panics with `what` otherwise.
 async fn within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -169,53 +166,14 @@ async fn the_page_is_served_self_contained() {
     }
 }
 
-/// A WebSocket client speaking the page's protocol.
-struct Page {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Page {
-    async fn open(h: &Harness) -> Page {
-        let url = format!(
-            "{}/softphone/ws?key={}",
-            h.emulator.base_url().replacen("http", "ws", 1),
-            h.emulator.softphone_key()
-        );
-        let (ws, _) = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async(url),
-        )
-        .await
-        .expect("connects in time")
-        .expect("the WebSocket opens");
-        Page { ws }
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.ws
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    /// The next message of `kind` (others are skipped), within 10 s.
-    async fn expect(&mut self, kind: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind:?} message within 10 s"));
-            let Some(Ok(Message::Text(text))) = next else {
-                panic!("the WebSocket ended waiting for {kind:?}: {next:?}");
-            };
-            let value: Value = serde_json::from_str(text.as_str()).unwrap();
-            if value["type"] == kind {
-                return value;
-            }
-        }
-    }
+/// The page's WebSocket, each wait for a message bounded by 10 s.
+async fn open_page(h: &Harness) -> SoftphonePage {
+    SoftphonePage::open(
+        h.emulator.base_url(),
+        h.emulator.softphone_key(),
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -288,7 +246,7 @@ async fn the_websocket_needs_this_runs_key_and_the_emulators_own_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_answers_mutes_and_leaves_over_the_websocket() {
     let h = Harness::start(config()).await;
-    let mut page = Page::open(&h).await;
+    let mut page = open_page(&h).await;
     let directory = page.expect("directory").await;
     assert!(
         directory["users"]
@@ -455,7 +413,7 @@ async fn a_page_answers_mutes_and_leaves_over_the_websocket() {
 async fn a_page_joins_the_meeting_the_bot_is_in() {
     // Example 7 joins as Fabrikam (its tenantId), with a token for Fabrikam.
     let h = Harness::start_in(config(), CALLING_BOT, CALLING_BOT_SECRET, FABRIKAM).await;
-    let mut page = Page::open(&h).await;
+    let mut page = open_page(&h).await;
     page.send(json!({"type": "register", "user": "98da8a1a-1b87-452c-a713-65d3f10b5555", "meeting": "1234567"}))
         .await;
     page.expect("registered").await;
@@ -510,7 +468,7 @@ async fn a_page_joins_the_meeting_the_bot_is_in() {
             .and_then(|r| entry_of(r, JOHN))
     })
     .await;
-    let mut john = Page::open(&h).await;
+    let mut john = open_page(&h).await;
     john.send(json!({"type": "register", "user": JOHN})).await;
     john.expect("registered").await;
     let browser = MediaSession::offer(TransportConfig::default())
@@ -567,11 +525,7 @@ fn report_of(h: &Harness) -> Option<PageReport> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_answers_the_bot_from_the_softphone_page() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "SKIPPED softphone browser test: {CHROMIUM} is missing \
-             (Debian: apt-get install chromium; scripts/setup-debian installs it)"
-        );
+    if chromium_missing("softphone browser test") {
         return;
     }
     let h = Harness::start(config()).await;

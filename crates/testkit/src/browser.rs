@@ -6,6 +6,18 @@ use std::process::Command;
 /// Where Debian's `chromium` package puts the browser (scripts/setup-debian installs it).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// True (after saying the `test` is skipped) when [`CHROMIUM`] is not installed.
+pub fn chromium_missing(test: &str) -> bool {
+    let missing = !Path::new(CHROMIUM).exists();
+    if missing {
+        eprintln!(
+            "SKIPPED {test}: {CHROMIUM} is missing \
+             (Debian: apt-get install chromium; scripts/setup-debian installs it)"
+        );
+    }
+    missing
+}
+
 /// A headless Chromium opening `url`, with `fake_mic` (a WAV) as its microphone, the media
 /// permission prompt answered yes, autoplay allowed, loopback ICE candidates allowed, and
 /// its profile in `profile_dir`; `extra` switches come before the URL. Stdio is left to
@@ -104,5 +116,70 @@ impl Drop for SoftphoneBrowser {
             eprintln!("page: {}", line.split("softphone: ").nth(1).unwrap_or(line));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A client of the softphone page's WebSocket (`/softphone/ws`), speaking its JSON protocol
+/// as the page's script does, for tests that play the page from Rust.
+pub struct SoftphonePage {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// How long [`expect`](Self::expect) waits for a message.
+    patience: std::time::Duration,
+}
+
+impl SoftphonePage {
+    /// Connects to the emulator at `base_url` (`http://…`) with this run's softphone `key`;
+    /// each later wait for a message is bounded by `patience`.
+    pub async fn open(base_url: &str, key: &str, patience: std::time::Duration) -> SoftphonePage {
+        let url = format!(
+            "{}/softphone/ws?key={key}",
+            base_url.replacen("http", "ws", 1)
+        );
+        let (ws, _) = tokio::time::timeout(patience, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connects in time")
+            .expect("the WebSocket opens");
+        SoftphonePage { ws, patience }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: serde_json::Value) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                message.to_string().into(),
+            ))
+            .await
+            .expect("sent");
+    }
+
+    /// The next message of type `kind` (others are skipped), within the page's patience.
+    pub async fn expect(&mut self, kind: &str) -> serde_json::Value {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + self.patience;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind:?} message within {:?}", self.patience));
+            // The emulator sends JSON text only: anything else ends the test.
+            let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = next else {
+                panic!("the WebSocket ended waiting for {kind:?}: {next:?}");
+            };
+            let value: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+            if value["type"] == kind {
+                return value;
+            }
+        }
+    }
+
+    /// The error message the emulator answers `request` with.
+    pub async fn refused(&mut self, request: serde_json::Value) -> String {
+        self.send(request).await;
+        self.expect("error").await["message"]
+            .as_str()
+            .expect("an error message")
+            .to_owned()
     }
 }

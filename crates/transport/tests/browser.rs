@@ -15,7 +15,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use appmedia_testkit::browser::{CHROMIUM, headless_chromium};
+use appmedia_testkit::browser::{chromium_missing, headless_chromium};
 use appmedia_transport::{MediaSession, TransportConfig};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -205,11 +205,7 @@ async fn media_session_answers_a_chromium_offer() {
 }
 
 async fn exchange_with_chromium(offerer: Offerer) {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "SKIPPED chromium interop test: {CHROMIUM} is missing \
-             (Debian: apt-get install chromium; scripts/setup-debian installs it)"
-        );
+    if chromium_missing("chromium interop test") {
         return;
     }
     let dir = scratch_dir();
