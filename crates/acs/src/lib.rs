@@ -11,6 +11,10 @@
 //! * [`identifier`]: phone numbers, ACS users, Teams users and apps, and their raw ids;
 //! * [`connection`] and [`hmac`]: the resource's connection string and ACS's HMAC-SHA256
 //!   request signing (and its verification);
+//! * [`models`]: the REST resources (create, answer, reject, redirect, transfer, participants,
+//!   play, DTMF, recording) and the service's error body;
+//! * [`events`]: the CloudEvents posted to a call's callback and Event Grid's `IncomingCall`
+//!   webhook with its validation handshake;
 //! * [`streaming`]: the audio WebSocket's messages, read with every malformed case refused.
 //!
 //! ```
@@ -27,8 +31,10 @@
 //! ```
 
 pub mod connection;
+pub mod events;
 pub mod hmac;
 pub mod identifier;
+pub mod models;
 pub mod streaming;
 
 pub use connection::ConnectionString;
