@@ -11,6 +11,7 @@
 //! * [`identifier`]: phone numbers, ACS users, Teams users and apps, and their raw ids;
 //! * [`connection`] and [`hmac`]: the resource's connection string and ACS's HMAC-SHA256
 //!   request signing (and its verification);
+//! * [`client`]: the REST client (signing, idempotency keys, retries);
 //! * [`models`]: the REST resources (create, answer, reject, redirect, transfer, participants,
 //!   play, DTMF, recording) and the service's error body;
 //! * [`events`]: the CloudEvents posted to a call's callback and Event Grid's `IncomingCall`
@@ -30,6 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod client;
 pub mod connection;
 pub mod events;
 pub mod hmac;
@@ -37,5 +39,6 @@ pub mod identifier;
 pub mod models;
 pub mod streaming;
 
+pub use client::{AcsClient, AcsClientConfig, AcsError, Credential};
 pub use connection::ConnectionString;
 pub use identifier::Identifier;

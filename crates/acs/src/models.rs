@@ -293,7 +293,7 @@ pub struct AddParticipantRequest {
 }
 
 /// The answer to an add.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AddParticipantResponse {
     /// The invited participant.
