@@ -336,10 +336,10 @@ impl StreamReader {
         {
             return Err(StreamError::UnsupportedFormat(format));
         }
-        if let Some(known) = &self.metadata {
-            if (known.sample_rate, known.length) != (metadata.sample_rate, metadata.length) {
-                return Err(StreamError::FormatChanged(format));
-            }
+        if let Some(known) = &self.metadata
+            && (known.sample_rate, known.length) != (metadata.sample_rate, metadata.length)
+        {
+            return Err(StreamError::FormatChanged(format));
         }
         self.metadata = Some(metadata.clone());
         Ok(Received::Metadata(metadata))
