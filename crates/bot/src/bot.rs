@@ -1,4 +1,5 @@
-//! The [`Bot`]: one Graph client, one notification server, one media scheduler, every call.
+//! The [`Bot`]: one calling service client (Graph, or ACS Call Automation), one notification
+//! server, one media scheduler, every call.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +17,7 @@ use appmedia_signalling::client::{GraphClient, GraphClientConfig};
 use appmedia_transport::TransportConfig;
 use tokio::sync::mpsc;
 
+use crate::acs::backend::AcsBackend;
 use crate::call::{Call, CallControl};
 use crate::config::{BotConfig, Service};
 use crate::error::BotError;
@@ -91,12 +93,19 @@ pub struct BotStats {
     pub calls_held_peak: u64,
 }
 
+/// What the service told a call's driver: a Graph notification's event, or an ACS event.
+#[derive(Clone, Debug)]
+pub(crate) enum Signal {
+    Graph(CallEvent),
+    Acs(Box<appmedia_acs::events::Event>),
+}
+
 /// Where each notification goes: a known call's driver, the incoming queue, or a short wait
 /// for a call whose id the bot learns in a moment.
 #[derive(Default)]
 pub(crate) struct Routes {
-    pub(crate) calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
-    pending: HashMap<String, (Instant, Vec<CallEvent>)>,
+    pub(crate) calls: HashMap<String, mpsc::UnboundedSender<Signal>>,
+    pending: HashMap<String, (Instant, Vec<Signal>)>,
     /// Incoming offers the admission gate took, until their notification is routed (a slot
     /// of `max_calls` each, so that two offers at once cannot both take the last one).
     offered: HashMap<String, Instant>,
@@ -127,9 +136,15 @@ impl Routes {
     }
 }
 
+/// The calling service a bot talks to.
+pub(crate) enum Backend {
+    Graph(GraphClient),
+    Acs(AcsBackend),
+}
+
 pub(crate) struct BotInner {
     pub(crate) config: BotConfig,
-    pub(crate) client: GraphClient,
+    pub(crate) backend: Backend,
     pub(crate) callback_uri: String,
     /// Where the notification server is bound.
     pub(crate) local_addr: std::net::SocketAddr,
@@ -180,58 +195,6 @@ impl Bot {
     pub async fn start(config: BotConfig) -> Result<Bot, BotError> {
         config.validate()?;
         appmedia_signalling::install_crypto_provider();
-        let (graph_url, authority, scope, openid, issuers) = match &config.service {
-            Service::Graph(cloud) => (
-                cloud.graph_base_url(),
-                format!("https://{}", cloud.login_host()),
-                cloud.graph_scope(),
-                None,
-                Vec::new(),
-            ),
-            Service::Custom {
-                graph_url,
-                authority_url,
-                notification_openid_url,
-                notification_issuers,
-            } => (
-                graph_url.clone(),
-                authority_url.as_str().trim_end_matches('/').to_owned(),
-                "https://graph.microsoft.com/.default".to_owned(),
-                Some(notification_openid_url.clone()),
-                notification_issuers.clone(),
-            ),
-        };
-        let mut auth = CallbackAuthConfig::new(
-            &config.app_id,
-            TenantPolicy::Only(vec![config.tenant.clone()]),
-        );
-        if let Some(openid) = openid {
-            auth.openid_configuration_url = openid;
-        }
-        if !issuers.is_empty() {
-            auth.issuers = issuers;
-        }
-        let validator = CallbackTokenValidator::new(auth)
-            .map_err(|e| BotError::Protocol(format!("notification token validator: {e}")))?;
-        let credentials = ClientCredentials::for_authority(
-            &authority,
-            &config.tenant,
-            &config.app_id,
-            config.credential.clone(),
-            scope,
-        )
-        .map_err(|e| {
-            BotError::Config(crate::config::ConfigError::Invalid {
-                field: "service.authority_url",
-                var: crate::config::env::AUTHORITY_URL,
-                value: authority.clone(),
-                reason: e.to_string(),
-            })
-        })?;
-        let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(10))
-            .map_err(|e| BotError::Protocol(format!("token source: {e}")))?;
-        let client = GraphClient::new(GraphClientConfig::for_base_url(graph_url), tokens)?;
-
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| BotError::Listen {
@@ -249,6 +212,33 @@ impl Bot {
         let path = url::Url::parse(&callback_uri)
             .map(|u| u.path().to_owned())
             .unwrap_or_else(|_| "/callback".into());
+        let (backend, auth) = match &config.service {
+            Service::Acs(acs) => {
+                let identity = (!config.app_id.is_empty()).then(|| {
+                    (
+                        config.app_id.clone(),
+                        config.tenant.clone(),
+                        config.credential.clone(),
+                    )
+                });
+                let backend = AcsBackend::new(acs, identity, &callback_uri, bound)?;
+                // The Graph notification route is not served on an ACS bot: its receiver only
+                // keeps the calls' rosters, and never checks a token.
+                let auth = CallbackAuth::disabled_for_loopback(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    0,
+                )))
+                .map_err(|e| BotError::Protocol(e.to_string()))?;
+                (Backend::Acs(backend), auth)
+            }
+            _ => {
+                let (client, validator) = graph_client(&config)?;
+                (
+                    Backend::Graph(client),
+                    CallbackAuth::validate(Arc::new(validator)),
+                )
+            }
+        };
         let scheduler = Scheduler::start(SchedulerConfig {
             workers: config.media.workers,
             ..SchedulerConfig::default()
@@ -270,7 +260,7 @@ impl Bot {
             });
             let gate = weak.clone();
             let receiver = CallbackReceiver::new(
-                CallbackAuth::validate(Arc::new(validator)),
+                auth,
                 Arc::new(CallRegistry::default()),
                 sink,
             )
@@ -281,7 +271,7 @@ impl Bot {
             });
             BotInner {
                 config,
-                client,
+                backend,
                 callback_uri,
                 local_addr: bound,
                 receiver,
@@ -299,10 +289,17 @@ impl Bot {
             }
         });
         let serving = inner.receiver.clone();
-        let mut app = serving.router(&path).merge(crate::instance::router(&inner));
+        let mut app = match &inner.backend {
+            Backend::Graph(_) => serving.router(&path),
+            Backend::Acs(_) => AcsBackend::router(&inner, &path),
+        }
+        .merge(crate::instance::router(&inner));
         // The application's shared calling webhook, balanced over the instances by a proxy.
         if let Some(shared) = inner.config.webhook_path().filter(|shared| *shared != path) {
-            app = app.merge(serving.router(&shared));
+            app = app.merge(match &inner.backend {
+                Backend::Graph(_) => serving.router(&shared),
+                Backend::Acs(_) => AcsBackend::router(&inner, &shared),
+            });
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -334,9 +331,17 @@ impl Bot {
         self.inner.local_addr
     }
 
-    /// The Graph client, for requests the SDK does not wrap.
-    pub fn client(&self) -> &GraphClient {
-        &self.inner.client
+    /// The Graph client, for requests the SDK does not wrap (`None` on the ACS backend).
+    pub fn client(&self) -> Option<&GraphClient> {
+        match &self.inner.backend {
+            Backend::Graph(client) => Some(client),
+            Backend::Acs(_) => None,
+        }
+    }
+
+    /// The ACS Call Automation client, for requests the SDK does not wrap (`None` on Graph).
+    pub fn acs_client(&self) -> Option<&appmedia_acs::AcsClient> {
+        self.inner.acs().map(|acs| &acs.client)
     }
 
     /// The configuration the bot runs with.
@@ -492,6 +497,35 @@ impl BotInner {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
+        self.route_signal(call_id, Signal::Graph(event));
+    }
+
+    /// Hands an ACS event to its call's driver (or keeps it a moment for a call being set up).
+    pub(crate) fn route_acs(&self, event: appmedia_acs::events::Event) {
+        self.route_signal(event.call_connection_id.clone(), Signal::Acs(Box::new(event)));
+    }
+
+    /// A call offered through Event Grid, to the incoming queue.
+    pub(crate) fn offer_acs(self: &Arc<Self>, data: appmedia_acs::events::IncomingCallData) {
+        self.counters
+            .incoming_received
+            .fetch_add(1, Ordering::Relaxed);
+        if self.shutting_down.load(Ordering::SeqCst) {
+            self.counters
+                .incoming_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let incoming = IncomingCall::new_acs(self.clone(), data);
+        if self.incoming_tx.try_send(incoming).is_err() {
+            self.counters
+                .incoming_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("incoming ACS call dropped: nobody takes incoming calls fast enough");
+        }
+    }
+
+    fn route_signal(&self, call_id: String, event: Signal) {
         let mut routes = lock(&self.routes);
         if let Some(tx) = routes.calls.get(&call_id) {
             // A driver that has just finished dropped its receiver: the event is moot.
@@ -524,7 +558,7 @@ impl BotInner {
     }
 
     /// A call's event channel, with whatever arrived for it before.
-    pub(crate) fn register(&self, call_id: &str) -> mpsc::UnboundedReceiver<CallEvent> {
+    pub(crate) fn register(&self, call_id: &str) -> mpsc::UnboundedReceiver<Signal> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut routes = lock(&self.routes);
         if let Some((_, early)) = routes.pending.remove(call_id) {
@@ -559,6 +593,25 @@ impl BotInner {
         }
     }
 
+    /// The Graph client, or why this bot has none.
+    pub(crate) fn graph(&self, capability: &'static str) -> Result<&GraphClient, BotError> {
+        match &self.backend {
+            Backend::Graph(client) => Ok(client),
+            Backend::Acs(_) => Err(BotError::Unsupported {
+                backend: "acs",
+                capability,
+            }),
+        }
+    }
+
+    /// The ACS backend, on an ACS bot.
+    pub(crate) fn acs(&self) -> Option<&AcsBackend> {
+        match &self.backend {
+            Backend::Acs(acs) => Some(acs),
+            Backend::Graph(_) => None,
+        }
+    }
+
     pub(crate) fn check_running(&self) -> Result<(), BotError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             Err(BotError::ShuttingDown)
@@ -566,6 +619,68 @@ impl BotInner {
             Ok(())
         }
     }
+}
+
+/// The Graph client and the notification token validator of a Graph bot.
+fn graph_client(config: &BotConfig) -> Result<(GraphClient, CallbackTokenValidator), BotError> {
+    let (graph_url, authority, scope, openid, issuers) = match &config.service {
+        Service::Graph(cloud) => (
+            cloud.graph_base_url(),
+            format!("https://{}", cloud.login_host()),
+            cloud.graph_scope(),
+            None,
+            Vec::new(),
+        ),
+        Service::Custom {
+            graph_url,
+            authority_url,
+            notification_openid_url,
+            notification_issuers,
+        } => (
+            graph_url.clone(),
+            authority_url.as_str().trim_end_matches('/').to_owned(),
+            "https://graph.microsoft.com/.default".to_owned(),
+            Some(notification_openid_url.clone()),
+            notification_issuers.clone(),
+        ),
+        Service::Acs(_) => {
+            return Err(BotError::Unsupported {
+                backend: "acs",
+                capability: "a Graph client",
+            });
+        }
+    };
+    let mut auth = CallbackAuthConfig::new(
+        &config.app_id,
+        TenantPolicy::Only(vec![config.tenant.clone()]),
+    );
+    if let Some(openid) = openid {
+        auth.openid_configuration_url = openid;
+    }
+    if !issuers.is_empty() {
+        auth.issuers = issuers;
+    }
+    let validator = CallbackTokenValidator::new(auth)
+        .map_err(|e| BotError::Protocol(format!("notification token validator: {e}")))?;
+    let credentials = ClientCredentials::for_authority(
+        &authority,
+        &config.tenant,
+        &config.app_id,
+        config.credential.clone(),
+        scope,
+    )
+    .map_err(|e| {
+        BotError::Config(crate::config::ConfigError::Invalid {
+            field: "service.authority_url",
+            var: crate::config::env::AUTHORITY_URL,
+            value: authority.clone(),
+            reason: e.to_string(),
+        })
+    })?;
+    let tokens = TokenSource::client_credentials(credentials, Duration::from_secs(10))
+        .map_err(|e| BotError::Protocol(format!("token source: {e}")))?;
+    let client = GraphClient::new(GraphClientConfig::for_base_url(graph_url), tokens)?;
+    Ok((client, validator))
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every critical

@@ -92,6 +92,9 @@ pub enum Event {
     Updated(Box<CallResource>),
     /// A notification this version does not interpret, verbatim.
     Unhandled(Box<CommsNotification>),
+    /// An ACS event with no Graph counterpart (media streaming started or stopped, a
+    /// recording's state...), verbatim. ACS backend only.
+    Acs(Box<appmedia_acs::events::Event>),
     /// The call is over: the last event. Recordings are complete when it arrives.
     Ended(Box<CallEnd>),
 }
@@ -174,6 +177,22 @@ pub(crate) struct CallShared {
     pub done: watch::Receiver<bool>,
     /// Tells the driver to end the call locally (the service went silent after a hang-up).
     pub abandon: tokio::sync::Notify,
+    /// The ACS audio stream (ACS calls with app-hosted media): `StopAudio` on a cancel.
+    pub stream: Option<Arc<crate::acs::stream::StreamLink>>,
+}
+
+/// Which service an action goes to.
+enum Via<'a> {
+    Graph(&'a appmedia_signalling::client::GraphClient),
+    Acs(&'a crate::acs::backend::AcsBackend),
+}
+
+/// The error of an action the ACS backend does not have.
+fn unsupported<T>(capability: &'static str) -> Result<T, BotError> {
+    Err(BotError::Unsupported {
+        backend: "acs",
+        capability,
+    })
 }
 
 /// The actions on a call; cheap to clone, usable from any task.
@@ -308,13 +327,31 @@ impl CallControl {
         lock(&self.shared.snapshot).media_stats
     }
 
-    fn client(&self) -> Result<&appmedia_signalling::client::GraphClient, BotError> {
+    /// The service the call's actions go to, unless the call has ended.
+    fn via(&self) -> Result<Via<'_>, BotError> {
         if self.is_ended() {
             return Err(BotError::CallEnded {
                 call_id: self.shared.id.clone(),
             });
         }
-        Ok(&self.shared.bot.client)
+        Ok(match &self.shared.bot.backend {
+            crate::bot::Backend::Graph(client) => Via::Graph(client),
+            crate::bot::Backend::Acs(acs) => Via::Acs(acs),
+        })
+    }
+
+    /// The Graph client, for actions only Graph has.
+    fn client(&self, capability: &'static str) -> Result<&appmedia_signalling::client::GraphClient, BotError> {
+        match self.via()? {
+            Via::Graph(client) => Ok(client),
+            Via::Acs(_) => unsupported(capability),
+        }
+    }
+
+    /// The call resource as the driver knows it (for ACS actions that name the other party).
+    fn known_resource(&self) -> Result<CallResource, BotError> {
+        self.resource()
+            .ok_or(BotError::Protocol("the call resource is not known yet".into()))
     }
 
     fn require_established(&self, action: &'static str) -> Result<(), BotError> {
@@ -335,11 +372,14 @@ impl CallControl {
     /// is not an error.
     pub async fn hang_up(&self) -> Result<(), BotError> {
         if !self.is_ended() {
-            match self.shared.bot.client.delete_call(&self.shared.id).await {
-                Ok(()) => {}
-                // Gone on the service already: the driver ends it (it asks itself below).
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) => return Err(e.into()),
+            match self.via()? {
+                Via::Graph(client) => match client.delete_call(&self.shared.id).await {
+                    Ok(()) => {}
+                    // Gone on the service already: the driver ends it (it asks itself below).
+                    Err(e) if e.status() == Some(404) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Via::Acs(acs) => crate::acs::actions::hang_up(acs, &self.shared.id).await?,
             }
         }
         self.wait_done(Duration::from_secs(10)).await
@@ -367,6 +407,11 @@ impl CallControl {
     /// Blind transfer of the call's peer to `target` (a user or a phone number); the bot
     /// leaves once the target accepts (`transferring` → `transferAccepted` → `terminated`).
     pub async fn transfer(&self, target: Target) -> Result<(), BotError> {
+        if let Via::Acs(acs) = self.via()? {
+            self.require_established("transfer")?;
+            let target = crate::acs::calls::target_identifier(target)?;
+            return crate::acs::actions::transfer(acs, &self.shared.id, target, None).await;
+        }
         self.transfer_with(TransferRequest::new(target.into_participant()))
             .await
     }
@@ -386,7 +431,12 @@ impl CallControl {
     /// Any transfer request as Graph takes it.
     pub async fn transfer_with(&self, request: TransferRequest) -> Result<(), BotError> {
         self.require_established("transfer")?;
-        Ok(self.client()?.transfer(&self.shared.id, &request).await?)
+        match self.via()? {
+            Via::Graph(client) => Ok(client.transfer(&self.shared.id, &request).await?),
+            Via::Acs(acs) => {
+                crate::acs::actions::transfer_request(acs, &self.shared.id, &request).await
+            }
+        }
     }
 
     /// Invites participants; a peer-to-peer call becomes a group call. The operation's end
@@ -403,36 +453,55 @@ impl CallControl {
         request: InviteParticipantsRequest,
     ) -> Result<CommsOperation, BotError> {
         self.require_established("invite")?;
-        Ok(self
-            .client()?
-            .invite_participants(&self.shared.id, &request)
-            .await?)
+        match self.via()? {
+            Via::Graph(client) => Ok(client
+                .invite_participants(&self.shared.id, &request)
+                .await?),
+            Via::Acs(acs) => {
+                let participants = request.participants.value().cloned().unwrap_or_default();
+                crate::acs::actions::invite(acs, &self.shared.id, &participants).await
+            }
+        }
     }
 
     /// Mutes the bot itself.
     pub async fn mute(&self) -> Result<CommsOperation, BotError> {
-        Ok(self.client()?.mute(&self.shared.id, None).await?)
+        Ok(self
+            .client("muting the bot (on ACS, send nothing)")?
+            .mute(&self.shared.id, None)
+            .await?)
     }
 
     /// Unmutes the bot itself.
     pub async fn unmute(&self) -> Result<CommsOperation, BotError> {
-        Ok(self.client()?.unmute(&self.shared.id, None).await?)
+        Ok(self
+            .client("unmuting the bot")?
+            .unmute(&self.shared.id, None)
+            .await?)
     }
 
     /// Mutes another participant.
     pub async fn mute_participant(&self, participant_id: &str) -> Result<CommsOperation, BotError> {
-        Ok(self
-            .client()?
-            .mute_participant(&self.shared.id, participant_id, None)
-            .await?)
+        match self.via()? {
+            Via::Graph(client) => Ok(client
+                .mute_participant(&self.shared.id, participant_id, None)
+                .await?),
+            Via::Acs(acs) => {
+                crate::acs::actions::mute_participant(acs, &self.shared.id, participant_id).await
+            }
+        }
     }
 
     /// Removes a participant from the call.
     pub async fn remove_participant(&self, participant_id: &str) -> Result<(), BotError> {
-        Ok(self
-            .client()?
-            .delete_participant(&self.shared.id, participant_id)
-            .await?)
+        match self.via()? {
+            Via::Graph(client) => Ok(client
+                .delete_participant(&self.shared.id, participant_id)
+                .await?),
+            Via::Acs(acs) => {
+                crate::acs::actions::remove_participant(acs, &self.shared.id, participant_id).await
+            }
+        }
     }
 
     /// Graph's `playPrompt` (service-hosted media: the service plays the prompts).
@@ -440,10 +509,10 @@ impl CallControl {
         &self,
         request: PlayPromptRequest,
     ) -> Result<CommsOperation, BotError> {
-        Ok(self
-            .client()?
-            .play_prompt(&self.shared.id, &request)
-            .await?)
+        match self.via()? {
+            Via::Graph(client) => Ok(client.play_prompt(&self.shared.id, &request).await?),
+            Via::Acs(acs) => crate::acs::actions::play_prompt(acs, &self.shared.id, &request).await,
+        }
     }
 
     /// Graph's `recordResponse` (service-hosted media): the recording's location comes with
@@ -453,17 +522,20 @@ impl CallControl {
         request: RecordResponseRequest,
     ) -> Result<CommsOperation, BotError> {
         Ok(self
-            .client()?
+            .client("recordResponse")?
             .record_response(&self.shared.id, &request)
             .await?)
     }
 
     /// Asks Graph for key presses as `toneInfo` notifications ([`Event::Tone`]).
     pub async fn subscribe_to_tone(&self) -> Result<CommsOperation, BotError> {
-        Ok(self
-            .client()?
-            .subscribe_to_tone(&self.shared.id, None)
-            .await?)
+        match self.via()? {
+            Via::Graph(client) => Ok(client.subscribe_to_tone(&self.shared.id, None).await?),
+            Via::Acs(acs) => {
+                let resource = self.known_resource()?;
+                crate::acs::actions::subscribe_to_tone(acs, &self.shared.id, &resource).await
+            }
+        }
     }
 
     /// Graph's `sendDtmfTones`: the service sends the tones into the call.
@@ -472,12 +544,20 @@ impl CallControl {
         tones: Vec<Tone>,
         delay_between_tones_ms: Option<i32>,
     ) -> Result<CommsOperation, BotError> {
+        if let Via::Acs(acs) = self.via()? {
+            if delay_between_tones_ms.is_some() {
+                return unsupported("a delay between DTMF tones");
+            }
+            let resource = self.known_resource()?;
+            return crate::acs::actions::send_dtmf_tones(acs, &self.shared.id, &resource, &tones)
+                .await;
+        }
         let mut request = SendDtmfTonesRequest::new(tones);
         if let Some(ms) = delay_between_tones_ms {
             request.delay_between_tones_ms = ms.into();
         }
         Ok(self
-            .client()?
+            .client("sendDtmfTones")?
             .send_dtmf_tones(&self.shared.id, &request)
             .await?)
     }
@@ -488,10 +568,15 @@ impl CallControl {
         if let Some(prompts) = &self.shared.prompts {
             let _ = prompts.cancel_all();
         }
-        Ok(self
-            .client()?
-            .cancel_media_processing(&self.shared.id, None)
-            .await?)
+        if let Some(stream) = &self.shared.stream {
+            stream.stop_audio();
+        }
+        match self.via()? {
+            Via::Graph(client) => Ok(client
+                .cancel_media_processing(&self.shared.id, None)
+                .await?),
+            Via::Acs(acs) => crate::acs::actions::cancel_media(acs, &self.shared.id).await,
+        }
     }
 
     /// Tells Graph whether the bot records (compliance bots must, before recording). Graph
@@ -502,7 +587,7 @@ impl CallControl {
     ) -> Result<CommsOperation, BotError> {
         let request = UpdateRecordingStatusRequest::new(status, fresh_client_context());
         Ok(self
-            .client()?
+            .client("updateRecordingStatus")?
             .update_recording_status(&self.shared.id, &request)
             .await?)
     }
@@ -513,14 +598,17 @@ impl CallControl {
         role: ScreenSharingRole,
     ) -> Result<(), BotError> {
         Ok(self
-            .client()?
+            .client("changeScreenSharingRole")?
             .change_screen_sharing_role(&self.shared.id, &ChangeScreenSharingRoleRequest::new(role))
             .await?)
     }
 
     /// Sends a `keepAlive` now (the SDK sends them by itself; see the bot's config).
     pub async fn keep_alive(&self) -> Result<(), BotError> {
-        Ok(self.client()?.keep_alive(&self.shared.id).await?)
+        Ok(self
+            .client("keepAlive (an ACS call needs none)")?
+            .keep_alive(&self.shared.id)
+            .await?)
     }
 
     /// Plays a WAV or Ogg/Opus file into the call with the bot's own media (app-hosted);
@@ -553,7 +641,12 @@ impl CallControl {
     pub fn cancel_prompt(&self, id: PromptId) -> Result<(), BotError> {
         self.prompts()?
             .cancel(id)
-            .map_err(|e| BotError::Prompt(e.to_string()))
+            .map_err(|e| BotError::Prompt(e.to_string()))?;
+        // ACS has queued a little of what was sent: it drops that too (barge-in).
+        if let Some(stream) = &self.shared.stream {
+            stream.stop_audio();
+        }
+        Ok(())
     }
 
     fn prompts(&self) -> Result<&PromptQueue, BotError> {

@@ -39,6 +39,9 @@ pub enum Service {
         /// Accepted `iss` of notification tokens (empty: the Bot Framework and Graph issuers).
         notification_issuers: Vec<String>,
     },
+    /// Azure Communication Services Call Automation: real PSTN, ACS and Teams calls with the
+    /// call's audio streamed to the bot (`docs/acs.md`), or `appmedia emulator`'s ACS API.
+    Acs(crate::acs::AcsService),
 }
 
 impl Service {
@@ -96,7 +99,8 @@ impl Service {
     /// The service's URLs that are not `https` and not on loopback, with their field names.
     fn insecure_urls(&self) -> Vec<(&'static str, &Url)> {
         match self {
-            Service::Graph(_) => Vec::new(),
+            // Checked by `AcsService::validate`, with its own variables.
+            Service::Graph(_) | Service::Acs(_) => Vec::new(),
             Service::Custom {
                 graph_url,
                 authority_url,
@@ -113,9 +117,34 @@ impl Service {
         }
     }
 
-    /// True for Microsoft's own service (where the callback must be public HTTPS).
+    /// True for Microsoft's own service (where the callback must be public HTTPS): Graph, or
+    /// an ACS resource that is not on this machine.
     pub fn is_microsoft(&self) -> bool {
-        matches!(self, Service::Graph(_))
+        match self {
+            Service::Graph(_) => true,
+            Service::Custom { .. } => false,
+            Service::Acs(acs) => !acs
+                .endpoint
+                .host()
+                .is_some_and(|h| appmedia_signalling::validate::is_loopback(&h)),
+        }
+    }
+
+    /// The ACS resource, for an ACS-backed bot.
+    pub fn acs(&self) -> Option<&crate::acs::AcsService> {
+        match self {
+            Service::Acs(acs) => Some(acs),
+            _ => None,
+        }
+    }
+
+    /// Whether the bot needs its own identity (app id, tenant, credential): Graph does, ACS
+    /// does only without an access key (Entra tokens).
+    fn needs_identity(&self) -> bool {
+        match self {
+            Service::Acs(acs) => acs.access_key.is_none(),
+            _ => true,
+        }
     }
 }
 
@@ -301,6 +330,29 @@ pub mod env {
     pub const MAX_CALLS: &str = "APPMEDIA_MAX_CALLS";
     /// Seconds a stopping instance lets its calls finish.
     pub const DRAIN_SECS: &str = "APPMEDIA_DRAIN_SECS";
+    /// `graph` (default) or `acs`.
+    pub const BACKEND: &str = "APPMEDIA_BACKEND";
+    /// The ACS resource's connection string (`endpoint=…;accesskey=…`).
+    pub const ACS_CONNECTION_STRING: &str = "APPMEDIA_ACS_CONNECTION_STRING";
+    /// The ACS resource's endpoint, when Entra credentials replace the access key.
+    pub const ACS_ENDPOINT: &str = "APPMEDIA_ACS_ENDPOINT";
+    /// The Call Automation API version.
+    pub const ACS_API_VERSION: &str = "APPMEDIA_ACS_API_VERSION";
+    /// A PEM file of a certificate authority to trust (the emulator's `ca_cert`).
+    pub const ACS_CA_CERT: &str = "APPMEDIA_ACS_CA_CERT";
+    /// The resource's phone number: the caller id of PSTN calls.
+    pub const ACS_PHONE_NUMBER: &str = "APPMEDIA_ACS_PHONE_NUMBER";
+    /// The public `wss://` URL of the bot's audio WebSocket.
+    pub const ACS_MEDIA_URL: &str = "APPMEDIA_ACS_MEDIA_URL";
+    /// `16k` (default) or `24k`.
+    pub const ACS_AUDIO_FORMAT: &str = "APPMEDIA_ACS_AUDIO_FORMAT";
+    /// The audience of the service's callback tokens (ACS: the resource's immutable id);
+    /// setting it turns JWT checking on.
+    pub const ACS_EVENTS_AUDIENCE: &str = "APPMEDIA_ACS_EVENTS_AUDIENCE";
+    /// The OpenID configuration of the callback tokens' keys (default: ACS's).
+    pub const ACS_EVENTS_OPENID_URL: &str = "APPMEDIA_ACS_EVENTS_OPENID_URL";
+    /// Comma-separated accepted issuers of the callback tokens (default: ACS's).
+    pub const ACS_EVENTS_ISSUER: &str = "APPMEDIA_ACS_EVENTS_ISSUER";
 }
 
 impl BotConfig {
@@ -326,6 +378,13 @@ impl BotConfig {
             max_calls: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
+    }
+
+    /// A bot on an ACS resource authenticated by its access key: no Graph identity needed.
+    pub fn for_acs(service: crate::acs::AcsService) -> Self {
+        let mut config = BotConfig::new("", "", ClientAuth::Secret(String::new()));
+        config.service = Service::Acs(service);
+        config
     }
 
     /// The calling service.
@@ -473,11 +532,11 @@ impl BotConfig {
                     ),
                 ));
             }
-            (Some(secret), None) => ClientAuth::Secret(secret),
+            (Some(secret), None) => Some(ClientAuth::Secret(secret)),
             (None, Some(path)) => {
                 let key = get(env::CERTIFICATE_KEY).map(PathBuf::from);
                 ClientCertificate::from_files(path.as_ref(), key.as_deref())
-                    .map(ClientAuth::Certificate)
+                    .map(|c| Some(ClientAuth::Certificate(c)))
                     .map_err(|e| {
                         let var = match (&e, &key) {
                             (
@@ -490,81 +549,35 @@ impl BotConfig {
                         invalid("credential", var, &path, e.to_string())
                     })?
             }
-            (None, None) => {
-                return Err(ConfigError::Missing {
+            (None, None) => None,
+        };
+        let mut config = match get(env::BACKEND).as_deref().map(str::trim) {
+            None | Some("graph") => {
+                let credential = credential.ok_or(ConfigError::Missing {
                     field: "credential",
                     var: env::CREDENTIAL,
-                });
+                })?;
+                let mut config = BotConfig::new(
+                    required("app_id", env::APP_ID)?,
+                    required("tenant", env::TENANT)?,
+                    credential,
+                );
+                config.service = Self::graph_service(&get)?;
+                config
             }
-        };
-        let mut config = BotConfig::new(
-            required("app_id", env::APP_ID)?,
-            required("tenant", env::TENANT)?,
-            credential,
-        );
-        config.service = match (get(env::GRAPH_URL), get(env::CLOUD)) {
-            (Some(_), Some(cloud)) => {
-                return Err(invalid(
-                    "service",
-                    env::CLOUD,
-                    &cloud,
-                    format!("give {} or {}, not both", env::CLOUD, env::GRAPH_URL),
-                ));
-            }
-            (Some(graph), None) => {
-                let mut service = Service::at(&graph)?;
-                if let Service::Custom {
-                    authority_url,
-                    notification_openid_url,
-                    notification_issuers,
-                    ..
-                } = &mut service
-                {
-                    if let Some(v) = get(env::AUTHORITY_URL) {
-                        *authority_url = Url::parse(&v).map_err(|e| {
-                            invalid(
-                                "service.authority_url",
-                                env::AUTHORITY_URL,
-                                &v,
-                                e.to_string(),
-                            )
-                        })?;
-                    }
-                    if let Some(v) = get(env::NOTIFICATION_OPENID_URL) {
-                        *notification_openid_url = Url::parse(&v).map_err(|e| {
-                            invalid(
-                                "service.notification_openid_url",
-                                env::NOTIFICATION_OPENID_URL,
-                                &v,
-                                e.to_string(),
-                            )
-                        })?;
-                    }
-                    if let Some(v) = get(env::NOTIFICATION_ISSUER) {
-                        *notification_issuers = v
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect();
-                    }
+            Some("acs") => {
+                let mut config = BotConfig::for_acs(crate::acs::AcsService::from_lookup(&get)?);
+                // Entra tokens instead of the access key: the bot's identity is needed.
+                if let Some(credential) = credential {
+                    config.app_id = get(env::APP_ID).unwrap_or_default();
+                    config.tenant = get(env::TENANT).unwrap_or_default();
+                    config.credential = credential;
                 }
-                service
+                config
             }
-            (None, cloud) => Service::Graph(match cloud.as_deref().map(str::trim) {
-                None | Some("global") => NationalCloud::Global,
-                Some("usgov-l4") => NationalCloud::UsGovL4,
-                Some("usgov-l5-dod") => NationalCloud::UsGovL5Dod,
-                Some("china") => NationalCloud::China,
-                Some(other) => {
-                    return Err(invalid(
-                        "service",
-                        env::CLOUD,
-                        other,
-                        "one of global, usgov-l4, usgov-l5-dod, china".into(),
-                    ));
-                }
-            }),
+            Some(other) => {
+                return Err(invalid("backend", env::BACKEND, other, "graph or acs".into()));
+            }
         };
         if let Some(v) = get(env::CALLBACK_URL) {
             config.callback_url = Some(
@@ -641,20 +654,105 @@ impl BotConfig {
         Ok(config)
     }
 
+    /// The Graph service the variables name: a cloud or a Graph-compatible URL.
+    fn graph_service(get: &impl Fn(&str) -> Option<String>) -> Result<Service, ConfigError> {
+        let invalid = |field: &'static str, var: &'static str, value: &str, reason: String| {
+            ConfigError::Invalid {
+                field,
+                var,
+                value: value.to_owned(),
+                reason,
+            }
+        };
+        Ok(match (get(env::GRAPH_URL), get(env::CLOUD)) {
+            (Some(_), Some(cloud)) => {
+                return Err(invalid(
+                    "service",
+                    env::CLOUD,
+                    &cloud,
+                    format!("give {} or {}, not both", env::CLOUD, env::GRAPH_URL),
+                ));
+            }
+            (Some(graph), None) => {
+                let mut service = Service::at(&graph)?;
+                if let Service::Custom {
+                    authority_url,
+                    notification_openid_url,
+                    notification_issuers,
+                    ..
+                } = &mut service
+                {
+                    if let Some(v) = get(env::AUTHORITY_URL) {
+                        *authority_url = Url::parse(&v).map_err(|e| {
+                            invalid(
+                                "service.authority_url",
+                                env::AUTHORITY_URL,
+                                &v,
+                                e.to_string(),
+                            )
+                        })?;
+                    }
+                    if let Some(v) = get(env::NOTIFICATION_OPENID_URL) {
+                        *notification_openid_url = Url::parse(&v).map_err(|e| {
+                            invalid(
+                                "service.notification_openid_url",
+                                env::NOTIFICATION_OPENID_URL,
+                                &v,
+                                e.to_string(),
+                            )
+                        })?;
+                    }
+                    if let Some(v) = get(env::NOTIFICATION_ISSUER) {
+                        *notification_issuers = v
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect();
+                    }
+                }
+                service
+            }
+            (None, cloud) => Service::Graph(match cloud.as_deref().map(str::trim) {
+                None | Some("global") => NationalCloud::Global,
+                Some("usgov-l4") => NationalCloud::UsGovL4,
+                Some("usgov-l5-dod") => NationalCloud::UsGovL5Dod,
+                Some("china") => NationalCloud::China,
+                Some(other) => {
+                    return Err(invalid(
+                        "service",
+                        env::CLOUD,
+                        other,
+                        "one of global, usgov-l4, usgov-l5-dod, china".into(),
+                    ));
+                }
+            }),
+        })
+    }
+
     /// Checks the fields against each other and against what Graph accepts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (field, var, value) in [
-            ("app_id", env::APP_ID, self.app_id.as_str()),
-            ("tenant", env::TENANT, self.tenant.as_str()),
-            (
-                "credential",
-                env::CREDENTIAL,
-                match &self.credential {
-                    ClientAuth::Secret(secret) => secret.as_str(),
-                    ClientAuth::Certificate(_) => "certificate",
-                },
-            ),
-        ] {
+        if let Service::Acs(acs) = &self.service {
+            acs.validate()?;
+        }
+        let identity = if self.service.needs_identity() {
+            [
+                ("app_id", env::APP_ID, self.app_id.as_str()),
+                ("tenant", env::TENANT, self.tenant.as_str()),
+                (
+                    "credential",
+                    env::CREDENTIAL,
+                    match &self.credential {
+                        ClientAuth::Secret(secret) => secret.as_str(),
+                        ClientAuth::Certificate(_) => "certificate",
+                    },
+                ),
+            ]
+            .to_vec()
+        } else {
+            Vec::new()
+        };
+        for (field, var, value) in identity {
             if value.trim().is_empty() {
                 return Err(ConfigError::Missing { field, var });
             }

@@ -16,7 +16,8 @@ use appmedia_signalling::callback::CallEvent;
 use appmedia_transport::EndReason;
 use tokio::sync::{mpsc, watch};
 
-use crate::bot::lock;
+use crate::acs::translate::{Translated, Translator};
+use crate::bot::{Signal, lock};
 use crate::call::{CallEnd, CallShared, Event, ToneSource};
 use crate::setup::LiveMedia;
 
@@ -33,7 +34,7 @@ const KEEP_ALIVE_RETRY: Duration = Duration::from_secs(60);
 /// What the driver needs besides the events.
 pub(crate) struct Driver {
     pub shared: Arc<CallShared>,
-    pub signalling: mpsc::UnboundedReceiver<CallEvent>,
+    pub signalling: mpsc::UnboundedReceiver<Signal>,
     pub events: mpsc::UnboundedSender<Event>,
     pub done: watch::Sender<bool>,
     pub media: Option<LiveMedia>,
@@ -41,6 +42,14 @@ pub(crate) struct Driver {
     pub offer_blob: Option<String>,
     /// Whether the answer blob is still to be applied (answered incoming calls).
     pub awaiting_answer_blob: bool,
+    /// An ACS call: its events' translation and the token of its URLs.
+    pub acs: Option<AcsCall>,
+}
+
+/// What the driver of an ACS call keeps.
+pub(crate) struct AcsCall {
+    pub translator: Translator,
+    pub token: String,
 }
 
 /// Why the keepAlive loop stopped.
@@ -91,7 +100,12 @@ impl Driver {
             let bot = keep_alive_client.clone();
             let id = keep_alive_id.clone();
             async move {
-                match bot.client.keep_alive(&id).await {
+                let client = match bot.graph("keepAlive") {
+                    Ok(client) => client,
+                    // Never reached: the loop runs for Graph calls only.
+                    Err(_) => return KeepAliveResult::CallGone,
+                };
+                match client.keep_alive(&id).await {
                     Ok(()) => {
                         bot.counters
                             .keep_alives_sent
@@ -116,8 +130,12 @@ impl Driver {
         let mut media_connected = false;
         let mut media_ended = false;
         let mut blob_deadline: Option<tokio::time::Instant> = None;
+        // ACS has no keepAlive: a call lives until someone hangs up.
+        let keeps_alive = self.acs.is_none();
+        // Keys the ACS audio stream reports.
+        let mut stream_dtmf = self.media.as_mut().and_then(|m| m.dtmf.take());
         let end: Option<ResultInfo> = loop {
-            let session = self.media.as_ref().map(|m| m.session.clone());
+            let session = self.media.as_ref().map(|m| m.link.clone());
             let shared = self.shared.clone();
             tokio::select! {
                 () = shared.abandon.notified() => {
@@ -131,19 +149,28 @@ impl Driver {
                     }
                 }
                 _ = media_poll.tick(), if self.media.is_some() => self.drain_media(),
-                stop = &mut keep_alive, if established => {
+                pressed = async { stream_dtmf.as_mut().expect("guarded").recv().await }, if stream_dtmf.is_some() => {
+                    match pressed {
+                        Some((key, stream)) => self.emit(Event::Tone {
+                            tone: crate::acs::translate::tone_of(key),
+                            source: ToneSource::Media { source_id: stream },
+                        }),
+                        None => stream_dtmf = None,
+                    }
+                }
+                stop = &mut keep_alive, if established && keeps_alive => {
                     let KeepAliveStop::CallGone = stop;
                     tracing::info!(call = %call_id, "the service no longer knows the call");
                     break None;
                 }
-                connected = async { session.as_deref().expect("guarded").connected().await }, if session.is_some() && !media_connected && !media_ended => {
+                connected = async { session.as_ref().expect("guarded").connected().await }, if session.is_some() && !media_connected && !media_ended => {
                     media_connected = true;
                     match connected {
                         Ok(()) => self.emit(Event::MediaConnected),
                         Err(reason) => { media_ended = true; self.emit(Event::MediaEnded(reason)); }
                     }
                 }
-                reason = async { session.as_deref().expect("guarded").ended().await }, if session.is_some() && media_connected && !media_ended => {
+                reason = async { session.as_ref().expect("guarded").ended().await }, if session.is_some() && media_connected && !media_ended => {
                     media_ended = true;
                     self.emit(Event::MediaEnded(reason));
                 }
@@ -168,8 +195,70 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
-    /// Applies one notification-derived event; `Some(result)` when the call ended.
+    /// Applies what the service said; `Some(result)` when the call ended.
     async fn on_signalling(
+        &mut self,
+        signal: Signal,
+        established: &mut bool,
+        blob_deadline: &mut Option<tokio::time::Instant>,
+    ) -> Option<Option<ResultInfo>> {
+        match signal {
+            Signal::Graph(event) => self.on_graph(event, established, blob_deadline).await,
+            Signal::Acs(event) => self.on_acs(&event, established),
+        }
+    }
+
+    /// Applies one ACS event through the call's translator.
+    fn on_acs(
+        &mut self,
+        event: &appmedia_acs::events::Event,
+        established: &mut bool,
+    ) -> Option<Option<ResultInfo>> {
+        let Some(acs) = self.acs.as_mut() else {
+            return None;
+        };
+        let mut ended = None;
+        for translated in acs.translator.apply(event) {
+            match translated {
+                Translated::State {
+                    from,
+                    to,
+                    result_info,
+                } => {
+                    lock(&self.shared.snapshot).state = Some(to.clone());
+                    if to == CallState::Established {
+                        *established = true;
+                    }
+                    if to == CallState::Terminated {
+                        ended = Some(result_info.clone());
+                    }
+                    self.emit(Event::State {
+                        from,
+                        to,
+                        result_info,
+                    });
+                }
+                Translated::Roster(participants) => {
+                    // The registry turns the whole roster into joined/changed/left; its change
+                    // comes back to this driver as a Graph roster event.
+                    self.shared
+                        .bot
+                        .receiver
+                        .apply_full_roster(&self.shared.id, participants);
+                }
+                Translated::Operation(operation) => self.emit(Event::Operation(operation)),
+                Translated::Tone { tone, sequence_id } => self.emit(Event::Tone {
+                    tone,
+                    source: ToneSource::Signalling { sequence_id },
+                }),
+                Translated::Other => self.emit(Event::Acs(Box::new(event.clone()))),
+            }
+        }
+        ended
+    }
+
+    /// Applies one Graph notification-derived event; `Some(result)` when the call ended.
+    async fn on_graph(
         &mut self,
         event: CallEvent,
         established: &mut bool,
@@ -228,7 +317,11 @@ impl Driver {
                 // Delta rosters went missing: the full list puts the roster right.
                 let bot = self.shared.bot.clone();
                 let id = self.shared.id.clone();
-                match bot.client.list_participants(&id).await {
+                let listed = match bot.graph("participants") {
+                    Ok(client) => client.list_participants(&id).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match listed {
                     Ok(participants) => bot.receiver.apply_full_roster(&id, participants),
                     Err(e) => tracing::warn!(call = %id, error = %e, "roster refetch failed"),
                 }
@@ -266,9 +359,11 @@ impl Driver {
         if Some(blob) == self.offer_blob.as_ref() {
             return;
         }
-        let Some(media) = &self.media else { return };
+        let Some(session) = self.media.as_ref().and_then(|m| m.link.session()) else {
+            return;
+        };
         self.awaiting_answer_blob = false;
-        if let Err(e) = media.session.accept(blob).await {
+        if let Err(e) = session.accept(blob).await {
             tracing::warn!(call = %self.shared.id, error = %e, "the service's answer blob was refused");
             self.emit(Event::MediaEnded(EndReason::Closed));
         }
@@ -280,7 +375,10 @@ impl Driver {
             return;
         }
         let bot = self.shared.bot.clone();
-        match bot.client.get_call(&self.shared.id).await {
+        let Ok(client) = bot.graph("get call") else {
+            return;
+        };
+        match client.get_call(&self.shared.id).await {
             Ok(call) => self.apply_answer_blob(&call).await,
             Err(e) => {
                 tracing::warn!(call = %self.shared.id, error = %e, "cannot read the answer blob")
@@ -344,8 +442,8 @@ impl Driver {
         self.drain_media();
         if let Some(media) = self.media.take() {
             end.media = lock(&self.shared.snapshot).media_stats;
-            end.transport = Some(media.session.stats().await);
-            media.session.close().await;
+            end.transport = media.link.stats().await;
+            media.link.close().await;
         }
         end.recording = crate::call::CallControl {
             shared: self.shared.clone(),
@@ -358,6 +456,9 @@ impl Driver {
             if snapshot.state != Some(CallState::Terminated) {
                 snapshot.state = Some(CallState::Terminated);
             }
+        }
+        if let (Some(acs), Some(backend)) = (&self.acs, bot.acs()) {
+            backend.forget(&acs.token);
         }
         bot.unregister(&call_id);
         tracing::info!(call = %call_id, result = ?end.result_info, "call ended");

@@ -19,6 +19,17 @@ pub enum BotError {
     /// The Graph client refused the request or the service answered an error.
     #[error(transparent)]
     Graph(#[from] appmedia_signalling::client::ClientError),
+    /// The ACS Call Automation client refused the request or the service answered an error.
+    #[error(transparent)]
+    Acs(#[from] appmedia_acs::AcsError),
+    /// The bot's backend has no equivalent of the action (`docs/acs.md` has the table).
+    #[error("{capability} is not available on the {backend} backend")]
+    Unsupported {
+        /// `graph` or `acs`.
+        backend: &'static str,
+        /// What was asked.
+        capability: &'static str,
+    },
     /// The media transport failed.
     #[error("media transport: {0}")]
     Transport(#[from] appmedia_transport::TransportError),
@@ -102,6 +113,7 @@ impl BotError {
     pub fn status(&self) -> Option<u16> {
         match self {
             BotError::Graph(e) => e.status(),
+            BotError::Acs(e) => e.status(),
             _ => None,
         }
     }

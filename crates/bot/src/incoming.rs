@@ -8,11 +8,13 @@ use appmedia_model::{
     AnswerRequest, Call as CallResource, CallState, ChatInfo, IdentitySet, MediaInfo, MeetingInfo,
     Modality, RedirectRequest, RejectReason, RejectRequest,
 };
+use appmedia_acs::events::IncomingCallData;
+use appmedia_acs::models::{AnswerCallRequest, RedirectCallRequest, RejectCallRequest};
 use appmedia_signalling::builders::Media;
 use appmedia_signalling::callback::CallEvent;
 use tokio::sync::mpsc;
 
-use crate::bot::BotInner;
+use crate::bot::{BotInner, Signal};
 use crate::call::{Call, Hosting, Target};
 use crate::error::BotError;
 use crate::media::MediaOptions;
@@ -62,8 +64,10 @@ pub struct IncomingCall {
     call_id: String,
     resource: CallResource,
     received: Instant,
-    signalling: Option<mpsc::UnboundedReceiver<CallEvent>>,
+    signalling: Option<mpsc::UnboundedReceiver<Signal>>,
     handled: Option<&'static str>,
+    /// The Event Grid offer, on the ACS backend.
+    acs: Option<IncomingCallData>,
 }
 
 impl std::fmt::Debug for IncomingCall {
@@ -87,6 +91,21 @@ impl IncomingCall {
             received: Instant::now(),
             signalling: Some(signalling),
             handled: None,
+            acs: None,
+        }
+    }
+
+    /// A call ACS offers through Event Grid. Its id is the server call id until it is
+    /// answered (the answered [`Call`]'s id is its call connection id).
+    pub(crate) fn new_acs(bot: Arc<BotInner>, data: IncomingCallData) -> Self {
+        IncomingCall {
+            bot,
+            call_id: data.server_call_id.clone(),
+            resource: crate::acs::calls::incoming_resource(&data),
+            received: Instant::now(),
+            signalling: None,
+            handled: None,
+            acs: Some(data),
         }
     }
 
@@ -173,6 +192,10 @@ impl IncomingCall {
     /// On an error the call stays unanswered and may be answered again, rejected or redirected.
     pub async fn answer(&mut self, media: AnswerMedia) -> Result<Call, BotError> {
         self.check_open()?;
+        if self.acs.is_some() {
+            return self.answer_acs(media).await;
+        }
+        let client = self.bot.graph("answer")?;
         let callback = self.bot.callback_uri.clone();
         let (config, options, session) = match media {
             AnswerMedia::App(options) => {
@@ -191,7 +214,7 @@ impl IncomingCall {
             }
         };
         let request = AnswerRequest::new(callback, config, vec![Modality::Audio]);
-        if let Err(e) = self.bot.client.answer(&self.call_id, &request).await {
+        if let Err(e) = client.answer(&self.call_id, &request).await {
             if let Some(session) = session {
                 session.close().await;
             }
@@ -213,7 +236,7 @@ impl IncomingCall {
                     Ok(media) => (Some(media), Some(offer)),
                     Err(e) => {
                         // Answered but no media here: end the call rather than leave it mute.
-                        let _ = self.bot.client.delete_call(&self.call_id).await;
+                        let _ = client.delete_call(&self.call_id).await;
                         self.bot.unregister(&self.call_id);
                         return Err(e);
                     }
@@ -234,16 +257,99 @@ impl IncomingCall {
             signalling,
             media,
             offer,
+            None,
+        ))
+    }
+
+    /// Answers on ACS: bidirectional audio streaming for app-hosted media.
+    async fn answer_acs(&mut self, media: AnswerMedia) -> Result<Call, BotError> {
+        let bot = self.bot.clone();
+        let acs = bot.acs().ok_or(BotError::ShuttingDown)?;
+        let context = self
+            .acs
+            .as_ref()
+            .map(|d| d.incoming_call_context.clone())
+            .unwrap_or_default();
+        let options = match media {
+            AnswerMedia::App(options) => Some(options),
+            AnswerMedia::Service { pre_fetch } if pre_fetch.is_empty() => None,
+            AnswerMedia::Service { .. } => {
+                return Err(BotError::Unsupported {
+                    backend: "acs",
+                    capability: "prompts fetched ahead (ACS fetches files when it plays them)",
+                });
+            }
+        };
+        let token = acs.new_token()?;
+        let request = AnswerCallRequest {
+            incoming_call_context: context,
+            callback_uri: acs.callback_of(&token),
+            operation_context: None,
+            media_streaming_options: options
+                .as_ref()
+                .map(|o| crate::acs::calls::streaming_options(acs, &token, o)),
+        };
+        let answered = match acs.client.answer_call(&request).await {
+            Ok(answered) => answered,
+            Err(e) => {
+                acs.forget(&token);
+                return Err(e.into());
+            }
+        };
+        self.handled = Some("answered");
+        bot.counters
+            .incoming_answered
+            .fetch_add(1, Ordering::Relaxed);
+        let call_id = answered.call_connection_id;
+        let signalling = bot.register(&call_id);
+        acs.bind(&token, &call_id, None);
+        let media = match options {
+            Some(options) => {
+                match crate::acs::calls::start_media(&bot, acs, &token, &call_id, options) {
+                    Ok(media) => Some(media),
+                    Err(e) => {
+                        // Answered but no media here: end the call rather than leave it mute.
+                        let _ = acs.client.hang_up(&call_id).await;
+                        acs.forget(&token);
+                        bot.unregister(&call_id);
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut resource = self.resource.clone();
+        resource.id = call_id.clone().into();
+        resource.state = CallState::Establishing.into();
+        Ok(crate::acs::calls::spawn(
+            &bot, call_id, token, resource, signalling, media,
         ))
     }
 
     /// Declines the call (`busy`, `forbidden` or `none`).
     pub async fn reject(&mut self, reason: RejectReason) -> Result<(), BotError> {
         self.check_open()?;
-        self.bot
-            .client
-            .reject(&self.call_id, &RejectRequest::new(reason))
-            .await?;
+        match (&self.acs, self.bot.acs()) {
+            (Some(offer), Some(acs)) => {
+                let reason = match reason {
+                    RejectReason::Busy => appmedia_acs::models::RejectReason::Busy,
+                    RejectReason::Forbidden => appmedia_acs::models::RejectReason::Forbidden,
+                    _ => appmedia_acs::models::RejectReason::None,
+                };
+                acs.client
+                    .reject_call(&RejectCallRequest {
+                        incoming_call_context: offer.incoming_call_context.clone(),
+                        call_reject_reason: Some(reason),
+                    })
+                    .await?;
+            }
+            _ => {
+                self.bot
+                    .graph("reject")?
+                    .reject(&self.call_id, &RejectRequest::new(reason))
+                    .await?;
+            }
+        }
         self.handled = Some("rejected");
         self.bot
             .counters
@@ -260,12 +366,40 @@ impl IncomingCall {
         timeout: Option<Duration>,
     ) -> Result<(), BotError> {
         self.check_open()?;
+        if let (Some(offer), Some(acs)) = (&self.acs, self.bot.acs()) {
+            // Call Automation redirects to one target, which rings for the service's time.
+            let [target] = <[Target; 1]>::try_from(targets).map_err(|_| BotError::Unsupported {
+                backend: "acs",
+                capability: "redirecting to several targets at once",
+            })?;
+            if timeout.is_some() {
+                return Err(BotError::Unsupported {
+                    backend: "acs",
+                    capability: "a redirect timeout",
+                });
+            }
+            acs.client
+                .redirect_call(&RedirectCallRequest {
+                    incoming_call_context: offer.incoming_call_context.clone(),
+                    target: crate::acs::calls::target_identifier(target)?,
+                })
+                .await?;
+            self.handled = Some("redirected");
+            self.bot
+                .counters
+                .incoming_redirected
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let targets = targets.into_iter().map(Target::into_participant).collect();
         let mut request = RedirectRequest::new(targets);
         if let Some(timeout) = timeout {
             request.timeout = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX).into();
         }
-        self.bot.client.redirect(&self.call_id, &request).await?;
+        self.bot
+            .graph("redirect")?
+            .redirect(&self.call_id, &request)
+            .await?;
         self.handled = Some("redirected");
         self.bot
             .counters
@@ -280,6 +414,13 @@ impl Drop for IncomingCall {
     /// call, so that its routes are freed and an unhandled call is reported as expired.
     fn drop(&mut self) {
         let Some(mut signalling) = self.signalling.take() else {
+            // An ACS offer left unhandled rings until the service gives up on it.
+            if self.acs.is_some() && self.handled.is_none() {
+                self.bot
+                    .counters
+                    .incoming_expired
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             return;
         };
         let bot = self.bot.clone();
@@ -295,10 +436,10 @@ impl Drop for IncomingCall {
         runtime.spawn(async move {
             let ended = tokio::time::timeout(EXPIRY_WATCH, async {
                 while let Some(event) = signalling.recv().await {
-                    if let CallEvent::StateChanged {
+                    if let Signal::Graph(CallEvent::StateChanged {
                         to: CallState::Terminated,
                         ..
-                    } = event
+                    }) = event
                     {
                         return true;
                     }

@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acs;
 mod bot;
 mod call;
 pub mod config;

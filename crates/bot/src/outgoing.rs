@@ -5,12 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use appmedia_model::{Call as CallResource, MediaConfig};
 use appmedia_signalling::builders::Media;
-use appmedia_signalling::callback::CallEvent;
 use tokio::sync::{mpsc, watch};
 
-use crate::bot::BotInner;
+use crate::bot::{BotInner, Signal};
 use crate::call::{Call, CallControl, CallShared, Hosting, Snapshot};
-use crate::driver::Driver;
+use crate::driver::{AcsCall, Driver};
 use crate::error::BotError;
 use crate::media::MediaOptions;
 use crate::setup::{self, LiveMedia};
@@ -23,6 +22,11 @@ pub(crate) async fn place(
     options: MediaOptions,
 ) -> Result<Call, BotError> {
     inner.check_running()?;
+    if let Some(acs) = inner.acs() {
+        let _in_flight = InFlight::claim(inner)?;
+        return crate::acs::calls::place(inner, acs, request, options).await;
+    }
+    let client = inner.graph("create call")?;
     // A slot of `max_calls` from here; while the create is in flight its first notifications
     // may beat the 201: they are held for the call, not answered 404 as a stranger's.
     let in_flight = InFlight::claim(inner)?;
@@ -49,7 +53,7 @@ pub(crate) async fn place(
     } else {
         None
     };
-    let created = inner.client.create_call(&request).await?;
+    let created = client.create_call(&request).await?;
     let call_id = created
         .call_id()
         .ok_or_else(|| BotError::Protocol("the 201 has no call id".into()))?
@@ -75,7 +79,7 @@ pub(crate) async fn place(
                 Ok(media) => Some(media),
                 Err(e) => {
                     // Leave nothing behind on the service or here.
-                    let _ = inner.client.delete_call(&call_id).await;
+                    let _ = client.delete_call(&call_id).await;
                     inner.unregister(&call_id);
                     return Err(e);
                 }
@@ -95,19 +99,24 @@ pub(crate) async fn place(
         signalling,
         media,
         None,
+        None,
     ))
 }
 
 /// Starts the driver of a call whose events arrive on `signalling`. `answer_offer` is the
-/// bot's blob when the answer blob is still to come in a notification (answered calls).
+/// bot's blob when the answer blob is still to come in a notification (answered calls);
+/// `acs` is set for a call on the ACS backend.
+// One call site per kind of call; a struct would only name the same eight things again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn(
     inner: &Arc<BotInner>,
     call_id: String,
     hosting: Hosting,
     resource: Option<CallResource>,
-    signalling: mpsc::UnboundedReceiver<CallEvent>,
+    signalling: mpsc::UnboundedReceiver<Signal>,
     mut media: Option<LiveMedia>,
     answer_offer: Option<String>,
+    acs: Option<AcsCall>,
 ) -> Call {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
@@ -129,6 +138,10 @@ pub(crate) fn spawn(
         recorder: Mutex::new(media.as_mut().and_then(|m| m.recorder.take())),
         done: done_rx,
         abandon: tokio::sync::Notify::new(),
+        stream: media.as_ref().and_then(|m| match &m.link {
+            crate::setup::MediaLink::Stream(link) => Some(link.clone()),
+            crate::setup::MediaLink::WebRtc(_) => None,
+        }),
     });
     let control = CallControl {
         shared: shared.clone(),
@@ -142,6 +155,7 @@ pub(crate) fn spawn(
         awaiting_answer_blob: answer_offer.is_some(),
         offer_blob: answer_offer,
         media,
+        acs,
     };
     tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
     Call::new(control, events_rx, audio)

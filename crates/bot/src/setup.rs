@@ -5,10 +5,16 @@ use std::sync::Arc;
 
 use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, RecordingSink};
-use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, ToneSender};
+use appmedia_media::pcm::PcmRate;
+use appmedia_media::pipeline::{
+    BotAudioFormat, CallPipeline, PipelineConfig, SendOutput, ToneSender,
+};
 use appmedia_media::queue::Producer;
 use appmedia_media::scheduler::CallHandle;
-use appmedia_transport::{MediaSession, TransportConfig};
+use appmedia_transport::{EndReason, MediaSession, SessionStats, TransportConfig};
+use tokio::sync::mpsc;
+
+use crate::acs::stream::{StreamLink, StreamSlot};
 
 use crate::bot::BotInner;
 use crate::error::BotError;
@@ -33,9 +39,59 @@ pub(crate) async fn offer(
     Ok(MediaSession::offer(config).await?)
 }
 
+/// How a call's audio reaches the service: the bot's WebRTC session (Graph, the emulator,
+/// any WebRTC peer), or ACS's audio WebSocket.
+#[derive(Clone)]
+pub(crate) enum MediaLink {
+    WebRtc(Arc<MediaSession>),
+    Stream(Arc<StreamLink>),
+}
+
+impl MediaLink {
+    /// Resolves once audio can flow, or with why it never will.
+    pub(crate) async fn connected(&self) -> Result<(), EndReason> {
+        match self {
+            MediaLink::WebRtc(session) => session.connected().await,
+            MediaLink::Stream(link) => link.connected().await,
+        }
+    }
+
+    /// Resolves when the link ends.
+    pub(crate) async fn ended(&self) -> EndReason {
+        match self {
+            MediaLink::WebRtc(session) => session.ended().await,
+            MediaLink::Stream(link) => link.ended().await,
+        }
+    }
+
+    /// The transport's last counters (WebRTC only: a WebSocket has no RTCP).
+    pub(crate) async fn stats(&self) -> Option<SessionStats> {
+        match self {
+            MediaLink::WebRtc(session) => Some(session.stats().await),
+            MediaLink::Stream(_) => None,
+        }
+    }
+
+    /// Closes the link.
+    pub(crate) async fn close(&self) {
+        match self {
+            MediaLink::WebRtc(session) => session.close().await,
+            MediaLink::Stream(link) => link.close(),
+        }
+    }
+
+    /// The WebRTC session, for the answer blob.
+    pub(crate) fn session(&self) -> Option<&MediaSession> {
+        match self {
+            MediaLink::WebRtc(session) => Some(session),
+            MediaLink::Stream(_) => None,
+        }
+    }
+}
+
 /// A call's media once running on a worker.
 pub(crate) struct LiveMedia {
-    pub session: Arc<MediaSession>,
+    pub link: MediaLink,
     pub handle: CallHandle,
     pub feed: MediaFeed,
     /// Taken by the bot's `Call`.
@@ -46,6 +102,8 @@ pub(crate) struct LiveMedia {
     pub recorder: Option<CallRecorder>,
     /// Opened by the driver once the far end hears the bot.
     pub send_gate: SendGate,
+    /// Keys pressed, as the ACS audio stream reports them (key, stream key).
+    pub dtmf: Option<mpsc::Receiver<(char, u32)>>,
 }
 
 /// Builds the pipeline for `session`, connects it, and puts it on a worker. Packets flow as
@@ -54,7 +112,7 @@ pub(crate) fn start(
     inner: &Arc<BotInner>,
     call_id: &str,
     session: MediaSession,
-    mut options: MediaOptions,
+    options: MediaOptions,
 ) -> Result<LiveMedia, BotError> {
     session.set_call_id(call_id);
     let mut config = PipelineConfig {
@@ -69,11 +127,67 @@ pub(crate) fn start(
         config.max_unmixed = options.unmixed_streams;
     }
     let mut pipeline = CallPipeline::new(config)?;
+    session.attach_pipeline(&mut pipeline, inner.epoch);
+    run(
+        inner,
+        call_id,
+        pipeline,
+        options,
+        MediaLink::WebRtc(Arc::new(session)),
+        None,
+    )
+}
+
+/// Frames of the bot's send side waiting for the socket task (it drains them every 5 ms).
+const STREAM_OUTBOX_FRAMES: usize = 25;
+
+/// Builds the pipeline of a call whose audio is ACS's WebSocket: PCM in (mixed, or one
+/// stream per participant), PCM out at the stream's rate, no codec. The returned slot waits
+/// for the service's socket.
+pub(crate) fn start_stream(
+    inner: &Arc<BotInner>,
+    call_id: &str,
+    rate: PcmRate,
+    options: MediaOptions,
+) -> Result<(LiveMedia, Arc<StreamSlot>), BotError> {
+    let mut config = PipelineConfig {
+        bot_format: BotAudioFormat::Pcm16k,
+        send_output: SendOutput::Pcm(rate),
+        telephone_event_payload_type: None,
+        ..PipelineConfig::default()
+    };
+    if options.unmixed {
+        config.max_remote_streams = options.unmixed_streams + 1;
+        config.max_unmixed = options.unmixed_streams;
+    }
+    let mut pipeline = CallPipeline::new(config)?;
+    let outbox = pipeline.pcm_outbox(STREAM_OUTBOX_FRAMES)?;
+    let (slot, dtmf) = StreamSlot::new(pipeline.pcm_inbox(), outbox, rate, inner.epoch);
+    let media = run(
+        inner,
+        call_id,
+        pipeline,
+        options,
+        MediaLink::Stream(slot.link.clone()),
+        Some(dtmf),
+    )?;
+    Ok((media, slot))
+}
+
+/// Wraps a built pipeline with the call's socket, prompts, sources, taps and recorder, and
+/// puts it on a worker.
+fn run(
+    inner: &Arc<BotInner>,
+    call_id: &str,
+    mut pipeline: CallPipeline,
+    mut options: MediaOptions,
+    link: MediaLink,
+    dtmf: Option<mpsc::Receiver<(char, u32)>>,
+) -> Result<LiveMedia, BotError> {
     let socket_rx = pipeline.bot_audio_outbox(options.socket_frames)?;
     let socket = AudioSocket::new(call_id.to_owned(), socket_rx, pipeline.bot_sender());
     let tones = pipeline.tone_sender().ok();
     let (player, prompts) = PromptPlayer::new(PROMPT_QUEUE);
-    session.attach_pipeline(&mut pipeline, inner.epoch);
     let send_gate = SendGate::default();
     let (media, feed) = CallMedia::new(
         pipeline,
@@ -88,7 +202,7 @@ pub(crate) fn start(
     };
     let handle = inner.schedule(media)?;
     Ok(LiveMedia {
-        session: Arc::new(session),
+        link,
         handle,
         feed,
         socket: Some(socket),
@@ -96,6 +210,7 @@ pub(crate) fn start(
         tones,
         recorder,
         send_gate,
+        dtmf,
     })
 }
 

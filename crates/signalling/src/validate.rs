@@ -474,7 +474,7 @@ pub fn is_https_or_loopback(url: &Url) -> bool {
 }
 
 /// Loopback hosts, where plain http cannot leave the machine: 127.0.0.0/8, ::1, localhost.
-fn is_loopback(host: &Host<&str>) -> bool {
+pub fn is_loopback(host: &Host<&str>) -> bool {
     match host {
         Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
         Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
