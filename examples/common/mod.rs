@@ -1,5 +1,6 @@
-//! What every example shares: start the bot from `APPMEDIA_*` variables, or — with no
-//! `APPMEDIA_APP_ID` — on an embedded emulator whose seed bot it becomes, with the emulator's
+//! What every example shares: start the bot from `APPMEDIA_*` variables (a Graph bot's
+//! `APPMEDIA_APP_ID`…, or an ACS bot's `APPMEDIA_BACKEND=acs` and connection string), or —
+//! with neither — on an embedded emulator whose seed bot it becomes, with the emulator's
 //! calling webhook pointing at it, and say how to ring it.
 
 use appmedia::bot::{Bot, BotConfig};
@@ -40,7 +41,14 @@ pub async fn start(name: &str) -> Result<Running, Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    if std::env::var_os(appmedia::bot::config::env::APP_ID).is_some() {
+    // A Graph bot names its app; an ACS bot its backend (and connection string).
+    let configured = [
+        appmedia::bot::config::env::APP_ID,
+        appmedia::bot::config::env::BACKEND,
+    ]
+    .iter()
+    .any(|var| std::env::var_os(var).is_some());
+    if configured {
         let bot = Bot::start(BotConfig::from_env()?).await?;
         println!(
             "{name}: instance {} listening on {} for calls at {}",

@@ -1190,4 +1190,114 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    const ACS_CS: &str = "endpoint=https://contoso.communication.azure.com/;accesskey=c2VjcmV0LWtleQ==";
+
+    #[test]
+    fn an_acs_bot_from_the_environment_needs_no_graph_identity() {
+        let vars = [
+            (env::BACKEND, "acs"),
+            (env::ACS_CONNECTION_STRING, ACS_CS),
+            (env::ACS_PHONE_NUMBER, "+18005550100"),
+            (env::ACS_MEDIA_URL, "wss://bot.example.com/acs/media"),
+            (env::ACS_AUDIO_FORMAT, "24k"),
+            (env::ACS_EVENTS_AUDIENCE, "resource-immutable-id"),
+            (env::CALLBACK_URL, "https://bot.example.com/acs"),
+        ];
+        let config = BotConfig::from_lookup(lookup(&vars)).unwrap();
+        let acs = config.service.acs().expect("an ACS service");
+        assert_eq!(acs.endpoint.as_str(), "https://contoso.communication.azure.com/");
+        assert!(acs.access_key.is_some());
+        assert_eq!(acs.phone_number.as_deref(), Some("+18005550100"));
+        assert_eq!(
+            acs.audio_format,
+            appmedia_acs::models::AudioFormat::Pcm24KMono
+        );
+        assert!(matches!(&acs.events, crate::acs::EventAuth::Jwt { audience, issuers, .. }
+            if audience == "resource-immutable-id" && issuers == &[crate::acs::ACS_ISSUER]));
+        assert!(config.app_id.is_empty(), "no Graph identity");
+        // The key never shows in Debug output.
+        assert!(!format!("{config:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn acs_settings_are_refused_with_their_variable() {
+        let base = [
+            (env::BACKEND, "acs"),
+            (env::CALLBACK_URL, "https://bot.example.com/acs"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            BotConfig::from_lookup(lookup(&vars))
+        };
+        assert!(matches!(with(&[]), Err(ConfigError::Missing { field: "service.acs", .. })));
+        for (extra, var) in [
+            (
+                vec![
+                    (env::ACS_CONNECTION_STRING, ACS_CS),
+                    (env::ACS_ENDPOINT, "https://x.communication.azure.com"),
+                ],
+                env::ACS_ENDPOINT,
+            ),
+            (vec![(env::ACS_CONNECTION_STRING, "endpoint=https://x/")], env::ACS_CONNECTION_STRING),
+            (
+                vec![(env::ACS_CONNECTION_STRING, ACS_CS), (env::ACS_AUDIO_FORMAT, "8k")],
+                env::ACS_AUDIO_FORMAT,
+            ),
+            (
+                vec![(env::ACS_CONNECTION_STRING, ACS_CS), (env::ACS_PHONE_NUMBER, "555-0100")],
+                env::ACS_PHONE_NUMBER,
+            ),
+            (
+                vec![
+                    (env::ACS_CONNECTION_STRING, ACS_CS),
+                    (env::ACS_MEDIA_URL, "ws://bot.example.com/media"),
+                ],
+                env::ACS_MEDIA_URL,
+            ),
+            (
+                vec![(
+                    env::ACS_CONNECTION_STRING,
+                    "endpoint=http://contoso.example.com/;accesskey=c2VjcmV0",
+                )],
+                env::ACS_ENDPOINT,
+            ),
+            (vec![(env::ACS_CONNECTION_STRING, ACS_CS), (env::BACKEND, "teams")], env::BACKEND),
+        ] {
+            let mut vars = base.to_vec();
+            vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+            vars.extend(extra.iter().copied());
+            match BotConfig::from_lookup(lookup(&vars)) {
+                Err(ConfigError::Invalid { var: named, .. }) => assert_eq!(named, var, "{extra:?}"),
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        // Entra instead of the key: the bot's identity is required.
+        assert!(matches!(
+            with(&[(env::ACS_ENDPOINT, "https://x.communication.azure.com")]),
+            Err(ConfigError::Missing { field: "app_id", .. })
+        ));
+        let entra = with(&[
+            (env::ACS_ENDPOINT, "https://x.communication.azure.com"),
+            (env::APP_ID, "app"),
+            (env::TENANT, "tenant"),
+            (env::CLIENT_SECRET, "secret"),
+        ])
+        .unwrap();
+        assert!(entra.service.acs().unwrap().access_key.is_none());
+        // A public ACS resource posts to a public https callback only.
+        assert!(matches!(
+            BotConfig::from_lookup(lookup(&[(env::BACKEND, "acs"), (env::ACS_CONNECTION_STRING, ACS_CS)])),
+            Err(ConfigError::Missing { field: "callback_url", .. })
+        ));
+        // The emulator's loopback resource needs none.
+        let local = BotConfig::for_acs(
+            crate::acs::AcsService::from_connection_string(
+                "endpoint=https://127.0.0.1:8443/;accesskey=c2VjcmV0",
+            )
+            .unwrap(),
+        );
+        assert_eq!(local.validate(), Ok(()));
+    }
 }
