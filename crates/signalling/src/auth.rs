@@ -483,6 +483,10 @@ pub enum JwtPayloadError {
 pub enum TenantPolicy {
     /// Any tenant, but the `tid` claim must be present (a multi-tenant bot).
     Any,
+    /// No tenant at all: tokens of a service that is not tenant-scoped (ACS signs its
+    /// callbacks for a resource, its `aud`, with no `tid`). `tenant_id` is then empty unless
+    /// the token carries one.
+    NotScoped,
     /// Only these tenant ids (compared case-insensitively, they are GUIDs).
     Only(Vec<String>),
 }
@@ -767,11 +771,11 @@ impl CallbackTokenValidator {
             return Err(CallbackAuthError::WrongAudience { aud: audience });
         }
 
-        let tenant_id = claims
-            .get("tid")
-            .and_then(Value::as_str)
-            .ok_or(CallbackAuthError::MissingClaim { claim: "tid" })?
-            .to_owned();
+        let tenant_id = match claims.get("tid").and_then(Value::as_str) {
+            Some(tid) => tid.to_owned(),
+            None if matches!(self.config.tenants, TenantPolicy::NotScoped) => String::new(),
+            None => return Err(CallbackAuthError::MissingClaim { claim: "tid" }),
+        };
         if let TenantPolicy::Only(tenants) = &self.config.tenants
             && !tenants.iter().any(|t| t.eq_ignore_ascii_case(&tenant_id))
         {

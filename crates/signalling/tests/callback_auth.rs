@@ -249,6 +249,27 @@ async fn a_token_without_tid_is_refused() {
 }
 
 #[tokio::test]
+async fn a_service_that_is_not_tenant_scoped_needs_no_tid() {
+    // ACS signs its callbacks for a resource (`aud`) without a tenant.
+    let s = setup_with(|c| c.tenants = TenantPolicy::NotScoped).await;
+    let token = s
+        .issuer
+        .sign(&json!({"iss": ISSUER, "aud": APP_ID, "exp": unix_now() + 600}))
+        .unwrap();
+    let claims = s.validator.validate(&token).await.unwrap();
+    assert_eq!(claims.tenant_id, "");
+    // The audience is still checked.
+    let other = s
+        .issuer
+        .sign(&json!({"iss": ISSUER, "aud": "another-resource", "exp": unix_now() + 600}))
+        .unwrap();
+    assert!(matches!(
+        s.validator.validate(&other).await,
+        Err(CallbackAuthError::WrongAudience { .. })
+    ));
+}
+
+#[tokio::test]
 async fn an_hmac_token_is_refused() {
     let s = setup().await;
     // Algorithm confusion: HS256 really signed with the public key's text must not pass.

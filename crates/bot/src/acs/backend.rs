@@ -122,7 +122,7 @@ impl AcsBackend {
                 issuers,
                 audience,
             } => {
-                let mut auth = CallbackAuthConfig::new(audience.clone(), TenantPolicy::Any);
+                let mut auth = CallbackAuthConfig::new(audience.clone(), TenantPolicy::NotScoped);
                 auth.openid_configuration_url = openid_url.clone();
                 auth.issuers = issuers.clone();
                 Some(Arc::new(CallbackTokenValidator::new(auth).map_err(|e| {
