@@ -22,8 +22,9 @@ use appmedia::media::frame::{
 };
 use appmedia::media::jitter::{JitterBuffer, JitterConfig, Playout};
 use appmedia::media::mixer::{Mixer, SourceId};
-use appmedia::media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
-use appmedia::media::resample::{Downsampler, f32_to_s16le_bytes};
+use appmedia::media::pcm::PcmRate;
+use appmedia::media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, SendOutput};
+use appmedia::media::resample::{Downsampler, f32_to_s16, f32_to_s16le_bytes};
 use appmedia::media::rtp::{HeaderExtension, RtpHeader, RtpPacket, RtpPacketSpec};
 use appmedia::media::synth::SpeechLike;
 use bytes::Bytes;
@@ -306,6 +307,51 @@ fn two_party(name: &'static str, format: BotAudioFormat, bot_talks: bool) -> Sta
     })
 }
 
+/// A whole frame of a 2-party call over raw PCM (Azure Communication Services audio
+/// streaming), 16 kHz both ways: one frame in (playout ring, upsampling to 48 kHz), the frame
+/// to the bot at 16 kHz, the bot's own 16 kHz frame back, the send mix downsampled to 16 kHz
+/// PCM out. The same talk both ways as `call_2party_frame_pcm16k`, which carries it over
+/// Opus and RTP instead.
+fn two_party_pcm() -> Stage {
+    let mut down = Downsampler::new().expect("downsampler");
+    let talk: Vec<[i16; SAMPLES_PER_FRAME_16K]> = talk_frames(0, 50)
+        .iter()
+        .map(|f| {
+            let mut narrow = [0.0f32; SAMPLES_PER_FRAME_16K];
+            down.process(f, &mut narrow).expect("resample");
+            let mut samples = [0i16; SAMPLES_PER_FRAME_16K];
+            f32_to_s16(&narrow, &mut samples).expect("lengths match");
+            samples
+        })
+        .collect();
+    let mut pipeline = CallPipeline::new(PipelineConfig {
+        send_output: SendOutput::Pcm(PcmRate::Hz16000),
+        ..PipelineConfig::default()
+    })
+    .expect("pipeline");
+    let bot = pipeline.bot_sender();
+    let (mut k, mut tick) = (0, 0u32);
+    stage("call_2party_frame_pcm", move |frames| {
+        timed(
+            frames,
+            || {
+                k = (k + 1) % talk.len();
+                tick += 1;
+                (k, FRAME_DURATION * tick)
+            },
+            |(k, now)| {
+                pipeline
+                    .push_pcm(0, PcmRate::Hz16000, &talk[k], now)
+                    .expect("20 ms frames");
+                pipeline.tick(now);
+                black_box(pipeline.bot_frame_16k());
+                let _ = bot.send_pcm16k_samples(&talk[k]);
+                black_box(pipeline.outgoing_pcm());
+            },
+        )
+    })
+}
+
 /// One participant of the conference bench: what a conference mixer keeps
 /// per party.
 struct Participant {
@@ -393,6 +439,7 @@ fn all_stages() -> Vec<Stage> {
         two_party("call_2party_frame", BotAudioFormat::Pcm48k, true),
         two_party("call_2party_frame_pcm16k", BotAudioFormat::Pcm16k, true),
         two_party("call_2party_listen_frame", BotAudioFormat::Pcm16k, false),
+        two_party_pcm(),
         conference(),
     ]
 }

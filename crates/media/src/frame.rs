@@ -11,6 +11,8 @@ use std::time::Duration;
 pub const SAMPLE_RATE_48K: u32 = 48_000;
 /// The bot-facing narrow rate (Graph media bots' PCM 16 kHz).
 pub const SAMPLE_RATE_16K: u32 = 16_000;
+/// The wider PCM rate Azure Communication Services audio streaming may use.
+pub const SAMPLE_RATE_24K: u32 = 24_000;
 /// Frame length in milliseconds.
 pub const FRAME_MS: u32 = 20;
 /// Frame duration: the tick period of every call.
@@ -19,6 +21,8 @@ pub const FRAME_DURATION: Duration = Duration::from_millis(FRAME_MS as u64);
 pub const SAMPLES_PER_FRAME_48K: usize = (SAMPLE_RATE_48K / 1000 * FRAME_MS) as usize;
 /// Samples in one 20 ms frame at 16 kHz.
 pub const SAMPLES_PER_FRAME_16K: usize = (SAMPLE_RATE_16K / 1000 * FRAME_MS) as usize;
+/// Samples in one 20 ms frame at 24 kHz.
+pub const SAMPLES_PER_FRAME_24K: usize = (SAMPLE_RATE_24K / 1000 * FRAME_MS) as usize;
 /// Bytes in one 20 ms frame of s16 little-endian mono 16 kHz PCM.
 pub const BYTES_PER_FRAME_16K_S16: usize = SAMPLES_PER_FRAME_16K * 2;
 /// Bytes in one 20 ms frame of s16 little-endian mono 48 kHz PCM.
@@ -32,6 +36,9 @@ pub type Frame48 = [f32; SAMPLES_PER_FRAME_48K];
 
 /// One 20 ms frame of mono 16 kHz audio as `f32` (resampler input/output).
 pub type Frame16 = [f32; SAMPLES_PER_FRAME_16K];
+
+/// One 20 ms frame of mono 24 kHz audio as `f32` (resampler input/output).
+pub type Frame24 = [f32; SAMPLES_PER_FRAME_24K];
 
 /// One 20 ms frame of mono 16 kHz s16 audio (the Graph bot format, as samples).
 pub type Frame16S16 = [i16; SAMPLES_PER_FRAME_16K];
@@ -60,6 +67,7 @@ mod tests {
     fn geometry_matches_graph_and_rfc7587() {
         assert_eq!(SAMPLES_PER_FRAME_48K, 960);
         assert_eq!(SAMPLES_PER_FRAME_16K, 320);
+        assert_eq!(SAMPLES_PER_FRAME_24K, 480);
         assert_eq!(BYTES_PER_FRAME_16K_S16, 640);
         assert_eq!(FRAME_DURATION, Duration::from_millis(20));
     }

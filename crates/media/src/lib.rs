@@ -2,7 +2,8 @@
 //!
 //! Frames are 20 ms of mono `f32` at 48 kHz ([`frame::Frame48`]). Time is always passed in
 //! (`now: Duration` from a caller-chosen epoch), so everything but the [`scheduler`] is
-//! sans-IO: RTP ([`rtp`]), jitter buffer ([`jitter`]), Opus ([`codec`]), [`mixer`],
+//! sans-IO: RTP ([`rtp`]), jitter buffer ([`jitter`]), Opus ([`codec`]), raw PCM streams
+//! ([`pcm`], for Azure Communication Services audio streaming), [`mixer`],
 //! [`resample`] and lock-free hand-offs ([`queue`]) meet in the per-call [`pipeline`].
 //!
 //! ```
@@ -29,6 +30,7 @@ pub mod frame;
 pub mod jitter;
 pub mod latency;
 pub mod mixer;
+pub mod pcm;
 pub mod pipeline;
 pub mod queue;
 pub mod resample;

@@ -8,6 +8,13 @@
 //! BotSender (send queue) ──► + players ──► mix ──► OpusEncoder ──► RTP ──► outgoing_packet()
 //! ```
 //!
+//! Raw PCM (Azure Communication Services audio streaming, [`crate::pcm`]) enters and leaves the
+//! same path: [`PcmInbox`] frames go to per-key remote streams that play out of a small ring
+//! ([`PcmPlayout`](crate::pcm::PcmPlayout)) and are upsampled to 48 kHz where RTP streams are
+//! decoded, so mixing, levels, unmixed frames and speakers do not care where audio came from;
+//! with [`SendOutput::Pcm`] the send mix leaves as PCM frames ([`CallPipeline::pcm_outbox`])
+//! instead of Opus in RTP.
+//!
 //! The caller owns time and I/O: it feeds packets ([`CallPipeline::push_rtp`]) and calls
 //! [`CallPipeline::tick`] every 20 ms with `now`; after a tick it reads the frames for the bot,
 //! the outgoing packet ([`CallPipeline::outgoing_packet`]), events
@@ -35,12 +42,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Real-time contract: once every remote stream has been seen, `push_rtp` and `tick` allocate
-//! nothing (buffers, decoders and queues are preallocated; a stream slot freed by a departed
-//! participant is reused). Adding a stream the first time, adding a player and construction
-//! allocate.
+//! Real-time contract: once every remote stream has been seen, `push_rtp`, `push_pcm`, the
+//! inboxes and `tick` allocate nothing (buffers, decoders and queues are preallocated; a stream
+//! slot freed by a departed participant is reused). Adding a stream the first time (for a
+//! slot: the first RTP stream it carries, which builds its decoder, and the first PCM stream
+//! at each rate, which builds its ring and resampler), adding a player, taking the first
+//! [`PcmInbox`] and construction allocate.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,6 +64,10 @@ use crate::frame::{
 };
 use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 use crate::mixer::{Mixer, MixerError, SourceId};
+use crate::pcm::{
+    MAX_PCM_FRAME, PcmDownsampler, PcmFrame, PcmFrameOut, PcmLengthError, PcmPlayout, PcmPush,
+    PcmRate, PcmUpsampler, PlayoutStep,
+};
 use crate::queue::{self, Consumer, Producer, Push, QueueStats};
 use crate::resample::{Downsampler, ResampleError, Upsampler, f32_to_s16le_bytes, s16_to_f32};
 use crate::rtp::{
@@ -77,6 +90,18 @@ pub enum BotAudioFormat {
     Pcm16k,
     /// Mono f32 48 kHz, 960 samples per 20 ms: no resampling.
     Pcm48k,
+}
+
+/// What the send side produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SendOutput {
+    /// Opus in RTP ([`CallPipeline::outgoing_packet`], [`CallPipeline::packet_outbox`]).
+    #[default]
+    Rtp,
+    /// Mono s16 PCM frames at this rate ([`CallPipeline::outgoing_pcm`],
+    /// [`CallPipeline::pcm_outbox`]), only while there is audio to send: no Opus encoder is
+    /// built, no RTP or DTMF is sent.
+    Pcm(PcmRate),
 }
 
 /// Settings of one call's pipeline.
@@ -114,6 +139,16 @@ pub struct PipelineConfig {
     /// Packets the network side may queue between ticks ([`RtpInbox`]); a fuller queue
     /// drops its oldest packet.
     pub inbound_queue_packets: usize,
+    /// PCM frames the network side may queue between ticks ([`PcmInbox`]); a fuller queue
+    /// drops its oldest frame. The queue (about 1 KiB per frame) is made when the first
+    /// [`PcmInbox`] is taken, so RTP calls do not pay for it.
+    pub pcm_inbound_queue_frames: usize,
+    /// Ticks a PCM stream's first frame waits before the stream plays (and again after it ran
+    /// dry): the cushion that absorbs TCP's bunching of frames, at the cost of this much
+    /// delay. At most [`PCM_PLAYOUT_FRAMES`](crate::pcm::PCM_PLAYOUT_FRAMES) − 1.
+    pub pcm_prebuffer_frames: usize,
+    /// What the send side produces: RTP (default) or PCM.
+    pub send_output: SendOutput,
     /// Frames the bot's send queue holds; a fuller queue drops its oldest frame.
     pub send_queue_frames: usize,
     /// Ticks the bot's first frame waits before sending starts (and restarts after the bot
@@ -147,6 +182,9 @@ impl Default for PipelineConfig {
             max_unmixed: 4,
             max_players: 2,
             inbound_queue_packets: 64,
+            pcm_inbound_queue_frames: 16,
+            pcm_prebuffer_frames: 2,
+            send_output: SendOutput::Rtp,
             send_queue_frames: 6,
             send_prebuffer_frames: 2,
             stream_timeout: Duration::from_secs(5),
@@ -186,6 +224,13 @@ pub enum PipelineError {
     #[error("no telephone-event payload type was negotiated: DTMF tones cannot be sent")]
     /// A tone to send, but no telephone-event payload type was negotiated.
     NoTelephoneEvent,
+    #[error("the send side produces {output:?}, not what this needs")]
+    /// An output of the other [`SendOutput`] was asked for (a PCM outbox of an RTP pipeline,
+    /// DTMF tones of a PCM one).
+    WrongSendOutput {
+        /// The pipeline's send output.
+        output: SendOutput,
+    },
 }
 
 /// Why a frame or packet was refused by a hand-off queue.
@@ -197,6 +242,9 @@ pub enum HandOffError {
         /// The bytes given.
         len: usize,
     },
+    #[error(transparent)]
+    /// A PCM frame that is not 20 ms at its rate.
+    BadPcmLength(#[from] PcmLengthError),
     #[error("the call's pipeline is gone")]
     /// The pipeline was dropped.
     Disconnected,
@@ -288,6 +336,52 @@ impl RtpInbox {
     }
 }
 
+/// One PCM frame on its way from the network side to the tick.
+#[derive(Debug, Clone, Copy)]
+struct PcmFrameIn {
+    key: u32,
+    arrival: Duration,
+    frame: PcmFrame,
+}
+
+/// The network side's handle for raw PCM (e.g. the task reading an Azure Communication
+/// Services audio WebSocket): queues 20 ms frames per stream key with their arrival time; the
+/// next tick takes them. Usable from any thread, never blocks, never allocates.
+#[derive(Debug, Clone)]
+pub struct PcmInbox {
+    tx: Producer<PcmFrameIn>,
+}
+
+impl PcmInbox {
+    /// Queues one frame of the stream `key` (the mixed stream's key, or the key the SDK gave a
+    /// participant of unmixed audio; [`CallPipeline::assign_source_id`] maps it to a source
+    /// id) that arrived at `arrival` (same epoch as `tick`'s `now`). Refused unless `samples`
+    /// is 20 ms at `rate` (320 or 480 samples); a full queue drops its oldest frame.
+    pub fn push(
+        &self,
+        key: u32,
+        rate: PcmRate,
+        samples: &[i16],
+        arrival: Duration,
+    ) -> Result<SendOutcome, HandOffError> {
+        let frame = PcmFrame::new(rate, samples)?;
+        match self.tx.push(PcmFrameIn {
+            key,
+            arrival,
+            frame,
+        }) {
+            Push::Queued => Ok(SendOutcome::Queued),
+            Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
+            Push::Disconnected(_) => Err(HandOffError::Disconnected),
+        }
+    }
+
+    /// Frames waiting.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
 /// A player's handle (WAV prompt, tone generator): frames of 48 kHz f32. A player that runs
 /// ahead of real time should keep `queued() < capacity()`; a full queue drops the oldest.
 /// Dropping the handle ends the player once its queue drains.
@@ -345,9 +439,9 @@ const TONE_QUEUE: usize = 32;
 /// Something the call's owner may want to react to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PipelineEvent {
-    /// A new remote stream (SSRC) started.
+    /// A new remote stream (SSRC, or key of a PCM stream) started.
     StreamAdded {
-        /// The stream's SSRC.
+        /// The stream's SSRC (a PCM stream's key).
         ssrc: u32,
         /// Its Graph media source id.
         source_id: u32,
@@ -359,7 +453,8 @@ pub enum PipelineEvent {
         /// Its Graph media source id.
         source_id: u32,
     },
-    /// A remote stream restarted (large sequence jump, or a new SSRC replacing it).
+    /// A remote stream restarted (large sequence jump, a new SSRC replacing it, or a PCM
+    /// stream changing rate).
     StreamReset {
         /// The stream's SSRC.
         ssrc: u32,
@@ -394,15 +489,17 @@ pub enum PipelineEvent {
 /// Per-stream stats.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StreamStats {
-    /// The stream's SSRC.
+    /// The stream's SSRC (a PCM stream's key).
     pub ssrc: u32,
     /// Its Graph media source id.
     pub source_id: u32,
-    /// The codec decoding it (`opus`).
+    /// The codec decoding it: [`CODEC_NAME`], or `L16/16000` / `L16/24000` for a PCM stream.
     pub codec: &'static str,
-    /// Its jitter buffer's counters.
+    /// Its jitter buffer's counters; for a PCM stream its playout ring's, mapped as
+    /// [`PcmPlayout::jitter_stats`] describes.
     pub jitter: JitterStats,
-    /// Packets the decoder refused (concealed instead).
+    /// Packets the decoder refused (concealed instead); for a PCM stream, frames its
+    /// resampler failed on (played as silence).
     pub decode_errors: u64,
     /// Level of the last frame played, dBov.
     pub level_dbov: f32,
@@ -435,6 +532,14 @@ pub struct PipelineStats {
     pub resample_errors: u64,
     /// The network side's inbound queue (evicted = packets dropped because ticks fell behind).
     pub inbound_queue: QueueStats,
+    /// The network side's PCM queue ([`PcmInbox`]), once taken (evicted = frames dropped
+    /// because ticks fell behind).
+    pub pcm_inbound_queue: QueueStats,
+    /// PCM frames the send side produced ([`SendOutput::Pcm`]).
+    pub pcm_frames_sent: u64,
+    /// The outgoing PCM queue ([`CallPipeline::pcm_outbox`]), when connected (evicted = frames
+    /// dropped because the consumer fell behind).
+    pub pcm_outbox: QueueStats,
     /// The bot's send queue (evicted = frames dropped because the bot ran ahead).
     pub bot_queue: QueueStats,
     /// Ticks on which a sending bot had no frame ready (it ran late).
@@ -478,6 +583,8 @@ pub struct TickReport {
     pub unmixed: usize,
     /// Whether an RTP packet is ready in [`CallPipeline::outgoing_packet`].
     pub packet_ready: bool,
+    /// Whether a PCM frame is ready in [`CallPipeline::outgoing_pcm`].
+    pub pcm_ready: bool,
 }
 
 /// Unmixed frames carried per tick by [`BotAudio16k`] (Graph delivers the top four).
@@ -574,12 +681,42 @@ pub struct UnmixedAudio<'a> {
     pub pcm16k: Option<&'a [u8; BYTES_PER_FRAME_16K_S16]>,
 }
 
-struct RemoteStream {
-    live: bool,
-    ssrc: u32,
-    source_id: u32,
+/// Where a remote stream's audio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    /// Opus in RTP, through the jitter buffer and the decoder.
+    Rtp,
+    /// Raw PCM frames, through the playout ring and an upsampler.
+    Pcm,
+}
+
+/// An RTP stream's input side, made the first time a slot carries an RTP stream.
+#[derive(Debug)]
+struct RtpInput {
     jitter: JitterBuffer,
     decoder: OpusDecoder,
+}
+
+/// A PCM stream's input side, made the first time a slot carries a PCM stream.
+#[derive(Debug)]
+struct PcmInput {
+    playout: PcmPlayout,
+    up: PcmUpsampler,
+    /// The rate of the frames played (for the stats' codec name).
+    rate: PcmRate,
+}
+
+struct RemoteStream {
+    live: bool,
+    /// The SSRC, or a PCM stream's key.
+    ssrc: u32,
+    source_id: u32,
+    kind: StreamKind,
+    /// Built the first time the slot carries an RTP stream: PCM-only calls need no jitter
+    /// buffer and no decoder.
+    rtp_in: Option<RtpInput>,
+    /// Built the first time the slot carries a PCM stream.
+    pcm_in: Option<Box<PcmInput>>,
     mixer_source: Option<SourceId>,
     pcm: Box<Frame48>,
     down: Option<Box<Downsampler>>,
@@ -598,13 +735,14 @@ struct RemoteStream {
 }
 
 impl RemoteStream {
-    fn new(config: &PipelineConfig) -> Result<Self, PipelineError> {
-        Ok(RemoteStream {
+    fn new() -> Self {
+        RemoteStream {
             live: false,
             ssrc: 0,
             source_id: 0,
-            jitter: JitterBuffer::new(config.jitter),
-            decoder: OpusDecoder::new()?,
+            kind: StreamKind::Rtp,
+            rtp_in: None,
+            pcm_in: None,
             mixer_source: None,
             pcm: Box::new(SILENT_FRAME_48),
             // Made only once a second stream is live: a lone stream's unmixed frame is the mix.
@@ -618,38 +756,130 @@ impl RemoteStream {
             smoothed_dbov: -127.0,
             loud: false,
             active_ticks: 0,
-        })
+        }
+    }
+
+    /// Readies the slot for a new stream of `kind`: builds what that kind needs the first
+    /// time (the only allocation after the slot itself), clears its history otherwise.
+    fn prepare(&mut self, kind: StreamKind, config: &PipelineConfig) -> Result<(), PipelineError> {
+        match kind {
+            StreamKind::Rtp => match self.rtp_in.as_mut() {
+                // Its stats are kept, as they always were for a slot's jitter buffer.
+                Some(r) => {
+                    r.jitter.reset();
+                    let _ = r.decoder.reset();
+                }
+                None => {
+                    self.rtp_in = Some(RtpInput {
+                        jitter: JitterBuffer::new(config.jitter),
+                        decoder: OpusDecoder::new()?,
+                    });
+                }
+            },
+            StreamKind::Pcm => match self.pcm_in.as_mut() {
+                // The upsampler is cleared by the first frame, which brings the rate.
+                Some(p) => p.playout.clear(),
+                None => {
+                    self.pcm_in = Some(Box::new(PcmInput {
+                        playout: PcmPlayout::new(config.pcm_prebuffer_frames),
+                        up: PcmUpsampler::new(),
+                        rate: PcmRate::Hz16000,
+                    }));
+                }
+            },
+        }
+        self.kind = kind;
+        Ok(())
+    }
+
+    /// Whether a new stream of `kind` (at `rate`, for PCM) would find everything it needs
+    /// already built in this slot.
+    fn is_equipped_for(&self, kind: StreamKind, rate: Option<PcmRate>) -> bool {
+        match kind {
+            StreamKind::Rtp => self.rtp_in.is_some(),
+            StreamKind::Pcm => self
+                .pcm_in
+                .as_deref()
+                .is_some_and(|p| rate.is_none_or(|r| p.up.has(r))),
+        }
     }
 
     fn stats(&self) -> StreamStats {
+        let (codec, jitter) = match (self.kind, self.pcm_in.as_deref(), &self.rtp_in) {
+            (StreamKind::Pcm, Some(p), _) => (p.rate.codec_name(), p.playout.jitter_stats()),
+            (StreamKind::Rtp, _, Some(r)) => (CODEC_NAME, *r.jitter.stats()),
+            _ => (CODEC_NAME, JitterStats::default()),
+        };
         StreamStats {
             ssrc: self.ssrc,
             source_id: self.source_id,
-            codec: CODEC_NAME,
-            jitter: *self.jitter.stats(),
+            codec,
+            jitter,
             decode_errors: self.decode_errors,
             level_dbov: self.level_dbov,
         }
     }
 
+    /// Takes one PCM frame into the playout ring; a first frame or a new rate readies the
+    /// upsampler (which allocates only the first time the slot sees that rate).
+    fn push_pcm(&mut self, frame: &PcmFrame) -> Result<PcmPush, ResampleError> {
+        let Some(input) = self.pcm_in.as_deref_mut() else {
+            return Ok(PcmPush::Buffered);
+        };
+        let new_rate = input.playout.rate() != Some(frame.rate());
+        let outcome = input.playout.push(frame);
+        if new_rate {
+            input.rate = frame.rate();
+            input.up.prepare(frame.rate())?;
+        }
+        Ok(outcome)
+    }
+
     /// Produces this tick's frame into `pcm`; returns whether it carries audio.
     fn play(&mut self, now: Duration, use_fec: bool, threshold: f32) -> bool {
+        let (produced, played) = match self.kind {
+            StreamKind::Rtp => self.decode_rtp(now, use_fec),
+            StreamKind::Pcm => self.play_pcm(),
+        };
+        if let Produced::Silence = produced {
+            self.pcm.fill(0.0);
+        }
+        self.level_dbov = level_dbov(&self.pcm[..]);
+        if self.kind == StreamKind::Rtp
+            && let Some(r) = self.rtp_in.as_mut()
+        {
+            r.jitter.set_silent(self.level_dbov < threshold);
+        }
+        // ~0.3 s time constant: steady enough for dominance, quick enough to follow turns.
+        self.smoothed_dbov += (self.level_dbov - self.smoothed_dbov) * 0.06;
+        self.loud = self.level_dbov >= threshold;
+        self.playing = played && !matches!(produced, Produced::Silence);
+        self.playing
+    }
+}
+
+impl RemoteStream {
+    /// This tick's frame of an RTP stream: decoded, rebuilt from FEC, or concealed.
+    fn decode_rtp(&mut self, now: Duration, use_fec: bool) -> (Produced, bool) {
+        let Some(RtpInput { jitter, decoder }) = self.rtp_in.as_mut() else {
+            return (Produced::Silence, false);
+        };
         let pcm = &mut self.pcm[..];
-        let (result, played) = match self.jitter.pop(now) {
+        let (result, played) = match jitter.pop(now) {
             Playout::Buffering => (Ok(Produced::Silence), false),
             Playout::Silence => (Ok(Produced::Silence), true),
-            Playout::Frame(p) => match self.decoder.decode(p.payload(), pcm) {
+            Playout::Frame(p) => match decoder.decode(p.payload(), pcm) {
                 Ok(()) => (Ok(Produced::Decoded), true),
                 Err(e) => (Err(e), true),
             },
             Playout::Lost { fec: Some(next) } if use_fec => {
-                match self.decoder.decode_fec(next.payload(), pcm) {
+                match decoder.decode_fec(next.payload(), pcm) {
                     Ok(FecOutcome::Recovered) => (Ok(Produced::Fec), true),
                     Ok(FecOutcome::Concealed) => (Ok(Produced::Concealed), true),
                     Err(e) => (Err(e), true),
                 }
             }
-            Playout::Lost { .. } | Playout::Underrun => match self.decoder.conceal(pcm) {
+            Playout::Lost { .. } | Playout::Underrun => match decoder.conceal(pcm) {
                 Ok(()) => (Ok(Produced::Concealed), true),
                 Err(e) => (Err(e), true),
             },
@@ -659,7 +889,7 @@ impl RemoteStream {
             Err(_) => {
                 // Garbage payload: count it and conceal instead, so the tick goes on.
                 self.decode_errors += 1;
-                if self.decoder.conceal(pcm).is_ok() {
+                if decoder.conceal(pcm).is_ok() {
                     Produced::Concealed
                 } else {
                     Produced::Silence
@@ -667,18 +897,34 @@ impl RemoteStream {
             }
         };
         match produced {
-            Produced::Silence => self.pcm.fill(0.0),
-            Produced::Fec => self.jitter.record_fec_recovered(),
-            Produced::Concealed => self.jitter.record_concealed(),
-            Produced::Decoded => {}
+            Produced::Fec => jitter.record_fec_recovered(),
+            Produced::Concealed => jitter.record_concealed(),
+            Produced::Decoded | Produced::Silence => {}
         }
-        self.level_dbov = level_dbov(&self.pcm[..]);
-        self.jitter.set_silent(self.level_dbov < threshold);
-        // ~0.3 s time constant: steady enough for dominance, quick enough to follow turns.
-        self.smoothed_dbov += (self.level_dbov - self.smoothed_dbov) * 0.06;
-        self.loud = self.level_dbov >= threshold;
-        self.playing = played && !matches!(produced, Produced::Silence);
-        self.playing
+        (produced, played)
+    }
+
+    /// This tick's frame of a PCM stream: the ring's next frame upsampled to 48 kHz. On an
+    /// underrun (counted by the ring) a silent frame goes through the upsampler instead, so
+    /// the last 5 ms it held of the frame before come out in order and the stream restarts
+    /// from a clean history.
+    fn play_pcm(&mut self) -> (Produced, bool) {
+        let Some(input) = self.pcm_in.as_deref_mut() else {
+            return (Produced::Silence, false);
+        };
+        let rate = input.rate;
+        let result = match input.playout.pop() {
+            PlayoutStep::Buffering => return (Produced::Silence, false),
+            PlayoutStep::Frame(f) => input.up.process(f.rate(), Some(f), &mut self.pcm),
+            PlayoutStep::Underrun => input.up.process(rate, None, &mut self.pcm),
+        };
+        match result {
+            Ok(()) => (Produced::Decoded, true),
+            Err(_) => {
+                self.decode_errors += 1;
+                (Produced::Silence, true)
+            }
+        }
     }
 }
 
@@ -761,6 +1007,8 @@ pub struct CallPipeline {
     quiet_ticks: u32,
     rtp_rx: Consumer<(Bytes, Duration)>,
     rtp_tx: Producer<(Bytes, Duration)>,
+    /// The PCM inbound queue, made when the first [`PcmInbox`] is taken.
+    pcm_queue: OnceLock<(Producer<PcmFrameIn>, Consumer<PcmFrameIn>)>,
     // Send side.
     bot_rx: Consumer<BotFrame>,
     bot_tx: Producer<BotFrame>,
@@ -771,7 +1019,10 @@ pub struct CallPipeline {
     players: Vec<Player>,
     send_mixer: Mixer,
     bot_source: SourceId,
-    encoder: OpusEncoder,
+    /// `None` with [`SendOutput::Pcm`]: nothing is encoded.
+    encoder: Option<OpusEncoder>,
+    /// The PCM send side, with [`SendOutput::Pcm`].
+    pcm_send: Option<Box<PcmSend>>,
     next_seq: u16,
     next_ts: u32,
     sent_last_tick: bool,
@@ -789,8 +1040,19 @@ pub struct CallPipeline {
     tone_tx: Producer<ToneRequest>,
     events: EventRing,
     packet_tx: Option<Producer<OutgoingRtp>>,
+    pcm_tx: Option<Producer<PcmFrameOut>>,
     bot_audio_tx: Option<Producer<BotAudio16k>>,
     stats: PipelineStats,
+}
+
+/// The send side's PCM output: the mix resampled to the output rate.
+#[derive(Debug)]
+struct PcmSend {
+    down: PcmDownsampler,
+    scratch: [f32; MAX_PCM_FRAME],
+    out: PcmFrameOut,
+    /// Whether `out` was produced by the last tick.
+    ready: bool,
 }
 
 impl std::fmt::Debug for CallPipeline {
@@ -818,6 +1080,28 @@ impl CallPipeline {
                 value: config.send_prebuffer_frames,
             });
         }
+        if config.pcm_prebuffer_frames >= crate::pcm::PCM_PLAYOUT_FRAMES {
+            return Err(PipelineError::BadConfig {
+                name: "pcm_prebuffer_frames",
+                value: config.pcm_prebuffer_frames,
+            });
+        }
+        let (encoder, pcm_send) = match config.send_output {
+            SendOutput::Rtp => (Some(OpusEncoder::new(config.encoder)?), None),
+            SendOutput::Pcm(rate) => {
+                let send = PcmSend {
+                    down: PcmDownsampler::new(rate)?,
+                    scratch: [0.0; MAX_PCM_FRAME],
+                    out: PcmFrameOut {
+                        frame: PcmFrame::silent(rate),
+                        timestamp: Duration::ZERO,
+                        first_of_spurt: false,
+                    },
+                    ready: false,
+                };
+                (None, Some(Box::new(send)))
+            }
+        };
         let (bot_tx, bot_rx) = queue::bounded(config.send_queue_frames.max(1));
         let (rtp_tx, rtp_rx) = queue::bounded(config.inbound_queue_packets.max(1));
         let (tone_tx, tone_rx) = queue::bounded(TONE_QUEUE);
@@ -844,6 +1128,7 @@ impl CallPipeline {
             quiet_ticks: 0,
             rtp_rx,
             rtp_tx,
+            pcm_queue: OnceLock::new(),
             bot_rx,
             bot_tx,
             bot_sending: false,
@@ -853,7 +1138,8 @@ impl CallPipeline {
             players: Vec::with_capacity(config.max_players),
             send_mixer,
             bot_source,
-            encoder: OpusEncoder::new(config.encoder)?,
+            encoder,
+            pcm_send,
             next_seq: config.initial_sequence_number,
             next_ts: config.initial_timestamp,
             sent_last_tick: false,
@@ -873,6 +1159,7 @@ impl CallPipeline {
                 dropped: 0,
             },
             packet_tx: None,
+            pcm_tx: None,
             bot_audio_tx: None,
             stats: PipelineStats {
                 expected_loss_pct: config.encoder.expected_loss_pct.min(100),
@@ -903,11 +1190,27 @@ impl CallPipeline {
         }
     }
 
+    /// A handle for the network side to queue received PCM frames from any thread; the next
+    /// [`tick`](Self::tick) feeds them to [`push_pcm`](Self::push_pcm) with their arrival
+    /// times. The first call makes the queue (`pcm_inbound_queue_frames` frames); later calls
+    /// and clones share it.
+    pub fn pcm_inbox(&self) -> PcmInbox {
+        let (tx, _) = self
+            .pcm_queue
+            .get_or_init(|| queue::bounded(self.config.pcm_inbound_queue_frames.max(1)));
+        PcmInbox { tx: tx.clone() }
+    }
+
     /// A handle for sending DTMF tones from any thread; refused when no telephone-event
-    /// payload type was negotiated.
+    /// payload type was negotiated, and with [`SendOutput::Pcm`] (no RTP to carry them).
     pub fn tone_sender(&self) -> Result<ToneSender, PipelineError> {
         if self.config.telephone_event_payload_type.is_none() {
             return Err(PipelineError::NoTelephoneEvent);
+        }
+        if self.config.send_output != SendOutput::Rtp {
+            return Err(PipelineError::WrongSendOutput {
+                output: self.config.send_output,
+            });
         }
         Ok(ToneSender {
             tx: self.tone_tx.clone(),
@@ -937,7 +1240,8 @@ impl CallPipeline {
             self.source_ids[0] = (ssrc, source_id);
             self.source_ids.rotate_left(1);
         }
-        if let Some(s) = self.streams.iter_mut().find(|s| s.live && s.ssrc == ssrc) {
+        // An RTP stream and a PCM stream may share the number; both are that source.
+        for s in self.streams.iter_mut().filter(|s| s.live && s.ssrc == ssrc) {
             s.source_id = source_id;
         }
     }
@@ -965,26 +1269,73 @@ impl CallPipeline {
             return;
         }
         let ssrc = packet.ssrc();
-        let idx = match self.streams.iter().position(|s| s.live && s.ssrc == ssrc) {
-            Some(i) => i,
-            None => match self.open_stream(ssrc, now) {
-                Some(i) => i,
-                None => {
-                    self.stats.streams_full += 1;
-                    return;
-                }
-            },
+        let Some(idx) = self.stream_for(ssrc, StreamKind::Rtp, None, now) else {
+            return;
         };
         let stream = &mut self.streams[idx];
         stream.last_packet = now;
-        if stream.jitter.push(packet, now) == PushOutcome::Reset {
+        let Some(rtp) = stream.rtp_in.as_mut() else {
+            return;
+        };
+        if rtp.jitter.push(packet, now) == PushOutcome::Reset {
             // A far jump in sequence numbers: the decoder's history belongs to the old run.
-            let _ = stream.decoder.reset();
+            let _ = rtp.decoder.reset();
             self.events.push(PipelineEvent::StreamReset {
                 ssrc,
                 source_id: stream.source_id,
             });
         }
+    }
+
+    /// Feeds one received PCM frame of the stream `key` (the sans-IO twin of [`PcmInbox`]):
+    /// refused unless `samples` is 20 ms at `rate`. A frame of a new key opens a stream (or is
+    /// dropped and counted in `streams_full` when every slot is busy); a frame at another rate
+    /// than its stream's restarts the stream ([`PipelineEvent::StreamReset`]).
+    pub fn push_pcm(
+        &mut self,
+        key: u32,
+        rate: PcmRate,
+        samples: &[i16],
+        now: Duration,
+    ) -> Result<(), PcmLengthError> {
+        let frame = PcmFrame::new(rate, samples)?;
+        self.push_pcm_frame(key, &frame, now);
+        Ok(())
+    }
+
+    fn push_pcm_frame(&mut self, key: u32, frame: &PcmFrame, now: Duration) {
+        let Some(idx) = self.stream_for(key, StreamKind::Pcm, Some(frame.rate()), now) else {
+            return;
+        };
+        let stream = &mut self.streams[idx];
+        stream.last_packet = now;
+        match stream.push_pcm(frame) {
+            Ok(PcmPush::RateChanged) => self.events.push(PipelineEvent::StreamReset {
+                ssrc: key,
+                source_id: stream.source_id,
+            }),
+            Ok(PcmPush::Buffered | PcmPush::DroppedOldest) => {}
+            Err(_) => self.stats.resample_errors += 1,
+        }
+    }
+
+    /// The live stream `ssrc` of `kind`, or a new one; `None` (counted) when no slot is free.
+    fn stream_for(
+        &mut self,
+        ssrc: u32,
+        kind: StreamKind,
+        rate: Option<PcmRate>,
+        now: Duration,
+    ) -> Option<usize> {
+        let found = self
+            .streams
+            .iter()
+            .position(|s| s.live && s.ssrc == ssrc && s.kind == kind);
+        let idx = found.or_else(|| self.open_stream(ssrc, kind, rate, now));
+        if idx.is_none() {
+            self.stats.streams_full += 1;
+        }
+        idx
     }
 
     fn push_telephone_event(&mut self, packet: &RtpPacket, now: Duration) {
@@ -998,15 +1349,22 @@ impl CallPipeline {
     }
 
     /// Finds a slot for a new SSRC: a free one, else (single-stream calls) the current one
-    /// is replaced, else the longest-silent stream past the timeout.
-    fn open_stream(&mut self, ssrc: u32, now: Duration) -> Option<usize> {
+    /// is replaced, else the longest-silent stream past the timeout. Among free slots, one
+    /// that already carried this kind of stream (at this rate) is taken first, so that reuse
+    /// allocates nothing even in a call that mixes kinds or rates.
+    fn open_stream(
+        &mut self,
+        ssrc: u32,
+        kind: StreamKind,
+        rate: Option<PcmRate>,
+        now: Duration,
+    ) -> Option<usize> {
         let source_id = self.source_id_of(ssrc);
         if self.config.max_remote_streams == 1 && self.streams.first().is_some_and(|s| s.live) {
             // Two-party call: the peer restarted its stream under a new SSRC.
             let s = &mut self.streams[0];
             let old = (s.ssrc, s.source_id);
-            s.jitter.reset();
-            let _ = s.decoder.reset();
+            s.prepare(kind, &self.config).ok()?;
             s.ssrc = ssrc;
             s.source_id = source_id;
             s.last_packet = now;
@@ -1017,23 +1375,25 @@ impl CallPipeline {
             }
             return Some(0);
         }
-        let idx = if let Some(i) = self.streams.iter().position(|s| !s.live) {
+        let equipped = self
+            .streams
+            .iter()
+            .position(|s| !s.live && s.is_equipped_for(kind, rate));
+        let idx = if let Some(i) = equipped.or_else(|| self.streams.iter().position(|s| !s.live)) {
             i
         } else if self.streams.len() < self.config.max_remote_streams {
-            // First use of this slot: the only allocation a stream ever makes.
-            let stream = RemoteStream::new(&self.config).ok()?;
-            self.streams.push(stream);
+            // First use of this slot: with `prepare` below, the only allocation a stream makes.
+            self.streams.push(RemoteStream::new());
             self.streams.len() - 1
         } else {
             return None;
         };
+        self.streams[idx].prepare(kind, &self.config).ok()?;
         let mixer_source = self.receive_mixer.add_source().ok()?;
         let s = &mut self.streams[idx];
         s.live = true;
         s.ssrc = ssrc;
         s.source_id = source_id;
-        s.jitter.reset();
-        let _ = s.decoder.reset();
         if let Some(d) = s.down.as_mut() {
             d.reset();
         }
@@ -1069,7 +1429,9 @@ impl CallPipeline {
         let s = &mut self.streams[idx];
         s.live = false;
         s.playing = false;
-        s.jitter.reset();
+        if let Some(r) = s.rtp_in.as_mut() {
+            r.jitter.reset();
+        }
         if let Some(src) = s.mixer_source.take() {
             let _ = self.receive_mixer.remove_source(src);
         }
@@ -1101,13 +1463,23 @@ impl CallPipeline {
             }
         }
         self.stats.inbound_queue = self.rtp_rx.stats();
+        let pcm_capacity = self.pcm_queue.get().map_or(0, |(_, rx)| rx.capacity());
+        for _ in 0..pcm_capacity {
+            let Some(item) = self.pcm_queue.get().and_then(|(_, rx)| rx.pop()) else {
+                break;
+            };
+            self.push_pcm_frame(item.key, &item.frame, item.arrival);
+        }
+        if let Some((_, rx)) = self.pcm_queue.get() {
+            self.stats.pcm_inbound_queue = rx.stats();
+        }
         let (events, source_ids) = (&mut self.events, &self.source_ids);
         self.dtmf_in
             .poll(now, |t| events.push(tone_event(t, source_ids)));
         self.stats.dtmf = self.dtmf_in.stats();
         self.receive(now);
         self.update_speakers();
-        self.send();
+        self.send(now);
         self.hand_off(now);
         self.stats.bot_queue = self.bot_rx.stats();
         self.stats.events_dropped = self.events.dropped;
@@ -1116,6 +1488,7 @@ impl CallPipeline {
             streams_playing: self.streams.iter().filter(|s| s.live && s.playing).count(),
             unmixed: self.unmixed.len(),
             packet_ready: self.out_len > 0,
+            pcm_ready: self.pcm_send.as_ref().is_some_and(|p| p.ready),
         }
     }
 
@@ -1292,8 +1665,11 @@ impl CallPipeline {
         }
     }
 
-    fn send(&mut self) {
+    fn send(&mut self, now: Duration) {
         self.out_len = 0;
+        if let Some(pcm) = self.pcm_send.as_deref_mut() {
+            pcm.ready = false;
+        }
         let ts = self.next_ts;
         // RTP time advances every tick, sent or not: after a pause the receiver sees the
         // timestamp jump by the pause's length with contiguous sequence numbers (DTX).
@@ -1333,6 +1709,10 @@ impl CallPipeline {
                 continue;
             }
             i += 1;
+        }
+        if self.pcm_send.is_some() {
+            self.send_pcm(any_input, now);
+            return;
         }
         if let Some(pt) = self.config.telephone_event_payload_type
             && self.send_tone(pt, ts)
@@ -1379,7 +1759,11 @@ impl CallPipeline {
                 voice: sent_dbov >= self.config.speech_threshold_dbov,
                 level_dbov: crate::rtp::dbov_of(&frame[..]),
             };
-            match self.encoder.encode(frame) {
+            let Some(encoder) = self.encoder.as_mut() else {
+                self.sent_last_tick = false;
+                return;
+            };
+            match encoder.encode(frame) {
                 Ok(EncodedFrame::Voice(p)) => {
                     if silent {
                         self.rest.keep_update(p);
@@ -1442,6 +1826,53 @@ impl CallPipeline {
         }
     }
 
+    /// The send mix as PCM ([`SendOutput::Pcm`]), on the same notion of silence as the RTP
+    /// side's DTX: nothing while the bot, its players and sources are silent; the first
+    /// frame after silence (or a hold) starts a spurt (`first_of_spurt`, a fresh resampler).
+    /// The tick after a spurt's last frame sends one more, which carries the last 5 ms of the
+    /// spurt that were still inside the resampler, then zeros.
+    fn send_pcm(&mut self, any_input: bool, now: Duration) {
+        let Some(pcm) = self.pcm_send.as_deref_mut() else {
+            return;
+        };
+        let frame: &Frame48 = if any_input {
+            self.send_mixer.mix()
+        } else {
+            &SILENT_FRAME_48
+        };
+        let silent = !any_input || is_digital_silence(frame);
+        self.stats.sent_level_dbov = if silent {
+            SILENCE_DBOV
+        } else {
+            level_dbov(&frame[..])
+        };
+        if silent && !self.sent_last_tick {
+            return;
+        }
+        let first = !self.sent_last_tick;
+        if first {
+            // Whatever the resampler held belongs to audio that was never sent (a hold).
+            pcm.down.reset();
+        }
+        match pcm
+            .down
+            .process(frame, &mut pcm.scratch, &mut pcm.out.frame)
+        {
+            Ok(()) => {
+                pcm.out.timestamp = now;
+                pcm.out.first_of_spurt = first;
+                pcm.ready = true;
+                self.stats.pcm_frames_sent += 1;
+                // The tail frame ends the spurt.
+                self.sent_last_tick = !silent;
+            }
+            Err(_) => {
+                self.stats.resample_errors += 1;
+                self.sent_last_tick = false;
+            }
+        }
+    }
+
     /// Sends this tick's telephone-event packet instead of audio while a tone is held;
     /// false when audio goes out as usual.
     fn send_tone(&mut self, payload_type: u8, ts: u32) -> bool {
@@ -1496,6 +1927,12 @@ impl CallPipeline {
             item.data[..self.out_len].copy_from_slice(&self.out_packet[..self.out_len]);
             let _ = tx.push(item);
             self.stats.packet_outbox = tx.stats();
+        }
+        if let (Some(tx), Some(pcm)) = (&self.pcm_tx, self.pcm_send.as_deref())
+            && pcm.ready
+        {
+            let _ = tx.push(pcm.out);
+            self.stats.pcm_outbox = tx.stats();
         }
         if let Some(tx) = &self.bot_audio_tx {
             let mut item = BotAudio16k {
@@ -1562,6 +1999,28 @@ impl CallPipeline {
         let (tx, rx) = queue::bounded(capacity.max(1));
         self.bot_audio_tx = Some(tx);
         Ok(rx)
+    }
+
+    /// Connects a queue that receives every PCM frame the send side produces (for the task
+    /// writing the WebSocket); a full queue drops its oldest frame (counted in
+    /// `stats().pcm_outbox`). Refused unless the pipeline sends [`SendOutput::Pcm`].
+    pub fn pcm_outbox(&mut self, capacity: usize) -> Result<Consumer<PcmFrameOut>, PipelineError> {
+        if self.pcm_send.is_none() {
+            return Err(PipelineError::WrongSendOutput {
+                output: self.config.send_output,
+            });
+        }
+        let (tx, rx) = queue::bounded(capacity.max(1));
+        self.pcm_tx = Some(tx);
+        Ok(rx)
+    }
+
+    /// The PCM frame produced by the last tick, if any ([`SendOutput::Pcm`]; valid until the
+    /// next tick).
+    pub fn outgoing_pcm(&self) -> Option<&PcmFrameOut> {
+        self.pcm_send
+            .as_deref()
+            .and_then(|p| p.ready.then_some(&p.out))
     }
 
     /// The RTP packet produced by the last tick, if any (valid until the next tick).
@@ -1631,9 +2090,15 @@ impl CallPipeline {
 
     /// Sets the expected loss the encoder protects against. A pipeline that takes receiver
     /// reports ([`use_loss_reports`](Self::use_loss_reports)) sets it itself.
+    /// Without an encoder ([`SendOutput::Pcm`]) it is only recorded in the stats.
     pub fn set_expected_loss_pct(&mut self, pct: u8) -> Result<(), PipelineError> {
-        self.encoder.set_expected_loss_pct(pct)?;
-        self.stats.expected_loss_pct = self.encoder.config().expected_loss_pct;
+        self.stats.expected_loss_pct = match self.encoder.as_mut() {
+            Some(encoder) => {
+                encoder.set_expected_loss_pct(pct)?;
+                encoder.config().expected_loss_pct
+            }
+            None => pct.min(100),
+        };
         Ok(())
     }
 
@@ -1649,7 +2114,9 @@ impl CallPipeline {
     }
 
     fn apply_expected_loss(&mut self, pct: u8) -> Result<(), PipelineError> {
-        self.encoder.set_inband_fec(pct > 0)?;
+        if let Some(encoder) = self.encoder.as_mut() {
+            encoder.set_inband_fec(pct > 0)?;
+        }
         self.set_expected_loss_pct(pct)
     }
 
@@ -1755,5 +2222,6 @@ const _: () = {
     send::<CallPipeline>();
     send::<BotSender>();
     send::<RtpInbox>();
+    send::<PcmInbox>();
     send::<PlayerSender>();
 };

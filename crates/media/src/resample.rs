@@ -1,7 +1,9 @@
-//! 16 kHz ↔ 48 kHz conversion for the bot-facing side, and s16 ↔ f32.
+//! 16 kHz and 24 kHz ↔ 48 kHz conversion for the bot-facing and PCM sides, and s16 ↔ f32.
 //!
-//! Graph media bots speak mono s16 PCM at 16 kHz (640 bytes per 20 ms); the
-//! media core runs at 48 kHz. [`Upsampler`] and [`Downsampler`] convert one
+//! Graph media bots speak mono s16 PCM at 16 kHz (640 bytes per 20 ms), Azure
+//! Communication Services audio streaming 16 or 24 kHz; the media core runs at
+//! 48 kHz. [`Upsampler`] and [`Downsampler`] (and their 24 kHz siblings
+//! [`Upsampler24k`], [`Downsampler24k`]) convert one
 //! 20 ms frame per call with rubato's synchronous FFT resampler (fixed ratio,
 //! best quality, fastest of rubato's resamplers), sized so that every call
 //! takes exactly one frame and returns exactly one.
@@ -15,7 +17,8 @@ use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 use crate::frame::{
-    SAMPLE_RATE_16K, SAMPLE_RATE_48K, SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K,
+    SAMPLE_RATE_16K, SAMPLE_RATE_24K, SAMPLE_RATE_48K, SAMPLES_PER_FRAME_16K,
+    SAMPLES_PER_FRAME_24K, SAMPLES_PER_FRAME_48K,
 };
 
 /// What went wrong while resampling or converting.
@@ -67,10 +70,17 @@ pub type Upsampler = FrameResampler<SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K
 /// 48 kHz → 16 kHz, one 20 ms frame per call (the core's frames to the bot).
 pub type Downsampler = FrameResampler<SAMPLES_PER_FRAME_48K, SAMPLES_PER_FRAME_16K>;
 
+/// 24 kHz → 48 kHz, one 20 ms frame per call (PCM streams at 24 kHz into the core).
+pub type Upsampler24k = FrameResampler<SAMPLES_PER_FRAME_24K, SAMPLES_PER_FRAME_48K>;
+
+/// 48 kHz → 24 kHz, one 20 ms frame per call (the core's send mix as 24 kHz PCM).
+pub type Downsampler24k = FrameResampler<SAMPLES_PER_FRAME_48K, SAMPLES_PER_FRAME_24K>;
+
 /// 20 ms frames per second.
 const FRAMES_PER_SECOND: usize = 50;
 // The rates `FrameResampler::new` derives from frame lengths are the core's rates.
 const _: () = assert!(SAMPLES_PER_FRAME_16K * FRAMES_PER_SECOND == SAMPLE_RATE_16K as usize);
+const _: () = assert!(SAMPLES_PER_FRAME_24K * FRAMES_PER_SECOND == SAMPLE_RATE_24K as usize);
 const _: () = assert!(SAMPLES_PER_FRAME_48K * FRAMES_PER_SECOND == SAMPLE_RATE_48K as usize);
 
 /// FFT blocks per 20 ms frame. Two blocks of 10 ms instead of one of 20 ms
@@ -280,6 +290,36 @@ mod tests {
         assert!(max_err < 0.01, "round-trip error {max_err}");
         up.reset();
         down.reset();
+    }
+
+    #[test]
+    fn tone_survives_24k_to_48k_to_24k() {
+        let mut up = Upsampler24k::new().unwrap();
+        let mut down = Downsampler24k::new().unwrap();
+        assert_eq!(up.delay_samples() % 2, 0, "delay is whole 24 kHz samples");
+        let delay = (up.delay_samples() / 2 + down.delay_samples()) as f64;
+        let mut input = [0.0f32; SAMPLES_PER_FRAME_24K];
+        let mut mid = SILENT_FRAME_48;
+        let mut out = [0.0f32; SAMPLES_PER_FRAME_24K];
+        let mut max_err = 0.0f64;
+        for f in 0..30 {
+            for (i, s) in input.iter_mut().enumerate() {
+                *s = tone(24_000.0, f * SAMPLES_PER_FRAME_24K + i, 0.0);
+            }
+            up.process(&input, &mut mid).unwrap();
+            down.process(&mid, &mut out).unwrap();
+            if f < 4 {
+                continue;
+            }
+            for (i, &s) in out.iter().enumerate() {
+                let want = tone(24_000.0, f * SAMPLES_PER_FRAME_24K + i, delay);
+                max_err = max_err.max((f64::from(s) - f64::from(want)).abs());
+            }
+        }
+        // 5 ms each way, as for 16 kHz.
+        assert_eq!(up.delay_samples(), 240);
+        assert_eq!(down.delay_samples(), 120);
+        assert!(max_err < 0.01, "round-trip error {max_err}");
     }
 
     /// Peak of a 0.5-amplitude sine at `hz` after a fresh downsampler, over 10 frames

@@ -278,3 +278,117 @@ fn pipeline_two_party_tick_allocates_nothing() {
     assert!(b.stats().inbound_queue.popped > 400);
     assert!(b.stats().dtmf.tones > 5, "{:?}", b.stats().dtmf);
 }
+
+/// A call of Azure Communication Services audio streaming: unmixed PCM in (two 16 kHz keys
+/// throughout, a 24 kHz key that leaves and another that takes its slot, bursts and an
+/// underrun), the send mix out as 16 kHz PCM with talk spurts and a hold. Once every slot has
+/// carried its kind of stream, the inbox, `push_pcm` and `tick` allocate nothing.
+#[test]
+fn pipeline_pcm_call_tick_allocates_nothing() {
+    use appmedia_media::pcm::PcmRate;
+    use appmedia_media::pipeline::{CallPipeline, PipelineConfig, SendOutput};
+    use std::time::Duration;
+
+    let tick_len = Duration::from_millis(20);
+    let mut call = CallPipeline::new(PipelineConfig {
+        send_output: SendOutput::Pcm(PcmRate::Hz16000),
+        max_remote_streams: 3,
+        stream_timeout: Duration::from_millis(200),
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    call.assign_source_id(1, 100);
+    let inbox = call.pcm_inbox();
+    let bot = call.bot_sender();
+    let player = call.add_player(4).unwrap();
+    let outbox = call.pcm_outbox(4).unwrap();
+    let bot_audio = call.bot_audio_outbox(4).unwrap();
+    let mut pcm16 = [0u8; 640];
+    let mut allocations = 0;
+    for i in 0..WARMUP_TICKS * 5 + MEASURED_TICKS {
+        let now = tick_len * i as u32;
+        // Outside the measurement: the SDK decodes the WebSocket's frames, the bot its audio.
+        let wide = speechish(i, 0.0);
+        let narrow16: Vec<i16> = wide
+            .iter()
+            .step_by(3)
+            .map(|&s| (s * 20_000.0) as i16)
+            .collect();
+        let narrow24: Vec<i16> = wide
+            .iter()
+            .step_by(2)
+            .map(|&s| (s * 9_000.0) as i16)
+            .collect();
+        let mut narrow: Frame16 = [0.0; SAMPLES_PER_FRAME_16K];
+        for (n, &s) in narrow.iter_mut().zip(&narrow16) {
+            *n = f32::from(s) / 32768.0;
+        }
+        f32_to_s16le_bytes(&narrow, &mut pcm16).unwrap();
+        // Key 3 (24 kHz) talks during the warm-up, then leaves; key 4 (24 kHz) takes its
+        // slot in the measured part. Key 2 comes in bursts of three, pauses (an underrun),
+        // then stops long enough to expire and comes back (its old slot, not key 4's, is
+        // the one equipped for 16 kHz).
+        let key24 = match i {
+            0..20 => Some(3),
+            100..=300 => Some(4),
+            _ => None,
+        };
+        let burst = i % 3 == 0 && !(400..406).contains(&i) && !(450..480).contains(&i);
+        let bot_talks = !(150..200).contains(&i) && !(350..360).contains(&i);
+        call.set_send_active(!(250..260).contains(&i));
+        let n = allocations_during(|| {
+            inbox.push(1, PcmRate::Hz16000, &narrow16, now).unwrap();
+            if burst {
+                for _ in 0..3 {
+                    inbox.push(2, PcmRate::Hz16000, &narrow16, now).unwrap();
+                }
+            }
+            if let Some(key) = key24 {
+                call.push_pcm(key, PcmRate::Hz24000, &narrow24, now)
+                    .unwrap();
+            }
+            if bot_talks {
+                bot.send_pcm16k(&pcm16).unwrap();
+            }
+            if i % 40 == 7 {
+                player.send(&speechish(i, 90.0)).unwrap();
+            }
+            call.tick(now);
+            while let Some(e) = call.poll_event() {
+                std::hint::black_box(e);
+            }
+            for u in call.unmixed() {
+                std::hint::black_box(u.pcm16k);
+            }
+            while let Some(frame) = outbox.pop() {
+                std::hint::black_box(frame.frame.samples());
+            }
+            while let Some(audio) = bot_audio.pop() {
+                std::hint::black_box(audio.unmixed());
+            }
+            std::hint::black_box((call.bot_frame_16k(), call.active_speakers(), call.stats()));
+            std::hint::black_box(call.stream_stats().count());
+        });
+        if i >= WARMUP_TICKS * 5 {
+            allocations += n;
+        }
+        if i == 440 {
+            let s = call.stream_stats().find(|s| s.ssrc == 2).unwrap();
+            assert_eq!(s.jitter.underruns, 1, "key 2's pause: {:?}", s.jitter);
+        }
+    }
+    assert_eq!(allocations, 0, "the PCM call allocated {allocations} times");
+    // The measured ticks did exercise what they claim.
+    let stats = call.stats();
+    assert!(stats.pcm_frames_sent > 300, "{stats:?}");
+    assert_eq!(stats.send_held_ticks, 10);
+    assert_eq!(stats.streams_full, 0);
+    assert_eq!(stats.resample_errors, 0);
+    let codecs: Vec<_> = call.stream_stats().map(|s| (s.ssrc, s.codec)).collect();
+    assert_eq!(
+        codecs,
+        [(1, "L16/16000"), (2, "L16/16000")],
+        "keys 3 and 4 left"
+    );
+    assert_eq!(call.active_speakers().first(), Some(&100));
+}

@@ -57,3 +57,48 @@ fn a_two_party_call_fits_the_memory_budget() {
     );
     eprintln!("two-party call: {} KiB of Rust heap", used / 1024);
 }
+
+/// The same call over raw PCM (Azure Communication Services audio streaming, 16 kHz both
+/// ways): no libopus state at all, so the whole per-call target is Rust heap; instead of the
+/// codec it holds the stream's playout ring and upsampler, the send side's downsampler and
+/// the PCM inbox.
+const PCM_CALL_HEAP_BUDGET: isize = 256 * 1024;
+
+#[test]
+fn a_pcm_call_fits_the_memory_budget() {
+    use appmedia_media::pcm::PcmRate;
+    use appmedia_media::pipeline::SendOutput;
+
+    let before = live_bytes();
+    let mut call = CallPipeline::new(PipelineConfig {
+        local_ssrc: 2,
+        max_remote_streams: 1,
+        send_output: SendOutput::Pcm(PcmRate::Hz16000),
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let inbox = call.pcm_inbox();
+    let bot = call.bot_sender();
+    let outbox = call.pcm_outbox(4).unwrap();
+    for i in 0..100u32 {
+        let now = Duration::from_millis(20) * i;
+        inbox.push(0, PcmRate::Hz16000, &[300; 320], now).unwrap();
+        bot.send_pcm16k(&[5; 640]).unwrap();
+        call.tick(now);
+        while outbox.pop().is_some() {}
+    }
+    assert_eq!(call.stream_stats().count(), 1);
+    assert!(call.stats().pcm_frames_sent > 90);
+    let used = live_bytes() - before;
+    assert!(
+        used <= PCM_CALL_HEAP_BUDGET,
+        "a PCM call holds {} KiB of Rust heap (budget {} KiB)",
+        used / 1024,
+        PCM_CALL_HEAP_BUDGET / 1024
+    );
+    assert!(
+        used > 50 * 1024,
+        "the counter must see the call ({used} bytes)"
+    );
+    eprintln!("PCM call: {} KiB of Rust heap", used / 1024);
+}
