@@ -97,7 +97,7 @@ pub struct BotStats {
 #[derive(Clone, Debug)]
 pub(crate) enum Signal {
     Graph(CallEvent),
-    Acs(Box<appmedia_acs::events::Event>),
+    Acs(appmedia_acs::events::Event),
 }
 
 /// Where each notification goes: a known call's driver, the incoming queue, or a short wait
@@ -137,6 +137,8 @@ impl Routes {
 }
 
 /// The calling service a bot talks to.
+// One per bot: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Graph(GraphClient),
     Acs(AcsBackend),
@@ -259,16 +261,12 @@ impl Bot {
                 }
             });
             let gate = weak.clone();
-            let receiver = CallbackReceiver::new(
-                auth,
-                Arc::new(CallRegistry::default()),
-                sink,
-            )
-            .with_gate(move |batch| match gate.upgrade() {
-                Some(inner) => inner.admit(batch),
-                // Stopping: nothing is held here any more.
-                None => Admission::UnknownCall,
-            });
+            let receiver = CallbackReceiver::new(auth, Arc::new(CallRegistry::default()), sink)
+                .with_gate(move |batch| match gate.upgrade() {
+                    Some(inner) => inner.admit(batch),
+                    // Stopping: nothing is held here any more.
+                    None => Admission::UnknownCall,
+                });
             BotInner {
                 config,
                 backend,
@@ -502,7 +500,7 @@ impl BotInner {
 
     /// Hands an ACS event to its call's driver (or keeps it a moment for a call being set up).
     pub(crate) fn route_acs(&self, event: appmedia_acs::events::Event) {
-        self.route_signal(event.call_connection_id.clone(), Signal::Acs(Box::new(event)));
+        self.route_signal(event.call_connection_id.clone(), Signal::Acs(event));
     }
 
     /// A call offered through Event Grid, to the incoming queue.

@@ -341,7 +341,10 @@ impl CallControl {
     }
 
     /// The Graph client, for actions only Graph has.
-    fn client(&self, capability: &'static str) -> Result<&appmedia_signalling::client::GraphClient, BotError> {
+    fn client(
+        &self,
+        capability: &'static str,
+    ) -> Result<&appmedia_signalling::client::GraphClient, BotError> {
         match self.via()? {
             Via::Graph(client) => Ok(client),
             Via::Acs(_) => unsupported(capability),
@@ -350,8 +353,9 @@ impl CallControl {
 
     /// The call resource as the driver knows it (for ACS actions that name the other party).
     fn known_resource(&self) -> Result<CallResource, BotError> {
-        self.resource()
-            .ok_or(BotError::Protocol("the call resource is not known yet".into()))
+        self.resource().ok_or(BotError::Protocol(
+            "the call resource is not known yet".into(),
+        ))
     }
 
     fn require_established(&self, action: &'static str) -> Result<(), BotError> {
@@ -704,6 +708,10 @@ impl CallControl {
 
     /// Sends DTMF keys on the bot's own media (RFC 4733; app-hosted calls), e.g. `"123#"`.
     pub fn press_keys(&self, keys: &str) -> Result<(), BotError> {
+        if self.shared.stream.is_some() {
+            // ACS's audio stream carries no telephone events: the service sends tones.
+            return unsupported("press_keys (use send_dtmf_tones)");
+        }
         let tones = self
             .shared
             .tones

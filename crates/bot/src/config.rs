@@ -576,7 +576,12 @@ impl BotConfig {
                 config
             }
             Some(other) => {
-                return Err(invalid("backend", env::BACKEND, other, "graph or acs".into()));
+                return Err(invalid(
+                    "backend",
+                    env::BACKEND,
+                    other,
+                    "graph or acs".into(),
+                ));
             }
         };
         if let Some(v) = get(env::CALLBACK_URL) {
@@ -1191,7 +1196,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    const ACS_CS: &str = "endpoint=https://contoso.communication.azure.com/;accesskey=c2VjcmV0LWtleQ==";
+    const ACS_CS: &str =
+        "endpoint=https://contoso.communication.azure.com/;accesskey=c2VjcmV0LWtleQ==";
 
     #[test]
     fn an_acs_bot_from_the_environment_needs_no_graph_identity() {
@@ -1206,15 +1212,20 @@ mod tests {
         ];
         let config = BotConfig::from_lookup(lookup(&vars)).unwrap();
         let acs = config.service.acs().expect("an ACS service");
-        assert_eq!(acs.endpoint.as_str(), "https://contoso.communication.azure.com/");
+        assert_eq!(
+            acs.endpoint.as_str(),
+            "https://contoso.communication.azure.com/"
+        );
         assert!(acs.access_key.is_some());
         assert_eq!(acs.phone_number.as_deref(), Some("+18005550100"));
         assert_eq!(
             acs.audio_format,
             appmedia_acs::models::AudioFormat::Pcm24KMono
         );
-        assert!(matches!(&acs.events, crate::acs::EventAuth::Jwt { audience, issuers, .. }
-            if audience == "resource-immutable-id" && issuers == &[crate::acs::ACS_ISSUER]));
+        assert!(
+            matches!(&acs.events, crate::acs::EventAuth::Jwt { audience, issuers, .. }
+            if audience == "resource-immutable-id" && issuers == &[crate::acs::ACS_ISSUER])
+        );
         assert!(config.app_id.is_empty(), "no Graph identity");
         // The key never shows in Debug output.
         assert!(!format!("{config:?}").contains("c2VjcmV0"));
@@ -1231,7 +1242,13 @@ mod tests {
             vars.extend_from_slice(extra);
             BotConfig::from_lookup(lookup(&vars))
         };
-        assert!(matches!(with(&[]), Err(ConfigError::Missing { field: "service.acs", .. })));
+        assert!(matches!(
+            with(&[]),
+            Err(ConfigError::Missing {
+                field: "service.acs",
+                ..
+            })
+        ));
         for (extra, var) in [
             (
                 vec![
@@ -1240,13 +1257,22 @@ mod tests {
                 ],
                 env::ACS_ENDPOINT,
             ),
-            (vec![(env::ACS_CONNECTION_STRING, "endpoint=https://x/")], env::ACS_CONNECTION_STRING),
             (
-                vec![(env::ACS_CONNECTION_STRING, ACS_CS), (env::ACS_AUDIO_FORMAT, "8k")],
+                vec![(env::ACS_CONNECTION_STRING, "endpoint=https://x/")],
+                env::ACS_CONNECTION_STRING,
+            ),
+            (
+                vec![
+                    (env::ACS_CONNECTION_STRING, ACS_CS),
+                    (env::ACS_AUDIO_FORMAT, "8k"),
+                ],
                 env::ACS_AUDIO_FORMAT,
             ),
             (
-                vec![(env::ACS_CONNECTION_STRING, ACS_CS), (env::ACS_PHONE_NUMBER, "555-0100")],
+                vec![
+                    (env::ACS_CONNECTION_STRING, ACS_CS),
+                    (env::ACS_PHONE_NUMBER, "555-0100"),
+                ],
                 env::ACS_PHONE_NUMBER,
             ),
             (
@@ -1263,7 +1289,13 @@ mod tests {
                 )],
                 env::ACS_ENDPOINT,
             ),
-            (vec![(env::ACS_CONNECTION_STRING, ACS_CS), (env::BACKEND, "teams")], env::BACKEND),
+            (
+                vec![
+                    (env::ACS_CONNECTION_STRING, ACS_CS),
+                    (env::BACKEND, "teams"),
+                ],
+                env::BACKEND,
+            ),
         ] {
             let mut vars = base.to_vec();
             vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
@@ -1276,7 +1308,10 @@ mod tests {
         // Entra instead of the key: the bot's identity is required.
         assert!(matches!(
             with(&[(env::ACS_ENDPOINT, "https://x.communication.azure.com")]),
-            Err(ConfigError::Missing { field: "app_id", .. })
+            Err(ConfigError::Missing {
+                field: "app_id",
+                ..
+            })
         ));
         let entra = with(&[
             (env::ACS_ENDPOINT, "https://x.communication.azure.com"),
@@ -1288,8 +1323,14 @@ mod tests {
         assert!(entra.service.acs().unwrap().access_key.is_none());
         // A public ACS resource posts to a public https callback only.
         assert!(matches!(
-            BotConfig::from_lookup(lookup(&[(env::BACKEND, "acs"), (env::ACS_CONNECTION_STRING, ACS_CS)])),
-            Err(ConfigError::Missing { field: "callback_url", .. })
+            BotConfig::from_lookup(lookup(&[
+                (env::BACKEND, "acs"),
+                (env::ACS_CONNECTION_STRING, ACS_CS)
+            ])),
+            Err(ConfigError::Missing {
+                field: "callback_url",
+                ..
+            })
         ));
         // The emulator's loopback resource needs none.
         let local = BotConfig::for_acs(

@@ -214,9 +214,7 @@ impl Driver {
         event: &appmedia_acs::events::Event,
         established: &mut bool,
     ) -> Option<Option<ResultInfo>> {
-        let Some(acs) = self.acs.as_mut() else {
-            return None;
-        };
+        let acs = self.acs.as_mut()?;
         let mut ended = None;
         for translated in acs.translator.apply(event) {
             match translated {
@@ -318,7 +316,10 @@ impl Driver {
                 let bot = self.shared.bot.clone();
                 let id = self.shared.id.clone();
                 let listed = match bot.graph("participants") {
-                    Ok(client) => client.list_participants(&id).await.map_err(|e| e.to_string()),
+                    Ok(client) => client
+                        .list_participants(&id)
+                        .await
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 match listed {

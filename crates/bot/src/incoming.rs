@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use appmedia_acs::events::IncomingCallData;
+use appmedia_acs::models::{AnswerCallRequest, RedirectCallRequest, RejectCallRequest};
 use appmedia_model::{
     AnswerRequest, Call as CallResource, CallState, ChatInfo, IdentitySet, MediaInfo, MeetingInfo,
     Modality, RedirectRequest, RejectReason, RejectRequest,
 };
-use appmedia_acs::events::IncomingCallData;
-use appmedia_acs::models::{AnswerCallRequest, RedirectCallRequest, RejectCallRequest};
 use appmedia_signalling::builders::Media;
 use appmedia_signalling::callback::CallEvent;
 use tokio::sync::mpsc;

@@ -98,7 +98,12 @@ async fn a_notification_for_a_call_held_elsewhere_is_404_and_counted() {
     // A call whose callbackUri is `here`'s, created by someone else (what a misrouting
     // proxy, or this instance's previous life, looks like from here).
     let request = call_to(JOHN, &here, Media::service_hosted());
-    let created = elsewhere.client().create_call(&request).await.unwrap();
+    let created = elsewhere
+        .client()
+        .expect("a Graph bot")
+        .create_call(&request)
+        .await
+        .unwrap();
     let id = created.call_id().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + WAIT;
     while here.stats().notifications_unknown_call == 0 && tokio::time::Instant::now() < deadline {
@@ -111,7 +116,12 @@ async fn a_notification_for_a_call_held_elsewhere_is_404_and_counted() {
     assert_eq!(stats.orphan_notifications, 0);
     let (_, text) = get(&here, "/metrics").await;
     assert!(metric(&text, "notifications_unknown_call_total") >= 1);
-    elsewhere.client().delete_call(&id).await.unwrap();
+    elsewhere
+        .client()
+        .expect("a Graph bot")
+        .delete_call(&id)
+        .await
+        .unwrap();
     here.shutdown(None).await;
     elsewhere.shutdown(None).await;
 }
@@ -220,7 +230,12 @@ async fn offers_come_on_the_shared_webhook_calls_continue_on_the_instance_path_a
         .expect("answered");
     assert!(call.wait_for_state(CallState::Established, WAIT).await);
     // The answer pinned the call to this instance's own path.
-    let resource = bot.client().get_call(call.id()).await.expect("GET call");
+    let resource = bot
+        .client()
+        .expect("a Graph bot")
+        .get_call(call.id())
+        .await
+        .expect("GET call");
     assert_eq!(
         resource.callback_uri.value().map(String::as_str),
         Some(format!("http://{local}/bot-7/callback").as_str())

@@ -47,7 +47,9 @@ pub(crate) fn peer_of(resource: &CallResource) -> Result<Identifier, BotError> {
     identity
         .map(identifier_of)
         .transpose()?
-        .ok_or(BotError::Protocol("the call has no other party to address".into()))
+        .ok_or(BotError::Protocol(
+            "the call has no other party to address".into(),
+        ))
 }
 
 /// `DELETE /calling/callConnections/{id}`; a call the service no longer knows is not an error.
@@ -195,7 +197,12 @@ pub(crate) async fn play_prompt(
     request: &appmedia_model::PlayPromptRequest,
 ) -> Result<CommsOperation, BotError> {
     let mut sources = Vec::new();
-    for prompt in request.prompts.value().map(Vec::as_slice).unwrap_or_default() {
+    for prompt in request
+        .prompts
+        .value()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         let uri = prompt
             .media_info
             .value()
@@ -270,10 +277,12 @@ pub(crate) async fn send_dtmf_tones(
                     .next()
                     .unwrap_or('?'),
             };
-            tone_name(key).map(str::to_owned).ok_or(BotError::Unsupported {
-                backend: "acs",
-                capability: "a tone other than 0-9, *, #, A-D",
-            })
+            tone_name(key)
+                .map(str::to_owned)
+                .ok_or(BotError::Unsupported {
+                    backend: "acs",
+                    capability: "a tone other than 0-9, *, #, A-D",
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let operation = context();

@@ -88,7 +88,10 @@ impl AcsBackend {
         config.api_version = service.api_version.clone();
         if let Some(path) = &service.ca_cert {
             config.ca_pem = Some(std::fs::read(path).map_err(|e| {
-                BotError::Protocol(format!("cannot read the ACS CA certificate {}: {e}", path.display()))
+                BotError::Protocol(format!(
+                    "cannot read the ACS CA certificate {}: {e}",
+                    path.display()
+                ))
             })?);
         }
         let credential = match (&service.access_key, identity) {
@@ -125,9 +128,9 @@ impl AcsBackend {
                 let mut auth = CallbackAuthConfig::new(audience.clone(), TenantPolicy::NotScoped);
                 auth.openid_configuration_url = openid_url.clone();
                 auth.issuers = issuers.clone();
-                Some(Arc::new(CallbackTokenValidator::new(auth).map_err(|e| {
-                    BotError::Protocol(format!("ACS event token validator: {e}"))
-                })?))
+                Some(Arc::new(CallbackTokenValidator::new(auth).map_err(
+                    |e| BotError::Protocol(format!("ACS event token validator: {e}")),
+                )?))
             }
         };
         let media_base = match &service.media_url {
@@ -195,7 +198,11 @@ impl AcsBackend {
         let weak = Arc::downgrade(inner);
         Router::new()
             .route(
-                if callback_path.is_empty() { "/" } else { callback_path },
+                if callback_path.is_empty() {
+                    "/"
+                } else {
+                    callback_path
+                },
                 post(incoming_delivery),
             )
             .route(&format!("{callback_path}/{{token}}"), post(call_events))
@@ -222,7 +229,9 @@ impl AcsBackend {
 }
 
 fn acs_of(inner: &BotInner) -> &AcsBackend {
-    inner.acs().expect("ACS routes are mounted on ACS bots only")
+    inner
+        .acs()
+        .expect("ACS routes are mounted on ACS bots only")
 }
 
 type Inner = Weak<BotInner>;
@@ -238,9 +247,7 @@ async fn call_events(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let acs = acs_of(&inner);
-    let known = lock(&acs.entries)
-        .get(&token)
-        .map(|e| e.call_id.clone());
+    let known = lock(&acs.entries).get(&token).map(|e| e.call_id.clone());
     let Some(bound) = known else {
         acs.counters.unknown_token.fetch_add(1, Ordering::Relaxed);
         return StatusCode::NOT_FOUND.into_response();
@@ -276,7 +283,11 @@ async fn call_events(
 }
 
 /// `POST {callback}`: Event Grid's deliveries (subscription validation, incoming calls).
-async fn incoming_delivery(State(inner): State<Inner>, headers: HeaderMap, body: Bytes) -> Response {
+async fn incoming_delivery(
+    State(inner): State<Inner>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(inner) = inner.upgrade() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -338,7 +349,9 @@ async fn media_socket(
     // The service may connect before the answer's response has set the stream up.
     let deadline = Instant::now() + SLOT_WAIT;
     let slot = loop {
-        let slot = lock(&acs.entries).get(&token).and_then(|e| e.stream.clone());
+        let slot = lock(&acs.entries)
+            .get(&token)
+            .and_then(|e| e.stream.clone());
         match slot {
             Some(slot) => break slot,
             None if Instant::now() < deadline => {

@@ -113,11 +113,17 @@ pub(crate) async fn place(
     let targets = request
         .targets
         .value()
-        .map(|t| t.iter().map(invitation_identifier).collect::<Result<Vec<_>, _>>())
+        .map(|t| {
+            t.iter()
+                .map(invitation_identifier)
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()?
         .unwrap_or_default();
     if targets.is_empty() {
-        return Err(BotError::Protocol("a call needs at least one target".into()));
+        return Err(BotError::Protocol(
+            "a call needs at least one target".into(),
+        ));
     }
     let phone_targets = targets.iter().any(|t| t.phone_number().is_some());
     let caller_id = acs.service.phone_number.clone();

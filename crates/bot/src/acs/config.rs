@@ -121,9 +121,7 @@ impl AcsService {
 
     /// Reads the `APPMEDIA_ACS_*` variables: the connection string, or the endpoint (with
     /// Entra credentials), and the optional fields.
-    pub(crate) fn from_lookup(
-        get: &impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let invalid = |field: &'static str, var: &'static str, value: &str, reason: String| {
             ConfigError::Invalid {
                 field,
@@ -148,7 +146,12 @@ impl AcsService {
             (Some(cs), None) => Self::from_connection_string(&cs)?,
             (None, Some(endpoint)) => {
                 let url = parse_endpoint(&endpoint).map_err(|e| {
-                    invalid("service.acs.endpoint", env::ACS_ENDPOINT, &endpoint, e.to_string())
+                    invalid(
+                        "service.acs.endpoint",
+                        env::ACS_ENDPOINT,
+                        &endpoint,
+                        e.to_string(),
+                    )
                 })?;
                 Self::new(url, None)
             }
@@ -170,7 +173,12 @@ impl AcsService {
         }
         if let Some(v) = get(env::ACS_MEDIA_URL) {
             service.media_url = Some(Url::parse(&v).map_err(|e| {
-                invalid("service.acs.media_url", env::ACS_MEDIA_URL, &v, e.to_string())
+                invalid(
+                    "service.acs.media_url",
+                    env::ACS_MEDIA_URL,
+                    &v,
+                    e.to_string(),
+                )
             })?);
         }
         if let Some(v) = get(env::ACS_AUDIO_FORMAT) {

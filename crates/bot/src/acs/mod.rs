@@ -4,10 +4,10 @@
 //! actions into Call Automation requests, and the streamed PCM enters the same media
 //! pipeline as RTP does.
 
-mod config;
 pub(crate) mod actions;
 pub(crate) mod backend;
 pub(crate) mod calls;
+mod config;
 pub(crate) mod stream;
 pub(crate) mod translate;
 

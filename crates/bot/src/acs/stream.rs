@@ -295,9 +295,7 @@ impl StreamSlot {
             }
             Ok(Received::Dtmf(dtmf)) => {
                 let key = dtmf.data.chars().next();
-                let source = self
-                    .key_of(dtmf.participant_raw_id.as_deref())
-                    .unwrap_or(0);
+                let source = self.key_of(dtmf.participant_raw_id.as_deref()).unwrap_or(0);
                 match key {
                     Some(key) if appmedia_acs::models::tone_name(key).is_some() => {
                         let _ = self.dtmf.try_send((key.to_ascii_uppercase(), source));

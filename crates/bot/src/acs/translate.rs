@@ -57,8 +57,7 @@ impl Translator {
 
     /// What `event` means, given what came before.
     pub(crate) fn apply(&mut self, event: &AcsEvent) -> Vec<Translated> {
-        if self.seen.iter().any(|id| *id == event.id) || self.state == Some(CallState::Terminated)
-        {
+        if self.seen.iter().any(|id| *id == event.id) || self.state == Some(CallState::Terminated) {
             self.dropped += 1;
             return Vec::new();
         }
@@ -69,9 +68,9 @@ impl Translator {
         let result = event.result.as_ref().map(result_info);
         match &event.event_type {
             EventType::CallConnected => self.move_to(CallState::Established, None),
-            EventType::CallDisconnected
-            | EventType::CreateCallFailed
-            | EventType::AnswerFailed => self.move_to(CallState::Terminated, result),
+            EventType::CallDisconnected | EventType::CreateCallFailed | EventType::AnswerFailed => {
+                self.move_to(CallState::Terminated, result)
+            }
             EventType::CallTransferAccepted => self.move_to(CallState::TransferAccepted, result),
             EventType::ParticipantsUpdated => match event.participants() {
                 Some((participants, sequence))
@@ -141,7 +140,9 @@ fn operation_kind(event_type: &EventType) -> Option<(&'static str, bool)> {
         EventType::CallTransferFailed => (CommsOperation::ODATA_TYPE, false),
         EventType::CancelAddParticipantSucceeded => (CommsOperation::ODATA_TYPE, true),
         EventType::CancelAddParticipantFailed => (CommsOperation::ODATA_TYPE, false),
-        EventType::ContinuousDtmfRecognitionToneFailed => (CommsOperation::SUBSCRIBE_TO_TONE, false),
+        EventType::ContinuousDtmfRecognitionToneFailed => {
+            (CommsOperation::SUBSCRIBE_TO_TONE, false)
+        }
         _ => return None,
     })
 }
@@ -171,10 +172,8 @@ fn operation(
     }
     // What the service said beyond the common fields (the participant added, the tones
     // recognised...), under its own name.
-    op.extra.insert(
-        "acsEventType".into(),
-        event.event_type.name().into(),
-    );
+    op.extra
+        .insert("acsEventType".into(), event.event_type.name().into());
     op.extra.insert("acsData".into(), event.data.clone());
     op
 }
@@ -250,7 +249,10 @@ mod tests {
         );
         // The same event again, and a second CallConnected with another id: nothing.
         assert!(t.apply(&connected).is_empty());
-        assert!(t.apply(&event(EventType::CallConnected, json!({}))).is_empty());
+        assert!(
+            t.apply(&event(EventType::CallConnected, json!({})))
+                .is_empty()
+        );
         let gone = event(
             EventType::CallDisconnected,
             json!({"resultInformation": {"code": 200, "subCode": 7000, "message": "bye"}}),
@@ -265,7 +267,10 @@ mod tests {
         assert_eq!(*to, CallState::Terminated);
         assert_eq!(result_info.as_ref().unwrap().subcode.value(), Some(&7000));
         // A CallConnected delivered late, after the end: dropped.
-        assert!(t.apply(&event(EventType::CallConnected, json!({}))).is_empty());
+        assert!(
+            t.apply(&event(EventType::CallConnected, json!({})))
+                .is_empty()
+        );
         assert_eq!(t.dropped, 3);
     }
 
@@ -309,9 +314,15 @@ mod tests {
         let [Translated::Operation(op)] = &played[..] else {
             panic!("{played:?}")
         };
-        assert_eq!(op.odata_type.value().map(String::as_str), Some(CommsOperation::PLAY_PROMPT));
+        assert_eq!(
+            op.odata_type.value().map(String::as_str),
+            Some(CommsOperation::PLAY_PROMPT)
+        );
         assert_eq!(op.status.value(), Some(&OperationStatus::Completed));
-        assert_eq!(op.client_context.value().map(String::as_str), Some("greeting"));
+        assert_eq!(
+            op.client_context.value().map(String::as_str),
+            Some("greeting")
+        );
         let failed = t.apply(&event(EventType::AddParticipantFailed, json!({})));
         assert!(matches!(&failed[..], [Translated::Operation(op)]
             if op.status.value() == Some(&OperationStatus::Failed)));
