@@ -54,6 +54,7 @@ pub mod calls;
 pub mod conference;
 // 0. The vocabulary every layer shares: configuration, directory, errors, admission, Graph
 //    shapes, operations, notifications, tokens.
+pub mod acs;
 pub mod admission;
 pub mod config;
 pub mod directory;
@@ -61,9 +62,11 @@ pub mod error;
 pub mod notify;
 pub(crate) mod operations;
 pub mod shapes;
+pub mod tls;
 pub mod tokens;
 
 pub use calls::softphones::{PageReport, SoftphoneStatus};
+pub use conference::acs_media::StreamStats as AcsStreamStats;
 pub use conference::heard::heard_recording_path;
 pub use conference::media::bot_recording_path;
 pub use conference::service_media::mixed_recording_path;
@@ -72,4 +75,4 @@ pub use config::{DEFAULT_NOTIFICATION_ISSUER, EmulatorConfig, Faults};
 pub use directory::{Directory, DirectoryError};
 pub use error::ApiError;
 pub use notify::{DeliveryStats, RetryPolicy};
-pub use server::{Emulator, EmulatorError};
+pub use server::{AcsInfo, Emulator, EmulatorError};
