@@ -648,12 +648,14 @@ async fn bad_input_on_the_socket_is_counted_and_the_call_goes_on() {
     let client = client(&emulator);
     let mut callbacks = callbacks(false).await;
     let mut socket = bot_socket().await;
+    let mut options = streaming(&socket.url);
+    options.enable_dtmf_tones = Some(true);
     let call = client
         .create_call(&create(
             &emulator,
             &callbacks,
             Identifier::phone(PHONE),
-            Some(streaming(&socket.url)),
+            Some(options),
         ))
         .await
         .unwrap();
@@ -757,5 +759,48 @@ async fn bad_input_on_the_socket_is_counted_and_the_call_goes_on() {
     );
     client.hang_up(&id).await.unwrap();
     event_of(&mut callbacks.events, EventType::CallDisconnected).await;
+    emulator.shutdown().await;
+}
+
+/// Microsoft's own Python client (`azure-communication-callautomation`, unmodified) through
+/// `scripts/acs-python-check`: create a streaming call, receive its audio, hang up. Skipped
+/// when the interpreter in `APPMEDIA_ACS_PYTHON` (default `python3`) cannot import the SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microsofts_python_client_places_a_streaming_call() {
+    let python = std::env::var("APPMEDIA_ACS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_sdk = std::process::Command::new(&python)
+        .args(["-c", "import azure.communication.callautomation"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_sdk {
+        eprintln!(
+            "skipped: {python} cannot import azure.communication.callautomation \
+             (pip install azure-communication-callautomation; APPMEDIA_ACS_PYTHON=…)"
+        );
+        return;
+    }
+    let emulator = start(None).await;
+    let acs = emulator.acs().clone();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/acs-python-check");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .env("ACS_CONNECTION_STRING", &acs.connection_string)
+            .env("ACS_PHONE_NUMBER", &acs.phone_number)
+            .env("ACS_TARGET", PHONE)
+            .env("REQUESTS_CA_BUNDLE", &acs.ca_cert)
+            .env("SSL_CERT_FILE", &acs.ca_cert)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    eprintln!("the Python SDK's run: {summary}");
+    assert_eq!(summary["metadata"]["sampleRate"], 16_000);
+    assert!(summary["loud_frames"].as_u64().unwrap() > 0, "{summary}");
     emulator.shutdown().await;
 }

@@ -163,6 +163,8 @@ pub struct StreamRequest {
     pub subscription_id: String,
     /// The bot may send audio back.
     pub bidirectional: bool,
+    /// Key presses go on the socket as `DtmfData` (`enableDtmfTones`).
+    pub dtmf: bool,
 }
 
 /// What the call's media tells the call.
@@ -500,7 +502,8 @@ impl Gateway {
 /// The socket side of a running stream.
 struct Socket {
     stop: oneshot::Sender<()>,
-    dtmf: mpsc::UnboundedSender<DtmfDataWire>,
+    /// `None` unless the stream carries key presses.
+    dtmf: Option<mpsc::UnboundedSender<DtmfDataWire>>,
 }
 
 /// One ACS call's media: its conference, its gateway and, while streaming, the socket task.
@@ -725,7 +728,7 @@ impl AcsMedia {
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
         *socket = Some(Socket {
             stop: stop_tx,
-            dtmf: dtmf_tx,
+            dtmf: request.dtmf.then_some(dtmf_tx),
         });
         let task = SocketTask {
             metadata: AudioMetadata::pcm(request.subscription_id, self.rate.hz()),
@@ -802,8 +805,8 @@ impl MediaTask {
                 let named = lock(&self.participants).get(&source_id).cloned();
                 let presser = lock(&self.pressers).pop_front();
                 let participant = named.or(presser);
-                if let Some(socket) = lock(&self.socket).as_ref() {
-                    let _ = socket.dtmf.send(DtmfDataWire {
+                if let Some(dtmf) = lock(&self.socket).as_ref().and_then(|s| s.dtmf.as_ref()) {
+                    let _ = dtmf.send(DtmfDataWire {
                         data: key.to_string(),
                         timestamp: Some(
                             appmedia_acs::events::rfc3339(std::time::SystemTime::now()),

@@ -416,6 +416,7 @@ impl Run {
                 transport_url: options.transport_url.clone(),
                 subscription_id: self.plan.subscription_id.clone(),
                 bidirectional: options.enable_bidirectional == Some(true),
+                dtmf: options.enable_dtmf_tones == Some(true),
             })
             .map_err(|e| AcsApiError::bad_request(e.to_string()))?;
         self.streaming_context = context;
