@@ -590,7 +590,9 @@ async fn an_incoming_call_comes_through_event_grid_and_is_answered_or_rejected()
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        let server_call_id = body["serverCallId"].as_str().unwrap().to_owned();
         let (kind, delivery) = callbacks.incoming.recv().await.unwrap();
         assert_eq!(kind, "Notification");
         let Delivery::Incoming(calls) = delivery else {
@@ -603,20 +605,27 @@ async fn an_incoming_call_comes_through_event_grid_and_is_answered_or_rejected()
             Identifier::phone(emulator.acs().phone_number.clone())
         );
         assert!(calls[0].incoming_call_context.len() >= 40, "unguessable");
-        calls[0].incoming_call_context.clone()
+        assert_eq!(calls[0].server_call_id, server_call_id);
+        (calls[0].incoming_call_context.clone(), server_call_id)
     };
 
-    // Answered: CallConnected at the answer's callback; a second answer finds nothing.
-    let context = ring().await;
+    // Answered with streaming: CallConnected at the answer's callback, the caller's audio
+    // on the socket; a second answer finds nothing.
+    let (context, _) = ring().await;
+    let mut socket = bot_socket().await;
     let answer = AnswerCallRequest {
         incoming_call_context: context.clone(),
         callback_uri: format!("{}/events", callbacks.base),
         operation_context: Some("answered".into()),
-        media_streaming_options: None,
+        media_streaming_options: Some(streaming(&socket.url)),
     };
     let call = client.answer_call(&answer).await.unwrap();
     let (connected, _) = event_of(&mut callbacks.events, EventType::CallConnected).await;
     assert_eq!(connected.call_connection_id, call.call_connection_id);
+    event_of(&mut callbacks.events, EventType::MediaStreamingStarted).await;
+    let mut reader = StreamReader::bot();
+    let (heard, _) = read_audio(&mut socket, &mut reader, 50).await;
+    assert!(hears(&heard, 16_000, 440.0), "the caller's tone");
     assert_eq!(
         client.answer_call(&answer).await.unwrap_err().status(),
         Some(404)
@@ -624,8 +633,27 @@ async fn an_incoming_call_comes_through_event_grid_and_is_answered_or_rejected()
     client.hang_up(&call.call_connection_id).await.unwrap();
     event_of(&mut callbacks.events, EventType::CallDisconnected).await;
 
+    // The caller hangs up while it rings: the answer is 404.
+    let (context, server_call_id) = ring().await;
+    let response = http
+        .delete(format!("{control}/acs/incoming-calls/{server_call_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let gone = AnswerCallRequest {
+        incoming_call_context: context,
+        callback_uri: format!("{}/events", callbacks.base),
+        operation_context: None,
+        media_streaming_options: None,
+    };
+    assert_eq!(
+        client.answer_call(&gone).await.unwrap_err().status(),
+        Some(404)
+    );
+
     // Rejected: 204, and an answer after it is 404.
-    let context = ring().await;
+    let (context, _) = ring().await;
     client
         .reject_call(&RejectCallRequest {
             incoming_call_context: context.clone(),
@@ -635,7 +663,7 @@ async fn an_incoming_call_comes_through_event_grid_and_is_answered_or_rejected()
         .unwrap();
     let late = AnswerCallRequest {
         incoming_call_context: context,
-        ..answer
+        ..gone
     };
     let err = client.answer_call(&late).await.unwrap_err();
     assert_eq!((err.status(), err.code()), (Some(404), Some("NotFound")));
@@ -802,5 +830,246 @@ async fn microsofts_python_client_places_a_streaming_call() {
     eprintln!("the Python SDK's run: {summary}");
     assert_eq!(summary["metadata"]["sampleRate"], 16_000);
     assert!(summary["loud_frames"].as_u64().unwrap() > 0, "{summary}");
+    emulator.shutdown().await;
+}
+
+/// Play, cancel, a bad file, participants added, muted and removed, keypad tones sent,
+/// a recording started and stopped, a transfer that fails and one that succeeds: each
+/// operation's answer and events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_call_operations_answer_and_raise_their_events() {
+    use appmedia_acs::models::{
+        AddParticipantRequest, CallLocator, MuteParticipantsRequest, PlayRequest, PlaySource,
+        RemoveParticipantRequest, SendDtmfTonesRequest, StartRecordingRequest, TransferRequest,
+    };
+    let emulator = start(None).await;
+    let client = client(&emulator);
+    let mut callbacks = callbacks(false).await;
+    let call = client
+        .create_call(&create(
+            &emulator,
+            &callbacks,
+            Identifier::phone(PHONE),
+            None,
+        ))
+        .await
+        .unwrap();
+    let id = call.call_connection_id;
+    event_of(&mut callbacks.events, EventType::CallConnected).await;
+    let events = &mut callbacks.events;
+
+    let file = |name: &str| {
+        url::Url::from_file_path(media_samples().join(name).canonicalize().unwrap())
+            .unwrap()
+            .to_string()
+    };
+    let play = |uri: String, context: &str| PlayRequest {
+        play_sources: vec![PlaySource::file(uri)],
+        play_to: Vec::new(),
+        play_options: None,
+        operation_context: Some(context.into()),
+    };
+    // A short prompt plays to its end; a long one is cancelled; a missing file fails.
+    client
+        .play(&id, &play(file("tone-1khz-16k.wav"), "tone"))
+        .await
+        .unwrap();
+    let (started, _) = event_of(events, EventType::PlayStarted).await;
+    assert_eq!(started.operation_context.as_deref(), Some("tone"));
+    let (completed, _) = event_of(events, EventType::PlayCompleted).await;
+    assert_eq!(completed.operation_context.as_deref(), Some("tone"));
+    client
+        .play(&id, &play(file("john-speech.wav"), "long"))
+        .await
+        .unwrap();
+    event_of(events, EventType::PlayStarted).await;
+    client.cancel_all_media_operations(&id).await.unwrap();
+    let (canceled, _) = event_of(events, EventType::PlayCanceled).await;
+    assert_eq!(canceled.operation_context.as_deref(), Some("long"));
+    client
+        .play(&id, &play("file:///no/such/prompt.wav".into(), "missing"))
+        .await
+        .unwrap();
+    let (failed, _) = event_of(events, EventType::PlayFailed).await;
+    assert_eq!(failed.operation_context.as_deref(), Some("missing"));
+    let remote = play("http://example.com/prompt.wav".into(), "remote");
+    client.play(&id, &remote).await.unwrap();
+    event_of(events, EventType::PlayFailed).await;
+
+    // Ada joins by her ACS id, is muted, and removed.
+    let ada = Identifier::user(
+        "8:acs:aa67bd4c-8475-432d-bd41-39f255720e0a_0b8a4e1c-0000-4000-8000-0000000000a1",
+    );
+    let added = client
+        .add_participant(
+            &id,
+            &AddParticipantRequest {
+                participant_to_add: ada.clone(),
+                source_caller_id_number: None,
+                invitation_timeout_in_seconds: None,
+                operation_context: Some("add".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(added.invitation_id.is_some());
+    let (succeeded, _) = event_of(events, EventType::AddParticipantSucceeded).await;
+    assert_eq!(succeeded.participant(), Some(ada.clone()));
+    let (roster, _) = event_of(events, EventType::ParticipantsUpdated).await;
+    assert_eq!(roster.participants().unwrap().0.len(), 3, "bot, phone, Ada");
+    client
+        .mute_participants(
+            &id,
+            &MuteParticipantsRequest {
+                target_participants: vec![ada.clone()],
+                operation_context: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (roster, _) = event_of(events, EventType::ParticipantsUpdated).await;
+    let (list, _) = roster.participants().unwrap();
+    assert!(list.iter().any(|p| p.identifier == ada && p.is_muted));
+    client
+        .remove_participant(
+            &id,
+            &RemoveParticipantRequest {
+                participant_to_remove: ada.clone(),
+                operation_context: Some("remove".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let (removed, _) = event_of(events, EventType::RemoveParticipantSucceeded).await;
+    assert_eq!(removed.participant(), Some(ada.clone()));
+    let err = client
+        .remove_participant(
+            &id,
+            &RemoveParticipantRequest {
+                participant_to_remove: ada.clone(),
+                operation_context: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+
+    // Keypad tones to the phone.
+    client
+        .send_dtmf_tones(
+            &id,
+            &SendDtmfTonesRequest {
+                tones: vec!["one".into(), "pound".into()],
+                target_participant: Identifier::phone(PHONE),
+                operation_context: Some("keys".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let (sent, _) = event_of(events, EventType::SendDtmfTonesCompleted).await;
+    assert_eq!(sent.operation_context.as_deref(), Some("keys"));
+
+    // A recording by server call id.
+    let recording = client
+        .start_recording(&StartRecordingRequest {
+            call_locator: CallLocator {
+                kind: "serverCallLocator".into(),
+                server_call_id: call.server_call_id.clone(),
+            },
+            recording_state_callback_uri: None,
+            recording_content_type: None,
+            recording_channel_type: None,
+            recording_format_type: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(recording.recording_state, "active");
+    let (active, _) = event_of(events, EventType::RecordingStateChanged).await;
+    assert_eq!(active.data["state"], "active");
+    client
+        .stop_recording(&recording.recording_id)
+        .await
+        .unwrap();
+    let (inactive, _) = event_of(events, EventType::RecordingStateChanged).await;
+    assert_eq!(inactive.data["state"], "inactive");
+
+    // A transfer to a phone that declines fails; one to Ada by Teams id is accepted and the
+    // bot's leg ends.
+    let transfer = |to: Identifier| TransferRequest {
+        target_participant: to,
+        transferee: None,
+        operation_context: Some("transfer".into()),
+    };
+    client
+        .transfer(&id, &transfer(Identifier::phone(DECLINER)))
+        .await
+        .unwrap();
+    event_of(events, EventType::CallTransferFailed).await;
+    client
+        .transfer(
+            &id,
+            &transfer(Identifier::teams_user(
+                "0b8a4e1c-0000-4000-8000-0000000000a1",
+            )),
+        )
+        .await
+        .unwrap();
+    event_of(events, EventType::CallTransferAccepted).await;
+    let (gone, _) = event_of(events, EventType::CallDisconnected).await;
+    assert_eq!(gone.result.map(|r| r.sub_code), Some(7015));
+    emulator.shutdown().await;
+}
+
+/// `unmixed` at 24 kHz: 960-byte frames, each naming its speaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmixed_24khz_stream_names_each_speaker() {
+    let emulator = start(None).await;
+    let client = client(&emulator);
+    let mut callbacks = callbacks(false).await;
+    let mut socket = bot_socket().await;
+    let options = MediaStreamingOptions::bidirectional(
+        &socket.url,
+        AudioChannelType::Unmixed,
+        AudioFormat::Pcm24KMono,
+    );
+    let call = client
+        .create_call(&create(
+            &emulator,
+            &callbacks,
+            Identifier::phone(PHONE),
+            Some(options),
+        ))
+        .await
+        .unwrap();
+    event_of(&mut callbacks.events, EventType::MediaStreamingStarted).await;
+    let mut reader = StreamReader::bot();
+    let mut speaker = Vec::new();
+    let mut named = 0;
+    while speaker.len() < 40 * 480 {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.received.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let WsMessage::Text(text) = message else {
+            continue;
+        };
+        match reader.read(text.as_str()).unwrap() {
+            Received::Metadata(m) => assert_eq!((m.sample_rate, m.length), (24_000, 960)),
+            Received::Audio(frame) if !frame.silent => {
+                assert_eq!(frame.samples().len(), 480);
+                assert_eq!(frame.participant_raw_id.as_deref(), Some("4:+15550001001"));
+                named += 1;
+                speaker.extend(frame.samples().iter().map(|&s| f32::from(s) / 32768.0));
+            }
+            _ => {}
+        }
+    }
+    assert!(named >= 40);
+    assert!(
+        hears(&speaker, 24_000, 440.0),
+        "the phone's tone, at 24 kHz"
+    );
+    client.hang_up(&call.call_connection_id).await.unwrap();
+    event_of(&mut callbacks.events, EventType::CallDisconnected).await;
     emulator.shutdown().await;
 }

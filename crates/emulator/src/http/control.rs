@@ -11,6 +11,8 @@
 //! * `POST /control/acs/event-subscriptions` — `{"endpoint": URL}`: the bot's Event Grid
 //!   webhook, registered once it passed the `SubscriptionValidation` handshake (204; 400 when
 //!   it did not).
+//! * `DELETE /control/acs/incoming-calls/{serverCallId}` — the caller of a call ringing the
+//!   ACS resource hangs up before the bot answered (204; 404 when nothing rings so).
 //! * `GET /control/acs/calls/{id}` — an ACS call connection: its properties, participants
 //!   and audio-stream counters.
 //! * `POST /control/acs/calls/{id}/press` — `{"party", "keys"}`: a party of the ACS call
@@ -49,6 +51,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/control/calls", get(list_calls))
         .route("/control/calls/{id}", get(get_call))
         .route("/control/acs/event-subscriptions", post(acs_subscription))
+        .route(
+            "/control/acs/incoming-calls/{server_call_id}",
+            axum::routing::delete(acs_caller_hangs_up),
+        )
         .route("/control/acs/calls/{id}", get(acs_call))
         .route("/control/acs/calls/{id}/press", post(acs_press))
         .with_state(shared)
@@ -270,5 +276,16 @@ async fn acs_press(
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
+    respond(&headers, result)
+}
+
+async fn acs_caller_hangs_up(
+    State(shared): State<Arc<Shared>>,
+    Path(server_call_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = crate::calls::acs::incoming::caller_hangs_up(&shared, &server_call_id)
+        .map(|()| StatusCode::NO_CONTENT.into_response())
+        .map_err(acs_error);
     respond(&headers, result)
 }

@@ -527,13 +527,14 @@ impl Run {
                 let party = self.invitations[i].party.clone();
                 let context = self.invitations[i].context.clone();
                 let identifier = party.identifier.clone();
-                self.join(party);
+                // The outcome first, then the roster that shows it.
                 self.emit_op(
                     EventType::AddParticipantSucceeded,
                     &context,
                     outcome::OK,
                     json!({"participant": identifier, "invitationId": self.invitations[i].invitation_id}),
                 );
+                self.join(party);
             }
             Timer::InviteFail(i, result) => {
                 if self.invitations[i].done {

@@ -129,6 +129,22 @@ pub(crate) async fn ring(
     Ok(server_call)
 }
 
+/// The caller of ringing call `server_call_id` hangs up before the bot answered: its context
+/// is gone, and a later answer is 404.
+pub(crate) fn caller_hangs_up(shared: &Shared, server_call_id: &str) -> Result<(), AcsApiError> {
+    let mut ringing = lock(&shared.acs.ringing);
+    let context = ringing
+        .iter()
+        .find(|(_, r)| r.server_call_id == server_call_id)
+        .map(|(c, _)| c.clone())
+        .ok_or_else(|| {
+            AcsApiError::not_found(format!("no incoming call {server_call_id} is ringing"))
+        })?;
+    ringing.remove(&context);
+    tracing::info!(%server_call_id, "the caller hung up before the bot answered");
+    Ok(())
+}
+
 fn take(shared: &Shared, context: &str) -> Result<Ringing, AcsApiError> {
     lock(&shared.acs.ringing).remove(context).ok_or_else(|| {
         AcsApiError::not_found(
