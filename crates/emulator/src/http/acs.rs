@@ -269,6 +269,7 @@ async fn route(
                 reply,
             })
             .await?;
+            acs.remove_recording(id);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(AcsApiError::not_found(format!(

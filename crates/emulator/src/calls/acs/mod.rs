@@ -177,6 +177,11 @@ impl AcsState {
         lock(&self.recordings).insert(recording_id.to_owned(), call_id.to_owned());
     }
 
+    /// Forgets a stopped recording.
+    pub(crate) fn remove_recording(&self, recording_id: &str) {
+        lock(&self.recordings).remove(recording_id);
+    }
+
     /// The call a recording belongs to.
     pub fn recording_call(&self, recording_id: &str) -> Option<String> {
         lock(&self.recordings).get(recording_id).cloned()
