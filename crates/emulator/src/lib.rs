@@ -22,6 +22,13 @@
 //! within [`EmulatorConfig::incoming_answer_timeout`]. Tests and tools drive that, and look at
 //! every call, through the control API under [`Emulator::control_url`] ([`http::control`]).
 //!
+//! Beside Graph, the emulator is an Azure Communication Services resource speaking Call
+//! Automation ([`http::acs`], [`calls::acs`]) on its own HTTPS listener, with a certificate
+//! authority made for each run ([`tls`]): [`Emulator::acs`] gives its connection string, the
+//! CA file to trust and its phone number. Calls reach the same directory parties and
+//! conference media; the bot's audio travels over ACS's streaming WebSocket through a media
+//! gateway ([`conference::acs_media`]).
+//!
 //! ```
 //! use appmedia_emulator::{Emulator, EmulatorConfig};
 //!
@@ -34,6 +41,9 @@
 //! assert_eq!(emulator.notification_issuer(), "https://api.botframework.com");
 //! assert_eq!(emulator.control_url(), format!("{}/control", emulator.base_url()));
 //! assert_eq!(emulator.live_calls(), 0);
+//! let acs = emulator.acs(); // ACS Call Automation, over HTTPS with a per-run CA
+//! assert!(acs.connection_string.starts_with("endpoint=https://127.0.0.1:"));
+//! assert!(acs.ca_cert.exists());
 //! emulator.shutdown().await;
 //! # Ok(()) }
 //! ```

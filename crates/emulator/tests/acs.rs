@@ -71,6 +71,8 @@ struct Callbacks {
     events: mpsc::UnboundedReceiver<Event>,
     incoming: mpsc::UnboundedReceiver<(String, Delivery)>,
     unauthenticated: Arc<Mutex<usize>>,
+    /// The bearer tokens of the CloudEvents posts.
+    tokens: Arc<Mutex<Vec<String>>>,
 }
 
 async fn callbacks(wrong_code: bool) -> Callbacks {
@@ -79,15 +81,24 @@ async fn callbacks(wrong_code: bool) -> Callbacks {
     let unauthenticated = Arc::new(Mutex::new(0));
     let no_token = unauthenticated.clone();
     let no_token_grid = unauthenticated.clone();
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let seen_tokens = tokens.clone();
     let app = axum::Router::new()
         .route(
             "/events",
             post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 let events_tx = events_tx.clone();
                 let no_token = no_token.clone();
+                let seen_tokens = seen_tokens.clone();
                 async move {
                     if !bearer(&headers) {
                         *no_token.lock().unwrap() += 1;
+                    } else if let Some(token) = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                    {
+                        seen_tokens.lock().unwrap().push(token.to_owned());
                     }
                     let (events, refused) = parse_batch(&body).expect("a CloudEvents array");
                     assert!(body.starts_with(b"["), "CloudEvents come as a JSON array");
@@ -136,7 +147,56 @@ async fn callbacks(wrong_code: bool) -> Callbacks {
         events,
         incoming,
         unauthenticated,
+        tokens,
     }
+}
+
+/// Checks an event token as a bot does: the keys from the emulator's OpenID configuration
+/// (over HTTPS, trusting the CA), RS256, the ACS issuer and the resource as audience.
+async fn verify_event_token(emulator: &Emulator, token: &str) {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    appmedia_signalling::install_crypto_provider();
+    let acs = emulator.acs();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&acs.ca_cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let openid: Value = http
+        .get(&acs.events_openid_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openid["issuer"], acs.events_issuer);
+    let jwks_url = url::Url::parse(&acs.endpoint)
+        .unwrap()
+        .join(openid["jwks_uri"].as_str().unwrap())
+        .unwrap();
+    let jwks: Value = http
+        .get(jwks_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&acs.events_issuer]);
+    validation.set_audience(&[&acs.events_audience]);
+    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(&jwk).unwrap(), &validation)
+        .expect("the event token verifies against the published keys");
+    let mut other = Validation::new(Algorithm::RS256);
+    other.set_audience(&["another-resource"]);
+    assert!(
+        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(&jwk).unwrap(), &other)
+            .is_err(),
+        "the audience is checked"
+    );
 }
 
 fn bearer(headers: &HeaderMap) -> bool {
@@ -504,6 +564,8 @@ async fn a_pstn_call_streams_the_phone_to_the_bot_and_records_what_the_bot_says(
         0,
         "every event carries a JWT"
     );
+    let token = callbacks.tokens.lock().unwrap()[0].clone();
+    verify_event_token(&emulator, &token).await;
 
     // `{id}-speaker-1.wav` is what the bot sent: the 1 kHz tone.
     let path = appmedia_emulator::bot_recording_path(&recordings, &id);
