@@ -1131,6 +1131,32 @@ async fn an_unmixed_24khz_stream_names_each_speaker() {
         hears(&speaker, 24_000, 440.0),
         "the phone's tone, at 24 kHz"
     );
+
+    // Streaming stopped: the event, and the socket closed cleanly.
+    client
+        .stop_media_streaming(&call.call_connection_id)
+        .await
+        .unwrap();
+    event_of(&mut callbacks.events, EventType::MediaStreamingStopped).await;
+    let closed = async {
+        while let Some(message) = socket.received.recv().await {
+            if matches!(message, WsMessage::Close(_)) {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .unwrap_or(false),
+        "a Close frame"
+    );
+    let err = client
+        .stop_media_streaming(&call.call_connection_id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "not streaming any more");
     client.hang_up(&call.call_connection_id).await.unwrap();
     event_of(&mut callbacks.events, EventType::CallDisconnected).await;
     emulator.shutdown().await;

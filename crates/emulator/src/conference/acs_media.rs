@@ -848,10 +848,7 @@ impl SocketTask {
         mut stop: oneshot::Receiver<()>,
         mut dtmf: mpsc::UnboundedReceiver<DtmfDataWire>,
     ) {
-        let outcome = tokio::select! {
-            outcome = self.stream(&mut dtmf) => outcome,
-            _ = &mut stop => Ok(()),
-        };
+        let outcome = self.stream(&mut dtmf, &mut stop).await;
         self.streaming.store(false, Ordering::Relaxed);
         let event = match outcome {
             Ok(()) => MediaEvent::StreamingStopped,
@@ -866,16 +863,22 @@ impl SocketTask {
         let _ = self.events.send(event);
     }
 
-    async fn stream(&self, dtmf: &mut mpsc::UnboundedReceiver<DtmfDataWire>) -> Result<(), String> {
+    async fn stream(
+        &self,
+        dtmf: &mut mpsc::UnboundedReceiver<DtmfDataWire>,
+        stop: &mut oneshot::Receiver<()>,
+    ) -> Result<(), String> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_SOCKET_MESSAGE))
             .max_frame_size(Some(MAX_SOCKET_MESSAGE));
         let connect =
             tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), true);
-        let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| format!("{} did not accept within {CONNECT_TIMEOUT:?}", self.url))?
-            .map_err(|e| format!("{}: {e}", self.url))?;
+        let (socket, _) = tokio::select! {
+            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => connected
+                .map_err(|_| format!("{} did not accept within {CONNECT_TIMEOUT:?}", self.url))?
+                .map_err(|e| format!("{}: {e}", self.url))?,
+            _ = &mut *stop => return Ok(()),
+        };
         let (mut tx, mut rx) = socket.split();
         let metadata = StreamMessage::AudioMetadata {
             audio_metadata: self.metadata.clone(),
@@ -892,6 +895,11 @@ impl SocketTask {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
+                // Stopped (or the call ended): a clean close, as the service does.
+                _ = &mut *stop => {
+                    let _ = tx.send(WsMessage::Close(None)).await;
+                    return Ok(());
+                }
                 _ = poll.tick() => {
                     while let Some(frame) = self.frames.pop() {
                         let text = self.audio_message(&frame);
