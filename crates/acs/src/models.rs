@@ -36,6 +36,9 @@ pub struct MediaStreamingOptions {
     /// The PCM format both ways.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_format: Option<AudioFormat>,
+    /// Key presses travel on the socket too (`DtmfData`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_dtmf_tones: Option<bool>,
 }
 
 impl MediaStreamingOptions {
@@ -53,6 +56,7 @@ impl MediaStreamingOptions {
             start_media_streaming: Some(true),
             enable_bidirectional: Some(true),
             audio_format: Some(format),
+            enable_dtmf_tones: None,
         }
     }
 }

@@ -64,6 +64,19 @@ pub fn run(args: EmulatorArgs) -> ExitCode {
         for meeting in &Directory::seed().meetings {
             println!("# {}: {}", meeting.join_meeting_id, meeting.join_url());
         }
+        println!("\n# Each user's ACS identity (ACS Call Automation targets, `8:acs:` raw ids):");
+        for user in &Directory::seed().users {
+            println!(
+                "# {} ({}): {}",
+                user.id,
+                user.display_name,
+                appmedia_emulator::acs::acs_user_id(&user.tenant, &user.id)
+            );
+        }
+        println!(
+            "# The ACS resource's own phone number: {}",
+            appmedia_emulator::acs::DEFAULT_PHONE_NUMBER
+        );
         return ExitCode::SUCCESS;
     }
     let directory = match &args.directory {
@@ -155,6 +168,21 @@ fn ready_line(emulator: &Emulator) -> serde_json::Value {
         "notification_openid_url": emulator.notification_openid_configuration_url(),
         "notification_issuer": emulator.notification_issuer(),
         "applications": applications,
+        "acs": acs_object(emulator),
+    })
+}
+
+/// The ready line's `"acs"`: how a Call Automation bot reaches the emulated resource.
+fn acs_object(emulator: &Emulator) -> serde_json::Value {
+    let acs = emulator.acs();
+    serde_json::json!({
+        "connection_string": acs.connection_string,
+        "ca_cert": acs.ca_cert,
+        "phone_number": acs.phone_number,
+        "endpoint": acs.endpoint,
+        "events_openid_url": acs.events_openid_url,
+        "events_issuer": acs.events_issuer,
+        "events_audience": acs.events_audience,
     })
 }
 
@@ -180,5 +208,14 @@ fn print_banner(emulator: &Emulator) {
     }
     println!("  control API:        {}", emulator.control_url());
     println!("  softphone:          {}", emulator.softphone_url());
+    let acs = emulator.acs();
+    println!("  ACS Call Automation: {}", acs.endpoint);
+    println!("    connection string: {}", acs.connection_string);
+    println!("    CA to trust:       {}", acs.ca_cert.display());
+    println!("    phone number:      {}", acs.phone_number);
+    println!(
+        "    event keys:        {} (iss {})",
+        acs.events_openid_url, acs.events_issuer
+    );
     println!("Ctrl-C stops it.");
 }

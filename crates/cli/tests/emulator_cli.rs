@@ -213,6 +213,24 @@ fn json_mode_prints_one_ready_line_and_its_urls_ring_a_bot() {
             .unwrap()
             .starts_with(base)
     );
+    // ACS Call Automation: an https endpoint with this run's key, its CA file, its number.
+    let acs = &ready["acs"];
+    let connection_string = acs["connection_string"].as_str().unwrap();
+    assert!(
+        connection_string.starts_with("endpoint=https://127.0.0.1:")
+            && connection_string.contains(";accesskey="),
+        "{connection_string}"
+    );
+    let ca = std::fs::read_to_string(acs["ca_cert"].as_str().unwrap()).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(acs["phone_number"].as_str().unwrap().starts_with('+'));
+    assert!(
+        acs["events_openid_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:")
+    );
+    assert!(acs["events_issuer"].as_str().is_some());
     let app = &ready["applications"][0];
     let (app_id, secret) = (
         app["id"].as_str().unwrap(),

@@ -46,6 +46,11 @@ pub struct EmulatorConfig {
     pub transport: TransportConfig,
     /// How long an incoming call rings the bot before it ends unanswered (Graph: 15 s).
     pub incoming_answer_timeout: Duration,
+    /// The ACS resource's own phone number (what bots call from, and what callers dial).
+    pub acs_phone_number: String,
+    /// Where the ACS listener's per-run CA certificate is written (`acs-emulator-ca.pem`):
+    /// this directory, else `recordings_dir`, else a per-run temporary directory.
+    pub acs_ca_dir: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -66,6 +71,8 @@ impl Default for EmulatorConfig {
             recordings_dir: None,
             transport: TransportConfig::default(),
             incoming_answer_timeout: Duration::from_secs(15),
+            acs_phone_number: crate::acs::DEFAULT_PHONE_NUMBER.to_owned(),
+            acs_ca_dir: None,
         }
     }
 }

@@ -22,6 +22,13 @@
 //! within [`EmulatorConfig::incoming_answer_timeout`]. Tests and tools drive that, and look at
 //! every call, through the control API under [`Emulator::control_url`] ([`http::control`]).
 //!
+//! Beside Graph, the emulator is an Azure Communication Services resource speaking Call
+//! Automation ([`http::acs`], [`calls::acs`]) on its own HTTPS listener, with a certificate
+//! authority made for each run ([`tls`]): [`Emulator::acs`] gives its connection string, the
+//! CA file to trust and its phone number. Calls reach the same directory parties and
+//! conference media; the bot's audio travels over ACS's streaming WebSocket through a media
+//! gateway ([`conference::acs_media`]).
+//!
 //! ```
 //! use appmedia_emulator::{Emulator, EmulatorConfig};
 //!
@@ -34,6 +41,9 @@
 //! assert_eq!(emulator.notification_issuer(), "https://api.botframework.com");
 //! assert_eq!(emulator.control_url(), format!("{}/control", emulator.base_url()));
 //! assert_eq!(emulator.live_calls(), 0);
+//! let acs = emulator.acs(); // ACS Call Automation, over HTTPS with a per-run CA
+//! assert!(acs.connection_string.starts_with("endpoint=https://127.0.0.1:"));
+//! assert!(acs.ca_cert.exists());
 //! emulator.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -54,6 +64,7 @@ pub mod calls;
 pub mod conference;
 // 0. The vocabulary every layer shares: configuration, directory, errors, admission, Graph
 //    shapes, operations, notifications, tokens.
+pub mod acs;
 pub mod admission;
 pub mod config;
 pub mod directory;
@@ -61,9 +72,11 @@ pub mod error;
 pub mod notify;
 pub(crate) mod operations;
 pub mod shapes;
+pub mod tls;
 pub mod tokens;
 
 pub use calls::softphones::{PageReport, SoftphoneStatus};
+pub use conference::acs_media::StreamStats as AcsStreamStats;
 pub use conference::heard::heard_recording_path;
 pub use conference::media::bot_recording_path;
 pub use conference::service_media::mixed_recording_path;
@@ -72,4 +85,4 @@ pub use config::{DEFAULT_NOTIFICATION_ISSUER, EmulatorConfig, Faults};
 pub use directory::{Directory, DirectoryError};
 pub use error::ApiError;
 pub use notify::{DeliveryStats, RetryPolicy};
-pub use server::{Emulator, EmulatorError};
+pub use server::{AcsInfo, Emulator, EmulatorError};

@@ -50,6 +50,36 @@ pub enum EmulatorError {
     /// The HTTP client for notifications could not be built.
     #[error(transparent)]
     Http(#[from] appmedia_signalling::HttpClientError),
+    /// The ACS listener's certificates could not be made or written.
+    #[error("ACS listener: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The per-run directory of the CA certificate could not be made.
+    #[error("ACS listener: cannot create {path}: {source}")]
+    CaDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How to reach the emulator's ACS Call Automation resource (the ready line's `"acs"`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AcsInfo {
+    /// `https://127.0.0.1:{port}/`.
+    pub endpoint: String,
+    /// `endpoint=…;accesskey=…`, with this run's key.
+    pub connection_string: String,
+    /// The PEM of the CA to trust for the endpoint.
+    pub ca_cert: PathBuf,
+    /// The resource's own phone number.
+    pub phone_number: String,
+    /// The OpenID configuration naming the keys of the event tokens.
+    pub events_openid_url: String,
+    /// `iss` of the event tokens.
+    pub events_issuer: String,
+    /// `aud` of the event tokens: the resource's id.
+    pub events_audience: String,
 }
 
 /// A running emulator. Dropping it stops the listener.
@@ -59,6 +89,11 @@ pub struct Emulator {
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    acs: AcsInfo,
+    acs_shutdown: Option<oneshot::Sender<()>>,
+    acs_server: tokio::task::JoinHandle<()>,
+    /// The per-run directory made for the CA certificate, removed with the emulator.
+    temp_dir: Option<PathBuf>,
 }
 
 impl Emulator {
@@ -93,18 +128,91 @@ impl Emulator {
             .trim_end_matches('/')
             .to_owned();
         // RSA key generation is CPU work; keep it off the async workers.
-        let (graph_issuer, notification_issuer) = tokio::task::spawn_blocking(|| {
-            Ok::<_, EmulatorError>((
-                TokenIssuer::generate(format!("emulator-graph-{}", uuid::Uuid::new_v4()))?,
-                TokenIssuer::generate(format!("emulator-notify-{}", uuid::Uuid::new_v4()))?,
-            ))
+        let (graph_issuer, notification_issuer, acs_issuer, certificates) =
+            tokio::task::spawn_blocking(|| {
+                Ok::<_, EmulatorError>((
+                    TokenIssuer::generate(format!("emulator-graph-{}", uuid::Uuid::new_v4()))?,
+                    TokenIssuer::generate(format!("emulator-notify-{}", uuid::Uuid::new_v4()))?,
+                    TokenIssuer::generate(format!("emulator-acs-{}", uuid::Uuid::new_v4()))?,
+                    crate::tls::RunCertificates::generate()?,
+                ))
+            })
+            .await
+            .map_err(|e| {
+                EmulatorError::Key(appmedia_signalling::auth::IssuerError::Generate(
+                    e.to_string(),
+                ))
+            })??;
+        // The ACS listener: same address, its own port, HTTPS with this run's certificate.
+        let acs_listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind.ip(), 0))
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let acs_addr = acs_listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let acs_host = if acs_addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), acs_addr.port())
+        } else {
+            acs_addr
+        };
+        let acs_endpoint = format!("https://{acs_host}/");
+        let (ca_dir, temp_dir) = match config.acs_ca_dir.clone().or(config.recordings_dir.clone()) {
+            Some(dir) => (dir, None),
+            None => {
+                let dir = std::env::temp_dir().join(format!(
+                    "appmedia-emulator-{}",
+                    uuid::Uuid::new_v4().simple()
+                ));
+                std::fs::create_dir_all(&dir).map_err(|source| EmulatorError::CaDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                (dir.clone(), Some(dir))
+            }
+        };
+        let ca_cert = certificates.write_ca(&ca_dir)?;
+        let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let resource = crate::acs::AcsResource {
+            access_key: appmedia_acs::hmac::AccessKey::from_bytes(key),
+            phone_number: config.acs_phone_number.clone(),
+            resource_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let acs_keys = PublishedKeys::new();
+        acs_keys.publish(&acs_issuer);
+        let acs = AcsInfo {
+            connection_string: format!(
+                "endpoint={acs_endpoint};accesskey={}",
+                resource.access_key.to_base64()
+            ),
+            endpoint: acs_endpoint.clone(),
+            ca_cert,
+            phone_number: resource.phone_number.clone(),
+            events_openid_url: format!(
+                "{}{}",
+                acs_endpoint.trim_end_matches('/'),
+                appmedia_signalling::auth::OPENID_CONFIGURATION_PATH
+            ),
+            events_issuer: crate::acs::EVENTS_ISSUER.to_owned(),
+            events_audience: resource.resource_id.clone(),
+        };
+        let acs_events = Arc::new(crate::calls::acs::events::AcsEvents::new(
+            acs_issuer,
+            resource.resource_id.clone(),
+        )?);
+        let gateways = crate::conference::acs_media::GatewayScheduler::start(SchedulerConfig {
+            workers: 1,
+            ..SchedulerConfig::default()
         })
-        .await
-        .map_err(|e| {
-            EmulatorError::Key(appmedia_signalling::auth::IssuerError::Generate(
-                e.to_string(),
-            ))
-        })??;
+        .map_err(EmulatorError::Scheduler)?;
+        let acs_state =
+            crate::calls::acs::AcsState::new(resource, acs_endpoint, acs_events, gateways);
         let notification_keys = PublishedKeys::new();
         notification_keys.publish(&notification_issuer);
         let notifier = Arc::new(Notifier::new(
@@ -134,6 +242,7 @@ impl Emulator {
             softphone_key: uuid::Uuid::new_v4().simple().to_string(),
             incoming: crate::calls::incoming::IncomingState::new(&config.directory),
             book: Default::default(),
+            acs: acs_state,
             config,
         });
         crate::calls::incoming::schedule_scripted(&shared);
@@ -149,13 +258,48 @@ impl Emulator {
                 tracing::error!(error = %e, "emulator listener failed");
             }
         });
-        tracing::info!(%addr, "Graph calling emulator listening");
+        let acs_app = crate::http::acs::router(shared.clone())
+            .merge(acs_keys.router(crate::acs::EVENTS_ISSUER))
+            .fallback(|| async {
+                crate::acs::AcsApiError::not_found("no such resource in the emulated ACS API")
+            });
+        let (acs_tx, acs_rx) = oneshot::channel::<()>();
+        let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config.clone());
+        let acs_server = tokio::spawn(serve_tls(acs_listener, acceptor, acs_app, acs_rx));
+        tracing::info!(%addr, acs = %acs.endpoint, "Graph calling emulator listening");
         Ok(Emulator {
             addr,
             shared,
             shutdown: Some(tx),
             server,
+            acs,
+            acs_shutdown: Some(acs_tx),
+            acs_server,
+            temp_dir,
         })
+    }
+
+    /// The ACS Call Automation resource: endpoint, connection string, CA, phone number.
+    pub fn acs(&self) -> &AcsInfo {
+        &self.acs
+    }
+
+    /// The live ACS call connections' ids.
+    pub fn acs_calls(&self) -> Vec<String> {
+        self.shared.acs.call_ids()
+    }
+
+    /// The audio-stream counters of live ACS call `call_connection_id`.
+    pub fn acs_stream_stats(
+        &self,
+        call_connection_id: &str,
+    ) -> Option<crate::conference::acs_media::StreamStats> {
+        self.shared.acs.stream_stats(call_connection_id)
+    }
+
+    /// ACS event delivery counters.
+    pub fn acs_delivery_stats(&self) -> Arc<crate::calls::acs::events::AcsDeliveryStats> {
+        self.shared.acs.events.stats().clone()
     }
 
     /// The bound address.
@@ -290,7 +434,11 @@ impl Emulator {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(tx) = self.acs_shutdown.take() {
+            let _ = tx.send(());
+        }
         let _ = (&mut self.server).await;
+        let _ = (&mut self.acs_server).await;
     }
 }
 
@@ -299,6 +447,56 @@ impl Drop for Emulator {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(tx) = self.acs_shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(dir) = self.temp_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown`: each connection's handshake (bounded
+/// in time) and HTTP/1 exchanges run on their own task.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ACS listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let tls = match handshake.await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "ACS listener: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "ACS listener: connection ended with an error");
+            }
+        });
     }
 }
 

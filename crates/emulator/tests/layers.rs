@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 /// The layer of a top-level module (`crate::<module>`), lowest first.
 fn layer(module: &str) -> Option<u8> {
     Some(match module {
-        "admission" | "config" | "directory" | "error" | "notify" | "operations" | "shapes"
-        | "tokens" => 0,
+        "acs" | "admission" | "config" | "directory" | "error" | "notify" | "operations"
+        | "shapes" | "tls" | "tokens" => 0,
         "conference" => 1,
         "calls" => 2,
         "http" => 3,

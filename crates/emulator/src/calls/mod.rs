@@ -4,6 +4,7 @@
 //! view of every call ([`book`]). It uses the conference media below it, never the HTTP
 //! routes above it.
 
+pub mod acs;
 pub mod book;
 pub mod driver;
 pub mod incoming;
@@ -90,6 +91,8 @@ pub struct Shared {
     pub(crate) incoming: incoming::IncomingState,
     /// The control API's view of every call.
     pub(crate) book: book::CallBook,
+    /// ACS Call Automation: the resource, its call connections, incoming calls.
+    pub(crate) acs: acs::AcsState,
 }
 
 impl Shared {

@@ -4,6 +4,7 @@
 //! ([`heard`]) and the conversations the bot transferred away ([`transferred`]). It knows
 //! nothing of calls or HTTP above it.
 
+pub mod acs_media;
 pub mod heard;
 pub mod media;
 pub mod service_actions;

@@ -4,6 +4,7 @@
 //! page ([`softphone`]). Handlers authenticate, parse and answer; what happens to a call is
 //! the call layer's ([`crate::calls`]).
 
+pub mod acs;
 pub mod actions;
 pub mod calls;
 pub mod control;
