@@ -166,25 +166,14 @@ impl AcsClient {
 
     /// A client for `config`, authenticated with `credential`.
     pub fn new(config: AcsClientConfig, credential: Credential) -> Result<Self, AcsError> {
-        appmedia_signalling::install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            // The service does not redirect; a redirect would carry a signed request elsewhere.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &config.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| AcsError::Setup(format!("the CA certificate: {e}")))?;
-            if certs.is_empty() {
-                return Err(AcsError::Setup("the CA file holds no certificate".into()));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| AcsError::Setup(e.to_string()))?;
+        // The service does not redirect: the shared client follows no redirect off https or
+        // off loopback, and a signed request is bound to its path anyway.
+        let http = appmedia_signalling::http_client_trusting(
+            config.request_timeout,
+            config.connect_timeout,
+            config.ca_pem.as_deref(),
+        )
+        .map_err(|e| AcsError::Setup(e.to_string()))?;
         Ok(AcsClient {
             http,
             config,

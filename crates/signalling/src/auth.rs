@@ -515,6 +515,9 @@ pub struct CallbackAuthConfig {
     pub retry_after_failure: Duration,
     /// Bound on each fetch of the OpenID document and the JWKS.
     pub fetch_timeout: Duration,
+    /// Certificate authorities (PEM) to trust for those fetches besides the system's: a
+    /// local service's own CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl CallbackAuthConfig {
@@ -538,6 +541,7 @@ impl CallbackAuthConfig {
             keys_max_age: Duration::from_secs(24 * 3600),
             retry_after_failure: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(10),
+            ca_pem: None,
         }
     }
 }
@@ -662,7 +666,11 @@ impl std::fmt::Debug for CallbackTokenValidator {
 impl CallbackTokenValidator {
     /// A validator for `config`; keys are fetched on first use.
     pub fn new(config: CallbackAuthConfig) -> Result<Self, crate::HttpClientError> {
-        let http = crate::http_client(config.fetch_timeout, config.fetch_timeout)?;
+        let http = crate::http_client_trusting(
+            config.fetch_timeout,
+            config.fetch_timeout,
+            config.ca_pem.as_deref(),
+        )?;
         Ok(Self {
             config,
             http,

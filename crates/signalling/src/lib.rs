@@ -76,8 +76,29 @@ pub fn http_client(
     timeout: std::time::Duration,
     connect_timeout: std::time::Duration,
 ) -> Result<reqwest::Client, HttpClientError> {
+    http_client_trusting(timeout, connect_timeout, None)
+}
+
+/// [`http_client`] that also trusts the certificate authorities of `ca_pem` (a PEM bundle):
+/// a local service's own CA, as `appmedia emulator`'s HTTPS listener has.
+pub fn http_client_trusting(
+    timeout: std::time::Duration,
+    connect_timeout: std::time::Duration,
+    ca_pem: Option<&[u8]>,
+) -> Result<reqwest::Client, HttpClientError> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| HttpClientError(format!("the CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(HttpClientError("the CA file holds no certificate".into()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         // A redirect may not take a request (a client secret, a bearer token) off https or

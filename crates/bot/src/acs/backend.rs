@@ -94,6 +94,7 @@ impl AcsBackend {
                 ))
             })?);
         }
+        let ca_pem = config.ca_pem.clone();
         let credential = match (&service.access_key, identity) {
             (Some(key), _) => Credential::AccessKey(key.clone()),
             (None, Some((app_id, tenant, auth))) => {
@@ -128,6 +129,8 @@ impl AcsBackend {
                 let mut auth = CallbackAuthConfig::new(audience.clone(), TenantPolicy::NotScoped);
                 auth.openid_configuration_url = openid_url.clone();
                 auth.issuers = issuers.clone();
+                // The emulator publishes its keys on its own HTTPS listener.
+                auth.ca_pem = ca_pem;
                 Some(Arc::new(CallbackTokenValidator::new(auth).map_err(
                     |e| BotError::Protocol(format!("ACS event token validator: {e}")),
                 )?))

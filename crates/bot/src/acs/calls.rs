@@ -85,7 +85,7 @@ pub(crate) fn streaming_options(
     token: &str,
     options: &MediaOptions,
 ) -> MediaStreamingOptions {
-    MediaStreamingOptions::bidirectional(
+    let mut streaming = MediaStreamingOptions::bidirectional(
         acs.media_url_of(token),
         if options.unmixed {
             AudioChannelType::Unmixed
@@ -93,7 +93,10 @@ pub(crate) fn streaming_options(
             AudioChannelType::Mixed
         },
         acs.service.audio_format,
-    )
+    );
+    // Key presses on the socket too: `Event::Tone { source: Media }`, as RTP gives on Graph.
+    streaming.enable_dtmf_tones = Some(true);
+    streaming
 }
 
 /// Places a call on ACS: the Graph-shaped request's targets and media become a create-call

@@ -165,6 +165,8 @@ pub struct StreamRequest {
     pub bidirectional: bool,
     /// Key presses go on the socket as `DtmfData` (`enableDtmfTones`).
     pub dtmf: bool,
+    /// `Authorization` of the upgrade request (`Bearer <the events' JWT>`), as ACS sends it.
+    pub authorization: Option<String>,
 }
 
 /// What the call's media tells the call.
@@ -733,6 +735,7 @@ impl AcsMedia {
         let task = SocketTask {
             metadata: AudioMetadata::pcm(request.subscription_id, self.rate.hz()),
             url: request.transport_url,
+            authorization: request.authorization,
             bidirectional: request.bidirectional,
             frames: self.to_socket.clone(),
             bot_in: self.bot_in.clone(),
@@ -829,6 +832,7 @@ impl MediaTask {
 /// The async side of one stream: the WebSocket client.
 struct SocketTask {
     url: String,
+    authorization: Option<String>,
     metadata: AudioMetadata,
     bidirectional: bool,
     frames: Arc<Consumer<HeardFrame>>,
@@ -871,8 +875,18 @@ impl SocketTask {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_SOCKET_MESSAGE))
             .max_frame_size(Some(MAX_SOCKET_MESSAGE));
-        let connect =
-            tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), true);
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("{}: {e}", self.url))?;
+        if let Some(authorization) = &self.authorization
+            && let Ok(value) = authorization.parse()
+        {
+            request.headers_mut().insert("authorization", value);
+        }
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         let (socket, _) = tokio::select! {
             connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => connected
                 .map_err(|_| format!("{} did not accept within {CONNECT_TIMEOUT:?}", self.url))?

@@ -417,6 +417,13 @@ impl Run {
                 subscription_id: self.plan.subscription_id.clone(),
                 bidirectional: options.enable_bidirectional == Some(true),
                 dtmf: options.enable_dtmf_tones == Some(true),
+                authorization: self
+                    .shared
+                    .acs
+                    .events
+                    .token()
+                    .ok()
+                    .map(|token| format!("Bearer {token}")),
             })
             .map_err(|e| AcsApiError::bad_request(e.to_string()))?;
         self.streaming_context = context;

@@ -98,7 +98,9 @@ impl AcsEvents {
         &self.stats
     }
 
-    fn token(&self) -> Result<String, String> {
+    /// A fresh event token: what every callback carries, and what the audio socket's upgrade
+    /// request carries too (ACS authenticates both the same way).
+    pub fn token(&self) -> Result<String, String> {
         let now = unix_now();
         let claims = EventClaims {
             iss: crate::acs::EVENTS_ISSUER,
