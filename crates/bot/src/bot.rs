@@ -337,6 +337,11 @@ impl Bot {
         }
     }
 
+    /// What the ACS backend refused or dropped (`None` on Graph).
+    pub fn acs_counters(&self) -> Option<&crate::acs::AcsCounters> {
+        self.inner.acs().map(|acs| &acs.counters)
+    }
+
     /// The ACS Call Automation client, for requests the SDK does not wrap (`None` on Graph).
     pub fn acs_client(&self) -> Option<&appmedia_acs::AcsClient> {
         self.inner.acs().map(|acs| &acs.client)

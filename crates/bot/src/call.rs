@@ -322,6 +322,12 @@ impl CallControl {
             .unwrap_or_default()
     }
 
+    /// The ACS audio socket's counters (ACS calls with app-hosted media): frames in and
+    /// out, messages refused.
+    pub fn stream_stats(&self) -> Option<crate::acs::StreamStats> {
+        self.shared.stream.as_ref().map(|s| s.stats())
+    }
+
     /// The latest media counters (app-hosted calls; refreshed every second).
     pub fn media_stats(&self) -> Option<MediaSnapshot> {
         lock(&self.shared.snapshot).media_stats

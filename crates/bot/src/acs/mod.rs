@@ -11,4 +11,6 @@ mod config;
 pub(crate) mod stream;
 pub(crate) mod translate;
 
+pub use backend::AcsCounters;
 pub use config::{ACS_ISSUER, ACS_OPENID_CONFIGURATION, AcsService, EventAuth};
+pub use stream::StreamStats;

@@ -40,24 +40,44 @@ pub(crate) enum LinkState {
     Ended(EndReason),
 }
 
-/// Counters of what arrived on the socket and what was refused.
-#[derive(Debug, Default)]
-pub struct StreamCounters {
+/// A call's audio-socket counters at one moment ([`CallControl::stream_stats`](crate::CallControl::stream_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
     /// Frames handed to the pipeline.
-    pub frames_in: AtomicU64,
+    pub frames_in: u64,
     /// Frames written to the service.
-    pub frames_out: AtomicU64,
+    pub frames_out: u64,
     /// Messages refused (not JSON, unknown kind, wrong length, bad base64, audio before the
     /// metadata, over the size limit...).
-    pub refused: AtomicU64,
-    /// Unmixed frames of participants beyond the keys available.
-    pub unkeyed: AtomicU64,
+    pub refused: u64,
+    /// Unmixed frames of participants beyond the stream keys available.
+    pub unkeyed: u64,
     /// Binary messages (the protocol is text).
-    pub binary: AtomicU64,
+    pub binary: u64,
     /// `StopAudio` sent.
-    pub stop_audio_sent: AtomicU64,
+    pub stop_audio_sent: u64,
     /// Connections refused because another one held the call's stream.
-    pub connections_refused: AtomicU64,
+    pub connections_refused: u64,
+}
+
+/// Counters of what arrived on the socket and what was refused.
+#[derive(Debug, Default)]
+pub(crate) struct StreamCounters {
+    /// Frames handed to the pipeline.
+    pub(crate) frames_in: AtomicU64,
+    /// Frames written to the service.
+    pub(crate) frames_out: AtomicU64,
+    /// Messages refused (not JSON, unknown kind, wrong length, bad base64, audio before the
+    /// metadata, over the size limit...).
+    pub(crate) refused: AtomicU64,
+    /// Unmixed frames of participants beyond the keys available.
+    pub(crate) unkeyed: AtomicU64,
+    /// Binary messages (the protocol is text).
+    pub(crate) binary: AtomicU64,
+    /// `StopAudio` sent.
+    pub(crate) stop_audio_sent: AtomicU64,
+    /// Connections refused because another one held the call's stream.
+    pub(crate) connections_refused: AtomicU64,
 }
 
 /// The driver's view of a call's stream.
@@ -68,7 +88,27 @@ pub(crate) struct StreamLink {
     pub(crate) counters: StreamCounters,
 }
 
+impl StreamCounters {
+    fn snapshot(&self) -> StreamStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StreamStats {
+            frames_in: get(&self.frames_in),
+            frames_out: get(&self.frames_out),
+            refused: get(&self.refused),
+            unkeyed: get(&self.unkeyed),
+            binary: get(&self.binary),
+            stop_audio_sent: get(&self.stop_audio_sent),
+            connections_refused: get(&self.connections_refused),
+        }
+    }
+}
+
 impl StreamLink {
+    /// The socket's counters now.
+    pub(crate) fn stats(&self) -> StreamStats {
+        self.counters.snapshot()
+    }
+
     fn new() -> Self {
         StreamLink {
             state: watch::channel(LinkState::Waiting).0,
