@@ -3,7 +3,11 @@
 //! ```sh
 //! cargo run --example echo_bot          # on an embedded emulator; it prints how to ring the bot
 //! APPMEDIA_GRAPH_URL=… APPMEDIA_APP_ID=… cargo run --example echo_bot   # on another service
+//! APPMEDIA_BACKEND=acs APPMEDIA_ACS_CONNECTION_STRING=… cargo run --example echo_bot  # on ACS
 //! ```
+//!
+//! The same code runs on every backend (`docs/acs.md`); `tests/examples.rs` runs it on the
+//! emulator's Graph API and on its ACS API.
 
 mod common;
 

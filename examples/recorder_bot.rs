@@ -91,13 +91,19 @@ pub async fn record(
             seconds: 15,
         });
     }
-    if let Err(e) = call
+    match call
         .update_recording_status(RecordingStatus::Recording)
         .await
     {
-        // Not allowed to record without telling the participants: leave.
-        let _ = call.hang_up().await;
-        return Err(e);
+        Ok(_) => {}
+        // ACS has no recording status to set (Graph's compliance-recording rule): on that
+        // backend, telling the participants is the application's own business.
+        Err(BotError::Unsupported { .. }) => {}
+        Err(e) => {
+            // Not allowed to record without telling the participants: leave.
+            let _ = call.hang_up().await;
+            return Err(e);
+        }
     }
     call.start_recording(&RecordOptions {
         prefix: "compliance".into(),
