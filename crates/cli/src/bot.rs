@@ -42,6 +42,12 @@ const UNMIXED_STREAMS: usize = 8;
 /// in-process with the built-in directory (John speaks `john-speech.wav`).
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
+    /// The calling API: `graph` (Microsoft Graph's, or the emulator's), or `acs` (Azure
+    /// Communication Services Call Automation with audio streaming: the in-process emulator's
+    /// ACS API; a real ACS resource is configured with the SDK's APPMEDIA_ACS_* variables,
+    /// see docs/acs.md).
+    #[arg(long, value_enum, default_value_t = Backend::Graph)]
+    pub backend: Backend,
     /// Graph root of a running calling service, e.g. http://127.0.0.1:8642/v1.0 for `appmedia
     /// emulator` (default: start the emulator in-process).
     #[arg(long, env = "APPMEDIA_GRAPH_URL", value_name = "URL")]
@@ -101,6 +107,15 @@ pub struct ServiceArgs {
     /// each party speaks) from this TOML file instead of the built-in seed.
     #[arg(long, value_name = "FILE", conflicts_with = "graph_url")]
     pub directory: Option<PathBuf>,
+}
+
+/// The calling API a CLI bot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Microsoft Graph's calling API (app-hosted media over WebRTC).
+    Graph,
+    /// ACS Call Automation (audio streaming over a WebSocket).
+    Acs,
 }
 
 /// Whom the call is with. With none of these, the bot calls the seed's user John.
@@ -186,6 +201,28 @@ pub fn bot_config(
     emulator: Option<&Emulator>,
     listen: SocketAddr,
 ) -> Result<BotConfig, String> {
+    if service.backend == Backend::Acs {
+        let emulator = emulator.ok_or(
+            "--backend acs runs on the in-process emulator (no --graph-url); a real ACS \
+             resource is configured with the SDK's APPMEDIA_ACS_* variables (docs/acs.md)",
+        )?;
+        let acs = emulator.acs();
+        let mut service = appmedia_bot::acs::AcsService::from_connection_string(
+            &acs.connection_string,
+        )
+        .map_err(err)?
+        .with_ca_cert(&acs.ca_cert)
+        .with_phone_number(&acs.phone_number);
+        service.events = appmedia_bot::acs::EventAuth::Jwt {
+            openid_url: url::Url::parse(&acs.events_openid_url).map_err(err)?,
+            issuers: vec![acs.events_issuer.clone()],
+            audience: acs.events_audience.clone(),
+        };
+        let mut config = BotConfig::for_acs(service);
+        config.listen = listen;
+        config.media.workers = 1;
+        return Ok(config);
+    }
     let mut config = match (emulator, &service.graph_url) {
         (Some(emulator), _) => {
             BotConfig::for_emulator(emulator, &service.client_id, service.credential()?)

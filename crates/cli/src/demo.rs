@@ -130,7 +130,8 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     let ok = log.established
         && log.terminated
         && end.media.heard_ticks > 0
-        && end.media.pipeline.packets_sent > 0
+        // RTP on Graph, PCM frames on ACS's audio stream.
+        && end.media.pipeline.packets_sent + end.media.pipeline.pcm_frames_sent > 0
         && refused == 0
         && !tracks.is_empty()
         && (service.graph_url.is_some() || recorded_bot.is_some_and(|s| s > 0.0));
@@ -144,6 +145,7 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
             "ticks": end.media.pipeline.ticks,
             "frames_heard": end.media.heard_ticks,
             "packets_sent": end.media.pipeline.packets_sent,
+            "pcm_frames_sent": end.media.pipeline.pcm_frames_sent,
             "packets_received": transport.map(|t| t.packets_received),
             "packets_lost": transport.map(|t| t.packets_lost),
             "network_jitter_ms": transport.map(|t| t.jitter_ms),

@@ -297,6 +297,23 @@ impl Emulator {
         self.shared.acs.stream_stats(call_connection_id)
     }
 
+    /// The media timeline of live ACS call connection `call_connection_id`, as
+    /// [`Emulator::call_media`] gives a Graph call's: per party (its raw id as
+    /// `participant_id`), when its first audible sample entered the call.
+    pub fn acs_call_media(&self, call_connection_id: &str) -> Option<CallMedia> {
+        let parties = self.shared.acs.timeline(call_connection_id)?;
+        Some(CallMedia {
+            parties: parties
+                .into_iter()
+                .map(|(participant_id, source_id, first_audio_at)| PartyMedia {
+                    participant_id,
+                    source_id,
+                    first_audio_at,
+                })
+                .collect(),
+        })
+    }
+
     /// ACS event delivery counters.
     pub fn acs_delivery_stats(&self) -> Arc<crate::calls::acs::events::AcsDeliveryStats> {
         self.shared.acs.events.stats().clone()

@@ -23,7 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use appmedia_acs::streaming::{
     AudioDataWire, AudioMetadata, DtmfDataWire, MAX_FRAME_SAMPLES, Message as StreamMessage,
@@ -56,6 +56,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::conference::heard::Recorders;
 use crate::conference::media::BOT_SOURCE_ID;
+use crate::conference::service_media::MediaTimeline;
 
 /// The scheduler that ticks the gateways of ACS calls.
 pub type GatewayScheduler = Scheduler<Gateway>;
@@ -267,6 +268,25 @@ impl Counters {
             _ => &self.refused_other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads when a call's parties first spoke (`Emulator::acs_call_media`).
+#[derive(Clone, Debug)]
+pub struct AcsTimeline {
+    timeline: MediaTimeline,
+    participants: Arc<Mutex<HashMap<u32, String>>>,
+}
+
+impl AcsTimeline {
+    /// Every party (raw id, source id) with the instant its first audible sample was spoken.
+    pub fn parties(&self) -> Vec<(String, u32, Option<Instant>)> {
+        let mut parties: Vec<_> = lock(&self.participants)
+            .iter()
+            .map(|(&source, raw)| (raw.clone(), source, self.timeline.first_audio(source)))
+            .collect();
+        parties.sort_by_key(|p| p.1);
+        parties
     }
 }
 
@@ -526,6 +546,8 @@ pub struct AcsMedia {
     /// Who was asked to press keys, in order: a key on the mixed stream is theirs.
     pressers: Arc<Mutex<VecDeque<String>>>,
     events: mpsc::UnboundedSender<MediaEvent>,
+    /// When each party's first audible sample entered the call (mouth-to-ear latency).
+    timeline: MediaTimeline,
 }
 
 impl std::fmt::Debug for AcsMedia {
@@ -638,6 +660,7 @@ impl AcsMedia {
             participants: Arc::default(),
             pressers: Arc::default(),
             events: events_tx,
+            timeline: MediaTimeline::new(conferences.epoch()),
         };
         let task = MediaTask {
             stop: media.stop.clone(),
@@ -646,6 +669,7 @@ impl AcsMedia {
             conference_events,
             gateway_events,
             prompts,
+            timeline: media.timeline.clone(),
             participants: media.participants.clone(),
             pressers: media.pressers.clone(),
             socket: media.socket.clone(),
@@ -719,6 +743,14 @@ impl AcsMedia {
         StreamStatsHandle(self.counters.clone())
     }
 
+    /// When each party's first audible sample entered the call, with its raw id.
+    pub fn timeline_handle(&self) -> AcsTimeline {
+        AcsTimeline {
+            timeline: self.timeline.clone(),
+            participants: self.participants.clone(),
+        }
+    }
+
     /// Connects to the bot's socket and streams; [`MediaEvent::StreamingStarted`] (or
     /// `StreamingFailed`) follows.
     pub fn start_streaming(&self, request: StreamRequest) -> Result<(), AcsMediaError> {
@@ -782,6 +814,7 @@ struct MediaTask {
     conference_events: Consumer<ConferenceEvent>,
     gateway_events: Consumer<GatewayEvent>,
     prompts: PromptQueue,
+    timeline: MediaTimeline,
     participants: Arc<Mutex<HashMap<u32, String>>>,
     pressers: Arc<Mutex<VecDeque<String>>>,
     socket: Arc<Mutex<Option<Socket>>>,
@@ -795,6 +828,7 @@ impl MediaTask {
         while !self.stop.load(Ordering::Relaxed) {
             interval.tick().await;
             while let Some(event) = self.conference_events.pop() {
+                self.timeline.observe(&event);
                 if let ConferenceEvent::CommandRejected { source_id, reason } = event {
                     tracing::warn!(
                         source_id,

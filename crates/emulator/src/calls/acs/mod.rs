@@ -63,6 +63,7 @@ pub(crate) struct AcsCallEntry {
     pub(crate) properties: CallConnectionProperties,
     pub(crate) participants: Vec<CallParticipant>,
     stream: StreamStatsHandle,
+    timeline: crate::conference::acs_media::AcsTimeline,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +113,11 @@ impl AcsState {
     /// The counters of the call's audio stream, or `None`.
     pub fn stream_stats(&self, id: &str) -> Option<crate::conference::acs_media::StreamStats> {
         lock(&self.calls).get(id).map(|c| c.stream.snapshot())
+    }
+
+    /// When each party of the call first spoke: (raw id, source id, instant), or `None`.
+    pub fn timeline(&self, id: &str) -> Option<Vec<(String, u32, Option<std::time::Instant>)>> {
+        lock(&self.calls).get(id).map(|c| c.timeline.parties())
     }
 
     /// How many call connections are live.
@@ -307,6 +313,7 @@ pub(crate) fn start_call(
             properties: properties.clone(),
             participants: Vec::new(),
             stream: media.stats_handle(),
+            timeline: media.timeline_handle(),
         },
     );
     let queue = acs.events.start_call(call.callback_uri.clone());
