@@ -50,6 +50,10 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut AcsService)) -> Harness {
         let seen: Seen = Arc::default();
         let app = axum::Router::new()
             .fallback(service)
@@ -62,6 +66,8 @@ impl Harness {
         ))
         .unwrap()
         .with_phone_number("+18005550100");
+        let mut service = service;
+        configure(&mut service);
         let mut config = BotConfig::for_acs(service);
         config.media.workers = 1;
         appmedia_signalling::install_crypto_provider();
@@ -406,4 +412,54 @@ async fn a_hostile_audio_socket_is_refused_message_by_message_and_the_call_goes_
     .await;
     assert!(closed.is_ok(), "the socket was closed");
     h.bot.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_event_tokens_on_an_event_without_a_valid_jwt_is_refused() {
+    // The keys would come from this (unreachable) document: a request without a token, or
+    // with one that is not a JWT, is refused before any key is needed.
+    let h = Harness::start_with(|service| {
+        service.events = appmedia_bot::acs::EventAuth::Jwt {
+            openid_url: "https://127.0.0.1:9/.well-known/openid-configuration"
+                .parse()
+                .unwrap(),
+            issuers: vec![appmedia_bot::acs::ACS_ISSUER.into()],
+            audience: "the-resource".into(),
+        };
+    })
+    .await;
+    let (mut call, callback, media_url) = h.call().await;
+    let connected = json!([event("e1", "CallConnected", "c1", json!({}))]);
+    assert_eq!(h.post(&callback, connected.clone()).await, 401);
+    let forged = h
+        .http
+        .post(&callback)
+        .bearer_auth("not.a.jwt")
+        .json(&connected)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // Nor may the audio socket be opened without one.
+    match tokio_tungstenite::connect_async(media_url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    let counters = h.bot.acs_counters().unwrap();
+    assert_eq!(
+        counters
+            .unauthorized
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    assert!(
+        drain(&mut call, Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    // No end can reach the bot now (every event is refused): the test stops here without
+    // the hang-up's wait for a CallDisconnected that would not come.
+    drop(call);
 }

@@ -233,10 +233,10 @@ impl Bot {
             }
         };
         let call_id = call.id().to_owned();
-        let party_media = self
-            .emulator
-            .as_ref()
-            .and_then(|e| e.call_media(&call_id).or_else(|| e.acs_call_media(&call_id)));
+        let party_media = self.emulator.as_ref().and_then(|e| {
+            e.call_media(&call_id)
+                .or_else(|| e.acs_call_media(&call_id))
+        });
         let mut hang_up_error = None;
         if ended.is_none() {
             if stopped_by != StopReason::Terminated

@@ -853,11 +853,23 @@ async fn bad_input_on_the_socket_is_counted_and_the_call_goes_on() {
 }
 
 /// Microsoft's own Python client (`azure-communication-callautomation`, unmodified) through
-/// `scripts/acs-python-check`: create a streaming call, receive its audio, hang up. Skipped
-/// when the interpreter in `APPMEDIA_ACS_PYTHON` (default `python3`) cannot import the SDK.
+/// `scripts/acs-python-check`: create a streaming call, receive its audio, hang up. Run with
+/// `APPMEDIA_ACS_PYTHON`, else `target/acs-python-venv` (`scripts/setup-debian` makes it),
+/// else `python3`; skipped (and said so) when that interpreter cannot import the SDK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn microsofts_python_client_places_a_streaming_call() {
-    let python = std::env::var("APPMEDIA_ACS_PYTHON").unwrap_or_else(|_| "python3".into());
+    // `scripts/setup-debian` makes this virtualenv (what CI runs before the tests).
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/acs-python-venv/bin/python")
+        .to_string_lossy()
+        .into_owned();
+    let python = std::env::var("APPMEDIA_ACS_PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new(&venv).exists() {
+            venv
+        } else {
+            "python3".into()
+        }
+    });
     let has_sdk = std::process::Command::new(&python)
         .args(["-c", "import azure.communication.callautomation"])
         .output()
