@@ -10,7 +10,7 @@
 //!
 //! Raw PCM (Azure Communication Services audio streaming, [`crate::pcm`]) enters and leaves the
 //! same path: [`PcmInbox`] frames go to per-key remote streams that play out of a small ring
-//! ([`PcmPlayout`](crate::pcm::PcmPlayout)) and are upsampled to 48 kHz where RTP streams are
+//! ([`PcmPlayout`]) and are upsampled to 48 kHz where RTP streams are
 //! decoded, so mixing, levels, unmixed frames and speakers do not care where audio came from;
 //! with [`SendOutput::Pcm`] the send mix leaves as PCM frames ([`CallPipeline::pcm_outbox`])
 //! instead of Opus in RTP.

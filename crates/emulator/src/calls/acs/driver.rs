@@ -1,6 +1,6 @@
 //! One task per ACS call connection: rings its targets with their directory behaviour,
 //! keeps the roster, runs the in-call operations and turns each change into the CloudEvent
-//! ACS would post. Handlers talk to it with [`AcsCommand`]s (each with its reply channel);
+//! ACS would post. Handlers talk to it with `AcsCommand`s (each with its reply channel);
 //! the call's media talks to it with `MediaEvent`s.
 
 use std::sync::Arc;
