@@ -74,11 +74,11 @@ pub enum AudioChannelType {
 /// The streamed PCM format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AudioFormat {
-    /// 16 kHz s16 mono.
-    #[serde(rename = "pcm16KMono")]
+    /// 16 kHz s16 mono. (The spec spells it `pcm16KMono`; samples send `Pcm16KMono`.)
+    #[serde(rename = "pcm16KMono", alias = "Pcm16KMono")]
     Pcm16KMono,
     /// 24 kHz s16 mono.
-    #[serde(rename = "pcm24KMono")]
+    #[serde(rename = "pcm24KMono", alias = "Pcm24KMono")]
     Pcm24KMono,
 }
 

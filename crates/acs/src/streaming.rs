@@ -293,8 +293,9 @@ impl StreamReader {
         if text.len() > MAX_MESSAGE_BYTES {
             return Err(StreamError::TooLarge(text.len()));
         }
-        let value: serde_json::Value =
+        let mut value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| StreamError::NotJson(e.to_string()))?;
+        normalize_case(&mut value, 0);
         let kind = value
             .get("kind")
             .and_then(|k| k.as_str())
@@ -377,6 +378,43 @@ impl StreamReader {
             *s = i16::from_le_bytes([b[0], b[1]]);
         }
         Ok(Received::Audio(Box::new(frame)))
+    }
+}
+
+/// Microsoft's own SDKs and samples disagree on casing (`{"Kind":"AudioData","AudioData":
+/// {"Data":…}}` in C#, `"kind":"audioData"` in JavaScript, `"kind":"AudioData","audioData"`
+/// in Java and the docs), and the service takes them all: keys are read with a lower-case
+/// first letter and `kind` with an upper-case one, two levels deep (the message and its
+/// object).
+fn normalize_case(value: &mut serde_json::Value, depth: usize) {
+    let serde_json::Value::Object(map) = value else {
+        return;
+    };
+    let needs = map
+        .keys()
+        .any(|k| k.chars().next().is_some_and(|c| c.is_ascii_uppercase()));
+    if needs {
+        let taken = std::mem::take(map);
+        for (key, v) in taken {
+            let mut chars = key.chars();
+            let key = match chars.next() {
+                Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
+                None => key,
+            };
+            // A key given twice in two casings: the first one wins.
+            map.entry(key).or_insert(v);
+        }
+    }
+    if depth == 0
+        && let Some(serde_json::Value::String(kind)) = map.get_mut("kind")
+        && let Some(first) = kind.chars().next()
+    {
+        *kind = first.to_ascii_uppercase().to_string() + &kind[first.len_utf8()..];
+    }
+    if depth == 0 {
+        for v in map.values_mut() {
+            normalize_case(v, depth + 1);
+        }
     }
 }
 
@@ -487,6 +525,37 @@ mod tests {
             reader.read(&frame_json(&tone, None)),
             Ok(Received::Audio(_))
         ));
+    }
+
+    #[test]
+    fn every_casing_microsofts_sdks_and_samples_use_is_read() {
+        let samples = [7i16; 320];
+        let data = encode_samples(&samples);
+        let mut service = StreamReader::service(AudioMetadata::pcm("s", 16_000));
+        for text in [
+            // C# samples.
+            json!({"Kind": "AudioData", "AudioData": {"Data": data}, "StopAudio": null}),
+            // JavaScript SDK.
+            json!({"kind": "audioData", "audioData": {"data": data, "isSilent": false}, "stopAudio": {}}),
+            // Java SDK.
+            json!({"kind": "AudioData", "audioData": {"data": data, "timestamp": null,
+                   "participant": null, "isSilent": false}, "stopAudio": null}),
+        ] {
+            let Ok(Received::Audio(frame)) = service.read(&text.to_string()) else {
+                panic!("{text}")
+            };
+            assert_eq!(frame.samples(), &samples[..]);
+        }
+        for text in [
+            json!({"Kind": "StopAudio", "AudioData": null, "StopAudio": {}}),
+            json!({"kind": "stopAudio", "stopAudio": {}}),
+        ] {
+            assert_eq!(
+                service.read(&text.to_string()),
+                Ok(Received::StopAudio),
+                "{text}"
+            );
+        }
     }
 
     #[test]
