@@ -236,7 +236,23 @@ impl Driver {
                         result_info,
                     });
                 }
-                Translated::Roster(participants) => {
+                Translated::Roster(mut participants) => {
+                    // Each participant's audio stream, as its unmixed frames name it.
+                    if let Some(crate::setup::MediaLink::Stream(link)) =
+                        self.media.as_ref().map(|m| &m.link)
+                    {
+                        for p in &mut participants {
+                            if let Some(key) = p.id.value().and_then(|id| link.key_of(Some(id))) {
+                                p.media_streams = vec![appmedia_model::MediaStream {
+                                    media_type: appmedia_model::Modality::Audio.into(),
+                                    source_id: key.to_string().into(),
+                                    direction: appmedia_model::MediaDirection::SendReceive.into(),
+                                    ..Default::default()
+                                }]
+                                .into();
+                            }
+                        }
+                    }
                     // The registry turns the whole roster into joined/changed/left; its change
                     // comes back to this driver as a Graph roster event.
                     self.shared

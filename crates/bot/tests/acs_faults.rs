@@ -80,6 +80,10 @@ impl Harness {
 
     /// Places a call; the URLs the bot gave the service for it.
     async fn call(&self) -> (Call, String, String) {
+        self.call_with(MediaOptions::default()).await
+    }
+
+    async fn call_with(&self, options: MediaOptions) -> (Call, String, String) {
         let request = appmedia_signalling::builders::PstnCallBuilder::new(
             "http://127.0.0.1/ignored",
             appmedia_model::ParticipantInfo::new(
@@ -93,11 +97,7 @@ impl Harness {
         )
         .build()
         .unwrap();
-        let call = self
-            .bot
-            .call(request, MediaOptions::default())
-            .await
-            .unwrap();
+        let call = self.bot.call(request, options).await.unwrap();
         let create = self.seen.lock().unwrap()[0].2.clone();
         let callback = create["callbackUri"].as_str().unwrap().to_owned();
         let media = create["mediaStreamingOptions"]["transportUrl"]
@@ -462,4 +462,92 @@ async fn with_event_tokens_on_an_event_without_a_valid_jwt_is_refused() {
     // No end can reach the bot now (every event is refused): the test stops here without
     // the hang-up's wait for a CallDisconnected that would not come.
     drop(call);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmixed_speakers_are_named_as_the_roster_names_them() {
+    let h = Harness::start().await;
+    let (mut call, callback, media_url) = h.call_with(MediaOptions::default().unmixed()).await;
+    assert_eq!(
+        h.post(
+            &callback,
+            json!([
+                event("e1", "CallConnected", "c1", json!({})),
+                event(
+                    "e2",
+                    "ParticipantsUpdated",
+                    "c1",
+                    roster(1, &["+12345678901", "+15550001"])
+                ),
+            ])
+        )
+        .await,
+        200
+    );
+    let events = until(&mut call, |e| matches!(e, Event::Roster(_))).await;
+    let Some(Event::Roster(change)) = events.last() else {
+        unreachable!()
+    };
+    // Each participant has an audio stream whose source id is its stream key.
+    let source_of = |number: &str| -> u32 {
+        let p = change
+            .joined
+            .iter()
+            .find(|p| p.id.value().map(String::as_str) == Some(&format!("4:{number}")))
+            .unwrap_or_else(|| panic!("{number} in {change:?}"));
+        p.media_streams.value().unwrap()[0]
+            .source_id
+            .value()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let second = source_of("+15550001");
+    assert_ne!(source_of("+12345678901"), second);
+    // The second participant speaks (1 s of a tone, paced like the service): the dominant
+    // speaker is the source id the roster gave it.
+    let (mut socket, _) = tokio_tungstenite::connect_async(media_url.as_str())
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            StreamMessage::AudioMetadata {
+                audio_metadata: AudioMetadata::pcm("sub", 16_000),
+            }
+            .to_json(),
+        ))
+        .await
+        .unwrap();
+    let tone: Vec<i16> = (0..320)
+        .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI / 16.0).sin() * 8000.0) as i16)
+        .collect();
+    let frame = json!({"kind": "AudioData", "audioData": {"data": encode_samples(&tone),
+        "participantRawID": "4:+15550001", "silent": false}})
+    .to_string();
+    let speaking = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..75 {
+            ticker.tick().await;
+            if socket.send(Message::text(frame.clone())).await.is_err() {
+                break;
+            }
+        }
+        socket
+    });
+    let events = until(&mut call, |e| matches!(e, Event::DominantSpeaker(Some(_)))).await;
+    assert!(
+        matches!(events.last(), Some(Event::DominantSpeaker(Some(id))) if *id == second),
+        "{events:#?}"
+    );
+    drop(speaking.await);
+    assert_eq!(
+        h.post(
+            &callback,
+            json!([event("e3", "CallDisconnected", "c1", json!({}))])
+        )
+        .await,
+        200
+    );
+    until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    h.bot.shutdown(None).await;
 }

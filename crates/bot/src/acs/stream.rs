@@ -86,6 +86,10 @@ pub(crate) struct StreamLink {
     close: Notify,
     stop_audio: Notify,
     pub(crate) counters: StreamCounters,
+    /// Participants by raw id → stream key (1, 2, ...), in the order they were first seen in
+    /// the audio or the roster: the roster's `mediaStreams[].sourceId` and the unmixed
+    /// frames' source id agree.
+    keys: Mutex<HashMap<String, u32>>,
 }
 
 impl StreamCounters {
@@ -115,7 +119,24 @@ impl StreamLink {
             close: Notify::new(),
             stop_audio: Notify::new(),
             counters: StreamCounters::default(),
+            keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The stream key of a participant's audio (0: the mix), made on first sight; `None`
+    /// beyond the keys available.
+    pub(crate) fn key_of(&self, raw_id: Option<&str>) -> Option<u32> {
+        let Some(raw_id) = raw_id else { return Some(0) };
+        let mut keys = lock(&self.keys);
+        if let Some(key) = keys.get(raw_id) {
+            return Some(*key);
+        }
+        if keys.len() >= MAX_UNMIXED_KEYS {
+            return None;
+        }
+        let key = keys.len() as u32 + 1;
+        keys.insert(raw_id.to_owned(), key);
+        Some(key)
     }
 
     /// Resolves once the service's `AudioMetadata` has arrived, or with why it never will.
@@ -180,8 +201,6 @@ pub(crate) struct StreamSlot {
     outbox: Mutex<Option<Consumer<PcmFrameOut>>>,
     rate: PcmRate,
     epoch: Instant,
-    /// Unmixed participants by raw id → stream key (1, 2, ...).
-    keys: Mutex<HashMap<String, u32>>,
     dtmf: mpsc::Sender<(char, u32)>,
 }
 
@@ -200,7 +219,6 @@ impl StreamSlot {
                 outbox: Mutex::new(Some(outbox)),
                 rate,
                 epoch,
-                keys: Mutex::new(HashMap::new()),
                 dtmf,
             }),
             dtmf_rx,
@@ -209,17 +227,7 @@ impl StreamSlot {
 
     /// The stream key of a participant's unmixed audio (0: the mix).
     fn key_of(&self, raw_id: Option<&str>) -> Option<u32> {
-        let Some(raw_id) = raw_id else { return Some(0) };
-        let mut keys = lock(&self.keys);
-        if let Some(key) = keys.get(raw_id) {
-            return Some(*key);
-        }
-        if keys.len() >= MAX_UNMIXED_KEYS {
-            return None;
-        }
-        let key = keys.len() as u32 + 1;
-        keys.insert(raw_id.to_owned(), key);
-        Some(key)
+        self.link.key_of(raw_id)
     }
 
     /// Runs one connection of the service's socket until it closes or the call ends.
