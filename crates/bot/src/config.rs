@@ -281,6 +281,23 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// A field's value that cannot be used, naming its variable.
+    pub(crate) fn invalid(
+        field: &'static str,
+        var: &'static str,
+        value: &str,
+        reason: String,
+    ) -> Self {
+        ConfigError::Invalid {
+            field,
+            var,
+            value: value.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// The environment variables [`BotConfig::from_env`] reads.
 pub mod env {
     /// The bot's application (client) id.
@@ -511,14 +528,7 @@ impl BotConfig {
         let required = |field: &'static str, var: &'static str| {
             get(var).ok_or(ConfigError::Missing { field, var })
         };
-        let invalid = |field: &'static str, var: &'static str, value: &str, reason: String| {
-            ConfigError::Invalid {
-                field,
-                var,
-                value: value.to_owned(),
-                reason,
-            }
-        };
+        let invalid = ConfigError::invalid;
         let credential = match (get(env::CLIENT_SECRET), get(env::CERTIFICATE)) {
             (Some(_), Some(path)) => {
                 return Err(invalid(
@@ -661,14 +671,7 @@ impl BotConfig {
 
     /// The Graph service the variables name: a cloud or a Graph-compatible URL.
     fn graph_service(get: &impl Fn(&str) -> Option<String>) -> Result<Service, ConfigError> {
-        let invalid = |field: &'static str, var: &'static str, value: &str, reason: String| {
-            ConfigError::Invalid {
-                field,
-                var,
-                value: value.to_owned(),
-                reason,
-            }
-        };
+        let invalid = ConfigError::invalid;
         Ok(match (get(env::GRAPH_URL), get(env::CLOUD)) {
             (Some(_), Some(cloud)) => {
                 return Err(invalid(

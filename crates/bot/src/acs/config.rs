@@ -122,14 +122,7 @@ impl AcsService {
     /// Reads the `APPMEDIA_ACS_*` variables: the connection string, or the endpoint (with
     /// Entra credentials), and the optional fields.
     pub(crate) fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let invalid = |field: &'static str, var: &'static str, value: &str, reason: String| {
-            ConfigError::Invalid {
-                field,
-                var,
-                value: value.to_owned(),
-                reason,
-            }
-        };
+        let invalid = ConfigError::invalid;
         let mut service = match (get(env::ACS_CONNECTION_STRING), get(env::ACS_ENDPOINT)) {
             (Some(_), Some(endpoint)) => {
                 return Err(invalid(
