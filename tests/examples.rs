@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use appmedia::bot::acs::{AcsService, EventAuth};
 use appmedia::bot::{Bot, BotConfig};
 use appmedia_emulator::directory::{KeyPresses, Sound};
 use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
@@ -76,19 +75,7 @@ enum Backend {
 fn config(emulator: &Emulator, backend: Backend) -> BotConfig {
     let mut config = match backend {
         Backend::Graph => BotConfig::for_emulator(emulator, BOT, SECRET).unwrap(),
-        Backend::Acs => {
-            let acs = emulator.acs();
-            let mut service = AcsService::from_connection_string(&acs.connection_string)
-                .unwrap()
-                .with_ca_cert(&acs.ca_cert)
-                .with_phone_number(&acs.phone_number);
-            service.events = EventAuth::Jwt {
-                openid_url: acs.events_openid_url.parse().unwrap(),
-                issuers: vec![acs.events_issuer.clone()],
-                audience: acs.events_audience.clone(),
-            };
-            BotConfig::for_acs(service)
-        }
+        Backend::Acs => BotConfig::for_emulator_acs(emulator).unwrap(),
     };
     config.media.workers = 1;
     config

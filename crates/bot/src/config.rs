@@ -485,6 +485,29 @@ impl BotConfig {
         self
     }
 
+    /// A bot for an in-process emulator's ACS API: its connection string, CA, phone number
+    /// and event keys (issuer and audience).
+    #[cfg(feature = "emulator")]
+    pub fn for_emulator_acs(emulator: &appmedia_emulator::Emulator) -> Result<Self, ConfigError> {
+        let acs = emulator.acs();
+        let mut service = crate::acs::AcsService::from_connection_string(&acs.connection_string)?
+            .with_ca_cert(&acs.ca_cert)
+            .with_phone_number(&acs.phone_number);
+        service.events = crate::acs::EventAuth::Jwt {
+            openid_url: Url::parse(&acs.events_openid_url).map_err(|e| {
+                ConfigError::invalid(
+                    "service.acs.events.openid_url",
+                    env::ACS_EVENTS_OPENID_URL,
+                    &acs.events_openid_url,
+                    e.to_string(),
+                )
+            })?,
+            issuers: vec![acs.events_issuer.clone()],
+            audience: acs.events_audience.clone(),
+        };
+        Ok(BotConfig::for_acs(service))
+    }
+
     /// A bot for an in-process emulator: its Graph root, token authority and notification
     /// keys; the emulator's issuer.
     #[cfg(feature = "emulator")]

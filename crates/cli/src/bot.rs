@@ -206,18 +206,7 @@ pub fn bot_config(
             "--backend acs runs on the in-process emulator (no --graph-url); a real ACS \
              resource is configured with the SDK's APPMEDIA_ACS_* variables (docs/acs.md)",
         )?;
-        let acs = emulator.acs();
-        let mut service =
-            appmedia_bot::acs::AcsService::from_connection_string(&acs.connection_string)
-                .map_err(err)?
-                .with_ca_cert(&acs.ca_cert)
-                .with_phone_number(&acs.phone_number);
-        service.events = appmedia_bot::acs::EventAuth::Jwt {
-            openid_url: url::Url::parse(&acs.events_openid_url).map_err(err)?,
-            issuers: vec![acs.events_issuer.clone()],
-            audience: acs.events_audience.clone(),
-        };
-        let mut config = BotConfig::for_acs(service);
+        let mut config = BotConfig::for_emulator_acs(emulator).map_err(err)?;
         config.listen = listen;
         config.media.workers = 1;
         return Ok(config);
