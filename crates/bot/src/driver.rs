@@ -44,6 +44,9 @@ pub(crate) struct Driver {
     pub awaiting_answer_blob: bool,
     /// An ACS call: its events' translation and the token of its URLs.
     pub acs: Option<AcsCall>,
+    /// A two-party Graph call (peer-to-peer or PSTN): Graph sends it no roster, so the
+    /// driver lists the participants once it is established.
+    pub two_party: bool,
 }
 
 /// What the driver of an ACS call keeps.
@@ -88,6 +91,26 @@ where
 }
 
 impl Driver {
+    /// Lists the call's participants (`GET …/participants`) and applies them as a full
+    /// roster: its changes come back to this driver as a roster event.
+    async fn list_roster(&self, why: &str) {
+        let bot = &self.shared.bot;
+        let id = &self.shared.id;
+        let listed = match bot.graph("participants") {
+            Ok(client) => client
+                .list_participants(id)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match listed {
+            Ok(participants) => bot.receiver.apply_full_roster(id, participants),
+            Err(e) => {
+                tracing::warn!(call = %id, error = %e, why, "listing the participants failed")
+            }
+        }
+    }
+
     pub(crate) async fn run(mut self) {
         let bot = self.shared.bot.clone();
         let call_id = self.shared.id.clone();
@@ -308,6 +331,10 @@ impl Driver {
                     if self.awaiting_answer_blob {
                         *blob_deadline = Some(tokio::time::Instant::now() + ANSWER_BLOB_GRACE);
                     }
+                    if self.two_party {
+                        // No roster comes for a two-party call: the list is its roster.
+                        self.list_roster("two-party call established").await;
+                    }
                 }
                 let terminated = to == CallState::Terminated;
                 self.emit(Event::State {
@@ -329,19 +356,7 @@ impl Driver {
             }
             CallEvent::RosterGap { .. } => {
                 // Delta rosters went missing: the full list puts the roster right.
-                let bot = self.shared.bot.clone();
-                let id = self.shared.id.clone();
-                let listed = match bot.graph("participants") {
-                    Ok(client) => client
-                        .list_participants(&id)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match listed {
-                    Ok(participants) => bot.receiver.apply_full_roster(&id, participants),
-                    Err(e) => tracing::warn!(call = %id, error = %e, "roster refetch failed"),
-                }
+                self.list_roster("delta rosters missing").await;
                 None
             }
             CallEvent::ContentSharing { change, .. } => {

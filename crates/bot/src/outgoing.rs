@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use appmedia_model::{Call as CallResource, MediaConfig};
 use appmedia_signalling::builders::Media;
+use appmedia_signalling::validate::CreateCallKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::bot::{BotInner, Signal};
@@ -118,6 +119,16 @@ pub(crate) fn spawn(
     answer_offer: Option<String>,
     acs: Option<AcsCall>,
 ) -> Call {
+    // Graph tells a two-party call's bot only its state changes (a meeting's or a group
+    // call's offer carries chatInfo).
+    let two_party = acs.is_none()
+        && resource.as_ref().is_some_and(|call| {
+            !call.chat_info.is_value()
+                && matches!(
+                    CreateCallKind::of(call),
+                    CreateCallKind::PeerToPeer | CreateCallKind::Pstn
+                )
+        });
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
     let audio = media.as_mut().and_then(|m| m.socket.take());
@@ -156,6 +167,7 @@ pub(crate) fn spawn(
         offer_blob: answer_offer,
         media,
         acs,
+        two_party,
     };
     tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
     Call::new(control, events_rx, audio)

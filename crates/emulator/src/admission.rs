@@ -134,7 +134,24 @@ pub fn admit(
         .map_err(|e| ApiError::bad_request(format!("the body is not a call: {e}")))?;
     validate_create_call(&request).map_err(|e| ApiError::bad_request(e.to_string()))?;
 
-    check_token_claims(&claims.all, &required_permissions(&request))
+    let kind = CreateCallKind::of(&request);
+    // A meeting's chat may have granted the application resource-specific consent
+    // (`Calls.JoinGroupCalls.Chat`): Graph counts it for that chat only, beside the roles.
+    let chat = (kind == CreateCallKind::MeetingJoin)
+        .then(|| resolve_meeting(directory, &request).ok())
+        .flatten()
+        .map(|meeting| meeting.thread_id.as_str());
+    let rsc: Vec<&str> = chat
+        .map(|chat| directory.rsc_permissions(&claims.app_id, chat).collect())
+        .unwrap_or_default();
+    let with_rsc;
+    let token_claims = if rsc.is_empty() {
+        &claims.all
+    } else {
+        with_rsc = with_roles(&claims.all, &rsc);
+        &with_rsc
+    };
+    check_token_claims(token_claims, &required_permissions(&request))
         .map_err(crate::error::permission_error)?;
 
     let application = directory
@@ -171,7 +188,6 @@ pub fn admit(
         None => claims.tenant_id.clone(),
     };
 
-    let kind = CreateCallKind::of(&request);
     let mut parties = Vec::new();
     let mut meeting = None;
     if kind == CreateCallKind::MeetingJoin {
@@ -189,6 +205,21 @@ pub fn admit(
         parties,
         meeting,
     })
+}
+
+/// The token's claims with `extra` added to its `roles` (a delegated token, with `scp`, stays
+/// refused as it was).
+fn with_roles(claims: &Value, extra: &[&str]) -> Value {
+    let mut claims = claims.clone();
+    if let Some(map) = claims.as_object_mut() {
+        let roles = map
+            .entry("roles")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(roles) = roles {
+            roles.extend(extra.iter().map(|r| Value::String((*r).to_owned())));
+        }
+    }
+    claims
 }
 
 fn check_source(directory: &Directory, call: &Call, app: &Application) -> Result<(), ApiError> {
@@ -311,6 +342,13 @@ fn resolve_meeting<'d>(directory: &'d Directory, call: &Call) -> Result<&'d Meet
                 _ => Ok(meeting),
             }
         }
+        // Graph keeps join links by token to certified Cloud Video Interop solutions; no
+        // application of the emulator's directory is one.
+        Some(MeetingInfo::Token(_)) => Err(ApiError::forbidden(
+            "meetingInfo: tokenMeetingInfo joins are for certified Cloud Video Interop \
+             solutions for Microsoft Teams, and this application is not one; join with \
+             organizerMeetingInfo + chatInfo or joinMeetingIdMeetingInfo",
+        )),
         Some(other) => Err(ApiError::bad_request(format!(
             "meetingInfo: {} is not supported by the emulator (use organizerMeetingInfo or joinMeetingIdMeetingInfo)",
             other.odata_type().unwrap_or("an untyped meetingInfo")

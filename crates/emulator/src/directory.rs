@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use appmedia_signalling::permissions::Permission;
 use serde::Deserialize;
 
 /// Why a calling webhook is refused: not an absolute `http`/`https` URL with a host.
@@ -202,6 +203,49 @@ pub struct Behaviour {
     /// Keys the party presses on its keypad (RFC 4733 DTMF to the bot) after answering.
     #[serde(default)]
     pub press: Option<KeyPresses>,
+    /// Content the party shares after answering (a user in a peer-to-peer call): the bot
+    /// gets `contentSharingSessions` notifications when it asked for them.
+    #[serde(default)]
+    pub share: Option<Sharing>,
+}
+
+/// Content a party shares: `share = { after-ms = 800, update-after-ms = 1000,
+/// stop-after-ms = 1200 }` (each after answering).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Sharing {
+    /// When sharing starts.
+    pub after_ms: u64,
+    /// When the shared content changes (once), if it does.
+    #[serde(default)]
+    pub update_after_ms: Option<u64>,
+    /// When sharing stops, if it does before the call ends.
+    #[serde(default)]
+    pub stop_after_ms: Option<u64>,
+}
+
+impl Sharing {
+    /// The sharing session's changes, in order, each with its time after answering.
+    pub fn changes(&self) -> Vec<(Duration, appmedia_model::ChangeType)> {
+        use appmedia_model::ChangeType;
+        let at = |ms: u64| Duration::from_millis(ms);
+        let mut changes = vec![(at(self.after_ms), ChangeType::Created)];
+        changes.extend(self.update_after_ms.map(|ms| (at(ms), ChangeType::Updated)));
+        changes.extend(self.stop_after_ms.map(|ms| (at(ms), ChangeType::Deleted)));
+        changes
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let start = self.after_ms;
+        if self.update_after_ms.is_some_and(|ms| ms <= start) {
+            return Err("share: update-after-ms must come after after-ms".into());
+        }
+        let last = self.update_after_ms.unwrap_or(start);
+        if self.stop_after_ms.is_some_and(|ms| ms <= last) {
+            return Err("share: stop-after-ms must come after the start and the update".into());
+        }
+        Ok(())
+    }
 }
 
 /// Keys a party presses: `press = { after-ms = 2000, keys = "123#" }`.
@@ -236,6 +280,7 @@ impl Default for Behaviour {
             hang_up_after_ms: None,
             media: Sound::Silent,
             press: None,
+            share: None,
         }
     }
 }
@@ -263,6 +308,53 @@ pub struct User {
     /// What the user does when called.
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// The user's video stream in the roster (`"receive-only"`, `"send-receive"`, …): a
+    /// camera that is on sends. None: audio only. The emulator carries no video; the roster
+    /// says what Teams would.
+    #[serde(default)]
+    pub video: Option<StreamDirection>,
+    /// The user's video-based screen-sharing stream in the roster.
+    #[serde(default)]
+    pub screen_sharing: Option<StreamDirection>,
+}
+
+/// A roster media stream's direction, as a directory file writes it.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamDirection {
+    /// Neither way.
+    Inactive,
+    /// The user sends.
+    SendOnly,
+    /// The user receives.
+    ReceiveOnly,
+    /// Both ways.
+    SendReceive,
+}
+
+impl From<StreamDirection> for appmedia_model::MediaDirection {
+    fn from(direction: StreamDirection) -> Self {
+        match direction {
+            StreamDirection::Inactive => Self::Inactive,
+            StreamDirection::SendOnly => Self::SendOnly,
+            StreamDirection::ReceiveOnly => Self::ReceiveOnly,
+            StreamDirection::SendReceive => Self::SendReceive,
+        }
+    }
+}
+
+impl User {
+    /// The user's streams besides audio (video, screen sharing), as the roster lists them.
+    pub fn other_streams(&self) -> Vec<(appmedia_model::Modality, appmedia_model::MediaDirection)> {
+        use appmedia_model::Modality;
+        [
+            (Modality::Video, self.video),
+            (Modality::VideoBasedScreenSharing, self.screen_sharing),
+        ]
+        .into_iter()
+        .filter_map(|(kind, direction)| Some((kind, direction?.into())))
+        .collect()
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -274,6 +366,8 @@ impl std::fmt::Debug for User {
             .field("tenant", &self.tenant)
             .field("password", &self.password.as_deref().map(redacted))
             .field("behaviour", &self.behaviour)
+            .field("video", &self.video)
+            .field("screen_sharing", &self.screen_sharing)
             .finish()
     }
 }
@@ -425,6 +519,24 @@ pub struct Directory {
     /// Calls to the bots, made by the emulator at set times after it started.
     #[serde(default)]
     pub incoming_calls: Vec<ScriptedIncomingCall>,
+    /// Resource-specific consent: the chats whose owners granted an application a
+    /// permission such as `Calls.JoinGroupCalls.Chat`.
+    #[serde(default)]
+    pub rsc_grants: Vec<RscGrant>,
+}
+
+/// A resource-specific consent: `[[rsc_grants]] application = "…", chat = "19:…@thread.v2",
+/// permissions = ["Calls.JoinGroupCalls.Chat"]`. Graph checks it per chat; it is never one of
+/// the token's `roles`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RscGrant {
+    /// The application.
+    pub application: String,
+    /// The chat's thread id (a meeting's `chatInfo.threadId`).
+    pub chat: String,
+    /// The resource-specific permissions granted there.
+    pub permissions: Vec<String>,
 }
 
 /// Where the seed's prompt URIs are found when the directory does not say: a beep (a 1 kHz
@@ -494,6 +606,9 @@ impl Directory {
                     press.keys
                 ));
             }
+            if let Some(Err(e)) = behaviour.share.as_ref().map(Sharing::check) {
+                return bad(format!("{who}: {e}"));
+            }
             if let Sound::EchoAfterMs(ms) = behaviour.media
                 && ms > MAX_ECHO_AFTER_MS
             {
@@ -518,6 +633,35 @@ impl Directory {
                 && let Err(e) = check_webhook(webhook)
             {
                 return bad(format!("application {}: calling_webhook: {e}", app.id));
+            }
+        }
+        for app in &self.applications {
+            if let Some(rsc) = (app.roles.iter()).find(|r| {
+                r.parse::<Permission>()
+                    .is_ok_and(Permission::is_resource_specific)
+            }) {
+                return bad(format!(
+                    "application {}: {rsc} is resource-specific consent, granted per chat in \
+                     [[rsc_grants]], not a tenant-wide role",
+                    app.id
+                ));
+            }
+        }
+        for grant in &self.rsc_grants {
+            if self.application(&grant.application).is_none() {
+                return bad(format!(
+                    "rsc_grants: unknown application {}",
+                    grant.application
+                ));
+            }
+            if let Some(other) = (grant.permissions.iter()).find(|p| {
+                !p.parse::<Permission>()
+                    .is_ok_and(Permission::is_resource_specific)
+            }) {
+                return bad(format!(
+                    "rsc_grants for {} in {}: {other} is not a resource-specific permission",
+                    grant.application, grant.chat
+                ));
             }
         }
         for instance in &self.application_instances {
@@ -555,6 +699,17 @@ impl Directory {
             }
         }
         Ok(())
+    }
+
+    /// The resource-specific permissions application `app` was granted in chat `chat`.
+    pub fn rsc_permissions<'a>(
+        &'a self,
+        app: &'a str,
+        chat: &'a str,
+    ) -> impl Iterator<Item = &'a str> {
+        (self.rsc_grants.iter())
+            .filter(move |g| g.application.eq_ignore_ascii_case(app) && g.chat == chat)
+            .flat_map(|g| g.permissions.iter().map(String::as_str))
     }
 
     /// The tenant `id`.

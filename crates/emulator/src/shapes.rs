@@ -246,6 +246,7 @@ pub fn source_id_of(participant: &Participant) -> Option<u32> {
         .media_streams
         .value()?
         .iter()
+        .filter(|s| s.media_type.value().is_none_or(|m| *m == Modality::Audio))
         .find_map(|s| s.source_id.value().and_then(|id| parse_graph_source_id(id)))
 }
 
@@ -276,6 +277,31 @@ pub fn participant(id: &str, identity: IdentitySet, source_id: u32, muted: bool)
         is_in_lobby: false.into(),
         id: id.to_owned().into(),
         ..Default::default()
+    }
+}
+
+/// Where the source ids of video and screen-sharing streams start: far from the audio
+/// streams' (the conference's SSRCs, counted from the bot's), so the two never meet.
+pub const FIRST_VIDEO_SOURCE_ID: u32 = 0x0001_0000;
+
+/// Adds a (video or screen-sharing) stream to a roster entry.
+pub fn add_stream(
+    participant: &mut Participant,
+    kind: Modality,
+    direction: MediaDirection,
+    source_id: u32,
+) {
+    let stream = MediaStream {
+        odata_type: "#microsoft.graph.mediaStream".to_owned().into(),
+        media_type: kind.into(),
+        source_id: graph_source_id(source_id).into(),
+        direction: direction.into(),
+        server_muted: false.into(),
+        ..Default::default()
+    };
+    match &mut participant.media_streams {
+        appmedia_model::Nullable::Value(streams) => streams.push(stream),
+        other => *other = vec![stream].into(),
     }
 }
 

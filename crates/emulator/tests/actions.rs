@@ -276,7 +276,7 @@ async fn an_invitation_declined_or_not_answered_fails_its_operation() {
         assert_eq!(data["resultInfo"]["code"], code, "{done:#}");
     }
     // Nobody joined: the bot and Uma.
-    assert_eq!(latest_roster(h, &id).len(), 2);
+    assert_eq!(participants(h, &id).await.len(), 2);
     let (_, call) = h.get(&format!("/communications/calls/{id}")).await;
     assert_eq!(call["state"], "established");
 }
@@ -287,6 +287,9 @@ async fn an_invitation_replacing_a_peer_to_peer_call_moves_its_party_over() {
     let h = &setup.h;
     let other = established(h, p2p(h, VIC)).await;
     let id = established(h, p2p(h, UMA)).await;
+    // Two peer-to-peer calls: their bot gets call states only, no roster (the seed).
+    assert_eq!(roster_notifications(h, &id), 0);
+    assert_eq!(roster_notifications(h, &other), 0);
     let mut vic = user(VIC);
     vic.replaces_call_id = other.clone().into();
     // Graph reads only the first participant of a request that replaces a call.
@@ -301,6 +304,11 @@ async fn an_invitation_replacing_a_peer_to_peer_call_moves_its_party_over() {
     let roster = wait_for_roster(h, &id, "Vic in the call", |r| r.len() == 3).await;
     assert!(roster.iter().any(|p| is_party(p, VIC)), "{roster:#?}");
     assert!(!roster.iter().any(|p| is_party(p, PSTN_INVITEE)));
+    // A third party made it a group call: its roster is announced, first with everyone.
+    wait_until(h, "the group call's first roster", |_| {
+        latest_roster_notification(h, &id).is_some_and(|r| r.len() == 3)
+    })
+    .await;
     let end = wait_for_call_state(h, &other, "terminated").await;
     assert_eq!(resource_data(&end)["resultInfo"]["code"], 200, "{end:#}");
     assert_eq!(
@@ -373,15 +381,16 @@ async fn invitations_are_refused_naming_the_field() {
         );
         assert!(message.starts_with(expected), "{body}: {message}");
     }
-    assert_eq!(latest_roster(h, &id).len(), 2);
+    assert_eq!(participants(h, &id).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_mutes_and_unmutes_itself_in_the_roster_and_in_the_audio() {
     let setup = InCall::start().await;
     let h = &setup.h;
-    // Eko repeats the bot 300 ms later: the bot hears its own voice only while unmuted.
-    let mut call = BotCall::start(h, true, p2p(h, EKO)).await;
+    // Eko repeats the bot 300 ms later: the bot hears its own voice only while unmuted. A
+    // group call (Uma is silent): a peer-to-peer call's bot gets no roster notifications.
+    let mut call = BotCall::start(h, true, group(h, &[EKO, UMA])).await;
     let (client, id) = (call.client.clone(), call.id.clone());
     let (heard, answers) = tokio::join!(
         call.run(200, |k| Some(tone_frame(600.0, 0.3, k))),
@@ -411,7 +420,7 @@ async fn the_bot_mutes_and_unmutes_itself_in_the_roster_and_in_the_audio() {
         }
     }
     // The roster said so, in the documentation's shape.
-    let flags: Vec<bool> = h
+    let mut flags: Vec<bool> = h
         .received
         .all()
         .iter()
@@ -422,6 +431,8 @@ async fn the_bot_mutes_and_unmutes_itself_in_the_roster_and_in_the_audio() {
                 .as_bool()
         })
         .collect();
+    // Each full roster names the bot; its flag changes twice.
+    flags.dedup();
     assert_eq!(flags, [false, true, false], "{flags:?}");
     let muted_roster = h
         .received
@@ -477,7 +488,7 @@ async fn a_muted_participant_is_muted_in_the_roster_and_in_the_audio() {
         "Ann muted: {:.2e}",
         tone_power(after, 48_000.0, 440.0)
     );
-    let roster = latest_roster(h, &id);
+    let roster = participants(h, &id).await;
     let entry = roster.iter().find(|p| is_party(p, ANN)).unwrap();
     assert_eq!(entry["isMuted"], true, "{entry:#}");
     // An unknown participant.
@@ -575,7 +586,9 @@ async fn a_call_without_keep_alive_ends_and_one_with_it_lives() {
 async fn recording_status_and_screen_sharing_role_show_on_the_bots_roster_entry() {
     let setup = InCall::start().await;
     let h = &setup.h;
-    let id = established(h, p2p(h, UMA)).await;
+    // A meeting: a bot-created group call cannot be recorded, and a peer-to-peer call's bot
+    // gets no roster notifications.
+    let id = established(h, meeting(h)).await;
     let client = graph_client(h);
     let (status, location, body) = post(
         h,

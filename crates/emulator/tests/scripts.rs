@@ -74,18 +74,17 @@ async fn a_party_that_hangs_up_ends_a_peer_to_peer_call() {
     let h = Harness::start(scripted()).await;
     let (status, _, _) = h.post_call(&call_to(&h, HANK)).await;
     assert_eq!(status, StatusCode::CREATED);
-    let all = h.received.wait_for(5).await;
+    // A peer-to-peer call: its bot hears of state changes only (no roster).
+    let all = h.received.wait_for(3).await;
     assert_eq!(
         describe_all(&all),
         [
             "state:establishing",
             "state:established",
-            "delta:1:2",
-            "delta:2:1",
             "state:terminated"
         ]
     );
-    assert!(terminated_result(&all[4]).1.contains("remote party"));
+    assert!(terminated_result(&all[2]).1.contains("remote party"));
 }
 
 #[tokio::test]
@@ -122,10 +121,10 @@ async fn established_before_establishing_when_the_fault_is_injected() {
     .await;
     let (status, _, _) = h.post_call(&h.seed_request("example02-request.json")).await;
     assert_eq!(status, StatusCode::CREATED);
-    let all = h.received.wait_for(3).await;
+    let all = h.received.wait_for(2).await;
     assert_eq!(
         describe_all(&all),
-        ["state:established", "state:establishing", "roster:2"]
+        ["state:established", "state:establishing"]
     );
 }
 
@@ -134,11 +133,20 @@ async fn a_notification_the_bot_answers_404_is_not_retried_and_the_next_ones_sti
     let h = Harness::start(config()).await;
     h.received.fail_status.store(404, Ordering::SeqCst);
     h.received.fail_first.store(1, Ordering::SeqCst);
-    let (status, _, _) = h.post_call(&h.seed_request("example02-request.json")).await;
+    // Example 1: John shares his screen, so four more notifications follow `establishing`.
+    let (status, _, _) = h.post_call(&h.seed_request("example01-request.json")).await;
     assert_eq!(status, StatusCode::CREATED);
     // `establishing` was refused as not the bot's call: given up at once, the rest delivered.
-    let all = h.received.wait_for(2).await;
-    assert_eq!(describe_all(&all), ["state:established", "roster:2"]);
+    let all = h.received.wait_for(4).await;
+    assert_eq!(
+        describe_all(&all),
+        [
+            "state:established",
+            "sharing:created",
+            "sharing:updated",
+            "sharing:deleted"
+        ]
+    );
     let stats = h.emulator.delivery_stats();
     assert_eq!(h.received.refused.load(Ordering::SeqCst), 1);
     assert_eq!(stats.failed_attempts(), 1);
@@ -150,13 +158,19 @@ async fn a_notification_the_bot_answers_404_is_not_retried_and_the_next_ones_sti
 async fn a_failing_callback_endpoint_gets_every_notification_in_order_and_the_call_survives() {
     let h = Harness::start(config()).await;
     h.received.fail_first.store(4, Ordering::SeqCst);
-    let (status, _, body) = h.post_call(&h.seed_request("example02-request.json")).await;
+    let (status, _, body) = h.post_call(&h.seed_request("example01-request.json")).await;
     assert_eq!(status, StatusCode::CREATED);
     let id = body["id"].as_str().unwrap().to_owned();
-    let all = h.received.wait_for(3).await;
+    let all = h.received.wait_for(5).await;
     assert_eq!(
         describe_all(&all),
-        ["state:establishing", "state:established", "roster:2"]
+        [
+            "state:establishing",
+            "state:established",
+            "sharing:created",
+            "sharing:updated",
+            "sharing:deleted"
+        ]
     );
     assert_eq!(h.received.refused.load(Ordering::SeqCst), 4);
     let stats = h.emulator.delivery_stats();
@@ -170,8 +184,8 @@ async fn a_failing_callback_endpoint_gets_every_notification_in_order_and_the_ca
         h.delete(&format!("/communications/calls/{id}")).await,
         StatusCode::NO_CONTENT
     );
-    let all = h.received.wait_for(4).await;
-    assert_eq!(describe(&all[3]), "state:terminated");
+    let all = h.received.wait_for(6).await;
+    assert_eq!(describe(&all[5]), "state:terminated");
 }
 
 #[tokio::test]

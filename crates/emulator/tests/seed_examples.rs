@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{Value, json};
@@ -152,10 +154,18 @@ async fn hang_up_and_expect_terminated(h: &Harness, id: &str, already: usize) {
 async fn example01_p2p_service_hosted_with_delta_roster() {
     let h = Harness::start(config()).await;
     let id = create(&h, "01", h.seed_request("example01-request.json")).await;
-    let all = h.received.wait_for(3).await;
+    // A peer-to-peer call: state changes, no roster (delta or full), and — content sharing
+    // asked for — the sessions John shares (the directory's script), as the seed shows.
+    let all = h.received.wait_for(5).await;
     assert_eq!(
         describe_all(&all),
-        ["state:establishing", "state:established", "delta:1:2"]
+        [
+            "state:establishing",
+            "state:established",
+            "sharing:created",
+            "sharing:updated",
+            "sharing:deleted"
+        ]
     );
     let seed_id = "2e1a0b00-2db4-4022-9570-243709c565ab";
     assert_eq!(
@@ -176,23 +186,7 @@ async fn example01_p2p_service_hosted_with_delta_roster() {
             &h.callback_uri
         )
     );
-    // The delta roster in the seed's shape: resource + resourceUrl, deltaParticipants with
-    // sequenceNumber, each participant with rosterSequenceNumber.
-    let n = &all[2]["value"][0];
-    assert_eq!(n["resource"], format!("/app/calls/{id}/participants"));
-    assert_eq!(
-        n["resourceUrl"],
-        format!("/communications/calls/{id}/participants")
-    );
-    let delta = &n["resourceData"][0];
-    assert_eq!(delta["sequenceNumber"], 1);
-    let people = delta["participants"].as_array().unwrap();
-    assert!(people.iter().all(|p| p["rosterSequenceNumber"] == 1));
-    assert_eq!(
-        people[0]["info"]["identity"]["application"]["id"],
-        CALLING_BOT
-    );
-    assert_eq!(people[1]["info"]["identity"]["user"]["displayName"], "John");
+    assert_seed_sharing(&h, &id, &all[2..5]);
 
     // GET shows the established call and its participants.
     let (status, call) = h.get(&format!("/communications/calls/{id}")).await;
@@ -204,34 +198,74 @@ async fn example01_p2p_service_hosted_with_delta_roster() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(roster["value"].as_array().map(Vec::len), Some(2));
-    hang_up_and_expect_terminated(&h, &id, 3).await;
+    hang_up_and_expect_terminated(&h, &id, 5).await;
+}
+
+/// Three content-sharing notifications (created, updated, deleted) in the seed's shape, one
+/// session id throughout.
+fn assert_seed_sharing(h: &Harness, id: &str, notifications: &[Value]) {
+    let session = resource_data(&notifications[0])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(session.len(), 64);
+    let seed_session = "F7D9EF30FF0A9BD3F64B274387FB8FF8E96B6CFBA8F87F8305A74DE99AF007BC";
+    for (n, change) in notifications.iter().zip(["created", "updated", "deleted"]) {
+        let expected = seed_notification(
+            &format!("notification-content-sharing-{change}.json"),
+            "421f4c00-4436-4c3a-9d9a-c4924cf98e67",
+            id,
+            &h.callback_uri,
+        )
+        .to_string()
+        .replace(seed_session, &session);
+        assert_eq!(*n, serde_json::from_str::<Value>(&expected).unwrap());
+    }
+}
+
+/// Waits `for_ms` more and checks that call `id` got exactly the notifications `expected`
+/// describes: nothing else arrived (a roster, say).
+async fn nothing_more(h: &Harness, id: &str, expected: &[&str], for_ms: u64) {
+    tokio::time::sleep(Duration::from_millis(for_ms)).await;
+    let of_call: Vec<Value> = (h.received.all().into_iter())
+        .filter(|n| {
+            n["value"][0]["resourceUrl"]
+                .as_str()
+                .is_some_and(|u| u.contains(id))
+        })
+        .collect();
+    assert_eq!(describe_all(&of_call), expected);
 }
 
 #[tokio::test]
 async fn example02_p2p_app_hosted_full_roster() {
     let h = Harness::start(config()).await;
     let id = create(&h, "02", h.seed_request("example02-request.json")).await;
-    let all = h.received.wait_for(3).await;
-    assert_eq!(
-        describe_all(&all),
-        ["state:establishing", "state:established", "roster:2"]
-    );
-    // The full roster in the seed's shape: each participant has the seed's properties.
+    // "For peer-to-peer calls, the expected notifications are only call state changes":
+    // John answers after 300 ms and shares his screen (not asked for); nothing else comes.
+    h.received.wait_for(2).await;
+    let states = ["state:establishing", "state:established"];
+    nothing_more(&h, &id, &states, 2500).await;
+    // The roster is what the service lists, each participant with the seed's properties.
     let seed = seed_fixture("notification-roster.json");
     let keys = |p: &Value| {
         let mut k: Vec<String> = p.as_object().unwrap().keys().cloned().collect();
         k.sort();
         k
     };
-    let ours = resource_data(&all[2]).as_array().unwrap();
+    let (status, listed) = h
+        .get(&format!("/communications/calls/{id}/participants"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ours = listed["value"].as_array().unwrap();
+    assert_eq!(ours.len(), 2, "{listed:#}");
     for participant in ours {
         assert_eq!(
             keys(participant),
             keys(&seed["value"][0]["resourceData"][0])
         );
     }
-    assert_eq!(all[2]["value"][0]["callbackUri"], h.callback_uri.as_str());
-    hang_up_and_expect_terminated(&h, &id, 3).await;
+    hang_up_and_expect_terminated(&h, &id, 2).await;
 }
 
 async fn group_call(nn: &str, request: Value) {
@@ -313,6 +347,28 @@ async fn meeting(nn: &str, request: Value, seed_call_id: Option<&str>) {
     let first = resource_data(&all[2]).as_array().unwrap();
     assert_eq!(first[1]["info"]["identity"]["user"]["id"], JOHN);
     assert_eq!(first[1]["isMuted"], true);
+    // John's entry as the seed's roster has it: audio, video and screen-sharing streams
+    // with their directions, each with its own source id.
+    let seed = seed_fixture("notification-roster.json");
+    let seed_john = &seed["value"][0]["resourceData"][0];
+    let streams = |p: &Value| -> Vec<(Value, Value, Value)> {
+        (p["mediaStreams"].as_array().unwrap().iter())
+            .map(|s| {
+                (
+                    s["mediaType"].clone(),
+                    s["direction"].clone(),
+                    s["serverMuted"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(streams(&first[1]), streams(seed_john));
+    let mut ids: Vec<&str> = (first[1]["mediaStreams"].as_array().unwrap().iter())
+        .filter_map(|s| s["sourceId"].as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{:#}", first[1]);
     let unmuted = resource_data(&all[4]).as_array().unwrap();
     assert!(
         unmuted
@@ -358,18 +414,20 @@ async fn example08_join_meeting_by_join_id_without_passcode() {
 async fn pstn(nn: &str) {
     let h = Harness::start(config()).await;
     let id = create(&h, nn, h.seed_request(&format!("example{nn}-request.json"))).await;
-    let all = h.received.wait_for(3).await;
-    assert_eq!(
-        describe_all(&all),
-        ["state:establishing", "state:established", "roster:2"]
-    );
-    let roster = resource_data(&all[2]).as_array().unwrap();
+    // A PSTN call is a two-party call: state changes only; the service lists the roster.
+    h.received.wait_for(2).await;
+    nothing_more(&h, &id, &["state:establishing", "state:established"], 1000).await;
+    let (status, listed) = h
+        .get(&format!("/communications/calls/{id}/participants"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let roster = listed["value"].as_array().unwrap();
     assert_eq!(
         roster[0]["info"]["identity"]["applicationInstance"]["id"],
         "3d913abb-aec0-4964-8fa6-3c6850c4f278"
     );
     assert_eq!(roster[1]["info"]["identity"]["phone"]["id"], "+12345678901");
-    hang_up_and_expect_terminated(&h, &id, 3).await;
+    hang_up_and_expect_terminated(&h, &id, 2).await;
 }
 
 #[tokio::test]
@@ -412,20 +470,6 @@ async fn meeting_with_delta_roster_and_content_sharing() {
     assert_eq!(left["info"]["identity"]["user"]["id"], BOB);
     assert_eq!(left["removedState"]["reason"], "Removed from roster");
     assert_eq!(left["rosterSequenceNumber"], 4);
-    // Content sharing in the seed's shape, one session id throughout.
-    let session = resource_data(&all[5])[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(session.len(), 64);
-    let seed_session = "F7D9EF30FF0A9BD3F64B274387FB8FF8E96B6CFBA8F87F8305A74DE99AF007BC";
-    for (n, change) in [(5, "created"), (6, "updated"), (7, "deleted")] {
-        let expected = seed_notification(
-            &format!("notification-content-sharing-{change}.json"),
-            "421f4c00-4436-4c3a-9d9a-c4924cf98e67",
-            &id,
-            &h.callback_uri,
-        )
-        .to_string()
-        .replace(seed_session, &session);
-        assert_eq!(all[n], serde_json::from_str::<Value>(&expected).unwrap());
-    }
+    assert_seed_sharing(&h, &id, &all[5..8]);
     hang_up_and_expect_terminated(&h, &id, 9).await;
 }

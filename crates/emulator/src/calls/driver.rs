@@ -82,6 +82,8 @@ enum Step {
     Decline(usize),
     HangUp(usize),
     Press(usize),
+    /// Called party `i` starts, changes or stops sharing content.
+    Share(usize, ChangeType),
     RingTimeout,
     MeetingJoined,
     Meeting(MeetingEvent),
@@ -104,6 +106,8 @@ struct Run {
     /// Roster entries by key (user id or phone number), bot first.
     roster: Vec<(String, Participant)>,
     next_source_id: u32,
+    /// The next source id of a video or screen-sharing stream.
+    next_video_source_id: u32,
     delta_sequence: i64,
     established: bool,
     establishing_held: bool,
@@ -114,6 +118,12 @@ struct Run {
     incoming: bool,
     /// The answered call's media configuration, for its call-state notifications.
     answer_media: Option<appmedia_model::MediaConfig>,
+    /// Whether the bot gets roster notifications: group calls and meetings, and a two-party
+    /// call (peer-to-peer or PSTN) once an invitee joined it (it is a group call from then).
+    /// Graph tells a two-party call's bot only its state changes.
+    group: bool,
+    /// Whether a roster notification went out: the first one names everyone in the call.
+    roster_announced: bool,
 }
 
 /// Where a joining party's microphone comes from.
@@ -186,6 +196,9 @@ pub async fn run_call(
                         Step::Press(i),
                     ));
                 }
+                for (after, change) in behaviour.share.iter().flat_map(|s| s.changes()) {
+                    timeline.push((behaviour.ring_delay() + after, Step::Share(i, change)));
+                }
                 if let Some(after) = behaviour.hang_up_after_ms {
                     timeline.push((
                         behaviour.ring_delay() + Duration::from_millis(after),
@@ -218,6 +231,7 @@ pub async fn run_call(
     timeline.sort_by_key(|(at, _)| *at);
 
     let mut states = vec![PartyState::Ringing; plan.parties.len()];
+    let run_kind = plan.kind;
     let mut run = Run {
         actions: actions::ActionState::new(shared.config.keep_alive_timeout),
         shared,
@@ -225,6 +239,7 @@ pub async fn run_call(
         notify,
         roster: Vec::new(),
         next_source_id: BOT_SOURCE_ID + 1,
+        next_video_source_id: shapes::FIRST_VIDEO_SOURCE_ID,
         delta_sequence: 0,
         established: false,
         establishing_held: false,
@@ -232,6 +247,11 @@ pub async fn run_call(
         softphone_keys: HashSet::new(),
         incoming,
         answer_media,
+        group: matches!(
+            run_kind,
+            CreateCallKind::GroupCall | CreateCallKind::MeetingJoin
+        ),
+        roster_announced: false,
     };
     run.begin();
 
@@ -380,14 +400,28 @@ impl Run {
         id
     }
 
-    fn identity_participant(&mut self, identity: IdentitySet, muted: bool) -> Participant {
+    /// A new roster entry for `party`: its audio stream with the next source id, and a
+    /// directory user's video and screen-sharing streams (ids of their own range).
+    fn party_participant(&mut self, party: &Party, muted: bool) -> Participant {
         let source_id = self.take_source_id();
-        shapes::participant(
+        let mut participant = shapes::participant(
             &uuid::Uuid::new_v4().to_string(),
-            identity,
+            party.identity(),
             source_id,
             muted,
-        )
+        );
+        let others = match party {
+            Party::User { id, .. } => (self.shared.directory().user(id))
+                .map(crate::directory::User::other_streams)
+                .unwrap_or_default(),
+            Party::Phone { .. } => Vec::new(),
+        };
+        for (kind, direction) in others {
+            let id = self.next_video_source_id;
+            self.next_video_source_id += 1;
+            shapes::add_stream(&mut participant, kind, direction, id);
+        }
+        participant
     }
 
     /// Adds a roster entry's party to the call's media (when the call has media), with the
@@ -501,12 +535,17 @@ impl Run {
         self.shared.update_call(&self.plan.call_id, |record| {
             record.participants = everyone.clone();
         });
+        // A two-party call's roster is only what `GET …/participants` lists.
+        if !self.group {
+            return;
+        }
+        let first = !std::mem::replace(&mut self.roster_announced, true);
         if self.plan.delta_roster {
             self.delta_sequence += 1;
             self.send(shapes::delta_roster_notification(
                 &self.plan.call_id,
                 self.delta_sequence,
-                changed,
+                if first { &everyone } else { changed },
                 removed,
             ));
         } else {
@@ -565,6 +604,15 @@ impl Run {
             }
             Step::Press(i) if states[i] == PartyState::Joined => {
                 self.press(i);
+                None
+            }
+            Step::Share(i, change)
+                if states[i] == PartyState::Joined
+                    && !self
+                        .softphone_keys
+                        .contains(&party_key(&self.plan.parties[i].0)) =>
+            {
+                self.sharing(change);
                 None
             }
             Step::RingTimeout => {
@@ -627,7 +675,7 @@ impl Run {
             id: user.id.clone(),
             display_name: user.display_name.clone(),
         };
-        let participant = self.identity_participant(party.identity(), muted);
+        let participant = self.party_participant(&party, muted);
         self.media_join(
             &participant,
             user.display_name.clone(),
@@ -669,7 +717,7 @@ impl Run {
     ) -> Option<NetworkLink> {
         states[i] = PartyState::Joined;
         let party = self.plan.parties[i].0.clone();
-        let participant = self.identity_participant(party.identity(), false);
+        let participant = self.party_participant(&party, false);
         let (name, kind) = match &party {
             Party::User { display_name, .. } => (display_name.clone(), PartyKind::User),
             Party::Phone { number } => (number.clone(), PartyKind::Phone),
@@ -824,7 +872,7 @@ impl Run {
             id: found.id.clone(),
             display_name: found.display_name.clone(),
         };
-        let participant = self.identity_participant(party.identity(), false);
+        let participant = self.party_participant(&party, false);
         let kind = if self.plan.meeting.is_some() {
             PartyKind::MeetingParticipant
         } else {

@@ -239,8 +239,22 @@ pub fn is_party(participant: &Value, key: &str) -> bool {
     identity["user"]["id"] == key || identity["phone"]["id"] == key
 }
 
-/// The latest full roster of `call_id` that arrived.
-pub fn latest_roster(h: &Harness, call_id: &str) -> Vec<Value> {
+/// The roster of `call_id` as the service lists it (`GET …/participants`): the same for every
+/// kind of call, while roster notifications go to group calls and meetings only.
+pub async fn participants(h: &Harness, call_id: &str) -> Vec<Value> {
+    let (status, body) = h
+        .get(&format!("/communications/calls/{call_id}/participants"))
+        .await;
+    match status.as_u16() {
+        200 => body["value"].as_array().cloned().unwrap_or_default(),
+        // The call ended: nobody is in it.
+        404 => Vec::new(),
+        other => panic!("listing the participants of {call_id}: {other} {body:#}"),
+    }
+}
+
+/// The latest roster notification of `call_id` (full, or a delta's participants), if any.
+pub fn latest_roster_notification(h: &Harness, call_id: &str) -> Option<Vec<Value>> {
     let url = format!("/communications/calls/{call_id}/participants");
     h.received
         .all()
@@ -248,7 +262,14 @@ pub fn latest_roster(h: &Harness, call_id: &str) -> Vec<Value> {
         .rev()
         .find(|b| b["value"][0]["resourceUrl"] == url.as_str())
         .and_then(|b| b["value"][0]["resourceData"].as_array().cloned())
-        .unwrap_or_default()
+}
+
+/// The roster notifications `call_id`'s bot got.
+pub fn roster_notifications(h: &Harness, call_id: &str) -> usize {
+    let url = format!("/communications/calls/{call_id}/participants");
+    (h.received.all().iter())
+        .filter(|b| b["value"][0]["resourceUrl"] == url.as_str())
+        .count()
 }
 
 /// Waits until the roster of `call_id` satisfies `check`; returns that roster.
@@ -258,8 +279,18 @@ pub async fn wait_for_roster(
     what: &str,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    wait_until(h, what, |_| check(&latest_roster(h, call_id))).await;
-    latest_roster(h, call_id)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let roster = participants(h, call_id).await;
+        if check(&roster) {
+            return roster;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {roster:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The media source id the roster gives party `key` in `call_id` (waiting for it to be there).

@@ -260,7 +260,7 @@ impl Run {
         };
         invitee.state = InviteeState::Joined;
         let target = invitee.target.clone();
-        let participant = self.identity_participant(target.party.identity(), false);
+        let participant = self.party_participant(&target.party, false);
         let (name, kind) = match &target.party {
             Party::User { display_name, .. } => (
                 display_name.clone(),
@@ -278,6 +278,8 @@ impl Run {
             kind,
             JoinMedia::Script(&target.behaviour.media),
         );
+        // A third party makes a two-party call a group call: its roster is announced from now.
+        self.group = true;
         self.join(key.to_owned(), participant, None);
         let behaviour = &target.behaviour;
         if let Some(after) = behaviour.hang_up_after_ms {

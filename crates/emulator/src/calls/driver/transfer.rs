@@ -222,7 +222,7 @@ impl Run {
             Party::User { display_name, .. } => (display_name.clone(), PartyKind::User),
             Party::Phone { number } => (number.clone(), PartyKind::Phone),
         };
-        let participant = self.identity_participant(pending.target.party.identity(), false);
+        let participant = self.party_participant(&pending.target.party, false);
         let sound = pending.target.behaviour.media.clone();
         self.media_join(&participant, name, kind, JoinMedia::Script(&sound));
         let (mut media, mut service) = (None, None);
