@@ -889,6 +889,65 @@ mod tests {
     }
 
     #[test]
+    fn a_partys_sharing_script_runs_forward() {
+        let directory = |share: &str| {
+            format!("[[phones]]\nnumber = \"+15550100\"\nbehaviour = {{ share = {share} }}\n")
+        };
+        let ok = Directory::from_toml_str(&directory(
+            "{ after-ms = 10, update-after-ms = 20, stop-after-ms = 30 }",
+        ))
+        .unwrap();
+        let changes = ok.phones[0].behaviour.share.as_ref().unwrap().changes();
+        use appmedia_model::ChangeType::{Created, Deleted, Updated};
+        let at = Duration::from_millis;
+        assert_eq!(
+            changes,
+            [(at(10), Created), (at(20), Updated), (at(30), Deleted)]
+        );
+        let only_start = Directory::from_toml_str(&directory("{ after-ms = 10 }")).unwrap();
+        let share = only_start.phones[0].behaviour.share.as_ref().unwrap();
+        assert_eq!(share.changes(), [(at(10), Created)]);
+        for bad in [
+            "{ after-ms = 10, update-after-ms = 10 }",
+            "{ after-ms = 10, update-after-ms = 20, stop-after-ms = 15 }",
+            "{ after-ms = 10, stop-after-ms = 5 }",
+        ] {
+            let err = Directory::from_toml_str(&directory(bad)).unwrap_err();
+            assert!(err.to_string().contains("share:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn resource_specific_consent_is_granted_per_chat_never_as_a_role() {
+        let app = |roles: &str| {
+            format!(
+                "[[tenants]]\nid = \"t\"\n[[applications]]\nid = \"a\"\ndisplay_name = \"A\"\n\
+                 tenant = \"t\"\nclient_secret = \"s\"\nroles = [{roles}]\n"
+            )
+        };
+        let err = Directory::from_toml_str(&app("\"Calls.JoinGroupCalls.Chat\"")).unwrap_err();
+        assert!(err.to_string().contains("resource-specific"), "{err}");
+        let grant = |application: &str, permission: &str| {
+            format!(
+                "{}[[rsc_grants]]\napplication = \"{application}\"\nchat = \"19:c@thread.v2\"\n\
+                 permissions = [\"{permission}\"]\n",
+                app("")
+            )
+        };
+        let ok = Directory::from_toml_str(&grant("a", "Calls.JoinGroupCalls.Chat")).unwrap();
+        assert_eq!(
+            ok.rsc_permissions("A", "19:c@thread.v2")
+                .collect::<Vec<_>>(),
+            ["Calls.JoinGroupCalls.Chat"]
+        );
+        assert_eq!(ok.rsc_permissions("a", "19:other@thread.v2").count(), 0);
+        let err = Directory::from_toml_str(&grant("b", "Calls.JoinGroupCalls.Chat")).unwrap_err();
+        assert!(err.to_string().contains("unknown application b"), "{err}");
+        let err = Directory::from_toml_str(&grant("a", "Calls.JoinGroupCall.All")).unwrap_err();
+        assert!(err.to_string().contains("not a resource-specific"), "{err}");
+    }
+
+    #[test]
     fn calling_webhooks_and_scripted_incoming_calls_are_checked_when_read() {
         let base = r#"
             [[tenants]]

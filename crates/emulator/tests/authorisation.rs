@@ -200,3 +200,111 @@ async fn an_application_instance_is_used_only_by_its_application() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
     assert!(assert_graph_error(&error, "NotFound").contains("applicationInstance"));
 }
+
+/// Chat Bot: no joining role, only resource-specific consent in the seed meeting's chat.
+const CHAT_BOT: &str = "4c1a0f3e-2b7d-4e59-9a0c-5d2f8e1b7a60";
+const CHAT_BOT_SECRET: &str = "chat-bot-secret";
+/// A second meeting of Bob's, in a chat that granted Chat Bot nothing.
+const OTHER_THREAD: &str = "19:meeting_T3RoZXJNZWV0aW5nT2ZCb2I@thread.v2";
+
+/// The built-in directory, plus Chat Bot, its grant and Bob's second meeting.
+fn rsc_config() -> appmedia_emulator::EmulatorConfig {
+    let extra = format!(
+        r#"
+[[applications]]
+id = "{CHAT_BOT}"
+display_name = "Chat Bot"
+tenant = "{TENANT}"
+client_secret = "{CHAT_BOT_SECRET}"
+
+[[meetings]]
+join_meeting_id = "7654321"
+organizer = "{BOB}"
+thread_id = "{OTHER_THREAD}"
+tenant = "{TENANT}"
+
+[[rsc_grants]]
+application = "{CHAT_BOT}"
+chat = "{MEETING_THREAD}"
+permissions = ["Calls.JoinGroupCalls.Chat"]
+"#
+    );
+    let text = format!(
+        "{}{extra}",
+        appmedia_emulator::directory::SEED_DIRECTORY_TOML
+    );
+    appmedia_emulator::EmulatorConfig {
+        directory: appmedia_emulator::Directory::from_toml_str(&text).unwrap(),
+        ..config()
+    }
+}
+
+/// Example 6's organizer join (Bob's meeting, Contoso), service-hosted, in chat `thread`.
+fn organizer_join(h: &Harness, thread: &str) -> serde_json::Value {
+    let mut request = h.seed_request("example06-request.json");
+    request["mediaConfig"] = serde_json::json!({
+        "@odata.type": "#microsoft.graph.serviceHostedMediaConfig"
+    });
+    request["chatInfo"]["threadId"] = thread.into();
+    request
+}
+
+#[tokio::test]
+async fn resource_specific_consent_joins_the_meetings_of_its_chats_only() {
+    let h = Harness::start_as(rsc_config(), CHAT_BOT, CHAT_BOT_SECRET).await;
+    // The token carries no joining role: the consent is the chat's, not the tenant's.
+    let token = h.token().await;
+    let claims = appmedia_signalling::auth::unverified_payload(&token).unwrap();
+    let claims = serde_json::Value::Object(claims).to_string();
+    assert!(!claims.contains("Calls.JoinGroupCalls.Chat"), "{claims}");
+    // The chat that consented: by organizer + chatInfo, and by join id (the meeting's chat).
+    let (status, _, body) = h.post_call(&organizer_join(&h, MEETING_THREAD)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    let mut by_id = h.seed_request("example07-request.json");
+    by_id["tenantId"] = TENANT.into();
+    by_id["mediaConfig"] = serde_json::json!({
+        "@odata.type": "#microsoft.graph.serviceHostedMediaConfig"
+    });
+    let (status, _, body) = h.post_call(&by_id).await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    // Another chat of the same tenant: refused, naming what a join needs.
+    let (status, _, body) = h.post_call(&organizer_join(&h, OTHER_THREAD)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:#}");
+    let message = assert_graph_error(&body, "Forbidden");
+    assert!(message.contains("Calls.JoinGroupCalls.Chat"), "{message}");
+    // Nor does the consent reach anything else: a peer-to-peer call needs its own role.
+    let (status, _, body) = h.post_call(&h.seed_request("example01-request.json")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:#}");
+    // The seed's bot, with Calls.JoinGroupCall.All, joins the other meeting.
+    let seed_bot = Harness::start(rsc_config()).await;
+    let (status, _, body) = seed_bot
+        .post_call(&organizer_join(&seed_bot, OTHER_THREAD))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+}
+
+#[tokio::test]
+async fn a_cloud_video_interop_join_by_token_is_refused_to_an_uncertified_app() {
+    let h = Harness::start(config()).await;
+    let mut request = h.seed_request("example06-request.json");
+    request.as_object_mut().unwrap().remove("chatInfo");
+    request["mediaConfig"] = serde_json::json!({
+        "@odata.type": "#microsoft.graph.serviceHostedMediaConfig"
+    });
+    request["meetingInfo"] = serde_json::json!({
+        "@odata.type": "#microsoft.graph.tokenMeetingInfo",
+        "token": "ZXlKaGJHY2lPaUpJVXpJMU5pSjkuZXlKamRtbGZaR1YyYVdObElqb2lkR1Z6ZENKOQ"
+    });
+    // The model reads the shape (it round-trips) ...
+    let model: appmedia_model::Call = serde_json::from_value(request.clone()).unwrap();
+    assert!(matches!(
+        model.meeting_info.value(),
+        Some(appmedia_model::MeetingInfo::Token(_))
+    ));
+    // ... and the service answers as Graph does an application that is not a certified
+    // Cloud Video Interop solution: 403, not 400.
+    let (status, _, body) = h.post_call(&request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:#}");
+    let message = assert_graph_error(&body, "Forbidden");
+    assert!(message.contains("Cloud Video Interop"), "{message}");
+}
