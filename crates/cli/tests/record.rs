@@ -111,7 +111,6 @@ fn spawn_emulator(dir: &Path, hang_up_ms: u64) -> (Child, String) {
         .output()
         .unwrap();
     let seed = String::from_utf8(seed.stdout).unwrap();
-    let john = r#"behaviour = { answer = "answer", ring_delay_ms = 300 }"#;
     let mut lines: Vec<String> = seed.lines().map(str::to_owned).collect();
     let at = lines
         .iter()
@@ -119,7 +118,7 @@ fn spawn_emulator(dir: &Path, hang_up_ms: u64) -> (Child, String) {
         .expect("John in the seed directory");
     let behaviour = lines[at..]
         .iter()
-        .position(|l| l == john)
+        .position(|l| l.starts_with("behaviour = "))
         .expect("John's behaviour line")
         + at;
     lines[behaviour] = format!(
