@@ -15,7 +15,8 @@
 //! talking at once, the worst case.
 //!
 //! `--calls max` searches for the largest call count with zero late ticks: a
-//! bounded gallop-then-bisect over short probe runs (at most 12), each run in a
+//! bounded gallop-then-bisect over short probe runs (at most 16; a failing count is probed
+//! twice, so one noisy run does not decide), each run in a
 //! fresh child process (`appmedia loadtest --json`) so memory figures and
 //! runs stay independent; the final run is one more child of `--seconds`.
 //!
@@ -57,7 +58,7 @@ const SCRIPT_FRAMES: usize = 250;
 /// Distinct remote voices; call `i` uses voice `i % VOICES`.
 const VOICES: u32 = 4;
 /// Most probe runs `--calls max` makes.
-const MAX_PROBES: usize = 12;
+const MAX_PROBES: usize = 16;
 /// Most calls one run builds (about 20 GiB of call state at the limit).
 const MAX_CALLS: usize = 100_000;
 
@@ -938,36 +939,55 @@ fn search_max(
     workers: usize,
     codec_limit_per_core: f64,
 ) -> Result<(usize, Vec<(usize, u64)>), LoadtestError> {
-    let cap = args.max_calls as usize;
-    let mut probes = Vec::new();
-    let probe = |n: usize, probes: &mut Vec<(usize, u64)>| -> Result<bool, LoadtestError> {
+    let guess = (codec_limit_per_core * workers as f64 * 0.5) as usize;
+    search(args.max_calls as usize, guess, |n, made| {
         let started = Instant::now();
         if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprint!(
                 "loadtest: probe {} of at most {MAX_PROBES}: {n} calls for {} s...\r",
-                probes.len() + 1,
+                made + 1,
                 args.probe_seconds
             );
         }
         let report = run_child(args, n, args.probe_seconds, workers, None)?;
         let late = report["late_ticks"].as_u64().unwrap_or(u64::MAX);
-        probes.push((n, late));
         if !args.json {
             eprintln!(
                 "loadtest: probe {} of at most {MAX_PROBES}: {n} calls -> {late} late ticks ({:.0} s)",
-                probes.len(),
+                made + 1,
                 started.elapsed().as_secs_f64()
             );
         }
-        Ok(late == 0)
+        Ok(late)
+    })
+}
+
+/// The search of [`search_max`] over `run(calls, probes made so far) -> late ticks`: gallop
+/// from `guess` (doubling while passing, halving while failing) until the answer is
+/// bracketed, then bisect to within 5 %. A count fails only when a repeat of its probe has
+/// late ticks too: one noisy probe (a build finishing, a cron job) would otherwise halve the
+/// answer.
+fn search<E>(
+    cap: usize,
+    guess: usize,
+    mut run: impl FnMut(usize, usize) -> Result<u64, E>,
+) -> Result<(usize, Vec<(usize, u64)>), E> {
+    let mut probes: Vec<(usize, u64)> = Vec::new();
+    let mut passes = |n: usize, probes: &mut Vec<(usize, u64)>| -> Result<bool, E> {
+        let late = run(n, probes.len())?;
+        probes.push((n, late));
+        if late == 0 || probes.len() >= MAX_PROBES {
+            return Ok(late == 0);
+        }
+        let again = run(n, probes.len())?;
+        probes.push((n, again));
+        Ok(again == 0)
     };
     // `lo` is the largest count seen passing (0: none yet), `hi` the smallest failing.
     let (mut lo, mut hi) = (0usize, cap + 1);
-    let mut n = ((codec_limit_per_core * workers as f64 * 0.5) as usize).clamp(1, cap);
-    // Gallop from the guess: double while passing, halve while failing, until
-    // the answer is bracketed.
+    let mut n = guess.clamp(1, cap);
     while probes.len() < MAX_PROBES {
-        if probe(n, &mut probes)? {
+        if passes(n, &mut probes)? {
             lo = n;
             if hi <= cap || n >= cap {
                 break;
@@ -981,10 +1001,9 @@ fn search_max(
             n = (n / 2).max(1);
         }
     }
-    // Bisect to within 5 %.
     while probes.len() < MAX_PROBES && hi <= cap && hi - lo > (lo / 20).max(1) {
         let mid = lo + (hi - lo) / 2;
-        if probe(mid, &mut probes)? {
+        if passes(mid, &mut probes)? {
             lo = mid;
         } else {
             hi = mid;
@@ -1065,6 +1084,53 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A machine that carries `capacity` calls, with noisy probes at the counts in `noisy`
+    /// (their first run has late ticks).
+    fn machine(
+        capacity: usize,
+        noisy: &[usize],
+    ) -> impl FnMut(usize, usize) -> Result<u64, ()> + use<'_> {
+        let mut seen = std::collections::HashSet::new();
+        move |n, _| {
+            let first = seen.insert(n);
+            Ok(if n > capacity || (first && noisy.contains(&n)) {
+                3
+            } else {
+                0
+            })
+        }
+    }
+
+    #[test]
+    fn the_search_finds_the_capacity_within_five_percent() {
+        for (capacity, guess) in [(63, 30), (406, 30), (5, 40), (1000, 1000)] {
+            let (found, probes) = search(1000, guess, machine(capacity, &[])).unwrap();
+            assert!(probes.len() <= MAX_PROBES, "{probes:?}");
+            assert!(found <= capacity, "{capacity}: {found} {probes:?}");
+            assert!(
+                found as f64 >= capacity as f64 * 0.95 - 1.0,
+                "{capacity}: {found} {probes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_noisy_probe_does_not_decide_the_search() {
+        // The first probe at 30 and at 60 are late by accident (a build was finishing).
+        let (found, probes) = search(1000, 30, machine(406, &[30, 60])).unwrap();
+        assert!(found >= 385, "{found} {probes:?}");
+        // Each noisy count was probed twice, the second time clean.
+        assert_eq!(&probes[..2], [(30, 3), (30, 0)]);
+        // A count that is really over capacity fails twice.
+        let (found, probes) = search(1000, 30, machine(20, &[])).unwrap();
+        assert!(found <= 20 && found >= 18, "{found} {probes:?}");
+        assert!(
+            probes
+                .windows(2)
+                .any(|w| w[0] == (30, 3) && w[1] == (30, 3))
+        );
+    }
 
     #[test]
     fn call_count_parses_numbers_and_max() {
