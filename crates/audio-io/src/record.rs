@@ -233,6 +233,17 @@ pub struct RecordingStatus {
     pub tracks: Vec<TrackStatus>,
 }
 
+impl RecordingStatus {
+    /// Audio bytes written to the recording's files so far (16-bit mono PCM, two bytes per
+    /// sample; the 44-byte WAV headers not counted).
+    pub fn bytes_written(&self) -> u64 {
+        self.tracks
+            .iter()
+            .map(|t| t.samples_written * BYTES_PER_SAMPLE)
+            .sum()
+    }
+}
+
 struct Shared {
     stopped: AtomicBool,
     queued: AtomicU64,
@@ -509,6 +520,8 @@ type Wav = hound::WavWriter<BufWriter<File>>;
 
 /// Largest data chunk hound can describe (its sizes are u32), minus room for one more frame.
 const WAV_DATA_LIMIT_BYTES: u64 = u32::MAX as u64 - 64 * 1024;
+/// Every track is 16-bit mono PCM.
+const BYTES_PER_SAMPLE: u64 = 2;
 
 struct TrackFile {
     wav: Option<Wav>,
@@ -561,7 +574,7 @@ impl Writer {
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: self.config.output_sample_rate,
-            bits_per_sample: 16,
+            bits_per_sample: BYTES_PER_SAMPLE as u16 * 8,
             sample_format: hound::SampleFormat::Int,
         };
         let file = create(&path, self.config.follow_symlinks).map_err(unwritable)?;
@@ -786,7 +799,7 @@ fn write_pcm(track: &mut TrackFile, pcm: &[i16]) -> Result<(), String> {
     let Some(wav) = track.wav.as_mut() else {
         return Ok(());
     };
-    if (track.status.samples_written + pcm.len() as u64) * 2 > WAV_DATA_LIMIT_BYTES {
+    if (track.status.samples_written + pcm.len() as u64) * BYTES_PER_SAMPLE > WAV_DATA_LIMIT_BYTES {
         return Err("WAV size limit (4 GiB) reached".to_string());
     }
     let mut w = wav.get_i16_writer(pcm.len() as u32);

@@ -39,8 +39,12 @@ fn mixed_and_speaker_files_are_16_bit_wav_at_the_chosen_rate() {
         assert_eq!(t.samples_written, 32_000);
         assert_eq!(t.durable_samples, 32_000);
     }
+    // What the bot's /metrics counts: the files' audio bytes, headers aside.
+    let mut audio_bytes = 0;
     for name in ["call1-mixed.wav", "call1-speaker-42.wav"] {
-        let (samples, spec) = read_wav(&dir.path().join(name));
+        let path = dir.path().join(name);
+        audio_bytes += std::fs::metadata(&path).unwrap().len() - 44;
+        let (samples, spec) = read_wav(&path);
         assert_eq!(spec.sample_rate, 16_000);
         assert_eq!(spec.channels, 1);
         assert_eq!(spec.bits_per_sample, 16);
@@ -52,6 +56,8 @@ fn mixed_and_speaker_files_are_16_bit_wav_at_the_chosen_rate() {
         // The 440 Hz tone survives the 48 → 16 kHz conversion at its level (0.5² / 4).
         assert!(tone_power(&f, 16_000, 440.0) > 0.05, "{name}");
     }
+    assert_eq!(status.bytes_written(), audio_bytes);
+    assert_eq!(audio_bytes, 2 * 32_000 * 2);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::acs::backend::AcsBackend;
 use crate::call::{Call, CallControl};
 use crate::config::{BotConfig, Service};
 use crate::error::BotError;
+use crate::exposition::{Exposition, MediaTotals};
 use crate::incoming::IncomingCall;
 use crate::media::CallMedia;
 
@@ -162,6 +163,13 @@ pub(crate) struct BotInner {
     pub(crate) shutting_down: AtomicBool,
     /// Live calls' controls, to hang them up on shutdown.
     live: Mutex<HashMap<String, CallControl>>,
+    /// The media counters ended calls and finished recordings left (see
+    /// [`crate::exposition`]). Lock order: this, then a call's snapshot or recorder slot; a
+    /// scrape holds it while it sums the live calls, so a call that ends meanwhile is counted
+    /// once, live or ended.
+    pub(crate) ended_media: Mutex<MediaTotals>,
+    /// The `/metrics` recorder.
+    pub(crate) exposition: Exposition,
     /// The roster poller, stopped on shutdown.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The notification server and the signal that stops it gracefully.
@@ -282,6 +290,8 @@ impl Bot {
                 counters: BotCounters::default(),
                 shutting_down: AtomicBool::new(false),
                 live: Mutex::new(HashMap::new()),
+                ended_media: Mutex::new(MediaTotals::default()),
+                exposition: Exposition::new(),
                 tasks: Mutex::new(Vec::new()),
                 server: Mutex::new(None),
             }
@@ -417,8 +427,7 @@ impl Bot {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let live: Vec<CallControl> = lock(&self.inner.live).values().cloned().collect();
-        for call in live {
+        for call in self.inner.live_controls() {
             if let Err(e) = call.hang_up().await {
                 tracing::warn!(call = %call.id(), error = %e, "hang-up on shutdown failed");
             }
@@ -583,6 +592,19 @@ impl BotInner {
 
     pub(crate) fn add_live(&self, control: &CallControl) {
         lock(&self.live).insert(control.id().to_owned(), control.clone());
+    }
+
+    /// The live calls' controls, copied out of the lock.
+    pub(crate) fn live_controls(&self) -> Vec<CallControl> {
+        lock(&self.live).values().cloned().collect()
+    }
+
+    /// Call ticks the media scheduler ran and how many finished late (0, 0 once stopped).
+    pub(crate) fn tick_counts(&self) -> (u64, u64) {
+        match lock(&self.scheduler).as_ref().map(Scheduler::stats) {
+            Some(stats) => (stats.ticks(), stats.late_ticks()),
+            None => (0, 0),
+        }
     }
 
     /// Puts a call's media on a worker.

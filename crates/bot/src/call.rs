@@ -159,6 +159,9 @@ pub(crate) struct Snapshot {
     pub state: Option<CallState>,
     pub resource: Option<CallResource>,
     pub media_stats: Option<MediaSnapshot>,
+    /// The media's final counts were moved into the bot's ended totals: a scrape no longer
+    /// adds them from here.
+    pub media_retired: bool,
     pub ended: bool,
 }
 
@@ -705,11 +708,62 @@ impl CallControl {
 
     /// Stops the recording in progress and returns its final state (`None` when none runs).
     pub async fn stop_recording(&self) -> Option<FileRecordingStatus> {
-        let recorder = lock(&self.shared.recorder).take()?;
+        // Taken out of the slot and its bytes so far counted as ended in one step, under the
+        // totals' lock: a scrape sees them either here or there (see `crate::exposition`).
+        let (recorder, counted) = {
+            let mut ended = lock(&self.shared.bot.ended_media);
+            let recorder = lock(&self.shared.recorder).take()?;
+            let counted = recorder.status().bytes_written();
+            ended.recording_bytes += counted;
+            (recorder, counted)
+        };
         // Joining the writer thread blocks: not on an async worker.
-        tokio::task::spawn_blocking(move || recorder.finish())
+        let status = tokio::task::spawn_blocking(move || recorder.finish())
             .await
-            .ok()
+            .ok()?;
+        // What the writer wrote while it finished.
+        lock(&self.shared.bot.ended_media).recording_bytes +=
+            status.bytes_written().saturating_sub(counted);
+        Some(status)
+    }
+
+    /// Adds this call's media counters so far to `totals` (unless they were moved into the
+    /// bot's ended totals already) and raises `jitter` to its streams' largest; a scrape holds
+    /// the ended totals' lock while it calls this.
+    pub(crate) fn add_media_so_far(
+        &self,
+        totals: &mut crate::exposition::MediaTotals,
+        jitter: &mut Duration,
+    ) {
+        {
+            let snapshot = lock(&self.shared.snapshot);
+            if let Some(media) = snapshot
+                .media_stats
+                .as_ref()
+                .filter(|_| !snapshot.media_retired)
+            {
+                totals.add_call(media);
+                for stream in media.streams() {
+                    *jitter = (*jitter).max(stream.jitter.jitter);
+                }
+            }
+        }
+        if let Some(recorder) = lock(&self.shared.recorder).as_ref() {
+            totals.recording_bytes += recorder.status().bytes_written();
+        }
+    }
+
+    /// Moves the call's final media counters into the bot's ended totals (once; the media has
+    /// left its worker and published its last snapshot).
+    pub(crate) fn retire_media(&self) {
+        let mut ended = lock(&self.shared.bot.ended_media);
+        let mut snapshot = lock(&self.shared.snapshot);
+        if !snapshot.media_retired {
+            if let Some(media) = &snapshot.media_stats {
+                ended.add_call(media);
+            }
+            snapshot.media_retired = true;
+        }
     }
 
     /// Sends DTMF keys on the bot's own media (RFC 4733; app-hosted calls), e.g. `"123#"`.

@@ -474,6 +474,10 @@ impl Driver {
         self.drain_media();
         if let Some(media) = self.media.take() {
             end.media = lock(&self.shared.snapshot).media_stats;
+            crate::call::CallControl {
+                shared: self.shared.clone(),
+            }
+            .retire_media();
             end.transport = media.link.stats().await;
             media.link.close().await;
         }

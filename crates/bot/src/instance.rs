@@ -21,7 +21,6 @@
 //! calls and 503 once it drains or is full; `GET /metrics` gives the counters in the
 //! Prometheus text format.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -32,6 +31,7 @@ use axum::routing::get;
 
 use crate::BotError;
 use crate::bot::{BotInner, Routes, lock};
+use crate::exposition::Sample;
 
 /// What a busy instance asks the caller to wait before retrying.
 const BUSY_RETRY_AFTER_SECS: u32 = 1;
@@ -111,140 +111,26 @@ impl BotInner {
         Admission::Accept
     }
 
-    /// The Prometheus text exposition of the counters.
+    /// The Prometheus text exposition of the counters (see [`crate::exposition`]).
     pub(crate) fn metrics(&self) -> String {
-        let stats = crate::bot::stats_of(self);
-        let receiver = self.receiver.stats();
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP appmedia_bot_{name} {help}");
-            let _ = writeln!(out, "# TYPE appmedia_bot_{name} {kind}");
-            let _ = writeln!(out, "appmedia_bot_{name} {value}");
+        let (ticks, late_ticks) = self.tick_counts();
+        let mut sample = Sample {
+            ready: self.ready(),
+            stats: crate::bot::stats_of(self),
+            receiver: self.receiver.stats(),
+            ticks,
+            late_ticks,
+            ..Sample::default()
         };
-        metric(
-            "ready",
-            "gauge",
-            "1 while the instance takes new calls.",
-            u64::from(self.ready()),
-        );
-        metric(
-            "live_calls",
-            "gauge",
-            "Calls whose driver runs.",
-            stats.live_calls as u64,
-        );
-        metric(
-            "calls_held_peak",
-            "gauge",
-            "The most calls held at once since the start.",
-            stats.calls_held_peak,
-        );
-        metric(
-            "calls_created_total",
-            "counter",
-            "Calls placed.",
-            stats.calls_created,
-        );
-        for (name, help, value) in [
-            (
-                "incoming_received_total",
-                "Incoming calls offered.",
-                stats.incoming_received,
-            ),
-            (
-                "incoming_answered_total",
-                "Incoming calls answered.",
-                stats.incoming_answered,
-            ),
-            (
-                "incoming_rejected_total",
-                "Incoming calls rejected.",
-                stats.incoming_rejected,
-            ),
-            (
-                "incoming_redirected_total",
-                "Incoming calls redirected.",
-                stats.incoming_redirected,
-            ),
-            (
-                "incoming_expired_total",
-                "Incoming calls left past the answer deadline.",
-                stats.incoming_expired,
-            ),
-            (
-                "incoming_dropped_total",
-                "Incoming calls dropped (queue full or shutting down).",
-                stats.incoming_dropped,
-            ),
-            (
-                "keep_alives_sent_total",
-                "keepAlive requests sent.",
-                stats.keep_alives_sent,
-            ),
-            (
-                "keep_alive_failures_total",
-                "keepAlive requests that failed.",
-                stats.keep_alive_failures,
-            ),
-            (
-                "notifications_accepted_total",
-                "Notification POSTs answered 202.",
-                receiver.accepted,
-            ),
-            (
-                "notifications_unauthorized_total",
-                "Notification POSTs refused for their token (401).",
-                receiver.unauthorized,
-            ),
-            (
-                "notifications_malformed_total",
-                "Notification POSTs refused as malformed (400).",
-                receiver.malformed,
-            ),
-            (
-                "notifications_unknown_call_total",
-                "Notification POSTs for calls not held here (404).",
-                receiver.unknown_call,
-            ),
-            (
-                "notifications_busy_total",
-                "New calls refused while draining or full (503).",
-                receiver.busy,
-            ),
-            (
-                "notifications_backpressure_total",
-                "Notification POSTs refused (503) while the bot's event queue was full.",
-                receiver.backpressure,
-            ),
-            (
-                "notifications_other_tenant_total",
-                "Notification POSTs refused (403): a call of another tenant.",
-                receiver.other_tenant,
-            ),
-            (
-                "notifications_timed_out_total",
-                "Notification POSTs whose body did not arrive in time (408).",
-                receiver.timed_out,
-            ),
-            (
-                "notifications_overloaded_total",
-                "Notification POSTs refused (503): too many at once.",
-                receiver.overloaded,
-            ),
-            (
-                "connections_refused_total",
-                "Connections closed at once at the connection cap.",
-                receiver.connections_refused,
-            ),
-            (
-                "orphan_notifications_total",
-                "Notifications whose call never became known.",
-                stats.orphan_notifications,
-            ),
-        ] {
-            metric(name, "counter", help, value);
+        // Held while the live calls are summed: a call that ends meanwhile moves its counts
+        // into the ended totals before or after this sum, never both.
+        let ended = lock(&self.ended_media);
+        sample.media = *ended;
+        for call in self.live_controls() {
+            call.add_media_so_far(&mut sample.media, &mut sample.jitter);
         }
-        out
+        drop(ended);
+        self.exposition.render(&sample)
     }
 }
 

@@ -45,6 +45,7 @@ mod call;
 pub mod config;
 mod driver;
 mod error;
+mod exposition;
 mod incoming;
 mod instance;
 mod media;

@@ -15,7 +15,7 @@ use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{
     BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats, PlayerSender,
-    SendOutcome, StreamStats,
+    RtpReceiveTotals, SendOutcome, StreamStats,
 };
 use appmedia_media::queue::{Consumer, Producer};
 use appmedia_media::scheduler::Tickable;
@@ -150,6 +150,8 @@ pub struct MediaSnapshot {
     /// The call's prompt player (`play_file`, `play_clip`, `play_streamed`): frames played,
     /// streamed prompts whose decoder fell behind, completion events lost.
     pub prompts: PlayerCounters,
+    /// RTP received over every stream the call has had (live or gone): only grows.
+    pub rtp_received: RtpReceiveTotals,
     streams: [Option<StreamStats>; MAX_SNAPSHOT_STREAMS],
 }
 
@@ -311,6 +313,7 @@ impl CallMedia {
     fn publish(&mut self) {
         self.snapshot.pipeline = *self.pipeline.stats();
         self.snapshot.prompts = self.prompts.0.counters();
+        self.snapshot.rtp_received = self.pipeline.rtp_receive_totals();
         self.snapshot.streams = [None; MAX_SNAPSHOT_STREAMS];
         for (slot, stream) in self
             .snapshot

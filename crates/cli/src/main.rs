@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
 mod bot;
 mod call;
@@ -54,16 +56,25 @@ enum Command {
 }
 
 /// Logs to stderr for every command, filtered by `RUST_LOG` (default: `info` for the
-/// emulator, a service; `warn` for the rest, whose output is their own). webrtc's `log`
-/// records arrive through the same subscriber.
+/// emulator, a service; `warn` for the rest, whose output is their own).
 fn init_logs(default: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = init_logs_to(filter, std::io::stderr);
+}
+
+/// Installs the process's subscriber: `filter`, formatted lines to `writer`. With
+/// tracing-subscriber's `tracing-log` feature, `try_init` also installs the `log` → tracing
+/// bridge, so webrtc's `log` records (targets `webrtc_ice::…`, `webrtc_dtls::…`) are filtered
+/// and written like any event.
+fn init_logs_to<W>(filter: EnvFilter, writer: W) -> Result<(), TryInitError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .finish()
+        .try_init()
 }
 
 fn main() -> ExitCode {
@@ -87,5 +98,48 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer whose lines the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The only test here that installs the global subscriber (one per process).
+    #[test]
+    fn webrtcs_log_records_reach_the_subscriber_through_its_filter() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        init_logs_to(EnvFilter::new("warn,webrtc_ice=debug"), move || {
+            writer.clone()
+        })
+        .expect("the first subscriber of the process");
+        // What webrtc-rs does: `log` macros, under its module paths as targets.
+        log::debug!(target: "webrtc_ice::agent::agent_internal", "checking pair 7");
+        log::debug!(target: "webrtc_dtls::conn", "below the filter's level for this target");
+        log::warn!(target: "webrtc_dtls::conn", "handshake retransmitted");
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("checking pair 7"), "{text}");
+        assert!(
+            text.contains("webrtc_ice::agent"),
+            "the target is kept: {text}"
+        );
+        assert!(text.contains("handshake retransmitted"), "{text}");
+        assert!(!text.contains("below the filter"), "{text}");
     }
 }

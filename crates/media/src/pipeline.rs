@@ -505,6 +505,33 @@ pub struct StreamStats {
     pub level_dbov: f32,
 }
 
+/// What a call's remote RTP streams brought, summed over every stream the call has had: live,
+/// timed out or replaced. Each only grows during the call, so a sum of them over calls is a
+/// Prometheus counter; a stream that leaves does not take its packets with it, as it does from
+/// [`CallPipeline::stream_stats`]. PCM streams (ACS audio over a WebSocket) are not RTP and
+/// are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtpReceiveTotals {
+    /// Packets handed to the jitter buffers ([`JitterStats::received`]).
+    pub packets: u64,
+    /// Sequence numbers playout passed without their packet ([`JitterStats::lost`]).
+    pub lost: u64,
+    /// Frames made up by packet-loss concealment ([`JitterStats::concealed`]).
+    pub concealed: u64,
+    /// Frames rebuilt from the next packet's in-band FEC ([`JitterStats::fec_recovered`]).
+    pub fec_recovered: u64,
+}
+
+impl RtpReceiveTotals {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &RtpReceiveTotals) {
+        self.packets += other.packets;
+        self.lost += other.lost;
+        self.concealed += other.concealed;
+        self.fec_recovered += other.fec_recovered;
+    }
+}
+
 /// Call-wide counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PipelineStats {
@@ -2086,6 +2113,23 @@ impl CallPipeline {
             .iter()
             .filter(|s| s.live)
             .map(RemoteStream::stats)
+    }
+
+    /// The call's RTP receive counters over all its streams so far (see [`RtpReceiveTotals`]).
+    /// A slot's jitter buffer keeps its counts when the slot closes or takes a new stream, so
+    /// summing every slot, live or not, loses nothing. Allocation-free: a loop over the slots.
+    pub fn rtp_receive_totals(&self) -> RtpReceiveTotals {
+        let mut totals = RtpReceiveTotals::default();
+        for input in self.streams.iter().filter_map(|s| s.rtp_in.as_ref()) {
+            let j = input.jitter.stats();
+            totals.add(&RtpReceiveTotals {
+                packets: j.received,
+                lost: j.lost,
+                concealed: j.concealed,
+                fec_recovered: j.fec_recovered,
+            });
+        }
+        totals
     }
 
     /// Sets the expected loss the encoder protects against. A pipeline that takes receiver

@@ -249,6 +249,8 @@ fn pipeline_two_party_tick_allocates_nothing() {
                 std::hint::black_box(p.as_bytes());
             }
             std::hint::black_box((b.bot_frame_16k(), b.active_speakers(), b.stats()));
+            // What the bot's media worker publishes once a second for /metrics.
+            std::hint::black_box(b.rtp_receive_totals());
         });
         if i >= WARMUP_TICKS * 5 {
             allocations += n;

@@ -8,7 +8,7 @@ use appmedia_media::feedback::LossReports;
 use appmedia_media::frame::{Frame48, SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K};
 use appmedia_media::jitter::JitterConfig;
 use appmedia_media::pipeline::{
-    BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent, SendOutcome,
+    BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent, RtpReceiveTotals, SendOutcome,
 };
 use appmedia_media::rtp::{RtpHeader, RtpPacket, RtpPacketSpec};
 use bytes::Bytes;
@@ -205,6 +205,15 @@ fn fec_recovers_a_dropped_packet_and_sounds_different_from_plc() {
     let p = plc.stream_stats().next().unwrap().jitter;
     assert_eq!((f.lost, f.fec_recovered, f.concealed), (1, 1, 0));
     assert_eq!((p.lost, p.fec_recovered, p.concealed), (1, 0, 1));
+    // The call-wide totals (what the bot's /metrics sums) say the same.
+    let totals = |received, fec_recovered, concealed| RtpReceiveTotals {
+        packets: received,
+        lost: 1,
+        concealed,
+        fec_recovered,
+    };
+    assert_eq!(fec.rtp_receive_totals(), totals(f.received, 1, 0));
+    assert_eq!(plc.rtp_receive_totals(), totals(p.received, 0, 1));
     assert!(differs, "FEC output identical to PLC output");
 }
 
@@ -486,14 +495,17 @@ fn ssrc_change_resets_a_two_party_stream_and_adds_one_in_a_conference() {
             ..config(0xB)
         })
         .unwrap();
+        let mut pushed = 0;
         for (tick, p) in packets.iter().enumerate() {
             let now = TICK * tick as u32;
             if let Some(p) = p {
                 let ssrc = if tick < 20 { 0x111 } else { 0x222 };
                 b.push_rtp(restamp(p, ssrc), now);
+                pushed += 1;
             }
             b.tick(now + Duration::from_millis(5));
         }
+        assert_eq!(b.rtp_receive_totals().packets, pushed, "{want}");
         let ev = events(&mut b);
         let got = ev.iter().find(|e| match e {
             PipelineEvent::StreamReset { ssrc: 0x222, .. } => want == "reset",
@@ -515,6 +527,10 @@ fn ssrc_change_resets_a_two_party_stream_and_adds_one_in_a_conference() {
                 ssrc: 0x111,
                 source_id: 0x111
             }));
+            // Gone from the live streams, still in the call's totals.
+            let live: u64 = b.stream_stats().map(|s| s.jitter.received).sum();
+            assert!(live < pushed, "{live} of {pushed} packets on live streams");
+            assert_eq!(b.rtp_receive_totals().packets, pushed);
         }
     }
 }
