@@ -393,6 +393,12 @@ impl Bot {
         self.incoming.lock().await.recv().await
     }
 
+    /// The media scheduler's counters: calls per worker, ticks and late ticks, tick and send
+    /// time distributions (`None` once the bot has shut down).
+    pub fn media_stats(&self) -> Option<appmedia_media::scheduler::SchedulerStats> {
+        lock(&self.inner.scheduler).as_ref().map(|s| s.stats())
+    }
+
     /// What the bot has done so far.
     pub fn stats(&self) -> BotStats {
         stats_of(&self.inner)

@@ -1,11 +1,13 @@
-//! Fault tests of a bot built with the SDK against the emulator on loopback:
+//! Fault tests of a bot built with the SDK against the emulator on loopback, and the soak:
 //!
 //! * the bot's callback endpoint unreachable for 30 s mid-call (its reverse proxy down, then
 //!   answering 503), then back: what the emulator does with the notifications it cannot
 //!   deliver, and how the bot's view of the call catches up;
 //! * the disk filling up under a recorded call (a real tmpfs of a few seconds of audio, in a
 //!   mount namespace of its own): the file keeps what was written, the call goes on, the
-//!   failure is reported.
+//!   failure is reported;
+//! * the soak (`#[ignore]`): calls joining and leaving for an hour (`APPMEDIA_SOAK_SECS`),
+//!   memory, descriptors, tasks and threads printed every minute and held flat, no late tick.
 //!
 //! `docs/robustness.md` says what each one shows.
 
@@ -568,4 +570,339 @@ fn wav_data_chunk(bytes: &[u8]) -> (u64, u64) {
         at += 8 + len as usize + (len as usize & 1);
     }
     panic!("no data chunk")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The soak
+// ---------------------------------------------------------------------------------------------
+
+/// Calls held at once by default: about half of what this process (the bot and the emulator
+/// in-process, both ends over WebRTC, release build) carries on 2 cores; `docs/robustness.md`
+/// says how it was measured. `APPMEDIA_SOAK_CALLS` overrides it.
+const SOAK_CALLS: usize = 22;
+
+/// One line of the soak's report.
+#[derive(Clone, Debug)]
+struct Sample {
+    at: Duration,
+    live: usize,
+    completed: u64,
+    rss_kib: u64,
+    fds: usize,
+    threads: u64,
+    tasks: usize,
+    bot_ticks: u64,
+    bot_late: u64,
+    emulator_late: u64,
+    /// CPU time of the whole process so far (user + system).
+    cpu: Duration,
+    /// Of one core, since the previous sample.
+    cpu_pct: f64,
+    load: String,
+}
+
+impl std::fmt::Display for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "soak t={:>5}s live={:>3} completed={:>5} rss={:>7} KiB fds={:>4} threads={:>3} \
+             tasks={:>5} ticks={:>9} late={} emulator_late={} cpu={:.0}% load={}",
+            self.at.as_secs(),
+            self.live,
+            self.completed,
+            self.rss_kib,
+            self.fds,
+            self.threads,
+            self.tasks,
+            self.bot_ticks,
+            self.bot_late,
+            self.emulator_late,
+            self.cpu_pct,
+            self.load
+        )
+    }
+}
+
+/// `/proc/self/status` field `name` (its first number).
+fn proc_status(name: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// This process's CPU time (user + system) from `/proc/self/stat`, at the usual 100 Hz.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5): 11 and 12 after the ')'.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn sample(
+    previous: Option<&Sample>,
+    at: Duration,
+    live: usize,
+    completed: u64,
+    bot: &Bot,
+    emulator: &appmedia_emulator::Emulator,
+) -> Sample {
+    let media = bot.media_stats().expect("the bot runs");
+    let cpu = process_cpu();
+    let (cpu_before, at_before) =
+        previous.map_or((Duration::ZERO, Duration::ZERO), |p| (p.cpu, p.at));
+    let cpu_pct = 100.0 * cpu.saturating_sub(cpu_before).as_secs_f64()
+        / at.saturating_sub(at_before).as_secs_f64().max(1e-3);
+    Sample {
+        at,
+        live,
+        completed,
+        rss_kib: proc_status("VmRSS:"),
+        fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
+        threads: proc_status("Threads:"),
+        tasks: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        bot_ticks: media.ticks(),
+        bot_late: media.late_ticks(),
+        emulator_late: emulator.media_stats().late_ticks(),
+        cpu,
+        cpu_pct,
+        load: std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One slot of the soak: calls John, talks for 20–60 s (John echoes), hangs up, again, until
+/// `until`. Every call must connect, carry audio both ways and end with its `terminated`.
+async fn soak_slot(
+    bot: Arc<Bot>,
+    slot: u64,
+    until: tokio::time::Instant,
+    live: Arc<std::sync::atomic::AtomicUsize>,
+    completed: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(), String> {
+    use std::sync::atomic::Ordering;
+    // A small deterministic generator per slot: lifetimes spread, runs repeatable.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ slot.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Staggered start: not every slot sets up its call in the same second.
+    tokio::time::sleep(Duration::from_millis(next() % 20_000)).await;
+    while tokio::time::Instant::now() < until {
+        let lifetime = Duration::from_secs(20 + next() % 41);
+        let mut call = bot
+            .call(
+                call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+                MediaOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("slot {slot}: placing a call: {e}"))?;
+        live.fetch_add(1, Ordering::Relaxed);
+        let audio = call.audio_socket().ok_or("no audio socket")?;
+        let talking = tokio::spawn(async move {
+            let mut phase = 0;
+            let mut loud = 0u64;
+            while let Some(frame) = audio.recv().await {
+                let _ = audio.send(&tone_frame(1000.0, &mut phase));
+                if appmedia_testkit::audio::level_dbfs(&samples(&frame.mixed)) > -40.0 {
+                    loud += 1;
+                }
+            }
+            loud
+        });
+        let ends = tokio::time::Instant::now() + lifetime;
+        let mut connected = false;
+        loop {
+            match tokio::time::timeout_at(ends, call.next_event()).await {
+                Err(_) => break,
+                Ok(Some(Event::MediaConnected)) => connected = true,
+                Ok(Some(Event::Ended(end))) => {
+                    return Err(format!("slot {slot}: the call ended by itself: {end:?}"));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(format!("slot {slot}: events ended")),
+            }
+        }
+        if !connected {
+            return Err(format!("slot {slot}: the media never connected"));
+        }
+        call.control()
+            .hang_up()
+            .await
+            .map_err(|e| format!("slot {slot}: hang-up: {e}"))?;
+        while let Some(event) = call.next_event().await {
+            if matches!(event, Event::Ended(_)) {
+                break;
+            }
+        }
+        let loud = talking.await.map_err(|e| e.to_string())?;
+        // Liveness, generous: the echo was heard for at least a tenth of the call.
+        if loud < lifetime.as_secs() * 5 {
+            return Err(format!(
+                "slot {slot}: the echo was heard in {loud} frames of a {lifetime:?} call"
+            ));
+        }
+        live.fetch_sub(1, Ordering::Relaxed);
+        completed.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The soak: `APPMEDIA_SOAK_CALLS` calls (default [`SOAK_CALLS`]) at once for
+/// `APPMEDIA_SOAK_SECS` (default an hour), each talking 20–60 s and hanging up and replaced,
+/// the emulator in-process. Every minute it prints RSS, open descriptors, threads, tokio tasks,
+/// call ticks and late ticks (the bot's, and the emulator's for the record). It fails when a
+/// call fails, when any of the bot's ticks is late (up to `APPMEDIA_SOAK_MAX_LATE`, default
+/// 0), or when after the warm-up (the first fifth, at least a minute) RSS grows by more than
+/// a quarter or 64 MiB, descriptors by more than 64, threads by more than 8, or tasks by more
+/// than 64 plus a quarter. Release build:
+///
+/// `APPMEDIA_SOAK_SECS=3600 cargo test --release -p appmedia-bot --test faults soak -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "an hour; run on purpose (docs/robustness.md)"]
+async fn soak() {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let seconds = env_number("APPMEDIA_SOAK_SECS", 3600);
+    let calls = env_number("APPMEDIA_SOAK_CALLS", SOAK_CALLS as u64);
+    let max_late = env_number("APPMEDIA_SOAK_MAX_LATE", 0);
+    let warm_up = Duration::from_secs((seconds / 5).max(60));
+    println!("soak: {calls} calls at once for {seconds} s, warm-up {warm_up:?}");
+
+    let emulator = emulator(echo_directory()).await;
+    let mut config = bot_config(&emulator);
+    config.media.workers = 2;
+    let bot = Arc::new(Bot::start(config).await.expect("bot starts"));
+    let started = tokio::time::Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let live = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicU64::new(0));
+    let slots: Vec<_> = (0..calls)
+        .map(|slot| {
+            tokio::spawn(soak_slot(
+                bot.clone(),
+                slot,
+                until,
+                live.clone(),
+                completed.clone(),
+            ))
+        })
+        .collect();
+
+    let mut samples = Vec::new();
+    let mut report =
+        tokio::time::interval_at(started + Duration::from_secs(60), Duration::from_secs(60));
+    let mut failures = Vec::new();
+    loop {
+        tokio::select! {
+            _ = report.tick() => {
+                let s = sample(samples.last(), started.elapsed(), live.load(Ordering::Relaxed), completed.load(Ordering::Relaxed), &bot, &emulator);
+                println!("{s}");
+                samples.push(s);
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if slots.iter().any(|s| s.is_finished()) && tokio::time::Instant::now() < until {
+                    break;
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+    }
+    // The minute that ends with the run is reported too (its tick may have lost the race).
+    if samples
+        .last()
+        .is_none_or(|s: &Sample| started.elapsed() - s.at > Duration::from_secs(5))
+    {
+        let s = sample(
+            samples.last(),
+            started.elapsed(),
+            live.load(Ordering::Relaxed),
+            completed.load(Ordering::Relaxed),
+            &bot,
+            &emulator,
+        );
+        println!("{s}");
+        samples.push(s);
+    }
+    // The slots finish the calls they hold.
+    for slot in slots {
+        match tokio::time::timeout(Duration::from_secs(120), slot).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => failures.push(e),
+            Ok(Err(e)) => failures.push(format!("a slot panicked: {e}")),
+            Err(_) => failures.push("a slot did not finish its last call".to_owned()),
+        }
+    }
+    let last = sample(
+        samples.last(),
+        started.elapsed(),
+        live.load(Ordering::Relaxed),
+        completed.load(Ordering::Relaxed),
+        &bot,
+        &emulator,
+    );
+    println!("{last} (end)");
+    samples.push(last.clone());
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    let baseline = samples
+        .iter()
+        .find(|s| s.at >= warm_up)
+        .cloned()
+        .unwrap_or_else(|| last.clone());
+    for s in samples.iter().filter(|s| s.at >= baseline.at) {
+        assert!(
+            s.rss_kib <= baseline.rss_kib + (baseline.rss_kib / 4).max(64 * 1024),
+            "RSS grew: {s} against {baseline}"
+        );
+        assert!(
+            s.fds <= baseline.fds + 64,
+            "descriptors grew: {s} against {baseline}"
+        );
+        assert!(
+            s.threads <= baseline.threads + 8,
+            "threads grew: {s} against {baseline}"
+        );
+        assert!(
+            s.tasks <= baseline.tasks + 64 + baseline.tasks / 4,
+            "tasks grew: {s} against {baseline}"
+        );
+    }
+    assert!(last.completed >= calls, "calls came and went: {last}");
+    assert!(
+        last.bot_late <= max_late,
+        "{} of {} ticks late (at most {max_late})",
+        last.bot_late,
+        last.bot_ticks
+    );
+    let bot = Arc::into_inner(bot).expect("the slots are done");
+    bot.shutdown(None).await;
+    emulator.shutdown().await;
 }
