@@ -6,14 +6,16 @@
 //! `WavWriter::flush` seeks back and writes the RIFF and data sizes, then flushes), so after
 //! `kill -9` every file is a valid WAV holding at least the audio written before the last
 //! rewrite — the approach of Janus's AudioBridge. A write error (a full disk, say) stops that
-//! file with a logged error and a [`TrackState::Failed`] status; the call and the other files go on.
+//! file with a logged error and a [`TrackState::Failed`] status, and leaves it exactly the WAV
+//! the last rewrite described (whatever part of a later write reached the disk is cut off); the
+//! call and the other files go on. A file that could not even get its header is removed.
 //!
 //! Tracks stay aligned in time: each frame carries the call's tick number, and a track that
 //! starts late, or misses frames (a speaker who is not among the active ones, a frame dropped on
 //! a full queue), is padded with silence up to that tick.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -526,8 +528,10 @@ const BYTES_PER_SAMPLE: u64 = 2;
 struct TrackFile {
     wav: Option<Wav>,
     /// The same open file, to `sync_data` what the writer flushed (hound keeps its own
-    /// handle inside the buffered writer).
+    /// handle inside the buffered writer), and to trim it after a write error.
     sync: Option<File>,
+    /// Bytes before the samples: the header hound wrote, its data size in the last four.
+    header_len: u64,
     resampler: Option<FrameResampler>,
     /// Ticks this file covers so far, counted from the recording's base tick.
     ticks: u64,
@@ -579,10 +583,33 @@ impl Writer {
         };
         let file = create(&path, self.config.follow_symlinks).map_err(unwritable)?;
         let sync = file.try_clone().map_err(unwritable)?;
-        let mut wav = Wav::new(BufWriter::new(file), spec).map_err(|e| unwritable(hound_io(e)))?;
         // Put a valid (empty) WAV on disk now: a crash before the first rewrite still leaves a
         // playable file, and a device that refuses writes fails here rather than mid-call.
-        wav.flush().map_err(|e| unwritable(hound_io(e)))?;
+        let started = Wav::new(BufWriter::new(file), spec).and_then(|mut wav| {
+            wav.flush()?;
+            Ok(wav)
+        });
+        let header_len = started
+            .as_ref()
+            .map_err(|_| ())
+            .and_then(|_| sync.metadata().map(|m| m.len()).map_err(|_| ()));
+        let (wav, header_len) = match (started, header_len) {
+            (Ok(wav), Ok(len)) => (wav, len),
+            (started, _) => {
+                // Not even a header reached the disk (it is full): the file holds nothing, and
+                // an empty or half-written file is no WAV — remove it, unless it is not a file
+                // this recorder made (a link or a FIFO it was told to write through).
+                let error = started.err().map_or_else(
+                    || std::io::Error::other("cannot read the new file's length"),
+                    hound_io,
+                );
+                drop(sync);
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(unwritable(error));
+            }
+        };
         let resampler = if self.config.input_sample_rate == self.config.output_sample_rate {
             None
         } else {
@@ -595,6 +622,7 @@ impl Writer {
         self.tracks.push(TrackFile {
             wav: Some(wav),
             sync: Some(sync),
+            header_len,
             resampler,
             ticks: 0,
             status: TrackStatus {
@@ -812,22 +840,46 @@ fn write_pcm(track: &mut TrackFile, pcm: &[i16]) -> Result<(), String> {
     Ok(())
 }
 
-/// Stops one file after an error. The file keeps what the last header rewrite described; the
-/// writer drops the handle without writing again (hound's drop would try to finalize, which on
-/// a full disk fails again, harmlessly).
+/// Stops one file after an error. The file is left exactly the WAV the last good header
+/// rewrite described ([`trim_to_durable`]): on a real full disk a failed write may have put
+/// part of its bytes on disk past that, and hound's drop may still rewrite the header for
+/// samples that never got there.
 fn fail(track: &mut TrackFile, error: String) {
     tracing::error!(path = %track.status.path.display(), %error, "recording stopped for this file; the call goes on");
     track.status.state = TrackState::Failed;
     track.status.error = Some(error);
+    // hound's drop (and its buffer's) try to write once more: let them, then set it right.
     track.wav = None;
-    track.sync = None;
+    if let Some(file) = track.sync.take()
+        && let Err(e) = trim_to_durable(&file, track.header_len, track.status.durable_samples)
+    {
+        tracing::error!(path = %track.status.path.display(), error = %e, "cannot trim the failed recording file to its last good length");
+    }
     track.resampler = None;
+}
+
+/// Makes the file header + `durable_samples` 16-bit samples long, both sizes in the header
+/// saying so, and syncs it. Shrinking a file and rewriting eight bytes in place take no new
+/// space, so this works on the full disk that stopped the recording.
+fn trim_to_durable(file: &File, header_len: u64, durable_samples: u64) -> std::io::Result<()> {
+    let data = durable_samples * 2;
+    let too_big = |_| std::io::Error::other("a WAV over 4 GiB");
+    let riff = u32::try_from(header_len + data - 8).map_err(too_big)?;
+    let data_len = u32::try_from(data).map_err(too_big)?;
+    file.set_len(header_len + data)?;
+    let mut file = file;
+    file.seek(SeekFrom::Start(4))?;
+    file.write_all(&riff.to_le_bytes())?;
+    file.seek(SeekFrom::Start(header_len - 4))?;
+    file.write_all(&data_len.to_le_bytes())?;
+    file.sync_all()
 }
 
 fn failed_track(config: &RecordingConfig, track: Track, error: String) -> TrackFile {
     TrackFile {
         wav: None,
         sync: None,
+        header_len: 0,
         resampler: None,
         ticks: 0,
         status: TrackStatus {

@@ -55,6 +55,10 @@ pub struct BotCounters {
     pub orphan_notifications: AtomicU64,
     pub keep_alives_sent: AtomicU64,
     pub keep_alive_failures: AtomicU64,
+    /// Rosters the read that goes with each keepAlive found different from the notified one.
+    pub roster_corrections: AtomicU64,
+    /// Recording files that stopped on an error (a full disk) while their call went on.
+    pub recording_failures: AtomicU64,
     /// The most calls held at once (offers admitted and creates in flight included).
     pub calls_held_peak: AtomicU64,
 }
@@ -82,6 +86,16 @@ pub struct BotStats {
     pub keep_alives_sent: u64,
     /// `keepAlive` requests that failed.
     pub keep_alive_failures: u64,
+    /// Rosters corrected by the roster read that goes with each `keepAlive`: the service's
+    /// roster differed from the one its notifications had built, so notifications were lost
+    /// on the way (Graph gives up on one after a few retries).
+    pub roster_corrections: u64,
+    /// Recording files that stopped on a write error (a full disk) while their call went on
+    /// ([`Event::RecordingFailed`](crate::Event::RecordingFailed)).
+    pub recording_failures: u64,
+    /// Notifications answered 503 because their token's signing keys could not be fetched
+    /// (Graph sends them again).
+    pub notifications_unchecked: u64,
     /// Notifications refused for a bad or missing token.
     pub notifications_refused: u64,
     /// Notifications answered 404: calls this instance does not hold.
@@ -389,6 +403,12 @@ impl Bot {
         self.incoming.lock().await.recv().await
     }
 
+    /// The media scheduler's counters: calls per worker, ticks and late ticks, tick and send
+    /// time distributions (`None` once the bot has shut down).
+    pub fn media_stats(&self) -> Option<appmedia_media::scheduler::SchedulerStats> {
+        lock(&self.inner.scheduler).as_ref().map(|s| s.stats())
+    }
+
     /// What the bot has done so far.
     pub fn stats(&self) -> BotStats {
         stats_of(&self.inner)
@@ -471,6 +491,9 @@ pub(crate) fn stats_of(inner: &BotInner) -> BotStats {
         orphan_notifications: get(&c.orphan_notifications),
         keep_alives_sent: get(&c.keep_alives_sent),
         keep_alive_failures: get(&c.keep_alive_failures),
+        roster_corrections: get(&c.roster_corrections),
+        recording_failures: get(&c.recording_failures),
+        notifications_unchecked: receiver.keys_unavailable,
         notifications_refused: receiver.unauthorized,
         notifications_unknown_call: receiver.unknown_call,
         notifications_busy: receiver.busy,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
 use appmedia_audio_io::record::{
-    CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus,
+    CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus, TrackStatus,
 };
 use appmedia_audio_io::stream::StreamedClip;
 use appmedia_media::pipeline::ToneSender;
@@ -76,6 +76,10 @@ pub enum Event {
     Operation(Box<CommsOperation>),
     /// A prompt played by the bot's own media ended.
     PromptFinished(PromptEvent),
+    /// A file of the call's recording stopped on an error (a full disk, say): it stays a valid
+    /// WAV holding what was written before; the call, its media and the other files go on.
+    /// Once per file.
+    RecordingFailed(Box<TrackStatus>),
     /// The app-hosted media connected (ICE and DTLS done): audio flows.
     MediaConnected,
     /// The app-hosted media ended (the call may go on without audio until Graph ends it).

@@ -1,6 +1,7 @@
 //! One async task per call: turns notifications and media events into [`Event`]s, accepts the
-//! service's answer blob, fetches missing rosters, sends keepAlive, and tears the call down
-//! (media off the worker, recording finished, routes removed) when it ends.
+//! service's answer blob, fetches missing rosters, sends keepAlive (and reads the roster with
+//! it), reports recording files that failed, and tears the call down (media off the worker,
+//! recording finished, routes removed) when it ends.
 //!
 //! The audio itself never runs here: it runs on the bot's scheduler workers; this task only
 //! drains their small queues every [`MEDIA_POLL`].
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use appmedia_audio_io::record::TrackState;
 use appmedia_media::pipeline::PipelineEvent;
 use appmedia_model::{CallState, MediaConfig, ResultInfo};
 use appmedia_signalling::callback::CallEvent;
@@ -30,6 +32,39 @@ const ANSWER_BLOB_GRACE: Duration = Duration::from_secs(2);
 const FINAL_STATS_WAIT: Duration = Duration::from_secs(1);
 /// A failed keepAlive is retried this soon (Graph's window is 45 minutes).
 const KEEP_ALIVE_RETRY: Duration = Duration::from_secs(60);
+/// How often a recorded call's files are looked at for write errors.
+const RECORDING_CHECK: Duration = Duration::from_secs(1);
+
+/// Reads the call's roster from the service and applies it whole; only what differs from the
+/// roster the notifications built becomes a [`Event::Roster`] (counted as a correction). Graph
+/// retries a notification only a few times: one lost while the bot's endpoint was unreachable
+/// (a proxy down for a minute) would otherwise leave the roster wrong until the next change.
+async fn read_roster(
+    bot: &crate::bot::BotInner,
+    client: &appmedia_signalling::client::GraphClient,
+    call_id: &str,
+) {
+    let participants = match client.list_participants(call_id).await {
+        Ok(participants) => participants,
+        Err(e) => {
+            tracing::warn!(call = %call_id, error = %e, "reading the roster with keepAlive failed");
+            return;
+        }
+    };
+    let registry = bot.receiver.registry();
+    // A call that ended meanwhile is not brought back into the registry.
+    if registry.with_call(call_id, |_| ()).is_none() {
+        return;
+    }
+    let events = registry.apply_full_roster(call_id, participants);
+    if !events.is_empty() {
+        bot.counters
+            .roster_corrections
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(call = %call_id, "the service's roster differed from the notified one: corrected (notifications were lost)");
+    }
+    bot.receiver.deliver(events);
+}
 
 /// What the driver needs besides the events.
 pub(crate) struct Driver {
@@ -133,6 +168,7 @@ impl Driver {
                         bot.counters
                             .keep_alives_sent
                             .fetch_add(1, Ordering::Relaxed);
+                        read_roster(&bot, client, &id).await;
                         KeepAliveResult::Sent
                     }
                     Err(e) if e.status() == Some(404) => KeepAliveResult::CallGone,
@@ -157,6 +193,10 @@ impl Driver {
         let keeps_alive = self.acs.is_none();
         // Keys the ACS audio stream reports.
         let mut stream_dtmf = self.media.as_mut().and_then(|m| m.dtmf.take());
+        let mut recording_check = tokio::time::interval(RECORDING_CHECK);
+        recording_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Recording files already reported as failed (each is reported once).
+        let mut failed_files = Vec::new();
         let end: Option<ResultInfo> = loop {
             let session = self.media.as_ref().map(|m| m.link.clone());
             let shared = self.shared.clone();
@@ -172,6 +212,9 @@ impl Driver {
                     }
                 }
                 _ = media_poll.tick(), if self.media.is_some() => self.drain_media(),
+                _ = recording_check.tick(), if self.shared.recorder_tx.is_some() => {
+                    self.check_recording(&mut failed_files);
+                }
                 pressed = async { stream_dtmf.as_mut().expect("guarded").recv().await }, if stream_dtmf.is_some() => {
                     match pressed {
                         Some((key, stream)) => self.emit(Event::Tone {
@@ -415,6 +458,33 @@ impl Driver {
             Err(e) => {
                 tracing::warn!(call = %self.shared.id, error = %e, "cannot read the answer blob")
             }
+        }
+    }
+
+    /// Reports each recording file that stopped on an error since the last look (a full disk):
+    /// an event for the bot and a counter, once per file. The call goes on.
+    fn check_recording(&self, reported: &mut Vec<std::path::PathBuf>) {
+        let failed: Vec<_> = {
+            let recorder = lock(&self.shared.recorder);
+            let Some(recorder) = recorder.as_ref() else {
+                return;
+            };
+            recorder
+                .status()
+                .tracks
+                .into_iter()
+                .filter(|t| t.state == TrackState::Failed && !reported.contains(&t.path))
+                .collect()
+        };
+        for track in failed {
+            tracing::warn!(call = %self.shared.id, path = %track.path.display(), error = ?track.error, "a recording file stopped; the call goes on");
+            self.shared
+                .bot
+                .counters
+                .recording_failures
+                .fetch_add(1, Ordering::Relaxed);
+            reported.push(track.path.clone());
+            self.emit(Event::RecordingFailed(Box::new(track)));
         }
     }
 

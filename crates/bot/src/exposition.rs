@@ -96,7 +96,7 @@ const fn gauge(name: &'static str, help: &'static str, read: fn(&Sample) -> f64)
 const REJECTED: &str = "appmedia_bot_notifications_rejected_total";
 const REJECTED_HELP: &str = "Notification POSTs refused, by reason: unauthorized (401), \
     malformed (400), too_large (413), other_tenant (403), unknown_call (404), timed_out (408), \
-    busy, backpressure, registry_full, overloaded (503).";
+    busy, backpressure, registry_full, overloaded, keys_unavailable (503).";
 
 const fn rejected(reason: &'static str, read: fn(&Sample) -> u64) -> Metric {
     Metric {
@@ -231,6 +231,18 @@ const METRICS: &[Metric] = &[
     rejected("backpressure", |s| s.receiver.backpressure),
     rejected("registry_full", |s| s.receiver.registry_full),
     rejected("overloaded", |s| s.receiver.overloaded),
+    rejected("keys_unavailable", |s| s.receiver.keys_unavailable),
+    counter(
+        "appmedia_bot_roster_corrections_total",
+        "Rosters the read with each keepAlive found different from the notified one \
+         (notifications lost on the way).",
+        |s| s.stats.roster_corrections,
+    ),
+    counter(
+        "appmedia_bot_recording_failures_total",
+        "Recording files stopped by a write error (a full disk) while their call went on.",
+        |s| s.stats.recording_failures,
+    ),
     counter(
         "appmedia_bot_media_ticks_total",
         "20 ms media ticks run, over all calls.",
@@ -373,6 +385,8 @@ mod tests {
         let (a, b) = (Exposition::new(), Exposition::new());
         let mut sample = Sample::default();
         sample.receiver.unauthorized = 3;
+        sample.receiver.keys_unavailable = 2;
+        sample.stats.roster_corrections = 1;
         sample.jitter = Duration::from_micros(2500);
         sample.ready = true;
         let text = a.render(&sample);
@@ -382,6 +396,11 @@ mod tests {
             3.0
         );
         assert_eq!(values["appmedia_bot_notifications_unauthorized_total"], 3.0);
+        assert_eq!(
+            values[r#"appmedia_bot_notifications_rejected_total{reason="keys_unavailable"}"#],
+            2.0
+        );
+        assert_eq!(values["appmedia_bot_roster_corrections_total"], 1.0);
         assert_eq!(values["appmedia_bot_rtp_jitter_seconds"], 0.0025);
         assert_eq!(values["appmedia_bot_ready"], 1.0);
         assert!(

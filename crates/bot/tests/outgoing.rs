@@ -329,6 +329,9 @@ async fn keep_alive_keeps_a_call_past_the_services_timeout_and_without_it_the_ca
     }
     assert!(!call.is_ended(), "kept alive");
     assert!(bot.stats().keep_alives_sent >= 5, "{:?}", bot.stats());
+    // The roster read with each keepAlive found the roster the notifications built: nothing
+    // was lost, nothing to correct (no spurious roster events).
+    assert_eq!(bot.stats().roster_corrections, 0, "{:?}", bot.stats());
     call.hang_up().await.unwrap();
     bot.shutdown(None).await;
 

@@ -430,6 +430,12 @@ impl Emulator {
         Ok(())
     }
 
+    /// The counters of the scheduler that ticks every call's media on the service's side
+    /// (conferences of app- and service-hosted calls): ticks, late ticks, tick times.
+    pub fn media_stats(&self) -> appmedia_media::scheduler::SchedulerStats {
+        self.shared.conferences.stats()
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.shared.calls().len()

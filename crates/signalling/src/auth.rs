@@ -513,7 +513,8 @@ pub struct CallbackAuthConfig {
     /// After a failed fetch, the next one may come this soon (instead of
     /// `refetch_min_interval`).
     pub retry_after_failure: Duration,
-    /// Bound on each fetch of the OpenID document and the JWKS.
+    /// Bound on one fetch of the keys (the OpenID document and the JWKS together): how long
+    /// a notification signed with a key not seen yet may wait for them.
     pub fetch_timeout: Duration,
     /// Certificate authorities (PEM) to trust for those fetches besides the system's: a
     /// local service's own CA.
@@ -540,13 +541,18 @@ impl CallbackAuthConfig {
             refetch_min_interval: Duration::from_secs(30),
             keys_max_age: Duration::from_secs(24 * 3600),
             retry_after_failure: Duration::from_secs(10),
-            fetch_timeout: Duration::from_secs(10),
+            // Well under the time a sender waits for the answer (the emulator gives up on a
+            // POST after 10 s): a notification waiting for keys is answered, 503 if need be,
+            // before its sender times out and counts a failure of its own.
+            fetch_timeout: Duration::from_secs(5),
             ca_pem: None,
         }
     }
 }
 
-/// Why a callback token was refused. Every variant means 401 and nothing applied.
+/// Why a callback token was refused. Every variant but [`KeysUnavailable`](Self::KeysUnavailable)
+/// means 401 and nothing applied; that one means the token could not be checked, and the
+/// receiver answers 503 with `Retry-After`, which Graph retries ([`Self::is_unavailable`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackAuthError {
     #[error("no Authorization header")]
@@ -616,8 +622,18 @@ pub enum CallbackAuthError {
         tid: String,
     },
     #[error("signing keys unavailable: {0}")]
-    /// The signing keys could not be fetched; why.
+    /// The signing keys could not be fetched (and the token's key is not among those known);
+    /// why.
     KeysUnavailable(String),
+}
+
+impl CallbackAuthError {
+    /// True when the token was not found bad but could not be checked: the signing keys were
+    /// unavailable. A receiver answers 503 (the sender retries) rather than 401 (refused for
+    /// good) — a notification refused 401 while the key endpoint was down would be lost.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::KeysUnavailable(_))
+    }
 }
 
 /// The claims of an accepted callback token.
@@ -645,20 +661,25 @@ struct KeyCache {
 
 /// Validates callback tokens; cheap to share (`Arc`) between requests.
 pub struct CallbackTokenValidator {
+    keys: Arc<KeySource>,
+}
+
+/// The signing keys and their fetching, shared with a refresh running in the background.
+struct KeySource {
     config: CallbackAuthConfig,
     http: reqwest::Client,
     /// Read and written without awaiting anything while it is held: a fetch in progress
     /// never delays a token whose key is known.
     cache: std::sync::Mutex<KeyCache>,
     /// One fetch at a time; tokens with an unknown key wait for it, the others do not.
-    refresh: tokio::sync::Mutex<()>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
     fetches: AtomicUsize,
 }
 
 impl std::fmt::Debug for CallbackTokenValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallbackTokenValidator")
-            .field("config", &self.config)
+            .field("config", &self.keys.config)
             .finish_non_exhaustive()
     }
 }
@@ -672,27 +693,39 @@ impl CallbackTokenValidator {
             config.ca_pem.as_deref(),
         )?;
         Ok(Self {
-            config,
-            http,
-            cache: std::sync::Mutex::new(KeyCache {
-                keys: HashMap::new(),
-                fetched_at: None,
-                attempted_at: None,
-                last_error: None,
+            keys: Arc::new(KeySource {
+                config,
+                http,
+                cache: std::sync::Mutex::new(KeyCache {
+                    keys: HashMap::new(),
+                    fetched_at: None,
+                    attempted_at: None,
+                    last_error: None,
+                }),
+                refresh: Arc::new(tokio::sync::Mutex::new(())),
+                fetches: AtomicUsize::new(0),
             }),
-            refresh: tokio::sync::Mutex::new(()),
-            fetches: AtomicUsize::new(0),
         })
     }
 
     /// What the validator accepts.
     pub fn config(&self) -> &CallbackAuthConfig {
-        &self.config
+        &self.keys.config
     }
 
     /// How many times the key documents were fetched.
     pub fn key_fetch_count(&self) -> usize {
-        self.fetches.load(Ordering::Relaxed)
+        self.keys.fetches.load(Ordering::Relaxed)
+    }
+
+    /// How long until the keys may be fetched again (zero: now): what a refusal for
+    /// unavailable keys tells the sender to wait (`Retry-After`).
+    pub fn next_fetch_in(&self) -> Duration {
+        let cache = self.keys.cache();
+        let gap = self.keys.gap_after(&cache);
+        cache
+            .attempted_at
+            .map_or(Duration::ZERO, |t| gap.saturating_sub(t.elapsed()))
     }
 
     /// Validates the value of an `Authorization` header.
@@ -722,9 +755,10 @@ impl CallbackTokenValidator {
         }
         let kid = header.kid.ok_or(CallbackAuthError::MissingKeyId)?;
         let key = self.key_for(&kid).await?;
+        let config = &self.keys.config;
 
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.leeway = self.config.leeway.as_secs();
+        validation.leeway = config.leeway.as_secs();
         validation.validate_nbf = true;
         // iss/aud/tid are checked below, so the error can name the refused value.
         validation.validate_aud = false;
@@ -758,8 +792,7 @@ impl CallbackTokenValidator {
             .and_then(Value::as_str)
             .ok_or(CallbackAuthError::MissingClaim { claim: "iss" })?
             .to_owned();
-        if !self
-            .config
+        if !config
             .issuers
             .iter()
             .any(|accepted| accepted.trim_end_matches('/') == issuer.trim_end_matches('/'))
@@ -775,16 +808,16 @@ impl CallbackTokenValidator {
                 .collect(),
             _ => return Err(CallbackAuthError::MissingClaim { claim: "aud" }),
         };
-        if !audience.iter().any(|a| a == &self.config.app_id) {
+        if !audience.iter().any(|a| a == &config.app_id) {
             return Err(CallbackAuthError::WrongAudience { aud: audience });
         }
 
         let tenant_id = match claims.get("tid").and_then(Value::as_str) {
             Some(tid) => tid.to_owned(),
-            None if matches!(self.config.tenants, TenantPolicy::NotScoped) => String::new(),
+            None if matches!(config.tenants, TenantPolicy::NotScoped) => String::new(),
             None => return Err(CallbackAuthError::MissingClaim { claim: "tid" }),
         };
-        if let TenantPolicy::Only(tenants) = &self.config.tenants
+        if let TenantPolicy::Only(tenants) = &config.tenants
             && !tenants.iter().any(|t| t.eq_ignore_ascii_case(&tenant_id))
         {
             return Err(CallbackAuthError::WrongTenant { tid: tenant_id });
@@ -800,70 +833,108 @@ impl CallbackTokenValidator {
         })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The key `kid` names. A known key is answered at once, from the cache, even while a
-    /// fetch is in flight. An unknown one (or keys past their age) starts a fetch — one at a
-    /// time, rate-limited whatever triggered it: a flood of forged kids or an outage of the
-    /// key endpoint must not turn into a flood of fetches; after a failure the retry comes
-    /// sooner. Tokens with an unknown key wait for the fetch in flight, not for a new one.
+    /// fetch is in flight; keys past their age are refreshed in the background while the
+    /// known ones keep serving. An unknown key starts a fetch — one at a time, rate-limited
+    /// whatever triggered it: a flood of forged kids or an outage of the key endpoint must not
+    /// turn into a flood of fetches; after a failure the retry comes sooner. Tokens with an
+    /// unknown key wait for the fetch in flight (bounded by `fetch_timeout`), not for a new
+    /// one. When the keys could not be fetched, an unknown key is
+    /// [`CallbackAuthError::KeysUnavailable`] (it may be a genuinely new key: the sender should
+    /// come back), not [`CallbackAuthError::UnknownKey`].
     async fn key_for(&self, kid: &str) -> Result<DecodingKey, CallbackAuthError> {
+        let keys = &self.keys;
         let known = {
-            let cache = self.cache();
+            let cache = keys.cache();
             let fresh = cache
                 .fetched_at
-                .is_some_and(|t| t.elapsed() < self.config.keys_max_age);
+                .is_some_and(|t| t.elapsed() < keys.config.keys_max_age);
             match cache.keys.get(kid) {
                 Some(key) if fresh => return Ok(key.clone()),
                 other => other.cloned(),
             }
         };
-        if let Some(stale) = &known {
-            // Keys past their age: one request refreshes them; while it does, the known key
-            // still serves.
-            let Ok(_refreshing) = self.refresh.try_lock() else {
-                return Ok(stale.clone());
-            };
-            self.fetch_if_allowed().await;
-            return Ok(self.cache().keys.get(kid).cloned().unwrap_or(stale.clone()));
+        if let Some(stale) = known {
+            // Keys past their age: refreshed in the background (one refresh at a time, within
+            // the rate limit) while the known key answers this token at once — a slow or dead
+            // key endpoint must not hold up a notification signed with a key we have.
+            if keys.fetch_due()
+                && let Ok(refreshing) = keys.refresh.clone().try_lock_owned()
+            {
+                let source = keys.clone();
+                let refresh = async move {
+                    let _refreshing = refreshing;
+                    source.fetch_if_allowed().await;
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(refresh);
+                    }
+                    // Outside a runtime nothing could run it later: refresh now.
+                    Err(_) => refresh.await,
+                }
+            }
+            return Ok(stale);
         }
         // Unknown: wait for a fetch in flight, then fetch ourselves if still unknown and
         // allowed.
-        let _refreshing = self.refresh.lock().await;
-        if let Some(key) = self.cache().keys.get(kid) {
+        let _refreshing = keys.refresh.lock().await;
+        if let Some(key) = keys.cache().keys.get(kid) {
             return Ok(key.clone());
         }
-        self.fetch_if_allowed().await;
-        let cache = self.cache();
-        match cache.keys.get(kid) {
-            Some(key) => Ok(key.clone()),
-            None => match (&cache.last_error, cache.keys.is_empty()) {
-                (Some(e), true) => Err(e.clone()),
-                _ => Err(CallbackAuthError::UnknownKey {
-                    kid: kid.to_owned(),
-                }),
-            },
+        keys.fetch_if_allowed().await;
+        let cache = keys.cache();
+        match (cache.keys.get(kid), &cache.last_error) {
+            (Some(key), _) => Ok(key.clone()),
+            (None, Some(unavailable)) => Err(unavailable.clone()),
+            (None, None) => Err(CallbackAuthError::UnknownKey {
+                kid: kid.to_owned(),
+            }),
+        }
+    }
+}
+
+impl KeySource {
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The least time between two fetches: shorter after a failure.
+    fn gap_after(&self, cache: &KeyCache) -> Duration {
+        if cache.last_error.is_some() {
+            self.config.retry_after_failure
+        } else {
+            self.config.refetch_min_interval
         }
     }
 
+    /// Whether the rate limit lets a fetch start now.
+    fn fetch_due(&self) -> bool {
+        let cache = self.cache();
+        let gap = self.gap_after(&cache);
+        cache.attempted_at.is_none_or(|t| t.elapsed() >= gap)
+    }
+
     /// Fetches the keys unless the last attempt was too recent. Called with `refresh` held.
+    /// The whole fetch (OpenID document and JWKS) is bounded by `fetch_timeout`.
     async fn fetch_if_allowed(&self) {
         {
             let mut cache = self.cache();
-            let gap = if cache.last_error.is_some() {
-                self.config.retry_after_failure
-            } else {
-                self.config.refetch_min_interval
-            };
+            let gap = self.gap_after(&cache);
             if cache.attempted_at.is_some_and(|t| t.elapsed() < gap) {
                 return;
             }
             cache.attempted_at = Some(Instant::now());
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetched = self.fetch_keys().await;
+        let timeout = self.config.fetch_timeout;
+        let fetched = match tokio::time::timeout(timeout, self.fetch_keys()).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err(CallbackAuthError::KeysUnavailable(format!(
+                "{}: no keys within {timeout:?}",
+                self.config.openid_configuration_url
+            ))),
+        };
         let mut cache = self.cache();
         match fetched {
             Ok(keys) => {
@@ -984,6 +1055,15 @@ impl CallbackAuth {
             })
         } else {
             Err(NotLoopback { addr: listener })
+        }
+    }
+
+    /// How long a sender refused for unavailable keys should wait before it tries again:
+    /// until the validator fetches them again (at least a second, as `Retry-After` counts).
+    pub fn retry_after(&self) -> Duration {
+        match &self.mode {
+            CallbackAuthMode::Validate(v) => v.next_fetch_in().max(Duration::from_secs(1)),
+            CallbackAuthMode::DisabledOnLoopback(_) => Duration::from_secs(1),
         }
     }
 

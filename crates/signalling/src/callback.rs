@@ -1,6 +1,7 @@
 //! The callback receiver: the HTTP endpoint behind the bot's `callbackUri`.
 //!
-//! Each POST is authenticated ([`CallbackAuth`]: 401 for a bad token), parsed whole as
+//! Each POST is authenticated ([`CallbackAuth`]: 401 for a bad token, 503 when its signing keys
+//! cannot be fetched, so that Graph sends it again), parsed whole as
 //! `commsNotifications` (400 with a Graph-style error body for malformed JSON, nothing
 //! applied), routed by call id to that call's [`CallAgent`] (state machine, roster, content
 //! sharing) in the [`CallRegistry`], and answered 202. What changed reaches the bot as
@@ -108,6 +109,9 @@ pub struct ReceiverStats {
     pub accepted: u64,
     /// POSTs answered 401.
     pub unauthorized: u64,
+    /// POSTs answered 503 because the token's signing keys could not be fetched (the token
+    /// was not checked; Graph sends the notification again).
+    pub keys_unavailable: u64,
     /// POSTs answered 400.
     pub malformed: u64,
     /// POSTs answered 413: bodies over the receiver's cap, never read past it.
@@ -141,6 +145,7 @@ pub struct ReceiverStats {
 struct Counters {
     accepted: AtomicU64,
     unauthorized: AtomicU64,
+    keys_unavailable: AtomicU64,
     malformed: AtomicU64,
     too_large: AtomicU64,
     notifications: AtomicU64,
@@ -355,6 +360,7 @@ impl CallbackReceiver {
         ReceiverStats {
             accepted: c.accepted.load(Ordering::Relaxed),
             unauthorized: c.unauthorized.load(Ordering::Relaxed),
+            keys_unavailable: c.keys_unavailable.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
             too_large: c.too_large.load(Ordering::Relaxed),
             notifications: c.notifications.load(Ordering::Relaxed),
@@ -444,7 +450,9 @@ impl CallbackReceiver {
         }
     }
 
-    /// The token check alone: the claims (`None` when validation is disabled), or the 401.
+    /// The token check alone: the claims (`None` when validation is disabled), or the 401 —
+    /// or a 503 when the token could not be checked because the signing keys are unavailable:
+    /// Graph sends that notification again, where a 401 would lose it.
     async fn authorize(
         &self,
         authorization: Option<&str>,
@@ -454,6 +462,22 @@ impl CallbackReceiver {
             .check(authorization)
             .await
             .map_err(|reason| {
+                if reason.is_unavailable() {
+                    self.inner
+                        .counters
+                        .keys_unavailable
+                        .fetch_add(1, Ordering::Relaxed);
+                    let wait = self.inner.auth.retry_after();
+                    tracing::warn!(%reason, retry_after = ?wait, "callback not checked: signing keys unavailable, 503");
+                    return CallbackResponse {
+                        retry_after: Some(u32::try_from(wait.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX)),
+                        ..CallbackResponse::refused(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "ServiceUnavailable",
+                            "The notification's token cannot be checked now; send it again.",
+                        )
+                    };
+                }
                 self.inner
                     .counters
                     .unauthorized

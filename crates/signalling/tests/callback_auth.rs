@@ -388,7 +388,7 @@ async fn unknown_key_ids_do_not_flood_the_key_endpoint() {
 }
 
 #[tokio::test]
-async fn unreachable_keys_refuse_every_token_and_are_retried_later() {
+async fn unreachable_keys_leave_every_token_unchecked_and_are_retried_later() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
@@ -398,7 +398,8 @@ async fn unreachable_keys_refuse_every_token_and_are_retried_later() {
     })
     .await;
     let token = s.token(&claims());
-    assert_eq!(s.post_token(&token).await.0, 401);
+    // Not refused for good (401): answered 503, which the sender retries.
+    assert_eq!(s.post_token(&token).await.0, 503);
     assert!(matches!(
         s.validator.validate(&token).await.unwrap_err(),
         CallbackAuthError::KeysUnavailable(_)
@@ -426,12 +427,16 @@ async fn keys_past_their_age_are_refetched() {
     .await;
     let token = s.token(&claims());
     assert!(s.validator.validate(&token).await.is_ok());
+    // Aged: the known key answers at once and the keys are refetched in the background.
     assert!(s.validator.validate(&token).await.is_ok());
-    assert_eq!(
-        s.validator.key_fetch_count(),
-        2,
-        "an aged key set is refetched"
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.validator.key_fetch_count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an aged key set is refetched"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -213,19 +213,31 @@ impl AcsBackend {
             .with_state(weak)
     }
 
-    async fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// `Ok` when the request's token is valid (or none is needed); otherwise the answer: 401,
+    /// or 503 with `Retry-After` when the keys to check it could not be fetched (the service
+    /// retries a 503; a 401 would lose the event).
+    async fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
         let Some(validator) = &self.validator else {
-            return true;
+            return Ok(());
         };
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         match validator.validate_header(header).await {
-            Ok(_) => true,
+            Ok(_) => Ok(()),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "ACS callback token not checked: keys unavailable, 503");
+                let wait = validator.next_fetch_in().as_secs().max(1);
+                Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, wait.to_string())],
+                )
+                    .into_response())
+            }
             Err(e) => {
                 self.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "ACS callback token refused");
-                false
+                Err(StatusCode::UNAUTHORIZED.into_response())
             }
         }
     }
@@ -255,8 +267,8 @@ async fn call_events(
         acs.counters.unknown_token.fetch_add(1, Ordering::Relaxed);
         return StatusCode::NOT_FOUND.into_response();
     };
-    if !acs.authorized(&headers).await {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Err(refused) = acs.authorize(&headers).await {
+        return refused;
     }
     let (events, refused) = match parse_batch(&body) {
         Ok(parsed) => parsed,
@@ -346,8 +358,8 @@ async fn media_socket(
         acs.counters.unknown_token.fetch_add(1, Ordering::Relaxed);
         return StatusCode::NOT_FOUND.into_response();
     }
-    if !acs.authorized(&headers).await {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Err(refused) = acs.authorize(&headers).await {
+        return refused;
     }
     // The service may connect before the answer's response has set the stream up.
     let deadline = Instant::now() + SLOT_WAIT;
