@@ -212,6 +212,10 @@ pub struct LoadtestArgs {
     /// (with `--calls max`: the final run).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// Keep each call on its home worker: no worker ticks another's calls within the
+    /// period (to measure what stealing buys; the report says which ran).
+    #[arg(long)]
+    pub no_steal: bool,
     /// With `--realtime`: the priority, 1-99.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=99))]
     pub realtime_priority: u8,
@@ -614,6 +618,8 @@ struct WireSetup {
     realtime: Option<appmedia_media::scheduler::RealtimePriority>,
     /// Sample the run every second (`--plot`).
     timeline: bool,
+    /// Workers tick each other's calls within the period.
+    steal: bool,
 }
 
 fn run_once(
@@ -639,6 +645,7 @@ fn run_once(
     let scheduler = Scheduler::start(SchedulerConfig {
         workers,
         realtime: wire_setup.realtime,
+        steal: wire_setup.steal,
         ..SchedulerConfig::default()
     })?;
     // Build every call before the clock starts: construction allocates, ticks must not.
@@ -779,7 +786,7 @@ fn report_json(
         "pct_of_codec_limit": round(per_core / limit * 100.0, 1),
         "late_periods": r.stats.workers.iter().map(|w| w.late_periods).sum::<u64>(),
         "skipped_periods": r.stats.workers.iter().map(|w| w.skipped_periods).sum::<u64>(),
-        "migrations": r.stats.migrations(),
+        "steals": r.stats.steals(),
         "bot_format": format.name(),
         "bot": mode.name(),
         "host_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -792,7 +799,7 @@ fn report_text(v: &serde_json::Value) -> String {
     let num = |k: &str| v[k].as_f64().map_or("n/a".to_string(), |x| format!("{x}"));
     let mut text = format!(
         "loadtest: {} calls ({}, bot {}) on {} workers for {} s\n\
-         ticks {} late {} | tick p50 {} us p99 {} us max {} us | migrations {}\n\
+         ticks {} late {} | tick p50 {} us p99 {} us max {} us | stolen ticks {}\n\
          send time after the period start p50 {} us p99 {} us p99.9 {} us max {} us \
          (jitter p99 {} us p99.9 {} us) | workers at {} priority\n\
          cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
@@ -808,7 +815,7 @@ fn report_text(v: &serde_json::Value) -> String {
         num("tick_p50_us"),
         num("tick_p99_us"),
         num("tick_max_us"),
-        num("migrations"),
+        num("steals"),
         num("send_offset_p50_us"),
         num("send_offset_p99_us"),
         num("send_offset_p999_us"),
@@ -901,6 +908,7 @@ fn run_child(
             &seconds.to_string(),
         ])
         .args(["--workers", &workers.to_string()])
+        .args(args.no_steal.then_some("--no-steal"))
         .args(["--transport", args.transport.name()])
         .args(["--connect-timeout", &args.connect_timeout.to_string()])
         .stdin(std::process::Stdio::null())
@@ -1033,6 +1041,7 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
                 connect_timeout: Duration::from_secs(args.connect_timeout),
                 realtime: args.realtime.map(|r| r.priority(args.realtime_priority)),
                 timeline: args.plot.is_some(),
+                steal: !args.no_steal,
             };
             let result = run_once(
                 n,
@@ -1199,6 +1208,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             realtime: None,
             timeline: true,
+            steal: true,
         };
         let mode = (BotFormat::Pcm16k, BotMode::Listen);
         let r = run_once(3, 1, 1, mode, &scripts, in_process).unwrap();

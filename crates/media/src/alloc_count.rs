@@ -70,6 +70,13 @@ pub fn allocations_during(f: impl FnOnce()) -> u64 {
     ALLOCATIONS.with(Cell::get) - before
 }
 
+/// Allocations (including reallocations) this thread has made so far: for code that cannot
+/// wrap the part to measure in a closure (a call ticked by the scheduler's worker compares it
+/// from one tick to the next).
+pub fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
 /// Heap bytes this thread has allocated and not yet freed (may go negative when a thread frees
 /// what another allocated).
 pub fn live_bytes() -> isize {

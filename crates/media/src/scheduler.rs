@@ -2,20 +2,24 @@
 //!
 //! This is the one part of the media core that owns threads and a clock; the
 //! per-call pipeline knows nothing about it (it only implements [`Tickable`]).
-//! The shape follows songbird's scheduler:
+//! The shape follows songbird's scheduler, with work stealing within the period:
 //!
-//! * Each worker ticks all its calls against **absolute deadlines**
+//! * Every worker ticks calls against the same **absolute deadlines**
 //!   `epoch + k · period`, so sleeping overshoot never accumulates into drift.
 //!   Every call is told the *nominal* time of its frame (`k · period`), so its
-//!   clock is exact even when the thread wakes a little late.
-//! * Every call tick is timed; a worker measures its busy share of each
-//!   window (default 1 s). A worker above its budget (default 90 % of the
-//!   period) hands one call per window to the least-loaded worker that can take
-//!   it without going over budget itself.
-//! * Calls are added from any thread through a bounded command channel per
-//!   worker; they are removed through their [`CallHandle`] (an atomic flag the
-//!   owning worker checks every tick, so removal needs no routing and is safe
-//!   while a call migrates).
+//!   clock is exact even when a thread wakes a little late.
+//! * Calls live in one shared table of slots. Each call has a **home** worker
+//!   (the one with the fewest calls when it was added) that ticks it first, in
+//!   table order, for cache affinity. A worker done with its own calls for the
+//!   period **steals** the ones other workers have not reached yet, from the far
+//!   end of the table: a worker that is preempted, or whose calls cost more this
+//!   period, no longer makes its remaining calls late while another worker idles.
+//!   Each slot's state word (the last period it was ticked for, and a busy bit)
+//!   is claimed with one compare-and-swap, so a call is ticked once per period,
+//!   by one thread at a time, with `now` strictly increasing.
+//! * Calls are added from any thread straight into a free slot (no channel);
+//!   they are removed through their [`CallHandle`] (an atomic flag the worker
+//!   that next claims the slot checks).
 //! * Removed calls are dropped on a [`Disposer`] thread, since a call's `Drop`
 //!   may free large buffers or close things.
 //! * A panicking call is caught, counted and removed; its worker carries on.
@@ -50,7 +54,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::cell::UnsafeCell;
+use std::sync::OnceLock;
+
+use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError};
 
 use crate::frame::FRAME_DURATION;
 use crate::latency::{HistogramSnapshot, LatencyHistogram, LatencySummary};
@@ -77,18 +84,21 @@ pub struct SchedulerConfig {
     pub workers: usize,
     /// Tick period (default 20 ms, one frame).
     pub period: Duration,
-    /// Share of the period a worker may be busy before it sheds a call (default 0.9).
-    pub budget: f64,
-    /// Periods per load window (default 50 = 1 s at 20 ms).
+    /// Periods per load window (default 50 = 1 s at 20 ms): [`WorkerStats::load`].
     pub window_periods: u32,
     /// How many periods a stalled worker catches up by ticking back to back
     /// before it skips ahead to the present (default 5).
     pub max_catch_up_periods: u32,
-    /// Capacity of each worker's command channel (default 1024).
-    pub command_capacity: usize,
-    /// Calls each worker preallocates room for (default 256); more still work,
-    /// at the cost of one reallocation when added.
+    /// Call slots made at start, per worker (default 256); more are made, 64 at a
+    /// time, when calls are added (never on the tick).
     pub calls_per_worker: usize,
+    /// The most calls the scheduler holds (default 16,384); [`Scheduler::add`] past it
+    /// is [`SchedulerError::Full`].
+    pub max_calls: usize,
+    /// Whether a worker done with its own calls ticks the ones other workers have not
+    /// reached yet within the period (default `true`). `false` keeps each call on its
+    /// home worker: only for measuring what stealing buys.
+    pub steal: bool,
     /// Real-time scheduling for the workers (default `None`: the OS's normal policy).
     /// Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` allowance; when the OS refuses, the worker
     /// runs at normal priority and [`WorkerStats::priority`] says why.
@@ -190,11 +200,11 @@ impl Default for SchedulerConfig {
         Self {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             period: FRAME_DURATION,
-            budget: 0.9,
             window_periods: 50,
             max_catch_up_periods: 5,
-            command_capacity: 1024,
             calls_per_worker: 256,
+            max_calls: 16_384,
+            steal: true,
             realtime: None,
         }
     }
@@ -219,11 +229,11 @@ pub enum SchedulerError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The worker's command channel is full (it is not draining: stalled or stopping).
-    #[error("worker {worker} command queue is full; call not added")]
-    WorkerBusy {
-        /// The worker.
-        worker: usize,
+    /// The scheduler holds [`SchedulerConfig::max_calls`] calls already.
+    #[error("the scheduler holds its maximum of {max_calls} calls; call not added")]
+    Full {
+        /// The limit.
+        max_calls: usize,
     },
     /// No such worker.
     #[error("no worker {worker}; there are {workers}")]
@@ -267,13 +277,147 @@ impl CallHandle {
 struct Entry<T> {
     call: Box<T>,
     removed: Arc<AtomicBool>,
-    last_now: Option<Duration>,
-    /// Tick time spent in the current load window.
-    window_ns: u64,
 }
 
-enum Command<T> {
-    Adopt(Entry<T>),
+/// Slots per chunk of the call table.
+const CHUNK: usize = 64;
+/// A slot's state word when it holds no call.
+const EMPTY: u64 = u64::MAX;
+/// The busy bit of a slot's state word; the rest is the last period it was ticked for
+/// (`period << 1`). A call being installed is busy at period 0.
+const BUSY: u64 = 1;
+
+/// One call's place in the table. Whoever sets the busy bit (by compare-and-swap) has the
+/// entry to itself until it clears the bit.
+struct Slot<T> {
+    state: AtomicU64,
+    /// The worker that ticks this call first (an affinity hint; stealing may tick it).
+    home: AtomicUsize,
+    entry: UnsafeCell<Option<Entry<T>>>,
+}
+
+// SAFETY: `entry` is only touched by the thread that holds the slot's busy bit (taken with
+// an Acquire compare-and-swap, given back with a Release store), or through `&mut` when no
+// worker runs; the call itself is `Send`.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Self {
+            state: AtomicU64::new(EMPTY),
+            home: AtomicUsize::new(0),
+            entry: UnsafeCell::new(None),
+        }
+    }
+
+    /// Takes the slot for period `k` if it holds a call not yet ticked for `k` that no
+    /// one else holds now.
+    fn claim(&self, k: u64) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        state != EMPTY
+            && state & BUSY == 0
+            && state >> 1 < k
+            && self
+                .state
+                .compare_exchange(state, (k << 1) | BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The entry of a slot this thread has claimed.
+    ///
+    /// # Safety
+    /// The caller holds the slot's busy bit (a successful [`Slot::claim`] or install) and
+    /// has not released it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn held(&self) -> &mut Option<Entry<T>> {
+        // SAFETY: the busy bit gives this thread the only access (see the caller's contract).
+        unsafe { &mut *self.entry.get() }
+    }
+
+    /// Gives the slot back after ticking it for period `k`.
+    fn release(&self, k: u64) {
+        self.state.store(k << 1, Ordering::Release);
+    }
+}
+
+type Chunk<T> = Box<[Slot<T>]>;
+
+/// The call table: chunks of slots made on demand and never moved or freed while the
+/// scheduler lives, so workers walk it without a lock. Chunks are made in order;
+/// `chunks` counts those published.
+struct Table<T> {
+    chunk_slots: Box<[OnceLock<Chunk<T>>]>,
+    chunks: AtomicUsize,
+}
+
+impl<T: Tickable> Table<T> {
+    fn new(max_calls: usize, initial_calls: usize) -> Self {
+        let max_chunks = max_calls.div_ceil(CHUNK).max(1);
+        let table = Self {
+            chunk_slots: (0..max_chunks).map(|_| OnceLock::new()).collect(),
+            chunks: AtomicUsize::new(0),
+        };
+        while table.chunks.load(Ordering::Relaxed) * CHUNK < initial_calls.min(max_calls) {
+            table.grow();
+        }
+        table
+    }
+
+    /// Publishes one more chunk; false at the limit.
+    fn grow(&self) -> bool {
+        let n = self.chunks.load(Ordering::Acquire);
+        let Some(cell) = self.chunk_slots.get(n) else {
+            return false;
+        };
+        cell.get_or_init(|| (0..CHUNK).map(|_| Slot::new()).collect());
+        // Another adder may have published it already; the count only goes up.
+        self.chunks.fetch_max(n + 1, Ordering::Release);
+        true
+    }
+
+    /// The published slots, in table order.
+    fn slots(&self) -> impl DoubleEndedIterator<Item = &Slot<T>> {
+        let n = self.chunks.load(Ordering::Acquire);
+        self.chunk_slots[..n]
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|chunk| chunk.iter())
+    }
+
+    /// Puts `entry` into a free slot homed on `home`; gives it back if the table is full.
+    fn install(&self, entry: Entry<T>, home: usize) -> Result<(), Entry<T>> {
+        loop {
+            for slot in self.slots() {
+                if slot
+                    .state
+                    .compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    slot.home.store(home, Ordering::Relaxed);
+                    // SAFETY: the compare-and-swap above gave this thread the busy bit.
+                    unsafe { *slot.held() = Some(entry) };
+                    // Period 0: ticked from the next period any worker runs.
+                    slot.release(0);
+                    return Ok(());
+                }
+            }
+            if !self.grow() {
+                return Err(entry);
+            }
+        }
+    }
+
+    /// Takes every call out (once no worker runs) and hands it to `dispose`.
+    fn drain(&mut self, mut dispose: impl FnMut(Entry<T>)) {
+        for chunk in self.chunk_slots.iter_mut().filter_map(OnceLock::get_mut) {
+            for slot in chunk.iter_mut() {
+                if let Some(entry) = slot.entry.get_mut().take() {
+                    dispose(entry);
+                }
+                *slot.state.get_mut() = EMPTY;
+            }
+        }
+    }
 }
 
 /// Counters one worker publishes (written by the worker only).
@@ -285,11 +429,9 @@ struct WorkerShared {
     periods: AtomicU64,
     late_periods: AtomicU64,
     skipped_periods: AtomicU64,
-    migrations_in: AtomicU64,
-    migrations_out: AtomicU64,
+    steals: AtomicU64,
     panics: AtomicU64,
-    /// Busy share of the last window, in per-mille; raised by migrating
-    /// workers when they hand over a call so two do not pick the same target.
+    /// Busy share of the last window, in per-mille.
     load_permille: AtomicU32,
     tick_time: LatencyHistogram,
     busy_time: LatencyHistogram,
@@ -309,13 +451,11 @@ impl WorkerShared {
             &self.periods,
             &self.late_periods,
             &self.skipped_periods,
-            &self.migrations_out,
+            &self.steals,
             &self.panics,
         ] {
             c.store(0, Ordering::Relaxed);
         }
-        // Written by other workers too, hence a swap rather than a store race.
-        self.migrations_in.swap(0, Ordering::Relaxed);
         self.tick_time.reset();
         self.busy_time.reset();
         self.send_offset.reset();
@@ -323,19 +463,15 @@ impl WorkerShared {
     }
 }
 
-struct WorkerLink<T> {
-    tx: Sender<Command<T>>,
-    shared: Arc<WorkerShared>,
-}
 
 /// Per-worker statistics.
 #[derive(Debug, Clone)]
 pub struct WorkerStats {
     /// Worker index.
     pub worker: usize,
-    /// Calls it owns now.
+    /// Calls whose home it is now.
     pub calls: usize,
-    /// Call ticks run.
+    /// Call ticks run (its own calls' and stolen ones).
     pub ticks: u64,
     /// Call ticks that finished after their frame's period had ended.
     pub late_ticks: u64,
@@ -345,10 +481,9 @@ pub struct WorkerStats {
     pub late_periods: u64,
     /// Periods skipped after a stall longer than the catch-up limit.
     pub skipped_periods: u64,
-    /// Calls received from overloaded workers.
-    pub migrations_in: u64,
-    /// Calls handed to less loaded workers.
-    pub migrations_out: u64,
+    /// Call ticks it ran for calls homed on another worker, which that worker had not
+    /// reached yet in the period.
+    pub steals: u64,
     /// Call ticks that panicked (the call was removed).
     pub panics: u64,
     /// Busy share of the period over the last window (0.0–1.0+).
@@ -384,9 +519,9 @@ impl SchedulerStats {
         self.workers.iter().map(|w| w.late_ticks).sum()
     }
 
-    /// Migrations over all workers.
-    pub fn migrations(&self) -> u64 {
-        self.workers.iter().map(|w| w.migrations_out).sum()
+    /// Call ticks run by a worker other than the call's home, over all workers.
+    pub fn steals(&self) -> u64 {
+        self.workers.iter().map(|w| w.steals).sum()
     }
 
     /// Calls currently scheduled.
@@ -514,7 +649,8 @@ impl DisposerHandle {
 pub struct Scheduler<T: Tickable> {
     config: SchedulerConfig,
     epoch: Instant,
-    links: Arc<[WorkerLink<T>]>,
+    table: Arc<Table<T>>,
+    workers: Arc<[WorkerShared]>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     next_id: AtomicU64,
@@ -533,48 +669,42 @@ impl<T: Tickable> Scheduler<T> {
         if config.period.is_zero() {
             return invalid("period", format!("{:?}", config.period));
         }
-        if !(config.budget > 0.0 && config.budget <= 1.0) {
-            return invalid("budget", config.budget.to_string());
-        }
         if config.window_periods == 0 {
             return invalid("window_periods", config.window_periods.to_string());
         }
+        if config.max_calls == 0 {
+            return invalid("max_calls", config.max_calls.to_string());
+        }
         let disposer = Disposer::start(1024)?;
         let disposer_handle = disposer.handle();
-        let mut receivers = Vec::with_capacity(config.workers);
-        let links: Arc<[WorkerLink<T>]> = (0..config.workers)
-            .map(|_| {
-                let (tx, rx) = crossbeam_channel::bounded(config.command_capacity.max(1));
-                receivers.push(rx);
-                WorkerLink {
-                    tx,
-                    shared: Arc::new(WorkerShared::default()),
-                }
-            })
-            .collect();
+        let table = Arc::new(Table::new(
+            config.max_calls,
+            config.calls_per_worker.saturating_mul(config.workers),
+        ));
+        let workers: Arc<[WorkerShared]> =
+            (0..config.workers).map(|_| WorkerShared::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
-        // Start the grid one period out so every worker is up before frame 1.
         let epoch = Instant::now();
         let mut scheduler = Self {
             config: config.clone(),
             epoch,
-            links: links.clone(),
+            table: table.clone(),
+            workers: workers.clone(),
             threads: Vec::with_capacity(config.workers),
             stop: stop.clone(),
             next_id: AtomicU64::new(1),
             disposer_handle: disposer_handle.clone(),
             disposer: Some(disposer),
         };
-        for (index, rx) in receivers.into_iter().enumerate() {
+        for index in 0..config.workers {
             let worker = Worker {
                 index,
                 config: config.clone(),
                 epoch,
-                rx,
-                links: links.clone(),
+                table: table.clone(),
+                workers: workers.clone(),
                 stop: stop.clone(),
                 disposer: disposer_handle.clone(),
-                entries: Vec::with_capacity(config.calls_per_worker),
             };
             let name = format!("appmedia-media-{index}");
             let thread = std::thread::Builder::new()
@@ -594,7 +724,7 @@ impl<T: Tickable> Scheduler<T> {
 
     /// Number of workers.
     pub fn workers(&self) -> usize {
-        self.links.len()
+        self.workers.len()
     }
 
     /// The settings in use.
@@ -602,51 +732,60 @@ impl<T: Tickable> Scheduler<T> {
         &self.config
     }
 
-    /// Adds a call to the least loaded worker.
+    /// Adds a call homed on the worker with the fewest calls. It is ticked from the next
+    /// period on.
     pub fn add(&self, call: T) -> Result<CallHandle, SchedulerError> {
         let worker = self
-            .links
+            .workers
             .iter()
             .enumerate()
-            .min_by_key(|(_, l)| {
-                (
-                    l.shared.load_permille.load(Ordering::Relaxed),
-                    l.shared.calls.load(Ordering::Relaxed),
-                )
-            })
+            .min_by_key(|(_, w)| w.calls.load(Ordering::Relaxed))
             .map_or(0, |(i, _)| i);
         self.add_to(worker, call)
     }
 
-    /// Adds a call to a given worker (pinning for tests and experiments; the
-    /// worker may still move it when over budget).
+    /// Adds a call homed on a given worker (for tests and experiments; other workers
+    /// still steal it when they are done first).
     pub fn add_to(&self, worker: usize, call: T) -> Result<CallHandle, SchedulerError> {
         if self.stop.load(Ordering::Acquire) {
             return Err(SchedulerError::Stopped);
         }
-        let link = self
-            .links
+        let shared = self
+            .workers
             .get(worker)
             .ok_or(SchedulerError::UnknownWorker {
                 worker,
-                workers: self.links.len(),
+                workers: self.workers.len(),
             })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let removed = Arc::new(AtomicBool::new(false));
         let entry = Entry {
             call: Box::new(call),
             removed: removed.clone(),
-            last_now: None,
-            window_ns: 0,
         };
-        match link.tx.try_send(Command::Adopt(entry)) {
-            Ok(()) => {
-                // Count it now so the next `add` sees this worker as fuller.
-                link.shared.calls.fetch_add(1, Ordering::Relaxed);
-                Ok(CallHandle { id, removed })
+        // Counted first, so that a worker removing it at once never takes the count below
+        // 0, and so that two adders racing for the last place cannot both get it.
+        shared.calls.fetch_add(1, Ordering::Relaxed);
+        let held: usize = self
+            .workers
+            .iter()
+            .map(|w| w.calls.load(Ordering::Relaxed))
+            .sum();
+        let installed = if held > self.config.max_calls {
+            Err(entry)
+        } else {
+            self.table.install(entry, worker)
+        };
+        match installed {
+            Ok(()) => Ok(CallHandle { id, removed }),
+            Err(entry) => {
+                shared.calls.fetch_sub(1, Ordering::Relaxed);
+                // The call's drop may be costly; the caller's thread is not the tick.
+                drop(entry);
+                Err(SchedulerError::Full {
+                    max_calls: self.config.max_calls,
+                })
             }
-            Err(TrySendError::Full(_)) => Err(SchedulerError::WorkerBusy { worker }),
-            Err(TrySendError::Disconnected(_)) => Err(SchedulerError::Stopped),
         }
     }
 
@@ -658,28 +797,24 @@ impl<T: Tickable> Scheduler<T> {
     /// Current statistics (allocates; call it off the tick).
     pub fn stats(&self) -> SchedulerStats {
         let workers = self
-            .links
+            .workers
             .iter()
             .enumerate()
-            .map(|(worker, l)| {
-                let s = &l.shared;
-                WorkerStats {
-                    worker,
-                    calls: s.calls.load(Ordering::Relaxed),
-                    ticks: s.ticks.load(Ordering::Relaxed),
-                    late_ticks: s.late_ticks.load(Ordering::Relaxed),
-                    periods: s.periods.load(Ordering::Relaxed),
-                    late_periods: s.late_periods.load(Ordering::Relaxed),
-                    skipped_periods: s.skipped_periods.load(Ordering::Relaxed),
-                    migrations_in: s.migrations_in.load(Ordering::Relaxed),
-                    migrations_out: s.migrations_out.load(Ordering::Relaxed),
-                    panics: s.panics.load(Ordering::Relaxed),
-                    load: f64::from(s.load_permille.load(Ordering::Relaxed)) / 1000.0,
-                    tick_time: s.tick_time.snapshot(),
-                    busy_time: s.busy_time.snapshot(),
-                    send_offset: s.send_offset.snapshot(),
-                    priority: *s.priority.lock().unwrap_or_else(|p| p.into_inner()),
-                }
+            .map(|(worker, s)| WorkerStats {
+                worker,
+                calls: s.calls.load(Ordering::Relaxed),
+                ticks: s.ticks.load(Ordering::Relaxed),
+                late_ticks: s.late_ticks.load(Ordering::Relaxed),
+                periods: s.periods.load(Ordering::Relaxed),
+                late_periods: s.late_periods.load(Ordering::Relaxed),
+                skipped_periods: s.skipped_periods.load(Ordering::Relaxed),
+                steals: s.steals.load(Ordering::Relaxed),
+                panics: s.panics.load(Ordering::Relaxed),
+                load: f64::from(s.load_permille.load(Ordering::Relaxed)) / 1000.0,
+                tick_time: s.tick_time.snapshot(),
+                busy_time: s.busy_time.snapshot(),
+                send_offset: s.send_offset.snapshot(),
+                priority: *s.priority.lock().unwrap_or_else(|p| p.into_inner()),
             })
             .collect();
         SchedulerStats {
@@ -692,15 +827,15 @@ impl<T: Tickable> Scheduler<T> {
     /// e.g. after a warm-up. Each worker does it at its next period; this waits
     /// for that, at most `timeout`, and returns whether all workers did.
     pub fn reset_stats(&self, timeout: Duration) -> bool {
-        for l in self.links.iter() {
-            l.shared.reset_requested.store(true, Ordering::Release);
+        for w in self.workers.iter() {
+            w.reset_requested.store(true, Ordering::Release);
         }
         let start = Instant::now();
         loop {
             let pending = self
-                .links
+                .workers
                 .iter()
-                .any(|l| l.shared.reset_requested.load(Ordering::Acquire));
+                .any(|w| w.reset_requested.load(Ordering::Acquire));
             if !pending {
                 return true;
             }
@@ -725,6 +860,14 @@ impl<T: Tickable> Scheduler<T> {
             // panic message is already printed and the other workers go on.
             let _ = t.join();
         }
+        // No worker runs now: every call left goes to the disposer.
+        let disposer = &self.disposer_handle;
+        if let Some(table) = Arc::get_mut(&mut self.table) {
+            table.drain(|entry| disposer.dispose(entry.call));
+        }
+        for w in self.workers.iter() {
+            w.calls.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -739,7 +882,7 @@ impl<T: Tickable> Drop for Scheduler<T> {
 impl<T: Tickable> std::fmt::Debug for Scheduler<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
-            .field("workers", &self.links.len())
+            .field("workers", &self.workers.len())
             .field("period", &self.config.period)
             .finish()
     }
@@ -749,19 +892,18 @@ struct Worker<T: Tickable> {
     index: usize,
     config: SchedulerConfig,
     epoch: Instant,
-    rx: Receiver<Command<T>>,
-    links: Arc<[WorkerLink<T>]>,
+    table: Arc<Table<T>>,
+    workers: Arc<[WorkerShared]>,
     stop: Arc<AtomicBool>,
     disposer: DisposerHandle,
-    entries: Vec<Entry<T>>,
 }
 
 impl<T: Tickable> Worker<T> {
     fn shared(&self) -> &WorkerShared {
-        &self.links[self.index].shared
+        &self.workers[self.index]
     }
 
-    fn run(mut self) {
+    fn run(self) {
         let granted = apply_priority(self.config.realtime);
         *self
             .shared()
@@ -786,14 +928,12 @@ impl<T: Tickable> Worker<T> {
                 k = behind;
                 deadline = self.epoch + period * k;
             }
-            self.adopt_commands();
             if self.shared().reset_requested.load(Ordering::Acquire) {
                 self.shared().reset();
             }
-            let now = deadline - self.epoch;
             let late_after = deadline + period;
             let started = Instant::now();
-            self.tick_all(now, late_after);
+            self.tick_period(u64::from(k), late_after);
             let finished = Instant::now();
             let busy = finished - started;
             let shared = self.shared();
@@ -805,147 +945,85 @@ impl<T: Tickable> Worker<T> {
             window_busy += busy;
             window_periods += 1;
             if window_periods >= self.config.window_periods {
-                self.end_window(window_busy, window_periods);
+                let window = period.as_nanos() as f64 * f64::from(window_periods);
+                let load = window_busy.as_nanos() as f64 / window;
+                shared.load_permille.store(permille(load), Ordering::Relaxed);
                 window_busy = Duration::ZERO;
                 window_periods = 0;
             }
             k = k.saturating_add(1);
         }
-        for entry in self.entries.drain(..) {
-            self.disposer.dispose(entry.call);
-        }
-        // Calls added or migrated here that never got adopted.
-        while let Ok(Command::Adopt(entry)) = self.rx.try_recv() {
-            self.disposer.dispose(entry.call);
-        }
-        self.links[self.index]
-            .shared
-            .calls
-            .store(0, Ordering::Relaxed);
     }
 
-    fn adopt_commands(&mut self) {
-        while let Ok(Command::Adopt(entry)) = self.rx.try_recv() {
-            // Vec growth past `calls_per_worker` allocates: only when calls are
-            // added, never in steady state.
-            self.entries.push(entry);
+    /// Ticks period `k`: this worker's own calls in table order, then, when stealing, the
+    /// calls other workers have not reached yet, from the far end of the table.
+    fn tick_period(&self, k: u64, late_after: Instant) {
+        let now = self.config.period * u32::try_from(k).unwrap_or(u32::MAX);
+        for slot in self.table.slots() {
+            if slot.home.load(Ordering::Relaxed) == self.index {
+                self.tick_slot(slot, k, now, late_after);
+            }
         }
-    }
-
-    fn tick_all(&mut self, now: Duration, late_after: Instant) {
-        let shared = &*self.links[self.index].shared;
-        let mut i = 0;
-        while i < self.entries.len() {
-            let entry = &mut self.entries[i];
-            if entry.removed.load(Ordering::Acquire) {
-                let gone = self.entries.swap_remove(i);
-                shared.calls.fetch_sub(1, Ordering::Relaxed);
-                self.disposer.dispose(gone.call);
-                continue;
+        if self.config.steal {
+            for slot in self.table.slots().rev() {
+                if slot.home.load(Ordering::Relaxed) != self.index
+                    && self.tick_slot(slot, k, now, late_after)
+                {
+                    add(&self.shared().steals, 1);
+                }
             }
-            // A call migrated from a worker that already ran this frame waits
-            // for the next one: each call's `now` strictly increases.
-            if entry.last_now.is_some_and(|last| last >= now) {
-                i += 1;
-                continue;
-            }
-            entry.last_now = Some(now);
-            let t0 = Instant::now();
-            let result = catch_unwind(AssertUnwindSafe(|| entry.call.tick(now)));
-            let t1 = Instant::now();
-            let took = t1 - t0;
-            shared.tick_time.record(took);
-            shared
-                .send_offset
-                .record(t1.saturating_duration_since(late_after - self.config.period));
-            add(&shared.ticks, 1);
-            if t1 > late_after {
-                add(&shared.late_ticks, 1);
-            }
-            entry.window_ns = entry
-                .window_ns
-                .saturating_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
-            if result.is_err() {
-                add(&shared.panics, 1);
-                let gone = self.entries.swap_remove(i);
-                gone.removed.store(true, Ordering::Release);
-                shared.calls.fetch_sub(1, Ordering::Relaxed);
-                self.disposer.dispose(gone.call);
-                continue;
-            }
-            i += 1;
         }
     }
 
-    /// Publishes this window's load and, when over budget, moves the call
-    /// that best fits into the least loaded other worker.
-    fn end_window(&mut self, busy: Duration, periods: u32) {
-        let window = self.config.period.as_nanos() as f64 * f64::from(periods);
-        let load = busy.as_nanos() as f64 / window;
-        let shared = &*self.links[self.index].shared;
+    /// Claims `slot` for period `k` and ticks its call (or drops it if removed); whether
+    /// a tick ran.
+    fn tick_slot(&self, slot: &Slot<T>, k: u64, now: Duration, late_after: Instant) -> bool {
+        if !slot.claim(k) {
+            return false;
+        }
+        // SAFETY: `claim` gave this thread the slot's busy bit; released below.
+        let held = unsafe { slot.held() };
+        let Some(entry) = held.as_mut() else {
+            // Not reachable (a slot with a state other than EMPTY holds a call); give it back.
+            slot.release(k);
+            return false;
+        };
+        if entry.removed.load(Ordering::Acquire) {
+            self.vacate(slot, held);
+            return false;
+        }
+        let shared = self.shared();
+        let t0 = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| entry.call.tick(now)));
+        let t1 = Instant::now();
+        shared.tick_time.record(t1 - t0);
         shared
-            .load_permille
-            .store(permille(load), Ordering::Relaxed);
-        if load > self.config.budget && self.entries.len() > 1 {
-            self.shed_one(load, window);
+            .send_offset
+            .record(t1.saturating_duration_since(late_after - self.config.period));
+        add(&shared.ticks, 1);
+        if t1 > late_after {
+            add(&shared.late_ticks, 1);
         }
-        for e in &mut self.entries {
-            e.window_ns = 0;
+        if result.is_err() {
+            add(&shared.panics, 1);
+            entry.removed.store(true, Ordering::Release);
+            self.vacate(slot, held);
+            return true;
         }
+        slot.release(k);
+        true
     }
 
-    fn shed_one(&mut self, load: f64, window: f64) {
-        let Some((target, target_load)) = self
-            .links
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != self.index)
-            .map(|(i, l)| {
-                (
-                    i,
-                    f64::from(l.shared.load_permille.load(Ordering::Relaxed)) / 1000.0,
-                )
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-        else {
-            return;
-        };
-        // The largest call that fits under the target's budget and actually
-        // narrows the gap (so two workers never just swap a call back and forth).
-        let headroom = self.config.budget - target_load;
-        let best = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (i, e.window_ns as f64 / window))
-            .filter(|&(_, cost)| cost < headroom && target_load + cost < load - cost)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((i, cost)) = best else {
-            return;
-        };
-        let entry = self.entries.swap_remove(i);
-        let target_link = &self.links[target];
-        match target_link.tx.try_send(Command::Adopt(entry)) {
-            Ok(()) => {
-                let shared = &self.links[self.index].shared;
-                shared.calls.fetch_sub(1, Ordering::Relaxed);
-                add(&shared.migrations_out, 1);
-                target_link.shared.calls.fetch_add(1, Ordering::Relaxed);
-                target_link
-                    .shared
-                    .load_permille
-                    .fetch_add(permille(cost), Ordering::Relaxed);
-                target_link
-                    .shared
-                    .migrations_in
-                    .fetch_add(1, Ordering::Relaxed);
+    /// Empties a slot this thread holds: its call goes to the disposer.
+    fn vacate(&self, slot: &Slot<T>, held: &mut Option<Entry<T>>) {
+        if let Some(gone) = held.take() {
+            let home = slot.home.load(Ordering::Relaxed);
+            if let Some(w) = self.workers.get(home) {
+                w.calls.fetch_sub(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Full(Command::Adopt(back)))
-            | Err(TrySendError::Disconnected(Command::Adopt(back))) => {
-                // Target busy or stopping: keep the call.
-                self.entries.push(back);
-            }
+            self.disposer.dispose(gone.call);
         }
+        slot.state.store(EMPTY, Ordering::Release);
     }
 }
 
@@ -1179,45 +1257,133 @@ mod tests {
         assert_eq!(stats.workers[0].panics, 1);
     }
 
-    /// Burns a fixed share of every period (spinning on the clock, so the cost
-    /// is the same however busy the machine is).
-    struct Heavy {
-        cost: Duration,
-        ticks: Arc<AtomicU64>,
+    /// Sleeps through most of every period: a worker ticking it is off the CPU, as a
+    /// preempted worker is.
+    struct Stall {
+        for_: Duration,
+        on: Arc<Mutex<Vec<(Duration, String)>>>,
     }
 
-    impl Tickable for Heavy {
-        fn tick(&mut self, _now: Duration) {
-            let start = Instant::now();
-            while start.elapsed() < self.cost {
-                std::hint::spin_loop();
+    /// Records which thread ticked it for which period.
+    struct Light {
+        on: Arc<Mutex<Vec<(Duration, String)>>>,
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+
+    enum Load {
+        Stall(Stall),
+        Light(Light),
+    }
+
+    impl Tickable for Load {
+        fn tick(&mut self, now: Duration) {
+            match self {
+                Load::Stall(s) => {
+                    s.on.lock().unwrap().push((now, thread_name()));
+                    std::thread::sleep(s.for_);
+                }
+                Load::Light(l) => l.on.lock().unwrap().push((now, thread_name())),
             }
-            self.ticks.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    #[test]
-    fn an_overloaded_worker_sheds_a_call_to_an_idle_one() {
+    /// Of the light calls' ticks, the share that ran on another thread than the stalled
+    /// call's tick of the same period.
+    fn share_not_behind_the_stall(steal: bool) -> (f64, SchedulerStats) {
         let config = SchedulerConfig {
             workers: 2,
-            period: Duration::from_millis(10),
-            window_periods: 5,
+            period: Duration::from_millis(20),
+            steal,
             ..Default::default()
         };
         let scheduler = Scheduler::start(config).unwrap();
-        let ticks = Arc::new(AtomicU64::new(0));
-        // Three calls of 40 % each pinned on worker 0: 120 % of its budget.
-        for _ in 0..3 {
-            let heavy = Heavy {
-                cost: Duration::from_millis(4),
-                ticks: ticks.clone(),
-            };
-            scheduler.add_to(0, heavy).unwrap();
+        let stalls = Arc::new(Mutex::new(Vec::new()));
+        let lights = Arc::new(Mutex::new(Vec::new()));
+        // All on worker 0, the stalling call first in its order.
+        scheduler
+            .add_to(
+                0,
+                Load::Stall(Stall {
+                    for_: Duration::from_millis(14),
+                    on: stalls.clone(),
+                }),
+            )
+            .unwrap();
+        for _ in 0..4 {
+            let light = Load::Light(Light { on: lights.clone() });
+            scheduler.add_to(0, light).unwrap();
         }
-        wait_until("a migration", || scheduler.stats().migrations() >= 1);
+        wait_until("40 periods", || stalls.lock().unwrap().len() >= 40);
         let stats = scheduler.shutdown();
-        assert!(stats.workers[1].migrations_in >= 1);
-        assert!(ticks.load(Ordering::Relaxed) > 0);
+        let stalls = stalls.lock().unwrap();
+        let lights = lights.lock().unwrap();
+        let apart = lights
+            .iter()
+            .filter(|(now, thread)| {
+                stalls
+                    .iter()
+                    .find(|(n, _)| n == now)
+                    .is_some_and(|(_, stalled)| stalled != thread)
+            })
+            .count();
+        (apart as f64 / lights.len().max(1) as f64, stats)
+    }
+
+    #[test]
+    fn a_stalled_worker_s_other_calls_are_ticked_by_the_idle_worker() {
+        // Without stealing, every light call waits 14 ms behind the stall, every period.
+        let (apart, stats) = share_not_behind_the_stall(false);
+        assert_eq!(apart, 0.0);
+        assert_eq!(stats.steals(), 0);
+        assert_eq!(stats.workers[1].ticks, 0, "worker 1 has no call of its own");
+        // With it, the idle worker takes them while worker 0 is stalled. (Not every period
+        // on a loaded host: a worker woken 14 ms late finds them done by the other.)
+        let (apart, stats) = share_not_behind_the_stall(true);
+        assert!(apart > 0.5, "{apart}");
+        assert!(stats.steals() > 0);
+        assert_eq!(stats.late_ticks(), stats.workers.iter().map(|w| w.late_ticks).sum());
+    }
+
+    #[test]
+    fn every_call_is_ticked_once_per_period_by_one_thread_at_a_time() {
+        // Many calls on 2 workers with stealing: no period ticked twice for a call, none
+        // run concurrently (each `now` strictly increases per call).
+        struct Exclusive {
+            log: Arc<Mutex<Vec<Duration>>>,
+            in_tick: AtomicBool,
+        }
+        impl Tickable for Exclusive {
+            fn tick(&mut self, now: Duration) {
+                // `&mut self` already says so to the compiler; this says so at run time
+                // (a second thread inside would panic, counted below).
+                assert!(!self.in_tick.swap(true, Ordering::SeqCst), "two threads in one call");
+                self.log.lock().unwrap().push(now);
+                std::thread::yield_now();
+                self.in_tick.store(false, Ordering::SeqCst);
+            }
+        }
+        let scheduler = Scheduler::start(fast(2)).unwrap();
+        let logs: Vec<_> = (0..40).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        for (i, log) in logs.iter().enumerate() {
+            let call = Exclusive {
+                log: log.clone(),
+                in_tick: AtomicBool::new(false),
+            };
+            scheduler.add_to(i % 2, call).unwrap();
+        }
+        wait_until("20 ticks per call", || {
+            logs.iter().all(|l| l.lock().unwrap().len() >= 20)
+        });
+        let stats = scheduler.shutdown();
+        for log in &logs {
+            let log = log.lock().unwrap();
+            assert!(log.windows(2).all(|w| w[0] < w[1]), "now not increasing");
+        }
+        assert_eq!(stats.workers.iter().map(|w| w.panics).sum::<u64>(), 0);
+        assert_eq!(stats.calls(), 0);
     }
 
     #[test]
@@ -1240,6 +1406,27 @@ mod tests {
         ));
         drop(scheduler);
 
+        // The limit is exact (the table itself grows 64 slots at a time), and a removed
+        // call's place is free again.
+        let scheduler = Scheduler::start(SchedulerConfig {
+            max_calls: 3,
+            ..fast(2)
+        })
+        .unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| scheduler.add(counter().0).unwrap())
+            .collect();
+        let (extra, _, extra_dropped) = counter();
+        assert!(matches!(
+            scheduler.add(extra),
+            Err(SchedulerError::Full { max_calls: 3 })
+        ));
+        assert!(extra_dropped.lock().unwrap().is_some(), "the refused call is dropped");
+        held[0].remove();
+        wait_until("the removal", || scheduler.stats().calls() == 2);
+        scheduler.add(counter().0).unwrap();
+        drop(scheduler);
+
         for bad in [
             SchedulerConfig {
                 workers: 0,
@@ -1250,11 +1437,7 @@ mod tests {
                 ..Default::default()
             },
             SchedulerConfig {
-                budget: 1.5,
-                ..Default::default()
-            },
-            SchedulerConfig {
-                budget: f64::NAN,
+                max_calls: 0,
                 ..Default::default()
             },
             SchedulerConfig {

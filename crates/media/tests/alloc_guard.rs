@@ -394,3 +394,79 @@ fn pipeline_pcm_call_tick_allocates_nothing() {
     );
     assert_eq!(call.active_speakers().first(), Some(&100));
 }
+
+/// The scheduler's workers, between and around the ticks: sleeping, claiming slots, stealing,
+/// timing and counting allocate nothing once running. Each call notes the allocations its
+/// worker thread had made so far at each tick; in steady state the count stays put.
+#[test]
+fn scheduler_workers_allocate_nothing_in_steady_state() {
+    use appmedia_media::alloc_count::allocations;
+    use appmedia_media::scheduler::{Scheduler, SchedulerConfig, Tickable};
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+    use std::time::{Duration, Instant};
+
+    type Notes = Vec<(ThreadId, u64, Duration)>;
+    struct Probe {
+        notes: Notes,
+        done: Arc<Mutex<Vec<Notes>>>,
+    }
+    impl Tickable for Probe {
+        fn tick(&mut self, now: Duration) {
+            if self.notes.len() < self.notes.capacity() {
+                self.notes
+                    .push((std::thread::current().id(), allocations(), now));
+            }
+        }
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let notes = std::mem::take(&mut self.notes);
+            self.done.lock().unwrap().push(notes);
+        }
+    }
+
+    const CALLS: usize = 24;
+    const NOTES: usize = 80;
+    let period = Duration::from_millis(5);
+    let scheduler = Scheduler::start(SchedulerConfig {
+        workers: 2,
+        period,
+        ..SchedulerConfig::default()
+    })
+    .unwrap();
+    let done = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..CALLS {
+        let probe = Probe {
+            notes: Vec::with_capacity(NOTES),
+            done: done.clone(),
+        };
+        // Uneven homes, so that worker 1 steals from worker 0.
+        scheduler.add_to(usize::from(i % 3 == 0), probe).unwrap();
+    }
+    let started = Instant::now();
+    // Long enough for every call's notes (each call ticks once per 5 ms period).
+    while started.elapsed() < period * (NOTES as u32 + 40) {
+        std::thread::sleep(period);
+    }
+    let stats = scheduler.shutdown();
+    let done = done.lock().unwrap();
+    assert_eq!(done.len(), CALLS, "every call dropped at shutdown");
+    let mut by_thread: std::collections::HashMap<ThreadId, (u64, u64, usize)> =
+        std::collections::HashMap::new();
+    for notes in done.iter() {
+        assert_eq!(notes.len(), NOTES);
+        // The first ticks may come while calls are still being added and workers start.
+        for &(thread, count, _) in &notes[NOTES / 4..] {
+            let e = by_thread.entry(thread).or_insert((count, count, 0));
+            e.0 = e.0.min(count);
+            e.1 = e.1.max(count);
+            e.2 += 1;
+        }
+    }
+    assert!(!by_thread.is_empty());
+    for (thread, (min, max, n)) in &by_thread {
+        assert_eq!(min, max, "worker {thread:?} allocated {} times over {n} ticks", max - min);
+    }
+    assert!(stats.ticks() >= (CALLS * NOTES) as u64);
+}
