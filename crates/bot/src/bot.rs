@@ -57,6 +57,8 @@ pub struct BotCounters {
     pub keep_alive_failures: AtomicU64,
     /// Rosters the read that goes with each keepAlive found different from the notified one.
     pub roster_corrections: AtomicU64,
+    /// Call states read from the service ahead of the notified one.
+    pub state_corrections: AtomicU64,
     /// Recording files that stopped on an error (a full disk) while their call went on.
     pub recording_failures: AtomicU64,
     /// The most calls held at once (offers admitted and creates in flight included).
@@ -90,6 +92,10 @@ pub struct BotStats {
     /// roster differed from the one its notifications had built, so notifications were lost
     /// on the way (Graph gives up on one after a few retries).
     pub roster_corrections: u64,
+    /// Call states caught up by reading the call from the service while it was not yet
+    /// established ([`BotConfig::state_check_interval`](crate::BotConfig::state_check_interval)):
+    /// a state notification (`established`, `terminated`) was lost on the way.
+    pub state_corrections: u64,
     /// Recording files that stopped on a write error (a full disk) while their call went on
     /// ([`Event::RecordingFailed`](crate::Event::RecordingFailed)).
     pub recording_failures: u64,
@@ -492,6 +498,7 @@ pub(crate) fn stats_of(inner: &BotInner) -> BotStats {
         keep_alives_sent: get(&c.keep_alives_sent),
         keep_alive_failures: get(&c.keep_alive_failures),
         roster_corrections: get(&c.roster_corrections),
+        state_corrections: get(&c.state_corrections),
         recording_failures: get(&c.recording_failures),
         notifications_unchecked: receiver.keys_unavailable,
         notifications_refused: receiver.unauthorized,

@@ -19,6 +19,8 @@ use url::Url;
 pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// The longest interval accepted: a keepAlive must reach Graph within 45 minutes.
 pub const MAX_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45 * 60);
+/// Default [`BotConfig::state_check_interval`].
+pub const DEFAULT_STATE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where the calling service is.
 // One per bot, in its configuration: the size of the URLs does not matter.
@@ -205,6 +207,11 @@ pub struct BotConfig {
     pub recordings_dir: Option<PathBuf>,
     /// How often each established call sends `keepAlive`.
     pub keep_alive_interval: Duration,
+    /// How often a Graph call not yet established reads its own state from the service
+    /// (`GET /communications/calls/{id}`): Graph retries a notification only a few times, and
+    /// an `established` lost while the callback endpoint was unreachable would otherwise leave
+    /// the call waiting for good (no media, no keepAlive). Default 10 s.
+    pub state_check_interval: Duration,
     /// This process among the bot's instances (default: the host name, e.g. a StatefulSet
     /// pod's). `{instance}` in [`callback_url`](Self::callback_url) is replaced by it, so
     /// Graph's notifications for a call come back to the instance that holds its media.
@@ -249,6 +256,7 @@ impl std::fmt::Debug for BotConfig {
             .field("media", &self.media)
             .field("recordings_dir", &self.recordings_dir)
             .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("state_check_interval", &self.state_check_interval)
             .field("instance_id", &self.instance_id)
             .field("max_calls", &self.max_calls)
             .field("drain_timeout", &self.drain_timeout)
@@ -341,6 +349,8 @@ pub mod env {
     pub const RECORDINGS_DIR: &str = "APPMEDIA_RECORDINGS_DIR";
     /// Seconds between `keepAlive` requests for each held call.
     pub const KEEP_ALIVE_SECS: &str = "APPMEDIA_KEEP_ALIVE_SECS";
+    /// Seconds between reads of a not yet established call's state.
+    pub const STATE_CHECK_SECS: &str = "APPMEDIA_STATE_CHECK_SECS";
     /// This instance's id (default: the host name).
     pub const INSTANCE_ID: &str = "APPMEDIA_INSTANCE_ID";
     /// The most calls this instance holds.
@@ -391,6 +401,7 @@ impl BotConfig {
             media: MediaSettings::default(),
             recordings_dir: None,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+            state_check_interval: DEFAULT_STATE_CHECK_INTERVAL,
             instance_id: host_name(),
             max_calls: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -482,6 +493,12 @@ impl BotConfig {
     /// How often keepAlive is sent.
     pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
         self.keep_alive_interval = interval;
+        self
+    }
+
+    /// How often a call not yet established reads its state from the service.
+    pub fn with_state_check_interval(mut self, interval: Duration) -> Self {
+        self.state_check_interval = interval;
         self
     }
 
@@ -672,6 +689,17 @@ impl BotConfig {
                 )
             })?;
             config.keep_alive_interval = Duration::from_secs(secs);
+        }
+        if let Some(v) = get(env::STATE_CHECK_SECS) {
+            let secs: u64 = v.parse().map_err(|e| {
+                invalid(
+                    "state_check_interval",
+                    env::STATE_CHECK_SECS,
+                    &v,
+                    format!("{e}"),
+                )
+            })?;
+            config.state_check_interval = Duration::from_secs(secs);
         }
         if let Some(v) = get(env::INSTANCE_ID) {
             config.instance_id = v.trim().to_owned();
@@ -902,6 +930,14 @@ impl BotConfig {
                 "more than 0 and at most 2700 s (Graph ends a call after 45 minutes without one)",
             );
         }
+        if self.state_check_interval.is_zero() {
+            return invalid(
+                "state_check_interval",
+                env::STATE_CHECK_SECS,
+                format!("{:?}", self.state_check_interval),
+                "more than 0",
+            );
+        }
         Ok(())
     }
 }
@@ -954,6 +990,7 @@ mod tests {
             (env::MEDIA_WORKERS, "3"),
             (env::RECORDINGS_DIR, "/var/recordings"),
             (env::KEEP_ALIVE_SECS, "600"),
+            (env::STATE_CHECK_SECS, "4"),
             (env::INSTANCE_ID, "bot-2"),
             (env::MAX_CALLS, "40"),
             (env::DRAIN_SECS, "3600"),
@@ -971,6 +1008,7 @@ mod tests {
         assert_eq!(config.media.workers, 3);
         assert_eq!(config.media.audio_bitrate_bps, 40_000);
         assert_eq!(config.keep_alive_interval, Duration::from_secs(600));
+        assert_eq!(config.state_check_interval, Duration::from_secs(4));
         assert_eq!(config.max_calls, Some(40));
         assert_eq!(config.drain_timeout, Duration::from_secs(3600));
         assert_eq!(config.webhook_path().as_deref(), Some("/callback"));
@@ -1023,6 +1061,8 @@ mod tests {
             (env::AUDIO_BITRATE, "128"),
             (env::AUDIO_BITRATE, "32kbps"),
             (env::KEEP_ALIVE_SECS, "3600"),
+            (env::STATE_CHECK_SECS, "0"),
+            (env::STATE_CHECK_SECS, "soon"),
             (env::INSTANCE_ID, "bot/0"),
             (env::MAX_CALLS, "0"),
             (env::MAX_CALLS, "many"),

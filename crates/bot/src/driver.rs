@@ -193,6 +193,12 @@ impl Driver {
         let keeps_alive = self.acs.is_none();
         // Keys the ACS audio stream reports.
         let mut stream_dtmf = self.media.as_mut().and_then(|m| m.dtmf.take());
+        // Until the call is established, its state is read from the service now and then: an
+        // `established` whose notification was lost would otherwise leave it waiting for good.
+        let check_every = bot.config.state_check_interval;
+        let mut state_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+        state_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recording_check = tokio::time::interval(RECORDING_CHECK);
         recording_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Recording files already reported as failed (each is reported once).
@@ -222,6 +228,12 @@ impl Driver {
                             source: ToneSource::Media { source_id: stream },
                         }),
                         None => stream_dtmf = None,
+                    }
+                }
+                _ = state_check.tick(), if !established && keeps_alive => {
+                    if self.check_state().await == KeepAliveResult::CallGone {
+                        tracing::info!(call = %call_id, "the service no longer knows the call");
+                        break None;
                     }
                 }
                 stop = &mut keep_alive, if established && keeps_alive => {
@@ -442,6 +454,40 @@ impl Driver {
             tracing::warn!(call = %self.shared.id, error = %e, "the service's answer blob was refused");
             self.emit(Event::MediaEnded(EndReason::Closed));
         }
+    }
+
+    /// Reads the call's state from the service and applies it as its notification would have
+    /// been: a state change whose notification was lost reaches this driver as the event it
+    /// missed (counted as a correction). `CallGone` when the service answers 404.
+    async fn check_state(&self) -> KeepAliveResult {
+        let bot = &self.shared.bot;
+        let id = &self.shared.id;
+        let Ok(client) = bot.graph("get call") else {
+            return KeepAliveResult::Failed;
+        };
+        let call = match client.get_call(id).await {
+            Ok(call) => call,
+            Err(e) if e.status() == Some(404) => return KeepAliveResult::CallGone,
+            Err(e) => {
+                tracing::warn!(call = %id, error = %e, "reading the call's state failed");
+                return KeepAliveResult::Failed;
+            }
+        };
+        let events = bot
+            .receiver
+            .registry()
+            .apply_call(id, &call, std::time::Instant::now());
+        if events
+            .iter()
+            .any(|e| matches!(e, CallEvent::StateChanged { .. }))
+        {
+            bot.counters
+                .state_corrections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(call = %id, state = ?call.state.value(), "the service's call state was ahead of the notified one: caught up (a notification was lost)");
+        }
+        bot.receiver.deliver(events);
+        KeepAliveResult::Sent
     }
 
     /// The answer blob did not come with a notification: read the call resource.

@@ -239,6 +239,12 @@ const METRICS: &[Metric] = &[
         |s| s.stats.roster_corrections,
     ),
     counter(
+        "appmedia_bot_state_corrections_total",
+        "Call states read from the service ahead of the notified one while the call was \
+         being set up (a state notification was lost on the way).",
+        |s| s.stats.state_corrections,
+    ),
+    counter(
         "appmedia_bot_recording_failures_total",
         "Recording files stopped by a write error (a full disk) while their call went on.",
         |s| s.stats.recording_failures,

@@ -2,7 +2,8 @@
 //!
 //! * the bot's callback endpoint unreachable for 30 s mid-call (its reverse proxy down, then
 //!   answering 503), then back: what the emulator does with the notifications it cannot
-//!   deliver, and how the bot's view of the call catches up;
+//!   deliver, and how the bot's view of the call catches up; a call whose `established` is
+//!   lost for good, caught up by reading the call;
 //! * the disk filling up under a recorded call (a real tmpfs of a few seconds of audio, in a
 //!   mount namespace of its own): the file keeps what was written, the call goes on, the
 //!   failure is reported;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use appmedia_bot::{Bot, Event, MediaOptions};
+use appmedia_emulator::{Emulator, EmulatorConfig, RetryPolicy};
 use appmedia_model::{CallState, Identity, IdentitySet, Participant, ParticipantInfo};
 use appmedia_signalling::builders::GroupCallBuilder;
 use common::*;
@@ -330,6 +332,96 @@ async fn a_callback_endpoint_down_for_30_s_loses_no_call_and_the_bot_catches_up(
     talking.abort();
     assert_eq!(bot.stats().live_calls, 0);
     assert_eq!(emulator.live_calls(), 0);
+    bot.shutdown(Some(Duration::from_millis(100))).await;
+    emulator.shutdown().await;
+}
+
+/// A call whose `establishing` and `established` notifications are lost for good (the
+/// endpoint answering 503 until Graph gives up on them): the bot reads the call's state while
+/// it is not established, catches up, and the call runs — media, and its end through the
+/// endpoint once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_established_is_caught_up_by_reading_the_call() {
+    let emulator = Emulator::start(EmulatorConfig {
+        directory: echo_directory(),
+        media_samples_dir: media_samples(),
+        // Given up on after two quick attempts, where Graph takes a few more and longer.
+        retry: RetryPolicy {
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(100),
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    let probe = bot(&emulator).await;
+    let local = probe.local_addr();
+    probe.shutdown(None).await;
+    let mut proxy = CallbackProxy::start(local).await;
+    proxy.switch(Proxy::Fails).await;
+    let config = bot_config(&emulator)
+        .with_listen(local)
+        .with_callback_url(proxy.url())
+        .with_state_check_interval(Duration::from_secs(1));
+    let bot = Bot::start(config).await.expect("bot starts");
+    let mut call = bot
+        .call(
+            call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+            MediaOptions::default(),
+        )
+        .await
+        .unwrap();
+    let control = call.control();
+    // Media connects on its own (ICE, DTLS); the call is established only once the bot
+    // knows the service says so.
+    let seen = until(&mut call, |e| {
+        matches!(
+            e,
+            Event::State {
+                to: CallState::Established,
+                ..
+            }
+        )
+    })
+    .await;
+    if !seen.iter().any(|e| matches!(e, Event::MediaConnected)) {
+        until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    }
+    assert_eq!(control.state(), Some(CallState::Established));
+    assert!(bot.stats().state_corrections >= 1, "{:?}", bot.stats());
+    assert!(
+        emulator.delivery_stats().dropped() >= 1,
+        "the established notification was given up"
+    );
+    // The media runs: John echoes the bot.
+    let audio = call.audio_socket().unwrap();
+    let mut phase = 0;
+    let echoed = tokio::time::timeout(WAIT, async {
+        loop {
+            let _ = audio.send(&tone_frame(1000.0, &mut phase));
+            let frame = audio.recv().await.expect("audio");
+            if appmedia_testkit::audio::level_dbfs(&samples(&frame.mixed)) > -40.0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(echoed.is_ok(), "no echo heard");
+    proxy.switch(Proxy::Forward).await;
+    control.hang_up().await.expect("hung up");
+    let seen = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            Event::State {
+                to: CallState::Terminated,
+                ..
+            }
+        )),
+        "ended by its terminated notification: {seen:#?}"
+    );
     bot.shutdown(Some(Duration::from_millis(100))).await;
     emulator.shutdown().await;
 }

@@ -463,7 +463,6 @@ impl WorkerShared {
     }
 }
 
-
 /// Per-worker statistics.
 #[derive(Debug, Clone)]
 pub struct WorkerStats {
@@ -681,8 +680,9 @@ impl<T: Tickable> Scheduler<T> {
             config.max_calls,
             config.calls_per_worker.saturating_mul(config.workers),
         ));
-        let workers: Arc<[WorkerShared]> =
-            (0..config.workers).map(|_| WorkerShared::default()).collect();
+        let workers: Arc<[WorkerShared]> = (0..config.workers)
+            .map(|_| WorkerShared::default())
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
         let mut scheduler = Self {
@@ -947,7 +947,9 @@ impl<T: Tickable> Worker<T> {
             if window_periods >= self.config.window_periods {
                 let window = period.as_nanos() as f64 * f64::from(window_periods);
                 let load = window_busy.as_nanos() as f64 / window;
-                shared.load_permille.store(permille(load), Ordering::Relaxed);
+                shared
+                    .load_permille
+                    .store(permille(load), Ordering::Relaxed);
                 window_busy = Duration::ZERO;
                 window_periods = 0;
             }
@@ -1344,7 +1346,10 @@ mod tests {
         let (apart, stats) = share_not_behind_the_stall(true);
         assert!(apart > 0.5, "{apart}");
         assert!(stats.steals() > 0);
-        assert_eq!(stats.late_ticks(), stats.workers.iter().map(|w| w.late_ticks).sum());
+        assert_eq!(
+            stats.late_ticks(),
+            stats.workers.iter().map(|w| w.late_ticks).sum()
+        );
     }
 
     #[test]
@@ -1359,7 +1364,10 @@ mod tests {
             fn tick(&mut self, now: Duration) {
                 // `&mut self` already says so to the compiler; this says so at run time
                 // (a second thread inside would panic, counted below).
-                assert!(!self.in_tick.swap(true, Ordering::SeqCst), "two threads in one call");
+                assert!(
+                    !self.in_tick.swap(true, Ordering::SeqCst),
+                    "two threads in one call"
+                );
                 self.log.lock().unwrap().push(now);
                 std::thread::yield_now();
                 self.in_tick.store(false, Ordering::SeqCst);
@@ -1421,7 +1429,10 @@ mod tests {
             scheduler.add(extra),
             Err(SchedulerError::Full { max_calls: 3 })
         ));
-        assert!(extra_dropped.lock().unwrap().is_some(), "the refused call is dropped");
+        assert!(
+            extra_dropped.lock().unwrap().is_some(),
+            "the refused call is dropped"
+        );
         held[0].remove();
         wait_until("the removal", || scheduler.stats().calls() == 2);
         scheduler.add(counter().0).unwrap();

@@ -466,7 +466,12 @@ fn scheduler_workers_allocate_nothing_in_steady_state() {
     }
     assert!(!by_thread.is_empty());
     for (thread, (min, max, n)) in &by_thread {
-        assert_eq!(min, max, "worker {thread:?} allocated {} times over {n} ticks", max - min);
+        assert_eq!(
+            min,
+            max,
+            "worker {thread:?} allocated {} times over {n} ticks",
+            max - min
+        );
     }
     assert!(stats.ticks() >= (CALLS * NOTES) as u64);
 }

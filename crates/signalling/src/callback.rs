@@ -638,6 +638,16 @@ impl CallbackReceiver {
         self.deliver(events);
     }
 
+    /// Applies a call resource read from the service and delivers what changed ([`CallRegistry::apply_call`]): how a bot catches up with a state change whose
+    /// notification was lost.
+    pub fn apply_call_resource(&self, call_id: &str, call: &appmedia_model::Call) {
+        let events = self
+            .inner
+            .registry
+            .apply_call(call_id, call, Instant::now());
+        self.deliver(events);
+    }
+
     /// Spawns a task that reports overdue roster gaps every `interval`; it ends when the
     /// returned handle is aborted or dropped with the runtime.
     pub fn spawn_gap_poller(&self, interval: Duration) -> tokio::task::JoinHandle<()> {

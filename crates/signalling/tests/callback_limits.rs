@@ -341,3 +341,39 @@ async fn the_registry_cap_and_the_calls_tenant_refuse_a_batch_whole() {
     assert_eq!(s.receiver.stats().other_tenant, 1);
     assert!(s.events.try_recv().is_err(), "no event");
 }
+
+/// A call whose notifications were all lost is first known from a read of the service (the
+/// bot's state check): the read gives the state change it missed, once; the call then belongs
+/// to the tenant of the first notification that speaks of it.
+#[tokio::test]
+async fn a_call_first_read_from_the_service_takes_the_tenant_of_its_first_notification() {
+    let mut s = start(limits(), 16, CallRegistry::default()).await;
+    let id = "44444444-4444-4444-4444-444444444444";
+    let call: appmedia_model::Call = serde_json::from_value(serde_json::json!({
+        "@odata.type": "#microsoft.graph.call",
+        "id": id,
+        "state": "established",
+    }))
+    .unwrap();
+    let now = std::time::Instant::now();
+    let events = s.receiver.registry().apply_call(id, &call, now);
+    assert!(
+        matches!(
+            &events[..],
+            [CallEvent::StateChanged {
+                from: None,
+                to: appmedia_model::CallState::Established,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    assert!(
+        s.receiver.registry().apply_call(id, &call, now).is_empty(),
+        "read again: nothing new"
+    );
+    assert_eq!(s.post(&established(id)).await.status().as_u16(), 202);
+    while s.events.try_recv().is_ok() {}
+    let other = s.post_as(OTHER_TENANT, &established(id)).await;
+    assert_eq!(other.status().as_u16(), 403);
+}

@@ -227,14 +227,7 @@ impl CallAgent {
         let mut events = Vec::new();
         match notification.resource_data.value() {
             Some(ResourceData::Call(call)) => {
-                let call = self.without_repeated_tone(call);
-                let outcome = if change_type == Some(&ChangeType::Deleted) {
-                    self.state.terminate(Some(&call))
-                } else {
-                    self.state.apply(&call)
-                };
-                events.extend(self.state_events(outcome, now));
-                self.state.forget_tone();
+                events = self.apply_call(call, change_type == Some(&ChangeType::Deleted), now);
             }
             // An empty list parses as an empty roster; under contentsharingsessions it is
             // an empty session list, and must not wipe the roster.
@@ -321,6 +314,20 @@ impl CallAgent {
         }
         remember(&mut self.recent_operations, key);
         false
+    }
+
+    /// Applies a call resource — from a notification (`deleted`: its change type said the
+    /// call is gone) or read from the service — to the call's state.
+    pub fn apply_call(&mut self, call: &Call, deleted: bool, now: Instant) -> Vec<CallEvent> {
+        let call = self.without_repeated_tone(call);
+        let outcome = if deleted {
+            self.state.terminate(Some(&call))
+        } else {
+            self.state.apply(&call)
+        };
+        let events = self.state_events(outcome, now);
+        self.state.forget_tone();
+        events
     }
 
     /// Replaces the roster with a full one (after a [`CallEvent::RosterGap`]).
@@ -569,11 +576,14 @@ impl CallRegistry {
                 });
                 continue;
             };
-            let agent = calls.entry(call_id.clone()).or_insert_with(|| {
-                let mut agent = CallAgent::new(call_id, self.roster_policy.clone());
+            let agent = calls
+                .entry(call_id.clone())
+                .or_insert_with(|| CallAgent::new(call_id, self.roster_policy.clone()));
+            // A call first known from a read of the service (no token) belongs to the tenant
+            // of the first notification that speaks of it.
+            if agent.tenant.is_none() {
                 agent.tenant = tenant.map(str::to_owned);
-                agent
-            });
+            }
             agent.last_seen = Some(now);
             events.extend(agent.apply(notification, now));
         }
@@ -605,6 +615,19 @@ impl CallRegistry {
             .entry(call_id.to_owned())
             .or_insert_with(|| CallAgent::new(call_id, self.roster_policy.clone()));
         agent.apply_full_roster(participants)
+    }
+
+    /// Applies a call resource read from the service (`GET /communications/calls/{id}`) as
+    /// its notification would have been: a state change whose notification was lost comes out
+    /// as the [`CallEvent::StateChanged`] it missed. A call no notification spoke of yet
+    /// (all of them lost) is taken in, as [`CallRegistry::apply_full_roster`] does; the caller
+    /// reads only calls it holds.
+    pub fn apply_call(&self, call_id: &str, call: &Call, now: Instant) -> Vec<CallEvent> {
+        let mut calls = self.calls();
+        let agent = calls
+            .entry(call_id.to_owned())
+            .or_insert_with(|| CallAgent::new(call_id, self.roster_policy.clone()));
+        agent.apply_call(call, false, now)
     }
 
     /// Reports roster gaps that became due; call it every second or so.
