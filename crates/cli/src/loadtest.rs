@@ -740,6 +740,7 @@ fn report_json(
 ) -> serde_json::Value {
     let tick = r.stats.tick_time();
     let send = r.stats.send_offset();
+    let wake = r.stats.wake_delay();
     let us = |d: Duration| round(d.as_secs_f64() * 1e6, 1);
     let (send_p50, send_p99, send_p999) = (
         send.quantile(0.50),
@@ -765,6 +766,10 @@ fn report_json(
         "tick_max_us": round(tick.max.as_secs_f64() * 1e6, 1),
         // When each call's packet left, from the start of its 20 ms period; the jitter a
         // far end sees from the scheduler is how much later than usual: p99 - p50 etc.
+        // How late the workers began their periods: a late tick whose period began late
+        // was lost to the host, not to the work.
+        "wake_delay_p99_us": us(wake.quantile(0.99)),
+        "wake_delay_max_us": us(wake.max()),
         "send_offset_p50_us": us(send_p50),
         "send_offset_p99_us": us(send_p99),
         "send_offset_p999_us": us(send_p999),
@@ -801,7 +806,8 @@ fn report_text(v: &serde_json::Value) -> String {
         "loadtest: {} calls ({}, bot {}) on {} workers for {} s\n\
          ticks {} late {} | tick p50 {} us p99 {} us max {} us | stolen ticks {}\n\
          send time after the period start p50 {} us p99 {} us p99.9 {} us max {} us \
-         (jitter p99 {} us p99.9 {} us) | workers at {} priority\n\
+         (jitter p99 {} us p99.9 {} us) | workers at {} priority, woken after the period \
+         start p99 {} us max {} us\n\
          cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
          opus decode {} us + encode {} us CPU per frame -> codec limit {} calls/core; \
          running {} calls/core = {} % of it",
@@ -823,6 +829,8 @@ fn report_text(v: &serde_json::Value) -> String {
         num("send_jitter_p99_us"),
         num("send_jitter_p999_us"),
         v["worker_priority"].as_str().unwrap_or("?"),
+        num("wake_delay_p99_us"),
+        num("wake_delay_max_us"),
         num("cpu_per_call_pct"),
         num("rss_per_call_kib"),
         num("host_load_avg_1m"),
@@ -1235,6 +1243,8 @@ mod tests {
             "codec_limit_calls_per_core",
             "send_offset_p99_us",
             "send_jitter_p999_us",
+            "wake_delay_p99_us",
+            "wake_delay_max_us",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }

@@ -436,6 +436,7 @@ struct WorkerShared {
     tick_time: LatencyHistogram,
     busy_time: LatencyHistogram,
     send_offset: LatencyHistogram,
+    wake_delay: LatencyHistogram,
     /// What [`apply_priority`] gave the worker (written once at its start).
     priority: std::sync::Mutex<WorkerPriority>,
     /// Set by [`Scheduler::reset_stats`]; the worker zeroes its own counters
@@ -459,6 +460,7 @@ impl WorkerShared {
         self.tick_time.reset();
         self.busy_time.reset();
         self.send_offset.reset();
+        self.wake_delay.reset();
         self.reset_requested.store(false, Ordering::Release);
     }
 }
@@ -494,6 +496,10 @@ pub struct WorkerStats {
     /// When each call tick finished, from the start of its period: when its packet leaves.
     /// Its spread is the send-time jitter a far end sees from the scheduler.
     pub send_offset: HistogramSnapshot,
+    /// How long after each period's start the worker began it: the OS's wake-up latency, or
+    /// how far behind it was. When both workers begin a period late, no stealing can make up
+    /// for it (the host paused the whole machine).
+    pub wake_delay: HistogramSnapshot,
     /// The scheduling policy the worker runs under.
     pub priority: WorkerPriority,
 }
@@ -534,6 +540,16 @@ impl SchedulerStats {
         let mut all = HistogramSnapshot::default();
         for w in &self.workers {
             all.merge(&w.send_offset);
+        }
+        all
+    }
+
+    /// How late the workers began their periods, over all workers
+    /// ([`WorkerStats::wake_delay`]).
+    pub fn wake_delay(&self) -> HistogramSnapshot {
+        let mut all = HistogramSnapshot::default();
+        for w in &self.workers {
+            all.merge(&w.wake_delay);
         }
         all
     }
@@ -814,6 +830,7 @@ impl<T: Tickable> Scheduler<T> {
                 tick_time: s.tick_time.snapshot(),
                 busy_time: s.busy_time.snapshot(),
                 send_offset: s.send_offset.snapshot(),
+                wake_delay: s.wake_delay.snapshot(),
                 priority: *s.priority.lock().unwrap_or_else(|p| p.into_inner()),
             })
             .collect();
@@ -933,6 +950,9 @@ impl<T: Tickable> Worker<T> {
             }
             let late_after = deadline + period;
             let started = Instant::now();
+            self.shared()
+                .wake_delay
+                .record(started.saturating_duration_since(deadline));
             self.tick_period(u64::from(k), late_after);
             let finished = Instant::now();
             let busy = finished - started;
@@ -1141,6 +1161,9 @@ mod tests {
         let offsets = stats.send_offset();
         assert_eq!(offsets.count(), stats.ticks());
         assert!(offsets.max() < period * 6, "{:?}", offsets.max());
+        // One wake-up noted per period run.
+        let periods: u64 = stats.workers.iter().map(|w| w.periods).sum();
+        assert_eq!(stats.wake_delay().count(), periods);
         assert!(
             stats
                 .workers
@@ -1263,13 +1286,15 @@ mod tests {
     /// preempted worker is.
     struct Stall {
         for_: Duration,
-        on: Arc<Mutex<Vec<(Duration, String)>>>,
+        on: Arc<Mutex<Vec<TickedOn>>>,
     }
 
-    /// Records which thread ticked it for which period.
+    /// Records which thread ticked it for which period, and when.
     struct Light {
-        on: Arc<Mutex<Vec<(Duration, String)>>>,
+        on: Arc<Mutex<Vec<TickedOn>>>,
     }
+
+    type TickedOn = (Duration, String, Instant);
 
     fn thread_name() -> String {
         std::thread::current().name().unwrap_or("").to_owned()
@@ -1284,16 +1309,22 @@ mod tests {
         fn tick(&mut self, now: Duration) {
             match self {
                 Load::Stall(s) => {
-                    s.on.lock().unwrap().push((now, thread_name()));
+                    s.on.lock()
+                        .unwrap()
+                        .push((now, thread_name(), Instant::now()));
                     std::thread::sleep(s.for_);
                 }
-                Load::Light(l) => l.on.lock().unwrap().push((now, thread_name())),
+                Load::Light(l) => {
+                    l.on.lock()
+                        .unwrap()
+                        .push((now, thread_name(), Instant::now()))
+                }
             }
         }
     }
 
-    /// Of the light calls' ticks, the share that ran on another thread than the stalled
-    /// call's tick of the same period.
+    /// Of the light calls' ticks, the share that did not wait behind the stalled call's tick
+    /// of the same period (ran on the other thread, or before it).
     fn share_not_behind_the_stall(steal: bool) -> (f64, SchedulerStats) {
         let config = SchedulerConfig {
             workers: 2,
@@ -1324,11 +1355,11 @@ mod tests {
         let lights = lights.lock().unwrap();
         let apart = lights
             .iter()
-            .filter(|(now, thread)| {
+            .filter(|(now, thread, at)| {
                 stalls
                     .iter()
-                    .find(|(n, _)| n == now)
-                    .is_some_and(|(_, stalled)| stalled != thread)
+                    .find(|(n, _, _)| n == now)
+                    .is_some_and(|(_, stalled, stalled_at)| stalled != thread || at < stalled_at)
             })
             .count();
         (apart as f64 / lights.len().max(1) as f64, stats)
