@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use appmedia_media::scheduler::{Scheduler, SchedulerConfig};
+use appmedia_media::scheduler::{Scheduler, SchedulerConfig, WorkerPriority};
 use appmedia_model::Call as CallResource;
 use appmedia_signalling::auth::{
     CallbackAuth, CallbackAuthConfig, CallbackTokenValidator, ClientCredentials, TenantPolicy,
@@ -271,8 +271,12 @@ impl Bot {
         };
         let scheduler = Scheduler::start(SchedulerConfig {
             workers: config.media.workers,
+            realtime: config.media.realtime,
             ..SchedulerConfig::default()
         })?;
+        if config.media.realtime.is_some() {
+            report_worker_priority(&scheduler).await;
+        }
         let epoch = scheduler.epoch();
         let transport = TransportConfig {
             bind_ip: config.media.bind_ip,
@@ -740,6 +744,32 @@ fn graph_client(config: &BotConfig) -> Result<(GraphClient, CallbackTokenValidat
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every critical
 /// section here is a single map operation).
+/// Logs the priority the media workers got once each has started (within a second): a
+/// refused real-time policy is a warning, since the workers then run at normal priority.
+async fn report_worker_priority(scheduler: &Scheduler<CallMedia>) {
+    let asked = |w: &appmedia_media::scheduler::WorkerStats| w.priority != WorkerPriority::Normal;
+    let mut workers = scheduler.stats().workers;
+    for _ in 0..50 {
+        if workers.iter().all(asked) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        workers = scheduler.stats().workers;
+    }
+    for w in &workers {
+        match w.priority {
+            WorkerPriority::Realtime(_) => {
+                tracing::info!(worker = w.worker, priority = %w.priority, "media worker priority")
+            }
+            _ => tracing::warn!(
+                worker = w.worker,
+                priority = %w.priority,
+                "media worker not at the real-time priority asked for (needs root, CAP_SYS_NICE or RLIMIT_RTPRIO); ticks may be late near the codec's limit"
+            ),
+        }
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -9,6 +9,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use appmedia_media::scheduler::{RealtimePolicy, RealtimePriority};
 use appmedia_signalling::auth::{ClientAuth, ClientCertificate};
 use appmedia_signalling::client::NationalCloud;
 use appmedia_signalling::validate::is_https_or_loopback;
@@ -168,6 +169,12 @@ pub struct MediaSettings {
     /// at 32 kb/s, 4.2 at 40 kb/s, 4.3 at 48 kb/s. In-band FEC is added on top only while the
     /// far end reports loss.
     pub audio_bitrate_bps: i32,
+    /// Run the media workers under a real-time policy (default `None`: the OS's normal
+    /// one). On a small machine it is what holds every tick on time near the codec's limit
+    /// (`docs/benchmarks.md`: on 2 vCPUs, 0 late ticks at 80 % of it with `SCHED_FIFO`, 143
+    /// without). Needs root, `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` allowance; refused, the
+    /// workers run at normal priority and the bot logs a warning saying why.
+    pub realtime: Option<RealtimePriority>,
 }
 
 impl Default for MediaSettings {
@@ -178,6 +185,7 @@ impl Default for MediaSettings {
             port_range: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             audio_bitrate_bps: 32_000,
+            realtime: None,
         }
     }
 }
@@ -345,6 +353,8 @@ pub mod env {
     pub const MEDIA_WORKERS: &str = "APPMEDIA_MEDIA_WORKERS";
     /// `media.audio_bitrate_bps`.
     pub const AUDIO_BITRATE: &str = "APPMEDIA_AUDIO_BITRATE";
+    /// `media.realtime`: `fifo` or `rr`, optionally with a priority (`fifo:20`; default 10).
+    pub const MEDIA_REALTIME: &str = "APPMEDIA_MEDIA_REALTIME";
     /// Where call recordings are written.
     pub const RECORDINGS_DIR: &str = "APPMEDIA_RECORDINGS_DIR";
     /// Seconds between `keepAlive` requests for each held call.
@@ -666,6 +676,12 @@ impl BotConfig {
                 .parse()
                 .map_err(|e| invalid("media.workers", env::MEDIA_WORKERS, &v, format!("{e}")))?;
         }
+        if let Some(v) = get(env::MEDIA_REALTIME) {
+            config.media.realtime =
+                Some(parse_realtime(&v).map_err(|reason| {
+                    invalid("media.realtime", env::MEDIA_REALTIME, &v, reason)
+                })?);
+        }
         if let Some(v) = get(env::AUDIO_BITRATE) {
             config.media.audio_bitrate_bps = v.parse().map_err(|e| {
                 invalid(
@@ -942,6 +958,27 @@ impl BotConfig {
     }
 }
 
+/// `fifo`, `rr`, `fifo:N` or `rr:N` (N from 1 to 99; default 10).
+fn parse_realtime(value: &str) -> Result<RealtimePriority, String> {
+    let (policy, priority) = match value.trim().split_once(':') {
+        Some((policy, priority)) => (policy, Some(priority)),
+        None => (value.trim(), None),
+    };
+    let policy = match policy.to_ascii_lowercase().as_str() {
+        "fifo" => RealtimePolicy::Fifo,
+        "rr" => RealtimePolicy::RoundRobin,
+        _ => return Err("fifo or rr, optionally with :PRIORITY (1-99)".into()),
+    };
+    let priority = match priority {
+        None => 10,
+        Some(p) => match p.trim().parse::<u8>() {
+            Ok(p @ 1..=99) => p,
+            _ => return Err(format!("priority {p:?} is not between 1 and 99")),
+        },
+    };
+    Ok(RealtimePriority { policy, priority })
+}
+
 fn parse_port_range(value: &str) -> Result<RangeInclusive<u16>, String> {
     let (first, last) = value
         .split_once('-')
@@ -991,6 +1028,7 @@ mod tests {
             (env::RECORDINGS_DIR, "/var/recordings"),
             (env::KEEP_ALIVE_SECS, "600"),
             (env::STATE_CHECK_SECS, "4"),
+            (env::MEDIA_REALTIME, "rr:20"),
             (env::INSTANCE_ID, "bot-2"),
             (env::MAX_CALLS, "40"),
             (env::DRAIN_SECS, "3600"),
@@ -1009,6 +1047,20 @@ mod tests {
         assert_eq!(config.media.audio_bitrate_bps, 40_000);
         assert_eq!(config.keep_alive_interval, Duration::from_secs(600));
         assert_eq!(config.state_check_interval, Duration::from_secs(4));
+        assert_eq!(
+            config.media.realtime,
+            Some(RealtimePriority {
+                policy: RealtimePolicy::RoundRobin,
+                priority: 20
+            })
+        );
+        assert_eq!(
+            parse_realtime("FIFO"),
+            Ok(RealtimePriority {
+                policy: RealtimePolicy::Fifo,
+                priority: 10
+            })
+        );
         assert_eq!(config.max_calls, Some(40));
         assert_eq!(config.drain_timeout, Duration::from_secs(3600));
         assert_eq!(config.webhook_path().as_deref(), Some("/callback"));
@@ -1062,6 +1114,9 @@ mod tests {
             (env::AUDIO_BITRATE, "32kbps"),
             (env::KEEP_ALIVE_SECS, "3600"),
             (env::STATE_CHECK_SECS, "0"),
+            (env::MEDIA_REALTIME, "deadline"),
+            (env::MEDIA_REALTIME, "fifo:0"),
+            (env::MEDIA_REALTIME, "rr:100"),
             (env::STATE_CHECK_SECS, "soon"),
             (env::INSTANCE_ID, "bot/0"),
             (env::MAX_CALLS, "0"),

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use appmedia_bot::{Bot, BotError, Event, MediaOptions, RecordOptions};
+use appmedia_media::scheduler::{RealtimePolicy, RealtimePriority, WorkerPriority};
 use appmedia_model::CallState;
 use appmedia_signalling::builders::Media;
 use appmedia_testkit::audio::dominant;
@@ -14,7 +15,22 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {
     let emulator = emulator(echo_directory()).await;
-    let bot = bot(&emulator).await;
+    // Its media worker at the real-time priority asked for (root here), or at normal priority
+    // saying why: the call works either way.
+    let mut config = bot_config(&emulator);
+    let asked = RealtimePriority {
+        policy: RealtimePolicy::Fifo,
+        priority: 10,
+    };
+    config.media.realtime = Some(asked);
+    let bot = Bot::start(config).await.expect("bot starts");
+    for worker in bot.media_stats().expect("running").workers {
+        match worker.priority {
+            WorkerPriority::Realtime(got) => assert_eq!(got, asked),
+            WorkerPriority::Refused { asked: a, .. } => assert_eq!(a, asked),
+            other => panic!("worker {} at {other}", worker.worker),
+        }
+    }
     let mut call = bot
         .call(
             call_to(JOHN, &bot, appmedia_bot::app_hosted()),
