@@ -420,9 +420,10 @@ impl<T: Tickable> Table<T> {
     }
 }
 
-/// Counters one worker publishes (written by the worker only).
+/// Counters one worker publishes (written by the worker only, but for `calls`).
 #[derive(Default)]
 struct WorkerShared {
+    /// Calls homed on this worker: raised by adders, lowered by whichever worker vacates.
     calls: AtomicUsize,
     ticks: AtomicU64,
     late_ticks: AtomicU64,
