@@ -589,6 +589,8 @@ pub struct PipelineStats {
     pub packets_sent: u64,
     /// RTP bytes sent.
     pub bytes_sent: u64,
+    /// Frames the Opus encoder was run on (the primings after passthrough not counted).
+    pub frames_encoded: u64,
     /// Ticks where the encoder judged the frame silent and nothing was sent.
     pub dtx_ticks: u64,
     /// Frames the encoder failed on (nothing sent for them).
@@ -1899,6 +1901,7 @@ impl CallPipeline {
                     self.stats.encode_errors += 1;
                 }
             }
+            self.stats.frames_encoded += 1;
             match encoder.encode(frame) {
                 Ok(EncodedFrame::Voice(p)) => {
                     if silent {
