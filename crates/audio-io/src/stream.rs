@@ -47,7 +47,10 @@ enum Kind {
     /// With `passthrough` (some or all packets can be sent as they are) it is instead decoded
     /// into whole 20 ms frames from the first decoded sample, each frame with its packet when
     /// it has one (see [`AudioClip`](crate::playback::AudioClip) for what is played).
-    OggOpus { pre_skip: usize, passthrough: bool },
+    OggOpus {
+        pre_skip: usize,
+        passthrough: bool,
+    },
 }
 
 impl StreamedClip {
@@ -475,7 +478,9 @@ fn decode_ogg_frames(
                 let page = match pages.next() {
                     Ok(Some(page)) => page,
                     Ok(None) => break,
-                    Err(PageError::Io(e)) => return Err(format!("reading {}: {e}", path.display())),
+                    Err(PageError::Io(e)) => {
+                        return Err(format!("reading {}: {e}", path.display()));
+                    }
                     Err(PageError::Bad(reason)) => {
                         return Err(format!("{}: {reason}", path.display()));
                     }

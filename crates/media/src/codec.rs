@@ -580,7 +580,10 @@ pub(crate) mod tests {
             Err(PassthroughRefusal::Duration { samples: 480 })
         );
         // Config 1 (SILK NB 20 ms) with the stereo bit.
-        assert_eq!(OpusPacket::new(&[0x0C, 0x11]), Err(PassthroughRefusal::Stereo));
+        assert_eq!(
+            OpusPacket::new(&[0x0C, 0x11]),
+            Err(PassthroughRefusal::Stereo)
+        );
         // Code 3 (a frame count follows) without its count byte.
         assert_eq!(OpusPacket::new(&[0x03]), Err(PassthroughRefusal::Malformed));
         // Two 10 ms CELT frames (config 18, code 1) make 20 ms: they pass.

@@ -632,9 +632,8 @@ pub struct PipelineStats {
     /// Player frames that carried a packet but were mixed and encoded, because other audio
     /// (the bot, another player) was live on that tick or passthrough is off.
     pub passthrough_mixed: u64,
-    /// Times the encoder was reset and primed with the last passed-through frame before it
-    /// encoded again.
-    pub encoder_prerolls: u64,
+    /// Times the encoder was reset before it encoded again after passthrough.
+    pub encoder_resets: u64,
     /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
     /// sent, players and tones left queued.
     pub send_held_ticks: u64,
@@ -1049,8 +1048,6 @@ struct Player {
 struct Passthrough {
     /// The packet of this tick's candidate frame.
     packet: OpusPacket,
-    /// The audio of the last frame passed through: what the far end heard last.
-    last_pcm: Frame48,
     /// A frame was passed through since the encoder last ran: its history is stale.
     encoder_stale: bool,
 }
@@ -1228,7 +1225,6 @@ impl CallPipeline {
             encoder,
             pass: Box::new(Passthrough {
                 packet: OpusPacket::EMPTY,
-                last_pcm: SILENT_FRAME_48,
                 encoder_stale: false,
             }),
             pcm_send,
@@ -1852,10 +1848,9 @@ impl CallPipeline {
         let update;
         let (payload, level): (&[u8], AudioLevel) = if passthrough {
             // The player's packet is this tick's payload: no encoding. The encoder's history
-            // stops here; it is primed again before it next runs.
+            // stops here; it is reset before it next runs.
             self.rest.wake();
             self.pass.encoder_stale = true;
-            self.pass.last_pcm.copy_from_slice(frame);
             self.stats.passthrough_frames += 1;
             let sent_dbov = level_dbov(&frame[..]);
             self.stats.sent_level_dbov = sent_dbov;
@@ -1892,12 +1887,16 @@ impl CallPipeline {
                 return;
             };
             if self.pass.encoder_stale {
-                // Back from passthrough: the encoder last saw audio from before the prompt's
-                // packets. Primed with what the far end heard last, its look-ahead holds
-                // the end of that frame instead of stale audio (the output is discarded).
+                // Back from passthrough: the far end's decoder state now comes from the
+                // prompt's packets, which this encoder never made, and its own history is
+                // audio from before them. After a reset its first packet is coded on its own
+                // (no prediction from earlier frames) and its look-ahead holds no stale audio.
+                // Priming it with the last passed-through frame was measured worse: the next
+                // packet then predicts from a frame the far end never received
+                // (docs/media-pipeline.md, "Opus passthrough").
                 self.pass.encoder_stale = false;
-                self.stats.encoder_prerolls += 1;
-                if encoder.reset().is_err() || encoder.encode(&self.pass.last_pcm).is_err() {
+                self.stats.encoder_resets += 1;
+                if encoder.reset().is_err() {
                     self.stats.encode_errors += 1;
                 }
             }

@@ -1115,7 +1115,10 @@ fn a_prompt_alone_goes_out_as_its_own_packets_re_timestamped() {
             "packet {k} unchanged"
         );
         assert_eq!(p.sequence_number(), 65_500u16.wrapping_add(k as u16));
-        assert_eq!(p.timestamp(), (u32::MAX - 960 * 30).wrapping_add(960 * k as u32));
+        assert_eq!(
+            p.timestamp(),
+            (u32::MAX - 960 * 30).wrapping_add(960 * k as u32)
+        );
         assert_eq!(p.ssrc(), 0xA);
         assert_eq!(p.marker(), k == 0, "marker on the first packet only");
         let level = p.audio_level(1).unwrap();
@@ -1123,7 +1126,7 @@ fn a_prompt_alone_goes_out_as_its_own_packets_re_timestamped() {
     }
     let stats = a.stats();
     assert_eq!(stats.passthrough_frames, 40);
-    assert_eq!((stats.frames_encoded, stats.encoder_prerolls), (0, 0));
+    assert_eq!((stats.frames_encoded, stats.encoder_resets), (0, 0));
     assert_eq!(stats.passthrough_mixed, 0);
 }
 
@@ -1151,7 +1154,10 @@ fn the_bot_speaking_over_a_prompt_is_mixed_and_encoded_then_passthrough_resumes(
     }
     // Contiguous through both switches.
     for w in sent.windows(2) {
-        assert_eq!(w[1].sequence_number(), w[0].sequence_number().wrapping_add(1));
+        assert_eq!(
+            w[1].sequence_number(),
+            w[0].sequence_number().wrapping_add(1)
+        );
         assert_eq!(w[1].timestamp(), w[0].timestamp().wrapping_add(960));
         assert!(!w[1].marker());
     }
@@ -1159,7 +1165,7 @@ fn the_bot_speaking_over_a_prompt_is_mixed_and_encoded_then_passthrough_resumes(
     assert_eq!(stats.passthrough_frames, 50);
     assert_eq!(stats.passthrough_mixed, 10);
     assert_eq!(stats.frames_encoded, 10);
-    assert_eq!(stats.encoder_prerolls, 1, "one switch back to encoding");
+    assert_eq!(stats.encoder_resets, 1, "one switch back to encoding");
 }
 
 #[test]
@@ -1183,7 +1189,11 @@ fn two_prompts_at_once_a_tone_or_passthrough_off_are_encoded() {
     })
     .unwrap();
     let sent = play_prompt(&mut b, &prompt, |_| None);
-    assert!(sent.iter().zip(&prompt).all(|(p, f)| p.payload() != f.packet.unwrap().as_bytes()));
+    assert!(
+        sent.iter()
+            .zip(&prompt)
+            .all(|(p, f)| p.payload() != f.packet.unwrap().as_bytes())
+    );
     assert_eq!(b.stats().passthrough_frames, 0);
     assert_eq!(b.stats().frames_encoded, 10);
 
