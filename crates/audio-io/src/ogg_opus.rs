@@ -76,7 +76,7 @@ pub(crate) fn decode(
         let page = pages.next().map_err(|r| stream.malformed(r))?;
         let Some(page) = page else { break };
         let ended = stream.feed_packets(&page, &mut |p: AudioPacket<'_>| {
-            if out.len() % CORE_FRAME_SAMPLES == 0 && passes_through(&p) {
+            if out.len().is_multiple_of(CORE_FRAME_SAMPLES) && passes_through(&p) {
                 let frame = out.len() / CORE_FRAME_SAMPLES;
                 spans.resize(frame, None);
                 // A file is far below 4 GiB (MAX_CLIP_FILE_BYTES) and a packet below 1276 B.
@@ -253,7 +253,7 @@ pub(crate) fn scan(path: &std::path::Path) -> Result<(OpusInfo, u64), OpenError>
         })?;
         let Some(page) = page else { break };
         let end = stream.feed_packets(&page, &mut |p: AudioPacket<'_>| {
-            if decoded % CORE_FRAME_SAMPLES as u64 == 0 && passes_through(&p) {
+            if decoded.is_multiple_of(CORE_FRAME_SAMPLES as u64) && passes_through(&p) {
                 passthrough_packets += 1;
             }
             decoded += p.pcm.len() as u64;
