@@ -686,10 +686,15 @@ mod tests {
     #[test]
     fn a_streamed_ogg_opus_file_is_the_decoded_one() {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for name in ["prompt-16k.opus", "stereo-440l-1000r.opus"] {
+        for name in [
+            "prompt-16k-10ms.opus",
+            "prompt-16k-40ms.opus",
+            "stereo-440l-1000r.opus",
+        ] {
             let path = fixtures.join(name);
             let decoded = AudioClip::open(&path).unwrap();
             let clip = StreamedClip::open(&path).unwrap();
+            assert!(!clip.passes_through(), "{name}");
             assert_eq!(clip.source_format(), decoded.source_format(), "{name}");
             assert_eq!(clip.duration(), decoded.duration(), "{name}");
             let (streamed, failed) = read_all(&mut clip.start(false).unwrap());
@@ -697,6 +702,55 @@ mod tests {
             // The same decoder over the same packets: the same samples.
             assert_eq!(streamed, decoded.samples(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_streamed_ogg_opus_file_that_passes_through_gives_the_decoded_ones_frames() {
+        use crate::playback::{PlayMode, PromptPlayer};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prompt-16k.opus");
+        let decoded = AudioClip::open(&path).unwrap();
+        let clip = StreamedClip::open(&path).unwrap();
+        assert!(clip.passes_through());
+        assert_eq!(clip.duration(), decoded.duration());
+        let frames = |play: &dyn Fn(&crate::playback::PromptQueue)| {
+            let (mut player, queue) = PromptPlayer::new(2);
+            play(&queue);
+            let mut frame = PlayerFrame::SILENT;
+            let mut all = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while player.is_playing() || all.is_empty() {
+                assert!(Instant::now() < deadline, "never ended");
+                let underruns = player.counters().stream_underruns;
+                let got = player.next_player_frame(&mut frame);
+                if player.counters().stream_underruns > underruns {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                if got {
+                    all.push(frame);
+                }
+            }
+            all
+        };
+        let whole = frames(&|q| {
+            q.play(&decoded, PlayMode::Once).unwrap();
+        });
+        let streamed = frames(&|q| {
+            q.play_streamed(&clip, PlayMode::Once).unwrap();
+        });
+        assert_eq!(whole.len(), decoded.passthrough_frames());
+        assert_eq!(whole.len(), streamed.len());
+        for (k, (a, b)) in whole.iter().zip(&streamed).enumerate() {
+            assert_eq!(a.pcm, b.pcm, "frame {k}");
+            assert!(a.packet.is_some() && a.packet == b.packet, "frame {k}");
+        }
+        // The frames hold the file's whole decoding: the clip's samples from the pre-skip on.
+        let pcm: Vec<f32> = whole.iter().flat_map(|f| f.pcm).collect();
+        let skip = pcm.len() - decoded.samples().len();
+        let found = (0..skip + 1)
+            .find(|&s| pcm[s..s + decoded.samples().len()] == *decoded.samples())
+            .expect("the trimmed samples inside the frames");
+        assert_eq!(found, 312, "opusenc's pre-skip");
     }
 
     #[test]
