@@ -185,10 +185,17 @@ async fn an_ogg_opus_prompt_is_sent_as_its_own_packets() {
     };
     let media = end.media.expect("media counters");
     assert_eq!(media.prompts.packet_frames, frames);
-    assert_eq!(media.pipeline.passthrough_frames, frames, "{:?}", media.pipeline);
+    assert_eq!(
+        media.pipeline.passthrough_frames, frames,
+        "{:?}",
+        media.pipeline
+    );
     assert_eq!(media.pipeline.passthrough_mixed, 0);
     let transport = end.transport.as_ref().expect("transport counters");
-    assert!(transport.packets_received > 100, "John echoed it: {transport:?}");
+    assert!(
+        transport.packets_received > 100,
+        "John echoed it: {transport:?}"
+    );
     bot.shutdown(None).await;
     emulator.shutdown().await;
 }

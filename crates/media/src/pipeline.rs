@@ -8,6 +8,10 @@
 //! BotSender (send queue) ──► + players ──► mix ──► OpusEncoder ──► RTP ──► outgoing_packet()
 //! ```
 //!
+//! Opus passthrough: a player frame that carries the Opus packet it decodes from
+//! ([`PlayerFrame`], from an Ogg/Opus prompt) and is the only audio of its tick goes out as
+//! that packet, re-timestamped, without encoding ([`PipelineConfig::opus_passthrough`]).
+//!
 //! Raw PCM (Azure Communication Services audio streaming, [`crate::pcm`]) enters and leaves the
 //! same path: [`PcmInbox`] frames go to per-key remote streams that play out of a small ring
 //! ([`PcmPlayout`]) and are upsampled to 48 kHz where RTP streams are
