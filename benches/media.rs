@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use appmedia::media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder};
+use appmedia::media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder, OpusPacket};
 use appmedia::media::frame::{
     BYTES_PER_FRAME_16K_S16, FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_16K, SILENT_FRAME_48,
     level_dbov,
@@ -23,7 +23,9 @@ use appmedia::media::frame::{
 use appmedia::media::jitter::{JitterBuffer, JitterConfig, Playout};
 use appmedia::media::mixer::{Mixer, SourceId};
 use appmedia::media::pcm::PcmRate;
-use appmedia::media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig, SendOutput};
+use appmedia::media::pipeline::{
+    BotAudioFormat, CallPipeline, PipelineConfig, PlayerFrame, SendOutput,
+};
 use appmedia::media::resample::{Downsampler, f32_to_s16, f32_to_s16le_bytes};
 use appmedia::media::rtp::{HeaderExtension, RtpHeader, RtpPacket, RtpPacketSpec};
 use appmedia::media::synth::SpeechLike;
@@ -307,6 +309,57 @@ fn two_party(name: &'static str, format: BotAudioFormat, bot_talks: bool) -> Sta
     })
 }
 
+/// A whole frame of a 2-party call whose bot plays an Ogg/Opus prompt alone: one RTP packet
+/// in (parse, jitter buffer, decode), the frame to the bot (16 kHz), the prompt's frame with
+/// its packet queued by the player, and that packet sent as it is (Opus passthrough): no
+/// encode. The prompt is voice 1's talk, coded by libopus as a file's packets would be.
+fn two_party_passthrough() -> Stage {
+    let mut talker = Talker::new(0);
+    let mut encoder = OpusEncoder::new(EncoderConfig::default()).expect("encoder");
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let prompt: Vec<PlayerFrame> = talk_frames(1, 50)
+        .iter()
+        .filter_map(|f| match encoder.encode(f).expect("encode") {
+            EncodedFrame::Voice(p) => {
+                let packet = OpusPacket::new(p).expect("a 20 ms mono packet");
+                let mut pcm = SILENT_FRAME_48;
+                decoder.decode(p, &mut pcm).expect("decode");
+                Some(PlayerFrame {
+                    pcm,
+                    packet: Some(packet),
+                })
+            }
+            EncodedFrame::Dtx => None,
+        })
+        .collect();
+    let mut pipeline = CallPipeline::new(PipelineConfig {
+        payload_type: PT,
+        audio_level_ext_id: Some(LEVEL_EXT),
+        bot_format: BotAudioFormat::Pcm16k,
+        ..PipelineConfig::default()
+    })
+    .expect("pipeline");
+    let player = pipeline.add_player(4).expect("a player slot");
+    let mut k = 0;
+    stage("call_2party_passthrough_frame", move |frames| {
+        let time = timed(
+            frames,
+            || talker.next(),
+            |(bytes, now)| {
+                pipeline.push_rtp(bytes, now);
+                k = (k + 1) % prompt.len();
+                let _ = player.send_frame(&prompt[k]);
+                pipeline.tick(now);
+                black_box(pipeline.bot_frame_16k());
+                black_box(pipeline.outgoing_packet());
+            },
+        );
+        // Measures what it says: every frame passed through, none encoded.
+        assert_eq!(pipeline.stats().frames_encoded, 0, "a frame was encoded");
+        time
+    })
+}
+
 /// A whole frame of a 2-party call over raw PCM (Azure Communication Services audio
 /// streaming), 16 kHz both ways: one frame in (playout ring, upsampling to 48 kHz), the frame
 /// to the bot at 16 kHz, the bot's own 16 kHz frame back, the send mix downsampled to 16 kHz
@@ -439,6 +492,7 @@ fn all_stages() -> Vec<Stage> {
         two_party("call_2party_frame", BotAudioFormat::Pcm48k, true),
         two_party("call_2party_frame_pcm16k", BotAudioFormat::Pcm16k, true),
         two_party("call_2party_listen_frame", BotAudioFormat::Pcm16k, false),
+        two_party_passthrough(),
         two_party_pcm(),
         conference(),
     ]

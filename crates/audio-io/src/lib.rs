@@ -32,7 +32,7 @@
 //! | call | does |
 //! |---|---|
 //! | [`record::RecordingSink::push`] / [`push_s16`](record::RecordingSink::push_s16) | copies a frame into a bounded channel; full → counted drop |
-//! | [`playback::PromptPlayer::next_frame`] | copies from a decoded clip or a streamed prompt's ring |
+//! | [`playback::PromptPlayer::next_frame`] / [`next_player_frame`](playback::PromptPlayer::next_player_frame) | copies from a decoded clip or a streamed prompt's ring (with an Ogg/Opus frame's packet, for passthrough) |
 //! | `device::SpeakerFeed::push_frame` (feature `devices`) | resamples (rubato, preallocated) into the speakers' ring |
 //! | `device::MicSource::pull_frame` (feature `devices`) | resamples out of the microphone's ring |
 //!

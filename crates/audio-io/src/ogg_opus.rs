@@ -6,8 +6,13 @@
 //! pre-skip, end trimming by the last granule position, and the header's output gain. Every
 //! page's CRC is checked, so a damaged or cut file is an error at open, not noise in a call.
 
+use std::ops::Range;
 use std::path::PathBuf;
 
+use appmedia_media::codec::OpusPacket;
+use appmedia_media::pipeline::PlayerFrame;
+
+use crate::frame::CORE_FRAME_SAMPLES;
 use crate::playback::OpenError;
 
 /// Opus always decodes at 48 kHz here; 120 ms is the longest packet.
@@ -18,21 +23,69 @@ pub(crate) fn is_ogg(bytes: &[u8]) -> bool {
     bytes.starts_with(b"OggS")
 }
 
-/// Decodes an Ogg/Opus file to mono 48 kHz samples; also returns the stream's channel count.
+/// A whole Ogg/Opus file decoded to mono 48 kHz.
+pub(crate) struct DecodedOgg {
+    /// Every decoded sample, untrimmed (pre-skip and end padding included), zero-padded to
+    /// whole 20 ms frames: frame f is `pcm[f * 960..(f + 1) * 960]`.
+    pub(crate) pcm: Vec<f32>,
+    /// The part a player of the file plays: pre-skip dropped, end cut at the last granule.
+    pub(crate) trimmed: Range<usize>,
+    /// Channels of the stream (down-mixed to mono).
+    pub(crate) channels: u8,
+    /// The packets that can be sent as they are, by frame; `None` when there are none.
+    pub(crate) packets: Option<FramePackets>,
+}
+
+/// The Opus packets of a decoded file that are exactly one 20 ms frame each, by frame.
+#[derive(Debug)]
+pub(crate) struct FramePackets {
+    /// For frame f, the range of its packet in `bytes`, if it has one.
+    spans: Vec<Option<(u32, u16)>>,
+    bytes: Vec<u8>,
+}
+
+impl FramePackets {
+    /// Frame `f`'s packet, if it has one.
+    pub(crate) fn get(&self, f: usize) -> Option<&[u8]> {
+        let (at, len) = (*self.spans.get(f)?)?;
+        let at = at as usize;
+        self.bytes.get(at..at + usize::from(len))
+    }
+
+    /// Frames that have a packet.
+    pub(crate) fn count(&self) -> usize {
+        self.spans.iter().filter(|s| s.is_some()).count()
+    }
+}
+
+/// Decodes an Ogg/Opus file to mono 48 kHz samples, cut into 20 ms frames from its first
+/// sample, each frame that is exactly one packet's decoding keeping that packet.
 /// Decoding stops with [`OpenError::TooLong`] as soon as more than `max_samples` came out: a
 /// small file of tiny packets must not decode to hours of audio before its length is known.
 pub(crate) fn decode(
     bytes: &[u8],
     path: PathBuf,
     max_samples: usize,
-) -> Result<(Vec<f32>, u8), OpenError> {
+) -> Result<DecodedOgg, OpenError> {
     let mut pages = Pages { bytes, pos: 0 };
     let mut stream = OpusStream::new(path.clone());
     let mut out = Vec::new();
+    let mut spans = Vec::new();
+    let mut packet_bytes = Vec::new();
     loop {
         let page = pages.next().map_err(|r| stream.malformed(r))?;
         let Some(page) = page else { break };
-        let ended = stream.feed(&page, &mut out)?;
+        let ended = stream.feed_packets(&page, &mut |p: AudioPacket<'_>| {
+            if out.len().is_multiple_of(CORE_FRAME_SAMPLES) && passes_through(&p) {
+                let frame = out.len() / CORE_FRAME_SAMPLES;
+                spans.resize(frame, None);
+                // A file is far below 4 GiB (MAX_CLIP_FILE_BYTES) and a packet below 1276 B.
+                spans.push(Some((packet_bytes.len() as u32, p.bytes.len() as u16)));
+                packet_bytes.extend_from_slice(p.bytes);
+            }
+            out.extend_from_slice(p.pcm);
+            Ok(())
+        })?;
         // One page decodes to 255 packets of 120 ms at most: the overshoot is bounded.
         if out.len() > max_samples {
             return Err(OpenError::TooLong {
@@ -45,18 +98,105 @@ pub(crate) fn decode(
         }
     }
     let info = stream.finish()?;
-    // The last granule position counts every sample including the pre-skip: trim the end to it
-    // (the encoder padded the last packet), then drop the pre-skip from the start.
-    if let Some(g) = info.last_granule {
-        out.truncate(usize::try_from(g).unwrap_or(usize::MAX).min(out.len()));
-    }
-    let skip = info.pre_skip.min(out.len());
-    out.drain(..skip);
+    // The last granule position counts every sample including the pre-skip: the end is cut
+    // there (the encoder padded the last packet), and the pre-skip dropped from the start.
+    let end = info
+        .last_granule
+        .map_or(out.len(), |g| usize::try_from(g).unwrap_or(usize::MAX))
+        .min(out.len());
+    let start = info.pre_skip.min(end);
+    let frames = out.len().div_ceil(CORE_FRAME_SAMPLES);
+    out.resize(frames * CORE_FRAME_SAMPLES, 0.0);
     clamp(&mut out);
-    if out.is_empty() {
+    if start == end {
         return Err(OpenError::Empty { path });
     }
-    Ok((out, info.channels))
+    let packets = (!spans.is_empty()).then(|| {
+        spans.resize(frames, None);
+        FramePackets {
+            spans,
+            bytes: packet_bytes,
+        }
+    });
+    Ok(DecodedOgg {
+        pcm: out,
+        trimmed: start..end,
+        channels: info.channels,
+        packets,
+    })
+}
+
+/// Whether the packet may go out as it is: the stream allows it (mono, no header gain) and
+/// the packet is one 20 ms mono frame of at most 1275 bytes.
+fn passes_through(p: &AudioPacket<'_>) -> bool {
+    p.passthrough && p.pcm.len() == CORE_FRAME_SAMPLES && OpusPacket::new(p.bytes).is_ok()
+}
+
+/// Cuts a stream's decoded audio into 20 ms frames from its first sample; a packet that
+/// starts on a frame's first sample and fills exactly that frame stays with it, so the frame
+/// can be sent as that packet.
+pub(crate) struct FrameAligner {
+    frame: PlayerFrame,
+    /// Samples of `frame` filled so far.
+    fill: usize,
+}
+
+impl FrameAligner {
+    pub(crate) fn new() -> Self {
+        FrameAligner {
+            frame: PlayerFrame::SILENT,
+            fill: 0,
+        }
+    }
+
+    /// Takes one packet; `emit` gets every frame completed.
+    pub(crate) fn push<E>(
+        &mut self,
+        p: &AudioPacket<'_>,
+        emit: &mut impl FnMut(&PlayerFrame) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.fill == 0
+            && p.pcm.len() == CORE_FRAME_SAMPLES
+            && let Some(packet) = p
+                .passthrough
+                .then(|| OpusPacket::new(p.bytes).ok())
+                .flatten()
+        {
+            self.frame.pcm.copy_from_slice(p.pcm);
+            clamp(&mut self.frame.pcm);
+            self.frame.packet = Some(packet);
+            return emit(&self.frame);
+        }
+        let mut pcm = p.pcm;
+        while !pcm.is_empty() {
+            let n = (CORE_FRAME_SAMPLES - self.fill).min(pcm.len());
+            self.frame.pcm[self.fill..self.fill + n].copy_from_slice(&pcm[..n]);
+            self.fill += n;
+            pcm = &pcm[n..];
+            if self.fill == CORE_FRAME_SAMPLES {
+                self.fill = 0;
+                self.frame.packet = None;
+                clamp(&mut self.frame.pcm);
+                emit(&self.frame)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last, partial frame, padded with silence.
+    pub(crate) fn finish<E>(
+        &mut self,
+        emit: &mut impl FnMut(&PlayerFrame) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.fill == 0 {
+            return Ok(());
+        }
+        self.frame.pcm[self.fill..].fill(0.0);
+        self.frame.packet = None;
+        self.fill = 0;
+        clamp(&mut self.frame.pcm);
+        emit(&self.frame)
+    }
 }
 
 /// Replaces what would poison a mix (NaN, infinity, beyond full scale).
@@ -79,6 +219,8 @@ pub(crate) struct OpusInfo {
     pub(crate) last_granule: Option<u64>,
     /// Channels of the stream (down-mixed to mono).
     pub(crate) channels: u8,
+    /// Packets that can be sent as they are (see [`FrameAligner`]).
+    pub(crate) passthrough_packets: u64,
 }
 
 impl OpusInfo {
@@ -102,22 +244,27 @@ pub(crate) fn scan(path: &std::path::Path) -> Result<(OpusInfo, u64), OpenError>
     let file = std::fs::File::open(path).map_err(io)?;
     let mut pages = PageReader::new(std::io::BufReader::new(file));
     let mut stream = OpusStream::new(path.to_path_buf());
-    let mut out = Vec::new();
     let mut decoded = 0u64;
+    let mut passthrough_packets = 0u64;
     loop {
         let page = pages.next().map_err(|e| match e {
             PageError::Io(source) => io(source),
             PageError::Bad(reason) => stream.malformed(reason),
         })?;
         let Some(page) = page else { break };
-        out.clear();
-        let end = stream.feed(&page, &mut out)?;
-        decoded += out.len() as u64;
+        let end = stream.feed_packets(&page, &mut |p: AudioPacket<'_>| {
+            if decoded.is_multiple_of(CORE_FRAME_SAMPLES as u64) && passes_through(&p) {
+                passthrough_packets += 1;
+            }
+            decoded += p.pcm.len() as u64;
+            Ok(())
+        })?;
         if end {
             break;
         }
     }
-    let info = stream.finish()?;
+    let mut info = stream.finish()?;
+    info.passthrough_packets = passthrough_packets;
     let playable = info.playable(decoded);
     if playable == 0 {
         return Err(OpenError::Empty {
@@ -230,6 +377,20 @@ impl OpusStream {
     /// Feeds one page, appending its decoded mono samples (untrimmed) to `out`. Returns
     /// `true` once the stream's end page was fed.
     pub(crate) fn feed(&mut self, page: &Page<'_>, out: &mut Vec<f32>) -> Result<bool, OpenError> {
+        self.feed_packets(page, &mut |p: AudioPacket<'_>| {
+            out.extend_from_slice(p.pcm);
+            Ok(())
+        })
+    }
+
+    /// Feeds one page, handing each audio packet to `sink` with its decoded mono samples
+    /// (untrimmed: packet k's samples are exactly what a decoder fed packets 0..=k gives for
+    /// it). Returns `true` once the stream's end page was fed.
+    pub(crate) fn feed_packets(
+        &mut self,
+        page: &Page<'_>,
+        sink: &mut dyn FnMut(AudioPacket<'_>) -> Result<(), OpenError>,
+    ) -> Result<bool, OpenError> {
         match self.serial {
             None if page.flags & FLAG_BOS != 0 => self.serial = Some(page.serial),
             None => return Err(self.malformed("Ogg stream does not begin with a start page")),
@@ -252,7 +413,7 @@ impl OpusStream {
             if !complete {
                 break; // continues on the next page
             }
-            self.packet_done(out)?;
+            self.packet_done(sink)?;
             self.packet.clear();
         }
         if page.granule != u64::MAX && self.head.is_some() && self.tags_seen {
@@ -264,7 +425,10 @@ impl OpusStream {
         Ok(self.eos)
     }
 
-    fn packet_done(&mut self, out: &mut Vec<f32>) -> Result<(), OpenError> {
+    fn packet_done(
+        &mut self,
+        sink: &mut dyn FnMut(AudioPacket<'_>) -> Result<(), OpenError>,
+    ) -> Result<(), OpenError> {
         let path = &self.path;
         match (&self.head, self.tags_seen) {
             (None, _) => {
@@ -320,15 +484,20 @@ impl OpusStream {
                         path: self.path.clone(),
                         reason: "corrupt Opus packet",
                     })?;
-                if channels == 1 {
-                    out.extend_from_slice(&self.pcm[..n]);
-                } else {
-                    out.extend(
-                        self.pcm[..n * 2]
-                            .chunks_exact(2)
-                            .map(|f| (f[0] + f[1]) * 0.5),
-                    );
+                if channels == 2 {
+                    // Down-mixed in place: sample i only reads 2i and 2i + 1, at or after i.
+                    for i in 0..n {
+                        self.pcm[i] = (self.pcm[2 * i] + self.pcm[2 * i + 1]) * 0.5;
+                    }
                 }
+                sink(AudioPacket {
+                    bytes: &self.packet,
+                    pcm: &self.pcm[..n],
+                    // Only then is the decoded audio what the far end's decoder makes of
+                    // the packet: a stereo stream is heard down-mixed (our stream is mono),
+                    // a header gain is applied by our decoder, not by the far end's.
+                    passthrough: h.channels == 1 && h.output_gain == 0,
+                })?;
             }
         }
         Ok(())
@@ -348,8 +517,20 @@ impl OpusStream {
             pre_skip: usize::from(head.pre_skip),
             last_granule: self.last_granule,
             channels: head.channels,
+            passthrough_packets: 0,
         })
     }
+}
+
+/// One audio packet of an Ogg/Opus stream and its decoding.
+pub(crate) struct AudioPacket<'a> {
+    /// The Opus packet.
+    pub(crate) bytes: &'a [u8],
+    /// Its decoded mono 48 kHz samples.
+    pub(crate) pcm: &'a [f32],
+    /// Whether the stream allows sending the packet as it is in place of `pcm`: mono, and
+    /// no output gain in the header.
+    pub(crate) passthrough: bool,
 }
 
 const FLAG_CONTINUED: u8 = 0x01;
@@ -563,16 +744,18 @@ mod tests {
             Err(OpenError::TooLong { seconds, .. }) => {
                 assert!(seconds < 10.0 * 60.0 + 60.0, "decoded {seconds:.0} s first");
             }
-            other => panic!("{:?}", other.map(|(s, c)| (s.len(), c))),
+            other => panic!("{:?}", other.map(|d| d.pcm.len())),
         }
         // The same stream, short, decodes.
-        let (samples, channels) = decode(
+        let decoded = decode(
             &ogg_file(&packets[..50], 2880),
             PathBuf::from("ok.opus"),
             budget,
         )
         .unwrap();
-        assert_eq!(channels, 1);
-        assert_eq!(samples.len(), 50 * 2880 - 312);
+        assert_eq!(decoded.channels, 1);
+        assert_eq!(decoded.trimmed.len(), 50 * 2880 - 312);
+        // 60 ms packets: none passes through.
+        assert!(decoded.packets.is_none());
     }
 }

@@ -23,7 +23,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::frame::{CORE_FRAME_SAMPLES, CORE_SAMPLE_RATE};
 use crate::resample::{ResampleError, resample_clip};
-use crate::stream::{StreamRead, StreamReader, StreamedClip};
+use crate::stream::{FrameRead, StreamRead, StreamReader, StreamedClip};
+use appmedia_media::codec::OpusPacket;
+use appmedia_media::pipeline::PlayerFrame;
 
 /// Why a WAV file cannot be used as a prompt.
 #[derive(Debug, thiserror::Error)]
@@ -148,10 +150,21 @@ pub enum Encoding {
 }
 
 /// A prompt decoded to mono 48 kHz `f32`, ready to play. Cloning shares the samples.
+///
+/// An Ogg/Opus clip whose packets are 20 ms mono frames also keeps those packets: it plays in
+/// whole frames from the file's first decoded sample, each frame with its packet, so that a
+/// call sending nothing else sends the packets as they are (Opus passthrough, see
+/// `PipelineConfig::opus_passthrough` in appmedia-media). It then plays the encoder's
+/// pre-skip (6.5 ms from opusenc, quiet) and the end of the last packet too: what every
+/// decoder of the packets hears.
 #[derive(Debug, Clone)]
 pub struct AudioClip {
+    /// For an Ogg/Opus clip, every decoded sample in whole 20 ms frames; `samples()` is the
+    /// `trimmed` part.
     samples: Arc<[f32]>,
+    trimmed: std::ops::Range<usize>,
     source: SourceFormat,
+    packets: Option<Arc<crate::ogg_opus::FramePackets>>,
 }
 
 impl AudioClip {
@@ -193,19 +206,21 @@ impl AudioClip {
             });
         }
         let budget = (MAX_CLIP_DURATION.as_secs() * u64::from(CORE_SAMPLE_RATE)) as usize;
-        let (samples, channels) = crate::ogg_opus::decode(bytes, path.clone(), budget)?;
-        let seconds = samples.len() as f64 / f64::from(CORE_SAMPLE_RATE);
+        let decoded = crate::ogg_opus::decode(bytes, path.clone(), budget)?;
+        let seconds = decoded.trimmed.len() as f64 / f64::from(CORE_SAMPLE_RATE);
         if seconds > MAX_CLIP_DURATION.as_secs_f64() {
             return Err(OpenError::TooLong { path, seconds });
         }
         Ok(AudioClip {
-            samples: samples.into(),
+            samples: decoded.pcm.into(),
+            trimmed: decoded.trimmed,
             source: SourceFormat {
                 sample_rate: CORE_SAMPLE_RATE,
-                channels: u16::from(channels),
+                channels: u16::from(decoded.channels),
                 bits_per_sample: 0,
                 encoding: Encoding::Opus,
             },
+            packets: decoded.packets.map(Arc::new),
         })
     }
 
@@ -255,7 +270,9 @@ impl AudioClip {
         }
         let samples = resample_clip(&mono, spec.sample_rate, CORE_SAMPLE_RATE)?;
         Ok(AudioClip {
+            trimmed: 0..samples.len(),
             samples: samples.into(),
+            packets: None,
             source: SourceFormat {
                 sample_rate: spec.sample_rate,
                 channels: spec.channels,
@@ -271,7 +288,9 @@ impl AudioClip {
             return None;
         }
         Some(AudioClip {
+            trimmed: 0..samples.len(),
             samples: samples.into(),
+            packets: None,
             source: SourceFormat {
                 sample_rate: CORE_SAMPLE_RATE,
                 channels: 1,
@@ -281,14 +300,21 @@ impl AudioClip {
         })
     }
 
-    /// The mono 48 kHz samples.
+    /// The mono 48 kHz samples (for Ogg/Opus: without the pre-skip and the end padding).
     pub fn samples(&self) -> &[f32] {
-        &self.samples
+        &self.samples[self.trimmed.clone()]
     }
 
     /// Length of the clip.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.samples.len() as f64 / f64::from(CORE_SAMPLE_RATE))
+        Duration::from_secs_f64(self.trimmed.len() as f64 / f64::from(CORE_SAMPLE_RATE))
+    }
+
+    /// Frames of an Ogg/Opus clip that carry their packet and can be sent as they are (0 for
+    /// other clips, and for Ogg/Opus files that are stereo, have an output gain, or whose
+    /// packets are not 20 ms).
+    pub fn passthrough_frames(&self) -> usize {
+        self.packets.as_ref().map_or(0, |p| p.count())
     }
 
     /// The file's original format.
@@ -502,6 +528,8 @@ struct EventMsg {
 enum Source {
     /// Decoded up front; `pos` is the next sample.
     Clip { clip: AudioClip, pos: usize },
+    /// An Ogg/Opus clip with packets, played in whole frames; `frame` is the next one.
+    Frames { clip: AudioClip, frame: usize },
     /// Streamed by a decoder thread (which does the looping).
     Stream(StreamReader),
 }
@@ -521,6 +549,8 @@ pub struct PlayerCounters {
     pub events_dropped: u64,
     /// Frames that came up short because a streamed prompt's decoder was behind.
     pub stream_underruns: u64,
+    /// Frames handed out with their Opus packet (an Ogg/Opus prompt that can pass through).
+    pub packet_frames: u64,
 }
 
 /// The audio-thread end: one frame per tick.
@@ -563,15 +593,84 @@ impl PromptPlayer {
 
     /// Writes the next 20 ms (960 samples at 48 kHz) into `out`: prompt audio, then silence when
     /// the queue runs dry. Returns whether any prompt audio was written. Prompts follow each
-    /// other without a gap, even inside one frame.
+    /// other without a gap, even inside one frame, except that an Ogg/Opus prompt whose
+    /// packets can pass through starts on a frame's first sample (after a prompt that ended
+    /// inside a frame, the rest of that frame is silence). The packets are left out: see
+    /// [`next_player_frame`](Self::next_player_frame).
     pub fn next_frame(&mut self, out: &mut [f32; CORE_FRAME_SAMPLES]) -> bool {
+        let mut packet = None;
+        self.next_into(out, &mut packet)
+    }
+
+    /// Like [`next_frame`](Self::next_frame), and when the frame is exactly the decoding of one
+    /// Opus packet of the prompt, `out.packet` is that packet (else `None`): what a call's
+    /// player queue takes ([`PlayerSender::send_frame`](appmedia_media::pipeline::PlayerSender::send_frame)).
+    pub fn next_player_frame(&mut self, out: &mut PlayerFrame) -> bool {
+        self.next_into(&mut out.pcm, &mut out.packet)
+    }
+
+    fn next_into(
+        &mut self,
+        out: &mut [f32; CORE_FRAME_SAMPLES],
+        packet: &mut Option<OpusPacket>,
+    ) -> bool {
         self.apply_commands();
+        *packet = None;
         let mut filled = 0;
         while filled < out.len() {
             let Some(active) = self.queue.front_mut() else {
                 break;
             };
+            let framed = match &active.source {
+                Source::Frames { .. } => true,
+                Source::Stream(reader) => reader.is_framed(),
+                Source::Clip { .. } => false,
+            };
+            if framed && filled > 0 {
+                // Frames start on a frame's first sample.
+                break;
+            }
             let ended = match &mut active.source {
+                Source::Frames { clip, frame } => {
+                    let all = &clip.samples;
+                    let at = *frame * CORE_FRAME_SAMPLES;
+                    out.copy_from_slice(&all[at..at + CORE_FRAME_SAMPLES]);
+                    *packet = clip
+                        .packets
+                        .as_ref()
+                        .and_then(|p| p.get(*frame))
+                        .and_then(|b| OpusPacket::new(b).ok());
+                    filled = CORE_FRAME_SAMPLES;
+                    *frame += 1;
+                    match (*frame * CORE_FRAME_SAMPLES >= all.len(), active.mode) {
+                        (true, PlayMode::Loop) => {
+                            *frame = 0;
+                            None
+                        }
+                        (true, PlayMode::Once) => Some(PromptOutcome::Completed),
+                        (false, _) => None,
+                    }
+                }
+                Source::Stream(reader) if reader.is_framed() => {
+                    let mut frame = PlayerFrame::SILENT;
+                    match reader.read_frame(&mut frame) {
+                        FrameRead::Frame => {
+                            out.copy_from_slice(&frame.pcm);
+                            *packet = frame.packet;
+                            filled = CORE_FRAME_SAMPLES;
+                            None
+                        }
+                        FrameRead::Behind => {
+                            self.counters.stream_underruns += 1;
+                            break;
+                        }
+                        FrameRead::Ended { failed } => Some(if failed {
+                            PromptOutcome::Failed
+                        } else {
+                            PromptOutcome::Completed
+                        }),
+                    }
+                }
                 Source::Clip { clip, pos } => {
                     let samples = clip.samples();
                     let n = (samples.len() - *pos).min(out.len() - filled);
@@ -617,6 +716,9 @@ impl PromptPlayer {
         out[filled..].fill(0.0);
         if filled > 0 {
             self.counters.frames_played += 1;
+        }
+        if packet.is_some() {
+            self.counters.packet_frames += 1;
         }
         filled > 0
     }
@@ -689,9 +791,16 @@ impl PromptPlayer {
 impl PromptQueue {
     /// Queues a prompt behind the ones already queued; its event comes when it ends.
     pub fn play(&self, clip: &AudioClip, mode: PlayMode) -> Result<PromptId, PlayError> {
-        let source = Source::Clip {
-            clip: clip.clone(),
-            pos: 0,
+        let source = if clip.packets.is_some() {
+            Source::Frames {
+                clip: clip.clone(),
+                frame: 0,
+            }
+        } else {
+            Source::Clip {
+                clip: clip.clone(),
+                pos: 0,
+            }
         };
         self.queue_source(source, mode)
     }

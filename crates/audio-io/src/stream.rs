@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use appmedia_media::pipeline::PlayerFrame;
+
 use crate::frame::{CORE_FRAME_SAMPLES, CORE_SAMPLE_RATE};
 use crate::playback::{OpenError, SourceFormat, header_error};
 use crate::resample::FrameResampler;
@@ -24,6 +26,9 @@ use crate::resample::FrameResampler;
 const BLOCK: usize = 1024;
 /// Ring between the decoder and the audio thread: one second at 48 kHz.
 const RING: usize = CORE_SAMPLE_RATE as usize;
+/// Ring of whole frames (about 5 KiB each, with their packets) for an Ogg/Opus prompt whose
+/// packets pass through: 0.64 s.
+const FRAME_RING: usize = 32;
 
 /// A WAV file checked and ready to be streamed into a call.
 #[derive(Debug, Clone)]
@@ -39,8 +44,12 @@ pub struct StreamedClip {
 enum Kind {
     Wav,
     /// Decoded at 48 kHz; `pre_skip` samples are dropped from the start of each pass.
+    /// With `passthrough` (some or all packets can be sent as they are) it is instead decoded
+    /// into whole 20 ms frames from the first decoded sample, each frame with its packet when
+    /// it has one (see [`AudioClip`](crate::playback::AudioClip) for what is played).
     OggOpus {
         pre_skip: usize,
+        passthrough: bool,
     },
 }
 
@@ -72,6 +81,7 @@ impl StreamedClip {
                 frames,
                 kind: Kind::OggOpus {
                     pre_skip: info.pre_skip,
+                    passthrough: info.passthrough_packets > 0,
                 },
             });
         }
@@ -129,11 +139,37 @@ impl StreamedClip {
         &self.path
     }
 
+    /// Whether the file is Ogg/Opus with packets that can be sent as they are (mono, no
+    /// header gain, 20 ms packets): it then plays in whole frames, each with its packet.
+    pub fn passes_through(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::OggOpus {
+                passthrough: true,
+                ..
+            }
+        )
+    }
+
     /// Starts the decoder thread and waits (briefly, on the caller's thread) until the ring
     /// holds a few frames, so the prompt starts without a gap.
     pub(crate) fn start(&self, looped: bool) -> std::io::Result<StreamReader> {
-        let (producer, consumer) = rtrb::RingBuffer::new(RING);
         let shared = Arc::new(StreamShared::default());
+        if self.passes_through() {
+            let (producer, consumer) = rtrb::RingBuffer::new(FRAME_RING);
+            let thread_shared = Arc::clone(&shared);
+            let path = self.path.clone();
+            std::thread::Builder::new()
+                .name("prompt-stream".into())
+                .spawn(move || decode_ogg_frames(path, looped, producer, &thread_shared))?;
+            let reader = StreamReader {
+                ring: Ring::Frames(consumer),
+                shared,
+            };
+            reader.wait_for(4);
+            return Ok(reader);
+        }
+        let (producer, consumer) = rtrb::RingBuffer::new(RING);
         let thread_shared = Arc::clone(&shared);
         let path = self.path.clone();
         let rate = self.source.sample_rate;
@@ -142,7 +178,7 @@ impl StreamedClip {
             .name("prompt-stream".into())
             .spawn(move || match kind {
                 Kind::Wav => decode(path, rate, looped, producer, &thread_shared),
-                Kind::OggOpus { pre_skip } => decode_ogg(
+                Kind::OggOpus { pre_skip, .. } => decode_ogg(
                     path,
                     OggPass { pre_skip, frames },
                     looped,
@@ -150,14 +186,12 @@ impl StreamedClip {
                     &thread_shared,
                 ),
             })?;
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while consumer.slots() < 4 * CORE_FRAME_SAMPLES
-            && !shared.finished.load(Ordering::Acquire)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(StreamReader { consumer, shared })
+        let reader = StreamReader {
+            ring: Ring::Samples(consumer),
+            shared,
+        };
+        reader.wait_for(4);
+        Ok(reader)
     }
 }
 
@@ -187,6 +221,16 @@ struct StreamShared {
     failed: AtomicBool,
 }
 
+/// What a frame read from a framed stream gave.
+pub(crate) enum FrameRead {
+    /// A frame.
+    Frame,
+    /// None yet: the decoder is behind.
+    Behind,
+    /// The stream is over (`failed`: ended by a read error).
+    Ended { failed: bool },
+}
+
 /// What a read from the stream gave.
 pub(crate) enum StreamRead {
     /// `n` samples; more may come.
@@ -197,24 +241,71 @@ pub(crate) enum StreamRead {
 
 /// The audio thread's end of a streamed prompt.
 pub(crate) struct StreamReader {
-    consumer: rtrb::Consumer<f32>,
+    ring: Ring,
     shared: Arc<StreamShared>,
 }
 
+/// Samples, or whole frames with their packets.
+enum Ring {
+    Samples(rtrb::Consumer<f32>),
+    Frames(rtrb::Consumer<PlayerFrame>),
+}
+
 impl StreamReader {
+    /// Waits (briefly, on the caller's thread) until the ring holds `frames` frames or the
+    /// decoder finished, so the prompt starts without a gap.
+    fn wait_for(&self, frames: usize) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let ready = || match &self.ring {
+            Ring::Samples(c) => c.slots() >= frames * CORE_FRAME_SAMPLES,
+            Ring::Frames(c) => c.slots() >= frames,
+        };
+        while !ready() && !self.shared.finished.load(Ordering::Acquire) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether the stream gives whole frames ([`read_frame`](Self::read_frame)) rather than
+    /// samples ([`read`](Self::read)).
+    pub(crate) fn is_framed(&self) -> bool {
+        matches!(self.ring, Ring::Frames(_))
+    }
+
+    /// The next whole frame, with its packet if it has one. Wait-free; allocates nothing.
+    pub(crate) fn read_frame(&mut self, out: &mut PlayerFrame) -> FrameRead {
+        let Ring::Frames(consumer) = &mut self.ring else {
+            return FrameRead::Ended { failed: true };
+        };
+        let finished = self.shared.finished.load(Ordering::Acquire);
+        if let Ok(frame) = consumer.pop() {
+            *out = frame;
+            return FrameRead::Frame;
+        }
+        if finished {
+            return FrameRead::Ended {
+                failed: self.shared.failed.load(Ordering::Relaxed),
+            };
+        }
+        FrameRead::Behind
+    }
+
     /// Copies up to `out.len()` samples. Wait-free; allocates nothing.
     pub(crate) fn read(&mut self, out: &mut [f32]) -> StreamRead {
+        let Ring::Samples(consumer) = &mut self.ring else {
+            return StreamRead::Ended { n: 0, failed: true };
+        };
         let finished = self.shared.finished.load(Ordering::Acquire);
-        let n = self.consumer.slots().min(out.len());
+        let n = consumer.slots().min(out.len());
         if n > 0
-            && let Ok(chunk) = self.consumer.read_chunk(n)
+            && let Ok(chunk) = consumer.read_chunk(n)
         {
             let (a, b) = chunk.as_slices();
             out[..a.len()].copy_from_slice(a);
             out[a.len()..n].copy_from_slice(b);
             chunk.commit_all();
         }
-        if finished && self.consumer.is_empty() {
+        if finished && consumer.is_empty() {
             return StreamRead::Ended {
                 n,
                 failed: self.shared.failed.load(Ordering::Relaxed),
@@ -347,6 +438,81 @@ fn decode_ogg(
                 return Ok(());
             }
             if left == pass.frames {
+                // Changed on disk since it was opened; looping would spin.
+                return Err(format!("{} holds no audio any more", path.display()));
+            }
+        }
+    });
+}
+
+/// The decoder thread of an Ogg/Opus prompt whose packets pass through: decodes page by page
+/// into whole frames from the first decoded sample (no trimming: every frame is a packet's
+/// decoding, or the audio of several), pushes them into the frame ring with their packets;
+/// passes again when looped.
+fn decode_ogg_frames(
+    path: PathBuf,
+    looped: bool,
+    mut producer: rtrb::Producer<PlayerFrame>,
+    shared: &StreamShared,
+) {
+    use crate::ogg_opus::{AudioPacket, FrameAligner, OpusStream, PageError, PageReader};
+    run_decoder(&path, shared, || {
+        let mut push = |frame: &PlayerFrame| -> Result<(), String> {
+            loop {
+                if producer.is_abandoned() {
+                    return Err(ABANDONED.to_string());
+                }
+                match producer.push(*frame) {
+                    Ok(()) => return Ok(()),
+                    Err(rtrb::PushError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        };
+        loop {
+            let file = File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let mut pages = PageReader::new(BufReader::new(file));
+            let mut stream = OpusStream::new(path.clone());
+            let mut aligner = FrameAligner::new();
+            let mut frames = 0u64;
+            loop {
+                let page = match pages.next() {
+                    Ok(Some(page)) => page,
+                    Ok(None) => break,
+                    Err(PageError::Io(e)) => {
+                        return Err(format!("reading {}: {e}", path.display()));
+                    }
+                    Err(PageError::Bad(reason)) => {
+                        return Err(format!("{}: {reason}", path.display()));
+                    }
+                };
+                let mut failure = None;
+                let end = stream
+                    .feed_packets(&page, &mut |p: AudioPacket<'_>| {
+                        let mut counted = |f: &PlayerFrame| {
+                            frames += 1;
+                            push(f)
+                        };
+                        if let Err(e) = aligner.push(&p, &mut counted) {
+                            failure = Some(e);
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string())?;
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                if end {
+                    break;
+                }
+            }
+            aligner.finish(&mut |f: &PlayerFrame| {
+                frames += 1;
+                push(f)
+            })?;
+            if !looped {
+                return Ok(());
+            }
+            if frames == 0 {
                 // Changed on disk since it was opened; looping would spin.
                 return Err(format!("{} holds no audio any more", path.display()));
             }
@@ -520,10 +686,15 @@ mod tests {
     #[test]
     fn a_streamed_ogg_opus_file_is_the_decoded_one() {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for name in ["prompt-16k.opus", "stereo-440l-1000r.opus"] {
+        for name in [
+            "prompt-16k-10ms.opus",
+            "prompt-16k-40ms.opus",
+            "stereo-440l-1000r.opus",
+        ] {
             let path = fixtures.join(name);
             let decoded = AudioClip::open(&path).unwrap();
             let clip = StreamedClip::open(&path).unwrap();
+            assert!(!clip.passes_through(), "{name}");
             assert_eq!(clip.source_format(), decoded.source_format(), "{name}");
             assert_eq!(clip.duration(), decoded.duration(), "{name}");
             let (streamed, failed) = read_all(&mut clip.start(false).unwrap());
@@ -531,6 +702,55 @@ mod tests {
             // The same decoder over the same packets: the same samples.
             assert_eq!(streamed, decoded.samples(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_streamed_ogg_opus_file_that_passes_through_gives_the_decoded_ones_frames() {
+        use crate::playback::{PlayMode, PromptPlayer};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prompt-16k.opus");
+        let decoded = AudioClip::open(&path).unwrap();
+        let clip = StreamedClip::open(&path).unwrap();
+        assert!(clip.passes_through());
+        assert_eq!(clip.duration(), decoded.duration());
+        let frames = |play: &dyn Fn(&crate::playback::PromptQueue)| {
+            let (mut player, queue) = PromptPlayer::new(2);
+            play(&queue);
+            let mut frame = PlayerFrame::SILENT;
+            let mut all = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while player.is_playing() || all.is_empty() {
+                assert!(Instant::now() < deadline, "never ended");
+                let underruns = player.counters().stream_underruns;
+                let got = player.next_player_frame(&mut frame);
+                if player.counters().stream_underruns > underruns {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                if got {
+                    all.push(frame);
+                }
+            }
+            all
+        };
+        let whole = frames(&|q| {
+            q.play(&decoded, PlayMode::Once).unwrap();
+        });
+        let streamed = frames(&|q| {
+            q.play_streamed(&clip, PlayMode::Once).unwrap();
+        });
+        assert_eq!(whole.len(), decoded.passthrough_frames());
+        assert_eq!(whole.len(), streamed.len());
+        for (k, (a, b)) in whole.iter().zip(&streamed).enumerate() {
+            assert_eq!(a.pcm, b.pcm, "frame {k}");
+            assert!(a.packet.is_some() && a.packet == b.packet, "frame {k}");
+        }
+        // The frames hold the file's whole decoding: the clip's samples from the pre-skip on.
+        let pcm: Vec<f32> = whole.iter().flat_map(|f| f.pcm).collect();
+        let skip = pcm.len() - decoded.samples().len();
+        let found = (0..skip + 1)
+            .find(|&s| pcm[s..s + decoded.samples().len()] == *decoded.samples())
+            .expect("the trimmed samples inside the frames");
+        assert_eq!(found, 312, "opusenc's pre-skip");
     }
 
     #[test]

@@ -75,6 +75,40 @@ fn the_audio_thread_side_does_not_allocate() {
     });
     assert_eq!(n, 0, "PromptPlayer::next_frame allocated while streaming");
 
+    // Ogg/Opus prompts whose packets pass through, decoded up front and streamed: whole
+    // frames with their packets.
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prompt-16k.opus");
+    let opus = AudioClip::open(&fixture).unwrap();
+    assert!(opus.passthrough_frames() > 0);
+    let (mut player, queue) = PromptPlayer::new(8);
+    queue.play(&opus, PlayMode::Loop).unwrap();
+    let mut frame = appmedia_media::pipeline::PlayerFrame::SILENT;
+    let n = allocations_during(|| {
+        for _ in 0..600 {
+            player.next_player_frame(&mut frame);
+        }
+    });
+    assert_eq!(n, 0, "PromptPlayer::next_player_frame allocated");
+    assert!(player.counters().packet_frames > 500);
+    queue.cancel_all().unwrap();
+    player.next_player_frame(&mut frame);
+    let streamed = appmedia_audio_io::stream::StreamedClip::open(&fixture).unwrap();
+    assert!(streamed.passes_through());
+    queue.play_streamed(&streamed, PlayMode::Once).unwrap();
+    let before = player.counters().packet_frames;
+    let n = allocations_during(|| {
+        for _ in 0..100 {
+            player.next_player_frame(&mut frame);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "PromptPlayer::next_player_frame allocated while streaming"
+    );
+    assert!(player.counters().packet_frames - before > 50);
+
     // Devices, tick side (feature `devices`): a 44.1 kHz speaker ring drained by a simulated
     // callback, a 16 kHz microphone ring filled by one.
     #[cfg(feature = "devices")]

@@ -14,8 +14,8 @@ use appmedia_audio_io::playback::{PlayerCounters, PromptPlayer};
 use appmedia_audio_io::record::{RecordingSink, Track};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{
-    BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats, PlayerSender,
-    RtpReceiveTotals, SendOutcome, StreamStats,
+    BotAudio16k, BotSender, CallPipeline, HandOffError, PipelineEvent, PipelineStats, PlayerFrame,
+    PlayerSender, RtpReceiveTotals, SendOutcome, StreamStats,
 };
 use appmedia_media::queue::{Consumer, Producer};
 use appmedia_media::scheduler::Tickable;
@@ -184,6 +184,9 @@ pub(crate) struct CallMedia {
     stats: Producer<MediaSnapshot>,
     snapshot: MediaSnapshot,
     frame: Frame48,
+    /// The prompt player's frame, with its Opus packet when an Ogg/Opus prompt can pass
+    /// through.
+    prompt_frame: PlayerFrame,
     tick: u64,
     /// Set by the call's driver once the far end hears the bot (see [`SendGate`]).
     send_gate: SendGate,
@@ -245,6 +248,7 @@ impl CallMedia {
                 stats,
                 snapshot: MediaSnapshot::default(),
                 frame: SILENT_FRAME_48,
+                prompt_frame: PlayerFrame::SILENT,
                 tick: 0,
                 send_gate,
             },
@@ -264,8 +268,8 @@ impl Tickable for CallMedia {
         // Held, the prompts and sources keep their place: played from there once heard.
         if open {
             let (player, out) = &mut self.prompts;
-            if player.next_frame(&mut self.frame) {
-                let _ = out.send(&self.frame);
+            if player.next_player_frame(&mut self.prompt_frame) {
+                let _ = out.send_frame(&self.prompt_frame);
             }
             for (source, out) in &mut self.sources {
                 if source.next_frame(&mut self.frame) {

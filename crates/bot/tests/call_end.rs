@@ -160,3 +160,55 @@ async fn a_hang_up_the_service_never_confirms_still_ends_the_call_here() {
     call.hang_up().await.expect("already ended");
     bot.shutdown(Some(Duration::from_millis(100))).await;
 }
+
+/// An Ogg/Opus prompt played into a call with the emulator: its 20 ms mono packets go out as
+/// they are (no encoding on the media worker), and John hears it (he echoes it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ogg_opus_prompt_is_sent_as_its_own_packets() {
+    let emulator = emulator(echo_directory()).await;
+    let bot = bot(&emulator).await;
+    let request = PeerToPeerCallBuilder::new(
+        bot.callback_uri(),
+        Identity::new(JOHN),
+        appmedia_bot::app_hosted(),
+    )
+    .build()
+    .expect("valid request");
+    let mut call = bot.call(request, MediaOptions::default()).await.unwrap();
+    until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../audio-io/tests/fixtures/prompt-16k.opus");
+    let frames = appmedia_audio_io::playback::AudioClip::open(&path)
+        .unwrap()
+        .passthrough_frames() as u64;
+    assert!(frames > 200);
+    let id = call.play_file(&path).unwrap();
+    let seen = until(&mut call, |e| matches!(e, Event::PromptFinished(_))).await;
+    let Some(Event::PromptFinished(finished)) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        (finished.id, finished.outcome),
+        (id, PromptOutcome::Completed)
+    );
+    call.hang_up().await.unwrap();
+    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    let Some(Event::Ended(end)) = rest.last() else {
+        unreachable!()
+    };
+    let media = end.media.expect("media counters");
+    assert_eq!(media.prompts.packet_frames, frames);
+    assert_eq!(
+        media.pipeline.passthrough_frames, frames,
+        "{:?}",
+        media.pipeline
+    );
+    assert_eq!(media.pipeline.passthrough_mixed, 0);
+    let transport = end.transport.as_ref().expect("transport counters");
+    assert!(
+        transport.packets_received > 100,
+        "John echoed it: {transport:?}"
+    );
+    bot.shutdown(None).await;
+    emulator.shutdown().await;
+}

@@ -198,6 +198,102 @@ impl OpusEncoder {
     }
 }
 
+/// Largest Opus packet a player frame carries for passthrough: RFC 6716 §3.2.1's limit for
+/// one frame. With a 12-byte RTP header and an audio-level extension it fits the 1500-byte
+/// packets the pipeline writes.
+pub const MAX_PASSTHROUGH_PACKET: usize = 1275;
+
+/// Why a packet cannot be sent as it is in place of the pipeline's own encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PassthroughRefusal {
+    #[error("an empty packet cannot be passed through")]
+    /// No bytes at all.
+    Empty,
+    #[error("packet of {len} bytes; at most 1275 pass through")]
+    /// Longer than [`MAX_PASSTHROUGH_PACKET`].
+    TooLarge {
+        /// The packet's length.
+        len: usize,
+    },
+    #[error("packet of {samples} samples; only 20 ms (960 at 48 kHz) fill one tick")]
+    /// Not exactly one 20 ms tick of audio (10, 40, 60 ms packets are decoded and mixed).
+    Duration {
+        /// The samples it decodes to at 48 kHz.
+        samples: usize,
+    },
+    #[error("stereo packet; the call's stream is mono")]
+    /// Coded as stereo: the pipeline sends a mono stream.
+    Stereo,
+    #[error("the packet's table of contents is invalid")]
+    /// libopus could not read the packet's table of contents.
+    Malformed,
+}
+
+/// One 20 ms mono Opus packet kept by value (no allocation to copy or queue it), checked to be
+/// fit to go out as this call's RTP payload unchanged: mono, exactly 960 samples at 48 kHz,
+/// at most [`MAX_PASSTHROUGH_PACKET`] bytes.
+#[derive(Clone, Copy)]
+pub struct OpusPacket {
+    len: u16,
+    bytes: [u8; MAX_PASSTHROUGH_PACKET],
+}
+
+impl OpusPacket {
+    /// No packet yet: a placeholder for preallocated state, never sent.
+    pub(crate) const EMPTY: OpusPacket = OpusPacket {
+        len: 0,
+        bytes: [0; MAX_PASSTHROUGH_PACKET],
+    };
+
+    /// Checks and copies `packet`.
+    pub fn new(packet: &[u8]) -> Result<OpusPacket, PassthroughRefusal> {
+        if packet.is_empty() {
+            return Err(PassthroughRefusal::Empty);
+        }
+        if packet.len() > MAX_PASSTHROUGH_PACKET {
+            return Err(PassthroughRefusal::TooLarge { len: packet.len() });
+        }
+        let samples = opus::packet::get_nb_samples(packet, OPUS_SAMPLE_RATE)
+            .map_err(|_| PassthroughRefusal::Malformed)?;
+        if samples != OPUS_FRAME_SAMPLES {
+            return Err(PassthroughRefusal::Duration { samples });
+        }
+        match opus::packet::get_nb_channels(packet) {
+            Ok(Channels::Mono) => {}
+            Ok(Channels::Stereo) => return Err(PassthroughRefusal::Stereo),
+            Err(_) => return Err(PassthroughRefusal::Malformed),
+        }
+        let mut bytes = [0; MAX_PASSTHROUGH_PACKET];
+        bytes[..packet.len()].copy_from_slice(packet);
+        Ok(OpusPacket {
+            // At most 1275: fits.
+            len: packet.len() as u16,
+            bytes,
+        })
+    }
+
+    /// The packet's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for OpusPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusPacket")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl PartialEq for OpusPacket {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for OpusPacket {}
+
 /// Whether `packet` carries an in-band FEC (LBRR) copy of the frame before it.
 pub fn packet_has_fec(packet: &[u8]) -> bool {
     if packet.is_empty() || packet.len() > i32::MAX as usize {
@@ -466,6 +562,32 @@ pub(crate) mod tests {
             let _ = dec.decode_fec(&pkt, &mut out);
             assert!(out.iter().all(|s| s.is_finite()));
         }
+    }
+
+    #[test]
+    fn only_20ms_mono_packets_of_at_most_1275_bytes_pass_through() {
+        let packets = encode_all(EncoderConfig::default(), 3);
+        let p = OpusPacket::new(&packets[2]).unwrap();
+        assert_eq!(p.as_bytes(), &packets[2][..]);
+        assert_eq!(OpusPacket::new(&[]), Err(PassthroughRefusal::Empty));
+        assert_eq!(
+            OpusPacket::new(&[0u8; 1276]),
+            Err(PassthroughRefusal::TooLarge { len: 1276 })
+        );
+        // TOC config 0 (SILK NB 10 ms), code 0: half a tick.
+        assert_eq!(
+            OpusPacket::new(&[0x00, 0x11]),
+            Err(PassthroughRefusal::Duration { samples: 480 })
+        );
+        // Config 1 (SILK NB 20 ms) with the stereo bit.
+        assert_eq!(
+            OpusPacket::new(&[0x0C, 0x11]),
+            Err(PassthroughRefusal::Stereo)
+        );
+        // Code 3 (a frame count follows) without its count byte.
+        assert_eq!(OpusPacket::new(&[0x03]), Err(PassthroughRefusal::Malformed));
+        // Two 10 ms CELT frames (config 18, code 1) make 20 ms: they pass.
+        assert!(OpusPacket::new(&[0x91, 0x11, 0x22]).is_ok());
     }
 
     #[test]

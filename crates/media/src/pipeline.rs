@@ -8,6 +8,10 @@
 //! BotSender (send queue) ──► + players ──► mix ──► OpusEncoder ──► RTP ──► outgoing_packet()
 //! ```
 //!
+//! Opus passthrough: a player frame that carries the Opus packet it decodes from
+//! ([`PlayerFrame`], from an Ogg/Opus prompt) and is the only audio of its tick goes out as
+//! that packet, re-timestamped, without encoding ([`PipelineConfig::opus_passthrough`]).
+//!
 //! Raw PCM (Azure Communication Services audio streaming, [`crate::pcm`]) enters and leaves the
 //! same path: [`PcmInbox`] frames go to per-key remote streams that play out of a small ring
 //! ([`PcmPlayout`]) and are upsampled to 48 kHz where RTP streams are
@@ -55,7 +59,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::codec::{CodecError, EncodedFrame, EncoderConfig, FecOutcome, OpusDecoder, OpusEncoder};
+use crate::codec::{
+    CodecError, EncodedFrame, EncoderConfig, FecOutcome, OpusDecoder, OpusEncoder, OpusPacket,
+};
 use crate::dtmf::{DtmfDetector, DtmfSender, DtmfStats, SendStep, Tone, ToneReceived, ToneRequest};
 use crate::feedback::{AdaptiveFec, LossReports};
 use crate::frame::{
@@ -124,6 +130,12 @@ pub struct PipelineConfig {
     pub telephone_event_payload_type: Option<u8>,
     /// The encoder of what the pipeline sends.
     pub encoder: EncoderConfig,
+    /// Opus passthrough: on a tick where the only audio to send is one player's frame that
+    /// carries its Opus packet ([`PlayerFrame::packet`], e.g. an Ogg/Opus prompt), that packet
+    /// goes out as it is, re-timestamped, instead of being decoded, mixed and encoded. The
+    /// packet's bitrate, FEC and bandwidth are the file's, not [`Self::encoder`]'s: turn it off
+    /// when the far end negotiated less than the files carry.
+    pub opus_passthrough: bool,
     /// The jitter buffer of each remote stream.
     pub jitter: JitterConfig,
     /// Decode lost frames from the next packet's in-band FEC (SDP `useinbandfec`).
@@ -175,6 +187,7 @@ impl Default for PipelineConfig {
             audio_level_ext_id: Some(1),
             telephone_event_payload_type: Some(101),
             encoder: EncoderConfig::default(),
+            opus_passthrough: true,
             jitter: JitterConfig::default(),
             use_inband_fec: true,
             bot_format: BotAudioFormat::Pcm16k,
@@ -382,17 +395,46 @@ impl PcmInbox {
     }
 }
 
-/// A player's handle (WAV prompt, tone generator): frames of 48 kHz f32. A player that runs
-/// ahead of real time should keep `queued() < capacity()`; a full queue drops the oldest.
-/// Dropping the handle ends the player once its queue drains.
+/// One 20 ms frame of a player: the audio, and, when the frame is exactly the decoding of one
+/// Opus packet (an Ogg/Opus prompt), that packet, so that the pipeline can send it as it is
+/// when nothing else is heard ([`PipelineConfig::opus_passthrough`]). By value (about 5 KiB):
+/// queuing one allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayerFrame {
+    /// The frame as a far-end decoder of `packet` hears it: 48 kHz mono f32.
+    pub pcm: Frame48,
+    /// The packet `pcm` is the decoding of, if any.
+    pub packet: Option<OpusPacket>,
+}
+
+impl PlayerFrame {
+    /// A silent frame without a packet.
+    pub const SILENT: PlayerFrame = PlayerFrame {
+        pcm: SILENT_FRAME_48,
+        packet: None,
+    };
+}
+
+/// A player's handle (WAV prompt, tone generator): frames of 48 kHz f32, with their Opus packet
+/// when they have one. A player that runs ahead of real time should keep
+/// `queued() < capacity()`; a full queue drops the oldest. Dropping the handle ends the player
+/// once its queue drains.
 #[derive(Debug)]
 pub struct PlayerSender {
-    tx: Producer<Frame48>,
+    tx: Producer<PlayerFrame>,
 }
 
 impl PlayerSender {
-    /// Queues one frame; a full queue drops its oldest.
+    /// Queues one frame of audio; a full queue drops its oldest.
     pub fn send(&self, frame: &Frame48) -> Result<SendOutcome, HandOffError> {
+        self.send_frame(&PlayerFrame {
+            pcm: *frame,
+            packet: None,
+        })
+    }
+
+    /// Queues one frame with its packet, if it has one; a full queue drops its oldest.
+    pub fn send_frame(&self, frame: &PlayerFrame) -> Result<SendOutcome, HandOffError> {
         match self.tx.push(*frame) {
             Push::Queued => Ok(SendOutcome::Queued),
             Push::QueuedEvicting(_) | Push::Rejected(_) => Ok(SendOutcome::DroppedOldest),
@@ -551,6 +593,8 @@ pub struct PipelineStats {
     pub packets_sent: u64,
     /// RTP bytes sent.
     pub bytes_sent: u64,
+    /// Frames the Opus encoder was run on (the primings after passthrough not counted).
+    pub frames_encoded: u64,
     /// Ticks where the encoder judged the frame silent and nothing was sent.
     pub dtx_ticks: u64,
     /// Frames the encoder failed on (nothing sent for them).
@@ -586,6 +630,14 @@ pub struct PipelineStats {
     pub comfort_noise_updates: u64,
     /// Level of the last frame the send side encoded, dBov (-127: nothing, or silence).
     pub sent_level_dbov: f32,
+    /// Player frames whose Opus packet was sent as it is, re-timestamped, with no encoding
+    /// ([`PipelineConfig::opus_passthrough`]).
+    pub passthrough_frames: u64,
+    /// Player frames that carried a packet but were mixed and encoded, because other audio
+    /// (the bot, another player) was live on that tick or passthrough is off.
+    pub passthrough_mixed: u64,
+    /// Times the encoder was reset before it encoded again after passthrough.
+    pub encoder_resets: u64,
     /// Ticks the send side was held ([`CallPipeline::set_send_active`]): nothing encoded or
     /// sent, players and tones left queued.
     pub send_held_ticks: u64,
@@ -992,8 +1044,16 @@ impl EventRing {
 }
 
 struct Player {
-    rx: Consumer<Frame48>,
+    rx: Consumer<PlayerFrame>,
     source: SourceId,
+}
+
+/// The send side's Opus passthrough state.
+struct Passthrough {
+    /// The packet of this tick's candidate frame.
+    packet: OpusPacket,
+    /// A frame was passed through since the encoder last ran: its history is stale.
+    encoder_stale: bool,
 }
 
 /// The Graph source id assigned to `ssrc`, else the SSRC itself.
@@ -1048,6 +1108,7 @@ pub struct CallPipeline {
     bot_source: SourceId,
     /// `None` with [`SendOutput::Pcm`]: nothing is encoded.
     encoder: Option<OpusEncoder>,
+    pass: Box<Passthrough>,
     /// The PCM send side, with [`SendOutput::Pcm`].
     pcm_send: Option<Box<PcmSend>>,
     next_seq: u16,
@@ -1166,6 +1227,10 @@ impl CallPipeline {
             send_mixer,
             bot_source,
             encoder,
+            pass: Box::new(Passthrough {
+                packet: OpusPacket::EMPTY,
+                encoder_stale: false,
+            }),
             pcm_send,
             next_seq: config.initial_sequence_number,
             next_ts: config.initial_timestamp,
@@ -1708,6 +1773,9 @@ impl CallPipeline {
         self.follow_loss_reports();
 
         let mut any_input = false;
+        // Inputs carrying audio (a packet counts as audio): passthrough needs exactly one.
+        let mut audible = 0usize;
+        let mut has_packet = false;
         if let Some(frame) = self.next_bot_frame()
             && let Ok(input) = self.send_mixer.input_mut(self.bot_source)
         {
@@ -1723,13 +1791,28 @@ impl CallPipeline {
                     }
                 }
             }
+            // A bot streaming silence between its turns does not stop a prompt's passthrough.
+            if !is_digital_silence(input) {
+                audible += 1;
+            }
         }
         let mut i = 0;
         while i < self.players.len() {
             let p = &self.players[i];
             if let Some(frame) = p.rx.pop() {
                 any_input = true;
-                let _ = self.send_mixer.push(p.source, &frame);
+                let _ = self.send_mixer.push(p.source, &frame.pcm);
+                match frame.packet {
+                    Some(packet) => {
+                        audible += 1;
+                        if !has_packet {
+                            has_packet = true;
+                            self.pass.packet = packet;
+                        }
+                    }
+                    None if !is_digital_silence(&frame.pcm) => audible += 1,
+                    None => {}
+                }
             } else if p.rx.is_finished() {
                 let p = self.players.swap_remove(i);
                 let _ = self.send_mixer.remove_source(p.source);
@@ -1756,6 +1839,10 @@ impl CallPipeline {
         } else {
             &SILENT_FRAME_48
         };
+        let passthrough = has_packet && audible == 1 && self.config.opus_passthrough;
+        if has_packet && !passthrough {
+            self.stats.passthrough_mixed += 1;
+        }
         // Digital silence (nothing to send, or frames of zeros): the encoder runs until it
         // has told the far end to play comfort noise (libopus DTX), then rests until audio
         // comes back — a listen-only call costs no encoding — while its last update goes out
@@ -1763,7 +1850,20 @@ impl CallPipeline {
         // sent, keeping the stream flowing as configured.
         let silent = !any_input || is_digital_silence(frame);
         let update;
-        let (payload, level): (&[u8], AudioLevel) = if silent && self.rest.is_resting() {
+        let (payload, level): (&[u8], AudioLevel) = if passthrough {
+            // The player's packet is this tick's payload: no encoding. The encoder's history
+            // stops here; it is reset before it next runs.
+            self.rest.wake();
+            self.pass.encoder_stale = true;
+            self.stats.passthrough_frames += 1;
+            let sent_dbov = level_dbov(&frame[..]);
+            self.stats.sent_level_dbov = sent_dbov;
+            let level = AudioLevel {
+                voice: sent_dbov >= self.config.speech_threshold_dbov,
+                level_dbov: crate::rtp::dbov_of(&frame[..]),
+            };
+            (self.pass.packet.as_bytes(), level)
+        } else if silent && self.rest.is_resting() {
             self.stats.sent_level_dbov = SILENCE_DBOV;
             self.stats.dtx_ticks += 1;
             self.stats.encoder_rested_ticks += 1;
@@ -1790,6 +1890,21 @@ impl CallPipeline {
                 self.sent_last_tick = false;
                 return;
             };
+            if self.pass.encoder_stale {
+                // Back from passthrough: the far end's decoder state now comes from the
+                // prompt's packets, which this encoder never made, and its own history is
+                // audio from before them. After a reset its first packet is coded on its own
+                // (no prediction from earlier frames) and its look-ahead holds no stale audio.
+                // Priming it with the last passed-through frame was measured worse: the next
+                // packet then predicts from a frame the far end never received
+                // (docs/media-pipeline.md, "Opus passthrough").
+                self.pass.encoder_stale = false;
+                self.stats.encoder_resets += 1;
+                if encoder.reset().is_err() {
+                    self.stats.encode_errors += 1;
+                }
+            }
+            self.stats.frames_encoded += 1;
             match encoder.encode(frame) {
                 Ok(EncodedFrame::Voice(p)) => {
                     if silent {

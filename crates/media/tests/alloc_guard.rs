@@ -475,3 +475,68 @@ fn scheduler_workers_allocate_nothing_in_steady_state() {
     }
     assert!(stats.ticks() >= (CALLS * NOTES) as u64);
 }
+
+/// Opus passthrough: a prompt's frames with their packets, passed through alone, mixed and
+/// encoded while the bot talks over them (the switch resets the encoder), passed through
+/// again. Queuing the frames, the ticks and reading the packets allocate nothing.
+#[test]
+fn passthrough_and_its_switches_allocate_nothing() {
+    use appmedia_media::codec::{
+        EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder, OpusPacket,
+    };
+    use appmedia_media::pipeline::{CallPipeline, PipelineConfig, PlayerFrame};
+    use std::time::Duration;
+
+    // The prompt, made outside the measurement: real libopus packets and their decodings.
+    let mut encoder = OpusEncoder::new(EncoderConfig::default()).unwrap();
+    let mut decoder = OpusDecoder::new().unwrap();
+    let prompt: Vec<PlayerFrame> = (0..100)
+        .map(|k| {
+            let EncodedFrame::Voice(bytes) = encoder.encode(&speechish(k, 0.0)).unwrap() else {
+                panic!("a tone is not DTX");
+            };
+            let packet = OpusPacket::new(bytes).unwrap();
+            let mut pcm = SILENT_FRAME_48;
+            decoder.decode(bytes, &mut pcm).unwrap();
+            PlayerFrame {
+                pcm,
+                packet: Some(packet),
+            }
+        })
+        .collect();
+    let mut call = CallPipeline::new(PipelineConfig {
+        send_prebuffer_frames: 0,
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let player = call.add_player(4).unwrap();
+    let bot = call.bot_sender();
+    let outbox = call.packet_outbox(4);
+    let voice = speechish(3, 60.0);
+    let mut allocations = 0;
+    for i in 0..WARMUP_TICKS + MEASURED_TICKS {
+        let now = Duration::from_millis(20) * i as u32;
+        let frame = &prompt[i % prompt.len()];
+        // The bot talks over the prompt for 10 ticks in every 50.
+        let talks = i % 50 >= 40;
+        let n = allocations_during(|| {
+            player.send_frame(frame).unwrap();
+            if talks {
+                bot.send_48k(&voice).unwrap();
+            }
+            call.tick(now);
+            while let Some(p) = outbox.pop() {
+                std::hint::black_box(p.as_bytes());
+            }
+            std::hint::black_box(call.stats());
+        });
+        if i >= WARMUP_TICKS {
+            allocations += n;
+        }
+    }
+    assert_eq!(allocations, 0, "passthrough allocated {allocations} times");
+    let stats = call.stats();
+    assert!(stats.passthrough_frames > 300, "{stats:?}");
+    assert!(stats.encoder_resets >= 9, "{stats:?}");
+    assert!(stats.frames_encoded >= 90, "{stats:?}");
+}

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
-use appmedia_media::codec::{EncoderConfig, packet_has_fec};
+use appmedia_media::codec::{
+    EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder, OpusPacket, packet_has_fec,
+};
 use appmedia_media::feedback::LossReports;
 use appmedia_media::frame::{Frame48, SAMPLES_PER_FRAME_16K, SAMPLES_PER_FRAME_48K};
 use appmedia_media::jitter::JitterConfig;
 use appmedia_media::pipeline::{
-    BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent, RtpReceiveTotals, SendOutcome,
+    BotAudioFormat, CallPipeline, PipelineConfig, PipelineEvent, PlayerFrame, RtpReceiveTotals,
+    SendOutcome,
 };
 use appmedia_media::rtp::{RtpHeader, RtpPacket, RtpPacketSpec};
 use bytes::Bytes;
@@ -1048,4 +1051,181 @@ fn without_a_negotiated_telephone_event_tones_are_refused_and_events_unknown() {
     b.tick(TICK);
     assert_eq!(b.stats().unknown_payload_type, 1);
     assert_eq!(b.stats().dtmf.tones, 0);
+}
+
+/// `n` frames of speech-like audio as a far end hears them from a real libopus stream: each
+/// frame with the packet it is the decoding of (what an Ogg/Opus prompt's player hands over).
+fn coded_prompt(n: usize) -> Vec<PlayerFrame> {
+    let mut encoder = OpusEncoder::new(EncoderConfig {
+        bitrate_bps: 24_000,
+        dtx: false,
+        ..EncoderConfig::default()
+    })
+    .unwrap();
+    let mut decoder = OpusDecoder::new().unwrap();
+    (0..n)
+        .map(|k| {
+            let EncodedFrame::Voice(bytes) = encoder.encode(&speechlike(k)).unwrap() else {
+                panic!("speech is not DTX");
+            };
+            let packet = OpusPacket::new(bytes).unwrap();
+            let mut pcm = [0.0; SAMPLES_PER_FRAME_48K];
+            decoder.decode(bytes, &mut pcm).unwrap();
+            PlayerFrame {
+                pcm,
+                packet: Some(packet),
+            }
+        })
+        .collect()
+}
+
+/// Runs `a` for `frames.len()` ticks, one prompt frame queued per tick (and the bot's frame
+/// from `bot`, if any); returns every packet sent.
+fn play_prompt(
+    a: &mut CallPipeline,
+    frames: &[PlayerFrame],
+    mut bot: impl FnMut(usize) -> Option<Frame48>,
+) -> Vec<RtpPacket> {
+    let player = a.add_player(4).unwrap();
+    let bot_tx = a.bot_sender();
+    let mut sent = Vec::new();
+    for (k, frame) in frames.iter().enumerate() {
+        player.send_frame(frame).unwrap();
+        if let Some(f) = bot(k) {
+            bot_tx.send_48k(&f).unwrap();
+        }
+        a.tick(TICK * k as u32);
+        if let Some(p) = packet_of(a) {
+            sent.push(RtpPacket::parse(p).unwrap());
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_prompt_alone_goes_out_as_its_own_packets_re_timestamped() {
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let prompt = coded_prompt(40);
+    let sent = play_prompt(&mut a, &prompt, |_| None);
+    assert_eq!(sent.len(), prompt.len());
+    for (k, (p, f)) in sent.iter().zip(&prompt).enumerate() {
+        assert_eq!(
+            p.payload(),
+            f.packet.unwrap().as_bytes(),
+            "packet {k} unchanged"
+        );
+        assert_eq!(p.sequence_number(), 65_500u16.wrapping_add(k as u16));
+        assert_eq!(
+            p.timestamp(),
+            (u32::MAX - 960 * 30).wrapping_add(960 * k as u32)
+        );
+        assert_eq!(p.ssrc(), 0xA);
+        assert_eq!(p.marker(), k == 0, "marker on the first packet only");
+        let level = p.audio_level(1).unwrap();
+        assert_eq!(level.level_dbov, appmedia_media::rtp::dbov_of(&f.pcm));
+    }
+    let stats = a.stats();
+    assert_eq!(stats.passthrough_frames, 40);
+    assert_eq!((stats.frames_encoded, stats.encoder_resets), (0, 0));
+    assert_eq!(stats.passthrough_mixed, 0);
+}
+
+#[test]
+fn the_bot_speaking_over_a_prompt_is_mixed_and_encoded_then_passthrough_resumes() {
+    let mut a = CallPipeline::new(PipelineConfig {
+        send_prebuffer_frames: 0,
+        ..config(0xA)
+    })
+    .unwrap();
+    let prompt = coded_prompt(60);
+    // The bot talks on ticks 20..30 and streams digital silence the rest of the time, as
+    // Graph bots do: silence does not count as speaking over the prompt.
+    let sent = play_prompt(&mut a, &prompt, |k| {
+        Some(if (20..30).contains(&k) {
+            tone_48k(300.0, 0.3, k)
+        } else {
+            [0.0; SAMPLES_PER_FRAME_48K]
+        })
+    });
+    assert_eq!(sent.len(), 60);
+    for (k, p) in sent.iter().enumerate() {
+        let own = p.payload() == prompt[k].packet.unwrap().as_bytes();
+        assert_eq!(own, !(20..30).contains(&k), "tick {k}");
+    }
+    // Contiguous through both switches.
+    for w in sent.windows(2) {
+        assert_eq!(
+            w[1].sequence_number(),
+            w[0].sequence_number().wrapping_add(1)
+        );
+        assert_eq!(w[1].timestamp(), w[0].timestamp().wrapping_add(960));
+        assert!(!w[1].marker());
+    }
+    let stats = a.stats();
+    assert_eq!(stats.passthrough_frames, 50);
+    assert_eq!(stats.passthrough_mixed, 10);
+    assert_eq!(stats.frames_encoded, 10);
+    assert_eq!(stats.encoder_resets, 1, "one switch back to encoding");
+}
+
+#[test]
+fn two_prompts_at_once_a_tone_or_passthrough_off_are_encoded() {
+    let prompt = coded_prompt(10);
+    // Two players with packets: both are heard, so they are mixed.
+    let mut a = CallPipeline::new(config(0xA)).unwrap();
+    let other = a.add_player(4).unwrap();
+    for f in &prompt[..4] {
+        other.send_frame(f).unwrap();
+    }
+    let sent = play_prompt(&mut a, &prompt, |_| None);
+    assert_eq!(a.stats().passthrough_mixed, 4);
+    assert_eq!(a.stats().passthrough_frames, 6);
+    assert_ne!(sent[2].payload(), prompt[2].packet.unwrap().as_bytes());
+
+    // Turned off: every frame is encoded.
+    let mut b = CallPipeline::new(PipelineConfig {
+        opus_passthrough: false,
+        ..config(0xB)
+    })
+    .unwrap();
+    let sent = play_prompt(&mut b, &prompt, |_| None);
+    assert!(
+        sent.iter()
+            .zip(&prompt)
+            .all(|(p, f)| p.payload() != f.packet.unwrap().as_bytes())
+    );
+    assert_eq!(b.stats().passthrough_frames, 0);
+    assert_eq!(b.stats().frames_encoded, 10);
+
+    // A DTMF tone replaces the prompt while it is held.
+    let mut c = CallPipeline::new(config(0xC)).unwrap();
+    c.tone_sender()
+        .unwrap()
+        .send(appmedia_media::dtmf::ToneRequest::key(
+            appmedia_media::dtmf::Tone::from_event(5).unwrap(),
+        ))
+        .unwrap();
+    let sent = play_prompt(&mut c, &prompt, |_| None);
+    assert_eq!(sent[0].payload_type(), 101);
+    assert!(c.stats().dtmf_packets_sent > 0);
+    assert_eq!(
+        c.stats().passthrough_frames + c.stats().dtmf_packets_sent,
+        10
+    );
+}
+
+#[test]
+fn a_pcm_send_side_plays_the_prompts_audio_and_ignores_its_packets() {
+    let mut a = CallPipeline::new(PipelineConfig {
+        send_output: appmedia_media::pipeline::SendOutput::Pcm(
+            appmedia_media::pcm::PcmRate::Hz16000,
+        ),
+        ..config(0xA)
+    })
+    .unwrap();
+    let prompt = coded_prompt(10);
+    let sent = play_prompt(&mut a, &prompt, |_| None);
+    assert!(sent.is_empty());
+    assert_eq!(a.stats().pcm_frames_sent, 10);
+    assert_eq!(a.stats().passthrough_frames, 0);
 }
