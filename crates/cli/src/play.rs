@@ -257,6 +257,8 @@ async fn play(args: &PlayArgs) -> Result<Value, String> {
             "packets_received": end.transport.as_ref().map(|t| t.packets_received),
             "prompt_frames_played": end.media.prompts.frames_played,
             "stream_underruns": end.media.prompts.stream_underruns,
+            "passthrough_frames": end.media.pipeline.passthrough_frames,
+            "frames_encoded": end.media.pipeline.frames_encoded,
         },
         "emulator_recorded_bot": emulator_recorded,
         "devices": devices.summary(),

@@ -70,6 +70,27 @@ fn a_played_file_is_what_the_other_side_hears() {
 }
 
 #[test]
+fn an_ogg_opus_prompt_of_20_ms_mono_packets_is_passed_through() {
+    let output = appmedia()
+        .args(["play", "--json"])
+        .arg(audio_fixture("prompt-16k.opus"))
+        .output()
+        .unwrap();
+    let s = summary(&output);
+    assert!(output.status.success(), "{s:#}");
+    assert_eq!(s["stopped_by"], "done", "{s:#}");
+    // 5.2 s of 20 ms packets: every one sent as it is; the encoder ran only on the silence
+    // around the prompt (and rests there).
+    let media = &s["media"];
+    let passed = media["passthrough_frames"].as_u64().unwrap();
+    assert!((255..=270).contains(&passed), "{s:#}");
+    assert!(
+        media["frames_encoded"].as_u64().unwrap() < passed / 2,
+        "{s:#}"
+    );
+}
+
+#[test]
 fn a_wav_and_an_ogg_opus_file_play_in_turn_with_plain_event_lines() {
     let opus = audio_fixture("stereo-440l-1000r.opus");
     let output = appmedia()
