@@ -113,7 +113,7 @@ fn the_audio_thread_side_does_not_allocate() {
     // callback, a 16 kHz microphone ring filled by one.
     #[cfg(feature = "devices")]
     {
-        device_tick_side_does_not_allocate(&frame, &mut out);
+        device_tick_side_does_not_allocate(&frame.pcm, &mut out);
     }
 }
 
