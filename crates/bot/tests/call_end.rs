@@ -128,19 +128,7 @@ async fn a_hang_up_the_service_never_confirms_still_ends_the_call_here() {
     let mut call = bot.call(request, MediaOptions::default()).await.unwrap();
     // Notifications came through the relay: the call got established (media may connect
     // before or after).
-    let seen = until(&mut call, |e| {
-        matches!(
-            e,
-            Event::State {
-                to: appmedia_model::CallState::Established,
-                ..
-            }
-        )
-    })
-    .await;
-    if !seen.iter().any(|e| matches!(e, Event::MediaConnected)) {
-        until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
-    }
+    established_and_connected(&mut call).await;
     assert_eq!(bot.stats().live_calls, 1);
 
     // The service ends the call but its `terminated` is lost: the hang-up reports the

@@ -376,19 +376,7 @@ async fn a_lost_established_is_caught_up_by_reading_the_call() {
     let control = call.control();
     // Media connects on its own (ICE, DTLS); the call is established only once the bot
     // knows the service says so.
-    let seen = until(&mut call, |e| {
-        matches!(
-            e,
-            Event::State {
-                to: CallState::Established,
-                ..
-            }
-        )
-    })
-    .await;
-    if !seen.iter().any(|e| matches!(e, Event::MediaConnected)) {
-        until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
-    }
+    established_and_connected(&mut call).await;
     assert_eq!(control.state(), Some(CallState::Established));
     assert!(bot.stats().state_corrections >= 1, "{:?}", bot.stats());
     assert!(

@@ -85,6 +85,24 @@ pub fn call_to(
 }
 
 /// Events until `pred` matches one (returned), bounded by [`WAIT`].
+/// Waits until the call is established and its media connected, in either order (media
+/// connects on its own, ICE and DTLS, while the state comes from the service); the events seen.
+pub async fn established_and_connected(call: &mut appmedia_bot::Call) -> Vec<Event> {
+    let (mut established, mut connected) = (false, false);
+    until(call, |e| {
+        match e {
+            Event::State {
+                to: appmedia_model::CallState::Established,
+                ..
+            } => established = true,
+            Event::MediaConnected => connected = true,
+            _ => {}
+        }
+        established && connected
+    })
+    .await
+}
+
 pub async fn until(
     call: &mut appmedia_bot::Call,
     mut pred: impl FnMut(&Event) -> bool,
