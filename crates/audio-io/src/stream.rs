@@ -403,7 +403,7 @@ fn decode_ogg(
     mut producer: rtrb::Producer<f32>,
     shared: &StreamShared,
 ) {
-    use crate::ogg_opus::{OpusStream, PageError, PageReader, clamp};
+    use crate::ogg_opus::{OpusStream, PageReader, clamp};
     run_decoder(&path, shared, || {
         let mut out = Vec::new();
         loop {
@@ -412,15 +412,8 @@ fn decode_ogg(
             let mut stream = OpusStream::new(path.clone());
             let (mut skip, mut left) = (pass.pre_skip, pass.frames);
             while left > 0 {
-                let page = match pages.next() {
-                    Ok(Some(page)) => page,
-                    Ok(None) => break,
-                    Err(PageError::Io(e)) => {
-                        return Err(format!("reading {}: {e}", path.display()));
-                    }
-                    Err(PageError::Bad(reason)) => {
-                        return Err(format!("{}: {reason}", path.display()));
-                    }
+                let Some(page) = next_page(&mut pages, &path)? else {
+                    break;
                 };
                 out.clear();
                 let end = stream.feed(&page, &mut out).map_err(|e| e.to_string())?;
@@ -455,7 +448,7 @@ fn decode_ogg_frames(
     mut producer: rtrb::Producer<PlayerFrame>,
     shared: &StreamShared,
 ) {
-    use crate::ogg_opus::{AudioPacket, FrameAligner, OpusStream, PageError, PageReader};
+    use crate::ogg_opus::{AudioPacket, FrameAligner, OpusStream, PageReader};
     run_decoder(&path, shared, || {
         let mut push = |frame: &PlayerFrame| -> Result<(), String> {
             loop {
@@ -474,17 +467,7 @@ fn decode_ogg_frames(
             let mut stream = OpusStream::new(path.clone());
             let mut aligner = FrameAligner::new();
             let mut frames = 0u64;
-            loop {
-                let page = match pages.next() {
-                    Ok(Some(page)) => page,
-                    Ok(None) => break,
-                    Err(PageError::Io(e)) => {
-                        return Err(format!("reading {}: {e}", path.display()));
-                    }
-                    Err(PageError::Bad(reason)) => {
-                        return Err(format!("{}: {reason}", path.display()));
-                    }
-                };
+            while let Some(page) = next_page(&mut pages, &path)? {
                 let mut failure = None;
                 let end = stream
                     .feed_packets(&page, &mut |p: AudioPacket<'_>| {
@@ -621,6 +604,18 @@ impl Iterator for MonoFrames {
         }
         Some(Ok(acc / self.channels as f32))
     }
+}
+
+/// The next Ogg page of the file at `path` (`None` at its end), a failure said with the path.
+fn next_page<'a, R: Read>(
+    pages: &'a mut crate::ogg_opus::PageReader<R>,
+    path: &Path,
+) -> Result<Option<crate::ogg_opus::Page<'a>>, String> {
+    use crate::ogg_opus::PageError;
+    pages.next().map_err(|e| match e {
+        PageError::Io(e) => format!("reading {}: {e}", path.display()),
+        PageError::Bad(reason) => format!("{}: {reason}", path.display()),
+    })
 }
 
 #[cfg(test)]
