@@ -193,24 +193,48 @@ async fn a_greeting_started_with_the_call_reaches_the_far_end_from_its_first_wor
     let (rate, heard) = appmedia_testkit::audio::read_wav(&heard);
     let (prompt_rate, prompt) = appmedia_testkit::audio::read_wav(&prompt_path);
     assert_eq!((rate, prompt_rate), (16_000, 16_000));
-    // The prompt's first half second, a quarter second at a time: each is in what John
-    // heard, in order, at the delay of the network and the buffers. (A clipped start is not
-    // found there at all: r 0.39, matched seconds later. A loaded machine's late ticks and
-    // concealment lower r for audio that is there: 0.79 seen with three busy loops.)
-    let quarter = 4_000;
-    let mut last_lag = 0;
-    for (k, start) in [0, quarter].into_iter().enumerate() {
-        let (lag, r) = appmedia_testkit::audio::best_match(&prompt[start..start + quarter], &heard);
-        assert!(r > 0.6, "quarter {k} of the greeting: r {r:.2} at {lag}");
-        let delay_ms = (lag as f64 - start as f64) / 16.0;
-        assert!(
-            (0.0..500.0).contains(&delay_ms),
-            "quarter {k} heard {delay_ms:.0} ms after John joined"
-        );
-        assert!(lag >= last_lag);
-        last_lag = lag;
-    }
+    heard_from_its_first_word(&prompt, &heard).unwrap();
+    // The criterion fails for a clipped start: the same recording with the greeting's first
+    // 0.7 s (from where John first heard it) replaced by silence, as before the fix.
+    let first = appmedia_testkit::audio::best_match(&prompt[4_000..8_000], &heard)
+        .0
+        .saturating_sub(4_000);
+    let mut clipped = heard.clone();
+    clipped[first..first + 11_200].fill(0.0);
+    assert!(heard_from_its_first_word(&prompt, &clipped).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether the prompt's first half second is in what the far end heard, from its first word:
+/// each 100 ms of it found (r > 0.7) in order, 0 to 500 ms later than in the prompt (the
+/// network and the buffers). Short excerpts, each at its own lag, because the adaptive jitter
+/// buffer may stretch a silence by a frame under load (a quarter second at one lag read r 0.6
+/// for audio that was all there); four of five suffice, since one excerpt may straddle such a
+/// re-timing.
+fn heard_from_its_first_word(prompt: &[f32], heard: &[f32]) -> Result<(), String> {
+    let excerpt = 1_600;
+    let mut matches = Vec::new();
+    let mut last_lag = 0;
+    for k in 0..5 {
+        let start = k * excerpt;
+        let (lag, r) = appmedia_testkit::audio::best_match_within(
+            &prompt[start..start + excerpt],
+            heard,
+            start.max(last_lag)..start + 8_000,
+        );
+        matches.push((lag, r));
+        if r > 0.7 {
+            last_lag = lag;
+        }
+    }
+    let found = matches.iter().filter(|m| m.1 > 0.7).count();
+    if found >= 4 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{found} of 5 excerpts heard in place (lag, r): {matches:?}"
+        ))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

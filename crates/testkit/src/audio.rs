@@ -127,9 +127,19 @@ pub fn best_match(excerpt: &[f32], recording: &[f32]) -> (usize, f64) {
         .map(|lag| (lag, pearson(&ee, &er[lag..])))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(0, |(lag, _)| lag * 16);
-    let from = coarse.saturating_sub(320);
-    let to = (coarse + 320).min(recording.len().saturating_sub(excerpt.len()));
-    (from..=to)
+    best_match_within(excerpt, recording, coarse.saturating_sub(320)..coarse + 321)
+}
+
+/// The best normalized correlation of `excerpt` inside `recording` at a lag in `lags`, sample
+/// by sample (for a short excerpt whose envelope could match elsewhere), and that lag. Lags
+/// past the end of the recording are not tried; (0, 0.0) when none is left.
+pub fn best_match_within(
+    excerpt: &[f32],
+    recording: &[f32],
+    lags: std::ops::Range<usize>,
+) -> (usize, f64) {
+    let last = recording.len().saturating_sub(excerpt.len());
+    (lags.start..lags.end.min(last + 1))
         .map(|lag| (lag, correlation(excerpt, &recording[lag..])))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((0, 0.0))
