@@ -718,7 +718,7 @@ impl Drop for MediaSession {
 }
 
 /// The id an `a=extmap:<id>[/<direction>] <uri>` line gives `uri`.
-fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+pub(crate) fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
         let rest = line.strip_prefix("a=extmap:")?;
         let (id, tail) = rest.split_once(' ')?;
@@ -729,7 +729,7 @@ fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
 
 /// The payload type of the first `a=rtpmap:<pt> <encoding>` line whose encoding is
 /// `encoding` (case-insensitive; `telephone-event/48000` also matches a `/1` suffix).
-fn rtpmap_payload_type(sdp: &str, encoding: &str) -> Option<u8> {
+pub(crate) fn rtpmap_payload_type(sdp: &str, encoding: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
         let (pt, name) = line.strip_prefix("a=rtpmap:")?.split_once(' ')?;
         let name = name.trim();
@@ -743,7 +743,7 @@ fn rtpmap_payload_type(sdp: &str, encoding: &str) -> Option<u8> {
 
 /// Refuses SDP that could only lead to an unencrypted or audio-less session, with a reason
 /// a person can act on, before the stack gives a less specific one.
-fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError> {
+pub(crate) fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError> {
     let fail = |reason: &str| {
         Err(TransportError::Sdp {
             kind,
@@ -880,13 +880,13 @@ fn audio_track(config: &TransportConfig, track_id: &str, ssrc: u32) -> TrackLoca
     ))
 }
 
-fn rand_ssrc() -> u32 {
+pub(crate) fn rand_ssrc() -> u32 {
     // uuid's v4 generator is already a dependency and is seeded from the OS.
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
-fn opus_codec(config: &TransportConfig) -> RTCRtpCodec {
+pub(crate) fn opus_codec(config: &TransportConfig) -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48000,
@@ -897,7 +897,7 @@ fn opus_codec(config: &TransportConfig) -> RTCRtpCodec {
 }
 
 /// RFC 4733 DTMF, offered next to Opus at the same clock rate (as browsers do).
-fn telephone_event_codec() -> RTCRtpCodec {
+pub(crate) fn telephone_event_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
         clock_rate: 48000,

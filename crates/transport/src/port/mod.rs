@@ -1,0 +1,1119 @@
+//! One UDP port for every call: [`MediaPort`] and its sans-IO [`PortSession`]s.
+//!
+//! A [`MediaSession`](crate::MediaSession) binds a socket and runs tasks of its own. A
+//! [`MediaPort`] binds **one** socket and drives every session on it from one thread: it
+//! reads datagrams in batches (`recvmmsg`, through `quinn-udp`), routes each to its session
+//! ([`demux`]), and runs each session's ICE / DTLS / SRTP state machine — webrtc-rs' sans-IO
+//! core, `rtc::RTCPeerConnection`, which takes datagrams and time and hands back datagrams,
+//! RTP packets and events — with no task, timer or socket per call. RTP crosses to the media
+//! core through the same bounded lock-free queues as a `MediaSession`'s
+//! ([`RtpEndpoint`], or `attach_pipeline`).
+//!
+//! The blob, the SDP and the peer's view are the same as a `MediaSession`'s: the two
+//! interoperate, and Chromium sees an ordinary WebRTC peer (one host candidate, the port's).
+//! Not yet on a `PortSession`: unmixed per-speaker m-lines and RTCP-derived statistics
+//! beyond the counters (both stay on `MediaSession`).
+
+pub(crate) mod demux;
+
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use appmedia_media::pipeline::CallPipeline;
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::marshal::{Marshal, Unmarshal};
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::watch;
+
+use crate::blob::{BLOB_VERSION, Blob, PCM16K, SdpKind, WebRtcDescription};
+use crate::config::TransportConfig;
+use crate::error::TransportError;
+use crate::guard::{DatagramKind, SocketCounters, classify};
+use crate::link::{MediaLink, RtpEndpoint};
+use crate::rtt::{RttCell, RttInterceptor};
+use crate::session::{
+    AUDIO_LEVEL_URI, EndReason, SessionState, advertise_public, check_remote_sdp, extmap_id,
+    opus_codec, rand_ssrc, rtpmap_payload_type, telephone_event_codec,
+};
+use crate::stats::{MediaCounters, SessionStats, Snapshot};
+use demux::{Demux, DropReason, Route, SessionKey};
+
+/// Datagrams read per `recvmmsg` call.
+const BATCH: usize = 32;
+/// Largest datagram accepted (bigger ones are truncated by the kernel and dropped here).
+const MAX_DATAGRAM: usize = 2048;
+
+/// What a port saw, over all its sessions.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortStats {
+    /// Sessions on the port now.
+    pub sessions: usize,
+    /// Datagrams read from the socket.
+    pub datagrams_received: u64,
+    /// Datagrams handed to a session.
+    pub datagrams_routed: u64,
+    /// Dropped: not STUN, DTLS or RTP/RTCP (RFC 7983), or longer than the port reads.
+    pub dropped_garbage: u64,
+    /// Dropped: a STUN Binding request whose USERNAME names no session of the port.
+    pub dropped_unknown_ufrag: u64,
+    /// Dropped: from an address no session of the port talks to.
+    pub dropped_unknown_source: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams the socket refused to send (counted, not retried: media is real-time).
+    pub send_errors: u64,
+    /// `recvmmsg` calls that returned datagrams (datagrams_received / this = batch size).
+    pub receive_batches: u64,
+}
+
+#[derive(Debug, Default)]
+struct PortCounters {
+    received: AtomicU64,
+    routed: AtomicU64,
+    garbage: AtomicU64,
+    unknown_ufrag: AtomicU64,
+    unknown_source: AtomicU64,
+    sent: AtomicU64,
+    send_errors: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// The sessions of a port and how datagrams find them.
+#[derive(Default)]
+struct Table {
+    demux: Demux,
+    sessions: HashMap<SessionKey, Arc<Mutex<Core>>>,
+}
+
+struct PortShared {
+    socket: UdpSocket,
+    udp: quinn_udp::UdpSocketState,
+    local: SocketAddr,
+    public_ip: Option<IpAddr>,
+    table: Mutex<Table>,
+    counters: PortCounters,
+    next_key: AtomicU64,
+    stop: AtomicBool,
+    /// How often the driver wakes when no datagram arrives (timers and outgoing media).
+    interval: Duration,
+}
+
+/// One UDP socket shared by every [`PortSession`] made on it, and the thread that drives
+/// them. Dropping the port ends its sessions ([`EndReason::Closed`]) and joins the thread.
+pub struct MediaPort {
+    shared: Arc<PortShared>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MediaPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaPort")
+            .field("local_addr", &self.shared.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaPort {
+    /// Binds `config.bind_ip` on `port` (0: an ephemeral port) and starts the driver thread.
+    /// `config.public_ip` is what the sessions advertise (1:1 NAT); `config.send_poll_interval`
+    /// how often the driver looks at outgoing media and timers when nothing arrives.
+    pub fn bind(config: &TransportConfig, port: u16) -> Result<MediaPort, TransportError> {
+        config.validate()?;
+        if config.bind_ip.is_unspecified() {
+            return Err(TransportError::InvalidConfig(
+                "a media port needs one address to advertise: bind_ip must not be unspecified"
+                    .into(),
+            ));
+        }
+        let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))?;
+        socket.set_nonblocking(true)?;
+        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        let local = socket.local_addr()?;
+        let shared = Arc::new(PortShared {
+            socket,
+            udp,
+            local,
+            public_ip: config.public_ip,
+            table: Mutex::new(Table::default()),
+            counters: PortCounters::default(),
+            next_key: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+            interval: config.send_poll_interval,
+        });
+        let driver = std::thread::Builder::new()
+            .name(format!("appmedia-port-{}", local.port()))
+            .spawn({
+                let shared = shared.clone();
+                move || drive(&shared)
+            })?;
+        Ok(MediaPort {
+            shared,
+            driver: Some(driver),
+        })
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// What the port saw.
+    pub fn stats(&self) -> PortStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PortStats {
+            sessions: self
+                .shared
+                .table
+                .lock()
+                .map(|t| t.sessions.len())
+                .unwrap_or(0),
+            datagrams_received: get(&c.received),
+            datagrams_routed: get(&c.routed),
+            dropped_garbage: get(&c.garbage),
+            dropped_unknown_ufrag: get(&c.unknown_ufrag),
+            dropped_unknown_source: get(&c.unknown_source),
+            datagrams_sent: get(&c.sent),
+            send_errors: get(&c.send_errors),
+            receive_batches: get(&c.batches),
+        }
+    }
+}
+
+impl Drop for MediaPort {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+        if let Ok(mut table) = self.shared.table.lock() {
+            for (_, core) in table.sessions.drain() {
+                if let Ok(core) = core.lock() {
+                    core.shared.end(EndReason::Closed);
+                }
+            }
+        }
+    }
+}
+
+/// The driver thread: read, route, drive, send; until the port is dropped.
+fn drive(port: &PortShared) {
+    let mut storage = vec![[0u8; MAX_DATAGRAM]; BATCH];
+    let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
+    let mut sessions: Vec<Arc<Mutex<Core>>> = Vec::new();
+    let mut out = Outbox::default();
+    let timeout_ms = i32::try_from(port.interval.as_millis().max(1)).unwrap_or(i32::MAX);
+    while !port.stop.load(Ordering::Relaxed) {
+        wait_readable(&port.socket, timeout_ms);
+        loop {
+            let mut bufs: Vec<IoSliceMut<'_>> =
+                storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            match port.udp.recv((&port.socket).into(), &mut bufs, &mut meta) {
+                Ok(n) => {
+                    port.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    drop(bufs);
+                    for (buf, meta) in storage.iter().zip(&meta).take(n) {
+                        let stride = meta.stride.max(1);
+                        for datagram in buf[..meta.len.min(MAX_DATAGRAM)].chunks(stride) {
+                            receive(port, datagram, meta.addr, &mut out);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors for a vanished peer surface here on Linux; nothing to do
+                    // but read on (the session's consent checks end it).
+                    tracing::debug!(error = %e, "media port receive");
+                    break;
+                }
+            }
+        }
+        // Every session: timers, outgoing media, events.
+        sessions.clear();
+        if let Ok(table) = port.table.lock() {
+            sessions.extend(table.sessions.values().cloned());
+        }
+        let now = Instant::now();
+        for core in &sessions {
+            if let Ok(mut core) = core.lock() {
+                core.drive(now, &mut out);
+            }
+        }
+        flush(port, &mut out);
+    }
+}
+
+/// Blocks until the socket is readable or `timeout_ms` passes.
+fn wait_readable(socket: &UdpSocket, timeout_ms: i32) {
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe {
+        libc::poll(&mut fds, 1, timeout_ms);
+    }
+}
+
+fn receive(port: &PortShared, datagram: &[u8], from: SocketAddr, out: &mut Outbox) {
+    let c = &port.counters;
+    c.received.fetch_add(1, Ordering::Relaxed);
+    let core = {
+        let Ok(table) = port.table.lock() else { return };
+        match table.demux.route(datagram, from) {
+            Route::Session(key) => table.sessions.get(&key).cloned(),
+            Route::Drop(reason) => {
+                match reason {
+                    DropReason::Garbage => &c.garbage,
+                    DropReason::UnknownUfrag => &c.unknown_ufrag,
+                    DropReason::UnknownSource => &c.unknown_source,
+                }
+                .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    };
+    let Some(core) = core else { return };
+    c.routed.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut core) = core.lock() {
+        core.read(Instant::now(), port.local, from, datagram, out);
+    };
+}
+
+/// Datagrams the sessions want sent, with the session that sent each (so the port can let
+/// the peer's answers through).
+#[derive(Default)]
+struct Outbox {
+    datagrams: Vec<(SessionKey, SocketAddr, BytesMut)>,
+}
+
+fn flush(port: &PortShared, out: &mut Outbox) {
+    if out.datagrams.is_empty() {
+        return;
+    }
+    if let Ok(mut table) = port.table.lock() {
+        for (key, to, _) in &out.datagrams {
+            table.demux.claim(*key, *to);
+        }
+    }
+    for (_, to, datagram) in out.datagrams.drain(..) {
+        let transmit = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents: &datagram,
+            segment_size: None,
+            src_ip: None,
+        };
+        match port.udp.try_send((&port.socket).into(), &transmit) {
+            Ok(()) => port.counters.sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => port.counters.send_errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// What the API side and the driver share about one session.
+struct SessionShared {
+    state: watch::Sender<SessionState>,
+    socket: SocketCounters,
+    media: MediaCounters,
+    link: MediaLink,
+    rtt: Arc<RttCell>,
+}
+
+impl SessionShared {
+    fn set_state(&self, next: SessionState) {
+        self.state.send_if_modified(|current| {
+            if matches!(current, SessionState::Ended(_)) || *current == next {
+                return false;
+            }
+            *current = next;
+            true
+        });
+    }
+
+    fn end(&self, reason: EndReason) {
+        self.set_state(SessionState::Ended(reason));
+    }
+
+    fn state(&self) -> SessionState {
+        self.state.borrow().clone()
+    }
+}
+
+/// One session's sans-IO state, driven by the port thread.
+struct Core {
+    key: SessionKey,
+    pc: RTCPeerConnection,
+    shared: Arc<SessionShared>,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    /// Negotiated once connected: the Opus payload type and the header extension ids.
+    negotiated: Option<(u8, Vec<u8>)>,
+    telephone_event_local: Option<u8>,
+    telephone_event_negotiated: Option<u8>,
+    connect_deadline: Option<Instant>,
+    connect_timeout: Duration,
+    peer_timeout: Duration,
+    interrupted_since: Option<Instant>,
+    last_pc_state: RTCPeerConnectionState,
+    batch: Vec<Bytes>,
+    closing: bool,
+}
+
+impl Core {
+    fn read(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut Outbox,
+    ) {
+        let c = &self.shared.socket;
+        c.datagrams_received.fetch_add(1, Ordering::Relaxed);
+        c.bytes_received
+            .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        match classify(datagram) {
+            DatagramKind::Stun | DatagramKind::Turn => &c.stun,
+            DatagramKind::Dtls => &c.dtls,
+            DatagramKind::Rtp => &c.rtp,
+            DatagramKind::Rtcp => &c.rtcp,
+            DatagramKind::Garbage => &c.garbage,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        let result = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "media port session read");
+        }
+        self.pump(now, out);
+    }
+
+    /// Timers, outgoing media, then whatever the stack has for us.
+    fn drive(&mut self, now: Instant, out: &mut Outbox) {
+        if self.pc.poll_timeout().is_some_and(|t| t <= now)
+            && let Err(e) = self.pc.handle_timeout(now)
+        {
+            tracing::debug!(error = %e, "media port session timeout");
+        }
+        self.send_media(now);
+        self.pump(now, out);
+        self.watch(now);
+    }
+
+    /// Drains the stack: datagrams to send, received RTP, events.
+    fn pump(&mut self, now: Instant, out: &mut Outbox) {
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                self.on_state(now, state);
+            }
+        }
+        while let Some(message) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(_, packet) = message.message {
+                self.deliver(packet);
+            }
+        }
+        while let Some(datagram) = self.pc.poll_write() {
+            out.datagrams
+                .push((self.key, datagram.transport.peer_addr, datagram.message));
+        }
+    }
+
+    fn on_state(&mut self, now: Instant, state: RTCPeerConnectionState) {
+        self.last_pc_state = state;
+        match state {
+            RTCPeerConnectionState::Connected => {
+                self.interrupted_since = None;
+                if self.negotiated.is_none() {
+                    self.negotiated = self.negotiate();
+                }
+                self.shared.set_state(SessionState::Connected);
+            }
+            RTCPeerConnectionState::Disconnected => {
+                self.interrupted_since.get_or_insert(now);
+                self.shared.set_state(SessionState::Interrupted);
+            }
+            RTCPeerConnectionState::Failed => {
+                let silent_ms = self
+                    .interrupted_since
+                    .map_or(0, |since| now.duration_since(since).as_millis() as u64);
+                self.shared.end(EndReason::PeerGone { silent_ms });
+            }
+            RTCPeerConnectionState::Closed => self.shared.end(EndReason::Closed),
+            _ => {}
+        }
+    }
+
+    /// The connect timeout, the peer timeout and a peer's RTCP BYE.
+    fn watch(&mut self, now: Instant) {
+        match self.shared.state() {
+            SessionState::Connecting => {
+                let deadline = *self
+                    .connect_deadline
+                    .get_or_insert(now + self.connect_timeout);
+                if now >= deadline {
+                    self.shared.end(EndReason::ConnectTimeout {
+                        timeout_ms: self.connect_timeout.as_millis() as u64,
+                        last_state: self.last_pc_state.to_string(),
+                    });
+                }
+            }
+            SessionState::Connected | SessionState::Interrupted
+                if self.shared.rtt.bye_received() =>
+            {
+                self.shared.end(EndReason::ClosedByPeer);
+            }
+            SessionState::Interrupted => {
+                if let Some(since) = self.interrupted_since
+                    && now.duration_since(since) >= self.peer_timeout
+                {
+                    self.shared.end(EndReason::PeerGone {
+                        silent_ms: now.duration_since(since).as_millis() as u64,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The sender's negotiated Opus payload type and header extension ids.
+    fn negotiate(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut sender = self.pc.rtp_sender(self.sender)?;
+        let params = sender.get_parameters();
+        let codec = params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))?;
+        let ids = params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .filter_map(|e| u8::try_from(e.id).ok())
+            .collect();
+        Some((codec.payload_type, ids))
+    }
+
+    fn deliver(&mut self, packet: rtc::rtp::packet::Packet) {
+        let media = &self.shared.media;
+        let Ok(mut bytes) = packet.marshal().map(BytesMut::freeze) else {
+            media.inbound_marshal_failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // The media side sees the configured telephone-event payload type.
+        if let (Some(local), Some(negotiated)) =
+            (self.telephone_event_local, self.telephone_event_negotiated)
+            && bytes.len() > 1
+            && bytes[1] & 0x7f == negotiated
+        {
+            let mut owned = BytesMut::from(&bytes[..]);
+            owned[1] = (owned[1] & 0x80) | local;
+            bytes = owned.freeze();
+        }
+        media.inbound_delivered.fetch_add(1, Ordering::Relaxed);
+        if self.shared.link.deliver(bytes) {
+            media.inbound_queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the media core's packets into the stack, as a `MediaSession`'s pump does.
+    fn send_media(&mut self, now: Instant) {
+        self.shared.link.drain(&mut self.batch);
+        if self.batch.is_empty() {
+            return;
+        }
+        let media = &self.shared.media;
+        let connected = matches!(
+            self.shared.state(),
+            SessionState::Connected | SessionState::Interrupted
+        );
+        let mut batch = std::mem::take(&mut self.batch);
+        for mut buf in batch.drain(..) {
+            let Some((pt, ids)) = self.negotiated.as_ref().filter(|_| connected) else {
+                media
+                    .outbound_before_connected
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let Ok(mut packet) = rtc::rtp::packet::Packet::unmarshal(&mut buf) else {
+                media.outbound_malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let header = &mut packet.header;
+            header.ssrc = self.ssrc;
+            header.payload_type = if Some(header.payload_type) == self.telephone_event_local {
+                let Some(te) = self.telephone_event_negotiated else {
+                    media
+                        .outbound_no_telephone_event
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                te
+            } else {
+                *pt
+            };
+            header.extensions.retain(|e| ids.contains(&e.id));
+            header.extension = !header.extensions.is_empty();
+            let written = self
+                .pc
+                .rtp_sender(self.sender)
+                .map(|mut s| s.write_rtp(now, packet));
+            match written {
+                Some(Ok(())) => media.outbound_sent.fetch_add(1, Ordering::Relaxed),
+                _ => media.outbound_write_failed.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        self.batch = batch;
+    }
+
+    fn close(&mut self, out: &mut Outbox) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        let connected = matches!(
+            self.shared.state(),
+            SessionState::Connected | SessionState::Interrupted
+        );
+        if connected && let Some(mut sender) = self.pc.rtp_sender(self.sender) {
+            let bye = rtc::rtcp::goodbye::Goodbye {
+                sources: vec![self.ssrc],
+                reason: Bytes::from_static(b"closed"),
+            };
+            let _ = sender.write_rtcp(Instant::now(), vec![Box::new(bye)]);
+        }
+        let _ = self.pc.close();
+        while let Some(datagram) = self.pc.poll_write() {
+            out.datagrams
+                .push((self.key, datagram.transport.peer_addr, datagram.message));
+        }
+        self.shared.end(EndReason::Closed);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Offerer,
+    Answerer,
+}
+
+/// One call's media session on a [`MediaPort`]: the same blob, SDP and media hand-off as a
+/// [`MediaSession`](crate::MediaSession), with no socket, task or timer of its own.
+/// Dropping it (or [`close`](Self::close)) ends it and takes it off the port.
+pub struct PortSession {
+    id: String,
+    key: SessionKey,
+    role: Role,
+    config: TransportConfig,
+    local_sdp: String,
+    call_id: Mutex<Option<String>>,
+    source_context: String,
+    render_context: String,
+    core: Arc<Mutex<Core>>,
+    shared: Arc<SessionShared>,
+    port: Arc<PortShared>,
+}
+
+impl std::fmt::Debug for PortSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortSession")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("port", &self.port.local)
+            .field("state", &self.shared.state())
+            .finish()
+    }
+}
+
+impl PortSession {
+    /// The offering side, on `port`: the SDP offer with the port's host candidate. The
+    /// session then waits for [`accept`](Self::accept).
+    pub fn offer(port: &MediaPort, config: TransportConfig) -> Result<PortSession, TransportError> {
+        let mut built = build(port, &config)?;
+        let offer = built
+            .pc
+            .create_offer(None)
+            .map_err(|e| stack("create_offer", e))?;
+        built
+            .pc
+            .set_local_description(Instant::now(), offer)
+            .map_err(|e| stack("set_local_description", e))?;
+        let sdp = local_sdp(&built.pc, port)?;
+        Self::register(
+            port,
+            config,
+            built,
+            Role::Offerer,
+            sdp,
+            SessionState::AwaitingAnswer,
+        )
+    }
+
+    /// The answering side, on `port`, from the far end's SDP offer. The answer is
+    /// [`local_sdp`](Self::local_sdp).
+    pub fn answer_sdp(
+        port: &MediaPort,
+        config: TransportConfig,
+        offer_sdp: &str,
+    ) -> Result<PortSession, TransportError> {
+        check_remote_sdp("offer", offer_sdp)?;
+        let mut built = build(port, &config)?;
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(|e| {
+            TransportError::Sdp {
+                kind: "offer",
+                reason: e.to_string(),
+            }
+        })?;
+        built
+            .pc
+            .set_remote_description(Instant::now(), offer)
+            .map_err(|e| TransportError::Sdp {
+                kind: "offer",
+                reason: e.to_string(),
+            })?;
+        let answer = built
+            .pc
+            .create_answer(None)
+            .map_err(|e| stack("create_answer", e))?;
+        built
+            .pc
+            .set_local_description(Instant::now(), answer)
+            .map_err(|e| stack("set_local_description", e))?;
+        let sdp = local_sdp(&built.pc, port)?;
+        built.telephone_event_negotiated = config
+            .telephone_event_payload_type
+            .and_then(|_| rtpmap_payload_type(&sdp, "telephone-event/48000"));
+        Self::register(
+            port,
+            config,
+            built,
+            Role::Answerer,
+            sdp,
+            SessionState::Connecting,
+        )
+    }
+
+    /// The answering side from a bot's blob: the session and the answer blob.
+    pub fn answer_blob(
+        port: &MediaPort,
+        config: TransportConfig,
+        offer_blob: &str,
+    ) -> Result<(PortSession, String), TransportError> {
+        let offer = Blob::parse(offer_blob, config.blob_integrity.key())?;
+        offer.expect_kind(SdpKind::Offer)?;
+        let mut session = Self::answer_sdp(port, config, &offer.webrtc.sdp)?;
+        session.id = offer.mp_media_session_id.clone();
+        if let Ok(mut call_id) = session.call_id.lock() {
+            *call_id = offer.call_id.clone();
+        }
+        let answer = session.blob();
+        Ok((session, answer))
+    }
+
+    fn register(
+        port: &MediaPort,
+        config: TransportConfig,
+        built: Built,
+        role: Role,
+        local_sdp: String,
+        state: SessionState,
+    ) -> Result<PortSession, TransportError> {
+        let ufrag = ice_ufrag(&local_sdp).ok_or_else(|| TransportError::Sdp {
+            kind: "offer",
+            reason: "the stack's SDP has no a=ice-ufrag".into(),
+        })?;
+        let key = port.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let shared = built.shared.clone();
+        shared.set_state(state);
+        let core = Arc::new(Mutex::new(Core {
+            key,
+            pc: built.pc,
+            shared: shared.clone(),
+            sender: built.sender,
+            ssrc: built.ssrc,
+            negotiated: None,
+            telephone_event_local: config.telephone_event_payload_type,
+            telephone_event_negotiated: built.telephone_event_negotiated,
+            connect_deadline: None,
+            connect_timeout: config.connect_timeout,
+            peer_timeout: config.peer_timeout,
+            interrupted_since: None,
+            last_pc_state: RTCPeerConnectionState::New,
+            batch: Vec::with_capacity(config.queue_capacity),
+            closing: false,
+        }));
+        {
+            let mut table = port
+                .shared
+                .table
+                .lock()
+                .map_err(|_| TransportError::InvalidConfig("media port poisoned".into()))?;
+            if !table.demux.add_session(key, &ufrag) {
+                return Err(TransportError::InvalidConfig(format!(
+                    "ICE ufrag {ufrag} is already on this port"
+                )));
+            }
+            table.sessions.insert(key, core.clone());
+        }
+        Ok(PortSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            key,
+            role,
+            config,
+            local_sdp,
+            call_id: Mutex::new(None),
+            source_context: uuid::Uuid::new_v4().to_string(),
+            render_context: uuid::Uuid::new_v4().to_string(),
+            core,
+            shared,
+            port: port.shared.clone(),
+        })
+    }
+
+    /// The media session id (`mpMediaSessionId` in the blob).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This side's SDP (offer, or answer on the answering side), with the port's candidate.
+    pub fn local_sdp(&self) -> &str {
+        &self.local_sdp
+    }
+
+    /// The id of the RFC 6464 audio-level header extension in this side's SDP.
+    pub fn audio_level_extension_id(&self) -> Option<u8> {
+        extmap_id(&self.local_sdp, AUDIO_LEVEL_URI)
+    }
+
+    /// The port's address (every session on a port shares it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.port.local
+    }
+
+    /// Records the Graph call id, so later [`blob`](Self::blob)s carry it.
+    pub fn set_call_id(&self, call_id: impl Into<String>) {
+        if let Ok(mut slot) = self.call_id.lock() {
+            *slot = Some(call_id.into());
+        }
+    }
+
+    /// The sealed blob for `appHostedMediaConfig.blob` (format: `docs/blob.md`).
+    pub fn blob(&self) -> String {
+        let call_id = self.call_id.lock().ok().and_then(|c| c.clone());
+        Blob {
+            version: BLOB_VERSION,
+            mp_media_session_id: self.id.clone(),
+            call_id,
+            supported_audio_format: PCM16K.to_owned(),
+            audio_source_contexts: vec![self.source_context.clone()],
+            audio_render_contexts: vec![self.render_context.clone()],
+            receive_unmixed_meeting_audio: false,
+            webrtc: WebRtcDescription {
+                kind: match self.role {
+                    Role::Offerer => SdpKind::Offer,
+                    Role::Answerer => SdpKind::Answer,
+                },
+                sdp: self.local_sdp.clone(),
+            },
+        }
+        .seal(&self.config.blob_integrity)
+    }
+
+    /// Applies the media peer's answer blob (verified, and for this media session).
+    pub fn accept(&self, answer_blob: &str) -> Result<(), TransportError> {
+        let answer = Blob::parse(answer_blob, self.config.blob_integrity.key())?;
+        answer.expect_kind(SdpKind::Answer)?;
+        if answer.mp_media_session_id != self.id {
+            return Err(crate::BlobError::SessionMismatch {
+                expected: self.id.clone(),
+                found: answer.mp_media_session_id,
+            }
+            .into());
+        }
+        self.accept_sdp(&answer.webrtc.sdp)
+    }
+
+    /// Applies a raw SDP answer. ICE and DTLS start; the connect timeout runs from here.
+    pub fn accept_sdp(&self, answer_sdp: &str) -> Result<(), TransportError> {
+        match self.shared.state() {
+            SessionState::AwaitingAnswer if self.role == Role::Offerer => {}
+            SessionState::Ended(reason) => return Err(TransportError::Ended(reason)),
+            _ => return Err(TransportError::NotAwaitingAnswer),
+        }
+        check_remote_sdp("answer", answer_sdp)?;
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned()).map_err(|e| {
+            TransportError::Sdp {
+                kind: "answer",
+                reason: e.to_string(),
+            }
+        })?;
+        let mut core = self
+            .core
+            .lock()
+            .map_err(|_| TransportError::InvalidConfig("session poisoned".into()))?;
+        core.pc
+            .set_remote_description(Instant::now(), answer)
+            .map_err(|e| TransportError::Sdp {
+                kind: "answer",
+                reason: e.to_string(),
+            })?;
+        core.telephone_event_negotiated = self
+            .config
+            .telephone_event_payload_type
+            .and_then(|_| rtpmap_payload_type(answer_sdp, "telephone-event/48000"));
+        self.shared.set_state(SessionState::Connecting);
+        Ok(())
+    }
+
+    /// Takes the queues for code that handles RTP itself (see [`RtpEndpoint`]).
+    pub fn take_endpoint(&self) -> Option<RtpEndpoint> {
+        self.shared.link.take_endpoint()
+    }
+
+    /// Connects a media-core call pipeline, as
+    /// [`MediaSession::attach_pipeline`](crate::MediaSession::attach_pipeline) does.
+    pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
+        self.shared.link.attach_pipeline(pipeline, epoch);
+        if let Err(e) = pipeline.use_loss_reports(self.shared.rtt.loss.clone()) {
+            tracing::warn!(session = %self.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        self.shared.state()
+    }
+
+    /// Waits until the session is connected, or returns why it ended first.
+    pub async fn connected(&self) -> Result<(), EndReason> {
+        let mut rx = self.shared.state.subscribe();
+        let result = rx
+            .wait_for(|s| matches!(s, SessionState::Connected | SessionState::Ended(_)))
+            .await
+            .map(|s| s.clone());
+        match result {
+            Ok(SessionState::Connected) => Ok(()),
+            Ok(SessionState::Ended(reason)) => Err(reason),
+            _ => Err(EndReason::Closed),
+        }
+    }
+
+    /// Waits until the session ends and returns why.
+    pub async fn ended(&self) -> EndReason {
+        let mut rx = self.shared.state.subscribe();
+        match rx
+            .wait_for(|s| matches!(s, SessionState::Ended(_)))
+            .await
+            .map(|s| s.clone())
+        {
+            Ok(SessionState::Ended(reason)) => reason,
+            _ => EndReason::Closed,
+        }
+    }
+
+    /// A snapshot of the session's statistics.
+    pub fn stats(&self) -> SessionStats {
+        let report = match self.core.lock() {
+            Ok(mut core) => core
+                .pc
+                .get_stats(Instant::now(), rtc::statistics::StatsSelector::None),
+            Err(_) => Default::default(),
+        };
+        SessionStats::from_snapshot(Snapshot {
+            state: self.shared.state(),
+            socket: &self.shared.socket,
+            media: &self.shared.media,
+            report: &report,
+            rtcp_rtt: self.shared.rtt.latest(),
+        })
+    }
+
+    /// Ends the session: a connected peer is told with an RTCP BYE, and the session leaves
+    /// the port.
+    pub fn close(&self) {
+        let mut out = Outbox::default();
+        if let Ok(mut core) = self.core.lock() {
+            core.close(&mut out);
+        }
+        flush(&self.port, &mut out);
+        if let Ok(mut table) = self.port.table.lock() {
+            table.sessions.remove(&self.key);
+            table.demux.remove_session(self.key);
+        }
+    }
+}
+
+impl Drop for PortSession {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Built {
+    pc: RTCPeerConnection,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    shared: Arc<SessionShared>,
+    telephone_event_negotiated: Option<u8>,
+}
+
+fn stack(operation: &'static str, source: rtc::shared::error::Error) -> TransportError {
+    TransportError::WebRtc { operation, source }
+}
+
+/// A peer connection with the Opus (and telephone-event) codec, the audio-level extension,
+/// RTCP reports, the session's send track and the port's host candidate.
+fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportError> {
+    config.validate()?;
+    let mut media_engine = MediaEngine::default();
+    media_engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(config),
+                payload_type: config.opus_payload_type,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(|e| stack("register_codec", e))?;
+    if let Some(payload_type) = config.telephone_event_payload_type {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: telephone_event_codec(),
+                    payload_type,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(|e| stack("register_codec (telephone-event)", e))?;
+    }
+    media_engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .map_err(|e| stack("register_header_extension", e))?;
+    let rtt = Arc::new(RttCell::default());
+    let registry = configure_rtcp_reports(Registry::new()).with(
+        rtc::interceptor::Slot::Custom(500),
+        RttInterceptor::new(rtt.clone()),
+    );
+    let half = config.peer_timeout / 2;
+    let settings = SettingEngineBuilder::new()
+        .with_ice_timeouts(Some(half), Some(half), Some(Duration::from_secs(1)))
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(|e| stack("build peer connection", e))?;
+    let ssrc = rand_ssrc();
+    let track = MediaStreamTrack::new(
+        "appmedia".to_owned(),
+        "appmedia-audio".to_owned(),
+        "appmedia-audio".to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(config),
+            ..Default::default()
+        }],
+    );
+    let sender = pc.add_track(track).map_err(|e| stack("add_track", e))?;
+    let local = port.shared.local;
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(|e| stack("host candidate", e))?;
+    let init = RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(|e| stack("host candidate", e))?;
+    pc.add_local_candidate(init)
+        .map_err(|e| stack("add_local_candidate", e))?;
+    let (state, _) = watch::channel(SessionState::Connecting);
+    Ok(Built {
+        pc,
+        sender,
+        ssrc,
+        shared: Arc::new(SessionShared {
+            state,
+            socket: SocketCounters::default(),
+            media: MediaCounters::default(),
+            link: MediaLink::new(config.queue_capacity),
+            rtt,
+        }),
+        telephone_event_negotiated: None,
+    })
+}
+
+/// The local description's SDP, with the 1:1 NAT's address when the port has one.
+fn local_sdp(pc: &RTCPeerConnection, port: &MediaPort) -> Result<String, TransportError> {
+    let sdp = pc
+        .local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| TransportError::Sdp {
+            kind: "offer",
+            reason: "the stack produced no local description".into(),
+        })?;
+    Ok(match port.shared.public_ip {
+        Some(public) => advertise_public(&sdp, port.shared.local.ip(), public),
+        None => sdp,
+    })
+}
+
+/// The session-level or first media-level `a=ice-ufrag:`.
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
