@@ -95,3 +95,27 @@ blob = {
 }
 write("blob_sdp", "blob-content.json", json.dumps(blob).encode())
 write("blob_sdp", "offer.sdp", sdp.encode())
+
+
+# demux: register two sessions, claim an address, route a Binding request for each ufrag, an
+# RTP packet from the claimed address, then remove one and route again.
+def stun_request(username):
+    attr = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
+    return struct.pack("!HHI", 0x0001, len(attr), 0x2112A442) + bytes(12) + attr
+
+
+def record(op, who, body):
+    return bytes([op, who, len(body)]) + body
+
+
+demux = (
+    record(0, 1, b"frag1")
+    + record(0, 2, b"frag2")
+    + record(1, 1 | (3 << 3), b"")
+    + record(3, 1 | (9 << 3), stun_request(b"frag1:peer"))
+    + record(3, 2 | (9 << 3), stun_request(b"frag2:peer"))
+    + record(3, 1 | (3 << 3), rtp(1, 960, 0x1234, opus_frame))
+    + record(2, 1, b"")
+    + record(3, 1 | (3 << 3), rtp(2, 1920, 0x1234, opus_frame))
+)
+write("demux", "two-sessions", demux)

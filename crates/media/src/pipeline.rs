@@ -327,6 +327,16 @@ impl BotSender {
     }
 }
 
+/// A call's network transport run by the call's own tick (see
+/// [`CallPipeline::drive_transport`]): a sans-IO session on the media workers, with no task,
+/// thread or timer of its own. Both calls must return promptly; they run on a real-time thread.
+pub trait TickTransport: Send + 'static {
+    /// Start of the tick, before the pipeline reads its inbox.
+    fn before_tick(&mut self, now: Duration);
+    /// End of the tick, after the pipeline has queued its outgoing packets.
+    fn after_tick(&mut self, now: Duration);
+}
+
 /// The network side's handle (e.g. the transport's socket task): queues received RTP packets
 /// with their arrival time; the next tick takes them. Usable from any thread, never blocks.
 #[derive(Debug, Clone)]
@@ -1128,6 +1138,8 @@ pub struct CallPipeline {
     tone_tx: Producer<ToneRequest>,
     events: EventRing,
     packet_tx: Option<Producer<OutgoingRtp>>,
+    /// A transport driven from this call's tick ([`CallPipeline::drive_transport`]).
+    transport: Option<Box<dyn TickTransport>>,
     pcm_tx: Option<Producer<PcmFrameOut>>,
     bot_audio_tx: Option<Producer<BotAudio16k>>,
     stats: PipelineStats,
@@ -1251,6 +1263,7 @@ impl CallPipeline {
                 dropped: 0,
             },
             packet_tx: None,
+            transport: None,
             pcm_tx: None,
             bot_audio_tx: None,
             stats: PipelineStats {
@@ -1544,8 +1557,31 @@ impl CallPipeline {
         }
     }
 
-    /// Runs one 20 ms step at `now`. Never blocks; allocates nothing in steady state.
+    /// Runs one 20 ms step at `now`. Never blocks; allocates nothing in steady state (a
+    /// transport driven from the tick, [`drive_transport`](Self::drive_transport), may).
     pub fn tick(&mut self, now: Duration) -> TickReport {
+        let mut transport = self.transport.take();
+        if let Some(t) = transport.as_mut() {
+            t.before_tick(now);
+        }
+        let report = self.tick_media(now);
+        if let Some(t) = transport.as_mut() {
+            t.after_tick(now);
+        }
+        self.transport = transport;
+        report
+    }
+
+    /// Has `transport` run on this call's own tick, on whichever media worker ticks it: its
+    /// [`before_tick`](TickTransport::before_tick) first (datagrams in, timers; what it
+    /// receives goes into this pipeline's [`RtpInbox`] and is played in the same tick), its
+    /// [`after_tick`](TickTransport::after_tick) last (the tick's packets out). Replaces
+    /// any transport set before.
+    pub fn drive_transport(&mut self, transport: Box<dyn TickTransport>) {
+        self.transport = Some(transport);
+    }
+
+    fn tick_media(&mut self, now: Duration) -> TickReport {
         self.stats.ticks += 1;
         // Bounded by the queue's size so a flooding sender cannot hold the tick.
         for _ in 0..self.rtp_rx.capacity() {

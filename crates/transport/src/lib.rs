@@ -68,6 +68,52 @@ pub mod fuzzing {
         });
         interceptor.observe(&packets);
     }
+
+    /// Operations on a media port's routing table, 3-byte records each followed by a body:
+    /// `op` (add a session with the body as its ufrag, claim an address, remove a session,
+    /// route the body as a datagram), `who` (session key in the low 3 bits, source port
+    /// above), body length. What is routed to a session must belong to a live one, and a
+    /// Binding request must reach the session whose ufrag its USERNAME names.
+    pub fn demux(data: &[u8]) {
+        use crate::port::demux::{Demux, Route, binding_request_ufrag};
+        let mut demux = Demux::default();
+        let mut ufrags: std::collections::HashMap<u64, Vec<u8>> = Default::default();
+        let mut rest = data;
+        while let [op, who, len, tail @ ..] = rest {
+            let (body, next) = tail.split_at(usize::from(*len).min(tail.len()));
+            rest = next;
+            let key = u64::from(who & 7);
+            let from = std::net::SocketAddr::from(([127, 0, 0, 1], 5000 + u16::from(who >> 3)));
+            match op % 4 {
+                0 => {
+                    if let Ok(ufrag) = std::str::from_utf8(body)
+                        && !ufrag.is_empty()
+                        && !ufrag.contains(':')
+                        && !ufrags.contains_key(&key)
+                        && demux.add_session(key, ufrag)
+                    {
+                        ufrags.insert(key, body.to_vec());
+                    }
+                }
+                1 => {
+                    let claimed = demux.claim(key, from);
+                    assert!(!claimed || ufrags.contains_key(&key));
+                }
+                2 => {
+                    demux.remove_session(key);
+                    ufrags.remove(&key);
+                }
+                _ => {
+                    if let Route::Session(k) = demux.route(body, from) {
+                        let ufrag = ufrags.get(&k).expect("routed to a live session");
+                        if let Some(named) = binding_request_ufrag(body) {
+                            assert_eq!(named, &ufrag[..]);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};

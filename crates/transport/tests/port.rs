@@ -241,3 +241,91 @@ async fn an_answer_that_never_comes_ends_with_the_connect_timeout() {
         "{reason:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_session_runs_on_its_pipelines_tick() {
+    use appmedia_media::frame::{FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_48K};
+    use appmedia_media::pipeline::{BotAudioFormat, CallPipeline, PipelineConfig};
+
+    let port = MediaPort::bind(&config(), 0).unwrap();
+    let bot = PortSession::offer(&port, config()).unwrap();
+    let (peer, answer) = MediaSession::answer_blob(config(), &bot.blob())
+        .await
+        .unwrap();
+    let mut pipeline = CallPipeline::new(PipelineConfig {
+        bot_format: BotAudioFormat::Pcm48k,
+        audio_level_ext_id: bot.audio_level_extension_id(),
+        ..PipelineConfig::default()
+    })
+    .unwrap();
+    let epoch = std::time::Instant::now();
+    bot.attach_pipeline(&mut pipeline, epoch);
+    bot.accept(&answer).unwrap();
+    // Nobody ticks the pipeline yet, and the port's thread no longer drives the session:
+    // ICE cannot complete.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bot.state(), SessionState::Connecting);
+
+    // The media worker: the session's ICE, DTLS and SRTP now run on this thread's ticks.
+    let bot_sender = pipeline.bot_sender();
+    let seconds = Duration::from_millis(4000);
+    let bot_worker = std::thread::spawn(move || {
+        let voice = tone(440.0, 1.0, 0.5);
+        let mut heard = Vec::new();
+        let start = std::time::Instant::now();
+        let first = (start - epoch).as_millis() as u32 / 20 + 1;
+        let ticks = (seconds.as_millis() / FRAME_DURATION.as_millis()) as u32;
+        for k in first..first + ticks {
+            let now = FRAME_DURATION * k;
+            if let Some(wait) = (epoch + now).checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let at = (k as usize * SAMPLES_PER_FRAME_48K) % (voice.len() - SAMPLES_PER_FRAME_48K);
+            let mut frame: Frame48 = [0.0; SAMPLES_PER_FRAME_48K];
+            for (out, &s) in frame.iter_mut().zip(&voice[at..]) {
+                *out = f32::from(s) / 32768.0;
+            }
+            bot_sender.send_48k(&frame).unwrap();
+            pipeline.tick(now);
+            heard.extend(
+                pipeline
+                    .bot_frame_48k()
+                    .iter()
+                    .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0) as i16),
+            );
+        }
+        heard
+    });
+    tokio::time::timeout(Duration::from_secs(3), async {
+        let (a, b) = tokio::join!(bot.connected(), peer.connected());
+        a.and(b)
+    })
+    .await
+    .expect("connected on the worker's ticks")
+    .unwrap();
+    let peer_worker = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        Duration::from_millis(2000),
+    );
+    let (peer_result, bot_heard) = tokio::task::spawn_blocking(move || {
+        (peer_worker.join().unwrap(), bot_worker.join().unwrap())
+    })
+    .await
+    .unwrap();
+    let tail = &peer_result.decoded[peer_result.decoded.len().min(9600)..];
+    let (freq, ratio) = dominant(tail, &[440.0, 1000.0, 250.0, 2000.0], RATE);
+    assert_eq!(freq, 440.0, "peer heard {freq} Hz (ratio {ratio:.1})");
+    assert!(ratio > 10.0, "ratio {ratio:.1}");
+    let heard = &bot_heard[bot_heard.len() / 3..];
+    let (freq, ratio) = dominant(heard, &[440.0, 1000.0, 250.0, 2000.0], RATE);
+    assert_eq!(freq, 1000.0, "pipeline heard {freq} Hz (ratio {ratio:.1})");
+    assert!(ratio > 10.0, "ratio {ratio:.1}");
+    let stats = bot.stats();
+    assert!(stats.outbound_sent > 50, "{stats:?}");
+    assert_eq!(
+        stats.outbound_malformed + stats.outbound_write_failed + stats.inbound_queue_full,
+        0,
+        "{stats:?}"
+    );
+}

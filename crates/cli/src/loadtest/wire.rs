@@ -1,6 +1,8 @@
-//! `appmedia loadtest --transport rtp|webrtc`: every call's bot pipeline talks to its
-//! synthetic remote party over a real pair of sessions on loopback, so the measured
-//! capacity includes sockets (and, for WebRTC, DTLS-SRTP encryption).
+//! `appmedia loadtest --transport rtp|webrtc|webrtc-port`: every call's bot pipeline talks
+//! to its synthetic remote party over a real pair of sessions on loopback, so the measured
+//! capacity includes sockets (and, for WebRTC, DTLS-SRTP encryption). With `webrtc-port` the
+//! bot's sessions share one `MediaPort` (one socket, one driver thread) and the remote
+//! parties keep a `MediaSession` each.
 //!
 //! Both ends of every pair live on one tokio runtime whose threads are named
 //! [`NET_THREAD`], so the run can split the process's CPU into the transport's share
@@ -12,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use appmedia_media::pipeline::CallPipeline;
 use appmedia_transport::{
-    MediaSession, PlainRtpConfig, PlainRtpSession, RtpEndpoint, SessionStats, TransportConfig,
+    MediaPort, MediaSession, PlainRtpConfig, PlainRtpSession, PortSession, RtpEndpoint,
+    SessionStats, TransportConfig,
 };
 use serde_json::json;
 
@@ -20,6 +23,8 @@ use super::LoadtestError;
 
 /// Name of the transport runtime's threads (`/proc` keeps 15 bytes of a thread name).
 pub(super) const NET_THREAD: &str = "lt-net";
+/// Name prefix of a media port's driver thread (transport work, like [`NET_THREAD`]).
+pub(super) const PORT_THREAD: &str = "appmedia-port";
 /// Name prefix of the media scheduler's worker threads, as `/proc` shows it.
 pub(super) const MEDIA_THREAD: &str = "appmedia-media";
 /// Pairs set up at once: enough to overlap handshakes, few enough that a loaded host
@@ -38,6 +43,9 @@ pub enum Transport {
     Rtp,
     /// A pair of WebRTC sessions on loopback: offer/answer through the blob, ICE, DTLS-SRTP.
     Webrtc,
+    /// As `webrtc`, with every bot session on one shared media port (one UDP socket for
+    /// every call, sessions on the sans-IO core driven by the port's thread).
+    WebrtcPort,
 }
 
 impl Transport {
@@ -46,6 +54,7 @@ impl Transport {
             Transport::None => "none",
             Transport::Rtp => "rtp",
             Transport::Webrtc => "webrtc",
+            Transport::WebrtcPort => "webrtc-port",
         }
     }
 }
@@ -61,12 +70,18 @@ enum Pair {
         bot: Box<MediaSession>,
         remote: Box<MediaSession>,
     },
+    Port {
+        bot: Box<PortSession>,
+        remote: Box<MediaSession>,
+    },
 }
 
 /// The sessions of every call, and the runtime they run on.
 pub(super) struct Wire {
     runtime: tokio::runtime::Runtime,
     pairs: Vec<Pair>,
+    /// The bot's shared port (`webrtc-port`); dropped after its sessions.
+    port: Option<std::sync::Arc<MediaPort>>,
     transport: Transport,
     setup: Duration,
 }
@@ -87,6 +102,13 @@ impl Wire {
             .build()
             .map_err(|e| LoadtestError::Transport(format!("cannot start its runtime: {e}")))?;
         let t0 = Instant::now();
+        let port = match transport {
+            Transport::WebrtcPort => Some(std::sync::Arc::new(
+                MediaPort::bind(&TransportConfig::default(), 0)
+                    .map_err(|e| LoadtestError::Transport(format!("media port: {e}")))?,
+            )),
+            _ => None,
+        };
         let pairs = runtime.block_on(async {
             let mut pairs = Vec::with_capacity(calls);
             let mut next = 0;
@@ -94,9 +116,11 @@ impl Wire {
                 let batch = (calls - next).min(SETUP_BATCH);
                 let mut set = tokio::task::JoinSet::new();
                 for index in next..next + batch {
+                    let port = port.clone();
                     set.spawn(async move {
-                        let pair = match transport {
-                            Transport::Rtp => rtp_pair().await,
+                        let pair = match (transport, port) {
+                            (Transport::Rtp, _) => rtp_pair().await,
+                            (_, Some(port)) => port_pair(&port, connect_timeout).await,
                             _ => webrtc_pair(connect_timeout).await,
                         };
                         (index, pair)
@@ -121,6 +145,7 @@ impl Wire {
         Ok(Self {
             runtime,
             pairs,
+            port,
             transport,
             setup: t0.elapsed(),
         })
@@ -132,6 +157,7 @@ impl Wire {
         match self.pairs.get(index)? {
             Pair::Rtp { .. } => None,
             Pair::Webrtc { bot, .. } => bot.audio_level_extension_id(),
+            Pair::Port { bot, .. } => bot.audio_level_extension_id(),
         }
     }
 
@@ -152,6 +178,10 @@ impl Wire {
                 bot.attach_pipeline(pipeline, epoch);
                 remote.take_endpoint()
             }
+            Some(Pair::Port { bot, remote }) => {
+                bot.attach_pipeline(pipeline, epoch);
+                remote.take_endpoint()
+            }
             None => None,
         };
         taken.ok_or_else(|| {
@@ -165,6 +195,7 @@ impl Wire {
         let Wire {
             runtime,
             pairs,
+            port,
             transport,
             setup,
         } = self;
@@ -191,20 +222,34 @@ impl Wire {
                             totals.add_webrtc(&s);
                         }
                     }
+                    Pair::Port { bot, remote } => {
+                        for s in [bot.stats(), remote.stats().await] {
+                            totals.add_webrtc(&s);
+                        }
+                    }
                 }
             }
+            totals.udp_sockets = udp_sockets();
             for pair in &pairs {
-                if let Pair::Webrtc { bot, remote } = pair {
-                    // close() sends an RTCP BYE and waits for the stack; never hang on it.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                        tokio::join!(bot.close(), remote.close())
-                    })
-                    .await;
-                }
+                // close() sends an RTCP BYE and waits for the stack; never hang on it.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    match pair {
+                        Pair::Webrtc { bot, remote } => {
+                            tokio::join!(bot.close(), remote.close());
+                        }
+                        Pair::Port { bot, remote } => {
+                            bot.close();
+                            remote.close().await;
+                        }
+                        Pair::Rtp { .. } => {}
+                    }
+                })
+                .await;
             }
             totals
         });
         drop(pairs);
+        drop(port);
         runtime.shutdown_timeout(Duration::from_secs(2));
         totals
     }
@@ -260,6 +305,64 @@ async fn webrtc_pair(connect_timeout: Duration) -> Result<Pair, String> {
     }
 }
 
+/// A bot session on the shared `port`, the remote answering through the blob; both connect.
+async fn port_pair(port: &MediaPort, connect_timeout: Duration) -> Result<Pair, String> {
+    let config = TransportConfig {
+        connect_timeout,
+        ..TransportConfig::default()
+    };
+    let bot = PortSession::offer(port, config.clone()).map_err(|e| format!("offer: {e}"))?;
+    let (remote, answer) = MediaSession::answer_blob(config, &bot.blob())
+        .await
+        .map_err(|e| format!("answer: {e}"))?;
+    bot.accept(&answer).map_err(|e| format!("accept: {e}"))?;
+    let both = async {
+        let (a, b) = tokio::join!(bot.connected(), remote.connected());
+        a.and(b)
+    };
+    match tokio::time::timeout(connect_timeout + Duration::from_secs(2), both).await {
+        Ok(Ok(())) => Ok(Pair::Port {
+            bot: Box::new(bot),
+            remote: Box::new(remote),
+        }),
+        Ok(Err(reason)) => Err(format!("sessions did not connect: {reason:?}")),
+        Err(_) => Err(format!(
+            "sessions did not connect within {} ms",
+            connect_timeout.as_millis()
+        )),
+    }
+}
+
+/// UDP sockets this process has open (both ends of every call, in-process): its socket
+/// descriptors whose inode is in `/proc/net/udp` or `/proc/net/udp6`. Linux only.
+fn udp_sockets() -> Option<usize> {
+    let mut udp = std::collections::HashSet::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+        udp.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_owned)),
+        );
+    }
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(
+        fds.flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter_map(|target| {
+                let t = target.to_string_lossy();
+                t.strip_prefix("socket:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .map(str::to_owned)
+            })
+            .filter(|inode| udp.contains(inode))
+            .count(),
+    )
+}
+
 /// Counters summed over every session of the run (both ends of every call).
 #[derive(Debug, Clone, Default)]
 pub(super) struct WireTotals {
@@ -275,6 +378,8 @@ pub(super) struct WireTotals {
     garbage: u64,
     inbound_queue_full: u64,
     send_errors: u64,
+    /// UDP sockets open in the process at the end of the run (both ends of every call).
+    udp_sockets: Option<usize>,
 }
 
 impl WireTotals {
@@ -307,6 +412,7 @@ impl WireTotals {
             "garbage": self.garbage,
             "inbound_queue_full": self.inbound_queue_full,
             "send_errors": self.send_errors,
+            "udp_sockets": self.udp_sockets,
             "transport": self.transport.map(Transport::name),
         })
     }
@@ -329,7 +435,7 @@ pub(super) fn thread_cpu_split() -> Option<(Duration, Duration, Duration)> {
         let Some((name, ticks)) = parse_task_stat(&stat) else {
             continue;
         };
-        if name.starts_with(NET_THREAD) {
+        if name.starts_with(NET_THREAD) || name.starts_with(PORT_THREAD) {
             net += ticks;
         } else if name.starts_with(MEDIA_THREAD) {
             media += ticks;

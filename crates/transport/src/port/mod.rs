@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use appmedia_media::pipeline::CallPipeline;
+use appmedia_media::pipeline::{CallPipeline, TickTransport};
+use appmedia_media::queue::{self, Consumer, Producer, Push};
 use bytes::{Bytes, BytesMut};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
@@ -64,6 +65,9 @@ use demux::{Demux, DropReason, Route, SessionKey};
 
 /// Datagrams read per `recvmmsg` call.
 const BATCH: usize = 32;
+/// Datagrams waiting for a worker-driven session's next tick (a full inbox drops its
+/// oldest): 20 ms of a call is a few datagrams; this absorbs a late tick or a burst.
+const INBOX: usize = 256;
 /// Largest datagram accepted (bigger ones are truncated by the kernel and dropped here).
 const MAX_DATAGRAM: usize = 2048;
 
@@ -102,11 +106,18 @@ struct PortCounters {
     batches: AtomicU64,
 }
 
+/// One session as the port sees it.
+#[derive(Clone)]
+struct Entry {
+    core: Arc<Mutex<Core>>,
+    shared: Arc<SessionShared>,
+}
+
 /// The sessions of a port and how datagrams find them.
 #[derive(Default)]
 struct Table {
     demux: Demux,
-    sessions: HashMap<SessionKey, Arc<Mutex<Core>>>,
+    sessions: HashMap<SessionKey, Entry>,
 }
 
 struct PortShared {
@@ -211,10 +222,8 @@ impl Drop for MediaPort {
             let _ = driver.join();
         }
         if let Ok(mut table) = self.shared.table.lock() {
-            for (_, core) in table.sessions.drain() {
-                if let Ok(core) = core.lock() {
-                    core.shared.end(EndReason::Closed);
-                }
+            for (_, entry) in table.sessions.drain() {
+                entry.shared.end(EndReason::Closed);
             }
         }
     }
@@ -224,7 +233,7 @@ impl Drop for MediaPort {
 fn drive(port: &PortShared) {
     let mut storage = vec![[0u8; MAX_DATAGRAM]; BATCH];
     let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
-    let mut sessions: Vec<Arc<Mutex<Core>>> = Vec::new();
+    let mut sessions: Vec<Entry> = Vec::new();
     let mut out = Outbox::default();
     let timeout_ms = i32::try_from(port.interval.as_millis().max(1)).unwrap_or(i32::MAX);
     while !port.stop.load(Ordering::Relaxed) {
@@ -253,14 +262,20 @@ fn drive(port: &PortShared) {
                 }
             }
         }
-        // Every session: timers, outgoing media, events.
+        // Every session the media workers do not drive: timers, outgoing media, events.
         sessions.clear();
         if let Ok(table) = port.table.lock() {
-            sessions.extend(table.sessions.values().cloned());
+            sessions.extend(
+                table
+                    .sessions
+                    .values()
+                    .filter(|e| !e.shared.worker_driven.load(Ordering::Acquire))
+                    .cloned(),
+            );
         }
         let now = Instant::now();
-        for core in &sessions {
-            if let Ok(mut core) = core.lock() {
+        for entry in &sessions {
+            if let Ok(mut core) = entry.core.lock() {
                 core.drive(now, &mut out);
             }
         }
@@ -284,7 +299,7 @@ fn wait_readable(socket: &UdpSocket, timeout_ms: i32) {
 fn receive(port: &PortShared, datagram: &[u8], from: SocketAddr, out: &mut Outbox) {
     let c = &port.counters;
     c.received.fetch_add(1, Ordering::Relaxed);
-    let core = {
+    let entry = {
         let Ok(table) = port.table.lock() else { return };
         match table.demux.route(datagram, from) {
             Route::Session(key) => table.sessions.get(&key).cloned(),
@@ -299,30 +314,43 @@ fn receive(port: &PortShared, datagram: &[u8], from: SocketAddr, out: &mut Outbo
             }
         }
     };
-    let Some(core) = core else { return };
+    let Some(entry) = entry else { return };
     c.routed.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut core) = core.lock() {
+    let datagram = BytesMut::from(datagram);
+    if entry.shared.worker_driven.load(Ordering::Acquire) {
+        // Its worker reads it at the call's next tick.
+        if matches!(
+            entry.shared.inbox.push((from, datagram)),
+            Push::QueuedEvicting(_) | Push::Rejected(_)
+        ) {
+            entry
+                .shared
+                .media
+                .inbound_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    } else if let Ok(mut core) = entry.core.lock() {
         core.read(Instant::now(), port.local, from, datagram, out);
-    };
+    }
 }
 
-/// Datagrams the sessions want sent, with the session that sent each (so the port can let
-/// the peer's answers through).
+/// Datagrams the sessions want sent, and the peer addresses they send to for the first
+/// time (so the port lets the peer's answers through).
 #[derive(Default)]
 struct Outbox {
-    datagrams: Vec<(SessionKey, SocketAddr, BytesMut)>,
+    datagrams: Vec<(SocketAddr, BytesMut)>,
+    claims: Vec<(SessionKey, SocketAddr)>,
 }
 
 fn flush(port: &PortShared, out: &mut Outbox) {
-    if out.datagrams.is_empty() {
-        return;
-    }
-    if let Ok(mut table) = port.table.lock() {
-        for (key, to, _) in &out.datagrams {
-            table.demux.claim(*key, *to);
+    if !out.claims.is_empty()
+        && let Ok(mut table) = port.table.lock()
+    {
+        for (key, to) in out.claims.drain(..) {
+            table.demux.claim(key, to);
         }
     }
-    for (_, to, datagram) in out.datagrams.drain(..) {
+    for (to, datagram) in out.datagrams.drain(..) {
         let transmit = quinn_udp::Transmit {
             destination: to,
             ecn: None,
@@ -344,6 +372,12 @@ struct SessionShared {
     media: MediaCounters,
     link: MediaLink,
     rtt: Arc<RttCell>,
+    /// Set once a media worker drives the session ([`PortSession::attach_pipeline`]): the
+    /// port thread then only queues its datagrams in `inbox`.
+    worker_driven: AtomicBool,
+    inbox: Producer<(SocketAddr, BytesMut)>,
+    /// The inbox's other end, until a worker takes it.
+    inbox_rx: Mutex<Option<Consumer<(SocketAddr, BytesMut)>>>,
 }
 
 impl SessionShared {
@@ -384,6 +418,8 @@ struct Core {
     last_pc_state: RTCPeerConnectionState,
     batch: Vec<Bytes>,
     closing: bool,
+    /// Peer addresses this session has sent to (and so claimed on the port).
+    claimed: Vec<SocketAddr>,
 }
 
 impl Core {
@@ -392,14 +428,14 @@ impl Core {
         now: Instant,
         local: SocketAddr,
         from: SocketAddr,
-        datagram: &[u8],
+        datagram: BytesMut,
         out: &mut Outbox,
     ) {
         let c = &self.shared.socket;
         c.datagrams_received.fetch_add(1, Ordering::Relaxed);
         c.bytes_received
             .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-        match classify(datagram) {
+        match classify(&datagram) {
             DatagramKind::Stun | DatagramKind::Turn => &c.stun,
             DatagramKind::Dtls => &c.dtls,
             DatagramKind::Rtp => &c.rtp,
@@ -415,7 +451,7 @@ impl Core {
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             },
-            message: BytesMut::from(datagram),
+            message: datagram,
         });
         if let Err(e) = result {
             tracing::debug!(error = %e, "media port session read");
@@ -447,9 +483,17 @@ impl Core {
                 self.deliver(packet);
             }
         }
+        self.take_writes(out);
+    }
+
+    fn take_writes(&mut self, out: &mut Outbox) {
         while let Some(datagram) = self.pc.poll_write() {
-            out.datagrams
-                .push((self.key, datagram.transport.peer_addr, datagram.message));
+            let to = datagram.transport.peer_addr;
+            if !self.claimed.contains(&to) {
+                self.claimed.push(to);
+                out.claims.push((self.key, to));
+            }
+            out.datagrams.push((to, datagram.message));
         }
     }
 
@@ -617,10 +661,7 @@ impl Core {
             let _ = sender.write_rtcp(Instant::now(), vec![Box::new(bye)]);
         }
         let _ = self.pc.close();
-        while let Some(datagram) = self.pc.poll_write() {
-            out.datagrams
-                .push((self.key, datagram.transport.peer_addr, datagram.message));
-        }
+        self.take_writes(out);
         self.shared.end(EndReason::Closed);
     }
 }
@@ -775,6 +816,7 @@ impl PortSession {
             last_pc_state: RTCPeerConnectionState::New,
             batch: Vec::with_capacity(config.queue_capacity),
             closing: false,
+            claimed: Vec::new(),
         }));
         {
             let mut table = port
@@ -787,7 +829,13 @@ impl PortSession {
                     "ICE ufrag {ufrag} is already on this port"
                 )));
             }
-            table.sessions.insert(key, core.clone());
+            table.sessions.insert(
+                key,
+                Entry {
+                    core: core.clone(),
+                    shared: shared.clone(),
+                },
+            );
         }
         Ok(PortSession {
             id: uuid::Uuid::new_v4().to_string(),
@@ -905,12 +953,32 @@ impl PortSession {
     }
 
     /// Connects a media-core call pipeline, as
-    /// [`MediaSession::attach_pipeline`](crate::MediaSession::attach_pipeline) does.
+    /// [`MediaSession::attach_pipeline`](crate::MediaSession::attach_pipeline) does, and
+    /// from then on the session runs on the pipeline's own tick (`drive_transport`): the
+    /// media worker that ticks the call reads its datagrams, runs its timers and sends its
+    /// packets; the port's thread only routes datagrams to it. Call before handing the
+    /// pipeline to its worker.
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
         self.shared.link.attach_pipeline(pipeline, epoch);
         if let Err(e) = pipeline.use_loss_reports(self.shared.rtt.loss.clone()) {
             tracing::warn!(session = %self.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
         }
+        let Some(inbox) = self
+            .shared
+            .inbox_rx
+            .lock()
+            .ok()
+            .and_then(|mut rx| rx.take())
+        else {
+            return;
+        };
+        pipeline.drive_transport(Box::new(WorkerDriver {
+            core: self.core.clone(),
+            inbox,
+            port: self.port.clone(),
+            out: Outbox::default(),
+        }));
+        self.shared.worker_driven.store(true, Ordering::Release);
     }
 
     /// The current state.
@@ -974,6 +1042,46 @@ impl PortSession {
             table.sessions.remove(&self.key);
             table.demux.remove_session(self.key);
         }
+    }
+}
+
+/// A session driven by the media worker that ticks its call.
+struct WorkerDriver {
+    core: Arc<Mutex<Core>>,
+    inbox: Consumer<(SocketAddr, BytesMut)>,
+    port: Arc<PortShared>,
+    out: Outbox,
+}
+
+impl TickTransport for WorkerDriver {
+    fn before_tick(&mut self, _now: Duration) {
+        let now = Instant::now();
+        if let Ok(mut core) = self.core.lock() {
+            // Bounded by the inbox's capacity, so a flood cannot hold the tick.
+            for _ in 0..self.inbox.capacity() {
+                let Some((from, datagram)) = self.inbox.pop() else {
+                    break;
+                };
+                core.read(now, self.port.local, from, datagram, &mut self.out);
+            }
+            if core.pc.poll_timeout().is_some_and(|t| t <= now)
+                && let Err(e) = core.pc.handle_timeout(now)
+            {
+                tracing::debug!(error = %e, "media port session timeout");
+            }
+            core.pump(now, &mut self.out);
+        }
+        flush(&self.port, &mut self.out);
+    }
+
+    fn after_tick(&mut self, _now: Duration) {
+        let now = Instant::now();
+        if let Ok(mut core) = self.core.lock() {
+            core.send_media(now);
+            core.pump(now, &mut self.out);
+            core.watch(now);
+        }
+        flush(&self.port, &mut self.out);
     }
 }
 
@@ -1081,6 +1189,7 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
     pc.add_local_candidate(init)
         .map_err(|e| stack("add_local_candidate", e))?;
     let (state, _) = watch::channel(SessionState::Connecting);
+    let (inbox, inbox_rx) = queue::bounded(INBOX);
     Ok(Built {
         pc,
         sender,
@@ -1091,6 +1200,9 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
             media: MediaCounters::default(),
             link: MediaLink::new(config.queue_capacity),
             rtt,
+            worker_driven: AtomicBool::new(false),
+            inbox,
+            inbox_rx: Mutex::new(Some(inbox_rx)),
         }),
         telephone_event_negotiated: None,
     })
