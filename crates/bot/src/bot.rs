@@ -14,7 +14,7 @@ use appmedia_signalling::auth::{
 };
 use appmedia_signalling::callback::{Admission, CallEvent, CallRegistry, CallbackReceiver, FnSink};
 use appmedia_signalling::client::{GraphClient, GraphClientConfig};
-use appmedia_transport::TransportConfig;
+use appmedia_transport::{MediaPort, TransportConfig};
 use tokio::sync::mpsc;
 
 use crate::acs::backend::AcsBackend;
@@ -173,6 +173,8 @@ pub(crate) struct BotInner {
     pub(crate) local_addr: std::net::SocketAddr,
     pub(crate) receiver: CallbackReceiver,
     pub(crate) transport: TransportConfig,
+    /// The one UDP port every call's session shares (`media.media_port`).
+    pub(crate) media_port: Option<MediaPort>,
     scheduler: Mutex<Option<Scheduler<CallMedia>>>,
     pub(crate) epoch: Instant,
     pub(crate) routes: Mutex<Routes>,
@@ -284,6 +286,10 @@ impl Bot {
             port_range: config.media.port_range.clone(),
             ..TransportConfig::default()
         };
+        let media_port = match config.media.media_port {
+            Some(port) => Some(MediaPort::bind(&transport, port)?),
+            None => None,
+        };
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let inner = Arc::new_cyclic(|weak: &Weak<BotInner>| {
             let routed = weak.clone();
@@ -306,6 +312,7 @@ impl Bot {
                 local_addr: bound,
                 receiver,
                 transport,
+                media_port,
                 scheduler: Mutex::new(Some(scheduler)),
                 epoch,
                 routes: Mutex::new(Routes::default()),
@@ -417,6 +424,14 @@ impl Bot {
     /// time distributions (`None` once the bot has shut down).
     pub fn media_stats(&self) -> Option<appmedia_media::scheduler::SchedulerStats> {
         lock(&self.inner.scheduler).as_ref().map(|s| s.stats())
+    }
+
+    /// The shared media port's address and counters (`media.media_port`; `None` without one).
+    pub fn media_port(&self) -> Option<(std::net::SocketAddr, appmedia_transport::PortStats)> {
+        self.inner
+            .media_port
+            .as_ref()
+            .map(|p| (p.local_addr(), p.stats()))
     }
 
     /// What the bot has done so far.

@@ -161,7 +161,14 @@ pub struct MediaSettings {
     /// Public address of a 1:1 NAT in front of the instance (Graph's `InstancePublicIPAddress`).
     pub public_ip: Option<IpAddr>,
     /// UDP port range for media (Graph's default is 49152–65535); `None`: ephemeral ports.
+    /// With [`media_port`](Self::media_port), only sessions that cannot share the port
+    /// (unmixed per-speaker audio) take a port of the range.
     pub port_range: Option<RangeInclusive<u16>>,
+    /// One UDP port for every call (`Some(0)`: one ephemeral port): the calls' WebRTC
+    /// sessions share one socket, and each runs on its call's media worker (no socket, task
+    /// or timer per call). `None` (default): a socket per call, from
+    /// [`port_range`](Self::port_range).
+    pub media_port: Option<u16>,
     /// Media worker threads ticking every call (default: one per core).
     pub workers: usize,
     /// What the bot's Opus encoder aims at, bits per second (6,000–510,000; default 32,000,
@@ -183,6 +190,7 @@ impl Default for MediaSettings {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             public_ip: None,
             port_range: None,
+            media_port: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             audio_bitrate_bps: 32_000,
             realtime: None,
@@ -349,6 +357,8 @@ pub mod env {
     pub const MEDIA_PUBLIC_IP: &str = "APPMEDIA_MEDIA_PUBLIC_IP";
     /// `FIRST-LAST`, e.g. `49152-65535`.
     pub const MEDIA_PORTS: &str = "APPMEDIA_MEDIA_PORTS";
+    /// `media.media_port`: one UDP port for every call (`0`: an ephemeral one).
+    pub const MEDIA_PORT: &str = "APPMEDIA_MEDIA_PORT";
     /// Media scheduler worker threads.
     pub const MEDIA_WORKERS: &str = "APPMEDIA_MEDIA_WORKERS";
     /// `media.audio_bitrate_bps`.
@@ -670,6 +680,12 @@ impl BotConfig {
                 parse_port_range(&v)
                     .map_err(|reason| invalid("media.port_range", env::MEDIA_PORTS, &v, reason))?,
             );
+        }
+        if let Some(v) = get(env::MEDIA_PORT) {
+            config.media.media_port =
+                Some(v.parse().map_err(|e| {
+                    invalid("media.media_port", env::MEDIA_PORT, &v, format!("{e}"))
+                })?);
         }
         if let Some(v) = get(env::MEDIA_WORKERS) {
             config.media.workers = v
@@ -1024,6 +1040,7 @@ mod tests {
             (env::MEDIA_BIND_IP, "10.0.0.4"),
             (env::MEDIA_PUBLIC_IP, "203.0.113.9"),
             (env::MEDIA_PORTS, "50000-50100"),
+            (env::MEDIA_PORT, "3478"),
             (env::MEDIA_WORKERS, "3"),
             (env::RECORDINGS_DIR, "/var/recordings"),
             (env::KEEP_ALIVE_SECS, "600"),
@@ -1042,6 +1059,7 @@ mod tests {
         assert_eq!(config.service, Service::Graph(NationalCloud::UsGovL4));
         assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 9441)));
         assert_eq!(config.media.public_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(config.media.media_port, Some(3478));
         assert_eq!(config.media.port_range, Some(50000..=50100));
         assert_eq!(config.media.workers, 3);
         assert_eq!(config.media.audio_bitrate_bps, 40_000);
@@ -1107,6 +1125,7 @@ mod tests {
             (env::CLOUD, "mars"),
             (env::LISTEN, "localhost"),
             (env::MEDIA_PUBLIC_IP, "not-an-ip"),
+            (env::MEDIA_PORT, "70000"),
             (env::MEDIA_PORTS, "60000-50000"),
             (env::MEDIA_PORTS, "50000"),
             (env::MEDIA_WORKERS, "0"),

@@ -11,7 +11,7 @@ use appmedia_media::pipeline::{
 };
 use appmedia_media::queue::Producer;
 use appmedia_media::scheduler::CallHandle;
-use appmedia_transport::{EndReason, MediaSession, SessionStats, TransportConfig};
+use appmedia_transport::{EndReason, SessionStats, TransportConfig, WebRtcSession};
 use tokio::sync::mpsc;
 
 use crate::acs::stream::{StreamLink, StreamSlot};
@@ -23,27 +23,28 @@ use crate::media::{AudioSocket, CallMedia, MediaFeed, MediaOptions, RecordOption
 /// Prompts a call's player holds (queued and playing).
 const PROMPT_QUEUE: usize = 16;
 
-/// The bot's WebRTC offer for a call, before the service has answered it. Takes what it
+/// The bot's WebRTC offer for a call, before the service has answered it: on the bot's
+/// shared media port when it has one (`media.media_port`). Takes what it
 /// needs of the media options by value: the options (taps, sources) are `Send` but not `Sync`,
 /// and a reference held across the await would make the caller's future not `Send`.
 pub(crate) async fn offer(
     inner: &BotInner,
     unmixed: bool,
     unmixed_streams: usize,
-) -> Result<MediaSession, BotError> {
+) -> Result<WebRtcSession, BotError> {
     let config = TransportConfig {
         receive_unmixed_meeting_audio: unmixed,
         unmixed_audio_streams: unmixed_streams.max(1),
         ..inner.transport.clone()
     };
-    Ok(MediaSession::offer(config).await?)
+    Ok(WebRtcSession::offer(inner.media_port.as_ref(), config).await?)
 }
 
 /// How a call's audio reaches the service: the bot's WebRTC session (Graph, the emulator,
 /// any WebRTC peer), or ACS's audio WebSocket.
 #[derive(Clone)]
 pub(crate) enum MediaLink {
-    WebRtc(Arc<MediaSession>),
+    WebRtc(Arc<WebRtcSession>),
     Stream(Arc<StreamLink>),
 }
 
@@ -81,7 +82,7 @@ impl MediaLink {
     }
 
     /// The WebRTC session, for the answer blob.
-    pub(crate) fn session(&self) -> Option<&MediaSession> {
+    pub(crate) fn session(&self) -> Option<&WebRtcSession> {
         match self {
             MediaLink::WebRtc(session) => Some(session),
             MediaLink::Stream(_) => None,
@@ -111,7 +112,7 @@ pub(crate) struct LiveMedia {
 pub(crate) fn start(
     inner: &Arc<BotInner>,
     call_id: &str,
-    session: MediaSession,
+    session: WebRtcSession,
     options: MediaOptions,
 ) -> Result<LiveMedia, BotError> {
     session.set_call_id(call_id);

@@ -429,3 +429,64 @@ async fn no_task_outlives_the_bot_and_its_calls() {
         runtime.metrics().num_alive_tasks()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_the_bots_one_media_port_each_hear_their_own_echo() {
+    let emulator = emulator(echo_directory()).await;
+    let mut config = bot_config(&emulator);
+    config.media.media_port = Some(0);
+    let bot = Bot::start(config).await.expect("bot starts");
+    let (port, _) = bot.media_port().expect("a shared port");
+    let tones = [440.0f32, 1000.0, 2000.0];
+    let mut calls = Vec::new();
+    for _ in tones {
+        let mut call = bot
+            .call(
+                call_to(JOHN, &bot, appmedia_bot::app_hosted()),
+                MediaOptions::default(),
+            )
+            .await
+            .expect("call placed");
+        established_and_connected(&mut call).await;
+        calls.push(call);
+    }
+    let (_, stats) = bot.media_port().unwrap();
+    assert_eq!(stats.sessions, tones.len(), "{stats:?}");
+    // Each call sends its own tone at once; each hears its own back, not the others'.
+    let sockets: Vec<_> = calls
+        .iter_mut()
+        .map(|c| c.audio_socket().expect("app-hosted"))
+        .collect();
+    let mut phases = [0u64; 3];
+    let mut heard = vec![Vec::new(); tones.len()];
+    for _ in 0..100 {
+        for (i, audio) in sockets.iter().enumerate() {
+            audio
+                .send(&tone_frame(tones[i], &mut phases[i]))
+                .expect("queued");
+        }
+        for (i, audio) in sockets.iter().enumerate() {
+            if let Some(frame) = audio.recv().await {
+                heard[i].extend(samples(&frame.mixed));
+            }
+        }
+    }
+    for (i, heard) in heard.iter().enumerate() {
+        let (freq, ratio) = dominant(&heard[heard.len() / 2..], &tones, 16_000.0);
+        assert_eq!(freq, tones[i], "call {i} (ratio {ratio:.1})");
+    }
+    let (_, stats) = bot.media_port().unwrap();
+    assert!(stats.datagrams_routed > 300, "{stats:?}");
+    assert_eq!(
+        stats.dropped_unknown_source + stats.dropped_unknown_ufrag + stats.dropped_garbage,
+        0,
+        "{stats:?}"
+    );
+    for mut call in calls {
+        call.control().hang_up().await.expect("hung up");
+        until(&mut call, |e| matches!(e, Event::Ended(_))).await;
+    }
+    assert_eq!(bot.media_port().unwrap().1.sessions, 0);
+    assert!(port.port() > 0);
+    bot.shutdown(None).await;
+}

@@ -28,6 +28,7 @@
 //! # drop(peer); Ok(()) }
 //! ```
 
+mod any;
 mod blob;
 mod config;
 mod error;
@@ -116,6 +117,7 @@ pub mod fuzzing {
     }
 }
 
+pub use any::WebRtcSession;
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
 pub use config::TransportConfig;
 pub use error::TransportError;
