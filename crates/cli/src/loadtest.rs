@@ -786,6 +786,13 @@ fn report_json(
         "decode_us": round(decode_us, 1),
         "encode_us": round(encode_us, 1),
         "codec_limit_calls_per_core": round(limit, 1),
+        // webrtc-port: the bot side's transport on the workers, per call tick, as a share of
+        // one frame's decode + encode.
+        "bot_transport_vs_codec": r
+            .wire
+            .as_ref()
+            .and_then(wire::WireTotals::bot_transport_us_per_tick)
+            .map(|us| round(us / (decode_us + encode_us), 3)),
         "workers": r.workers,
         "calls_per_core": round(per_core, 1),
         "pct_of_codec_limit": round(per_core / limit * 100.0, 1),
@@ -861,6 +868,12 @@ fn report_text(v: &serde_json::Value) -> String {
             w("packets_lost"),
             w("srtp_rejected"),
             w("inbound_queue_full"),
+        ));
+        text.push_str(&format!(
+            " | UDP sockets {} | bot transport per call tick {} µs ({}× the codec)",
+            w("udp_sockets"),
+            w("bot_transport_us_per_tick"),
+            num("bot_transport_vs_codec"),
         ));
     }
     if let Some(search) = v["search"].as_array() {

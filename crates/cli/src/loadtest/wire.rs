@@ -230,6 +230,7 @@ impl Wire {
                 }
             }
             totals.udp_sockets = udp_sockets();
+            totals.port = port.as_ref().map(|p| p.stats());
             for pair in &pairs {
                 // close() sends an RTCP BYE and waits for the stack; never hang on it.
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -380,6 +381,8 @@ pub(super) struct WireTotals {
     send_errors: u64,
     /// UDP sockets open in the process at the end of the run (both ends of every call).
     udp_sockets: Option<usize>,
+    /// The bot's shared port (`webrtc-port`).
+    port: Option<appmedia_transport::PortStats>,
 }
 
 impl WireTotals {
@@ -398,6 +401,14 @@ impl WireTotals {
         self.send_errors += s.outbound_write_failed;
     }
 
+    /// `webrtc-port`: the bot side's transport time per call tick on the media workers
+    /// (datagrams in, ICE/DTLS/SRTP, packets out), microseconds.
+    pub(super) fn bot_transport_us_per_tick(&self) -> Option<f64> {
+        let p = self.port.as_ref()?;
+        (p.worker_transport_ticks > 0)
+            .then(|| p.worker_transport_ns as f64 / p.worker_transport_ticks as f64 / 1e3)
+    }
+
     /// The `wire` object of the JSON report.
     pub(super) fn to_json(&self) -> serde_json::Value {
         json!({
@@ -413,6 +424,10 @@ impl WireTotals {
             "inbound_queue_full": self.inbound_queue_full,
             "send_errors": self.send_errors,
             "udp_sockets": self.udp_sockets,
+            "port": self.port,
+            "bot_transport_us_per_tick": self
+                .bot_transport_us_per_tick()
+                .map(|us| (us * 10.0).round() / 10.0),
             "transport": self.transport.map(Transport::name),
         })
     }

@@ -92,6 +92,17 @@ pub struct PortStats {
     pub send_errors: u64,
     /// `recvmmsg` calls that returned datagrams (datagrams_received / this = batch size).
     pub receive_batches: u64,
+    /// Time the port's thread spent working (receiving, routing, driving sessions not yet
+    /// on a worker, sending), not waiting; nanoseconds.
+    pub driver_busy_ns: u64,
+    /// CPU time media workers spent in attached sessions' transport (datagrams in,
+    /// ICE/DTLS/SRTP, packets out), nanoseconds, over `worker_transport_ticks` ticks.
+    pub worker_transport_ns: u64,
+    /// Ticks that ran an attached session's transport.
+    pub worker_transport_ticks: u64,
+    /// CPU time in the socket's send calls, by the port's thread and the workers,
+    /// nanoseconds (on loopback it includes the receiving side's kernel work).
+    pub send_ns: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +115,10 @@ struct PortCounters {
     sent: AtomicU64,
     send_errors: AtomicU64,
     batches: AtomicU64,
+    driver_ns: AtomicU64,
+    worker_ns: AtomicU64,
+    worker_ticks: AtomicU64,
+    send_ns: AtomicU64,
 }
 
 /// One session as the port sees it.
@@ -211,6 +226,10 @@ impl MediaPort {
             datagrams_sent: get(&c.sent),
             send_errors: get(&c.send_errors),
             receive_batches: get(&c.batches),
+            driver_busy_ns: get(&c.driver_ns),
+            worker_transport_ns: get(&c.worker_ns),
+            worker_transport_ticks: get(&c.worker_ticks),
+            send_ns: get(&c.send_ns),
         }
     }
 }
@@ -238,6 +257,7 @@ fn drive(port: &PortShared) {
     let timeout_ms = i32::try_from(port.interval.as_millis().max(1)).unwrap_or(i32::MAX);
     while !port.stop.load(Ordering::Relaxed) {
         wait_readable(&port.socket, timeout_ms);
+        let busy = Instant::now();
         loop {
             let mut bufs: Vec<IoSliceMut<'_>> =
                 storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
@@ -280,7 +300,24 @@ fn drive(port: &PortShared) {
             }
         }
         flush(port, &mut out);
+        port.counters
+            .driver_ns
+            .fetch_add(busy.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
+}
+
+/// CPU time of the calling thread, nanoseconds (a vDSO call: what the transport costs a
+/// worker, not the wall time a preempted thread would add).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write into.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Blocks until the socket is readable or `timeout_ms` passes.
@@ -330,7 +367,9 @@ fn receive(port: &PortShared, datagram: &[u8], from: SocketAddr, out: &mut Outbo
                 .fetch_add(1, Ordering::Relaxed);
         }
     } else if let Ok(mut core) = entry.core.lock() {
-        core.read(Instant::now(), port.local, from, datagram, out);
+        let now = Instant::now();
+        core.read(now, port.local, from, datagram);
+        core.pump(now, out);
     }
 }
 
@@ -350,6 +389,10 @@ fn flush(port: &PortShared, out: &mut Outbox) {
             table.demux.claim(key, to);
         }
     }
+    if out.datagrams.is_empty() {
+        return;
+    }
+    let cpu = thread_cpu_ns();
     for (to, datagram) in out.datagrams.drain(..) {
         let transmit = quinn_udp::Transmit {
             destination: to,
@@ -363,6 +406,9 @@ fn flush(port: &PortShared, out: &mut Outbox) {
             Err(_) => port.counters.send_errors.fetch_add(1, Ordering::Relaxed),
         };
     }
+    port.counters
+        .send_ns
+        .fetch_add(thread_cpu_ns().saturating_sub(cpu), Ordering::Relaxed);
 }
 
 /// What the API side and the driver share about one session.
@@ -423,14 +469,7 @@ struct Core {
 }
 
 impl Core {
-    fn read(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        from: SocketAddr,
-        datagram: BytesMut,
-        out: &mut Outbox,
-    ) {
+    fn read(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, datagram: BytesMut) {
         let c = &self.shared.socket;
         c.datagrams_received.fetch_add(1, Ordering::Relaxed);
         c.bytes_received
@@ -456,7 +495,6 @@ impl Core {
         if let Err(e) = result {
             tracing::debug!(error = %e, "media port session read");
         }
-        self.pump(now, out);
     }
 
     /// Timers, outgoing media, then whatever the stack has for us.
@@ -1055,26 +1093,39 @@ struct WorkerDriver {
 
 impl TickTransport for WorkerDriver {
     fn before_tick(&mut self, _now: Duration) {
+        let cpu = thread_cpu_ns();
         let now = Instant::now();
         if let Ok(mut core) = self.core.lock() {
+            let mut work = false;
             // Bounded by the inbox's capacity, so a flood cannot hold the tick.
             for _ in 0..self.inbox.capacity() {
                 let Some((from, datagram)) = self.inbox.pop() else {
                     break;
                 };
-                core.read(now, self.port.local, from, datagram, &mut self.out);
+                core.read(now, self.port.local, from, datagram);
+                work = true;
             }
-            if core.pc.poll_timeout().is_some_and(|t| t <= now)
-                && let Err(e) = core.pc.handle_timeout(now)
-            {
-                tracing::debug!(error = %e, "media port session timeout");
+            if core.pc.poll_timeout().is_some_and(|t| t <= now) {
+                work = true;
+                if let Err(e) = core.pc.handle_timeout(now) {
+                    tracing::debug!(error = %e, "media port session timeout");
+                }
             }
-            core.pump(now, &mut self.out);
+            // Nothing read and no timer: nothing new for the stack to hand out before the
+            // media step (the end of the tick drains it anyway).
+            if work {
+                core.pump(now, &mut self.out);
+            }
         }
         flush(&self.port, &mut self.out);
+        self.port
+            .counters
+            .worker_ns
+            .fetch_add(thread_cpu_ns().saturating_sub(cpu), Ordering::Relaxed);
     }
 
     fn after_tick(&mut self, _now: Duration) {
+        let cpu = thread_cpu_ns();
         let now = Instant::now();
         if let Ok(mut core) = self.core.lock() {
             core.send_media(now);
@@ -1082,6 +1133,10 @@ impl TickTransport for WorkerDriver {
             core.watch(now);
         }
         flush(&self.port, &mut self.out);
+        let c = &self.port.counters;
+        c.worker_ns
+            .fetch_add(thread_cpu_ns().saturating_sub(cpu), Ordering::Relaxed);
+        c.worker_ticks.fetch_add(1, Ordering::Relaxed);
     }
 }
 
