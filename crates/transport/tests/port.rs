@@ -329,3 +329,64 @@ async fn an_attached_session_runs_on_its_pipelines_tick() {
         "{stats:?}"
     );
 }
+
+/// `blob` with its SDP's loopback host candidate moved to `to`; the address it had.
+fn through(blob: &str, to: std::net::SocketAddr) -> (String, std::net::SocketAddr) {
+    use appmedia_testkit::impair::{host_candidate, rewrite_candidate_port};
+    use appmedia_transport::{Blob, Integrity};
+    let mut parsed = Blob::parse(blob, None).expect("a SHA-256 blob");
+    let at = host_candidate(&parsed.webrtc.sdp).expect("a loopback host candidate");
+    parsed.webrtc.sdp = rewrite_candidate_port(&parsed.webrtc.sdp, at, to);
+    (parsed.seal(&Integrity::Sha256), at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_srtp_is_counted_and_never_delivered_twice() {
+    use appmedia_testkit::impair::{Impairment, Relay};
+    // Every datagram between the two has a 50 % chance of arriving twice: an SRTP replay.
+    let relay = Relay::start(Impairment {
+        duplicate: 0.5,
+        seed: 7,
+        ..Impairment::default()
+    })
+    .await
+    .unwrap();
+    let port = MediaPort::bind(&config(), 0).unwrap();
+    let bot = PortSession::offer(&port, config()).unwrap();
+    let (offer, bot_at) = through(&bot.blob(), relay.facing_b());
+    let (peer, answer) = MediaSession::answer_blob(config(), &offer).await.unwrap();
+    let (answer, peer_at) = through(&answer, relay.facing_a());
+    relay.route(bot_at, peer_at);
+    bot.accept(&answer).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        let (a, b) = tokio::join!(bot.connected(), peer.connected());
+        a.and(b)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let seconds = Duration::from_millis(2000);
+    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
+    let p = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        seconds,
+    );
+    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(relay.stats().duplicated > 50, "{:?}", relay.stats());
+    // The bot got each of the peer's packets at most once, and counted the copies.
+    assert!(
+        b.received <= p.sent,
+        "{} received of {} sent",
+        b.received,
+        p.sent
+    );
+    assert!(b.received > p.sent * 9 / 10, "{} of {}", b.received, p.sent);
+    let stats = bot.stats();
+    assert!(stats.srtp_rejected > 20, "{stats:?}");
+    let (freq, _) = dominant(&b.decoded[4800..], &[440.0, 1000.0], RATE);
+    assert_eq!(freq, 1000.0);
+}
