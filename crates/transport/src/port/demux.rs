@@ -52,6 +52,10 @@ pub(crate) enum DropReason {
 const BINDING_REQUEST: u16 = 0x0001;
 /// STUN USERNAME attribute (RFC 8489 §14.3).
 const ATTR_USERNAME: u16 = 0x0006;
+/// Peer addresses one session may claim: its peer's candidates and the peer-reflexive
+/// addresses ICE learns are a handful; the cap keeps a peer that answers from ever-new
+/// addresses (or a session made to send to them) from growing the table.
+pub(crate) const MAX_CLAIMS_PER_SESSION: usize = 16;
 /// Longest USERNAME (RFC 8489 §14.3: fewer than 509 bytes).
 const MAX_USERNAME: usize = 508;
 
@@ -128,18 +132,18 @@ impl Demux {
     /// Records that `key` sends to `peer`: datagrams from `peer` now go to it. The first
     /// session to claim an address keeps it while it lives (two sessions cannot share a
     /// peer address on one port: nothing in DTLS or SRTP would tell them apart); returns
-    /// false when `peer` is another session's.
+    /// false when `peer` is another session's, or the session already has
+    /// [`MAX_CLAIMS_PER_SESSION`] addresses.
     pub(crate) fn claim(&mut self, key: SessionKey, peer: SocketAddr) -> bool {
-        if !self.addrs_of.contains_key(&key) {
+        let Some(addrs) = self.addrs_of.get_mut(&key) else {
             return false;
-        }
+        };
         match self.by_addr.entry(peer) {
             Entry::Occupied(owner) => *owner.get() == key,
+            Entry::Vacant(_) if addrs.len() >= MAX_CLAIMS_PER_SESSION => false,
             Entry::Vacant(slot) => {
                 slot.insert(key);
-                if let Some(addrs) = self.addrs_of.get_mut(&key) {
-                    addrs.push(peer);
-                }
+                addrs.push(peer);
                 true
             }
         }
@@ -311,6 +315,22 @@ mod tests {
         );
         assert!(demux.claim(1, addr(5000)), "free again");
         assert_eq!((demux.sessions(), demux.addresses()), (1, 1));
+    }
+
+    #[test]
+    fn a_session_claims_a_bounded_number_of_addresses() {
+        let mut demux = Demux::default();
+        demux.add_session(1, "aaaa");
+        for port in 0..100 {
+            let claimed = demux.claim(1, addr(6000 + port));
+            assert_eq!(
+                claimed,
+                usize::from(port) < MAX_CLAIMS_PER_SESSION,
+                "{port}"
+            );
+        }
+        assert_eq!(demux.addresses(), MAX_CLAIMS_PER_SESSION);
+        assert!(demux.claim(1, addr(6000)), "one it has");
     }
 
     #[test]

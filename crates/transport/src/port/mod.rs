@@ -527,7 +527,7 @@ impl Core {
     fn take_writes(&mut self, out: &mut Outbox) {
         while let Some(datagram) = self.pc.poll_write() {
             let to = datagram.transport.peer_addr;
-            if !self.claimed.contains(&to) {
+            if self.claimed.len() < demux::MAX_CLAIMS_PER_SESSION && !self.claimed.contains(&to) {
                 self.claimed.push(to);
                 out.claims.push((self.key, to));
             }
