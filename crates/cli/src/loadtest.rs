@@ -25,6 +25,7 @@
 //! includes socket and encryption cost; the report splits the CPU into the transport's
 //! share and the media core's (see [`wire`]).
 
+mod far_end;
 mod plot;
 mod wire;
 
@@ -228,10 +229,37 @@ pub struct LoadtestArgs {
     /// What carries each call's audio between the bot and its remote party.
     #[arg(long, value_enum, default_value_t = Transport::None)]
     pub transport: Transport,
+    /// With `--transport webrtc|webrtc-port`: where the remote parties and their sessions
+    /// run — in this process (the report counts both ends), or in a child process (the
+    /// report's CPU, RSS and UDP sockets are the bot side's alone).
+    #[arg(long, value_enum, default_value_t = FarEnd::InProcess)]
+    pub far_end: FarEnd,
+    /// Internal: be the far end of a `--far-end process` run (offers on stdin, answers on
+    /// stdout).
+    #[arg(long, hide = true)]
+    pub serve_far_end: bool,
     /// With `--transport webrtc`: seconds each session pair gets to connect (ICE + DTLS)
     /// before the run fails.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub connect_timeout: u64,
+}
+
+/// Where the remote parties of a WebRTC run live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FarEnd {
+    /// In this process, on its own runtime threads.
+    InProcess,
+    /// In a child process (`appmedia loadtest --serve-far-end`).
+    Process,
+}
+
+impl FarEnd {
+    fn name(self) -> &'static str {
+        match self {
+            FarEnd::InProcess => "in-process",
+            FarEnd::Process => "process",
+        }
+    }
 }
 
 /// Why the load test could not run.
@@ -348,6 +376,21 @@ struct RemoteParty {
 }
 
 impl RemoteParty {
+    /// Call `index`'s remote party speaking `script` (each call starts at its own place in
+    /// it, with its own SSRC, sequence and timestamp), its audio level under extension `ext`.
+    fn new(index: usize, script: Arc<Script>, ext: u8) -> Self {
+        let start = (index * 37) % script.packets.len();
+        RemoteParty {
+            script,
+            position: start,
+            ssrc: 0x2000_0000 + index as u32,
+            sequence: (index as u16).wrapping_mul(31),
+            timestamp: (index as u32).wrapping_mul(7_777),
+            was_silent: true,
+            audio_level_ext: ext,
+        }
+    }
+
     /// The packet for this tick, if the script is not in a DTX pause.
     fn next_packet(&mut self) -> Option<Bytes> {
         let entry = &self.script.packets[self.position];
@@ -388,6 +431,9 @@ struct SimCall {
     /// With a transport: the remote party's end of the wire (the pipeline is attached
     /// to the bot's session). `None`: packets go straight into the pipeline.
     wire_remote: Option<RtpEndpoint>,
+    /// The remote party speaks from another process (`--far-end process`): this call only
+    /// runs the bot's side.
+    remote_elsewhere: bool,
 }
 
 impl Tickable for SimCall {
@@ -395,7 +441,7 @@ impl Tickable for SimCall {
         let (remote_talks, bot_talks) = self.mode.turns(self.ticks);
         self.ticks += 1;
         let packet = self.remote.next_packet();
-        if let Some(packet) = packet.filter(|_| remote_talks) {
+        if let Some(packet) = packet.filter(|_| remote_talks && !self.remote_elsewhere) {
             match &self.wire_remote {
                 // A full queue drops its oldest packet, counted by the session.
                 Some(wire) => drop(wire.outgoing.push(packet)),
@@ -453,15 +499,7 @@ fn sim_call(
     let bot = pipeline.bot_sender();
     Ok(SimCall {
         pipeline,
-        remote: RemoteParty {
-            script,
-            position: start,
-            ssrc: 0x2000_0000 + index as u32,
-            sequence: (index as u16).wrapping_mul(31),
-            timestamp: (index as u32).wrapping_mul(7_777),
-            was_silent: true,
-            audio_level_ext,
-        },
+        remote: RemoteParty::new(index, script, audio_level_ext),
         bot,
         format,
         mode,
@@ -469,6 +507,7 @@ fn sim_call(
         ticks: index * 37,
         bot_position: (start + SCRIPT_FRAMES / 2) % SCRIPT_FRAMES,
         wire_remote: None,
+        remote_elsewhere: false,
     })
 }
 
@@ -620,6 +659,10 @@ struct WireSetup {
     timeline: bool,
     /// Workers tick each other's calls within the period.
     steal: bool,
+    /// The remote parties run in a child process.
+    far_end: FarEnd,
+    /// The bots' turns (the far end's parties follow them).
+    mode: BotMode,
 }
 
 fn run_once(
@@ -640,6 +683,7 @@ fn run_once(
             calls,
             workers,
             wire_setup.connect_timeout,
+            (wire_setup.far_end == FarEnd::Process).then_some(wire_setup.mode),
         )?),
     };
     let scheduler = Scheduler::start(SchedulerConfig {
@@ -657,7 +701,8 @@ fn run_once(
             .unwrap_or(AUDIO_LEVEL_EXT);
         let mut sim = sim_call(i, scripts, format, ext)?;
         if let Some(wire) = &wire {
-            sim.wire_remote = Some(wire.attach(i, &mut sim.pipeline, scheduler.epoch())?);
+            sim.wire_remote = wire.attach(i, &mut sim.pipeline, scheduler.epoch())?;
+            sim.remote_elsewhere = sim.wire_remote.is_none();
         }
         sims.push(sim);
     }
@@ -931,6 +976,7 @@ fn run_child(
         .args(["--workers", &workers.to_string()])
         .args(args.no_steal.then_some("--no-steal"))
         .args(["--transport", args.transport.name()])
+        .args(["--far-end", args.far_end.name()])
         .args(["--connect-timeout", &args.connect_timeout.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -1051,6 +1097,16 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |w| w as usize,
     );
+    if args.serve_far_end {
+        return far_end::serve(args.bot, Duration::from_secs(args.connect_timeout));
+    }
+    if args.far_end == FarEnd::Process
+        && !matches!(args.transport, Transport::Webrtc | Transport::WebrtcPort)
+    {
+        return Err(LoadtestError::Transport(
+            "--far-end process needs --transport webrtc or webrtc-port".into(),
+        ));
+    }
     let scripts: Vec<Arc<Script>> = (0..VOICES)
         .map(|v| Script::new(v).map(Arc::new))
         .collect::<Result<_, _>>()?;
@@ -1063,6 +1119,8 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
                 realtime: args.realtime.map(|r| r.priority(args.realtime_priority)),
                 timeline: args.plot.is_some(),
                 steal: !args.no_steal,
+                far_end: args.far_end,
+                mode: args.bot,
             };
             let result = run_once(
                 n,
@@ -1230,6 +1288,8 @@ mod tests {
             realtime: None,
             timeline: true,
             steal: true,
+            far_end: FarEnd::InProcess,
+            mode: BotMode::Listen,
         };
         let mode = (BotFormat::Pcm16k, BotMode::Listen);
         let r = run_once(3, 1, 1, mode, &scripts, in_process).unwrap();

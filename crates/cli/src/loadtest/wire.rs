@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use appmedia_media::pipeline::CallPipeline;
 use appmedia_transport::{
     MediaPort, MediaSession, PlainRtpConfig, PlainRtpSession, PortSession, RtpEndpoint,
-    SessionStats, TransportConfig,
+    SessionStats, TransportConfig, WebRtcSession,
 };
 use serde_json::json;
 
-use super::LoadtestError;
+use super::far_end::FarEnd;
+use super::{BotMode, LoadtestError};
 
 /// Name of the transport runtime's threads (`/proc` keeps 15 bytes of a thread name).
 pub(super) const NET_THREAD: &str = "lt-net";
@@ -74,6 +75,8 @@ enum Pair {
         bot: Box<PortSession>,
         remote: Box<MediaSession>,
     },
+    /// The bot's session here, the remote's in the far-end process.
+    Far { bot: Box<WebRtcSession> },
 }
 
 /// The sessions of every call, and the runtime they run on.
@@ -82,6 +85,8 @@ pub(super) struct Wire {
     pairs: Vec<Pair>,
     /// The bot's shared port (`webrtc-port`); dropped after its sessions.
     port: Option<std::sync::Arc<MediaPort>>,
+    /// The far-end process (`--far-end process`).
+    far_end: Option<FarEnd>,
     transport: Transport,
     setup: Duration,
 }
@@ -94,6 +99,7 @@ impl Wire {
         calls: usize,
         threads: usize,
         connect_timeout: Duration,
+        far_end: Option<BotMode>,
     ) -> Result<Self, LoadtestError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
@@ -109,6 +115,19 @@ impl Wire {
             )),
             _ => None,
         };
+        if let Some(mode) = far_end {
+            let mut far = FarEnd::spawn(mode, connect_timeout)?;
+            let pairs =
+                runtime.block_on(far_pairs(&mut far, port.as_deref(), calls, connect_timeout))?;
+            return Ok(Self {
+                runtime,
+                pairs,
+                port,
+                far_end: Some(far),
+                transport,
+                setup: t0.elapsed(),
+            });
+        }
         let pairs = runtime.block_on(async {
             let mut pairs = Vec::with_capacity(calls);
             let mut next = 0;
@@ -146,6 +165,7 @@ impl Wire {
             runtime,
             pairs,
             port,
+            far_end: None,
             transport,
             setup: t0.elapsed(),
         })
@@ -158,17 +178,18 @@ impl Wire {
             Pair::Rtp { .. } => None,
             Pair::Webrtc { bot, .. } => bot.audio_level_extension_id(),
             Pair::Port { bot, .. } => bot.audio_level_extension_id(),
+            Pair::Far { bot } => bot.audio_level_extension_id(),
         }
     }
 
     /// Connects call `index`'s pipeline to its bot session and returns the remote
-    /// party's queues.
+    /// party's queues (`None`: the remote party is in the far-end process).
     pub(super) fn attach(
         &self,
         index: usize,
         pipeline: &mut CallPipeline,
         epoch: Instant,
-    ) -> Result<RtpEndpoint, LoadtestError> {
+    ) -> Result<Option<RtpEndpoint>, LoadtestError> {
         let taken = match self.pairs.get(index) {
             Some(Pair::Rtp { bot, remote }) => {
                 bot.attach_pipeline(pipeline, epoch);
@@ -182,9 +203,13 @@ impl Wire {
                 bot.attach_pipeline(pipeline, epoch);
                 remote.take_endpoint()
             }
+            Some(Pair::Far { bot }) => {
+                bot.attach_pipeline(pipeline, epoch);
+                return Ok(None);
+            }
             None => None,
         };
-        taken.ok_or_else(|| {
+        taken.map(Some).ok_or_else(|| {
             LoadtestError::Transport(format!("call {index} has no free remote endpoint"))
         })
     }
@@ -196,6 +221,7 @@ impl Wire {
             runtime,
             pairs,
             port,
+            far_end,
             transport,
             setup,
         } = self;
@@ -227,6 +253,7 @@ impl Wire {
                             totals.add_webrtc(&s);
                         }
                     }
+                    Pair::Far { bot } => totals.add_webrtc(&bot.stats().await),
                 }
             }
             totals.udp_sockets = udp_sockets();
@@ -242,6 +269,7 @@ impl Wire {
                             bot.close();
                             remote.close().await;
                         }
+                        Pair::Far { bot } => bot.close().await,
                         Pair::Rtp { .. } => {}
                     }
                 })
@@ -251,6 +279,14 @@ impl Wire {
         });
         drop(pairs);
         drop(port);
+        let mut totals = totals;
+        if let Some(far) = far_end {
+            match far.finish() {
+                Some(remote) => totals.add_far_end(&remote),
+                None => eprintln!("loadtest: the far-end process reported no totals"),
+            }
+            totals.far_end = true;
+        }
         runtime.shutdown_timeout(Duration::from_secs(2));
         totals
     }
@@ -304,6 +340,53 @@ async fn webrtc_pair(connect_timeout: Duration) -> Result<Pair, String> {
             connect_timeout.as_millis()
         )),
     }
+}
+
+/// Every call's bot session (on `port` when there is one), answered by the far-end process,
+/// all connected.
+async fn far_pairs(
+    far: &mut FarEnd,
+    port: Option<&MediaPort>,
+    calls: usize,
+    connect_timeout: Duration,
+) -> Result<Vec<Pair>, LoadtestError> {
+    let config = TransportConfig {
+        connect_timeout,
+        ..TransportConfig::default()
+    };
+    let mut bots = Vec::with_capacity(calls);
+    for index in 0..calls {
+        let fail = |what: String| LoadtestError::Transport(format!("call {index}: {what}"));
+        let bot = WebRtcSession::offer(port, config.clone())
+            .await
+            .map_err(|e| fail(format!("offer: {e}")))?;
+        let answer = far.answer(index, &bot.blob()).map_err(fail)?;
+        bot.accept(&answer)
+            .await
+            .map_err(|e| fail(format!("accept: {e}")))?;
+        bots.push(bot);
+    }
+    for (index, bot) in bots.iter().enumerate() {
+        match tokio::time::timeout(connect_timeout + Duration::from_secs(2), bot.connected()).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                return Err(LoadtestError::Transport(format!(
+                    "call {index}: did not connect: {reason:?}"
+                )));
+            }
+            Err(_) => {
+                return Err(LoadtestError::Transport(format!(
+                    "call {index}: did not connect within {} ms",
+                    connect_timeout.as_millis()
+                )));
+            }
+        }
+    }
+    Ok(bots
+        .into_iter()
+        .map(|bot| Pair::Far { bot: Box::new(bot) })
+        .collect())
 }
 
 /// A bot session on the shared `port`, the remote answering through the blob; both connect.
@@ -383,6 +466,8 @@ pub(super) struct WireTotals {
     udp_sockets: Option<usize>,
     /// The bot's shared port (`webrtc-port`).
     port: Option<appmedia_transport::PortStats>,
+    /// The far ends ran in a child process: CPU, RSS and sockets are the bot side's.
+    far_end: bool,
 }
 
 impl WireTotals {
@@ -391,7 +476,32 @@ impl WireTotals {
         self.transport.map_or("none", Transport::name)
     }
 
-    fn add_webrtc(&mut self, s: &SessionStats) {
+    /// The far-end process's totals, as [`far_end_json`](Self::far_end_json) wrote them.
+    fn add_far_end(&mut self, v: &serde_json::Value) {
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        self.packets_sent += n("packets_sent");
+        self.packets_received += n("packets_received");
+        *self.packets_lost.get_or_insert(0) += v["packets_lost"].as_i64().unwrap_or(0);
+        *self.srtp_rejected.get_or_insert(0) += n("srtp_rejected");
+        self.garbage += n("garbage");
+        self.inbound_queue_full += n("inbound_queue_full");
+        self.send_errors += n("send_errors");
+    }
+
+    /// What the far-end process reports to its parent.
+    pub(super) fn far_end_json(&self) -> serde_json::Value {
+        json!({
+            "packets_sent": self.packets_sent,
+            "packets_received": self.packets_received,
+            "packets_lost": self.packets_lost,
+            "srtp_rejected": self.srtp_rejected,
+            "garbage": self.garbage,
+            "inbound_queue_full": self.inbound_queue_full,
+            "send_errors": self.send_errors,
+        })
+    }
+
+    pub(super) fn add_webrtc(&mut self, s: &SessionStats) {
         self.packets_sent += s.outbound_sent;
         self.packets_received += s.packets_received;
         *self.packets_lost.get_or_insert(0) += s.packets_lost.max(0);
@@ -424,6 +534,7 @@ impl WireTotals {
             "inbound_queue_full": self.inbound_queue_full,
             "send_errors": self.send_errors,
             "udp_sockets": self.udp_sockets,
+            "far_end": if self.far_end { "process" } else { "in-process" },
             "port": self.port,
             "bot_transport_us_per_tick": self
                 .bot_transport_us_per_tick()
