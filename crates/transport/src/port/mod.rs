@@ -63,6 +63,8 @@ use crate::session::{
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
 use demux::{Demux, DropReason, Route, SessionKey};
 
+/// Socket buffer asked for, each way: 4 MiB, 2 s of 132 calls' audio and more.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Datagrams read per `recvmmsg` call.
 const BATCH: usize = 32;
 /// Datagrams waiting for a worker-driven session's next tick (a full inbox drops its
@@ -178,6 +180,11 @@ impl MediaPort {
         let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))?;
         socket.set_nonblocking(true)?;
         let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        // Every call's datagrams queue in this one socket while the port's thread is away
+        // (real-time media workers may hold both cores for a while): ask for room, as
+        // single-port servers do. The kernel caps it at net.core.rmem_max / wmem_max.
+        let _ = udp.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+        let _ = udp.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
         let local = socket.local_addr()?;
         let shared = Arc::new(PortShared {
             socket,
