@@ -6,7 +6,10 @@ use std::time::Instant;
 use appmedia_media::pipeline::CallPipeline;
 
 use crate::port::{MediaPort, PortSession};
-use crate::{EndReason, MediaSession, SessionState, SessionStats, TransportConfig, TransportError};
+use crate::{
+    EndReason, MediaSession, RtpEndpoint, SessionState, SessionStats, TransportConfig,
+    TransportError,
+};
 
 /// One call's WebRTC session: a [`MediaSession`] (its own socket and tasks) or a
 /// [`PortSession`] (the shared port's socket, driven by the call's media worker once a
@@ -42,6 +45,14 @@ impl WebRtcSession {
         }
     }
 
+    /// This side's SDP (offer, or answer on the answering side).
+    pub fn local_sdp(&self) -> &str {
+        match self {
+            WebRtcSession::Own(s) => s.local_sdp(),
+            WebRtcSession::Port(s) => s.local_sdp(),
+        }
+    }
+
     /// Records the Graph call id, so later blobs carry it.
     pub fn set_call_id(&self, call_id: impl Into<String>) {
         match self {
@@ -63,6 +74,23 @@ impl WebRtcSession {
         match self {
             WebRtcSession::Own(s) => s.accept(answer_blob).await,
             WebRtcSession::Port(s) => s.accept(answer_blob),
+        }
+    }
+
+    /// Applies a raw SDP answer (a peer that does not speak the blob, such as a browser).
+    pub async fn accept_sdp(&self, answer_sdp: &str) -> Result<(), TransportError> {
+        match self {
+            WebRtcSession::Own(s) => s.accept_sdp(answer_sdp).await,
+            WebRtcSession::Port(s) => s.accept_sdp(answer_sdp),
+        }
+    }
+
+    /// Takes the queues for code that handles RTP itself (once; `None` after a pipeline is
+    /// attached).
+    pub fn take_endpoint(&self) -> Option<RtpEndpoint> {
+        match self {
+            WebRtcSession::Own(s) => s.take_endpoint(),
+            WebRtcSession::Port(s) => s.take_endpoint(),
         }
     }
 

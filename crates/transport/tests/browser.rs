@@ -1,5 +1,5 @@
 //! Proof against a WebRTC stack nobody here wrote: headless Chromium connects its
-//! RTCPeerConnection to a MediaSession.
+//! RTCPeerConnection to a MediaSession, and to a PortSession on a shared media port.
 //!
 //! The page fetches the session's offer from a tiny HTTP server on 127.0.0.1, answers it,
 //! posts the answer back, and after a few seconds posts its `getStats()` result. Chromium
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use appmedia_testkit::browser::{chromium_missing, headless_chromium};
-use appmedia_transport::{MediaSession, TransportConfig};
+use appmedia_transport::{MediaPort, MediaSession, PortSession, TransportConfig, WebRtcSession};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -190,6 +190,8 @@ fn scratch_dir() -> PathBuf {
 enum Offerer {
     /// The session offers (as a bot does with its blob); the browser answers.
     Session,
+    /// A session on a shared media port offers; the browser answers.
+    PortSession,
     /// The browser offers (as the emulator's softphone page will); the session answers.
     Browser,
 }
@@ -197,6 +199,11 @@ enum Offerer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_answers_a_media_session_offer() {
     exchange_with_chromium(Offerer::Session).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_answers_a_port_session_offer() {
+    exchange_with_chromium(Offerer::PortSession).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,8 +222,14 @@ async fn exchange_with_chromium(offerer: Offerer) {
         connect_timeout: Duration::from_secs(20),
         ..TransportConfig::default()
     };
+    let port = MediaPort::bind(&config, 0).unwrap();
     let mut session = match offerer {
-        Offerer::Session => Some(MediaSession::offer(config.clone()).await.unwrap()),
+        Offerer::Session => Some(WebRtcSession::Own(
+            MediaSession::offer(config.clone()).await.unwrap(),
+        )),
+        Offerer::PortSession => Some(WebRtcSession::Port(
+            PortSession::offer(&port, config.clone()).unwrap(),
+        )),
         Offerer::Browser => None,
     };
     let offer = Arc::new(
@@ -227,7 +240,9 @@ async fn exchange_with_chromium(offerer: Offerer) {
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = match offerer {
-        Offerer::Session => format!("http://{}/", listener.local_addr().unwrap()),
+        Offerer::Session | Offerer::PortSession => {
+            format!("http://{}/", listener.local_addr().unwrap())
+        }
         Offerer::Browser => format!("http://{}/?browser-offers", listener.local_addr().unwrap()),
     };
     let (events_tx, mut events) = mpsc::channel(16);
@@ -270,7 +285,7 @@ async fn exchange_with_chromium(offerer: Offerer) {
                         tone(1000.0, 1.0, 0.5),
                         Duration::from_secs(6),
                     ));
-                    session = Some(s);
+                    session = Some(WebRtcSession::Own(s));
                 }
                 Event::Log(line) => log.push(line),
                 Event::Result(json) => return json,
