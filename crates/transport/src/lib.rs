@@ -33,6 +33,7 @@ mod blob;
 mod config;
 mod error;
 mod guard;
+mod lifecycle;
 mod link;
 mod plain;
 mod port;

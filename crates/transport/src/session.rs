@@ -31,10 +31,11 @@ use webrtc::peer_connection::{
     Registry, SettingEngineBuilder, StatsSelector, configure_rtcp_reports,
 };
 
-use crate::blob::{BLOB_VERSION, Blob, PCM16K, SdpKind, WebRtcDescription};
+use crate::blob::{Blob, SdpKind};
 use crate::config::TransportConfig;
 use crate::error::{TransportError, webrtc as webrtc_err};
 use crate::guard::{GuardedRuntime, SocketCounters};
+use crate::lifecycle::{BlobIdentity, Role, StateCell};
 use crate::link::{MediaLink, RtpEndpoint};
 use crate::rtt::{RttCell, RttInterceptor};
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
@@ -94,15 +95,8 @@ pub enum SessionState {
     Ended(EndReason),
 }
 
-/// Who made the offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Offerer,
-    Answerer,
-}
-
 struct Shared {
-    state: watch::Sender<SessionState>,
+    state: StateCell,
     gathered: watch::Sender<bool>,
     socket: Arc<SocketCounters>,
     media: MediaCounters,
@@ -121,17 +115,6 @@ struct Shared {
 const NO_PAYLOAD_TYPE: u8 = u8::MAX;
 
 impl Shared {
-    /// Moves to `next` unless the session has already ended (an end is final).
-    fn set_state(&self, next: SessionState) {
-        self.state.send_if_modified(|current| {
-            if matches!(current, SessionState::Ended(_)) || *current == next {
-                return false;
-            }
-            *current = next;
-            true
-        });
-    }
-
     /// The negotiated telephone-event payload type, if the answer has one.
     fn telephone_event_negotiated(&self) -> Option<u8> {
         let pt = self.telephone_event_negotiated.load(Ordering::Relaxed);
@@ -146,14 +129,6 @@ impl Shared {
             .and_then(|_| rtpmap_payload_type(answer_sdp, "telephone-event/48000"))
             .unwrap_or(NO_PAYLOAD_TYPE);
         self.telephone_event_negotiated.store(pt, Ordering::Relaxed);
-    }
-
-    fn end(&self, reason: EndReason) {
-        self.set_state(SessionState::Ended(reason));
-    }
-
-    fn state(&self) -> SessionState {
-        self.state.borrow().clone()
     }
 }
 
@@ -174,23 +149,20 @@ impl PeerConnectionEventHandler for Handler {
         if let Ok(mut last) = self.shared.last_pc_state.lock() {
             *last = state;
         }
-        let was_connected = matches!(
-            self.shared.state(),
-            SessionState::Connected | SessionState::Interrupted
-        );
+        let was_connected = self.shared.state.is_connected();
         match state {
-            RTCPeerConnectionState::Connected => self.shared.set_state(SessionState::Connected),
+            RTCPeerConnectionState::Connected => self.shared.state.set(SessionState::Connected),
             RTCPeerConnectionState::Disconnected if was_connected => {
-                self.shared.set_state(SessionState::Interrupted)
+                self.shared.state.set(SessionState::Interrupted)
             }
             RTCPeerConnectionState::Failed if was_connected => {
                 // The stack's own failure timer is set to the peer timeout, see `build`.
-                self.shared.end(EndReason::PeerGone {
+                self.shared.state.end(EndReason::PeerGone {
                     silent_ms: self.shared.peer_timeout.as_millis() as u64,
                 })
             }
-            RTCPeerConnectionState::Failed => self.shared.end(EndReason::ConnectFailed),
-            RTCPeerConnectionState::Closed => self.shared.end(EndReason::ClosedByPeer),
+            RTCPeerConnectionState::Failed => self.shared.state.end(EndReason::ConnectFailed),
+            RTCPeerConnectionState::Closed => self.shared.state.end(EndReason::ClosedByPeer),
             _ => {}
         }
     }
@@ -241,14 +213,11 @@ impl PeerConnectionEventHandler for Handler {
 /// Async methods must run on a tokio runtime; many sessions share one. Dropping a session
 /// closes it.
 pub struct MediaSession {
-    id: String,
+    identity: BlobIdentity,
     role: Role,
     config: TransportConfig,
     pc: Arc<dyn PeerConnection>,
     local_sdp: String,
-    call_id: Mutex<Option<String>>,
-    source_context: String,
-    render_context: String,
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     track: Arc<TrackLocalStaticRTP>,
@@ -263,10 +232,10 @@ pub struct MediaSession {
 impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaSession")
-            .field("id", &self.id)
+            .field("id", &self.identity.id)
             .field("role", &self.role)
             .field("local_addr", &self.local_addr)
-            .field("state", &self.shared.state())
+            .field("state", &self.shared.state.get())
             .finish()
     }
 }
@@ -342,8 +311,8 @@ impl MediaSession {
             .await
             .map_err(webrtc_err("set_local_description"))?;
         let local_sdp = gathered_sdp(&built).await?;
-        built.shared.set_state(SessionState::AwaitingAnswer);
-        Ok(Self::finish(built, config, Role::Offerer, local_sdp, None))
+        built.shared.state.set(SessionState::AwaitingAnswer);
+        Ok(Self::finish(built, config, Role::Offerer, local_sdp))
     }
 
     /// Creates the answering side from the far end's SDP offer. The answer is
@@ -402,8 +371,8 @@ impl MediaSession {
             .map_err(webrtc_err("set_local_description"))?;
         let local_sdp = gathered_sdp(&built).await?;
         built.shared.set_telephone_event(&local_sdp);
-        built.shared.set_state(SessionState::Connecting);
-        Ok(Self::finish(built, config, Role::Answerer, local_sdp, None))
+        built.shared.state.set(SessionState::Connecting);
+        Ok(Self::finish(built, config, Role::Answerer, local_sdp))
     }
 
     /// Creates the answering side (the bot's media peer) from the bot's blob. Returns the
@@ -417,10 +386,7 @@ impl MediaSession {
         offer.expect_kind(SdpKind::Offer)?;
         let mut session = Self::answer_sdp(config, &offer.webrtc.sdp).await?;
         // The answer speaks for the same media session: the bot matches on this id.
-        session.id = offer.mp_media_session_id.clone();
-        if let Ok(mut call_id) = session.call_id.lock() {
-            *call_id = offer.call_id.clone();
-        }
+        session.identity.answering(&offer);
         let answer = session.blob();
         Ok((session, answer))
     }
@@ -430,7 +396,6 @@ impl MediaSession {
         config: TransportConfig,
         role: Role,
         local_sdp: String,
-        call_id: Option<String>,
     ) -> MediaSession {
         let pump = tokio::spawn(pump_outgoing(
             built.shared.clone(),
@@ -450,14 +415,11 @@ impl MediaSession {
             config.peer_timeout,
         ));
         MediaSession {
-            id: uuid::Uuid::new_v4().to_string(),
+            identity: BlobIdentity::new(),
             role,
             config,
             pc: built.pc,
             local_sdp,
-            call_id: Mutex::new(call_id),
-            source_context: uuid::Uuid::new_v4().to_string(),
-            render_context: uuid::Uuid::new_v4().to_string(),
             shared: built.shared,
             local_addr: built.local_addr,
             track: built.track,
@@ -470,7 +432,7 @@ impl MediaSession {
 
     /// The media session id (`mpMediaSessionId` in the blob).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.identity.id
     }
 
     /// This side's SDP: the offer, or the answer on the answering side. Candidates are
@@ -507,52 +469,32 @@ impl MediaSession {
 
     /// Records the Graph call id, so later [`blob`](Self::blob)s carry it.
     pub fn set_call_id(&self, call_id: impl Into<String>) {
-        if let Ok(mut slot) = self.call_id.lock() {
-            *slot = Some(call_id.into());
-        }
+        self.identity.set_call_id(Some(call_id.into()));
     }
 
     /// The sealed blob for `appHostedMediaConfig.blob` (on the answering side: the answer
     /// blob). Format: `docs/blob.md`.
     pub fn blob(&self) -> String {
-        let call_id = self.call_id.lock().ok().and_then(|c| c.clone());
-        Blob {
-            version: BLOB_VERSION,
-            mp_media_session_id: self.id.clone(),
-            call_id,
-            supported_audio_format: PCM16K.to_owned(),
-            audio_source_contexts: vec![self.source_context.clone()],
-            audio_render_contexts: vec![self.render_context.clone()],
-            receive_unmixed_meeting_audio: self.config.receive_unmixed_meeting_audio,
-            webrtc: WebRtcDescription {
-                kind: match self.role {
-                    Role::Offerer => SdpKind::Offer,
-                    Role::Answerer => SdpKind::Answer,
-                },
-                sdp: self.local_sdp.clone(),
-            },
-        }
-        .seal(&self.config.blob_integrity)
+        self.identity.seal(
+            self.role,
+            self.config.receive_unmixed_meeting_audio,
+            &self.local_sdp,
+            &self.config.blob_integrity,
+        )
     }
 
     /// Applies the media peer's answer blob (verified, and checked to be an answer for
     /// this media session). ICE and DTLS start; the connect timeout runs from here.
     pub async fn accept(&self, answer_blob: &str) -> Result<(), TransportError> {
-        let answer = Blob::parse(answer_blob, self.config.blob_integrity.key())?;
-        answer.expect_kind(SdpKind::Answer)?;
-        if answer.mp_media_session_id != self.id {
-            return Err(crate::BlobError::SessionMismatch {
-                expected: self.id.clone(),
-                found: answer.mp_media_session_id,
-            }
-            .into());
-        }
-        self.accept_sdp(&answer.webrtc.sdp).await
+        let sdp = self
+            .identity
+            .answer_sdp(answer_blob, &self.config.blob_integrity)?;
+        self.accept_sdp(&sdp).await
     }
 
     /// Applies a raw SDP answer (for peers that do not speak the blob, such as a browser).
     pub async fn accept_sdp(&self, answer_sdp: &str) -> Result<(), TransportError> {
-        match self.shared.state() {
+        match self.shared.state.get() {
             SessionState::AwaitingAnswer if self.role == Role::Offerer => {}
             SessionState::Ended(reason) => return Err(TransportError::Ended(reason)),
             _ => return Err(TransportError::NotAwaitingAnswer),
@@ -572,7 +514,7 @@ impl MediaSession {
                 reason: e.to_string(),
             })?;
         self.shared.set_telephone_event(answer_sdp);
-        self.shared.set_state(SessionState::Connecting);
+        self.shared.state.set(SessionState::Connecting);
         Ok(())
     }
 
@@ -598,7 +540,7 @@ impl MediaSession {
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
         self.shared.link.attach_pipeline(pipeline, epoch);
         if let Err(e) = pipeline.use_loss_reports(self.loss_reports()) {
-            tracing::warn!(session = %self.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
+            tracing::warn!(session = %self.identity.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
         }
     }
 
@@ -620,21 +562,12 @@ impl MediaSession {
 
     /// The current state.
     pub fn state(&self) -> SessionState {
-        self.shared.state()
+        self.shared.state.get()
     }
 
     /// Waits until the session is connected, or returns why it ended first.
     pub async fn connected(&self) -> Result<(), EndReason> {
-        let mut rx = self.shared.state.subscribe();
-        let result = rx
-            .wait_for(|s| matches!(s, SessionState::Connected | SessionState::Ended(_)))
-            .await
-            .map(|s| s.clone());
-        match result {
-            Ok(SessionState::Connected) => Ok(()),
-            Ok(SessionState::Ended(reason)) => Err(reason),
-            _ => Err(EndReason::Closed),
-        }
+        self.shared.state.connected().await
     }
 
     /// Waits until the session ends and returns why.
@@ -646,24 +579,14 @@ impl MediaSession {
     /// whoever owns the session can hand it to a task that watches for the peer's loss.
     /// Dropping the session resolves it with [`EndReason::Closed`].
     pub fn end_watch(&self) -> impl Future<Output = EndReason> + Send + 'static {
-        let mut rx = self.shared.state.subscribe();
-        async move {
-            match rx
-                .wait_for(|s| matches!(s, SessionState::Ended(_)))
-                .await
-                .map(|s| s.clone())
-            {
-                Ok(SessionState::Ended(reason)) => reason,
-                _ => EndReason::Closed,
-            }
-        }
+        self.shared.state.end_watch()
     }
 
     /// A snapshot of the session's statistics.
     pub async fn stats(&self) -> SessionStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
         SessionStats::from_snapshot(Snapshot {
-            state: self.shared.state(),
+            state: self.shared.state.get(),
             socket: &self.shared.socket,
             media: &self.shared.media,
             report: &report,
@@ -675,10 +598,7 @@ impl MediaSession {
     /// BYE, so it ends at once ([`EndReason::ClosedByPeer`]) instead of after its peer
     /// timeout.
     pub async fn close(&self) {
-        let was_connected = matches!(
-            self.shared.state(),
-            SessionState::Connected | SessionState::Interrupted
-        );
+        let was_connected = self.shared.state.is_connected();
         // Before ending: the end wakes the watchdog, which closes the stack.
         if was_connected {
             let bye = rtc::rtcp::goodbye::Goodbye {
@@ -693,16 +613,16 @@ impl MediaSession {
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
         }
-        self.shared.end(EndReason::Closed);
+        self.shared.state.end(EndReason::Closed);
         if let Err(err) = self.pc.close().await {
-            tracing::debug!(%err, session = %self.id, "closing peer connection");
+            tracing::debug!(%err, session = %self.identity.id, "closing peer connection");
         }
     }
 }
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
-        self.shared.end(EndReason::Closed);
+        self.shared.state.end(EndReason::Closed);
         for task in &self.tasks {
             task.abort();
         }
@@ -771,10 +691,9 @@ pub(crate) fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), Tran
 async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
     config.validate()?;
     let socket = Arc::new(SocketCounters::default());
-    let (state, _) = watch::channel(SessionState::Connecting);
     let (gathered, _) = watch::channel(false);
     let shared = Arc::new(Shared {
-        state,
+        state: StateCell::new(),
         gathered,
         socket: socket.clone(),
         media: MediaCounters::default(),
@@ -1065,7 +984,7 @@ async fn pump_outgoing(
     let telephone_event_local = shared.telephone_event_local.unwrap_or(NO_PAYLOAD_TYPE);
     loop {
         tick.tick().await;
-        let state = shared.state();
+        let state = shared.state.get();
         if matches!(state, SessionState::Ended(_)) {
             return;
         }
@@ -1186,7 +1105,7 @@ async fn watchdog(
                             .lock()
                             .map(|s| s.to_string())
                             .unwrap_or_default();
-                        shared.end(EndReason::ConnectTimeout {
+                        shared.state.end(EndReason::ConnectTimeout {
                             timeout_ms: connect_timeout.as_millis() as u64,
                             last_state,
                         });
@@ -1194,7 +1113,7 @@ async fn watchdog(
                 }
             }
             SessionState::Connected | SessionState::Interrupted if shared.rtt.bye_received() => {
-                shared.end(EndReason::ClosedByPeer);
+                shared.state.end(EndReason::ClosedByPeer);
             }
             SessionState::Connected => {
                 tokio::select! {
@@ -1208,7 +1127,7 @@ async fn watchdog(
                     changed = rx.changed() => if changed.is_err() { return },
                     _ = shared.rtt.bye.notified() => {}
                     _ = tokio::time::sleep(peer_timeout) => {
-                        shared.end(EndReason::PeerGone {
+                        shared.state.end(EndReason::PeerGone {
                             silent_ms: since.elapsed().as_millis() as u64,
                         });
                     }

@@ -48,12 +48,12 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use tokio::sync::watch;
 
-use crate::blob::{BLOB_VERSION, Blob, PCM16K, SdpKind, WebRtcDescription};
+use crate::blob::{Blob, SdpKind};
 use crate::config::TransportConfig;
 use crate::error::TransportError;
 use crate::guard::{DatagramKind, SocketCounters, classify};
+use crate::lifecycle::{BlobIdentity, Role, StateCell};
 use crate::link::{MediaLink, RtpEndpoint};
 use crate::rtt::{RttCell, RttInterceptor};
 use crate::session::{
@@ -249,7 +249,7 @@ impl Drop for MediaPort {
         }
         if let Ok(mut table) = self.shared.table.lock() {
             for (_, entry) in table.sessions.drain() {
-                entry.shared.end(EndReason::Closed);
+                entry.shared.state.end(EndReason::Closed);
             }
         }
     }
@@ -420,7 +420,7 @@ fn flush(port: &PortShared, out: &mut Outbox) {
 
 /// What the API side and the driver share about one session.
 struct SessionShared {
-    state: watch::Sender<SessionState>,
+    state: StateCell,
     socket: SocketCounters,
     media: MediaCounters,
     link: MediaLink,
@@ -431,26 +431,6 @@ struct SessionShared {
     inbox: Producer<(SocketAddr, BytesMut)>,
     /// The inbox's other end, until a worker takes it.
     inbox_rx: Mutex<Option<Consumer<(SocketAddr, BytesMut)>>>,
-}
-
-impl SessionShared {
-    fn set_state(&self, next: SessionState) {
-        self.state.send_if_modified(|current| {
-            if matches!(current, SessionState::Ended(_)) || *current == next {
-                return false;
-            }
-            *current = next;
-            true
-        });
-    }
-
-    fn end(&self, reason: EndReason) {
-        self.set_state(SessionState::Ended(reason));
-    }
-
-    fn state(&self) -> SessionState {
-        self.state.borrow().clone()
-    }
 }
 
 /// One session's sans-IO state, driven by the port thread.
@@ -550,32 +530,32 @@ impl Core {
                 if self.negotiated.is_none() {
                     self.negotiated = self.negotiate();
                 }
-                self.shared.set_state(SessionState::Connected);
+                self.shared.state.set(SessionState::Connected);
             }
             RTCPeerConnectionState::Disconnected => {
                 self.interrupted_since.get_or_insert(now);
-                self.shared.set_state(SessionState::Interrupted);
+                self.shared.state.set(SessionState::Interrupted);
             }
             RTCPeerConnectionState::Failed => {
                 let silent_ms = self
                     .interrupted_since
                     .map_or(0, |since| now.duration_since(since).as_millis() as u64);
-                self.shared.end(EndReason::PeerGone { silent_ms });
+                self.shared.state.end(EndReason::PeerGone { silent_ms });
             }
-            RTCPeerConnectionState::Closed => self.shared.end(EndReason::Closed),
+            RTCPeerConnectionState::Closed => self.shared.state.end(EndReason::Closed),
             _ => {}
         }
     }
 
     /// The connect timeout, the peer timeout and a peer's RTCP BYE.
     fn watch(&mut self, now: Instant) {
-        match self.shared.state() {
+        match self.shared.state.get() {
             SessionState::Connecting => {
                 let deadline = *self
                     .connect_deadline
                     .get_or_insert(now + self.connect_timeout);
                 if now >= deadline {
-                    self.shared.end(EndReason::ConnectTimeout {
+                    self.shared.state.end(EndReason::ConnectTimeout {
                         timeout_ms: self.connect_timeout.as_millis() as u64,
                         last_state: self.last_pc_state.to_string(),
                     });
@@ -584,13 +564,13 @@ impl Core {
             SessionState::Connected | SessionState::Interrupted
                 if self.shared.rtt.bye_received() =>
             {
-                self.shared.end(EndReason::ClosedByPeer);
+                self.shared.state.end(EndReason::ClosedByPeer);
             }
             SessionState::Interrupted => {
                 if let Some(since) = self.interrupted_since
                     && now.duration_since(since) >= self.peer_timeout
                 {
-                    self.shared.end(EndReason::PeerGone {
+                    self.shared.state.end(EndReason::PeerGone {
                         silent_ms: now.duration_since(since).as_millis() as u64,
                     });
                 }
@@ -646,10 +626,7 @@ impl Core {
             return;
         }
         let media = &self.shared.media;
-        let connected = matches!(
-            self.shared.state(),
-            SessionState::Connected | SessionState::Interrupted
-        );
+        let connected = self.shared.state.is_connected();
         let mut batch = std::mem::take(&mut self.batch);
         for mut buf in batch.drain(..) {
             let Some((pt, ids)) = self.negotiated.as_ref().filter(|_| connected) else {
@@ -694,11 +671,9 @@ impl Core {
             return;
         }
         self.closing = true;
-        let connected = matches!(
-            self.shared.state(),
-            SessionState::Connected | SessionState::Interrupted
-        );
-        if connected && let Some(mut sender) = self.pc.rtp_sender(self.sender) {
+        if self.shared.state.is_connected()
+            && let Some(mut sender) = self.pc.rtp_sender(self.sender)
+        {
             let bye = rtc::rtcp::goodbye::Goodbye {
                 sources: vec![self.ssrc],
                 reason: Bytes::from_static(b"closed"),
@@ -707,28 +682,19 @@ impl Core {
         }
         let _ = self.pc.close();
         self.take_writes(out);
-        self.shared.end(EndReason::Closed);
+        self.shared.state.end(EndReason::Closed);
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Offerer,
-    Answerer,
 }
 
 /// One call's media session on a [`MediaPort`]: the same blob, SDP and media hand-off as a
 /// [`MediaSession`](crate::MediaSession), with no socket, task or timer of its own.
 /// Dropping it (or [`close`](Self::close)) ends it and takes it off the port.
 pub struct PortSession {
-    id: String,
+    identity: BlobIdentity,
     key: SessionKey,
     role: Role,
     config: TransportConfig,
     local_sdp: String,
-    call_id: Mutex<Option<String>>,
-    source_context: String,
-    render_context: String,
     core: Arc<Mutex<Core>>,
     shared: Arc<SessionShared>,
     port: Arc<PortShared>,
@@ -737,10 +703,10 @@ pub struct PortSession {
 impl std::fmt::Debug for PortSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortSession")
-            .field("id", &self.id)
+            .field("id", &self.identity.id)
             .field("role", &self.role)
             .field("port", &self.port.local)
-            .field("state", &self.shared.state())
+            .field("state", &self.shared.state.get())
             .finish()
     }
 }
@@ -822,10 +788,7 @@ impl PortSession {
         let offer = Blob::parse(offer_blob, config.blob_integrity.key())?;
         offer.expect_kind(SdpKind::Offer)?;
         let mut session = Self::answer_sdp(port, config, &offer.webrtc.sdp)?;
-        session.id = offer.mp_media_session_id.clone();
-        if let Ok(mut call_id) = session.call_id.lock() {
-            *call_id = offer.call_id.clone();
-        }
+        session.identity.answering(&offer);
         let answer = session.blob();
         Ok((session, answer))
     }
@@ -844,7 +807,7 @@ impl PortSession {
         })?;
         let key = port.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let shared = built.shared.clone();
-        shared.set_state(state);
+        shared.state.set(state);
         let core = Arc::new(Mutex::new(Core {
             key,
             pc: built.pc,
@@ -883,14 +846,11 @@ impl PortSession {
             );
         }
         Ok(PortSession {
-            id: uuid::Uuid::new_v4().to_string(),
+            identity: BlobIdentity::new(),
             key,
             role,
             config,
             local_sdp,
-            call_id: Mutex::new(None),
-            source_context: uuid::Uuid::new_v4().to_string(),
-            render_context: uuid::Uuid::new_v4().to_string(),
             core,
             shared,
             port: port.shared.clone(),
@@ -899,7 +859,7 @@ impl PortSession {
 
     /// The media session id (`mpMediaSessionId` in the blob).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.identity.id
     }
 
     /// This side's SDP (offer, or answer on the answering side), with the port's candidate.
@@ -919,50 +879,30 @@ impl PortSession {
 
     /// Records the Graph call id, so later [`blob`](Self::blob)s carry it.
     pub fn set_call_id(&self, call_id: impl Into<String>) {
-        if let Ok(mut slot) = self.call_id.lock() {
-            *slot = Some(call_id.into());
-        }
+        self.identity.set_call_id(Some(call_id.into()));
     }
 
     /// The sealed blob for `appHostedMediaConfig.blob` (format: `docs/blob.md`).
     pub fn blob(&self) -> String {
-        let call_id = self.call_id.lock().ok().and_then(|c| c.clone());
-        Blob {
-            version: BLOB_VERSION,
-            mp_media_session_id: self.id.clone(),
-            call_id,
-            supported_audio_format: PCM16K.to_owned(),
-            audio_source_contexts: vec![self.source_context.clone()],
-            audio_render_contexts: vec![self.render_context.clone()],
-            receive_unmixed_meeting_audio: false,
-            webrtc: WebRtcDescription {
-                kind: match self.role {
-                    Role::Offerer => SdpKind::Offer,
-                    Role::Answerer => SdpKind::Answer,
-                },
-                sdp: self.local_sdp.clone(),
-            },
-        }
-        .seal(&self.config.blob_integrity)
+        self.identity.seal(
+            self.role,
+            false,
+            &self.local_sdp,
+            &self.config.blob_integrity,
+        )
     }
 
     /// Applies the media peer's answer blob (verified, and for this media session).
     pub fn accept(&self, answer_blob: &str) -> Result<(), TransportError> {
-        let answer = Blob::parse(answer_blob, self.config.blob_integrity.key())?;
-        answer.expect_kind(SdpKind::Answer)?;
-        if answer.mp_media_session_id != self.id {
-            return Err(crate::BlobError::SessionMismatch {
-                expected: self.id.clone(),
-                found: answer.mp_media_session_id,
-            }
-            .into());
-        }
-        self.accept_sdp(&answer.webrtc.sdp)
+        let sdp = self
+            .identity
+            .answer_sdp(answer_blob, &self.config.blob_integrity)?;
+        self.accept_sdp(&sdp)
     }
 
     /// Applies a raw SDP answer. ICE and DTLS start; the connect timeout runs from here.
     pub fn accept_sdp(&self, answer_sdp: &str) -> Result<(), TransportError> {
-        match self.shared.state() {
+        match self.shared.state.get() {
             SessionState::AwaitingAnswer if self.role == Role::Offerer => {}
             SessionState::Ended(reason) => return Err(TransportError::Ended(reason)),
             _ => return Err(TransportError::NotAwaitingAnswer),
@@ -988,7 +928,7 @@ impl PortSession {
             .config
             .telephone_event_payload_type
             .and_then(|_| rtpmap_payload_type(answer_sdp, "telephone-event/48000"));
-        self.shared.set_state(SessionState::Connecting);
+        self.shared.state.set(SessionState::Connecting);
         Ok(())
     }
 
@@ -1006,7 +946,7 @@ impl PortSession {
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
         self.shared.link.attach_pipeline(pipeline, epoch);
         if let Err(e) = pipeline.use_loss_reports(self.shared.rtt.loss.clone()) {
-            tracing::warn!(session = %self.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
+            tracing::warn!(session = %self.identity.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
         }
         let Some(inbox) = self
             .shared
@@ -1028,34 +968,17 @@ impl PortSession {
 
     /// The current state.
     pub fn state(&self) -> SessionState {
-        self.shared.state()
+        self.shared.state.get()
     }
 
     /// Waits until the session is connected, or returns why it ended first.
     pub async fn connected(&self) -> Result<(), EndReason> {
-        let mut rx = self.shared.state.subscribe();
-        let result = rx
-            .wait_for(|s| matches!(s, SessionState::Connected | SessionState::Ended(_)))
-            .await
-            .map(|s| s.clone());
-        match result {
-            Ok(SessionState::Connected) => Ok(()),
-            Ok(SessionState::Ended(reason)) => Err(reason),
-            _ => Err(EndReason::Closed),
-        }
+        self.shared.state.connected().await
     }
 
     /// Waits until the session ends and returns why.
     pub async fn ended(&self) -> EndReason {
-        let mut rx = self.shared.state.subscribe();
-        match rx
-            .wait_for(|s| matches!(s, SessionState::Ended(_)))
-            .await
-            .map(|s| s.clone())
-        {
-            Ok(SessionState::Ended(reason)) => reason,
-            _ => EndReason::Closed,
-        }
+        self.shared.state.end_watch().await
     }
 
     /// A snapshot of the session's statistics.
@@ -1067,7 +990,7 @@ impl PortSession {
             Err(_) => Default::default(),
         };
         SessionStats::from_snapshot(Snapshot {
-            state: self.shared.state(),
+            state: self.shared.state.get(),
             socket: &self.shared.socket,
             media: &self.shared.media,
             report: &report,
@@ -1250,14 +1173,13 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
         .map_err(|e| stack("host candidate", e))?;
     pc.add_local_candidate(init)
         .map_err(|e| stack("add_local_candidate", e))?;
-    let (state, _) = watch::channel(SessionState::Connecting);
     let (inbox, inbox_rx) = queue::bounded(INBOX);
     Ok(Built {
         pc,
         sender,
         ssrc,
         shared: Arc::new(SessionShared {
-            state,
+            state: StateCell::new(),
             socket: SocketCounters::default(),
             media: MediaCounters::default(),
             link: MediaLink::new(config.queue_capacity),
