@@ -8,6 +8,12 @@ use appmedia_media::pipeline::{CallPipeline, OutgoingRtp, RtpInbox, SendOutcome}
 use appmedia_media::queue::{self, Consumer, Producer, Push};
 use bytes::Bytes;
 
+/// Most packets a pipeline's outbox holds for the transport. Its slots carry whole packets
+/// inline (1.5 KB each, so the tick never allocates), so this is memory per call: 16 is
+/// 320 ms of one packet per tick, with room for a worker catching up on late periods and
+/// for DTMF's repeated end packets; the transport drains it every few milliseconds.
+const PACKET_OUTBOX: usize = 16;
+
 /// The two ends of the bounded queues between a session and a media thread, for code
 /// that handles RTP itself (lab tools, tests). A [`CallPipeline`] is connected directly
 /// with `attach_pipeline` instead.
@@ -95,7 +101,7 @@ impl MediaLink {
     }
 
     pub(crate) fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
-        let outbox = pipeline.packet_outbox(self.capacity);
+        let outbox = pipeline.packet_outbox(self.capacity.min(PACKET_OUTBOX));
         if let Ok(mut endpoint) = self.endpoint.lock() {
             endpoint.take();
         }

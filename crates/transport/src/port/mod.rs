@@ -68,8 +68,8 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// Datagrams read per `recvmmsg` call.
 const BATCH: usize = 32;
 /// Datagrams waiting for a worker-driven session's next tick (a full inbox drops its
-/// oldest): 20 ms of a call is a few datagrams; this absorbs a late tick or a burst.
-const INBOX: usize = 256;
+/// oldest): 20 ms of a call is a few datagrams; 64 absorbs a second of late ticks.
+const INBOX: usize = 64;
 /// Largest datagram accepted (bigger ones are truncated by the kernel and dropped here).
 const MAX_DATAGRAM: usize = 2048;
 
