@@ -1,13 +1,14 @@
 //! One UDP port for every call: [`MediaPort`] and its sans-IO [`PortSession`]s.
 //!
 //! A [`MediaSession`](crate::MediaSession) binds a socket and runs tasks of its own. A
-//! [`MediaPort`] binds **one** socket and drives every session on it from one thread: it
-//! reads datagrams in batches (`recvmmsg`, through `quinn-udp`), routes each to its session
-//! ([`demux`]), and runs each session's ICE / DTLS / SRTP state machine — webrtc-rs' sans-IO
-//! core, `rtc::RTCPeerConnection`, which takes datagrams and time and hands back datagrams,
-//! RTP packets and events — with no task, timer or socket per call. RTP crosses to the media
-//! core through the same bounded lock-free queues as a `MediaSession`'s
-//! ([`RtpEndpoint`], or `attach_pipeline`).
+//! [`MediaPort`] binds **one** socket and one thread for every session on it: the thread
+//! reads datagrams in batches (`recvmmsg`, through `quinn-udp`) and routes each to its session
+//! ([`demux`]). Each session is webrtc-rs' sans-IO core, `rtc::RTCPeerConnection`, which takes
+//! datagrams and time and hands back datagrams, RTP packets and events: the port's thread
+//! runs it until a pipeline is attached, then the call's own tick does, on whichever media
+//! worker ticks the call (`CallPipeline::drive_transport`). No task, timer or socket per call.
+//! RTP crosses to the media core through the same bounded lock-free queues as a
+//! `MediaSession`'s ([`RtpEndpoint`], or `attach_pipeline`).
 //!
 //! The blob, the SDP and the peer's view are the same as a `MediaSession`'s: the two
 //! interoperate, and Chromium sees an ordinary WebRTC peer (one host candidate, the port's).
@@ -70,7 +71,8 @@ const BATCH: usize = 32;
 /// Datagrams waiting for a worker-driven session's next tick (a full inbox drops its
 /// oldest): 20 ms of a call is a few datagrams; 64 absorbs a second of late ticks.
 const INBOX: usize = 64;
-/// Largest datagram accepted (bigger ones are truncated by the kernel and dropped here).
+/// Largest datagram accepted; a longer one is dropped and counted as garbage (no WebRTC peer
+/// sends more than an MTU).
 const MAX_DATAGRAM: usize = 2048;
 
 /// What a port saw, over all its sessions.
@@ -257,7 +259,11 @@ impl Drop for MediaPort {
 
 /// The driver thread: read, route, drive, send; until the port is dropped.
 fn drive(port: &PortShared) {
-    let mut storage = vec![[0u8; MAX_DATAGRAM]; BATCH];
+    // Each slot takes a whole GRO batch of datagrams (the kernel coalesces a flow's datagrams
+    // when it can) and is one byte longer than the longest datagram accepted, so that a
+    // longer one is seen as such rather than cut to size.
+    let slot = (MAX_DATAGRAM * port.udp.gro_segments().max(1)).max(MAX_DATAGRAM + 1);
+    let mut storage = vec![vec![0u8; slot]; BATCH];
     let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
     let mut sessions: Vec<Entry> = Vec::new();
     let mut out = Outbox::default();
@@ -274,7 +280,12 @@ fn drive(port: &PortShared) {
                     drop(bufs);
                     for (buf, meta) in storage.iter().zip(&meta).take(n) {
                         let stride = meta.stride.max(1);
-                        for datagram in buf[..meta.len.min(MAX_DATAGRAM)].chunks(stride) {
+                        for datagram in buf[..meta.len.min(buf.len())].chunks(stride) {
+                            if datagram.len() > MAX_DATAGRAM {
+                                port.counters.received.fetch_add(1, Ordering::Relaxed);
+                                port.counters.garbage.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
                             receive(port, datagram, meta.addr, &mut out);
                         }
                     }
