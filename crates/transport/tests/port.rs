@@ -392,3 +392,49 @@ async fn replayed_srtp_is_counted_and_never_delivered_twice() {
     let (freq, _) = dominant(&b.decoded[4800..], &[440.0, 1000.0], RATE);
     assert_eq!(freq, 1000.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_on_every_interface_advertises_its_public_address() {
+    use std::net::{IpAddr, Ipv4Addr};
+    // As with Kubernetes host networking: bound to 0.0.0.0, the node's address known.
+    let everywhere = TransportConfig {
+        bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ..config()
+    };
+    assert!(
+        MediaPort::bind(&everywhere, 0).is_err(),
+        "no address to advertise"
+    );
+    let port = MediaPort::bind(
+        &TransportConfig {
+            public_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ..everywhere
+        },
+        0,
+    )
+    .unwrap();
+    assert!(port.local_addr().ip().is_unspecified());
+    let advertised = port.advertised_addr();
+    assert_eq!(advertised.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(advertised.port(), port.local_addr().port());
+    let (bot, peer) = connected(&port, config()).await;
+    let candidate = format!(" {} {} typ host", advertised.ip(), advertised.port());
+    assert!(bot.local_sdp().contains(&candidate), "{}", bot.local_sdp());
+    assert!(!bot.local_sdp().contains("0.0.0.0 "), "{}", bot.local_sdp());
+    let seconds = Duration::from_millis(1000);
+    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
+    let p = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        seconds,
+    );
+    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        b.received > 20 && p.received > 20,
+        "{} {}",
+        b.received,
+        p.received
+    );
+}

@@ -19,7 +19,7 @@ pub(crate) mod demux;
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -143,7 +143,9 @@ struct PortShared {
     socket: UdpSocket,
     udp: quinn_udp::UdpSocketState,
     local: SocketAddr,
-    public_ip: Option<IpAddr>,
+    /// What the sessions' one host candidate says: the bound port at `public_ip` when set,
+    /// else at the bound address.
+    advertised: SocketAddr,
     table: Mutex<Table>,
     counters: PortCounters,
     next_key: AtomicU64,
@@ -169,13 +171,15 @@ impl std::fmt::Debug for MediaPort {
 
 impl MediaPort {
     /// Binds `config.bind_ip` on `port` (0: an ephemeral port) and starts the driver thread.
-    /// `config.public_ip` is what the sessions advertise (1:1 NAT); `config.send_poll_interval`
-    /// how often the driver looks at outgoing media and timers when nothing arrives.
+    /// The sessions advertise that address, or `config.public_ip` when set (a 1:1 NAT, or a
+    /// `0.0.0.0` bind on a host whose address is known, as with Kubernetes host networking);
+    /// `config.send_poll_interval` is how often the driver looks at outgoing media and timers
+    /// when nothing arrives.
     pub fn bind(config: &TransportConfig, port: u16) -> Result<MediaPort, TransportError> {
         config.validate()?;
-        if config.bind_ip.is_unspecified() {
+        if config.bind_ip.is_unspecified() && config.public_ip.is_none() {
             return Err(TransportError::InvalidConfig(
-                "a media port needs one address to advertise: bind_ip must not be unspecified"
+                "a media port advertises one address: with bind_ip unspecified, set public_ip"
                     .into(),
             ));
         }
@@ -192,7 +196,7 @@ impl MediaPort {
             socket,
             udp,
             local,
-            public_ip: config.public_ip,
+            advertised: SocketAddr::new(config.public_ip.unwrap_or(config.bind_ip), local.port()),
             table: Mutex::new(Table::default()),
             counters: PortCounters::default(),
             next_key: AtomicU64::new(1),
@@ -214,6 +218,11 @@ impl MediaPort {
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// The address every session's host candidate gives the peer.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.shared.advertised
     }
 
     /// What the port saw.
@@ -386,7 +395,7 @@ fn receive(port: &PortShared, datagram: &[u8], from: SocketAddr, out: &mut Outbo
         }
     } else if let Ok(mut core) = entry.core.lock() {
         let now = Instant::now();
-        core.read(now, port.local, from, datagram);
+        core.read(now, port.advertised, from, datagram);
         core.pump(now, out);
     }
 }
@@ -1043,7 +1052,7 @@ impl TickTransport for WorkerDriver {
                 let Some((from, datagram)) = self.inbox.pop() else {
                     break;
                 };
-                core.read(now, self.port.local, from, datagram);
+                core.read(now, self.port.advertised, from, datagram);
                 work = true;
             }
             if core.pc.poll_timeout().is_some_and(|t| t <= now) {
@@ -1166,7 +1175,9 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
         }],
     );
     let sender = pc.add_track(track).map_err(|e| stack("add_track", e))?;
-    let local = port.shared.local;
+    // The candidate and the address the ICE agent sees datagrams arrive at are one and the
+    // same: what the peer sends to.
+    let local = port.shared.advertised;
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),
@@ -1203,7 +1214,7 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
     })
 }
 
-/// The local description's SDP, with the 1:1 NAT's address when the port has one.
+/// The local description's SDP, its connection lines at the advertised address too.
 fn local_sdp(pc: &RTCPeerConnection, port: &MediaPort) -> Result<String, TransportError> {
     let sdp = pc
         .local_description()
@@ -1212,9 +1223,11 @@ fn local_sdp(pc: &RTCPeerConnection, port: &MediaPort) -> Result<String, Transpo
             kind: "offer",
             reason: "the stack produced no local description".into(),
         })?;
-    Ok(match port.shared.public_ip {
-        Some(public) => advertise_public(&sdp, port.shared.local.ip(), public),
-        None => sdp,
+    let (local, advertised) = (port.shared.local.ip(), port.shared.advertised.ip());
+    Ok(if local == advertised {
+        sdp
+    } else {
+        advertise_public(&sdp, local, advertised)
     })
 }
 
