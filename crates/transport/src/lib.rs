@@ -118,6 +118,12 @@ pub mod fuzzing {
     }
 }
 
+/// For the datagram bench (`benches/datagram.rs`): two port sessions connected in memory.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::port::pair::SansIoPair;
+}
+
 pub use any::WebRtcSession;
 pub use blob::{BLOB_VERSION, Blob, BlobError, Integrity, PCM16K, SdpKind, WebRtcDescription};
 pub use config::TransportConfig;

@@ -16,6 +16,7 @@
 //! beyond the counters (both stay on `MediaSession`).
 
 pub(crate) mod demux;
+pub(crate) mod pair;
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
@@ -476,6 +477,28 @@ struct Core {
 }
 
 impl Core {
+    fn new(key: SessionKey, built: Built, config: &TransportConfig, state: SessionState) -> Core {
+        built.shared.state.set(state);
+        Core {
+            key,
+            pc: built.pc,
+            shared: built.shared,
+            sender: built.sender,
+            ssrc: built.ssrc,
+            negotiated: None,
+            telephone_event_local: config.telephone_event_payload_type,
+            telephone_event_negotiated: built.telephone_event_negotiated,
+            connect_deadline: None,
+            connect_timeout: config.connect_timeout,
+            peer_timeout: config.peer_timeout,
+            interrupted_since: None,
+            last_pc_state: RTCPeerConnectionState::New,
+            batch: Vec::with_capacity(config.queue_capacity),
+            closing: false,
+            claimed: Vec::new(),
+        }
+    }
+
     fn read(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, datagram: BytesMut) {
         let c = &self.shared.socket;
         c.datagrams_received.fetch_add(1, Ordering::Relaxed);
@@ -735,16 +758,7 @@ impl PortSession {
     /// The offering side, on `port`: the SDP offer with the port's host candidate. The
     /// session then waits for [`accept`](Self::accept).
     pub fn offer(port: &MediaPort, config: TransportConfig) -> Result<PortSession, TransportError> {
-        let mut built = build(port, &config)?;
-        let offer = built
-            .pc
-            .create_offer(None)
-            .map_err(|e| stack("create_offer", e))?;
-        built
-            .pc
-            .set_local_description(Instant::now(), offer)
-            .map_err(|e| stack("set_local_description", e))?;
-        let sdp = local_sdp(&built.pc, port)?;
+        let (built, sdp) = offering(port.addresses(), &config)?;
         Self::register(
             port,
             config,
@@ -762,33 +776,7 @@ impl PortSession {
         config: TransportConfig,
         offer_sdp: &str,
     ) -> Result<PortSession, TransportError> {
-        check_remote_sdp("offer", offer_sdp)?;
-        let mut built = build(port, &config)?;
-        let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(|e| {
-            TransportError::Sdp {
-                kind: "offer",
-                reason: e.to_string(),
-            }
-        })?;
-        built
-            .pc
-            .set_remote_description(Instant::now(), offer)
-            .map_err(|e| TransportError::Sdp {
-                kind: "offer",
-                reason: e.to_string(),
-            })?;
-        let answer = built
-            .pc
-            .create_answer(None)
-            .map_err(|e| stack("create_answer", e))?;
-        built
-            .pc
-            .set_local_description(Instant::now(), answer)
-            .map_err(|e| stack("set_local_description", e))?;
-        let sdp = local_sdp(&built.pc, port)?;
-        built.telephone_event_negotiated = config
-            .telephone_event_payload_type
-            .and_then(|_| rtpmap_payload_type(&sdp, "telephone-event/48000"));
+        let (built, sdp) = answering(port.addresses(), &config, offer_sdp)?;
         Self::register(
             port,
             config,
@@ -827,25 +815,7 @@ impl PortSession {
         })?;
         let key = port.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let shared = built.shared.clone();
-        shared.state.set(state);
-        let core = Arc::new(Mutex::new(Core {
-            key,
-            pc: built.pc,
-            shared: shared.clone(),
-            sender: built.sender,
-            ssrc: built.ssrc,
-            negotiated: None,
-            telephone_event_local: config.telephone_event_payload_type,
-            telephone_event_negotiated: built.telephone_event_negotiated,
-            connect_deadline: None,
-            connect_timeout: config.connect_timeout,
-            peer_timeout: config.peer_timeout,
-            interrupted_since: None,
-            last_pc_state: RTCPeerConnectionState::New,
-            batch: Vec::with_capacity(config.queue_capacity),
-            closing: false,
-            claimed: Vec::new(),
-        }));
+        let core = Arc::new(Mutex::new(Core::new(key, built, &config, state)));
         {
             let mut table = port
                 .shared
@@ -1110,7 +1080,7 @@ fn stack(operation: &'static str, source: rtc::shared::error::Error) -> Transpor
 
 /// A peer connection with the Opus (and telephone-event) codec, the audio-level extension,
 /// RTCP reports, the session's send track and the port's host candidate.
-fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportError> {
+fn build(advertised: SocketAddr, config: &TransportConfig) -> Result<Built, TransportError> {
     config.validate()?;
     let mut media_engine = MediaEngine::default();
     media_engine
@@ -1177,7 +1147,7 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
     let sender = pc.add_track(track).map_err(|e| stack("add_track", e))?;
     // The candidate and the address the ICE agent sees datagrams arrive at are one and the
     // same: what the peer sends to.
-    let local = port.shared.advertised;
+    let local = advertised;
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),
@@ -1214,8 +1184,74 @@ fn build(port: &MediaPort, config: &TransportConfig) -> Result<Built, TransportE
     })
 }
 
+/// A session's addresses on its port: bound, and advertised.
+#[derive(Debug, Clone, Copy)]
+struct Addresses {
+    bound: SocketAddr,
+    advertised: SocketAddr,
+}
+
+impl MediaPort {
+    fn addresses(&self) -> Addresses {
+        Addresses {
+            bound: self.shared.local,
+            advertised: self.shared.advertised,
+        }
+    }
+}
+
+/// An offering peer connection and its SDP offer.
+fn offering(at: Addresses, config: &TransportConfig) -> Result<(Built, String), TransportError> {
+    let mut built = build(at.advertised, config)?;
+    let offer = built
+        .pc
+        .create_offer(None)
+        .map_err(|e| stack("create_offer", e))?;
+    built
+        .pc
+        .set_local_description(Instant::now(), offer)
+        .map_err(|e| stack("set_local_description", e))?;
+    let sdp = local_sdp(&built.pc, at)?;
+    Ok((built, sdp))
+}
+
+/// An answering peer connection for `offer_sdp`, and its SDP answer.
+fn answering(
+    at: Addresses,
+    config: &TransportConfig,
+    offer_sdp: &str,
+) -> Result<(Built, String), TransportError> {
+    check_remote_sdp("offer", offer_sdp)?;
+    let mut built = build(at.advertised, config)?;
+    let offer =
+        RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(|e| TransportError::Sdp {
+            kind: "offer",
+            reason: e.to_string(),
+        })?;
+    built
+        .pc
+        .set_remote_description(Instant::now(), offer)
+        .map_err(|e| TransportError::Sdp {
+            kind: "offer",
+            reason: e.to_string(),
+        })?;
+    let answer = built
+        .pc
+        .create_answer(None)
+        .map_err(|e| stack("create_answer", e))?;
+    built
+        .pc
+        .set_local_description(Instant::now(), answer)
+        .map_err(|e| stack("set_local_description", e))?;
+    let sdp = local_sdp(&built.pc, at)?;
+    built.telephone_event_negotiated = config
+        .telephone_event_payload_type
+        .and_then(|_| rtpmap_payload_type(&sdp, "telephone-event/48000"));
+    Ok((built, sdp))
+}
+
 /// The local description's SDP, its connection lines at the advertised address too.
-fn local_sdp(pc: &RTCPeerConnection, port: &MediaPort) -> Result<String, TransportError> {
+fn local_sdp(pc: &RTCPeerConnection, at: Addresses) -> Result<String, TransportError> {
     let sdp = pc
         .local_description()
         .map(|d| d.sdp)
@@ -1223,7 +1259,7 @@ fn local_sdp(pc: &RTCPeerConnection, port: &MediaPort) -> Result<String, Transpo
             kind: "offer",
             reason: "the stack produced no local description".into(),
         })?;
-    let (local, advertised) = (port.shared.local.ip(), port.shared.advertised.ip());
+    let (local, advertised) = (at.bound.ip(), at.advertised.ip());
     Ok(if local == advertised {
         sdp
     } else {
