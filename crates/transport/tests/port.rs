@@ -34,6 +34,23 @@ async fn connected(port: &MediaPort, peer_config: TransportConfig) -> (PortSessi
     (bot, peer)
 }
 
+/// The bot's session sends 440 Hz and the peer's 1 kHz for `seconds`; what each received.
+async fn talk(
+    bot: &PortSession,
+    peer: &MediaSession,
+    seconds: Duration,
+) -> (WorkerResult, WorkerResult) {
+    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
+    let p = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        seconds,
+    );
+    tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_calls_share_one_socket_and_each_hears_only_its_own_peer() {
     let port = MediaPort::bind(&config(), 0).unwrap();
@@ -155,16 +172,7 @@ async fn hostile_datagrams_are_counted_and_dropped_and_the_call_goes_on() {
     );
     assert_eq!(after.sessions, 1, "nothing created for the attacker");
     // The call still carries media both ways.
-    let seconds = Duration::from_millis(1000);
-    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
-    let p = run_media_worker(
-        peer.take_endpoint().unwrap(),
-        tone(1000.0, 1.0, 0.5),
-        seconds,
-    );
-    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
-        .await
-        .unwrap();
+    let (b, p) = talk(&bot, &peer, Duration::from_millis(1000)).await;
     assert!(
         b.received > 20 && p.received > 20,
         "{} {}",
@@ -367,16 +375,7 @@ async fn replayed_srtp_is_counted_and_never_delivered_twice() {
     .await
     .unwrap()
     .unwrap();
-    let seconds = Duration::from_millis(2000);
-    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
-    let p = run_media_worker(
-        peer.take_endpoint().unwrap(),
-        tone(1000.0, 1.0, 0.5),
-        seconds,
-    );
-    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
-        .await
-        .unwrap();
+    let (b, p) = talk(&bot, &peer, Duration::from_millis(2000)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(relay.stats().duplicated > 50, "{:?}", relay.stats());
     // The bot got each of the peer's packets at most once, and counted the copies.
@@ -421,16 +420,7 @@ async fn a_port_on_every_interface_advertises_its_public_address() {
     let candidate = format!(" {} {} typ host", advertised.ip(), advertised.port());
     assert!(bot.local_sdp().contains(&candidate), "{}", bot.local_sdp());
     assert!(!bot.local_sdp().contains("0.0.0.0 "), "{}", bot.local_sdp());
-    let seconds = Duration::from_millis(1000);
-    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
-    let p = run_media_worker(
-        peer.take_endpoint().unwrap(),
-        tone(1000.0, 1.0, 0.5),
-        seconds,
-    );
-    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
-        .await
-        .unwrap();
+    let (b, p) = talk(&bot, &peer, Duration::from_millis(1000)).await;
     assert!(
         b.received > 20 && p.received > 20,
         "{} {}",
