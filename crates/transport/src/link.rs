@@ -100,6 +100,21 @@ impl MediaLink {
         self.endpoint.lock().ok().and_then(|mut e| e.take())
     }
 
+    /// Connects `pipeline` (see `attach_pipeline` below), and has the peer's receiver reports
+    /// (`loss`) drive its in-band FEC; `session` names it in the warning if the encoder refuses.
+    pub(crate) fn attach_with_loss_reports(
+        &self,
+        pipeline: &mut CallPipeline,
+        epoch: Instant,
+        loss: std::sync::Arc<appmedia_media::feedback::LossReports>,
+        session: &str,
+    ) {
+        self.attach_pipeline(pipeline, epoch);
+        if let Err(e) = pipeline.use_loss_reports(loss) {
+            tracing::warn!(%session, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
+        }
+    }
+
     pub(crate) fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
         let outbox = pipeline.packet_outbox(self.capacity.min(PACKET_OUTBOX));
         if let Ok(mut endpoint) = self.endpoint.lock() {

@@ -124,9 +124,7 @@ impl Shared {
     /// Records the telephone-event payload type of the answer SDP (`None` when this side
     /// offers none, or the answer left it out).
     fn set_telephone_event(&self, answer_sdp: &str) {
-        let pt = self
-            .telephone_event_local
-            .and_then(|_| rtpmap_payload_type(answer_sdp, "telephone-event/48000"))
+        let pt = negotiated_telephone_event(self.telephone_event_local, answer_sdp)
             .unwrap_or(NO_PAYLOAD_TYPE);
         self.telephone_event_negotiated.store(pt, Ordering::Relaxed);
     }
@@ -538,10 +536,12 @@ impl MediaSession {
     /// ([`CallPipeline::use_loss_reports`]): none on a clean path, as much as the reported
     /// loss calls for otherwise.
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
-        self.shared.link.attach_pipeline(pipeline, epoch);
-        if let Err(e) = pipeline.use_loss_reports(self.loss_reports()) {
-            tracing::warn!(session = %self.identity.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
-        }
+        self.shared.link.attach_with_loss_reports(
+            pipeline,
+            epoch,
+            self.loss_reports(),
+            &self.identity.id,
+        );
     }
 
     /// The peer's latest receiver report about what we send (fraction lost), for code that
@@ -663,6 +663,12 @@ pub(crate) fn rtpmap_payload_type(sdp: &str, encoding: &str) -> Option<u8> {
 
 /// Refuses SDP that could only lead to an unencrypted or audio-less session, with a reason
 /// a person can act on, before the stack gives a less specific one.
+/// The payload type the answer SDP `sdp` gives `telephone-event/48000`, when this side offers
+/// telephone-events at all (`local`, the configured payload type).
+pub(crate) fn negotiated_telephone_event(local: Option<u8>, sdp: &str) -> Option<u8> {
+    local.and_then(|_| rtpmap_payload_type(sdp, "telephone-event/48000"))
+}
+
 pub(crate) fn check_remote_sdp(kind: &'static str, sdp: &str) -> Result<(), TransportError> {
     let fail = |reason: &str| {
         Err(TransportError::Sdp {

@@ -60,7 +60,7 @@ use crate::link::{MediaLink, RtpEndpoint};
 use crate::rtt::{RttCell, RttInterceptor};
 use crate::session::{
     AUDIO_LEVEL_URI, EndReason, SessionState, advertise_public, check_remote_sdp, extmap_id,
-    opus_codec, rand_ssrc, rtpmap_payload_type, telephone_event_codec,
+    negotiated_telephone_event, opus_codec, rand_ssrc, telephone_event_codec,
 };
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
 use demux::{Demux, DropReason, Route, SessionKey};
@@ -914,10 +914,8 @@ impl PortSession {
                 kind: "answer",
                 reason: e.to_string(),
             })?;
-        core.telephone_event_negotiated = self
-            .config
-            .telephone_event_payload_type
-            .and_then(|_| rtpmap_payload_type(answer_sdp, "telephone-event/48000"));
+        core.telephone_event_negotiated =
+            negotiated_telephone_event(self.config.telephone_event_payload_type, answer_sdp);
         self.shared.state.set(SessionState::Connecting);
         Ok(())
     }
@@ -934,10 +932,12 @@ impl PortSession {
     /// packets; the port's thread only routes datagrams to it. Call before handing the
     /// pipeline to its worker.
     pub fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
-        self.shared.link.attach_pipeline(pipeline, epoch);
-        if let Err(e) = pipeline.use_loss_reports(self.shared.rtt.loss.clone()) {
-            tracing::warn!(session = %self.identity.id, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
-        }
+        self.shared.link.attach_with_loss_reports(
+            pipeline,
+            epoch,
+            self.shared.rtt.loss.clone(),
+            &self.identity.id,
+        );
         let Some(inbox) = self
             .shared
             .inbox_rx
@@ -1244,9 +1244,8 @@ fn answering(
         .set_local_description(Instant::now(), answer)
         .map_err(|e| stack("set_local_description", e))?;
     let sdp = local_sdp(&built.pc, at)?;
-    built.telephone_event_negotiated = config
-        .telephone_event_payload_type
-        .and_then(|_| rtpmap_payload_type(&sdp, "telephone-event/48000"));
+    built.telephone_event_negotiated =
+        negotiated_telephone_event(config.telephone_event_payload_type, &sdp);
     Ok((built, sdp))
 }
 
