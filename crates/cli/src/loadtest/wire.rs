@@ -327,13 +327,22 @@ async fn webrtc_pair(connect_timeout: Duration) -> Result<Pair, String> {
     bot.accept(&answer)
         .await
         .map_err(|e| format!("accept: {e}"))?;
-    // The sessions end themselves with ConnectTimeout; the outer timeout is a backstop.
-    let both = async { tokio::try_join!(bot.connected(), remote.connected()) };
+    let both = async { tokio::try_join!(bot.connected(), remote.connected()).map(|_| ()) };
+    both_connected(connect_timeout, both).await?;
+    Ok(Pair::Webrtc {
+        bot: Box::new(bot),
+        remote: Box::new(remote),
+    })
+}
+
+/// Waits for both sessions of a pair. They end themselves with ConnectTimeout; the outer
+/// timeout is a backstop.
+async fn both_connected(
+    connect_timeout: Duration,
+    both: impl Future<Output = Result<(), appmedia_transport::EndReason>>,
+) -> Result<(), String> {
     match tokio::time::timeout(connect_timeout + Duration::from_secs(2), both).await {
-        Ok(Ok(_)) => Ok(Pair::Webrtc {
-            bot: Box::new(bot),
-            remote: Box::new(remote),
-        }),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(format!("sessions did not connect: {reason:?}")),
         Err(_) => Err(format!(
             "sessions did not connect within {} ms",
@@ -404,17 +413,11 @@ async fn port_pair(port: &MediaPort, connect_timeout: Duration) -> Result<Pair, 
         let (a, b) = tokio::join!(bot.connected(), remote.connected());
         a.and(b)
     };
-    match tokio::time::timeout(connect_timeout + Duration::from_secs(2), both).await {
-        Ok(Ok(())) => Ok(Pair::Port {
-            bot: Box::new(bot),
-            remote: Box::new(remote),
-        }),
-        Ok(Err(reason)) => Err(format!("sessions did not connect: {reason:?}")),
-        Err(_) => Err(format!(
-            "sessions did not connect within {} ms",
-            connect_timeout.as_millis()
-        )),
-    }
+    both_connected(connect_timeout, both).await?;
+    Ok(Pair::Port {
+        bot: Box::new(bot),
+        remote: Box::new(remote),
+    })
 }
 
 /// UDP sockets this process has open (both ends of every call, in-process): its socket
