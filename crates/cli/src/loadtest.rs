@@ -621,11 +621,16 @@ fn process_cpu_time() -> Option<Duration> {
     Some(tv(usage.ru_utime) + tv(usage.ru_stime))
 }
 
-/// Resident set size in KiB, from /proc/self/status (Linux).
-fn rss_kib() -> Option<u64> {
+/// Resident memory in KiB, from /proc/self/status (Linux): the whole resident set
+/// (`VmRSS`) and its anonymous part (`RssAnon`: heap and stacks, without the pages of the
+/// binary's code and other mapped files).
+fn rss_kib() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 /// Everything one run measured.
@@ -644,6 +649,9 @@ struct RunResult {
     /// With a transport: the sessions' counters summed.
     wire: Option<wire::WireTotals>,
     rss_per_call_kib: Option<f64>,
+    /// The anonymous part of it: what the calls allocated, without the code pages the first
+    /// calls fault in (shared with every process of the binary, bounded by its size).
+    anon_rss_per_call_kib: Option<f64>,
     /// Host 1-minute load average at the end of the run.
     load_average: Option<f64>,
 }
@@ -758,10 +766,12 @@ fn run_once(
         (Some((n0, m0, _)), Some((n1, m1, _))) => (Some(per_call(n0, n1)), Some(per_call(m0, m1))),
         _ => (None, None),
     };
-    let rss_per_call_kib = match (rss_before, rss_after) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / calls as f64),
-        _ => None,
+    let grown = |pick: fn((u64, u64)) -> u64| {
+        rss_before
+            .zip(rss_after)
+            .map(|(a, b)| pick(b).saturating_sub(pick(a)) as f64 / calls as f64)
     };
+    let (rss_per_call_kib, anon_rss_per_call_kib) = (grown(|r| r.0), grown(|r| r.1));
     Ok(RunResult {
         timeline,
         calls,
@@ -773,6 +783,7 @@ fn run_once(
         media_cpu_per_call_pct,
         wire,
         rss_per_call_kib,
+        anon_rss_per_call_kib,
         load_average: load_average(),
     })
 }
@@ -828,6 +839,7 @@ fn report_json(
         "media_cpu_per_call_pct": r.media_cpu_per_call_pct.map(|x| round(x, 3)),
         "wire": r.wire.as_ref().map(wire::WireTotals::to_json),
         "rss_per_call_kib": r.rss_per_call_kib.map(|x| round(x, 1)),
+        "anon_rss_per_call_kib": r.anon_rss_per_call_kib.map(|x| round(x, 1)),
         "decode_us": round(decode_us, 1),
         "encode_us": round(encode_us, 1),
         "codec_limit_calls_per_core": round(limit, 1),
@@ -860,7 +872,8 @@ fn report_text(v: &serde_json::Value) -> String {
          send time after the period start p50 {} us p99 {} us p99.9 {} us max {} us \
          (jitter p99 {} us p99.9 {} us) | workers at {} priority, woken after the period \
          start p99 {} us max {} us\n\
-         cpu per call {} % | rss per call {} KiB | host load average {} on {} cores\n\
+         cpu per call {} % | rss per call {} KiB ({} KiB anonymous) | host load average {} \
+         on {} cores\n\
          opus decode {} us + encode {} us CPU per frame -> codec limit {} calls/core; \
          running {} calls/core = {} % of it",
         num("calls"),
@@ -885,6 +898,7 @@ fn report_text(v: &serde_json::Value) -> String {
         num("wake_delay_max_us"),
         num("cpu_per_call_pct"),
         num("rss_per_call_kib"),
+        num("anon_rss_per_call_kib"),
         num("host_load_avg_1m"),
         num("host_cores"),
         num("decode_us"),
@@ -1311,6 +1325,7 @@ mod tests {
             "tick_max_us",
             "cpu_per_call_pct",
             "rss_per_call_kib",
+            "anon_rss_per_call_kib",
             "decode_us",
             "encode_us",
             "codec_limit_calls_per_core",

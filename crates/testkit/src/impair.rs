@@ -8,6 +8,10 @@
 //! the real addresses. STUN and DTLS pass untouched, so the session connects as usual; RTP
 //! and RTCP (RFC 7983: first byte 128–191) are impaired. An outage drops everything, STUN
 //! included, as a cut link does. Deterministic: the same seed gives the same losses.
+//!
+//! It also stands in for a NAT ([`Relay::rebind_facing_a`]: B's flow gets a new address
+//! mid-call) and for an attacker on B's path ([`Relay::inject_to_a`]: datagrams A takes for
+//! B's).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -72,9 +76,20 @@ struct Counters {
 pub struct Relay {
     facing_a: SocketAddr,
     facing_b: SocketAddr,
-    route: Arc<Mutex<Option<(SocketAddr, SocketAddr)>>>,
-    counters: Arc<Counters>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The socket facing A (replaced by [`rebind_facing_a`](Relay::rebind_facing_a)).
+    socket_a: Arc<Mutex<Arc<UdpSocket>>>,
+    shared: Arc<Shared>,
+    /// Receiving from A, receiving from B, sending.
+    tasks: [tokio::task::JoinHandle<()>; 3],
+}
+
+/// What the relay's tasks share.
+struct Shared {
+    route: Mutex<Option<(SocketAddr, SocketAddr)>>,
+    counters: Counters,
+    queue: Mutex<BinaryHeap<Reverse<Due>>>,
+    wake: Notify,
+    shaper: Mutex<Shaper>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -173,98 +188,53 @@ impl Relay {
         let socket_a = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let socket_b = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let (facing_a, facing_b) = (socket_a.local_addr()?, socket_b.local_addr()?);
-        let route = Arc::new(Mutex::new(None));
-        let counters = Arc::new(Counters::default());
-        let queue = Arc::new(Mutex::new(BinaryHeap::<Reverse<Due>>::new()));
-        let wake = Arc::new(Notify::new());
-        let shaper = Arc::new(Mutex::new(Shaper {
-            rng: Rng(impairment.seed | 1),
-            impairment,
-            media_seen: 0,
-            started: None,
-            order: 0,
-        }));
-        let mut tasks = Vec::new();
-        for (socket, from_a) in [(socket_a.clone(), true), (socket_b.clone(), false)] {
-            let (route, counters, queue, wake, shaper) = (
-                route.clone(),
-                counters.clone(),
-                queue.clone(),
-                wake.clone(),
-                shaper.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                loop {
-                    let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                        return;
-                    };
-                    let Some((a, b)) = *route.lock().unwrap() else {
-                        continue;
-                    };
-                    if from != if from_a { a } else { b } {
-                        counters.strangers.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let now = Instant::now();
-                    let mut shaper = shaper.lock().unwrap();
-                    let times = shaper.decide(&buf[..n], now, &counters);
-                    let mut queue = queue.lock().unwrap();
-                    for at in times {
-                        shaper.order += 1;
-                        queue.push(Reverse(Due {
-                            at,
-                            order: shaper.order,
-                            to_b: from_a,
-                            bytes: buf[..n].to_vec(),
-                        }));
-                    }
-                    wake.notify_one();
-                }
-            }));
-        }
-        // The sender: datagrams leave in order of their due time, from the socket facing
-        // their destination (so each peer sees the relay's address it was given).
-        {
-            let (route, counters) = (route.clone(), counters.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let next = queue.lock().unwrap().peek().map(|d| d.0.at);
-                    match next {
-                        None => wake.notified().await,
-                        Some(at) if at > Instant::now() => {
-                            tokio::select! {
-                                _ = tokio::time::sleep_until(at) => {}
-                                _ = wake.notified() => {}
-                            }
-                        }
-                        Some(_) => {
-                            let Some(Reverse(due)) = queue.lock().unwrap().pop() else {
-                                continue;
-                            };
-                            let Some((a, b)) = *route.lock().unwrap() else {
-                                continue;
-                            };
-                            let (socket, to) = if due.to_b {
-                                (&socket_b, b)
-                            } else {
-                                (&socket_a, a)
-                            };
-                            if socket.send_to(&due.bytes, to).await.is_ok() {
-                                counters.forwarded.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-            }));
-        }
+        let shared = Arc::new(Shared {
+            route: Mutex::new(None),
+            counters: Counters::default(),
+            queue: Mutex::new(BinaryHeap::new()),
+            wake: Notify::new(),
+            shaper: Mutex::new(Shaper {
+                rng: Rng(impairment.seed | 1),
+                impairment,
+                media_seen: 0,
+                started: None,
+                order: 0,
+            }),
+        });
+        let receive_a = receive(socket_a.clone(), true, shared.clone());
+        let receive_b = receive(socket_b.clone(), false, shared.clone());
+        let socket_a = Arc::new(Mutex::new(socket_a));
+        let send = tokio::spawn(send(socket_a.clone(), socket_b, shared.clone()));
         Ok(Relay {
             facing_a,
             facing_b,
-            route,
-            counters,
-            tasks,
+            socket_a,
+            shared,
+            tasks: [receive_a, receive_b, send],
         })
+    }
+
+    /// Replaces the socket facing A with a new one, as when B's NAT gives B's flow a new
+    /// mapping: A now gets B's datagrams from another address (returned), and what A sends to
+    /// the old one is lost (that socket is closed).
+    pub async fn rebind_facing_a(&mut self) -> std::io::Result<SocketAddr> {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let at = socket.local_addr()?;
+        let receiving = receive(socket.clone(), true, self.shared.clone());
+        std::mem::replace(&mut self.tasks[0], receiving).abort();
+        *self.socket_a.lock().unwrap() = socket;
+        self.facing_a = at;
+        Ok(at)
+    }
+
+    /// Sends `datagram` to A from the socket facing it, so that A takes it for one of B's:
+    /// what an attacker on B's path (or spoofing B's address) can send.
+    pub async fn inject_to_a(&self, datagram: &[u8]) -> std::io::Result<()> {
+        let Some((a, _)) = *self.shared.route.lock().unwrap() else {
+            return Err(std::io::Error::other("no route yet"));
+        };
+        let socket = self.socket_a.lock().unwrap().clone();
+        socket.send_to(datagram, a).await.map(|_| ())
     }
 
     /// The address peer A must send to (it stands for B).
@@ -279,12 +249,12 @@ impl Relay {
 
     /// The peers' real addresses: datagrams from `a` go to `b` and back.
     pub fn route(&self, a: SocketAddr, b: SocketAddr) {
-        *self.route.lock().unwrap() = Some((a, b));
+        *self.shared.route.lock().unwrap() = Some((a, b));
     }
 
     /// What the relay did so far.
     pub fn stats(&self) -> RelayStats {
-        let c = &self.counters;
+        let c = &self.shared.counters;
         RelayStats {
             forwarded: c.forwarded.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
@@ -299,6 +269,76 @@ impl Drop for Relay {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// Receives from one peer's side and queues each datagram at the time its fate says.
+fn receive(
+    socket: Arc<UdpSocket>,
+    from_a: bool,
+    shared: Arc<Shared>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Some((a, b)) = *shared.route.lock().unwrap() else {
+                continue;
+            };
+            if from != if from_a { a } else { b } {
+                shared.counters.strangers.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let now = Instant::now();
+            let mut shaper = shared.shaper.lock().unwrap();
+            let times = shaper.decide(&buf[..n], now, &shared.counters);
+            let mut queue = shared.queue.lock().unwrap();
+            for at in times {
+                shaper.order += 1;
+                queue.push(Reverse(Due {
+                    at,
+                    order: shaper.order,
+                    to_b: from_a,
+                    bytes: buf[..n].to_vec(),
+                }));
+            }
+            shared.wake.notify_one();
+        }
+    })
+}
+
+/// The sender: datagrams leave in order of their due time, from the socket facing their
+/// destination (so each peer sees the relay's address it was given).
+async fn send(socket_a: Arc<Mutex<Arc<UdpSocket>>>, socket_b: Arc<UdpSocket>, shared: Arc<Shared>) {
+    loop {
+        let next = shared.queue.lock().unwrap().peek().map(|d| d.0.at);
+        match next {
+            None => shared.wake.notified().await,
+            Some(at) if at > Instant::now() => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = shared.wake.notified() => {}
+                }
+            }
+            Some(_) => {
+                let Some(Reverse(due)) = shared.queue.lock().unwrap().pop() else {
+                    continue;
+                };
+                let Some((a, b)) = *shared.route.lock().unwrap() else {
+                    continue;
+                };
+                let (socket, to) = if due.to_b {
+                    (socket_b.clone(), b)
+                } else {
+                    (socket_a.lock().unwrap().clone(), a)
+                };
+                if socket.send_to(&due.bytes, to).await.is_ok() {
+                    shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct SocketCounters {
     pub rtp: AtomicU64,
     pub rtcp: AtomicU64,
     pub garbage: AtomicU64,
+    /// Times the peer moved to a new address and the session followed (port sessions).
+    pub peer_moves: AtomicU64,
 }
 
 /// RFC 7983 §7 demultiplexing by the first byte, tightened with minimum lengths.

@@ -8,11 +8,11 @@ use appmedia_media::pipeline::{CallPipeline, OutgoingRtp, RtpInbox, SendOutcome}
 use appmedia_media::queue::{self, Consumer, Producer, Push};
 use bytes::Bytes;
 
-/// Most packets a pipeline's outbox holds for the transport. Its slots carry whole packets
-/// inline (1.5 KB each, so the tick never allocates), so this is memory per call: 16 is
-/// 320 ms of one packet per tick, with room for a worker catching up on late periods and
-/// for DTMF's repeated end packets; the transport drains it every few milliseconds.
-const PACKET_OUTBOX: usize = 16;
+/// Most packets a pipeline's outbox holds for a transport that drains it from its own task.
+/// Its slots carry whole packets inline (1.5 KB each, so the tick never allocates), so this
+/// is memory per call: 16 is 320 ms of one packet per tick, with room for a worker catching
+/// up on late periods; the transport drains it every few milliseconds.
+pub(crate) const PACKET_OUTBOX: usize = 16;
 
 /// The two ends of the bounded queues between a session and a media thread, for code
 /// that handles RTP itself (lab tools, tests). A [`CallPipeline`] is connected directly
@@ -100,23 +100,29 @@ impl MediaLink {
         self.endpoint.lock().ok().and_then(|mut e| e.take())
     }
 
-    /// Connects `pipeline` (see `attach_pipeline` below), and has the peer's receiver reports
-    /// (`loss`) drive its in-band FEC; `session` names it in the warning if the encoder refuses.
+    /// Connects `pipeline` (see `attach_pipeline` below) with an outbox of `outbox` packets,
+    /// and has the peer's receiver reports (`loss`) drive its in-band FEC; `session` names it
+    /// in the warning if the encoder refuses.
     pub(crate) fn attach_with_loss_reports(
         &self,
         pipeline: &mut CallPipeline,
         epoch: Instant,
+        outbox: usize,
         loss: std::sync::Arc<appmedia_media::feedback::LossReports>,
         session: &str,
     ) {
-        self.attach_pipeline(pipeline, epoch);
+        self.attach_with_outbox(pipeline, epoch, outbox);
         if let Err(e) = pipeline.use_loss_reports(loss) {
             tracing::warn!(%session, error = %e, "the encoder refused adaptive FEC; keeping its configured FEC");
         }
     }
 
     pub(crate) fn attach_pipeline(&self, pipeline: &mut CallPipeline, epoch: Instant) {
-        let outbox = pipeline.packet_outbox(self.capacity.min(PACKET_OUTBOX));
+        self.attach_with_outbox(pipeline, epoch, PACKET_OUTBOX);
+    }
+
+    fn attach_with_outbox(&self, pipeline: &mut CallPipeline, epoch: Instant, outbox: usize) {
+        let outbox = pipeline.packet_outbox(self.capacity.min(outbox));
         if let Ok(mut endpoint) = self.endpoint.lock() {
             endpoint.take();
         }

@@ -539,6 +539,7 @@ impl MediaSession {
         self.shared.link.attach_with_loss_reports(
             pipeline,
             epoch,
+            crate::link::PACKET_OUTBOX,
             self.loss_reports(),
             &self.identity.id,
         );

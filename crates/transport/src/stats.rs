@@ -81,6 +81,11 @@ pub struct SessionStats {
     /// DTMF (telephone-event) packets dropped because the peer did not negotiate
     /// `telephone-event/48000`.
     pub outbound_no_telephone_event: u64,
+    /// Times the peer's address changed mid-call (a NAT rebinding) and the session followed
+    /// it, after an authenticated ICE check from the new address. Only sessions on a shared
+    /// [`MediaPort`](crate::MediaPort) follow a moved peer; a session with its own socket
+    /// keeps its candidate pair and ends when consent runs out.
+    pub peer_moves: u64,
 }
 
 pub(crate) struct Snapshot<'a> {
@@ -109,6 +114,7 @@ impl SessionStats {
             ice_round_trip_time_ms: None,
             datagrams_received: get(&s.socket.datagrams_received),
             garbage_datagrams: get(&s.socket.garbage),
+            peer_moves: get(&s.socket.peer_moves),
             srtp_rejected: 0,
             inbound_queue_full: get(&s.media.inbound_queue_full),
             outbound_sent: get(&s.media.outbound_sent),

@@ -350,6 +350,28 @@ fn through(blob: &str, to: std::net::SocketAddr) -> (String, std::net::SocketAdd
     (parsed.seal(&Integrity::Sha256), at)
 }
 
+/// A bot session on `port` (side A of `relay`) and a `MediaSession` peer (side B), connected
+/// through the relay.
+async fn connected_through(
+    relay: &appmedia_testkit::impair::Relay,
+    port: &MediaPort,
+) -> (PortSession, MediaSession) {
+    let bot = PortSession::offer(port, config()).unwrap();
+    let (offer, bot_at) = through(&bot.blob(), relay.facing_b());
+    let (peer, answer) = MediaSession::answer_blob(config(), &offer).await.unwrap();
+    let (answer, peer_at) = through(&answer, relay.facing_a());
+    relay.route(bot_at, peer_at);
+    bot.accept(&answer).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        let (a, b) = tokio::join!(bot.connected(), peer.connected());
+        a.and(b)
+    })
+    .await
+    .expect("connected within 15 s")
+    .expect("both sides connected");
+    (bot, peer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_srtp_is_counted_and_never_delivered_twice() {
     use appmedia_testkit::impair::{Impairment, Relay};
@@ -362,19 +384,7 @@ async fn replayed_srtp_is_counted_and_never_delivered_twice() {
     .await
     .unwrap();
     let port = MediaPort::bind(&config(), 0).unwrap();
-    let bot = PortSession::offer(&port, config()).unwrap();
-    let (offer, bot_at) = through(&bot.blob(), relay.facing_b());
-    let (peer, answer) = MediaSession::answer_blob(config(), &offer).await.unwrap();
-    let (answer, peer_at) = through(&answer, relay.facing_a());
-    relay.route(bot_at, peer_at);
-    bot.accept(&answer).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), async {
-        let (a, b) = tokio::join!(bot.connected(), peer.connected());
-        a.and(b)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (bot, peer) = connected_through(&relay, &port).await;
     let (b, p) = talk(&bot, &peer, Duration::from_millis(2000)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(relay.stats().duplicated > 50, "{:?}", relay.stats());
@@ -427,4 +437,189 @@ async fn a_port_on_every_interface_advertises_its_public_address() {
         b.received,
         p.received
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_nat_rebinds_is_followed_after_an_authenticated_check() {
+    use appmedia_testkit::impair::{Impairment, Relay};
+    // The peer reaches the bot through a "NAT" (the relay) that gives its flow a new
+    // address mid-call; what the bot sends to the old one is lost.
+    let mut relay = Relay::start(Impairment::default()).await.unwrap();
+    let port = MediaPort::bind(&config(), 0).unwrap();
+    let (bot, peer) = connected_through(&relay, &port).await;
+    let seconds = Duration::from_millis(9000);
+    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
+    let p = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        seconds,
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let received = async || {
+        (
+            bot.stats().packets_received,
+            peer.stats().await.packets_received,
+        )
+    };
+    let (bot_before, peer_before) = received().await;
+    assert!(
+        bot_before > 50 && peer_before > 50,
+        "{bot_before} {peer_before}"
+    );
+    assert_eq!(bot.stats().peer_moves, 0);
+    let old = relay.facing_a();
+    let new = relay.rebind_facing_a().await.unwrap();
+    assert_ne!(old, new);
+    // The peer's media from the new address is dropped until the peer's next consent check
+    // from there is authenticated and answered (its agent checks once it hears nothing for
+    // 2 s); then the session follows, both ways.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let (bot_moved, peer_moved) = received().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (bot_after, peer_after) = received().await;
+    let stats = bot.stats();
+    assert_eq!(stats.peer_moves, 1, "{stats:?}");
+    assert!(
+        port.stats().dropped_unknown_source > 0,
+        "the new address was not let in before its check: {:?}",
+        port.stats()
+    );
+    // 2.5 s is 125 packets each way.
+    assert!(
+        bot_after - bot_moved > 100,
+        "the bot hears the moved peer: {bot_moved} -> {bot_after}"
+    );
+    assert!(
+        peer_after - peer_moved > 100,
+        "the moved peer hears the bot: {peer_moved} -> {peer_after}"
+    );
+    assert_eq!(bot.state(), SessionState::Connected);
+    assert_eq!(peer.state(), SessionState::Connected);
+    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+        .await
+        .unwrap();
+    for (name, heard, expect) in [("bot", &b, 1000.0), ("peer", &p, 440.0)] {
+        let tail = &heard.decoded[heard.decoded.len().saturating_sub(48_000)..];
+        let (freq, ratio) = dominant(tail, &[440.0, 1000.0], RATE);
+        assert_eq!(freq, expect, "{name} heard {freq} Hz at the end");
+        assert!(ratio > 10.0, "{name}: ratio {ratio:.1}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_the_peers_own_address_neither_breaks_the_call_nor_gets_answers() {
+    use appmedia_testkit::impair::{Impairment, Relay};
+    // An attacker on the peer's path sends from the peer's address, which the port has let
+    // in: DTLS ClientHellos (a new handshake mid-call), forged SRTP, and consent checks
+    // with the right ufrag but no valid MESSAGE-INTEGRITY.
+    let relay = Relay::start(Impairment::default()).await.unwrap();
+    let port = MediaPort::bind(&config(), 0).unwrap();
+    let (bot, peer) = connected_through(&relay, &port).await;
+    let ufrag = bot
+        .local_sdp()
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let seconds = Duration::from_millis(4000);
+    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
+    let p = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        seconds,
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (sent_before, stats_before) = (port.stats().datagrams_sent, bot.stats());
+    let floods = 600;
+    for i in 0..floods {
+        let n = i as u8;
+        relay.inject_to_a(&client_hello(n)).await.unwrap();
+        let mut srtp = vec![0x80, 111, 0, n, 0, 0, 0, n, 0x12, 0x34, 0x56, 0x78];
+        srtp.extend_from_slice(&[n; 80]);
+        relay.inject_to_a(&srtp).await.unwrap();
+        relay
+            .inject_to_a(&unsigned_check(&format!("{ufrag}:peer"), n))
+            .await
+            .unwrap();
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let flood_time = Duration::from_millis(1000);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (sent_after, stats_after) = (port.stats().datagrams_sent, bot.stats());
+    // The bot answered none of it: what it sent in those ~2 s is its own media, RTCP and
+    // consent checks (~50 + a few a second), not a reply per forged datagram.
+    let sent = sent_after - sent_before;
+    let expected = (2 * 50 + 20) as u64 + flood_time.as_secs() * 10;
+    assert!(
+        sent <= expected,
+        "sent {sent} datagrams while {} forged ones arrived",
+        3 * floods
+    );
+    assert!(
+        stats_after.srtp_rejected - stats_before.srtp_rejected >= floods as u64 / 2,
+        "{stats_after:?}"
+    );
+    assert_eq!(stats_after.peer_moves, 0);
+    assert_eq!(port.stats().sessions, 1);
+    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(bot.state(), SessionState::Connected);
+    assert_eq!(peer.state(), SessionState::Connected);
+    for (name, heard, expect) in [("bot", &b, 1000.0), ("peer", &p, 440.0)] {
+        assert!(
+            heard.received > heard.sent * 9 / 10,
+            "{name} got {} of {}",
+            heard.received,
+            heard.sent
+        );
+        let tail = &heard.decoded[heard.decoded.len().saturating_sub(48_000)..];
+        let (freq, ratio) = dominant(tail, &[440.0, 1000.0], RATE);
+        assert_eq!(freq, expect, "{name} heard {freq} Hz at the end");
+        assert!(ratio > 10.0, "{name}: ratio {ratio:.1}");
+    }
+}
+
+/// A DTLS 1.2 ClientHello record (epoch 0), as a peer starting a new handshake sends.
+fn client_hello(n: u8) -> Vec<u8> {
+    let mut body = vec![0xfe, 0xfd];
+    body.extend_from_slice(&[n; 32]); // random
+    body.push(0); // session id
+    body.push(0); // cookie
+    body.extend_from_slice(&[0, 2, 0xc0, 0x2b]); // TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    body.extend_from_slice(&[1, 0]); // no compression
+    body.extend_from_slice(&[0, 0]); // no extensions
+    let len = body.len() as u32;
+    let mut handshake = vec![1]; // client_hello
+    handshake.extend_from_slice(&len.to_be_bytes()[1..]);
+    handshake.extend_from_slice(&[0, 0]); // message_seq
+    handshake.extend_from_slice(&[0, 0, 0]); // fragment_offset
+    handshake.extend_from_slice(&len.to_be_bytes()[1..]); // fragment_length
+    handshake.extend_from_slice(&body);
+    let mut record = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, n];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+/// A STUN Binding request naming `username`, with a MESSAGE-INTEGRITY that is not an HMAC of
+/// anything (the attacker does not know the ICE password).
+fn unsigned_check(username: &str, n: u8) -> Vec<u8> {
+    let name = username.as_bytes();
+    let padded = name.len().div_ceil(4) * 4;
+    let mut attrs = vec![0x00, 0x06];
+    attrs.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(name);
+    attrs.resize(4 + padded, 0);
+    attrs.extend_from_slice(&[0x00, 0x08, 0x00, 20]);
+    attrs.extend_from_slice(&[n; 20]);
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    m.extend_from_slice(&[n; 12]);
+    m.extend_from_slice(&attrs);
+    m
 }
