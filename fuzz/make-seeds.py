@@ -119,3 +119,28 @@ demux = (
     + record(3, 1 | (3 << 3), rtp(2, 1920, 0x1234, opus_frame))
 )
 write("demux", "two-sessions", demux)
+
+
+# follow: the stack talks to address 1; the peer checks from address 2, the stack answers,
+# media from 2 after 600 ms of silence moves the session; the stack's sends are translated.
+def follow_record(op, who, ms, body):
+    return bytes([op, who, ms, len(body)]) + body
+
+
+def stun(kind, txid):
+    return struct.pack("!HHI", kind, 0, 0x2112A442) + bytes([txid] * 12)
+
+
+media = rtp(1, 960, 0x1234, opus_frame)
+follow = (
+    follow_record(1, 1, 0, media)
+    + follow_record(0, 1, 1, media)
+    + follow_record(0, 2, 75, stun(0x0001, 7))
+    + follow_record(1, 2, 0, stun(0x0101, 7))
+    + follow_record(0, 2, 1, media)
+    + follow_record(1, 1, 1, media)
+    + follow_record(0, 1, 75, stun(0x0001, 8))
+    + follow_record(1, 1, 0, stun(0x0101, 8))
+    + follow_record(0, 1, 1, media)
+)
+write("follow", "move-and-back", follow)

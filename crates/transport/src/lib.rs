@@ -116,6 +116,42 @@ pub mod fuzzing {
             }
         }
     }
+
+    /// A port session following its peer's address (`port/follow.rs`), 3-byte records each
+    /// followed by a body: `op` (even: a datagram arrives, odd: the stack sends one), `who`
+    /// (the address, one of eight), `ms` (time passing first), body length; the body is the
+    /// datagram. What must hold: the session moves only to an address the stack has answered a
+    /// Binding request from (never on media or a forged response alone), and it never sends
+    /// to an address nobody named.
+    pub fn follow(data: &[u8]) {
+        use crate::port::follow::PeerAddress;
+        let mut peer = PeerAddress::default();
+        let mut now = std::time::Instant::now();
+        let mut named = std::collections::HashSet::new();
+        let mut answered = std::collections::HashSet::new();
+        let mut rest = data;
+        while let [op, who, ms, len, tail @ ..] = rest {
+            let (body, next) = tail.split_at(usize::from(*len).min(tail.len()));
+            rest = next;
+            now += std::time::Duration::from_millis(u64::from(*ms) * 8);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 5000 + u16::from(who & 7)));
+            named.insert(addr);
+            if op % 2 == 0 {
+                let (shown, moved) = peer.inbound(addr, body, now);
+                assert!(named.contains(&shown));
+                assert!(
+                    !moved || answered.contains(&addr),
+                    "moved to {addr} unverified"
+                );
+            } else {
+                let to = peer.outbound(addr, body, now);
+                assert!(named.contains(&to), "sent to {to}, which nobody named");
+                if body.len() >= 20 && body[..2] == [0x01, 0x01] {
+                    answered.insert(to);
+                }
+            }
+        }
+    }
 }
 
 /// For the datagram bench (`benches/datagram.rs`): two port sessions connected in memory.

@@ -41,7 +41,7 @@ const VERIFIED_FOR: Duration = Duration::from_secs(30);
 
 /// One session's view of where its peer is.
 #[derive(Debug, Default)]
-pub(super) struct PeerAddress {
+pub(crate) struct PeerAddress {
     /// Where the stack sends its media (DTLS, SRTP, SRTCP): its selected pair's remote.
     stack: Option<SocketAddr>,
     /// Where the peer really is, once it moved away from `stack`.
@@ -66,7 +66,7 @@ impl PeerAddress {
 
     /// `datagram` arrived from `from`: the address to show the stack, and whether the peer
     /// has just moved there.
-    pub(super) fn inbound(
+    pub(crate) fn inbound(
         &mut self,
         from: SocketAddr,
         datagram: &[u8],
@@ -98,7 +98,7 @@ impl PeerAddress {
     }
 
     /// The stack sends `datagram` to `to`: where it really goes.
-    pub(super) fn outbound(&mut self, to: SocketAddr, datagram: &[u8], now: Instant) -> SocketAddr {
+    pub(crate) fn outbound(&mut self, to: SocketAddr, datagram: &[u8], now: Instant) -> SocketAddr {
         let stun = matches!(classify(datagram), DatagramKind::Stun);
         if !stun && self.stack != Some(to) && self.moved_to != Some(to) {
             // The stack (re)chose where its media goes: follow it, forget any move.

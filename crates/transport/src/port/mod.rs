@@ -16,7 +16,7 @@
 //! beyond the counters (both stay on `MediaSession`).
 
 pub(crate) mod demux;
-mod follow;
+pub(crate) mod follow;
 pub(crate) mod pair;
 
 use std::collections::HashMap;
