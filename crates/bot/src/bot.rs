@@ -284,6 +284,7 @@ impl Bot {
             bind_ip: config.media.bind_ip,
             public_ip: config.media.public_ip,
             port_range: config.media.port_range.clone(),
+            ice_lite: config.media.ice_lite,
             ..TransportConfig::default()
         };
         let media_port = match config.media.media_port {

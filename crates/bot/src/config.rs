@@ -169,6 +169,9 @@ pub struct MediaSettings {
     /// or timer per call). `None` (default): a socket per call, from
     /// [`port_range`](Self::port_range).
     pub media_port: Option<u16>,
+    /// Offer ICE-lite (`TransportConfig::ice_lite`): the peer controls and nominates, the
+    /// bot runs no check timer of its own. For a bot on a reachable address; default `false`.
+    pub ice_lite: bool,
     /// Media worker threads ticking every call (default: one per core).
     pub workers: usize,
     /// What the bot's Opus encoder aims at, bits per second (6,000–510,000; default 32,000,
@@ -191,6 +194,7 @@ impl Default for MediaSettings {
             public_ip: None,
             port_range: None,
             media_port: None,
+            ice_lite: false,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             audio_bitrate_bps: 32_000,
             realtime: None,
@@ -359,6 +363,8 @@ pub mod env {
     pub const MEDIA_PORTS: &str = "APPMEDIA_MEDIA_PORTS";
     /// `media.media_port`: one UDP port for every call (`0`: an ephemeral one).
     pub const MEDIA_PORT: &str = "APPMEDIA_MEDIA_PORT";
+    /// `media.ice_lite`: `true` or `false`.
+    pub const ICE_LITE: &str = "APPMEDIA_ICE_LITE";
     /// Media scheduler worker threads.
     pub const MEDIA_WORKERS: &str = "APPMEDIA_MEDIA_WORKERS";
     /// `media.audio_bitrate_bps`.
@@ -686,6 +692,11 @@ impl BotConfig {
                 Some(v.parse().map_err(|e| {
                     invalid("media.media_port", env::MEDIA_PORT, &v, format!("{e}"))
                 })?);
+        }
+        if let Some(v) = get(env::ICE_LITE) {
+            config.media.ice_lite = v
+                .parse()
+                .map_err(|e| invalid("media.ice_lite", env::ICE_LITE, &v, format!("{e}")))?;
         }
         if let Some(v) = get(env::MEDIA_WORKERS) {
             config.media.workers = v
@@ -1041,6 +1052,7 @@ mod tests {
             (env::MEDIA_PUBLIC_IP, "203.0.113.9"),
             (env::MEDIA_PORTS, "50000-50100"),
             (env::MEDIA_PORT, "3478"),
+            (env::ICE_LITE, "true"),
             (env::MEDIA_WORKERS, "3"),
             (env::RECORDINGS_DIR, "/var/recordings"),
             (env::KEEP_ALIVE_SECS, "600"),
@@ -1060,6 +1072,7 @@ mod tests {
         assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 9441)));
         assert_eq!(config.media.public_ip, Some("203.0.113.9".parse().unwrap()));
         assert_eq!(config.media.media_port, Some(3478));
+        assert!(config.media.ice_lite);
         assert_eq!(config.media.port_range, Some(50000..=50100));
         assert_eq!(config.media.workers, 3);
         assert_eq!(config.media.audio_bitrate_bps, 40_000);
@@ -1126,6 +1139,7 @@ mod tests {
             (env::LISTEN, "localhost"),
             (env::MEDIA_PUBLIC_IP, "not-an-ip"),
             (env::MEDIA_PORT, "70000"),
+            (env::ICE_LITE, "yes"),
             (env::MEDIA_PORTS, "60000-50000"),
             (env::MEDIA_PORTS, "50000"),
             (env::MEDIA_WORKERS, "0"),

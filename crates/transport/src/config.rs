@@ -56,6 +56,14 @@ pub struct TransportConfig {
     /// goes on the first (mixed) m-line; every other SSRC is a speaker and goes on an
     /// unmixed m-line of its own. `None`: every packet goes on the first m-line.
     pub mixed_ssrc: Option<u32>,
+    /// ICE-lite (RFC 8445 §2.5), as media servers on a reachable address run: the SDP says
+    /// `a=ice-lite`, the peer (a full agent: browsers, the emulator) is the controlling side
+    /// and nominates, and the session runs no check or consent timer of its own. As rtc 0.21
+    /// implements it, the session still answers each of the peer's checks with a triggered
+    /// check back (its controlled side does so lite or not), so a lite session is not
+    /// silent: it only leaves the pacing of checks to the peer. Two lite peers cannot
+    /// connect. Default `false`.
+    pub ice_lite: bool,
     /// Blob: how blobs are sealed and verified. Both ends of a deployment must agree.
     pub blob_integrity: Integrity,
 }
@@ -76,6 +84,7 @@ impl Default for TransportConfig {
             receive_unmixed_meeting_audio: false,
             unmixed_audio_streams: 8,
             mixed_ssrc: None,
+            ice_lite: false,
             blob_integrity: Integrity::Sha256,
         }
     }

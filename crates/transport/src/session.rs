@@ -887,7 +887,8 @@ async fn build_peer_connection(
         // A bot has no use for mDNS host-name candidates, and they cannot be combined with
         // a 1:1 NAT address.
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_include_loopback_candidate(is_loopback(config.bind_ip));
+        .with_include_loopback_candidate(is_loopback(config.bind_ip))
+        .with_lite(config.ice_lite);
 
     let handler = Arc::new(Handler {
         shared: shared.clone(),

@@ -315,3 +315,32 @@ async fn the_peers_receiver_reports_say_what_it_lost_of_ours() {
         "fraction lost {fraction}/256"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_lite_offer_connects_to_a_full_agent_and_carries_media() {
+    let lite = TransportConfig {
+        ice_lite: true,
+        ..TransportConfig::default()
+    };
+    let (bot, peer) = connected_pair(lite, TransportConfig::default()).await;
+    assert!(bot.local_sdp().contains("a=ice-lite"));
+    let seconds = Duration::from_millis(1500);
+    let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
+    let p = run_media_worker(
+        peer.take_endpoint().unwrap(),
+        tone(1000.0, 1.0, 0.5),
+        seconds,
+    );
+    let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+        .await
+        .unwrap();
+    for (name, heard, expect) in [("bot", &b, 1000.0), ("peer", &p, 440.0)] {
+        assert!(
+            heard.received > heard.sent / 2,
+            "{name}: {}",
+            heard.received
+        );
+        let (freq, _) = dominant(&heard.decoded[4800..], &[440.0, 1000.0], RATE);
+        assert_eq!(freq, expect, "{name}");
+    }
+}

@@ -623,3 +623,44 @@ fn unsigned_check(username: &str, n: u8) -> Vec<u8> {
     m.extend_from_slice(&attrs);
     m
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_lite_session_answers_the_peers_checks_and_carries_media() {
+    let lite = TransportConfig {
+        ice_lite: true,
+        ..config()
+    };
+    let port = MediaPort::bind(&lite, 0).unwrap();
+    let bot = PortSession::offer(&port, lite).unwrap();
+    assert!(
+        bot.local_sdp().contains("a=ice-lite"),
+        "{}",
+        bot.local_sdp()
+    );
+    // The peer is a full agent: it controls, checks and nominates.
+    let (peer, answer) = MediaSession::answer_blob(config(), &bot.blob())
+        .await
+        .unwrap();
+    assert!(!answer.contains("ice-lite"));
+    bot.accept(&answer).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        let (a, b) = tokio::join!(bot.connected(), peer.connected());
+        a.and(b)
+    })
+    .await
+    .expect("connected within 15 s")
+    .expect("both sides connected");
+    let (b, p) = talk(&bot, &peer, Duration::from_millis(1500)).await;
+    for (name, heard, expect) in [("bot", &b, 1000.0), ("peer", &p, 440.0)] {
+        assert!(
+            heard.received > heard.sent / 2,
+            "{name}: {}",
+            heard.received
+        );
+        let (freq, _) = dominant(&heard.decoded[4800..], &[440.0, 1000.0], RATE);
+        assert_eq!(freq, expect, "{name}");
+    }
+    // rtc 0.21's controlled side answers the peer's checks with triggered checks of its own,
+    // lite or not (see `TransportConfig::ice_lite`): they measure a round trip.
+    assert!(bot.stats().ice_round_trip_time_ms.is_some());
+}

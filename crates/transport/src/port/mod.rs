@@ -1141,6 +1141,7 @@ fn build(advertised: SocketAddr, config: &TransportConfig) -> Result<Built, Tran
     let settings = SettingEngineBuilder::new()
         .with_ice_timeouts(Some(half), Some(half), Some(Duration::from_secs(1)))
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_lite(config.ice_lite)
         .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
