@@ -334,13 +334,6 @@ async fn an_ice_lite_offer_connects_to_a_full_agent_and_carries_media() {
     let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
         .await
         .unwrap();
-    for (name, heard, expect) in [("bot", &b, 1000.0), ("peer", &p, 440.0)] {
-        assert!(
-            heard.received > heard.sent / 2,
-            "{name}: {}",
-            heard.received
-        );
-        let (freq, _) = dominant(&heard.decoded[4800..], &[440.0, 1000.0], RATE);
-        assert_eq!(freq, expect, "{name}");
-    }
+    assert_heard("bot", &b, 1000.0);
+    assert_heard("peer", &p, 440.0);
 }

@@ -82,6 +82,21 @@ pub struct WorkerResult {
     pub decoded: Vec<i16>,
 }
 
+/// `heard` (what one side of a call received while the other sent `tone_hz`, 440 or
+/// 1000 Hz): most packets arrived, and its last second is that tone, clearly.
+pub fn assert_heard(name: &str, heard: &WorkerResult, tone_hz: f32) {
+    assert!(
+        heard.received > heard.sent / 2,
+        "{name} received {} of ~{}",
+        heard.received,
+        heard.sent
+    );
+    let tail = &heard.decoded[heard.decoded.len().saturating_sub(RATE as usize)..];
+    let (freq, ratio) = dominant(tail, &[440.0, 1000.0], RATE);
+    assert_eq!(freq, tone_hz, "{name} heard {freq} Hz at the end");
+    assert!(ratio > 10.0, "{name}: ratio {ratio:.1}");
+}
+
 /// Plays `pcm` as Opus RTP into `endpoint` at real-time pace on a plain thread (the way
 /// the media core will), and decodes whatever arrives. Runs for `duration`.
 pub fn run_media_worker(
