@@ -234,6 +234,10 @@ pub struct LoadtestArgs {
     /// report's CPU, RSS and UDP sockets are the bot side's alone).
     #[arg(long, value_enum, default_value_t = FarEnd::InProcess)]
     pub far_end: FarEnd,
+    /// With `--transport webrtc-port`: sockets on the one port (`SO_REUSEPORT`), each read
+    /// by a thread of its own (`MediaPort::bind_reuseport`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub port_sockets: u64,
     /// Internal: be the far end of a `--far-end process` run (offers on stdin, answers on
     /// stdout).
     #[arg(long, hide = true)]
@@ -669,6 +673,8 @@ struct WireSetup {
     steal: bool,
     /// The remote parties run in a child process.
     far_end: FarEnd,
+    /// Sockets on the bot's one port (`webrtc-port`).
+    port_sockets: usize,
     /// The bots' turns (the far end's parties follow them).
     mode: BotMode,
 }
@@ -692,6 +698,7 @@ fn run_once(
             workers,
             wire_setup.connect_timeout,
             (wire_setup.far_end == FarEnd::Process).then_some(wire_setup.mode),
+            wire_setup.port_sockets,
         )?),
     };
     let scheduler = Scheduler::start(SchedulerConfig {
@@ -991,6 +998,7 @@ fn run_child(
         .args(args.no_steal.then_some("--no-steal"))
         .args(["--transport", args.transport.name()])
         .args(["--far-end", args.far_end.name()])
+        .args(["--port-sockets", &args.port_sockets.to_string()])
         .args(["--connect-timeout", &args.connect_timeout.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -1134,6 +1142,7 @@ pub fn run(args: &LoadtestArgs) -> Result<(), LoadtestError> {
                 timeline: args.plot.is_some(),
                 steal: !args.no_steal,
                 far_end: args.far_end,
+                port_sockets: args.port_sockets as usize,
                 mode: args.bot,
             };
             let result = run_once(
@@ -1303,6 +1312,7 @@ mod tests {
             timeline: true,
             steal: true,
             far_end: FarEnd::InProcess,
+            port_sockets: 1,
             mode: BotMode::Listen,
         };
         let mode = (BotFormat::Pcm16k, BotMode::Listen);

@@ -166,7 +166,7 @@ pub use config::TransportConfig;
 pub use error::TransportError;
 pub use link::RtpEndpoint;
 pub use plain::{PlainRtpConfig, PlainRtpSession, PlainRtpStats};
-pub use port::{MediaPort, PortSession, PortStats};
+pub use port::{MAX_PORT_SOCKETS, MediaPort, PortSession, PortStats};
 pub use session::{AUDIO_LEVEL_URI, EndReason, MediaSession, SessionState};
 pub use stats::SessionStats;
 pub use unmixed::{MAX_UNMIXED_AUDIO_STREAMS, SLOT_IDLE, UNMIXED_TRACK_PREFIX};

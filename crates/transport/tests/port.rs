@@ -646,3 +646,56 @@ async fn an_ice_lite_session_answers_the_peers_checks_and_carries_media() {
     // lite or not (see `TransportConfig::ice_lite`): they measure a round trip.
     assert!(bot.stats().ice_round_trip_time_ms.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_with_several_sockets_carries_each_call_to_its_own_peer() {
+    assert!(MediaPort::bind_reuseport(&config(), 0, 0).is_err());
+    assert!(
+        MediaPort::bind_reuseport(&config(), 0, appmedia_transport::MAX_PORT_SOCKETS + 1).is_err()
+    );
+    // Three sockets on one port (SO_REUSEPORT): the kernel spreads the peers over them.
+    let port = MediaPort::bind_reuseport(&config(), 0, 3).unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..6 {
+        pairs.push(connected(&port, config()).await);
+    }
+    for (bot, _) in &pairs {
+        assert_eq!(bot.local_addr(), port.local_addr());
+    }
+    let seconds = Duration::from_millis(1500);
+    let mut workers = Vec::new();
+    for (i, (bot, peer)) in pairs.iter().enumerate() {
+        let (bot_hz, peer_hz) = if i % 2 == 0 {
+            (440.0, 1000.0)
+        } else {
+            (1000.0, 440.0)
+        };
+        workers.push((
+            run_media_worker(
+                bot.take_endpoint().unwrap(),
+                tone(bot_hz, 1.0, 0.5),
+                seconds,
+            ),
+            run_media_worker(
+                peer.take_endpoint().unwrap(),
+                tone(peer_hz, 1.0, 0.5),
+                seconds,
+            ),
+            bot_hz,
+            peer_hz,
+        ));
+    }
+    for (b, p, bot_hz, peer_hz) in workers {
+        let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
+            .await
+            .unwrap();
+        assert_heard("bot", &b, peer_hz);
+        assert_heard("peer", &p, bot_hz);
+    }
+    let stats = port.stats();
+    assert_eq!(
+        stats.dropped_unknown_source + stats.dropped_unknown_ufrag,
+        0,
+        "{stats:?}"
+    );
+}

@@ -100,6 +100,7 @@ impl Wire {
         threads: usize,
         connect_timeout: Duration,
         far_end: Option<BotMode>,
+        port_sockets: usize,
     ) -> Result<Self, LoadtestError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
@@ -110,7 +111,7 @@ impl Wire {
         let t0 = Instant::now();
         let port = match transport {
             Transport::WebrtcPort => Some(std::sync::Arc::new(
-                MediaPort::bind(&TransportConfig::default(), 0)
+                MediaPort::bind_reuseport(&TransportConfig::default(), 0, port_sockets)
                     .map_err(|e| LoadtestError::Transport(format!("media port: {e}")))?,
             )),
             _ => None,

@@ -147,8 +147,9 @@ struct Table {
 }
 
 struct PortShared {
-    socket: UdpSocket,
-    udp: quinn_udp::UdpSocketState,
+    /// One socket, or several on the same port (`SO_REUSEPORT`) each with its own thread;
+    /// sends go out of the first.
+    sockets: Vec<PortSocket>,
     local: SocketAddr,
     /// What the sessions' one host candidate says: the bound port at `public_ip` when set,
     /// else at the bound address.
@@ -161,11 +162,20 @@ struct PortShared {
     interval: Duration,
 }
 
+/// A socket of the port and quinn's state for it (batched receive, GRO).
+struct PortSocket {
+    socket: UdpSocket,
+    udp: quinn_udp::UdpSocketState,
+}
+
+/// The most sockets one port binds with [`MediaPort::bind_reuseport`].
+pub const MAX_PORT_SOCKETS: usize = 64;
+
 /// One UDP socket shared by every [`PortSession`] made on it, and the thread that drives
 /// them. Dropping the port ends its sessions ([`EndReason::Closed`]) and joins the thread.
 pub struct MediaPort {
     shared: Arc<PortShared>,
-    driver: Option<JoinHandle<()>>,
+    drivers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for MediaPort {
@@ -183,6 +193,32 @@ impl MediaPort {
     /// `config.send_poll_interval` is how often the driver looks at outgoing media and timers
     /// when nothing arrives.
     pub fn bind(config: &TransportConfig, port: u16) -> Result<MediaPort, TransportError> {
+        Self::bind_sockets(config, port, 1)
+    }
+
+    /// As [`bind`](Self::bind), with `sockets` sockets on the one port (`SO_REUSEPORT`, 1 to
+    /// [`MAX_PORT_SOCKETS`]), each read by a thread of its own; the kernel spreads the peers
+    /// over them by a hash of their addresses. What a port with one thread can carry, and
+    /// what several bought on this machine, is in `docs/benchmarks.md`: one socket is the
+    /// default because one routing thread carries thousands of calls.
+    pub fn bind_reuseport(
+        config: &TransportConfig,
+        port: u16,
+        sockets: usize,
+    ) -> Result<MediaPort, TransportError> {
+        if !(1..=MAX_PORT_SOCKETS).contains(&sockets) {
+            return Err(TransportError::InvalidConfig(format!(
+                "a media port has 1 to {MAX_PORT_SOCKETS} sockets, not {sockets}"
+            )));
+        }
+        Self::bind_sockets(config, port, sockets)
+    }
+
+    fn bind_sockets(
+        config: &TransportConfig,
+        port: u16,
+        count: usize,
+    ) -> Result<MediaPort, TransportError> {
         config.validate()?;
         if config.bind_ip.is_unspecified() && config.public_ip.is_none() {
             return Err(TransportError::InvalidConfig(
@@ -190,18 +226,14 @@ impl MediaPort {
                     .into(),
             ));
         }
-        let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, port))?;
-        socket.set_nonblocking(true)?;
-        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
-        // Every call's datagrams queue in this one socket while the port's thread is away
-        // (real-time media workers may hold both cores for a while): ask for room, as
-        // single-port servers do. The kernel caps it at net.core.rmem_max / wmem_max.
-        let _ = udp.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
-        let _ = udp.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
-        let local = socket.local_addr()?;
+        let first = port_socket(SocketAddr::new(config.bind_ip, port), count > 1)?;
+        let local = first.socket.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..count {
+            sockets.push(port_socket(local, true)?);
+        }
         let shared = Arc::new(PortShared {
-            socket,
-            udp,
+            sockets,
             local,
             advertised: SocketAddr::new(config.public_ip.unwrap_or(config.bind_ip), local.port()),
             table: Mutex::new(Table::default()),
@@ -210,16 +242,26 @@ impl MediaPort {
             stop: AtomicBool::new(false),
             interval: config.send_poll_interval,
         });
-        let driver = std::thread::Builder::new()
-            .name(format!("appmedia-port-{}", local.port()))
-            .spawn({
+        let mut drivers = Vec::with_capacity(count);
+        for index in 0..count {
+            let name = match index {
+                0 => format!("appmedia-port-{}", local.port()),
+                i => format!("appmedia-port-{}-{i}", local.port()),
+            };
+            let spawned = std::thread::Builder::new().name(name).spawn({
                 let shared = shared.clone();
-                move || drive(&shared)
-            })?;
-        Ok(MediaPort {
-            shared,
-            driver: Some(driver),
-        })
+                move || drive(&shared, index)
+            });
+            match spawned {
+                Ok(driver) => drivers.push(driver),
+                Err(e) => {
+                    // Stop the threads already running before giving up.
+                    drop(MediaPort { shared, drivers });
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(MediaPort { shared, drivers })
     }
 
     /// The address the socket is bound to.
@@ -262,7 +304,7 @@ impl MediaPort {
 impl Drop for MediaPort {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(driver) = self.driver.take() {
+        for driver in self.drivers.drain(..) {
             let _ = driver.join();
         }
         if let Ok(mut table) = self.shared.table.lock() {
@@ -273,27 +315,51 @@ impl Drop for MediaPort {
     }
 }
 
-/// The driver thread: read, route, drive, send; until the port is dropped.
-fn drive(port: &PortShared) {
+/// A non-blocking UDP socket bound to `addr` (with `SO_REUSEPORT` when the port has
+/// several), with room to queue every call's datagrams while its thread is away (real-time
+/// media workers may hold every core for a while), as single-port servers ask for. The kernel
+/// caps the buffers at net.core.rmem_max / wmem_max.
+fn port_socket(addr: SocketAddr, reuse_port: bool) -> Result<PortSocket, TransportError> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from(socket);
+    let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+    let _ = udp.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+    let _ = udp.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+    Ok(PortSocket { socket, udp })
+}
+
+/// A driver thread: read socket `index`, route; the first also drives the sessions no
+/// media worker drives and sends; until the port is dropped.
+fn drive(port: &PortShared, index: usize) {
+    let PortSocket { socket, udp } = &port.sockets[index];
     // Each slot takes a whole GRO batch of datagrams (the kernel coalesces a flow's datagrams
     // when it can) and is one byte longer than the longest datagram accepted, so that a
     // longer one is seen as such rather than cut to size.
     // One zeroed allocation (the allocator maps it untouched): only the pages datagrams land
     // in become resident, where 32 separately copied slots of a 64-datagram GRO batch each
     // were 4 MiB resident from the start.
-    let slot = (MAX_DATAGRAM * port.udp.gro_segments().max(1)).max(MAX_DATAGRAM + 1);
+    let slot = (MAX_DATAGRAM * udp.gro_segments().max(1)).max(MAX_DATAGRAM + 1);
     let mut storage = vec![0u8; slot * BATCH];
     let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
     let mut sessions: Vec<Entry> = Vec::new();
     let mut out = Outbox::default();
     let timeout_ms = i32::try_from(port.interval.as_millis().max(1)).unwrap_or(i32::MAX);
     while !port.stop.load(Ordering::Relaxed) {
-        wait_readable(&port.socket, timeout_ms);
+        wait_readable(socket, timeout_ms);
         let busy = Instant::now();
         loop {
             let mut bufs: Vec<IoSliceMut<'_>> =
                 storage.chunks_mut(slot).map(IoSliceMut::new).collect();
-            match port.udp.recv((&port.socket).into(), &mut bufs, &mut meta) {
+            match udp.recv(socket.into(), &mut bufs, &mut meta) {
                 Ok(n) => {
                     port.counters.batches.fetch_add(1, Ordering::Relaxed);
                     drop(bufs);
@@ -319,9 +385,12 @@ fn drive(port: &PortShared) {
                 }
             }
         }
-        // Every session the media workers do not drive: timers, outgoing media, events.
+        // Every session the media workers do not drive: timers, outgoing media, events
+        // (the first thread's job).
         sessions.clear();
-        if let Ok(table) = port.table.lock() {
+        if index == 0
+            && let Ok(table) = port.table.lock()
+        {
             sessions.extend(
                 table
                     .sessions
@@ -438,7 +507,8 @@ fn flush(port: &PortShared, out: &mut Outbox) {
             segment_size: None,
             src_ip: None,
         };
-        match port.udp.try_send((&port.socket).into(), &transmit) {
+        let PortSocket { socket, udp } = &port.sockets[0];
+        match udp.try_send(socket.into(), &transmit) {
             Ok(()) => port.counters.sent.fetch_add(1, Ordering::Relaxed),
             Err(_) => port.counters.send_errors.fetch_add(1, Ordering::Relaxed),
         };
