@@ -33,6 +33,8 @@ fn check(v: &serde_json::Value, transport: &str) {
         "cpu_per_call_pct",
         "transport_cpu_per_call_pct",
         "media_cpu_per_call_pct",
+        "rss_per_call_kib",
+        "anon_rss_per_call_kib",
     ] {
         assert!(v[key].as_f64().is_some(), "{key} missing: {v}");
     }
@@ -91,6 +93,17 @@ fn loadtest_on_one_media_port_with_the_far_ends_in_a_child_process() {
         "the sessions ran on the media worker: {v}"
     );
     assert!(v["bot_transport_vs_codec"].as_f64().is_some(), "{v}");
+}
+
+#[test]
+fn loadtest_on_one_media_port_of_two_sockets() {
+    let v = loadtest_with(
+        "webrtc-port",
+        &["--far-end", "process", "--port-sockets", "2"],
+    );
+    check(&v, "webrtc-port");
+    assert_eq!(v["wire"]["udp_sockets"], 2, "{v}");
+    assert_eq!(v["wire"]["port"]["sessions"], 2, "{v}");
 }
 
 #[test]

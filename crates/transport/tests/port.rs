@@ -550,6 +550,15 @@ async fn a_flood_from_the_peers_own_address_neither_breaks_the_call_nor_gets_ans
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // Truncated ones: an RTP header cut short, a DTLS record header, a STUN header.
+    let garbage_before = port.stats().dropped_garbage;
+    for cut in [
+        &[0x80u8, 111, 0, 1][..],
+        &[22, 0xfe, 0xfd, 0],
+        &[0, 1, 0, 0, 0x21],
+    ] {
+        relay.inject_to_a(cut).await.unwrap();
+    }
     let flood_time = Duration::from_millis(1000);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (sent_after, stats_after) = (port.stats().datagrams_sent, bot.stats());
@@ -568,6 +577,12 @@ async fn a_flood_from_the_peers_own_address_neither_breaks_the_call_nor_gets_ans
     );
     assert_eq!(stats_after.peer_moves, 0);
     assert_eq!(port.stats().sessions, 1);
+    assert_eq!(
+        port.stats().dropped_garbage - garbage_before,
+        3,
+        "{:?}",
+        port.stats()
+    );
     let (b, p) = tokio::task::spawn_blocking(move || (b.join().unwrap(), p.join().unwrap()))
         .await
         .unwrap();
