@@ -8,7 +8,9 @@
 //! runs it until a pipeline is attached, then the call's own tick does, on whichever media
 //! worker ticks the call (`CallPipeline::drive_transport`). No task, timer or socket per call.
 //! RTP crosses to the media core through the same bounded lock-free queues as a
-//! `MediaSession`'s ([`RtpEndpoint`], or `attach_pipeline`).
+//! `MediaSession`'s ([`RtpEndpoint`], or `attach_pipeline`). A peer whose address changes
+//! mid-call is followed once the stack has authenticated a check from its new address
+//! ([`follow`]).
 //!
 //! The blob, the SDP and the peer's view are the same as a `MediaSession`'s: the two
 //! interoperate, and Chromium sees an ordinary WebRTC peer (one host candidate, the port's).
@@ -172,7 +174,8 @@ struct PortSocket {
 pub const MAX_PORT_SOCKETS: usize = 64;
 
 /// One UDP socket shared by every [`PortSession`] made on it, and the thread that drives
-/// them. Dropping the port ends its sessions ([`EndReason::Closed`]) and joins the thread.
+/// them (or several sockets on the one port, a thread each: [`MediaPort::bind_reuseport`]).
+/// Dropping the port ends its sessions ([`EndReason::Closed`]) and joins its threads.
 pub struct MediaPort {
     shared: Arc<PortShared>,
     drivers: Vec<JoinHandle<()>>,
@@ -337,8 +340,9 @@ fn port_socket(addr: SocketAddr, reuse_port: bool) -> Result<PortSocket, Transpo
     Ok(PortSocket { socket, udp })
 }
 
-/// A driver thread: read socket `index`, route; the first also drives the sessions no
-/// media worker drives and sends; until the port is dropped.
+/// A driver thread, until the port is dropped: reads socket `index` and routes what arrives;
+/// the first thread also drives the sessions no media worker drives (timers, outgoing
+/// media). Every datagram leaves through the first socket.
 fn drive(port: &PortShared, index: usize) {
     let PortSocket { socket, udp } = &port.sockets[index];
     // Each slot takes a whole GRO batch of datagrams (the kernel coalesces a flow's datagrams
