@@ -3,7 +3,8 @@
 
 #![no_main]
 
-use appmedia_audio_io::playback::{AudioClip, MAX_CLIP_DURATION};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::format::MAX_CLIP_DURATION;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

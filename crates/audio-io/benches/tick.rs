@@ -3,9 +3,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_audio_io::device::test_support::{mic_source_for_test, speaker_feed_for_test};
 use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
+use appmedia_audio_io::playback::{PlayMode, PromptPlayer};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 
 fn ticks(c: &mut Criterion) {

@@ -40,8 +40,10 @@
 //! files and devices, [`record::CallRecorder::finish`], [`playback::PromptQueue::play_streamed`]
 //! — runs on a control thread and may block.
 
+pub mod clip;
 #[cfg(feature = "devices")]
 pub mod device;
+pub mod format;
 pub mod frame;
 mod ogg_opus;
 pub mod playback;

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use appmedia_media::codec::OpusPacket;
 use appmedia_media::pipeline::PlayerFrame;
 
+use crate::format::OpenError;
 use crate::frame::CORE_FRAME_SAMPLES;
-use crate::playback::OpenError;
 
 /// Opus always decodes at 48 kHz here; 120 ms is the longest packet.
 const MAX_PACKET_SAMPLES: usize = 5760;

@@ -1,7 +1,7 @@
 //! Prompts streamed from disk instead of decoded up front: for long files (hold music) whose
 //! 48 kHz `f32` form would not be worth keeping in memory. WAV and Ogg/Opus.
 //!
-//! [`StreamedClip::open`] checks the file as thoroughly as [`AudioClip::open`](crate::playback::AudioClip::open)
+//! [`StreamedClip::open`] checks the file as thoroughly as [`AudioClip::open`](crate::clip::AudioClip::open)
 //! does without keeping the audio — not a WAV, an unsupported encoding, a header promising more
 //! data than the file holds are errors at open; an Ogg/Opus file is decoded once, page by
 //! page in constant memory, so a damaged page or packet is an error at open too. Playing it starts a decoder thread that reads,
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use appmedia_media::pipeline::PlayerFrame;
 
+use crate::format::{Encoding, OpenError, SourceFormat, header_error, wav_encoding};
 use crate::frame::{CORE_FRAME_SAMPLES, CORE_SAMPLE_RATE};
-use crate::playback::{OpenError, SourceFormat, header_error};
 use crate::resample::FrameResampler;
 
 /// Samples per decode block (at the file's rate).
@@ -46,7 +46,7 @@ enum Kind {
     /// Decoded at 48 kHz; `pre_skip` samples are dropped from the start of each pass.
     /// With `passthrough` (some or all packets can be sent as they are) it is instead decoded
     /// into whole 20 ms frames from the first decoded sample, each frame with its packet when
-    /// it has one (see [`AudioClip`](crate::playback::AudioClip) for what is played).
+    /// it has one (see [`AudioClip`](crate::clip::AudioClip) for what is played).
     OggOpus {
         pre_skip: usize,
         passthrough: bool,
@@ -76,7 +76,7 @@ impl StreamedClip {
                     sample_rate: CORE_SAMPLE_RATE,
                     channels: u16::from(info.channels),
                     bits_per_sample: 0,
-                    encoding: crate::playback::Encoding::Opus,
+                    encoding: Encoding::Opus,
                 },
                 frames,
                 kind: Kind::OggOpus {
@@ -117,7 +117,7 @@ impl StreamedClip {
                 sample_rate: spec.sample_rate,
                 channels: spec.channels,
                 bits_per_sample: spec.bits_per_sample,
-                encoding: crate::playback::wav_encoding(spec),
+                encoding: wav_encoding(spec),
             },
             path,
             kind: Kind::Wav,
@@ -621,7 +621,7 @@ fn next_page<'a, R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playback::AudioClip;
+    use crate::clip::AudioClip;
 
     fn samples_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../media-samples")

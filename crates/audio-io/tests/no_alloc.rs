@@ -5,10 +5,11 @@
 
 mod common;
 
+use appmedia_audio_io::clip::AudioClip;
 #[cfg(feature = "devices")]
 use appmedia_audio_io::device::test_support::{mic_source_for_test, speaker_feed_for_test};
 use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
+use appmedia_audio_io::playback::{PlayMode, PromptPlayer};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 use appmedia_media::alloc_count::{CountingAllocator, allocations_during};
 

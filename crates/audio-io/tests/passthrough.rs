@@ -7,7 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptPlayer};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PlayMode, PromptPlayer};
 use appmedia_audio_io::stream::StreamedClip;
 use appmedia_media::codec::OpusDecoder;
 use appmedia_media::frame::{Frame48, SAMPLES_PER_FRAME_48K};
@@ -218,11 +219,11 @@ fn a_damaged_page_is_an_error_at_open_for_both_players() {
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         AudioClip::open(&path),
-        Err(appmedia_audio_io::playback::OpenError::Malformed { .. })
+        Err(appmedia_audio_io::format::OpenError::Malformed { .. })
     ));
     assert!(matches!(
         StreamedClip::open(&path),
-        Err(appmedia_audio_io::playback::OpenError::Malformed { .. })
+        Err(appmedia_audio_io::format::OpenError::Malformed { .. })
     ));
 }
 

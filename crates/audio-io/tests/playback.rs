@@ -3,10 +3,10 @@
 
 mod common;
 
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::format::OpenError;
 use appmedia_audio_io::frame::CORE_FRAME_SAMPLES;
-use appmedia_audio_io::playback::{
-    AudioClip, OpenError, PlayMode, PromptEvent, PromptOutcome, PromptPlayer,
-};
+use appmedia_audio_io::playback::{PlayMode, PromptEvent, PromptOutcome, PromptPlayer};
 use appmedia_audio_io::stream::StreamedClip;
 use common::{fixture, media_sample, tone_power};
 
@@ -255,7 +255,7 @@ fn streamed_and_decoded_prompts_share_the_queue() {
 
 #[test]
 fn ogg_opus_files_decode_to_mono_48k() {
-    use appmedia_audio_io::playback::Encoding;
+    use appmedia_audio_io::format::Encoding;
     let clip = AudioClip::open(fixture("stereo-440l-1000r.opus")).unwrap();
     let src = clip.source_format();
     assert_eq!((src.channels, src.encoding), (2, Encoding::Opus));

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PlayMode, PromptEvent, PromptId, PromptQueue};
 use appmedia_audio_io::record::{
     CallRecorder, RecordingSink, RecordingStatus as FileRecordingStatus, TrackStatus,
 };

@@ -424,8 +424,7 @@ mod tests {
         let (mut media, feed) =
             CallMedia::new(pipeline, player, Vec::new(), Vec::new(), gate.clone()).unwrap();
         // A 1 s prompt, queued before the call is heard.
-        let clip =
-            appmedia_audio_io::playback::AudioClip::from_samples(vec![0.25; 48_000]).unwrap();
+        let clip = appmedia_audio_io::clip::AudioClip::from_samples(vec![0.25; 48_000]).unwrap();
         prompts
             .play(&clip, appmedia_audio_io::playback::PlayMode::Once)
             .unwrap();

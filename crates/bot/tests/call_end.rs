@@ -166,7 +166,7 @@ async fn an_ogg_opus_prompt_is_sent_as_its_own_packets() {
     until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../audio-io/tests/fixtures/prompt-16k.opus");
-    let frames = appmedia_audio_io::playback::AudioClip::open(&path)
+    let frames = appmedia_audio_io::clip::AudioClip::open(&path)
         .unwrap()
         .passthrough_frames() as u64;
     assert!(frames > 200);

@@ -145,7 +145,7 @@ async fn a_greeting_started_with_the_call_reaches_the_far_end_from_its_first_wor
     .unwrap();
     let bot = bot(&emulator).await;
     let prompt_path = media_samples().join("prompt.wav");
-    let clip = appmedia_audio_io::playback::AudioClip::open(&prompt_path).unwrap();
+    let clip = appmedia_audio_io::clip::AudioClip::open(&prompt_path).unwrap();
     let mut call = bot
         .call(
             call_to(JOHN, &bot, appmedia_bot::app_hosted()),

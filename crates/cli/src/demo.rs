@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_audio_io::frame::CORE_SAMPLE_RATE as CORE_RATE;
-use appmedia_audio_io::playback::{AudioClip, PlayMode};
+use appmedia_audio_io::playback::PlayMode;
 use appmedia_audio_io::record::{RecordingStatus, Track};
 use appmedia_bot::RecordOptions;
 use clap::Args;

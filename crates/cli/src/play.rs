@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use appmedia_audio_io::playback::{Encoding, OpenError, PlayMode, PromptId, PromptOutcome};
+use appmedia_audio_io::format::{Encoding, OpenError};
+use appmedia_audio_io::playback::{PlayMode, PromptId, PromptOutcome};
 use appmedia_audio_io::stream::StreamedClip;
 use appmedia_bot::{CallControl, Event};
 use clap::Args;

@@ -10,7 +10,8 @@
 
 use std::time::Duration;
 
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptId, PromptPlayer};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PlayMode, PromptId, PromptPlayer};
 use appmedia_audio_io::record::{FrameDropped, RecordingSink, Track};
 
 use crate::conference::Command;

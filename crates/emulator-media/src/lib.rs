@@ -11,7 +11,7 @@
 //! ```
 //! use std::time::Duration;
 //! use appmedia_emulator_media::{ConferenceConfig, ConferenceMedia, PartyAudio, PartyKind, PartySpec};
-//! use appmedia_audio_io::playback::AudioClip;
+//! use appmedia_audio_io::clip::AudioClip;
 //!
 //! let mut call = ConferenceMedia::new(ConferenceConfig::default())?;
 //! let tone: Vec<f32> = (0..48_000).map(|i| 0.3 * (i as f32 * 0.0576).sin()).collect(); // 440 Hz

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptOutcome, PromptPlayer, PromptQueue};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PlayMode, PromptOutcome, PromptPlayer, PromptQueue};
 use appmedia_media::frame::{FRAME_DURATION, Frame48, SILENT_FRAME_48};
 use appmedia_media::pipeline::{BotSender, CallPipeline};
 

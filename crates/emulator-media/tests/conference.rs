@@ -742,7 +742,7 @@ fn a_partys_first_audible_sample_is_reported_once_with_its_time() {
     // 100 silent samples, then sound, starting 2 frames after joining.
     let mut samples = vec![0.0f32; 100];
     samples.extend([0.5f32; 2000]);
-    let clip = appmedia_audio_io::playback::AudioClip::from_samples(samples).unwrap();
+    let clip = appmedia_audio_io::clip::AudioClip::from_samples(samples).unwrap();
     let speak = PartyAudio::Speak {
         clip,
         looped: false,

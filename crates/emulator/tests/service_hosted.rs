@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_emulator::mixed_recording_path;
 use common::audio::*;
 use common::bot::*;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_media::frame::{Frame48, SAMPLES_PER_FRAME_48K};
 use appmedia_media::pipeline::{BotAudioFormat, PipelineConfig};
 

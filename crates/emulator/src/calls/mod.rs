@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_emulator_media::PartyAudio;
 use appmedia_emulator_media::driver::ConferenceScheduler;
 use appmedia_model::{Call, Participant};

@@ -29,7 +29,8 @@ use appmedia_acs::streaming::{
     AudioDataWire, AudioMetadata, DtmfDataWire, MAX_FRAME_SAMPLES, Message as StreamMessage,
     Received, StreamError, StreamReader, encode_samples,
 };
-use appmedia_audio_io::playback::{AudioClip, PlayError, PlayMode, PromptEvent, PromptId};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PlayError, PlayMode, PromptEvent, PromptId};
 use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
 use appmedia_audio_io::record::RecordingConfig;
 use appmedia_emulator_media::driver::ConferenceScheduler;

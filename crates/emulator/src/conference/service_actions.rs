@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use appmedia_audio_io::playback::{AudioClip, PlayMode, PromptEvent, PromptId, PromptQueue};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PlayMode, PromptEvent, PromptId, PromptQueue};
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
 use appmedia_emulator_media::{ConferenceControl, ConferenceEvent};
 use appmedia_media::dtmf::Tone;

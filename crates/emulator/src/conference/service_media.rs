@@ -31,8 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_audio_io::playback::{
-    AudioClip, PlayMode, PromptEvent, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
+    PlayMode, PromptEvent, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
 };
 use appmedia_audio_io::record::{RecordingConfig, Track};
 use appmedia_emulator_media::driver::{QueueSizes, RunningConference};

@@ -23,7 +23,7 @@ use appmedia_acs::models::{
     RedirectCallRequest, RejectCallRequest, RemoveParticipantRequest, SendDtmfTonesRequest,
     StartRecordingRequest, TransferRequest,
 };
-use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::clip::AudioClip;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::clip::AudioClip;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use appmedia_audio_io::playback::AudioClip;
+use appmedia_audio_io::clip::AudioClip;
 use appmedia_media::dtmf::Tone;
 use appmedia_model::{CallState, Nullable, OperationStatus};
 use axum::body::Body;

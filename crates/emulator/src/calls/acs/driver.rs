@@ -13,7 +13,8 @@ use appmedia_acs::models::{
     ContinuousDtmfRecognitionRequest, MediaStreamingOptions, MuteParticipantsRequest,
     OperationResponse, RemoveParticipantRequest, SendDtmfTonesRequest, TransferRequest, tone_name,
 };
-use appmedia_audio_io::playback::{AudioClip, PromptId, PromptOutcome};
+use appmedia_audio_io::clip::AudioClip;
+use appmedia_audio_io::playback::{PromptId, PromptOutcome};
 use appmedia_emulator_media::{PartyKind, PartySpec};
 use appmedia_media::dtmf::Tone;
 use serde_json::{Value, json};
