@@ -8,7 +8,6 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use appmedia_bot::acs::{AcsService, EventAuth};
 use appmedia_bot::{AnswerMedia, Bot, BotConfig, BotError, Event, MediaOptions, ToneSource};
 use appmedia_emulator::directory::{KeyPresses, Sound};
 use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
@@ -53,19 +52,10 @@ async fn emulator(directory: Directory, recordings: Option<PathBuf>) -> Emulator
     .expect("emulator starts")
 }
 
-/// A bot on the emulator's ACS resource: its connection string, CA, number and event keys.
+/// A bot on the emulator's ACS resource (its connection string, CA, number and event keys),
+/// one media worker.
 fn acs_config(emulator: &Emulator) -> BotConfig {
-    let info = emulator.acs();
-    let mut service = AcsService::from_connection_string(&info.connection_string)
-        .expect("the emulator's connection string")
-        .with_ca_cert(&info.ca_cert)
-        .with_phone_number(&info.phone_number);
-    service.events = EventAuth::Jwt {
-        openid_url: info.events_openid_url.parse().unwrap(),
-        issuers: vec![info.events_issuer.clone()],
-        audience: info.events_audience.clone(),
-    };
-    let mut config = BotConfig::for_acs(service);
+    let mut config = BotConfig::for_emulator_acs(emulator).expect("the emulator's ACS resource");
     config.media.workers = 1;
     config
 }

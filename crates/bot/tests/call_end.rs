@@ -18,31 +18,17 @@ async fn a_streamed_prompt_plays_and_the_end_has_every_counter() {
     let emulator = emulator(echo_directory()).await;
     let bot = bot(&emulator).await;
     let placed_at = Instant::now();
-    let request = PeerToPeerCallBuilder::new(
-        bot.callback_uri(),
-        Identity::new(JOHN),
-        appmedia_bot::app_hosted(),
-    )
-    .build()
-    .expect("valid request");
-    let mut call = bot.call(request, MediaOptions::default()).await.unwrap();
-    until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    let mut call = connected_call_to_john(&bot).await;
     let clip = StreamedClip::open(media_samples().join("tone-1khz-16k.wav")).unwrap();
     let id = call.play_streamed(&clip, PlayMode::Once).unwrap();
-    let seen = until(&mut call, |e| matches!(e, Event::PromptFinished(_))).await;
-    let Some(Event::PromptFinished(finished)) = seen.last() else {
-        unreachable!()
-    };
+    let finished = prompt_finished(&mut call).await;
     assert_eq!(
         (finished.id, finished.outcome),
         (id, PromptOutcome::Completed)
     );
 
     call.hang_up().await.unwrap();
-    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.last() else {
-        unreachable!()
-    };
+    let (end, _) = ended(&mut call).await;
     let media = end.media.expect("media counters");
     // The 2 s file: 100 frames of prompt audio, none short of samples.
     assert_eq!(media.prompts.frames_played, 100);
@@ -61,6 +47,14 @@ async fn a_streamed_prompt_plays_and_the_end_has_every_counter() {
     assert!(first <= Instant::now());
     bot.shutdown(None).await;
     emulator.shutdown().await;
+}
+
+/// A peer-to-peer call from the bot to John (who echoes), its media connected.
+async fn connected_call_to_john(bot: &appmedia_bot::Bot) -> appmedia_bot::Call {
+    let request = call_to(JOHN, bot, appmedia_bot::app_hosted());
+    let mut call = bot.call(request, MediaOptions::default()).await.unwrap();
+    until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    call
 }
 
 /// Forwards Graph's notifications from the public callback URL to the bot, as a reverse proxy
@@ -155,15 +149,7 @@ async fn a_hang_up_the_service_never_confirms_still_ends_the_call_here() {
 async fn an_ogg_opus_prompt_is_sent_as_its_own_packets() {
     let emulator = emulator(echo_directory()).await;
     let bot = bot(&emulator).await;
-    let request = PeerToPeerCallBuilder::new(
-        bot.callback_uri(),
-        Identity::new(JOHN),
-        appmedia_bot::app_hosted(),
-    )
-    .build()
-    .expect("valid request");
-    let mut call = bot.call(request, MediaOptions::default()).await.unwrap();
-    until(&mut call, |e| matches!(e, Event::MediaConnected)).await;
+    let mut call = connected_call_to_john(&bot).await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../audio-io/tests/fixtures/prompt-16k.opus");
     let frames = appmedia_audio_io::clip::AudioClip::open(&path)
@@ -171,19 +157,13 @@ async fn an_ogg_opus_prompt_is_sent_as_its_own_packets() {
         .passthrough_frames() as u64;
     assert!(frames > 200);
     let id = call.play_file(&path).unwrap();
-    let seen = until(&mut call, |e| matches!(e, Event::PromptFinished(_))).await;
-    let Some(Event::PromptFinished(finished)) = seen.last() else {
-        unreachable!()
-    };
+    let finished = prompt_finished(&mut call).await;
     assert_eq!(
         (finished.id, finished.outcome),
         (id, PromptOutcome::Completed)
     );
     call.hang_up().await.unwrap();
-    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.last() else {
-        unreachable!()
-    };
+    let (end, _) = ended(&mut call).await;
     let media = end.media.expect("media counters");
     assert_eq!(media.prompts.packet_frames, frames);
     assert_eq!(

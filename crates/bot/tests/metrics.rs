@@ -51,7 +51,7 @@ fn is_counter(series: &str) -> bool {
 
 /// A recorded app-hosted call to John (who echoes), `frames` × 20 ms of tone into it; returns
 /// the scrape taken while it runs and how the call ended.
-async fn recorded_call(bot: &Bot, frames: usize) -> (BTreeMap<String, f64>, Box<CallEnd>) {
+async fn recorded_call(bot: &Bot, frames: usize) -> (BTreeMap<String, f64>, CallEnd) {
     let options = MediaOptions::default().recorded(RecordOptions {
         prefix: "metrics".into(),
         ..RecordOptions::default()
@@ -71,10 +71,7 @@ async fn recorded_call(bot: &Bot, frames: usize) -> (BTreeMap<String, f64>, Box<
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let during = scrape(bot).await;
     call.hang_up().await.expect("hung up");
-    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.into_iter().last() else {
-        unreachable!()
-    };
+    let (end, _) = ended(&mut call).await;
     (during, end)
 }
 

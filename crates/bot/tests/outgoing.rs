@@ -72,10 +72,7 @@ async fn an_app_hosted_call_to_john_echoes_the_bot_through_the_audio_socket() {
     );
     let control = call.control();
     control.hang_up().await.expect("hung up");
-    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.last() else {
-        unreachable!()
-    };
+    let (end, _) = ended(&mut call).await;
     assert!(end.media.expect("media stats").pipeline.packets_sent > 50);
     assert!(call.next_event().await.is_none(), "nothing after Ended");
     assert!(control.is_ended());
@@ -113,10 +110,7 @@ async fn a_recorded_call_leaves_complete_wav_files_when_it_ends() {
     // Shutdown hangs the live call up and finishes its recording before returning.
     let stats = bot.shutdown(None).await;
     assert_eq!(stats.calls_created, 1);
-    let rest = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = rest.last() else {
-        unreachable!()
-    };
+    let (end, _) = ended(&mut call).await;
     let recording = end.recording.as_ref().expect("recorded");
     let mixed = recording
         .tracks
@@ -386,10 +380,7 @@ async fn keep_alive_keeps_a_call_past_the_services_timeout_and_without_it_the_ca
         )
         .await
         .unwrap();
-    let seen = until(&mut call, |e| matches!(e, Event::Ended(_))).await;
-    let Some(Event::Ended(end)) = seen.last() else {
-        unreachable!()
-    };
+    let (end, seen) = ended(&mut call).await;
     assert!(
         end.result_info.is_some(),
         "terminated with a reason: {seen:#?}"

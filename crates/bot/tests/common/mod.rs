@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use appmedia_bot::{Bot, BotConfig, Event, Service};
+use appmedia_bot::{Bot, BotConfig, Event};
 use appmedia_emulator::directory::Sound;
 use appmedia_emulator::{Directory, Emulator, EmulatorConfig};
 
@@ -51,16 +51,8 @@ pub async fn emulator(directory: Directory) -> Emulator {
 
 /// A bot for the seed's calling bot on `emulator`, one media worker.
 pub fn bot_config(emulator: &Emulator) -> BotConfig {
-    // What `BotConfig::for_emulator` (feature `emulator`) does, spelt out.
-    let mut service = Service::at(&emulator.graph_url()).expect("emulator URL");
-    if let Service::Custom {
-        notification_issuers,
-        ..
-    } = &mut service
-    {
-        *notification_issuers = vec![emulator.notification_issuer().to_owned()];
-    }
-    let mut config = BotConfig::new(CALLING_BOT, TENANT, CALLING_BOT_SECRET).with_service(service);
+    let mut config = BotConfig::for_emulator(emulator, CALLING_BOT, CALLING_BOT_SECRET)
+        .expect("the seed's calling bot");
     config.media.workers = 1;
     config
 }
@@ -122,6 +114,27 @@ pub async fn until(
             Err(_) => panic!("timed out; events so far: {seen:#?}"),
         }
     }
+}
+
+/// Waits for the call's `Ended` (bounded by [`WAIT`]) and returns what it carries and every
+/// event seen until then, `Ended` last.
+pub async fn ended(call: &mut appmedia_bot::Call) -> (appmedia_bot::CallEnd, Vec<Event>) {
+    let mut seen = until(call, |e| matches!(e, Event::Ended(_))).await;
+    let Some(Event::Ended(end)) = seen.pop() else {
+        unreachable!("until returns with the matching event last")
+    };
+    (*end, seen)
+}
+
+/// Waits for the next prompt to finish (bounded by [`WAIT`]) and returns its event.
+pub async fn prompt_finished(
+    call: &mut appmedia_bot::Call,
+) -> appmedia_audio_io::playback::PromptEvent {
+    let mut seen = until(call, |e| matches!(e, Event::PromptFinished(_))).await;
+    let Some(Event::PromptFinished(finished)) = seen.pop() else {
+        unreachable!("until returns with the matching event last")
+    };
+    finished
 }
 
 /// A 20 ms frame of a sine at `freq` (PCM 16 kHz s16le), continuing phase from `n`.
