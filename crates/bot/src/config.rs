@@ -161,8 +161,7 @@ pub struct MediaSettings {
     /// Public address of a 1:1 NAT in front of the instance (Graph's `InstancePublicIPAddress`).
     pub public_ip: Option<IpAddr>,
     /// UDP port range for media (Graph's default is 49152–65535); `None`: ephemeral ports.
-    /// With [`media_port`](Self::media_port), only sessions that cannot share the port
-    /// (unmixed per-speaker audio) take a port of the range.
+    /// Unused with [`media_port`](Self::media_port): every session shares that port.
     pub port_range: Option<RangeInclusive<u16>>,
     /// One UDP port for every call (`Some(0)`: one ephemeral port): the calls' WebRTC
     /// sessions share one socket, and each runs on its call's media worker (no socket, task

@@ -481,3 +481,81 @@ async fn calls_on_the_bots_one_media_port_each_hear_their_own_echo() {
     assert!(port.port() > 0);
     bot.shutdown(None).await;
 }
+
+/// A meeting joined with unmixed audio on the bot's one media port (the offer's receive-only
+/// m-lines on a port session): the hand-off carries each speaker's own frames, John's under
+/// one source id and Jane's under another, each what that participant says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmixed_audio_on_the_media_port_keeps_each_speaker_apart() {
+    use appmedia_emulator::Directory;
+    use appmedia_testkit::audio::{median_match_at, read_wav};
+    use std::collections::BTreeMap;
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/two-speaker-meeting.toml");
+    let emulator = emulator(Directory::from_toml_file(&path).expect("the fixture")).await;
+    let mut config = bot_config(&emulator);
+    config.media.media_port = Some(0);
+    let bot = Bot::start(config).await.expect("bot starts");
+    let request = appmedia_signalling::builders::JoinMeetingIdBuilder::new(
+        bot.callback_uri(),
+        "1234567",
+        Some("psw123".into()),
+        TENANT,
+        appmedia_bot::app_hosted(),
+    )
+    .build()
+    .expect("valid request");
+    let mut call = bot
+        .call(request, MediaOptions::default().unmixed())
+        .await
+        .expect("call placed");
+    established_and_connected(&mut call).await;
+    assert_eq!(bot.media_port().unwrap().1.sessions, 1, "on the port");
+    let audio = call.audio_socket().expect("app-hosted");
+    // Four seconds of frames; a speaker absent from a frame was silent in it.
+    let mut heard: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+    for tick in 0..200usize {
+        let frame = tokio::time::timeout(WAIT, audio.recv())
+            .await
+            .expect("a frame in time")
+            .expect("the socket is open");
+        for u in frame.unmixed() {
+            heard
+                .entry(u.source_id)
+                .or_insert_with(|| vec![0.0; tick * 320])
+                .extend(samples(&u.pcm));
+        }
+        for pcm in heard.values_mut() {
+            pcm.resize((tick + 1) * 320, 0.0);
+        }
+    }
+    assert_eq!(heard.len(), 2, "two speakers: {:?}", heard.keys());
+    let (_, john) = read_wav(&media_samples().join("john-speech.wav"));
+    let (_, jane) = read_wav(&media_samples().join("jane-speech.wav"));
+    // Half-second excerpts of each source, 0.5–2 s in, each found at its own lag.
+    let r = |source: &[f32], pcm: &[f32]| {
+        median_match_at(source, pcm, &[8_000, 16_000, 24_000, 32_000], 8_000).0
+    };
+    let matches: Vec<(f64, f64)> = heard
+        .values()
+        .map(|pcm| (r(&john, pcm), r(&jane, pcm)))
+        .collect();
+    // One stream is John's and the other Jane's, each clearly itself.
+    let johns = matches
+        .iter()
+        .filter(|(j, o)| *j > 0.6 && *o < j - 0.2)
+        .count();
+    let janes = matches
+        .iter()
+        .filter(|(j, o)| *o > 0.6 && *j < o - 0.2)
+        .count();
+    assert_eq!(
+        (johns, janes),
+        (1, 1),
+        "(john r, jane r) per stream: {matches:?}"
+    );
+    call.hang_up().await.expect("hung up");
+    ended(&mut call).await;
+    bot.shutdown(None).await;
+}

@@ -23,17 +23,23 @@ pub enum WebRtcSession {
 }
 
 impl WebRtcSession {
-    /// The offering side: on `port` when there is one and the session needs nothing only a
-    /// [`MediaSession`] has (unmixed per-speaker m-lines); otherwise a session of its own.
+    /// The offering side: on `port` when there is one, otherwise a session of its own.
     pub async fn offer(
         port: Option<&MediaPort>,
         config: TransportConfig,
     ) -> Result<WebRtcSession, TransportError> {
         match port {
-            Some(port) if !config.receive_unmixed_meeting_audio => {
-                Ok(WebRtcSession::Port(PortSession::offer(port, config)?))
-            }
-            _ => Ok(WebRtcSession::Own(MediaSession::offer(config).await?)),
+            Some(port) => Ok(WebRtcSession::Port(PortSession::offer(port, config)?)),
+            None => Ok(WebRtcSession::Own(MediaSession::offer(config).await?)),
+        }
+    }
+
+    /// Unmixed per-speaker streams this side offered to receive (0 without
+    /// `receive_unmixed_meeting_audio`).
+    pub fn unmixed_receive_streams(&self) -> usize {
+        match self {
+            WebRtcSession::Own(s) => s.unmixed_receive_streams(),
+            WebRtcSession::Port(s) => s.unmixed_receive_streams(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Unmixed per-speaker audio through real WebRTC: the bot offers receive-only unmixed
 //! m-lines, the media peer sends the mix on the first m-line and five speakers on their own,
-//! and the bot gets six streams apart, each speaker under its own SSRC, each with its own tone.
+//! and the bot gets six streams apart, each speaker under its own SSRC, each with its own tone
+//! — with a session of its own and with a session on a shared media port.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use appmedia_transport::{MediaSession, RtpEndpoint, TransportConfig};
+use appmedia_transport::{MediaPort, MediaSession, RtpEndpoint, TransportConfig, WebRtcSession};
 use common::*;
 
 /// The SSRC the peer's media core gives its mixed stream.
@@ -24,7 +25,9 @@ const SPEAKERS: [(u32, f32); 5] = [
 const MIXED_TONE: f32 = 250.0;
 const TONES: [f32; 6] = [250.0, 400.0, 600.0, 900.0, 1300.0, 1800.0];
 
-async fn unmixed_pair(streams: usize) -> (MediaSession, MediaSession) {
+/// The bot's session (on `port`, or its own) offering `streams` unmixed m-lines and the
+/// media peer answering it, both connected.
+async fn unmixed_pair(port: Option<&MediaPort>, streams: usize) -> (WebRtcSession, MediaSession) {
     let bot_config = TransportConfig {
         receive_unmixed_meeting_audio: true,
         unmixed_audio_streams: streams,
@@ -34,7 +37,17 @@ async fn unmixed_pair(streams: usize) -> (MediaSession, MediaSession) {
         mixed_ssrc: Some(MIXED),
         ..TransportConfig::default()
     };
-    connected_pair(bot_config, peer_config).await
+    let bot = WebRtcSession::offer(port, bot_config).await.unwrap();
+    let (peer, answer) = MediaSession::answer_blob(peer_config, &bot.blob())
+        .await
+        .unwrap();
+    bot.accept(&answer).await.unwrap();
+    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
+    tokio::time::timeout(Duration::from_secs(15), both)
+        .await
+        .expect("connect within 15 s")
+        .expect("both connected");
+    (bot, peer)
 }
 
 /// Sends the mix and every speaker as Opus RTP, one packet per stream per 20 ms.
@@ -95,7 +108,24 @@ fn receive_streams(endpoint: RtpEndpoint, duration: Duration) -> BTreeMap<u32, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_speakers_and_the_mix_arrive_as_six_streams() {
-    let (bot, peer) = unmixed_pair(8).await;
+    six_streams_apart(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_port_five_speakers_and_the_mix_arrive_as_six_streams() {
+    let port = MediaPort::bind(&TransportConfig::default(), 0).unwrap();
+    six_streams_apart(Some(&port)).await;
+    assert!(matches!(
+        unmixed_pair(Some(&port), 1).await.0,
+        WebRtcSession::Port(_)
+    ));
+}
+
+async fn six_streams_apart(port: Option<&MediaPort>) {
+    let (bot, peer) = unmixed_pair(port, 8).await;
+    // The blob says so too: a media peer reads the flag from it.
+    let blob = appmedia_transport::Blob::parse(&bot.blob(), None).unwrap();
+    assert!(blob.receive_unmixed_meeting_audio);
     assert_eq!(bot.unmixed_receive_streams(), 8);
     assert_eq!(peer.unmixed_send_streams(), 8, "{}", bot.local_sdp());
     assert_eq!(peer.unmixed_receive_streams(), 0);
@@ -143,11 +173,12 @@ async fn five_speakers_and_the_mix_arrive_as_six_streams() {
     assert!(stats.outbound_sent > 6 * 100, "{stats:?}");
     let stats = bot.stats().await;
     assert_eq!(stats.srtp_rejected, 0, "{stats:?}");
+    assert_eq!(stats.inbound_queue_full, 0, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_speakers_than_m_lines_are_counted_not_sent() {
-    let (bot, peer) = unmixed_pair(2).await;
+    let (bot, peer) = unmixed_pair(None, 2).await;
     assert_eq!(peer.unmixed_send_streams(), 2);
     let duration = Duration::from_millis(600);
     let sender_end = peer.take_endpoint().unwrap();
@@ -186,4 +217,39 @@ async fn without_unmixed_audio_the_offer_has_one_m_line() {
     .await
     .unwrap();
     assert_eq!(peer.unmixed_send_streams(), 0);
+}
+
+/// A session on a port sends no unmixed streams (the emulator's part stays on a
+/// `MediaSession`): answering an offer with unmixed m-lines, it puts no track on them (rtc
+/// 0.21 marks them `sendonly` all the same), so nothing is ever sent there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_session_answering_puts_no_track_on_the_unmixed_m_lines() {
+    let bot = MediaSession::offer(TransportConfig {
+        receive_unmixed_meeting_audio: true,
+        unmixed_audio_streams: 2,
+        ..TransportConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = MediaPort::bind(&TransportConfig::default(), 0).unwrap();
+    let (peer, _) = appmedia_transport::PortSession::answer_blob(
+        &port,
+        TransportConfig::default(),
+        &bot.blob(),
+    )
+    .unwrap();
+    let answer = peer.local_sdp();
+    let sections: Vec<&str> = answer.split("m=audio").skip(1).collect();
+    assert_eq!(sections.len(), 3, "{answer}");
+    assert!(
+        sections[0].contains("a=ssrc:"),
+        "the mixed m-line's track: {answer}"
+    );
+    for unmixed in &sections[1..] {
+        assert!(
+            !unmixed.contains("a=ssrc:") && !unmixed.contains("a=msid:"),
+            "no track on an unmixed m-line: {answer}"
+        );
+    }
+    assert_eq!(peer.unmixed_receive_streams(), 0);
 }

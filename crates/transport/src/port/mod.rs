@@ -14,8 +14,10 @@
 //!
 //! The blob, the SDP and the peer's view are the same as a `MediaSession`'s: the two
 //! interoperate, and Chromium sees an ordinary WebRTC peer (one host candidate, the port's).
-//! Not yet on a `PortSession`: unmixed per-speaker m-lines and RTCP-derived statistics
-//! beyond the counters (both stay on `MediaSession`).
+//! An offering `PortSession` receives unmixed per-speaker audio as a `MediaSession` does
+//! ([`crate::unmixed`]). Not on a `PortSession`: sending unmixed streams (the answering
+//! side's part, the emulator's) and RTCP-derived statistics beyond the counters (both stay
+//! on `MediaSession`).
 
 pub(crate) mod demux;
 pub(crate) mod follow;
@@ -45,11 +47,11 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -66,6 +68,7 @@ use crate::session::{
     negotiated_telephone_event, opus_codec, rand_ssrc, telephone_event_codec,
 };
 use crate::stats::{MediaCounters, SessionStats, Snapshot};
+use crate::unmixed::{self, UNMIXED_TRACK_PREFIX};
 use demux::{Demux, DropReason, Route, SessionKey};
 
 /// Socket buffer asked for, each way: 4 MiB, 2 s of 132 calls' audio and more.
@@ -559,6 +562,8 @@ struct Core {
     claimed: Vec<SocketAddr>,
     /// Where the peer is, when it moved from where the stack thinks (see `follow`).
     peer: follow::PeerAddress,
+    /// Unmixed m-lines offered to receive on: their packets carry the speaker in the CSRC.
+    unmixed_receive: usize,
 }
 
 impl Core {
@@ -582,6 +587,7 @@ impl Core {
             closing: false,
             claimed: Vec::new(),
             peer: follow::PeerAddress::default(),
+            unmixed_receive: built.unmixed_receive,
         }
     }
 
@@ -638,7 +644,11 @@ impl Core {
             }
         }
         while let Some(message) = self.pc.poll_read() {
-            if let RTCMessage::RtpPacket(_, packet) = message.message {
+            if let RTCMessage::RtpPacket(track, mut packet) = message.message {
+                // A speaker's stream on one of our unmixed m-lines: its own SSRC is the CSRC.
+                if self.unmixed_receive > 0 && track.starts_with(UNMIXED_TRACK_PREFIX) {
+                    unmixed::restore_speaker(&mut packet.header);
+                }
                 self.deliver(packet);
             }
         }
@@ -945,6 +955,20 @@ impl PortSession {
         &self.identity.id
     }
 
+    /// Unmixed per-speaker streams this side offered to receive (offering side, with
+    /// `receive_unmixed_meeting_audio`; 0 otherwise). Their packets reach the media side
+    /// under each speaker's own SSRC. (Sending unmixed streams, the answering side's part,
+    /// is a [`MediaSession`](crate::MediaSession)'s: a `PortSession` answering puts no
+    /// track on such m-lines.)
+    pub fn unmixed_receive_streams(&self) -> usize {
+        match self.role {
+            Role::Offerer if self.config.receive_unmixed_meeting_audio => {
+                self.config.unmixed_audio_streams
+            }
+            _ => 0,
+        }
+    }
+
     /// This side's SDP (offer, or answer on the answering side), with the port's candidate.
     pub fn local_sdp(&self) -> &str {
         &self.local_sdp
@@ -969,7 +993,7 @@ impl PortSession {
     pub fn blob(&self) -> String {
         self.identity.seal(
             self.role,
-            false,
+            self.config.receive_unmixed_meeting_audio,
             &self.local_sdp,
             &self.config.blob_integrity,
         )
@@ -1166,6 +1190,8 @@ struct Built {
     ssrc: u32,
     shared: Arc<SessionShared>,
     telephone_event_negotiated: Option<u8>,
+    /// Unmixed m-lines offered to receive on (offering side).
+    unmixed_receive: usize,
 }
 
 fn stack(operation: &'static str, source: rtc::shared::error::Error) -> TransportError {
@@ -1276,6 +1302,7 @@ fn build(advertised: SocketAddr, config: &TransportConfig) -> Result<Built, Tran
             inbox_rx: Mutex::new(Some(inbox_rx)),
         }),
         telephone_event_negotiated: None,
+        unmixed_receive: 0,
     })
 }
 
@@ -1298,6 +1325,24 @@ impl MediaPort {
 /// An offering peer connection and its SDP offer.
 fn offering(at: Addresses, config: &TransportConfig) -> Result<(Built, String), TransportError> {
     let mut built = build(at.advertised, config)?;
+    if config.receive_unmixed_meeting_audio {
+        // After the mixed m-line: one receive-only m-line per unmixed speaker stream, as a
+        // `MediaSession` offers them (`crate::unmixed`).
+        for _ in 0..config.unmixed_audio_streams {
+            built
+                .pc
+                .add_transceiver_from_kind(
+                    RtpCodecKind::Audio,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .map_err(|e| stack("add_transceiver_from_kind", e))?;
+        }
+        built.unmixed_receive = config.unmixed_audio_streams;
+    }
     let offer = built
         .pc
         .create_offer(None)
