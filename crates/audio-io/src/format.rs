@@ -176,33 +176,42 @@ pub(crate) fn header_error(e: hound::Error, bytes: &[u8], path: PathBuf) -> Open
 
 /// Names the encoding of a WAV hound refused, from its `fmt ` chunk.
 fn describe_format_tag(bytes: &[u8]) -> String {
+    let Some(tag) = find_chunk(bytes, b"fmt ")
+        .and_then(|(at, _)| bytes.get(at..at + 2))
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    else {
+        return "unknown encoding".to_string();
+    };
+    let name = match tag {
+        0x0002 => "Microsoft ADPCM",
+        0x0006 => "A-law",
+        0x0007 => "µ-law",
+        0x0011 => "IMA ADPCM",
+        0x0031 => "GSM 6.10",
+        0x0050 => "MPEG",
+        0x0055 => "MP3",
+        0xFFFE => "extensible, unsupported sub-format",
+        _ => "unknown",
+    };
+    format!("format tag 0x{tag:04X} ({name})")
+}
+
+/// Finds a RIFF chunk in the first bytes of a file: (offset of its data, its length).
+pub(crate) fn find_chunk(bytes: &[u8], id: &[u8; 4]) -> Option<(usize, usize)> {
     let mut pos = 12usize;
     while pos + 8 <= bytes.len() {
-        let id = &bytes[pos..pos + 4];
         let len = u32::from_le_bytes([
             bytes[pos + 4],
             bytes[pos + 5],
             bytes[pos + 6],
             bytes[pos + 7],
         ]) as usize;
-        if id == b"fmt " && pos + 10 <= bytes.len() {
-            let tag = u16::from_le_bytes([bytes[pos + 8], bytes[pos + 9]]);
-            let name = match tag {
-                0x0002 => "Microsoft ADPCM",
-                0x0006 => "A-law",
-                0x0007 => "µ-law",
-                0x0011 => "IMA ADPCM",
-                0x0031 => "GSM 6.10",
-                0x0050 => "MPEG",
-                0x0055 => "MP3",
-                0xFFFE => "extensible, unsupported sub-format",
-                _ => "unknown",
-            };
-            return format!("format tag 0x{tag:04X} ({name})");
+        if &bytes[pos..pos + 4] == id {
+            return Some((pos + 8, len));
         }
-        pos = pos.saturating_add(8).saturating_add(len + (len & 1));
+        pos = pos.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?;
     }
-    "unknown encoding".to_string()
+    None
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use appmedia_media::pipeline::PlayerFrame;
 
-use crate::format::{Encoding, OpenError, SourceFormat, header_error, wav_encoding};
+use crate::format::{Encoding, OpenError, SourceFormat, find_chunk, header_error, wav_encoding};
 use crate::frame::{CORE_FRAME_SAMPLES, CORE_SAMPLE_RATE};
 use crate::resample::FrameResampler;
 
@@ -193,24 +193,6 @@ impl StreamedClip {
         reader.wait_for(4);
         Ok(reader)
     }
-}
-
-/// Finds a RIFF chunk in the first bytes of a file: (offset of its data, its length).
-fn find_chunk(bytes: &[u8], id: &[u8; 4]) -> Option<(usize, usize)> {
-    let mut pos = 12usize;
-    while pos + 8 <= bytes.len() {
-        let len = u32::from_le_bytes([
-            bytes[pos + 4],
-            bytes[pos + 5],
-            bytes[pos + 6],
-            bytes[pos + 7],
-        ]) as usize;
-        if &bytes[pos..pos + 4] == id {
-            return Some((pos + 8, len));
-        }
-        pos = pos.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?;
-    }
-    None
 }
 
 #[derive(Default)]

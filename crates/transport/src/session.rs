@@ -17,7 +17,6 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -285,14 +284,7 @@ impl MediaSession {
             for _ in 0..config.unmixed_audio_streams {
                 built
                     .pc
-                    .add_transceiver_from_kind(
-                        RtpCodecKind::Audio,
-                        Some(RTCRtpTransceiverInit {
-                            direction: RTCRtpTransceiverDirection::Recvonly,
-                            streams: vec![],
-                            send_encodings: vec![],
-                        }),
-                    )
+                    .add_transceiver_from_kind(RtpCodecKind::Audio, Some(unmixed::receive_only()))
                     .await
                     .map_err(webrtc_err("add_transceiver_from_kind"))?;
             }

@@ -18,6 +18,8 @@
 
 use std::time::{Duration, Instant};
 
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
 /// msid track id prefix of the tracks sent on unmixed m-lines (`unmixed-0`, `unmixed-1`...).
 pub const UNMIXED_TRACK_PREFIX: &str = "unmixed-";
 
@@ -156,6 +158,16 @@ pub(crate) fn offered_unmixed_streams(offer_sdp: &str) -> usize {
     }
     close(in_audio, current_recvonly, audio_sections);
     recvonly
+}
+
+/// What an offer adds, after its mixed m-line, for each unmixed speaker stream it asks
+/// for: a receive-only audio transceiver.
+pub(crate) fn receive_only() -> RTCRtpTransceiverInit {
+    RTCRtpTransceiverInit {
+        direction: RTCRtpTransceiverDirection::Recvonly,
+        streams: vec![],
+        send_encodings: vec![],
+    }
 }
 
 /// Gives a packet received on an unmixed m-line back its speaker's SSRC (the CSRC the

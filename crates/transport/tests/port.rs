@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use appmedia_transport::{
-    EndReason, MediaPort, MediaSession, PortSession, SessionState, TransportConfig,
+    EndReason, MediaPort, MediaSession, PortSession, SessionState, TransportConfig, WebRtcSession,
 };
 use common::*;
 
@@ -27,13 +27,10 @@ async fn connected_as(
     bot_config: TransportConfig,
     peer_config: TransportConfig,
 ) -> (PortSession, MediaSession) {
-    let bot = PortSession::offer(port, bot_config).unwrap();
-    let (peer, answer) = MediaSession::answer_blob(peer_config, &bot.blob())
-        .await
-        .unwrap();
-    bot.accept(&answer).unwrap();
-    both_connected(&bot, &peer).await;
-    (bot, peer)
+    match connected_offer(Some(port), bot_config, peer_config).await {
+        (WebRtcSession::Port(bot), peer) => (bot, peer),
+        (WebRtcSession::Own(_), _) => unreachable!("offered on the port"),
+    }
 }
 
 /// Waits (at most 15 s) until both sessions are connected.

@@ -37,17 +37,7 @@ async fn unmixed_pair(port: Option<&MediaPort>, streams: usize) -> (WebRtcSessio
         mixed_ssrc: Some(MIXED),
         ..TransportConfig::default()
     };
-    let bot = WebRtcSession::offer(port, bot_config).await.unwrap();
-    let (peer, answer) = MediaSession::answer_blob(peer_config, &bot.blob())
-        .await
-        .unwrap();
-    bot.accept(&answer).await.unwrap();
-    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
-    tokio::time::timeout(Duration::from_secs(15), both)
-        .await
-        .expect("connect within 15 s")
-        .expect("both connected");
-    (bot, peer)
+    connected_offer(port, bot_config, peer_config).await
 }
 
 /// Sends the mix and every speaker as Opus RTP, one packet per stream per 20 ms.

@@ -47,11 +47,11 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -1331,14 +1331,7 @@ fn offering(at: Addresses, config: &TransportConfig) -> Result<(Built, String), 
         for _ in 0..config.unmixed_audio_streams {
             built
                 .pc
-                .add_transceiver_from_kind(
-                    RtpCodecKind::Audio,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Recvonly,
-                        streams: vec![],
-                        send_encodings: vec![],
-                    }),
-                )
+                .add_transceiver_from_kind(RtpCodecKind::Audio, Some(unmixed::receive_only()))
                 .map_err(|e| stack("add_transceiver_from_kind", e))?;
         }
         built.unmixed_receive = config.unmixed_audio_streams;

@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use appmedia_transport::{MediaSession, RtpEndpoint, TransportConfig};
+use appmedia_transport::{MediaPort, MediaSession, RtpEndpoint, TransportConfig, WebRtcSession};
 use bytes::Bytes;
 
 pub const RATE: u32 = 48_000;
@@ -146,13 +146,14 @@ pub fn run_media_worker(
     })
 }
 
-/// A bot session offering with `offer` and a peer answering its blob with `answer`, both
-/// connected (ICE + DTLS) within 15 s.
-pub async fn connected_pair(
+/// A bot session offering (on `port`, or one of its own) and a `MediaSession` peer
+/// answering its blob, both connected (within 15 s).
+pub async fn connected_offer(
+    port: Option<&MediaPort>,
     offer: TransportConfig,
     answer: TransportConfig,
-) -> (MediaSession, MediaSession) {
-    let bot = MediaSession::offer(offer).await.unwrap();
+) -> (WebRtcSession, MediaSession) {
+    let bot = WebRtcSession::offer(port, offer).await.unwrap();
     let (peer, answer) = MediaSession::answer_blob(answer, &bot.blob())
         .await
         .unwrap();
@@ -163,4 +164,16 @@ pub async fn connected_pair(
         .expect("connect within 15 s")
         .expect("both connected");
     (bot, peer)
+}
+
+/// A bot session offering with `offer` and a peer answering its blob with `answer`, both
+/// connected (ICE + DTLS) within 15 s.
+pub async fn connected_pair(
+    offer: TransportConfig,
+    answer: TransportConfig,
+) -> (MediaSession, MediaSession) {
+    match connected_offer(None, offer, answer).await {
+        (WebRtcSession::Own(bot), peer) => (bot, peer),
+        (WebRtcSession::Port(_), _) => unreachable!("no port: a session of its own"),
+    }
 }
