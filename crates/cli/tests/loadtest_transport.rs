@@ -80,6 +80,16 @@ fn loadtest_without_a_transport_has_no_wire() {
 }
 
 #[test]
+fn loadtest_on_one_media_port_in_process() {
+    let v = loadtest("webrtc-port");
+    check(&v, "webrtc-port");
+    let wire = &v["wire"];
+    // The bots' shared port and one socket per remote party, all in this process.
+    assert_eq!(wire["udp_sockets"], 3, "{v}");
+    assert_eq!(wire["port"]["sessions"], 2, "{v}");
+}
+
+#[test]
 fn loadtest_on_one_media_port_with_the_far_ends_in_a_child_process() {
     let v = loadtest_with("webrtc-port", &["--far-end", "process"]);
     check(&v, "webrtc-port");

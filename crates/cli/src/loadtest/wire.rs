@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use appmedia_media::pipeline::CallPipeline;
 use appmedia_transport::{
-    MediaPort, MediaSession, PlainRtpConfig, PlainRtpSession, PortSession, RtpEndpoint,
-    SessionStats, TransportConfig, WebRtcSession,
+    MediaPort, MediaSession, PlainRtpConfig, PlainRtpSession, RtpEndpoint, SessionStats,
+    TransportConfig, WebRtcSession,
 };
 use serde_json::json;
 
@@ -66,13 +66,10 @@ enum Pair {
         bot: PlainRtpSession,
         remote: PlainRtpSession,
     },
+    /// The bot's session (its own, or on the shared port) and the remote's, both here.
     // Boxed: a MediaSession is several hundred bytes, a plain one a few dozen.
     Webrtc {
-        bot: Box<MediaSession>,
-        remote: Box<MediaSession>,
-    },
-    Port {
-        bot: Box<PortSession>,
+        bot: Box<WebRtcSession>,
         remote: Box<MediaSession>,
     },
     /// The bot's session here, the remote's in the far-end process.
@@ -138,10 +135,9 @@ impl Wire {
                 for index in next..next + batch {
                     let port = port.clone();
                     set.spawn(async move {
-                        let pair = match (transport, port) {
-                            (Transport::Rtp, _) => rtp_pair().await,
-                            (_, Some(port)) => port_pair(&port, connect_timeout).await,
-                            _ => webrtc_pair(connect_timeout).await,
+                        let pair = match transport {
+                            Transport::Rtp => rtp_pair().await,
+                            _ => webrtc_pair(port.as_deref(), connect_timeout).await,
                         };
                         (index, pair)
                     });
@@ -178,7 +174,6 @@ impl Wire {
         match self.pairs.get(index)? {
             Pair::Rtp { .. } => None,
             Pair::Webrtc { bot, .. } => bot.audio_level_extension_id(),
-            Pair::Port { bot, .. } => bot.audio_level_extension_id(),
             Pair::Far { bot } => bot.audio_level_extension_id(),
         }
     }
@@ -197,10 +192,6 @@ impl Wire {
                 remote.take_endpoint()
             }
             Some(Pair::Webrtc { bot, remote }) => {
-                bot.attach_pipeline(pipeline, epoch);
-                remote.take_endpoint()
-            }
-            Some(Pair::Port { bot, remote }) => {
                 bot.attach_pipeline(pipeline, epoch);
                 remote.take_endpoint()
             }
@@ -249,11 +240,6 @@ impl Wire {
                             totals.add_webrtc(&s);
                         }
                     }
-                    Pair::Port { bot, remote } => {
-                        for s in [bot.stats(), remote.stats().await] {
-                            totals.add_webrtc(&s);
-                        }
-                    }
                     Pair::Far { bot } => totals.add_webrtc(&bot.stats().await),
                 }
             }
@@ -265,10 +251,6 @@ impl Wire {
                     match pair {
                         Pair::Webrtc { bot, remote } => {
                             tokio::join!(bot.close(), remote.close());
-                        }
-                        Pair::Port { bot, remote } => {
-                            bot.close();
-                            remote.close().await;
                         }
                         Pair::Far { bot } => bot.close().await,
                         Pair::Rtp { .. } => {}
@@ -313,13 +295,14 @@ async fn rtp_pair() -> Result<Pair, String> {
     Ok(Pair::Rtp { bot, remote })
 }
 
-/// The bot offers, the remote answers through the blob, both connect (ICE + DTLS).
-async fn webrtc_pair(connect_timeout: Duration) -> Result<Pair, String> {
+/// The bot offers (on the shared `port` when there is one), the remote answers through the
+/// blob, both connect (ICE + DTLS).
+async fn webrtc_pair(port: Option<&MediaPort>, connect_timeout: Duration) -> Result<Pair, String> {
     let config = TransportConfig {
         connect_timeout,
         ..TransportConfig::default()
     };
-    let bot = MediaSession::offer(config.clone())
+    let bot = WebRtcSession::offer(port, config.clone())
         .await
         .map_err(|e| format!("offer: {e}"))?;
     let (remote, answer) = MediaSession::answer_blob(config, &bot.blob())
@@ -397,28 +380,6 @@ async fn far_pairs(
         .into_iter()
         .map(|bot| Pair::Far { bot: Box::new(bot) })
         .collect())
-}
-
-/// A bot session on the shared `port`, the remote answering through the blob; both connect.
-async fn port_pair(port: &MediaPort, connect_timeout: Duration) -> Result<Pair, String> {
-    let config = TransportConfig {
-        connect_timeout,
-        ..TransportConfig::default()
-    };
-    let bot = PortSession::offer(port, config.clone()).map_err(|e| format!("offer: {e}"))?;
-    let (remote, answer) = MediaSession::answer_blob(config, &bot.blob())
-        .await
-        .map_err(|e| format!("answer: {e}"))?;
-    bot.accept(&answer).map_err(|e| format!("accept: {e}"))?;
-    let both = async {
-        let (a, b) = tokio::join!(bot.connected(), remote.connected());
-        a.and(b)
-    };
-    both_connected(connect_timeout, both).await?;
-    Ok(Pair::Port {
-        bot: Box::new(bot),
-        remote: Box::new(remote),
-    })
 }
 
 /// UDP sockets this process has open (both ends of every call, in-process): its socket
