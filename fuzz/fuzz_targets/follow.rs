@@ -1,4 +1,4 @@
-//! A media-port session following a peer whose address changes (`port/follow.rs`): datagrams
+//! A session following a peer whose address changes (`crates/transport/src/follow.rs`): datagrams
 //! in and out from and to eight addresses over time. See
 //! `appmedia_transport::fuzzing::follow` for the record format and what must hold.
 

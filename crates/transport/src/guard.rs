@@ -6,17 +6,20 @@
 //! point it leaves open for exactly this kind of wrapping: we delegate everything to the tokio
 //! runtime and put a classifying layer over `poll_recv`. Datagrams that cannot be STUN, DTLS,
 //! TURN or RTP/RTCP (RFC 7983 demultiplexing on the first byte) are counted and dropped here.
+//! The same layer follows a peer whose address changes mid-call, as a media port does for its
+//! sessions ([`crate::follow`]): it translates addresses both ways beneath the stack.
 
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::follow::PeerAddress;
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
     TokioRuntime, Transmit,
@@ -102,6 +105,7 @@ impl Runtime for GuardedRuntime {
         Ok(Arc::new(GuardedUdpSocket {
             inner,
             counters: self.counters.clone(),
+            peer: Mutex::new(PeerAddress::default()),
         }))
     }
 
@@ -154,6 +158,8 @@ impl Runtime for GuardedRuntime {
 struct GuardedUdpSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     counters: Arc<SocketCounters>,
+    /// Where the peer really is, when it moved from where the stack thinks.
+    peer: Mutex<PeerAddress>,
 }
 
 impl fmt::Debug for GuardedUdpSocket {
@@ -191,13 +197,52 @@ impl GuardedUdpSocket {
     }
 }
 
+impl GuardedUdpSocket {
+    /// The address to show the stack for a message from `from` (each of its datagrams is
+    /// from there), following the peer if it has just moved there.
+    fn shown(&self, from: SocketAddr, message: &[u8], stride: usize) -> SocketAddr {
+        let Ok(mut peer) = self.peer.lock() else {
+            return from;
+        };
+        let now = Instant::now();
+        let mut shown = from;
+        for datagram in message.chunks(stride.max(1)) {
+            let (address, moved) = peer.inbound(from, datagram, now);
+            if moved {
+                self.counters.peer_moves.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%from, "media session: the peer moved (an authenticated check from its new address); following it");
+            }
+            shown = address;
+        }
+        shown
+    }
+}
+
 impl AsyncUdpSocket for GuardedUdpSocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
-        self.inner.poll_send(cx, transmit)
+        // A GSO batch goes to one address: its first datagram stands for all of it.
+        let first = transmit.segment_size.map_or(transmit.contents, |n| {
+            &transmit.contents[..n.min(transmit.contents.len())]
+        });
+        let to = match self.peer.lock() {
+            Ok(mut peer) => peer.outbound(transmit.destination, first, Instant::now()),
+            Err(_) => transmit.destination,
+        };
+        if to == transmit.destination {
+            return self.inner.poll_send(cx, transmit);
+        }
+        let moved = Transmit {
+            destination: to,
+            ecn: transmit.ecn,
+            contents: transmit.contents,
+            segment_size: transmit.segment_size,
+            src_ip: transmit.src_ip,
+        };
+        self.inner.poll_send(cx, &moved)
     }
 
     fn poll_recv(
@@ -216,7 +261,9 @@ impl AsyncUdpSocket for GuardedUdpSocket {
                     let mut useful = false;
                     for i in 0..n.min(bufs.len()).min(meta.len()) {
                         let len = meta[i].len.min(bufs[i].len());
-                        useful |= self.account(&bufs[i][..len], meta[i].stride);
+                        let message = &bufs[i][..len];
+                        useful |= self.account(message, meta[i].stride);
+                        meta[i].addr = self.shown(meta[i].addr, message, meta[i].stride);
                     }
                     if useful || n == 0 {
                         return Poll::Ready(Ok(n));

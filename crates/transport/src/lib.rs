@@ -32,6 +32,7 @@ mod any;
 mod blob;
 mod config;
 mod error;
+mod follow;
 mod guard;
 mod lifecycle;
 mod link;
@@ -117,14 +118,14 @@ pub mod fuzzing {
         }
     }
 
-    /// A port session following its peer's address (`port/follow.rs`), 3-byte records each
+    /// A session following its peer's address (`follow.rs`), 3-byte records each
     /// followed by a body: `op` (even: a datagram arrives, odd: the stack sends one), `who`
     /// (the address, one of eight), `ms` (time passing first), body length; the body is the
     /// datagram. What must hold: the session moves only to an address the stack has answered a
     /// Binding request from (never on media or a forged response alone), and it never sends
     /// to an address nobody named.
     pub fn follow(data: &[u8]) {
-        use crate::port::follow::PeerAddress;
+        use crate::follow::PeerAddress;
         let mut peer = PeerAddress::default();
         let mut now = std::time::Instant::now();
         let mut named = std::collections::HashSet::new();

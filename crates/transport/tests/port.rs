@@ -33,18 +33,6 @@ async fn connected_as(
     }
 }
 
-/// Waits (at most 15 s) until both sessions are connected.
-async fn both_connected(bot: &PortSession, peer: &MediaSession) {
-    let both = async {
-        let (a, b) = tokio::join!(bot.connected(), peer.connected());
-        a.and(b)
-    };
-    tokio::time::timeout(Duration::from_secs(15), both)
-        .await
-        .expect("connected within 15 s")
-        .expect("both sides connected");
-}
-
 /// The bot's session sends 440 Hz and the peer's 1 kHz for `seconds`; what each received.
 async fn talk(
     bot: &PortSession,
@@ -367,13 +355,28 @@ async fn connected_through(
     relay: &appmedia_testkit::impair::Relay,
     port: &MediaPort,
 ) -> (PortSession, MediaSession) {
-    let bot = PortSession::offer(port, config()).unwrap();
+    match connected_through_as(relay, Some(port)).await {
+        (WebRtcSession::Port(bot), peer) => (bot, peer),
+        (WebRtcSession::Own(_), _) => unreachable!("offered on the port"),
+    }
+}
+
+/// The same with the bot's session on `port` or, with `None`, a session of its own.
+async fn connected_through_as(
+    relay: &appmedia_testkit::impair::Relay,
+    port: Option<&MediaPort>,
+) -> (WebRtcSession, MediaSession) {
+    let bot = WebRtcSession::offer(port, config()).await.unwrap();
     let (offer, bot_at) = through(&bot.blob(), relay.facing_b());
     let (peer, answer) = MediaSession::answer_blob(config(), &offer).await.unwrap();
     let (answer, peer_at) = through(&answer, relay.facing_a());
     relay.route(bot_at, peer_at);
-    bot.accept(&answer).unwrap();
-    both_connected(&bot, &peer).await;
+    bot.accept(&answer).await.unwrap();
+    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
+    tokio::time::timeout(Duration::from_secs(15), both)
+        .await
+        .expect("connected within 15 s")
+        .expect("both sides connected");
     (bot, peer)
 }
 
@@ -446,12 +449,27 @@ async fn a_port_on_every_interface_advertises_its_public_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_whose_nat_rebinds_is_followed_after_an_authenticated_check() {
-    use appmedia_testkit::impair::{Impairment, Relay};
-    // The peer reaches the bot through a "NAT" (the relay) that gives its flow a new
-    // address mid-call; what the bot sends to the old one is lost.
-    let mut relay = Relay::start(Impairment::default()).await.unwrap();
     let port = MediaPort::bind(&config(), 0).unwrap();
-    let (bot, peer) = connected_through(&relay, &port).await;
+    followed_through_a_rebinding(Some(&port)).await;
+    assert!(
+        port.stats().dropped_unknown_source > 0,
+        "the new address was not let in before its check: {:?}",
+        port.stats()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_of_its_own_follows_a_rebinding_peer_too() {
+    followed_through_a_rebinding(None).await;
+}
+
+/// The peer reaches the bot's session (on `port`, or its own) through a "NAT" (the relay)
+/// that gives its flow a new address mid-call; what the bot sends to the old one is lost.
+/// The session follows it after an authenticated check, both ways, and the call goes on.
+async fn followed_through_a_rebinding(port: Option<&MediaPort>) {
+    use appmedia_testkit::impair::{Impairment, Relay};
+    let mut relay = Relay::start(Impairment::default()).await.unwrap();
+    let (bot, peer) = connected_through_as(&relay, port).await;
     let seconds = Duration::from_millis(9000);
     let b = run_media_worker(bot.take_endpoint().unwrap(), tone(440.0, 1.0, 0.5), seconds);
     let p = run_media_worker(
@@ -462,7 +480,7 @@ async fn a_peer_whose_nat_rebinds_is_followed_after_an_authenticated_check() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let received = async || {
         (
-            bot.stats().packets_received,
+            bot.stats().await.packets_received,
             peer.stats().await.packets_received,
         )
     };
@@ -471,24 +489,19 @@ async fn a_peer_whose_nat_rebinds_is_followed_after_an_authenticated_check() {
         bot_before > 50 && peer_before > 50,
         "{bot_before} {peer_before}"
     );
-    assert_eq!(bot.stats().peer_moves, 0);
+    assert_eq!(bot.stats().await.peer_moves, 0);
     let old = relay.facing_a();
     let new = relay.rebind_facing_a().await.unwrap();
     assert_ne!(old, new);
-    // The peer's media from the new address is dropped until the peer's next consent check
-    // from there is authenticated and answered (its agent checks once it hears nothing for
-    // 2 s); then the session follows, both ways.
+    // The peer's media from the new address does not move the session until the peer's next
+    // consent check from there is authenticated and answered (its agent checks once it hears
+    // nothing for 2 s); then the session follows, both ways.
     tokio::time::sleep(Duration::from_millis(4000)).await;
     let (bot_moved, peer_moved) = received().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (bot_after, peer_after) = received().await;
-    let stats = bot.stats();
+    let stats = bot.stats().await;
     assert_eq!(stats.peer_moves, 1, "{stats:?}");
-    assert!(
-        port.stats().dropped_unknown_source > 0,
-        "the new address was not let in before its check: {:?}",
-        port.stats()
-    );
     // 2.5 s is 125 packets each way.
     assert!(
         bot_after - bot_moved > 100,

@@ -20,7 +20,6 @@
 //! on `MediaSession`).
 
 pub(crate) mod demux;
-pub(crate) mod follow;
 pub(crate) mod pair;
 
 use std::collections::HashMap;
@@ -59,6 +58,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use crate::blob::{Blob, SdpKind};
 use crate::config::TransportConfig;
 use crate::error::TransportError;
+use crate::follow::PeerAddress;
 use crate::guard::{DatagramKind, SocketCounters, classify};
 use crate::lifecycle::{BlobIdentity, Role, StateCell};
 use crate::link::{MediaLink, RtpEndpoint};
@@ -561,7 +561,7 @@ struct Core {
     /// Peer addresses this session has sent to (and so claimed on the port).
     claimed: Vec<SocketAddr>,
     /// Where the peer is, when it moved from where the stack thinks (see `follow`).
-    peer: follow::PeerAddress,
+    peer: PeerAddress,
     /// Unmixed m-lines offered to receive on: their packets carry the speaker in the CSRC.
     unmixed_receive: usize,
 }
@@ -586,7 +586,7 @@ impl Core {
             batch: Vec::with_capacity(config.queue_capacity),
             closing: false,
             claimed: Vec::new(),
-            peer: follow::PeerAddress::default(),
+            peer: PeerAddress::default(),
             unmixed_receive: built.unmixed_receive,
         }
     }

@@ -6,7 +6,9 @@
 //! agent answers its checks) but never sent to, and the call ends when consent runs out.
 //! Media servers that keep calls across rebinding (mediasoup's ICE-lite transport, Janus
 //! through libnice) switch to the new address once a check from it has been authenticated.
-//! This does the same beneath the stack: the stack keeps its pair; the port translates.
+//! This does the same beneath the stack: the stack keeps its pair; what carries its datagrams
+//! translates — a [`MediaPort`](crate::MediaPort) for its sessions, and a
+//! [`MediaSession`](crate::MediaSession)'s own socket (`guard.rs`).
 //!
 //! The rule, per session:
 //! * an address is **verified** when the stack answers a Binding request from it with a
@@ -23,9 +25,9 @@
 //! * a response to a Binding request always goes where the request really came from (by its
 //!   transaction id), so a peer that returns to its first address can be verified there.
 //!
-//! Datagrams from an address that was never verified are not routed to the session at all
-//! (the port's demultiplexer knows only the addresses a session sent to), so a forged RTP or
-//! DTLS packet from elsewhere cannot move a call.
+//! A datagram from an address that was never verified cannot move a call: on a port it is not
+//! even routed to the session (the demultiplexer knows only the addresses a session sent to);
+//! on a session's own socket it reaches the stack as it came, which ignores it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,7 +36,7 @@ use crate::guard::{DatagramKind, classify};
 
 /// How long the peer's current address must have been silent before a verified new one
 /// takes its place.
-pub(super) const MOVE_AFTER_SILENCE: Duration = Duration::from_millis(500);
+pub(crate) const MOVE_AFTER_SILENCE: Duration = Duration::from_millis(500);
 
 /// How long an authenticated check keeps an address verified (RFC 7675's consent lifetime).
 const VERIFIED_FOR: Duration = Duration::from_secs(30);
