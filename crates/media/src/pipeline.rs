@@ -14,7 +14,7 @@
 //!
 //! Raw PCM (Azure Communication Services audio streaming, [`crate::pcm`]) enters and leaves the
 //! same path: [`PcmInbox`] frames go to per-key remote streams that play out of a small ring
-//! ([`PcmPlayout`]) and are upsampled to 48 kHz where RTP streams are
+//! ([`PcmPlayout`](crate::pcm::PcmPlayout)) and are upsampled to 48 kHz where RTP streams are
 //! decoded, so mixing, levels, unmixed frames and speakers do not care where audio came from;
 //! with [`SendOutput::Pcm`] the send mix leaves as PCM frames ([`CallPipeline::pcm_outbox`])
 //! instead of Opus in RTP.
@@ -548,7 +548,7 @@ pub struct StreamStats {
     /// The codec decoding it: [`CODEC_NAME`], or `L16/16000` / `L16/24000` for a PCM stream.
     pub codec: &'static str,
     /// Its jitter buffer's counters; for a PCM stream its playout ring's, mapped as
-    /// [`PcmPlayout::jitter_stats`] describes.
+    /// [`PcmPlayout::jitter_stats`](crate::pcm::PcmPlayout::jitter_stats) describes.
     pub jitter: JitterStats,
     /// Packets the decoder refused (concealed instead); for a PCM stream, frames its
     /// resampler failed on (played as silence).
