@@ -16,6 +16,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use appmedia::media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder, OpusPacket};
+use appmedia::media::cpu::thread_cpu_time;
 use appmedia::media::frame::{
     BYTES_PER_FRAME_16K_S16, FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_16K, SILENT_FRAME_48,
     level_dbov,
@@ -141,21 +142,6 @@ impl Stopwatch {
             Stopwatch::Wall(t0) => t0.elapsed(),
         }
     }
-}
-
-fn thread_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| {
-        Duration::new(
-            ts.tv_sec.max(0) as u64,
-            ts.tv_nsec.clamp(0, 999_999_999) as u32,
-        )
-    })
 }
 
 /// Times `work` over `frames` prepared inputs (prepared before the clock starts).

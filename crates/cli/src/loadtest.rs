@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appmedia_media::codec::{EncodedFrame, EncoderConfig, OpusDecoder, OpusEncoder};
+use appmedia_media::cpu::thread_cpu_time;
 use appmedia_media::frame::{
     BYTES_PER_FRAME_16K_S16, FRAME_DURATION, Frame48, SAMPLES_PER_FRAME_16K, SILENT_FRAME_48,
     level_dbov,
@@ -582,22 +583,6 @@ impl CpuClock {
             CpuClock::Wall(t0) => t0.elapsed(),
         }
     }
-}
-
-fn thread_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return None;
-    }
-    Some(Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    ))
 }
 
 /// The 1-minute load average (Linux), to show how busy the host was.

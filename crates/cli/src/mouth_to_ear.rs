@@ -10,6 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::meter::rms;
+
 /// The rate both signals are compared at: speech up to 4 kHz, 0.125 ms resolution.
 const COMPARE_RATE: u32 = 8_000;
 /// Length of the stretch of speech looked for.
@@ -41,13 +43,6 @@ fn to_compare_rate(samples: &[f32], rate: u32) -> Result<Vec<f32>, String> {
         .chunks_exact(factor)
         .map(|c| c.iter().sum::<f32>() / factor as f32)
         .collect())
-}
-
-fn rms(x: &[f32]) -> f32 {
-    if x.is_empty() {
-        return 0.0;
-    }
-    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
 }
 
 /// Measures how late `spoken` (the party's source, at `spoken_rate`, whose first audible

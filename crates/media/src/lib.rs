@@ -24,6 +24,7 @@
 
 pub mod alloc_count;
 pub mod codec;
+pub mod cpu;
 pub mod dtmf;
 pub mod feedback;
 pub mod frame;

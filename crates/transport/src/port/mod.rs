@@ -419,18 +419,10 @@ fn drive(port: &PortShared, index: usize) {
     }
 }
 
-/// CPU time of the calling thread, nanoseconds (a vDSO call: what the transport costs a
-/// worker, not the wall time a preempted thread would add).
+/// CPU time of the calling thread, nanoseconds (what the transport costs a worker, not the
+/// wall time a preempted thread would add); 0 without the clock.
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    appmedia_media::cpu::thread_cpu_time().map_or(0, |t| t.as_nanos() as u64)
 }
 
 /// Blocks until the socket is readable or `timeout_ms` passes.
