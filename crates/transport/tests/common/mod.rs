@@ -22,28 +22,11 @@ pub fn tone(freq: f32, seconds: f32, amplitude: f32) -> Vec<i16> {
         .collect()
 }
 
-/// Power of `freq` in `samples` (Goertzel).
-pub fn goertzel(samples: &[i16], freq: f32, rate: u32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq as f64 / rate as f64;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = x as f64 + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
-}
-
 /// The strongest of `candidates` in `samples`, and how many times stronger it is than the
-/// runner-up.
+/// runner-up (the test kit's Goertzel, on the samples scaled to ±1).
 pub fn dominant(samples: &[i16], candidates: &[f32], rate: u32) -> (f32, f64) {
-    let mut powers: Vec<(f32, f64)> = candidates
-        .iter()
-        .map(|&f| (f, goertzel(samples, f, rate)))
-        .collect();
-    powers.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (powers[0].0, powers[0].1 / powers[1].1.max(1e-9))
+    let scaled: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32_768.0).collect();
+    appmedia_testkit::audio::dominant(&scaled, candidates, rate as f32)
 }
 
 /// Builds one RTP packet (RFC 3550 fixed header, no CSRC, no extension).
