@@ -195,9 +195,7 @@ impl GuardedUdpSocket {
         }
         useful
     }
-}
 
-impl GuardedUdpSocket {
     /// The address to show the stack for a message from `from` (each of its datagrams is
     /// from there), following the peer if it has just moved there.
     fn shown(&self, from: SocketAddr, message: &[u8], stride: usize) -> SocketAddr {
