@@ -372,11 +372,7 @@ async fn connected_through_as(
     let (answer, peer_at) = through(&answer, relay.facing_a());
     relay.route(bot_at, peer_at);
     bot.accept(&answer).await.unwrap();
-    let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
-    tokio::time::timeout(Duration::from_secs(15), both)
-        .await
-        .expect("connected within 15 s")
-        .expect("both sides connected");
+    both_connected(&bot, &peer).await;
     (bot, peer)
 }
 

@@ -141,12 +141,17 @@ pub async fn connected_offer(
         .await
         .unwrap();
     bot.accept(&answer).await.unwrap();
+    both_connected(&bot, &peer).await;
+    (bot, peer)
+}
+
+/// Waits (at most 15 s) until both sessions are connected.
+pub async fn both_connected(bot: &WebRtcSession, peer: &MediaSession) {
     let both = async { tokio::try_join!(bot.connected(), peer.connected()) };
     tokio::time::timeout(Duration::from_secs(15), both)
         .await
         .expect("connect within 15 s")
         .expect("both connected");
-    (bot, peer)
 }
 
 /// A bot session offering with `offer` and a peer answering its blob with `answer`, both
