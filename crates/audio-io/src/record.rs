@@ -246,7 +246,8 @@ impl RecordingStatus {
     }
 }
 
-struct Shared {
+/// What the recorder's audio side, its writer thread and [`CallRecorder::status`] share.
+struct RecorderShared {
     stopped: AtomicBool,
     queued: AtomicU64,
     dropped_queue_full: AtomicU64,
@@ -264,7 +265,7 @@ struct WriterStatus {
     tracks: Vec<TrackStatus>,
 }
 
-impl Shared {
+impl RecorderShared {
     fn counters(&self) -> SinkCounters {
         SinkCounters {
             queued: self.queued.load(Ordering::Relaxed),
@@ -292,7 +293,7 @@ struct FrameMsg {
 /// The audio thread's end of a recording. `push` never blocks, locks or allocates.
 pub struct RecordingSink {
     tx: Sender<FrameMsg>,
-    shared: Arc<Shared>,
+    shared: Arc<RecorderShared>,
     frame_len: usize,
     record_mixed: bool,
     record_speakers: bool,
@@ -373,7 +374,7 @@ impl RecordingSink {
 /// The control end of a recording: status and stop. Dropping it stops the recording and waits
 /// for the files to be closed.
 pub struct CallRecorder {
-    shared: Arc<Shared>,
+    shared: Arc<RecorderShared>,
     stop_tx: Sender<()>,
     writer: Option<JoinHandle<()>>,
 }
@@ -394,7 +395,7 @@ impl CallRecorder {
         } else {
             probe_directory(&config)?;
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RecorderShared {
             stopped: AtomicBool::new(false),
             queued: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
@@ -645,7 +646,7 @@ impl Writer {
         rx: Receiver<FrameMsg>,
         stop_rx: Receiver<()>,
         interval: Duration,
-        shared: &Shared,
+        shared: &RecorderShared,
     ) {
         let mut next_rewrite = Instant::now() + interval;
         loop {
@@ -810,7 +811,7 @@ impl Writer {
     }
 
     /// Publishes the status and starts a new level-meter interval.
-    fn publish(&mut self, shared: &Shared) {
+    fn publish(&mut self, shared: &RecorderShared) {
         let mut st = shared.lock_status();
         st.dropped_extra_speakers = self.dropped_extra_speakers;
         st.header_rewrites = self.header_rewrites;

@@ -29,9 +29,9 @@
 
 pub mod bot_voice;
 pub mod conference;
-pub mod driver;
 pub mod party;
 pub mod phone;
+pub mod realtime;
 
 pub use bot_voice::in_band_dtmf;
 pub use conference::{

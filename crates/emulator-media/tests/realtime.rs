@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use appmedia_audio_io::record::{CallRecorder, RecordingConfig, Track};
-use appmedia_emulator_media::driver::{ConferenceScheduler, QueueSizes, RunningConference};
+use appmedia_emulator_media::realtime::{ConferenceScheduler, QueueSizes, RunningConference};
 use appmedia_emulator_media::{
     ConferenceConfig, ConferenceEvent, ConferenceMedia, ConferenceStats, PartyAudio, PartyKind,
     PartySpec, StreamLayout,

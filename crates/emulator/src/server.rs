@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use appmedia_audio_io::clip::AudioClip;
-use appmedia_emulator_media::driver::ConferenceScheduler;
+use appmedia_emulator_media::realtime::ConferenceScheduler;
 use appmedia_media::scheduler::SchedulerConfig;
 use appmedia_signalling::auth::{PublishedKeys, TokenIssuer};
 use axum::Router;

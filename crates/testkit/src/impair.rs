@@ -78,13 +78,13 @@ pub struct Relay {
     facing_b: SocketAddr,
     /// The socket facing A (replaced by [`rebind_facing_a`](Relay::rebind_facing_a)).
     socket_a: Arc<Mutex<Arc<UdpSocket>>>,
-    shared: Arc<Shared>,
+    shared: Arc<RelayShared>,
     /// Receiving from A, receiving from B, sending.
     tasks: [tokio::task::JoinHandle<()>; 3],
 }
 
 /// What the relay's tasks share.
-struct Shared {
+struct RelayShared {
     route: Mutex<Option<(SocketAddr, SocketAddr)>>,
     counters: Counters,
     queue: Mutex<BinaryHeap<Reverse<Due>>>,
@@ -188,7 +188,7 @@ impl Relay {
         let socket_a = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let socket_b = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let (facing_a, facing_b) = (socket_a.local_addr()?, socket_b.local_addr()?);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RelayShared {
             route: Mutex::new(None),
             counters: Counters::default(),
             queue: Mutex::new(BinaryHeap::new()),
@@ -277,7 +277,7 @@ impl Drop for Relay {
 fn receive(
     socket: Arc<UdpSocket>,
     from_a: bool,
-    shared: Arc<Shared>,
+    shared: Arc<RelayShared>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
@@ -312,7 +312,11 @@ fn receive(
 
 /// The sender: datagrams leave in order of their due time, from the socket facing their
 /// destination (so each peer sees the relay's address it was given).
-async fn send(socket_a: Arc<Mutex<Arc<UdpSocket>>>, socket_b: Arc<UdpSocket>, shared: Arc<Shared>) {
+async fn send(
+    socket_a: Arc<Mutex<Arc<UdpSocket>>>,
+    socket_b: Arc<UdpSocket>,
+    shared: Arc<RelayShared>,
+) {
     loop {
         let next = shared.queue.lock().unwrap().peek().map(|d| d.0.at);
         match next {

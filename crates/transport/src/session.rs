@@ -94,7 +94,8 @@ pub enum SessionState {
     Ended(EndReason),
 }
 
-struct Shared {
+/// What a [`MediaSession`]'s tasks and handles share.
+struct MediaSessionShared {
     state: StateCell,
     gathered: watch::Sender<bool>,
     socket: Arc<SocketCounters>,
@@ -113,7 +114,7 @@ struct Shared {
 /// No payload type negotiated (RTP payload types are 7 bits).
 const NO_PAYLOAD_TYPE: u8 = u8::MAX;
 
-impl Shared {
+impl MediaSessionShared {
     /// The negotiated telephone-event payload type, if the answer has one.
     fn telephone_event_negotiated(&self) -> Option<u8> {
         let pt = self.telephone_event_negotiated.load(Ordering::Relaxed);
@@ -130,7 +131,7 @@ impl Shared {
 }
 
 struct Handler {
-    shared: Arc<Shared>,
+    shared: Arc<MediaSessionShared>,
 }
 
 #[async_trait::async_trait]
@@ -215,7 +216,7 @@ pub struct MediaSession {
     config: TransportConfig,
     pc: Arc<dyn PeerConnection>,
     local_sdp: String,
-    shared: Arc<Shared>,
+    shared: Arc<MediaSessionShared>,
     local_addr: SocketAddr,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
@@ -243,7 +244,7 @@ struct Built {
     ssrc: u32,
     unmixed: Vec<(Arc<TrackLocalStaticRTP>, u32)>,
     unmixed_receive: usize,
-    shared: Arc<Shared>,
+    shared: Arc<MediaSessionShared>,
     local_addr: SocketAddr,
     public_ip: Option<IpAddr>,
 }
@@ -691,7 +692,7 @@ async fn build(config: &TransportConfig) -> Result<Built, TransportError> {
     config.validate()?;
     let socket = Arc::new(SocketCounters::default());
     let (gathered, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(MediaSessionShared {
         state: StateCell::new(),
         gathered,
         socket: socket.clone(),
@@ -828,7 +829,7 @@ pub(crate) fn telephone_event_codec() -> RTCRtpCodec {
 async fn build_peer_connection(
     config: &TransportConfig,
     addr: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: &Arc<MediaSessionShared>,
     socket: &Arc<SocketCounters>,
 ) -> Result<Arc<dyn PeerConnection>, TransportError> {
     let mut media_engine = MediaEngine::default();
@@ -969,7 +970,7 @@ struct Outgoing {
 /// Moves packets from the media core's outgoing queue into the stack. Runs on the async
 /// runtime; the media core only ever does `try_send`.
 async fn pump_outgoing(
-    shared: Arc<Shared>,
+    shared: Arc<MediaSessionShared>,
     mut out: Outgoing,
     pc: Arc<dyn PeerConnection>,
     period: Duration,
@@ -1079,7 +1080,7 @@ async fn negotiated(pc: &dyn PeerConnection) -> (Option<u8>, Vec<u8>) {
 
 /// Ends the session when a timer runs out, and closes the peer connection when it ends.
 async fn watchdog(
-    shared: Arc<Shared>,
+    shared: Arc<MediaSessionShared>,
     pc: Arc<dyn PeerConnection>,
     connect_timeout: Duration,
     peer_timeout: Duration,

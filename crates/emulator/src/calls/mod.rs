@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use appmedia_audio_io::clip::AudioClip;
 use appmedia_emulator_media::PartyAudio;
-use appmedia_emulator_media::driver::ConferenceScheduler;
+use appmedia_emulator_media::realtime::ConferenceScheduler;
 use appmedia_model::{Call, Participant};
 use appmedia_transport::TransportConfig;
 use tokio::sync::mpsc;

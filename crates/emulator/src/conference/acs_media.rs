@@ -33,7 +33,7 @@ use appmedia_audio_io::clip::AudioClip;
 use appmedia_audio_io::playback::{PlayError, PlayMode, PromptEvent, PromptId};
 use appmedia_audio_io::playback::{PromptPlayer, PromptQueue};
 use appmedia_audio_io::record::RecordingConfig;
-use appmedia_emulator_media::driver::ConferenceScheduler;
+use appmedia_emulator_media::realtime::ConferenceScheduler;
 use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
     StreamLayout,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use appmedia_audio_io::record::{RecordingConfig, Track};
 use appmedia_emulator_media::conference::DEFAULT_BOT_SOURCE_ID;
-use appmedia_emulator_media::driver::{ConferenceScheduler, QueueSizes, RunningConference};
+use appmedia_emulator_media::realtime::{ConferenceScheduler, QueueSizes, RunningConference};
 use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceError, ConferenceEvent, ConferenceMedia,
     PartySpec, StreamLayout,

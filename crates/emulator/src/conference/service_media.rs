@@ -36,7 +36,7 @@ use appmedia_audio_io::playback::{
     PlayMode, PromptEvent, PromptId, PromptOutcome, PromptPlayer, PromptQueue,
 };
 use appmedia_audio_io::record::{RecordingConfig, Track};
-use appmedia_emulator_media::driver::{QueueSizes, RunningConference};
+use appmedia_emulator_media::realtime::{QueueSizes, RunningConference};
 use appmedia_emulator_media::{
     ConferenceConfig, ConferenceControl, ConferenceEvent, ConferenceMedia,
 };
@@ -50,7 +50,7 @@ use crate::conference::service_actions::{ResponseStore, ServiceActions};
 use crate::directory::Directory;
 use crate::error::ApiError;
 use crate::notify::NotificationQueue;
-use appmedia_emulator_media::driver::ConferenceScheduler;
+use appmedia_emulator_media::realtime::ConferenceScheduler;
 
 /// Graph's limit on prompts in one `playPrompt` request.
 pub const MAX_PROMPTS_PER_REQUEST: usize = 20;

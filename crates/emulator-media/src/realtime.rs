@@ -8,7 +8,7 @@
 //! ```
 //! use std::time::Duration;
 //! use appmedia_emulator_media::ConferenceMedia;
-//! use appmedia_emulator_media::driver::{ConferenceScheduler, RunningConference};
+//! use appmedia_emulator_media::realtime::{ConferenceScheduler, RunningConference};
 //! use appmedia_media::scheduler::SchedulerConfig;
 //!
 //! let scheduler = ConferenceScheduler::start(SchedulerConfig { workers: 1, ..Default::default() })?;
