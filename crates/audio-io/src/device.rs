@@ -937,6 +937,7 @@ pub mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use appmedia_testkit::audio::goertzel;
 
     /// A device whose clock runs `ppm` fast against the tick, draining `period` samples per
     /// callback; the controller must keep the ring near its target with no under- or
@@ -992,17 +993,6 @@ mod tests {
         }
     }
 
-    fn goertzel(samples: &[f32], rate: f64, freq: f64) -> f64 {
-        let coeff = 2.0 * (2.0 * std::f64::consts::PI * freq / rate).cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in samples {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (samples.len() as f64).powi(2)
-    }
-
     /// The tick side of the speakers against a simulated 44.1 kHz device running 300 ppm fast:
     /// the tone keeps its pitch, the ring stays near its target, nothing under- or overruns.
     #[test]
@@ -1051,9 +1041,9 @@ mod tests {
         );
         // 1 kHz at 44.1 kHz: strong at 1000 Hz, nothing at the pitch a wrong ratio would give.
         let tail = &played[played.len() - 44_100..];
-        let on = goertzel(tail, 44_100.0, 1000.0);
+        let on = goertzel(tail, 1000.0, 44_100.0);
         assert!(on > 0.05, "{on}");
-        assert!(goertzel(tail, 44_100.0, 1088.4) < on / 100.0);
+        assert!(goertzel(tail, 1088.4, 44_100.0) < on / 100.0);
     }
 
     /// The tick side of the microphone against a simulated 16 kHz device: 48 kHz frames out,
@@ -1086,9 +1076,9 @@ mod tests {
             got.len() / CORE_FRAME_SAMPLES
         );
         let tail = &got[got.len() - 48_000..];
-        let on = goertzel(tail, 48_000.0, 1000.0);
+        let on = goertzel(tail, 1000.0, 48_000.0);
         assert!(on > 0.05, "{on}");
-        assert!(goertzel(tail, 48_000.0, 3000.0) < on / 100.0);
+        assert!(goertzel(tail, 3000.0, 48_000.0) < on / 100.0);
         assert_eq!(counters.snapshot().overrun_samples, 0);
     }
 

@@ -45,18 +45,11 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Power of `freq` in `samples` (Goertzel), normalised so a full-scale sine gives about 0.25.
+/// Power of `freq` in `samples` (the test kit's Goertzel), normalised so a full-scale sine
+/// gives about 0.25.
 pub fn tone_power(samples: &[f32], rate: u32, freq: f32) -> f32 {
-    let w = 2.0 * std::f32::consts::PI * freq / rate as f32;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
-    for &x in samples {
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    power / (samples.len() as f32 * samples.len() as f32)
+    (appmedia_testkit::audio::goertzel(samples, freq, rate as f32) / samples.len().max(1) as f64)
+        as f32
 }
 
 /// A sine frame sequence: sample `i` of a continuous `freq` sine at `rate`.
