@@ -139,16 +139,10 @@ fn paced_tone(fifo: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(
     })
 }
 
-/// Power of `freq` in `x` (Goertzel), normalized so a sine of amplitude A gives A²/4.
-fn tone_power(x: &[f32], rate: f64, freq: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * freq / rate).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = f64::from(v) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (x.len() as f64).powi(2)
+/// Power of `freq` in `x` (the test kit's Goertzel), normalized so a sine of amplitude A
+/// gives A²/4.
+fn tone_power(x: &[f32], rate: u32, freq: f32) -> f64 {
+    appmedia_testkit::audio::goertzel(x, freq, rate as f32) / x.len().max(1) as f64
 }
 
 #[test]
@@ -195,7 +189,7 @@ fn the_demo_takes_the_microphone_and_plays_to_the_speakers() {
     let (rate, bot) = read_wav(Path::new(recorded));
     let toned = bot
         .chunks_exact(rate as usize / 50)
-        .filter(|w| tone_power(w, f64::from(rate), 1000.0) > 0.25 * 0.25 * 0.25)
+        .filter(|w| tone_power(w, rate, 1000.0) > 0.25 * 0.25 * 0.25)
         .count();
     eprintln!("{toned} windows of 1 kHz in {recorded}");
     assert!(

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use appmedia_testkit::audio::{goertzel, read_wav};
+
 fn write_tone(path: &Path, freq: f32, rate: u32) {
     let spec = hound::WavSpec {
         channels: 1,
@@ -18,18 +20,6 @@ fn write_tone(path: &Path, freq: f32, rate: u32) {
             .unwrap();
     }
     w.finalize().unwrap();
-}
-
-fn power(samples: &[i16], freq: f32) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq as f64 / 48_000.0;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = x as f64 + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - coeff * s1 * s2
 }
 
 fn free_port() -> std::net::SocketAddr {
@@ -87,13 +77,10 @@ fn two_lab_processes_hear_each_other() {
         ("a-heard.wav", 1000.0, 440.0),
         ("b-heard.wav", 440.0, 1000.0),
     ] {
-        let samples: Vec<i16> = hound::WavReader::open(dir.join(file))
-            .unwrap()
-            .into_samples::<i16>()
-            .map(Result::unwrap)
-            .collect();
+        let (rate, samples) = read_wav(&dir.join(file));
         let tail = &samples[samples.len() / 2..];
-        let (hit, miss) = (power(tail, expect), power(tail, other));
+        let rate = rate as f32;
+        let (hit, miss) = (goertzel(tail, expect, rate), goertzel(tail, other, rate));
         assert!(
             hit > 10.0 * miss,
             "{file}: {expect} Hz power {hit:.3e} vs {other} Hz {miss:.3e}"
