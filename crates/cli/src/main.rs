@@ -56,10 +56,21 @@ enum Command {
 }
 
 /// Logs to stderr for every command, filtered by `RUST_LOG` (default: `info` for the
-/// emulator, a service; `warn` for the rest, whose output is their own).
-fn init_logs(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+/// emulator, a service; `warn` for the rest, whose output is their own; see [`default_filter`]).
+fn init_logs(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter(level));
     let _ = init_logs_to(filter, std::io::stderr);
+}
+
+/// `level` for everything but the WebRTC stack's own crates, which say only errors unless
+/// `RUST_LOG` asks for more: every session start made rtc warn three times about normal
+/// events (no `server_name` given to DTLS, ICE pinging before the peer's candidates, a check
+/// that came before the peer's credentials), noise in every command's output. What matters to
+/// a user of a session — connected, interrupted, ended and why — appmedia reports itself.
+fn default_filter(level: &str) -> EnvFilter {
+    EnvFilter::new(format!(
+        "{level},rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,rtc_sctp=error"
+    ))
 }
 
 /// Installs the process's subscriber: `filter`, formatted lines to `writer`. With
@@ -141,5 +152,31 @@ mod tests {
         );
         assert!(text.contains("handshake retransmitted"), "{text}");
         assert!(!text.contains("below the filter"), "{text}");
+    }
+
+    /// The default filter keeps appmedia's warnings and the WebRTC stack's errors, and drops
+    /// the stack's routine warnings (a local subscriber: the global one is the test above's).
+    #[test]
+    fn the_default_filter_quiets_the_webrtc_stacks_warnings_only() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(default_filter("warn"))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "rtc_dtls::config", "conn.remote_addr is empty");
+            tracing::warn!(target: "rtc_ice::agent", "pingAllCandidates called with no pairs");
+            tracing::warn!(target: "rtc::peer_connection::handler", "password is empty");
+            tracing::error!(target: "rtc_ice::agent", "a real ICE error");
+            tracing::warn!(target: "appmedia_bot::call", "the call's own warning");
+            tracing::info!(target: "appmedia_bot::call", "below warn");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("a real ICE error"), "{text}");
+        assert!(text.contains("the call's own warning"), "{text}");
+        for quiet in ["remote_addr", "pingAllCandidates", "password", "below warn"] {
+            assert!(!text.contains(quiet), "{quiet}: {text}");
+        }
     }
 }
