@@ -67,10 +67,10 @@ fn init_logs(level: &str) {
 /// events (no `server_name` given to DTLS, ICE pinging before the peer's candidates, a check
 /// that came before the peer's credentials), noise in every command's output. What matters to
 /// a user of a session — connected, interrupted, ended and why — appmedia reports itself.
+/// A directive's target matches by prefix, so `rtc` covers every crate of the stack
+/// (`rtc_ice`, `rtc_dtls`, `rtc_stun`, …).
 fn default_filter(level: &str) -> EnvFilter {
-    EnvFilter::new(format!(
-        "{level},rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,rtc_sctp=error"
-    ))
+    EnvFilter::new(format!("{level},rtc=error"))
 }
 
 /// Installs the process's subscriber: `filter`, formatted lines to `writer`. With
@@ -168,6 +168,7 @@ mod tests {
             tracing::warn!(target: "rtc_dtls::config", "conn.remote_addr is empty");
             tracing::warn!(target: "rtc_ice::agent", "pingAllCandidates called with no pairs");
             tracing::warn!(target: "rtc::peer_connection::handler", "password is empty");
+            tracing::warn!(target: "rtc_stun::message", "a STUN warning");
             tracing::error!(target: "rtc_ice::agent", "a real ICE error");
             tracing::warn!(target: "appmedia_bot::call", "the call's own warning");
             tracing::info!(target: "appmedia_bot::call", "below warn");
@@ -175,7 +176,13 @@ mod tests {
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("a real ICE error"), "{text}");
         assert!(text.contains("the call's own warning"), "{text}");
-        for quiet in ["remote_addr", "pingAllCandidates", "password", "below warn"] {
+        for quiet in [
+            "remote_addr",
+            "pingAllCandidates",
+            "password",
+            "STUN",
+            "below warn",
+        ] {
             assert!(!text.contains(quiet), "{quiet}: {text}");
         }
     }
